@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace ActorInfer.Cli.Commands;
+
+/// <summary>Every subcommand of the `actorinfer` program; each lives in its own file.</summary>
+public static class CommandCatalog
+{
+    public static IEnumerable<Command> All()
+    {
+        yield return VersionCommand.Create();
+    }
+}

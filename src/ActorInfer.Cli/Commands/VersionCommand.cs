@@ -1,0 +1,19 @@
+using System.CommandLine;
+
+namespace ActorInfer.Cli.Commands;
+
+public static class VersionCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("version", "Print the program's version and whether TorchSharp and CUDA load.");
+        command.SetAction(_ =>
+        {
+            var version = typeof(VersionCommand).Assembly.GetName().Version;
+            Console.WriteLine($"actorinfer {version}");
+            Console.WriteLine($"torch: cuda available = {TorchSharp.torch.cuda.is_available()}");
+            return 0;
+        });
+        return command;
+    }
+}
