@@ -1,0 +1,114 @@
+using ActorInfer.Model.Config;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// The arithmetic of OPT, as pure functions over weights and activations. Callers own placement: every tensor
+/// passed in must be on the device where the step should run. The attention half is split into projection,
+/// attention and output so that a runtime can run attention elsewhere (over a CPU-resident cache).
+/// </summary>
+public static class OptMath
+{
+    private const double LayerNormEps = 1e-5;
+
+    /// <summary>Token + position embeddings (after project_in): [B, T] ids -> [B, T, hidden].</summary>
+    public static Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions)
+    {
+        var shape = tokenIds.shape;
+        using var flat = tokenIds.reshape(-1);
+        using var tokens = w.EmbedTokens.index_select(0, flat);
+        using var tokens3 = tokens.view(shape[0], shape[1], -1);
+        using var projected = w.ProjectIn is null ? tokens3.alias() : F.linear(tokens3, w.ProjectIn);
+        using var flatPos = positions.reshape(-1);
+        using var pos = w.EmbedPositions.index_select(0, flatPos);
+        using var pos3 = pos.view(shape[0], shape[1], -1);
+        return projected.add(pos3);
+    }
+
+    public static Tensor Norm(Tensor x, NormWeights w) =>
+        F.layer_norm(x, [x.shape[^1]], w.Weight, w.Bias, LayerNormEps);
+
+    public static Tensor Linear(Tensor x, LinearWeights w) => F.linear(x, w.Weight, w.Bias);
+
+    /// <summary>The input of the attention projections: the LayerNorm'd hidden state for pre-LN models.</summary>
+    public static Tensor AttentionInput(Tensor hidden, AttentionWeights w, OptConfig c) =>
+        c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
+
+    /// <summary>Q, K, V as [B, heads, T, head_dim]; Q is not pre-scaled (attention applies 1/sqrt(head_dim)).</summary>
+    public static (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor attentionInput, AttentionWeights w, OptConfig c)
+    {
+        Tensor Heads(LinearWeights lw)
+        {
+            using var projected = Linear(attentionInput, lw);
+            using var split = projected.view(attentionInput.shape[0], attentionInput.shape[1], c.NumAttentionHeads, c.HeadDim);
+            return split.transpose(1, 2).contiguous();
+        }
+        return (Heads(w.Q), Heads(w.K), Heads(w.V));
+    }
+
+    /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, hidden].</summary>
+    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor mask)
+    {
+        using var context = F.scaled_dot_product_attention(q, keys, values, mask);
+        using var merged = context.transpose(1, 2);
+        return merged.reshape(q.shape[0], q.shape[2], -1);
+    }
+
+    /// <summary>Output projection, residual, and (post-LN models) the attention LayerNorm.</summary>
+    public static Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w, OptConfig c)
+    {
+        var summed = Linear(context, w.Out);
+        summed.add_(residual);
+        if (c.DoLayerNormBefore) return summed;
+        using (summed) return Norm(summed, w.Norm);
+    }
+
+    /// <summary>
+    /// The whole attention half with an on-device cache: writes this step's keys/values at
+    /// <paramref name="cacheIndex"/> and attends over the cache up to the new entries.
+    /// </summary>
+    public static Tensor SelfAttention(Tensor hidden, AttentionWeights w, OptConfig c, LayerKv kv, int cacheIndex, Tensor mask)
+    {
+        using var input = AttentionInput(hidden, w, c);
+        var (q, k, v) = ProjectQkv(input, w, c);
+        using (q)
+        using (k)
+        using (v)
+        {
+            kv.Write(cacheIndex, k, v);
+            var (keys, values) = kv.Prefix(cacheIndex + (int)q.shape[2]);
+            using (keys)
+            using (values)
+            using (var context = Attend(q, keys, values, mask))
+                return AttentionOutput(context, hidden, w, c);
+        }
+    }
+
+    /// <summary>The FFN half: (LayerNorm,) fc1, ReLU, fc2, residual (, LayerNorm).</summary>
+    public static Tensor Ffn(Tensor hidden, FfnWeights w, OptConfig c)
+    {
+        using var input = c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
+        using var up = Linear(input, w.Fc1);
+        up.relu_();
+        var summed = Linear(up, w.Fc2);
+        summed.add_(hidden);
+        if (c.DoLayerNormBefore) return summed;
+        using (summed) return Norm(summed, w.Norm);
+    }
+
+    public static Tensor DecoderLayer(Tensor hidden, DecoderLayerWeights w, OptConfig c, LayerKv kv, int cacheIndex, Tensor mask)
+    {
+        using var attended = SelfAttention(hidden, w.Attention, c, kv, cacheIndex, mask);
+        return Ffn(attended, w.Ffn, c);
+    }
+
+    /// <summary>Final LayerNorm, project_out and the LM head: [B, T, hidden] -> [B, T, vocab].</summary>
+    public static Tensor Logits(Tensor hidden, OutputWeights w)
+    {
+        using var normed = w.FinalNorm is null ? hidden.alias() : Norm(hidden, w.FinalNorm);
+        using var projected = w.ProjectOut is null ? normed.alias() : F.linear(normed, w.ProjectOut);
+        return F.linear(projected, w.LmHead);
+    }
+}
