@@ -1,0 +1,90 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace ActorInfer.Runtime.Cuda;
+
+/// <summary>
+/// The few CUDA runtime calls TorchSharp does not expose: streams, events, async copies and free memory.
+/// libtorch's kernels run on the legacy default stream (handle 0); copies on a non-blocking stream overlap them.
+/// </summary>
+internal static partial class CudaRuntime
+{
+    private const string Library = "actorinfer_cudart";
+    public const uint StreamNonBlocking = 0x1;
+    public const uint EventDisableTiming = 0x2;
+    public const int MemcpyDefault = 4;
+    public static readonly IntPtr LegacyDefaultStream = IntPtr.Zero;
+
+    static CudaRuntime()
+    {
+        NativeLibrary.SetDllImportResolver(typeof(CudaRuntime).Assembly, Resolve);
+    }
+
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    {
+        if (name != Library) return IntPtr.Zero;
+        foreach (var candidate in new[] { "libcudart.so.13", "libcudart.so.12", "libcudart.so" })
+            if (NativeLibrary.TryLoad(candidate, assembly, path, out var handle))
+                return handle;
+        throw new DllNotFoundException("the CUDA runtime (libcudart.so.13 or .12) is not on the library path");
+    }
+
+    [LibraryImport(Library)] private static partial int cudaStreamCreateWithFlags(out IntPtr stream, uint flags);
+    [LibraryImport(Library)] private static partial int cudaStreamDestroy(IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaStreamSynchronize(IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaStreamWaitEvent(IntPtr stream, IntPtr evt, uint flags);
+    [LibraryImport(Library)] private static partial int cudaEventCreateWithFlags(out IntPtr evt, uint flags);
+    [LibraryImport(Library)] private static partial int cudaEventDestroy(IntPtr evt);
+    [LibraryImport(Library)] private static partial int cudaEventRecord(IntPtr evt, IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaEventSynchronize(IntPtr evt);
+    [LibraryImport(Library)] private static partial int cudaEventQuery(IntPtr evt);
+    [LibraryImport(Library)] private static partial int cudaMemcpyAsync(IntPtr dst, IntPtr src, nuint count, int kind, IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaMemGetInfo(out nuint free, out nuint total);
+    [LibraryImport(Library)] private static partial IntPtr cudaGetErrorString(int error);
+
+    private static void Check(int status, string call)
+    {
+        if (status == 0) return;
+        var message = Marshal.PtrToStringAnsi(cudaGetErrorString(status)) ?? "unknown error";
+        throw new ExternalException($"CUDA {call} failed: {message} ({status})", status);
+    }
+
+    public static IntPtr CreateStream()
+    {
+        Check(cudaStreamCreateWithFlags(out var s, StreamNonBlocking), "cudaStreamCreateWithFlags");
+        return s;
+    }
+
+    public static void DestroyStream(IntPtr s) => cudaStreamDestroy(s);
+    public static void SynchronizeStream(IntPtr s) => Check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+
+    public static IntPtr CreateEvent()
+    {
+        Check(cudaEventCreateWithFlags(out var e, EventDisableTiming), "cudaEventCreateWithFlags");
+        return e;
+    }
+
+    public static void DestroyEvent(IntPtr e) => cudaEventDestroy(e);
+    public static void Record(IntPtr e, IntPtr stream) => Check(cudaEventRecord(e, stream), "cudaEventRecord");
+    public static void Wait(IntPtr stream, IntPtr e) => Check(cudaStreamWaitEvent(stream, e, 0), "cudaStreamWaitEvent");
+    public static void Synchronize(IntPtr e) => Check(cudaEventSynchronize(e), "cudaEventSynchronize");
+    /// <summary>True when all work before the event has completed.</summary>
+    public static bool Query(IntPtr e) => cudaEventQuery(e) == 0;
+
+    public static void CopyAsync(IntPtr dst, IntPtr src, long bytes, IntPtr stream) =>
+        Check(cudaMemcpyAsync(dst, src, (nuint)bytes, MemcpyDefault, stream), "cudaMemcpyAsync");
+
+    public static (long Free, long Total) MemoryInfo()
+    {
+        Check(cudaMemGetInfo(out var free, out var total), "cudaMemGetInfo");
+        return ((long)free, (long)total);
+    }
+}
+
+/// <summary>The raw data pointer of a TorchSharp tensor (Storage.data_ptr throws for Half).</summary>
+internal static partial class TensorPointers
+{
+    [LibraryImport("LibTorchSharp")] private static partial IntPtr THSTensor_data(IntPtr handle);
+
+    public static IntPtr Data(TorchSharp.torch.Tensor t) => THSTensor_data(t.Handle);
+}
