@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using TorchSharp;
 
@@ -99,5 +100,43 @@ public sealed class SafetensorsRoundTripTests : IDisposable
         Assert.Equal(torch.float32, checkpoint.Dtype("lm_head.weight"));
         var missing = Assert.Throws<InvalidDataException>(() => checkpoint.Shape("decoder.c"));
         Assert.Contains("decoder.c", missing.Message);
+    }
+
+    [Fact]
+    public void ARandomCheckpointLoadsBackAsTheDummyWeightsItWasDrawnFrom()
+    {
+        var config = TestCheckpoints.Tiny() with { WordEmbedProjDim = 8, DoLayerNormBefore = false };
+        TestCheckpoints.WriteRandom(_dir, config, seed: 3, dtype: torch.ScalarType.Float32);
+        using var checkpoint = SafetensorsCheckpoint.Open(_dir);
+        using var dummy = new DummyWeightSource(config, seed: 3);
+        checkpoint.Validate(config);
+        using var scope = torch.NewDisposeScope();
+        foreach (var (name, _) in WeightSourceValidation.ExpectedTensors(config))
+        {
+            Assert.Equal(
+                dummy.Load(name, torch.float32, torch.CPU).data<float>().ToArray(),
+                checkpoint.Load(name, torch.float32, torch.CPU).data<float>().ToArray());
+        }
+    }
+
+    [Fact]
+    public void ConcurrentLoadsFromOneReaderDoNotInterfere()
+    {
+        using var scope = torch.NewDisposeScope();
+        var tensors = Enumerable.Range(0, 16).ToDictionary(
+            i => $"t{i}", i => torch.arange(i * 1000, i * 1000 + 5000, dtype: torch.int64));
+        var path = Path.Combine(_dir, "many.safetensors");
+        SafetensorsWriter.Write(path, tensors);
+        using var reader = SafetensorsReader.Open(path, chunkBytes: 64);
+        var sums = new long[16];
+        Parallel.For(0, 64, new ParallelOptions { MaxDegreeOfParallelism = 4 }, k =>
+        {
+            var i = k % 16;
+            using var loaded = reader.Load($"t{i}");
+            using var sum = loaded.sum();
+            Interlocked.Add(ref sums[i], sum.item<long>());
+        });
+        for (var i = 0; i < 16; i++)
+            Assert.Equal(4 * (5000L * i * 1000 + 5000L * 4999 / 2), sums[i]);
     }
 }
