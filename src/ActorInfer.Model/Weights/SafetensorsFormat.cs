@@ -58,9 +58,10 @@ internal static class SafetensorsFormat
     public static IReadOnlyList<SafetensorsEntry> ReadHeader(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
     {
         var fileLength = RandomAccess.GetLength(file);
-        Span<byte> lengthBytes = stackalloc byte[8];
-        if (fileLength < 8 || RandomAccess.Read(file, lengthBytes, 0) != 8)
+        if (fileLength < 8)
             throw new InvalidDataException($"safetensors file {path} is truncated: {fileLength} bytes, no header");
+        Span<byte> lengthBytes = stackalloc byte[8];
+        ReadExactly(file, lengthBytes, 0, path, "the header length");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
         if (headerLength > MaxHeaderBytes || (long)headerLength > fileLength - 8)
             throw new InvalidDataException(
