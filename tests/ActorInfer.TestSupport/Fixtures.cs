@@ -1,4 +1,4 @@
-namespace ActorInfer.Model.Tests;
+namespace ActorInfer.TestSupport;
 
 /// <summary>
 /// Locates the shared reference fixtures (<c>fixtures/hf-opt/...</c>). They live outside the repository, beside

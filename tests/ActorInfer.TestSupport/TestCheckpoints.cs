@@ -2,7 +2,7 @@ using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using TorchSharp;
 
-namespace ActorInfer.Model.Tests.Weights;
+namespace ActorInfer.TestSupport;
 
 /// <summary>Writes random OPT checkpoints of any shape, as Hugging Face lays them out (<c>model.</c> prefix).</summary>
 public static class TestCheckpoints

@@ -1,7 +1,7 @@
 using ActorInfer.Model.Config;
 using S = ActorInfer.Model.Config.OptWeightNames.LayerSuffix;
 
-namespace ActorInfer.Model.Tests.Reference;
+namespace ActorInfer.TestSupport;
 
 /// <summary>
 /// An independent OPT forward pass in plain double-precision loops (one head at a time, no TorchSharp, no cache),
