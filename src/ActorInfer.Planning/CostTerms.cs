@@ -211,10 +211,11 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                          + LinearExpression.Of(2 * size.BatchFullCache, CacheDisk);
         if (shape.CpuAttention)
         {
-            // Scores are computed only over the GPU-resident part on the GPU; the CPU holds float32 scores of one batch.
+            // Scores are computed only over the GPU-resident part on the GPU; the CPU holds float32 scores of one batch
+            // for its part (taken in proportion to its share).
             gpuWorking += LinearExpression.Of(size.DecodeScratchWithoutScores)
                           + LinearExpression.Of(size.DecodeScratchWithScores - size.DecodeScratchWithoutScores, CacheGpu);
-            cpuStaging += LinearExpression.Of(size.CpuAttentionScratch);
+            cpuStaging += LinearExpression.Of(size.CpuAttentionScratch, CacheCpu, CacheDisk);
         }
         else
         {
