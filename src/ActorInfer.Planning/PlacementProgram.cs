@@ -17,6 +17,8 @@ internal sealed class PlacementProgram : IDisposable
     private const double BytesPerUnit = 1e9;
     /// <summary>The solver's feasibility tolerance is relative; a small margin keeps every accepted policy within budget.</summary>
     private const double MemoryMargin = 1e-7;
+    /// <summary>Weight of the secondary objective (total busy time of all streams) against the block time.</summary>
+    private const double TieBreakWeight = 1e-6;
 
     private readonly Solver solver;
     private readonly Variable[] shares = new Variable[LinearExpression.VariableCount];
@@ -86,6 +88,18 @@ internal sealed class PlacementProgram : IDisposable
         objective.Clear();
         objective.SetCoefficient(prefillLayerTime, layers);
         objective.SetCoefficient(decodeLayerTime, (double)layers * decodeSteps);
+        // Many placements often tie on the slowest stream; among them prefer the one that keeps the other streams
+        // least busy (less traffic, nothing on disk without need). The weight is small enough not to trade time for it.
+        foreach (var share in Enum.GetValues<Placement>())
+        {
+            double busy = 0;
+            foreach (var (phase, repetitions) in new[] { (Phase.Prefill, 1.0), (Phase.Decode, decodeSteps) })
+            {
+                var time = terms.Time(phase);
+                busy += repetitions * layers * (time.LoadStream[share] + time.StoreStream[share] + time.ComputeStream[share]);
+            }
+            objective.SetCoefficient(shares[(int)share], TieBreakWeight * busy);
+        }
         objective.SetMinimization();
         return Solve();
     }
