@@ -10,5 +10,6 @@ public static class CommandCatalog
         yield return GenerateCommand.Create();
         yield return InfoCommand.Create();
         yield return VersionCommand.Create();
+        yield return PlanCommand.Create();
     }
 }
