@@ -123,6 +123,7 @@ public sealed class PlacementPlan
                     diskCache |= tier == TierKind.Disk;
                     cpuAttention |= tier != TierKind.Device && policy.CpuAttention;
                 }
+            var activationKinds = new HashSet<TierKind>();
             for (var k = 0; k < batches.Count; k++)
                 foreach (var kind in Enum.GetValues<TierKind>())
                 {
@@ -131,15 +132,18 @@ public sealed class PlacementPlan
                         used |= activationTiers[j * batches.Count + k] == kind;
                     if (!used) continue;
                     activations += TierBytes.On(kind, HiddenBytes(batches[k]));
+                    activationKinds.Add(kind);
                     offDeviceHidden |= kind != TierKind.Device;
                     diskHidden |= kind == TierKind.Disk;
                 }
-            // Device: the current and the next batch's loaded cache and hidden state, and the context back from CPU attention.
-            var deviceWork = (offDeviceCache ? 2 * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
+            // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
+            var deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
                              (cpuAttention ? maxBatch * hiddenRow : 0);
             // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
-            var cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 2 * maxCache : 0) : 0;
+            var cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
             working += new TierBytes(deviceWork, cpuWork, 0);
+            // The batch being computed holds its input state until its output state is stored: one more per tier.
+            foreach (var kind in activationKinds) working += TierBytes.On(kind, maxHidden);
             if (!deviceIsCpu && (diskCache || diskHidden)) staging = Math.Max(staging, 2 * Math.Max(maxCache, maxHidden));
         }
         working += TierBytes.On(TierKind.Cpu, staging);
