@@ -35,7 +35,7 @@ public sealed class LoadedModel : IDisposable
         return new LoadedModel(config, codec, model);
     }
 
-    private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
+    public static IWeightSource OpenCheckpoint(string dir, OptConfig config)
     {
         var checkpoint = SafetensorsCheckpoint.Open(dir);
         try

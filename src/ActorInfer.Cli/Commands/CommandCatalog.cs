@@ -8,6 +8,7 @@ public static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         yield return GenerateCommand.Create();
+        yield return BenchCommand.Create();
         yield return InfoCommand.Create();
         yield return VersionCommand.Create();
         yield return PlanCommand.Create();

@@ -69,7 +69,8 @@ public sealed class OffloadEngine : IDisposable
     }
 
     /// <summary>Generates for every sequence of the block until each has finished, as <see cref="BatchGenerator.Run"/> does.</summary>
-    public void Generate(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode)
+    /// <param name="stepDone">Called after each step (0 = prefill) once its tokens are chosen, for timing and telemetry.</param>
+    public void Generate(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, Action<TokenStep>? stepDone = null)
     {
         var plan = Plan(block);
         plan.EnsureFits(Tiers);
@@ -89,10 +90,12 @@ public sealed class OffloadEngine : IDisposable
             var run = new BlockStep(this, _layers, _weights, plan, batches, decode);
             var step = new TokenStep(0);
             run.Run(step);
+            stepDone?.Invoke(step);
             while (block.Any(s => !s.IsFinished))
             {
                 step = step.Next();
                 run.Run(step);
+                stepDone?.Invoke(step);
             }
         }
         finally
