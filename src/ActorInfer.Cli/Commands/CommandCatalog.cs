@@ -12,5 +12,6 @@ public static class CommandCatalog
         yield return InfoCommand.Create();
         yield return VersionCommand.Create();
         yield return PlanCommand.Create();
+        yield return ProfileCommand.Create();
     }
 }

@@ -164,17 +164,17 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         {
             if (step.IsPrefill)
             {
-                using var mask = layout.PrefillMask(Device);
+                var mask = batch.Mask(step, Device);
                 if (home.Tier == TierKind.Device)
                 {
                     home.Memory!.Write(0, k, v);
                     var (keys, values) = home.Memory.Prefix((int)q.shape[2]);
                     using (keys)
                     using (values)
-                        return OptMath.Attend(q, keys, values, mask);
+                        return OptMath.Attend(q, keys, values, mask, causal: mask is null);
                 }
                 // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
-                var context = OptMath.Attend(q, k, v, mask);
+                var context = OptMath.Attend(q, k, v, mask, causal: mask is null);
                 home.Store(0, k, v, _copies, _tiers, stores, what);
                 return context;
             }
@@ -186,18 +186,17 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 var (keys, values) = cache.Prefix(cacheIndex + 1);
                 using (keys)
                 using (values)
-                using (var mask = layout.DecodeMask(cacheIndex, Device))
-                    result = OptMath.Attend(q, keys, values, mask);
+                    result = OptMath.Attend(q, keys, values, batch.Mask(step, Device));
             }
             else
-                result = CpuAttention(q, k, v, cache, cacheIndex, layout, what);
+                result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
             if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
             return result;
         }
     }
 
     /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
-    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, BatchLayout layout, string what)
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)
     {
         using var work = new Transfers(_copies, _tiers);
         var after = _copies.AfterCompute();
@@ -214,7 +213,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var (keys, values) = cache.Prefix(cacheIndex + 1);
         using (keys)
         using (values)
-        using (var mask = layout.DecodeMask(cacheIndex, CPU))
         using (var context = OptMath.Attend(qc, keys, values, mask))
         {
             var back = _tiers.Device.Allocate(context.shape, context.dtype, $"context of CPU attention over {what}");

@@ -33,10 +33,12 @@ internal sealed class WeightStore : IDisposable
                     var spec = layers[j].Weights[i];
                     var what = $"weight '{spec.Name}'";
                     using var scope = NewDisposeScope();
-                    var loaded = source.Load(spec.Name, dtype, CPU).contiguous();
+                    var tier = plan.WeightTiers[j][i];
+                    // Device-resident weights go straight to the device, not through a host copy.
+                    var loadOn = tier == TierKind.Device ? tiers.Device.Device : CPU;
+                    var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
                     if (!loaded.shape.SequenceEqual(spec.Shape))
                         throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.shape)}], expected [{string.Join(", ", spec.Shape)}]");
-                    var tier = plan.WeightTiers[j][i];
                     if (tier == TierKind.Disk)
                     {
                         var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, dtype), what);
