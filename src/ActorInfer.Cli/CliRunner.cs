@@ -39,7 +39,9 @@ public static class CliRunner
         catch (Exception ex)
         {
             // Anything else is our fault, not the user's: still one line, with the type to report it by.
-            error.WriteLine($"error: internal error ({Unwrap(ex).GetType().Name}): {Unwrap(ex).Message}");
+            // libtorch's messages carry a native backtrace after the first line; the user needs the first line only.
+            var message = Unwrap(ex).Message.Split('\n')[0].Trim();
+            error.WriteLine($"error: internal error ({Unwrap(ex).GetType().Name}): {message}");
             return 70;
         }
     }

@@ -13,6 +13,7 @@ public sealed class DummyWeightSource : IWeightSource
 {
     public const double Std = 0.02;
 
+    private static readonly Lock CudaSeedLock = new();
     private readonly Dictionary<string, long[]> _shapes;
 
     public DummyWeightSource(OptConfig config, long seed = 0)
@@ -50,10 +51,23 @@ public sealed class DummyWeightSource : IWeightSource
             using var drawn = Load(canonical, dtype, torch.CUDA);
             return drawn.cpu();
         }
-        using var generator = new torch.Generator(TensorSeed(canonical), device);
         // CPU kernels for reduced-precision normal sampling are missing or slow; draw in float32 there.
         var drawType = device.type == DeviceType.CPU || !IsFloat(dtype) ? torch.ScalarType.Float32 : dtype;
-        var values = torch.randn(shape, drawType, device, generator: generator).mul_(Std);
+        torch.Tensor values;
+        if (device.type == DeviceType.CUDA)
+        {
+            // TorchSharp's Generator is a CPU generator; CUDA draws take the device's default one, seeded per tensor.
+            lock (CudaSeedLock)
+            {
+                torch.cuda.manual_seed((long)(TensorSeed(canonical) & long.MaxValue));
+                values = torch.randn(shape, drawType, device).mul_(Std);
+            }
+        }
+        else
+        {
+            using var generator = new torch.Generator(TensorSeed(canonical), device);
+            values = torch.randn(shape, drawType, device, generator: generator).mul_(Std);
+        }
         if (values.dtype == dtype) return values;
         using (values)
         {
