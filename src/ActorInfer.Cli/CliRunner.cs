@@ -36,6 +36,12 @@ public static class CliRunner
             error.WriteLine($"error: {Unwrap(ex).Message}");
             return 1;
         }
+        catch (Exception ex)
+        {
+            // Anything else is our fault, not the user's: still one line, with the type to report it by.
+            error.WriteLine($"error: internal error ({Unwrap(ex).GetType().Name}): {Unwrap(ex).Message}");
+            return 70;
+        }
     }
 
     private static Exception Unwrap(Exception ex)

@@ -1,0 +1,80 @@
+using System.CommandLine;
+using ActorInfer.Model.Generation;
+
+namespace ActorInfer.Cli.Commands;
+
+/// <summary>`actorinfer generate`: completions for every request of a JSONL file, in input order.</summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("generate", "Generate completions for a JSONL file of OpenAI completion requests.");
+        var model = new Option<string>("--model") { Description = "Model directory (Hugging Face OPT checkpoint) or named size (opt-125m ... opt-175b).", Required = true };
+        var input = new Option<FileInfo>("--input") { Description = "JSONL file, one OpenAI completion request body per line.", Required = true };
+        var output = new Option<FileInfo>("--output") { Description = "JSONL file to write, one result per input line.", Required = true };
+        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float32 on cpu, float16 on cuda)." };
+        dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
+        var batchSize = new Option<int>("--batch-size") { Description = "Sequences per batch.", DefaultValueFactory = _ => 8 };
+        var keepGoing = new Option<bool>("--keep-going") { Description = "Write an error line for a bad input line and go on with the others." };
+        var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape instead of a checkpoint." };
+        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy })
+            command.Options.Add(o);
+
+        command.SetAction(parse =>
+        {
+            var options = new GenerateOptions(
+                parse.GetValue(model)!, parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(device)!,
+                parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy));
+            return Generate(options);
+        });
+        return command;
+    }
+
+    public sealed record GenerateOptions(string Model, FileInfo Input, FileInfo Output, string Device, string? DType,
+        int BatchSize, bool KeepGoing, bool Dummy);
+
+    public static int Generate(GenerateOptions o)
+    {
+        if (o.BatchSize < 1) throw new CliException($"--batch-size must be at least 1 (got {o.BatchSize})", 2);
+        if (!o.Input.Exists) throw new CliException($"input file not found: {o.Input.FullName}");
+        var outputDir = o.Output.Directory;
+        if (outputDir is not null && !outputDir.Exists) throw new CliException($"output folder does not exist: {outputDir.FullName}");
+
+        using var loaded = LoadedModel.Load(o.Model, o.Device, o.DType, o.Dummy);
+        var factory = new CompletionFactory(loaded.Config, loaded.Codec);
+        var lines = RequestFile.Read(o.Input.FullName, factory);
+        var bad = lines.Where(l => l.Error is not null).ToList();
+        if (bad.Count > 0 && !o.KeepGoing)
+        {
+            foreach (var b in bad.Take(10)) Console.Error.WriteLine($"error: {o.Input.Name} line {b.LineNumber}: {b.Error!.Message}");
+            if (bad.Count > 10) Console.Error.WriteLine($"error: ... and {bad.Count - 10} more bad lines");
+            Console.Error.WriteLine("error: no request was run; fix the lines above or pass --keep-going to run the others");
+            return 1;
+        }
+
+        var good = lines.Where(l => l.Sequence is not null).ToList();
+        var results = new string?[lines.Count];
+        foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
+
+        var partial = o.Output.FullName + ".partial";
+        ProgressReporter.Run("generate", good.Count, report =>
+        {
+            var done = 0;
+            foreach (var chunk in good.Chunk(o.BatchSize))
+            {
+                loaded.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
+                foreach (var line in chunk)
+                    results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
+                done += chunk.Length;
+                report(done);
+            }
+        });
+        File.WriteAllLines(partial, results.Select(r => r!));
+        File.Move(partial, o.Output.FullName, overwrite: true);
+        if (bad.Count > 0)
+            Console.Error.WriteLine($"generate: {good.Count} requests done, {bad.Count} bad lines written as errors");
+        return bad.Count > 0 ? 1 : 0;
+    }
+}

@@ -1,0 +1,87 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Tokenization;
+using ActorInfer.Model.Weights;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Cli;
+
+/// <summary>A model resolved from the command line: its config, tokenizer (when it has one) and weights.</summary>
+public sealed class LoadedModel : IDisposable
+{
+    private readonly OptModel _model;
+
+    private LoadedModel(OptConfig config, ITextCodec? codec, OptModel model)
+    {
+        Config = config;
+        Codec = codec;
+        _model = model;
+    }
+
+    public OptConfig Config { get; }
+    public ITextCodec? Codec { get; }
+
+    public static LoadedModel Load(string modelArg, string deviceName, string? dtypeName, bool dummy)
+    {
+        var device = Devices.Resolve(deviceName);
+        var dtype = Devices.ResolveDType(dtypeName, device);
+        var config = OptConfigs.Resolve(modelArg);
+        var isDir = Directory.Exists(modelArg);
+        if (!isDir && !dummy)
+            throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights, or give a checkpoint folder");
+        ITextCodec? codec = isDir && HasTokenizerFiles(modelArg) ? new TokenizerCodec(OptTokenizer.Load(modelArg)) : null;
+        using IWeightSource source = dummy ? new DummyWeightSource(config, seed: 0) : OpenCheckpoint(modelArg, config);
+        var model = OptModel.Load(source, config, dtype, device);
+        return new LoadedModel(config, codec, model);
+    }
+
+    private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
+    {
+        var checkpoint = SafetensorsCheckpoint.Open(dir);
+        try
+        {
+            checkpoint.Validate(config);
+            return checkpoint;
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    private static bool HasTokenizerFiles(string dir) =>
+        File.Exists(Path.Combine(dir, "tokenizer.json")) ||
+        (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
+
+    public void Generate(IReadOnlyList<SequenceState> batch, Func<IReadOnlyList<int>, string> decode) =>
+        BatchGenerator.Run(_model, batch, decode);
+
+    public void Dispose() => _model.Dispose();
+
+    private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
+    {
+        public IReadOnlyList<int> Encode(string text) => tokenizer.Encode(text);
+        public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode(ids, skipSpecialTokens: true);
+    }
+}
+
+public static class Devices
+{
+    public static Device Resolve(string name) => name switch
+    {
+        "cpu" => CPU,
+        "cuda" when cuda.is_available() => CUDA,
+        "cuda" => throw new CliException("--device cuda was asked for, but CUDA is not available on this machine"),
+        _ => throw new CliException($"unknown device '{name}' (use cpu or cuda)", 2),
+    };
+
+    public static ScalarType ResolveDType(string? name, Device device) => name switch
+    {
+        null => device.type == TorchSharp.DeviceType.CUDA ? ScalarType.Float16 : ScalarType.Float32,
+        "float32" => ScalarType.Float32,
+        "float16" => ScalarType.Float16,
+        "bfloat16" => ScalarType.BFloat16,
+        _ => throw new CliException($"unknown dtype '{name}' (use float32, float16 or bfloat16)", 2),
+    };
+}

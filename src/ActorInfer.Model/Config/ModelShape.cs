@@ -1,0 +1,66 @@
+namespace ActorInfer.Model.Config;
+
+/// <summary>
+/// Sizes derived from an <see cref="OptConfig"/>: parameter counts and byte counts of weights, activations and
+/// the KV cache. Counts come from <see cref="OptWeightNames"/>' tensor lists, so they match what is loaded.
+/// </summary>
+public sealed class ModelShape
+{
+    public ModelShape(OptConfig config)
+    {
+        Config = config ?? throw new ArgumentNullException(nameof(config));
+        ParametersPerLayer = OptWeightNames.LayerTensors(config).Sum(t => Elements(t.Shape));
+        GlobalParameters = OptWeightNames.GlobalTensors(config).Sum(t => Elements(t.Shape));
+    }
+
+    public OptConfig Config { get; }
+
+    /// <summary>Parameters of one decoder layer (attention, FFN, their LayerNorms).</summary>
+    public long ParametersPerLayer { get; }
+
+    /// <summary>Parameters outside the decoder layers: embeddings, projections, final LayerNorm (the head is tied).</summary>
+    public long GlobalParameters { get; }
+
+    public long LayerParameters => ParametersPerLayer * Config.NumHiddenLayers;
+
+    public long TotalParameters => LayerParameters + GlobalParameters;
+
+    public long LayerBytes(int elementSize) => ParametersPerLayer * CheckedSize(elementSize);
+
+    public long GlobalBytes(int elementSize) => GlobalParameters * CheckedSize(elementSize);
+
+    public long TotalBytes(int elementSize) => TotalParameters * CheckedSize(elementSize);
+
+    /// <summary>Keys plus values one token adds to one layer's cache.</summary>
+    public long KvCacheBytesPerTokenPerLayer(int elementSize) => 2L * Config.HiddenSize * CheckedSize(elementSize);
+
+    /// <summary>The whole KV cache for <paramref name="batch"/> sequences of <paramref name="tokens"/> positions.</summary>
+    public long KvCacheBytes(int batch, int tokens, int elementSize) =>
+        KvCacheBytesPerTokenPerLayer(elementSize) * Config.NumHiddenLayers * NonNegative(batch) * NonNegative(tokens);
+
+    /// <summary>One token's hidden state between layers.</summary>
+    public long HiddenBytesPerToken(int elementSize) => (long)Config.HiddenSize * CheckedSize(elementSize);
+
+    /// <summary>Bytes per element of a checkpoint dtype name ("float16", "bfloat16", "float32").</summary>
+    public static int ElementSize(string torchDtype) => torchDtype switch
+    {
+        "float16" or "bfloat16" => 2,
+        "float32" => 4,
+        _ => throw new ArgumentException($"unknown dtype '{torchDtype}'", nameof(torchDtype)),
+    };
+
+    public static long Elements(IReadOnlyList<long> shape)
+    {
+        var n = 1L;
+        foreach (var d in shape) n = checked(n * d);
+        return n;
+    }
+
+    private static long CheckedSize(int elementSize) => elementSize > 0
+        ? elementSize
+        : throw new ArgumentOutOfRangeException(nameof(elementSize), elementSize, "must be positive");
+
+    private static long NonNegative(int count) => count >= 0
+        ? count
+        : throw new ArgumentOutOfRangeException(nameof(count), count, "must not be negative");
+}

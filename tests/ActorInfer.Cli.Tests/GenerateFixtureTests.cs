@@ -1,0 +1,98 @@
+using System.Text.Json;
+using ActorInfer.Model.Weights;
+using TorchSharp;
+
+namespace ActorInfer.Cli.Tests;
+
+/// <summary>
+/// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures: greedy tokens
+/// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text.
+/// </summary>
+public class GenerateFixtureTests
+{
+    public static TheoryData<string, int> Cases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var model in Fixtures.HfOptModels)
+        {
+            data.Add(model, 8); // the whole file in one batch
+            data.Add(model, 1); // each prompt alone
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Greedy_tokens_logprobs_ids_and_text_match_the_reference(string model, int batchSize)
+    {
+        var dir = Fixtures.HfOpt(model);
+        var expected = File.ReadAllLines(Path.Combine(dir, "expected.jsonl"))
+            .Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+        var work = CliHarness.TempDir();
+        var input = Path.Combine(work, "in.jsonl");
+        var output = Path.Combine(work, "out.jsonl");
+        File.WriteAllLines(input, expected.Select((e, i) =>
+        {
+            var greedy = e.GetProperty("greedy_new_tokens").GetArrayLength();
+            var isText = e.TryGetProperty("prompt_text", out var text);
+            var prompt = isText ? JsonSerializer.Serialize(text.GetString()) : e.GetProperty("prompt_ids").GetRawText();
+            // Token-id prompts ask for echo + logprobs (prompt log-probabilities); text prompts for plain text.
+            var extra = isText ? "" : ",\"echo\":true,\"logprobs\":1";
+            return $"{{\"id\":\"p{i}\",\"prompt\":{prompt},\"max_tokens\":{greedy},\"temperature\":0,\"ignore_eos\":true{extra}}}";
+        }));
+
+        var (code, _, error) = CliHarness.Run("generate", "--model", dir, "--input", input, "--output", output,
+            "--batch-size", batchSize.ToString());
+        Assert.True(code == 0, error);
+
+        var results = CliHarness.ReadJsonl(output);
+        Assert.Equal(expected.Count, results.Count);
+        var reference = ReferenceLogprobs(dir);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            var e = expected[i];
+            var r = results[i];
+            Assert.Equal($"p{i}", r.GetProperty("id").GetString());
+            var promptIds = Ints(e.GetProperty("prompt_ids"));
+            Assert.Equal(promptIds, Ints(r.GetProperty("prompt_ids")));
+            Assert.Equal(Ints(e.GetProperty("greedy_new_tokens")), Ints(r.GetProperty("output_ids")));
+            Assert.Equal("length", r.GetProperty("finish_reason").GetString());
+            if (e.TryGetProperty("prompt_text", out _))
+            {
+                Assert.Equal(e.GetProperty("greedy_text").GetString(), r.GetProperty("text").GetString());
+                continue;
+            }
+            var logprobs = r.GetProperty("prompt_logprobs").EnumerateArray().ToList();
+            Assert.Equal(JsonValueKind.Null, logprobs[0].ValueKind);
+            var want = reference[string.Join(",", promptIds)];
+            for (var j = 1; j < promptIds.Count; j++)
+                Assert.True(Math.Abs(want[j] - logprobs[j].GetDouble()) <= 1e-4,
+                    $"{model} prompt {i} token {j}: {logprobs[j].GetDouble()} vs reference {want[j]}");
+        }
+    }
+
+    private static List<int> Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToList();
+
+    /// <summary>Per token-id prompt (keyed by its ids): log-softmax of the reference logits at each prompt token.</summary>
+    private static Dictionary<string, double[]> ReferenceLogprobs(string dir)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var file = SafetensorsReader.Open(Path.Combine(dir, "expected.safetensors"));
+        var ids = file.Load("input_ids");
+        var mask = file.Load("attention_mask").to_type(torch.ScalarType.Int64);
+        var logprobs = file.Load("logits").to_type(torch.ScalarType.Float64).log_softmax(-1);
+        var result = new Dictionary<string, double[]>();
+        for (var b = 0; b < ids.shape[0]; b++)
+        {
+            var row = ids[b].data<long>().ToArray();
+            var m = mask[b].data<long>().ToArray();
+            var start = Array.IndexOf(m, 1L);
+            var prompt = row.Skip(start).Select(x => (int)x).ToArray();
+            var values = new double[prompt.Length];
+            for (var j = 1; j < prompt.Length; j++)
+                values[j] = logprobs[b, start + j - 1, prompt[j]].item<double>();
+            result[string.Join(",", prompt)] = values;
+        }
+        return result;
+    }
+}

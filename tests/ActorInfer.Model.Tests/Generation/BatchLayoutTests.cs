@@ -1,0 +1,48 @@
+using ActorInfer.Model.Layers;
+using TorchSharp;
+
+namespace ActorInfer.Model.Tests.Generation;
+
+public class BatchLayoutTests
+{
+    [Fact]
+    public void Positions_come_from_real_lengths_with_offset_two()
+    {
+        var layout = new BatchLayout([3, 1]);
+        using var pos = layout.PrefillPositions(torch.CPU);
+        Assert.Equal(new long[] { 2, 3, 4, 1, 1, 2 }, pos.data<long>().ToArray());
+        using var next = layout.DecodePositions(3, torch.CPU);
+        Assert.Equal(new long[] { 5, 3 }, next.data<long>().ToArray());
+    }
+
+    [Fact]
+    public void Prefill_mask_is_causal_hides_pads_and_never_empties_a_row()
+    {
+        var layout = new BatchLayout([3, 1]);
+        using var mask = layout.PrefillMask(torch.CPU);
+        var m = mask.data<bool>().ToArray();
+        // Sequence 1 has two pads: its pad queries see only themselves, its real query only itself.
+        bool At(int b, int i, int j) => m[(b * 3 + i) * 3 + j];
+        Assert.True(At(1, 0, 0));
+        Assert.False(At(1, 1, 0));
+        Assert.True(At(1, 1, 1));
+        Assert.False(At(1, 2, 0));
+        Assert.False(At(1, 2, 1));
+        Assert.True(At(1, 2, 2));
+        Assert.False(At(0, 0, 1));
+        Assert.True(At(0, 2, 0));
+    }
+
+    [Fact]
+    public void Pad_id_inside_a_prompt_is_a_real_token()
+    {
+        var layout = new BatchLayout([3, 2]);
+        using var ids = layout.PadPrompts([[1, 1, 5], [1, 9]], padId: 1, torch.CPU);
+        Assert.Equal(new long[] { 1, 1, 5, 1, 1, 9 }, ids.data<long>().ToArray());
+        using var decode = layout.DecodeMask(3, torch.CPU);
+        Assert.Equal(new[] { true, true, true, true, false, true, true, true }, decode.data<bool>().ToArray());
+    }
+
+    [Fact]
+    public void Empty_prompts_are_refused() => Assert.Throws<ArgumentException>(() => new BatchLayout([2, 0]));
+}
