@@ -32,7 +32,7 @@ internal sealed class JobActor : ReceivePersistentActor
             if (offer.Snapshot is not JobEvents.Snapshot s) return;
             foreach (var j in s.Jobs)
             {
-                _jobs[j.JobId] = new Job(j.JobId, j.Requests, j.Seeds, j.Lines);
+                _jobs[j.JobId] = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines);
                 _order.Add(j.JobId);
             }
         });
@@ -63,7 +63,7 @@ internal sealed class JobActor : ReceivePersistentActor
             Sender.Tell(new JobAccepted(m.JobId, known.Lines.Length, AlreadyKnown: true));
             return;
         }
-        var accepted = new JobEvents.Accepted(m.JobId,
+        var accepted = new JobEvents.Accepted(m.JobId, m.Entries.Select(e => e.Id).ToArray(),
             m.Entries.Select(e => e.RequestJson).ToArray(), m.Entries.Select(e => e.Seed).ToArray(), m.Entries.Select(e => e.ErrorLine).ToArray());
         var sender = Sender;
         Persist(accepted, e =>
@@ -84,6 +84,8 @@ internal sealed class JobActor : ReceivePersistentActor
         Persist(new JobEvents.ResultsRecorded(fresh.Select(r => r.Key).ToArray(), fresh.Select(r => r.ResultLine).ToArray()), e =>
         {
             Apply(e);
+            foreach (var job in e.Keys.Select(k => Locate(k)!.Value.Job).Distinct())
+                _log.Info("job {0}: {1}/{2} done", job.Id, job.Done, job.Lines.Length);
             foreach (var job in e.Keys.Select(k => Locate(k)!.Value.Job).Distinct().ToArray())
                 CompleteIfDone(job);
             if (++_sinceSnapshot >= _snapshotEvery)
@@ -98,7 +100,7 @@ internal sealed class JobActor : ReceivePersistentActor
     {
         var lines = new string?[e.Requests.Length];
         for (var i = 0; i < lines.Length; i++) lines[i] = e.Errors[i];
-        _jobs[e.JobId] = new Job(e.JobId, e.Requests, e.Seeds, lines);
+        _jobs[e.JobId] = new Job(e.JobId, e.Ids, e.Requests, e.Seeds, lines);
         _order.Add(e.JobId);
     }
 
@@ -128,7 +130,7 @@ internal sealed class JobActor : ReceivePersistentActor
         for (var i = 0; i < job.Lines.Length; i++)
         {
             if (job.Lines[i] is not null || job.Requests[i] is not { } json) continue;
-            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), CompletionRequestParser.Parse(json), job.Seeds[i]));
+            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i]));
         }
         if (items.Count > 0) _scheduler.Tell(new SchedulerProtocol.Enqueue(items));
         return items.Count;
@@ -157,15 +159,16 @@ internal sealed class JobActor : ReceivePersistentActor
         return _jobs.TryGetValue(key[..hash], out var job) && index < job.Lines.Length ? (job, index) : null;
     }
 
-    private sealed class Job(string id, string?[] requests, long[] seeds, string?[] lines)
+    private sealed class Job(string id, string[] ids, string?[] requests, long[] seeds, string?[] lines)
     {
         public string Id { get; } = id;
+        public string[] Ids { get; } = ids;
         public string?[] Requests { get; } = requests;
         public long[] Seeds { get; } = seeds;
         /// <summary>The result (or error) line of each input line; null while it runs.</summary>
         public string?[] Lines { get; } = lines;
         public int Done => Lines.Count(l => l is not null);
         public bool IsComplete => Lines.All(l => l is not null);
-        public JobEvents.JobSnapshot ToSnapshot() => new(Id, Requests, Seeds, (string?[])Lines.Clone());
+        public JobEvents.JobSnapshot ToSnapshot() => new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone());
     }
 }

@@ -13,10 +13,10 @@ public static class JobProtocol
     public interface ICommand;
 
     /// <summary>
-    /// One input line of a job: a request body (validated JSON) with the seed to use when it names none, or the
-    /// error line already decided for it (an invalid line still gets its place in the results).
+    /// One input line of a job: its result id, a request body (validated JSON) with the seed to use when it names
+    /// none, or the error line already decided for it (an invalid line still gets its place in the results).
     /// </summary>
-    public sealed record JobEntry(string? RequestJson, long Seed, string? ErrorLine);
+    public sealed record JobEntry(string Id, string? RequestJson, long Seed, string? ErrorLine);
 
     /// <summary>Persists a job; a job id already known is acknowledged again without a second copy.</summary>
     public sealed record SubmitJob(string JobId, IReadOnlyList<JobEntry> Entries) : ICommand;
@@ -42,12 +42,12 @@ public static class JobProtocol
 /// <summary>The persisted events and snapshot of the job actor: plain arrays and strings, stable on disk.</summary>
 public static class JobEvents
 {
-    public sealed record Accepted(string JobId, string?[] Requests, long[] Seeds, string?[] Errors);
+    public sealed record Accepted(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Errors);
 
     /// <summary>The results of one block, persisted as one event so a block counts as done all at once.</summary>
     public sealed record ResultsRecorded(string[] Keys, string[] Lines);
 
-    public sealed record JobSnapshot(string JobId, string?[] Requests, long[] Seeds, string?[] Lines);
+    public sealed record JobSnapshot(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Lines);
 
     public sealed record Snapshot(JobSnapshot[] Jobs);
 }

@@ -106,7 +106,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             }
             catch (RequestValidationException ex)
             {
-                sequences.Add(new Entry(item, replyTo, null, CompletionJson.ErrorLine(item.Request.Id ?? item.Key, 0, ex.Param, ex.Message)));
+                sequences.Add(new Entry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
             }
         }
         var runnable = sequences.Where(s => s.State is not null).ToList();
@@ -185,7 +185,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(block.Sequences.Count);
         foreach (var (item, replyTo, state, itemError) in block.Sequences)
         {
-            var id = item.Request.Id ?? item.Key;
+            var id = item.Id;
             var line = itemError
                 ?? (error is not null || state is null || !state.IsFinished
                     ? CompletionJson.ErrorLine(id, 0, "", $"generation failed: {error ?? "the sequence did not finish"}")

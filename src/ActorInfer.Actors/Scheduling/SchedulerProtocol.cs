@@ -16,8 +16,11 @@ public static class SchedulerProtocol
 {
     public interface ICommand;
 
-    /// <summary>A request to run; <paramref name="Key"/> is unique on the node, <paramref name="Seed"/> is used when the request names none.</summary>
-    public sealed record WorkItem(string Key, CompletionRequest Request, long Seed);
+    /// <summary>
+    /// A request to run: <paramref name="Key"/> is unique on the node, <paramref name="Id"/> is the result's id,
+    /// <paramref name="Seed"/> is used when the request names none.
+    /// </summary>
+    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed);
 
     /// <summary>Queues requests; the sender receives <see cref="Finished"/> for them, block by block.</summary>
     public sealed record Enqueue(IReadOnlyList<WorkItem> Items) : ICommand;

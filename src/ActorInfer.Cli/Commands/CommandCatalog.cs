@@ -9,5 +9,7 @@ public static class CommandCatalog
     {
         yield return GenerateCommand.Create();
         yield return VersionCommand.Create();
+        yield return NodeCommand.Create();
+        yield return PressureCommand.Create();
     }
 }
