@@ -6,36 +6,32 @@ using static TorchSharp.torch;
 
 namespace ActorInfer.Cli;
 
-/// <summary>A model resolved from the command line: its config, tokenizer (when it has one) and weights.</summary>
+/// <summary>A model resolved from the command line: its config, tokenizer (when it has one) and weight source.</summary>
 public sealed class LoadedModel : IDisposable
 {
-    private readonly OptModel _model;
-
-    private LoadedModel(OptConfig config, ITextCodec? codec, OptModel model)
+    private LoadedModel(OptConfig config, ITextCodec? codec, IWeightSource source)
     {
         Config = config;
         Codec = codec;
-        _model = model;
+        Source = source;
     }
 
     public OptConfig Config { get; }
     public ITextCodec? Codec { get; }
+    public IWeightSource Source { get; }
 
-    public static LoadedModel Load(string modelArg, string deviceName, string? dtypeName, bool dummy)
+    public static LoadedModel Open(string modelArg, bool dummy)
     {
-        var device = Devices.Resolve(deviceName);
-        var dtype = Devices.ResolveDType(dtypeName, device);
         var config = OptConfigs.Resolve(modelArg);
         var isDir = Directory.Exists(modelArg);
         if (!isDir && !dummy)
             throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights, or give a checkpoint folder");
         ITextCodec? codec = isDir && HasTokenizerFiles(modelArg) ? new TokenizerCodec(OptTokenizer.Load(modelArg)) : null;
-        using IWeightSource source = dummy ? new DummyWeightSource(config, seed: 0) : OpenCheckpoint(modelArg, config);
-        var model = OptModel.Load(source, config, dtype, device);
-        return new LoadedModel(config, codec, model);
+        var source = dummy ? new DummyWeightSource(config, seed: 0) : OpenCheckpoint(modelArg, config);
+        return new LoadedModel(config, codec, source);
     }
 
-    private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
+    public static IWeightSource OpenCheckpoint(string dir, OptConfig config)
     {
         var checkpoint = SafetensorsCheckpoint.Open(dir);
         try
@@ -54,10 +50,7 @@ public sealed class LoadedModel : IDisposable
         File.Exists(Path.Combine(dir, "tokenizer.json")) ||
         (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
 
-    public void Generate(IReadOnlyList<SequenceState> batch, Func<IReadOnlyList<int>, string> decode) =>
-        BatchGenerator.Run(_model, batch, decode);
-
-    public void Dispose() => _model.Dispose();
+    public void Dispose() => Source.Dispose();
 
     private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
     {

@@ -126,3 +126,15 @@ public class GenerateBadInputTests
         Assert.Contains("/nonexistent/in.jsonl", error);
     }
 }
+
+public class InfoCommandTests
+{
+    [Fact]
+    public void Opt175b_reports_about_175_billion_parameters_and_its_layer_bytes()
+    {
+        var (code, output, _) = CliHarness.Run("info", "--model", "opt-175b");
+        Assert.Equal(0, code);
+        Assert.Contains("174.60 billion", output);
+        Assert.Contains("3,624,198,144 bytes", output);
+    }
+}

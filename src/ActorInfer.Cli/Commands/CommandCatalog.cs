@@ -8,8 +8,12 @@ public static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         yield return GenerateCommand.Create();
+        yield return BenchCommand.Create();
+        yield return InfoCommand.Create();
         yield return VersionCommand.Create();
         yield return NodeCommand.Create();
         yield return PressureCommand.Create();
+        yield return PlanCommand.Create();
+        yield return ProfileCommand.Create();
     }
 }

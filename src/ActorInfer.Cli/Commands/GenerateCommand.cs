@@ -1,5 +1,7 @@
 using System.CommandLine;
+using ActorInfer.Cli.Engine;
 using ActorInfer.Model.Generation;
+using ActorInfer.Planning;
 
 namespace ActorInfer.Cli.Commands;
 
@@ -16,24 +18,25 @@ public static class GenerateCommand
         device.AcceptOnlyFromAmong("cpu", "cuda");
         var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float32 on cpu, float16 on cuda)." };
         dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
-        var batchSize = new Option<int>("--batch-size") { Description = "Sequences per batch.", DefaultValueFactory = _ => 8 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Sequences per GPU batch when no policy says otherwise (same as --gpu-batch-size).", DefaultValueFactory = _ => 8 };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Write an error line for a bad input line and go on with the others." };
         var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape instead of a checkpoint." };
-        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy })
+        var policy = new PolicyOptions();
+        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
         {
             var options = new GenerateOptions(
                 parse.GetValue(model)!, parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(device)!,
-                parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy));
+                parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy), policy.Read(parse));
             return Generate(options);
         });
         return command;
     }
 
     public sealed record GenerateOptions(string Model, FileInfo Input, FileInfo Output, string Device, string? DType,
-        int BatchSize, bool KeepGoing, bool Dummy);
+        int BatchSize, bool KeepGoing, bool Dummy, PolicyChoice Policy);
 
     public static int Generate(GenerateOptions o)
     {
@@ -42,7 +45,9 @@ public static class GenerateCommand
         var outputDir = o.Output.Directory;
         if (outputDir is not null && !outputDir.Exists) throw new CliException($"output folder does not exist: {outputDir.FullName}");
 
-        using var loaded = LoadedModel.Load(o.Model, o.Device, o.DType, o.Dummy);
+        var device = Devices.Resolve(o.Device);
+        var dtype = Devices.ResolveDType(o.DType, device);
+        using var loaded = LoadedModel.Open(o.Model, o.Dummy);
         var factory = new CompletionFactory(loaded.Config, loaded.Codec);
         var lines = RequestFile.Read(o.Input.FullName, factory);
         var bad = lines.Where(l => l.Error is not null).ToList();
@@ -55,6 +60,9 @@ public static class GenerateCommand
         }
 
         var good = lines.Where(l => l.Sequence is not null).ToList();
+        if (good.Count == 0) throw new CliException("no input line is a valid request");
+        var workload = new Workload(good.Max(l => l.Sequence!.PromptIds.Count), good.Max(l => l.Sequence!.Request.MaxTokens));
+        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize);
         var results = new string?[lines.Count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
 
@@ -62,9 +70,9 @@ public static class GenerateCommand
         ProgressReporter.Run("generate", good.Count, report =>
         {
             var done = 0;
-            foreach (var chunk in good.Chunk(o.BatchSize))
+            foreach (var chunk in good.Chunk(setup.Policy.BlockSize))
             {
-                loaded.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
+                setup.Engine.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
                 foreach (var line in chunk)
                     results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
                 done += chunk.Length;

@@ -12,6 +12,8 @@ public static class VersionCommand
             var version = typeof(VersionCommand).Assembly.GetName().Version;
             Console.WriteLine($"actorinfer {version}");
             Console.WriteLine($"torch: cuda available = {TorchSharp.torch.cuda.is_available()}");
+            if (TorchSharp.torch.cuda.is_available())
+                foreach (var line in ActorInfer.Runtime.Cuda.CudaSelfTest.Run()) Console.WriteLine(line);
             return 0;
         });
         return command;

@@ -23,6 +23,9 @@ public sealed record BatchLayout
     public int BatchSize => PromptLengths.Count;
     public int PadCount(int sequence) => PaddedLength - PromptLengths[sequence];
 
+    /// <summary>False when every prompt has the padded length: then attention needs no mask beyond causality.</summary>
+    public bool HasPadding => PromptLengths.Any(l => l != PaddedLength);
+
     /// <summary>Position ids of the prompt, [B, S], already shifted by OPT's offset (pads get position 1, as HF's -1 + 2).</summary>
     public Tensor PrefillPositions(Device device)
     {

@@ -49,9 +49,11 @@ public static class OptMath
     }
 
     /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, hidden].</summary>
-    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor mask)
+    /// <param name="mask">True where a query may attend; null when every key may be attended (or, with <paramref name="causal"/>, every earlier one).</param>
+    /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
+    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false)
     {
-        using var context = F.scaled_dot_product_attention(q, keys, values, mask);
+        using var context = F.scaled_dot_product_attention(q, keys, values, mask, is_casual: causal);
         using var merged = context.transpose(1, 2);
         return merged.reshape(q.shape[0], q.shape[2], -1);
     }

@@ -44,6 +44,12 @@ public sealed class DummyWeightSource : IWeightSource
                 ? torch.ones(shape, dtype, device)
                 : torch.zeros(shape, dtype, device);
         }
+        // Drawing tens of gigabytes on the CPU takes minutes; where a GPU exists, draw there and copy the result.
+        if (device.type == DeviceType.CPU && torch.cuda.is_available())
+        {
+            using var drawn = Load(canonical, dtype, torch.CUDA);
+            return drawn.cpu();
+        }
         using var generator = new torch.Generator(TensorSeed(canonical), device);
         // CPU kernels for reduced-precision normal sampling are missing or slow; draw in float32 there.
         var drawType = device.type == DeviceType.CPU || !IsFloat(dtype) ? torch.ScalarType.Float32 : dtype;

@@ -1,0 +1,55 @@
+using System.Text;
+using System.Text.Json;
+using ActorInfer.Cli.Engine;
+using ActorInfer.Planning;
+
+namespace ActorInfer.Cli.Bench;
+
+public static class BenchReport
+{
+    public static string Text(EngineSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
+    {
+        var p = setup.Policy;
+        var b = new StringBuilder();
+        b.AppendLine($"model            {setup.Config.Name}");
+        b.AppendLine($"policy           {p}");
+        b.AppendLine($"block            {m.BlockSize} sequences, prompt {m.PromptLength}, generate {m.GenerationLength}");
+        b.AppendLine($"prefill          {m.PrefillSeconds:F3} s, {m.PrefillThroughput:F1} token/s");
+        b.AppendLine($"decode           {m.DecodeSeconds:F3} s, {m.DecodeThroughput:F2} token/s");
+        b.AppendLine($"total            {m.TotalThroughput:F2} token/s (median of {runs.Count}: {string.Join(", ", runs.Select(r => r.TotalThroughput.ToString("F2")))})");
+        b.AppendLine($"peak (accounted) device {ByteSize.Format(m.AccountedPeak.Device)}, cpu {ByteSize.Format(m.AccountedPeak.Cpu)}, disk {ByteSize.Format(m.AccountedPeak.Disk)}");
+        if (m.DevicePeakBytes is { } device) b.AppendLine($"peak (device)    {ByteSize.Format(device)} in use as the CUDA driver reports it");
+        if (setup.Search is { } s)
+            b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s; searched in {s.SearchTime.TotalMilliseconds:F1} ms");
+        return b.ToString().TrimEnd();
+    }
+
+    public static string Json(EngineSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
+    {
+        var p = setup.Policy;
+        object Fractions(TierFractions f) => new { gpu = f.Gpu, cpu = f.Cpu, disk = f.Disk };
+        var result = new Dictionary<string, object?>
+        {
+            ["model"] = setup.Config.Name,
+            ["prompt_len"] = m.PromptLength,
+            ["gen_len"] = m.GenerationLength,
+            ["block_size"] = m.BlockSize,
+            ["prefill_latency_s"] = m.PrefillSeconds,
+            ["prefill_throughput"] = m.PrefillThroughput,
+            ["decode_latency_s"] = m.DecodeSeconds,
+            ["decode_throughput"] = m.DecodeThroughput,
+            ["total_throughput"] = m.TotalThroughput,
+            ["total_throughput_runs"] = runs.Select(r => r.TotalThroughput).ToArray(),
+            ["peak_memory_bytes"] = new { gpu = m.AccountedPeak.Device, cpu = m.AccountedPeak.Cpu, disk = m.AccountedPeak.Disk },
+            ["device_reported_peak_bytes"] = m.DevicePeakBytes,
+            ["weights_load_s"] = setup.LoadTime.TotalSeconds,
+            ["policy"] = new
+            {
+                gpu_batch_size = p.GpuBatchSize, num_gpu_batches = p.NumGpuBatches, weights = Fractions(p.Weights),
+                cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention,
+            },
+            ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
+        };
+        return JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
+    }
+}

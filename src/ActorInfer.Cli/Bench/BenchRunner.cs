@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using ActorInfer.Cli.Engine;
+using ActorInfer.Model.Generation;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+
+namespace ActorInfer.Cli.Bench;
+
+/// <summary>FlexGen's metrics for one measured generation of a full block.</summary>
+public sealed record BenchRun(double PrefillSeconds, double DecodeSeconds, int BlockSize, int PromptLength, int GenerationLength,
+    TierPeaks AccountedPeak, long? DevicePeakBytes)
+{
+    public double PrefillThroughput => BlockSize * PromptLength / PrefillSeconds;
+    public double DecodeThroughput => GenerationLength > 1 ? BlockSize * (GenerationLength - 1) / DecodeSeconds : 0;
+    public double TotalThroughput => BlockSize * GenerationLength / (PrefillSeconds + DecodeSeconds);
+}
+
+public sealed record TierPeaks(long Device, long Cpu, long Disk);
+
+/// <summary>Runs the block a warm-up time and then <c>repeat</c> measured times with random prompts of the asked length.</summary>
+public static class BenchRunner
+{
+    public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log)
+    {
+        var blockSize = setup.Policy.BlockSize;
+        log($"warm-up: block of {blockSize}, prompt {Math.Min(promptLength, 16)}, 2 tokens");
+        Measure(setup, Math.Min(promptLength, 16), Math.Min(generationLength, 2), seed: 999);
+        var runs = new List<BenchRun>();
+        for (var r = 0; r < repeat; r++)
+        {
+            var run = Measure(setup, promptLength, generationLength, seed: r);
+            log($"run {r + 1}/{repeat}: prefill {run.PrefillSeconds:F3} s, decode {run.DecodeSeconds:F3} s, total {run.TotalThroughput:F2} token/s");
+            runs.Add(run);
+        }
+        return runs;
+    }
+
+    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed)
+    {
+        var config = setup.Config;
+        var random = new Random(seed);
+        var block = Enumerable.Range(0, setup.Policy.BlockSize).Select(i =>
+        {
+            var ids = new int[promptLength];
+            ids[0] = config.BosTokenId;
+            for (var j = 1; j < promptLength; j++) ids[j] = random.Next(3, config.VocabSize);
+            var request = new CompletionRequest
+            {
+                Prompt = Prompt.FromIds(ids), MaxTokens = generationLength, Temperature = 0, IgnoreEos = true,
+            };
+            return new SequenceState(request, ids, seed: i, config.EosTokenId);
+        }).ToList();
+
+        foreach (var tier in setup.Tiers.All()) tier.ResetPeak();
+        var cuda = MachineMemory.HasCuda && setup.Device.type == TorchSharp.DeviceType.CUDA;
+        long? devicePeak = cuda ? MachineMemory.Device().Total - MachineMemory.Device().Free : null;
+        var watch = Stopwatch.StartNew();
+        double prefill = 0;
+        setup.Engine.Generate(block, _ => "", step =>
+        {
+            if (step.IsPrefill) prefill = watch.Elapsed.TotalSeconds;
+            if (cuda)
+            {
+                var (free, total) = MachineMemory.Device();
+                devicePeak = Math.Max(devicePeak!.Value, total - free);
+            }
+        });
+        var total = watch.Elapsed.TotalSeconds;
+        var peaks = new TierPeaks(setup.Tiers.Device.PeakBytes, setup.Tiers.Cpu.PeakBytes, setup.Tiers.Disk?.PeakBytes ?? 0);
+        return new BenchRun(prefill, total - prefill, block.Count, promptLength, generationLength, peaks, devicePeak);
+    }
+
+    /// <summary>The run whose total throughput is the median (FlexGen reports one run; we report the median of several).</summary>
+    public static BenchRun Median(IReadOnlyList<BenchRun> runs) => runs.OrderBy(r => r.TotalThroughput).ElementAt(runs.Count / 2);
+}

@@ -1,0 +1,63 @@
+using System.CommandLine;
+using System.Text.Json;
+using ActorInfer.Cli.Bench;
+using ActorInfer.Cli.Engine;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+
+namespace ActorInfer.Cli.Commands;
+
+/// <summary>`actorinfer bench`: FlexGen's throughput benchmark of one block, under a given or planned policy.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("bench", "Measure prefill, decoding and total throughput of one block, as FlexGen reports them.");
+        var model = new Option<string>("--model") { Description = "Named size (opt-125m ... opt-175b) or checkpoint folder.", Required = true };
+        var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape (no checkpoint)." };
+        var promptLen = new Option<int>("--prompt-len") { Description = "Prompt length in tokens.", DefaultValueFactory = _ => 512 };
+        var genLen = new Option<int>("--gen-len") { Description = "Tokens generated per sequence.", DefaultValueFactory = _ => 32 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda (default: cuda when available)." };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float16 on cuda, float32 on cpu)." };
+        dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
+        var repeat = new Option<int>("--repeat") { Description = "Measured runs; the median is reported.", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var policy = new PolicyOptions();
+        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json }.Concat(policy.All()))
+            command.Options.Add(o);
+
+        command.SetAction(parse =>
+        {
+            var choice = policy.Read(parse);
+            var prompt = parse.GetValue(promptLen);
+            var gen = parse.GetValue(genLen);
+            var runs = parse.GetValue(repeat);
+            if (prompt < 1 || gen < 1) throw new CliException("--prompt-len and --gen-len must be at least 1", 2);
+            if (runs < 1) throw new CliException("--repeat must be at least 1", 2);
+            if (!choice.Auto && choice.GpuBatchSize is null) throw new CliException("give --gpu-batch-size, or --policy auto", 2);
+            var config = OptConfigs.Resolve(parse.GetValue(model)!);
+            if (prompt + gen > config.MaxPositionEmbeddings)
+                throw new CliException($"--prompt-len {prompt} + --gen-len {gen} exceeds the model's context of {config.MaxPositionEmbeddings}", 2);
+            var deviceName = parse.GetValue(device) ?? (TorchSharp.torch.cuda.is_available() ? "cuda" : "cpu");
+            var dev = Devices.Resolve(deviceName);
+            var type = Devices.ResolveDType(parse.GetValue(dtype), dev);
+            var modelArg = parse.GetValue(model)!;
+            var isDummy = parse.GetValue(dummy);
+            if (!isDummy && !Directory.Exists(modelArg))
+                throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights", 2);
+
+            using IWeightSource source = isDummy ? new DummyWeightSource(config, seed: 0) : LoadedModel.OpenCheckpoint(modelArg, config);
+            var asJson = parse.GetValue(json);
+            Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
+            using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1);
+            log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s");
+            var results = BenchRunner.Run(setup, prompt, gen, runs, log);
+            var median = BenchRunner.Median(results);
+            Console.WriteLine(asJson ? BenchReport.Json(setup, median, results) : BenchReport.Text(setup, median, results));
+            return 0;
+        });
+        return command;
+    }
+}

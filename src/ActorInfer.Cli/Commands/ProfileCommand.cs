@@ -1,0 +1,34 @@
+using System.CommandLine;
+using ActorInfer.Cli.Profiling;
+using ActorInfer.Planning;
+
+namespace ActorInfer.Cli.Commands;
+
+/// <summary>`actorinfer profile`: measures this machine's rates and writes a hardware profile for the planner.</summary>
+public static class ProfileCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("profile", "Measure this machine's copy, disk and compute rates and write a hardware profile (JSON) for the planner.");
+        var device = new Option<string>("--device") { Description = "cuda or cpu (default: cuda when available)." };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        var diskDir = new Option<string?>("--disk-dir") { Description = "Folder for the disk tier's measurement (default: the system's temp folder)." };
+        var output = new Option<FileInfo>("--output") { Description = "Profile file to write.", Required = true };
+        var name = new Option<string?>("--name") { Description = "Profile name (default: the output file's name)." };
+        foreach (var o in new Option[] { device, diskDir, output, name }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var dev = Devices.Resolve(parse.GetValue(device) ?? (TorchSharp.torch.cuda.is_available() ? "cuda" : "cpu"));
+            var folder = parse.GetValue(diskDir) ?? Path.GetTempPath();
+            if (!Directory.Exists(folder)) throw new CliException($"--disk-dir: folder '{folder}' does not exist");
+            var file = parse.GetValue(output)!;
+            if (file.Directory is { Exists: false } d) throw new CliException($"output folder does not exist: {d.FullName}");
+            var profileName = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(file.Name);
+            var profile = new HardwareProber(dev, folder, line => Console.Error.WriteLine($"profile: {line}")).Measure(profileName);
+            HardwareProfileJson.Save(profile, file.FullName);
+            Console.WriteLine($"wrote {file.FullName}");
+            return 0;
+        });
+        return command;
+    }
+}

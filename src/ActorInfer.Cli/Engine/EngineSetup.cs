@@ -1,0 +1,112 @@
+using ActorInfer.Cli.Planning;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Cli.Engine;
+
+/// <summary>
+/// Everything one run needs, built from the command line: the model's config and weights, the tiers with their
+/// budgets, the copy engine for the device, the policy (given or searched) and the offloading engine.
+/// </summary>
+public sealed class EngineSetup : IDisposable
+{
+    private EngineSetup(OptConfig config, TierSet tiers, ICopyEngine copies, OffloadEngine engine, SearchResult? search, TimeSpan loadTime)
+    {
+        Config = config;
+        Tiers = tiers;
+        Copies = copies;
+        Engine = engine;
+        Search = search;
+        LoadTime = loadTime;
+    }
+
+    public OptConfig Config { get; }
+    public TierSet Tiers { get; }
+    public ICopyEngine Copies { get; }
+    public OffloadEngine Engine { get; }
+    public Policy Policy => Engine.Policy;
+    /// <summary>The planner's answer when the policy was searched (with its predicted figures).</summary>
+    public SearchResult? Search { get; }
+    public TimeSpan LoadTime { get; }
+    public Device Device => Tiers.Device.Device;
+
+    /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
+    public static EngineSetup Create(OptConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
+        Workload workload, int defaultGpuBatchSize)
+    {
+        var isCuda = device.type == TorchSharp.DeviceType.CUDA;
+        var hostAvailable = MachineMemory.HostAvailable();
+        var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
+        var cpuBudget = choice.CpuMem ?? hostAvailable;
+        var diskDir = choice.DiskDir;
+        if (diskDir is not null && !Directory.Exists(diskDir))
+            throw new CliException($"--disk-dir: folder '{diskDir}' does not exist");
+        var diskBudget = choice.DiskMem ?? (diskDir is null ? 0 : MachineMemory.DiskFree(diskDir));
+
+        SearchResult? search = null;
+        Policy policy;
+        if (choice.Auto)
+        {
+            if (choice.Hardware is null)
+                throw new CliException("--policy auto needs --hardware: a profile written by `actorinfer profile` (or t4-flexgen)", 2);
+            var hardware = HardwareProfiles.Resolve(choice.Hardware);
+            var spec = ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype));
+            var options = new SearchOptions { GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches };
+            try
+            {
+                search = PolicySearch.Find(spec, workload, hardware, new MemoryBudget(gpuBudget, cpuBudget, diskDir is null ? 1 : diskBudget), options);
+            }
+            catch (NoFeasiblePolicyException ex)
+            {
+                throw new CliException(ex.Message, 3);
+            }
+            policy = search.Policy;
+        }
+        else
+        {
+            var p = choice.Percent ?? [100, 0, 100, 0, 100, 0];
+            try
+            {
+                policy = new Policy(choice.GpuBatchSize ?? defaultGpuBatchSize, choice.NumGpuBatches ?? 1,
+                    TierFractions.FromPercent(p[0], p[1]), TierFractions.FromPercent(p[2], p[3]), TierFractions.FromPercent(p[4], p[5]))
+                { CpuAttention = choice.CpuAttention };
+            }
+            catch (ArgumentException ex)
+            {
+                throw new CliException($"--percent: {ex.Message}", 2);
+            }
+        }
+        if ((policy.Weights.Disk > 0 || policy.Cache.Disk > 0 || policy.Activations.Disk > 0) && diskDir is null)
+            throw new CliException("the policy places tensors on disk: give --disk-dir");
+
+        var tiers = TierSet.Create(gpuBudget, cpuBudget, diskDir, diskBudget);
+        ICopyEngine copies = isCuda ? new CudaCopyEngine() : new CpuCopyEngine();
+        try
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype);
+            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed);
+        }
+        catch (TierBudgetExceededException ex)
+        {
+            copies.Dispose();
+            throw new CliException(ex.Message);
+        }
+        catch
+        {
+            copies.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Engine.Dispose();
+        Copies.Dispose();
+    }
+}

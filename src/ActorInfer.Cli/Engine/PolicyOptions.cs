@@ -1,0 +1,57 @@
+using System.CommandLine;
+using ActorInfer.Planning;
+
+namespace ActorInfer.Cli.Engine;
+
+/// <summary>The placement options `generate` and `bench` share, as FlexGen spells them.</summary>
+public sealed class PolicyOptions
+{
+    public Option<string?> Policy { get; } = new("--policy") { Description = "auto: search the best policy for the memory budgets with the planner." };
+    public Option<double[]> Percent { get; } = new("--percent")
+    {
+        Description = "Six percentages: weights on GPU, weights on CPU, cache on GPU, cache on CPU, activations on GPU, activations on CPU (the rest of each goes to disk).",
+        AllowMultipleArgumentsPerToken = true,
+        Arity = new ArgumentArity(6, 6),
+    };
+    public Option<int?> GpuBatchSize { get; } = new("--gpu-batch-size") { Description = "Sequences per GPU batch." };
+    public Option<int?> NumGpuBatches { get; } = new("--num-gpu-batches") { Description = "GPU batches per block (the zig-zag block size)." };
+    public Option<bool> CpuAttention { get; } = new("--cpu-attention", "--cpu") { Description = "Attention over a CPU-resident cache runs on the CPU (FlexGen's CPU delegation)." };
+    public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
+    public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
+    public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
+    public Option<string?> DiskMem { get; } = new("--disk-mem") { Description = "Disk tier budget; default: free space in --disk-dir." };
+    public Option<string?> Hardware { get; } = new("--hardware") { Description = "Hardware profile for --policy auto (a file written by `actorinfer profile`, or t4-flexgen)." };
+
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, DiskDir, GpuMem, CpuMem, DiskMem, Hardware];
+
+    public PolicyChoice Read(ParseResult parse)
+    {
+        var policy = parse.GetValue(Policy);
+        if (policy is not null && policy != "auto") throw new CliException($"--policy takes only 'auto' (got '{policy}')", 2);
+        var percent = parse.GetValue(Percent) is { Length: > 0 } given ? given : null;
+        if (policy == "auto" && percent is not null) throw new CliException("--policy auto and --percent exclude each other", 2);
+        return new PolicyChoice(
+            Auto: policy == "auto",
+            Percent: percent,
+            GpuBatchSize: parse.GetValue(GpuBatchSize),
+            NumGpuBatches: parse.GetValue(NumGpuBatches),
+            CpuAttention: parse.GetValue(CpuAttention),
+            DiskDir: parse.GetValue(DiskDir),
+            GpuMem: Size(parse.GetValue(GpuMem), "--gpu-mem"),
+            CpuMem: Size(parse.GetValue(CpuMem), "--cpu-mem"),
+            DiskMem: Size(parse.GetValue(DiskMem), "--disk-mem"),
+            Hardware: parse.GetValue(Hardware));
+    }
+
+    private static long? Size(string? text, string option)
+    {
+        if (text is null) return null;
+        if (!ByteSize.TryParse(text, out var bytes, out var problem)) throw new CliException($"{option}: {problem}", 2);
+        if (bytes <= 0) throw new CliException($"{option} must be positive (got {text})", 2);
+        return bytes;
+    }
+}
+
+/// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
+public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
+    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware);

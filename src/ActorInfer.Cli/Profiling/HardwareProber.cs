@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using ActorInfer.Model.Layers;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Cli.Profiling;
+
+/// <summary>
+/// Measures the rates the cost model needs on this machine, through the same paths the runtime uses: the copy
+/// engine for host/device copies, the disk tier for disk reads and writes, OptMath's attention for CPU attention.
+/// </summary>
+public sealed class HardwareProber(Device device, string diskFolder, Action<string> log)
+{
+    private bool IsCuda => device.type == TorchSharp.DeviceType.CUDA;
+    private const int HiddenSize = 4096; // shapes of a mid-size OPT layer (6.7B); rates are reused for every model
+
+    public HardwareProfile Measure(string name)
+    {
+        using var scope = NewDisposeScope();
+        using ICopyEngine copies = IsCuda ? new CudaCopyEngine() : new CpuCopyEngine();
+        var host = MemoryTier.ForCpu(long.MaxValue);
+        var dev = MemoryTier.ForDevice(long.MaxValue);
+        const long copyBytes = 512L << 20;
+        var hostBuffer = host.Allocate([copyBytes / 2], ScalarType.Float16, "profile host buffer");
+        var deviceBuffer = dev.Allocate([copyBytes / 2], ScalarType.Float16, "profile device buffer");
+        var toDevice = Rate("cpu -> device copy", copyBytes, () => copies.CopyAsync(deviceBuffer.Tensor, hostBuffer.Tensor, CopyDirection.Load).Wait());
+        var toHost = Rate("device -> cpu copy", copyBytes, () => copies.CopyAsync(hostBuffer.Tensor, deviceBuffer.Tensor, CopyDirection.Store).Wait());
+        var deviceMemory = IsCuda
+            ? Rate("device memory (copy within the device)", 2 * copyBytes, () =>
+            {
+                using var copy = deviceBuffer.Tensor.clone();
+                Sync();
+            })
+            : Rate("host memory (copy within the host)", 2 * copyBytes, () =>
+            {
+                using var copy = hostBuffer.Tensor.clone();
+            });
+
+        var disk = new DiskTier(diskFolder, long.MaxValue);
+        using var file = disk.Allocate(copyBytes, "profile file");
+        var diskWrite = Rate("cpu -> disk", copyBytes, () => file.Write(hostBuffer.Tensor, 0));
+        var diskRead = Rate("disk -> cpu", copyBytes, () => file.ReadInto(hostBuffer.Tensor, 0));
+        hostBuffer.Dispose();
+        deviceBuffer.Dispose();
+
+        var dtype = IsCuda ? ScalarType.Float16 : ScalarType.Float32;
+        var matmulPrefill = Matmul("matmul, prefill shape", 4096, dtype);
+        var matmulDecode = Matmul("matmul, decode shape", 32, dtype);
+        var bmmPrefill = Attention("attention, prefill shape", batch: 4, queries: 512, keys: 512, dtype, device);
+        var bmmDecode = Attention("attention, decode shape", batch: 32, queries: 1, keys: 544, dtype, device);
+        var cpuAttention = Attention("CPU attention, decode shape", batch: 32, queries: 1, keys: 544, ScalarType.Float16, CPU);
+
+        return new HardwareProfile
+        {
+            Name = name,
+            GpuMemoryBytes = IsCuda ? MachineMemory.Device().Total : MachineMemory.HostAvailable() / 2,
+            CpuMemoryBytes = MachineMemory.HostAvailable(),
+            DiskBytes = MachineMemory.DiskFree(diskFolder),
+            CpuToGpuBytesPerSecond = toDevice,
+            CpuToGpuCacheBytesPerSecond = toDevice,
+            GpuToCpuBytesPerSecond = toHost,
+            GpuToCpuCacheBytesPerSecond = toHost,
+            DiskToCpuBytesPerSecond = diskRead,
+            DiskToCpuCacheBytesPerSecond = diskRead,
+            CpuToDiskBytesPerSecond = diskWrite,
+            CpuToDiskCacheBytesPerSecond = diskWrite,
+            GpuMatmulPrefillFlops = matmulPrefill,
+            GpuMatmulDecodeFlops = matmulDecode,
+            GpuBatchedMatmulPrefillFlops = bmmPrefill,
+            GpuBatchedMatmulDecodeFlops = bmmDecode,
+            CpuAttentionFlops = cpuAttention,
+            GpuMemoryBytesPerSecond = deviceMemory,
+            Source = $"measured by `actorinfer profile` on {Environment.MachineName} at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")})",
+        }.Validate();
+    }
+
+    private void Sync()
+    {
+        if (IsCuda) cuda.synchronize();
+    }
+
+    /// <summary>Median rate of five timed repetitions after one warm-up.</summary>
+    private double Rate(string what, double unitsPerRun, Action run, string unit = "GB/s", double scale = 1e9)
+    {
+        run();
+        var samples = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            run();
+            samples.Add(unitsPerRun / watch.Elapsed.TotalSeconds);
+        }
+        var median = samples.Order().ElementAt(samples.Count / 2);
+        log($"{what}: {median / scale:F2} {unit}");
+        return median;
+    }
+
+    private double Matmul(string what, int tokens, ScalarType dtype)
+    {
+        using var x = randn([tokens, HiddenSize], dtype: dtype, device: device);
+        using var w = randn([4 * HiddenSize, HiddenSize], dtype: dtype, device: device) * 0.01;
+        var flops = 2.0 * tokens * HiddenSize * 4 * HiddenSize;
+        return Rate(what, flops, () =>
+        {
+            using var y = nn.functional.linear(x, w);
+            Sync();
+        }, "TFLOP/s", 1e12);
+    }
+
+    private double Attention(string what, int batch, int queries, int keys, ScalarType dtype, Device on)
+    {
+        const int heads = 32, headDim = 128;
+        using var q = randn([batch, heads, queries, headDim], dtype: dtype, device: on);
+        using var k = randn([batch, heads, keys, headDim], dtype: dtype, device: on);
+        using var v = randn([batch, heads, keys, headDim], dtype: dtype, device: on);
+        using var mask = ones([batch, 1, queries, keys], dtype: ScalarType.Bool, device: on);
+        var flops = 4.0 * batch * heads * queries * keys * headDim;
+        return Rate(what, flops, () =>
+        {
+            using var context = OptMath.Attend(q, k, v, mask);
+            if (on.type == TorchSharp.DeviceType.CUDA) Sync();
+        }, "TFLOP/s", 1e12);
+    }
+}

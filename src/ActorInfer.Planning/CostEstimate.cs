@@ -1,0 +1,62 @@
+namespace ActorInfer.Planning;
+
+/// <summary>Bytes per tier.</summary>
+public sealed record TierBytes(double Gpu, double Cpu, double Disk)
+{
+    public double For(Tier tier) => tier switch
+    {
+        Tier.Gpu => Gpu,
+        Tier.Cpu => Cpu,
+        _ => Disk,
+    };
+
+    public static TierBytes Max(TierBytes first, TierBytes second) =>
+        new(Math.Max(first.Gpu, second.Gpu), Math.Max(first.Cpu, second.Cpu), Math.Max(first.Disk, second.Disk));
+}
+
+/// <summary>
+/// One phase of one layer for the whole block: the seconds each link and processor is busy, and the layer's time,
+/// which is the busiest of the three overlapped streams. For decoding these are the mean step's figures.
+/// </summary>
+public sealed record PhaseEstimate
+{
+    public required Phase Phase { get; init; }
+    public required double CpuToGpuSeconds { get; init; }
+    public required double GpuToCpuSeconds { get; init; }
+    public required double DiskToCpuSeconds { get; init; }
+    public required double CpuToDiskSeconds { get; init; }
+    public required double GpuComputeSeconds { get; init; }
+    public required double CpuComputeSeconds { get; init; }
+    /// <summary>Disk -> CPU -> GPU.</summary>
+    public double LoadStreamSeconds => DiskToCpuSeconds + CpuToGpuSeconds;
+    /// <summary>GPU -> CPU -> disk.</summary>
+    public double StoreStreamSeconds => GpuToCpuSeconds + CpuToDiskSeconds;
+    public double ComputeStreamSeconds => GpuComputeSeconds + CpuComputeSeconds;
+    public double LayerSeconds => Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
+    /// <summary>How many times the phase runs each layer: once for prefill, once per decoding step.</summary>
+    public required int Repetitions { get; init; }
+    public required int Layers { get; init; }
+    public double TotalSeconds => LayerSeconds * Layers * Repetitions;
+
+    /// <summary>The stream that sets the layer time: "load", "store" or "compute".</summary>
+    public string Bottleneck =>
+        LayerSeconds == ComputeStreamSeconds ? "compute" : LayerSeconds == LoadStreamSeconds ? "load" : "store";
+}
+
+/// <summary>What the cost model predicts for one policy.</summary>
+public sealed record CostEstimate
+{
+    public required Policy Policy { get; init; }
+    public required PhaseEstimate Prefill { get; init; }
+    public required PhaseEstimate Decode { get; init; }
+    public required TierBytes PrefillMemory { get; init; }
+    public required TierBytes DecodeMemory { get; init; }
+    public required int GeneratedTokens { get; init; }
+
+    public double PrefillSeconds => Prefill.TotalSeconds;
+    public double DecodeSeconds => Decode.TotalSeconds;
+    public double TotalSeconds => PrefillSeconds + DecodeSeconds;
+    /// <summary>Generated tokens (block size x generation length) per second of prefill plus decoding.</summary>
+    public double ThroughputTokensPerSecond => GeneratedTokens / TotalSeconds;
+    public TierBytes PeakMemory => TierBytes.Max(PrefillMemory, DecodeMemory);
+}

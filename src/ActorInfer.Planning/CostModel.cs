@@ -1,0 +1,41 @@
+namespace ActorInfer.Planning;
+
+/// <summary>The cost model: a pure function from a model, a workload, a policy and a machine to predicted time and memory.</summary>
+public static class CostModel
+{
+    public static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, HardwareProfile hardware)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(workload);
+        ArgumentNullException.ThrowIfNull(policy);
+        hardware.Validate();
+        var terms = CostTerms.Build(model, workload, PolicyShape.Of(policy), hardware);
+        return Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
+    }
+
+    internal static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, CostTerms terms, IReadOnlyList<double> shares) => new()
+    {
+        Policy = policy,
+        Prefill = Phase(terms.Prefill, Planning.Phase.Prefill, 1, model.NumLayers, shares),
+        Decode = Phase(terms.Decode, Planning.Phase.Decode, workload.DecodeSteps, model.NumLayers, shares),
+        PrefillMemory = Memory(terms.PrefillMemory, shares),
+        DecodeMemory = Memory(terms.DecodeMemory, shares),
+        GeneratedTokens = policy.BlockSize * workload.GenerationLength,
+    };
+
+    private static PhaseEstimate Phase(PhaseTimeTerms terms, Phase phase, int repetitions, int layers, IReadOnlyList<double> shares) => new()
+    {
+        Phase = phase,
+        CpuToGpuSeconds = terms.CpuToGpu.Evaluate(shares),
+        GpuToCpuSeconds = terms.GpuToCpu.Evaluate(shares),
+        DiskToCpuSeconds = terms.DiskToCpu.Evaluate(shares),
+        CpuToDiskSeconds = terms.CpuToDisk.Evaluate(shares),
+        GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
+        CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
+        Repetitions = repetitions,
+        Layers = layers,
+    };
+
+    private static TierBytes Memory(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
+        new(terms.Gpu.Evaluate(shares), terms.Cpu.Evaluate(shares), terms.Disk.Evaluate(shares));
+}

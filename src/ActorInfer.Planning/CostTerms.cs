@@ -1,0 +1,234 @@
+using static ActorInfer.Planning.Placement;
+
+namespace ActorInfer.Planning;
+
+/// <summary>The policy's choices that are not placement shares; with the batch geometry they fix every coefficient.</summary>
+public sealed record PolicyShape(int GpuBatchSize, int NumGpuBatches, bool CpuAttention, bool CompressWeights, bool CompressCache)
+{
+    public static PolicyShape Of(Policy policy) =>
+        new(policy.GpuBatchSize, policy.NumGpuBatches, policy.CpuAttention, policy.CompressWeights, policy.CompressCache);
+
+    public int BlockSize => GpuBatchSize * NumGpuBatches;
+}
+
+/// <summary>Seconds one layer spends on each link and processor in one phase, for the whole block.</summary>
+public sealed record PhaseTimeTerms(
+    LinearExpression CpuToGpu, LinearExpression GpuToCpu, LinearExpression DiskToCpu, LinearExpression CpuToDisk,
+    LinearExpression GpuCompute, LinearExpression CpuCompute)
+{
+    /// <summary>
+    /// The three streams of the overlapped schedule. Loads go disk -> CPU -> GPU on one stream, stores GPU -> CPU -> disk
+    /// on another, compute (GPU, and CPU attention which waits on and feeds the GPU) on a third.
+    /// </summary>
+    public LinearExpression LoadStream => DiskToCpu + CpuToGpu;
+    public LinearExpression StoreStream => GpuToCpu + CpuToDisk;
+    public LinearExpression ComputeStream => GpuCompute + CpuCompute;
+}
+
+/// <summary>Peak bytes each tier holds during one phase.</summary>
+public sealed record PhaseMemoryTerms(LinearExpression Gpu, LinearExpression Cpu, LinearExpression Disk)
+{
+    public LinearExpression For(Tier tier) => tier switch
+    {
+        Tier.Gpu => Gpu,
+        Tier.Cpu => Cpu,
+        _ => Disk,
+    };
+}
+
+public enum Tier { Gpu, Cpu, Disk }
+
+public enum Phase { Prefill, Decode }
+
+/// <summary>
+/// Every term of the cost model as a linear expression in the nine placement shares, for one model, workload,
+/// hardware and batch geometry. docs/planner.md derives each term.
+/// </summary>
+public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, PhaseMemoryTerms PrefillMemory, PhaseMemoryTerms DecodeMemory)
+{
+    /// <summary>4-bit values with a float16 minimum and scale per group of 64: (64·4/8 + 2·2) bytes per 64 elements.</summary>
+    public const double CompressedBytesPerElement = (64 * 4 / 8.0 + 4) / 64;
+
+    public PhaseTimeTerms Time(Phase phase) => phase == Phase.Prefill ? Prefill : Decode;
+    public PhaseMemoryTerms Memory(Phase phase) => phase == Phase.Prefill ? PrefillMemory : DecodeMemory;
+
+    public static CostTerms Build(ModelSpec model, Workload workload, PolicyShape shape, HardwareProfile hardware)
+    {
+        var sizes = new Sizes(model, workload, shape);
+        return new CostTerms(
+            PrefillTimes(sizes, hardware), DecodeTimes(sizes, shape, hardware),
+            PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
+    }
+
+    /// <summary>Byte and FLOP counts of one layer for the block (upper-case B: block size) or one GPU batch.</summary>
+    private sealed class Sizes
+    {
+        public Sizes(ModelSpec model, Workload workload, PolicyShape shape)
+        {
+            double element = model.BytesPerElement, hidden = model.HiddenSize, block = shape.BlockSize, batch = shape.GpuBatchSize;
+            double prompt = workload.PromptLength, total = workload.TotalLength, context = workload.MeanDecodeContext;
+            var weightScale = shape.CompressWeights ? CompressedBytesPerElement / element : 1;
+            var cacheScale = shape.CompressCache ? CompressedBytesPerElement / element : 1;
+
+            HiddenSize = model.HiddenSize;
+            LayerWeights = model.LayerWeightBytes * weightScale;
+            UncompressedLayerWeights = model.LayerWeightBytes;
+            AllWeights = model.TotalWeightBytes * weightScale;
+            AllCache = 2 * element * hidden * total * block * model.NumLayers * cacheScale;
+            PromptHidden = element * hidden * prompt * block;
+            TokenHidden = element * hidden * block;
+            PromptCacheWrite = 2 * element * hidden * prompt * block * cacheScale;
+            TokenCacheWrite = 2 * element * hidden * block * cacheScale;
+            MeanCacheRead = 2 * element * hidden * context * block * cacheScale;
+            TokenQuery = element * hidden * block;
+            BatchPromptHidden = element * hidden * prompt * batch;
+            BatchTokenHidden = element * hidden * batch;
+            BatchPromptCache = 2 * element * hidden * prompt * batch * cacheScale;
+            BatchFullCache = 2 * element * hidden * total * batch * cacheScale;
+
+            WeightReadsPerLayer = model.LayerWeightBytes * shape.NumGpuBatches;
+            PrefillMatmulFlops = block * prompt * model.LayerMatmulFlopsPerToken;
+            PrefillAttentionFlops = 4 * block * prompt * prompt * hidden;
+            DecodeMatmulFlops = block * model.LayerMatmulFlopsPerToken;
+            DecodeAttentionFlops = 4 * block * context * hidden;
+
+            double heads = model.NumHeads, ffn = model.FfnSize;
+            // One GPU batch's scratch: the layer output, plus the larger of the attention stage (Q, K, V and
+            // scores with their softmax) and the MLP stage (the FFN intermediate).
+            PrefillScratch = element * batch * (prompt * hidden + Math.Max(3 * prompt * hidden + 2 * heads * prompt * prompt, prompt * ffn));
+            DecodeScratchWithScores = element * batch * (hidden + Math.Max(3 * hidden + 2 * heads * total, ffn));
+            DecodeScratchWithoutScores = element * batch * (hidden + Math.Max(3 * hidden, ffn));
+            CpuAttentionScratch = 4.0 * heads * total * batch;
+        }
+
+        public int HiddenSize { get; }
+        public double LayerWeights { get; }
+        public double UncompressedLayerWeights { get; }
+        public double AllWeights { get; }
+        public double AllCache { get; }
+        public double PromptHidden { get; }
+        public double TokenHidden { get; }
+        public double PromptCacheWrite { get; }
+        public double TokenCacheWrite { get; }
+        public double MeanCacheRead { get; }
+        public double TokenQuery { get; }
+        public double BatchPromptHidden { get; }
+        public double BatchTokenHidden { get; }
+        public double BatchPromptCache { get; }
+        public double BatchFullCache { get; }
+        /// <summary>Bytes of GPU memory traffic for weights: every GPU batch reads the whole (float16) layer.</summary>
+        public double WeightReadsPerLayer { get; }
+        public double PrefillMatmulFlops { get; }
+        public double PrefillAttentionFlops { get; }
+        public double DecodeMatmulFlops { get; }
+        public double DecodeAttentionFlops { get; }
+        public double PrefillScratch { get; }
+        public double DecodeScratchWithScores { get; }
+        public double DecodeScratchWithoutScores { get; }
+        public double CpuAttentionScratch { get; }
+    }
+
+    private static PhaseTimeTerms PrefillTimes(Sizes size, HardwareProfile hw) => new(
+        CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
+                  + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
+        GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
+                  + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond,
+        DiskToCpu: LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
+                   + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond,
+        CpuToDisk: LinearExpression.Of(size.PromptCacheWrite, CacheDisk) / hw.CpuToDiskCacheBytesPerSecond
+                   + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
+        GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
+                                        + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops),
+        CpuCompute: LinearExpression.Zero);
+
+    private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
+    {
+        var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
+        var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
+        var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
+        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond));
+        var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
+                        + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
+                        + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;
+        var cpuToDisk = LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond
+                        + LinearExpression.Of(size.TokenCacheWrite, CacheDisk) / hw.CpuToDiskCacheBytesPerSecond;
+
+        if (shape.CpuAttention)
+        {
+            // The cache off the GPU never moves to it: the query and the new key/value go down, the attention output comes up.
+            var cpuRate = hw.EffectiveCpuAttentionFlops(shape.GpuBatchSize, size.HiddenSize);
+            return new PhaseTimeTerms(
+                CpuToGpu: weightsIn + hiddenIn + LinearExpression.Of(size.TokenQuery, CacheCpu, CacheDisk) / hw.CpuToGpuCacheBytesPerSecond,
+                GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenQuery + size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
+                DiskToCpu: diskToCpu,
+                CpuToDisk: cpuToDisk,
+                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops, CacheGpu) / hw.GpuBatchedMatmulDecodeFlops,
+                CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
+        }
+
+        // GPU attention over the whole cache: the off-GPU part of each batch's cache is brought up every step.
+        return new PhaseTimeTerms(
+            CpuToGpu: weightsIn + hiddenIn + LinearExpression.Of(size.MeanCacheRead, CacheCpu, CacheDisk) / hw.CpuToGpuCacheBytesPerSecond,
+            GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
+            DiskToCpu: diskToCpu,
+            CpuToDisk: cpuToDisk,
+            GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops),
+            CpuCompute: LinearExpression.Zero);
+    }
+
+    private static PhaseMemoryTerms PrefillMemoryTerms(Sizes size)
+    {
+        var gpuHome = LinearExpression.Of(size.AllWeights, WeightsGpu) + LinearExpression.Of(size.AllCache, CacheGpu)
+                      + LinearExpression.Of(size.PromptHidden, ActivationsGpu);
+        // Weights off the GPU are double-buffered (this layer's and the next's); a batch's input arrives while
+        // another computes; a batch's new cache waits to be stored while the next batch computes.
+        var gpuWorking = LinearExpression.Of(2 * size.LayerWeights, WeightsCpu, WeightsDisk)
+                         + LinearExpression.Of(2 * size.BatchPromptHidden, ActivationsCpu, ActivationsDisk)
+                         + LinearExpression.Of(2 * size.BatchPromptCache, CacheCpu, CacheDisk)
+                         + LinearExpression.Of(size.PrefillScratch + DecompressionBuffer(size));
+        var cpuHome = LinearExpression.Of(size.AllWeights, WeightsCpu) + LinearExpression.Of(size.AllCache, CacheCpu)
+                      + LinearExpression.Of(size.PromptHidden, ActivationsCpu);
+        // Everything that reaches disk or comes from it is staged in CPU memory, double-buffered.
+        var cpuStaging = LinearExpression.Of(2 * size.LayerWeights, WeightsDisk)
+                         + LinearExpression.Of(2 * size.BatchPromptHidden, ActivationsDisk)
+                         + LinearExpression.Of(2 * size.BatchPromptCache, CacheDisk);
+        var disk = LinearExpression.Of(size.AllWeights, WeightsDisk) + LinearExpression.Of(size.AllCache, CacheDisk)
+                   + LinearExpression.Of(size.PromptHidden, ActivationsDisk);
+        return new PhaseMemoryTerms(gpuHome + gpuWorking, cpuHome + cpuStaging, disk);
+    }
+
+    private static PhaseMemoryTerms DecodeMemoryTerms(Sizes size, PolicyShape shape)
+    {
+        var gpuHome = LinearExpression.Of(size.AllWeights, WeightsGpu) + LinearExpression.Of(size.AllCache, CacheGpu)
+                      + LinearExpression.Of(size.TokenHidden, ActivationsGpu);
+        var gpuWorking = LinearExpression.Of(2 * size.LayerWeights, WeightsCpu, WeightsDisk)
+                         + LinearExpression.Of(2 * size.BatchTokenHidden, ActivationsCpu, ActivationsDisk)
+                         + LinearExpression.Of(DecompressionBuffer(size));
+        var cpuHome = LinearExpression.Of(size.AllWeights, WeightsCpu) + LinearExpression.Of(size.AllCache, CacheCpu)
+                      + LinearExpression.Of(size.TokenHidden, ActivationsCpu);
+        var cpuStaging = LinearExpression.Of(2 * size.LayerWeights, WeightsDisk)
+                         + LinearExpression.Of(2 * size.BatchTokenHidden, ActivationsDisk)
+                         + LinearExpression.Of(2 * size.BatchFullCache, CacheDisk);
+        if (shape.CpuAttention)
+        {
+            // Scores are computed only over the GPU-resident part on the GPU; the CPU holds float32 scores of one batch
+            // for its part (taken in proportion to its share).
+            gpuWorking += LinearExpression.Of(size.DecodeScratchWithoutScores)
+                          + LinearExpression.Of(size.DecodeScratchWithScores - size.DecodeScratchWithoutScores, CacheGpu);
+            cpuStaging += LinearExpression.Of(size.CpuAttentionScratch, CacheCpu, CacheDisk);
+        }
+        else
+        {
+            // Each batch's off-GPU cache is brought up whole, double-buffered, for attention on the GPU.
+            gpuWorking += LinearExpression.Of(size.DecodeScratchWithScores)
+                          + LinearExpression.Of(2 * size.BatchFullCache, CacheCpu, CacheDisk);
+        }
+        var disk = LinearExpression.Of(size.AllWeights, WeightsDisk) + LinearExpression.Of(size.AllCache, CacheDisk)
+                   + LinearExpression.Of(size.TokenHidden, ActivationsDisk);
+        return new PhaseMemoryTerms(gpuHome + gpuWorking, cpuHome + cpuStaging, disk);
+    }
+
+    /// <summary>Compressed weights are expanded into one float16 layer on the GPU before use.</summary>
+    private static double DecompressionBuffer(Sizes size) =>
+        size.LayerWeights < size.UncompressedLayerWeights ? size.UncompressedLayerWeights : 0;
+}

@@ -1,0 +1,135 @@
+namespace ActorInfer.Planning;
+
+/// <summary>
+/// A decoder-only transformer (OPT) described by plain numbers: all the cost model needs to know of a model.
+/// </summary>
+public sealed record ModelSpec
+{
+    public string Name { get; }
+    public int NumLayers { get; }
+    public int HiddenSize { get; }
+    public int NumHeads { get; }
+    public int FfnSize { get; }
+    public int VocabSize { get; }
+    /// <summary>Learned position embeddings (OPT: 2048, plus its offset of 2).</summary>
+    public int MaxPositions { get; }
+    /// <summary>Bytes of one stored element: 2 for float16.</summary>
+    public int BytesPerElement { get; }
+
+    public ModelSpec(string name, int numLayers, int hiddenSize, int numHeads, int ffnSize,
+        int vocabSize = 50272, int maxPositions = 2048, int bytesPerElement = 2)
+    {
+        if (string.IsNullOrWhiteSpace(name))
+            throw new ArgumentException("model name must not be empty");
+        Positive(numLayers, "number of layers");
+        Positive(hiddenSize, "hidden size");
+        Positive(numHeads, "number of attention heads");
+        Positive(ffnSize, "FFN size");
+        Positive(vocabSize, "vocabulary size");
+        Positive(maxPositions, "maximum positions");
+        Positive(bytesPerElement, "bytes per element");
+        if (hiddenSize % numHeads != 0)
+            throw new ArgumentException($"hidden size {hiddenSize} is not a multiple of the {numHeads} heads");
+        Name = name;
+        NumLayers = numLayers;
+        HiddenSize = hiddenSize;
+        NumHeads = numHeads;
+        FfnSize = ffnSize;
+        VocabSize = vocabSize;
+        MaxPositions = maxPositions;
+        BytesPerElement = bytesPerElement;
+    }
+
+    /// <summary>
+    /// Parameters of one decoder layer: Q, K, V and output projections (4 h^2 + 4 h), the two FFN matrices
+    /// (2 h f + f + h) and two LayerNorms (4 h).
+    /// </summary>
+    public long LayerParameters
+    {
+        get
+        {
+            long h = HiddenSize, f = FfnSize;
+            return 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h;
+        }
+    }
+
+    public long LayerWeightBytes => LayerParameters * BytesPerElement;
+
+    /// <summary>Token and position embeddings (the output projection is tied to the token embedding) and the final LayerNorm.</summary>
+    public long EmbeddingBytes => ((long)VocabSize * HiddenSize + (long)(MaxPositions + 2) * HiddenSize + 2L * HiddenSize) * BytesPerElement;
+
+    public long TotalWeightBytes => LayerWeightBytes * NumLayers + EmbeddingBytes;
+
+    /// <summary>Multiply-accumulate FLOPs of one layer's matrix products for one token: 2 x (4 h^2 + 2 h f).</summary>
+    public double LayerMatmulFlopsPerToken => 2.0 * (4.0 * HiddenSize * HiddenSize + 2.0 * HiddenSize * FfnSize);
+
+    /// <summary>Bytes of one token's key and value in one layer.</summary>
+    public long CacheBytesPerTokenPerLayer => 2L * HiddenSize * BytesPerElement;
+
+    /// <summary>Bytes of one token's hidden state.</summary>
+    public long HiddenBytesPerToken => (long)HiddenSize * BytesPerElement;
+
+    private static void Positive(int value, string what)
+    {
+        if (value <= 0)
+            throw new ArgumentException($"{what} must be positive, got {value}");
+    }
+}
+
+/// <summary>The generation task the block serves: every sequence has a prompt of the same length and generates the same count.</summary>
+public sealed record Workload
+{
+    public int PromptLength { get; }
+    public int GenerationLength { get; }
+
+    public Workload(int promptLength, int generationLength)
+    {
+        if (promptLength <= 0)
+            throw new ArgumentException($"prompt length must be positive, got {promptLength}");
+        if (generationLength <= 0)
+            throw new ArgumentException($"generation length must be positive, got {generationLength}");
+        PromptLength = promptLength;
+        GenerationLength = generationLength;
+    }
+
+    public int TotalLength => PromptLength + GenerationLength;
+
+    /// <summary>
+    /// The mean context a decoding step attends over. Steps 1..n-1 attend over s+1..s+n-1 tokens; their mean is s + n/2.
+    /// Every decoding cost is linear in the context, so the mean step has the mean cost of each term.
+    /// </summary>
+    public double MeanDecodeContext => PromptLength + GenerationLength / 2.0;
+
+    public int DecodeSteps => GenerationLength - 1;
+}
+
+/// <summary>The OPT family's published shapes (float16, vocabulary 50272, 2048 positions).</summary>
+public static class OptModels
+{
+    public static IReadOnlyList<ModelSpec> All { get; } =
+    [
+        new("opt-125m", 12, 768, 12, 3072),
+        new("opt-350m", 24, 1024, 16, 4096),
+        new("opt-1.3b", 24, 2048, 32, 8192),
+        new("opt-2.7b", 32, 2560, 32, 10240),
+        new("opt-6.7b", 32, 4096, 32, 16384),
+        new("opt-13b", 40, 5120, 40, 20480),
+        new("opt-30b", 48, 7168, 56, 28672),
+        new("opt-66b", 64, 9216, 72, 36864),
+        new("opt-175b", 96, 12288, 96, 49152),
+    ];
+
+    /// <summary>By name, case-insensitive, with or without the "facebook/" prefix; null when unknown.</summary>
+    public static ModelSpec? Find(string name)
+    {
+        var key = name.Trim();
+        var slash = key.LastIndexOf('/');
+        if (slash >= 0)
+            key = key[(slash + 1)..];
+        return All.FirstOrDefault(m => string.Equals(m.Name, key, StringComparison.OrdinalIgnoreCase));
+    }
+
+    public static ModelSpec Get(string name) =>
+        Find(name) ?? throw new ArgumentException(
+            $"unknown model '{name}'; known: {string.Join(", ", All.Select(m => m.Name))}, or a directory with config.json");
+}

@@ -1,0 +1,167 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+
+namespace ActorInfer.Runtime.Placement;
+
+/// <summary>Bytes on each tier.</summary>
+public sealed record TierBytes(long Device, long Cpu, long Disk)
+{
+    public static TierBytes Zero { get; } = new(0, 0, 0);
+
+    public long Of(TierKind kind) => kind switch
+    {
+        TierKind.Device => Device,
+        TierKind.Cpu => Cpu,
+        _ => Disk,
+    };
+
+    public static TierBytes On(TierKind kind, long bytes) => kind switch
+    {
+        TierKind.Device => new(bytes, 0, 0),
+        TierKind.Cpu => new(0, bytes, 0),
+        _ => new(0, 0, bytes),
+    };
+
+    public static TierBytes operator +(TierBytes a, TierBytes b) => new(a.Device + b.Device, a.Cpu + b.Cpu, a.Disk + b.Disk);
+
+    public override string ToString() => $"device {Device} B, cpu {Cpu} B, disk {Disk} B";
+}
+
+/// <summary>The geometry of one GPU batch of a block: sequences, padded prompt length and cache capacity.</summary>
+public sealed record BatchShape(int Size, int PaddedLength, int Capacity);
+
+/// <summary>
+/// Where every tensor of a job lives, decided before anything is allocated, and the bytes that placement holds on
+/// each tier at its peak. Weights: whole tensors per schedule layer by FlexGen's midpoint rule. KV cache: each
+/// (decoder layer, GPU batch) pair's cache lives on one tier; pairs are enumerated layer-major and split by the
+/// same midpoint rule over equal items, so the share of pairs per tier matches the fractions. Activations: the
+/// output of each (schedule layer, GPU batch) likewise. Working buffers: the double-buffered device copies of
+/// off-device weights, cache and activations, CPU-attention buffers, and CPU staging for disk transfers when the
+/// device is not the CPU. Compute temporaries inside one (layer, batch) are not tier buffers and are not counted.
+/// </summary>
+public sealed class PlacementPlan
+{
+    private PlacementPlan(IReadOnlyList<IReadOnlyList<TierKind>> weightTiers, IReadOnlyList<TierKind> cacheTiers,
+        IReadOnlyList<TierKind> activationTiers, int batchCount, TierBytes weights, TierBytes cache, TierBytes activations,
+        TierBytes working)
+    {
+        WeightTiers = weightTiers;
+        CacheTiers = cacheTiers;
+        ActivationTiers = activationTiers;
+        BatchCount = batchCount;
+        Weights = weights;
+        Cache = cache;
+        Activations = activations;
+        Working = working;
+    }
+
+    /// <summary>Per schedule layer, the tier of each of its weight specs.</summary>
+    public IReadOnlyList<IReadOnlyList<TierKind>> WeightTiers { get; }
+    public IReadOnlyList<TierKind> CacheTiers { get; }
+    public IReadOnlyList<TierKind> ActivationTiers { get; }
+    public int BatchCount { get; }
+    public TierBytes Weights { get; }
+    public TierBytes Cache { get; }
+    public TierBytes Activations { get; }
+    public TierBytes Working { get; }
+    public TierBytes Total => Weights + Cache + Activations + Working;
+
+    public TierKind CacheTier(int decoderLayer, GpuBatchIndex batch) => CacheTiers[decoderLayer * BatchCount + batch.Value];
+    public TierKind ActivationTier(LayerIndex layer, GpuBatchIndex batch) => ActivationTiers[layer.Value * BatchCount + batch.Value];
+
+    /// <summary>The weights alone (what an engine holds between jobs) with their device working buffers.</summary>
+    public static PlacementPlan ForWeights(IReadOnlyList<ScheduleLayer> layers, Policy policy, long elementSize, bool deviceIsCpu) =>
+        ForBlock(layers, null, policy, elementSize, [], deviceIsCpu);
+
+    /// <summary>Weights plus the cache, activations and working buffers of a block of GPU batches.</summary>
+    public static PlacementPlan ForBlock(IReadOnlyList<ScheduleLayer> layers, OptConfig? config, Policy policy, long elementSize,
+        IReadOnlyList<BatchShape> batches, bool deviceIsCpu)
+    {
+        var weightTiers = new List<IReadOnlyList<TierKind>>(layers.Count);
+        var weights = TierBytes.Zero;
+        long maxOffDeviceLayer = 0, maxDiskLayer = 0;
+        foreach (var layer in layers)
+        {
+            var sizes = layer.Weights.Select(w => w.Elements * elementSize).ToArray();
+            var tiers = TierShares.Assign(sizes, policy.Weights);
+            weightTiers.Add(tiers);
+            long offDevice = 0, disk = 0;
+            for (var i = 0; i < sizes.Length; i++)
+            {
+                weights += TierBytes.On(tiers[i], sizes[i]);
+                if (tiers[i] != TierKind.Device) offDevice += sizes[i];
+                if (tiers[i] == TierKind.Disk) disk += sizes[i];
+            }
+            maxOffDeviceLayer = Math.Max(maxOffDeviceLayer, offDevice);
+            maxDiskLayer = Math.Max(maxDiskLayer, disk);
+        }
+        var working = TierBytes.On(TierKind.Device, 2 * maxOffDeviceLayer);
+        var staging = deviceIsCpu ? 0 : 2 * maxDiskLayer;
+
+        var decoderLayers = layers.Count(l => l.Kind == ScheduleLayerKind.Decoder);
+        var cacheTiers = TierShares.AssignEqual(decoderLayers * batches.Count, policy.Cache);
+        var activationTiers = TierShares.AssignEqual((layers.Count - 1) * batches.Count, policy.Activations);
+        var cache = TierBytes.Zero;
+        var activations = TierBytes.Zero;
+        if (config is not null && batches.Count > 0)
+        {
+            long hiddenRow = config.HiddenSize * elementSize;
+            long CacheBytes(BatchShape b) => 2L * b.Size * b.Capacity * hiddenRow;
+            long HiddenBytes(BatchShape b) => (long)b.Size * b.PaddedLength * hiddenRow;
+            var maxCache = batches.Max(CacheBytes);
+            var maxHidden = batches.Max(HiddenBytes);
+            var maxBatch = batches.Max(b => b.Size);
+            bool offDeviceCache = false, diskCache = false, offDeviceHidden = false, diskHidden = false, cpuAttention = false;
+            for (var l = 0; l < decoderLayers; l++)
+                for (var k = 0; k < batches.Count; k++)
+                {
+                    var tier = cacheTiers[l * batches.Count + k];
+                    cache += TierBytes.On(tier, CacheBytes(batches[k]));
+                    offDeviceCache |= tier != TierKind.Device;
+                    diskCache |= tier == TierKind.Disk;
+                    cpuAttention |= tier != TierKind.Device && policy.CpuAttention;
+                }
+            var activationKinds = new HashSet<TierKind>();
+            for (var k = 0; k < batches.Count; k++)
+                foreach (var kind in Enum.GetValues<TierKind>())
+                {
+                    var used = false;
+                    for (var j = 0; j < layers.Count - 1; j++)
+                        used |= activationTiers[j * batches.Count + k] == kind;
+                    if (!used) continue;
+                    activations += TierBytes.On(kind, HiddenBytes(batches[k]));
+                    activationKinds.Add(kind);
+                    offDeviceHidden |= kind != TierKind.Device;
+                    diskHidden |= kind == TierKind.Disk;
+                }
+            // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
+            var deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
+                             (cpuAttention ? maxBatch * hiddenRow : 0);
+            // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
+            var cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
+            working += new TierBytes(deviceWork, cpuWork, 0);
+            // The batch being computed holds its input state until its output state is stored: one more per tier.
+            foreach (var kind in activationKinds) working += TierBytes.On(kind, maxHidden);
+            if (!deviceIsCpu && (diskCache || diskHidden)) staging = Math.Max(staging, 2 * Math.Max(maxCache, maxHidden));
+        }
+        working += TierBytes.On(TierKind.Cpu, staging);
+        return new PlacementPlan(weightTiers, cacheTiers, activationTiers, batches.Count, weights, cache, activations, working);
+    }
+
+    /// <summary>Throws, naming the tier, the bytes needed and allowed, when the plan does not fit the budgets.</summary>
+    public void EnsureFits(TierSet tiers)
+    {
+        foreach (var kind in Enum.GetValues<TierKind>())
+        {
+            var needed = Total.Of(kind);
+            if (needed == 0) continue;
+            if (kind == TierKind.Disk && tiers.Disk is null)
+                throw new TierBudgetExceededException(kind, needed, 0, "the placement (no disk folder configured)");
+            if (needed > tiers.BudgetOf(kind))
+                throw new TierBudgetExceededException(kind, needed, tiers.BudgetOf(kind),
+                    $"the placement (weights {Weights.Of(kind)}, cache {Cache.Of(kind)}, activations {Activations.Of(kind)}, working {Working.Of(kind)})");
+        }
+    }
+}

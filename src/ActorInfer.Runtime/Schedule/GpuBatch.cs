@@ -1,0 +1,46 @@
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// Everything one GPU batch of a block owns: its sequences, its own left-padded layout, its KV cache per decoder
+/// layer and its hidden state between layers. Kept separate per batch so that a batch can later be dropped from a
+/// running block (freeing exactly what it holds) without touching the others.
+/// </summary>
+internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState> sequences, BatchLayout layout, int capacity) : IDisposable
+{
+    public GpuBatchIndex Index => index;
+    public IReadOnlyList<SequenceState> Sequences => sequences;
+    public BatchLayout Layout => layout;
+    public int Capacity => capacity;
+    public List<KvHome> Cache { get; } = [];
+    public HiddenHome? Hidden { get; set; }
+
+    private readonly Dictionary<TorchSharp.DeviceType, (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
+
+    /// <summary>
+    /// The attention mask of this step on <paramref name="device"/>, built once per step and device rather than once
+    /// per layer; null when the batch has no padding (prefill is then plain causal attention, decoding unmasked).
+    /// </summary>
+    public TorchSharp.torch.Tensor? Mask(TokenStep step, TorchSharp.torch.Device device)
+    {
+        if (!layout.HasPadding) return null;
+        if (_masks.TryGetValue(device.type, out var cached) && cached.Step == step) return cached.Mask;
+        cached.Mask?.Dispose();
+        var mask = step.IsPrefill ? layout.PrefillMask(device) : layout.DecodeMask(step.CacheIndex(layout), device);
+        mask.DetachFromDisposeScope();
+        _masks[device.type] = (step, mask);
+        return mask;
+    }
+
+    public void Dispose()
+    {
+        foreach (var kv in Cache) kv.Dispose();
+        Cache.Clear();
+        Hidden?.Dispose();
+        Hidden = null;
+        foreach (var (_, mask) in _masks.Values) mask?.Dispose();
+        _masks.Clear();
+    }
+}

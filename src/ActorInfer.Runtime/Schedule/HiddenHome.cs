@@ -1,0 +1,73 @@
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// A GPU batch's hidden state between two schedule layers, in the tier its (layer, batch) activation is placed
+/// on. A device-resident state is the compute output itself, adopted by the device tier.
+/// </summary>
+internal sealed class HiddenHome : IDisposable
+{
+    private readonly TensorLease? _memory;
+    private readonly DiskLease? _file;
+    private readonly ICopyTicket? _stored;
+    private readonly long[] _shape;
+    private readonly ScalarType _dtype;
+
+    private HiddenHome(TierKind tier, TensorLease? memory, DiskLease? file, ICopyTicket? stored, long[] shape, ScalarType dtype)
+    {
+        Tier = tier;
+        _memory = memory;
+        _file = file;
+        _stored = stored;
+        _shape = shape;
+        _dtype = dtype;
+    }
+
+    public TierKind Tier { get; }
+
+    /// <summary>Stores a compute output (its alias is kept alive in <paramref name="pending"/> until the copy is done).</summary>
+    public static HiddenHome Store(Tensor output, TierKind tier, TierSet tiers, ICopyEngine engine, Transfers pending, string what)
+    {
+        if (tier == TierKind.Device)
+            return new HiddenHome(tier, tiers.Device.Adopt(output.alias(), what), null, null, output.shape, output.dtype);
+        if (tier == TierKind.Disk)
+        {
+            var file = tiers.RequireDisk().Allocate(output.NumberOfElements * output.ElementSize, what);
+            try { Transfers.WriteFile(engine, tiers, file, 0, output, what); }
+            catch { file.Dispose(); throw; }
+            return new HiddenHome(tier, null, file, null, output.shape, output.dtype);
+        }
+        var lease = tiers.Cpu.Allocate(output.shape, output.dtype, what);
+        var source = output.alias();
+        pending.Keep(source);
+        var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, source, CopyDirection.Store);
+        pending.Add(ticket);
+        return new HiddenHome(tier, lease, null, ticket, output.shape, output.dtype);
+    }
+
+    /// <summary>
+    /// Starts bringing the state to the device. The home is handed to <paramref name="transfers"/>, which frees it
+    /// once the copy is done; the returned device tensor belongs to its lease, also kept there.
+    /// </summary>
+    public Tensor Load(Transfers transfers, string what)
+    {
+        transfers.Keep(this);
+        if (_memory is { Tier.Kind: TierKind.Device }) return _memory.Tensor;
+        var work = transfers.Tiers.Device.Allocate(_shape, _dtype, $"device copy of {what}");
+        transfers.Keep(work);
+        if (_memory is not null)
+            transfers.Add(transfers.Engine.CopyAfter(_stored!, work.Tensor, _memory.Tensor, CopyDirection.Load));
+        else
+            transfers.ReadFile(_file!, 0, work.Tensor, what);
+        return work.Tensor;
+    }
+
+    public void Dispose()
+    {
+        _memory?.Dispose();
+        _file?.Dispose();
+    }
+}

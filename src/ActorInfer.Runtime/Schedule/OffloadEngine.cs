@@ -1,0 +1,108 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Placement;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// Runs OPT over a block of sequences with weights, KV cache and activations placed over the tiers by a policy,
+/// in FlexGen's zig-zag block schedule. Weights are read from the source once, at construction, into their home
+/// tiers. The engine does not own the tiers or the copy engine.
+/// </summary>
+public sealed class OffloadEngine : IDisposable
+{
+    private readonly IReadOnlyList<ScheduleLayer> _layers;
+    private readonly WeightStore _weights;
+
+    public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype)
+    {
+        Config = config;
+        Policy = policy;
+        Tiers = tiers;
+        Copies = copies;
+        DType = dtype;
+        _layers = ScheduleLayer.For(config, source);
+        WeightPlan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(dtype), DeviceIsCpu);
+        WeightPlan.EnsureFits(tiers);
+        _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype);
+    }
+
+    public OptConfig Config { get; }
+    public Policy Policy { get; }
+    public TierSet Tiers { get; }
+    public ICopyEngine Copies { get; }
+    public ScalarType DType { get; }
+    /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>
+    public PlacementPlan WeightPlan { get; }
+    /// <summary>The plan of the last block run (or being run).</summary>
+    public PlacementPlan? LastPlan { get; private set; }
+
+    private bool DeviceIsCpu => Tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+
+    /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
+    public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block)
+    {
+        if (block.Count == 0) throw new ArgumentException("a block needs at least one sequence");
+        if (block.Count > Policy.BlockSize)
+            throw new ArgumentException($"a block holds at most {Policy.BlockSize} sequences ({Policy.NumGpuBatches} x {Policy.GpuBatchSize}), got {block.Count}");
+        return block.Chunk(Policy.GpuBatchSize).Select(c => (IReadOnlyList<SequenceState>)c).ToArray();
+    }
+
+    /// <summary>The placement and peak bytes per tier of running this block, computed without allocating anything.</summary>
+    public PlacementPlan Plan(IReadOnlyList<SequenceState> block) =>
+        PlacementPlan.ForBlock(_layers, Config, Policy, MemoryTier.ElementSize(DType), Shapes(block), DeviceIsCpu);
+
+    private IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block)
+    {
+        var remaining = block.Max(s => s.Request.MaxTokens - s.OutputIds.Count);
+        return SplitBatches(block).Select(batch =>
+        {
+            var padded = batch.Max(s => BatchGenerator.Context(s).Count);
+            return new BatchShape(batch.Count, padded, padded + remaining);
+        }).ToArray();
+    }
+
+    /// <summary>Generates for every sequence of the block until each has finished, as <see cref="BatchGenerator.Run"/> does.</summary>
+    /// <param name="stepDone">Called after each step (0 = prefill) once its tokens are chosen, for timing and telemetry.</param>
+    public void Generate(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, Action<TokenStep>? stepDone = null)
+    {
+        var plan = Plan(block);
+        plan.EnsureFits(Tiers);
+        LastPlan = plan;
+        var shapes = Shapes(block);
+        var batches = SplitBatches(block)
+            .Select((seqs, k) => new GpuBatch(new GpuBatchIndex(k), seqs,
+                new BatchLayout(seqs.Select(s => BatchGenerator.Context(s).Count).ToArray()), shapes[k].Capacity))
+            .ToArray();
+        try
+        {
+            foreach (var batch in batches)
+                for (var l = 0; l < Config.NumHiddenLayers; l++)
+                    batch.Cache.Add(new KvHome(Tiers, plan.CacheTier(l, batch.Index),
+                        [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim], DType,
+                        $"the cache of decoder layer {l}, {batch.Index}"));
+            var run = new BlockStep(this, _layers, _weights, plan, batches, decode);
+            var step = new TokenStep(0);
+            run.Run(step);
+            stepDone?.Invoke(step);
+            while (block.Any(s => !s.IsFinished))
+            {
+                step = step.Next();
+                run.Run(step);
+                stepDone?.Invoke(step);
+            }
+        }
+        finally
+        {
+            foreach (var b in batches) b.Dispose();
+        }
+    }
+
+    public void Dispose() => _weights.Dispose();
+}

@@ -1,0 +1,137 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Layers;
+using ActorInfer.Model.Weights;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Placement;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// Every weight tensor in its home tier, read once from the weight source. <see cref="Load"/> brings one schedule
+/// layer to the device: device-resident tensors are used in place, the others copied into device leases.
+/// </summary>
+internal sealed class WeightStore : IDisposable
+{
+    private readonly IReadOnlyList<ScheduleLayer> _layers;
+    private readonly List<Dictionary<string, IDisposable>> _homes = [];
+    private readonly ScalarType _dtype;
+
+    public WeightStore(IReadOnlyList<ScheduleLayer> layers, PlacementPlan plan, IWeightSource source, TierSet tiers, ScalarType dtype)
+    {
+        _layers = layers;
+        _dtype = dtype;
+        try
+        {
+            for (var j = 0; j < layers.Count; j++)
+            {
+                var homes = new Dictionary<string, IDisposable>();
+                _homes.Add(homes);
+                for (var i = 0; i < layers[j].Weights.Count; i++)
+                {
+                    var spec = layers[j].Weights[i];
+                    var what = $"weight '{spec.Name}'";
+                    using var scope = NewDisposeScope();
+                    var tier = plan.WeightTiers[j][i];
+                    // Device-resident weights go straight to the device, not through a host copy.
+                    var loadOn = tier == TierKind.Device ? tiers.Device.Device : CPU;
+                    var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
+                    if (!loaded.shape.SequenceEqual(spec.Shape))
+                        throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.shape)}], expected [{string.Join(", ", spec.Shape)}]");
+                    if (tier == TierKind.Disk)
+                    {
+                        var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, dtype), what);
+                        homes[spec.Name] = file;
+                        file.Write(loaded, 0);
+                    }
+                    else
+                    {
+                        var lease = tiers.Memory(tier).Allocate(spec.Shape, dtype, what);
+                        homes[spec.Name] = lease;
+                        lease.Tensor.copy_(loaded);
+                    }
+                }
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Starts bringing a layer's weights to the device; the result is usable after its transfers' BeforeCompute.</summary>
+    public LoadedWeights Load(LayerIndex layer, Transfers transfers)
+    {
+        var tensors = new Dictionary<string, Tensor>();
+        var owned = new List<IDisposable>();
+        foreach (var spec in _layers[layer.Value].Weights)
+        {
+            var home = _homes[layer.Value][spec.Name];
+            if (home is TensorLease { Tier.Kind: TierKind.Device } onDevice)
+            {
+                tensors[spec.Name] = onDevice.Tensor;
+                continue;
+            }
+            var work = transfers.Tiers.Device.Allocate(spec.Shape, _dtype, $"device copy of weight '{spec.Name}'");
+            owned.Add(work);
+            tensors[spec.Name] = work.Tensor;
+            if (home is TensorLease memory)
+                transfers.Add(transfers.Engine.CopyAsync(work.Tensor, memory.Tensor, CopyDirection.Load));
+            else
+                transfers.ReadFile((DiskLease)home, 0, work.Tensor, $"weight '{spec.Name}'");
+        }
+        return new LoadedWeights(_layers[layer.Value], tensors, owned);
+    }
+
+    public void Dispose()
+    {
+        foreach (var homes in _homes)
+            foreach (var h in homes.Values) h.Dispose();
+        _homes.Clear();
+    }
+}
+
+/// <summary>A layer's weights on the device, built into the model's weight records over aliases of the tensors.</summary>
+internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<string, Tensor> tensors, List<IDisposable> owned) : IDisposable
+{
+    public ScheduleLayer Layer => layer;
+
+    public DecoderLayerWeights Decoder(OptConfig c, ScalarType dtype) =>
+        OptWeightLoader.LoadLayer(View(), c, layer.DecoderLayer, dtype, Device());
+
+    public InputWeights Input(OptConfig c, ScalarType dtype) => OptWeightLoader.LoadInput(View(), c, dtype, Device());
+
+    public OutputWeights Output(OptConfig c, ScalarType dtype) => OptWeightLoader.LoadOutput(View(), c, dtype, Device(), null);
+
+    private Device Device() => tensors.Values.First().device;
+
+    private AliasSource View() => new(tensors);
+
+    public void Dispose()
+    {
+        foreach (var o in owned) o.Dispose();
+        owned.Clear();
+    }
+
+    /// <summary>Serves aliases, so that disposing the weight records never frees the leased tensors.</summary>
+    private sealed class AliasSource(IReadOnlyDictionary<string, Tensor> tensors) : IWeightSource
+    {
+        public bool Contains(string name) => tensors.ContainsKey(name);
+
+        public long[] Shape(string name) =>
+            tensors.TryGetValue(name, out var t) ? t.shape : throw new InvalidDataException($"weight '{name}' is not in this layer");
+
+        public Tensor Load(string name, ScalarType dtype, Device device)
+        {
+            var t = tensors.TryGetValue(name, out var found) ? found : throw new InvalidDataException($"weight '{name}' is not in this layer");
+            if (t.dtype != dtype || t.device_type != device.type) throw new InvalidOperationException($"weight '{name}' is {t.dtype} on {t.device}, wanted {dtype} on {device}");
+            return t.alias();
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+}

@@ -1,0 +1,104 @@
+namespace ActorInfer.Planning.Tests;
+
+public class HardwareProfileTests
+{
+    [Fact]
+    public void The_t4_profile_carries_flexgens_constants()
+    {
+        var t4 = HardwareProfiles.T4FlexGen;
+        Assert.Equal(12.89 * (1L << 30), t4.CpuToGpuBytesPerSecond);
+        Assert.Equal(0.97 * (1L << 30), t4.GpuToCpuCacheBytesPerSecond);
+        Assert.Equal(0.473 * (1L << 30), t4.DiskToCpuBytesPerSecond);
+        Assert.Equal(0.079e12, t4.GpuBatchedMatmulDecodeFlops);
+        Assert.Equal(0.0123e12, t4.CpuAttentionFlops);
+        // Batch 64 and hidden 4096 or more: no correction; batch 1: 1 - 0.0328·6.
+        Assert.Equal(1, t4.CpuAttentionFit!.Factor(64, 12288), 12);
+        Assert.Equal(1 - 0.0328 * 6, t4.CpuAttentionFit.Factor(1, 12288), 12);
+    }
+
+    [Fact]
+    public void A_profile_round_trips_through_json()
+    {
+        var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen);
+        Assert.Equal(HardwareProfiles.T4FlexGen, HardwareProfileJson.Parse(text));
+        var path = Path.Combine(Path.GetTempPath(), $"profile-{Guid.NewGuid():N}.json");
+        try
+        {
+            HardwareProfileJson.Save(HardwareProfiles.T4FlexGen, path);
+            Assert.Equal(HardwareProfiles.T4FlexGen, HardwareProfiles.Resolve(path));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void A_left_out_cache_bandwidth_equals_the_bulk_one()
+    {
+        var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen).Replace("\"gpu_to_cpu_cache_bytes_per_s\"", "\"ignored\"");
+        var lines = text.Split('\n').Where(l => !l.Contains("\"ignored\"")).ToArray();
+        var profile = HardwareProfileJson.Parse(string.Join('\n', lines));
+        Assert.Equal(profile.GpuToCpuBytesPerSecond, profile.GpuToCpuCacheBytesPerSecond);
+    }
+
+    [Theory]
+    [InlineData("\"cpu_to_gpu_bytes_per_s\": 13840532111.36", "\"cpu_to_gpu_bytes_per_s\": -1", "bandwidth.cpu_to_gpu_bytes_per_s")]
+    [InlineData("\"gpu_bytes\": 16000000000", "\"gpu_bytes\": 0", "memory.gpu_bytes")]
+    [InlineData("\"cpu_attention_flops\": 12300000000", "\"cpu_attention_flops\": \"fast\"", "compute.cpu_attention_flops")]
+    [InlineData("\"disk_to_cpu_bytes_per_s\"", "\"disk_to_cpu_bytes_per_sec\"", "bandwidth.disk_to_cpu_bytes_per_sec")]
+    [InlineData("\"gpu_matmul_decode_flops\": 4300000000000,", "", "compute.gpu_matmul_decode_flops")]
+    [InlineData("\"name\": \"t4-flexgen\"", "\"name\": 4", "name")]
+    public void Malformed_profiles_are_rejected_naming_the_key(string find, string replacement, string key)
+    {
+        var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen);
+        Assert.Contains(find, text);
+        var error = Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace(find, replacement)));
+        Assert.Contains(key, error.Message);
+    }
+
+    [Fact]
+    public void Broken_json_and_unknown_profiles_get_clear_errors()
+    {
+        Assert.Contains("not valid JSON", Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse("{ name: ")).Message);
+        Assert.Contains("unknown hardware profile", Assert.Throws<ArgumentException>(() => HardwareProfiles.Resolve("a100-nowhere")).Message);
+    }
+}
+
+public class ByteSizeTests
+{
+    [Theory]
+    [InlineData("16GB", 16_000_000_000)]
+    [InlineData("16 GB", 16_000_000_000)]
+    [InlineData("208G", 208_000_000_000)]
+    [InlineData("1.5TB", 1_500_000_000_000)]
+    [InlineData("16GiB", 17_179_869_184)]
+    [InlineData("512MiB", 536_870_912)]
+    [InlineData("2kb", 2_000)]
+    [InlineData("1000000", 1_000_000)]
+    [InlineData("1e9", 1_000_000_000)]
+    public void Sizes_parse_with_decimal_and_binary_units(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("-16GB")]
+    [InlineData("0GB")]
+    [InlineData("16 parsecs")]
+    [InlineData("GB")]
+    [InlineData("1.2.3GB")]
+    public void Bad_sizes_are_rejected(string text) =>
+        Assert.Throws<FormatException>(() => ByteSize.Parse(text, "--gpu-mem"));
+}
+
+public class FractionTests
+{
+    [Fact]
+    public void Fractions_must_be_in_range_and_sum_to_one()
+    {
+        Assert.Throws<ArgumentException>(() => new TierFractions(0.5, 0.6, 0));
+        Assert.Throws<ArgumentException>(() => new TierFractions(-0.1, 0.6, 0.5));
+        Assert.Throws<ArgumentException>(() => TierFractions.FromPercent(60, 50));
+        Assert.Equal(new TierFractions(0.2, 0.8, 0), TierFractions.FromPercent(20, 80));
+        Assert.Equal(0.5, TierFractions.FromPercent(0, 50).Disk, 12);
+    }
+}

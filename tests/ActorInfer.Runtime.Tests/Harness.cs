@@ -1,0 +1,66 @@
+using System.Reflection;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>Sequences, the reference run and budget helpers shared by the runtime tests.</summary>
+public static class Harness
+{
+    public const long Generous = 1L << 30;
+
+    public static string Decode(IReadOnlyList<int> ids) => string.Join(",", ids);
+
+    /// <summary>Greedy sequences with prompts of different lengths; every other one asks for prompt logprobs.</summary>
+    public static List<SequenceState> Sequences(OptConfig c, int count, int maxTokens = 5)
+    {
+        var list = new List<SequenceState>();
+        for (var i = 0; i < count; i++)
+        {
+            var length = 2 + (i * 5 + 3) % 9;
+            var ids = Enumerable.Range(0, length).Select(j => 4 + (i * 37 + j * 11) % (c.VocabSize - 4)).ToArray();
+            var request = new CompletionRequest
+            {
+                Prompt = Prompt.FromIds(ids), MaxTokens = maxTokens, Temperature = 0, IgnoreEos = true,
+                Echo = i % 2 == 0, Logprobs = i % 2 == 0 ? 1 : null,
+            };
+            list.Add(new SequenceState(request, ids, seed: i, c.EosTokenId));
+        }
+        return list;
+    }
+
+    public static List<SequenceState> Reference(OptConfig c, RandomWeights weights, int count, int maxTokens = 5)
+    {
+        var sequences = Sequences(c, count, maxTokens);
+        using var model = OptModel.Load(weights, c, ScalarType.Float32, CPU);
+        BatchGenerator.Run(model, sequences, Decode);
+        return sequences;
+    }
+
+    public static string TempFolder()
+    {
+        var path = Path.Combine(Path.GetTempPath(), "actorinfer-runtime-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    /// <summary>TorchSharp's live-tensor count of this thread, found by reflection (null when this version has none).</summary>
+    public static long? LiveTensors()
+    {
+        var manager = typeof(Tensor).Assembly.GetType("TorchSharp.DisposeScopeManager");
+        var stats = manager?.GetProperty("Statistics", BindingFlags.Public | BindingFlags.Static)?.GetValue(null);
+        var live = stats?.GetType().GetProperty("ThreadTotalLiveCount")?.GetValue(stats);
+        return live is null ? null : Convert.ToInt64(live);
+    }
+
+    public static void AssertAllFreed(TierSet tiers)
+    {
+        foreach (var tier in tiers.All())
+        {
+            Assert.Equal(0, tier.BytesHeld);
+            Assert.Equal(0, tier.LiveLeases);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>Every placement and block geometry reproduces the all-on-device reference token for token.</summary>
+public sealed class PlacementEquivalenceTests
+{
+    private static readonly TierFractions Gpu = TierFractions.AllGpu, Cpu = TierFractions.AllCpu, Disk = TierFractions.AllDisk;
+    private static readonly TierFractions Half = new(0.5, 0.5, 0), HalfDisk = new(0.5, 0, 0.5), Thirds = new(1 / 3.0, 1 / 3.0, 1 / 3.0);
+
+    public static TheoryData<string, int, int, int, TierFractions, TierFractions, TierFractions, bool> Placements() => new()
+    {
+        { "all device 1x1", 1, 1, 1, Gpu, Gpu, Gpu, false },
+        { "all device 2x3", 2, 3, 5, Gpu, Gpu, Gpu, false },
+        { "weights cpu 4x2", 4, 2, 7, Cpu, Gpu, Gpu, false },
+        { "weights disk 2x3", 2, 3, 6, Disk, Gpu, Gpu, false },
+        { "cache cpu, cpu attention 2x3", 2, 3, 5, Gpu, Cpu, Gpu, true },
+        { "cache cpu, device attention 2x3", 2, 3, 5, Gpu, Cpu, Gpu, false },
+        { "cache disk 4x2", 4, 2, 8, Gpu, Disk, Gpu, false },
+        { "cache disk, cpu attention 1x1", 1, 1, 1, Gpu, Disk, Gpu, true },
+        { "activations cpu 2x3", 2, 3, 5, Gpu, Gpu, Cpu, false },
+        { "activations disk 1x1", 1, 1, 1, Gpu, Gpu, Disk, false },
+        { "halves 4x2", 4, 2, 7, Half, Half, Half, true },
+        { "halves with disk 2x3", 2, 3, 6, HalfDisk, HalfDisk, HalfDisk, false },
+        { "thirds everywhere 2x3", 2, 3, 5, Thirds, Thirds, Thirds, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Placements))]
+    public void GreedyTokensAndPromptLogprobsMatchTheReference(string name, int batchSize, int batches, int sequences,
+        TierFractions weights, TierFractions cache, TierFractions activations, bool cpuAttention)
+    {
+        var policy = new Policy(batchSize, batches, weights, cache, activations) { CpuAttention = cpuAttention };
+        Check(TestConfigs.PreLn, policy, sequences, name);
+    }
+
+    [Fact]
+    public void PostLayerNormModelWithProjectionsMatchesTheReferenceOffloaded()
+    {
+        var policy = new Policy(2, 2, Thirds, Half, HalfDisk) { CpuAttention = true };
+        Check(TestConfigs.PostLn, policy, 4, "post-LN thirds");
+    }
+
+    private static void Check(OptConfig config, Policy policy, int count, string name)
+    {
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, count);
+        var folder = Harness.TempFolder();
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, folder, Harness.Generous);
+        var liveBefore = Harness.LiveTensors();
+        var actual = Harness.Sequences(config, count);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadEngine(config, source, policy, tiers, copies, ScalarType.Float32))
+        {
+            engine.Generate(actual, Harness.Decode);
+            var plan = engine.LastPlan!;
+            foreach (var tier in tiers.All())
+                Assert.True(tier.PeakBytes <= plan.Total.Of(tier.Kind),
+                    $"{name}: {tier.Kind} peaked at {tier.PeakBytes} B, plan allows {plan.Total.Of(tier.Kind)} B ({plan.Total})");
+            // Between jobs only the weights remain.
+            foreach (var tier in tiers.All())
+                Assert.Equal(plan.Weights.Of(tier.Kind), tier.BytesHeld);
+        }
+        Harness.AssertAllFreed(tiers);
+        if (liveBefore is { } before) Assert.Equal(before, Harness.LiveTensors());
+        Assert.Empty(Directory.GetFiles(folder));
+        Directory.Delete(folder);
+
+        for (var i = 0; i < count; i++)
+        {
+            Assert.Equal(expected[i].OutputIds, actual[i].OutputIds);
+            Assert.Equal(expected[i].FinishReason, actual[i].FinishReason);
+            for (var t = 0; t < expected[i].OutputLogprobs.Count; t++)
+                Assert.InRange(actual[i].OutputLogprobs[t] - expected[i].OutputLogprobs[t], -1e-5, 1e-5);
+            if (expected[i].PromptLogprobs is { } prompt)
+            {
+                Assert.NotNull(actual[i].PromptLogprobs);
+                for (var j = 1; j < prompt.Count; j++)
+                    Assert.InRange(actual[i].PromptLogprobs![j]!.Value - prompt[j]!.Value, -1e-5, 1e-5);
+            }
+        }
+    }
+}

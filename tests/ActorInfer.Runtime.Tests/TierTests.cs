@@ -1,0 +1,142 @@
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Placement;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+public sealed class TierTests
+{
+    [Fact]
+    public void LeasesAccountBytesAndPeakAndGiveThemBack()
+    {
+        var tier = MemoryTier.ForCpu(1000);
+        var a = tier.Allocate([10, 10], ScalarType.Float32, "a");
+        var b = tier.Allocate([25], ScalarType.Float64, "b");
+        Assert.Equal(600, tier.BytesHeld);
+        a.Dispose();
+        a.Dispose();
+        Assert.Equal(200, tier.BytesHeld);
+        Assert.Equal(600, tier.PeakBytes);
+        b.Dispose();
+        Assert.Equal(0, tier.BytesHeld);
+        Assert.Equal(0, tier.LiveLeases);
+    }
+
+    [Fact]
+    public void AnAllocationOverTheBudgetNamesTierNeededAndAllowed()
+    {
+        var tier = MemoryTier.ForDevice(100);
+        using var held = tier.Allocate([20], ScalarType.Float32, "first");
+        var e = Assert.Throws<TierBudgetExceededException>(() => tier.Allocate([10], ScalarType.Float32, "second"));
+        Assert.Equal(TierKind.Device, e.Tier);
+        Assert.Equal(120, e.BytesNeeded);
+        Assert.Equal(100, e.BytesAllowed);
+        Assert.Contains("Device tier", e.Message);
+        Assert.Contains("120", e.Message);
+        Assert.Contains("100", e.Message);
+        Assert.Equal(80, tier.BytesHeld);
+    }
+
+    [Fact]
+    public void DiskLeasesRoundTripBytesThroughRealFiles()
+    {
+        var folder = Harness.TempFolder();
+        var disk = new DiskTier(folder, 1 << 20);
+        using var source = arange(0, 24, dtype: ScalarType.Float32).reshape(2, 3, 4);
+        using var into = zeros([2, 3, 4], dtype: ScalarType.Float32);
+        using (var file = disk.Allocate(200, "test"))
+        {
+            Assert.True(File.Exists(file.Path));
+            file.Write(source, 100);
+            file.ReadInto(into, 100);
+            Assert.Equal(200, disk.BytesHeld);
+            Assert.Throws<ArgumentOutOfRangeException>(() => file.Write(source, 150));
+        }
+        Assert.True(into.equal(source).all().item<bool>());
+        Assert.Equal(0, disk.BytesHeld);
+        Assert.Empty(Directory.GetFiles(folder));
+        Directory.Delete(folder);
+    }
+
+    [Fact]
+    public void AMissingDiskFolderIsNamed()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "actorinfer-no-such-folder-" + Guid.NewGuid().ToString("N"));
+        var e = Assert.Throws<DirectoryNotFoundException>(() => new DiskTier(missing, 1000));
+        Assert.Contains(missing, e.Message);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void AReadOnlyDiskFolderIsNamed()
+    {
+        var folder = Harness.TempFolder();
+        File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        try
+        {
+            var e = Assert.Throws<UnauthorizedAccessException>(() => new DiskTier(folder, 1000));
+            Assert.Contains(folder, e.Message);
+        }
+        finally
+        {
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            Directory.Delete(folder);
+        }
+    }
+
+    [Fact]
+    public void CopiesRunInIssueOrderAndAfterTheirDependency()
+    {
+        using var engine = new CpuCopyEngine();
+        using var a = ones(1000);
+        using var b = zeros(1000);
+        using var c = zeros(1000);
+        var first = engine.CopyAsync(b, a, CopyDirection.Load);
+        var second = engine.CopyAfter(first, c, b, CopyDirection.Store);
+        engine.BeforeCompute(second);
+        Assert.Equal(1000f, c.sum().item<float>());
+        Assert.Throws<ArgumentException>(() => engine.CopyAsync(zeros(3), a, CopyDirection.Load));
+    }
+
+    [Fact]
+    public void MidpointRuleSplitsWholeTensorsByCumulativeBytes()
+    {
+        // Midpoints at 0.05, 0.3, 0.75 of the layer: with 40% GPU and 30% CPU they fall on GPU, GPU, disk.
+        var tiers = TierShares.Assign([10, 40, 50], TierFractions.FromPercent(40, 30));
+        Assert.Equal([TierKind.Device, TierKind.Device, TierKind.Disk], tiers);
+        var pairs = TierShares.AssignEqual(10, new TierFractions(0.5, 0.3, 0.2));
+        Assert.Equal(5, pairs.Count(t => t == TierKind.Device));
+        Assert.Equal(3, pairs.Count(t => t == TierKind.Cpu));
+        Assert.Equal(2, pairs.Count(t => t == TierKind.Disk));
+    }
+
+    [Fact]
+    public void TorchSharpsLiveTensorCountIsReachableAndCountsThisThread()
+    {
+        var before = Harness.LiveTensors();
+        Assert.NotNull(before);
+        var t = zeros(3);
+        Assert.Equal(before + 1, Harness.LiveTensors());
+        t.Dispose();
+        Assert.Equal(before, Harness.LiveTensors());
+    }
+
+    [Fact]
+    public void CursorWalksEveryBatchOfALayerBeforeTheNextLayer()
+    {
+        var cursor = BlockCursor.First(2, 3);
+        var order = new List<(int, int)>();
+        BlockCursor? at = cursor;
+        while (at is { } c)
+        {
+            order.Add((c.Layer.Value, c.Batch.Value));
+            at = c.Next();
+        }
+        Assert.Equal([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)], order);
+        Assert.Equal((0, 2), (new BlockCursor(new(1), new(0), 2, 3).Previous()!.Value.Layer.Value, 2));
+        Assert.Null(cursor.Previous());
+    }
+}
