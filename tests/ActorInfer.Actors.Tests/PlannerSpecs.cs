@@ -63,3 +63,17 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
         ExpectMsg<PolicyAnswer>().Policy.Should(null);
     }
 }
+
+public sealed class SearchPolicyPlannerSpecs
+{
+    [Fact]
+    public void The_planning_search_answers_through_the_planner_interface()
+    {
+        var planner = new SearchPolicyPlanner(ActorInfer.Planning.OptModels.Get("opt-6.7b"), new ActorInfer.Planning.Workload(512, 32),
+            ActorInfer.Planning.HardwareProfiles.T4FlexGen);
+        var roomy = planner.Plan(new TierBudgets(15L << 30, 200L << 30, 1L << 40));
+        Assert.NotNull(roomy);
+        Assert.True(roomy.BlockSize >= 1);
+        Assert.Null(planner.Plan(new TierBudgets(1 << 20, 1 << 20, 1 << 20)));
+    }
+}
