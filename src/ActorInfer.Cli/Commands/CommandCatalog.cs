@@ -11,6 +11,8 @@ public static class CommandCatalog
         yield return BenchCommand.Create();
         yield return InfoCommand.Create();
         yield return VersionCommand.Create();
+        yield return NodeCommand.Create();
+        yield return PressureCommand.Create();
         yield return PlanCommand.Create();
         yield return ProfileCommand.Create();
     }

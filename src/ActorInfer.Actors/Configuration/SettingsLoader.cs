@@ -1,0 +1,199 @@
+using System.Reflection;
+using System.Text.Json;
+using Akka.Configuration;
+using Akka.Configuration.Hocon;
+
+namespace ActorInfer.Actors.Configuration;
+
+/// <summary>
+/// Reads the `actorinfer` section: a node's file over this assembly's reference.conf, environment variables
+/// over the file, command-line flags over both. Every key is checked (known, right type, in range) before a
+/// settings record exists.
+/// </summary>
+public static class SettingsLoader
+{
+    public const string Section = "actorinfer";
+
+    /// <summary>Environment variables that override single keys (a deployment sets these instead of editing files).</summary>
+    public static IReadOnlyDictionary<string, string> EnvironmentKeys { get; } = new Dictionary<string, string>
+    {
+        ["ACTORINFER_MODEL"] = "actorinfer.model",
+        ["ACTORINFER_DEVICE"] = "actorinfer.device",
+        ["ACTORINFER_DTYPE"] = "actorinfer.dtype",
+        ["ACTORINFER_DATA_DIR"] = "actorinfer.data-dir",
+        ["ACTORINFER_GPU_BUDGET"] = "actorinfer.memory.gpu-budget",
+        ["ACTORINFER_CPU_BUDGET"] = "actorinfer.memory.cpu-budget",
+        ["ACTORINFER_PERSISTENCE"] = "actorinfer.persistence.provider",
+        ["ACTORINFER_POSTGRES_CONNECTION"] = "actorinfer.persistence.postgresql.connection-string",
+    };
+
+    private static readonly Lazy<Config> LazyReference = new(() =>
+    {
+        using var stream = typeof(SettingsLoader).Assembly.GetManifestResourceStream("ActorInfer.Actors.reference.conf")
+            ?? throw new InvalidOperationException("ActorInfer.Actors.reference.conf is not embedded");
+        using var reader = new StreamReader(stream);
+        return ConfigurationFactory.ParseString(reader.ReadToEnd());
+    });
+
+    /// <summary>This assembly's defaults (embedded reference.conf).</summary>
+    public static Config Reference => LazyReference.Value;
+
+    /// <summary>Parses a node's HOCON file; a syntax error names the file.</summary>
+    public static Config ParseFile(string path)
+    {
+        if (!File.Exists(path)) throw new SettingsException("--config", $"the file '{path}' does not exist");
+        try
+        {
+            return ConfigurationFactory.ParseString(File.ReadAllText(path));
+        }
+        catch (Exception ex) when (ex is not SettingsException)
+        {
+            throw new SettingsException("--config", $"'{path}' is not valid HOCON: {ex.Message}");
+        }
+    }
+
+    /// <summary>HOCON that sets the given keys (full paths) to string values; null values are left out.</summary>
+    public static Config Overrides(IEnumerable<KeyValuePair<string, string?>> values)
+    {
+        var lines = values.Where(kv => kv.Value is not null).Select(kv => $"{kv.Key} = {JsonSerializer.Serialize(kv.Value)}");
+        return ConfigurationFactory.ParseString(string.Join("\n", lines));
+    }
+
+    public static Config FromEnvironment(IReadOnlyDictionary<string, string?> environment) =>
+        Overrides(EnvironmentKeys.Select(kv => new KeyValuePair<string, string?>(kv.Value, environment.GetValueOrDefault(kv.Key))));
+
+    public static IReadOnlyDictionary<string, string?> ProcessEnvironment() =>
+        EnvironmentKeys.Keys.ToDictionary(k => k, Environment.GetEnvironmentVariable);
+
+    /// <summary>Validates the layered configuration (highest precedence first) into settings.</summary>
+    /// <param name="modelExists">Whether a model value names something loadable; returns the reason when not.</param>
+    public static ActorInferSettings Load(IEnumerable<Config> layers, Func<string, string?> modelProblem, string? baseDirectory = null)
+    {
+        var user = Config.Empty;
+        foreach (var layer in layers) user = user.WithFallback(layer);
+        CheckKeys(user);
+        var config = user.WithFallback(Reference);
+        var baseDir = baseDirectory ?? Directory.GetCurrentDirectory();
+        var r = new Reader(config);
+
+        var model = r.NonEmptyString("actorinfer.model");
+        var modelPath = LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
+        if (modelProblem(modelPath) is { } problem) throw new SettingsException("actorinfer.model", problem);
+
+        var device = r.NonEmptyString("actorinfer.device");
+        if (device != "cpu" && device != "cuda" && !(device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device[5..], out var n) && n >= 0))
+            throw new SettingsException("actorinfer.device", $"'{device}' is not cpu, cuda or cuda:N");
+        var dtype = r.OneOf("actorinfer.dtype", "float32", "float16", "bfloat16");
+
+        var memory = new MemorySettings(
+            r.Budget("actorinfer.memory.gpu-budget"),
+            r.Budget("actorinfer.memory.cpu-budget"),
+            r.Budget("actorinfer.memory.disk-budget"),
+            r.Duration("actorinfer.memory.telemetry-interval"),
+            r.Bytes("actorinfer.memory.telemetry-change-threshold"));
+        var scheduler = new SchedulerSettings(
+            r.PositiveInt("actorinfer.scheduler.max-gpu-batch-size"),
+            r.PositiveInt("actorinfer.scheduler.max-gpu-batches"));
+        var control = new ControlSettings(r.Duration("actorinfer.control.poll-interval"));
+        var provider = r.OneOf("actorinfer.persistence.provider", "sqlite", "postgresql") == "sqlite"
+            ? PersistenceProvider.Sqlite
+            : PersistenceProvider.PostgreSql;
+        var postgres = r.String("actorinfer.persistence.postgresql.connection-string");
+        if (provider == PersistenceProvider.PostgreSql && postgres.Length == 0)
+            throw new SettingsException("actorinfer.persistence.postgresql.connection-string", "is required when persistence.provider = postgresql");
+        var persistence = new PersistenceSettings(
+            provider,
+            r.NonEmptyString("actorinfer.persistence.sqlite.journal-file"),
+            r.NonEmptyString("actorinfer.persistence.sqlite.snapshot-file"),
+            postgres,
+            r.NonEmptyString("actorinfer.persistence.postgresql.schema"),
+            r.PositiveInt("actorinfer.persistence.snapshot-every"));
+
+        var threads = r.PositiveInt("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count");
+        if (threads != 1)
+            throw new SettingsException("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count",
+                "must be 1: tensor work must stay on one thread (DisposeScope is thread-static, CUDA runs in issue order)");
+
+        return new ActorInferSettings(
+            modelPath, device, dtype, Path.GetFullPath(r.NonEmptyString("actorinfer.data-dir"), baseDir),
+            r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
+            memory, scheduler, control, persistence);
+    }
+
+    private static bool LooksLikePath(string model) =>
+        model.Contains('/') || model.Contains('\\') || model.StartsWith('.') || Directory.Exists(model);
+
+    /// <summary>Every key the user set under `actorinfer` must exist in the reference with the same shape.</summary>
+    private static void CheckKeys(Config user)
+    {
+        if (!user.HasPath(Section)) return;
+        Walk(user.GetValue(Section), Section);
+
+        void Walk(HoconValue value, string path)
+        {
+            var reference = Reference.HasPath(path) ? Reference.GetValue(path) : null;
+            if (reference is null)
+                throw new SettingsException(path, "unknown key (not in ActorInfer.Actors' reference.conf)");
+            var isObject = value.IsObject();
+            if (reference.IsObject() != isObject)
+                throw new SettingsException(path, reference.IsObject() ? "must be a section ({ ... }), not a value" : "must be a value, not a section");
+            // Dispatcher sections take any of Akka's dispatcher keys.
+            if (!isObject || path == "actorinfer.dispatchers.tensor") return;
+            foreach (var (key, child) in value.GetObject().Items)
+                Walk(child, $"{path}.{key}");
+        }
+    }
+
+    private sealed class Reader(Config config)
+    {
+        public string String(string key)
+        {
+            var value = config.GetValue(key);
+            if (value is null || value.IsObject() || value.IsArray())
+                throw new SettingsException(key, "must be a string");
+            return value.GetString() ?? "";
+        }
+
+        public string NonEmptyString(string key)
+        {
+            var s = String(key);
+            return s.Trim().Length > 0 ? s : throw new SettingsException(key, "must not be empty");
+        }
+
+        public string OneOf(string key, params string[] allowed)
+        {
+            var s = String(key);
+            return allowed.Contains(s) ? s : throw new SettingsException(key, $"'{s}' is not one of {string.Join(", ", allowed)}");
+        }
+
+        public long Long(string key) =>
+            long.TryParse(String(key), System.Globalization.CultureInfo.InvariantCulture, out var v)
+                ? v
+                : throw new SettingsException(key, $"'{String(key)}' is not an integer");
+
+        public int PositiveInt(string key) =>
+            int.TryParse(String(key), System.Globalization.CultureInfo.InvariantCulture, out var v) && v > 0
+                ? v
+                : throw new SettingsException(key, $"'{String(key)}' is not a positive integer");
+
+        public long Bytes(string key) =>
+            ByteSize.TryParse(String(key), out var v) ? v : throw new SettingsException(key, $"'{String(key)}' is not a byte size (e.g. 8GiB, 512MiB, 1000000)");
+
+        public long? Budget(string key) => String(key) == "auto" ? null : Bytes(key);
+
+        public TimeSpan Duration(string key)
+        {
+            String(key);
+            TimeSpan span;
+            try
+            {
+                span = config.GetTimeSpan(key, null, allowInfinite: false);
+            }
+            catch (Exception ex)
+            {
+                throw new SettingsException(key, $"'{String(key)}' is not a duration (e.g. 200ms, 2s): {ex.Message}");
+            }
+            return span > TimeSpan.Zero ? span : throw new SettingsException(key, "must be longer than zero");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+using ActorInfer.Actors.Jobs;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Control.ControlProtocol;
+
+namespace ActorInfer.Actors.Control;
+
+internal sealed class ControlActor : ReceiveActor, IWithTimers
+{
+    private sealed record Admitted(string JobId, string Path);
+
+    private sealed record AdmissionFailed(string JobId, string Reason);
+
+    private readonly ControlProtocol.Settings _settings;
+    private readonly IActorRef _jobs;
+    private readonly IActorRef _memory;
+    private readonly CompletionFactory _factory;
+    private readonly HashSet<string> _admitting = [];
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+
+    public ControlActor(ControlProtocol.Settings settings, IActorRef jobs, IActorRef memory, CompletionFactory factory)
+    {
+        _settings = settings;
+        _jobs = jobs;
+        _memory = memory;
+        _factory = factory;
+        Receive<PollNow>(_ => Poll());
+        Receive<Admitted>(m =>
+        {
+            _admitting.Remove(m.JobId);
+            Directory.CreateDirectory(_settings.AcceptedDir);
+            if (File.Exists(m.Path)) File.Move(m.Path, System.IO.Path.Combine(_settings.AcceptedDir, System.IO.Path.GetFileName(m.Path)), overwrite: true);
+        });
+        Receive<AdmissionFailed>(m =>
+        {
+            _admitting.Remove(m.JobId);
+            _log.Warning("job {0} was not accepted yet ({1}); trying again", m.JobId, m.Reason);
+        });
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        Directory.CreateDirectory(_settings.InboxDir);
+        Directory.CreateDirectory(_settings.ControlDir);
+        Timers.StartPeriodicTimer("poll", PollNow.Instance, TimeSpan.Zero, _settings.PollInterval);
+    }
+
+    private void Poll()
+    {
+        foreach (var path in Directory.EnumerateFiles(_settings.ControlDir, "*.json").Order(StringComparer.Ordinal))
+            HandleCommand(path);
+        foreach (var path in Directory.EnumerateFiles(_settings.InboxDir, "*.jsonl").Order(StringComparer.Ordinal))
+        {
+            var jobId = System.IO.Path.GetFileNameWithoutExtension(path);
+            if (!_admitting.Add(jobId)) continue;
+            JobProtocol.SubmitJob submit;
+            try
+            {
+                submit = new JobProtocol.SubmitJob(jobId, ReadJob(path));
+            }
+            catch (IOException ex)
+            {
+                _admitting.Remove(jobId);
+                _log.Warning("could not read {0}: {1}", path, ex.Message);
+                continue;
+            }
+            _jobs.Ask<JobProtocol.JobAccepted>(submit, _settings.AskTimeout).PipeTo(Self,
+                success: a => new Admitted(a.JobId, path),
+                failure: ex => new AdmissionFailed(jobId, ex.Message));
+        }
+    }
+
+    /// <summary>Every line checked as `actorinfer generate` checks it; a bad line becomes its error line.</summary>
+    private List<JobProtocol.JobEntry> ReadJob(string path)
+    {
+        var entries = new List<JobProtocol.JobEntry>();
+        var lineNumber = 0;
+        foreach (var raw in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(raw)) continue;
+            var fallbackId = $"line-{lineNumber}";
+            var seed = _settings.RequestSeed + lineNumber;
+            try
+            {
+                var request = CompletionRequestParser.Parse(raw);
+                _factory.Create(request, seed);
+                entries.Add(new JobProtocol.JobEntry(request.Id ?? fallbackId, raw, seed, null));
+            }
+            catch (RequestValidationException ex)
+            {
+                entries.Add(new JobProtocol.JobEntry(fallbackId, null, seed, CompletionJson.ErrorLine(fallbackId, lineNumber, ex.Param, ex.Message)));
+            }
+        }
+        return entries;
+    }
+
+    private void HandleCommand(string path)
+    {
+        try
+        {
+            var command = ParseCommand(File.ReadAllText(path));
+            _memory.Tell(command);
+            File.Delete(path);
+            _log.Info("operator command {0} from {1}", command, System.IO.Path.GetFileName(path));
+        }
+        catch (FormatException ex)
+        {
+            _log.Warning("rejected control file {0}: {1}", path, ex.Message);
+            File.WriteAllText(path + ".error", ex.Message + "\n");
+            File.Move(path, path + ".rejected", overwrite: true);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Engine;
+
+/// <summary>A decoder layer's index.</summary>
+public readonly record struct LayerIndex(int Value)
+{
+    public override string ToString() => $"layer {Value}";
+}
+
+/// <summary>A GPU batch's index within its block.</summary>
+public readonly record struct GpuBatchIndex(int Value)
+{
+    public override string ToString() => $"batch {Value}";
+}
+
+/// <summary>0 is the prefill of the prompts; k > 0 the k-th decoding step.</summary>
+public readonly record struct TokenStep(int Value)
+{
+    public static readonly TokenStep Prefill = new(0);
+    public bool IsPrefill => Value == 0;
+    public TokenStep Next() => new(Value + 1);
+    public override string ToString() => IsPrefill ? "prefill" : $"step {Value}";
+}
+
+/// <summary>One GPU batch's resources on the engine (its KV cache per layer, layout and masks).</summary>
+public interface IGpuBatch : IDisposable
+{
+    IReadOnlyList<SequenceState> Sequences { get; }
+    bool AllFinished { get; }
+}
+
+/// <summary>
+/// The tensor work the actors drive, one (layer, GPU batch, step) at a time, so that the order of work is the
+/// scheduler's (the zig-zag block schedule) and not the engine's. Every method must be called on the tensor
+/// dispatcher's thread. Tensors returned are owned by the caller; a tensor passed in stays the caller's.
+/// The all-resident engine is <see cref="ResidentEngine"/>; the offloading runtime plugs in here.
+/// </summary>
+public interface IInferenceEngine : IDisposable
+{
+    OptConfig Config { get; }
+
+    /// <summary>Allocates a batch's cache for its sequences (each may already have generated tokens: resumed).</summary>
+    IGpuBatch Open(IReadOnlyList<SequenceState> sequences);
+
+    /// <summary>The input hidden state of <paramref name="step"/>: the prompts at prefill, the last tokens after.</summary>
+    Tensor Embed(IGpuBatch batch, TokenStep step);
+
+    /// <summary>One decoder layer over one batch's hidden state, writing the batch's cache of that layer.</summary>
+    Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step);
+
+    /// <summary>Logits of the last position, and one new token appended to every unfinished sequence.</summary>
+    void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
+}

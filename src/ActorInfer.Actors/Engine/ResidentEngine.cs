@@ -1,0 +1,109 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Engine;
+
+/// <summary>
+/// Every weight and the whole cache on the compute device: the arithmetic of <see cref="BatchGenerator"/>
+/// split into per-(layer, batch) steps, so its output is the reference path's token for token.
+/// </summary>
+public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, string> decode) : IInferenceEngine
+{
+    public OptConfig Config => model.Config;
+
+    public IGpuBatch Open(IReadOnlyList<SequenceState> sequences)
+    {
+        var c = model.Config;
+        var layout = new BatchLayout(sequences.Select(s => s.PromptIds.Count + s.OutputIds.Count).ToArray());
+        var remaining = sequences.Max(s => s.Request.MaxTokens - s.OutputIds.Count);
+        var capacity = layout.PaddedLength + remaining;
+        var kv = new List<LayerKv>(c.NumHiddenLayers);
+        for (var i = 0; i < c.NumHiddenLayers; i++)
+            kv.Add(LayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device));
+        return new Batch(sequences, layout, kv);
+    }
+
+    public Tensor Embed(IGpuBatch batch, TokenStep step)
+    {
+        var b = (Batch)batch;
+        using var scope = NewDisposeScope();
+        Tensor hidden;
+        if (step.IsPrefill)
+        {
+            var ids = b.Layout.PadPrompts(b.Sequences.Select(BatchGenerator.Context).ToArray(), model.Config.PadTokenId, model.Device);
+            hidden = OptMath.Embed(model.Input, ids, b.Layout.PrefillPositions(model.Device));
+            b.Mask = b.Layout.PrefillMask(model.Device).MoveToOuterDisposeScope();
+        }
+        else
+        {
+            var last = b.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray();
+            var ids = tensor(last, [b.Layout.BatchSize, 1], dtype: ScalarType.Int64).to(model.Device);
+            var cacheIndex = CacheIndex(b, step);
+            hidden = OptMath.Embed(model.Input, ids, b.Layout.DecodePositions(cacheIndex, model.Device));
+            b.Mask = b.Layout.DecodeMask(cacheIndex, model.Device).MoveToOuterDisposeScope();
+        }
+        return hidden.MoveToOuterDisposeScope();
+    }
+
+    public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+    {
+        var b = (Batch)batch;
+        using var scope = NewDisposeScope();
+        var next = OptMath.DecoderLayer(hidden, model.Layers[layer.Value], model.Config, b.Kv[layer.Value], CacheIndex(b, step), b.Mask!);
+        return next.MoveToOuterDisposeScope();
+    }
+
+    public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+    {
+        var b = (Batch)batch;
+        using var scope = NewDisposeScope();
+        if (step.IsPrefill)
+        {
+            var wantsPrompt = b.Sequences.Any(s => s.Request.Echo && s.Request.Logprobs is not null && s.PromptLogprobs is null);
+            var logits = wantsPrompt
+                ? OptMath.Logits(hidden, model.Output)
+                : OptMath.Logits(hidden.narrow(1, b.Layout.PaddedLength - 1, 1), model.Output);
+            if (wantsPrompt) PromptLogprobs.Fill(logits, b.Sequences, b.Layout);
+            TokenChooser.ChooseAndAppend(logits.select(1, logits.shape[1] - 1), b.Sequences, decode);
+        }
+        else
+        {
+            var logits = OptMath.Logits(hidden, model.Output);
+            TokenChooser.ChooseAndAppend(logits.select(1, 0), b.Sequences, decode);
+        }
+    }
+
+    /// <summary>Prefill writes from index 0; decoding step k writes the token at padded length + k - 1.</summary>
+    private static int CacheIndex(Batch b, TokenStep step) => step.IsPrefill ? 0 : b.Layout.PaddedLength + step.Value - 1;
+
+    public void Dispose() => model.Dispose();
+
+    private sealed class Batch(IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv) : IGpuBatch
+    {
+        private Tensor? _mask;
+
+        public IReadOnlyList<SequenceState> Sequences { get; } = sequences;
+        public BatchLayout Layout { get; } = layout;
+        public List<LayerKv> Kv { get; } = kv;
+        public bool AllFinished => Sequences.All(s => s.IsFinished);
+
+        /// <summary>The mask of the current step, shared by every layer of it.</summary>
+        public Tensor? Mask
+        {
+            get => _mask;
+            set
+            {
+                _mask?.Dispose();
+                _mask = value;
+            }
+        }
+
+        public void Dispose()
+        {
+            _mask?.Dispose();
+            foreach (var k in Kv) k.Dispose();
+        }
+    }
+}

@@ -1,0 +1,31 @@
+using ActorInfer.Actors.Engine;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Layers.LayerProtocol;
+
+namespace ActorInfer.Actors.Layers;
+
+internal sealed class LayerActor : ReceiveActor
+{
+    public LayerActor(LayerIndex layer, IInferenceEngine engine)
+    {
+        var log = Context.GetLogger();
+        Receive<Compute>(m =>
+        {
+            try
+            {
+                var next = engine.RunLayer(layer, m.Work, m.Hidden, m.Step);
+                Sender.Tell(new Computed(layer, m.Batch, m.Step, next));
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                log.Error(ex, "{0} failed on {1} at {2}", layer, m.Batch, m.Step);
+                Sender.Tell(new ComputeFailed(layer, m.Batch, m.Step, ex.Message));
+            }
+            finally
+            {
+                m.Hidden.Dispose();
+            }
+        });
+    }
+}

@@ -1,0 +1,30 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Engine;
+using Akka.Actor;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Layers;
+
+/// <summary>
+/// A layer actor (one per decoder layer) runs its layer for one GPU batch when the batch's hidden state arrives,
+/// and replies with the next hidden state. Its messages carry tensors, so they are local-only
+/// (<see cref="INoSerializationVerificationNeeded"/>: never serialized, never sent to another node).
+/// </summary>
+public static class LayerProtocol
+{
+    public interface ICommand : INoSerializationVerificationNeeded;
+
+    /// <summary>
+    /// Runs the layer. Ownership of <paramref name="Hidden"/> passes to the layer actor, which disposes it;
+    /// the reply's hidden state belongs to the receiver.
+    /// </summary>
+    public sealed record Compute(GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : ICommand;
+
+    public sealed record Computed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, Tensor Hidden) : INoSerializationVerificationNeeded;
+
+    public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, string Error) : INoSerializationVerificationNeeded;
+
+    /// <summary>Runs on the tensor dispatcher (one dedicated thread shared by every tensor-issuing actor).</summary>
+    public static Props Props(LayerIndex layer, IInferenceEngine engine) =>
+        Akka.Actor.Props.Create(() => new LayerActor(layer, engine)).WithDispatcher(ActorInferSettings.TensorDispatcher);
+}

@@ -1,0 +1,99 @@
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Memory.MemoryProtocol;
+
+namespace ActorInfer.Actors.Memory;
+
+internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
+{
+    private const string ProbeTimer = "probe";
+    private sealed record ProbeTick
+    {
+        public static readonly ProbeTick Instance = new();
+    }
+
+    private readonly MemoryProtocol.Settings _settings;
+    private readonly IMemoryProbe? _probe;
+    private readonly Dictionary<Tier, long> _operator = [];
+    private readonly Dictionary<Tier, long> _telemetry = [];
+    private readonly HashSet<IActorRef> _subscribers = [];
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private TierBudgets _budgets;
+
+    public MemoryPressureActor(MemoryProtocol.Settings settings, IMemoryProbe? probe)
+    {
+        _settings = settings;
+        _probe = probe;
+        _budgets = new TierBudgets(
+            settings.GpuBudget ?? 0, settings.CpuBudget ?? 0, settings.DiskBudget ?? 0);
+
+        Receive<SetBudget>(m =>
+        {
+            if (m.Bytes < 0)
+            {
+                _log.Warning("ignored a negative {0} budget", m.Tier);
+                return;
+            }
+            _operator[m.Tier] = m.Bytes;
+            Update(m.Tier, "operator");
+        });
+        Receive<ClearBudget>(m =>
+        {
+            _operator.Remove(m.Tier);
+            Update(m.Tier, _settings.Configured(m.Tier) is null ? "telemetry" : "config");
+        });
+        Receive<TelemetryReading>(m => Reading(m.Tier, m.AvailableBytes));
+        Receive<ProbeTick>(_ => ProbeAll());
+        Receive<Subscribe>(m =>
+        {
+            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+            m.Subscriber.Tell(new Subscribed(_budgets));
+        });
+        Receive<Unsubscribe>(m =>
+        {
+            if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
+        });
+        Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
+        Receive<GetBudgets>(_ => Sender.Tell(new CurrentBudgets(_budgets)));
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        if (_probe is null) return;
+        ProbeAll();
+        Timers.StartPeriodicTimer(ProbeTimer, ProbeTick.Instance, _settings.TelemetryInterval);
+    }
+
+    private void ProbeAll()
+    {
+        foreach (var tier in Enum.GetValues<Tier>())
+            if (_probe!.Available(tier) is { } available)
+                Reading(tier, available);
+    }
+
+    private void Reading(Tier tier, long available)
+    {
+        var previous = _telemetry.GetValueOrDefault(tier, -1);
+        _telemetry[tier] = available;
+        // Small moves are noise unless the tier had no reading at all; they still count once large enough.
+        if (previous >= 0 && Math.Abs(available - _budgets[tier]) < _settings.TelemetryChangeThreshold) return;
+        Update(tier, "telemetry");
+    }
+
+    private long Effective(Tier tier) =>
+        _operator.TryGetValue(tier, out var op) ? op
+        : _settings.Configured(tier) is { } configured ? configured
+        : _telemetry.GetValueOrDefault(tier, 0);
+
+    private void Update(Tier tier, string cause)
+    {
+        var bytes = Effective(tier);
+        if (bytes == _budgets[tier]) return;
+        _budgets = _budgets.With(tier, bytes);
+        _log.Info("{0} budget is now {1} ({2})", tier, Configuration.ByteSize.Format(bytes), cause);
+        var changed = new BudgetChanged(tier, bytes, _budgets, cause);
+        foreach (var s in _subscribers) s.Tell(changed);
+    }
+}

@@ -1,0 +1,93 @@
+using ActorInfer.Actors.Configuration;
+using Akka.Actor;
+
+namespace ActorInfer.Actors.Memory;
+
+public enum Tier
+{
+    Gpu,
+    Cpu,
+    Disk,
+}
+
+/// <summary>Each tier's current budget in bytes (0 when nothing is known: no device, no reading yet).</summary>
+public sealed record TierBudgets(long Gpu, long Cpu, long Disk)
+{
+    public static readonly TierBudgets None = new(0, 0, 0);
+
+    public long this[Tier tier] => tier switch
+    {
+        Tier.Gpu => Gpu,
+        Tier.Cpu => Cpu,
+        _ => Disk,
+    };
+
+    public TierBudgets With(Tier tier, long bytes) => tier switch
+    {
+        Tier.Gpu => this with { Gpu = bytes },
+        Tier.Cpu => this with { Cpu = bytes },
+        _ => this with { Disk = bytes },
+    };
+
+    public override string ToString() =>
+        $"gpu {ByteSize.Format(Gpu)}, cpu {ByteSize.Format(Cpu)}, disk {ByteSize.Format(Disk)}";
+}
+
+/// <summary>Reads what a tier has available right now; null when it cannot tell (no such device).</summary>
+public interface IMemoryProbe
+{
+    long? Available(Tier tier);
+}
+
+/// <summary>
+/// The memory-pressure actor: the single source of each tier's budget. A tier's budget is, in order of
+/// precedence, an operator's <see cref="MemoryProtocol.SetBudget"/>, the configured fixed budget, or the
+/// latest telemetry reading. Every change is published to every subscriber as <see cref="MemoryProtocol.BudgetChanged"/>.
+/// </summary>
+public static class MemoryProtocol
+{
+    public sealed record Settings(long? GpuBudget, long? CpuBudget, long? DiskBudget, TimeSpan TelemetryInterval, long TelemetryChangeThreshold)
+    {
+        public static Settings From(MemorySettings s) =>
+            new(s.GpuBudget, s.CpuBudget, s.DiskBudget, s.TelemetryInterval, s.TelemetryChangeThreshold);
+
+        public long? Configured(Tier tier) => tier switch
+        {
+            Tier.Gpu => GpuBudget,
+            Tier.Cpu => CpuBudget,
+            _ => DiskBudget,
+        };
+    }
+
+    public interface ICommand;
+
+    /// <summary>An operator (or chaos) command: the tier's budget is this many bytes until cleared.</summary>
+    public sealed record SetBudget(Tier Tier, long Bytes) : ICommand;
+
+    /// <summary>Withdraws an operator budget: the tier follows its configuration or telemetry again.</summary>
+    public sealed record ClearBudget(Tier Tier) : ICommand;
+
+    /// <summary>A telemetry reading, from the actor's own probe timer or injected (device events, tests).</summary>
+    public sealed record TelemetryReading(Tier Tier, long AvailableBytes) : ICommand;
+
+    /// <summary>Subscribes; the actor answers <see cref="Subscribed"/> with the current budgets and watches the subscriber.</summary>
+    public sealed record Subscribe(IActorRef Subscriber) : ICommand;
+
+    public sealed record Unsubscribe(IActorRef Subscriber) : ICommand;
+
+    public sealed record GetBudgets : ICommand
+    {
+        public static readonly GetBudgets Instance = new();
+    }
+
+    public sealed record Subscribed(TierBudgets Budgets);
+
+    public sealed record CurrentBudgets(TierBudgets Budgets);
+
+    /// <summary>Published on every change of a tier's budget; <paramref name="Cause"/> is "operator", "config" or "telemetry".</summary>
+    public sealed record BudgetChanged(Tier Tier, long Bytes, TierBudgets Budgets, string Cause);
+
+    /// <param name="probe">Telemetry source; null to take readings only as <see cref="TelemetryReading"/> messages.</param>
+    public static Props Props(Settings settings, IMemoryProbe? probe) =>
+        Akka.Actor.Props.Create(() => new MemoryPressureActor(settings, probe));
+}

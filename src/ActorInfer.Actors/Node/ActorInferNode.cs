@@ -1,0 +1,92 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Control;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Jobs;
+using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Persistence.Sql;
+
+namespace ActorInfer.Actors.Node;
+
+/// <summary>
+/// One node: its actor system and actors, built from validated settings. The model is loaded and the persistence
+/// files are prepared before the actor system exists, so a failure at start leaves nothing running.
+/// </summary>
+public sealed class ActorInferNode : IAsyncDisposable
+{
+    private readonly NodeModel _model;
+
+    private ActorInferNode(ActorInferSettings settings, NodeModel model, ActorSystem system, IActorRef memory, IActorRef planner,
+        IActorRef scheduler, IActorRef jobs, IActorRef control)
+    {
+        Settings = settings;
+        _model = model;
+        System = system;
+        Memory = memory;
+        Planner = planner;
+        Scheduler = scheduler;
+        Jobs = jobs;
+        Control = control;
+    }
+
+    public ActorInferSettings Settings { get; }
+    public ActorSystem System { get; }
+    public IActorRef Memory { get; }
+    public IActorRef Planner { get; }
+    public IActorRef Scheduler { get; }
+    public IActorRef Jobs { get; }
+    public IActorRef Control { get; }
+    public Task WhenTerminated => System.WhenTerminated;
+
+    /// <summary>The actor system's configuration: persistence, the user's `akka` overlay, then every reference.</summary>
+    public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
+        PersistenceConfig.For(settings)
+            .WithFallback(akkaOverlay ?? Config.Empty)
+            .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off"))
+            .WithFallback(SettingsLoader.Reference)
+            .WithFallback(SqlPersistence.DefaultConfiguration);
+
+    public static ActorInferNode Start(ActorInferSettings settings, Config? akkaOverlay = null, IMemoryProbe? probe = null)
+    {
+        foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
+            Directory.CreateDirectory(dir);
+        PersistenceConfig.PrepareSqlite(settings);
+        var model = NodeModel.Load(settings);
+        ActorSystem? system = null;
+        try
+        {
+            system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
+            var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
+                probe ?? new HostMemoryProbe(settings.DataDir)), "memory");
+            var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
+            var planner = system.ActorOf(PlannerProtocol.Props(
+                new ResidentPolicyPlanner(ModelFootprint.Of(model.Config, model.BytesPerElement), computeTier,
+                    settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
+                memory), "planner");
+            var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
+                .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
+                .ToArray();
+            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner), "scheduler");
+            var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
+            var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
+            return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control);
+        }
+        catch
+        {
+            system?.Terminate().Wait(TimeSpan.FromSeconds(10));
+            model.Dispose();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        await System.WhenTerminated;
+        _model.Dispose();
+    }
+}

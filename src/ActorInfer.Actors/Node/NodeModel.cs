@@ -1,0 +1,89 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Tokenization;
+using ActorInfer.Model.Weights;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Node;
+
+/// <summary>The model a node serves: its shape, its tokenizer (when the checkpoint has one) and its engine.</summary>
+public sealed class NodeModel : IDisposable
+{
+    private NodeModel(OptConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype)
+    {
+        Config = config;
+        Codec = codec;
+        Engine = engine;
+        DType = dtype;
+        Factory = new CompletionFactory(config, codec);
+    }
+
+    public OptConfig Config { get; }
+    public ITextCodec? Codec { get; }
+    public IInferenceEngine Engine { get; }
+    public CompletionFactory Factory { get; }
+    public ScalarType DType { get; }
+    public int BytesPerElement => DType == ScalarType.Float32 ? 4 : 2;
+
+    /// <summary>Why the configured model cannot be served, or null when it can (checked before anything starts).</summary>
+    public static string? Problem(string model)
+    {
+        if (Directory.Exists(model))
+            return File.Exists(Path.Combine(model, "config.json")) ? null : $"the model directory '{model}' holds no config.json";
+        if (model.Contains('/') || model.Contains('\\'))
+            return $"the model directory '{model}' does not exist";
+        return OptConfigs.NamedSizes.Any(n => string.Equals(n, model, StringComparison.OrdinalIgnoreCase)
+                                              || string.Equals(n, "opt-" + model, StringComparison.OrdinalIgnoreCase))
+            ? null
+            : $"'{model}' is neither a model directory nor a known OPT size ({string.Join(", ", OptConfigs.NamedSizes)})";
+    }
+
+    public static NodeModel Load(ActorInferSettings settings)
+    {
+        var device = settings.IsCuda ? new Device(settings.Device) : CPU;
+        if (settings.IsCuda && !cuda.is_available())
+            throw new SettingsException("actorinfer.device", $"'{settings.Device}' was asked for, but CUDA is not available on this machine");
+        var dtype = settings.DType switch
+        {
+            "float16" => ScalarType.Float16,
+            "bfloat16" => ScalarType.BFloat16,
+            _ => ScalarType.Float32,
+        };
+        var config = OptConfigs.Resolve(settings.Model);
+        var isDir = Directory.Exists(settings.Model);
+        ITextCodec? codec = isDir && HasTokenizerFiles(settings.Model) ? new TokenizerCodec(OptTokenizer.Load(settings.Model)) : null;
+        using IWeightSource source = isDir ? OpenCheckpoint(settings.Model, config) : new DummyWeightSource(config, settings.WeightsSeed);
+        var model = OptModel.Load(source, config, dtype, device);
+        var factory = new CompletionFactory(config, codec);
+        return new NodeModel(config, codec, new ResidentEngine(model, factory.Decode), dtype);
+    }
+
+    private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
+    {
+        var checkpoint = SafetensorsCheckpoint.Open(dir);
+        try
+        {
+            checkpoint.Validate(config);
+            return checkpoint;
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
+    private static bool HasTokenizerFiles(string dir) =>
+        File.Exists(Path.Combine(dir, "tokenizer.json")) ||
+        (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
+
+    public void Dispose() => Engine.Dispose();
+
+    private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
+    {
+        public IReadOnlyList<int> Encode(string text) => tokenizer.Encode(text);
+        public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode(ids, skipSpecialTokens: true);
+    }
+}

@@ -1,0 +1,56 @@
+using ActorInfer.Actors.Memory;
+
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>
+/// What the actors need of a policy: the block geometry (a block is <see cref="NumGpuBatches"/> GPU batches of
+/// <see cref="GpuBatchSize"/> sequences) and a description of the placement for logs.
+/// </summary>
+public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Placement)
+{
+    public int BlockSize => GpuBatchSize * NumGpuBatches;
+
+    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})";
+}
+
+/// <summary>Picks the best policy for a set of budgets, or null when the model cannot run within them.</summary>
+public interface IPolicyPlanner
+{
+    BlockPolicy? Plan(TierBudgets budgets);
+}
+
+/// <summary>Byte counts of a model that a placement has to fit (plain numbers: the planner knows no model code).</summary>
+public sealed record ModelFootprint(long WeightBytes, long CacheBytesPerSequence, long ActivationBytesPerSequence)
+{
+    public static ModelFootprint Of(Model.Config.OptConfig c, int bytesPerElement)
+    {
+        long h = c.HiddenSize;
+        var layer = 4 * (h * h + h) + 2 * h * c.FfnDim + c.FfnDim + h + 4 * h;
+        var embeddings = (long)c.VocabSize * c.WordEmbedProjDim + (long)(c.MaxPositionEmbeddings + 2) * h + 2 * h;
+        var weights = (layer * c.NumHiddenLayers + embeddings) * bytesPerElement;
+        var cache = 2L * c.NumHiddenLayers * c.MaxPositionEmbeddings * h * bytesPerElement;
+        // Hidden state of a full-length prompt, its FFN expansion and one row of logits, at once.
+        var activations = ((long)c.MaxPositionEmbeddings * (h + c.FfnDim) + c.VocabSize) * bytesPerElement;
+        return new ModelFootprint(weights, cache, activations);
+    }
+}
+
+/// <summary>
+/// The all-resident placement: every weight, the whole cache and the activations on the compute tier (the GPU
+/// for a CUDA node, host memory for a CPU node). The block grows (batch size first, then batches) as far as the
+/// budget and the configured bounds allow. The offloading search of ActorInfer.Planning replaces this when a
+/// model does not fit.
+/// </summary>
+public sealed class ResidentPolicyPlanner(ModelFootprint footprint, Tier computeTier, int maxGpuBatchSize, int maxGpuBatches) : IPolicyPlanner
+{
+    public BlockPolicy? Plan(TierBudgets budgets)
+    {
+        var free = budgets[computeTier] - footprint.WeightBytes;
+        var perSequence = footprint.CacheBytesPerSequence + footprint.ActivationBytesPerSequence;
+        if (free < perSequence) return null;
+        var sequences = free / perSequence;
+        var batchSize = (int)Math.Min(maxGpuBatchSize, sequences);
+        var batches = (int)Math.Clamp(sequences / batchSize, 1, maxGpuBatches);
+        return new BlockPolicy(batchSize, batches, $"all on {computeTier.ToString().ToLowerInvariant()}");
+    }
+}

@@ -1,0 +1,38 @@
+using ActorInfer.Actors.Memory;
+using Akka.Actor;
+
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>
+/// The policy-planner actor: holds the planner (hardware profile and model shape inside it), follows the
+/// memory-pressure actor's budgets, and publishes <see cref="PolicyChanged"/> whenever a new budget changes the
+/// best policy.
+/// </summary>
+public static class PlannerProtocol
+{
+    public interface ICommand;
+
+    /// <summary>"Best policy for this budget": answered with <see cref="PolicyAnswer"/>; changes nothing.</summary>
+    public sealed record PlanFor(TierBudgets Budgets) : ICommand;
+
+    /// <summary>The current policy under the current budgets, answered with <see cref="PolicyAnswer"/>.</summary>
+    public sealed record GetPolicy : ICommand
+    {
+        public static readonly GetPolicy Instance = new();
+    }
+
+    /// <summary>Subscribes to <see cref="PolicyChanged"/>; the current one is sent at once when there is one.</summary>
+    public sealed record Subscribe(IActorRef Subscriber) : ICommand;
+
+    public sealed record Unsubscribe(IActorRef Subscriber) : ICommand;
+
+    /// <param name="Policy">Null: the model cannot run within <paramref name="Budgets"/>.</param>
+    public sealed record PolicyAnswer(BlockPolicy? Policy, TierBudgets Budgets);
+
+    /// <param name="Policy">Null: nothing fits any more; schedulers start no new block until a policy returns.</param>
+    public sealed record PolicyChanged(BlockPolicy? Policy, TierBudgets Budgets);
+
+    /// <param name="memory">The memory-pressure actor to follow.</param>
+    public static Props Props(IPolicyPlanner planner, IActorRef memory) =>
+        Akka.Actor.Props.Create(() => new PolicyPlannerActor(planner, memory));
+}

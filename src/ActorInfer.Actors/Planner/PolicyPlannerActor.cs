@@ -1,0 +1,72 @@
+using ActorInfer.Actors.Memory;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Planner.PlannerProtocol;
+
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>Waits for the first budgets from the memory actor, then plans on every change.</summary>
+internal sealed class PolicyPlannerActor : ReceiveActor
+{
+    private readonly IPolicyPlanner _planner;
+    private readonly IActorRef _memory;
+    private readonly HashSet<IActorRef> _subscribers = [];
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private TierBudgets _budgets = TierBudgets.None;
+    private BlockPolicy? _policy;
+
+    public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory)
+    {
+        _planner = planner;
+        _memory = memory;
+        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(_planner.Plan(m.Budgets), m.Budgets)));
+        Receive<Subscribe>(m =>
+        {
+            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+        });
+        Receive<Unsubscribe>(m =>
+        {
+            if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
+        });
+        Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
+        Receive<MemoryProtocol.Subscribed>(m =>
+        {
+            Replan(m.Budgets, force: true);
+            Become(Following);
+        });
+        // Before the memory actor answers there is no budget, so no policy yet: stash nothing, answer null.
+        Receive<GetPolicy>(_ => Sender.Tell(new PolicyAnswer(null, _budgets)));
+    }
+
+    protected override void PreStart() => _memory.Tell(new MemoryProtocol.Subscribe(Self));
+
+    private void Following()
+    {
+        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(_planner.Plan(m.Budgets), m.Budgets)));
+        Receive<GetPolicy>(_ => Sender.Tell(new PolicyAnswer(_policy, _budgets)));
+        Receive<Subscribe>(m =>
+        {
+            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+            m.Subscriber.Tell(new PolicyChanged(_policy, _budgets));
+        });
+        Receive<Unsubscribe>(m =>
+        {
+            if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
+        });
+        Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
+        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false));
+        Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
+    }
+
+    private void Replan(TierBudgets budgets, bool force)
+    {
+        _budgets = budgets;
+        var policy = _planner.Plan(budgets);
+        if (!force && policy == _policy) return;
+        _policy = policy;
+        if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
+        else _log.Info("policy {0} for budgets ({1})", policy, budgets);
+        var changed = new PolicyChanged(policy, budgets);
+        foreach (var s in _subscribers) s.Tell(changed);
+    }
+}

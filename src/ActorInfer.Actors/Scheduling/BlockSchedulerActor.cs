@@ -1,0 +1,231 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// Idle until there is both queued work and a policy; Running while a block goes through the layers. It runs on
+/// the tensor dispatcher itself because it embeds and samples (the work before the first and after the last layer).
+/// </summary>
+internal sealed class BlockSchedulerActor : ReceiveActor
+{
+    private readonly IInferenceEngine _engine;
+    private readonly CompletionFactory _factory;
+    private readonly IReadOnlyList<IActorRef> _layers;
+        private readonly IActorRef? _planner;
+    private readonly Queue<(WorkItem Item, IActorRef ReplyTo)> _queue = new();
+    private readonly HashSet<IActorRef> _observers = [];
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private BlockPolicy? _policy;
+    private int _blockCount;
+    private Block? _block;
+
+    public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner)
+    {
+        _engine = engine;
+        _factory = factory;
+        _layers = layers;
+        _planner = planner;
+        Become(Idle);
+    }
+
+    protected override void PreStart() => _planner?.Tell(new PlannerProtocol.Subscribe(Self));
+
+    protected override void PostStop() => _block?.Dispose();
+
+    private void Common()
+    {
+        Receive<Enqueue>(m =>
+        {
+            foreach (var item in m.Items) _queue.Enqueue((item, Sender));
+            if (_block is null) TryStartBlock();
+        });
+        Receive<PlannerProtocol.PolicyChanged>(m =>
+        {
+            _policy = m.Policy;
+            if (_block is null) TryStartBlock();
+            else _log.Info("policy {0} takes effect at the next block (block {1} is running)", m.Policy?.ToString() ?? "none", _block.Id);
+        });
+        Receive<Observe>(m =>
+        {
+            if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
+        });
+        Receive<Terminated>(m => _observers.Remove(m.ActorRef));
+        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_queue.Count, _block?.Id, _policy)));
+    }
+
+    private void Idle()
+    {
+        Common();
+        // A completion that arrives after its block failed: only its tensor is left to free.
+        Receive<LayerProtocol.Computed>(m => m.Hidden.Dispose());
+    }
+
+    private void Running()
+    {
+        Common();
+        Receive<LayerProtocol.Computed>(m =>
+        {
+            var block = _block!;
+            if (m.Layer != block.Cursor.Layer || m.Batch != block.Cursor.Batch || m.Step != block.Step)
+            {
+                _log.Error("unexpected completion of {0} {1} {2}", m.Layer, m.Batch, m.Step);
+                m.Hidden.Dispose();
+                return;
+            }
+            block.Hidden[m.Batch.Value] = m.Hidden;
+            Advance(block);
+        });
+        Receive<LayerProtocol.ComputeFailed>(m =>
+        {
+            _log.Error("block {0} failed at {1} {2} {3}: {4}", _block!.Id, m.Layer, m.Batch, m.Step, m.Error);
+            FinishBlock(_block, m.Error);
+        });
+    }
+
+    private void TryStartBlock()
+    {
+        if (_policy is null || _queue.Count == 0) return;
+        var policy = _policy;
+        var id = ++_blockCount;
+        var items = new List<(WorkItem Item, IActorRef ReplyTo)>();
+        while (items.Count < policy.BlockSize && _queue.Count > 0) items.Add(_queue.Dequeue());
+
+        var sequences = new List<Entry>();
+        foreach (var (item, replyTo) in items)
+        {
+            try
+            {
+                sequences.Add(new Entry(item, replyTo, _factory.Create(item.Request, item.Seed), null));
+            }
+            catch (RequestValidationException ex)
+            {
+                sequences.Add(new Entry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
+            }
+        }
+        var runnable = sequences.Where(s => s.State is not null).ToList();
+        var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
+        var block = new Block(id, policy, sequences, batches.Count);
+        try
+        {
+            for (var b = 0; b < batches.Count; b++)
+                block.Work[b] = _engine.Open(batches[b].Select(s => s.State!).ToArray());
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            block.Dispose();
+            _log.Error(ex, "block {0} could not be opened", id);
+            FinishBlock(block, ex.Message);
+            return;
+        }
+        _block = block;
+        _log.Info("block {0}: {1} sequences in {2} GPU batches, policy {3}", id, items.Count, batches.Count, policy);
+        Publish(new BlockStarted(id, policy, items.Count, batches.Count));
+        Become(Running);
+        if (batches.Count == 0)
+        {
+            FinishBlock(block, null);
+            return;
+        }
+        StartStep(block, TokenStep.Prefill);
+    }
+
+    /// <summary>Embeds every batch still generating and sends the first (layer 0, first batch) computation.</summary>
+    private void StartStep(Block block, TokenStep step)
+    {
+        block.Step = step;
+        block.Active = Enumerable.Range(0, block.Work.Length)
+            .Where(b => step.IsPrefill || !block.Work[b]!.AllFinished)
+            .Select(b => new GpuBatchIndex(b)).ToArray();
+        if (block.Active.Length == 0)
+        {
+            FinishBlock(block, null);
+            return;
+        }
+        foreach (var b in block.Active)
+            block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
+        block.CursorPosition = 0;
+        Dispatch(block);
+    }
+
+    /// <summary>The zig-zag order within a step: for each layer, for each active GPU batch.</summary>
+    private void Advance(Block block)
+    {
+        block.CursorPosition++;
+        if (block.CursorPosition < _layers.Count * block.Active.Length)
+        {
+            Dispatch(block);
+            return;
+        }
+        foreach (var b in block.Active)
+        {
+            using (var hidden = block.Hidden[b.Value]!)
+                _engine.ChooseTokens(block.Work[b.Value]!, hidden, block.Step);
+            block.Hidden[b.Value] = null;
+        }
+        StartStep(block, block.Step.Next());
+    }
+
+    private void Dispatch(Block block)
+    {
+        var cursor = block.Cursor;
+        var hidden = block.Hidden[cursor.Batch.Value]!;
+        block.Hidden[cursor.Batch.Value] = null;
+        _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden));
+    }
+
+    private void FinishBlock(Block block, string? error)
+    {
+        var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(block.Sequences.Count);
+        foreach (var (item, replyTo, state, itemError) in block.Sequences)
+        {
+            var id = item.Id;
+            var line = itemError
+                ?? (error is not null || state is null || !state.IsFinished
+                    ? CompletionJson.ErrorLine(id, 0, "", $"generation failed: {error ?? "the sequence did not finish"}")
+                    : CompletionJson.ToJsonLine(_factory.Result(state, id)));
+            results.Add((replyTo, new FinishedItem(item.Key, line)));
+        }
+        block.Dispose();
+        _block = null;
+        foreach (var group in results.GroupBy(r => r.ReplyTo))
+            group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
+        Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));
+        Become(Idle);
+        TryStartBlock();
+    }
+
+    private void Publish(object message)
+    {
+        foreach (var o in _observers) o.Tell(message);
+    }
+
+    private sealed record Entry(WorkItem Item, IActorRef ReplyTo, SequenceState? State, string? Error);
+
+    private sealed class Block(int id, BlockPolicy policy, List<Entry> sequences, int batches) : IDisposable
+    {
+        public int Id { get; } = id;
+        public BlockPolicy Policy { get; } = policy;
+        public List<Entry> Sequences { get; } = sequences;
+        public IGpuBatch?[] Work { get; } = new IGpuBatch?[batches];
+        public Tensor?[] Hidden { get; } = new Tensor?[batches];
+        public TokenStep Step { get; set; }
+        public GpuBatchIndex[] Active { get; set; } = [];
+        public int CursorPosition { get; set; }
+
+        public (LayerIndex Layer, GpuBatchIndex Batch) Cursor =>
+            (new LayerIndex(CursorPosition / Active.Length), Active[CursorPosition % Active.Length]);
+
+        public void Dispose()
+        {
+            foreach (var h in Hidden) h?.Dispose();
+            foreach (var w in Work) w?.Dispose();
+        }
+    }
+}

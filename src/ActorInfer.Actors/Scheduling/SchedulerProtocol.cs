@@ -1,0 +1,53 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// The block-scheduler actor: forms blocks from queued requests (block size = the policy's GPU batch size x
+/// number of GPU batches), drives the zig-zag order through the layer actors (prefill, then each decoding
+/// step: for each layer, for each GPU batch), and reports finished sequences. A new policy takes effect at the
+/// next block start, never inside a running block.
+/// </summary>
+public static class SchedulerProtocol
+{
+    public interface ICommand;
+
+    /// <summary>
+    /// A request to run: <paramref name="Key"/> is unique on the node, <paramref name="Id"/> is the result's id,
+    /// <paramref name="Seed"/> is used when the request names none.
+    /// </summary>
+    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed);
+
+    /// <summary>Queues requests; the sender receives <see cref="Finished"/> for them, block by block.</summary>
+    public sealed record Enqueue(IReadOnlyList<WorkItem> Items) : ICommand;
+
+    /// <summary>Sends <see cref="BlockStarted"/> and <see cref="BlockFinished"/> to the observer (progress, tests).</summary>
+    public sealed record Observe(IActorRef Observer) : ICommand;
+
+    public sealed record GetStatus : ICommand
+    {
+        public static readonly GetStatus Instance = new();
+    }
+
+    public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy);
+
+    /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
+    public sealed record FinishedItem(string Key, string ResultLine);
+
+    /// <summary>Sent to the enqueuer when a block is done: all of the block's sequences that it enqueued, at once.</summary>
+    public sealed record Finished(int Block, IReadOnlyList<FinishedItem> Results);
+
+    public sealed record BlockStarted(int Block, BlockPolicy Policy, int Sequences, int GpuBatches);
+
+    public sealed record BlockFinished(int Block, int Sequences, int Steps);
+
+    /// <param name="layers">The layer actors, in layer order.</param>
+    /// <param name="planner">The policy-planner actor to subscribe to; null to take <see cref="PlannerProtocol.PolicyChanged"/> from anyone.</param>
+    public static Props Props(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner) =>
+        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner))
+            .WithDispatcher(ActorInferSettings.TensorDispatcher);
+}

@@ -1,0 +1,112 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>`actorinfer node` as a real process: a job survives SIGKILL and completes exactly once, identically.</summary>
+public sealed partial class NodeEndToEndSpecs
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private static string Config(string dir)
+    {
+        var path = Path.Combine(dir, "node.conf");
+        File.WriteAllText(path, """
+            actorinfer {
+              model = "models/opt-tiny"
+              scheduler { max-gpu-batch-size = 2, max-gpu-batches = 2 }
+              control.poll-interval = 50ms
+              persistence.snapshot-every = 10
+            }
+            """);
+        return path;
+    }
+
+    private static void WriteJob(string dataDir, string name)
+    {
+        var lines = Enumerable.Range(0, 200).Select(i => JsonSerializer.Serialize(new Dictionary<string, object?>
+        {
+            ["prompt"] = Enumerable.Range(0, 1 + i % 6).Select(j => 2 + (i * 31 + j * 17) % 990).ToArray(),
+            ["max_tokens"] = 12,
+            ["temperature"] = i % 4 == 0 ? 0.9 : 0.0,
+            ["seed"] = i % 8 == 0 ? 100 + i : null,
+            ["ignore_eos"] = true,
+        }));
+        var inbox = Path.Combine(dataDir, "inbox");
+        Directory.CreateDirectory(inbox);
+        var temp = Path.Combine(inbox, name + ".part");
+        File.WriteAllLines(temp, lines.Append("{\"prompt\": \"no\", \"max_tokens\": -1}"));
+        File.Move(temp, Path.Combine(inbox, name + ".jsonl"));
+    }
+
+    [GeneratedRegex(@"job crash: (\d+)/201 done")]
+    private static partial Regex Progress();
+
+    [Fact]
+    public void A_job_survives_SIGKILL_and_completes_exactly_once_with_the_uninterrupted_output()
+    {
+        var dir = TestModels.TempDir();
+        var config = Config(dir);
+
+        // The uninterrupted run.
+        var reference = Path.Combine(dir, "reference");
+        WriteJob(reference, "crash");
+        using (var node = new NodeProcess("node", "--config", config, "--data-dir", reference))
+            node.WaitForLine(l => l.Contains("job crash complete"), Timeout);
+        var expected = File.ReadAllLines(Path.Combine(reference, "results", "crash.jsonl"));
+
+        // The same job, killed once a tenth of it is done.
+        var data = Path.Combine(dir, "crashed");
+        WriteJob(data, "crash");
+        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+        {
+            node.WaitForLine(l => Progress().Match(l) is { Success: true } m && int.Parse(m.Groups[1].Value) >= 20, Timeout);
+            node.Kill();
+        }
+        Assert.False(File.Exists(Path.Combine(data, "results", "crash.jsonl")), "the node was to be killed mid-job");
+
+        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+        {
+            var recovered = node.WaitForLine(l => l.Contains("recovered 1 jobs"), Timeout);
+            var pending = int.Parse(Regex.Match(recovered, @"(\d+) requests to run").Groups[1].Value);
+            Assert.InRange(pending, 1, 200 - 19);
+            node.WaitForLine(l => l.Contains("job crash complete"), Timeout);
+        }
+        var actual = File.ReadAllLines(Path.Combine(data, "results", "crash.jsonl"));
+        Assert.Equal(201, actual.Length);
+        Assert.Equal(201, actual.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("id").GetString()).Distinct().Count());
+        Assert.Contains("\"param\":\"max_tokens\"", actual[^1]);
+        Assert.Equal(expected, actual);
+
+        // A third start finds nothing to do and writes nothing again.
+        var written = File.GetLastWriteTimeUtc(Path.Combine(data, "results", "crash.jsonl"));
+        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+            node.WaitForLine(l => l.Contains("recovered 1 jobs, 0 requests to run"), Timeout);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(data, "results", "crash.jsonl")));
+    }
+
+    [Fact]
+    public void A_bad_config_is_refused_before_the_node_starts()
+    {
+        var dir = TestModels.TempDir();
+        var config = Path.Combine(dir, "bad.conf");
+        File.WriteAllText(config, "actorinfer { scheduler { max-gpu-batchsize = 4 } }");
+        using var node = new NodeProcess("node", "--config", config, "--data-dir", Path.Combine(dir, "data"));
+        node.WaitForLine(l => l.Contains("actorinfer.scheduler.max-gpu-batchsize") && l.Contains("unknown key"), Timeout);
+        Assert.Equal(2, node.WaitForExit(Timeout));
+        Assert.False(Directory.Exists(Path.Combine(dir, "data")), "nothing was created");
+    }
+
+    [Fact]
+    public void The_pressure_command_reaches_the_memory_actor()
+    {
+        var dir = TestModels.TempDir();
+        var data = Path.Combine(dir, "data");
+        using var node = new NodeProcess("node", "--config", Config(dir), "--data-dir", data);
+        node.WaitForLine(l => l.Contains("node started"), Timeout);
+        using (var pressure = new NodeProcess("pressure", "--node", data, "--tier", "cpu", "--budget", "1KiB"))
+            Assert.Equal(0, pressure.WaitForExit(Timeout));
+        node.WaitForLine(l => l.Contains("Cpu budget is now 1KiB (operator)"), Timeout);
+        node.WaitForLine(l => l.Contains("no policy fits"), Timeout);
+    }
+}

@@ -1,0 +1,72 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>A real `actorinfer node` process (the CLI built beside the tests), with its output read line by line.</summary>
+public sealed class NodeProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly BlockingCollection<string> _lines = new();
+    private readonly List<string> _seen = [];
+
+    public NodeProcess(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = TestModels.RepositoryRoot,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorinfer.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var key in new[] { "ACTORINFER_MODEL", "ACTORINFER_DATA_DIR", "ACTORINFER_DEVICE", "ACTORINFER_DTYPE" })
+            start.Environment.Remove(key);
+        _process = new Process { StartInfo = start };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Add(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Add("stderr: " + e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public IReadOnlyList<string> Output => _seen;
+
+    /// <summary>Reads output until a line matches; fails with everything read when the process ends or time runs out.</summary>
+    public string WaitForLine(Func<string, bool> match, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || !_lines.TryTake(out var line, left < TimeSpan.FromMilliseconds(500) ? left : TimeSpan.FromMilliseconds(500)))
+            {
+                if (left <= TimeSpan.Zero || _process.HasExited && _lines.Count == 0)
+                    throw new Xunit.Sdk.XunitException($"no matching line (exited: {_process.HasExited}); output:\n{string.Join("\n", _seen)}");
+                continue;
+            }
+            _seen.Add(line);
+            if (match(line)) return line;
+        }
+    }
+
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout)) throw new Xunit.Sdk.XunitException("the node did not exit");
+        return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: no shutdown hooks, no flush; what the journal holds is all that survives.</summary>
+    public void Kill()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited) Kill();
+        _process.Dispose();
+    }
+}

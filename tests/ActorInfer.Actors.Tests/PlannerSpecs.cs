@@ -1,0 +1,79 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using static ActorInfer.Actors.Planner.PlannerProtocol;
+
+namespace ActorInfer.Actors.Tests;
+
+public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
+{
+    // 1000 bytes of weights, 100 per sequence: a budget of 1000 + 100 n fits n sequences.
+    private static readonly ResidentPolicyPlanner Planner = new(new ModelFootprint(1000, 60, 40), Tier.Gpu, maxGpuBatchSize: 4, maxGpuBatches: 3);
+
+    [Theory]
+    [InlineData(1099, null, null)]
+    [InlineData(1100, 1, 1)]
+    [InlineData(1300, 3, 1)]
+    [InlineData(1800, 4, 2)]
+    [InlineData(100_000, 4, 3)]
+    public void The_resident_planner_grows_the_block_as_the_budget_allows(long gpu, int? batchSize, int? batches)
+    {
+        var policy = Planner.Plan(new TierBudgets(gpu, 1L << 40, 1L << 40));
+        Assert.Equal(batchSize, policy?.GpuBatchSize);
+        Assert.Equal(batches, policy?.NumGpuBatches);
+    }
+
+    [Fact]
+    public void A_footprint_counts_the_weights_of_a_known_model()
+    {
+        var f = ModelFootprint.Of(ActorInfer.Model.Config.OptConfigs.Named("opt-125m"), 2);
+        // OPT-125M has 125.2M parameters (tied head): about 250 MB in fp16.
+        Assert.InRange(f.WeightBytes, 245_000_000, 255_000_000);
+        Assert.Equal(2L * 12 * 2048 * 768 * 2, f.CacheBytesPerSequence);
+    }
+
+    [Fact]
+    public void A_budget_change_that_changes_the_best_policy_is_published()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(1800, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Planner, memory));
+        var a = CreateTestProbe();
+        var b = CreateTestProbe();
+        planner.Tell(new Subscribe(a.Ref));
+        planner.Tell(new Subscribe(b.Ref));
+        // Subscribing before the first budget arrives still yields the first policy.
+        foreach (var p in new[] { a, b })
+            p.FishForMessage<PolicyChanged>(m => m.Policy == new BlockPolicy(4, 2, "all on gpu"), TimeSpan.FromSeconds(5));
+
+        memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1300));
+        foreach (var p in new[] { a, b })
+            p.ExpectMsg<PolicyChanged>().Policy.Should(new BlockPolicy(3, 1, "all on gpu"));
+
+        // A change that leaves the policy as it is publishes nothing.
+        memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1350));
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+
+        memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 500));
+        a.ExpectMsg<PolicyChanged>().Policy.Should(null);
+
+        planner.Tell(new PlanFor(new TierBudgets(100_000, 0, 0)));
+        ExpectMsg<PolicyAnswer>().Policy.Should(new BlockPolicy(4, 3, "all on gpu"));
+        planner.Tell(GetPolicy.Instance);
+        ExpectMsg<PolicyAnswer>().Policy.Should(null);
+    }
+}
+
+public sealed class SearchPolicyPlannerSpecs
+{
+    [Fact]
+    public void The_planning_search_answers_through_the_planner_interface()
+    {
+        var planner = new SearchPolicyPlanner(ActorInfer.Planning.OptModels.Get("opt-6.7b"), new ActorInfer.Planning.Workload(512, 32),
+            ActorInfer.Planning.HardwareProfiles.T4FlexGen);
+        var roomy = planner.Plan(new TierBudgets(15L << 30, 200L << 30, 1L << 40));
+        Assert.NotNull(roomy);
+        Assert.True(roomy.BlockSize >= 1);
+        Assert.Null(planner.Plan(new TierBudgets(1 << 20, 1 << 20, 1 << 20)));
+    }
+}

@@ -1,0 +1,132 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>The layer actors and the block scheduler on the tiny random model, against the reference generator.</summary>
+public sealed class SchedulingSpecs : TestKit, IDisposable
+{
+    private readonly OptModel _model = TestModels.LoadTiny();
+    private readonly CompletionFactory _factory = new(TestModels.Tiny, null);
+    private readonly ResidentEngine _engine;
+
+    public SchedulingSpecs() : base(TestModels.ActorConfig)
+    {
+        _engine = new ResidentEngine(_model, _factory.Decode);
+    }
+
+    private IActorRef[] Layers() =>
+        Enumerable.Range(0, TestModels.Tiny.NumHiddenLayers).Select(i => Sys.ActorOf(LayerProtocol.Props(new LayerIndex(i), _engine))).ToArray();
+
+    private static WorkItem Item(int i) => new($"k{i}", $"r{i}", TestModels.Request(i), Seed: i);
+
+    /// <summary>What the all-on-device generator produces for the same requests in the same batches.</summary>
+    private string[] Reference(IEnumerable<int> indices, int batchSize) =>
+        indices.Chunk(batchSize).SelectMany(chunk =>
+        {
+            var states = chunk.Select(i => _factory.Create(TestModels.Request(i), i)).ToList();
+            BatchGenerator.Run(_model, states, _factory.Decode);
+            return states.Select((s, j) => CompletionJson.ToJsonLine(_factory.Result(s, $"r{chunk[j]}")));
+        }).ToArray();
+
+    [Fact]
+    public void A_layer_actor_computes_its_layer_on_the_tensor_dispatcher()
+    {
+        var layer = Sys.ActorOf(LayerProtocol.Props(new LayerIndex(1), _engine));
+        var states = new[] { _factory.Create(TestModels.Request(1), 1), _factory.Create(TestModels.Request(2), 2) };
+        using var work = _engine.Open(states);
+        var hidden = _engine.Embed(work, TokenStep.Prefill);
+        Tensor expected;
+        using (var layout = _engine.Open(states))
+        using (var input = _engine.Embed(layout, TokenStep.Prefill))
+            expected = _engine.RunLayer(new LayerIndex(1), layout, input, TokenStep.Prefill);
+        layer.Tell(new LayerProtocol.Compute(new GpuBatchIndex(3), TokenStep.Prefill, work, hidden));
+        var computed = ExpectMsg<LayerProtocol.Computed>();
+        Assert.Equal((new LayerIndex(1), new GpuBatchIndex(3), TokenStep.Prefill), (computed.Layer, computed.Batch, computed.Step));
+        using (expected)
+        using (computed.Hidden)
+            Assert.True(computed.Hidden.allclose(expected));
+        Assert.True(hidden.IsInvalid, "the layer actor disposes the hidden state it was given");
+    }
+
+    [Fact]
+    public void A_block_runs_the_zig_zag_order_and_matches_the_reference_generator()
+    {
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, Layers(), planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue(Enumerable.Range(0, 7).Select(Item).ToArray()));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(3, 2, "test"), Memory.TierBudgets.None));
+
+        ExpectMsg<BlockStarted>().Should(new BlockStarted(1, new BlockPolicy(3, 2, "test"), 6, 2));
+        var first = ExpectMsg<Finished>();
+        ExpectMsg<BlockFinished>(m => m.Block == 1 && m.Sequences == 6);
+        ExpectMsg<BlockStarted>().Should(new BlockStarted(2, new BlockPolicy(3, 2, "test"), 1, 1));
+        var second = ExpectMsg<Finished>();
+        ExpectMsg<BlockFinished>(m => m.Block == 2);
+
+        var lines = first.Results.Concat(second.Results).ToArray();
+        Assert.Equal(Enumerable.Range(0, 7).Select(i => $"k{i}"), lines.Select(r => r.Key));
+        Assert.Equal(Reference(Enumerable.Range(0, 6), 3).Concat(Reference([6], 3)), lines.Select(r => r.ResultLine));
+    }
+
+    [Fact]
+    public void A_policy_change_mid_block_takes_effect_at_the_next_block()
+    {
+        // The first layer is a probe, so the test holds the block provably mid-flight while the policy changes.
+        var layers = Layers();
+        var gate = CreateTestProbe();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, [gate.Ref, layers[1]], planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
+        scheduler.Tell(new Enqueue(Enumerable.Range(0, 8).Select(Item).ToArray()));
+        ExpectMsg<BlockStarted>().Should(new BlockStarted(1, new BlockPolicy(2, 1, "small"), 2, 1));
+
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(3, 2, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(GetStatus.Instance);
+        ExpectMsg<SchedulerStatus>().Should(new SchedulerStatus(6, 1, new BlockPolicy(3, 2, "large")));
+        Assert.Equal(TokenStep.Prefill, held.Step);
+        gate.Forward(layers[0]);
+        // Every later layer-0 step of this block goes through the gate too.
+        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
+        {
+            layers[0].Tell(message, sender);
+            return Akka.TestKit.AutoPilot.KeepRunning;
+        }));
+
+        ExpectMsg<Finished>().Results.Count.Should(2);
+        ExpectMsg<BlockFinished>(m => m.Block == 1);
+        ExpectMsg<BlockStarted>().Should(new BlockStarted(2, new BlockPolicy(3, 2, "large"), 6, 2));
+        var rest = ExpectMsg<Finished>();
+        Assert.Equal(Reference(Enumerable.Range(2, 6), 3), rest.Results.Select(r => r.ResultLine));
+    }
+
+    [Fact]
+    public void Without_a_policy_no_block_starts()
+    {
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, Layers(), planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue([Item(0)]));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(null, Memory.TierBudgets.None));
+        scheduler.Tell(GetStatus.Instance);
+        ExpectMsg<SchedulerStatus>().Should(new SchedulerStatus(1, null, null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "x"), Memory.TierBudgets.None));
+        ExpectMsg<BlockStarted>();
+        ExpectMsg<Finished>();
+    }
+
+    public new void Dispose()
+    {
+        Shutdown();
+        _model.Dispose();
+        base.Dispose();
+    }
+}
