@@ -23,8 +23,9 @@ public static class BenchRunner
     public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log)
     {
         var blockSize = setup.Policy.BlockSize;
-        log($"warm-up: block of {blockSize}, prompt {Math.Min(promptLength, 16)}, 2 tokens");
-        Measure(setup, Math.Min(promptLength, 16), Math.Min(generationLength, 2), seed: 999);
+        // The warm-up is a whole measured run: the first pass over each shape pays for kernel selection and allocator growth.
+        log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
+        Measure(setup, promptLength, generationLength, seed: 999);
         var runs = new List<BenchRun>();
         for (var r = 0; r < repeat; r++)
         {
@@ -35,7 +36,36 @@ public static class BenchRunner
         return runs;
     }
 
-    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed)
+    /// <summary>
+    /// One more run with a timeline of its first decoding step (CUDA): which copy and which compute ran when, per
+    /// stream, written in the Chrome trace format. Returns a summary of busy and overlapped time per lane.
+    /// </summary>
+    public static string Trace(EngineSetup setup, int promptLength, int generationLength, string path)
+    {
+        if (setup.Copies is not ActorInfer.Runtime.Copies.CudaCopyEngine cudaCopies)
+            throw new CliException("--trace records CUDA streams: it needs --device cuda");
+        if (generationLength < 2) throw new CliException("--trace needs --gen-len of at least 2 (it traces the first decoding step)");
+        using var timeline = new ActorInfer.Runtime.Cuda.CudaTimeline();
+        setup.Engine.Timeline = timeline;
+        cudaCopies.Timeline = timeline;
+        try
+        {
+            Measure(setup, promptLength, generationLength, seed: 12345, onStep: step =>
+            {
+                if (step.IsPrefill) timeline.Start();
+                else if (timeline.Active) timeline.Stop();
+            });
+            timeline.Write(path);
+            return timeline.Summary();
+        }
+        finally
+        {
+            setup.Engine.Timeline = null;
+            cudaCopies.Timeline = null;
+        }
+    }
+
+    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null)
     {
         var config = setup.Config;
         var random = new Random(seed);
@@ -59,6 +89,7 @@ public static class BenchRunner
         setup.Engine.Generate(block, _ => "", step =>
         {
             if (step.IsPrefill) prefill = watch.Elapsed.TotalSeconds;
+            onStep?.Invoke(step);
             if (cuda)
             {
                 var (free, total) = MachineMemory.Device();

@@ -24,8 +24,9 @@ public static class BenchCommand
         dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
         var repeat = new Option<int>("--repeat") { Description = "Measured runs; the median is reported.", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var trace = new Option<string?>("--trace") { Description = "Write a timeline (Chrome trace JSON) of one decoding step: copies and compute per stream (CUDA)." };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json, trace }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -55,6 +56,8 @@ public static class BenchCommand
             log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s");
             var results = BenchRunner.Run(setup, prompt, gen, runs, log);
             var median = BenchRunner.Median(results);
+            if (parse.GetValue(trace) is { } tracePath)
+                log($"trace of the first decoding step written to {tracePath}: {BenchRunner.Trace(setup, prompt, gen, tracePath)}");
             Console.WriteLine(asJson ? BenchReport.Json(setup, median, results) : BenchReport.Text(setup, median, results));
             return 0;
         });

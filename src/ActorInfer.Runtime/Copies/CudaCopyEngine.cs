@@ -19,11 +19,21 @@ public sealed class CudaCopyEngine : ICopyEngine
 
     public static bool IsAvailable => cuda.is_available();
 
+    /// <summary>When set and active, every copy is recorded on its stream's lane.</summary>
+    public CudaTimeline? Timeline { get; set; }
+
     public ICopyTicket CopyAsync(Tensor destination, Tensor source, CopyDirection direction)
     {
         var stream = StreamFor(direction);
-        Issue(destination, source, stream);
+        Traced(destination, source, stream, direction);
         return Mark(stream);
+    }
+
+    private void Traced(Tensor destination, Tensor source, IntPtr stream, CopyDirection direction)
+    {
+        using var span = Timeline?.DeviceSpan(direction == CopyDirection.Load ? "load stream" : "store stream",
+            $"{(direction == CopyDirection.Load ? "load" : "store")} {destination.NumberOfElements * destination.ElementSize / 1e6:F1} MB", stream);
+        Issue(destination, source, stream);
     }
 
     public void BeforeCompute(ICopyTicket ticket) => CudaRuntime.Wait(CudaRuntime.LegacyDefaultStream, ((Ticket)ticket).Event);
@@ -34,7 +44,7 @@ public sealed class CudaCopyEngine : ICopyEngine
     {
         var stream = StreamFor(direction);
         CudaRuntime.Wait(stream, ((Ticket)dependency).Event);
-        Issue(destination, source, stream);
+        Traced(destination, source, stream, direction);
         return Mark(stream);
     }
 
@@ -45,9 +55,50 @@ public sealed class CudaCopyEngine : ICopyEngine
         var bytes = destination.NumberOfElements * destination.ElementSize;
         if (source.NumberOfElements * source.ElementSize != bytes || source.dtype != destination.dtype)
             throw new ArgumentException($"copy between tensors of different sizes or types: {source.dtype}{Shape(source)} -> {destination.dtype}{Shape(destination)}");
-        if (!source.is_contiguous() || !destination.is_contiguous())
-            throw new ArgumentException("asynchronous copies need contiguous tensors");
-        CudaRuntime.CopyAsync(TensorPointers.Data(destination), TensorPointers.Data(source), bytes, stream);
+        if (source.is_contiguous() && destination.is_contiguous())
+        {
+            CudaRuntime.CopyAsync(TensorPointers.Data(destination), TensorPointers.Data(source), bytes, stream);
+            return;
+        }
+        // A slice of a cache along its token axis is rows of contiguous bytes at a fixed pitch: one 2D copy.
+        if (!source.shape.SequenceEqual(destination.shape) || RowLayout(source) is not { } src || RowLayout(destination) is not { } dst)
+            throw new ArgumentException($"asynchronous copies need contiguous tensors or row layouts: {Shape(source)} -> {Shape(destination)}");
+        // A contiguous side takes the other side's rows.
+        if (src.Rows == 1) src = new RowSpan(dst.RowBytes, dst.RowBytes, bytes / dst.RowBytes);
+        if (dst.Rows == 1) dst = new RowSpan(src.RowBytes, src.RowBytes, bytes / src.RowBytes);
+        if (src.RowBytes != dst.RowBytes || src.Rows != dst.Rows)
+            throw new ArgumentException($"asynchronous copy between different row layouts: {Shape(source)} -> {Shape(destination)}");
+        CudaRuntime.Copy2DAsync(TensorPointers.Data(destination), dst.Pitch, TensorPointers.Data(source), src.Pitch, src.RowBytes, src.Rows, stream);
+    }
+
+    private readonly record struct RowSpan(long RowBytes, long Pitch, long Rows);
+
+    /// <summary>
+    /// The tensor as rows: the trailing dims that are contiguous form a row; the leading dims must collapse into
+    /// one with a constant stride (the pitch). Null when the tensor has no such layout.
+    /// </summary>
+    private static RowSpan? RowLayout(Tensor t)
+    {
+        var shape = t.shape;
+        var strides = t.stride();
+        var element = t.ElementSize;
+        var d = shape.Length - 1;
+        long inner = 1;
+        while (d >= 0 && (shape[d] == 1 || strides[d] == inner))
+        {
+            inner *= shape[d];
+            d--;
+        }
+        if (d < 0) return new RowSpan(inner * element, inner * element, 1);
+        long rows = shape[d];
+        var pitch = strides[d];
+        for (var k = d - 1; k >= 0; k--)
+        {
+            if (shape[k] == 1) continue;
+            if (strides[k] != pitch * rows) return null;
+            rows *= shape[k];
+        }
+        return new RowSpan(inner * element, pitch * element, rows);
     }
 
     private static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";

@@ -36,10 +36,14 @@ internal static partial class CudaRuntime
     [LibraryImport(Library)] private static partial int cudaEventCreateWithFlags(out IntPtr evt, uint flags);
     [LibraryImport(Library)] private static partial int cudaEventDestroy(IntPtr evt);
     [LibraryImport(Library)] private static partial int cudaEventRecord(IntPtr evt, IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaEventElapsedTime(out float ms, IntPtr start, IntPtr end);
     [LibraryImport(Library)] private static partial int cudaEventSynchronize(IntPtr evt);
     [LibraryImport(Library)] private static partial int cudaEventQuery(IntPtr evt);
     [LibraryImport(Library)] private static partial int cudaMemcpyAsync(IntPtr dst, IntPtr src, nuint count, int kind, IntPtr stream);
+    [LibraryImport(Library)] private static partial int cudaMemcpy2DAsync(IntPtr dst, nuint dpitch, IntPtr src, nuint spitch, nuint width, nuint height, int kind, IntPtr stream);
     [LibraryImport(Library)] private static partial int cudaMemGetInfo(out nuint free, out nuint total);
+    [LibraryImport(Library)] private static partial int cudaHostRegister(IntPtr ptr, nuint size, uint flags);
+    [LibraryImport(Library)] private static partial int cudaHostUnregister(IntPtr ptr);
     [LibraryImport(Library)] private static partial IntPtr cudaGetErrorString(int error);
 
     private static void Check(int status, string call)
@@ -65,6 +69,19 @@ internal static partial class CudaRuntime
     }
 
     public static void DestroyEvent(IntPtr e) => cudaEventDestroy(e);
+
+    /// <summary>An event that records a timestamp, for timelines (slower than the untimed ones used for ordering).</summary>
+    public static IntPtr CreateTimingEvent()
+    {
+        Check(cudaEventCreateWithFlags(out var e, 0), "cudaEventCreateWithFlags");
+        return e;
+    }
+
+    public static double ElapsedMs(IntPtr start, IntPtr end)
+    {
+        Check(cudaEventElapsedTime(out var ms, start, end), "cudaEventElapsedTime");
+        return ms;
+    }
     public static void Record(IntPtr e, IntPtr stream) => Check(cudaEventRecord(e, stream), "cudaEventRecord");
     public static void Wait(IntPtr stream, IntPtr e) => Check(cudaStreamWaitEvent(stream, e, 0), "cudaStreamWaitEvent");
     public static void Synchronize(IntPtr e) => Check(cudaEventSynchronize(e), "cudaEventSynchronize");
@@ -73,6 +90,15 @@ internal static partial class CudaRuntime
 
     public static void CopyAsync(IntPtr dst, IntPtr src, long bytes, IntPtr stream) =>
         Check(cudaMemcpyAsync(dst, src, (nuint)bytes, MemcpyDefault, stream), "cudaMemcpyAsync");
+
+    /// <summary><paramref name="rows"/> rows of <paramref name="rowBytes"/> bytes, each at its own pitch on either side.</summary>
+    public static void Copy2DAsync(IntPtr dst, long dstPitch, IntPtr src, long srcPitch, long rowBytes, long rows, IntPtr stream) =>
+        Check(cudaMemcpy2DAsync(dst, (nuint)dstPitch, src, (nuint)srcPitch, (nuint)rowBytes, (nuint)rows, MemcpyDefault, stream), "cudaMemcpy2DAsync");
+
+    /// <summary>Page-locks existing host memory in place (no copy, no rounding up as the caching host allocator does).</summary>
+    public static void HostRegister(IntPtr ptr, long bytes) => Check(cudaHostRegister(ptr, (nuint)bytes, 0), "cudaHostRegister");
+
+    public static void HostUnregister(IntPtr ptr) => Check(cudaHostUnregister(ptr), "cudaHostUnregister");
 
     public static (long Free, long Total) MemoryInfo()
     {

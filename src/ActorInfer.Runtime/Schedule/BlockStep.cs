@@ -105,6 +105,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     {
         var batch = batches[at.Batch.Value];
         var layer = layers[at.Layer.Value];
+        using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{layer.Kind} {at.Layer.Value} {batch.Index}", Cuda.CudaRuntime.LegacyDefaultStream);
         var c = engine.Config;
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
@@ -209,6 +210,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         }
         var (qc, kc, vc) = (ToCpu(q, "queries"), ToCpu(k, "keys"), ToCpu(v, "values"));
         work.BeforeCompute();
+        using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
         cache.Write(cacheIndex, kc, vc);
         var (keys, values) = cache.Prefix(cacheIndex + 1);
         using (keys)

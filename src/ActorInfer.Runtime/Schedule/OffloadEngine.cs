@@ -38,12 +38,27 @@ public sealed class OffloadEngine : IDisposable
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public ScalarType DType { get; }
+    /// <summary>A timeline to record copies and compute into (CUDA only); inactive unless started.</summary>
+    public Cuda.CudaTimeline? Timeline { get; set; }
     /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>
     public PlacementPlan WeightPlan { get; }
     /// <summary>The plan of the last block run (or being run).</summary>
     public PlacementPlan? LastPlan { get; private set; }
 
     private bool DeviceIsCpu => Tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+
+    /// <summary>
+    /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
+    /// anything: what the planner's choice costs in this runtime's whole-tensor placement, working buffers included.
+    /// </summary>
+    public static PlacementPlan PlanFor(OptConfig config, IWeightSource source, Policy policy, ScalarType dtype, bool deviceIsCpu,
+        int promptLength, int generationLength)
+    {
+        var layers = ScheduleLayer.For(config, source);
+        var shapes = Enumerable.Range(0, policy.NumGpuBatches)
+            .Select(_ => new BatchShape(policy.GpuBatchSize, promptLength, promptLength + generationLength)).ToArray();
+        return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu);
+    }
 
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
     public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block)

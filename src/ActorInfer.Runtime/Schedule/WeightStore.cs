@@ -35,12 +35,16 @@ internal sealed class WeightStore : IDisposable
                     using var scope = NewDisposeScope();
                     var tier = plan.WeightTiers[j][i];
                     // Device-resident weights go straight to the device, not through a host copy.
-                    var loadOn = tier == TierKind.Device ? tiers.Device.Device : CPU;
+                    // Random weights are drawn fastest on the device, then copied straight into their pinned home.
+                    var loadOn = tier == TierKind.Device || (source is DummyWeightSource && tiers.Device.Device.type == TorchSharp.DeviceType.CUDA)
+                        ? tiers.Device.Device
+                        : CPU;
                     var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
                     if (!loaded.shape.SequenceEqual(spec.Shape))
                         throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.shape)}], expected [{string.Join(", ", spec.Shape)}]");
                     if (tier == TierKind.Disk)
                     {
+                        if (loaded.device_type != TorchSharp.DeviceType.CPU) loaded = loaded.cpu();
                         var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, dtype), what);
                         homes[spec.Name] = file;
                         file.Write(loaded, 0);

@@ -34,6 +34,9 @@ public sealed class MemoryTier : Tier
         return probe.ElementSize;
     }
 
+    /// <summary>From this size up, pinned buffers are registered in place (their pages belong to them alone).</summary>
+    private const long RegisterInPlaceBytes = 4L << 20;
+
     /// <summary>A zeroed tensor of this shape on the tier, held against its budget.</summary>
     public TensorLease Allocate(long[] shape, ScalarType dtype, string what)
     {
@@ -41,6 +44,16 @@ public sealed class MemoryTier : Tier
         Reserve(bytes, what);
         try
         {
+            if (Pinned && bytes >= RegisterInPlaceBytes)
+            {
+                // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
+                // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
+                var big = zeros(shape, dtype: dtype, device: Device);
+                big.DetachFromDisposeScope();
+                var pointer = Cuda.TensorPointers.Data(big);
+                Cuda.CudaRuntime.HostRegister(pointer, bytes);
+                return new TensorLease(this, big, bytes, () => Cuda.CudaRuntime.HostUnregister(pointer));
+            }
             var tensor = zeros(shape, dtype: dtype, device: Device);
             if (Pinned)
             {

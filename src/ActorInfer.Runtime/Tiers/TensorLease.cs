@@ -7,11 +7,14 @@ public sealed class TensorLease : IDisposable
 {
     private bool _disposed;
 
-    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes)
+    private readonly Action? _beforeFree;
+
+    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes, Action? beforeFree = null)
     {
         Tier = tier;
         Tensor = tensor;
         Bytes = bytes;
+        _beforeFree = beforeFree;
     }
 
     public MemoryTier Tier { get; }
@@ -22,6 +25,7 @@ public sealed class TensorLease : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _beforeFree?.Invoke();
         Tensor.Dispose();
         Tier.Release(Bytes);
     }

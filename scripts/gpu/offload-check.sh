@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# On the GPU machine: greedy tokens of the fixtures under offloaded placements on CUDA equal the reference.
+set -uo pipefail
+out=${OUT:-/tmp/out}
+ai() { bash .gpu/run.sh actorinfer "$@"; }
+mkdir -p /tmp/ai-disk
+for m in opt-tiny opt-tiny-postln; do
+  python3 - "$m" <<'PY'
+import json, sys
+m = sys.argv[1]
+with open(f"/tmp/in-{m}.jsonl", "w") as f:
+    for i, l in enumerate(open(f".gpu/fixtures/{m}/expected.jsonl")):
+        d = json.loads(l)
+        f.write(json.dumps({"id": f"r{i}", "prompt": d.get("prompt_text", d["prompt_ids"]), "max_tokens": len(d["greedy_new_tokens"]),
+                            "temperature": 0, "ignore_eos": True}) + "\n")
+PY
+  for p in "50 50 0 100 0 100 --cpu-attention" "0 100 0 100 0 100" "0 0 0 0 50 50" "30 30 30 30 30 30 --cpu-attention"; do
+    ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out.jsonl --device cuda --dtype float32 \
+       --gpu-batch-size 2 --num-gpu-batches 3 --disk-dir /tmp/ai-disk --percent $p 2>&1 | grep -v "^generate:"
+    python3 - "$m" "$p" <<'PY' | tee -a "$out/offload-check.txt"
+import json, sys
+m, p = sys.argv[1], sys.argv[2]
+exp = [json.loads(l) for l in open(f".gpu/fixtures/{m}/expected.jsonl")]
+got = [json.loads(l) for l in open("/tmp/out.jsonl")]
+same = sum(e["greedy_new_tokens"] == g["output_ids"] for e, g in zip(exp, got))
+print(f"{m} cuda float32 --percent {p} (2 x 3 block): {same}/{len(exp)} reproduce the reference")
+PY
+  done
+done
