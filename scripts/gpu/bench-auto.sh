@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# On the GPU machine: OPT-30B under a 16 GiB GPU / 100 GiB CPU budget with the planner's policy (the card's own
-# profile from hocon/hardware), with a timeline of one decoding step; on an H100 also the fixed-policy baseline.
+# On the GPU machine: profile the card, then OPT-30B under a 16 GiB GPU / 100 GiB CPU budget with the planner's
+# policy from that profile, with a timeline of one decoding step; on an H100 also the fixed-policy baseline.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
 card=$(nvidia-smi -L | tee "$out/card.txt")
+case $card in *H200*) name=h200-141gb ;; *) name=h100-80gb ;; esac
+ai profile --device cuda --disk-dir /tmp --output "$out/$name.json" --name "$name" 2>&1 | tee "$out/profile.txt"
 case $card in
-  *H200*) profile=hocon/hardware/h200-141gb.json ;;
-  *) profile=hocon/hardware/h100-80gb.json
-     ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
+  *H200*) ;;
+  *) ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
         --percent 20 80 0 100 0 100 --cpu-attention --repeat 3 --json 2>&1 | tee "$out/bench-30b-fixed.txt" | grep "^bench" ;;
 esac
 ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
-   --hardware "$profile" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | tee "$out/bench-30b-auto.txt" | grep "^bench"
+   --hardware "$out/$name.json" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | tee "$out/bench-30b-auto.txt" | grep "^bench"

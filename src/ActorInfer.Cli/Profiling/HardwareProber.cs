@@ -50,7 +50,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var matmulDecode = Matmul("matmul, decode shape", 32, dtype);
         var bmmPrefill = Attention("attention, prefill shape", batch: 4, queries: 512, keys: 512, dtype, device);
         var bmmDecode = Attention("attention, decode shape", batch: 32, queries: 1, keys: 544, dtype, device);
-        var cpuAttention = Attention("CPU attention, decode shape", batch: 32, queries: 1, keys: 544, ScalarType.Float16, CPU);
+        var cpuAttention = CacheAttention("CPU attention over a cache, decode shape", batch: 32, keys: 544, ScalarType.Float16, CPU);
 
         return new HardwareProfile
         {
@@ -106,6 +106,29 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         {
             using var y = nn.functional.linear(x, w);
             Sync();
+        }, "TFLOP/s", 1e12);
+    }
+
+    /// <summary>
+    /// Attention as the runtime runs it over a resident cache: the new key/value written in place into a
+    /// preallocated cache, then attention over a strided prefix view of it.
+    /// </summary>
+    private double CacheAttention(string what, int batch, int keys, ScalarType dtype, Device on)
+    {
+        const int heads = 32, headDim = 128;
+        using var cache = LayerKv.Allocate(batch, heads, keys + 32, headDim, dtype, on);
+        using var q = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
+        using var k = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
+        using var v = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
+        var flops = 4.0 * batch * heads * keys * headDim;
+        return Rate(what, flops, () =>
+        {
+            cache.Write(keys - 1, k, v);
+            var (prefixKeys, prefixValues) = cache.Prefix(keys);
+            using (prefixKeys)
+            using (prefixValues)
+            using (var context = OptMath.Attend(q, prefixKeys, prefixValues, null))
+                if (on.type == TorchSharp.DeviceType.CUDA) Sync();
         }, "TFLOP/s", 1e12);
     }
 

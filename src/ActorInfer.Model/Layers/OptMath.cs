@@ -43,7 +43,10 @@ public static class OptMath
         {
             using var projected = Linear(attentionInput, lw);
             using var split = projected.view(attentionInput.shape[0], attentionInput.shape[1], c.NumAttentionHeads, c.HeadDim);
-            return split.transpose(1, 2).contiguous();
+            // Every view is disposed here: a view left to the caller's scope would keep the projection's storage
+            // alive until the scope ends (a whole prefill step: tens of gigabytes for a large model).
+            using var heads = split.transpose(1, 2);
+            return heads.contiguous();
         }
         return (Heads(w.Q), Heads(w.K), Heads(w.V));
     }
