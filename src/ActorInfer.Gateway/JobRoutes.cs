@@ -66,9 +66,9 @@ public static class JobRoutes
         if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
 
         var id = "job-" + Guid.NewGuid().ToString("N");
-        var admitted = await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
+        await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
         var invalid = entries.Count(e => e.RequestJson is null);
-        return TypedResults.Json(new { id, @object = "job", state = "queued", priority, requests = admitted.Requests, invalid });
+        return TypedResults.Json(new { id, @object = "job", state = "queued", priority, requests = entries.Count - invalid, invalid });
     }
 
     /// <summary>The job if the caller's tenant owns it; 404 otherwise, whether it exists or not.</summary>

@@ -233,10 +233,18 @@ public static class SettingsLoader
         public IReadOnlyList<string> StringList(string key, string name)
         {
             var value = config.GetValue(key);
-            if (value is null || !value.IsArray()) throw new SettingsException(name, "must be a list of strings ([\"...\"])");
-            return value.GetArray().Select(v => v.IsObject() || v.IsArray()
-                ? throw new SettingsException(name, "must be a list of strings")
-                : v.GetString() ?? "").ToList();
+            if (value is null || value.IsObject()) throw new SettingsException(name, "must be a list of strings ([\"...\"])");
+            // An empty list is not an array to Akka's HoconValue, only to GetStringList.
+            if (!value.IsArray() && value.IsString() && value.Values.Count > 0)
+                throw new SettingsException(name, "must be a list of strings ([\"...\"])");
+            try
+            {
+                return config.GetStringList(key)?.ToList() ?? [];
+            }
+            catch (Exception ex) when (ex is not SettingsException)
+            {
+                throw new SettingsException(name, $"must be a list of strings: {ex.Message}");
+            }
         }
 
         public string String(string key, string name)
