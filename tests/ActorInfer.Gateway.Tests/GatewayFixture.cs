@@ -73,6 +73,26 @@ public sealed class GatewayFixture : IAsyncLifetime
         await Node.DisposeAsync();
     }
 
+    private readonly SemaphoreSlim _bobJobLock = new(1, 1);
+    private string? _bobJob;
+
+    /// <summary>A job that bob owns (created once): the id other tenants must not see.</summary>
+    public async Task<string> BobJob()
+    {
+        await _bobJobLock.WaitAsync();
+        try
+        {
+            if (_bobJob is not null) return _bobJob;
+            using var bob = Client(BobKey);
+            using var response = await bob.PostAsync("/v1/jobs", new StringContent("{\"prompt\": \"bob's\", \"max_tokens\": 2}"));
+            return _bobJob = (await ReadJson(response)).GetProperty("id").GetString()!;
+        }
+        finally
+        {
+            _bobJobLock.Release();
+        }
+    }
+
     public HttpClient Client(string? key)
     {
         var client = new HttpClient { BaseAddress = new Uri(BaseAddress), Timeout = TimeSpan.FromSeconds(120) };
