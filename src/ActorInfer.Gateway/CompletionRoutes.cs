@@ -102,6 +102,7 @@ public static class CompletionRoutes
         return answer switch
         {
             GatewayProtocol.Admitted a => a,
+            GatewayProtocol.Refused { Never: true } r => throw ApiError.BadRequest("body", r.Reason, "too_many_requests_in_job"),
             GatewayProtocol.Refused r => throw ApiError.TooManyRequests(r.Reason, g.Http.RetryAfter),
             _ => throw new InvalidOperationException($"unexpected answer {answer}"),
         };

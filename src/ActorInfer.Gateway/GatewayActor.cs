@@ -83,6 +83,11 @@ internal sealed class GatewayActor : ReceiveActor
     {
         var requests = Runnable(m);
         var queued = _queued.GetValueOrDefault(m.Tenant);
+        if (requests > m.MaxQueued)
+        {
+            Sender.Tell(new Refused($"{requests} requests are more than tenant '{m.Tenant}' may queue ({m.MaxQueued}): split the job", Never: true));
+            return;
+        }
         if (requests > 0 && queued + requests > m.MaxQueued)
         {
             _metrics.RequestsRejected.WithLabels(m.Tenant).Inc();

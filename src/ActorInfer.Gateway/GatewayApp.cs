@@ -93,6 +93,10 @@ public static class GatewayApp
             if (access != Access.Public) Authorize(context, http, endpoint, access);
             if (endpoint is null) throw ApiError.NotFound(null, $"no route {http.Request.Method} {http.Request.Path}");
             await next(http);
+            // Routing answers a known path with the wrong method by itself, with an empty body.
+            if (http.Response.StatusCode == StatusCodes.Status405MethodNotAllowed && !http.Response.HasStarted)
+                throw new ApiError(StatusCodes.Status405MethodNotAllowed, "invalid_request_error", null, "method_not_allowed",
+                    $"{http.Request.Method} is not allowed on {http.Request.Path}");
         }
         catch (ApiError error) when (!http.Response.HasStarted)
         {

@@ -20,8 +20,11 @@ public static class GatewayProtocol
 
     public sealed record Admitted(string JobId, int Requests);
 
-    /// <summary>The tenant is over its limit of queued requests; nothing was persisted.</summary>
-    public sealed record Refused(string Reason);
+    /// <summary>
+    /// The tenant is over its limit of queued requests; nothing was persisted. <paramref name="Never"/>: the work alone
+    /// is larger than the limit, so waiting will not help.
+    /// </summary>
+    public sealed record Refused(string Reason, bool Never = false);
 
     /// <summary>Stops routing a job's result to its waiter (the HTTP request went away or gave up).</summary>
     public sealed record Forget(string JobId) : ICommand;

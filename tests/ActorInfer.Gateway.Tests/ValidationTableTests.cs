@@ -30,6 +30,8 @@ public sealed class ValidationTableTests(GatewayFixture node)
         C("no key on metrics", "GET", "/metrics", "none", null, 401, null);
         C("no key on an unknown route", "GET", "/v1/nothing", "none", null, 401, null);
         C("unknown route", "GET", "/v1/nothing", "alice", null, 404, null);
+        C("wrong method", "PUT", c, "alice", $"{{{Ok}}}", 405, null);
+        C("wrong method without a key", "PUT", c, "none", $"{{{Ok}}}", 401, null);
         // The body
         C("not JSON", "POST", c, "alice", "{\"prompt\": ", 400, null);
         C("a JSON array", "POST", c, "alice", "[1, 2]", 400, null);
@@ -80,6 +82,7 @@ public sealed class ValidationTableTests(GatewayFixture node)
         // Jobs
         C("job priority not a number", "POST", "/v1/jobs?priority=high", "alice", $"{{{Ok}}}", 400, "priority");
         C("job unknown query parameter", "POST", "/v1/jobs?colour=red", "alice", $"{{{Ok}}}", 400, "colour");
+        C("job larger than the tenant's queue", "POST", "/v1/jobs", "carol", string.Join("\n", Enumerable.Repeat($"{{{Ok}}}", 3)), 400, "body");
         C("job without requests", "POST", "/v1/jobs", "alice", "\n\n", 400, "body");
         C("job not UTF-8", "POST", "/v1/jobs", "alice", "<invalid-utf8>", 400, "body");
         C("unknown job", "GET", "/v1/jobs/job-nope", "alice", null, 404, "id");
@@ -111,6 +114,7 @@ public sealed class ValidationTableTests(GatewayFixture node)
             "bad" => new AuthenticationHeaderValue("Bearer", "sk-not-a-key"),
             "basic" => new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("alice:" + GatewayFixture.AliceKey))),
             "alice" => new AuthenticationHeaderValue("Bearer", GatewayFixture.AliceKey),
+            "carol" => new AuthenticationHeaderValue("Bearer", GatewayFixture.CarolKey),
             "admin" => new AuthenticationHeaderValue("Bearer", GatewayFixture.AdminKey),
             _ => throw new ArgumentException(key),
         };
