@@ -122,4 +122,32 @@ public sealed class JobTests(GatewayFixture node)
             Assert.Equal(3, status.GetProperty("counts").GetProperty("failed").GetInt32());
         }
     }
+
+    [Fact]
+    public async Task An_accepted_job_survives_a_restart_and_completes_with_generates_results()
+    {
+        var dir = GatewayFixture.TempDir();
+        var stalled = Path.Combine(dir, "stalled.conf");
+        var running = Path.Combine(dir, "running.conf");
+        // The first incarnation accepts but cannot run (no memory for any policy); the second runs.
+        File.WriteAllText(stalled, "actorinfer { model = \"models/opt-tiny\", memory.cpu-budget = 0 }");
+        File.WriteAllText(running, "actorinfer { model = \"models/opt-tiny\" }");
+        var data = Path.Combine(dir, "data");
+        var lines = JobLines(20);
+        string id;
+        await using (var first = await StartedNode.Start(stalled, data))
+        {
+            using var client = first.Client();
+            id = (await GatewayFixture.ReadJson(await client.PostAsync("/v1/jobs", new StringContent(string.Join("\n", lines))))).GetProperty("id").GetString()!;
+            Assert.Equal("queued", (await GatewayFixture.ReadJson(await client.GetAsync($"/v1/jobs/{id}"))).GetProperty("state").GetString());
+        }
+        await using (var second = await StartedNode.Start(running, data))
+        {
+            using var client = second.Client();
+            await GatewayFixture.Poll(async () => await GatewayFixture.ReadJson(await client.GetAsync($"/v1/jobs/{id}")),
+                s => s.GetProperty("state").GetString() == "completed", Timeout);
+            var results = (await (await client.GetAsync($"/v1/jobs/{id}/results")).Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(node.Generate(lines), results);
+        }
+    }
 }
