@@ -68,4 +68,37 @@ public sealed class JobPersistenceSpecs : TestKit
         Assert.Equal(6, completed.Lines);
         Assert.Equal(["L0", "L1", "L2", "L3", "L4", "{\"error\":\"bad\"}"], File.ReadAllLines(completed.ResultsPath));
     }
+
+    [Fact]
+    public void A_cancellation_is_persisted_withdraws_queued_requests_and_survives_recovery()
+    {
+        var results = Path.Combine(DataDir, "results-cancel");
+        var scheduler = CreateTestProbe();
+        var jobs = Sys.ActorOf(JobProtocol.Props("jobs-cancel-spec", scheduler.Ref, results, snapshotEvery: 1));
+        jobs.Tell(new Observe(TestActor));
+        jobs.Tell(new SubmitJob("job-c", Enumerable.Range(0, 3).Select(Entry).ToArray(), Tenant: "alice", Priority: 4));
+        ExpectMsg<JobAccepted>();
+        Assert.All(scheduler.ExpectMsg<SchedulerProtocol.Enqueue>().Items, i => Assert.Equal(4, i.Priority));
+        jobs.Tell(new SchedulerProtocol.Finished(1, [new("job-c#0", "L0")]), scheduler.Ref);
+
+        jobs.Tell(new CancelJob("job-c"));
+        var status = ExpectMsg<JobStatus>();
+        Assert.Equal(("cancelled", 3, 2, "alice", 4), (status.State, status.Done, status.Failed, status.Tenant, status.Priority));
+        Assert.Equal(["job-c#1", "job-c#2"], scheduler.ExpectMsg<SchedulerProtocol.Withdraw>().Keys);
+        var completed = ExpectMsg<JobCompleted>();
+        Assert.Equal("L0", File.ReadAllLines(completed.ResultsPath)[0]);
+        // A result that arrives after the cancellation (its block was running) changes nothing.
+        jobs.Tell(new SchedulerProtocol.Finished(2, [new("job-c#1", "L1")]), scheduler.Ref);
+
+        Watch(jobs);
+        Sys.Stop(jobs);
+        ExpectTerminated(jobs);
+        var restarted = Sys.ActorOf(JobProtocol.Props("jobs-cancel-spec", scheduler.Ref, results, snapshotEvery: 1));
+        restarted.Tell(new ListJobs("alice"));
+        var recovered = Assert.Single(ExpectMsg<JobList>().Jobs);
+        Assert.Equal(("cancelled", "alice", 4, 2), (recovered.State, recovered.Tenant, recovered.Priority, recovered.Failed));
+        restarted.Tell(new ListJobs("bob"));
+        Assert.Empty(ExpectMsg<JobList>().Jobs);
+        scheduler.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
 }

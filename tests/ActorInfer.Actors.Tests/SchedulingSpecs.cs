@@ -58,6 +58,19 @@ public sealed class SchedulingSpecs : TestKit, IDisposable
     }
 
     [Fact]
+    public void Higher_priorities_run_first_and_withdrawn_requests_never_run()
+    {
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, Layers(), planner: null));
+        scheduler.Tell(new Enqueue([Item(0), Item(1) with { Priority = 5 }, Item(2), Item(3) with { Priority = 5 }, Item(4)]));
+        scheduler.Tell(new Withdraw(["k2"]));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "test"), Memory.TierBudgets.None));
+        var order = new List<string>();
+        while (order.Count < 4) order.AddRange(ExpectMsg<Finished>().Results.Select(r => r.Key));
+        Assert.Equal(["k1", "k3", "k0", "k4"], order);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
     public void A_block_runs_the_zig_zag_order_and_matches_the_reference_generator()
     {
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, Layers(), planner: null));

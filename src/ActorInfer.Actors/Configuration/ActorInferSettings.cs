@@ -18,6 +18,39 @@ public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches);
 
 public sealed record ControlSettings(TimeSpan PollInterval);
 
+/// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>
+public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes, int Priority, int MaxQueuedRequests);
+
+/// <summary>The HTTP gateway. Keys are held only as SHA-256 hashes.</summary>
+public sealed record HttpSettings(
+    bool Enabled,
+    string Host,
+    int Port,
+    long MaxBodyBytes,
+    long MaxJobBodyBytes,
+    string ServedModelName,
+    TimeSpan RetryAfter,
+    TimeSpan CompletionTimeout,
+    IReadOnlyList<string> AdminKeyHashes,
+    IReadOnlyList<TenantSettings> Tenants)
+{
+    /// <summary>SHA-256 of a key, lower-case hex: the only form in which a key is kept.</summary>
+    public static string HashKey(string key) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)));
+
+    /// <summary>
+    /// What `--api-key KEY` does: one tenant "default" with that key (priority 0, the default queue limit), and the
+    /// same key as admin key when no admin key is configured.
+    /// </summary>
+    public HttpSettings WithDefaultTenant(string key, int maxQueuedRequests)
+    {
+        var hash = HashKey(key);
+        var others = Tenants.Where(t => t.Name != "default").ToList();
+        others.Add(new TenantSettings("default", [hash], 0, maxQueuedRequests));
+        return this with { Tenants = others, AdminKeyHashes = AdminKeyHashes.Count > 0 ? AdminKeyHashes : [hash] };
+    }
+}
+
 public sealed record PersistenceSettings(
     PersistenceProvider Provider,
     string SqliteJournalFile,
@@ -40,7 +73,8 @@ public sealed record ActorInferSettings(
     MemorySettings Memory,
     SchedulerSettings Scheduler,
     ControlSettings Control,
-    PersistenceSettings Persistence)
+    PersistenceSettings Persistence,
+    HttpSettings Http)
 {
     /// <summary>The dispatcher id that every tensor-issuing actor runs on.</summary>
     public const string TensorDispatcher = "actorinfer.dispatchers.tensor";

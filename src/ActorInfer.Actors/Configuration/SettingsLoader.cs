@@ -117,7 +117,50 @@ public static class SettingsLoader
         return new ActorInferSettings(
             modelPath, device, dtype, Path.GetFullPath(r.NonEmptyString("actorinfer.data-dir"), baseDir),
             r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
-            memory, scheduler, control, persistence);
+            memory, scheduler, control, persistence, ReadHttp(config, r, modelPath));
+    }
+
+    private static HttpSettings ReadHttp(Config config, Reader r, string modelPath)
+    {
+        const string http = "actorinfer.http";
+        var port = r.Int($"{http}.port");
+        if (port is < 0 or > 65535) throw new SettingsException($"{http}.port", $"{port} is not a port (0-65535; 0 picks a free one)");
+        var servedName = r.String($"{http}.served-model-name").Trim();
+        if (servedName.Length == 0) servedName = Path.GetFileName(modelPath.TrimEnd('/', '\\'));
+        var tenants = new List<TenantSettings>();
+        IEnumerable<string> names = config.GetValue($"{http}.tenants") is { } t && t.IsObject() ? t.GetObject().Items.Keys : [];
+        var seen = new Dictionary<string, string>();
+        foreach (var name in names.Order(StringComparer.Ordinal))
+        {
+            var tenant = config.GetConfig($"{http}.tenants.{name}").WithFallback(config.GetConfig($"{http}.tenant-defaults"));
+            var tr = new Reader(tenant);
+            var hashes = KeyHashes(tr, "api-key-hashes", $"{http}.tenants.{name}.api-key-hashes");
+            foreach (var h in hashes)
+                if (!seen.TryAdd(h, name))
+                    throw new SettingsException($"{http}.tenants.{name}.api-key-hashes", $"a key hash is also a key of tenant '{seen[h]}'");
+            tenants.Add(new TenantSettings(name, hashes, tr.Int("priority", $"{http}.tenants.{name}.priority"),
+                tr.PositiveInt("max-queued-requests", $"{http}.tenants.{name}.max-queued-requests")));
+        }
+        return new HttpSettings(
+            r.Bool($"{http}.enabled"),
+            r.NonEmptyString($"{http}.host"),
+            port,
+            r.Bytes($"{http}.max-body-bytes"),
+            r.Bytes($"{http}.max-job-body-bytes"),
+            servedName,
+            r.Duration($"{http}.retry-after"),
+            r.Duration($"{http}.completion-timeout"),
+            KeyHashes(r, $"{http}.admin-key-hashes", $"{http}.admin-key-hashes"),
+            tenants);
+    }
+
+    private static IReadOnlyList<string> KeyHashes(Reader r, string key, string fullKey)
+    {
+        var list = r.StringList(key, fullKey).Select(h => h.Trim().ToLowerInvariant()).ToList();
+        foreach (var h in list)
+            if (h.Length != 64 || !h.All(char.IsAsciiHexDigit))
+                throw new SettingsException(fullKey, "holds SHA-256 hashes of keys (64 hex digits), never the keys themselves");
+        return list;
     }
 
     private static bool LooksLikePath(string model) =>
@@ -140,12 +183,78 @@ public static class SettingsLoader
             // Dispatcher sections take any of Akka's dispatcher keys.
             if (!isObject || path == "actorinfer.dispatchers.tensor") return;
             foreach (var (key, child) in value.GetObject().Items)
-                Walk(child, $"{path}.{key}");
+            {
+                if (path == "actorinfer.http.tenants") WalkTenant(child, $"{path}.{key}");
+                else Walk(child, $"{path}.{key}");
+            }
+        }
+
+        // Tenant sections are named by the user; their keys are those of tenant-defaults.
+        void WalkTenant(HoconValue value, string path)
+        {
+            if (!value.IsObject()) throw new SettingsException(path, "a tenant must be a section ({ api-key-hashes = [...] })");
+            foreach (var (key, child) in value.GetObject().Items)
+            {
+                var template = $"actorinfer.http.tenant-defaults.{key}";
+                if (!Reference.HasPath(template))
+                    throw new SettingsException($"{path}.{key}", "unknown key (a tenant takes the keys of actorinfer.http.tenant-defaults)");
+                if (child.IsObject()) throw new SettingsException($"{path}.{key}", "must be a value, not a section");
+            }
         }
     }
 
     private sealed class Reader(Config config)
     {
+        public bool Bool(string key)
+        {
+            var s = String(key).Trim().ToLowerInvariant();
+            return s switch
+            {
+                "on" or "true" or "yes" => true,
+                "off" or "false" or "no" => false,
+                _ => throw new SettingsException(key, $"'{s}' is not a boolean (on/off, true/false)"),
+            };
+        }
+
+        public int Int(string key, string? name = null)
+        {
+            var s = name is null ? String(key) : String(key, name);
+            return int.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var v)
+                ? v
+                : throw new SettingsException(name ?? key, $"'{s}' is not an integer");
+        }
+
+        public int PositiveInt(string key, string name)
+        {
+            var v = Int(key, name);
+            return v > 0 ? v : throw new SettingsException(name, $"'{v}' is not a positive integer");
+        }
+
+        public IReadOnlyList<string> StringList(string key, string name)
+        {
+            var value = config.GetValue(key);
+            if (value is null || value.IsObject()) throw new SettingsException(name, "must be a list of strings ([\"...\"])");
+            // An empty list is not an array to Akka's HoconValue, only to GetStringList.
+            if (!value.IsArray() && value.IsString() && value.Values.Count > 0)
+                throw new SettingsException(name, "must be a list of strings ([\"...\"])");
+            try
+            {
+                return config.GetStringList(key)?.ToList() ?? [];
+            }
+            catch (Exception ex) when (ex is not SettingsException)
+            {
+                throw new SettingsException(name, $"must be a list of strings: {ex.Message}");
+            }
+        }
+
+        public string String(string key, string name)
+        {
+            var value = config.GetValue(key);
+            if (value is null || value.IsObject() || value.IsArray())
+                throw new SettingsException(name, "must be a string");
+            return value.GetString() ?? "";
+        }
+
         public string String(string key)
         {
             var value = config.GetValue(key);

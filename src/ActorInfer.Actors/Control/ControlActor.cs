@@ -73,30 +73,7 @@ internal sealed class ControlActor : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Every line checked as `actorinfer generate` checks it; a bad line becomes its error line.</summary>
-    private List<JobProtocol.JobEntry> ReadJob(string path)
-    {
-        var entries = new List<JobProtocol.JobEntry>();
-        var lineNumber = 0;
-        foreach (var raw in File.ReadLines(path))
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(raw)) continue;
-            var fallbackId = $"line-{lineNumber}";
-            var seed = _settings.RequestSeed + lineNumber;
-            try
-            {
-                var request = CompletionRequestParser.Parse(raw);
-                _factory.Create(request, seed);
-                entries.Add(new JobProtocol.JobEntry(request.Id ?? fallbackId, raw, seed, null));
-            }
-            catch (RequestValidationException ex)
-            {
-                entries.Add(new JobProtocol.JobEntry(fallbackId, null, seed, CompletionJson.ErrorLine(fallbackId, lineNumber, ex.Param, ex.Message)));
-            }
-        }
-        return entries;
-    }
+    private List<JobProtocol.JobEntry> ReadJob(string path) => JobProtocol.Entries(File.ReadLines(path), _factory, _settings.RequestSeed);
 
     private void HandleCommand(string path)
     {

@@ -27,12 +27,13 @@ internal sealed class JobActor : ReceivePersistentActor
 
         Recover<JobEvents.Accepted>(Apply);
         Recover<JobEvents.ResultsRecorded>(Apply);
+        Recover<JobEvents.Cancelled>(Apply);
         Recover<SnapshotOffer>(offer =>
         {
             if (offer.Snapshot is not JobEvents.Snapshot s) return;
             foreach (var j in s.Jobs)
             {
-                _jobs[j.JobId] = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines);
+                _jobs[j.JobId] = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines, j.Tenant, j.Priority) { Cancelled = j.Cancelled };
                 _order.Add(j.JobId);
             }
         });
@@ -40,9 +41,10 @@ internal sealed class JobActor : ReceivePersistentActor
 
         Command<SubmitJob>(Submit);
         Command<SchedulerProtocol.Finished>(Record);
-        Command<GetJob>(m => Sender.Tell(_jobs.TryGetValue(m.JobId, out var job)
-            ? new JobStatus(m.JobId, true, job.Lines.Length, job.Done)
-            : new JobStatus(m.JobId, false, 0, 0)));
+        Command<GetJob>(m => Sender.Tell(_jobs.TryGetValue(m.JobId, out var job) ? job.Status() : new JobStatus(m.JobId, false, 0, 0)));
+        Command<ListJobs>(m => Sender.Tell(new JobList(_order.Select(id => _jobs[id])
+            .Where(j => m.Tenant is null || j.Tenant == m.Tenant).Select(j => j.Status()).ToList())));
+        Command<CancelJob>(Cancel);
         Command<Observe>(m =>
         {
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
@@ -64,7 +66,8 @@ internal sealed class JobActor : ReceivePersistentActor
             return;
         }
         var accepted = new JobEvents.Accepted(m.JobId, m.Entries.Select(e => e.Id).ToArray(),
-            m.Entries.Select(e => e.RequestJson).ToArray(), m.Entries.Select(e => e.Seed).ToArray(), m.Entries.Select(e => e.ErrorLine).ToArray());
+            m.Entries.Select(e => e.RequestJson).ToArray(), m.Entries.Select(e => e.Seed).ToArray(), m.Entries.Select(e => e.ErrorLine).ToArray(),
+            m.Tenant, m.Priority);
         var sender = Sender;
         Persist(accepted, e =>
         {
@@ -73,6 +76,30 @@ internal sealed class JobActor : ReceivePersistentActor
             _log.Info("job {0} accepted: {1} lines", e.JobId, e.Requests.Length);
             var job = _jobs[e.JobId];
             Run(job);
+            CompleteIfDone(job);
+        });
+    }
+
+    private void Cancel(CancelJob m)
+    {
+        if (!_jobs.TryGetValue(m.JobId, out var job))
+        {
+            Sender.Tell(new JobStatus(m.JobId, false, 0, 0));
+            return;
+        }
+        if (job.IsComplete)
+        {
+            Sender.Tell(job.Status());
+            return;
+        }
+        var sender = Sender;
+        var keys = Enumerable.Range(0, job.Lines.Length).Where(i => job.Lines[i] is null).Select(i => Key(job.Id, i)).ToArray();
+        Persist(new JobEvents.Cancelled(m.JobId), e =>
+        {
+            Apply(e);
+            _scheduler.Tell(new SchedulerProtocol.Withdraw(keys));
+            _log.Info("job {0} cancelled: {1} requests withdrawn", job.Id, keys.Length);
+            sender.Tell(job.Status());
             CompleteIfDone(job);
         });
     }
@@ -100,8 +127,16 @@ internal sealed class JobActor : ReceivePersistentActor
     {
         var lines = new string?[e.Requests.Length];
         for (var i = 0; i < lines.Length; i++) lines[i] = e.Errors[i];
-        _jobs[e.JobId] = new Job(e.JobId, e.Ids, e.Requests, e.Seeds, lines);
+        _jobs[e.JobId] = new Job(e.JobId, e.Ids, e.Requests, e.Seeds, lines, e.Tenant, e.Priority);
         _order.Add(e.JobId);
+    }
+
+    private void Apply(JobEvents.Cancelled e)
+    {
+        if (!_jobs.TryGetValue(e.JobId, out var job)) return;
+        job.Cancelled = true;
+        for (var i = 0; i < job.Lines.Length; i++)
+            job.Lines[i] ??= CancelledLine(job.Ids[i], i + 1);
     }
 
     private void Apply(JobEvents.ResultsRecorded e)
@@ -130,7 +165,7 @@ internal sealed class JobActor : ReceivePersistentActor
         for (var i = 0; i < job.Lines.Length; i++)
         {
             if (job.Lines[i] is not null || job.Requests[i] is not { } json) continue;
-            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i]));
+            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority));
         }
         if (items.Count > 0) _scheduler.Tell(new SchedulerProtocol.Enqueue(items));
         return items.Count;
@@ -159,9 +194,12 @@ internal sealed class JobActor : ReceivePersistentActor
         return _jobs.TryGetValue(key[..hash], out var job) && index < job.Lines.Length ? (job, index) : null;
     }
 
-    private sealed class Job(string id, string[] ids, string?[] requests, long[] seeds, string?[] lines)
+    private sealed class Job(string id, string[] ids, string?[] requests, long[] seeds, string?[] lines, string? tenant, int priority)
     {
         public string Id { get; } = id;
+        public string? Tenant { get; } = tenant;
+        public int Priority { get; } = priority;
+        public bool Cancelled { get; set; }
         public string[] Ids { get; } = ids;
         public string?[] Requests { get; } = requests;
         public long[] Seeds { get; } = seeds;
@@ -169,6 +207,15 @@ internal sealed class JobActor : ReceivePersistentActor
         public string?[] Lines { get; } = lines;
         public int Done => Lines.Count(l => l is not null);
         public bool IsComplete => Lines.All(l => l is not null);
-        public JobEvents.JobSnapshot ToSnapshot() => new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone());
+        public JobEvents.JobSnapshot ToSnapshot() => new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone(), Tenant, Priority, Cancelled);
+
+        public JobStatus Status() =>
+            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)));
+
+        /// <summary>
+        /// Error lines (CompletionJson.ErrorLine) have a top-level "error" object; inside JSON strings quotes are
+        /// escaped, so the unescaped sequence can only be that key.
+        /// </summary>
+        private static bool IsErrorLine(string line) => line.Contains(",\"error\":{", StringComparison.Ordinal);
     }
 }

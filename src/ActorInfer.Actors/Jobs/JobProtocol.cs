@@ -1,3 +1,4 @@
+using ActorInfer.Model.Generation;
 using Akka.Actor;
 
 namespace ActorInfer.Actors.Jobs;
@@ -19,19 +20,77 @@ public static class JobProtocol
     public sealed record JobEntry(string Id, string? RequestJson, long Seed, string? ErrorLine);
 
     /// <summary>Persists a job; a job id already known is acknowledged again without a second copy.</summary>
-    public sealed record SubmitJob(string JobId, IReadOnlyList<JobEntry> Entries) : ICommand;
+    /// <param name="Tenant">The owner (HTTP tenant), persisted with the job; null for spool jobs.</param>
+    /// <param name="Priority">Persisted with the job and handed to the scheduler with each request (higher first).</param>
+    public sealed record SubmitJob(string JobId, IReadOnlyList<JobEntry> Entries, string? Tenant = null, int Priority = 0) : ICommand;
 
     public sealed record JobAccepted(string JobId, int Requests, bool AlreadyKnown);
 
     public sealed record GetJob(string JobId) : ICommand;
 
+    /// <summary>
+    /// Cancels a job: every line without a result gets a "cancelled" error line (persisted first), queued
+    /// requests are withdrawn from the scheduler, and the results file is written. Answered with <see cref="JobStatus"/>;
+    /// a finished job is left as it is.
+    /// </summary>
+    public sealed record CancelJob(string JobId) : ICommand;
+
+    /// <summary>The status of every job of a tenant (all jobs when null), in submission order.</summary>
+    public sealed record ListJobs(string? Tenant) : ICommand;
+
+    public sealed record JobList(IReadOnlyList<JobStatus> Jobs);
+
     /// <param name="Total">Lines of the job; 0 with <paramref name="Known"/> false for an unknown id.</param>
-    public sealed record JobStatus(string JobId, bool Known, int Total, int Done);
+    /// <param name="Failed">Lines whose result is an error line (invalid, failed or cancelled).</param>
+    public sealed record JobStatus(string JobId, bool Known, int Total, int Done, string? Tenant = null, int Priority = 0,
+        bool Cancelled = false, int Failed = 0)
+    {
+        public bool IsComplete => Known && Done == Total;
+
+        /// <summary>queued, running, completed, cancelled or failed (every line an error).</summary>
+        public string State => !Known ? "unknown"
+            : Cancelled ? "cancelled"
+            : IsComplete ? (Failed == Total && Total > 0 ? "failed" : "completed")
+            : Done > 0 ? "running" : "queued";
+    }
+
+    /// <summary>The error line that a cancelled job's unfinished lines get.</summary>
+    public static string CancelledLine(string id, int lineNumber) =>
+        CompletionJson.ErrorLine(id, lineNumber, "", "the job was cancelled before this request finished");
 
     /// <summary>Sends <see cref="JobCompleted"/> to the observer for every job completed from now on.</summary>
     public sealed record Observe(IActorRef Observer) : ICommand;
 
     public sealed record JobCompleted(string JobId, string ResultsPath, int Lines);
+
+    /// <summary>
+    /// A job's entries from its JSONL lines, every line checked as `actorinfer generate` checks it: a bad line becomes
+    /// its error line, a request without a seed gets <paramref name="requestSeed"/> + its line number, blank lines
+    /// are skipped (but counted), so the results equal `generate --keep-going`'s for the same file.
+    /// </summary>
+    public static List<JobEntry> Entries(IEnumerable<string> lines, CompletionFactory factory, long requestSeed)
+    {
+        var entries = new List<JobEntry>();
+        var lineNumber = 0;
+        foreach (var raw in lines)
+        {
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(raw)) continue;
+            var fallbackId = $"line-{lineNumber}";
+            var seed = requestSeed + lineNumber;
+            try
+            {
+                var request = CompletionRequestParser.Parse(raw);
+                factory.Create(request, seed);
+                entries.Add(new JobEntry(request.Id ?? fallbackId, raw, seed, null));
+            }
+            catch (RequestValidationException ex)
+            {
+                entries.Add(new JobEntry(fallbackId, null, seed, CompletionJson.ErrorLine(fallbackId, lineNumber, ex.Param, ex.Message)));
+            }
+        }
+        return entries;
+    }
 
     /// <param name="scheduler">The block scheduler that runs the requests.</param>
     /// <param name="resultsDir">Where `JOB.jsonl` results files are written.</param>
@@ -42,12 +101,16 @@ public static class JobProtocol
 /// <summary>The persisted events and snapshot of the job actor: plain arrays and strings, stable on disk.</summary>
 public static class JobEvents
 {
-    public sealed record Accepted(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Errors);
+    public sealed record Accepted(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Errors,
+        string? Tenant = null, int Priority = 0);
+
+    public sealed record Cancelled(string JobId);
 
     /// <summary>The results of one block, persisted as one event so a block counts as done all at once.</summary>
     public sealed record ResultsRecorded(string[] Keys, string[] Lines);
 
-    public sealed record JobSnapshot(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Lines);
+    public sealed record JobSnapshot(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Lines,
+        string? Tenant = null, int Priority = 0, bool Cancelled = false);
 
     public sealed record Snapshot(JobSnapshot[] Jobs);
 }

@@ -6,6 +6,7 @@ using ActorInfer.Actors.Layers;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Generation;
 using Akka.Actor;
 using Akka.Configuration;
 using Akka.Persistence.Sql;
@@ -41,6 +42,9 @@ public sealed class ActorInferNode : IAsyncDisposable
     public IActorRef Jobs { get; }
     public IActorRef Control { get; }
     public Task WhenTerminated => System.WhenTerminated;
+
+    /// <summary>Validates requests against the loaded model (tokenizer, context length) and decodes results.</summary>
+    public CompletionFactory Factory => _model.Factory;
 
     /// <summary>The actor system's configuration: persistence, the user's `akka` overlay, then every reference.</summary>
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>

@@ -19,7 +19,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private readonly CompletionFactory _factory;
     private readonly IReadOnlyList<IActorRef> _layers;
         private readonly IActorRef? _planner;
-    private readonly Queue<(WorkItem Item, IActorRef ReplyTo)> _queue = new();
+    // Higher priority first, then arrival order.
+    private readonly PriorityQueue<(WorkItem Item, IActorRef ReplyTo), (int Priority, long Arrival)> _queue = new();
+    private long _arrivals;
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private BlockPolicy? _policy;
@@ -43,8 +45,17 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     {
         Receive<Enqueue>(m =>
         {
-            foreach (var item in m.Items) _queue.Enqueue((item, Sender));
+            foreach (var item in m.Items) _queue.Enqueue((item, Sender), (-item.Priority, _arrivals++));
             if (_block is null) TryStartBlock();
+        });
+        Receive<Withdraw>(m =>
+        {
+            var keys = m.Keys as IReadOnlySet<string> ?? m.Keys.ToHashSet();
+            var kept = _queue.UnorderedItems.Where(e => !keys.Contains(e.Element.Item.Key)).ToList();
+            if (kept.Count == _queue.Count) return;
+            _log.Info("{0} queued requests withdrawn", _queue.Count - kept.Count);
+            _queue.Clear();
+            foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
         });
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {

@@ -20,7 +20,11 @@ public static class SchedulerProtocol
     /// A request to run: <paramref name="Key"/> is unique on the node, <paramref name="Id"/> is the result's id,
     /// <paramref name="Seed"/> is used when the request names none.
     /// </summary>
-    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed);
+    /// <param name="Priority">Higher runs first; equal priorities run in arrival order.</param>
+    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed, int Priority = 0);
+
+    /// <summary>Removes queued requests (a cancelled job); requests already in a running block finish.</summary>
+    public sealed record Withdraw(IReadOnlyCollection<string> Keys) : ICommand;
 
     /// <summary>Queues requests; the sender receives <see cref="Finished"/> for them, block by block.</summary>
     public sealed record Enqueue(IReadOnlyList<WorkItem> Items) : ICommand;

@@ -2,14 +2,17 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Node;
+using ActorInfer.Gateway;
+using Microsoft.AspNetCore.Builder;
 using Akka.Configuration;
 
 namespace ActorInfer.Cli.Commands;
 
 /// <summary>
 /// `actorinfer node`: starts a node from HOCON (the file over each assembly's reference.conf, environment
-/// variables over the file, flags over both) and runs until SIGINT or SIGTERM. Work comes in through the data
-/// folder: jobs as `inbox/JOB.jsonl`, results in `results/JOB.jsonl`, operator commands in `control/`.
+/// variables over the file, flags over both) and runs until SIGINT or SIGTERM. Work comes in over HTTP when
+/// `actorinfer.http.enabled` (or --host/--port) says so, and always through the data folder: jobs as
+/// `inbox/JOB.jsonl`, results in `results/JOB.jsonl`, operator commands in `control/`.
 /// </summary>
 public static class NodeCommand
 {
@@ -19,22 +22,37 @@ public static class NodeCommand
         var config = new Option<string>("--config") { Description = "The node's HOCON file (see hocon/).", Required = true };
         var model = new Option<string?>("--model") { Description = "Overrides actorinfer.model: a checkpoint directory or an OPT size name." };
         var dataDir = new Option<string?>("--data-dir") { Description = "Overrides actorinfer.data-dir." };
-        command.Options.Add(config);
-        command.Options.Add(model);
-        command.Options.Add(dataDir);
-        command.SetAction(parse => Run(parse.GetValue(config)!, parse.GetValue(model), parse.GetValue(dataDir)));
+        var host = new Option<string?>("--host") { Description = "Overrides actorinfer.http.host and turns HTTP on." };
+        var port = new Option<int?>("--port") { Description = "Overrides actorinfer.http.port (0: a free port) and turns HTTP on." };
+        var apiKey = new Option<string?>("--api-key") { Description = "Adds the tenant 'default' with this key (also the admin key when the file names none)." };
+        foreach (var o in new Option[] { config, model, dataDir, host, port, apiKey }) command.Options.Add(o);
+        command.SetAction(parse => Run(parse.GetValue(config)!,
+            new NodeFlags(parse.GetValue(model), parse.GetValue(dataDir), parse.GetValue(host), parse.GetValue(port), parse.GetValue(apiKey))));
         return command;
     }
 
+    /// <summary>Flags that override the file, as a vLLM server's do.</summary>
+    public sealed record NodeFlags(string? Model = null, string? DataDir = null, string? Host = null, int? Port = null, string? ApiKey = null);
+
     /// <summary>Validates every setting into a record first: a bad key is refused before anything starts.</summary>
-    public static (ActorInferSettings Settings, Config File) LoadSettings(string configPath, string? model, string? dataDir,
+    public static (ActorInferSettings Settings, Config File) LoadSettings(string configPath, NodeFlags flags,
         IReadOnlyDictionary<string, string?> environment)
     {
+        var httpOn = flags.Host is not null || flags.Port is not null ? "on" : null;
         try
         {
             var file = SettingsLoader.ParseFile(configPath);
-            var flags = SettingsLoader.Overrides([new("actorinfer.model", model), new("actorinfer.data-dir", dataDir)]);
-            var settings = SettingsLoader.Load([flags, SettingsLoader.FromEnvironment(environment), file], NodeModel.Problem);
+            var overrides = SettingsLoader.Overrides([
+                new("actorinfer.model", flags.Model), new("actorinfer.data-dir", flags.DataDir),
+                new("actorinfer.http.host", flags.Host), new("actorinfer.http.port", flags.Port?.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                new("actorinfer.http.enabled", httpOn)]);
+            var settings = SettingsLoader.Load([overrides, SettingsLoader.FromEnvironment(environment), file], NodeModel.Problem);
+            if (flags.ApiKey is { } key)
+            {
+                if (key.Trim().Length == 0) throw new SettingsException("--api-key", "must not be empty");
+                var defaults = SettingsLoader.Reference.GetInt("actorinfer.http.tenant-defaults.max-queued-requests");
+                settings = settings with { Http = settings.Http.WithDefaultTenant(key.Trim(), defaults) };
+            }
             return (settings, file);
         }
         catch (SettingsException ex)
@@ -43,9 +61,9 @@ public static class NodeCommand
         }
     }
 
-    private static int Run(string configPath, string? model, string? dataDir)
+    private static int Run(string configPath, NodeFlags flags)
     {
-        var (settings, file) = LoadSettings(configPath, model, dataDir, SettingsLoader.ProcessEnvironment());
+        var (settings, file) = LoadSettings(configPath, flags, SettingsLoader.ProcessEnvironment());
         ActorInferNode node;
         try
         {
@@ -58,11 +76,31 @@ public static class NodeCommand
         }
         Console.WriteLine($"node started: model {settings.Model}, device {settings.Device}, data {settings.DataDir}");
         Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
+        WebApplication? web = null;
+        if (settings.Http.Enabled)
+        {
+            try
+            {
+                web = GatewayApp.Build(node, settings.Http);
+                web.StartAsync().GetAwaiter().GetResult();
+            }
+            catch (IOException ex)
+            {
+                node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw new CliException($"http: cannot listen on {settings.Http.Host}:{settings.Http.Port}: {ex.Message}", 1);
+            }
+            Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {settings.Http.ServedModelName}, {settings.Http.Tenants.Count} tenants)");
+        }
 
         using var stop = new ManualResetEventSlim();
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
         WaitHandle.WaitAny([stop.WaitHandle, ((IAsyncResult)node.WhenTerminated).AsyncWaitHandle]);
+        if (web is not null)
+        {
+            web.StopAsync().GetAwaiter().GetResult();
+            web.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Console.WriteLine("node stopped");
         return 0;

@@ -1,0 +1,155 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ActorInfer.Model.Generation;
+
+namespace ActorInfer.Gateway;
+
+/// <summary>
+/// A job result line (the JSONL of `actorinfer generate`) as OpenAI's completion object, or as stream chunks.
+/// Logprobs carry each token's chosen log-probability; <c>top_logprobs</c> is null (the engine keeps only the chosen one).
+/// </summary>
+public sealed class CompletionOutput(string id, string model, long created, CompletionFactory factory)
+{
+    /// <summary>The result line as a completion; an error line throws the error it holds (400 for invalid input).</summary>
+    public JsonObject Completion(string resultLine)
+    {
+        var r = Read(resultLine);
+        return new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = "text_completion",
+            ["created"] = created,
+            ["model"] = model,
+            ["choices"] = new JsonArray(new JsonObject
+            {
+                ["text"] = r.Text,
+                ["index"] = 0,
+                ["logprobs"] = Logprobs(r, r.Echo ? r.PromptText : ""),
+                ["finish_reason"] = r.FinishReason,
+            }),
+            ["usage"] = Usage(r),
+        };
+    }
+
+    /// <summary>
+    /// Chunks whose texts join to the completion's text: the echoed prompt first, then one chunk per generated token
+    /// (a token that ends inside a multi-byte character waits for the next); the last carries the finish reason.
+    /// </summary>
+    public IEnumerable<JsonObject> Chunks(string resultLine, bool includeUsage)
+    {
+        var r = Read(resultLine);
+        var pieces = new List<(string Text, float? Logprob)>();
+        var done = 0;
+        if (r.Echo && r.PromptText.Length > 0 && r.Text.StartsWith(r.PromptText, StringComparison.Ordinal))
+        {
+            pieces.Add((r.PromptText, null));
+            done = r.PromptText.Length;
+        }
+        var prefix = done;
+        for (var i = 0; i < r.OutputIds.Count; i++)
+        {
+            var decoded = factory.Decode(r.OutputIds.Take(i + 1).ToArray());
+            if (decoded.EndsWith('\uFFFD') && i + 1 < r.OutputIds.Count) continue;
+            var end = Math.Min(r.Text.Length, prefix + decoded.Length);
+            pieces.Add((end > done ? r.Text[done..end] : "", r.OutputLogprobs?[i]));
+            done = Math.Max(done, end);
+        }
+        if (done < r.Text.Length) pieces.Add((r.Text[done..], null));
+        if (pieces.Count == 0) pieces.Add(("", null));
+        for (var i = 0; i < pieces.Count; i++)
+        {
+            var last = i == pieces.Count - 1;
+            yield return Chunk(new JsonObject
+            {
+                ["text"] = pieces[i].Text,
+                ["index"] = 0,
+                ["logprobs"] = r.WantLogprobs && pieces[i].Logprob is { } lp
+                    ? new JsonObject
+                    {
+                        ["tokens"] = new JsonArray(pieces[i].Text),
+                        ["token_logprobs"] = new JsonArray(lp),
+                        ["top_logprobs"] = null,
+                        ["text_offset"] = new JsonArray(0),
+                    }
+                    : null,
+                ["finish_reason"] = last ? r.FinishReason : null,
+            });
+        }
+        if (includeUsage)
+        {
+            var usage = Chunk(null);
+            usage["usage"] = Usage(r);
+            yield return usage;
+        }
+    }
+
+    private JsonObject Chunk(JsonObject? choice) => new()
+    {
+        ["id"] = id,
+        ["object"] = "text_completion",
+        ["created"] = created,
+        ["model"] = model,
+        ["choices"] = choice is null ? new JsonArray() : new JsonArray(choice),
+    };
+
+    private static JsonObject Usage(Result r) => new()
+    {
+        ["prompt_tokens"] = r.PromptIds.Count,
+        ["completion_tokens"] = r.OutputIds.Count,
+        ["total_tokens"] = r.PromptIds.Count + r.OutputIds.Count,
+    };
+
+    private JsonObject? Logprobs(Result r, string echoedPrompt)
+    {
+        if (!r.WantLogprobs) return null;
+        var tokens = new JsonArray();
+        var logprobs = new JsonArray();
+        var offsets = new JsonArray();
+        var offset = 0;
+        void Add(int tokenId, float? logprob)
+        {
+            var text = factory.Decode([tokenId]);
+            tokens.Add(text);
+            logprobs.Add(logprob);
+            offsets.Add(offset);
+            offset += text.Length;
+        }
+        if (echoedPrompt.Length > 0 || r.Echo)
+            for (var i = 0; i < r.PromptIds.Count; i++) Add(r.PromptIds[i], r.PromptLogprobs is { } p && i < p.Count ? p[i] : null);
+        for (var i = 0; i < r.OutputIds.Count; i++) Add(r.OutputIds[i], r.OutputLogprobs is { } o && i < o.Count ? o[i] : null);
+        return new JsonObject { ["tokens"] = tokens, ["token_logprobs"] = logprobs, ["top_logprobs"] = null, ["text_offset"] = offsets };
+    }
+
+    private sealed record Result(string Text, string FinishReason, IReadOnlyList<int> PromptIds, IReadOnlyList<int> OutputIds,
+        IReadOnlyList<float?>? PromptLogprobs, IReadOnlyList<float>? OutputLogprobs, bool WantLogprobs, bool Echo, string PromptText);
+
+    private Result Read(string line)
+    {
+        using var doc = JsonDocument.Parse(line);
+        var root = doc.RootElement;
+        if (root.TryGetProperty("error", out var error))
+        {
+            var message = error.GetProperty("message").GetString() ?? "the request failed";
+            var param = error.TryGetProperty("param", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
+            if (message.Contains("cancelled", StringComparison.Ordinal))
+                throw ApiError.Conflict(null, message, "cancelled");
+            // The scheduler validates again when it opens a block; an invalid request is the caller's to fix.
+            if (param is not null) throw ApiError.BadRequest(param, message);
+            throw new InvalidOperationException($"the completion failed: {message}");
+        }
+        var promptIds = Ints(root.GetProperty("prompt_ids"));
+        var outputIds = Ints(root.GetProperty("output_ids"));
+        var promptLogprobs = root.TryGetProperty("prompt_logprobs", out var pl)
+            ? pl.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Null ? (float?)null : v.GetSingle()).ToArray()
+            : null;
+        var outputLogprobs = root.TryGetProperty("output_logprobs", out var ol) ? ol.EnumerateArray().Select(v => v.GetSingle()).ToArray() : null;
+        return new Result(root.GetProperty("text").GetString() ?? "", root.GetProperty("finish_reason").GetString() ?? "stop",
+            promptIds, outputIds, promptLogprobs, outputLogprobs, outputLogprobs is not null, Echo, PromptText);
+    }
+
+    /// <summary>Whether the request echoes its prompt, and the prompt text as echoed (set by the route).</summary>
+    public bool Echo { get; init; }
+    public string PromptText { get; init; } = "";
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(v => v.GetInt32()).ToArray();
+}

@@ -1,0 +1,127 @@
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
+using ActorInfer.Actors.Jobs;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace ActorInfer.Gateway;
+
+/// <summary>
+/// <c>POST /v1/completions</c> and <c>GET /v1/models</c>. A completion is a one-request job: persisted before
+/// anything is answered, so a node restart runs it again. Streaming sends SSE chunks once the result is ready
+/// (the engine reports whole results, not per-step progress): the prompt echo, one chunk per token, then
+/// <c>data: [DONE]</c>.
+/// </summary>
+public static class CompletionRoutes
+{
+    public static void Map(IEndpointRouteBuilder app, GatewayContext g)
+    {
+        app.MapGet("/v1/models", () => TypedResults.Json(new
+        {
+            @object = "list",
+            data = new[] { new { id = g.Http.ServedModelName, @object = "model", created = Created, owned_by = "actorinfer" } },
+        })).WithMetadata(new RouteAccess(Access.AnyKey));
+
+        app.MapPost("/v1/completions", (Func<HttpContext, Task<IResult>>)(http => Complete(http, g))).WithMetadata(new RouteAccess(Access.Tenant));
+    }
+
+    private static readonly long Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    private static async Task<IResult> Complete(HttpContext http, GatewayContext g)
+    {
+        var tenant = http.Tenant();
+        var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes);
+        var input = CompletionInput.Parse(body, g.Http.ServedModelName);
+        // Without a seed a sampled completion gets a fresh one, persisted with it so that a rerun after a restart
+        // samples the same tokens.
+        var seed = input.Request.Seed ?? Random.Shared.NextInt64(0, long.MaxValue);
+        try
+        {
+            g.Node.Factory.Create(input.Request, seed);
+        }
+        catch (RequestValidationException ex)
+        {
+            throw ApiError.BadRequest(ex.Param, ex.Message);
+        }
+
+        var id = "cmpl-" + Guid.NewGuid().ToString("N");
+        var result = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = DateTime.UtcNow;
+        await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
+            [new JobProtocol.JobEntry(id, input.Json, seed, null)], tenant.Priority, "completion", result));
+
+        var output = new CompletionOutput(id, g.Http.ServedModelName, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), g.Node.Factory)
+        {
+            Echo = input.Request.Echo,
+            PromptText = input.Request.Prompt.Text ?? g.Node.Factory.Decode(input.Request.Prompt.TokenIds ?? []),
+        };
+        if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, http.RequestAborted));
+        var line = await Await(g, id, result, http.RequestAborted);
+        var completion = output.Completion(line);
+        Observe(g, completion, started);
+        return TypedResults.Text(completion.ToJsonString(), "application/json");
+    }
+
+    private static async IAsyncEnumerable<SseItem<string>> Stream(GatewayContext g, string id, TaskCompletionSource<string> result,
+        CompletionOutput output, bool includeUsage, DateTime started, [EnumeratorCancellation] CancellationToken cancel)
+    {
+        var line = await Await(g, id, result, cancel);
+        var chunks = new List<string>();
+        string? error = null;
+        try
+        {
+            foreach (var chunk in output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
+            Observe(g, output.Completion(line), started);
+        }
+        catch (ApiError e)
+        {
+            // The 200 and its headers are already sent: the error travels as an event, as OpenAI's streams do.
+            error = e.ToJson();
+        }
+        if (error is not null) yield return new SseItem<string>(error);
+        foreach (var chunk in chunks) yield return new SseItem<string>(chunk);
+        yield return new SseItem<string>("[DONE]");
+    }
+
+    private static void Observe(GatewayContext g, JsonObject completion, DateTime started)
+    {
+        var elapsed = (DateTime.UtcNow - started).TotalSeconds;
+        var tokens = completion["usage"]?["completion_tokens"]?.GetValue<int>() ?? 0;
+        g.Metrics.TimeToFirstToken.Observe(elapsed);
+        if (tokens > 0) g.Metrics.PerTokenLatency.Observe(elapsed / tokens);
+    }
+
+    /// <summary>Hands work to the gateway actor; returns once it is persisted, or throws 429.</summary>
+    internal static async Task<GatewayProtocol.Admitted> Admit(GatewayContext g, GatewayProtocol.Admit admit)
+    {
+        var answer = await g.Gateway.Ask<object>(admit, g.AskTimeout);
+        return answer switch
+        {
+            GatewayProtocol.Admitted a => a,
+            GatewayProtocol.Refused { Never: true } r => throw ApiError.BadRequest("body", r.Reason, "too_many_requests_in_job"),
+            GatewayProtocol.Refused r => throw ApiError.TooManyRequests(r.Reason, g.Http.RetryAfter),
+            _ => throw new InvalidOperationException($"unexpected answer {answer}"),
+        };
+    }
+
+    private static async Task<string> Await(GatewayContext g, string id, TaskCompletionSource<string> result, CancellationToken cancel)
+    {
+        try
+        {
+            return await result.Task.WaitAsync(g.Http.CompletionTimeout, cancel);
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+            // The job stays persisted and runs; only this wait ends.
+            g.Gateway.Tell(new GatewayProtocol.Forget(id));
+            if (ex is TimeoutException)
+                throw new ApiError(StatusCodes.Status504GatewayTimeout, "timeout_error", null, "completion_timeout",
+                    $"no result within {g.Http.CompletionTimeout}; the request is persisted and still runs");
+            throw;
+        }
+    }
+}

@@ -1,0 +1,145 @@
+using System.Text.Json;
+using ActorInfer.Actors.Jobs;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Gateway.GatewayProtocol;
+
+namespace ActorInfer.Gateway;
+
+internal sealed class GatewayActor : ReceiveActor
+{
+    private sealed record Persisted(Admit Admit, IActorRef ReplyTo, JobProtocol.JobAccepted Accepted);
+
+    private sealed record NotPersisted(Admit Admit, IActorRef ReplyTo, Exception Cause);
+
+    private readonly IActorRef _jobs;
+    private readonly IActorRef _memory;
+    private readonly IActorRef _planner;
+    private readonly GatewayMetrics _metrics;
+    private readonly TimeSpan _persistTimeout;
+    private readonly Dictionary<string, (string Tenant, int Requests)> _pending = [];
+    private readonly Dictionary<string, int> _queued = [];
+    private readonly Dictionary<string, TaskCompletionSource<string>> _waiters = [];
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private bool _seenPolicy;
+
+    public GatewayActor(IActorRef jobs, IActorRef memory, IActorRef planner, GatewayMetrics metrics, TimeSpan persistTimeout)
+    {
+        _jobs = jobs;
+        _memory = memory;
+        _planner = planner;
+        _metrics = metrics;
+        _persistTimeout = persistTimeout;
+
+        Receive<Admit>(OnAdmit);
+        Receive<Persisted>(m =>
+        {
+            _metrics.RequestsAdmitted.WithLabels(m.Admit.Tenant, m.Admit.Kind).Inc(Runnable(m.Admit));
+            m.ReplyTo.Tell(new Admitted(m.Accepted.JobId, m.Accepted.Requests));
+        });
+        Receive<NotPersisted>(m =>
+        {
+            _log.Warning("job {0} of tenant {1} was not persisted: {2}", m.Admit.JobId, m.Admit.Tenant, m.Cause.Message);
+            Release(m.Admit.JobId);
+            _waiters.Remove(m.Admit.JobId);
+            m.ReplyTo.Tell(new Status.Failure(m.Cause));
+        });
+        Receive<Forget>(m => _waiters.Remove(m.JobId));
+        Receive<GetQueues>(_ => Sender.Tell(new Queues(new Dictionary<string, int>(_queued))));
+        Receive<JobProtocol.JobCompleted>(OnCompleted);
+        Receive<JobProtocol.JobList>(m =>
+        {
+            // Work accepted before a restart still counts against its tenant's limit.
+            foreach (var job in m.Jobs.Where(j => j.Tenant is not null && !j.IsComplete && !_pending.ContainsKey(j.JobId)))
+                Hold(job.JobId, job.Tenant!, job.Total - job.Done);
+        });
+        Receive<MemoryProtocol.Subscribed>(m => _metrics.SetBudgets(m.Budgets));
+        Receive<MemoryProtocol.BudgetChanged>(m => _metrics.SetBudgets(m.Budgets));
+        Receive<PlannerProtocol.PolicyChanged>(_ =>
+        {
+            if (_seenPolicy) _metrics.PolicyChanges.Inc();
+            _seenPolicy = true;
+        });
+    }
+
+    protected override void PreStart()
+    {
+        _jobs.Tell(new JobProtocol.Observe(Self));
+        _jobs.Tell(new JobProtocol.ListJobs(null));
+        _memory.Tell(new MemoryProtocol.Subscribe(Self));
+        _planner.Tell(new PlannerProtocol.Subscribe(Self));
+    }
+
+    protected override void PostStop()
+    {
+        foreach (var waiter in _waiters.Values) waiter.TrySetCanceled();
+    }
+
+    private static int Runnable(Admit m) => m.Entries.Count(e => e.RequestJson is not null);
+
+    private void OnAdmit(Admit m)
+    {
+        var requests = Runnable(m);
+        var queued = _queued.GetValueOrDefault(m.Tenant);
+        if (requests > m.MaxQueued)
+        {
+            Sender.Tell(new Refused($"{requests} requests are more than tenant '{m.Tenant}' may queue ({m.MaxQueued}): split the job", Never: true));
+            return;
+        }
+        if (requests > 0 && queued + requests > m.MaxQueued)
+        {
+            _metrics.RequestsRejected.WithLabels(m.Tenant).Inc();
+            Sender.Tell(new Refused($"tenant '{m.Tenant}' has {queued} requests queued; its limit is {m.MaxQueued} (this adds {requests})"));
+            return;
+        }
+        Hold(m.JobId, m.Tenant, requests);
+        if (m.Result is not null) _waiters[m.JobId] = m.Result;
+        var replyTo = Sender;
+        _jobs.Ask<JobProtocol.JobAccepted>(new JobProtocol.SubmitJob(m.JobId, m.Entries, m.Tenant, m.Priority), _persistTimeout)
+            .PipeTo(Self, success: a => new Persisted(m, replyTo, a), failure: ex => new NotPersisted(m, replyTo, ex));
+    }
+
+    private void Hold(string jobId, string tenant, int requests)
+    {
+        _pending[jobId] = (tenant, requests);
+        _queued[tenant] = _queued.GetValueOrDefault(tenant) + requests;
+        _metrics.TenantQueued.WithLabels(tenant).Set(_queued[tenant]);
+    }
+
+    private void Release(string jobId)
+    {
+        if (!_pending.Remove(jobId, out var held)) return;
+        _queued[held.Tenant] = Math.Max(0, _queued.GetValueOrDefault(held.Tenant) - held.Requests);
+        _metrics.TenantQueued.WithLabels(held.Tenant).Set(_queued[held.Tenant]);
+    }
+
+    private void OnCompleted(JobProtocol.JobCompleted m)
+    {
+        Release(m.JobId);
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(m.ResultsPath);
+        }
+        catch (IOException ex)
+        {
+            _log.Error("results of job {0} unreadable: {1}", m.JobId, ex.Message);
+            if (_waiters.Remove(m.JobId, out var failed)) failed.TrySetException(ex);
+            return;
+        }
+        _metrics.TokensGenerated.Inc(lines.Sum(CompletionTokens));
+        if (_waiters.Remove(m.JobId, out var waiter))
+        {
+            if (lines.Length > 0) waiter.TrySetResult(lines[0]);
+            else waiter.TrySetException(new InvalidOperationException($"job {m.JobId} has no result line"));
+        }
+    }
+
+    private static int CompletionTokens(string line)
+    {
+        using var doc = JsonDocument.Parse(line);
+        return doc.RootElement.TryGetProperty("usage", out var usage) && usage.TryGetProperty("completion_tokens", out var t) ? t.GetInt32() : 0;
+    }
+}

@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Text;
+using ActorInfer.Actors.Jobs;
+using Akka.Actor;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace ActorInfer.Gateway;
+
+/// <summary>
+/// Batch jobs: a JSONL body, one completion request per line as `actorinfer generate` reads them; results as
+/// `generate --keep-going` writes them (a bad line gets its error line in its place, a request without a seed gets
+/// request-seed + its line number). A tenant sees only its own jobs: another tenant's id is 404.
+/// </summary>
+public static class JobRoutes
+{
+    public static void Map(IEndpointRouteBuilder app, GatewayContext g)
+    {
+        var access = new RouteAccess(Access.Tenant);
+        app.MapPost("/v1/jobs", (Func<HttpContext, Task<IResult>>)(http => Submit(http, g))).WithMetadata(access);
+        app.MapGet("/v1/jobs", async (HttpContext http) =>
+        {
+            var list = await g.Node.Jobs.Ask<JobProtocol.JobList>(new JobProtocol.ListJobs(http.Tenant().Name), g.AskTimeout);
+            return TypedResults.Json(new { @object = "list", data = list.Jobs.Select(View).ToArray() });
+        }).WithMetadata(access);
+        app.MapGet("/v1/jobs/{id}", async (HttpContext http, string id) => TypedResults.Json(View(await Owned(http, g, id)))).WithMetadata(access);
+        app.MapGet("/v1/jobs/{id}/results", async (HttpContext http, string id) =>
+        {
+            var job = await Owned(http, g, id);
+            if (!job.IsComplete)
+                throw ApiError.Conflict("id", $"job {id} is {job.State}: results are served once every request has finished", "job_not_finished");
+            var path = Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl");
+            return TypedResults.Text(await File.ReadAllTextAsync(path, http.RequestAborted), "application/jsonl", Encoding.UTF8);
+        }).WithMetadata(access);
+        app.MapDelete("/v1/jobs/{id}", async (HttpContext http, string id) =>
+        {
+            await Owned(http, g, id);
+            var status = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.CancelJob(id), g.AskTimeout);
+            return TypedResults.Json(View(status));
+        }).WithMetadata(access);
+    }
+
+    private static async Task<IResult> Submit(HttpContext http, GatewayContext g)
+    {
+        var tenant = http.Tenant();
+        var priority = tenant.Priority;
+        if (http.Request.Query.TryGetValue("priority", out var p))
+        {
+            if (p.Count != 1 || !int.TryParse(p[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out priority))
+                throw ApiError.BadRequest("priority", $"priority must be one integer (got '{p}')");
+        }
+        foreach (var key in http.Request.Query.Keys)
+            if (key != "priority") throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
+        var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxJobBodyBytes);
+        string text;
+        try
+        {
+            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw ApiError.BadRequest("body", "the body is not UTF-8 text");
+        }
+        var entries = JobProtocol.Entries(text.Split('\n').Select(l => l.TrimEnd('\r')), g.Node.Factory, g.Node.Settings.RequestSeed);
+        if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
+
+        var id = "job-" + Guid.NewGuid().ToString("N");
+        await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
+        var invalid = entries.Count(e => e.RequestJson is null);
+        return TypedResults.Json(new { id, @object = "job", state = "queued", priority, requests = entries.Count - invalid, invalid });
+    }
+
+    /// <summary>The job if the caller's tenant owns it; 404 otherwise, whether it exists or not.</summary>
+    private static async Task<JobProtocol.JobStatus> Owned(HttpContext http, GatewayContext g, string id)
+    {
+        var tenant = http.Tenant();
+        var status = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
+        if (!status.Known || status.Tenant != tenant.Name) throw ApiError.NotFound("id", $"no job '{id}'", "job_not_found");
+        return status;
+    }
+
+    private static object View(JobProtocol.JobStatus s) => new
+    {
+        id = s.JobId,
+        @object = "job",
+        state = s.State,
+        priority = s.Priority,
+        counts = new { total = s.Total, completed = s.Done - s.Failed, failed = s.Failed, pending = s.Total - s.Done },
+        progress = s.Total == 0 ? 1.0 : (double)s.Done / s.Total,
+    };
+}

@@ -1,0 +1,84 @@
+using System.Text;
+using System.Text.Json;
+
+namespace ActorInfer.Gateway.Tests;
+
+/// <summary>Completions against the real node: the same tokens as `actorinfer generate`, streamed or not.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class CompletionTests(GatewayFixture node)
+{
+    private const string Request = """{"model": "opt-tiny", "prompt": "Hello, my dog is", "max_tokens": 12, "temperature": 0}""";
+
+    [Fact]
+    public async Task A_greedy_completion_returns_what_generate_returns()
+    {
+        var expected = JsonDocument.Parse(node.Generate([Request])[0]).RootElement;
+        using var client = node.Client(GatewayFixture.AliceKey);
+        using var response = await client.PostAsync("/v1/completions", GatewayFixture.Json(Request));
+        var body = await GatewayFixture.ReadJson(response);
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        Assert.StartsWith("cmpl-", body.GetProperty("id").GetString());
+        Assert.Equal("opt-tiny", body.GetProperty("model").GetString());
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal(expected.GetProperty("text").GetString(), choice.GetProperty("text").GetString());
+        Assert.Equal(expected.GetProperty("finish_reason").GetString(), choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(JsonValueKind.Null, choice.GetProperty("logprobs").ValueKind);
+        Assert.Equal(expected.GetProperty("output_ids").GetArrayLength(), body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(expected.GetProperty("prompt_ids").GetArrayLength(), body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_sends_the_same_text_in_chunks_and_ends_with_DONE()
+    {
+        var expected = JsonDocument.Parse(node.Generate([Request])[0]).RootElement;
+        using var client = node.Client(GatewayFixture.AliceKey);
+        var streamed = Request.Replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+        using var response = await client.PostAsync("/v1/completions", GatewayFixture.Json(streamed));
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(events, e => Assert.StartsWith("data: ", e));
+        Assert.Equal("data: [DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement).ToList();
+        var text = new StringBuilder();
+        string? finish = null;
+        foreach (var chunk in chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0))
+        {
+            var choice = chunk.GetProperty("choices")[0];
+            text.Append(choice.GetProperty("text").GetString());
+            if (choice.GetProperty("finish_reason").ValueKind == JsonValueKind.String) finish = choice.GetProperty("finish_reason").GetString();
+        }
+        Assert.True(chunks.Count > 2, "one chunk per token");
+        Assert.Equal(expected.GetProperty("text").GetString(), text.ToString());
+        Assert.Equal(expected.GetProperty("finish_reason").GetString(), finish);
+        Assert.Equal(expected.GetProperty("output_ids").GetArrayLength(), chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task Token_id_prompts_and_a_one_string_array_are_accepted_and_logprobs_are_reported()
+    {
+        using var client = node.Client(GatewayFixture.BobKey);
+        using var ids = await client.PostAsync("/v1/completions", GatewayFixture.Json("""{"prompt": [2, 100, 232], "max_tokens": 4, "temperature": 0, "logprobs": 1, "echo": true}"""));
+        var body = await GatewayFixture.ReadJson(ids);
+        Assert.Equal(200, (int)ids.StatusCode);
+        var logprobs = body.GetProperty("choices")[0].GetProperty("logprobs");
+        Assert.Equal(3 + 4, logprobs.GetProperty("tokens").GetArrayLength());
+        Assert.Equal(JsonValueKind.Null, logprobs.GetProperty("token_logprobs")[0].ValueKind);
+        Assert.True(logprobs.GetProperty("token_logprobs")[3].GetDouble() <= 0);
+
+        using var array = await client.PostAsync("/v1/completions", GatewayFixture.Json("""{"prompt": ["Hello, my dog is"], "max_tokens": 12, "temperature": 0}"""));
+        using var plain = await client.PostAsync("/v1/completions", GatewayFixture.Json("""{"prompt": "Hello, my dog is", "max_tokens": 12, "temperature": 0}"""));
+        Assert.Equal(
+            (await GatewayFixture.ReadJson(plain)).GetProperty("choices")[0].GetProperty("text").GetString(),
+            (await GatewayFixture.ReadJson(array)).GetProperty("choices")[0].GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task Models_lists_the_served_model()
+    {
+        using var client = node.Client(GatewayFixture.AliceKey);
+        var body = await GatewayFixture.ReadJson(await client.GetAsync("/v1/models"));
+        Assert.Equal("opt-tiny", body.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+}
