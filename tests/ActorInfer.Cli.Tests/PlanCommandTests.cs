@@ -1,0 +1,64 @@
+namespace ActorInfer.Cli.Tests;
+
+/// <summary>`actorinfer plan`: the JSON contract and clear errors for bad input.</summary>
+public class PlanCommandTests
+{
+    private static readonly string[] T4 =
+        ["--prompt-len", "512", "--gen-len", "32", "--gpu-mem", "16GB", "--cpu-mem", "208GB", "--disk-mem", "1.5TB", "--hardware", "t4-flexgen"];
+
+    [Fact]
+    public void Json_has_the_documented_keys_and_fractions_sum_to_one()
+    {
+        var (code, output, error) = CliHarness.Run(["plan", "--model", "opt-30b", .. T4, "--json"]);
+        Assert.True(code == 0, error);
+        var json = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        foreach (var key in new[] { "gpu_batch_size", "num_gpu_batches", "throughput_tokens_per_s", "peak_memory_bytes", "search_ms" })
+            Assert.True(json.TryGetProperty(key, out _), key);
+        foreach (var kind in new[] { "weights", "cache", "activations" })
+        {
+            var f = json.GetProperty(kind);
+            var sum = f.GetProperty("gpu").GetDouble() + f.GetProperty("cpu").GetDouble() + f.GetProperty("disk").GetDouble();
+            Assert.InRange(sum, 1 - 1e-6, 1 + 1e-6);
+        }
+    }
+
+    [Fact]
+    public void A_model_that_fits_nowhere_gets_no_feasible_policy_with_the_minimum_per_tier()
+    {
+        var (code, _, error) = CliHarness.Run("plan", "--model", "opt-175b", "--prompt-len", "512", "--gen-len", "32",
+            "--gpu-mem", "1GB", "--cpu-mem", "10GB", "--disk-mem", "10GB", "--hardware", "t4-flexgen");
+        Assert.NotEqual(0, code);
+        Assert.Contains("no feasible policy", error);
+        Assert.Contains("GPU", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Theory]
+    [InlineData("--gpu-mem", "-16GB")]
+    [InlineData("--gpu-mem", "0")]
+    [InlineData("--cpu-mem", "lots")]
+    public void Bad_sizes_are_named(string option, string value)
+    {
+        var args = T4.ToList();
+        args[args.IndexOf(option) + 1] = value;
+        var (code, _, error) = CliHarness.Run(["plan", "--model", "opt-30b", .. args]);
+        Assert.NotEqual(0, code);
+        Assert.Contains(option, error);
+    }
+
+    [Fact]
+    public void Unknown_models_and_malformed_profiles_are_refused()
+    {
+        var (code, _, error) = CliHarness.Run(["plan", "--model", "opt-31b", .. T4]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("opt-31b", error);
+
+        var profile = Path.Combine(CliHarness.TempDir(), "bad.json");
+        File.WriteAllText(profile, """{"name": "x", "memory": {"gpu_bytes": -1}}""");
+        var args = T4.ToList();
+        args[args.IndexOf("--hardware") + 1] = profile;
+        (code, _, error) = CliHarness.Run(["plan", "--model", "opt-30b", .. args]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("gpu_bytes", error);
+    }
+}
