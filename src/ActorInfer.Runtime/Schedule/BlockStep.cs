@@ -22,68 +22,125 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     /// <summary>What a (layer, batch) computes from: its transfers, hidden state on the device, working cache.</summary>
     private sealed record Inputs(Transfers Transfers, Tensor? Hidden, LayerKv? WorkingCache, TierKind AttentionSite);
 
-    public void Run(TokenStep step)
+    // The state of the step in progress: where the cursor is, and what has been loaded for it and the next one.
+    private IReadOnlyList<GpuBatch> _active = [];
+    private TokenStep _step;
+    private BlockCursor? _cursor;
+    private Transfers? _weightTransfers;
+    private LoadedWeights? _current;
+    private Transfers? _nextWeightTransfers;
+    private LoadedWeights? _nextWeights;
+    private Inputs? _inputs;
+    private Transfers? _previousStores;
+
+    /// <summary>The (schedule layer, position among the step's batches) that <see cref="RunCurrent"/> computes next; null when the step is done.</summary>
+    public BlockCursor? Current => _cursor;
+
+    /// <summary>The batches of the step in progress, in their zig-zag order.</summary>
+    public IReadOnlyList<GpuBatch> Active => _active;
+
+    public TokenStep Step => _step;
+
+    /// <summary>Runs a whole step over <paramref name="active"/> (by default every batch).</summary>
+    public void Run(TokenStep step, IReadOnlyList<GpuBatch>? active = null)
     {
-        using var scope = NewDisposeScope();
-        var cursor = BlockCursor.First(layers.Count, batches.Count);
-        var weightTransfers = new Transfers(_copies, _tiers);
-        var current = weights.Load(cursor.Layer, weightTransfers);
-        Transfers? nextWeightTransfers = null;
-        LoadedWeights? nextWeights = null;
-        var inputs = Prepare(cursor, step);
-        var previousStores = new Transfers(_copies, _tiers);
+        Begin(step, active ?? batches);
         try
         {
-            while (true)
-            {
-                var next = cursor.Next();
-                Inputs? nextInputs = null;
-                if (next is { } n)
-                {
-                    if (n.Layer != cursor.Layer)
-                    {
-                        nextWeightTransfers = new Transfers(_copies, _tiers);
-                        nextWeights = weights.Load(n.Layer, nextWeightTransfers);
-                    }
-                    // With one batch, the next position reads this compute's output: load it after.
-                    if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
-                }
-                weightTransfers.BeforeCompute();
-                inputs.Transfers.BeforeCompute();
-                var stores = new Transfers(_copies, _tiers);
-                Compute(cursor, step, current, inputs, stores);
-                inputs.Transfers.Complete();
-                previousStores.Complete();
-                previousStores = stores;
-                if (next is not { } following) break;
-                if (following.Layer != cursor.Layer)
-                {
-                    current.Dispose();
-                    weightTransfers.Complete();
-                    current = nextWeights!;
-                    weightTransfers = nextWeightTransfers!;
-                    nextWeights = null;
-                    nextWeightTransfers = null;
-                }
-                inputs = nextInputs ?? Prepare(following, step);
-                cursor = following;
-            }
+            while (_cursor is not null) RunCurrent();
         }
         finally
         {
-            inputs.Transfers.Complete();
-            previousStores.Complete();
-            current.Dispose();
-            weightTransfers.Complete();
-            nextWeights?.Dispose();
-            nextWeightTransfers?.Complete();
+            End();
         }
+    }
+
+    /// <summary>Starts a step: loads the first layer's weights and the first batch's inputs.</summary>
+    public void Begin(TokenStep step, IReadOnlyList<GpuBatch> active)
+    {
+        if (_cursor is not null) throw new InvalidOperationException($"{_step} is still in progress");
+        if (active.Count == 0) throw new ArgumentException("a step needs at least one batch");
+        using var scope = NewDisposeScope();
+        _active = active;
+        _step = step;
+        var cursor = BlockCursor.First(layers.Count, active.Count);
+        _weightTransfers = new Transfers(_copies, _tiers);
+        _current = weights.Load(cursor.Layer, _weightTransfers);
+        _inputs = Prepare(cursor, step);
+        _previousStores = new Transfers(_copies, _tiers);
+        _cursor = cursor;
+    }
+
+    /// <summary>
+    /// Computes the current (layer, batch) while the next one's weights and inputs load, then moves the cursor on.
+    /// Each position has its own dispose scope, so a driver may run positions from separate messages.
+    /// </summary>
+    public void RunCurrent()
+    {
+        if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
+        using var scope = NewDisposeScope();
+        var step = _step;
+        var next = cursor.Next();
+        Inputs? nextInputs = null;
+        if (next is { } n)
+        {
+            if (n.Layer != cursor.Layer)
+            {
+                _nextWeightTransfers = new Transfers(_copies, _tiers);
+                _nextWeights = weights.Load(n.Layer, _nextWeightTransfers);
+            }
+            // With one batch, the next position reads this compute's output: load it after.
+            if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
+        }
+        _weightTransfers!.BeforeCompute();
+        _inputs!.Transfers.BeforeCompute();
+        var stores = new Transfers(_copies, _tiers);
+        Compute(cursor, step, _current!, _inputs, stores);
+        _inputs.Transfers.Complete();
+        _inputs = null;
+        _previousStores!.Complete();
+        _previousStores = stores;
+        if (next is not { } following)
+        {
+            _inputs = nextInputs;
+            End();
+            return;
+        }
+        if (following.Layer != cursor.Layer)
+        {
+            _current!.Dispose();
+            _weightTransfers.Complete();
+            _current = _nextWeights!;
+            _weightTransfers = _nextWeightTransfers!;
+            _nextWeights = null;
+            _nextWeightTransfers = null;
+        }
+        _inputs = nextInputs ?? Prepare(following, step);
+        _cursor = following;
+    }
+
+    /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>
+    public void End()
+    {
+        _cursor = null;
+        _inputs?.Transfers.Complete();
+        _inputs = null;
+        _previousStores?.Complete();
+        _previousStores = null;
+        _current?.Dispose();
+        _current = null;
+        _weightTransfers?.Complete();
+        _weightTransfers = null;
+        _nextWeights?.Dispose();
+        _nextWeights = null;
+        _nextWeightTransfers?.Complete();
+        _nextWeightTransfers = null;
     }
 
     private Inputs Prepare(BlockCursor at, TokenStep step)
     {
         var transfers = new Transfers(_copies, _tiers);
-        var batch = batches[at.Batch.Value];
+        var batch = _active[at.Batch.Value];
         var layer = layers[at.Layer.Value];
         Tensor? hidden = null;
         if (layer.Kind != ScheduleLayerKind.Input)
@@ -103,7 +160,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
 
     private void Compute(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores)
     {
-        var batch = batches[at.Batch.Value];
+        var batch = _active[at.Batch.Value];
         var layer = layers[at.Layer.Value];
         using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{layer.Kind} {at.Layer.Value} {batch.Index}", Cuda.CudaRuntime.LegacyDefaultStream);
         var c = engine.Config;

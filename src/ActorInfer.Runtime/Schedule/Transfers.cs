@@ -18,7 +18,15 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
     public TierSet Tiers => tiers;
 
     public void Add(ICopyTicket ticket) => _tickets.Add(ticket);
-    public void Keep(IDisposable owned) => _keepAlive.Add(owned);
+    /// <summary>
+    /// Keeps <paramref name="owned"/> alive until the transfers complete. A tensor is taken out of its dispose
+    /// scope: the scope of the (layer, batch) that issued a copy ends before the copy is waited for.
+    /// </summary>
+    public void Keep(IDisposable owned)
+    {
+        if (owned is Tensor tensor) tensor.DetachFromDisposeScope();
+        _keepAlive.Add(owned);
+    }
 
     /// <summary>Makes compute wait for every copy here (the data is then usable; buffers stay until disposal).</summary>
     public void BeforeCompute()
