@@ -11,7 +11,7 @@ public static class BenchReport
     {
         var p = setup.Policy;
         var b = new StringBuilder();
-        b.AppendLine($"model            {setup.Config.Name}");
+        b.AppendLine($"model            {setup.Config.Name} ({(setup.ThroughActors ? "through the actors" : "runtime called directly")})");
         b.AppendLine($"policy           {p}");
         b.AppendLine($"block            {m.BlockSize} sequences, prompt {m.PromptLength}, generate {m.GenerationLength}");
         b.AppendLine($"prefill          {m.PrefillSeconds:F3} s, {m.PrefillThroughput:F1} token/s");
@@ -31,6 +31,7 @@ public static class BenchReport
         var result = new Dictionary<string, object?>
         {
             ["model"] = setup.Config.Name,
+            ["engine"] = setup.ThroughActors ? "actors" : "direct",
             ["prompt_len"] = m.PromptLength,
             ["gen_len"] = m.GenerationLength,
             ["block_size"] = m.BlockSize,

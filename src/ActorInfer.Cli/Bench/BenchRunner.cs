@@ -86,7 +86,7 @@ public static class BenchRunner
         long? devicePeak = cuda ? MachineMemory.Device().Total - MachineMemory.Device().Free : null;
         var watch = Stopwatch.StartNew();
         double prefill = 0;
-        setup.Engine.Generate(block, _ => "", step =>
+        void StepDone(TokenStep step)
         {
             if (step.IsPrefill) prefill = watch.Elapsed.TotalSeconds;
             onStep?.Invoke(step);
@@ -95,7 +95,19 @@ public static class BenchRunner
                 var (free, total) = MachineMemory.Device();
                 devicePeak = Math.Max(devicePeak!.Value, total - free);
             }
-        });
+        }
+        if (setup.ThroughActors)
+        {
+            var factory = new CompletionFactory(config, null);
+            var driver = setup.Actors(factory, out var offloaded);
+            offloaded.StepDone = step => StepDone(new TokenStep(step));
+            var items = block.Select((s, i) => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem($"{i}", $"{i}", s.Request, s.Seed)).ToArray();
+            watch.Restart();
+            driver.Run(items, TimeSpan.FromDays(1));
+            offloaded.StepDone = null;
+        }
+        else
+            setup.Engine.Generate(block, _ => "", StepDone);
         var total = watch.Elapsed.TotalSeconds;
         var peaks = new TierPeaks(setup.Tiers.Device.PeakBytes, setup.Tiers.Cpu.PeakBytes, setup.Tiers.Disk?.PeakBytes ?? 0);
         return new BenchRun(prefill, total - prefill, block.Count, promptLength, generationLength, peaks, devicePeak);

@@ -72,9 +72,20 @@ public static class GenerateCommand
             var done = 0;
             foreach (var chunk in good.Chunk(setup.Policy.BlockSize))
             {
-                setup.Engine.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
-                foreach (var line in chunk)
-                    results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
+                if (o.Policy.ThroughActors)
+                {
+                    var driver = setup.Actors(factory, out _);
+                    var items = chunk.Select(l => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem(
+                        $"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
+                    var lines = driver.Run(items, TimeSpan.FromDays(1));
+                    for (var i = 0; i < chunk.Length; i++) results[chunk[i].Index] = lines[i];
+                }
+                else
+                {
+                    setup.Engine.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
+                    foreach (var line in chunk)
+                        results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
+                }
                 done += chunk.Length;
                 report(done);
             }

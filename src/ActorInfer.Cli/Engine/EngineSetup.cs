@@ -17,6 +17,7 @@ public sealed class EngineSetup : IDisposable
 {
     private EngineSetup(OptConfig config, TierSet tiers, ICopyEngine copies, OffloadEngine engine, SearchResult? search, TimeSpan loadTime)
     {
+        ThroughActors = true;
         Config = config;
         Tiers = tiers;
         Copies = copies;
@@ -33,6 +34,25 @@ public sealed class EngineSetup : IDisposable
     /// <summary>The planner's answer when the policy was searched (with its predicted figures).</summary>
     public SearchResult? Search { get; }
     public TimeSpan LoadTime { get; }
+
+    /// <summary>Whether blocks run through the actors (the default) or the runtime's own loop.</summary>
+    public bool ThroughActors { get; private init; }
+
+    /// <summary>Runs blocks through the layer and scheduler actors (created on first use) instead of calling the runtime directly.</summary>
+    public ActorInfer.Actors.Engine.ActorDriver Actors(ActorInfer.Model.Generation.CompletionFactory factory, out ActorInfer.Actors.Engine.OffloadedEngine engine)
+    {
+        if (_actors is null)
+        {
+            _offloaded = new ActorInfer.Actors.Engine.OffloadedEngine(Engine, factory.Decode);
+            _actors = ActorInfer.Actors.Engine.ActorDriver.Start(_offloaded, factory,
+                new ActorInfer.Actors.Planner.BlockPolicy(Policy.GpuBatchSize, Policy.NumGpuBatches, Policy.ToString()));
+        }
+        engine = _offloaded!;
+        return _actors;
+    }
+
+    private ActorInfer.Actors.Engine.ActorDriver? _actors;
+    private ActorInfer.Actors.Engine.OffloadedEngine? _offloaded;
     public Device Device => Tiers.Device.Device;
 
     /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
@@ -84,7 +104,7 @@ public sealed class EngineSetup : IDisposable
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
             var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype);
-            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed);
+            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed) { ThroughActors = choice.ThroughActors };
         }
         catch (TierBudgetExceededException ex)
         {
@@ -137,6 +157,8 @@ public sealed class EngineSetup : IDisposable
 
     public void Dispose()
     {
+        _actors?.Dispose();
+        _offloaded?.Dispose();
         Engine.Dispose();
         Copies.Dispose();
     }

@@ -21,8 +21,20 @@ public sealed class PolicyOptions
     public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
     public Option<string?> DiskMem { get; } = new("--disk-mem") { Description = "Disk tier budget; default: free space in --disk-dir." };
     public Option<string?> Hardware { get; } = new("--hardware") { Description = "Hardware profile for --policy auto (a file written by `actorinfer profile`, or t4-flexgen)." };
+    public Option<string> EngineMode { get; } = CreateEngineMode();
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, DiskDir, GpuMem, CpuMem, DiskMem, Hardware];
+    private static Option<string> CreateEngineMode()
+    {
+        var option = new Option<string>("--engine")
+        {
+            Description = "actors: the layer and scheduler actors drive the runtime, as in a node (default); direct: the runtime's own loop.",
+            DefaultValueFactory = _ => "actors",
+        };
+        option.AcceptOnlyFromAmong("actors", "direct");
+        return option;
+    }
+
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -40,7 +52,8 @@ public sealed class PolicyOptions
             GpuMem: Size(parse.GetValue(GpuMem), "--gpu-mem"),
             CpuMem: Size(parse.GetValue(CpuMem), "--cpu-mem"),
             DiskMem: Size(parse.GetValue(DiskMem), "--disk-mem"),
-            Hardware: parse.GetValue(Hardware));
+            Hardware: parse.GetValue(Hardware),
+            ThroughActors: parse.GetValue(EngineMode) != "direct");
     }
 
     private static long? Size(string? text, string option)
@@ -54,4 +67,4 @@ public sealed class PolicyOptions
 
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
-    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware);
+    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true);

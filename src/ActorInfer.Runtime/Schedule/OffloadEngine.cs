@@ -87,6 +87,24 @@ public sealed class OffloadEngine : IDisposable
     /// <param name="stepDone">Called after each step (0 = prefill) once its tokens are chosen, for timing and telemetry.</param>
     public void Generate(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, Action<TokenStep>? stepDone = null)
     {
+        using var session = OpenBlock(block, decode);
+        var step = new TokenStep(0);
+        session.RunStep(step);
+        stepDone?.Invoke(step);
+        while (block.Any(s => !s.IsFinished))
+        {
+            step = step.Next();
+            session.RunStep(step);
+            stepDone?.Invoke(step);
+        }
+    }
+
+    /// <summary>
+    /// Places a block (checks its plan against the budgets, allocates each GPU batch's cache in its home tier) for a
+    /// driver that runs it position by position, such as the layer actors.
+    /// </summary>
+    public BlockSession OpenBlock(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode)
+    {
         var plan = Plan(block);
         plan.EnsureFits(Tiers);
         LastPlan = plan;
@@ -102,20 +120,12 @@ public sealed class OffloadEngine : IDisposable
                     batch.Cache.Add(new KvHome(Tiers, plan.CacheTier(l, batch.Index),
                         [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim], DType,
                         $"the cache of decoder layer {l}, {batch.Index}"));
-            var run = new BlockStep(this, _layers, _weights, plan, batches, decode);
-            var step = new TokenStep(0);
-            run.Run(step);
-            stepDone?.Invoke(step);
-            while (block.Any(s => !s.IsFinished))
-            {
-                step = step.Next();
-                run.Run(step);
-                stepDone?.Invoke(step);
-            }
+            return new BlockSession(new BlockStep(this, _layers, _weights, plan, batches, decode), batches, _layers.Count);
         }
-        finally
+        catch
         {
             foreach (var b in batches) b.Dispose();
+            throw;
         }
     }
 

@@ -1,0 +1,68 @@
+using ActorInfer.Model.Generation;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// A placed block that a driver runs position by position in the zig-zag order: for each step, for each schedule
+/// layer (input embedding, decoder layers, output head), for each GPU batch taking part in the step. A driver
+/// that names the position it expects (the layer actors do) is checked against the schedule, so the work order
+/// cannot drift from what the prefetching assumed.
+/// </summary>
+public sealed class BlockSession : IDisposable
+{
+    private readonly BlockStep _run;
+    private readonly GpuBatch[] _batches;
+
+    internal BlockSession(BlockStep run, GpuBatch[] batches, int scheduleLayers)
+    {
+        _run = run;
+        _batches = batches;
+        ScheduleLayers = scheduleLayers;
+    }
+
+    /// <summary>Input embedding (0), the decoder layers (1 .. L) and the output head (L + 1).</summary>
+    public int ScheduleLayers { get; }
+
+    public int BatchCount => _batches.Length;
+
+    public IReadOnlyList<SequenceState> Sequences(int batch) => _batches[batch].Sequences;
+
+    /// <summary>Runs a whole step over every batch.</summary>
+    public void RunStep(TokenStep step) => _run.Run(step);
+
+    /// <summary>Starts a step over the given batches (by index, in the order they will be run at each layer).</summary>
+    public void Begin(TokenStep step, IReadOnlyList<int> batches) => _run.Begin(step, batches.Select(b => _batches[b]).ToArray());
+
+    public bool InStep => _run.Current is not null;
+
+    public TokenStep Step => _run.Step;
+
+    /// <summary>Runs the next position, which must be (<paramref name="scheduleLayer"/>, <paramref name="batch"/>).</summary>
+    public void Run(int scheduleLayer, int batch)
+    {
+        if (_run.Current is not { } at)
+            throw new InvalidOperationException($"no step is in progress (asked for schedule layer {scheduleLayer}, batch {batch})");
+        var expected = _run.Active[at.Batch.Value].Index.Value;
+        if (at.Layer.Value != scheduleLayer || expected != batch)
+            throw new InvalidOperationException(
+                $"out of schedule: asked for schedule layer {scheduleLayer}, batch {batch}; the schedule is at layer {at.Layer.Value}, batch {expected}");
+        try
+        {
+            _run.RunCurrent();
+        }
+        catch
+        {
+            _run.End();
+            throw;
+        }
+    }
+
+    /// <summary>Abandons the step in progress (completes its transfers).</summary>
+    public void EndStep() => _run.End();
+
+    public void Dispose()
+    {
+        _run.End();
+        foreach (var b in _batches) b.Dispose();
+    }
+}
