@@ -68,7 +68,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         if (!_pending.Contains(b)) throw new InvalidOperationException("this batch was not opened on this engine or was disposed");
         var batches = _pending.ToArray();
         _pending.Clear();
-        var block = runtime.OpenBlock(batches.SelectMany(x => x.Sequences).ToArray(), decode);
+        var block = runtime.OpenBlock(batches.SelectMany(x => x.Sequences).ToArray(), decode, gpuBatchSize: batches[0].Sequences.Count);
         var session = new Session(block, batches);
         for (var i = 0; i < batches.Length; i++)
         {

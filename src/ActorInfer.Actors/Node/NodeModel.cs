@@ -11,8 +11,11 @@ namespace ActorInfer.Actors.Node;
 /// <summary>The model a node serves: its shape, its tokenizer (when the checkpoint has one) and its engine.</summary>
 public sealed class NodeModel : IDisposable
 {
-    private NodeModel(OptConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype)
+    private readonly IDisposable[] _owned;
+
+    private NodeModel(OptConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype, IDisposable[] owned)
     {
+        _owned = owned;
         Config = config;
         Codec = codec;
         Engine = engine;
@@ -55,9 +58,22 @@ public sealed class NodeModel : IDisposable
         var isDir = Directory.Exists(settings.Model);
         ITextCodec? codec = isDir && HasTokenizerFiles(settings.Model) ? new TokenizerCodec(OptTokenizer.Load(settings.Model)) : null;
         using IWeightSource source = isDir ? OpenCheckpoint(settings.Model, config) : new DummyWeightSource(config, settings.WeightsSeed);
-        var model = OptModel.Load(source, config, dtype, device);
         var factory = new CompletionFactory(config, codec);
-        return new NodeModel(config, codec, new ResidentEngine(model, factory.Decode), dtype);
+        // The node drives the same offloading runtime as `generate` and `bench`, with everything on the compute
+        // device; the scheduler picks each block's geometry from the memory budgets.
+        var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
+        var tiers = Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
+        Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new Runtime.Copies.CudaCopyEngine() : new Runtime.Copies.CpuCopyEngine();
+        try
+        {
+            var runtime = new Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype);
+            return new NodeModel(config, codec, new OffloadedEngine(runtime, factory.Decode), dtype, [runtime, copies]);
+        }
+        catch
+        {
+            copies.Dispose();
+            throw;
+        }
     }
 
     private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
@@ -79,7 +95,11 @@ public sealed class NodeModel : IDisposable
         File.Exists(Path.Combine(dir, "tokenizer.json")) ||
         (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
 
-    public void Dispose() => Engine.Dispose();
+    public void Dispose()
+    {
+        Engine.Dispose();
+        foreach (var o in _owned) o.Dispose();
+    }
 
     private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
     {

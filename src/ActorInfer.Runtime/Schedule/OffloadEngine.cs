@@ -61,7 +61,9 @@ public sealed class OffloadEngine : IDisposable
     }
 
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
-    public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block)
+    public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block) => SplitBatches(block, Policy);
+
+    private static IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block, Policy Policy)
     {
         if (block.Count == 0) throw new ArgumentException("a block needs at least one sequence");
         if (block.Count > Policy.BlockSize)
@@ -70,13 +72,15 @@ public sealed class OffloadEngine : IDisposable
     }
 
     /// <summary>The placement and peak bytes per tier of running this block, computed without allocating anything.</summary>
-    public PlacementPlan Plan(IReadOnlyList<SequenceState> block) =>
-        PlacementPlan.ForBlock(_layers, Config, Policy, MemoryTier.ElementSize(DType), Shapes(block), DeviceIsCpu);
+    public PlacementPlan Plan(IReadOnlyList<SequenceState> block) => Plan(block, Policy);
 
-    private IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block)
+    private PlacementPlan Plan(IReadOnlyList<SequenceState> block, Policy policy) =>
+        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu);
+
+    private static IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block, Policy policy)
     {
         var remaining = block.Max(s => s.Request.MaxTokens - s.OutputIds.Count);
-        return SplitBatches(block).Select(batch =>
+        return SplitBatches(block, policy).Select(batch =>
         {
             var padded = batch.Max(s => BatchGenerator.Context(s).Count);
             return new BatchShape(batch.Count, padded, padded + remaining);
@@ -103,13 +107,18 @@ public sealed class OffloadEngine : IDisposable
     /// Places a block (checks its plan against the budgets, allocates each GPU batch's cache in its home tier) for a
     /// driver that runs it position by position, such as the layer actors.
     /// </summary>
-    public BlockSession OpenBlock(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode)
+    /// <param name="gpuBatchSize">The block's GPU batch size when the driver chose one other than the policy's
+    /// (the placement fractions stay the policy's; weights were placed once, at construction).</param>
+    public BlockSession OpenBlock(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, int? gpuBatchSize = null)
     {
-        var plan = Plan(block);
+        var policy = gpuBatchSize is { } size
+            ? new Policy(size, (block.Count + size - 1) / size, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention }
+            : Policy;
+        var plan = Plan(block, policy);
         plan.EnsureFits(Tiers);
         LastPlan = plan;
-        var shapes = Shapes(block);
-        var batches = SplitBatches(block)
+        var shapes = Shapes(block, policy);
+        var batches = SplitBatches(block, policy)
             .Select((seqs, k) => new GpuBatch(new GpuBatchIndex(k), seqs,
                 new BatchLayout(seqs.Select(s => BatchGenerator.Context(s).Count).ToArray()), shapes[k].Capacity))
             .ToArray();
