@@ -37,6 +37,32 @@ public static class BenchRunner
     }
 
     /// <summary>
+    /// The actors' overhead, measured in one process so both engines see the same machine state: after a warm-up
+    /// of each, measured runs alternate between the runtime's own loop and the actor-driven one.
+    /// </summary>
+    public static (IReadOnlyList<BenchRun> Direct, IReadOnlyList<BenchRun> Actors) Compare(EngineSetup setup, int promptLength,
+        int generationLength, int repeat, Action<string> log)
+    {
+        var direct = new List<BenchRun>();
+        var actors = new List<BenchRun>();
+        foreach (var throughActors in new[] { false, true })
+        {
+            setup.ThroughActors = throughActors;
+            Measure(setup, promptLength, generationLength, seed: 999);
+        }
+        for (var r = 0; r < repeat; r++)
+            foreach (var throughActors in new[] { false, true })
+            {
+                setup.ThroughActors = throughActors;
+                var run = Measure(setup, promptLength, generationLength, seed: r);
+                (throughActors ? actors : direct).Add(run);
+                log($"run {r + 1}/{repeat} {(throughActors ? "actors" : "direct")}: prefill {run.PrefillSeconds:F3} s, decode {run.DecodeSeconds:F3} s, total {run.TotalThroughput:F2} token/s");
+            }
+        setup.ThroughActors = true;
+        return (direct, actors);
+    }
+
+    /// <summary>
     /// One more run with a timeline of its first decoding step (CUDA): which copy and which compute ran when, per
     /// stream, written in the Chrome trace format. Returns a summary of busy and overlapped time per lane.
     /// </summary>

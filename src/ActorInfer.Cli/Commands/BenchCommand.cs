@@ -54,6 +54,22 @@ public static class BenchCommand
             Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
             using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1);
             log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s");
+            if (choice.Compare)
+            {
+                var (direct, actors) = BenchRunner.Compare(setup, prompt, gen, runs, log);
+                var d = BenchRunner.Median(direct);
+                var a = BenchRunner.Median(actors);
+                var ratio = a.TotalThroughput / d.TotalThroughput;
+                Console.WriteLine(asJson
+                    ? System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+                    {
+                        ["model"] = config.Name, ["direct_total_throughput"] = d.TotalThroughput, ["actors_total_throughput"] = a.TotalThroughput,
+                        ["actors_over_direct"] = ratio,
+                        ["direct_runs"] = direct.Select(r => r.TotalThroughput).ToArray(), ["actors_runs"] = actors.Select(r => r.TotalThroughput).ToArray(),
+                    }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true })
+                    : $"direct {d.TotalThroughput:F1} token/s, actors {a.TotalThroughput:F1} token/s: actors at {ratio:P1} of direct (medians of {runs})");
+                return 0;
+            }
             var results = BenchRunner.Run(setup, prompt, gen, runs, log);
             var median = BenchRunner.Median(results);
             if (parse.GetValue(trace) is { } tracePath)

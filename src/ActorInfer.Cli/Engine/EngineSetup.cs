@@ -36,7 +36,7 @@ public sealed class EngineSetup : IDisposable
     public TimeSpan LoadTime { get; }
 
     /// <summary>Whether blocks run through the actors (the default) or the runtime's own loop.</summary>
-    public bool ThroughActors { get; private init; }
+    public bool ThroughActors { get; set; }
 
     /// <summary>Runs blocks through the layer and scheduler actors (created on first use) instead of calling the runtime directly.</summary>
     public ActorInfer.Actors.Engine.ActorDriver Actors(ActorInfer.Model.Generation.CompletionFactory factory, out ActorInfer.Actors.Engine.OffloadedEngine engine)

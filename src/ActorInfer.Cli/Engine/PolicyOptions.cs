@@ -27,10 +27,10 @@ public sealed class PolicyOptions
     {
         var option = new Option<string>("--engine")
         {
-            Description = "actors: the layer and scheduler actors drive the runtime, as in a node (default); direct: the runtime's own loop.",
+            Description = "actors: the layer and scheduler actors drive the runtime, as in a node (default); direct: the runtime's own loop; compare (bench): both, alternating in one process.",
             DefaultValueFactory = _ => "actors",
         };
-        option.AcceptOnlyFromAmong("actors", "direct");
+        option.AcceptOnlyFromAmong("actors", "direct", "compare");
         return option;
     }
 
@@ -53,7 +53,8 @@ public sealed class PolicyOptions
             CpuMem: Size(parse.GetValue(CpuMem), "--cpu-mem"),
             DiskMem: Size(parse.GetValue(DiskMem), "--disk-mem"),
             Hardware: parse.GetValue(Hardware),
-            ThroughActors: parse.GetValue(EngineMode) != "direct");
+            ThroughActors: parse.GetValue(EngineMode) != "direct",
+            Compare: parse.GetValue(EngineMode) == "compare");
     }
 
     private static long? Size(string? text, string option)
@@ -67,4 +68,4 @@ public sealed class PolicyOptions
 
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
-    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true);
+    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false);
