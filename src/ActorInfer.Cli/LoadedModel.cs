@@ -26,37 +26,12 @@ public sealed class LoadedModel : IDisposable
         var isDir = Directory.Exists(modelArg);
         if (!isDir && !dummy)
             throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights, or give a checkpoint folder");
-        ITextCodec? codec = isDir && HasTokenizerFiles(modelArg) ? new TokenizerCodec(OptTokenizer.Load(modelArg)) : null;
-        var source = dummy ? new DummyWeightSource(config, seed: 0) : OpenCheckpoint(modelArg, config);
+        var codec = ModelFiles.OpenCodec(modelArg);
+        var source = dummy ? new DummyWeightSource(config, seed: 0) : ModelFiles.OpenCheckpoint(modelArg, config);
         return new LoadedModel(config, codec, source);
     }
 
-    public static IWeightSource OpenCheckpoint(string dir, OptConfig config)
-    {
-        var checkpoint = SafetensorsCheckpoint.Open(dir);
-        try
-        {
-            checkpoint.Validate(config);
-            return checkpoint;
-        }
-        catch
-        {
-            checkpoint.Dispose();
-            throw;
-        }
-    }
-
-    private static bool HasTokenizerFiles(string dir) =>
-        File.Exists(Path.Combine(dir, "tokenizer.json")) ||
-        (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
-
     public void Dispose() => Source.Dispose();
-
-    private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
-    {
-        public IReadOnlyList<int> Encode(string text) => tokenizer.Encode(text);
-        public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode(ids, skipSpecialTokens: true);
-    }
 }
 
 public static class Devices

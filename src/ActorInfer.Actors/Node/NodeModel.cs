@@ -56,8 +56,8 @@ public sealed class NodeModel : IDisposable
         };
         var config = OptConfigs.Resolve(settings.Model);
         var isDir = Directory.Exists(settings.Model);
-        ITextCodec? codec = isDir && HasTokenizerFiles(settings.Model) ? new TokenizerCodec(OptTokenizer.Load(settings.Model)) : null;
-        using IWeightSource source = isDir ? OpenCheckpoint(settings.Model, config) : new DummyWeightSource(config, settings.WeightsSeed);
+        var codec = ModelFiles.OpenCodec(settings.Model);
+        using IWeightSource source = isDir ? ModelFiles.OpenCheckpoint(settings.Model, config) : new DummyWeightSource(config, settings.WeightsSeed);
         var factory = new CompletionFactory(config, codec);
         // The node drives the same offloading runtime as `generate` and `bench`, with everything on the compute
         // device; the scheduler picks each block's geometry from the memory budgets.
@@ -76,34 +76,9 @@ public sealed class NodeModel : IDisposable
         }
     }
 
-    private static IWeightSource OpenCheckpoint(string dir, OptConfig config)
-    {
-        var checkpoint = SafetensorsCheckpoint.Open(dir);
-        try
-        {
-            checkpoint.Validate(config);
-            return checkpoint;
-        }
-        catch
-        {
-            checkpoint.Dispose();
-            throw;
-        }
-    }
-
-    private static bool HasTokenizerFiles(string dir) =>
-        File.Exists(Path.Combine(dir, "tokenizer.json")) ||
-        (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
-
     public void Dispose()
     {
         Engine.Dispose();
         foreach (var o in _owned) o.Dispose();
-    }
-
-    private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
-    {
-        public IReadOnlyList<int> Encode(string text) => tokenizer.Encode(text);
-        public string Decode(IReadOnlyList<int> ids) => tokenizer.Decode(ids, skipSpecialTokens: true);
     }
 }

@@ -49,7 +49,7 @@ public static class BenchCommand
             if (!isDummy && !Directory.Exists(modelArg))
                 throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights", 2);
 
-            using IWeightSource source = isDummy ? new DummyWeightSource(config, seed: 0) : LoadedModel.OpenCheckpoint(modelArg, config);
+            using IWeightSource source = isDummy ? new DummyWeightSource(config, seed: 0) : ModelFiles.OpenCheckpoint(modelArg, config);
             var asJson = parse.GetValue(json);
             Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
             using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1);
