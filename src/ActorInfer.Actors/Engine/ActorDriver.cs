@@ -49,18 +49,35 @@ public sealed class ActorDriver : IDisposable
     /// <summary>Runs the requests through the scheduler and returns one result line per request, in order.</summary>
     public IReadOnlyList<string> Run(IReadOnlyList<SchedulerProtocol.WorkItem> items, TimeSpan timeout)
     {
-        var inbox = Inbox.Create(_system);
-        inbox.Send(_scheduler, new SchedulerProtocol.Enqueue(items));
-        var results = new Dictionary<string, string>();
-        var deadline = DateTime.UtcNow + timeout;
-        while (results.Count < items.Count)
+        // A collector actor completes a task when every result is in: the caller's thread sleeps on the task
+        // instead of polling a mailbox beside the tensor thread.
+        var done = new TaskCompletionSource<Dictionary<string, string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var collector = _system.ActorOf(Props.Create(() => new Collector(items.Count, done)));
+        _scheduler.Tell(new SchedulerProtocol.Enqueue(items), collector);
+        try
         {
-            var left = deadline - DateTime.UtcNow;
-            if (left <= TimeSpan.Zero) throw new TimeoutException($"{items.Count - results.Count} of {items.Count} requests unfinished after {timeout}");
-            if (inbox.Receive(left) is SchedulerProtocol.Finished finished)
-                foreach (var r in finished.Results) results[r.Key] = r.ResultLine;
+            if (!done.Task.Wait(timeout))
+                throw new TimeoutException($"requests unfinished after {timeout}");
         }
+        finally
+        {
+            _system.Stop(collector);
+        }
+        var results = done.Task.Result;
         return items.Select(i => results[i.Key]).ToArray();
+    }
+
+    private sealed class Collector : ReceiveActor
+    {
+        public Collector(int expected, TaskCompletionSource<Dictionary<string, string>> done)
+        {
+            var results = new Dictionary<string, string>();
+            Receive<SchedulerProtocol.Finished>(finished =>
+            {
+                foreach (var r in finished.Results) results[r.Key] = r.ResultLine;
+                if (results.Count >= expected) done.TrySetResult(results);
+            });
+        }
     }
 
     public void Dispose() => _system.Terminate().Wait(TimeSpan.FromSeconds(10));
