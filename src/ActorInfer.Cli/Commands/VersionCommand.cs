@@ -12,6 +12,11 @@ public static class VersionCommand
             var version = typeof(VersionCommand).Assembly.GetName().Version;
             Console.WriteLine($"actorinfer {version}");
             Console.WriteLine($"torch: cuda available = {TorchSharp.torch.cuda.is_available()}");
+            var onThread = 0;
+            var thread = new Thread(() => onThread = TorchSharp.torch.get_num_threads());
+            thread.Start();
+            thread.Join();
+            Console.WriteLine($"torch: intra-op threads {TorchSharp.torch.get_num_threads()} on the main thread, {onThread} on a new thread");
             if (TorchSharp.torch.cuda.is_available())
                 foreach (var line in ActorInfer.Runtime.Cuda.CudaSelfTest.Run()) Console.WriteLine(line);
             return 0;
