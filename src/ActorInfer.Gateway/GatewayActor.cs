@@ -2,6 +2,7 @@ using System.Text.Json;
 using ActorInfer.Actors.Jobs;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
 using Akka.Actor;
 using Akka.Event;
 using static ActorInfer.Gateway.GatewayProtocol;
@@ -25,8 +26,11 @@ internal sealed class GatewayActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _seenPolicy;
 
-    public GatewayActor(IActorRef jobs, IActorRef memory, IActorRef planner, GatewayMetrics metrics, TimeSpan persistTimeout)
+    private readonly IActorRef _scheduler;
+
+    public GatewayActor(IActorRef jobs, IActorRef memory, IActorRef planner, IActorRef scheduler, GatewayMetrics metrics, TimeSpan persistTimeout)
     {
+        _scheduler = scheduler;
         _jobs = jobs;
         _memory = memory;
         _planner = planner;
@@ -57,6 +61,13 @@ internal sealed class GatewayActor : ReceiveActor
         });
         Receive<MemoryProtocol.Subscribed>(m => _metrics.SetBudgets(m.Budgets));
         Receive<MemoryProtocol.BudgetChanged>(m => _metrics.SetBudgets(m.Budgets));
+        Receive<SchedulerProtocol.BatchesDropped>(m =>
+        {
+            _metrics.Drops.Inc(m.Batches);
+            _metrics.Requeues.Inc(m.Sequences);
+        });
+        Receive<SchedulerProtocol.BlockStarted>(_ => { });
+        Receive<SchedulerProtocol.BlockFinished>(_ => { });
         Receive<PlannerProtocol.PolicyChanged>(_ =>
         {
             if (_seenPolicy) _metrics.PolicyChanges.Inc();
@@ -70,6 +81,7 @@ internal sealed class GatewayActor : ReceiveActor
         _jobs.Tell(new JobProtocol.ListJobs(null));
         _memory.Tell(new MemoryProtocol.Subscribe(Self));
         _planner.Tell(new PlannerProtocol.Subscribe(Self));
+        _scheduler.Tell(new SchedulerProtocol.Observe(Self));
     }
 
     protected override void PostStop()

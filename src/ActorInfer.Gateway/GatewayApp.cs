@@ -44,7 +44,7 @@ public static class GatewayApp
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
 
         var metrics = new GatewayMetrics();
-        var gateway = node.System.ActorOf(GatewayProtocol.Props(node.Jobs, node.Memory, node.Planner, metrics, TimeSpan.FromSeconds(30)), "gateway");
+        var gateway = node.System.ActorOf(GatewayProtocol.Props(node.Jobs, node.Memory, node.Planner, node.Scheduler, metrics, TimeSpan.FromSeconds(30)), "gateway");
         var context = new GatewayContext(node, gateway, http, metrics);
         builder.Services.AddSingleton(context);
         metrics.Registry.AddBeforeCollectCallback(async cancel =>

@@ -5,7 +5,7 @@ namespace ActorInfer.Gateway;
 
 /// <summary>
 /// The node's Prometheus series, in a registry of its own (one per gateway, so nodes in one process never share
-/// counters). Drops and requeues stay at zero until the scheduler drops batches under pressure; pressure-honour
+/// counters). Drops and requeues count the GPU batches the scheduler drops when a smaller policy arrives mid-block; pressure-honour
 /// times are observed once the runtime reports an event as honoured.
 /// </summary>
 public sealed class GatewayMetrics

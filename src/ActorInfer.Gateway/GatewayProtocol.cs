@@ -36,6 +36,6 @@ public static class GatewayProtocol
 
     public sealed record Queues(IReadOnlyDictionary<string, int> QueuedByTenant);
 
-    public static Props Props(IActorRef jobs, IActorRef memory, IActorRef planner, GatewayMetrics metrics, TimeSpan persistTimeout) =>
-        Akka.Actor.Props.Create(() => new GatewayActor(jobs, memory, planner, metrics, persistTimeout));
+    public static Props Props(IActorRef jobs, IActorRef memory, IActorRef planner, IActorRef scheduler, GatewayMetrics metrics, TimeSpan persistTimeout) =>
+        Akka.Actor.Props.Create(() => new GatewayActor(jobs, memory, planner, scheduler, metrics, persistTimeout));
 }

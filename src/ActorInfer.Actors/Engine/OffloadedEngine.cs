@@ -39,7 +39,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         if (!session.Block.InStep || session.Block.Step.Value != step.Value)
         {
             if (session.Block.InStep) session.Block.EndStep();
-            var active = session.Batches.Where(x => step.IsPrefill || !x.AllFinished).Select(x => x.Index).ToArray();
+            var active = session.Batches.Where(x => !x.Disposed && (step.IsPrefill || !x.AllFinished)).Select(x => x.Index).ToArray();
             session.Block.Begin(new RuntimeStep(step.Value), active);
         }
         session.Block.Run(0, b.Index);
@@ -102,10 +102,16 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         public Session? Session { get; set; }
         public int Index { get; set; }
 
+        public bool Disposed { get; private set; }
+
+        /// <summary>Frees this batch's share of the block now (a batch dropped mid-block); the last one frees the block.</summary>
         public void Dispose()
         {
+            if (Disposed) return;
+            Disposed = true;
             engine._pending.Remove(this);
             if (Session is null) return;
+            if (Session.Open > 1 && !Session.Block.InStep) Session.Block.Drop(Index);
             if (--Session.Open == 0)
             {
                 Session.Block.Dispose();

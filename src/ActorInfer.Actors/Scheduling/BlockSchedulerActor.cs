@@ -25,6 +25,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private BlockPolicy? _policy;
+    // Set when a smaller policy arrives mid-block: the running block sheds GPU batches at the next step boundary.
+    private int? _shrinkTo;
+    private long _requeues;
     private int _blockCount;
     private Block? _block;
 
@@ -61,7 +64,13 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         {
             _policy = m.Policy;
             if (_block is null) TryStartBlock();
-            else _log.Info("policy {0} takes effect at the next block (block {1} is running)", m.Policy?.ToString() ?? "none", _block.Id);
+            else
+            {
+                var allowed = m.Policy?.BlockSize ?? 0;
+                if (allowed < _block.Running) _shrinkTo = allowed;
+                _log.Info("policy {0} takes effect at the next block (block {1} is running{2})", m.Policy?.ToString() ?? "none", _block.Id,
+                    _shrinkTo is { } to ? $"; it sheds GPU batches down to {to} sequences at the next step" : "");
+            }
         });
         Receive<Observe>(m =>
         {
@@ -113,7 +122,13 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         {
             try
             {
-                sequences.Add(new Entry(item, replyTo, _factory.Create(item.Request, item.Seed), null));
+                var state = _factory.Create(item.Request, item.Seed);
+                if (item.Resume is { } resume)
+                {
+                    state.Restore(resume.OutputIds, resume.OutputLogprobs);
+                    state.PromptLogprobs = resume.PromptLogprobs;
+                }
+                sequences.Add(new Entry(item, replyTo, state, null));
             }
             catch (RequestValidationException ex)
             {
@@ -150,9 +165,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// <summary>Embeds every batch still generating and sends the first (layer 0, first batch) computation.</summary>
     private void StartStep(Block block, TokenStep step)
     {
+        if (_shrinkTo is { } allowed && !step.IsPrefill) Shed(block, allowed);
+        _shrinkTo = null;
         block.Step = step;
         block.Active = Enumerable.Range(0, block.Work.Length)
-            .Where(b => step.IsPrefill || !block.Work[b]!.AllFinished)
+            .Where(b => block.Work[b] is { } w && (step.IsPrefill || !w.AllFinished))
             .Select(b => new GpuBatchIndex(b)).ToArray();
         if (block.Active.Length == 0)
         {
@@ -163,6 +180,45 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
         block.CursorPosition = 0;
         Dispatch(block);
+    }
+
+    /// <summary>
+    /// Drops unfinished GPU batches from the end of the block until at most <paramref name="allowed"/> sequences
+    /// still run: their caches are freed and their sequences requeued, ahead of waiting work of the same priority,
+    /// with their progress, to resume by recomputing their cache from prompt + generated tokens.
+    /// </summary>
+    private void Shed(Block block, int allowed)
+    {
+        var droppedBatches = 0;
+        var dropped = new List<Entry>();
+        for (var b = block.Work.Length - 1; b >= 0 && block.Running > allowed; b--)
+        {
+            var work = block.Work[b];
+            if (work is null || work.AllFinished) continue;
+            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+            {
+                block.Sequences.Remove(entry);
+                if (entry.State!.IsFinished)
+                {
+                    block.Sequences.Add(entry);
+                    continue;
+                }
+                dropped.Add(entry);
+            }
+            work.Dispose();
+            block.Work[b] = null;
+            droppedBatches++;
+        }
+        if (droppedBatches == 0) return;
+        var tokens = 0;
+        foreach (var (item, replyTo, state, _) in dropped)
+        {
+            tokens += state!.PromptIds.Count + state.OutputIds.Count;
+            var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
+            _queue.Enqueue((resumed, replyTo), (-item.Priority, -(++_requeues)));
+        }
+        _log.Info("block {0}: dropped {1} GPU batches, {2} sequences requeued", block.Id, droppedBatches, dropped.Count);
+        Publish(new BatchesDropped(block.Id, droppedBatches, dropped.Count, tokens));
     }
 
     /// <summary>The zig-zag order within a step: for each layer, for each active GPU batch.</summary>
@@ -229,6 +285,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         public TokenStep Step { get; set; }
         public GpuBatchIndex[] Active { get; set; } = [];
         public int CursorPosition { get; set; }
+
+        /// <summary>Sequences still generating in the block.</summary>
+        public int Running => Work.Where(w => w is not null).Sum(w => w!.Sequences.Count(s => !s.IsFinished));
 
         public (LayerIndex Layer, GpuBatchIndex Batch) Cursor =>
             (new LayerIndex(CursorPosition / Active.Length), Active[CursorPosition % Active.Length]);

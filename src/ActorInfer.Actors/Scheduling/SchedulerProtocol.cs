@@ -21,7 +21,17 @@ public static class SchedulerProtocol
     /// <paramref name="Seed"/> is used when the request names none.
     /// </summary>
     /// <param name="Priority">Higher runs first; equal priorities run in arrival order.</param>
-    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed, int Priority = 0);
+    public sealed record WorkItem(string Key, string Id, CompletionRequest Request, long Seed, int Priority = 0)
+    {
+        /// <summary>Where a sequence dropped from a running block stopped; it resumes by recomputing its cache.</summary>
+        public Checkpoint? Resume { get; init; }
+    }
+
+    /// <summary>
+    /// The progress of a dropped sequence: its generated tokens (with their log-probabilities) and its prompt
+    /// log-probabilities. The sampler is counter-based, so the seed and the token count are its whole state.
+    /// </summary>
+    public sealed record Checkpoint(IReadOnlyList<int> OutputIds, IReadOnlyList<float> OutputLogprobs, IReadOnlyList<float?>? PromptLogprobs);
 
     /// <summary>Removes queued requests (a cancelled job); requests already in a running block finish.</summary>
     public sealed record Withdraw(IReadOnlyCollection<string> Keys) : ICommand;
@@ -48,6 +58,9 @@ public static class SchedulerProtocol
     public sealed record BlockStarted(int Block, BlockPolicy Policy, int Sequences, int GpuBatches);
 
     public sealed record BlockFinished(int Block, int Sequences, int Steps);
+
+    /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>
+    public sealed record BatchesDropped(int Block, int Batches, int Sequences, int TokensToRecompute);
 
     /// <param name="layers">The layer actors, in layer order.</param>
     /// <param name="planner">The policy-planner actor to subscribe to; null to take <see cref="PlannerProtocol.PolicyChanged"/> from anyone.</param>

@@ -57,6 +57,16 @@ public sealed class BlockSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Frees a GPU batch's cache and hidden state between steps (its sequences left the block); later steps must
+    /// not name it.
+    /// </summary>
+    public void Drop(int batch)
+    {
+        if (InStep) throw new InvalidOperationException("a GPU batch can be dropped only between steps");
+        _batches[batch].Dispose();
+    }
+
     /// <summary>Abandons the step in progress (completes its transfers).</summary>
     public void EndStep() => _run.End();
 

@@ -1,0 +1,179 @@
+using System.Text.Json;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using ActorInfer.TestSupport;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>
+/// A smaller policy arriving mid-block makes the scheduler drop GPU batches at the next step boundary, free their
+/// caches and requeue their sequences with their progress; every request still finishes once, with the tokens it
+/// would have had without the drop.
+/// </summary>
+public sealed class ElasticSpecs : TestKit, IDisposable
+{
+    private static readonly OptConfig Config = ReferenceModels.PreLn("elastic");
+    private readonly string _modelDir = Path.Combine(TestModels.TempDir(), "model");
+    private readonly CompletionFactory _factory = new(Config, null);
+
+    public ElasticSpecs() : base(TestModels.ActorConfig)
+    {
+        ReferenceModels.Write(_modelDir, Config, seed: 5);
+    }
+
+    private static CompletionRequest Request(int i) => new()
+    {
+        Prompt = Prompt.FromIds(Enumerable.Range(0, 3 + i % 6).Select(j => 2 + (i * 13 + j * 7) % 290).ToArray()),
+        MaxTokens = 6 + i % 4,
+        Temperature = i % 4 == 0 ? 0.9 : 0.0,
+        Seed = 500 + i,
+        IgnoreEos = true,
+    };
+
+    private static WorkItem Item(int i) => new($"k{i}", $"r{i}", Request(i), Seed: i);
+
+    /// <summary>Each request generated alone, all on the device: what a run with drops must reproduce.</summary>
+    private Dictionary<string, string> Reference(int count)
+    {
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        using var model = OptModel.Load(source, Config, ScalarType.Float32, CPU);
+        var result = new Dictionary<string, string>();
+        for (var i = 0; i < count; i++)
+        {
+            var state = _factory.Create(Request(i), i);
+            BatchGenerator.Run(model, [state], _factory.Decode);
+            result[$"k{i}"] = string.Join(",", state.OutputIds);
+        }
+        return result;
+    }
+
+    private static string OutputIds(string line) =>
+        string.Join(",", JsonDocument.Parse(line).RootElement.GetProperty("output_ids").EnumerateArray().Select(x => x.GetInt32()));
+
+    private IInferenceEngine ResidentEngine()
+    {
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        return new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode);
+    }
+
+    private (IInferenceEngine Engine, IDisposable Owner) OffloadedEngine()
+    {
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        var policy = new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
+        var copies = new CpuCopyEngine();
+        var runtime = new OffloadEngine(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32);
+        return (new OffloadedEngine(runtime, _factory.Decode), new Owner(runtime, copies));
+    }
+
+    private sealed class Owner(params IDisposable[] owned) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var o in owned) o.Dispose();
+        }
+    }
+
+    private IActorRef[] Layers(IInferenceEngine engine) =>
+        Enumerable.Range(0, Config.NumHiddenLayers).Select(i => Sys.ActorOf(LayerProtocol.Props(new LayerIndex(i), engine))).ToArray();
+
+    [Fact]
+    public void A_smaller_policy_mid_block_drops_the_last_batches_and_their_requests_finish_unchanged()
+    {
+        var engine = ResidentEngine();
+        var layers = Layers(engine);
+        var gate = CreateTestProbe();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(new Enqueue(Enumerable.Range(0, 6).Select(Item).ToArray()));
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.Sequences == 6 && m.GpuBatches == 3);
+
+        // Hold the block in its prefill while the smaller policy arrives.
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
+        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
+        {
+            layers[0].Tell(message, sender);
+            return Akka.TestKit.AutoPilot.KeepRunning;
+        }));
+        layers[0].Tell(held, scheduler);
+
+        var dropped = ExpectMsg<BatchesDropped>();
+        Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
+        // The dropped sequences carry their progress: their prompts and the token each chose in the prefill.
+        Assert.Equal(Enumerable.Range(2, 4).Sum(i => Request(i).Prompt.TokenIds!.Count) + 4, dropped.TokensToRecompute);
+        var results = new Dictionary<string, string>();
+        while (results.Count < 6)
+        {
+            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
+            if (message is Finished finished)
+                foreach (var r in finished.Results)
+                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
+        }
+        Assert.Equal(Reference(6), results);
+        engine.Dispose();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Random_policy_changes_during_a_job_lose_nothing_and_change_no_output(bool offloaded)
+    {
+        var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        var random = new Random(2026);
+        Func<BlockPolicy> pick = () => new BlockPolicy(1 + random.Next(3), 1 + random.Next(3), "random");
+        // Every block start and every finished block brings a new policy: most arrive while a block runs.
+        var chaos = Sys.ActorOf(Akka.Actor.Props.Create(() => new Chaos(scheduler, pick)));
+        scheduler.Tell(new Observe(chaos));
+        scheduler.Tell(new Observe(TestActor));
+        const int count = 40;
+        scheduler.Tell(new Enqueue(Enumerable.Range(0, count).Select(Item).ToArray()));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(3, 3, "start"), Memory.TierBudgets.None));
+
+        var results = new Dictionary<string, string>();
+        var drops = 0;
+        while (results.Count < count)
+        {
+            var message = ExpectMsg<object>(TimeSpan.FromSeconds(60));
+            if (message is BatchesDropped) drops++;
+            if (message is Finished finished)
+                foreach (var r in finished.Results)
+                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
+        }
+        Assert.True(drops > 0, "the random policies should have made the scheduler drop batches");
+        Assert.Equal(Reference(count), results);
+        // Nothing is answered after every request has been: no request ran twice.
+        var late = ReceiveWhile<object>(TimeSpan.FromMilliseconds(300), m => m);
+        Assert.DoesNotContain(late, m => m is Finished);
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+    }
+
+    private sealed class Chaos : ReceiveActor
+    {
+        public Chaos(IActorRef scheduler, Func<BlockPolicy> pick)
+        {
+            Receive<BlockStarted>(_ => scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None)));
+            Receive<BlockFinished>(_ => scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None)));
+            ReceiveAny(_ => { });
+        }
+    }
+
+    public new void Dispose() => base.Dispose();
+}
