@@ -7,5 +7,5 @@ out=${OUT:-/tmp/out}
 nvidia-smi -L | tee "$out/card.txt"
 for model in "${@:-opt-1.3b}"; do
   bash .gpu/run.sh actorinfer bench --model "$model" --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 32 --num-gpu-batches 1 \
-     --percent 100 0 100 0 100 0 --repeat 7 --engine compare --json 2>&1 | tee "$out/overhead-$model.txt" | grep -v "^bench: run"
+     --percent 100 0 100 0 100 0 --repeat 21 --engine compare --json 2>&1 | tee "$out/overhead-$model.txt" | grep -v "^bench: run"
 done

@@ -67,6 +67,12 @@ public sealed class ActorInferNode : IAsyncDisposable
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
                 probe ?? new HostMemoryProbe(settings.DataDir)), "memory");
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
+            if (model.Tiers is { } tiers)
+            {
+                // The compute tier's budget governs the runtime's device tier (host memory on a CPU node).
+                system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device");
+                if (settings.IsCuda) system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu");
+            }
             var planner = system.ActorOf(PlannerProtocol.Props(
                 new ResidentPolicyPlanner(ModelFootprint.Of(model.Config, model.BytesPerElement), computeTier,
                     settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),

@@ -28,6 +28,9 @@ public sealed class NodeModel : IDisposable
     public IInferenceEngine Engine { get; }
     public CompletionFactory Factory { get; }
     public ScalarType DType { get; }
+
+    /// <summary>The runtime's tiers, each owned by an offload-tier actor on the node.</summary>
+    public Runtime.Tiers.TierSet? Tiers { get; private init; }
     public int BytesPerElement => DType == ScalarType.Float32 ? 4 : 2;
 
     /// <summary>Why the configured model cannot be served, or null when it can (checked before anything starts).</summary>
@@ -67,7 +70,7 @@ public sealed class NodeModel : IDisposable
         try
         {
             var runtime = new Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype);
-            return new NodeModel(config, codec, new OffloadedEngine(runtime, factory.Decode), dtype, [runtime, copies]);
+            return new NodeModel(config, codec, new OffloadedEngine(runtime, factory.Decode), dtype, [runtime, copies]) { Tiers = tiers };
         }
         catch
         {

@@ -15,11 +15,26 @@ public abstract class Tier
     {
         if (budgetBytes < 0) throw new ArgumentException($"{kind} tier: the budget must not be negative, got {budgetBytes}");
         Kind = kind;
-        BudgetBytes = budgetBytes;
+        _budget = budgetBytes;
     }
 
     public TierKind Kind { get; }
-    public long BudgetBytes { get; }
+    public long BudgetBytes
+    {
+        get { lock (_gate) return _budget; }
+    }
+
+    /// <summary>
+    /// A new budget (the memory-pressure actor's word, through the tier's actor). New allocations are checked
+    /// against it; what is already held stays until its owner gives it back.
+    /// </summary>
+    public void SetBudget(long bytes)
+    {
+        if (bytes < 0) throw new ArgumentException($"{Kind} tier: the budget must not be negative, got {bytes}");
+        lock (_gate) _budget = bytes;
+    }
+
+    private long _budget;
 
     public long BytesHeld
     {
@@ -48,8 +63,8 @@ public abstract class Tier
     {
         lock (_gate)
         {
-            if (_held + bytes > BudgetBytes)
-                throw new TierBudgetExceededException(Kind, _held + bytes, BudgetBytes, what);
+            if (_held + bytes > _budget)
+                throw new TierBudgetExceededException(Kind, _held + bytes, _budget, what);
             _held += bytes;
             _leases++;
             _peak = Math.Max(_peak, _held);
