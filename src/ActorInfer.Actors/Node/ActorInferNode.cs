@@ -65,7 +65,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
-                probe ?? new HostMemoryProbe(settings.DataDir)), "memory");
+                probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model))), "memory");
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
             if (model.Tiers is { } tiers)
             {
@@ -92,6 +92,15 @@ public sealed class ActorInferNode : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// On CUDA, the device memory this node could use: what the driver reports free plus what the node's own
+    /// device tier already holds (its own buffers are not pressure).
+    /// </summary>
+    private static Func<long?>? DeviceTelemetry(ActorInferSettings settings, NodeModel model) =>
+        settings.IsCuda && model.Tiers is { } tiers
+            ? () => Runtime.Tiers.MachineMemory.Device().Free + tiers.Device.BytesHeld
+            : null;
 
     public async ValueTask DisposeAsync()
     {
