@@ -66,6 +66,7 @@ internal sealed class GatewayActor : ReceiveActor
             _metrics.Drops.Inc(m.Batches);
             _metrics.Requeues.Inc(m.Sequences);
         });
+        Receive<SchedulerProtocol.PolicyHonoured>(m => _metrics.PressureHonour.Observe(m.Elapsed.TotalSeconds));
         Receive<SchedulerProtocol.BlockStarted>(_ => { });
         Receive<SchedulerProtocol.BlockFinished>(_ => { });
         Receive<PlannerProtocol.PolicyChanged>(_ =>

@@ -97,8 +97,8 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         var layers = Layers(engine);
         var gate = CreateTestProbe();
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
-        scheduler.Tell(new Observe(TestActor));
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
         scheduler.Tell(new Enqueue(Enumerable.Range(0, 6).Select(Item).ToArray()));
         ExpectMsg<BlockStarted>(m => m.Block == 1 && m.Sequences == 6 && m.GpuBatches == 3);
 
@@ -114,6 +114,8 @@ public sealed class ElasticSpecs : TestKit, IDisposable
 
         var dropped = ExpectMsg<BatchesDropped>();
         Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
+        var honoured = ExpectMsg<PolicyHonoured>();
+        Assert.True(honoured.Dropped && honoured.Elapsed > TimeSpan.Zero, $"{honoured}");
         // The dropped sequences carry their progress: their prompts and the token each chose in the prefill.
         Assert.Equal(Enumerable.Range(2, 4).Sum(i => Request(i).Prompt.TokenIds!.Count) + 4, dropped.TokensToRecompute);
         var results = new Dictionary<string, string>();
@@ -138,7 +140,8 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         var random = new Random(2026);
         Func<BlockPolicy> pick = () => new BlockPolicy(1 + random.Next(3), 1 + random.Next(3), "random");
         // Every block start and every finished block brings a new policy: most arrive while a block runs.
-        var chaos = Sys.ActorOf(Akka.Actor.Props.Create(() => new Chaos(scheduler, pick)));
+        var sent = new[] { 1 }; // the starting policy below; the chaos actor counts the ones it sends
+        var chaos = Sys.ActorOf(Akka.Actor.Props.Create(() => new Chaos(scheduler, pick, sent)));
         scheduler.Tell(new Observe(chaos));
         scheduler.Tell(new Observe(TestActor));
         const int count = 40;
@@ -147,10 +150,12 @@ public sealed class ElasticSpecs : TestKit, IDisposable
 
         var results = new Dictionary<string, string>();
         var drops = 0;
+        var honoured = 0;
         while (results.Count < count)
         {
             var message = ExpectMsg<object>(TimeSpan.FromSeconds(60));
             if (message is BatchesDropped) drops++;
+            if (message is PolicyHonoured) honoured++;
             if (message is Finished finished)
                 foreach (var r in finished.Results)
                     Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
@@ -160,6 +165,9 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         // Nothing is answered after every request has been: no request ran twice.
         var late = ReceiveWhile<object>(TimeSpan.FromMilliseconds(300), m => m);
         Assert.DoesNotContain(late, m => m is Finished);
+        honoured += late.Count(m => m is PolicyHonoured);
+        // Every policy sent was honoured once: the block shed its batches, fitted it already, or ended.
+        Assert.Equal(Volatile.Read(ref sent[0]), honoured);
         Sys.Stop(scheduler);
         engine.Dispose();
         owner.Dispose();
@@ -167,10 +175,15 @@ public sealed class ElasticSpecs : TestKit, IDisposable
 
     private sealed class Chaos : ReceiveActor
     {
-        public Chaos(IActorRef scheduler, Func<BlockPolicy> pick)
+        public Chaos(IActorRef scheduler, Func<BlockPolicy> pick, int[] sent)
         {
-            Receive<BlockStarted>(_ => scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None)));
-            Receive<BlockFinished>(_ => scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None)));
+            void Send()
+            {
+                Interlocked.Increment(ref sent[0]);
+                scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None));
+            }
+            Receive<BlockStarted>(_ => Send());
+            Receive<BlockFinished>(_ => Send());
             ReceiveAny(_ => { });
         }
     }

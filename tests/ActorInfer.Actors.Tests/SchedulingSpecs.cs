@@ -20,6 +20,8 @@ public sealed class SchedulingSpecs : TestKit, IDisposable
 
     public SchedulingSpecs() : base(TestModels.ActorConfig)
     {
+        // These specs follow blocks; when each policy is honoured is ElasticSpecs' business.
+        IgnoreMessages(m => m is PolicyHonoured);
         _engine = new ResidentEngine(_model, _factory.Decode);
     }
 

@@ -109,6 +109,7 @@ public sealed class MetricsTests(GatewayFixture node)
             var text = await Scrape();
             Assert.True(Value(text, "actorinfer_batch_drops_total") > before, "no GPU batch was dropped in five tries");
             Assert.True(Value(text, "actorinfer_requeues_total") > 0);
+            Assert.True(Value(text, "actorinfer_pressure_honour_seconds_count") > 0, "the time to honour the smaller budget was not recorded");
         }
         finally
         {

@@ -27,6 +27,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private BlockPolicy? _policy;
     // Set when a smaller policy arrives mid-block: the running block sheds GPU batches at the next step boundary.
     private int? _shrinkTo;
+    // Arrival times of the policies waiting for the running block to shed batches.
+    private readonly List<long> _waitingSince = [];
     private long _requeues;
     private int _blockCount;
     private Block? _block;
@@ -63,11 +65,26 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {
             _policy = m.Policy;
-            if (_block is null) TryStartBlock();
+            if (_block is null)
+            {
+                Publish(new PolicyHonoured(TimeSpan.Zero, Dropped: false));
+                TryStartBlock();
+            }
             else
             {
                 var allowed = m.Policy?.BlockSize ?? 0;
-                if (allowed < _block.Running) _shrinkTo = allowed;
+                if (allowed < _block.Running)
+                {
+                    _shrinkTo = allowed;
+                    _waitingSince.Add(System.Diagnostics.Stopwatch.GetTimestamp());
+                }
+                else
+                {
+                    // A policy that fits the running block supersedes a pending shrink.
+                    _shrinkTo = null;
+                    HonourWaiting(dropped: false);
+                    Publish(new PolicyHonoured(TimeSpan.Zero, Dropped: false));
+                }
                 _log.Info("policy {0} takes effect at the next block (block {1} is running{2})", m.Policy?.ToString() ?? "none", _block.Id,
                     _shrinkTo is { } to ? $"; it sheds GPU batches down to {to} sequences at the next step" : "");
             }
@@ -165,8 +182,12 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// <summary>Embeds every batch still generating and sends the first (layer 0, first batch) computation.</summary>
     private void StartStep(Block block, TokenStep step)
     {
-        if (_shrinkTo is { } allowed && !step.IsPrefill) Shed(block, allowed);
-        _shrinkTo = null;
+        if (_shrinkTo is { } allowed && !step.IsPrefill)
+        {
+            Shed(block, allowed);
+            _shrinkTo = null;
+            HonourWaiting(dropped: true);
+        }
         block.Step = step;
         block.Active = Enumerable.Range(0, block.Work.Length)
             .Where(b => block.Work[b] is { } w && (step.IsPrefill || !w.AllFinished))
@@ -180,6 +201,12 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
         block.CursorPosition = 0;
         Dispatch(block);
+    }
+
+    private void HonourWaiting(bool dropped)
+    {
+        foreach (var since in _waitingSince) Publish(new PolicyHonoured(System.Diagnostics.Stopwatch.GetElapsedTime(since), dropped));
+        _waitingSince.Clear();
     }
 
     /// <summary>
@@ -261,6 +288,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         }
         block.Dispose();
         _block = null;
+        // A block that ends before shedding honours whatever waited for it: it holds nothing now.
+        _shrinkTo = null;
+        HonourWaiting(dropped: false);
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));

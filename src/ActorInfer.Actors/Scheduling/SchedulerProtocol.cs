@@ -59,6 +59,12 @@ public static class SchedulerProtocol
 
     public sealed record BlockFinished(int Block, int Sequences, int Steps);
 
+    /// <summary>
+    /// A policy (and the budget behind it) is honoured: the running block holds no more sequences than it allows.
+    /// <paramref name="Elapsed"/> runs from the policy's arrival; zero when the block already fitted.
+    /// </summary>
+    public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped);
+
     /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>
     public sealed record BatchesDropped(int Block, int Batches, int Sequences, int TokensToRecompute);
 
