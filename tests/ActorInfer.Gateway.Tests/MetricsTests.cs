@@ -116,4 +116,30 @@ public sealed class MetricsTests(GatewayFixture node)
             await admin.PostAsync("/admin/pressure", GatewayFixture.Json("""{"tier": "cpu", "budget": "clear"}"""));
         }
     }
+
+    [Fact]
+    public async Task The_pressure_command_reaches_the_node_through_its_url()
+    {
+        var root = new System.CommandLine.RootCommand("test");
+        foreach (var c in ActorInfer.Cli.Commands.CommandCatalog.All()) root.Subcommands.Add(c);
+        const string series = "actorinfer_memory_budget_bytes{tier=\"disk\"}";
+        try
+        {
+            var error = new StringWriter();
+            var code = ActorInfer.Cli.CliRunner.Run(root,
+                ["pressure", "--node", node.BaseAddress.ToString(), "--api-key", GatewayFixture.AdminKey, "--tier", "disk", "--budget", "77MiB"], error);
+            Assert.True(code == 0, error.ToString());
+            await GatewayFixture.Poll(async () => Value(await Scrape(), series), v => v == 77 * 1024 * 1024, Timeout);
+
+            code = ActorInfer.Cli.CliRunner.Run(root,
+                ["pressure", "--node", node.BaseAddress.ToString(), "--api-key", "sk-wrong", "--tier", "disk", "--budget", "1GiB"], error);
+            Assert.NotEqual(0, code);
+            Assert.Contains("401", error.ToString());
+        }
+        finally
+        {
+            using var admin = node.Client(GatewayFixture.AdminKey);
+            await admin.PostAsync("/admin/pressure", GatewayFixture.Json("""{"tier": "disk", "budget": "clear"}"""));
+        }
+    }
 }
