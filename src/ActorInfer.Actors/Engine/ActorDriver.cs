@@ -21,6 +21,27 @@ public sealed class ActorDriver : IDisposable
     {
         _system = system;
         _scheduler = scheduler;
+        var events = system.ActorOf(Props.Create(() => new EventLog(Honoured, Drops)));
+        scheduler.Tell(new SchedulerProtocol.Observe(events));
+    }
+
+    /// <summary>Each policy's time until the running block fitted it, in arrival order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.PolicyHonoured> Honoured { get; } = new();
+
+    public System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.BatchesDropped> Drops { get; } = new();
+
+    /// <summary>A new block policy for the scheduler (as the planner would publish for a new budget).</summary>
+    public void SetPolicy(BlockPolicy? policy) => _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, TierBudgets.None));
+
+    private sealed class EventLog : ReceiveActor
+    {
+        public EventLog(System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.PolicyHonoured> honoured,
+            System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.BatchesDropped> drops)
+        {
+            Receive<SchedulerProtocol.PolicyHonoured>(honoured.Enqueue);
+            Receive<SchedulerProtocol.BatchesDropped>(drops.Enqueue);
+            ReceiveAny(_ => { });
+        }
     }
 
     /// <summary>The dispatcher every tensor-issuing actor shares: one dedicated thread (see reference.conf).</summary>

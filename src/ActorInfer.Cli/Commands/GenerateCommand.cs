@@ -21,22 +21,41 @@ public static class GenerateCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per GPU batch when no policy says otherwise (same as --gpu-batch-size).", DefaultValueFactory = _ => 8 };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Write an error line for a bad input line and go on with the others." };
         var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape instead of a checkpoint." };
+        var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (JSONL: {\"at_ms\": T | \"at_step\": K, \"tier\": \"gpu\"|\"cpu\", \"budget\": \"6GiB\"}) against the job." };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy, pressure }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
         {
             var options = new GenerateOptions(
                 parse.GetValue(model)!, parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(device)!,
-                parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy), policy.Read(parse));
+                parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy), policy.Read(parse))
+            {
+                Pressure = parse.GetValue(pressure),
+            };
             return Generate(options);
         });
         return command;
     }
 
     public sealed record GenerateOptions(string Model, FileInfo Input, FileInfo Output, string Device, string? DType,
-        int BatchSize, bool KeepGoing, bool Dummy, PolicyChoice Policy);
+        int BatchSize, bool KeepGoing, bool Dummy, PolicyChoice Policy)
+    {
+        public FileInfo? Pressure { get; init; }
+    }
+
+    /// <summary>Events sent and honoured, the time to honour them, drops and requeues.</summary>
+    private static string PressureSummary(EngineSetup setup, PressureReplay replay)
+    {
+        var driver = setup.Driver!;
+        var times = driver.Honoured.Select(h => h.Elapsed.TotalMilliseconds).Order().ToArray();
+        var drops = driver.Drops.ToArray();
+        var median = times.Length == 0 ? 0 : times[times.Length / 2];
+        var max = times.Length == 0 ? 0 : times[^1];
+        return $"pressure: {replay.Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
+               $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued";
+    }
 
     public static int Generate(GenerateOptions o)
     {
@@ -62,7 +81,16 @@ public static class GenerateCommand
         var good = lines.Where(l => l.Sequence is not null).ToList();
         if (good.Count == 0) throw new CliException("no input line is a valid request");
         var workload = new Workload(good.Max(l => l.Sequence!.PromptIds.Count), good.Max(l => l.Sequence!.Request.MaxTokens));
+        var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
+        if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
         using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize);
+        using var replay = schedule is null ? null : new PressureReplay(setup, schedule, workload.PromptLength, workload.GenerationLength);
+        if (replay is not null)
+        {
+            setup.Actors(factory, out var offloaded);
+            offloaded.StepDone = replay.OnStep;
+            replay.Start();
+        }
         var results = new string?[lines.Count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
 
@@ -90,6 +118,7 @@ public static class GenerateCommand
                 report(done);
             }
         });
+        if (replay is not null) Console.Error.WriteLine(PressureSummary(setup, replay));
         File.WriteAllLines(partial, results.Select(r => r!));
         File.Move(partial, o.Output.FullName, overwrite: true);
         if (bad.Count > 0)

@@ -51,6 +51,13 @@ public sealed class EngineSetup : IDisposable
         return _actors;
     }
 
+    /// <summary>A new block policy for the actor-driven runs (the pressure replay's).</summary>
+    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy) =>
+        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy);
+
+    /// <summary>The actor driver, once blocks have run (or been prepared to run) through the actors.</summary>
+    public ActorInfer.Actors.Engine.ActorDriver? Driver => _actors;
+
     private ActorInfer.Actors.Engine.ActorDriver? _actors;
     private ActorInfer.Actors.Engine.OffloadedEngine? _offloaded;
     public Device Device => Tiers.Device.Device;

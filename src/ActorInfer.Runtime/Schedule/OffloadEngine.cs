@@ -60,6 +60,14 @@ public sealed class OffloadEngine : IDisposable
         return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu);
     }
 
+    /// <summary>What a block of full GPU batches of this geometry and length would hold per tier, weights included.</summary>
+    public PlacementPlan PlanBlock(int gpuBatchSize, int numGpuBatches, int paddedLength, int capacity)
+    {
+        var policy = new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention };
+        var shapes = Enumerable.Range(0, numGpuBatches).Select(_ => new BatchShape(gpuBatchSize, paddedLength, capacity)).ToArray();
+        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
+    }
+
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
     public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block) => SplitBatches(block, Policy);
 

@@ -1,0 +1,106 @@
+using ActorInfer.Actors.Planner;
+using ActorInfer.Planning;
+
+namespace ActorInfer.Cli.Engine;
+
+/// <summary>
+/// Replays a pressure schedule against a job running through the actors: each event changes a tier's budget,
+/// the largest block geometry whose placement fits the budgets becomes the scheduler's policy, and a running
+/// block sheds GPU batches at its next step boundary when the new policy is smaller. Weights stay where the
+/// run's policy placed them. Steps count the job's decoding steps; while a budget leaves nothing able to run,
+/// no step passes, so the next step-timed event follows at once.
+/// </summary>
+public sealed class PressureReplay : IDisposable
+{
+    private readonly EngineSetup _setup;
+    private readonly IReadOnlyList<PressureEvent> _events;
+    private readonly int _promptLength;
+    private readonly int _capacity;
+    private readonly Lock _gate = new();
+    private readonly List<Timer> _timers = [];
+    private long _gpu;
+    private long _cpu;
+    private int _steps;
+    private int _next;
+
+    public PressureReplay(EngineSetup setup, IReadOnlyList<PressureEvent> events, int promptLength, int generationLength)
+    {
+        _setup = setup;
+        _events = events;
+        _promptLength = promptLength;
+        _capacity = promptLength + generationLength;
+        _gpu = setup.Tiers.Device.BudgetBytes;
+        _cpu = setup.Tiers.Cpu.BudgetBytes;
+        // Refuse a schedule that ends below what one sequence needs: the job could never finish.
+        long gpu = _gpu, cpu = _cpu;
+        foreach (var e in events)
+            if (e.Tier == "gpu") gpu = e.Budget; else cpu = e.Budget;
+        if (PolicyFor(gpu, cpu) is null)
+        {
+            var one = setup.Engine.PlanBlock(1, 1, promptLength, _capacity).Total;
+            throw new CliException($"--pressure: after the last event (line {events[^1].Line}) the budgets (gpu {ByteSize.Format(gpu)}, " +
+                $"cpu {ByteSize.Format(cpu)}) are below what one sequence needs (gpu {ByteSize.Format(one.Device)}, cpu {ByteSize.Format(one.Cpu)}): nothing could finish");
+        }
+    }
+
+    public int Sent { get; private set; }
+
+    /// <summary>The largest block (fewest batches dropped first: GPU batches, then their size) whose placement fits.</summary>
+    public BlockPolicy? PolicyFor(long gpu, long cpu)
+    {
+        var p = _setup.Policy;
+        for (var batches = p.NumGpuBatches; batches >= 1; batches--)
+            for (var size = p.GpuBatchSize; size >= 1; size--)
+            {
+                var total = _setup.Engine.PlanBlock(size, batches, _promptLength, _capacity).Total;
+                if (total.Device <= gpu && total.Cpu <= cpu) return new BlockPolicy(size, batches, $"fits gpu {ByteSize.Format(gpu)}, cpu {ByteSize.Format(cpu)}");
+            }
+        return null;
+    }
+
+    /// <summary>Starts the clock of the <c>at_ms</c> events; <c>at_step</c> events follow <see cref="OnStep"/>.</summary>
+    public void Start()
+    {
+        foreach (var e in _events.Where(e => e.AtMs is not null))
+            _timers.Add(new Timer(_ => Apply(e), null, TimeSpan.FromMilliseconds(e.AtMs!.Value), Timeout.InfiniteTimeSpan));
+        ApplyDueSteps();
+    }
+
+    /// <summary>Counts decoding steps over the whole job (called on the tensor thread after each step).</summary>
+    public void OnStep(int step)
+    {
+        if (step == 0) return;
+        Interlocked.Increment(ref _steps);
+        ApplyDueSteps();
+    }
+
+    private void ApplyDueSteps()
+    {
+        var stepEvents = _events.Where(e => e.AtStep is not null).ToList();
+        lock (_gate)
+            while (_next < stepEvents.Count && stepEvents[_next].AtStep <= Volatile.Read(ref _steps))
+                Apply(stepEvents[_next++]);
+    }
+
+    private void Apply(PressureEvent e)
+    {
+        lock (_gate)
+        {
+            if (e.Tier == "gpu") _gpu = e.Budget; else _cpu = e.Budget;
+            Sent++;
+            var policy = PolicyFor(_gpu, _cpu);
+            _setup.SetPolicy(policy);
+            // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
+            if (policy is null)
+            {
+                var stepEvents = _events.Where(x => x.AtStep is not null).ToList();
+                if (_next < stepEvents.Count && !ReferenceEquals(stepEvents[_next], e)) Apply(stepEvents[_next++]);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _timers) t.Dispose();
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.RegularExpressions;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Schedule;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Cli.Tests;
+
+/// <summary>`generate --pressure FILE`: a budget schedule replayed against a running job through the actors.</summary>
+public class PressureReplayTests
+{
+    private static readonly string Model = Fixtures.HfOpt("opt-tiny");
+    private const int Requests = 24, MaxTokens = 20;
+
+    private static string Input(string work)
+    {
+        var path = Path.Combine(work, "in.jsonl");
+        File.WriteAllLines(path, Enumerable.Range(0, Requests).Select(i =>
+            $"{{\"prompt\":[2,{string.Join(",", Enumerable.Range(0, 4 + i % 4).Select(j => 10 + (i * 7 + j) % 900))}],\"max_tokens\":{MaxTokens},\"temperature\":0,\"ignore_eos\":true}}"));
+        return path;
+    }
+
+    /// <summary>What the device tier holds for a block of this geometry (all on the device, float32 on the CPU).</summary>
+    private static long DeviceBytes(int batchSize, int batches)
+    {
+        var config = OptConfigs.Resolve(Model);
+        using var source = SafetensorsCheckpoint.Open(Model);
+        var policy = new Policy(batchSize, batches, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu);
+        const int prompt = 8; // the longest prompt above: </s> + 7 tokens
+        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt, MaxTokens).Total.Device;
+    }
+
+    private static List<string> OutputIds(string path) =>
+        CliHarness.ReadJsonl(path).Select(r => r.GetProperty("output_ids").GetRawText()).ToList();
+
+    [Fact]
+    public void A_budget_that_shrinks_and_grows_again_drops_batches_and_changes_no_output()
+    {
+        var work = CliHarness.TempDir();
+        var input = Input(work);
+        string[] common = ["generate", "--model", Model, "--input", input, "--gpu-batch-size", "2", "--num-gpu-batches", "3", "--engine", "actors"];
+        var (code, _, error) = CliHarness.Run([.. common, "--output", Path.Combine(work, "ref.jsonl")]);
+        Assert.True(code == 0, error);
+
+        var pressure = Path.Combine(work, "pressure.jsonl");
+        File.WriteAllLines(pressure,
+        [
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            $"{{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}}",
+        ]);
+        (code, _, error) = CliHarness.Run([.. common, "--output", Path.Combine(work, "out.jsonl"), "--pressure", pressure]);
+        Assert.True(code == 0, error);
+        Assert.Equal(OutputIds(Path.Combine(work, "ref.jsonl")), OutputIds(Path.Combine(work, "out.jsonl")));
+        var summary = Regex.Match(error, @"pressure: (\d+) events sent, (\d+) honoured .*; (\d+) GPU batches dropped, (\d+) sequences requeued");
+        Assert.True(summary.Success, error);
+        Assert.Equal("2", summary.Groups[1].Value);
+        Assert.Equal("2", summary.Groups[2].Value);
+        Assert.True(int.Parse(summary.Groups[3].Value) > 0, error);
+        Assert.True(int.Parse(summary.Groups[4].Value) > 0, error);
+    }
+
+    [Theory]
+    [InlineData("{\"at_step\": 1, \"tier\": \"gpu\"}", "'budget' is required")]
+    [InlineData("{\"at_step\": 1, \"at_ms\": 5, \"tier\": \"gpu\", \"budget\": \"1GiB\"}", "exactly one of 'at_ms' and 'at_step'")]
+    [InlineData("{\"at_step\": -1, \"tier\": \"gpu\", \"budget\": \"1GiB\"}", "'at_step'")]
+    [InlineData("{\"at_step\": 1, \"tier\": \"tpu\", \"budget\": \"1GiB\"}", "'tier'")]
+    [InlineData("{\"at_step\": 1, \"tier\": \"gpu\", \"budget\": \"lots\"}", "'budget'")]
+    [InlineData("{\"at_step\": 1, \"tier\": \"gpu\", \"budget\": \"1GiB\", \"why\": 1}", "unknown field 'why'")]
+    [InlineData("{\"at_step\": 1, \"tier\": \"gpu\", \"budget\": 1}", "below what one sequence needs")]
+    [InlineData("not json", "not valid JSON")]
+    public void A_bad_schedule_is_refused_naming_the_line_and_field(string line, string expected)
+    {
+        var work = CliHarness.TempDir();
+        var pressure = Path.Combine(work, "pressure.jsonl");
+        File.WriteAllLines(pressure, ["{\"at_ms\": 0, \"tier\": \"cpu\", \"budget\": \"8GiB\"}", line]);
+        var (code, _, error) = CliHarness.Run("generate", "--model", Model, "--input", Input(work), "--output", Path.Combine(work, "out.jsonl"),
+            "--pressure", pressure);
+        Assert.NotEqual(0, code);
+        Assert.Contains(expected, error);
+        if (!expected.Contains("one sequence")) Assert.Contains("line 2", error);
+        Assert.False(File.Exists(Path.Combine(work, "out.jsonl")));
+    }
+}
