@@ -25,7 +25,7 @@ public sealed class ConfigurationSpecs
         Assert.Equal(0, s.WeightsSeed);
         Assert.Equal(0, s.RequestSeed);
         Assert.Equal(new MemorySettings(null, null, null, TimeSpan.FromSeconds(2), 64L << 20), s.Memory);
-        Assert.Equal(new SchedulerSettings(8, 4), s.Scheduler);
+        Assert.Equal(new SchedulerSettings(8, 4, TimeSpan.FromMinutes(10)), s.Scheduler);
         Assert.Equal(new ControlSettings(TimeSpan.FromMilliseconds(200)), s.Control);
         Assert.Equal(new PersistenceSettings(PersistenceProvider.Sqlite, "persistence/journal.db", "persistence/snapshots.db", "", "public", 500),
             s.Persistence);

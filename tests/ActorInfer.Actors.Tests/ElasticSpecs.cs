@@ -188,5 +188,30 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         }
     }
 
+    [Fact]
+    public void Requests_that_can_never_fit_wait_then_fail_with_the_reason_and_later_ones_run_when_memory_returns()
+    {
+        var engine = ResidentEngine();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null, maxWaitForMemory: TimeSpan.FromMilliseconds(400)));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(null, Memory.TierBudgets.None));
+        scheduler.Tell(new Enqueue([Item(0), Item(1)]));
+
+        // Nothing fits: no block starts, and after the limit both fail, naming why.
+        var failed = ExpectMsg<Finished>(TimeSpan.FromSeconds(10));
+        var lines = failed.Results.ToList();
+        if (lines.Count < 2) lines.AddRange(ExpectMsg<Finished>(TimeSpan.FromSeconds(10)).Results);
+        Assert.Equal(["k0", "k1"], lines.Select(r => r.Key).Order());
+        Assert.All(lines, r => Assert.Contains("no memory", r.ResultLine));
+        scheduler.Tell(GetStatus.Instance);
+        Assert.Equal(0, ExpectMsg<SchedulerStatus>().Queued);
+
+        // Memory returns: a new request runs and its tokens are the reference's.
+        scheduler.Tell(new Enqueue([Item(2)]));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "back"), Memory.TierBudgets.None));
+        var done = ExpectMsg<Finished>(TimeSpan.FromSeconds(30));
+        Assert.Equal(Reference(3)["k2"], OutputIds(done.Results.Single().ResultLine));
+        engine.Dispose();
+    }
+
     public new void Dispose() => base.Dispose();
 }

@@ -14,7 +14,7 @@ public sealed record MemorySettings(
     TimeSpan TelemetryInterval,
     long TelemetryChangeThreshold);
 
-public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches);
+public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches, TimeSpan MaxWaitForMemory);
 
 public sealed record ControlSettings(TimeSpan PollInterval);
 

@@ -93,7 +93,8 @@ public static class SettingsLoader
             r.Bytes("actorinfer.memory.telemetry-change-threshold"));
         var scheduler = new SchedulerSettings(
             r.PositiveInt("actorinfer.scheduler.max-gpu-batch-size"),
-            r.PositiveInt("actorinfer.scheduler.max-gpu-batches"));
+            r.PositiveInt("actorinfer.scheduler.max-gpu-batches"),
+            r.Duration("actorinfer.scheduler.max-wait-for-memory"));
         var control = new ControlSettings(r.Duration("actorinfer.control.poll-interval"));
         var provider = r.OneOf("actorinfer.persistence.provider", "sqlite", "postgresql") == "sqlite"
             ? PersistenceProvider.Sqlite

@@ -80,7 +80,7 @@ public sealed class ActorInferNode : IAsyncDisposable
             var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
                 .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
                 .ToArray();
-            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner), "scheduler");
+            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner, settings.Scheduler.MaxWaitForMemory), "scheduler");
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control);

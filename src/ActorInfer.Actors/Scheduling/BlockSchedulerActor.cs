@@ -33,8 +33,20 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private int _blockCount;
     private Block? _block;
 
-    public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner)
+    private readonly TimeSpan? _maxWaitForMemory;
+    // When each queued request (by key) began waiting; only waits while no policy fits count against the limit.
+    private readonly Dictionary<string, long> _waitingSinceNoMemory = [];
+    private ICancelable? _memoryCheck;
+
+    private sealed record CheckMemoryWait
     {
+        public static readonly CheckMemoryWait Instance = new();
+    }
+
+    public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
+        TimeSpan? maxWaitForMemory = null)
+    {
+        _maxWaitForMemory = maxWaitForMemory;
         _engine = engine;
         _factory = factory;
         _layers = layers;
@@ -44,7 +56,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
 
     protected override void PreStart() => _planner?.Tell(new PlannerProtocol.Subscribe(Self));
 
-    protected override void PostStop() => _block?.Dispose();
+    protected override void PostStop()
+    {
+        _memoryCheck?.Cancel();
+        _block?.Dispose();
+    }
 
     private void Common()
     {
@@ -52,6 +68,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         {
             foreach (var item in m.Items) _queue.Enqueue((item, Sender), (-item.Priority, _arrivals++));
             if (_block is null) TryStartBlock();
+            WatchMemoryWait();
         });
         Receive<Withdraw>(m =>
         {
@@ -65,6 +82,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {
             _policy = m.Policy;
+            WatchMemoryWait();
             if (_block is null)
             {
                 Publish(new PolicyHonoured(TimeSpan.Zero, Dropped: false));
@@ -89,6 +107,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
                     _shrinkTo is { } to ? $"; it sheds GPU batches down to {to} sequences at the next step" : "");
             }
         });
+        Receive<CheckMemoryWait>(_ => FailWhatWaitedTooLong());
         Receive<Observe>(m =>
         {
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
@@ -203,6 +222,44 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Dispatch(block);
     }
 
+    /// <summary>
+    /// With no policy (the budgets leave no room for one sequence), queued requests start their wait; any that has
+    /// waited the limit fails with the reason. A policy that fits ends every wait.
+    /// </summary>
+    private void WatchMemoryWait()
+    {
+        if (_maxWaitForMemory is not { } limit) return;
+        if (_policy is not null || _queue.Count == 0)
+        {
+            _waitingSinceNoMemory.Clear();
+            _memoryCheck?.Cancel();
+            _memoryCheck = null;
+            return;
+        }
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var (item, _) in _queue.UnorderedItems.Select(e => e.Element)) _waitingSinceNoMemory.TryAdd(item.Key, now);
+        if (_memoryCheck is null)
+            _memoryCheck = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(limit / 4, limit / 4, Self, CheckMemoryWait.Instance, Self);
+    }
+
+    private void FailWhatWaitedTooLong()
+    {
+        if (_maxWaitForMemory is not { } limit || _policy is not null) return;
+        var expired = _queue.UnorderedItems
+            .Where(e => _waitingSinceNoMemory.TryGetValue(e.Element.Item.Key, out var since) && System.Diagnostics.Stopwatch.GetElapsedTime(since) >= limit)
+            .ToList();
+        if (expired.Count == 0) return;
+        var kept = _queue.UnorderedItems.Except(expired).ToList();
+        _queue.Clear();
+        foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
+        var reason = $"no memory: the budgets leave no room for one sequence of this model, and the request waited {limit.TotalSeconds:0.#} s for that to change";
+        foreach (var group in expired.Select(e => e.Element).GroupBy(e => e.ReplyTo))
+            group.Key.Tell(new Finished(0, group.Select(e => new FinishedItem(e.Item.Key, CompletionJson.ErrorLine(e.Item.Id, 0, "", reason))).ToArray()));
+        foreach (var e in expired) _waitingSinceNoMemory.Remove(e.Element.Item.Key);
+        _log.Warning("{0} requests failed after waiting {1} for memory", expired.Count, limit);
+        WatchMemoryWait();
+    }
+
     private void HonourWaiting(bool dropped)
     {
         foreach (var since in _waitingSince) Publish(new PolicyHonoured(System.Diagnostics.Stopwatch.GetElapsedTime(since), dropped));
@@ -296,6 +353,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));
         Become(Idle);
         TryStartBlock();
+        WatchMemoryWait();
     }
 
     private void Publish(object message)

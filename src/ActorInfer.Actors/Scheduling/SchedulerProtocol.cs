@@ -70,7 +70,9 @@ public static class SchedulerProtocol
 
     /// <param name="layers">The layer actors, in layer order.</param>
     /// <param name="planner">The policy-planner actor to subscribe to; null to take <see cref="PlannerProtocol.PolicyChanged"/> from anyone.</param>
-    public static Props Props(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner) =>
-        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner))
+    /// <param name="maxWaitForMemory">How long queued requests wait while no policy fits one sequence before they fail; null: forever.</param>
+    public static Props Props(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
+        TimeSpan? maxWaitForMemory = null) =>
+        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner, maxWaitForMemory))
             .WithDispatcher(ActorInferSettings.TensorDispatcher);
 }
