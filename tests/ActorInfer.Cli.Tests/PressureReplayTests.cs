@@ -60,6 +60,23 @@ public class PressureReplayTests
         Assert.True(int.Parse(summary.Groups[4].Value) > 0, error);
     }
 
+    [Fact]
+    public void Bench_replays_a_schedule_during_a_measured_run()
+    {
+        var work = CliHarness.TempDir();
+        var pressure = Path.Combine(work, "pressure.jsonl");
+        File.WriteAllLines(pressure,
+        [
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            "{\"at_ms\": 60000, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
+        ]);
+        var (code, output, error) = CliHarness.Run("bench", "--model", Model, "--prompt-len", "8", "--gen-len", $"{MaxTokens}",
+            "--gpu-batch-size", "2", "--num-gpu-batches", "3", "--pressure", pressure, "--json");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"pressure: \d+ events sent, \d+ honoured .*; [1-9]\d* GPU batches dropped", error);
+        Assert.True(System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("total_throughput").GetDouble() > 0);
+    }
+
     [Theory]
     [InlineData("{\"at_step\": 1, \"tier\": \"gpu\"}", "'budget' is required")]
     [InlineData("{\"at_step\": 1, \"at_ms\": 5, \"tier\": \"gpu\", \"budget\": \"1GiB\"}", "exactly one of 'at_ms' and 'at_step'")]

@@ -20,9 +20,21 @@ public sealed record TierPeaks(long Device, long Cpu, long Disk);
 /// <summary>Runs the block a warm-up time and then <c>repeat</c> measured times with random prompts of the asked length.</summary>
 public static class BenchRunner
 {
-    public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log)
+    /// <param name="pressure">A budget schedule replayed during one measured run after the warm-up (through the actors).</param>
+    public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log,
+        IReadOnlyList<Engine.PressureEvent>? pressure = null)
     {
         var blockSize = setup.Policy.BlockSize;
+        if (pressure is not null)
+        {
+            using var replay = new Engine.PressureReplay(setup, pressure, promptLength, generationLength);
+            log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
+            Measure(setup, promptLength, generationLength, seed: 999);
+            var pressed = Measure(setup, promptLength, generationLength, seed: 0, replay: replay);
+            log($"run under pressure: prefill {pressed.PrefillSeconds:F3} s, decode {pressed.DecodeSeconds:F3} s, total {pressed.TotalThroughput:F2} token/s");
+            log(replay.Summary(setup.Driver!));
+            return [pressed];
+        }
         // The warm-up is a whole measured run: the first pass over each shape pays for kernel selection and allocator growth.
         log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
         Measure(setup, promptLength, generationLength, seed: 999);
@@ -91,7 +103,8 @@ public static class BenchRunner
         }
     }
 
-    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null)
+    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null,
+        Engine.PressureReplay? replay = null)
     {
         var config = setup.Config;
         var random = new Random(seed);
@@ -126,7 +139,12 @@ public static class BenchRunner
         {
             var factory = new CompletionFactory(config, null);
             var driver = setup.Actors(factory, out var offloaded);
-            offloaded.StepDone = step => StepDone(new TokenStep(step));
+            offloaded.StepDone = step =>
+            {
+                StepDone(new TokenStep(step));
+                replay?.OnStep(step);
+            };
+            replay?.Start();
             var items = block.Select((s, i) => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem($"{i}", $"{i}", s.Request, s.Seed)).ToArray();
             watch.Restart();
             driver.Run(items, TimeSpan.FromDays(1));

@@ -24,14 +24,18 @@ public static class BenchCommand
         dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
         var repeat = new Option<int>("--repeat") { Description = "Measured runs; the median is reported.", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
+        var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (as for generate) during one measured run, through the actors." };
         var trace = new Option<string?>("--trace") { Description = "Write a timeline (Chrome trace JSON) of one decoding step: copies and compute per stream (CUDA)." };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json, trace }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json, trace, pressure }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
         {
             var choice = policy.Read(parse);
+            var schedule = parse.GetValue(pressure) is { } file ? PressureSchedule.Read(file.FullName) : null;
+            if (schedule is not null && (!choice.ThroughActors || choice.Compare))
+                throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
             var prompt = parse.GetValue(promptLen);
             var gen = parse.GetValue(genLen);
             var runs = parse.GetValue(repeat);
@@ -70,7 +74,7 @@ public static class BenchCommand
                     : $"direct {d.TotalThroughput:F1} token/s, actors {a.TotalThroughput:F1} token/s: actors at {ratio:P1} of direct (medians of {runs})");
                 return 0;
             }
-            var results = BenchRunner.Run(setup, prompt, gen, runs, log);
+            var results = BenchRunner.Run(setup, prompt, gen, runs, log, schedule);
             var median = BenchRunner.Median(results);
             if (parse.GetValue(trace) is { } tracePath)
                 log($"trace of the first decoding step written to {tracePath}: {BenchRunner.Trace(setup, prompt, gen, tracePath)}");

@@ -45,18 +45,6 @@ public static class GenerateCommand
         public FileInfo? Pressure { get; init; }
     }
 
-    /// <summary>Events sent and honoured, the time to honour them, drops and requeues.</summary>
-    private static string PressureSummary(EngineSetup setup, PressureReplay replay)
-    {
-        var driver = setup.Driver!;
-        var times = driver.Honoured.Select(h => h.Elapsed.TotalMilliseconds).Order().ToArray();
-        var drops = driver.Drops.ToArray();
-        var median = times.Length == 0 ? 0 : times[times.Length / 2];
-        var max = times.Length == 0 ? 0 : times[^1];
-        return $"pressure: {replay.Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
-               $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued";
-    }
-
     public static int Generate(GenerateOptions o)
     {
         if (o.BatchSize < 1) throw new CliException($"--batch-size must be at least 1 (got {o.BatchSize})", 2);
@@ -118,7 +106,7 @@ public static class GenerateCommand
                 report(done);
             }
         });
-        if (replay is not null) Console.Error.WriteLine(PressureSummary(setup, replay));
+        if (replay is not null) Console.Error.WriteLine(replay.Summary(setup.Driver!));
         File.WriteAllLines(partial, results.Select(r => r!));
         File.Move(partial, o.Output.FullName, overwrite: true);
         if (bad.Count > 0)

@@ -99,6 +99,17 @@ public sealed class PressureReplay : IDisposable
         }
     }
 
+    /// <summary>Events sent and honoured, the time to honour them, drops and requeues.</summary>
+    public string Summary(ActorInfer.Actors.Engine.ActorDriver driver)
+    {
+        var times = driver.Honoured.Select(h => h.Elapsed.TotalMilliseconds).Order().ToArray();
+        var drops = driver.Drops.ToArray();
+        var median = times.Length == 0 ? 0 : times[times.Length / 2];
+        var max = times.Length == 0 ? 0 : times[^1];
+        return $"pressure: {Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
+               $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued";
+    }
+
     public void Dispose()
     {
         foreach (var t in _timers) t.Dispose();
