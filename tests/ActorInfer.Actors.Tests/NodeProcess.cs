@@ -42,6 +42,13 @@ public sealed class NodeProcess : IDisposable
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero || !_lines.TryTake(out var line, left < TimeSpan.FromMilliseconds(500) ? left : TimeSpan.FromMilliseconds(500)))
             {
+                if (left > TimeSpan.Zero && _process.HasExited)
+                {
+                    // Exit can be seen before the last output lines are delivered; the parameterless wait drains
+                    // the redirected streams.
+                    _process.WaitForExit();
+                    if (_lines.Count > 0) continue;
+                }
                 if (left <= TimeSpan.Zero || _process.HasExited && _lines.Count == 0)
                     throw new Xunit.Sdk.XunitException($"no matching line (exited: {_process.HasExited}); output:\n{string.Join("\n", _seen)}");
                 continue;

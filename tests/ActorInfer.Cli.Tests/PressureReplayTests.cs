@@ -61,6 +61,36 @@ public class PressureReplayTests
     }
 
     [Fact]
+    public void A_recorded_run_draws_as_a_png_with_its_drops()
+    {
+        var work = CliHarness.TempDir();
+        var pressure = Path.Combine(work, "pressure.jsonl");
+        File.WriteAllLines(pressure,
+        [
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            "{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
+        ]);
+        var run = Path.Combine(work, "run");
+        var (code, _, error) = CliHarness.Run("generate", "--model", Model, "--input", Input(work), "--output", Path.Combine(work, "out.jsonl"),
+            "--gpu-batch-size", "2", "--num-gpu-batches", "3", "--pressure", pressure, "--run-dir", run);
+        Assert.True(code == 0, error);
+        var timeline = File.ReadAllLines(Path.Combine(run, "timeline.jsonl"));
+        Assert.Contains(timeline, l => l.Contains("\"kind\":\"drop\""));
+        Assert.Equal(2, timeline.Count(l => l.Contains("\"kind\":\"pressure\"")));
+
+        string output;
+        (code, output, error) = CliHarness.Run("report", "--run", run);
+        Assert.True(code == 0, error);
+        Assert.Matches(@"wrote .*report\.png: \d+ steps, [1-9]\d* drops, 2 pressure events", output);
+        var png = File.ReadAllBytes(Path.Combine(run, "report.png"));
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+
+        (code, _, error) = CliHarness.Run("report", "--run", work);
+        Assert.NotEqual(0, code);
+        Assert.Contains("timeline.jsonl", error);
+    }
+
+    [Fact]
     public void Bench_replays_a_schedule_during_a_measured_run()
     {
         var work = CliHarness.TempDir();

@@ -22,6 +22,11 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     public OffloadEngine Runtime => runtime;
 
+    private long _tokens;
+
+    /// <summary>Tokens chosen so far, over every block (for run timelines).</summary>
+    public long TokensGenerated => Interlocked.Read(ref _tokens);
+
     /// <summary>Called on the tensor thread when a step of the running block has chosen its tokens (0 = prefill).</summary>
     public Action<int>? StepDone { get; set; }
 
@@ -57,7 +62,9 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
     {
         var b = (Batch)batch;
         var session = SessionFor(b);
+        var before = b.Sequences.Sum(s => s.OutputIds.Count);
         session.Block.Run(session.Block.ScheduleLayers - 1, b.Index);
+        Interlocked.Add(ref _tokens, b.Sequences.Sum(s => s.OutputIds.Count) - before);
         if (!session.Block.InStep) StepDone?.Invoke(step.Value);
     }
 

@@ -15,5 +15,6 @@ public static class CommandCatalog
         yield return PressureCommand.Create();
         yield return PlanCommand.Create();
         yield return ProfileCommand.Create();
+        yield return ReportCommand.Create();
     }
 }

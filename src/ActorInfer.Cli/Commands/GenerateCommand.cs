@@ -21,9 +21,10 @@ public static class GenerateCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per GPU batch when no policy says otherwise (same as --gpu-batch-size).", DefaultValueFactory = _ => 8 };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Write an error line for a bad input line and go on with the others." };
         var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape instead of a checkpoint." };
+        var runDir = new Option<DirectoryInfo?>("--run-dir") { Description = "Record the run's timeline (budgets, bytes held, block size, tokens, drops) there, for `actorinfer report`." };
         var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (JSONL: {\"at_ms\": T | \"at_step\": K, \"tier\": \"gpu\"|\"cpu\", \"budget\": \"6GiB\"}) against the job." };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy, pressure }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy, pressure, runDir }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -33,6 +34,7 @@ public static class GenerateCommand
                 parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy), policy.Read(parse))
             {
                 Pressure = parse.GetValue(pressure),
+                RunDir = parse.GetValue(runDir),
             };
             return Generate(options);
         });
@@ -43,6 +45,7 @@ public static class GenerateCommand
         int BatchSize, bool KeepGoing, bool Dummy, PolicyChoice Policy)
     {
         public FileInfo? Pressure { get; init; }
+        public DirectoryInfo? RunDir { get; init; }
     }
 
     public static int Generate(GenerateOptions o)
@@ -73,11 +76,26 @@ public static class GenerateCommand
         if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
         using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize);
         using var replay = schedule is null ? null : new PressureReplay(setup, schedule, workload.PromptLength, workload.GenerationLength);
-        if (replay is not null)
+        if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
+        using var recorder = o.RunDir is null ? null : new RunRecorder(o.RunDir.FullName);
+        if (replay is not null || recorder is not null)
         {
-            setup.Actors(factory, out var offloaded);
-            offloaded.StepDone = replay.OnStep;
-            replay.Start();
+            var driver = setup.Actors(factory, out var offloaded);
+            var drops = 0;
+            offloaded.StepDone = step =>
+            {
+                replay?.OnStep(step);
+                if (recorder is null) return;
+                foreach (var d in driver.Drops.Skip(drops)) recorder.Event("drop", $"{d.Batches} GPU batches, {d.Sequences} sequences");
+                drops = driver.Drops.Count;
+                recorder.Sample(replay?.GpuBudget ?? setup.Tiers.Device.BudgetBytes, replay?.CpuBudget ?? setup.Tiers.Cpu.BudgetBytes,
+                    setup.Tiers.Device.BytesHeld, replay?.BlockSize ?? setup.Policy.BlockSize, offloaded.TokensGenerated);
+            };
+            if (replay is not null)
+            {
+                if (recorder is not null) replay.Applied = e => recorder.Event("pressure", $"{e.Tier} {ActorInfer.Planning.ByteSize.Format(e.Budget)}");
+                replay.Start();
+            }
         }
         var results = new string?[lines.Count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);

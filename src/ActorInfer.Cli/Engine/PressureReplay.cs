@@ -31,6 +31,7 @@ public sealed class PressureReplay : IDisposable
         _capacity = promptLength + generationLength;
         _gpu = setup.Tiers.Device.BudgetBytes;
         _cpu = setup.Tiers.Cpu.BudgetBytes;
+        BlockSize = setup.Policy.BlockSize;
         // Refuse a schedule that ends below what one sequence needs: the job could never finish.
         long gpu = _gpu, cpu = _cpu;
         foreach (var e in events)
@@ -44,6 +45,15 @@ public sealed class PressureReplay : IDisposable
     }
 
     public int Sent { get; private set; }
+
+    public long GpuBudget => _gpu;
+    public long CpuBudget => _cpu;
+
+    /// <summary>The block size of the policy in force (0 while nothing fits).</summary>
+    public int BlockSize { get; private set; }
+
+    /// <summary>Told of every event applied (for the run's timeline).</summary>
+    public Action<PressureEvent>? Applied { get; set; }
 
     /// <summary>The largest block (fewest batches dropped first: GPU batches, then their size) whose placement fits.</summary>
     public BlockPolicy? PolicyFor(long gpu, long cpu)
@@ -89,6 +99,8 @@ public sealed class PressureReplay : IDisposable
             if (e.Tier == "gpu") _gpu = e.Budget; else _cpu = e.Budget;
             Sent++;
             var policy = PolicyFor(_gpu, _cpu);
+            BlockSize = policy?.BlockSize ?? 0;
+            Applied?.Invoke(e);
             _setup.SetPolicy(policy);
             // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
             if (policy is null)

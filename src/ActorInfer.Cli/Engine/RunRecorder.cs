@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace ActorInfer.Cli.Engine;
+
+/// <summary>
+/// Records a run's timeline into <c>DIR/timeline.jsonl</c>: after every decoding step the budgets, the bytes the
+/// device tier holds, the block size and the tokens generated so far; and each pressure event and batch drop.
+/// `actorinfer report --run DIR` draws it.
+/// </summary>
+public sealed class RunRecorder : IDisposable
+{
+    public const string FileName = "timeline.jsonl";
+    private readonly StreamWriter _writer;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Lock _gate = new();
+
+    public RunRecorder(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        _writer = new StreamWriter(Path.Combine(dir, FileName)) { AutoFlush = false };
+    }
+
+    public void Sample(long gpuBudget, long cpuBudget, long deviceBytes, int blockSize, long tokens) =>
+        Write(new Dictionary<string, object>
+        {
+            ["t_ms"] = Math.Round(_clock.Elapsed.TotalMilliseconds, 2), ["kind"] = "step", ["gpu_budget"] = gpuBudget,
+            ["cpu_budget"] = cpuBudget, ["device_bytes"] = deviceBytes, ["block_size"] = blockSize, ["tokens"] = tokens,
+        });
+
+    public void Event(string kind, string detail) =>
+        Write(new Dictionary<string, object> { ["t_ms"] = Math.Round(_clock.Elapsed.TotalMilliseconds, 2), ["kind"] = kind, ["detail"] = detail });
+
+    private void Write(Dictionary<string, object> line)
+    {
+        var text = JsonSerializer.Serialize(line);
+        lock (_gate) _writer.WriteLine(text);
+    }
+
+    public void Dispose()
+    {
+        lock (_gate) _writer.Dispose();
+    }
+}
