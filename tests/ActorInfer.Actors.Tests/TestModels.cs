@@ -1,3 +1,4 @@
+using ActorInfer.TestSupport;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
@@ -43,20 +44,7 @@ public static class TestModels
     public static Config ActorConfig { get; } =
         ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(SettingsLoader.Reference);
 
-    public static string RepositoryRoot
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "ActorInfer.sln"))) return dir.FullName;
-            throw new DirectoryNotFoundException("ActorInfer.sln not found above " + AppContext.BaseDirectory);
-        }
-    }
+    public static string RepositoryRoot => TestPaths.RepositoryRoot;
 
-    public static string TempDir()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), "actorinfer-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    public static string TempDir() => TestPaths.TempDir();
 }

@@ -39,10 +39,5 @@ public static class CliHarness
     public static List<JsonElement> ReadJsonl(string path) =>
         File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
 
-    public static string TempDir()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), "actorinfer-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    public static string TempDir() => TestPaths.TempDir();
 }

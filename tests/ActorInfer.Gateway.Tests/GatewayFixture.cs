@@ -1,3 +1,4 @@
+using ActorInfer.TestSupport;
 using System.CommandLine;
 using System.Net.Http.Headers;
 using System.Text;
@@ -147,22 +148,9 @@ public sealed class GatewayFixture : IAsyncLifetime
 
     private static readonly Lock ConsoleLock = new();
 
-    public static string RepositoryRoot
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-                if (File.Exists(Path.Combine(dir.FullName, "ActorInfer.sln"))) return dir.FullName;
-            throw new DirectoryNotFoundException("ActorInfer.sln not found above " + AppContext.BaseDirectory);
-        }
-    }
+    public static string RepositoryRoot => TestPaths.RepositoryRoot;
 
-    public static string TempDir()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), "actorinfer-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    public static string TempDir() => TestPaths.TempDir();
 }
 
 [CollectionDefinition(Name)]
