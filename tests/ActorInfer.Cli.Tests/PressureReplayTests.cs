@@ -21,14 +21,18 @@ public class PressureReplayTests
         return path;
     }
 
-    /// <summary>What the device tier holds for a block of this geometry (all on the device, float32 on the CPU).</summary>
-    private static long DeviceBytes(int batchSize, int batches)
+    /// <summary>
+    /// What the device tier holds for one sequence with every weight off the device (float32 on the CPU), planned
+    /// as the runtime's planner plans a block: for a resumed sequence whose context fills its whole capacity.
+    /// A budget just above it leaves room for one sequence whatever the weights' placement.
+    /// </summary>
+    private static long OneSequenceBytes()
     {
         var config = OptConfigs.Resolve(Model);
         using var source = SafetensorsCheckpoint.Open(Model);
-        var policy = new Policy(batchSize, batches, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu);
+        var policy = new Policy(1, 1, TierFractions.AllCpu, TierFractions.AllGpu, TierFractions.AllGpu);
         const int prompt = 8; // the longest prompt above: </s> + 7 tokens
-        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt, MaxTokens).Total.Device;
+        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt + MaxTokens, 0).Total.Device;
     }
 
     private static List<string> OutputIds(string path) =>
@@ -46,7 +50,7 @@ public class PressureReplayTests
         var pressure = Path.Combine(work, "pressure.jsonl");
         File.WriteAllLines(pressure,
         [
-            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {OneSequenceBytes() + 1024}}}",
             $"{{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}}",
         ]);
         (code, _, error) = CliHarness.Run([.. common, "--output", Path.Combine(work, "out.jsonl"), "--pressure", pressure]);
@@ -67,7 +71,7 @@ public class PressureReplayTests
         var pressure = Path.Combine(work, "pressure.jsonl");
         File.WriteAllLines(pressure,
         [
-            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {OneSequenceBytes() + 1024}}}",
             "{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
         ]);
         var run = Path.Combine(work, "run");
@@ -97,13 +101,14 @@ public class PressureReplayTests
         var pressure = Path.Combine(work, "pressure.jsonl");
         File.WriteAllLines(pressure,
         [
-            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {DeviceBytes(1, 1) + 1024}}}",
+            $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {OneSequenceBytes() + 1024}}}",
             "{\"at_ms\": 60000, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
         ]);
         var (code, output, error) = CliHarness.Run("bench", "--model", Model, "--prompt-len", "8", "--gen-len", $"{MaxTokens}",
             "--gpu-batch-size", "2", "--num-gpu-batches", "3", "--pressure", pressure, "--json");
         Assert.True(code == 0, error);
         Assert.Matches(@"pressure: \d+ events sent, \d+ honoured .*; [1-9]\d* GPU batches dropped", error);
+        Assert.True(output.TrimStart().StartsWith('{'), output);
         Assert.True(System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("total_throughput").GetDouble() > 0);
     }
 

@@ -21,7 +21,7 @@ public sealed class ActorDriver : IDisposable
     {
         _system = system;
         _scheduler = scheduler;
-        var events = system.ActorOf(Props.Create(() => new EventLog(Honoured, Drops)));
+        var events = system.ActorOf(Props.Create(() => new EventLog(Honoured, Drops, OutOfMemory)));
         scheduler.Tell(new SchedulerProtocol.Observe(events));
     }
 
@@ -30,16 +30,22 @@ public sealed class ActorDriver : IDisposable
 
     public System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.BatchesDropped> Drops { get; } = new();
 
-    /// <summary>A new block policy for the scheduler (as the planner would publish for a new budget).</summary>
-    public void SetPolicy(BlockPolicy? policy) => _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, TierBudgets.None));
+    /// <summary>Blocks that ran out of device memory (handled as pressure: their sequences were requeued).</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.DeviceOutOfMemory> OutOfMemory { get; } = new();
+
+    /// <summary>A new block policy for the scheduler (as the planner would publish for new budgets, which it enforces once honoured).</summary>
+    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null) =>
+        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None));
 
     private sealed class EventLog : ReceiveActor
     {
         public EventLog(System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.PolicyHonoured> honoured,
-            System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.BatchesDropped> drops)
+            System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.BatchesDropped> drops,
+            System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.DeviceOutOfMemory> outOfMemory)
         {
             Receive<SchedulerProtocol.PolicyHonoured>(honoured.Enqueue);
             Receive<SchedulerProtocol.BatchesDropped>(drops.Enqueue);
+            Receive<SchedulerProtocol.DeviceOutOfMemory>(outOfMemory.Enqueue);
             ReceiveAny(_ => { });
         }
     }

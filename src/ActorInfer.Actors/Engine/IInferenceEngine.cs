@@ -1,3 +1,5 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
 using static TorchSharp.torch;
@@ -53,4 +55,23 @@ public interface IInferenceEngine : IDisposable
 
     /// <summary>Logits of the last position, and one new token appended to every unfinished sequence.</summary>
     void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
+
+    /// <summary>
+    /// Whether <paramref name="remaining"/> (batches of the running block, in block order; empty between blocks)
+    /// would hold no more than the budgets once <paramref name="policy"/>'s placement is applied. An engine without
+    /// tier accounting fits whatever the block size allows.
+    /// </summary>
+    bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, TierBudgets budgets) => true;
+
+    /// <summary>
+    /// Applies a policy's placement (weights move between tiers) and the budgets (the tiers refuse what exceeds
+    /// them from now on): between blocks, or at a layer boundary of the running block after its batches were
+    /// dropped down to what fits.
+    /// </summary>
+    void Apply(BlockPolicy policy, TierBudgets budgets)
+    {
+    }
+
+    /// <summary>Bytes the compute tier holds now; null for an engine without tier accounting.</summary>
+    long? DeviceBytesHeld => null;
 }

@@ -1,3 +1,5 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
 using BlockSession = ActorInfer.Runtime.Schedule.BlockSession;
@@ -13,7 +15,8 @@ namespace ActorInfer.Actors.Engine;
 /// prefetches for (a call out of that order is an error, not a silent slowdown). Hidden states stay in the homes
 /// the policy gives them (GPU, CPU or disk), so the tensors this engine hands to the actors are empty tokens.
 /// </summary>
-public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<int>, string> decode) : IInferenceEngine
+/// <param name="deviceBudget">The budget that governs the runtime's device tier: the GPU's, or host memory's on a CPU node.</param>
+public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<int>, string> decode, Tier deviceBudget = Tier.Gpu) : IInferenceEngine
 {
     private readonly List<Batch> _pending = [];
     private Session? _session;
@@ -68,6 +71,47 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         if (!session.Block.InStep) StepDone?.Invoke(step.Value);
     }
 
+    public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;
+
+    /// <summary>Weight bytes moved between tiers by policy changes, over the engine's life.</summary>
+    public long WeightBytesMoved { get; private set; }
+
+    public bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, TierBudgets budgets)
+    {
+        var placement = policy.Runtime ?? runtime.Policy;
+        var batches = remaining.Cast<Batch>().Where(b => !b.Disposed && b.Session is not null).ToArray();
+        var session = batches.FirstOrDefault()?.Session ?? _session;
+        var held = session is null
+            ? runtime.PlanRunningNone(placement)
+            : runtime.PlanRunning(session.Block, batches.Select(b => b.Index).ToArray(), placement);
+        var (device, cpu) = Budgets(budgets);
+        return (device is not { } d || held.Device <= d) && (cpu is not { } c || held.Cpu <= c);
+    }
+
+    public void Apply(BlockPolicy policy, TierBudgets budgets)
+    {
+        var (device, cpu) = Budgets(budgets);
+        var tiers = runtime.Tiers;
+        // Raise budgets before moving (weights coming onto a tier need its room), lower them after.
+        if (device is { } d && d > tiers.Device.BudgetBytes) tiers.Device.SetBudget(d);
+        if (cpu is { } c && c > tiers.Cpu.BudgetBytes) tiers.Cpu.SetBudget(c);
+        if (policy.Runtime is { } placement)
+        {
+            var running = _session is { } s && s.Open > 0 ? s.Block : null;
+            WeightBytesMoved += runtime.Replace(placement, running);
+        }
+        if (device is { } d2) tiers.Device.SetBudget(d2);
+        if (cpu is { } c2) tiers.Cpu.SetBudget(c2);
+    }
+
+    /// <summary>The device and CPU tiers' budgets among <paramref name="budgets"/> (null where unknown: zero).</summary>
+    private (long? Device, long? Cpu) Budgets(TierBudgets budgets)
+    {
+        long? device = budgets[deviceBudget] > 0 ? budgets[deviceBudget] : null;
+        long? cpu = deviceBudget != Tier.Cpu && budgets.Cpu > 0 ? budgets.Cpu : null;
+        return (device, cpu);
+    }
+
     /// <summary>The block a batch belongs to: the batches opened together since the last block form the next one.</summary>
     private Session SessionFor(Batch b)
     {
@@ -118,7 +162,12 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
             Disposed = true;
             engine._pending.Remove(this);
             if (Session is null) return;
-            if (Session.Open > 1 && !Session.Block.InStep) Session.Block.Drop(Index);
+            if (Session.Open > 1)
+            {
+                // Within a step, a batch leaves at a layer boundary; the step's leading batch only with the step.
+                if (Session.Block.InStep && Session.Block.LeadingBatch == Index) Session.Block.EndStep();
+                Session.Block.DropNow(Index);
+            }
             if (--Session.Open == 0)
             {
                 Session.Block.Dispose();

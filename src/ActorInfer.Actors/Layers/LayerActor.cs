@@ -19,8 +19,10 @@ internal sealed class LayerActor : ReceiveActor
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                log.Error(ex, "{0} failed on {1} at {2}", layer, m.Batch, m.Step);
-                Sender.Tell(new ComputeFailed(layer, m.Batch, m.Step, ex.Message));
+                var oom = Runtime.Tiers.DeviceMemory.IsOutOfMemory(ex);
+                if (oom) log.Warning("{0} ran out of device memory on {1} at {2}: {3}", layer, m.Batch, m.Step, ex.Message);
+                else log.Error(ex, "{0} failed on {1} at {2}", layer, m.Batch, m.Step);
+                Sender.Tell(new ComputeFailed(layer, m.Batch, m.Step, ex.Message, oom));
             }
             finally
             {

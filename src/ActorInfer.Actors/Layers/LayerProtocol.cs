@@ -22,7 +22,9 @@ public static class LayerProtocol
 
     public sealed record Computed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, Tensor Hidden) : INoSerializationVerificationNeeded;
 
-    public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, string Error) : INoSerializationVerificationNeeded;
+    /// <param name="OutOfMemory">The device ran out of memory (a pressure event, not a failure of the block's requests).</param>
+    public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, string Error, bool OutOfMemory = false)
+        : INoSerializationVerificationNeeded;
 
     /// <summary>Runs on the tensor dispatcher (one dedicated thread shared by every tensor-issuing actor).</summary>
     public static Props Props(LayerIndex layer, IInferenceEngine engine) =>

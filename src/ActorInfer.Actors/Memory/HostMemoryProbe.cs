@@ -4,12 +4,14 @@ namespace ActorInfer.Actors.Memory;
 /// Telemetry of this machine: the host's MemAvailable from /proc/meminfo, free space on the data folder's
 /// disk, and free device memory from a device probe (the runtime supplies one for CUDA; none on a CPU node).
 /// </summary>
-public sealed class HostMemoryProbe(string dataDir, Func<long?>? deviceFreeBytes = null, string meminfoPath = "/proc/meminfo") : IMemoryProbe
+/// <param name="ownHostBytes">Host memory the node's own tiers hold: not pressure, so it counts as available.</param>
+public sealed class HostMemoryProbe(string dataDir, Func<long?>? deviceFreeBytes = null, string meminfoPath = "/proc/meminfo",
+    Func<long>? ownHostBytes = null) : IMemoryProbe
 {
     public long? Available(Tier tier) => tier switch
     {
         Tier.Gpu => deviceFreeBytes?.Invoke(),
-        Tier.Cpu => MemAvailable(meminfoPath),
+        Tier.Cpu => MemAvailable(meminfoPath) is { } available ? available + (ownHostBytes?.Invoke() ?? 0) : null,
         _ => DiskFree(dataDir),
     };
 

@@ -65,7 +65,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
-                probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model))), "memory");
+                probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model))), "memory");
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
             if (model.Tiers is { } tiers)
             {
@@ -73,9 +73,7 @@ public sealed class ActorInferNode : IAsyncDisposable
                 system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device");
                 if (settings.IsCuda) system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu");
             }
-            var planner = system.ActorOf(PlannerProtocol.Props(
-                new ResidentPolicyPlanner(ModelFootprint.Of(model.Config, model.BytesPerElement), computeTier,
-                    settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
+            var planner = system.ActorOf(PlannerProtocol.Props(model.Planner(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier),
                 memory), "planner");
             var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
                 .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
@@ -101,6 +99,10 @@ public sealed class ActorInferNode : IAsyncDisposable
         settings.IsCuda && model.Tiers is { } tiers
             ? () => Runtime.Tiers.MachineMemory.Device().Free + tiers.Device.BytesHeld
             : null;
+
+    /// <summary>Host memory the node's tiers hold (the device tier too on a CPU node).</summary>
+    private static Func<long>? OwnHostBytes(ActorInferSettings settings, NodeModel model) =>
+        model.Tiers is { } tiers ? () => tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : tiers.Device.BytesHeld) : null;
 
     public async ValueTask DisposeAsync()
     {

@@ -30,8 +30,25 @@ public sealed class NodeModel : IDisposable
     public ScalarType DType { get; }
 
     /// <summary>The runtime's tiers, each owned by an offload-tier actor on the node.</summary>
-    public Runtime.Tiers.TierSet? Tiers { get; private init; }
+    public ActorInfer.Runtime.Tiers.TierSet? Tiers { get; private init; }
     public int BytesPerElement => DType == ScalarType.Float32 ? 4 : 2;
+
+    /// <summary>The offloading runtime behind the engine.</summary>
+    public ActorInfer.Runtime.Schedule.OffloadEngine? Runtime { get; private init; }
+
+    /// <summary>
+    /// The node's planner: the runtime's own placement of blocks up to <paramref name="maxGpuBatches"/> x
+    /// <paramref name="maxGpuBatchSize"/> sequences of the model's full context, everything on the device while it
+    /// fits, weights moving off the device (on CUDA) when the device budget shrinks below that.
+    /// </summary>
+    public Planner.IPolicyPlanner Planner(int maxGpuBatchSize, int maxGpuBatches, Memory.Tier computeTier)
+    {
+        var runtime = Runtime ?? throw new InvalidOperationException("the node's model has no runtime");
+        var all = Planning.TierFractions.AllGpu;
+        var basePolicy = new Planning.Policy(maxGpuBatchSize, maxGpuBatches, all, all, all) { CpuAttention = false };
+        var context = Config.MaxPositionEmbeddings;
+        return new Planner.RuntimePlacementPlanner(runtime, basePolicy, context, context, computeTier);
+    }
 
     /// <summary>Why the configured model cannot be served, or null when it can (checked before anything starts).</summary>
     public static string? Problem(string model)
@@ -65,12 +82,13 @@ public sealed class NodeModel : IDisposable
         // The node drives the same offloading runtime as `generate` and `bench`, with everything on the compute
         // device; the scheduler picks each block's geometry from the memory budgets.
         var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
-        var tiers = Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
-        Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new Runtime.Copies.CudaCopyEngine() : new Runtime.Copies.CpuCopyEngine();
+        var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
+        ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {
-            var runtime = new Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype);
-            return new NodeModel(config, codec, new OffloadedEngine(runtime, factory.Decode), dtype, [runtime, copies]) { Tiers = tiers };
+            var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype);
+            var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
+            return new NodeModel(config, codec, engine, dtype, [runtime, copies]) { Tiers = tiers, Runtime = runtime };
         }
         catch
         {

@@ -10,6 +10,9 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
 {
     public int BlockSize => GpuBatchSize * NumGpuBatches;
 
+    /// <summary>The offloading placement to apply (weights, cache and activation fractions); null keeps the engine's.</summary>
+    public ActorInfer.Planning.Policy? Runtime { get; init; }
+
     public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})";
 }
 

@@ -1,5 +1,6 @@
 using ActorInfer.Actors.Engine;
 using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Generation;
 using Akka.Actor;
@@ -25,9 +26,12 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private BlockPolicy? _policy;
-    // Set when a smaller policy arrives mid-block: the running block sheds GPU batches at the next step boundary.
-    private int? _shrinkTo;
-    // Arrival times of the policies waiting for the running block to shed batches.
+    // The budgets that came with the policy (TierBudgets.None when the sender gave none).
+    private TierBudgets _budgets = TierBudgets.None;
+    // Set when a policy arrives while a block runs: applied at the block's next layer boundary (batches dropped
+    // down to what fits, weights re-placed, budgets enforced), then honoured.
+    private bool _pending;
+    // Arrival times of the policies waiting to be honoured.
     private readonly List<long> _waitingSince = [];
     private long _requeues;
     private int _blockCount;
@@ -82,29 +86,18 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {
             _policy = m.Policy;
+            if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
+            _waitingSince.Add(System.Diagnostics.Stopwatch.GetTimestamp());
             WatchMemoryWait();
             if (_block is null)
             {
-                Publish(new PolicyHonoured(TimeSpan.Zero, Dropped: false));
+                ApplyBetweenBlocks();
                 TryStartBlock();
             }
             else
             {
-                var allowed = m.Policy?.BlockSize ?? 0;
-                if (allowed < _block.Running)
-                {
-                    _shrinkTo = allowed;
-                    _waitingSince.Add(System.Diagnostics.Stopwatch.GetTimestamp());
-                }
-                else
-                {
-                    // A policy that fits the running block supersedes a pending shrink.
-                    _shrinkTo = null;
-                    HonourWaiting(dropped: false);
-                    Publish(new PolicyHonoured(TimeSpan.Zero, Dropped: false));
-                }
-                _log.Info("policy {0} takes effect at the next block (block {1} is running{2})", m.Policy?.ToString() ?? "none", _block.Id,
-                    _shrinkTo is { } to ? $"; it sheds GPU batches down to {to} sequences at the next step" : "");
+                _pending = true;
+                _log.Info("policy {0} takes effect at the next layer boundary of block {1}", m.Policy?.ToString() ?? "none", _block.Id);
             }
         });
         Receive<CheckMemoryWait>(_ => FailWhatWaitedTooLong());
@@ -140,6 +133,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         });
         Receive<LayerProtocol.ComputeFailed>(m =>
         {
+            if (m.OutOfMemory)
+            {
+                OutOfMemory(_block!, m.Error);
+                return;
+            }
             _log.Error("block {0} failed at {1} {2} {3}: {4}", _block!.Id, m.Layer, m.Batch, m.Step, m.Error);
             FinishBlock(_block, m.Error);
         });
@@ -201,13 +199,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// <summary>Embeds every batch still generating and sends the first (layer 0, first batch) computation.</summary>
     private void StartStep(Block block, TokenStep step)
     {
-        if (_shrinkTo is { } allowed && !step.IsPrefill)
-        {
-            Shed(block, allowed);
-            _shrinkTo = null;
-            HonourWaiting(dropped: true);
-        }
         block.Step = step;
+        block.Active = [];
+        if (_pending && !ApplyAtBoundary(block)) return;
         block.Active = Enumerable.Range(0, block.Work.Length)
             .Where(b => block.Work[b] is { } w && (step.IsPrefill || !w.AllFinished))
             .Select(b => new GpuBatchIndex(b)).ToArray();
@@ -216,8 +210,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             FinishBlock(block, null);
             return;
         }
-        foreach (var b in block.Active)
-            block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
+        if (!Guarded(block, () =>
+            {
+                foreach (var b in block.Active)
+                    block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
+            })) return;
         block.CursorPosition = 0;
         Dispatch(block);
     }
@@ -266,34 +263,92 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         _waitingSince.Clear();
     }
 
-    /// <summary>
-    /// Drops unfinished GPU batches from the end of the block until at most <paramref name="allowed"/> sequences
-    /// still run: their caches are freed and their sequences requeued, ahead of waiting work of the same priority,
-    /// with their progress, to resume by recomputing their cache from prompt + generated tokens.
-    /// </summary>
-    private void Shed(Block block, int allowed)
+    /// <summary>No block runs: the policy's placement and budgets apply now.</summary>
+    private void ApplyBetweenBlocks()
     {
-        var droppedBatches = 0;
-        var dropped = new List<Entry>();
-        for (var b = block.Work.Length - 1; b >= 0 && block.Running > allowed; b--)
+        _pending = false;
+        if (_policy is { } policy) ApplyPlacement(policy, null);
+        HonourWaiting(dropped: false);
+    }
+
+    private void ApplyPlacement(BlockPolicy policy, Block? block)
+    {
+        try
         {
-            var work = block.Work[b];
-            if (work is null || work.AllFinished) continue;
-            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+            _engine.Apply(policy, _budgets);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A placement that cannot be applied (no room on a tier) leaves the engine as it was: nothing runs
+            // until a policy that can be applied arrives.
+            _log.Error(ex, "policy {0} could not be applied{1}", policy, block is null ? "" : $" in block {block.Id}");
+            _policy = null;
+        }
+    }
+
+    /// <summary>
+    /// At a layer boundary of the running block (or the start of a step): drops GPU batches from the end until the
+    /// block fits the pending policy (its size, and its placement within the budgets), applies the policy's
+    /// placement and budgets, and honours it. False when no batch of the step is left (the block has finished).
+    /// </summary>
+    private bool ApplyAtBoundary(Block block)
+    {
+        _pending = false;
+        var policy = _policy;
+        var allowed = policy?.BlockSize ?? 0;
+        var dropped = false;
+        // Finished batches keep only results: their caches go first.
+        for (var b = block.Work.Length - 1; b >= 0; b--)
+            if (block.Work[b] is { AllFinished: true } finished && !block.Active.Any(a => a.Value == b) && !Fits(block, policy, allowed))
             {
-                block.Sequences.Remove(entry);
-                if (entry.State!.IsFinished)
-                {
-                    block.Sequences.Add(entry);
-                    continue;
-                }
-                dropped.Add(entry);
+                finished.Dispose();
+                block.Work[b] = null;
             }
+        var batches = 0;
+        var requeued = new List<Entry>();
+        for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
+        {
+            if (block.Work[b] is not { } work) continue;
+            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+                if (!entry.State!.IsFinished)
+                {
+                    block.Sequences.Remove(entry);
+                    requeued.Add(entry);
+                }
+            block.Hidden[b]?.Dispose();
+            block.Hidden[b] = null;
             work.Dispose();
             block.Work[b] = null;
-            droppedBatches++;
+            batches++;
+            dropped = true;
         }
-        if (droppedBatches == 0) return;
+        if (batches > 0) Requeue(block, batches, requeued);
+        if (policy is not null) ApplyPlacement(policy, block);
+        HonourWaiting(dropped);
+        // The step goes on with the batches left, from the same layer.
+        var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
+        block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();
+        block.CursorPosition = layer * block.Active.Length;
+        if (block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished)) return true;
+        FinishBlock(block, null);
+        return false;
+    }
+
+    private bool Fits(Block block, BlockPolicy? policy, int allowed)
+    {
+        if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
+        if (block.Running > allowed) return false;
+        var remaining = block.Work.Where(w => w is not null).Select(w => w!).ToArray();
+        return _engine.Fits(remaining, policy, _budgets);
+    }
+
+    /// <summary>
+    /// Requeues the unfinished sequences of dropped GPU batches, ahead of waiting work of the same priority, with
+    /// their progress (generated tokens, log-probabilities; the sampler is counter-based), to resume by recomputing
+    /// their cache from prompt + generated tokens.
+    /// </summary>
+    private void Requeue(Block block, int droppedBatches, List<Entry> dropped)
+    {
         var tokens = 0;
         foreach (var (item, replyTo, state, _) in dropped)
         {
@@ -305,21 +360,83 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         Publish(new BatchesDropped(block.Id, droppedBatches, dropped.Count, tokens));
     }
 
+    /// <summary>Runs the scheduler's own tensor work (embedding, choosing tokens); a failure ends the block, an out-of-memory is pressure.</summary>
+    private bool Guarded(Block block, Action work)
+    {
+        try
+        {
+            work();
+            return true;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            if (ActorInfer.Runtime.Tiers.DeviceMemory.IsOutOfMemory(ex)) OutOfMemory(block, ex.Message);
+            else
+            {
+                _log.Error(ex, "block {0} failed at {1}", block.Id, block.Step);
+                FinishBlock(block, ex.Message);
+            }
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The device ran out of memory: a pressure event, not a failure. Every unfinished sequence of the block is
+    /// requeued with its progress (what it has generated so far stays valid whatever position failed), the block
+    /// ends, and the next blocks run at half the size until a policy arrives.
+    /// </summary>
+    private void OutOfMemory(Block block, string error)
+    {
+        var held = _engine.DeviceBytesHeld;
+        var requeued = new List<Entry>();
+        var batches = 0;
+        for (var b = block.Work.Length - 1; b >= 0; b--)
+        {
+            if (block.Work[b] is not { } work) continue;
+            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+                if (!entry.State!.IsFinished)
+                {
+                    block.Sequences.Remove(entry);
+                    requeued.Add(entry);
+                }
+            block.Hidden[b]?.Dispose();
+            block.Hidden[b] = null;
+            work.Dispose();
+            block.Work[b] = null;
+            batches++;
+        }
+        if (batches > 0) Requeue(block, batches, requeued);
+        var before = _policy;
+        if (_policy is { } p)
+            _policy = p.BlockSize <= 1 ? null
+                : p.NumGpuBatches > 1 ? p with { NumGpuBatches = p.NumGpuBatches / 2 }
+                : p with { GpuBatchSize = p.GpuBatchSize / 2 };
+        _log.Warning("block {0}: the device ran out of memory ({1}); {2} sequences requeued, policy {3} -> {4}", block.Id, error,
+            requeued.Count, before?.ToString() ?? "none", _policy?.ToString() ?? "none");
+        Publish(new DeviceOutOfMemory(block.Id, held, requeued.Count, error));
+        FinishBlock(block, null);
+    }
+
     /// <summary>The zig-zag order within a step: for each layer, for each active GPU batch.</summary>
     private void Advance(Block block)
     {
         block.CursorPosition++;
         if (block.CursorPosition < _layers.Count * block.Active.Length)
         {
+            // A pending policy applies at the start of the next layer: within one layer step of its arrival.
+            if (_pending && block.CursorPosition % block.Active.Length == 0 && !ApplyAtBoundary(block)) return;
             Dispatch(block);
             return;
         }
-        foreach (var b in block.Active)
-        {
-            using (var hidden = block.Hidden[b.Value]!)
-                _engine.ChooseTokens(block.Work[b.Value]!, hidden, block.Step);
-            block.Hidden[b.Value] = null;
-        }
+        if (!Guarded(block, () =>
+            {
+                foreach (var b in block.Active)
+                {
+                    using (var hidden = block.Hidden[b.Value]!)
+                        _engine.ChooseTokens(block.Work[b.Value]!, hidden, block.Step);
+                    block.Hidden[b.Value] = null;
+                }
+            })) return;
         StartStep(block, block.Step.Next());
     }
 
@@ -345,9 +462,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         }
         block.Dispose();
         _block = null;
-        // A block that ends before shedding honours whatever waited for it: it holds nothing now.
-        _shrinkTo = null;
-        HonourWaiting(dropped: false);
+        // A block that ends before a pending policy applied honours it now: the block holds nothing any more.
+        ApplyBetweenBlocks();
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));

@@ -66,6 +66,12 @@ public static class SchedulerProtocol
     public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped);
 
     /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>
+    /// <summary>
+    /// The device ran out of memory in a block: its unfinished sequences were requeued with their progress and
+    /// the next blocks run at half the size until a policy arrives (the device's bytes held at that moment given).
+    /// </summary>
+    public sealed record DeviceOutOfMemory(int Block, long? BytesHeld, int Requeued, string Error);
+
     public sealed record BatchesDropped(int Block, int Batches, int Sequences, int TokensToRecompute);
 
     /// <param name="layers">The layer actors, in layer order.</param>

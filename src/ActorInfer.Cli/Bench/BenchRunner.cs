@@ -27,7 +27,7 @@ public static class BenchRunner
         var blockSize = setup.Policy.BlockSize;
         if (pressure is not null)
         {
-            using var replay = new Engine.PressureReplay(setup, pressure, promptLength, generationLength);
+            using var replay = new Engine.PressureReplay(setup, pressure, promptLength, generationLength, setup.Hardware);
             log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
             Measure(setup, promptLength, generationLength, seed: 999);
             var pressed = Measure(setup, promptLength, generationLength, seed: 0, replay: replay);

@@ -34,6 +34,8 @@ public sealed class EngineSetup : IDisposable
     /// <summary>The planner's answer when the policy was searched (with its predicted figures).</summary>
     public SearchResult? Search { get; }
     public TimeSpan LoadTime { get; }
+    /// <summary>The hardware profile given with --hardware (the planner's machine), if any.</summary>
+    public HardwareProfile? Hardware { get; private init; }
 
     /// <summary>Whether blocks run through the actors (the default) or the runtime's own loop.</summary>
     public bool ThroughActors { get; set; }
@@ -52,8 +54,8 @@ public sealed class EngineSetup : IDisposable
     }
 
     /// <summary>A new block policy for the actor-driven runs (the pressure replay's).</summary>
-    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy) =>
-        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy);
+    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy, ActorInfer.Actors.Memory.TierBudgets? budgets = null) =>
+        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy, budgets);
 
     /// <summary>The actor driver, once blocks have run (or been prepared to run) through the actors.</summary>
     public ActorInfer.Actors.Engine.ActorDriver? Driver => _actors;
@@ -111,7 +113,11 @@ public sealed class EngineSetup : IDisposable
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
             var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype);
-            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed) { ThroughActors = choice.ThroughActors };
+            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
+            {
+                ThroughActors = choice.ThroughActors,
+                Hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware),
+            };
         }
         catch (TierBudgetExceededException ex)
         {

@@ -1,18 +1,20 @@
+using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Planning;
 
 namespace ActorInfer.Cli.Engine;
 
 /// <summary>
-/// Replays a pressure schedule against a job running through the actors: each event changes a tier's budget,
-/// the largest block geometry whose placement fits the budgets becomes the scheduler's policy, and a running
-/// block sheds GPU batches at its next step boundary when the new policy is smaller. Weights stay where the
-/// run's policy placed them. Steps count the job's decoding steps; while a budget leaves nothing able to run,
+/// Replays a pressure schedule against a job running through the actors: each event changes a tier's budget, the
+/// runtime's planner picks the best policy whose placement fits the budgets (weights move off the device when
+/// the block alone cannot shrink enough), and the running block honours it at its next layer boundary: GPU
+/// batches dropped from the end, weights re-placed, the budgets enforced by the tiers from then on. Steps count the job's decoding steps; while a budget leaves nothing able to run,
 /// no step passes, so the next step-timed event follows at once.
 /// </summary>
 public sealed class PressureReplay : IDisposable
 {
     private readonly EngineSetup _setup;
+    private readonly RuntimePlacementPlanner _planner;
     private readonly IReadOnlyList<PressureEvent> _events;
     private readonly int _promptLength;
     private readonly int _capacity;
@@ -23,12 +25,13 @@ public sealed class PressureReplay : IDisposable
     private int _steps;
     private int _next;
 
-    public PressureReplay(EngineSetup setup, IReadOnlyList<PressureEvent> events, int promptLength, int generationLength)
+    public PressureReplay(EngineSetup setup, IReadOnlyList<PressureEvent> events, int promptLength, int generationLength, HardwareProfile? hardware = null)
     {
         _setup = setup;
         _events = events;
         _promptLength = promptLength;
         _capacity = promptLength + generationLength;
+        _planner = new RuntimePlacementPlanner(setup.Engine, setup.Policy, promptLength, _capacity, ActorInfer.Actors.Memory.Tier.Gpu, hardware);
         _gpu = setup.Tiers.Device.BudgetBytes;
         _cpu = setup.Tiers.Cpu.BudgetBytes;
         BlockSize = setup.Policy.BlockSize;
@@ -55,18 +58,8 @@ public sealed class PressureReplay : IDisposable
     /// <summary>Told of every event applied (for the run's timeline).</summary>
     public Action<PressureEvent>? Applied { get; set; }
 
-    /// <summary>The largest block (fewest batches dropped first: GPU batches, then their size) whose placement fits.</summary>
-    public BlockPolicy? PolicyFor(long gpu, long cpu)
-    {
-        var p = _setup.Policy;
-        for (var batches = p.NumGpuBatches; batches >= 1; batches--)
-            for (var size = p.GpuBatchSize; size >= 1; size--)
-            {
-                var total = _setup.Engine.PlanBlock(size, batches, _promptLength, _capacity).Total;
-                if (total.Device <= gpu && total.Cpu <= cpu) return new BlockPolicy(size, batches, $"fits gpu {ByteSize.Format(gpu)}, cpu {ByteSize.Format(cpu)}");
-            }
-        return null;
-    }
+    /// <summary>The planner's policy for these budgets (null when not one sequence fits).</summary>
+    public BlockPolicy? PolicyFor(long gpu, long cpu) => _planner.Plan(new TierBudgets(gpu, cpu, 0));
 
     /// <summary>Starts the clock of the <c>at_ms</c> events; <c>at_step</c> events follow <see cref="OnStep"/>.</summary>
     public void Start()
@@ -101,7 +94,7 @@ public sealed class PressureReplay : IDisposable
             var policy = PolicyFor(_gpu, _cpu);
             BlockSize = policy?.BlockSize ?? 0;
             Applied?.Invoke(e);
-            _setup.SetPolicy(policy);
+            _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0));
             // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
             if (policy is null)
             {

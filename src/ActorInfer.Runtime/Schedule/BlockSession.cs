@@ -13,12 +13,49 @@ public sealed class BlockSession : IDisposable
     private readonly BlockStep _run;
     private readonly GpuBatch[] _batches;
 
-    internal BlockSession(BlockStep run, GpuBatch[] batches, int scheduleLayers)
+    private readonly IReadOnlyList<Placement.BatchShape> _shapes;
+
+    internal BlockSession(BlockStep run, GpuBatch[] batches, int scheduleLayers, Planning.Policy policy, IReadOnlyList<Placement.BatchShape> shapes)
     {
         _run = run;
         _batches = batches;
         ScheduleLayers = scheduleLayers;
+        Policy = policy;
+        _shapes = shapes;
     }
+
+    /// <summary>The policy the block was placed with (its geometry and cache fractions).</summary>
+    public Planning.Policy Policy { get; }
+
+    /// <summary>The geometry a batch was placed with.</summary>
+    public Placement.BatchShape Shape(int batch) => _shapes[batch];
+
+    /// <summary>Whether the step in progress is at a layer boundary (or no step is in progress).</summary>
+    public bool AtLayerBoundary => !InStep || _run.AtLayerBoundary;
+
+    /// <summary>The batch the step in progress computes first at each layer (it cannot leave the step).</summary>
+    public int? LeadingBatch => InStep ? _run.Active[0].Index.Value : null;
+
+    /// <summary>
+    /// Frees a GPU batch now: between steps, or within a step at a layer boundary (it leaves the step; a later
+    /// step must not name it). The step's leading batch cannot be dropped within the step: end the step first.
+    /// </summary>
+    public void DropNow(int batch)
+    {
+        if (InStep)
+        {
+            if (_run.Active.All(b => b.Index.Value != batch))
+            {
+                _batches[batch].Dispose();
+                return;
+            }
+            _run.Remove([_batches[batch]]);
+        }
+        _batches[batch].Dispose();
+    }
+
+    /// <summary>Moves the weights for a new plan (see <see cref="OffloadEngine.Replace"/>).</summary>
+    internal long ReplaceWeights(Placement.PlacementPlan plan) => _run.ReplaceWeights(plan);
 
     /// <summary>Input embedding (0), the decoder layers (1 .. L) and the output head (L + 1).</summary>
     public int ScheduleLayers { get; }

@@ -84,10 +84,12 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         Inputs? nextInputs = null;
         if (next is { } n)
         {
-            if (n.Layer != cursor.Layer)
+            // The next layer's weights start loading with the first batch of this layer, so that their copy
+            // overlaps every batch's compute of this layer (the double buffer holds two layers at most).
+            if (cursor.Batch.Value == 0 && cursor.Layer.Value + 1 < layers.Count)
             {
                 _nextWeightTransfers = new Transfers(_copies, _tiers);
-                _nextWeights = weights.Load(n.Layer, _nextWeightTransfers);
+                _nextWeights = weights.Load(new LayerIndex(cursor.Layer.Value + 1), _nextWeightTransfers);
             }
             // With one batch, the next position reads this compute's output: load it after.
             if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
@@ -119,6 +121,51 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         _cursor = following;
     }
 
+    /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
+    public bool AtLayerBoundary => _cursor is { Batch.Value: 0 };
+
+    /// <summary>
+    /// Takes GPU batches out of the step in progress at a layer boundary (they leave the block: the caller frees
+    /// them). The first batch of the layer, whose inputs are already loaded, cannot be taken: to drop it, end the
+    /// step. The stores still in flight from the previous layer are completed first (they may write the batches).
+    /// </summary>
+    public void Remove(IReadOnlyCollection<GpuBatch> leaving)
+    {
+        if (_cursor is not { } cursor || cursor.Batch.Value != 0)
+            throw new InvalidOperationException("GPU batches leave a step only at a layer boundary");
+        if (leaving.Contains(_active[0])) throw new InvalidOperationException("the first batch of the layer cannot leave the step; end the step instead");
+        _previousStores!.Complete();
+        _active = _active.Where(b => !leaving.Contains(b)).ToArray();
+        _cursor = cursor with { BatchCount = _active.Count };
+    }
+
+    /// <summary>
+    /// Re-places the weights for <paramref name="plan"/> between steps or at a layer boundary: waits for the weight
+    /// copies in flight, moves the weights, and loads the current layer again from its new home.
+    /// </summary>
+    public long ReplaceWeights(PlacementPlan plan)
+    {
+        if (_cursor is { } at && at.Batch.Value != 0)
+            throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
+        // Copies first, then the buffers they write.
+        _nextWeightTransfers?.Complete();
+        _nextWeightTransfers = null;
+        _nextWeights?.Dispose();
+        _nextWeights = null;
+        _weightTransfers?.Complete();
+        _weightTransfers = null;
+        _current?.Dispose();
+        _current = null;
+        var moved = weights.Replace(plan, _tiers, _copies);
+        if (_cursor is { } cursor)
+        {
+            using var scope = NewDisposeScope();
+            _weightTransfers = new Transfers(_copies, _tiers);
+            _current = weights.Load(cursor.Layer, _weightTransfers);
+        }
+        return moved;
+    }
+
     /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>
     public void End()
     {
@@ -127,14 +174,15 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         _inputs = null;
         _previousStores?.Complete();
         _previousStores = null;
-        _current?.Dispose();
-        _current = null;
+        // Copies first, then the buffers they write.
         _weightTransfers?.Complete();
         _weightTransfers = null;
-        _nextWeights?.Dispose();
-        _nextWeights = null;
+        _current?.Dispose();
+        _current = null;
         _nextWeightTransfers?.Complete();
         _nextWeightTransfers = null;
+        _nextWeights?.Dispose();
+        _nextWeights = null;
     }
 
     private Inputs Prepare(BlockCursor at, TokenStep step)

@@ -34,14 +34,15 @@ public sealed class OffloadEngine : IDisposable
     }
 
     public OptConfig Config { get; }
-    public Policy Policy { get; }
+    /// <summary>The policy in force: its fractions place the weights now and the cache and activations of the next block.</summary>
+    public Policy Policy { get; private set; }
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public ScalarType DType { get; }
     /// <summary>A timeline to record copies and compute into (CUDA only); inactive unless started.</summary>
     public Cuda.CudaTimeline? Timeline { get; set; }
     /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>
-    public PlacementPlan WeightPlan { get; }
+    public PlacementPlan WeightPlan { get; private set; }
     /// <summary>The plan of the last block run (or being run).</summary>
     public PlacementPlan? LastPlan { get; private set; }
 
@@ -66,6 +67,51 @@ public sealed class OffloadEngine : IDisposable
         var policy = new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention };
         var shapes = Enumerable.Range(0, numGpuBatches).Select(_ => new BatchShape(gpuBatchSize, paddedLength, capacity)).ToArray();
         return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
+    }
+
+    /// <summary>What a block of full GPU batches would hold per tier under another policy (its weight fractions too).</summary>
+    public PlacementPlan PlanBlock(Policy policy, int paddedLength, int capacity)
+    {
+        var shapes = Enumerable.Range(0, policy.NumGpuBatches).Select(_ => new BatchShape(policy.GpuBatchSize, paddedLength, capacity)).ToArray();
+        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
+    }
+
+    /// <summary>
+    /// What a running block's remaining batches hold per tier once the weights follow <paramref name="policy"/>'s
+    /// fractions: the batches keep the cache fractions they were placed with.
+    /// </summary>
+    public Placement.TierBytes PlanRunning(BlockSession session, IReadOnlyCollection<int> remaining, Policy policy)
+    {
+        var weights = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu).Total;
+        if (remaining.Count == 0) return weights;
+        var shapes = remaining.Select(session.Shape).ToArray();
+        var placed = session.Policy;
+        var block = new Policy(shapes.Max(s => s.Size), shapes.Length, policy.Weights, placed.Cache, placed.Activations) { CpuAttention = placed.CpuAttention };
+        return PlacementPlan.ForBlock(_layers, Config, block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu).Total;
+    }
+
+    /// <summary>What the weights alone hold per tier under <paramref name="policy"/>'s fractions (no block running).</summary>
+    public Placement.TierBytes PlanRunningNone(Policy policy) =>
+        PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu).Total;
+
+    /// <summary>
+    /// Makes <paramref name="policy"/> the policy in force: weights whose tier changes under its fractions move
+    /// (off the device first), within the running block's step at a layer boundary when one runs; the cache and
+    /// activations of later blocks follow its fractions. Throws, before moving anything, when the weights would not
+    /// fit the tiers' budgets.
+    /// </summary>
+    /// <returns>The weight bytes moved.</returns>
+    public long Replace(Policy policy, BlockSession? running = null)
+    {
+        var plan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu);
+        if (plan.Weights.Disk > 0 && Tiers.Disk is null)
+            throw new TierBudgetExceededException(TierKind.Disk, plan.Weights.Disk, 0, "the weights (no disk folder configured)");
+        long moved = 0;
+        if (!plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
+            moved = running is not null ? running.ReplaceWeights(plan) : _weights.Replace(plan, Tiers, Copies);
+        Policy = policy;
+        WeightPlan = plan;
+        return moved;
     }
 
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
@@ -137,7 +183,7 @@ public sealed class OffloadEngine : IDisposable
                     batch.Cache.Add(new KvHome(Tiers, plan.CacheTier(l, batch.Index),
                         [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim], DType,
                         $"the cache of decoder layer {l}, {batch.Index}"));
-            return new BlockSession(new BlockStep(this, _layers, _weights, plan, batches, decode), batches, _layers.Count);
+            return new BlockSession(new BlockStep(this, _layers, _weights, plan, batches, decode), batches, _layers.Count, policy, shapes);
         }
         catch
         {

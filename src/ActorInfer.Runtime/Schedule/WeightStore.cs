@@ -65,6 +65,80 @@ internal sealed class WeightStore : IDisposable
         }
     }
 
+    /// <summary>The tier each weight lives on now, per schedule layer.</summary>
+    public TierKind TierOf(int layer, string name) => _homes[layer][name] switch
+    {
+        TensorLease lease => lease.Tier.Kind,
+        _ => TierKind.Disk,
+    };
+
+    /// <summary>
+    /// Moves every weight whose tier differs in <paramref name="plan"/> to its new home: first the weights that
+    /// leave the device (so the device's bytes go down before anything new lands there), then the others. Each
+    /// move allocates the new home, copies, and frees the old one, so the tiers' accounting is exact throughout.
+    /// No copy may be reading a home while this runs (the caller completes its weight transfers first).
+    /// </summary>
+    /// <returns>The bytes moved.</returns>
+    public long Replace(PlacementPlan plan, TierSet tiers, ICopyEngine copies)
+    {
+        long moved = 0;
+        foreach (var leavingDevice in new[] { true, false })
+            for (var j = 0; j < _layers.Count; j++)
+                for (var i = 0; i < _layers[j].Weights.Count; i++)
+                {
+                    var spec = _layers[j].Weights[i];
+                    var from = TierOf(j, spec.Name);
+                    var to = plan.WeightTiers[j][i];
+                    if (from == to || (from == TierKind.Device) != leavingDevice) continue;
+                    _homes[j][spec.Name] = Move(_homes[j][spec.Name], spec, to, tiers, copies);
+                    moved += MemoryTier.BytesOf(spec.Shape, _dtype);
+                }
+        return moved;
+    }
+
+    private IDisposable Move(IDisposable home, WeightSpec spec, TierKind to, TierSet tiers, ICopyEngine copies)
+    {
+        var what = $"weight '{spec.Name}'";
+        using var scope = NewDisposeScope();
+        IDisposable target;
+        if (to == TierKind.Disk)
+        {
+            var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, _dtype), what);
+            target = file;
+            try
+            {
+                Transfers.WriteFile(copies, tiers, file, 0, ((TensorLease)home).Tensor, what);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }
+        else
+        {
+            var lease = tiers.Memory(to).Allocate(spec.Shape, _dtype, what);
+            target = lease;
+            try
+            {
+                if (home is TensorLease memory) lease.Tensor.copy_(memory.Tensor);
+                else
+                {
+                    using var read = new Transfers(copies, tiers);
+                    read.ReadFile((DiskLease)home, 0, lease.Tensor, what);
+                    read.Complete();
+                }
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+        }
+        home.Dispose();
+        return target;
+    }
+
     /// <summary>Starts bringing a layer's weights to the device; the result is usable after its transfers' BeforeCompute.</summary>
     public LoadedWeights Load(LayerIndex layer, Transfers transfers)
     {

@@ -1,0 +1,130 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Schedule;
+using Tier = ActorInfer.Actors.Memory.Tier;
+
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>
+/// The planner of a running offloading runtime: for each set of budgets, the best policy whose placement in this
+/// runtime (whole tensors, working buffers, exactly as the tiers will account them) fits. Candidates keep the
+/// base policy's cache and activation fractions and CPU-attention choice, move weights off the device in steps of
+/// 10 points (to the CPU; a disk share stays on disk), and take the largest block geometry up to the base
+/// policy's that fits; the cost model (with the machine's hardware profile) ranks them. Null when not even one
+/// sequence fits with every weight off the device.
+/// </summary>
+public sealed class RuntimePlacementPlanner : IPolicyPlanner
+{
+    private readonly OffloadEngine _runtime;
+    private readonly Policy _base;
+    private readonly int _capacity;
+    private readonly Tier _deviceBudget;
+    private readonly ModelSpec _model;
+    private readonly Workload _workload;
+    private readonly HardwareProfile _hardware;
+
+    /// <param name="basePolicy">The largest geometry, and the fractions to start from (the job's own policy).</param>
+    /// <param name="promptLength">The padded prompt length a block is planned for.</param>
+    /// <param name="capacity">The cache capacity per sequence a block is planned for (prompt + generated tokens).</param>
+    /// <param name="deviceBudget">The budget governing the runtime's device tier (the GPU's, or host memory's on a CPU node).</param>
+    /// <param name="hardware">The profile the cost model ranks candidates with (FlexGen's T4 machine when none is given).</param>
+    public RuntimePlacementPlanner(OffloadEngine runtime, Policy basePolicy, int promptLength, int capacity, Tier deviceBudget = Tier.Gpu,
+        HardwareProfile? hardware = null)
+    {
+        _runtime = runtime;
+        _base = basePolicy;
+        _capacity = capacity;
+        _deviceBudget = deviceBudget;
+        var c = runtime.Config;
+        _model = new ModelSpec(c.Name, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.FfnDim, c.VocabSize, c.MaxPositionEmbeddings,
+            (int)Runtime.Tiers.MemoryTier.ElementSize(runtime.DType));
+        _workload = new Workload(Math.Max(1, promptLength), Math.Max(1, capacity - promptLength));
+        _hardware = hardware ?? HardwareProfiles.T4FlexGen;
+    }
+
+    /// <summary>The predicted throughput (token/s) of the last policy returned, by the cost model.</summary>
+    public double? LastPrediction { get; private set; }
+
+    public BlockPolicy? Plan(TierBudgets budgets)
+    {
+        var device = budgets[_deviceBudget] > 0 ? budgets[_deviceBudget] : long.MaxValue;
+        var cpu = _deviceBudget != Tier.Cpu && budgets.Cpu > 0 ? budgets.Cpu : long.MaxValue;
+        (Policy Policy, double Score)? best = null;
+        foreach (var weights in WeightCandidates())
+        {
+            if (Largest(weights, device, cpu) is not { } policy) continue;
+            var score = Score(policy);
+            if (best is null || score > best.Value.Score * (1 + 1e-9)) best = (policy, score);
+        }
+        if (best is not { } chosen)
+        {
+            LastPrediction = null;
+            return null;
+        }
+        LastPrediction = chosen.Score;
+        var p = chosen.Policy;
+        return new BlockPolicy(p.GpuBatchSize, p.NumGpuBatches, $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}") { Runtime = p };
+    }
+
+    /// <summary>
+    /// The base weight fractions, then the device share lowered 10 points at a time down to nothing. When one budget
+    /// governs the device tier and host memory alike (a CPU node), moving weights frees nothing: the base only.
+    /// </summary>
+    private IEnumerable<TierFractions> WeightCandidates()
+    {
+        if (_deviceBudget == Tier.Cpu)
+        {
+            yield return _base.Weights;
+            yield break;
+        }
+        var gpu = (int)Math.Round(_base.Weights.Gpu * 100);
+        var disk = (int)Math.Round(_base.Weights.Disk * 100);
+        yield return _base.Weights;
+        for (var g = gpu / 10 * 10; g >= 0; g -= 10)
+            if (g != gpu) yield return TierFractions.FromPercent(g, 100 - g - disk);
+    }
+
+    /// <summary>The largest block that fits (for each number of GPU batches, the largest batch size), or null.</summary>
+    private Policy? Largest(TierFractions weights, long device, long cpu)
+    {
+        Policy With(int size, int batches) =>
+            new(size, batches, weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights };
+
+        bool Fits(int size, int batches)
+        {
+            // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long
+            // as the whole capacity, so blocks are planned for that.
+            var total = _runtime.PlanBlock(With(size, batches), _capacity, _capacity).Total;
+            return total.Device <= device && total.Cpu <= cpu;
+        }
+
+        Policy? best = null;
+        for (var batches = _base.NumGpuBatches; batches >= 1; batches--)
+        {
+            if (best is not null && batches * _base.GpuBatchSize <= best.BlockSize) break;
+            if (!Fits(1, batches)) continue;
+            // The footprint grows with the batch size: the largest that fits, by bisection.
+            int low = 1, high = _base.GpuBatchSize;
+            while (low < high)
+            {
+                var mid = (low + high + 1) / 2;
+                if (Fits(mid, batches)) low = mid;
+                else high = mid - 1;
+            }
+            if (best is null || low * batches > best.BlockSize) best = With(low, batches);
+        }
+        return best;
+    }
+
+    private double Score(Policy policy)
+    {
+        try
+        {
+            return CostModel.Evaluate(_model, _workload, policy, _hardware).ThroughputTokensPerSecond;
+        }
+        catch (ArgumentException)
+        {
+            return 0;
+        }
+    }
+}
