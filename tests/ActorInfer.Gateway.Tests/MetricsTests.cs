@@ -74,6 +74,18 @@ public sealed class MetricsTests(GatewayFixture node)
         await GatewayFixture.Poll(async () => Value(await Scrape(), series), v => v != target, Timeout);
     }
 
+    [Fact]
+    public async Task The_admin_state_names_the_compute_tier_and_the_budget_of_its_largest_block()
+    {
+        using var admin = node.Client(GatewayFixture.AdminKey);
+        var compute = (await GatewayFixture.ReadJson(await admin.GetAsync("/admin/state"))).GetProperty("compute");
+        Assert.Equal("cpu", compute.GetProperty("tier").GetString());
+        // The fixture's node runs blocks of up to 2 GPU batches of 8 sequences, in float32.
+        var footprint = ActorInfer.Actors.Planner.ModelFootprint.Of(node.Node.Factory.Config, 4);
+        Assert.Equal(footprint.WeightBytes + 16 * (footprint.CacheBytesPerSequence + footprint.ActivationBytesPerSequence),
+            compute.GetProperty("largest_block_bytes").GetInt64());
+    }
+
     /// <summary>
     /// Pressure while a block runs: the CPU budget (the compute tier of this CPU node) first holds every request
     /// back, then admits a block of 8, then shrinks to one sequence at once. The planner's smaller policy reaches
