@@ -115,7 +115,8 @@ public sealed class CheckpointPersistenceSpecs : TestKit
             Assert.Equal((1, 2), (dropped.Batches, dropped.Sequences));
             // The job actor answers once the checkpoint it was sent before this question is persisted.
             jobs.Tell(new GetJob("job-k"), client.Ref);
-            Assert.Equal(0, client.ExpectMsg<JobStatus>().Done);
+            var status = client.ExpectMsg<JobStatus>();
+            Assert.Equal((0, 2), (status.Done, status.Checkpointed));
         }
         finally
         {
@@ -235,7 +236,7 @@ public sealed class CheckpointPersistenceSpecs : TestKit
         try
         {
             jobs.Tell(new GetJob("job-s"));
-            ExpectMsg<JobStatus>().Should(new JobStatus("job-s", true, 3, 1));
+            ExpectMsg<JobStatus>().Should(new JobStatus("job-s", true, 3, 1, Checkpointed: 1));
             var probe = CreateTestProbe(second);
             second.ActorOf(JobProtocol.Props(persistenceId, probe.Ref, results, snapshotEvery));
             var enqueued = probe.ExpectMsg<SchedulerProtocol.Enqueue>();

@@ -257,7 +257,8 @@ internal sealed class JobActor : ReceivePersistentActor
                 Checkpoints.Any(c => c is not null) ? (JobEvents.SequenceCheckpoint?[])Checkpoints.Clone() : null);
 
         public JobStatus Status() =>
-            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)));
+            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)),
+                Checkpoints.Count(c => c is not null));
 
         /// <summary>
         /// Error lines (CompletionJson.ErrorLine) have a top-level "error" object; inside JSON strings quotes are

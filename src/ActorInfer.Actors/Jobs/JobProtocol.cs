@@ -43,8 +43,10 @@ public static class JobProtocol
 
     /// <param name="Total">Lines of the job; 0 with <paramref name="Known"/> false for an unknown id.</param>
     /// <param name="Failed">Lines whose result is an error line (invalid, failed or cancelled).</param>
+    /// <param name="Checkpointed">Lines without a result whose progress is persisted (they were dropped from a block):
+    /// after a restart they resume from there.</param>
     public sealed record JobStatus(string JobId, bool Known, int Total, int Done, string? Tenant = null, int Priority = 0,
-        bool Cancelled = false, int Failed = 0)
+        bool Cancelled = false, int Failed = 0, int Checkpointed = 0)
     {
         public bool IsComplete => Known && Done == Total;
 
