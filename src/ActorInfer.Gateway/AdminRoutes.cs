@@ -14,7 +14,7 @@ namespace ActorInfer.Gateway;
 /// <summary>
 /// Operator routes (admin key): <c>POST /admin/pressure</c> sets or clears a tier's budget exactly as
 /// `actorinfer pressure` does (handed to the memory-pressure actor); <c>GET /admin/state</c> shows budgets,
-/// the current policy and queue lengths.
+/// the compute tier and the budget its largest block needs, the current policy and queue lengths.
 /// </summary>
 public static class AdminRoutes
 {
@@ -31,6 +31,8 @@ public static class AdminRoutes
             return TypedResults.Json(new
             {
                 budgets = Budgets(budgets.Budgets),
+                // What pressure on the compute tier is measured against: below largest_block_bytes blocks shrink.
+                compute = new { tier = GatewayMetrics.TierName(g.Node.ComputeTier), largest_block_bytes = g.Node.LargestBlockBytes },
                 // Bytes in use per tier are not reported by the runtime yet.
                 bytes_in_use = (object?)null,
                 policy = policy.Policy?.ToString(),

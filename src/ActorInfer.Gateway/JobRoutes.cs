@@ -86,7 +86,8 @@ public static class JobRoutes
         @object = "job",
         state = s.State,
         priority = s.Priority,
-        counts = new { total = s.Total, completed = s.Done - s.Failed, failed = s.Failed, pending = s.Total - s.Done },
+        // checkpointed: pending requests whose progress is persisted (dropped under memory pressure), resumed from there after a restart.
+        counts = new { total = s.Total, completed = s.Done - s.Failed, failed = s.Failed, pending = s.Total - s.Done, checkpointed = s.Checkpointed },
         progress = s.Total == 0 ? 1.0 : (double)s.Done / s.Total,
     };
 }

@@ -25,6 +25,14 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
     }
 
     [Fact]
+    public void The_largest_block_needs_the_weights_and_every_sequence_of_the_bounds()
+    {
+        Assert.Equal(1000 + 4 * 3 * 100, Planner.LargestBlockBytes);
+        Assert.Equal(new BlockPolicy(4, 3, "all on gpu"), Planner.Plan(new TierBudgets(Planner.LargestBlockBytes, 0, 0)));
+        Assert.Equal(new BlockPolicy(4, 2, "all on gpu"), Planner.Plan(new TierBudgets(Planner.LargestBlockBytes - 1, 0, 0)));
+    }
+
+    [Fact]
     public void A_footprint_counts_the_weights_of_a_known_model()
     {
         var f = ModelFootprint.Of(ActorInfer.Model.Config.OptConfigs.Named("opt-125m"), 2);

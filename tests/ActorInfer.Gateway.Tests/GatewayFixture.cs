@@ -130,7 +130,10 @@ public sealed class GatewayFixture : IAsyncLifetime
     }
 
     /// <summary>`actorinfer generate --keep-going` in-process on the same model: the reference output lines.</summary>
-    public string[] Generate(IEnumerable<string> requestLines)
+    public string[] Generate(IEnumerable<string> requestLines) => Generate(ModelDir, requestLines);
+
+    /// <summary>`actorinfer generate --keep-going` in-process on <paramref name="modelDir"/>.</summary>
+    public static string[] Generate(string modelDir, IEnumerable<string> requestLines)
     {
         var dir = TempDir();
         var input = Path.Combine(dir, "in.jsonl");
@@ -140,7 +143,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         {
             var root = new RootCommand("test");
             foreach (var c in CommandCatalog.All()) root.Subcommands.Add(c);
-            var code = CliRunner.Run(root, ["generate", "--model", ModelDir, "--input", input, "--output", output, "--keep-going"], TextWriter.Null);
+            var code = CliRunner.Run(root, ["generate", "--model", modelDir, "--input", input, "--output", output, "--keep-going"], TextWriter.Null);
             Assert.True(code is 0 or 1, $"generate exited {code}");
         }
         return File.ReadAllLines(output);

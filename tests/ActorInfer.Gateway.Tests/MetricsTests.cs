@@ -74,6 +74,22 @@ public sealed class MetricsTests(GatewayFixture node)
         await GatewayFixture.Poll(async () => Value(await Scrape(), series), v => v != target, Timeout);
     }
 
+    [Fact]
+    public async Task The_admin_state_names_the_compute_tier_and_the_budget_of_its_largest_block()
+    {
+        using var admin = node.Client(GatewayFixture.AdminKey);
+        var compute = (await GatewayFixture.ReadJson(await admin.GetAsync("/admin/state"))).GetProperty("compute");
+        Assert.Equal("cpu", compute.GetProperty("tier").GetString());
+        // The fixture's node runs blocks of up to 2 GPU batches of 8 sequences, in float32: the runtime's placement
+        // of that block, every weight and cache on the compute tier, sequences at the full context.
+        var planner = node.Node.PolicyPlanner!;
+        var largest = compute.GetProperty("largest_block_bytes").GetInt64();
+        Assert.Equal(planner.BytesFor(8, 2), largest);
+        Assert.True(largest > planner.BytesFor(8, 1) && planner.BytesFor(8, 1) > planner.BytesFor(1, 1));
+        Assert.Equal(16, planner.Plan(new ActorInfer.Actors.Memory.TierBudgets(0, largest, 0))!.BlockSize);
+        Assert.True(planner.Plan(new ActorInfer.Actors.Memory.TierBudgets(0, largest - 1, 0))!.BlockSize < 16);
+    }
+
     /// <summary>
     /// Pressure while a block runs: the CPU budget (the compute tier of this CPU node) first holds every request
     /// back, then admits a block of 8, then shrinks to one sequence at once. The planner's smaller policy reaches
@@ -86,9 +102,7 @@ public sealed class MetricsTests(GatewayFixture node)
     {
         using var admin = node.Client(GatewayFixture.AdminKey);
         using var alice = node.Client(GatewayFixture.AliceKey);
-        var footprint = ActorInfer.Actors.Planner.ModelFootprint.Of(node.Node.Factory.Config, 4);
-        var perSequence = footprint.CacheBytesPerSequence + footprint.ActivationBytesPerSequence;
-        long Budget(double sequences) => footprint.WeightBytes + (long)(sequences * perSequence);
+        var planner = node.Node.PolicyPlanner!;
         async Task SetCpu(string budget) =>
             Assert.Equal(200, (int)(await admin.PostAsync("/admin/pressure", GatewayFixture.Json($$"""{"tier": "cpu", "budget": {{budget}}}"""))).StatusCode);
 
@@ -101,8 +115,8 @@ public sealed class MetricsTests(GatewayFixture node)
                 var lines = string.Join("\n", Enumerable.Range(0, 8).Select(i => $$"""{"prompt": [2, {{10 + i}}, {{20 + i}}], "max_tokens": 55, "temperature": 0, "ignore_eos": true}"""));
                 var job = await GatewayFixture.ReadJson(await alice.PostAsync("/v1/jobs", new StringContent(lines)));
                 var id = job.GetProperty("id").GetString();
-                await SetCpu($"{Budget(8.5)}");
-                await SetCpu($"{Budget(1.5)}");
+                await SetCpu($"{planner.BytesFor(8, 1) + 1024}");
+                await SetCpu($"{planner.BytesFor(1, 1) + 1024}");
                 await GatewayFixture.Poll(async () => (await GatewayFixture.ReadJson(await alice.GetAsync($"/v1/jobs/{id}"))).GetProperty("state").GetString(),
                     state => state == "completed", Timeout);
             }

@@ -1,4 +1,5 @@
 using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Schedule;
@@ -44,6 +45,33 @@ public sealed class PlacementEquivalenceTests
     {
         var policy = new Policy(2, 2, Thirds, Half, HalfDisk) { CpuAttention = true };
         Check(TestConfigs.PostLn, policy, 4, "post-LN thirds");
+    }
+
+    /// <summary>A finished sequence goes on through its batch's steps, past the model's context (64 positions).</summary>
+    [Fact]
+    public void A_long_prompt_that_finishes_early_beside_a_long_generation_matches_the_reference()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        SequenceState[] Make()
+        {
+            int[] longPrompt = [.. Enumerable.Range(0, 60).Select(j => 4 + j * 11 % (config.VocabSize - 4))];
+            int[] shortPrompt = [5, 6];
+            return
+            [
+                new(new CompletionRequest { Prompt = Prompt.FromIds(longPrompt), MaxTokens = 2, Temperature = 0, IgnoreEos = true }, longPrompt, 0, config.EosTokenId),
+                new(new CompletionRequest { Prompt = Prompt.FromIds(shortPrompt), MaxTokens = 40, Temperature = 0, IgnoreEos = true }, shortPrompt, 0, config.EosTokenId),
+            ];
+        }
+        var expected = Make();
+        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+            foreach (var s in expected) BatchGenerator.Run(model, [s], Harness.Decode);
+        var actual = Make();
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadEngine(config, source, new Policy(2, 1, Gpu, Cpu, Gpu), tiers, copies, ScalarType.Float32))
+            engine.Generate(actual, Harness.Decode);
+        Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
     }
 
     private static void Check(OptConfig config, Policy policy, int count, string name)

@@ -104,6 +104,8 @@ public sealed class ActorDriver : IDisposable
                 foreach (var r in finished.Results) results[r.Key] = r.ResultLine;
                 if (results.Count >= expected) done.TrySetResult(results);
             });
+            // A one-shot run has nothing to resume after a crash: the scheduler's queue holds the requeued work.
+            Receive<SchedulerProtocol.Checkpointed>(_ => { });
         }
     }
 

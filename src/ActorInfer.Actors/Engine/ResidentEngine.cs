@@ -41,7 +41,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
             var last = b.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray();
             var ids = tensor(last, [b.Layout.BatchSize, 1], dtype: ScalarType.Int64).to(model.Device);
             var cacheIndex = CacheIndex(b, step);
-            hidden = OptMath.Embed(model.Input, ids, b.Layout.DecodePositions(cacheIndex, model.Device));
+            hidden = OptMath.Embed(model.Input, ids, b.Layout.DecodePositions(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device));
             b.Mask = b.Layout.DecodeMask(cacheIndex, model.Device).MoveToOuterDisposeScope();
         }
         return hidden.MoveToOuterDisposeScope();

@@ -28,12 +28,15 @@ internal sealed class JobActor : ReceivePersistentActor
         Recover<JobEvents.Accepted>(Apply);
         Recover<JobEvents.ResultsRecorded>(Apply);
         Recover<JobEvents.Cancelled>(Apply);
+        Recover<JobEvents.Checkpointed>(Apply);
         Recover<SnapshotOffer>(offer =>
         {
             if (offer.Snapshot is not JobEvents.Snapshot s) return;
             foreach (var j in s.Jobs)
             {
-                _jobs[j.JobId] = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines, j.Tenant, j.Priority) { Cancelled = j.Cancelled };
+                var job = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines, j.Tenant, j.Priority) { Cancelled = j.Cancelled };
+                if (j.Checkpoints is { } checkpoints) checkpoints.CopyTo(job.Checkpoints, 0);
+                _jobs[j.JobId] = job;
                 _order.Add(j.JobId);
             }
         });
@@ -41,6 +44,7 @@ internal sealed class JobActor : ReceivePersistentActor
 
         Command<SubmitJob>(Submit);
         Command<SchedulerProtocol.Finished>(Record);
+        Command<SchedulerProtocol.Checkpointed>(Record);
         Command<GetJob>(m => Sender.Tell(_jobs.TryGetValue(m.JobId, out var job) ? job.Status() : new JobStatus(m.JobId, false, 0, 0)));
         Command<ListJobs>(m => Sender.Tell(new JobList(_order.Select(id => _jobs[id])
             .Where(j => m.Tenant is null || j.Tenant == m.Tenant).Select(j => j.Status()).ToList())));
@@ -115,12 +119,31 @@ internal sealed class JobActor : ReceivePersistentActor
                 _log.Info("job {0}: {1}/{2} done", job.Id, job.Done, job.Lines.Length);
             foreach (var job in e.Keys.Select(k => Locate(k)!.Value.Job).Distinct().ToArray())
                 CompleteIfDone(job);
-            if (++_sinceSnapshot >= _snapshotEvery)
-            {
-                _sinceSnapshot = 0;
-                SaveSnapshot(new JobEvents.Snapshot(_order.Select(id => _jobs[id].ToSnapshot()).ToArray()));
-            }
+            SnapshotNowAndThen();
         });
+    }
+
+    /// <summary>Persists where dropped sequences stopped, so that after a crash they resume from there.</summary>
+    private void Record(SchedulerProtocol.Checkpointed m)
+    {
+        var fresh = m.Items.Where(c => Locate(c.Key) is { } at && at.Job.Lines[at.Index] is null).ToArray();
+        if (fresh.Length == 0) return;
+        var e = new JobEvents.Checkpointed(fresh.Select(c => c.Key).ToArray(), fresh.Select(c => new JobEvents.SequenceCheckpoint(
+            c.Checkpoint.OutputIds.ToArray(), c.Checkpoint.OutputLogprobs.ToArray(), c.Checkpoint.PromptLogprobs?.ToArray())).ToArray());
+        Persist(e, persisted =>
+        {
+            Apply(persisted);
+            _log.Info("block {0}: checkpoints of {1} dropped requests persisted", m.Block, persisted.Keys.Length);
+            SnapshotNowAndThen();
+        });
+    }
+
+    /// <summary>A snapshot replaces the journal (deleted once it is saved): results and checkpoints both count.</summary>
+    private void SnapshotNowAndThen()
+    {
+        if (++_sinceSnapshot < _snapshotEvery) return;
+        _sinceSnapshot = 0;
+        SaveSnapshot(new JobEvents.Snapshot(_order.Select(id => _jobs[id].ToSnapshot()).ToArray()));
     }
 
     private void Apply(JobEvents.Accepted e)
@@ -137,38 +160,58 @@ internal sealed class JobActor : ReceivePersistentActor
         job.Cancelled = true;
         for (var i = 0; i < job.Lines.Length; i++)
             job.Lines[i] ??= CancelledLine(job.Ids[i], i + 1);
+        Array.Clear(job.Checkpoints);
     }
 
     private void Apply(JobEvents.ResultsRecorded e)
     {
         for (var i = 0; i < e.Keys.Length; i++)
             if (Locate(e.Keys[i]) is { } at && at.Job.Lines[at.Index] is null)
+            {
                 at.Job.Lines[at.Index] = e.Lines[i];
+                at.Job.Checkpoints[at.Index] = null;
+            }
     }
 
-    /// <summary>After recovery: every unfinished request runs again, and every complete job has its results file.</summary>
+    private void Apply(JobEvents.Checkpointed e)
+    {
+        for (var i = 0; i < e.Keys.Length; i++)
+            if (Locate(e.Keys[i]) is { } at && at.Job.Lines[at.Index] is null)
+                at.Job.Checkpoints[at.Index] = e.Checkpoints[i];
+    }
+
+    /// <summary>
+    /// After recovery: every unfinished request runs again (from its latest checkpoint when it was dropped from a
+    /// block, from its prompt otherwise), and every complete job has its results file.
+    /// </summary>
     private void Resume()
     {
-        var pending = 0;
+        var (pending, resumed) = (0, 0);
         foreach (var id in _order)
         {
             var job = _jobs[id];
-            pending += Run(job);
+            var (run, fromCheckpoint) = Run(job);
+            pending += run;
+            resumed += fromCheckpoint;
             if (job.IsComplete && !File.Exists(ResultsPath(id))) CompleteIfDone(job);
         }
-        _log.Info("recovered {0} jobs, {1} requests to run", _order.Count, pending);
+        _log.Info("recovered {0} jobs, {1} requests to run, {2} of them from checkpoints", _order.Count, pending, resumed);
     }
 
-    private int Run(Job job)
+    private (int Requests, int FromCheckpoint) Run(Job job)
     {
         var items = new List<SchedulerProtocol.WorkItem>();
         for (var i = 0; i < job.Lines.Length; i++)
         {
             if (job.Lines[i] is not null || job.Requests[i] is not { } json) continue;
-            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority));
+            var resume = job.Checkpoints[i] is { } c ? new SchedulerProtocol.Checkpoint(c.OutputIds, c.OutputLogprobs, c.PromptLogprobs) : null;
+            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority)
+            {
+                Resume = resume,
+            });
         }
         if (items.Count > 0) _scheduler.Tell(new SchedulerProtocol.Enqueue(items));
-        return items.Count;
+        return (items.Count, items.Count(i => i.Resume is not null));
     }
 
     private void CompleteIfDone(Job job)
@@ -205,12 +248,17 @@ internal sealed class JobActor : ReceivePersistentActor
         public long[] Seeds { get; } = seeds;
         /// <summary>The result (or error) line of each input line; null while it runs.</summary>
         public string?[] Lines { get; } = lines;
+        /// <summary>The latest checkpoint of each line without a result that was dropped from a block; null otherwise.</summary>
+        public JobEvents.SequenceCheckpoint?[] Checkpoints { get; } = new JobEvents.SequenceCheckpoint?[lines.Length];
         public int Done => Lines.Count(l => l is not null);
         public bool IsComplete => Lines.All(l => l is not null);
-        public JobEvents.JobSnapshot ToSnapshot() => new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone(), Tenant, Priority, Cancelled);
+        public JobEvents.JobSnapshot ToSnapshot() =>
+            new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone(), Tenant, Priority, Cancelled,
+                Checkpoints.Any(c => c is not null) ? (JobEvents.SequenceCheckpoint?[])Checkpoints.Clone() : null);
 
         public JobStatus Status() =>
-            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)));
+            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)),
+                Checkpoints.Count(c => c is not null));
 
         /// <summary>
         /// Error lines (CompletionJson.ErrorLine) have a top-level "error" object; inside JSON strings quotes are

@@ -6,7 +6,8 @@ namespace ActorInfer.Actors.Jobs;
 /// <summary>
 /// The job actor: the node's durable record of accepted jobs and their results (an event-sourced actor on the
 /// configured journal). A job is persisted before it is acknowledged; unfinished requests are handed to the block
-/// scheduler, on start again after a crash; each result is persisted once, and a job's results file is written
+/// scheduler, on start again after a crash (a request dropped from a running block resumes from its latest
+/// persisted checkpoint, not from its prompt); each result is persisted once, and a job's results file is written
 /// once all its results are persisted (atomically, so a restarted node never answers twice or half).
 /// </summary>
 public static class JobProtocol
@@ -42,8 +43,10 @@ public static class JobProtocol
 
     /// <param name="Total">Lines of the job; 0 with <paramref name="Known"/> false for an unknown id.</param>
     /// <param name="Failed">Lines whose result is an error line (invalid, failed or cancelled).</param>
+    /// <param name="Checkpointed">Lines without a result whose progress is persisted (they were dropped from a block):
+    /// after a restart they resume from there.</param>
     public sealed record JobStatus(string JobId, bool Known, int Total, int Done, string? Tenant = null, int Priority = 0,
-        bool Cancelled = false, int Failed = 0)
+        bool Cancelled = false, int Failed = 0, int Checkpointed = 0)
     {
         public bool IsComplete => Known && Done == Total;
 
@@ -109,8 +112,23 @@ public static class JobEvents
     /// <summary>The results of one block, persisted as one event so a block counts as done all at once.</summary>
     public sealed record ResultsRecorded(string[] Keys, string[] Lines);
 
+    /// <summary>
+    /// Where a sequence dropped from a running block stopped: its generated tokens with their log-probabilities, and
+    /// its prompt's. With the request's seed (persisted with the job) this is its whole sampling state: the sampler
+    /// draws the k-th token from (seed, k), so the token count is the random generator's position.
+    /// </summary>
+    public sealed record SequenceCheckpoint(int[] OutputIds, float[] OutputLogprobs, float?[]? PromptLogprobs);
+
+    /// <summary>
+    /// The checkpoints of the sequences one drop requeued, as one event; a request's latest checkpoint replaces its
+    /// earlier one, and its result replaces both.
+    /// </summary>
+    public sealed record Checkpointed(string[] Keys, SequenceCheckpoint[] Checkpoints);
+
+    /// <param name="Checkpoints">Per line, the latest checkpoint of a request without a result; null in snapshots
+    /// taken before checkpoints were persisted.</param>
     public sealed record JobSnapshot(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Lines,
-        string? Tenant = null, int Priority = 0, bool Cancelled = false);
+        string? Tenant = null, int Priority = 0, bool Cancelled = false, SequenceCheckpoint?[]? Checkpoints = null);
 
     public sealed record Snapshot(JobSnapshot[] Jobs);
 }

@@ -43,6 +43,15 @@ public sealed class ActorInferNode : IAsyncDisposable
     public IActorRef Control { get; }
     public Task WhenTerminated => System.WhenTerminated;
 
+    /// <summary>The tier the layers compute on: the GPU on a CUDA node, host memory on a CPU node.</summary>
+    public Tier ComputeTier { get; private init; }
+
+    /// <summary>The compute tier's budget that holds the largest block the scheduler's bounds allow, every weight on it.</summary>
+    public long LargestBlockBytes { get; private init; }
+
+    /// <summary>The planner object behind the planner actor (the runtime's placement planner).</summary>
+    public RuntimePlacementPlanner? PolicyPlanner { get; private init; }
+
     /// <summary>Validates requests against the loaded model (tokenizer, context length) and decodes results.</summary>
     public CompletionFactory Factory => _model.Factory;
 
@@ -73,15 +82,20 @@ public sealed class ActorInferNode : IAsyncDisposable
                 system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device");
                 if (settings.IsCuda) system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu");
             }
-            var planner = system.ActorOf(PlannerProtocol.Props(model.Planner(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier),
-                memory), "planner");
+            var placement = model.Planner(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier);
+            var planner = system.ActorOf(PlannerProtocol.Props(placement, memory), "planner");
             var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
                 .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
                 .ToArray();
             var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner, settings.Scheduler.MaxWaitForMemory), "scheduler");
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
-            return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control);
+            return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control)
+            {
+                ComputeTier = computeTier,
+                LargestBlockBytes = placement.LargestBlockBytes,
+                PolicyPlanner = placement,
+            };
         }
         catch
         {

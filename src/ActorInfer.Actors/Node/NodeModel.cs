@@ -41,7 +41,7 @@ public sealed class NodeModel : IDisposable
     /// <paramref name="maxGpuBatchSize"/> sequences of the model's full context, everything on the device while it
     /// fits, weights moving off the device (on CUDA) when the device budget shrinks below that.
     /// </summary>
-    public Planner.IPolicyPlanner Planner(int maxGpuBatchSize, int maxGpuBatches, Memory.Tier computeTier)
+    public Planner.RuntimePlacementPlanner Planner(int maxGpuBatchSize, int maxGpuBatches, Memory.Tier computeTier)
     {
         var runtime = Runtime ?? throw new InvalidOperationException("the node's model has no runtime");
         var all = Planning.TierFractions.AllGpu;

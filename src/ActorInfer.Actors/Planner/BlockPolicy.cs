@@ -46,6 +46,15 @@ public sealed record ModelFootprint(long WeightBytes, long CacheBytesPerSequence
 /// </summary>
 public sealed class ResidentPolicyPlanner(ModelFootprint footprint, Tier computeTier, int maxGpuBatchSize, int maxGpuBatches) : IPolicyPlanner
 {
+    public Tier ComputeTier => computeTier;
+
+    /// <summary>
+    /// The compute tier's bytes for the largest block the bounds allow, with every weight on that tier: the smallest
+    /// budget for which <see cref="Plan"/> gives that block.
+    /// </summary>
+    public long LargestBlockBytes =>
+        footprint.WeightBytes + (long)maxGpuBatchSize * maxGpuBatches * (footprint.CacheBytesPerSequence + footprint.ActivationBytesPerSequence);
+
     public BlockPolicy? Plan(TierBudgets budgets)
     {
         var free = budgets[computeTier] - footprint.WeightBytes;

@@ -42,12 +42,24 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         _hardware = hardware ?? HardwareProfiles.T4FlexGen;
     }
 
+    /// <summary>
+    /// The device tier's bytes for a block of this geometry with the base policy's fractions (as planned: every
+    /// sequence's context at the full capacity).
+    /// </summary>
+    public long BytesFor(int gpuBatchSize, int numGpuBatches) =>
+        _runtime.PlanBlock(new Policy(gpuBatchSize, numGpuBatches, _base.Weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention },
+            _capacity, _capacity).Total.Device;
+
+    /// <summary>The device bytes of the largest block with the base fractions: the smallest budget that gives that block unchanged.</summary>
+    public long LargestBlockBytes => BytesFor(_base.GpuBatchSize, _base.NumGpuBatches);
+
     /// <summary>The predicted throughput (token/s) of the last policy returned, by the cost model.</summary>
     public double? LastPrediction { get; private set; }
 
     public BlockPolicy? Plan(TierBudgets budgets)
     {
-        var device = budgets[_deviceBudget] > 0 ? budgets[_deviceBudget] : long.MaxValue;
+        // No device budget (none known yet, or an operator's 0) leaves no room: nothing runs.
+        var device = budgets[_deviceBudget];
         var cpu = _deviceBudget != Tier.Cpu && budgets.Cpu > 0 ? budgets.Cpu : long.MaxValue;
         (Policy Policy, double Score)? best = null;
         foreach (var weights in WeightCandidates())

@@ -350,12 +350,17 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private void Requeue(Block block, int droppedBatches, List<Entry> dropped)
     {
         var tokens = 0;
+        var requeued = new List<(WorkItem Item, IActorRef ReplyTo)>(dropped.Count);
         foreach (var (item, replyTo, state, _) in dropped)
         {
             tokens += state!.PromptIds.Count + state.OutputIds.Count;
             var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
             _queue.Enqueue((resumed, replyTo), (-item.Priority, -(++_requeues)));
+            requeued.Add((resumed, replyTo));
         }
+        // Told before any requeued sequence can finish, so each enqueuer sees a sequence's checkpoint before its result.
+        foreach (var group in requeued.GroupBy(r => r.ReplyTo))
+            group.Key.Tell(new Checkpointed(block.Id, group.Select(r => new CheckpointedItem(r.Item.Key, r.Item.Resume!)).ToArray()));
         _log.Info("block {0}: dropped {1} GPU batches, {2} sequences requeued", block.Id, droppedBatches, dropped.Count);
         Publish(new BatchesDropped(block.Id, droppedBatches, dropped.Count, tokens));
     }

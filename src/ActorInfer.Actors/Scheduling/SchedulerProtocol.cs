@@ -33,6 +33,16 @@ public static class SchedulerProtocol
     /// </summary>
     public sealed record Checkpoint(IReadOnlyList<int> OutputIds, IReadOnlyList<float> OutputLogprobs, IReadOnlyList<float?>? PromptLogprobs);
 
+    /// <summary>One sequence dropped from a running block and requeued, and where it stopped.</summary>
+    public sealed record CheckpointedItem(string Key, Checkpoint Checkpoint);
+
+    /// <summary>
+    /// Sent to the enqueuer when GPU batches are dropped: the checkpoints of all of its sequences that were requeued,
+    /// at once, before any of their results. An enqueuer that keeps them durably can resume the sequences from there
+    /// after a crash; one that does not may ignore the message.
+    /// </summary>
+    public sealed record Checkpointed(int Block, IReadOnlyList<CheckpointedItem> Items);
+
     /// <summary>Removes queued requests (a cancelled job); requests already in a running block finish.</summary>
     public sealed record Withdraw(IReadOnlyCollection<string> Keys) : ICommand;
 

@@ -61,7 +61,7 @@ public static class BatchGenerator
         var last = sequences.Select(s => (long)s.OutputIds[^1]).ToArray();
         var ids = tensor(last, [layout.BatchSize, 1], dtype: ScalarType.Int64).to(model.Device);
         var mask = layout.DecodeMask(cacheIndex, model.Device);
-        var hidden = OptMath.Embed(model.Input, ids, layout.DecodePositions(cacheIndex, model.Device));
+        var hidden = OptMath.Embed(model.Input, ids, layout.DecodePositions(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device));
         for (var l = 0; l < model.Layers.Count; l++)
         {
             var next = OptMath.DecoderLayer(hidden, model.Layers[l], model.Config, kv[l], cacheIndex, mask);

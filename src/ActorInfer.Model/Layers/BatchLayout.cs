@@ -36,12 +36,18 @@ public sealed record BatchLayout
         return tensor(data, [BatchSize, PaddedLength], dtype: ScalarType.Int64).to(device);
     }
 
-    /// <summary>Position ids of the token at cache index <paramref name="cacheIndex"/>, [B, 1].</summary>
-    public Tensor DecodePositions(int cacheIndex, Device device)
+    /// <summary>
+    /// Position ids of the token at cache index <paramref name="cacheIndex"/>, [B, 1]. A sequence that has finished
+    /// still goes through the batch's later steps (its tokens are discarded); past the model's context
+    /// (<paramref name="maxPositions"/>) its position stays at the last one. Only a finished sequence gets there: a
+    /// request's prompt and max_tokens fit the context, but a short sequence in a batch with a long one runs as many
+    /// steps as the long one.
+    /// </summary>
+    public Tensor DecodePositions(int cacheIndex, int maxPositions, Device device)
     {
         var data = new long[BatchSize];
         for (var b = 0; b < BatchSize; b++)
-            data[b] = cacheIndex - PadCount(b) + Config.OptConfig.PositionOffset;
+            data[b] = Math.Min(cacheIndex - PadCount(b), maxPositions - 1) + Config.OptConfig.PositionOffset;
         return tensor(data, [BatchSize, 1], dtype: ScalarType.Int64).to(device);
     }
 

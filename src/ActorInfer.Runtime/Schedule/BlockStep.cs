@@ -223,7 +223,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(batch.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray(), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
-                using var positions = step.IsPrefill ? layout.PrefillPositions(Device) : layout.DecodePositions(cacheIndex, Device);
+                using var positions = step.IsPrefill ? layout.PrefillPositions(Device) : layout.DecodePositions(cacheIndex, c.MaxPositionEmbeddings, Device);
                 output = OptMath.Embed(input, ids, positions);
                 break;
             }

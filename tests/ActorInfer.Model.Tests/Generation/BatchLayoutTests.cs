@@ -11,8 +11,19 @@ public class BatchLayoutTests
         var layout = new BatchLayout([3, 1]);
         using var pos = layout.PrefillPositions(torch.CPU);
         Assert.Equal(new long[] { 2, 3, 4, 1, 1, 2 }, pos.data<long>().ToArray());
-        using var next = layout.DecodePositions(3, torch.CPU);
+        using var next = layout.DecodePositions(3, maxPositions: 64, torch.CPU);
         Assert.Equal(new long[] { 5, 3 }, next.data<long>().ToArray());
+    }
+
+    [Fact]
+    public void Past_the_context_a_position_stays_at_the_last_one()
+    {
+        // A context of 6 positions: at cache index 7 the longer sequence would be at position 7, the shorter at 5.
+        var layout = new BatchLayout([3, 1]);
+        using var next = layout.DecodePositions(7, maxPositions: 6, torch.CPU);
+        Assert.Equal(new long[] { 5 + 2, 5 + 2 }, next.data<long>().ToArray());
+        using var within = layout.DecodePositions(6, maxPositions: 6, torch.CPU);
+        Assert.Equal(new long[] { 5 + 2, 4 + 2 }, within.data<long>().ToArray());
     }
 
     [Fact]

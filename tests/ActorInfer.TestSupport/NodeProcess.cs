@@ -1,9 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 
-namespace ActorInfer.Actors.Tests;
+namespace ActorInfer.TestSupport;
 
-/// <summary>A real `actorinfer node` process (the CLI built beside the tests), with its output read line by line.</summary>
+/// <summary>
+/// A real `actorinfer` process (the CLI built beside the tests, which reference its project), with its output read
+/// line by line.
+/// </summary>
 public sealed class NodeProcess : IDisposable
 {
     private readonly Process _process;
@@ -14,7 +17,7 @@ public sealed class NodeProcess : IDisposable
     {
         var start = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = TestModels.RepositoryRoot,
+            WorkingDirectory = TestPaths.RepositoryRoot,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -50,7 +53,7 @@ public sealed class NodeProcess : IDisposable
                     if (_lines.Count > 0) continue;
                 }
                 if (left <= TimeSpan.Zero || _process.HasExited && _lines.Count == 0)
-                    throw new Xunit.Sdk.XunitException($"no matching line (exited: {_process.HasExited}); output:\n{string.Join("\n", _seen)}");
+                    throw new TimeoutException($"no matching line (exited: {_process.HasExited}); output:\n{string.Join("\n", _seen)}");
                 continue;
             }
             _seen.Add(line);
@@ -58,9 +61,16 @@ public sealed class NodeProcess : IDisposable
         }
     }
 
+    /// <summary>Every line read so far, and every line the process has written that was not read yet.</summary>
+    public IReadOnlyList<string> AllOutput()
+    {
+        while (_lines.TryTake(out var line)) _seen.Add(line);
+        return _seen;
+    }
+
     public int WaitForExit(TimeSpan timeout)
     {
-        if (!_process.WaitForExit(timeout)) throw new Xunit.Sdk.XunitException("the node did not exit");
+        if (!_process.WaitForExit(timeout)) throw new TimeoutException("the process did not exit");
         return _process.ExitCode;
     }
 
