@@ -32,6 +32,7 @@ public static class CostModel
         CpuToDiskSeconds = terms.CpuToDisk.Evaluate(shares),
         GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
         CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
+        CpuBesideGpu = terms.CpuBesideGpu,
         Repetitions = repetitions,
         Layers = layers,
     };

@@ -12,17 +12,23 @@ public sealed record PolicyShape(int GpuBatchSize, int NumGpuBatches, bool CpuAt
 }
 
 /// <summary>Seconds one layer spends on each link and processor in one phase, for the whole block.</summary>
+/// <param name="CpuBesideGpu">
+/// CPU attention runs on its own worker beside the GPU's compute: with two or more GPU batches the runtime issues a
+/// batch's GPU work while the worker attends for the batch before, so the two add up only with one GPU batch.
+/// </param>
 public sealed record PhaseTimeTerms(
     LinearExpression CpuToGpu, LinearExpression GpuToCpu, LinearExpression DiskToCpu, LinearExpression CpuToDisk,
-    LinearExpression GpuCompute, LinearExpression CpuCompute)
+    LinearExpression GpuCompute, LinearExpression CpuCompute, bool CpuBesideGpu = false)
 {
     /// <summary>
-    /// The three streams of the overlapped schedule. Loads go disk -> CPU -> GPU on one stream, stores GPU -> CPU -> disk
-    /// on another, compute (GPU, and CPU attention which waits on and feeds the GPU) on a third.
+    /// The streams of the overlapped schedule. Loads go disk -> CPU -> GPU on one stream, stores GPU -> CPU -> disk
+    /// on another, GPU compute on a third; CPU attention, which waits on and feeds the GPU, adds to the GPU's
+    /// stream when it runs in line (one GPU batch) and is a fourth stream beside it otherwise.
     /// </summary>
     public LinearExpression LoadStream => DiskToCpu + CpuToGpu;
     public LinearExpression StoreStream => GpuToCpu + CpuToDisk;
-    public LinearExpression ComputeStream => GpuCompute + CpuCompute;
+    public LinearExpression ComputeStream => CpuBesideGpu ? GpuCompute : GpuCompute + CpuCompute;
+    public LinearExpression CpuStream => CpuBesideGpu ? CpuCompute : LinearExpression.Zero;
 }
 
 /// <summary>Peak bytes each tier holds during one phase.</summary>
@@ -163,7 +169,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                 DiskToCpu: diskToCpu,
                 CpuToDisk: cpuToDisk,
                 GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops, CacheGpu) / hw.GpuBatchedMatmulDecodeFlops,
-                CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
+                // One call per GPU batch whose cache is off the GPU, each with its fixed cost beside the FLOPs.
+                CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate
+                            + LinearExpression.Of(shape.NumGpuBatches * hw.CpuAttentionSecondsPerCall, CacheCpu, CacheDisk),
+                CpuBesideGpu: shape.NumGpuBatches > 1);
         }
 
         // GPU attention over the whole cache: the off-GPU part of each batch's cache is brought up every step.

@@ -34,6 +34,19 @@ public class HardwareProfileTests
     }
 
     [Fact]
+    public void The_fixed_time_of_a_cpu_attention_call_round_trips_and_defaults_to_zero()
+    {
+        var measured = HardwareProfiles.T4FlexGen with { CpuAttentionSecondsPerCall = 0.00025 };
+        var text = HardwareProfileJson.Serialize(measured);
+        Assert.Contains("\"cpu_attention_seconds_per_call\": 0.00025", text);
+        Assert.Equal(measured, HardwareProfileJson.Parse(text));
+        Assert.Equal(0, HardwareProfileJson.Parse(HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen)).CpuAttentionSecondsPerCall);
+        var negative = text.Replace("\"cpu_attention_seconds_per_call\": 0.00025", "\"cpu_attention_seconds_per_call\": -1");
+        var e = Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(negative));
+        Assert.Contains("compute.cpu_attention_seconds_per_call", e.Message);
+    }
+
+    [Fact]
     public void A_left_out_cache_bandwidth_equals_the_bulk_one()
     {
         var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen).Replace("\"gpu_to_cpu_cache_bytes_per_s\"", "\"ignored\"");
