@@ -26,8 +26,14 @@ public enum CpuAttentionKernelKind
 /// </summary>
 public sealed record CpuAttentionKernel(CpuAttentionKernelKind Kind, int ChunkRows = int.MaxValue, int Threads = 0)
 {
-    /// <summary>The kernel the runtime uses unless told otherwise (the fastest exact one in `actorinfer bench-attention`).</summary>
-    public static CpuAttentionKernel Default { get; } = new(CpuAttentionKernelKind.Sdpa);
+    /// <summary>
+    /// The kernel the runtime uses unless told otherwise: float32 matrix products over chunks of 16 rows, the rows
+    /// split over all logical processors but one (left to the thread that issues GPU work). On the development
+    /// machine (2 cores, shared) it was the fastest exact kernel of `actorinfer bench-attention` and the least
+    /// disturbed by other load; libtorch's float16 SDPA was 5 to 10 times slower there and 1.5 float16 steps off.
+    /// `scripts/gpu/bench-30b-auto.sh` times them all on the GPU machine.
+    /// </summary>
+    public static CpuAttentionKernel Default { get; } = new(CpuAttentionKernelKind.Float32Matmul, 16, Math.Max(1, Environment.ProcessorCount - 1));
 
     /// <summary>Whether this kind works in a float32 scratch buffer.</summary>
     public bool NeedsScratch => Kind is CpuAttentionKernelKind.Float32 or CpuAttentionKernelKind.Float32Matmul;
