@@ -37,16 +37,19 @@ public sealed record PhaseEstimate
     public double ComputeStreamSeconds => CpuBesideGpu ? GpuComputeSeconds : GpuComputeSeconds + CpuComputeSeconds;
     /// <summary>CPU attention on its worker, when it runs beside the GPU (else 0: it is in the compute stream).</summary>
     public double CpuStreamSeconds => CpuBesideGpu ? CpuComputeSeconds : 0;
-    public double LayerSeconds => Math.Max(Math.Max(LoadStreamSeconds, StoreStreamSeconds), Math.Max(ComputeStreamSeconds, CpuStreamSeconds));
+    /// <summary>The host thread issuing every GPU batch's work.</summary>
+    public double HostSeconds { get; init; }
+    public double LayerSeconds =>
+        Math.Max(Math.Max(LoadStreamSeconds, StoreStreamSeconds), Math.Max(Math.Max(ComputeStreamSeconds, CpuStreamSeconds), HostSeconds));
     /// <summary>How many times the phase runs each layer: once for prefill, once per decoding step.</summary>
     public required int Repetitions { get; init; }
     public required int Layers { get; init; }
     public double TotalSeconds => LayerSeconds * Layers * Repetitions;
 
-    /// <summary>The stream that sets the layer time: "load", "store", "compute" or "cpu attention".</summary>
+    /// <summary>The stream that sets the layer time: "load", "store", "compute", "cpu attention" or "host".</summary>
     public string Bottleneck =>
         LayerSeconds == ComputeStreamSeconds ? "compute" : LayerSeconds == CpuStreamSeconds ? "cpu attention"
-        : LayerSeconds == LoadStreamSeconds ? "load" : "store";
+        : LayerSeconds == LoadStreamSeconds ? "load" : LayerSeconds == StoreStreamSeconds ? "store" : "host";
 }
 
 /// <summary>What the cost model predicts for one policy.</summary>

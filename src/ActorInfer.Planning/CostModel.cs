@@ -33,6 +33,7 @@ public static class CostModel
         GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
         CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
         CpuBesideGpu = terms.CpuBesideGpu,
+        HostSeconds = terms.HostStream.Evaluate(shares),
         Repetitions = repetitions,
         Layers = layers,
     };

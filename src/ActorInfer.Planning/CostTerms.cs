@@ -29,6 +29,9 @@ public sealed record PhaseTimeTerms(
     public LinearExpression StoreStream => GpuToCpu + CpuToDisk;
     public LinearExpression ComputeStream => CpuBesideGpu ? GpuCompute : GpuCompute + CpuCompute;
     public LinearExpression CpuStream => CpuBesideGpu ? CpuCompute : LinearExpression.Zero;
+
+    /// <summary>The host thread, which issues every GPU batch's copies and kernels one position after another.</summary>
+    public LinearExpression HostStream { get; init; } = LinearExpression.Zero;
 }
 
 /// <summary>Peak bytes each tier holds during one phase.</summary>
@@ -62,7 +65,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     {
         var sizes = new Sizes(model, workload, shape);
         return new CostTerms(
-            PrefillTimes(sizes, hardware), DecodeTimes(sizes, shape, hardware),
+            PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
             PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
     }
 
@@ -134,7 +137,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double CpuAttentionScratch { get; }
     }
 
-    private static PhaseTimeTerms PrefillTimes(Sizes size, HardwareProfile hw) => new(
+    /// <summary>One schedule position per GPU batch and layer, each issued by the one host thread.</summary>
+    private static LinearExpression Host(PolicyShape shape, HardwareProfile hw) => LinearExpression.Of(shape.NumGpuBatches * hw.HostSecondsPerPosition);
+
+    private static PhaseTimeTerms PrefillTimes(Sizes size, PolicyShape shape, HardwareProfile hw) => new(
         CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
         GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
@@ -145,7 +151,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
         GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
                                         + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops),
-        CpuCompute: LinearExpression.Zero);
+        CpuCompute: LinearExpression.Zero)
+    {
+        HostStream = Host(shape, hw),
+    };
 
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
     {
@@ -172,7 +181,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                 // One call per GPU batch whose cache is off the GPU, each with its fixed cost beside the FLOPs.
                 CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate
                             + LinearExpression.Of(shape.NumGpuBatches * hw.CpuAttentionSecondsPerCall, CacheCpu, CacheDisk),
-                CpuBesideGpu: shape.NumGpuBatches > 1);
+                CpuBesideGpu: shape.NumGpuBatches > 1)
+            {
+                HostStream = Host(shape, hw),
+            };
         }
 
         // GPU attention over the whole cache: the off-GPU part of each batch's cache is brought up every step.
@@ -182,7 +194,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             DiskToCpu: diskToCpu,
             CpuToDisk: cpuToDisk,
             GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops),
-            CpuCompute: LinearExpression.Zero);
+            CpuCompute: LinearExpression.Zero)
+        {
+            HostStream = Host(shape, hw),
+        };
     }
 
     private static PhaseMemoryTerms PrefillMemoryTerms(Sizes size)

@@ -53,6 +53,12 @@ public sealed record HardwareProfile
     /// </summary>
     public double CpuAttentionSecondsPerCall { get; init; }
     /// <summary>
+    /// The host's time for one schedule position (one layer of one GPU batch): the runtime's bookkeeping and the calls
+    /// that issue the position's copies and kernels, which one thread makes for every position. 0 when the profile
+    /// does not say (FlexGen's model has no such term).
+    /// </summary>
+    public double HostSecondsPerPosition { get; init; }
+    /// <summary>
     /// GPU memory (HBM/GDDR) bandwidth: each GPU batch reads the layer's weights once, which bounds decoding's
     /// small matrix products from below however fast the arithmetic is (a roofline term; not in FlexGen's model).
     /// </summary>
@@ -67,8 +73,11 @@ public sealed record HardwareProfile
     {
         if (string.IsNullOrWhiteSpace(Name))
             throw new ArgumentException($"hardware profile: '{HardwareProfileKeys.Name}' must not be empty");
-        if (double.IsNaN(CpuAttentionSecondsPerCall) || double.IsInfinity(CpuAttentionSecondsPerCall) || CpuAttentionSecondsPerCall < 0)
-            throw new ArgumentException($"hardware profile '{Name}': '{HardwareProfileKeys.CpuAttentionPerCall}' must be a non-negative number, got {CpuAttentionSecondsPerCall}");
+        foreach (var (key, value) in new[] { (HardwareProfileKeys.CpuAttentionPerCall, CpuAttentionSecondsPerCall), (HardwareProfileKeys.HostPerPosition, HostSecondsPerPosition) })
+        {
+            if (double.IsNaN(value) || double.IsInfinity(value) || value < 0)
+                throw new ArgumentException($"hardware profile '{Name}': '{key}' must be a non-negative number, got {value}");
+        }
         foreach (var (key, value) in Values())
         {
             if (double.IsNaN(value) || double.IsInfinity(value) || value <= 0)

@@ -116,6 +116,20 @@ public class CostModelTests
     }
 
     [Fact]
+    public void The_host_issues_the_gpu_batches_of_a_layer_one_after_another()
+    {
+        var profile = RoundProfile with { HostSecondsPerPosition = 0.5 };
+        var estimate = CostModel.Evaluate(TinyModel, Work, Place(Gpu, Gpu, Gpu, batch: 2, count: 3), profile);
+        foreach (var phase in new[] { estimate.Prefill, estimate.Decode })
+        {
+            Assert.Equal(3 * 0.5, phase.HostSeconds, Tolerance);
+            Assert.Equal(3 * 0.5, phase.LayerSeconds, Tolerance);
+            Assert.Equal("host", phase.Bottleneck);
+        }
+        Assert.Equal(0, Evaluate(Place(Gpu, Gpu, Gpu, batch: 2, count: 3)).Decode.HostSeconds);
+    }
+
+    [Fact]
     public void Cache_on_cpu_with_gpu_attention_brings_the_whole_cache_up_each_step()
     {
         var estimate = Evaluate(Place(Gpu, Cpu, Gpu, cpuAttention: false));

@@ -47,6 +47,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var diskWrite = Rate("cpu -> disk", copyBytes, () => file.Write(hostBuffer.Tensor, 0));
         var diskRead = Rate("disk -> cpu", copyBytes, () => file.ReadInto(hostBuffer.Tensor, 0));
         var cpuAttention = CpuAttention(copies, hostBuffer.Tensor, deviceBuffer.Tensor);
+        var hostPerPosition = PositionProbe.SecondsPerPosition(device, IsCuda ? ScalarType.Float16 : ScalarType.Float32, _kernel, log);
         hostBuffer.Dispose();
         deviceBuffer.Dispose();
 
@@ -76,6 +77,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             GpuBatchedMatmulDecodeFlops = bmmDecode,
             CpuAttentionFlops = cpuAttention.Flops,
             CpuAttentionSecondsPerCall = cpuAttention.SecondsPerCall,
+            HostSecondsPerPosition = hostPerPosition,
             GpuMemoryBytesPerSecond = deviceMemory,
             Source = $"measured by `actorinfer profile` at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")}, {Environment.ProcessorCount} logical processors; " +
                      $"CPU attention: kernel {_kernel.Spec} on its worker thread{(IsCuda ? ", while weights stream to the device" : "")})",
