@@ -62,7 +62,7 @@ if [ -n "${PROFILE:-}" ]; then
 else
   profile=$out/$name.json
   stage "2. profiling the card into $name.json"
-  ai "$(budget 150)" profile --device cuda --disk-dir /tmp --output "$profile" --name "$name" "${kernel_args[@]}" 2>&1 | tee -a "$log" | grep -i attention
+  ai "$(budget 150)" profile --device cuda --disk-dir /tmp --output "$profile" --name "$name" "${kernel_args[@]}" 2>&1 | tee -a "$log" | grep -iE "attention|host"
 fi
 
 stage "3. OPT-30B, --policy auto, 16 GiB GPU / 100 GiB CPU"
@@ -90,7 +90,7 @@ if attention:
         if r["kernel"].startswith("Sdpa"): print(f"  libtorch float16 SDPA at batch {r['batch']}: {r['ms']:.2f} ms ({r['max_ulps']:.2f} float16 steps off)")
 p = load(profile)
 if p: print(f"profile: cpu attention {p['compute']['cpu_attention_flops'] / 1e9:.1f} GFLOP/s, {p['compute'].get('cpu_attention_seconds_per_call', 0) * 1e6:.0f} us per call; "
-            f"cpu->gpu {p['bandwidth']['cpu_to_gpu_bytes_per_s'] / 1e9:.1f} GB/s")
+            f"host {p['compute'].get('host_seconds_per_position', 0) * 1e6:.0f} us per position; cpu->gpu {p['bandwidth']['cpu_to_gpu_bytes_per_s'] / 1e9:.1f} GB/s")
 auto, fixed = load(f"{out}/bench-30b-auto.json"), load(f"{out}/bench-30b-fixed.json")
 for line in open(auto_log):
     if line.startswith("bench: trace"): print(line.strip())
