@@ -32,6 +32,8 @@ public static class CostModel
         CpuToDiskSeconds = terms.CpuToDisk.Evaluate(shares),
         GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
         CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
+        CpuBesideGpu = terms.CpuBesideGpu,
+        HostSeconds = terms.HostStream.Evaluate(shares),
         Repetitions = repetitions,
         Layers = layers,
     };

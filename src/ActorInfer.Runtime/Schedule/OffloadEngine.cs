@@ -4,6 +4,7 @@ using ActorInfer.Model.Layers;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Placement;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -19,6 +20,7 @@ public sealed class OffloadEngine : IDisposable
 {
     private readonly IReadOnlyList<ScheduleLayer> _layers;
     private readonly WeightStore _weights;
+    private CpuAttentionWorker? _cpuAttentionWorker;
 
     public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype)
     {
@@ -39,6 +41,12 @@ public sealed class OffloadEngine : IDisposable
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public ScalarType DType { get; }
+    /// <summary>How attention over a CPU-resident cache is computed (with <see cref="Planning.Policy.CpuAttention"/>).</summary>
+    public CpuAttentionKernel CpuAttentionKernel { get; init; } = CpuAttentionKernel.Default;
+
+    /// <summary>The thread that computes CPU attention while the host issues GPU work; started on first use.</summary>
+    internal CpuAttentionWorker CpuAttentionWorker => _cpuAttentionWorker ??= new CpuAttentionWorker(CpuAttentionKernel);
+
     /// <summary>A timeline to record copies and compute into (CUDA only); inactive unless started.</summary>
     public Cuda.CudaTimeline? Timeline { get; set; }
     /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>
@@ -52,13 +60,14 @@ public sealed class OffloadEngine : IDisposable
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
     /// anything: what the planner's choice costs in this runtime's whole-tensor placement, working buffers included.
     /// </summary>
+    /// <param name="kernel">The CPU attention kernel the engine will use (default: <see cref="CpuAttentionKernel.Default"/>).</param>
     public static PlacementPlan PlanFor(OptConfig config, IWeightSource source, Policy policy, ScalarType dtype, bool deviceIsCpu,
-        int promptLength, int generationLength)
+        int promptLength, int generationLength, CpuAttentionKernel? kernel = null)
     {
         var layers = ScheduleLayer.For(config, source);
         var shapes = Enumerable.Range(0, policy.NumGpuBatches)
             .Select(_ => new BatchShape(policy.GpuBatchSize, promptLength, promptLength + generationLength)).ToArray();
-        return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu);
+        return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu, kernel ?? CpuAttentionKernel.Default);
     }
 
     /// <summary>What a block of full GPU batches of this geometry and length would hold per tier, weights included.</summary>
@@ -66,7 +75,7 @@ public sealed class OffloadEngine : IDisposable
     {
         var policy = new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention };
         var shapes = Enumerable.Range(0, numGpuBatches).Select(_ => new BatchShape(gpuBatchSize, paddedLength, capacity)).ToArray();
-        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
+        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu, CpuAttentionKernel);
     }
 
     /// <summary>What a block of full GPU batches would hold per tier under another policy (its weight fractions too).</summary>
@@ -129,7 +138,7 @@ public sealed class OffloadEngine : IDisposable
     public PlacementPlan Plan(IReadOnlyList<SequenceState> block) => Plan(block, Policy);
 
     private PlacementPlan Plan(IReadOnlyList<SequenceState> block, Policy policy) =>
-        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu);
+        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu, CpuAttentionKernel);
 
     private static IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block, Policy policy)
     {
@@ -192,5 +201,9 @@ public sealed class OffloadEngine : IDisposable
         }
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        _cpuAttentionWorker?.Dispose();
+        _weights.Dispose();
+    }
 }
