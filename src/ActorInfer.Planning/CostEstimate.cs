@@ -16,7 +16,7 @@ public sealed record TierBytes(double Gpu, double Cpu, double Disk)
 
 /// <summary>
 /// One phase of one layer for the whole block: the seconds each link and processor is busy, and the layer's time,
-/// which is the busiest of the overlapped streams. For decoding these are the mean step's figures.
+/// which is the busiest of the three overlapped streams. For decoding these are the mean step's figures.
 /// </summary>
 public sealed record PhaseEstimate
 {
@@ -27,29 +27,20 @@ public sealed record PhaseEstimate
     public required double CpuToDiskSeconds { get; init; }
     public required double GpuComputeSeconds { get; init; }
     public required double CpuComputeSeconds { get; init; }
-    /// <summary>CPU attention runs beside the GPU's compute (two or more GPU batches) rather than in line with it.</summary>
-    public bool CpuBesideGpu { get; init; }
     /// <summary>Disk -> CPU -> GPU.</summary>
     public double LoadStreamSeconds => DiskToCpuSeconds + CpuToGpuSeconds;
     /// <summary>GPU -> CPU -> disk.</summary>
     public double StoreStreamSeconds => GpuToCpuSeconds + CpuToDiskSeconds;
-    /// <summary>GPU compute, with CPU attention added when it runs in line.</summary>
-    public double ComputeStreamSeconds => CpuBesideGpu ? GpuComputeSeconds : GpuComputeSeconds + CpuComputeSeconds;
-    /// <summary>CPU attention on its worker, when it runs beside the GPU (else 0: it is in the compute stream).</summary>
-    public double CpuStreamSeconds => CpuBesideGpu ? CpuComputeSeconds : 0;
-    /// <summary>The host thread issuing every GPU batch's work.</summary>
-    public double HostSeconds { get; init; }
-    public double LayerSeconds =>
-        Math.Max(Math.Max(LoadStreamSeconds, StoreStreamSeconds), Math.Max(Math.Max(ComputeStreamSeconds, CpuStreamSeconds), HostSeconds));
+    public double ComputeStreamSeconds => GpuComputeSeconds + CpuComputeSeconds;
+    public double LayerSeconds => Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
     /// <summary>How many times the phase runs each layer: once for prefill, once per decoding step.</summary>
     public required int Repetitions { get; init; }
     public required int Layers { get; init; }
     public double TotalSeconds => LayerSeconds * Layers * Repetitions;
 
-    /// <summary>The stream that sets the layer time: "load", "store", "compute", "cpu attention" or "host".</summary>
+    /// <summary>The stream that sets the layer time: "load", "store" or "compute".</summary>
     public string Bottleneck =>
-        LayerSeconds == ComputeStreamSeconds ? "compute" : LayerSeconds == CpuStreamSeconds ? "cpu attention"
-        : LayerSeconds == LoadStreamSeconds ? "load" : LayerSeconds == StoreStreamSeconds ? "store" : "host";
+        LayerSeconds == ComputeStreamSeconds ? "compute" : LayerSeconds == LoadStreamSeconds ? "load" : "store";
 }
 
 /// <summary>What the cost model predicts for one policy.</summary>

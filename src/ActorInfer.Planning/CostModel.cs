@@ -32,8 +32,6 @@ public static class CostModel
         CpuToDiskSeconds = terms.CpuToDisk.Evaluate(shares),
         GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
         CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
-        CpuBesideGpu = terms.CpuBesideGpu,
-        HostSeconds = terms.HostStream.Evaluate(shares),
         Repetitions = repetitions,
         Layers = layers,
     };

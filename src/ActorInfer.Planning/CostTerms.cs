@@ -12,26 +12,17 @@ public sealed record PolicyShape(int GpuBatchSize, int NumGpuBatches, bool CpuAt
 }
 
 /// <summary>Seconds one layer spends on each link and processor in one phase, for the whole block.</summary>
-/// <param name="CpuBesideGpu">
-/// CPU attention runs on its own worker beside the GPU's compute: with two or more GPU batches the runtime issues a
-/// batch's GPU work while the worker attends for the batch before, so the two add up only with one GPU batch.
-/// </param>
 public sealed record PhaseTimeTerms(
     LinearExpression CpuToGpu, LinearExpression GpuToCpu, LinearExpression DiskToCpu, LinearExpression CpuToDisk,
-    LinearExpression GpuCompute, LinearExpression CpuCompute, bool CpuBesideGpu = false)
+    LinearExpression GpuCompute, LinearExpression CpuCompute)
 {
     /// <summary>
-    /// The streams of the overlapped schedule. Loads go disk -> CPU -> GPU on one stream, stores GPU -> CPU -> disk
-    /// on another, GPU compute on a third; CPU attention, which waits on and feeds the GPU, adds to the GPU's
-    /// stream when it runs in line (one GPU batch) and is a fourth stream beside it otherwise.
+    /// The three streams of the overlapped schedule. Loads go disk -> CPU -> GPU on one stream, stores GPU -> CPU -> disk
+    /// on another, compute (GPU, and CPU attention which waits on and feeds the GPU) on a third.
     /// </summary>
     public LinearExpression LoadStream => DiskToCpu + CpuToGpu;
     public LinearExpression StoreStream => GpuToCpu + CpuToDisk;
-    public LinearExpression ComputeStream => CpuBesideGpu ? GpuCompute : GpuCompute + CpuCompute;
-    public LinearExpression CpuStream => CpuBesideGpu ? CpuCompute : LinearExpression.Zero;
-
-    /// <summary>The host thread, which issues every GPU batch's copies and kernels one position after another.</summary>
-    public LinearExpression HostStream { get; init; } = LinearExpression.Zero;
+    public LinearExpression ComputeStream => GpuCompute + CpuCompute;
 }
 
 /// <summary>Peak bytes each tier holds during one phase.</summary>
@@ -65,7 +56,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     {
         var sizes = new Sizes(model, workload, shape);
         return new CostTerms(
-            PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
+            PrefillTimes(sizes, hardware), DecodeTimes(sizes, shape, hardware),
             PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
     }
 
@@ -137,10 +128,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double CpuAttentionScratch { get; }
     }
 
-    /// <summary>One schedule position per GPU batch and layer, each issued by the one host thread.</summary>
-    private static LinearExpression Host(PolicyShape shape, HardwareProfile hw) => LinearExpression.Of(shape.NumGpuBatches * hw.HostSecondsPerPosition);
-
-    private static PhaseTimeTerms PrefillTimes(Sizes size, PolicyShape shape, HardwareProfile hw) => new(
+    private static PhaseTimeTerms PrefillTimes(Sizes size, HardwareProfile hw) => new(
         CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
         GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
@@ -151,10 +139,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
         GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
                                         + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops),
-        CpuCompute: LinearExpression.Zero)
-    {
-        HostStream = Host(shape, hw),
-    };
+        CpuCompute: LinearExpression.Zero);
 
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
     {
@@ -178,13 +163,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                 DiskToCpu: diskToCpu,
                 CpuToDisk: cpuToDisk,
                 GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops, CacheGpu) / hw.GpuBatchedMatmulDecodeFlops,
-                // One call per GPU batch whose cache is off the GPU, each with its fixed cost beside the FLOPs.
-                CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate
-                            + LinearExpression.Of(shape.NumGpuBatches * hw.CpuAttentionSecondsPerCall, CacheCpu, CacheDisk),
-                CpuBesideGpu: shape.NumGpuBatches > 1)
-            {
-                HostStream = Host(shape, hw),
-            };
+                CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
         }
 
         // GPU attention over the whole cache: the off-GPU part of each batch's cache is brought up every step.
@@ -194,10 +173,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             DiskToCpu: diskToCpu,
             CpuToDisk: cpuToDisk,
             GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops),
-            CpuCompute: LinearExpression.Zero)
-        {
-            HostStream = Host(shape, hw),
-        };
+            CpuCompute: LinearExpression.Zero);
     }
 
     private static PhaseMemoryTerms PrefillMemoryTerms(Sizes size)

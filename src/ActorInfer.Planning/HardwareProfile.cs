@@ -47,18 +47,6 @@ public sealed record HardwareProfile
     /// <summary>Attention over a CPU-resident cache, computed on the CPU during decoding.</summary>
     public required double CpuAttentionFlops { get; init; }
     /// <summary>
-    /// The fixed time of one CPU attention call (one GPU batch of one layer) beside its FLOPs: the copies of the
-    /// query, key and value and of the result, the hand-over to the worker, the kernel's per-call work. 0 when the
-    /// profile does not say (FlexGen's model has no such term; its fit below slows the rate of small batches instead).
-    /// </summary>
-    public double CpuAttentionSecondsPerCall { get; init; }
-    /// <summary>
-    /// The host's time for one schedule position (one layer of one GPU batch): the runtime's bookkeeping and the calls
-    /// that issue the position's copies and kernels, which one thread makes for every position. 0 when the profile
-    /// does not say (FlexGen's model has no such term).
-    /// </summary>
-    public double HostSecondsPerPosition { get; init; }
-    /// <summary>
     /// GPU memory (HBM/GDDR) bandwidth: each GPU batch reads the layer's weights once, which bounds decoding's
     /// small matrix products from below however fast the arithmetic is (a roofline term; not in FlexGen's model).
     /// </summary>
@@ -73,11 +61,6 @@ public sealed record HardwareProfile
     {
         if (string.IsNullOrWhiteSpace(Name))
             throw new ArgumentException($"hardware profile: '{HardwareProfileKeys.Name}' must not be empty");
-        foreach (var (key, value) in new[] { (HardwareProfileKeys.CpuAttentionPerCall, CpuAttentionSecondsPerCall), (HardwareProfileKeys.HostPerPosition, HostSecondsPerPosition) })
-        {
-            if (double.IsNaN(value) || double.IsInfinity(value) || value < 0)
-                throw new ArgumentException($"hardware profile '{Name}': '{key}' must be a non-negative number, got {value}");
-        }
         foreach (var (key, value) in Values())
         {
             if (double.IsNaN(value) || double.IsInfinity(value) || value <= 0)

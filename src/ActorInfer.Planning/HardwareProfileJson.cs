@@ -23,8 +23,6 @@ public static class HardwareProfileKeys
     public const string GpuBatchedMatmulPrefill = "compute.gpu_bmm_prefill_flops";
     public const string GpuBatchedMatmulDecode = "compute.gpu_bmm_decode_flops";
     public const string CpuAttention = "compute.cpu_attention_flops";
-    public const string CpuAttentionPerCall = "compute.cpu_attention_seconds_per_call";
-    public const string HostPerPosition = "compute.host_seconds_per_position";
     public const string GpuMemoryBandwidth = "bandwidth.gpu_memory_bytes_per_s";
     public const string FitBatchAndHidden = "cpu_attention_fit.batch_and_hidden";
     public const string FitBatch = "cpu_attention_fit.batch";
@@ -48,7 +46,7 @@ public static class HardwareProfileJson
             "cpu_to_gpu_bytes_per_s", "cpu_to_gpu_cache_bytes_per_s", "gpu_to_cpu_bytes_per_s", "gpu_to_cpu_cache_bytes_per_s",
             "disk_to_cpu_bytes_per_s", "disk_to_cpu_cache_bytes_per_s", "cpu_to_disk_bytes_per_s", "cpu_to_disk_cache_bytes_per_s", "gpu_memory_bytes_per_s",
         ],
-        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "cpu_attention_seconds_per_call", "host_seconds_per_position"],
+        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops"],
         ["cpu_attention_fit"] = ["batch_and_hidden", "batch", "hidden"],
     };
 
@@ -124,8 +122,6 @@ public static class HardwareProfileJson
                 GpuBatchedMatmulPrefillFlops = Number(root, HardwareProfileKeys.GpuBatchedMatmulPrefill),
                 GpuBatchedMatmulDecodeFlops = Number(root, HardwareProfileKeys.GpuBatchedMatmulDecode),
                 CpuAttentionFlops = Number(root, HardwareProfileKeys.CpuAttention),
-                CpuAttentionSecondsPerCall = Number(root, HardwareProfileKeys.CpuAttentionPerCall, 0, allowZero: true),
-                HostSecondsPerPosition = Number(root, HardwareProfileKeys.HostPerPosition, 0, allowZero: true),
                 GpuMemoryBytesPerSecond = Number(root, HardwareProfileKeys.GpuMemoryBandwidth),
                 CpuAttentionFit = root.TryGetProperty("cpu_attention_fit", out _)
                     ? new CpuAttentionFit(
@@ -163,10 +159,6 @@ public static class HardwareProfileJson
                 writer.WriteStartObject(group.Key);
                 foreach (var (key, value) in group)
                     writer.WriteNumber(key.Split('.')[1], value);
-                if (group.Key == "compute" && profile.CpuAttentionSecondsPerCall > 0)
-                    writer.WriteNumber(HardwareProfileKeys.CpuAttentionPerCall.Split('.')[1], profile.CpuAttentionSecondsPerCall);
-                if (group.Key == "compute" && profile.HostSecondsPerPosition > 0)
-                    writer.WriteNumber(HardwareProfileKeys.HostPerPosition.Split('.')[1], profile.HostSecondsPerPosition);
                 writer.WriteEndObject();
             }
             if (profile.CpuAttentionFit is { } fit)

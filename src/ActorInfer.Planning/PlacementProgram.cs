@@ -7,7 +7,7 @@ namespace ActorInfer.Planning;
 /// re-used across candidates: only coefficients and bounds change between geometries.
 /// <para>
 /// Variables: the nine shares in [0, 1], the per-layer prefill time and the per-layer decoding time. Each phase's
-/// layer time is the maximum of five linear stream times (load, store, compute, CPU attention beside the GPU, host); minimizing it is linear because the objective pushes
+/// layer time is the maximum of three linear stream times; minimizing it is linear because the objective pushes
 /// each time variable down onto the largest of the rows "time >= stream" (an epigraph formulation).
 /// </para>
 /// </summary>
@@ -24,7 +24,7 @@ internal sealed class PlacementProgram : IDisposable
     private readonly Variable[] shares = new Variable[LinearExpression.VariableCount];
     private readonly Variable prefillLayerTime;
     private readonly Variable decodeLayerTime;
-    private readonly Constraint[,] streamRows = new Constraint[2, 5];
+    private readonly Constraint[,] streamRows = new Constraint[2, 3];
     private readonly Constraint[,] memoryRows = new Constraint[2, 3];
     private readonly Variable[] peakMemory = new Variable[3];
     private readonly Constraint[,] peakRows = new Constraint[2, 3];
@@ -46,7 +46,7 @@ internal sealed class PlacementProgram : IDisposable
             peakMemory[tier] = solver.MakeNumVar(0, double.PositiveInfinity, $"peak_{(Tier)tier}");
         for (var phase = 0; phase < 2; phase++)
         {
-            for (var stream = 0; stream < 5; stream++)
+            for (var stream = 0; stream < 3; stream++)
                 streamRows[phase, stream] = solver.MakeConstraint(double.NegativeInfinity, 0, $"time_{(Phase)phase}_{stream}");
             for (var tier = 0; tier < 3; tier++)
             {
@@ -96,7 +96,7 @@ internal sealed class PlacementProgram : IDisposable
             foreach (var (phase, repetitions) in new[] { (Phase.Prefill, 1.0), (Phase.Decode, decodeSteps) })
             {
                 var time = terms.Time(phase);
-                busy += repetitions * layers * (time.LoadStream[share] + time.StoreStream[share] + time.ComputeStream[share] + time.CpuStream[share]);
+                busy += repetitions * layers * (time.LoadStream[share] + time.StoreStream[share] + time.ComputeStream[share]);
             }
             objective.SetCoefficient(shares[(int)share], TieBreakWeight * busy);
         }
@@ -137,8 +137,6 @@ internal sealed class PlacementProgram : IDisposable
             LoadRow(streamRows[phase, 0], time.LoadStream, layerTime, 1);
             LoadRow(streamRows[phase, 1], time.StoreStream, layerTime, 1);
             LoadRow(streamRows[phase, 2], time.ComputeStream, layerTime, 1);
-            LoadRow(streamRows[phase, 3], time.CpuStream, layerTime, 1);
-            LoadRow(streamRows[phase, 4], time.HostStream, layerTime, 1);
             for (var tier = 0; tier < 3; tier++)
             {
                 var memory = terms.Memory((Phase)phase).For((Tier)tier);

@@ -76,60 +76,6 @@ public class CostModelTests
     }
 
     [Fact]
-    public void Cpu_attention_of_one_gpu_batch_runs_in_line_with_the_gpu_and_adds_to_its_stream()
-    {
-        var estimate = Evaluate(Place(Gpu, Cpu, Gpu, batch: 2, count: 1));
-        Assert.False(estimate.Decode.CpuBesideGpu);
-        Assert.Equal(3072 / 1e5 + 384 / 1e3, estimate.Decode.ComputeStreamSeconds, Tolerance);
-        Assert.Equal(0, estimate.Decode.CpuStreamSeconds);
-        Assert.Equal(estimate.Decode.ComputeStreamSeconds, estimate.Decode.LayerSeconds, Tolerance);
-        Assert.Equal("compute", estimate.Decode.Bottleneck);
-    }
-
-    [Fact]
-    public void Cpu_attention_of_two_gpu_batches_runs_beside_the_gpu_and_the_layer_takes_the_longer()
-    {
-        // Block of 2 x 2: the GPU's matmuls double (k·W/M_gpu is far below), and so does the CPU's attention.
-        var estimate = Evaluate(Place(Gpu, Cpu, Gpu, batch: 2, count: 2));
-        Assert.True(estimate.Decode.CpuBesideGpu);
-        Assert.Equal(2 * 3072 / 1e5, estimate.Decode.ComputeStreamSeconds, Tolerance);
-        Assert.Equal(2 * 384 / 1e3, estimate.Decode.CpuStreamSeconds, Tolerance);
-        Assert.Equal(2 * 384 / 1e3, estimate.Decode.LayerSeconds, Tolerance);
-        Assert.Equal("cpu attention", estimate.Decode.Bottleneck);
-        // Prefill attends on the GPU whatever the geometry.
-        Assert.False(estimate.Prefill.CpuBesideGpu);
-        Assert.Equal(0, estimate.Prefill.CpuStreamSeconds);
-    }
-
-    [Fact]
-    public void Each_gpu_batch_attended_on_the_cpu_costs_the_fixed_time_of_a_call()
-    {
-        var profile = RoundProfile with { CpuAttentionSecondsPerCall = 0.01 };
-        var allCpu = CostModel.Evaluate(TinyModel, Work, Place(Gpu, Cpu, Gpu, batch: 2, count: 3), profile);
-        Assert.Equal(3 * 384 / 1e3 + 3 * 0.01, allCpu.Decode.CpuComputeSeconds, Tolerance);
-        // A quarter of the cache on the GPU: a quarter fewer calls and FLOPs on the CPU.
-        var quarterOnGpu = CostModel.Evaluate(TinyModel, Work, Place(Gpu, new TierFractions(0.25, 0.75, 0), Gpu, batch: 2, count: 3), profile);
-        Assert.Equal(0.75 * (3 * 384 / 1e3 + 3 * 0.01), quarterOnGpu.Decode.CpuComputeSeconds, Tolerance);
-        // Without CPU attention nothing runs on the CPU.
-        var gpuAttention = CostModel.Evaluate(TinyModel, Work, Place(Gpu, Cpu, Gpu, batch: 2, count: 3, cpuAttention: false), profile);
-        Assert.Equal(0, gpuAttention.Decode.CpuComputeSeconds);
-    }
-
-    [Fact]
-    public void The_host_issues_the_gpu_batches_of_a_layer_one_after_another()
-    {
-        var profile = RoundProfile with { HostSecondsPerPosition = 0.5 };
-        var estimate = CostModel.Evaluate(TinyModel, Work, Place(Gpu, Gpu, Gpu, batch: 2, count: 3), profile);
-        foreach (var phase in new[] { estimate.Prefill, estimate.Decode })
-        {
-            Assert.Equal(3 * 0.5, phase.HostSeconds, Tolerance);
-            Assert.Equal(3 * 0.5, phase.LayerSeconds, Tolerance);
-            Assert.Equal("host", phase.Bottleneck);
-        }
-        Assert.Equal(0, Evaluate(Place(Gpu, Gpu, Gpu, batch: 2, count: 3)).Decode.HostSeconds);
-    }
-
-    [Fact]
     public void Cache_on_cpu_with_gpu_attention_brings_the_whole_cache_up_each_step()
     {
         var estimate = Evaluate(Place(Gpu, Cpu, Gpu, cpuAttention: false));

@@ -34,22 +34,6 @@ public class HardwareProfileTests
     }
 
     [Fact]
-    public void The_fixed_times_of_a_cpu_attention_call_and_of_a_position_round_trip_and_default_to_zero()
-    {
-        var measured = HardwareProfiles.T4FlexGen with { CpuAttentionSecondsPerCall = 0.00025, HostSecondsPerPosition = 0.0004 };
-        var text = HardwareProfileJson.Serialize(measured);
-        Assert.Contains("\"cpu_attention_seconds_per_call\": 0.00025", text);
-        Assert.Contains("\"host_seconds_per_position\": 0.0004", text);
-        Assert.Equal(measured, HardwareProfileJson.Parse(text));
-        var plain = HardwareProfileJson.Parse(HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
-        Assert.Equal(0, plain.CpuAttentionSecondsPerCall);
-        Assert.Equal(0, plain.HostSecondsPerPosition);
-        var negative = text.Replace("\"cpu_attention_seconds_per_call\": 0.00025", "\"cpu_attention_seconds_per_call\": -1");
-        var e = Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(negative));
-        Assert.Contains("compute.cpu_attention_seconds_per_call", e.Message);
-    }
-
-    [Fact]
     public void A_left_out_cache_bandwidth_equals_the_bulk_one()
     {
         var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen).Replace("\"gpu_to_cpu_cache_bytes_per_s\"", "\"ignored\"");

@@ -2,7 +2,6 @@ using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
-using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -41,18 +40,6 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
-    [Theory]
-    [InlineData("Float32:5")]
-    [InlineData("Float32Matmul:3:2")]
-    [InlineData("Sdpa:4:2")]
-    public void EveryCpuAttentionKernelMatchesTheReference(string kernel)
-    {
-        var chosen = CpuAttentionKernel.Parse(kernel);
-        Check(TestConfigs.PreLn, new Policy(2, 3, Thirds, Thirds, Thirds) { CpuAttention = true }, 5, $"thirds 2x3, {kernel}", chosen);
-        Check(TestConfigs.PreLn, new Policy(4, 2, Gpu, Cpu, Cpu) { CpuAttention = true }, 7, $"cache and activations cpu 4x2, {kernel}", chosen);
-        Check(TestConfigs.PreLn, new Policy(3, 1, Gpu, Cpu, Gpu) { CpuAttention = true }, 3, $"cache cpu 3x1, {kernel}", chosen);
-    }
-
     [Fact]
     public void PostLayerNormModelWithProjectionsMatchesTheReferenceOffloaded()
     {
@@ -87,7 +74,7 @@ public sealed class PlacementEquivalenceTests
         Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
     }
 
-    private static void Check(OptConfig config, Policy policy, int count, string name, CpuAttentionKernel? kernel = null)
+    private static void Check(OptConfig config, Policy policy, int count, string name)
     {
         using var source = new RandomWeights(config, seed: 7);
         var expected = Harness.Reference(config, source, count);
@@ -96,7 +83,7 @@ public sealed class PlacementEquivalenceTests
         var liveBefore = Harness.LiveTensors();
         var actual = Harness.Sequences(config, count);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, policy, tiers, copies, ScalarType.Float32) { CpuAttentionKernel = kernel ?? CpuAttentionKernel.Default })
+        using (var engine = new OffloadEngine(config, source, policy, tiers, copies, ScalarType.Float32))
         {
             engine.Generate(actual, Harness.Decode);
             var plan = engine.LastPlan!;

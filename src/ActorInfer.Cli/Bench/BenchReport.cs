@@ -13,7 +13,6 @@ public static class BenchReport
         var b = new StringBuilder();
         b.AppendLine($"model            {setup.Config.Name} ({(setup.ThroughActors ? "through the actors" : "runtime called directly")})");
         b.AppendLine($"policy           {p}");
-        if (p.CpuAttention) b.AppendLine($"cpu attention    {setup.Engine.CpuAttentionKernel.Spec} ({setup.Engine.CpuAttentionKernel})");
         b.AppendLine($"block            {m.BlockSize} sequences, prompt {m.PromptLength}, generate {m.GenerationLength}");
         b.AppendLine($"prefill          {m.PrefillSeconds:F3} s, {m.PrefillThroughput:F1} token/s");
         b.AppendLine($"decode           {m.DecodeSeconds:F3} s, {m.DecodeThroughput:F2} token/s");
@@ -21,8 +20,7 @@ public static class BenchReport
         b.AppendLine($"peak (accounted) device {ByteSize.Format(m.AccountedPeak.Device)}, cpu {ByteSize.Format(m.AccountedPeak.Cpu)}, disk {ByteSize.Format(m.AccountedPeak.Disk)}");
         if (m.DevicePeakBytes is { } device) b.AppendLine($"peak (device)    {ByteSize.Format(device)} in use as the CUDA driver reports it");
         if (setup.Search is { } s)
-            b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s (prefill {s.Estimate.PrefillSeconds:F3} s, " +
-                         $"decode {s.Estimate.DecodeSeconds:F3} s, {s.Estimate.Decode.Bottleneck}-bound); searched in {s.SearchTime.TotalMilliseconds:F1} ms");
+            b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s; searched in {s.SearchTime.TotalMilliseconds:F1} ms");
         return b.ToString().TrimEnd();
     }
 
@@ -51,11 +49,7 @@ public static class BenchReport
                 gpu_batch_size = p.GpuBatchSize, num_gpu_batches = p.NumGpuBatches, weights = Fractions(p.Weights),
                 cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention,
             },
-            ["cpu_attention_kernel"] = p.CpuAttention ? setup.Engine.CpuAttentionKernel.Spec : null,
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
-            ["predicted_prefill_s"] = setup.Search?.Estimate.PrefillSeconds,
-            ["predicted_decode_s"] = setup.Search?.Estimate.DecodeSeconds,
-            ["predicted_decode_bottleneck"] = setup.Search?.Estimate.Decode.Bottleneck,
         };
         return JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
     }

@@ -88,9 +88,7 @@ public static class BenchRunner
         cudaCopies.Timeline = timeline;
         try
         {
-            // Two tokens (the prefill's and the first decoding step's) are all the traced run needs: the rest of the
-            // block would cost a whole run's time for steps that are not recorded.
-            Measure(setup, promptLength, 2, seed: 12345, onStep: step =>
+            Measure(setup, promptLength, generationLength, seed: 12345, onStep: step =>
             {
                 if (step.IsPrefill) timeline.Start();
                 else if (timeline.Active) timeline.Stop();

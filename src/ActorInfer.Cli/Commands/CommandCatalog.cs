@@ -9,7 +9,6 @@ public static class CommandCatalog
     {
         yield return GenerateCommand.Create();
         yield return BenchCommand.Create();
-        yield return BenchAttentionCommand.Create();
         yield return InfoCommand.Create();
         yield return VersionCommand.Create();
         yield return NodeCommand.Create();

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using ActorInfer.Cli.Profiling;
 using ActorInfer.Planning;
-using ActorInfer.Runtime.CpuAttention;
 
 namespace ActorInfer.Cli.Commands;
 
@@ -16,11 +15,7 @@ public static class ProfileCommand
         var diskDir = new Option<string?>("--disk-dir") { Description = "Folder for the disk tier's measurement (default: the system's temp folder)." };
         var output = new Option<FileInfo>("--output") { Description = "Profile file to write.", Required = true };
         var name = new Option<string?>("--name") { Description = "Profile name (default: the output file's name)." };
-        var kernel = new Option<string?>("--cpu-attention-kernel")
-        {
-            Description = $"The CPU attention kernel to measure, as bench and generate will run it (default {CpuAttentionKernel.Default.Spec}).",
-        };
-        foreach (var o in new Option[] { device, diskDir, output, name, kernel }) command.Options.Add(o);
+        foreach (var o in new Option[] { device, diskDir, output, name }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var dev = Devices.Resolve(parse.GetValue(device) ?? (TorchSharp.torch.cuda.is_available() ? "cuda" : "cpu"));
@@ -29,16 +24,7 @@ public static class ProfileCommand
             var file = parse.GetValue(output)!;
             if (file.Directory is { Exists: false } d) throw new CliException($"output folder does not exist: {d.FullName}");
             var profileName = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(file.Name);
-            CpuAttentionKernel measured;
-            try
-            {
-                measured = parse.GetValue(kernel) is { } spec ? CpuAttentionKernel.Parse(spec) : CpuAttentionKernel.Default;
-            }
-            catch (FormatException ex)
-            {
-                throw new CliException($"--cpu-attention-kernel: {ex.Message}", 2);
-            }
-            var profile = new HardwareProber(dev, folder, line => Console.Error.WriteLine($"profile: {line}"), measured).Measure(profileName);
+            var profile = new HardwareProber(dev, folder, line => Console.Error.WriteLine($"profile: {line}")).Measure(profileName);
             HardwareProfileJson.Save(profile, file.FullName);
             Console.WriteLine($"wrote {file.FullName}");
             return 0;

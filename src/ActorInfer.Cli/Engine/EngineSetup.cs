@@ -3,7 +3,6 @@ using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
-using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -88,7 +87,7 @@ public sealed class EngineSetup : IDisposable
             var spec = ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype));
             var options = new SearchOptions { GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
-                new TierBudget(gpuBudget, cpuBudget, diskDir is null ? 1 : diskBudget), choice.Kernel);
+                new TierBudget(gpuBudget, cpuBudget, diskDir is null ? 1 : diskBudget));
             policy = search.Policy;
         }
         else
@@ -113,7 +112,7 @@ public sealed class EngineSetup : IDisposable
         try
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype) { CpuAttentionKernel = choice.Kernel };
+            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype);
             return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,
@@ -140,7 +139,7 @@ public sealed class EngineSetup : IDisposable
     /// tier's budget lowered by the overshoot, until the placement fits.
     /// </summary>
     private static SearchResult SearchThatFits(OptConfig config, IWeightSource source, ScalarType dtype, bool isCuda, ModelSpec spec,
-        Workload workload, HardwareProfile hardware, SearchOptions options, TierBudget budget, CpuAttentionKernel kernel)
+        Workload workload, HardwareProfile hardware, SearchOptions options, TierBudget budget)
     {
         var planned = budget;
         string? lastMiss = null;
@@ -157,7 +156,7 @@ public sealed class EngineSetup : IDisposable
                     : $"no feasible policy: the planner's best fitting policy needs {lastMiss} in this runtime's placement, over the budgets " +
                       $"(gpu {ByteSize.Format(budget.Gpu)}, cpu {ByteSize.Format(budget.Cpu)}, disk {ByteSize.Format(budget.Disk)})", 3);
             }
-            var placement = OffloadEngine.PlanFor(config, source, search.Policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength, kernel).Total;
+            var placement = OffloadEngine.PlanFor(config, source, search.Policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total;
             long Over(long needed, long allowed) => Math.Max(0, needed - allowed);
             var over = new TierBudget(Over(placement.Device, budget.Gpu), Over(placement.Cpu, budget.Cpu), Over(placement.Disk, budget.Disk));
             if (over is { Gpu: 0, Cpu: 0, Disk: 0 }) return search;

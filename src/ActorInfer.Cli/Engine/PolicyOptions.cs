@@ -1,6 +1,5 @@
 using System.CommandLine;
 using ActorInfer.Planning;
-using ActorInfer.Runtime.CpuAttention;
 
 namespace ActorInfer.Cli.Engine;
 
@@ -17,10 +16,6 @@ public sealed class PolicyOptions
     public Option<int?> GpuBatchSize { get; } = new("--gpu-batch-size") { Description = "Sequences per GPU batch." };
     public Option<int?> NumGpuBatches { get; } = new("--num-gpu-batches") { Description = "GPU batches per block (the zig-zag block size)." };
     public Option<bool> CpuAttention { get; } = new("--cpu-attention", "--cpu") { Description = "Attention over a CPU-resident cache runs on the CPU (FlexGen's CPU delegation)." };
-    public Option<string?> Kernel { get; } = new("--cpu-attention-kernel")
-    {
-        Description = $"How CPU attention is computed: KIND[:CHUNK_ROWS[:THREADS]] as `actorinfer bench-attention` names it (default {CpuAttentionKernel.Default.Spec}).",
-    };
     public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
     public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
     public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
@@ -39,7 +34,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, Kernel, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -47,15 +42,6 @@ public sealed class PolicyOptions
         if (policy is not null && policy != "auto") throw new CliException($"--policy takes only 'auto' (got '{policy}')", 2);
         var percent = parse.GetValue(Percent) is { Length: > 0 } given ? given : null;
         if (policy == "auto" && percent is not null) throw new CliException("--policy auto and --percent exclude each other", 2);
-        CpuAttentionKernel kernel;
-        try
-        {
-            kernel = parse.GetValue(Kernel) is { } spec ? CpuAttentionKernel.Parse(spec) : CpuAttentionKernel.Default;
-        }
-        catch (FormatException ex)
-        {
-            throw new CliException($"--cpu-attention-kernel: {ex.Message}", 2);
-        }
         return new PolicyChoice(
             Auto: policy == "auto",
             Percent: percent,
@@ -68,10 +54,7 @@ public sealed class PolicyOptions
             DiskMem: Size(parse.GetValue(DiskMem), "--disk-mem"),
             Hardware: parse.GetValue(Hardware),
             ThroughActors: parse.GetValue(EngineMode) != "direct",
-            Compare: parse.GetValue(EngineMode) == "compare")
-        {
-            Kernel = kernel,
-        };
+            Compare: parse.GetValue(EngineMode) == "compare");
     }
 
     private static long? Size(string? text, string option)
@@ -85,8 +68,4 @@ public sealed class PolicyOptions
 
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
-    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false)
-{
-    /// <summary>How attention over a CPU-resident cache is computed.</summary>
-    public CpuAttentionKernel Kernel { get; init; } = CpuAttentionKernel.Default;
-}
+    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false);

@@ -119,12 +119,7 @@ public sealed record PlanReport
     private static string Shares(TierFractions fractions) =>
         string.Create(CultureInfo.InvariantCulture, $"gpu {fractions.Gpu * 100:0.0}%  cpu {fractions.Cpu * 100:0.0}%  disk {fractions.Disk * 100:0.0}%");
 
-    private static string Phase(PhaseEstimate phase)
-    {
-        var beside = (phase.CpuBesideGpu ? string.Create(CultureInfo.InvariantCulture, $", cpu attention beside it {phase.CpuStreamSeconds * 1000:0.##}") : "") +
-                     (phase.HostSeconds > 0 ? string.Create(CultureInfo.InvariantCulture, $", host {phase.HostSeconds * 1000:0.##}") : "");
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{phase.TotalSeconds:0.###} s ({phase.Layers} layers x {phase.Repetitions}; per layer {phase.LayerSeconds * 1000:0.##} ms: " +
-            $"load {phase.LoadStreamSeconds * 1000:0.##}, store {phase.StoreStreamSeconds * 1000:0.##}, compute {phase.ComputeStreamSeconds * 1000:0.##}{beside} ms; {phase.Bottleneck}-bound)");
-    }
+    private static string Phase(PhaseEstimate phase) => string.Create(CultureInfo.InvariantCulture,
+        $"{phase.TotalSeconds:0.###} s ({phase.Layers} layers x {phase.Repetitions}; per layer {phase.LayerSeconds * 1000:0.##} ms: " +
+        $"load {phase.LoadStreamSeconds * 1000:0.##}, store {phase.StoreStreamSeconds * 1000:0.##}, compute {phase.ComputeStreamSeconds * 1000:0.##} ms; {phase.Bottleneck}-bound)");
 }

@@ -1,6 +1,5 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Planning;
-using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 
@@ -77,9 +76,8 @@ public sealed class PlacementPlan
         ForBlock(layers, null, policy, elementSize, [], deviceIsCpu);
 
     /// <summary>Weights plus the cache, activations and working buffers of a block of GPU batches.</summary>
-    /// <param name="kernel">The CPU attention kernel (its float32 scratch is a working buffer); default <see cref="CpuAttentionKernel.Default"/>.</param>
     public static PlacementPlan ForBlock(IReadOnlyList<ScheduleLayer> layers, OptConfig? config, Policy policy, long elementSize,
-        IReadOnlyList<BatchShape> batches, bool deviceIsCpu, CpuAttentionKernel? kernel = null)
+        IReadOnlyList<BatchShape> batches, bool deviceIsCpu)
     {
         var weightTiers = new List<IReadOnlyList<TierKind>>(layers.Count);
         var weights = TierBytes.Zero;
@@ -138,19 +136,11 @@ public sealed class PlacementPlan
                     offDeviceHidden |= kind != TierKind.Device;
                     diskHidden |= kind == TierKind.Disk;
                 }
-            // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden
-            // state, and the context back from CPU attention; while one batch's CPU attention is in flight, its input
-            // state too (decoding: one token per sequence).
-            long decodeRow = maxBatch * hiddenRow;
+            // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
             var deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
-                             (cpuAttention ? decodeRow + (offDeviceHidden ? decodeRow : 0) : 0);
-            // CPU: q, k, v and context of CPU attention for the batch in flight and the one being started, and the context
-            // of the batch before until its copy to the device; the kernel's float32 scratch; and for a disk-resident
-            // cache attended there, the working caches of those batches and of the next (with a token-major half).
-            var scratchShape = (kernel ?? CpuAttentionKernel.Default).ScratchShape((long)maxBatch * config.NumAttentionHeads,
-                batches.Max(b => b.Capacity), config.HeadDim);
-            var scratch = scratchShape is null ? 0 : MemoryTier.BytesOf(scratchShape, TorchSharp.torch.ScalarType.Float32);
-            var cpuWork = cpuAttention ? 9 * decodeRow + scratch + (diskCache ? 4 * maxCache : 0) : 0;
+                             (cpuAttention ? maxBatch * hiddenRow : 0);
+            // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
+            var cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
             working += new TierBytes(deviceWork, cpuWork, 0);
             // The batch being computed holds its input state until its output state is stored: one more per tier.
             foreach (var kind in activationKinds) working += TierBytes.On(kind, maxHidden);

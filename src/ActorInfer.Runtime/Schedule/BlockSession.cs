@@ -74,9 +74,6 @@ public sealed class BlockSession : IDisposable
 
     public TokenStep Step => _run.Step;
 
-    /// <summary>Whether a (layer, batch)'s attention is still running on the CPU worker between positions.</summary>
-    internal bool CpuAttentionInFlight => _run.CpuAttentionInFlight;
-
     /// <summary>Runs the next position, which must be (<paramref name="scheduleLayer"/>, <paramref name="batch"/>).</summary>
     public void Run(int scheduleLayer, int batch)
     {
@@ -112,7 +109,7 @@ public sealed class BlockSession : IDisposable
 
     public void Dispose()
     {
-        _run.Close();
+        _run.End();
         foreach (var b in _batches) b.Dispose();
     }
 }

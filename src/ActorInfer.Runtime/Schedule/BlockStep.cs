@@ -1,7 +1,6 @@
 using ActorInfer.Model.Generation;
 using ActorInfer.Model.Layers;
 using ActorInfer.Runtime.Copies;
-using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Placement;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -33,10 +32,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     private LoadedWeights? _nextWeights;
     private Inputs? _inputs;
     private Transfers? _previousStores;
-    // The CPU attention still in flight (the last position's, when its batch's output is not needed yet), and the
-    // float32 scratch of the kernel, kept for the block.
-    private PendingCpuAttention? _attention;
-    private TensorLease? _attentionScratch;
 
     /// <summary>The (schedule layer, position among the step's batches) that <see cref="RunCurrent"/> computes next; null when the step is done.</summary>
     public BlockCursor? Current => _cursor;
@@ -45,9 +40,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     public IReadOnlyList<GpuBatch> Active => _active;
 
     public TokenStep Step => _step;
-
-    /// <summary>Whether a (layer, batch)'s attention is still running on the CPU worker between positions.</summary>
-    public bool CpuAttentionInFlight => _attention is not null;
 
     /// <summary>Runs a whole step over <paramref name="active"/> (by default every batch).</summary>
     public void Run(TokenStep step, IReadOnlyList<GpuBatch>? active = null)
@@ -89,80 +81,44 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         using var scope = NewDisposeScope();
         var step = _step;
         var next = cursor.Next();
-        // The last position's CPU attention, if still in flight: the rest of its layer is issued after this
-        // position's GPU work, so that the worker computes it while the device computes this one.
-        var earlier = _attention;
-        _attention = null;
-        try
+        Inputs? nextInputs = null;
+        if (next is { } n)
         {
-            Inputs? nextInputs = null;
-            // The next layer's weights start loading early in this layer, so that their copy overlaps the compute of
-            // the layer's batches: at its second position (its first when it has one batch), once the attention left in
-            // flight from the previous layer has given back that layer's weights; two layers are held at most.
-            var loadAt = Math.Min(1, cursor.BatchCount - 1);
-            if (cursor.Batch.Value == loadAt && cursor.Layer.Value + 1 < layers.Count)
+            // The next layer's weights start loading with the first batch of this layer, so that their copy
+            // overlaps every batch's compute of this layer (the double buffer holds two layers at most).
+            if (cursor.Batch.Value == 0 && cursor.Layer.Value + 1 < layers.Count)
             {
                 _nextWeightTransfers = new Transfers(_copies, _tiers);
                 _nextWeights = weights.Load(new LayerIndex(cursor.Layer.Value + 1), _nextWeightTransfers);
             }
-            if (next is { } n)
-            {
-                // With one batch, the next position reads this compute's output: load it after. Likewise when it reads
-                // the output of the attention still in flight.
-                if (n.Batch != cursor.Batch && !ReferenceEquals(earlier?.Batch, _active[n.Batch.Value])) nextInputs = Prepare(n, step);
-            }
-            _weightTransfers!.BeforeCompute();
-            _inputs!.Transfers.BeforeCompute();
-            var stores = new Transfers(_copies, _tiers);
-            try
-            {
-                Compute(cursor, step, _current!, _inputs, stores);
-                // A CPU attention started by this compute took the inputs with it.
-                if (_attention is null) _inputs.Transfers.Complete();
-                _inputs = null;
-                if (earlier is not null) FinishCpuAttention(earlier, stores);
-                // The next position reads this one's output: its CPU attention cannot stay in flight.
-                if (_attention is { } started && (next is null || next.Value.Batch == cursor.Batch))
-                {
-                    _attention = null;
-                    FinishCpuAttention(started, stores);
-                }
-            }
-            catch
-            {
-                stores.Complete();
-                throw;
-            }
-            _previousStores!.Complete();
-            _previousStores = stores;
-            if (next is not { } following)
-            {
-                _inputs = nextInputs;
-                End();
-                return;
-            }
-            if (following.Layer != cursor.Layer)
-            {
-                // An attention in flight finishes its layer at the next position, with this layer's weights.
-                if (_attention is { } inFlight)
-                    inFlight.TakeWeights(_current!, _weightTransfers);
-                else
-                {
-                    _current!.Dispose();
-                    _weightTransfers.Complete();
-                }
-                _current = _nextWeights!;
-                _weightTransfers = _nextWeightTransfers!;
-                _nextWeights = null;
-                _nextWeightTransfers = null;
-            }
-            _inputs = nextInputs ?? Prepare(following, step);
-            _cursor = following;
+            // With one batch, the next position reads this compute's output: load it after.
+            if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
         }
-        finally
+        _weightTransfers!.BeforeCompute();
+        _inputs!.Transfers.BeforeCompute();
+        var stores = new Transfers(_copies, _tiers);
+        Compute(cursor, step, _current!, _inputs, stores);
+        _inputs.Transfers.Complete();
+        _inputs = null;
+        _previousStores!.Complete();
+        _previousStores = stores;
+        if (next is not { } following)
         {
-            earlier?.Dispose();
+            _inputs = nextInputs;
+            End();
+            return;
         }
+        if (following.Layer != cursor.Layer)
+        {
+            _current!.Dispose();
+            _weightTransfers.Complete();
+            _current = _nextWeights!;
+            _weightTransfers = _nextWeightTransfers!;
+            _nextWeights = null;
+            _nextWeightTransfers = null;
+        }
+        _inputs = nextInputs ?? Prepare(following, step);
+        _cursor = following;
     }
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
@@ -178,12 +134,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         if (_cursor is not { } cursor || cursor.Batch.Value != 0)
             throw new InvalidOperationException("GPU batches leave a step only at a layer boundary");
         if (leaving.Contains(_active[0])) throw new InvalidOperationException("the first batch of the layer cannot leave the step; end the step instead");
-        // An attention still in flight for a leaving batch is abandoned (the worker is waited for, its buffers freed).
-        if (_attention is { } pending && leaving.Contains(pending.Batch))
-        {
-            _attention = null;
-            pending.Dispose();
-        }
         _previousStores!.Complete();
         _active = _active.Where(b => !leaving.Contains(b)).ToArray();
         _cursor = cursor with { BatchCount = _active.Count };
@@ -197,12 +147,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     {
         if (_cursor is { } at && at.Batch.Value != 0)
             throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
-        // An attention in flight holds the previous layer's weights: its layer is finished first.
-        if (_attention is { } pending)
-        {
-            _attention = null;
-            FinishCpuAttention(pending, _previousStores!);
-        }
         // Copies first, then the buffers they write.
         _nextWeightTransfers?.Complete();
         _nextWeightTransfers = null;
@@ -226,9 +170,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     public void End()
     {
         _cursor = null;
-        // First: the worker may still be reading buffers that the inputs and weights below hold.
-        _attention?.Dispose();
-        _attention = null;
         _inputs?.Transfers.Complete();
         _inputs = null;
         _previousStores?.Complete();
@@ -242,14 +183,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         _nextWeightTransfers = null;
         _nextWeights?.Dispose();
         _nextWeights = null;
-    }
-
-    /// <summary>Ends the step in progress, if any, and frees what the block's steps share (the CPU attention scratch).</summary>
-    public void Close()
-    {
-        End();
-        _attentionScratch?.Dispose();
-        _attentionScratch = null;
     }
 
     private Inputs Prepare(BlockCursor at, TokenStep step)
@@ -294,10 +227,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 output = OptMath.Embed(input, ids, positions);
                 break;
             }
-            case ScheduleLayerKind.Decoder when !step.IsPrefill && inputs.AttentionSite == TierKind.Cpu:
-                // The rest of the layer is computed when this attention is joined (FinishCpuAttention).
-                StartCpuAttention(at, step, w, inputs, stores);
-                return;
             case ScheduleLayerKind.Decoder:
             {
                 using var dw = w.Decoder(c, engine.DType);
@@ -355,71 +284,49 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 home.Store(0, k, v, _copies, _tiers, stores, what);
                 return context;
             }
-            // Decoding with the attention on the device (CPU attention goes through StartCpuAttention).
             var cache = inputs.WorkingCache!;
             Tensor result;
-            cache.Write(cacheIndex, k, v);
-            var (cachedKeys, cachedValues) = cache.Prefix(cacheIndex + 1);
-            using (cachedKeys)
-            using (cachedValues)
-                result = OptMath.Attend(q, cachedKeys, cachedValues, batch.Mask(step, Device));
+            if (inputs.AttentionSite == TierKind.Device)
+            {
+                cache.Write(cacheIndex, k, v);
+                var (keys, values) = cache.Prefix(cacheIndex + 1);
+                using (keys)
+                using (values)
+                    result = OptMath.Attend(q, keys, values, batch.Mask(step, Device));
+            }
+            else
+                result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
             if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
             return result;
         }
     }
 
-    /// <summary>
-    /// FlexGen's CPU delegation, decoding: the projections run on the device, q, k, v go to the CPU, where the worker
-    /// writes the new entry into the cache and attends over it while the host goes on.
-    /// </summary>
-    private void StartCpuAttention(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores)
+    /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)
     {
-        var c = engine.Config;
-        var batch = _active[at.Batch.Value];
-        var decoderLayer = layers[at.Layer.Value].DecoderLayer;
-        var home = batch.Cache[decoderLayer];
-        var cacheIndex = step.CacheIndex(batch.Layout);
-        var what = $"the cache of decoder layer {decoderLayer}, {batch.Index}";
-        var cache = inputs.WorkingCache!;
-        using var dw = w.Decoder(c, engine.DType);
-        using var attentionInput = OptMath.AttentionInput(inputs.Hidden!, dw.Attention, c);
-        var (q, k, v) = OptMath.ProjectQkv(attentionInput, dw.Attention, c);
-        using (q)
-        using (k)
-        using (v)
+        using var work = new Transfers(_copies, _tiers);
+        var after = _copies.AfterCompute();
+        Tensor ToCpu(Tensor t, string name)
         {
-            if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
-            var worker = engine.CpuAttentionWorker;
-            _attentionScratch ??= AllocateScratch(worker.Kernel);
-            _attention = PendingCpuAttention.Start(engine, worker, at, batch, w, inputs.Hidden!, inputs.Transfers, q, k, v, cache, cacheIndex,
-                batch.Mask(step, CPU), _attentionScratch?.Tensor, what);
+            var lease = _tiers.Cpu.Allocate(t.shape, t.dtype, $"{name} for CPU attention over {what}");
+            work.Keep(lease);
+            work.Add(_copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store));
+            return lease.Tensor;
         }
-    }
-
-    /// <summary>The rest of a decoder layer whose attention ran on the CPU: output projection, FFN, and the hidden state stored.</summary>
-    private void FinishCpuAttention(PendingCpuAttention pending, Transfers stores)
-    {
-        using (pending)
+        var (qc, kc, vc) = (ToCpu(q, "queries"), ToCpu(k, "keys"), ToCpu(v, "values"));
+        work.BeforeCompute();
+        using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
+        cache.Write(cacheIndex, kc, vc);
+        var (keys, values) = cache.Prefix(cacheIndex + 1);
+        using (keys)
+        using (values)
+        using (var context = OptMath.Attend(qc, keys, values, mask))
         {
-            var c = engine.Config;
-            var at = pending.At;
-            var batch = pending.Batch;
-            using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{ScheduleLayerKind.Decoder} {at.Layer.Value} {batch.Index} (after CPU attention)",
-                Cuda.CudaRuntime.LegacyDefaultStream);
-            using var dw = pending.Weights.Decoder(c, engine.DType);
-            using var context = pending.Join(stores);
-            using var attended = OptMath.AttentionOutput(context, pending.Residual, dw.Attention, c);
-            using var output = OptMath.Ffn(attended, dw.Ffn, c);
-            batch.Hidden = HiddenHome.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-                $"the hidden state of {batch.Index} after {at.Layer}");
+            var back = _tiers.Device.Allocate(context.shape, context.dtype, $"context of CPU attention over {what}");
+            work.Keep(back);
+            _copies.BeforeCompute(_copies.CopyAfter(_copies.AfterCompute(), back.Tensor, context, CopyDirection.Load));
+            // The lease goes with the transfers; the caller gets its own handle on the same storage.
+            return back.Tensor.alias();
         }
-    }
-
-    /// <summary>The float32 scratch of the CPU attention kernel for the largest batch and cache of the block (null when it needs none).</summary>
-    private TensorLease? AllocateScratch(CpuAttentionKernel kernel)
-    {
-        var c = engine.Config;
-        var shape = kernel.ScratchShape((long)batches.Max(b => b.Layout.BatchSize) * c.NumAttentionHeads, batches.Max(b => b.Capacity), c.HeadDim);
-        return shape is null ? null : _tiers.Cpu.Allocate(shape, ScalarType.Float32, "the CPU attention kernel's float32 scratch");
     }
 }

@@ -4,7 +4,6 @@ using ActorInfer.Model.Layers;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
-using ActorInfer.Runtime.CpuAttention;
 using ActorInfer.Runtime.Placement;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -20,7 +19,6 @@ public sealed class OffloadEngine : IDisposable
 {
     private readonly IReadOnlyList<ScheduleLayer> _layers;
     private readonly WeightStore _weights;
-    private CpuAttentionWorker? _cpuAttentionWorker;
 
     public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype)
     {
@@ -41,12 +39,6 @@ public sealed class OffloadEngine : IDisposable
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public ScalarType DType { get; }
-    /// <summary>How attention over a CPU-resident cache is computed (with <see cref="Planning.Policy.CpuAttention"/>).</summary>
-    public CpuAttentionKernel CpuAttentionKernel { get; init; } = CpuAttentionKernel.Default;
-
-    /// <summary>The thread that computes CPU attention while the host issues GPU work; started on first use.</summary>
-    internal CpuAttentionWorker CpuAttentionWorker => _cpuAttentionWorker ??= new CpuAttentionWorker(CpuAttentionKernel);
-
     /// <summary>A timeline to record copies and compute into (CUDA only); inactive unless started.</summary>
     public Cuda.CudaTimeline? Timeline { get; set; }
     /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>
@@ -60,14 +52,13 @@ public sealed class OffloadEngine : IDisposable
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
     /// anything: what the planner's choice costs in this runtime's whole-tensor placement, working buffers included.
     /// </summary>
-    /// <param name="kernel">The CPU attention kernel the engine will use (default: <see cref="CpuAttentionKernel.Default"/>).</param>
     public static PlacementPlan PlanFor(OptConfig config, IWeightSource source, Policy policy, ScalarType dtype, bool deviceIsCpu,
-        int promptLength, int generationLength, CpuAttentionKernel? kernel = null)
+        int promptLength, int generationLength)
     {
         var layers = ScheduleLayer.For(config, source);
         var shapes = Enumerable.Range(0, policy.NumGpuBatches)
             .Select(_ => new BatchShape(policy.GpuBatchSize, promptLength, promptLength + generationLength)).ToArray();
-        return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu, kernel ?? CpuAttentionKernel.Default);
+        return PlacementPlan.ForBlock(layers, config, policy, MemoryTier.ElementSize(dtype), shapes, deviceIsCpu);
     }
 
     /// <summary>What a block of full GPU batches of this geometry and length would hold per tier, weights included.</summary>
@@ -75,7 +66,7 @@ public sealed class OffloadEngine : IDisposable
     {
         var policy = new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention };
         var shapes = Enumerable.Range(0, numGpuBatches).Select(_ => new BatchShape(gpuBatchSize, paddedLength, capacity)).ToArray();
-        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu, CpuAttentionKernel);
+        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
     }
 
     /// <summary>What a block of full GPU batches would hold per tier under another policy (its weight fractions too).</summary>
@@ -138,7 +129,7 @@ public sealed class OffloadEngine : IDisposable
     public PlacementPlan Plan(IReadOnlyList<SequenceState> block) => Plan(block, Policy);
 
     private PlacementPlan Plan(IReadOnlyList<SequenceState> block, Policy policy) =>
-        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu, CpuAttentionKernel);
+        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu);
 
     private static IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block, Policy policy)
     {
@@ -201,9 +192,5 @@ public sealed class OffloadEngine : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        _cpuAttentionWorker?.Dispose();
-        _weights.Dispose();
-    }
+    public void Dispose() => _weights.Dispose();
 }
