@@ -57,6 +57,9 @@ public sealed class EngineSetup : IDisposable
     public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy, ActorInfer.Actors.Memory.TierBudgets? budgets = null) =>
         (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy, budgets);
 
+    /// <summary>Weight bytes the actor-driven runs moved between tiers when policies changed.</summary>
+    public long WeightBytesMoved => _offloaded?.WeightBytesMoved ?? 0;
+
     /// <summary>The actor driver, once blocks have run (or been prepared to run) through the actors.</summary>
     public ActorInfer.Actors.Engine.ActorDriver? Driver => _actors;
 

@@ -111,8 +111,12 @@ public sealed class PressureReplay : IDisposable
         var drops = driver.Drops.ToArray();
         var median = times.Length == 0 ? 0 : times[times.Length / 2];
         var max = times.Length == 0 ? 0 : times[^1];
+        var inOrder = driver.Honoured.Select(h => h.Elapsed.TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
         return $"pressure: {Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
-               $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued";
+               $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued; " +
+               $"{driver.OutOfMemory.Count} device out-of-memory events; {_setup.Tiers.Device.BudgetsSetBelowHeld} budgets applied while the device held more; " +
+               $"weights moved {ByteSize.Format(_setup.WeightBytesMoved)}\n" +
+               $"pressure: honour times in order (ms): {string.Join(" ", inOrder)}";
     }
 
     public void Dispose()

@@ -31,7 +31,22 @@ public abstract class Tier
     public void SetBudget(long bytes)
     {
         if (bytes < 0) throw new ArgumentException($"{Kind} tier: the budget must not be negative, got {bytes}");
-        lock (_gate) _budget = bytes;
+        lock (_gate)
+        {
+            _budget = bytes;
+            if (_held > bytes) _setBelowHeld++;
+        }
+    }
+
+    private int _setBelowHeld;
+
+    /// <summary>
+    /// How many budgets were set while the tier held more than them. A runtime that applies a budget only once it
+    /// has shed down to it keeps this at zero; after that, the tier itself refuses what would exceed the budget.
+    /// </summary>
+    public int BudgetsSetBelowHeld
+    {
+        get { lock (_gate) return _setBelowHeld; }
     }
 
     private long _budget;
