@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# On the GPU machine: the elastic-memory demonstration with OPT-6.7B (random weights, float16, prompt 512, 32 tokens).
+#   1. one job under a GPU budget stepping 40 -> 12 -> 24 -> 40 GiB (generate --pressure, timeline in run-elastic/);
+#   2. the same work under each phase's budget held from the start: a static policy planned for that budget;
+#   3. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
+#      against the static policy of its budget, and what the static policy planned for 40 GiB holds (against 12 GiB).
+# Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/elastic-6.7b.sh   (writes under $OUT)
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+ai() { local seconds=$1; shift; timeout "$seconds" bash .gpu/run.sh actorinfer "$@"; }
+card=$(nvidia-smi -L | head -1)
+echo "$card" | tee "$out/card.txt"
+case $card in *H200*) profile=hocon/hardware/h200-141gb.json ;; *) profile=hocon/hardware/h100-80gb.json ;; esac
+work=$(mktemp -d)
+
+python3 - "$work" <<'PY'
+import json, random, sys
+work = sys.argv[1]
+rng = random.Random(6700)
+with open(f"{work}/in.jsonl", "w") as f:
+    for i in range(2400):
+        ids = [2] + [rng.randrange(10, 50000) for _ in range(511)]
+        f.write(json.dumps({"id": f"r{i}", "prompt": ids, "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
+def schedule(name, events):
+    with open(f"{work}/{name}.jsonl", "w") as f:
+        for e in events: f.write(json.dumps(e) + "\n")
+schedule("elastic", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}, {"at_ms": 8000, "tier": "gpu", "budget": "12GiB"},
+                     {"at_ms": 20000, "tier": "gpu", "budget": "24GiB"}, {"at_ms": 30000, "tier": "gpu", "budget": "40GiB"}])
+for gib in (12, 24, 40):
+    schedule(f"static-{gib}", [{"at_step": 0, "tier": "gpu", "budget": f"{gib}GiB"}])
+PY
+common=(--model opt-6.7b --dummy --device cuda --dtype float16 --gpu-batch-size 32 --num-gpu-batches 4 --cpu-mem 100GiB --hardware "$profile")
+
+echo "== elastic: 40 -> 12 -> 24 -> 40 GiB"
+ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-elastic.jsonl" --pressure "$work/elastic.jsonl" \
+  --run-dir "$out/run-elastic" 2> "$out/elastic.log"
+tail -3 "$out/elastic.log"
+ai 60 report --run "$out/run-elastic" --output "$out/report-6.7b-elastic.png" 2>&1 | tail -1
+
+for spec in 12:48 24:384 40:768; do
+  gib=${spec%%:*}; n=${spec##*:}
+  echo "== static: $gib GiB from the start, $n requests"
+  head -n "$n" "$work/in.jsonl" > "$work/in-$gib.jsonl"
+  ai 150 generate "${common[@]}" --input "$work/in-$gib.jsonl" --output "$work/out-$gib.jsonl" --pressure "$work/static-$gib.jsonl" \
+    --run-dir "$out/run-static-$gib" 2> "$out/static-$gib.log"
+  tail -2 "$out/static-$gib.log"
+done
+
+python3 - "$out" <<'PY' | tee "$out/summary.txt"
+import json, re, statistics, sys
+out = sys.argv[1]
+def timeline(name):
+    try: return [json.loads(l) for l in open(f"{out}/{name}/timeline.jsonl")]
+    except Exception as e: print(f"{name}: {e}"); return []
+def rate(samples, t0, t1):
+    s = [x for x in samples if x["kind"] == "step" and t0 <= x["t_ms"] < t1]
+    return (s[-1]["tokens"] - s[0]["tokens"]) / ((s[-1]["t_ms"] - s[0]["t_ms"]) / 1000) if len(s) >= 2 and s[-1]["t_ms"] > s[0]["t_ms"] else float("nan")
+print(open(f"{out}/card.txt").read().strip())
+el = timeline("run-elastic")
+events = [x for x in el if x["kind"] == "pressure"]
+steps = [x for x in el if x["kind"] == "step"]
+log = open(f"{out}/elastic.log").read()
+m = re.search(r"honour times in order \(ms\): (.*)", log)
+honour = [float(v) for v in m.group(1).split()] if m else []
+gaps = [b["t_ms"] - a["t_ms"] for a, b in zip(steps, steps[1:])]
+layer_ms = statistics.median(gaps) / 32 if gaps else float("nan")
+print(f"events: {len(events)}; honour times (ms): {honour}; median {statistics.median(honour) if honour else float('nan'):.1f}, max {max(honour) if honour else float('nan'):.1f}")
+print(f"one decoding step (median over the elastic run): {statistics.median(gaps) if gaps else float('nan'):.1f} ms, one layer step ~{layer_ms:.2f} ms")
+for line in log.splitlines():
+    if line.startswith("pressure:"): print(line)
+static = {}
+for gib in (12, 24, 40):
+    st = timeline(f"run-static-{gib}")
+    s = [x for x in st if x["kind"] == "step"]
+    static[gib] = (rate(st, 0, 1e12), max((x["device_bytes"] for x in s), default=0), s[-1]["block_size"] if s else 0)
+    print(f"static {gib} GiB: {static[gib][0]:.1f} token/s, block {static[gib][2]}, device bytes held at most {static[gib][1] / 2**30:.2f} GiB")
+bounds = [e["t_ms"] for e in events] + [steps[-1]["t_ms"] + 1 if steps else 0]
+for i, e in enumerate(events):
+    value, unit = re.search(r"([\d.]+) (\w+)$", e["detail"]).groups()
+    gib = round(float(value) * {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit] / 2**30)
+    r = rate(el, bounds[i], bounds[i + 1])
+    held = max((x["device_bytes"] for x in steps if bounds[i] <= x["t_ms"] < bounds[i + 1]), default=0)
+    blocks = sorted({x["block_size"] for x in steps if bounds[i] <= x["t_ms"] < bounds[i + 1]})
+    ref = static.get(gib, (float("nan"),))[0]
+    print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
+          f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB")
+print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f} GiB; under a 12 GiB budget it would exceed it by "
+      f"{(static[40][1] - 12 * 2**30) / 2**30:.2f} GiB (it never gives memory back: nothing in a static policy reacts to a budget)")
+PY
