@@ -88,3 +88,6 @@ for i, e in enumerate(events):
 print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f} GiB; under a 12 GiB budget it would exceed it by "
       f"{(static[40][1] - 12 * 2**30) / 2**30:.2f} GiB (it never gives memory back: nothing in a static policy reacts to a budget)")
 PY
+# The timelines come back as one archive (draw them with `actorinfer report` where fonts are installed: the GPU
+# machine has none, so its PNG carries lines without labels).
+tar czf "$out/runs.tgz" -C "$out" run-elastic run-static-12 run-static-24 run-static-40 && rm -rf "$out"/run-*

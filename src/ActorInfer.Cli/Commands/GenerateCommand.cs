@@ -104,7 +104,9 @@ public static class GenerateCommand
         ProgressReporter.Run("generate", good.Count, report =>
         {
             var done = 0;
-            foreach (var chunk in good.Chunk(setup.Policy.BlockSize))
+            // Under a pressure schedule the scheduler gets every request at once and forms its blocks as each policy
+            // allows; otherwise requests go a block at a time, for progress reports.
+            foreach (var chunk in good.Chunk(replay is null ? setup.Policy.BlockSize : good.Count))
             {
                 if (o.Policy.ThroughActors)
                 {
