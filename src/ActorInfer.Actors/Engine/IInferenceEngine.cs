@@ -72,6 +72,9 @@ public interface IInferenceEngine : IDisposable
     {
     }
 
+    /// <summary>Whether what the engine holds now is within the budgets (true for an engine without tier accounting).</summary>
+    bool Within(TierBudgets budgets) => true;
+
     /// <summary>Bytes the compute tier holds now; null for an engine without tier accounting.</summary>
     long? DeviceBytesHeld => null;
 }

@@ -88,6 +88,12 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         return (device is not { } d || held.Device <= d) && (cpu is not { } c || held.Cpu <= c);
     }
 
+    public bool Within(TierBudgets budgets)
+    {
+        var (device, cpu) = Budgets(budgets);
+        return (device is not { } d || runtime.Tiers.Device.BytesHeld <= d) && (cpu is not { } c || runtime.Tiers.Cpu.BytesHeld <= c);
+    }
+
     public void Apply(BlockPolicy policy, TierBudgets budgets)
     {
         var (device, cpu) = Budgets(budgets);

@@ -86,7 +86,8 @@ public sealed class NodeModel : IDisposable
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {
-            var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype);
+            // On CUDA, weights may have to leave the device under pressure: they keep host copies to leave at once.
+            var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: settings.IsCuda);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, [runtime, copies]) { Tiers = tiers, Runtime = runtime };
         }

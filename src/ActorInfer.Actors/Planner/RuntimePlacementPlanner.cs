@@ -106,7 +106,7 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         {
             // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long
             // as the whole capacity, so blocks are planned for that.
-            var total = _runtime.PlanBlock(With(size, batches), _capacity, _capacity).Total;
+            var total = _runtime.WithHostCopies(_runtime.PlanBlock(With(size, batches), _capacity, _capacity));
             return total.Device <= device && total.Cpu <= cpu;
         }
 

@@ -267,8 +267,25 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     private void ApplyBetweenBlocks()
     {
         _pending = false;
-        if (_policy is { } policy) ApplyPlacement(policy, null);
-        HonourWaiting(dropped: false);
+        ApplyAndHonour(_policy, null, dropped: false);
+    }
+
+    /// <summary>
+    /// Applies the policy's placement and honours the waiting policies: at once when what the engine holds is
+    /// already within the budgets (a larger budget, or drops that were enough; weights then move after), else once
+    /// the placement has moved what has to leave.
+    /// </summary>
+    private void ApplyAndHonour(BlockPolicy? policy, Block? block, bool dropped)
+    {
+        if (policy is null)
+        {
+            HonourWaiting(dropped);
+            return;
+        }
+        var within = _engine.Within(_budgets);
+        if (within) HonourWaiting(dropped);
+        ApplyPlacement(policy, block);
+        if (!within) HonourWaiting(dropped);
     }
 
     private void ApplyPlacement(BlockPolicy policy, Block? block)
@@ -323,8 +340,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             dropped = true;
         }
         if (batches > 0) Requeue(block, batches, requeued);
-        if (policy is not null) ApplyPlacement(policy, block);
-        HonourWaiting(dropped);
+        ApplyAndHonour(policy, block, dropped);
         // The step goes on with the batches left, from the same layer.
         var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
         block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();

@@ -56,7 +56,7 @@ public static class BenchCommand
             using IWeightSource source = isDummy ? new DummyWeightSource(config, seed: 0) : ModelFiles.OpenCheckpoint(modelArg, config);
             var asJson = parse.GetValue(json);
             Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
-            using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1);
+            using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1, elastic: schedule is not null);
             log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s");
             if (choice.Compare)
             {

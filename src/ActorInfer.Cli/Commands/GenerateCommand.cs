@@ -74,7 +74,7 @@ public static class GenerateCommand
         var workload = new Workload(good.Max(l => l.Sequence!.PromptIds.Count), good.Max(l => l.Sequence!.Request.MaxTokens));
         var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
         if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
-        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize);
+        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
         using var replay = schedule is null ? null : new PressureReplay(setup, schedule, workload.PromptLength, workload.GenerationLength, setup.Hardware);
         if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
         using var recorder = o.RunDir is null ? null : new RunRecorder(o.RunDir.FullName);

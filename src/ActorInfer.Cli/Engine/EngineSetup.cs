@@ -68,8 +68,9 @@ public sealed class EngineSetup : IDisposable
     public Device Device => Tiers.Device.Device;
 
     /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
+    /// <param name="elastic">The run replays a pressure schedule: device-resident weights keep CPU copies, so that they leave the device at once.</param>
     public static EngineSetup Create(OptConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
-        Workload workload, int defaultGpuBatchSize)
+        Workload workload, int defaultGpuBatchSize, bool elastic = false)
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
         var hostAvailable = MachineMemory.HostAvailable();
@@ -115,7 +116,7 @@ public sealed class EngineSetup : IDisposable
         try
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype);
+            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic);
             return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,

@@ -20,8 +20,14 @@ public sealed class OffloadEngine : IDisposable
     private readonly IReadOnlyList<ScheduleLayer> _layers;
     private readonly WeightStore _weights;
 
-    public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype)
+    /// <param name="keepHostCopies">
+    /// Keep a CPU copy of every device-resident weight (held on the CPU tier), so that weights leave the device at
+    /// once when a smaller budget needs them off it (an elastic job's choice: it costs CPU memory).
+    /// </param>
+    public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
+        bool keepHostCopies = false)
     {
+        KeepsHostCopies = keepHostCopies;
         Config = config;
         Policy = policy;
         Tiers = tiers;
@@ -30,10 +36,20 @@ public sealed class OffloadEngine : IDisposable
         _layers = ScheduleLayer.For(config, source);
         WeightPlan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(dtype), DeviceIsCpu);
         WeightPlan.EnsureFits(tiers);
-        _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype);
+        _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies);
     }
 
     public OptConfig Config { get; }
+
+    /// <summary>Whether device-resident weights have CPU copies (see the constructor).</summary>
+    public bool KeepsHostCopies { get; }
+
+    /// <summary>
+    /// What a plan holds on each tier once the host copies of its device-resident weights are counted on the CPU.
+    /// </summary>
+    public Placement.TierBytes WithHostCopies(PlacementPlan plan) =>
+        KeepsHostCopies ? plan.Total + Placement.TierBytes.On(TierKind.Cpu, plan.Weights.Device) : plan.Total;
+
     /// <summary>The policy in force: its fractions place the weights now and the cache and activations of the next block.</summary>
     public Policy Policy { get; private set; }
     public TierSet Tiers { get; }
@@ -82,17 +98,17 @@ public sealed class OffloadEngine : IDisposable
     /// </summary>
     public Placement.TierBytes PlanRunning(BlockSession session, IReadOnlyCollection<int> remaining, Policy policy)
     {
-        var weights = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu).Total;
+        var weights = WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
         if (remaining.Count == 0) return weights;
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
         var block = new Policy(shapes.Max(s => s.Size), shapes.Length, policy.Weights, placed.Cache, placed.Activations) { CpuAttention = placed.CpuAttention };
-        return PlacementPlan.ForBlock(_layers, Config, block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu).Total;
+        return WithHostCopies(PlacementPlan.ForBlock(_layers, Config, block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu));
     }
 
     /// <summary>What the weights alone hold per tier under <paramref name="policy"/>'s fractions (no block running).</summary>
     public Placement.TierBytes PlanRunningNone(Policy policy) =>
-        PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu).Total;
+        WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
 
     /// <summary>
     /// Makes <paramref name="policy"/> the policy in force: weights whose tier changes under its fractions move

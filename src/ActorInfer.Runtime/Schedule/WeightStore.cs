@@ -18,16 +18,25 @@ internal sealed class WeightStore : IDisposable
     private readonly List<Dictionary<string, IDisposable>> _homes = [];
     private readonly ScalarType _dtype;
 
-    public WeightStore(IReadOnlyList<ScheduleLayer> layers, PlacementPlan plan, IWeightSource source, TierSet tiers, ScalarType dtype)
+    // Host copies of device-resident weights (kept when the store is asked to), so that weights leave the device at
+    // once under pressure: the copy becomes their home and the device's bytes are freed, nothing is copied.
+    private readonly List<Dictionary<string, TensorLease>> _hostCopies = [];
+    private readonly bool _keepHostCopies;
+
+    /// <param name="keepHostCopies">Keep a copy of every device-resident weight in CPU memory (held on the CPU tier).</param>
+    public WeightStore(IReadOnlyList<ScheduleLayer> layers, PlacementPlan plan, IWeightSource source, TierSet tiers, ScalarType dtype,
+        bool keepHostCopies = false)
     {
         _layers = layers;
         _dtype = dtype;
+        _keepHostCopies = keepHostCopies;
         try
         {
             for (var j = 0; j < layers.Count; j++)
             {
                 var homes = new Dictionary<string, IDisposable>();
                 _homes.Add(homes);
+                _hostCopies.Add([]);
                 for (var i = 0; i < layers[j].Weights.Count; i++)
                 {
                     var spec = layers[j].Weights[i];
@@ -54,6 +63,7 @@ internal sealed class WeightStore : IDisposable
                         var lease = tiers.Memory(tier).Allocate(spec.Shape, dtype, what);
                         homes[spec.Name] = lease;
                         lease.Tensor.copy_(loaded);
+                        if (tier == TierKind.Device && keepHostCopies) KeepHostCopy(j, spec, lease, tiers);
                     }
                 }
             }
@@ -90,16 +100,48 @@ internal sealed class WeightStore : IDisposable
                     var from = TierOf(j, spec.Name);
                     var to = plan.WeightTiers[j][i];
                     if (from == to || (from == TierKind.Device) != leavingDevice) continue;
-                    _homes[j][spec.Name] = Move(_homes[j][spec.Name], spec, to, tiers, copies);
+                    _homes[j][spec.Name] = Move(j, _homes[j][spec.Name], spec, to, tiers, copies);
                     moved += MemoryTier.BytesOf(spec.Shape, _dtype);
                 }
         return moved;
     }
 
-    private IDisposable Move(IDisposable home, WeightSpec spec, TierKind to, TierSet tiers, ICopyEngine copies)
+    /// <summary>Bytes of the host copies kept of device-resident weights.</summary>
+    public long HostCopyBytes => _hostCopies.SelectMany(h => h.Values).Sum(l => l.Bytes);
+
+    private void KeepHostCopy(int layer, WeightSpec spec, TensorLease onDevice, TierSet tiers)
+    {
+        var copy = tiers.Cpu.Allocate(spec.Shape, _dtype, $"host copy of weight '{spec.Name}'");
+        copy.Tensor.copy_(onDevice.Tensor);
+        _hostCopies[layer][spec.Name] = copy;
+    }
+
+    private IDisposable Move(int layer, IDisposable home, WeightSpec spec, TierKind to, TierSet tiers, ICopyEngine copies)
     {
         var what = $"weight '{spec.Name}'";
         using var scope = NewDisposeScope();
+        // Leaving the device for the CPU with a host copy kept: the copy is the new home, nothing moves.
+        if (to == TierKind.Cpu && _hostCopies[layer].Remove(spec.Name, out var kept))
+        {
+            home.Dispose();
+            return kept;
+        }
+        // Coming to the device from the CPU while host copies are kept: the CPU home stays, as the copy.
+        if (to == TierKind.Device && _keepHostCopies && home is TensorLease { Tier.Kind: TierKind.Cpu } cpuHome)
+        {
+            var onDevice = tiers.Device.Allocate(spec.Shape, _dtype, what);
+            try
+            {
+                onDevice.Tensor.copy_(cpuHome.Tensor);
+            }
+            catch
+            {
+                onDevice.Dispose();
+                throw;
+            }
+            _hostCopies[layer][spec.Name] = cpuHome;
+            return onDevice;
+        }
         IDisposable target;
         if (to == TierKind.Disk)
         {
@@ -114,6 +156,7 @@ internal sealed class WeightStore : IDisposable
                 file.Dispose();
                 throw;
             }
+            if (_hostCopies[layer].Remove(spec.Name, out var stale)) stale.Dispose();
         }
         else
         {
@@ -168,6 +211,9 @@ internal sealed class WeightStore : IDisposable
         foreach (var homes in _homes)
             foreach (var h in homes.Values) h.Dispose();
         _homes.Clear();
+        foreach (var copies in _hostCopies)
+            foreach (var c in copies.Values) c.Dispose();
+        _hostCopies.Clear();
     }
 }
 

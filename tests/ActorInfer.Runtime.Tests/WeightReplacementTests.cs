@@ -1,0 +1,55 @@
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>Weights re-placed between tiers by a new policy, between blocks and inside a running step.</summary>
+public sealed class WeightReplacementTests
+{
+    private static readonly TierFractions Gpu = TierFractions.AllGpu, Cpu = TierFractions.AllCpu;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Weights_move_off_the_device_and_back_with_exact_accounting_and_unchanged_tokens(bool keepHostCopies)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadEngine(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies))
+        {
+            var weightBytes = engine.WeightPlan.Weights.Device;
+            Assert.Equal(weightBytes, tiers.Device.BytesHeld);
+            Assert.Equal(keepHostCopies ? weightBytes : 0, tiers.Cpu.BytesHeld);
+
+            // Off the device: the device holds nothing; the CPU holds each weight once, copies or not.
+            var moved = engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu));
+            Assert.Equal(weightBytes, moved);
+            Assert.Equal(0, tiers.Device.BytesHeld);
+            Assert.Equal(weightBytes, tiers.Cpu.BytesHeld);
+
+            // A block runs with the weights on the CPU, and a step re-places them back at a layer boundary.
+            var actual = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                block.RunStep(new TokenStep(0));
+                block.Begin(new TokenStep(1), Enumerable.Range(0, block.BatchCount).ToArray());
+                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+                Assert.True(block.AtLayerBoundary);
+                engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu), block);
+                for (var layer = 1; layer < block.ScheduleLayers; layer++)
+                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(weightBytes, tiers.Device.BytesHeld);
+            Assert.Equal(keepHostCopies ? weightBytes : 0, tiers.Cpu.BytesHeld);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+}
