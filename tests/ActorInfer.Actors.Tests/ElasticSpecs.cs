@@ -90,6 +90,32 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     private IActorRef[] Layers(IInferenceEngine engine) =>
         Enumerable.Range(0, Config.NumHiddenLayers).Select(i => Sys.ActorOf(LayerProtocol.Props(new LayerIndex(i), engine))).ToArray();
 
+    /// <summary>
+    /// The device runs out of memory behind the planner's back (its tier refuses past a budget the scheduler was never
+    /// told of, as a device does when another tenant took memory): the block's sequences are requeued and the next
+    /// blocks run at half the size until they fit; every request finishes once, unchanged.
+    /// </summary>
+    [Fact]
+    public void A_device_out_of_memory_is_pressure_and_every_request_finishes_unchanged()
+    {
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        var all = TierFractions.AllGpu;
+        var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
+        using var copies = new CpuCopyEngine();
+        using var runtime = new OffloadEngine(Config, source, new Policy(1, 1, all, all, all), tiers, copies, ScalarType.Float32);
+        // Room for one GPU batch of 2 of the longest requests (8 prompt tokens, 9 new ones): a block of 2 x 3 cannot open.
+        tiers.Device.SetBudget(runtime.PlanBlock(2, 1, 17, 17).Total.Device);
+        var engine = new OffloadedEngine(runtime, _factory.Decode);
+        using var driver = ActorDriver.Start(engine, _factory, new BlockPolicy(2, 3, "larger than the device"));
+        var lines = driver.Run(Enumerable.Range(0, 8).Select(Item).ToArray(), TimeSpan.FromSeconds(60));
+        var results = Enumerable.Range(0, 8).ToDictionary(i => $"k{i}", i => OutputIds(lines[i]));
+        Assert.Equal(Reference(8), results);
+        var oom = Assert.Single(driver.OutOfMemory);
+        Assert.Equal(6, oom.Requeued);
+        Assert.Contains("Device tier", oom.Error);
+        engine.Dispose();
+    }
+
     [Fact]
     public void A_smaller_policy_mid_block_drops_the_last_batches_and_their_requests_finish_unchanged()
     {

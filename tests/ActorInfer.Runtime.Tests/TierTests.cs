@@ -140,3 +140,23 @@ public sealed class TierTests
         Assert.Null(cursor.Previous());
     }
 }
+
+/// <summary>What counts as the device running out of memory (handled as pressure, not as a failure).</summary>
+public sealed class DeviceMemoryTests
+{
+    [Theory]
+    [InlineData("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity; 77.02 GiB already allocated)", true)]
+    [InlineData("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported", true)]
+    [InlineData("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!", false)]
+    [InlineData("out of memory", false)]
+    public void Libtorch_errors_are_recognised_by_their_message(string message, bool outOfMemory) =>
+        Assert.Equal(outOfMemory, DeviceMemory.IsOutOfMemory(new System.Runtime.InteropServices.ExternalException(message)));
+
+    [Fact]
+    public void The_device_tier_refusing_is_out_of_memory_and_another_tier_refusing_is_not()
+    {
+        Assert.True(DeviceMemory.IsOutOfMemory(new TierBudgetExceededException(TierKind.Device, 10, 5, "a cache")));
+        Assert.True(DeviceMemory.IsOutOfMemory(new InvalidOperationException("wrapped", new TierBudgetExceededException(TierKind.Device, 10, 5, "a cache"))));
+        Assert.False(DeviceMemory.IsOutOfMemory(new TierBudgetExceededException(TierKind.Cpu, 10, 5, "a cache")));
+    }
+}
