@@ -65,7 +65,9 @@ internal sealed class GatewayActor : ReceiveActor
         {
             _metrics.Drops.Inc(m.Batches);
             _metrics.Requeues.Inc(m.Sequences);
+            _metrics.RecomputedTokens.Inc(m.TokensToRecompute);
         });
+        Receive<SchedulerProtocol.DeviceOutOfMemory>(_ => _metrics.OutOfMemory.Inc());
         Receive<SchedulerProtocol.PolicyHonoured>(m => _metrics.PressureHonour.Observe(m.Elapsed.TotalSeconds));
         Receive<SchedulerProtocol.BlockStarted>(_ => { });
         Receive<SchedulerProtocol.BlockFinished>(_ => { });

@@ -35,6 +35,9 @@ public sealed class GatewayMetrics
         Drops = f.CreateCounter("actorinfer_batch_drops_total", "GPU batches dropped under memory pressure.");
         Requeues = f.CreateCounter("actorinfer_requeues_total", "Sequences requeued after a drop.");
         PolicyChanges = f.CreateCounter("actorinfer_policy_changes_total", "Policies published by the planner after the first.");
+        RecomputedTokens = f.CreateCounter("actorinfer_recomputed_tokens_total",
+            "Tokens (prompt and generated) whose cache a requeued sequence recomputes when it resumes.");
+        OutOfMemory = f.CreateCounter("actorinfer_device_out_of_memory_total", "Blocks that ran out of device memory (handled as pressure: requeued).");
         PressureEvents = f.CreateCounter("actorinfer_pressure_events_total", "Operator budget commands received through /admin/pressure.");
         PressureHonour = f.CreateHistogram("actorinfer_pressure_honour_seconds", "From a pressure event to every tier within its new budget.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
@@ -43,6 +46,8 @@ public sealed class GatewayMetrics
         Drops.Inc(0);
         Requeues.Inc(0);
         PolicyChanges.Inc(0);
+        RecomputedTokens.Inc(0);
+        OutOfMemory.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
@@ -57,6 +62,8 @@ public sealed class GatewayMetrics
     public Gauge Budget { get; }
     public Counter Drops { get; }
     public Counter Requeues { get; }
+    public Counter RecomputedTokens { get; }
+    public Counter OutOfMemory { get; }
     public Counter PolicyChanges { get; }
     public Counter PressureEvents { get; }
     public Histogram PressureHonour { get; }

@@ -32,6 +32,7 @@ public sealed class MetricsTests(GatewayFixture node)
                      "actorinfer_http_requests_total", "actorinfer_tokens_generated_total", "actorinfer_queue_depth",
                      "actorinfer_time_to_first_token_seconds", "actorinfer_per_token_latency_seconds", "actorinfer_memory_budget_bytes",
                      "actorinfer_batch_drops_total", "actorinfer_requeues_total", "actorinfer_policy_changes_total",
+                     "actorinfer_recomputed_tokens_total", "actorinfer_device_out_of_memory_total",
                      "actorinfer_pressure_honour_seconds", "actorinfer_pressure_events_total", "actorinfer_requests_admitted_total",
                  })
             Assert.Contains($"# TYPE {name} ", text);
@@ -123,6 +124,7 @@ public sealed class MetricsTests(GatewayFixture node)
             var text = await Scrape();
             Assert.True(Value(text, "actorinfer_batch_drops_total") > before, "no GPU batch was dropped in five tries");
             Assert.True(Value(text, "actorinfer_requeues_total") > 0);
+            Assert.True(Value(text, "actorinfer_recomputed_tokens_total") > 0);
             Assert.True(Value(text, "actorinfer_pressure_honour_seconds_count") > 0, "the time to honour the smaller budget was not recorded");
         }
         finally
