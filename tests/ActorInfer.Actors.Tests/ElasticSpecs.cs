@@ -20,7 +20,7 @@ using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
 namespace ActorInfer.Actors.Tests;
 
 /// <summary>
-/// A smaller policy arriving mid-block makes the scheduler drop GPU batches at the next step boundary, free their
+/// A smaller policy arriving mid-block makes the scheduler drop GPU batches at the next layer boundary, free their
 /// caches and requeue their sequences with their progress; every request still finishes once, with the tokens it
 /// would have had without the drop.
 /// </summary>

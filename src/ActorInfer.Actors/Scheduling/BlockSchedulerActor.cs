@@ -324,21 +324,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         var batches = 0;
         var requeued = new List<Entry>();
         for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
-        {
-            if (block.Work[b] is not { } work) continue;
-            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
-                if (!entry.State!.IsFinished)
-                {
-                    block.Sequences.Remove(entry);
-                    requeued.Add(entry);
-                }
-            block.Hidden[b]?.Dispose();
-            block.Hidden[b] = null;
-            work.Dispose();
-            block.Work[b] = null;
-            batches++;
-            dropped = true;
-        }
+            if (Drop(block, b, requeued))
+            {
+                batches++;
+                dropped = true;
+            }
         if (batches > 0) Requeue(block, batches, requeued);
         ApplyAndHonour(policy, block, dropped);
         // The step goes on with the batches left, from the same layer.
@@ -348,6 +338,26 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         if (block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished)) return true;
         FinishBlock(block, null);
         return false;
+    }
+
+    /// <summary>
+    /// Takes GPU batch <paramref name="b"/> out of the block, freeing its cache and hidden state; its unfinished
+    /// sequences go to <paramref name="requeued"/> (finished ones keep their results). False when it was gone already.
+    /// </summary>
+    private static bool Drop(Block block, int b, List<Entry> requeued)
+    {
+        if (block.Work[b] is not { } work) return false;
+        foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+            if (!entry.State!.IsFinished)
+            {
+                block.Sequences.Remove(entry);
+                requeued.Add(entry);
+            }
+        block.Hidden[b]?.Dispose();
+        block.Hidden[b] = null;
+        work.Dispose();
+        block.Work[b] = null;
+        return true;
     }
 
     private bool Fits(Block block, BlockPolicy? policy, int allowed)
@@ -412,20 +422,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         var requeued = new List<Entry>();
         var batches = 0;
         for (var b = block.Work.Length - 1; b >= 0; b--)
-        {
-            if (block.Work[b] is not { } work) continue;
-            foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
-                if (!entry.State!.IsFinished)
-                {
-                    block.Sequences.Remove(entry);
-                    requeued.Add(entry);
-                }
-            block.Hidden[b]?.Dispose();
-            block.Hidden[b] = null;
-            work.Dispose();
-            block.Work[b] = null;
-            batches++;
-        }
+            if (Drop(block, b, requeued)) batches++;
         if (batches > 0) Requeue(block, batches, requeued);
         var before = _policy;
         if (_policy is { } p)

@@ -28,8 +28,8 @@ public static class TierProtocol
     /// <param name="memory">The memory-pressure actor whose budget changes for <paramref name="tier"/> this actor follows.</param>
     /// <param name="enforce">
     /// Whether the tier refuses allocations past the budget at once. A node leaves this off: there the budget
-    /// shapes the planner's blocks, and a running block sheds batches at its next step boundary, so a step's own
-    /// buffers must not fail in the middle of it.
+    /// shapes the planner's blocks, and the engine applies a budget to its tiers itself once the running block has
+    /// shed down to it (at its next layer boundary), so that no buffer of a step fails before then.
     /// </param>
     public static Props Props(Tier tier, RuntimeTier owned, IActorRef memory, bool enforce = true) =>
         Akka.Actor.Props.Create(() => new TierActor(tier, owned, memory, enforce));
