@@ -116,7 +116,9 @@ public sealed class EngineSetup : IDisposable
         try
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic);
+            // Host copies of the device's weights when they take at most half of the CPU budget.
+            var deviceWeights = OffloadEngine.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
+            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2);
             return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,
