@@ -97,6 +97,10 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             else
             {
                 _pending = true;
+                // Honoured on arrival when the running block already fits it, as placed now and as the policy will place
+                // it: what it holds and will hold stays within the budgets; the placement still applies at the boundary.
+                if (_policy is { } p && _engine.Within(_budgets) && Fits(_block, p, p.BlockSize) && Fits(_block, p with { Runtime = null }, p.BlockSize))
+                    HonourWaiting(dropped: false);
                 _log.Info("policy {0} takes effect at the next layer boundary of block {1}", m.Policy?.ToString() ?? "none", _block.Id);
             }
         });
