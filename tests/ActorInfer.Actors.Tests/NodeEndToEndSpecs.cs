@@ -28,7 +28,7 @@ public sealed partial class NodeEndToEndSpecs
         var lines = Enumerable.Range(0, 200).Select(i => JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["prompt"] = Enumerable.Range(0, 1 + i % 6).Select(j => 2 + (i * 31 + j * 17) % 990).ToArray(),
-            ["max_tokens"] = 12,
+            ["max_tokens"] = 32,
             ["temperature"] = i % 4 == 0 ? 0.9 : 0.0,
             ["seed"] = i % 8 == 0 ? 100 + i : null,
             ["ignore_eos"] = true,
