@@ -81,9 +81,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         var placement = policy.Runtime ?? runtime.Policy;
         var batches = remaining.Cast<Batch>().Where(b => !b.Disposed && b.Session is not null).ToArray();
         var session = batches.FirstOrDefault()?.Session ?? _session;
-        var held = session is null
-            ? runtime.PlanRunningNone(placement)
-            : runtime.PlanRunning(session.Block, batches.Select(b => b.Index).ToArray(), placement);
+        var held = runtime.PlanRunning(session?.Block, batches.Select(b => b.Index).ToArray(), placement);
         var (device, cpu) = Budgets(budgets);
         return (device is not { } d || held.Device <= d) && (cpu is not { } c || held.Cpu <= c);
     }

@@ -46,15 +46,23 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     /// The device tier's bytes for a block of this geometry with the base policy's fractions (as planned: every
     /// sequence's context at the full capacity).
     /// </summary>
-    public long BytesFor(int gpuBatchSize, int numGpuBatches) =>
-        _runtime.PlanBlock(new Policy(gpuBatchSize, numGpuBatches, _base.Weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention },
-            _capacity, _capacity).Total.Device;
+    public long BytesFor(int gpuBatchSize, int numGpuBatches) => PlanFor(With(_base.Weights, gpuBatchSize, numGpuBatches)).Device;
+
+    /// <summary>
+    /// What one sequence needs per tier with the weights as far off the device as the planner would move them: below
+    /// that device budget nothing runs.
+    /// </summary>
+    public Runtime.Placement.TierBytes Smallest => PlanFor(With(WeightCandidates().Last(), 1, 1));
+
+    private Policy With(TierFractions weights, int size, int batches) =>
+        new(size, batches, weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights };
+
+    // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long as the whole
+    // capacity, so blocks are planned for that.
+    private Runtime.Placement.TierBytes PlanFor(Policy policy) => _runtime.WithHostCopies(_runtime.PlanBlock(policy, _capacity, _capacity));
 
     /// <summary>The device bytes of the largest block with the base fractions: the smallest budget that gives that block unchanged.</summary>
     public long LargestBlockBytes => BytesFor(_base.GpuBatchSize, _base.NumGpuBatches);
-
-    /// <summary>The predicted throughput (token/s) of the last policy returned, by the cost model.</summary>
-    public double? LastPrediction { get; private set; }
 
     public BlockPolicy? Plan(TierBudgets budgets)
     {
@@ -68,12 +76,7 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
             var score = Score(policy);
             if (best is null || score > best.Value.Score * (1 + 1e-9)) best = (policy, score);
         }
-        if (best is not { } chosen)
-        {
-            LastPrediction = null;
-            return null;
-        }
-        LastPrediction = chosen.Score;
+        if (best is not { } chosen) return null;
         var p = chosen.Policy;
         return new BlockPolicy(p.GpuBatchSize, p.NumGpuBatches, $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}") { Runtime = p };
     }
@@ -99,14 +102,9 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     /// <summary>The largest block that fits (for each number of GPU batches, the largest batch size), or null.</summary>
     private Policy? Largest(TierFractions weights, long device, long cpu)
     {
-        Policy With(int size, int batches) =>
-            new(size, batches, weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights };
-
         bool Fits(int size, int batches)
         {
-            // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long
-            // as the whole capacity, so blocks are planned for that.
-            var total = _runtime.WithHostCopies(_runtime.PlanBlock(With(size, batches), _capacity, _capacity));
+            var total = PlanFor(With(weights, size, batches));
             return total.Device <= device && total.Cpu <= cpu;
         }
 
@@ -123,7 +121,7 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
                 if (Fits(mid, batches)) low = mid;
                 else high = mid - 1;
             }
-            if (best is null || low * batches > best.BlockSize) best = With(low, batches);
+            if (best is null || low * batches > best.BlockSize) best = With(weights, low, batches);
         }
         return best;
     }

@@ -484,8 +484,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         }
         block.Dispose();
         _block = null;
-        // A block that ends before a pending policy applied honours it now: the block holds nothing any more.
-        ApplyBetweenBlocks();
+        // A policy that arrived while the block ran and was not applied yet applies now (and is honoured, if it was
+        // waiting): the block holds nothing any more. Otherwise nothing changed since the last one applied.
+        if (_pending) ApplyBetweenBlocks();
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));

@@ -16,8 +16,6 @@ public sealed class PressureReplay : IDisposable
     private readonly EngineSetup _setup;
     private readonly RuntimePlacementPlanner _planner;
     private readonly IReadOnlyList<PressureEvent> _events;
-    private readonly int _promptLength;
-    private readonly int _capacity;
     private readonly Lock _gate = new();
     private readonly List<Timer> _timers = [];
     private long _gpu;
@@ -29,9 +27,7 @@ public sealed class PressureReplay : IDisposable
     {
         _setup = setup;
         _events = events;
-        _promptLength = promptLength;
-        _capacity = promptLength + generationLength;
-        _planner = new RuntimePlacementPlanner(setup.Engine, setup.Policy, promptLength, _capacity, ActorInfer.Actors.Memory.Tier.Gpu, hardware);
+        _planner = new RuntimePlacementPlanner(setup.Engine, setup.Policy, promptLength, promptLength + generationLength, ActorInfer.Actors.Memory.Tier.Gpu, hardware);
         _gpu = setup.Tiers.Device.BudgetBytes;
         _cpu = setup.Tiers.Cpu.BudgetBytes;
         BlockSize = setup.Policy.BlockSize;
@@ -41,7 +37,7 @@ public sealed class PressureReplay : IDisposable
             if (e.Tier == "gpu") gpu = e.Budget; else cpu = e.Budget;
         if (PolicyFor(gpu, cpu) is null)
         {
-            var one = setup.Engine.PlanBlock(1, 1, promptLength, _capacity).Total;
+            var one = _planner.Smallest;
             throw new CliException($"--pressure: after the last event (line {events[^1].Line}) the budgets (gpu {ByteSize.Format(gpu)}, " +
                 $"cpu {ByteSize.Format(cpu)}) are below what one sequence needs (gpu {ByteSize.Format(one.Device)}, cpu {ByteSize.Format(one.Cpu)}): nothing could finish");
         }

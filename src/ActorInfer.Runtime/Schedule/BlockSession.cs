@@ -42,15 +42,7 @@ public sealed class BlockSession : IDisposable
     /// </summary>
     public void DropNow(int batch)
     {
-        if (InStep)
-        {
-            if (_run.Active.All(b => b.Index.Value != batch))
-            {
-                _batches[batch].Dispose();
-                return;
-            }
-            _run.Remove([_batches[batch]]);
-        }
+        if (InStep && _run.Active.Any(b => b.Index.Value == batch)) _run.Remove([_batches[batch]]);
         _batches[batch].Dispose();
     }
 
@@ -94,15 +86,6 @@ public sealed class BlockSession : IDisposable
         }
     }
 
-    /// <summary>
-    /// Frees a GPU batch's cache and hidden state between steps (its sequences left the block); later steps must
-    /// not name it.
-    /// </summary>
-    public void Drop(int batch)
-    {
-        if (InStep) throw new InvalidOperationException("a GPU batch can be dropped only between steps");
-        _batches[batch].Dispose();
-    }
 
     /// <summary>Abandons the step in progress (completes its transfers).</summary>
     public void EndStep() => _run.End();

@@ -78,12 +78,9 @@ public sealed class OffloadEngine : IDisposable
     }
 
     /// <summary>What a block of full GPU batches of this geometry and length would hold per tier, weights included.</summary>
-    public PlacementPlan PlanBlock(int gpuBatchSize, int numGpuBatches, int paddedLength, int capacity)
-    {
-        var policy = new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention };
-        var shapes = Enumerable.Range(0, numGpuBatches).Select(_ => new BatchShape(gpuBatchSize, paddedLength, capacity)).ToArray();
-        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
-    }
+    public PlacementPlan PlanBlock(int gpuBatchSize, int numGpuBatches, int paddedLength, int capacity) =>
+        PlanBlock(new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention },
+            paddedLength, capacity);
 
     /// <summary>What a block of full GPU batches would hold per tier under another policy (its weight fractions too).</summary>
     public PlacementPlan PlanBlock(Policy policy, int paddedLength, int capacity)
@@ -93,28 +90,24 @@ public sealed class OffloadEngine : IDisposable
     }
 
     /// <summary>
-    /// What a running block's remaining batches hold per tier once the weights follow <paramref name="policy"/>'s
-    /// fractions: the batches keep the cache fractions they were placed with.
+    /// What a running block's remaining batches (none, or no block) hold per tier once the weights follow
+    /// <paramref name="policy"/>'s fractions: the batches keep the cache fractions they were placed with.
     /// </summary>
-    public Placement.TierBytes PlanRunning(BlockSession session, IReadOnlyCollection<int> remaining, Policy policy)
+    public Placement.TierBytes PlanRunning(BlockSession? session, IReadOnlyCollection<int> remaining, Policy policy)
     {
-        var weights = WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
-        if (remaining.Count == 0) return weights;
+        if (session is null || remaining.Count == 0)
+            return WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
         var block = new Policy(shapes.Max(s => s.Size), shapes.Length, policy.Weights, placed.Cache, placed.Activations) { CpuAttention = placed.CpuAttention };
         return WithHostCopies(PlacementPlan.ForBlock(_layers, Config, block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu));
     }
 
-    /// <summary>What the weights alone hold per tier under <paramref name="policy"/>'s fractions (no block running).</summary>
-    public Placement.TierBytes PlanRunningNone(Policy policy) =>
-        WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
-
     /// <summary>
     /// Makes <paramref name="policy"/> the policy in force: weights whose tier changes under its fractions move
     /// (off the device first), within the running block's step at a layer boundary when one runs; the cache and
-    /// activations of later blocks follow its fractions. Throws, before moving anything, when the weights would not
-    /// fit the tiers' budgets.
+    /// activations of later blocks follow its fractions. A move that finds no room on a tier throws; every weight
+    /// then still has one home (those moved so far in their new one), and a later call moves the rest.
     /// </summary>
     /// <returns>The weight bytes moved.</returns>
     public long Replace(Policy policy, BlockSession? running = null)

@@ -106,9 +106,6 @@ internal sealed class WeightStore : IDisposable
         return moved;
     }
 
-    /// <summary>Bytes of the host copies kept of device-resident weights.</summary>
-    public long HostCopyBytes => _hostCopies.SelectMany(h => h.Values).Sum(l => l.Bytes);
-
     private void KeepHostCopy(int layer, WeightSpec spec, TensorLease onDevice, TierSet tiers)
     {
         var copy = tiers.Cpu.Allocate(spec.Shape, _dtype, $"host copy of weight '{spec.Name}'");
@@ -125,22 +122,6 @@ internal sealed class WeightStore : IDisposable
         {
             home.Dispose();
             return kept;
-        }
-        // Coming to the device from the CPU while host copies are kept: the CPU home stays, as the copy.
-        if (to == TierKind.Device && _keepHostCopies && home is TensorLease { Tier.Kind: TierKind.Cpu } cpuHome)
-        {
-            var onDevice = tiers.Device.Allocate(spec.Shape, _dtype, what);
-            try
-            {
-                onDevice.Tensor.copy_(cpuHome.Tensor);
-            }
-            catch
-            {
-                onDevice.Dispose();
-                throw;
-            }
-            _hostCopies[layer][spec.Name] = cpuHome;
-            return onDevice;
         }
         IDisposable target;
         if (to == TierKind.Disk)
@@ -178,7 +159,11 @@ internal sealed class WeightStore : IDisposable
                 throw;
             }
         }
-        home.Dispose();
+        // Coming to the device from the CPU while host copies are kept: the CPU home stays, as the copy.
+        if (to == TierKind.Device && _keepHostCopies && home is TensorLease { Tier.Kind: TierKind.Cpu } cpuHome)
+            _hostCopies[layer][spec.Name] = cpuHome;
+        else
+            home.Dispose();
         return target;
     }
 
