@@ -147,15 +147,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     {
         if (_cursor is { } at && at.Batch.Value != 0)
             throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
-        // Copies first, then the buffers they write.
-        _nextWeightTransfers?.Complete();
-        _nextWeightTransfers = null;
-        _nextWeights?.Dispose();
-        _nextWeights = null;
-        _weightTransfers?.Complete();
-        _weightTransfers = null;
-        _current?.Dispose();
-        _current = null;
+        ReleaseWeights();
         var moved = weights.Replace(plan, _tiers, _copies);
         if (_cursor is { } cursor)
         {
@@ -174,7 +166,12 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         _inputs = null;
         _previousStores?.Complete();
         _previousStores = null;
-        // Copies first, then the buffers they write.
+        ReleaseWeights();
+    }
+
+    /// <summary>Frees the loaded layers' weights: their copies completed first, then the buffers they write.</summary>
+    private void ReleaseWeights()
+    {
         _weightTransfers?.Complete();
         _weightTransfers = null;
         _current?.Dispose();
