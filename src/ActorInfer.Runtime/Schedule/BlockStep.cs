@@ -311,7 +311,8 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             return lease.Tensor;
         }
         var (qc, kc, vc) = (ToCpu(q, "queries"), ToCpu(k, "keys"), ToCpu(v, "values"));
-        work.BeforeCompute();
+        // The host reads them next: wait for the copies here, not only on the device's stream.
+        work.BeforeHostCompute();
         using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
         cache.Write(cacheIndex, kc, vc);
         var (keys, values) = cache.Prefix(cacheIndex + 1);

@@ -34,6 +34,16 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
         foreach (var t in _tickets) engine.BeforeCompute(t);
     }
 
+    /// <summary>
+    /// Waits on the host for every copy here, for host code that reads what they wrote (CPU attention reads the
+    /// queries, keys and values copied off the device: on CUDA, <see cref="BeforeCompute"/> orders only the device's
+    /// work). Buffers stay until disposal.
+    /// </summary>
+    public void BeforeHostCompute()
+    {
+        foreach (var t in _tickets) t.Wait();
+    }
+
     /// <summary>Waits for every copy and frees the buffers kept alive for them.</summary>
     public void Complete()
     {
