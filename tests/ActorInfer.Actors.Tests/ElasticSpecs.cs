@@ -161,6 +161,94 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         engine.Dispose();
     }
 
+    /// <summary>The time to honour a policy counts from the budget change behind it, not from its arrival.</summary>
+    [Fact]
+    public void The_time_to_honour_counts_from_the_budget_change()
+    {
+        var engine = ResidentEngine();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        var changedAt = System.Diagnostics.Stopwatch.GetTimestamp() - System.Diagnostics.Stopwatch.Frequency / 2;
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one"), Memory.TierBudgets.None) { ChangedAt = changedAt });
+        Assert.InRange(ExpectMsg<PolicyHonoured>().Elapsed, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(30));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 2, "two"), Memory.TierBudgets.None));
+        Assert.InRange(ExpectMsg<PolicyHonoured>().Elapsed, TimeSpan.Zero, TimeSpan.FromMilliseconds(450));
+        engine.Dispose();
+    }
+
+    /// <summary>
+    /// A step's tokens are on their way from the device (their fence not ready) when a smaller policy arrives: the
+    /// scheduler, reading its mail while it waits, drops the last batches then and there, abandoning their tokens (the
+    /// sequences resume from their progress), and honours the policy before any token of the step is appended.
+    /// </summary>
+    [Fact]
+    public void A_policy_arriving_while_a_steps_tokens_are_in_flight_drops_batches_before_they_land()
+    {
+        var gate = new TokenGate();
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        var items = Enumerable.Range(0, 6).Select(i => Item(i) with { Request = Request(i) with { Temperature = 0.0 } }).ToArray();
+        scheduler.Tell(new Enqueue(items));
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 3);
+
+        // All three batches have chosen their first tokens; none has reached the host.
+        Assert.True(gate.Launched.Wait(TimeSpan.FromSeconds(30)), "the prefill's tokens were never chosen");
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
+        var checkpointed = ExpectMsg<Checkpointed>();
+        Assert.Equal(["k2", "k3", "k4", "k5"], checkpointed.Items.Select(c => c.Key).Order());
+        Assert.All(checkpointed.Items, c => Assert.Empty(c.Checkpoint.OutputIds));
+        var dropped = ExpectMsg<BatchesDropped>();
+        Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
+        Assert.True(ExpectMsg<PolicyHonoured>().Dropped);
+
+        gate.Open();
+        var results = new Dictionary<string, string>();
+        while (results.Count < 6)
+        {
+            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
+            if (message is Finished finished)
+                foreach (var r in finished.Results)
+                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
+        }
+        var reference = new Dictionary<string, string>();
+        using (var model = OptModel.Load(SafetensorsCheckpoint.Open(_modelDir), Config, ScalarType.Float32, CPU))
+            foreach (var item in items)
+            {
+                var state = _factory.Create(item.Request, item.Seed);
+                BatchGenerator.Run(model, [state], _factory.Decode);
+                reference[item.Key] = string.Join(",", state.OutputIds);
+            }
+        Assert.Equal(reference, results);
+        engine.Dispose();
+    }
+
+    /// <summary>Token fences that stay unready until the test opens them; signals once the first three were asked for.</summary>
+    private sealed class TokenGate
+    {
+        private volatile bool _open;
+        private int _launched;
+        public CountdownEvent Launched { get; } = new(3);
+        public void Open() => _open = true;
+
+        public IReadyFence Fence()
+        {
+            if (Interlocked.Increment(ref _launched) <= 3) Launched.Signal();
+            return new GateFence(this);
+        }
+
+        private sealed class GateFence(TokenGate gate) : IReadyFence
+        {
+            public bool IsReady => gate._open;
+
+            public void Dispose()
+            {
+            }
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -54,9 +54,15 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
         foreach (var p in new[] { a, b })
             p.FishForMessage<PolicyChanged>(m => m.Policy == new BlockPolicy(4, 2, "all on gpu"), TimeSpan.FromSeconds(5));
 
+        var before = System.Diagnostics.Stopwatch.GetTimestamp();
         memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1300));
         foreach (var p in new[] { a, b })
-            p.ExpectMsg<PolicyChanged>().Policy.Should(new BlockPolicy(3, 1, "all on gpu"));
+        {
+            var changed = p.ExpectMsg<PolicyChanged>();
+            changed.Policy.Should(new BlockPolicy(3, 1, "all on gpu"));
+            // It carries when the budget changed, so that the time to honour it counts from there.
+            Assert.InRange(changed.ChangedAt ?? 0, before, System.Diagnostics.Stopwatch.GetTimestamp());
+        }
 
         // A change that leaves the policy as it is publishes nothing.
         memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1350));

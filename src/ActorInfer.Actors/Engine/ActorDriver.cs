@@ -34,8 +34,9 @@ public sealed class ActorDriver : IDisposable
     public System.Collections.Concurrent.ConcurrentQueue<SchedulerProtocol.DeviceOutOfMemory> OutOfMemory { get; } = new();
 
     /// <summary>A new block policy for the scheduler (as the planner would publish for new budgets, which it enforces once honoured).</summary>
-    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null) =>
-        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None));
+    /// <param name="changedAt">When the budget change behind the policy happened (a Stopwatch timestamp), if before now.</param>
+    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null) =>
+        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None) { ChangedAt = changedAt });
 
     private sealed class EventLog : ReceiveActor
     {

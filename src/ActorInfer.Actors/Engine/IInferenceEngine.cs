@@ -57,6 +57,18 @@ public interface IInferenceEngine : IDisposable
     void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
 
     /// <summary>
+    /// Like <see cref="ChooseTokens"/>, but the tokens may still be on their way from the device: the caller appends
+    /// them with <see cref="PendingTokens.Complete"/> once <see cref="PendingTokens.IsReady"/> (or disposes them to
+    /// abandon the step's tokens), and reads its mail meanwhile instead of blocking on the device. By default the
+    /// tokens are appended before this returns.
+    /// </summary>
+    PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+    {
+        ChooseTokens(batch, hidden, step);
+        return PendingTokens.Done();
+    }
+
+    /// <summary>
     /// Whether <paramref name="remaining"/> (batches of the running block, in block order; empty between blocks)
     /// would hold no more than the budgets once <paramref name="policy"/>'s placement is applied. An engine without
     /// tier accounting fits whatever the block size allows.

@@ -63,12 +63,23 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
     {
+        using var tokens = BeginChooseTokens(batch, hidden, step);
+        tokens.Complete();
+    }
+
+    public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+    {
         var b = (Batch)batch;
         var session = SessionFor(b);
-        var before = b.Sequences.Sum(s => s.OutputIds.Count);
+        session.Block.DeferTokens = true;
         session.Block.Run(session.Block.ScheduleLayers - 1, b.Index);
-        Interlocked.Add(ref _tokens, b.Sequences.Sum(s => s.OutputIds.Count) - before);
-        if (!session.Block.InStep) StepDone?.Invoke(step.Value);
+        var tokens = session.Block.TakeTokens(b.Index) ?? PendingTokens.Done();
+        var stepDone = !session.Block.InStep;
+        return tokens.Then(appended =>
+        {
+            Interlocked.Add(ref _tokens, appended);
+            if (stepDone) StepDone?.Invoke(step.Value);
+        });
     }
 
     public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;

@@ -9,7 +9,11 @@ namespace ActorInfer.Actors.Engine;
 /// Every weight and the whole cache on the compute device: the arithmetic of <see cref="BatchGenerator"/>
 /// split into per-(layer, batch) steps, so its output is the reference path's token for token.
 /// </summary>
-public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, string> decode) : IInferenceEngine
+/// <param name="tokenFence">
+/// Marks when chosen tokens have reached the host (see <see cref="IInferenceEngine.BeginChooseTokens"/>); null: they
+/// are appended before <see cref="BeginChooseTokens"/> returns.
+/// </param>
+public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, string> decode, Func<IReadyFence>? tokenFence = null) : IInferenceEngine
 {
     public OptConfig Config => model.Config;
 
@@ -57,7 +61,14 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
 
     public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
     {
-        var b = (Batch)batch;
+        using var tokens = Launch((Batch)batch, hidden, step, fence: null);
+        tokens.Complete();
+    }
+
+    public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step) => Launch((Batch)batch, hidden, step, tokenFence);
+
+    private PendingTokens Launch(Batch b, Tensor hidden, TokenStep step, Func<IReadyFence>? fence)
+    {
         using var scope = NewDisposeScope();
         if (step.IsPrefill)
         {
@@ -66,13 +77,10 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
                 ? OptMath.Logits(hidden, model.Output)
                 : OptMath.Logits(hidden.narrow(1, b.Layout.PaddedLength - 1, 1), model.Output);
             if (wantsPrompt) PromptLogprobs.Fill(logits, b.Sequences, b.Layout);
-            TokenChooser.ChooseAndAppend(logits.select(1, logits.shape[1] - 1), b.Sequences, decode);
+            return TokenChooser.Launch(logits.select(1, logits.shape[1] - 1), b.Sequences, decode, fence);
         }
-        else
-        {
-            var logits = OptMath.Logits(hidden, model.Output);
-            TokenChooser.ChooseAndAppend(logits.select(1, 0), b.Sequences, decode);
-        }
+        var last = OptMath.Logits(hidden, model.Output);
+        return TokenChooser.Launch(last.select(1, 0), b.Sequences, decode, fence);
     }
 
     /// <summary>Prefill writes from index 0; decoding step k writes the token at padded length + k - 1.</summary>

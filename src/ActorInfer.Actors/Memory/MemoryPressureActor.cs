@@ -93,7 +93,7 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         if (bytes == _budgets[tier]) return;
         _budgets = _budgets.With(tier, bytes);
         _log.Info("{0} budget is now {1} ({2})", tier, Configuration.ByteSize.Format(bytes), cause);
-        var changed = new BudgetChanged(tier, bytes, _budgets, cause);
+        var changed = new BudgetChanged(tier, bytes, _budgets, cause) { At = System.Diagnostics.Stopwatch.GetTimestamp() };
         foreach (var s in _subscribers) s.Tell(changed);
     }
 }

@@ -85,7 +85,16 @@ public static class MemoryProtocol
     public sealed record CurrentBudgets(TierBudgets Budgets);
 
     /// <summary>Published on every change of a tier's budget; <paramref name="Cause"/> is "operator", "config" or "telemetry".</summary>
-    public sealed record BudgetChanged(Tier Tier, long Bytes, TierBudgets Budgets, string Cause);
+    public sealed record BudgetChanged(Tier Tier, long Bytes, TierBudgets Budgets, string Cause)
+    {
+        /// <summary>When the budget changed (a <see cref="System.Diagnostics.Stopwatch"/> timestamp); not part of equality.</summary>
+        public long At { get; init; }
+
+        public bool Equals(BudgetChanged? other) =>
+            other is not null && Tier == other.Tier && Bytes == other.Bytes && Budgets == other.Budgets && Cause == other.Cause;
+
+        public override int GetHashCode() => HashCode.Combine(Tier, Bytes, Budgets, Cause);
+    }
 
     /// <param name="probe">Telemetry source; null to take readings only as <see cref="TelemetryReading"/> messages.</param>
     public static Props Props(Settings settings, IMemoryProbe? probe) =>

@@ -30,7 +30,14 @@ public static class PlannerProtocol
     public sealed record PolicyAnswer(BlockPolicy? Policy, TierBudgets Budgets);
 
     /// <param name="Policy">Null: nothing fits any more; schedulers start no new block until a policy returns.</param>
-    public sealed record PolicyChanged(BlockPolicy? Policy, TierBudgets Budgets);
+    public sealed record PolicyChanged(BlockPolicy? Policy, TierBudgets Budgets)
+    {
+        /// <summary>
+        /// When the budget change behind this policy happened (a <see cref="System.Diagnostics.Stopwatch"/> timestamp):
+        /// the time to honour the policy counts from there. Null: from the policy's arrival.
+        /// </summary>
+        public long? ChangedAt { get; init; }
+    }
 
     /// <param name="memory">The memory-pressure actor to follow.</param>
     public static Props Props(IPolicyPlanner planner, IActorRef memory) =>

@@ -54,11 +54,11 @@ internal sealed class PolicyPlannerActor : ReceiveActor
             if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
         });
         Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
-        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false));
+        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false, m.At));
         Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
     }
 
-    private void Replan(TierBudgets budgets, bool force)
+    private void Replan(TierBudgets budgets, bool force, long? changedAt = null)
     {
         _budgets = budgets;
         var policy = _planner.Plan(budgets);
@@ -66,7 +66,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         _policy = policy;
         if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
         else _log.Info("policy {0} for budgets ({1})", policy, budgets);
-        var changed = new PolicyChanged(policy, budgets);
+        var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt };
         foreach (var s in _subscribers) s.Tell(changed);
     }
 }

@@ -47,6 +47,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         public static readonly CheckMemoryWait Instance = new();
     }
 
+    /// <summary>Looks again whether the tokens of the block's step have reached the host.</summary>
+    private sealed record PollTokens(int Block, int Step);
+
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
         TimeSpan? maxWaitForMemory = null)
     {
@@ -87,7 +90,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         {
             _policy = m.Policy;
             if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
-            _waitingSince.Add(System.Diagnostics.Stopwatch.GetTimestamp());
+            // From the budget change behind the policy where the sender knows it (planning and mailbox time count).
+            _waitingSince.Add(m.ChangedAt ?? System.Diagnostics.Stopwatch.GetTimestamp());
             WatchMemoryWait();
             if (_block is null)
             {
@@ -134,6 +138,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             }
             block.Hidden[m.Batch.Value] = m.Hidden;
             Advance(block);
+        });
+        Receive<PollTokens>(m =>
+        {
+            if (_block is { } block && block.Id == m.Block && block.Step.Value == m.Step && block.Tokens.Any(t => t is not null))
+                AwaitTokens(block);
         });
         Receive<LayerProtocol.ComputeFailed>(m =>
         {
@@ -359,6 +368,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             }
         block.Hidden[b]?.Dispose();
         block.Hidden[b] = null;
+        block.Tokens[b]?.Dispose();
+        block.Tokens[b] = null;
         work.Dispose();
         block.Work[b] = null;
         return true;
@@ -455,9 +466,34 @@ internal sealed class BlockSchedulerActor : ReceiveActor
                 foreach (var b in block.Active)
                 {
                     using (var hidden = block.Hidden[b.Value]!)
-                        _engine.ChooseTokens(block.Work[b.Value]!, hidden, block.Step);
+                        block.Tokens[b.Value] = _engine.BeginChooseTokens(block.Work[b.Value]!, hidden, block.Step);
                     block.Hidden[b.Value] = null;
                 }
+            })) return;
+        AwaitTokens(block);
+    }
+
+    /// <summary>
+    /// The end of a step: the tokens are on their way from the device. Until they arrive the scheduler keeps reading
+    /// its mail (a policy that arrives meanwhile drops batches now, their tokens abandoned: the sequences resume from
+    /// their progress), then appends them and starts the next step.
+    /// </summary>
+    private void AwaitTokens(Block block)
+    {
+        if (_pending && !ApplyAtBoundary(block)) return;
+        if (block.Tokens.Any(t => t is { IsReady: false }))
+        {
+            Self.Tell(new PollTokens(block.Id, block.Step.Value));
+            return;
+        }
+        if (!Guarded(block, () =>
+            {
+                for (var b = 0; b < block.Tokens.Length; b++)
+                    if (block.Tokens[b] is { } tokens)
+                    {
+                        block.Tokens[b] = null;
+                        using (tokens) tokens.Complete();
+                    }
             })) return;
         StartStep(block, block.Step.Next());
     }
@@ -509,6 +545,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         public List<Entry> Sequences { get; } = sequences;
         public IGpuBatch?[] Work { get; } = new IGpuBatch?[batches];
         public Tensor?[] Hidden { get; } = new Tensor?[batches];
+        // Tokens chosen at the end of the step, not yet appended.
+        public PendingTokens?[] Tokens { get; } = new PendingTokens?[batches];
         public TokenStep Step { get; set; }
         public GpuBatchIndex[] Active { get; set; } = [];
         public int CursorPosition { get; set; }
@@ -522,6 +560,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         public void Dispose()
         {
             foreach (var h in Hidden) h?.Dispose();
+            foreach (var t in Tokens) t?.Dispose();
             foreach (var w in Work) w?.Dispose();
         }
     }

@@ -83,6 +83,8 @@ public sealed class PressureReplay : IDisposable
 
     private void Apply(PressureEvent e)
     {
+        // The budget changes now: the time to honour it counts from here (planning included).
+        var changedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         lock (_gate)
         {
             if (e.Tier == "gpu") _gpu = e.Budget; else _cpu = e.Budget;
@@ -90,7 +92,7 @@ public sealed class PressureReplay : IDisposable
             var policy = PolicyFor(_gpu, _cpu);
             BlockSize = policy?.BlockSize ?? 0;
             Applied?.Invoke(e);
-            _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0));
+            _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0), changedAt);
             // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
             if (policy is null)
             {

@@ -88,6 +88,17 @@ internal static partial class CudaRuntime
     /// <summary>True when all work before the event has completed.</summary>
     public static bool Query(IntPtr e) => cudaEventQuery(e) == 0;
 
+    /// <summary>Whether the event has completed: false while its work is queued (cudaErrorNotReady); any other error throws.</summary>
+    public static bool QueryChecked(IntPtr e)
+    {
+        var status = cudaEventQuery(e);
+        if (status == CudaErrorNotReady) return false;
+        Check(status, "cudaEventQuery");
+        return true;
+    }
+
+    private const int CudaErrorNotReady = 600;
+
     public static void CopyAsync(IntPtr dst, IntPtr src, long bytes, IntPtr stream) =>
         Check(cudaMemcpyAsync(dst, src, (nuint)bytes, MemcpyDefault, stream), "cudaMemcpyAsync");
 

@@ -56,6 +56,21 @@ public sealed class BlockSession : IDisposable
 
     public IReadOnlyList<SequenceState> Sequences(int batch) => _batches[batch].Sequences;
 
+    /// <summary>Whether the output head leaves the chosen tokens pending for <see cref="TakeTokens"/> (see <see cref="BlockStep.DeferTokens"/>).</summary>
+    public bool DeferTokens
+    {
+        get => _run.DeferTokens;
+        set => _run.DeferTokens = value;
+    }
+
+    /// <summary>The tokens the output head chose for a batch and left pending; the caller completes or disposes them.</summary>
+    public PendingTokens? TakeTokens(int batch)
+    {
+        var tokens = _batches[batch].Tokens;
+        _batches[batch].Tokens = null;
+        return tokens;
+    }
+
     /// <summary>Runs a whole step over every batch.</summary>
     public void RunStep(TokenStep step) => _run.Run(step);
 

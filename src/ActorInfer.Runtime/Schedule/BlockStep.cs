@@ -41,6 +41,13 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
 
     public TokenStep Step => _step;
 
+    /// <summary>
+    /// Whether the output head leaves each batch's chosen tokens pending (<see cref="GpuBatch.Tokens"/>) for the
+    /// driver to complete once they reach the host, instead of waiting for them: a driver that reads its mail
+    /// meanwhile. On a CPU device the tokens are there at once either way.
+    /// </summary>
+    public bool DeferTokens { get; set; }
+
     /// <summary>Runs a whole step over <paramref name="active"/> (by default every batch).</summary>
     public void Run(TokenStep step, IReadOnlyList<GpuBatch>? active = null)
     {
@@ -242,7 +249,15 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 using var logits = OptMath.Logits(last, head);
                 if (wantsPrompt) PromptLogprobs.Fill(logits, batch.Sequences, layout);
                 using var lastLogits = logits.select(1, logits.shape[1] - 1);
-                TokenChooser.ChooseAndAppend(lastLogits, batch.Sequences, decode);
+                var tokens = TokenChooser.Launch(lastLogits, batch.Sequences, decode,
+                    DeferTokens && Device.type == TorchSharp.DeviceType.CUDA ? () => new Cuda.CudaEventFence() : null);
+                if (DeferTokens)
+                {
+                    batch.Tokens?.Dispose();
+                    batch.Tokens = tokens;
+                    return;
+                }
+                using (tokens) tokens.Complete();
                 return;
             }
         }

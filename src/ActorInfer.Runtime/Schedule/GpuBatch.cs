@@ -17,6 +17,9 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     public List<KvHome> Cache { get; } = [];
     public HiddenHome? Hidden { get; set; }
 
+    /// <summary>The tokens the output head chose, not yet appended (see <see cref="BlockStep.DeferTokens"/>).</summary>
+    public PendingTokens? Tokens { get; set; }
+
     private readonly Dictionary<TorchSharp.DeviceType, (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
 
     /// <summary>
@@ -39,6 +42,8 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
         foreach (var kv in Cache) kv.Dispose();
         Cache.Clear();
         Hidden?.Dispose();
+        Tokens?.Dispose();
+        Tokens = null;
         Hidden = null;
         foreach (var (_, mask) in _masks.Values) mask?.Dispose();
         _masks.Clear();
