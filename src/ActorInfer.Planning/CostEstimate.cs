@@ -31,6 +31,7 @@ public sealed record PhaseEstimate
     public double LoadStreamSeconds => DiskToCpuSeconds + CpuToGpuSeconds;
     /// <summary>GPU -> CPU -> disk.</summary>
     public double StoreStreamSeconds => GpuToCpuSeconds + CpuToDiskSeconds;
+    /// <summary>GPU compute plus CPU attention: one host thread runs them one after the other (<see cref="PhaseTimeTerms.ComputeStream"/>).</summary>
     public double ComputeStreamSeconds => GpuComputeSeconds + CpuComputeSeconds;
     public double LayerSeconds => Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
     /// <summary>How many times the phase runs each layer: once for prefill, once per decoding step.</summary>

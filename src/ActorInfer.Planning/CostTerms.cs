@@ -22,6 +22,12 @@ public sealed record PhaseTimeTerms(
     /// </summary>
     public LinearExpression LoadStream => DiskToCpu + CpuToGpu;
     public LinearExpression StoreStream => GpuToCpu + CpuToDisk;
+    /// <summary>
+    /// GPU compute and CPU attention add rather than overlap: the runtime attends on the CPU on the same host thread
+    /// that issues the GPU work (<c>BlockStep.CpuAttention</c>), so for each (layer, GPU batch) the GPU's Q, K, V go
+    /// down, the host attends, the context comes back, and only then is the rest of the layer and the next batch
+    /// issued. Only the copies on the other two streams overlap this sum.
+    /// </summary>
     public LinearExpression ComputeStream => GpuCompute + CpuCompute;
 }
 

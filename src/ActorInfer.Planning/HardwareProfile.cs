@@ -13,6 +13,33 @@ public sealed record CpuAttentionFit(double BatchAndHidden, double Batch, double
         var hiddenOctaves = Math.Max(0, Math.Log2(4096.0 / hiddenSize));
         return Math.Max(0.1, 1 + BatchAndHidden * batchOctaves * hiddenOctaves - Batch * batchOctaves - Hidden * hiddenOctaves);
     }
+
+    /// <summary>
+    /// The rate at GPU batch 64 and the batch coefficient that fit measured (GPU batch size, FLOP/s) points, all taken
+    /// at one hidden size, in least squares: the rate is linear in b = log2(64 / batch), so the intercept is the rate
+    /// at 64 and the slope over it the coefficient. The hidden terms stay 0: one hidden size cannot fix them, and at
+    /// 4096 or more FlexGen's correction has none. A rate that does not fall with smaller batches gets no correction
+    /// (coefficient 0, the mean rate).
+    /// </summary>
+    public static (double RateAt64, CpuAttentionFit Fit) FromRates(IReadOnlyCollection<(int GpuBatchSize, double FlopsPerSecond)> points)
+    {
+        if (points.Count == 0 || points.Any(p => p.GpuBatchSize <= 0 || !(p.FlopsPerSecond > 0) || double.IsInfinity(p.FlopsPerSecond)))
+            throw new ArgumentException("CPU attention fit: needs at least one point, each with a positive batch size and rate");
+        var octaves = points.Select(p => Math.Max(0, Math.Log2(64.0 / p.GpuBatchSize))).ToArray();
+        var rates = points.Select(p => p.FlopsPerSecond).ToArray();
+        double meanOctaves = octaves.Average(), meanRate = rates.Average();
+        double covariance = 0, variance = 0;
+        for (var i = 0; i < octaves.Length; i++)
+        {
+            covariance += (octaves[i] - meanOctaves) * (rates[i] - meanRate);
+            variance += (octaves[i] - meanOctaves) * (octaves[i] - meanOctaves);
+        }
+        var slope = variance > 0 ? covariance / variance : 0;
+        var intercept = meanRate - slope * meanOctaves;
+        if (slope >= 0)
+            return (meanRate, new CpuAttentionFit(0, 0, 0));
+        return (intercept, new CpuAttentionFit(0, -slope / intercept, 0));
+    }
 }
 
 /// <summary>

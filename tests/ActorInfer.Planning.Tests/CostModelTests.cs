@@ -76,6 +76,30 @@ public class CostModelTests
     }
 
     [Fact]
+    public void Cpu_attention_adds_to_the_gpu_compute_and_only_the_copies_overlap_the_sum()
+    {
+        // Weights on the CPU: the load stream is the layer, 1744 bytes at 1000, plus the attention output 32 bytes at 500.
+        // The GPU's matmuls (3072 FLOP) take 1 s at 3072 FLOP/s, CPU attention (384 FLOP) 1.2 s at 320 FLOP/s: each
+        // alone is shorter than the load stream, together they are longer, because the runtime's host thread runs them
+        // one after the other.
+        var profile = RoundProfile with { GpuMatmulDecodeFlops = 3072, CpuAttentionFlops = 320 };
+        var estimate = CostModel.Evaluate(TinyModel, Work, Place(Cpu, Cpu, Gpu), profile).Decode;
+        Assert.Equal(1744 / 1000.0 + 32 / 500.0, estimate.LoadStreamSeconds, Tolerance);
+        Assert.Equal(96 / 250.0, estimate.StoreStreamSeconds, Tolerance);
+        Assert.Equal(1.0, estimate.GpuComputeSeconds, Tolerance);
+        Assert.Equal(1.2, estimate.CpuComputeSeconds, Tolerance);
+        Assert.Equal(2.2, estimate.ComputeStreamSeconds, Tolerance);
+        Assert.Equal(2.2, estimate.LayerSeconds, Tolerance);
+        Assert.Equal("compute", estimate.Bottleneck);
+
+        // With a faster CPU the sum (1.0 + 0.384 s) falls under the copies, which then set the layer time.
+        var faster = CostModel.Evaluate(TinyModel, Work, Place(Cpu, Cpu, Gpu), profile with { CpuAttentionFlops = 1000 }).Decode;
+        Assert.Equal(1.384, faster.ComputeStreamSeconds, Tolerance);
+        Assert.Equal(faster.LoadStreamSeconds, faster.LayerSeconds, Tolerance);
+        Assert.Equal("load", faster.Bottleneck);
+    }
+
+    [Fact]
     public void Cache_on_cpu_with_gpu_attention_brings_the_whole_cache_up_each_step()
     {
         var estimate = Evaluate(Place(Gpu, Cpu, Gpu, cpuAttention: false));

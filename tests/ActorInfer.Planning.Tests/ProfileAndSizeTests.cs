@@ -17,6 +17,57 @@ public class HardwareProfileTests
     }
 
     [Fact]
+    public void A_cpu_attention_fit_recovers_the_rate_and_coefficient_that_made_its_points()
+    {
+        // Rates made by FlexGen's correction with 100 GFLOP/s at batch 64 and a batch coefficient of 0.05.
+        var points = new[] { 8, 16, 24, 32, 48 }.Select(b => (b, 100e9 * (1 - 0.05 * Math.Log2(64.0 / b)))).ToArray();
+        var (rate, fit) = CpuAttentionFit.FromRates(points);
+        Assert.Equal(100e9, rate, 1e-3);
+        Assert.Equal(0.05, fit.Batch, 1e-12);
+        Assert.Equal(0, fit.BatchAndHidden);
+        Assert.Equal(0, fit.Hidden);
+        // The profile then predicts each measured point: batch 24 at 100·(1 − 0.05·log2(64/24)) GFLOP/s.
+        var profile = TestData.RoundProfile with { CpuAttentionFlops = rate, CpuAttentionFit = fit };
+        Assert.Equal(points[2].Item2, profile.EffectiveCpuAttentionFlops(24, 7168), 1e-3);
+    }
+
+    [Fact]
+    public void A_cpu_attention_fit_least_squares_by_hand()
+    {
+        // Batches 16, 32, 64 are 2, 1, 0 octaves below 64; rates 70, 90, 95 (means: 1 octave, 85). Covariance
+        // (1·−15 + 0·5 + −1·10) = −25 over variance 2: slope −12.5 per octave, so 85 + 12.5 = 97.5 at batch 64 and
+        // a coefficient of 12.5 / 97.5.
+        var (rate, fit) = CpuAttentionFit.FromRates([(16, 70), (32, 90), (64, 95)]);
+        Assert.Equal(97.5, rate, 1e-9);
+        Assert.Equal(12.5 / 97.5, fit.Batch, 1e-12);
+        Assert.Equal(0, fit.BatchAndHidden);
+        Assert.Equal(0, fit.Hidden);
+    }
+
+    [Fact]
+    public void A_cpu_attention_rate_that_does_not_fall_with_the_batch_gets_no_correction()
+    {
+        var (rate, fit) = CpuAttentionFit.FromRates([(8, 60), (16, 50), (48, 40)]);
+        Assert.Equal(50, rate, 1e-9);
+        Assert.Equal(new CpuAttentionFit(0, 0, 0), fit);
+        Assert.Throws<ArgumentException>(() => CpuAttentionFit.FromRates([]));
+        Assert.Throws<ArgumentException>(() => CpuAttentionFit.FromRates([(8, 0)]));
+        Assert.Throws<ArgumentException>(() => CpuAttentionFit.FromRates([(0, 1e9)]));
+    }
+
+    [Fact]
+    public void The_shipped_profiles_load()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "ActorInfer.sln")))
+            root = root.Parent ?? throw new DirectoryNotFoundException("ActorInfer.sln not found above the test assembly");
+        var files = Directory.GetFiles(Path.Combine(root.FullName, "hocon", "hardware"), "*.json");
+        Assert.NotEmpty(files);
+        foreach (var file in files)
+            Assert.Equal(Path.GetFileNameWithoutExtension(file), HardwareProfileJson.Load(file).Name);
+    }
+
+    [Fact]
     public void A_profile_round_trips_through_json()
     {
         var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen);

@@ -9,10 +9,13 @@ namespace ActorInfer.Cli.Profiling;
 
 /// <summary>
 /// Measures the rates the cost model needs on this machine, through the same paths the runtime uses: the copy
-/// engine for host/device copies, the disk tier for disk reads and writes, OptMath's attention for CPU attention.
+/// engine for host/device copies, the disk tier for disk reads and writes, <see cref="CpuAttentionProbe"/> for CPU
+/// attention.
 /// </summary>
-public sealed class HardwareProber(Device device, string diskFolder, Action<string> log)
+/// <param name="attention">The attention width CPU attention is timed at (the planned model's; by default OPT-6.7B's).</param>
+public sealed class HardwareProber(Device device, string diskFolder, Action<string> log, AttentionShape? attention = null)
 {
+    private readonly AttentionShape _attention = attention ?? AttentionShape.Default;
     private bool IsCuda => device.type == TorchSharp.DeviceType.CUDA;
     private const int HiddenSize = 4096; // shapes of a mid-size OPT layer (6.7B); rates are reused for every model
 
@@ -50,7 +53,9 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var matmulDecode = Matmul("matmul, decode shape", 32, dtype);
         var bmmPrefill = Attention("attention, prefill shape", batch: 4, queries: 512, keys: 512, dtype, device);
         var bmmDecode = Attention("attention, decode shape", batch: 32, queries: 1, keys: 544, dtype, device);
-        var cpuAttention = CacheAttention("CPU attention over a cache, decode shape", batch: 32, keys: 544, ScalarType.Float16, CPU);
+        var attentionPoints = new CpuAttentionProbe(copies, host, dev, log).Measure(_attention);
+        var (cpuAttention, cpuAttentionFit) = CpuAttentionFit.FromRates(attentionPoints.Select(p => (p.GpuBatchSize, p.FlopsPerSecond)).ToArray());
+        log($"CPU attention fit: {cpuAttention / 1e9:F2} GFLOP/s at batch 64, batch coefficient {cpuAttentionFit.Batch:F4}");
 
         return new HardwareProfile
         {
@@ -71,8 +76,10 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             GpuBatchedMatmulPrefillFlops = bmmPrefill,
             GpuBatchedMatmulDecodeFlops = bmmDecode,
             CpuAttentionFlops = cpuAttention,
+            CpuAttentionFit = cpuAttentionFit,
             GpuMemoryBytesPerSecond = deviceMemory,
-            Source = $"measured by `actorinfer profile` on {Environment.MachineName} at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")})",
+            Source = $"measured by `actorinfer profile` on {Environment.MachineName} at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")}); " +
+                     $"CPU attention as the runtime's decoding step runs it, hidden {_attention.HiddenSize} in {_attention.Heads} heads, GPU batches {string.Join(", ", CpuAttentionProbe.BatchSizes)}",
         }.Validate();
     }
 
@@ -106,29 +113,6 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         {
             using var y = nn.functional.linear(x, w);
             Sync();
-        }, "TFLOP/s", 1e12);
-    }
-
-    /// <summary>
-    /// Attention as the runtime runs it over a resident cache: the new key/value written in place into a
-    /// preallocated cache, then attention over a strided prefix view of it.
-    /// </summary>
-    private double CacheAttention(string what, int batch, int keys, ScalarType dtype, Device on)
-    {
-        const int heads = 32, headDim = 128;
-        using var cache = LayerKv.Allocate(batch, heads, keys + 32, headDim, dtype, on);
-        using var q = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
-        using var k = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
-        using var v = randn([batch, heads, 1, headDim], dtype: dtype, device: on);
-        var flops = 4.0 * batch * heads * keys * headDim;
-        return Rate(what, flops, () =>
-        {
-            cache.Write(keys - 1, k, v);
-            var (prefixKeys, prefixValues) = cache.Prefix(keys);
-            using (prefixKeys)
-            using (prefixValues)
-            using (var context = OptMath.Attend(q, prefixKeys, prefixValues, null))
-                if (on.type == TorchSharp.DeviceType.CUDA) Sync();
         }, "TFLOP/s", 1e12);
     }
 

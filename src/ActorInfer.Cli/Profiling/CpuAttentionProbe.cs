@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using ActorInfer.Model.Layers;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Cli.Profiling;
+
+/// <summary>
+/// Times CPU attention as the runtime runs it for one (decoder layer, GPU batch) of a decoding step
+/// (<c>BlockStep.CpuAttention</c>): the new token's q, k, v leave the device for fresh CPU leases (pinned with CUDA),
+/// the new key and value are written into a preallocated cache of capacity prompt + generation, attention runs over
+/// the prefix view with the batch's mask, and the context goes back to a fresh device lease. The host waits for
+/// both copies, since it reads the one and the device's next kernel reads the other.
+/// </summary>
+internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, MemoryTier device, Action<string> log)
+{
+    /// <summary>The GPU batch sizes timed: the planner's grid around FlexGen's OPT-30B batches.</summary>
+    public static IReadOnlyList<int> BatchSizes { get; } = [8, 16, 24, 32, 48];
+
+    /// <summary>FlexGen's benchmark workload: the cache holds 512 + 32 tokens and is timed at the mean decoding context.</summary>
+    public static Workload Workload { get; } = new(512, 32);
+
+    private const int Repetitions = 3;
+
+    /// <summary>One timed point per batch size: the median seconds of a call and its attention FLOPs (4·b·context·hidden).</summary>
+    public IReadOnlyList<CpuAttentionPoint> Measure(AttentionShape shape)
+    {
+        var (hiddenSize, heads) = (shape.HiddenSize, shape.Heads);
+        var headDim = shape.HeadDim;
+        // The step at the mean context: the cache holds s + n/2 - 1 tokens and the new one is written at that index.
+        var cacheIndex = (int)Workload.MeanDecodeContext - 1;
+        var points = new List<CpuAttentionPoint>();
+        foreach (var batch in BatchSizes)
+        {
+            using var scope = NewDisposeScope();
+            using var keys = host.Allocate([batch, heads, Workload.TotalLength, headDim], ScalarType.Float16, "profile cache keys");
+            using var values = host.Allocate([batch, heads, Workload.TotalLength, headDim], ScalarType.Float16, "profile cache values");
+            var cache = new LayerKv(keys.Tensor, values.Tensor);
+            var (filledKeys, filledValues) = cache.Prefix(cacheIndex);
+            using (filledKeys) filledKeys.normal_();
+            using (filledValues) filledValues.normal_();
+            using var q = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
+            using var k = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
+            using var v = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
+            using var mask = Mask(batch, cacheIndex + 1);
+            var seconds = Median(() => Call(q, k, v, cache, cacheIndex, mask));
+            var point = new CpuAttentionPoint(batch, seconds, 4.0 * batch * (cacheIndex + 1) * hiddenSize);
+            log($"CPU attention, batch {batch}, hidden {hiddenSize}, context {cacheIndex + 1}: {seconds * 1e3:F2} ms per call, {point.FlopsPerSecond / 1e9:F2} GFLOP/s");
+            points.Add(point);
+        }
+        return points;
+    }
+
+    /// <summary>A left-padded batch's mask [b, 1, 1, context]: every other sequence has one pad token in front.</summary>
+    private static Tensor Mask(int batch, int context)
+    {
+        var data = new bool[batch * context];
+        for (var b = 0; b < batch; b++)
+            for (var j = b % 2; j < context; j++) data[b * context + j] = true;
+        return tensor(data, [batch, 1, 1, context]);
+    }
+
+    private void Call(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor mask)
+    {
+        using var scope = NewDisposeScope();
+        var after = copies.AfterCompute();
+        var leases = new List<TensorLease>();
+        try
+        {
+            Tensor ToCpu(Tensor t)
+            {
+                var lease = host.Allocate(t.shape, t.dtype, "profile q/k/v");
+                leases.Add(lease);
+                copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store).Wait();
+                return lease.Tensor;
+            }
+            var (qc, kc, vc) = (ToCpu(q), ToCpu(k), ToCpu(v));
+            cache.Write(cacheIndex, kc, vc);
+            var (keys, values) = cache.Prefix(cacheIndex + 1);
+            using (keys)
+            using (values)
+            using (var context = OptMath.Attend(qc, keys, values, mask))
+            {
+                var back = device.Allocate(context.shape, context.dtype, "profile context");
+                leases.Add(back);
+                copies.CopyAfter(copies.AfterCompute(), back.Tensor, context, CopyDirection.Load).Wait();
+            }
+        }
+        finally
+        {
+            foreach (var lease in leases) lease.Dispose();
+        }
+    }
+
+    private static double Median(Action run)
+    {
+        run();
+        var samples = new double[Repetitions];
+        for (var i = 0; i < Repetitions; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            run();
+            samples[i] = watch.Elapsed.TotalSeconds;
+        }
+        return samples.Order().ElementAt(Repetitions / 2);
+    }
+}
+
+/// <summary>The attention width of a model: its hidden size split over its heads.</summary>
+public sealed record AttentionShape(int HiddenSize, int Heads)
+{
+    /// <summary>OPT-6.7B's attention, at which CPU attention was timed before the width could be chosen.</summary>
+    public static AttentionShape Default { get; } = new(4096, 32);
+
+    public int HeadDim => HiddenSize / Heads;
+}
+
+/// <summary>One timed CPU attention call: its GPU batch size, seconds and FLOPs.</summary>
+internal sealed record CpuAttentionPoint(int GpuBatchSize, double Seconds, double Flops)
+{
+    public double FlopsPerSecond => Flops / Seconds;
+}
