@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine: the elastic-memory demonstration with OPT-6.7B (random weights, float16, prompt 512, 32 tokens).
-#   1. one job under a GPU budget stepping 40 -> 12 -> 24 -> 40 GiB (generate --pressure, timeline in run-elastic/);
+#   1. one job under a GPU budget stepping 40 -> 12 -> 24 -> 40 GiB at 20, 32 and 42 s (generate --pressure, timeline in run-elastic/);
 #   2. the same work under each phase's budget held from the start: a static policy planned for that budget;
 #   3. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
 #      against the static policy of its budget, and what the static policy planned for 40 GiB holds (against 12 GiB).
@@ -25,8 +25,9 @@ with open(f"{work}/in.jsonl", "w") as f:
 def schedule(name, events):
     with open(f"{work}/{name}.jsonl", "w") as f:
         for e in events: f.write(json.dumps(e) + "\n")
-schedule("elastic", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}, {"at_ms": 8000, "tier": "gpu", "budget": "12GiB"},
-                     {"at_ms": 20000, "tier": "gpu", "budget": "24GiB"}, {"at_ms": 30000, "tier": "gpu", "budget": "40GiB"}])
+# The first phase is long enough (20 s) to hold several blocks after the first one's prefill.
+schedule("elastic", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}, {"at_ms": 20000, "tier": "gpu", "budget": "12GiB"},
+                     {"at_ms": 32000, "tier": "gpu", "budget": "24GiB"}, {"at_ms": 42000, "tier": "gpu", "budget": "40GiB"}])
 for gib in (12, 24, 40):
     schedule(f"static-{gib}", [{"at_step": 0, "tier": "gpu", "budget": f"{gib}GiB"}])
 PY
