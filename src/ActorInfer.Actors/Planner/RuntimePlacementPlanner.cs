@@ -12,6 +12,9 @@ namespace ActorInfer.Actors.Planner;
 /// 10 points (to the CPU; a disk share stays on disk), and take the largest block geometry up to the base
 /// policy's that fits; the cost model (with the machine's hardware profile) ranks them. Null when not even one
 /// sequence fits with every weight off the device.
+/// Every candidate's footprint is computed once (a placement does not depend on the budgets) and kept; the whole
+/// table is filled in the background from construction on (the job's static compilation), so that planning for a
+/// budget change at run time is a lookup and a ranking, not a placement search.
 /// </summary>
 public sealed class RuntimePlacementPlanner : IPolicyPlanner
 {
@@ -22,6 +25,8 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     private readonly ModelSpec _model;
     private readonly Workload _workload;
     private readonly HardwareProfile _hardware;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(TierFractions Weights, int Size, int Batches), Runtime.Placement.TierBytes> _footprints = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Policy, double> _scores = new();
 
     /// <param name="basePolicy">The largest geometry, and the fractions to start from (the job's own policy).</param>
     /// <param name="promptLength">The padded prompt length a block is planned for.</param>
@@ -40,6 +45,28 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
             (int)Runtime.Tiers.MemoryTier.ElementSize(runtime.DType));
         _workload = new Workload(Math.Max(1, promptLength), Math.Max(1, capacity - promptLength));
         _hardware = hardware ?? HardwareProfiles.T4FlexGen;
+        Compiled = Task.Run(Compile);
+    }
+
+    /// <summary>
+    /// Completes once every candidate's footprint and cost-model score are known (planning before that computes what it
+    /// needs itself).
+    /// </summary>
+    public Task Compiled { get; }
+
+    /// <summary>Candidate placements known so far.</summary>
+    public int Placements => _footprints.Count;
+
+    private void Compile()
+    {
+        foreach (var weights in WeightCandidates())
+            for (var batches = _base.NumGpuBatches; batches >= 1; batches--)
+                for (var size = 1; size <= _base.GpuBatchSize; size++)
+                {
+                    var candidate = With(weights, size, batches);
+                    PlanFor(candidate);
+                    Score(candidate);
+                }
     }
 
     /// <summary>
@@ -59,7 +86,9 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
 
     // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long as the whole
     // capacity, so blocks are planned for that.
-    private Runtime.Placement.TierBytes PlanFor(Policy policy) => _runtime.WithHostCopies(_runtime.PlanBlock(policy, _capacity, _capacity));
+    private Runtime.Placement.TierBytes PlanFor(Policy policy) =>
+        _footprints.GetOrAdd((policy.Weights, policy.GpuBatchSize, policy.NumGpuBatches),
+            _ => _runtime.WithHostCopies(_runtime.PlanBlock(policy, _capacity, _capacity)));
 
     /// <summary>The device bytes of the largest block with the base fractions: the smallest budget that gives that block unchanged.</summary>
     public long LargestBlockBytes => BytesFor(_base.GpuBatchSize, _base.NumGpuBatches);
@@ -126,7 +155,9 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         return best;
     }
 
-    private double Score(Policy policy)
+    private double Score(Policy policy) => _scores.GetOrAdd(policy, ScoreOnce);
+
+    private double ScoreOnce(Policy policy)
     {
         try
         {

@@ -57,9 +57,16 @@ public sealed class PressureReplay : IDisposable
     /// <summary>The planner's policy for these budgets (null when not one sequence fits).</summary>
     public BlockPolicy? PolicyFor(long gpu, long cpu) => _planner.Plan(new TierBudgets(gpu, cpu, 0));
 
-    /// <summary>Starts the clock of the <c>at_ms</c> events; <c>at_step</c> events follow <see cref="OnStep"/>.</summary>
+    /// <summary>
+    /// Finishes the planner's static compilation (every candidate placement's footprint and score: planning at run
+    /// time is then a lookup), then starts the clock of the <c>at_ms</c> events; <c>at_step</c> events follow
+    /// <see cref="OnStep"/>.
+    /// </summary>
     public void Start()
     {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        _planner.Compiled.Wait();
+        Console.Error.WriteLine($"pressure: the planner's placements were compiled ({_planner.Placements} candidates); waited {watch.Elapsed.TotalMilliseconds:F0} ms for them");
         foreach (var e in _events.Where(e => e.AtMs is not null))
             _timers.Add(new Timer(_ => Apply(e), null, TimeSpan.FromMilliseconds(e.AtMs!.Value), Timeout.InfiniteTimeSpan));
         ApplyDueSteps();

@@ -7,6 +7,10 @@ namespace ActorInfer.Runtime.Copies;
 /// <summary>
 /// Copies on two non-blocking CUDA streams (loads and stores), ordered against libtorch's compute stream with
 /// events. Nothing here blocks the host except <see cref="ICopyTicket.Wait"/>.
+/// Every copy starts after the compute queued before it was issued: libtorch's caching allocator hands a buffer
+/// freed by compute to the next allocation at once (its uses are ordered on the compute stream only), so a copy on
+/// another stream into a fresh buffer, say the next layer's weights into the buffers of a layer whose kernels are
+/// still queued, would otherwise overwrite memory those kernels read.
 /// </summary>
 public sealed class CudaCopyEngine : ICopyEngine
 {
@@ -16,6 +20,9 @@ public sealed class CudaCopyEngine : ICopyEngine
     // Events of tickets nobody waited on never return to the pool; all are destroyed with the engine.
     private readonly ConcurrentBag<IntPtr> _allEvents = [];
     private bool _disposed;
+    // Recorded on the compute stream before each copy; a stream's wait takes the event as recorded then, so one will do.
+    private readonly IntPtr _computeMark = CudaRuntime.CreateEvent();
+    private readonly Lock _markGate = new();
 
     public static bool IsAvailable => cuda.is_available();
 
@@ -25,6 +32,7 @@ public sealed class CudaCopyEngine : ICopyEngine
     public ICopyTicket CopyAsync(Tensor destination, Tensor source, CopyDirection direction)
     {
         var stream = StreamFor(direction);
+        AfterQueuedCompute(stream);
         Traced(destination, source, stream, direction);
         return Mark(stream);
     }
@@ -44,8 +52,19 @@ public sealed class CudaCopyEngine : ICopyEngine
     {
         var stream = StreamFor(direction);
         CudaRuntime.Wait(stream, ((Ticket)dependency).Event);
+        AfterQueuedCompute(stream);
         Traced(destination, source, stream, direction);
         return Mark(stream);
+    }
+
+    /// <summary>Makes <paramref name="stream"/>'s next work wait for the compute queued so far.</summary>
+    private void AfterQueuedCompute(IntPtr stream)
+    {
+        lock (_markGate)
+        {
+            CudaRuntime.Record(_computeMark, CudaRuntime.LegacyDefaultStream);
+            CudaRuntime.Wait(stream, _computeMark);
+        }
     }
 
     private IntPtr StreamFor(CopyDirection direction) => direction == CopyDirection.Load ? _loadStream : _storeStream;
@@ -123,6 +142,7 @@ public sealed class CudaCopyEngine : ICopyEngine
         CudaRuntime.DestroyStream(_loadStream);
         CudaRuntime.DestroyStream(_storeStream);
         foreach (var e in _allEvents) CudaRuntime.DestroyEvent(e);
+        CudaRuntime.DestroyEvent(_computeMark);
     }
 
     /// <summary>An event recorded after the copy; returned to the pool once the host has seen it complete.</summary>
