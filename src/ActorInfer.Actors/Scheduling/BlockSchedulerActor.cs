@@ -31,8 +31,10 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     // Set when a policy arrives while a block runs: applied at the block's next layer boundary (batches dropped
     // down to what fits, weights re-placed, budgets enforced), then honoured.
     private bool _pending;
-    // Arrival times of the policies waiting to be honoured.
-    private readonly List<long> _waitingSince = [];
+    // Budget-change and arrival times of the policies waiting to be honoured.
+    private readonly List<(long Changed, long Arrived)> _waitingSince = [];
+    // When the application in progress (at a boundary, between blocks, or on arrival) began.
+    private long _applyStarted;
     private long _requeues;
     private int _blockCount;
     private Block? _block;
@@ -91,7 +93,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             _policy = m.Policy;
             if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
             // From the budget change behind the policy where the sender knows it (planning and mailbox time count).
-            _waitingSince.Add(m.ChangedAt ?? System.Diagnostics.Stopwatch.GetTimestamp());
+            var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
+            _waitingSince.Add((m.ChangedAt ?? arrived, arrived));
             WatchMemoryWait();
             if (_block is null)
             {
@@ -103,6 +106,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
                 _pending = true;
                 // Honoured on arrival when the running block already fits it, as placed now and as the policy will place
                 // it: what it holds and will hold stays within the budgets; the placement still applies at the boundary.
+                _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
                 if (_policy is { } p && _engine.Within(_budgets) && Fits(_block, p, p.BlockSize) && Fits(_block, p with { Runtime = null }, p.BlockSize))
                     HonourWaiting(dropped: false);
                 _log.Info("policy {0} takes effect at the next layer boundary of block {1}", m.Policy?.ToString() ?? "none", _block.Id);
@@ -272,13 +276,24 @@ internal sealed class BlockSchedulerActor : ReceiveActor
 
     private void HonourWaiting(bool dropped)
     {
-        foreach (var since in _waitingSince) Publish(new PolicyHonoured(System.Diagnostics.Stopwatch.GetElapsedTime(since), dropped));
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var (changed, arrived) in _waitingSince)
+        {
+            var applied = Math.Max(arrived, _applyStarted);
+            Publish(new PolicyHonoured(System.Diagnostics.Stopwatch.GetElapsedTime(changed, now), dropped)
+            {
+                Arrival = System.Diagnostics.Stopwatch.GetElapsedTime(changed, arrived),
+                ToBoundary = System.Diagnostics.Stopwatch.GetElapsedTime(arrived, applied),
+                Applying = System.Diagnostics.Stopwatch.GetElapsedTime(applied, now),
+            });
+        }
         _waitingSince.Clear();
     }
 
     /// <summary>No block runs: the policy's placement and budgets apply now.</summary>
     private void ApplyBetweenBlocks()
     {
+        _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         _pending = false;
         ApplyAndHonour(_policy, null, dropped: false);
     }
@@ -323,6 +338,7 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// </summary>
     private bool ApplyAtBoundary(Block block)
     {
+        _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         _pending = false;
         var policy = _policy;
         var allowed = policy?.BlockSize ?? 0;

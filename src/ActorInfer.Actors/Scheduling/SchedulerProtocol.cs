@@ -71,9 +71,20 @@ public static class SchedulerProtocol
 
     /// <summary>
     /// A policy (and the budget behind it) is honoured: the running block holds no more sequences than it allows.
-    /// <paramref name="Elapsed"/> runs from the policy's arrival; zero when the block already fitted.
+    /// <paramref name="Elapsed"/> runs from the budget change behind the policy (from its arrival when the sender did
+    /// not say when that was).
     /// </summary>
-    public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped);
+    public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped)
+    {
+        /// <summary>Of <see cref="Elapsed"/>: from the budget change to the policy's arrival at the scheduler (planning, mailbox).</summary>
+        public TimeSpan Arrival { get; init; }
+
+        /// <summary>Of <see cref="Elapsed"/>: from the arrival to the layer boundary (or step end) where it was applied; zero when honoured on arrival.</summary>
+        public TimeSpan ToBoundary { get; init; }
+
+        /// <summary>Of <see cref="Elapsed"/>: applying it there (drops, weights re-placed) until the block held no more than the budgets.</summary>
+        public TimeSpan Applying { get; init; }
+    }
 
     /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>
     /// <summary>

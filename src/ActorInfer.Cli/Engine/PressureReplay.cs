@@ -117,11 +117,14 @@ public sealed class PressureReplay : IDisposable
         var median = times.Length == 0 ? 0 : times[times.Length / 2];
         var max = times.Length == 0 ? 0 : times[^1];
         var inOrder = driver.Honoured.Select(h => h.Elapsed.TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+        var parts = driver.Honoured.Select(h => $"{Ms(h.Arrival)}+{Ms(h.ToBoundary)}+{Ms(h.Applying)}");
         return $"pressure: {Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
                $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued; " +
                $"{driver.OutOfMemory.Count} device out-of-memory events; {_setup.Tiers.Device.BudgetsSetBelowHeld} budgets applied while the device held more; " +
                $"weights moved {ByteSize.Format(_setup.WeightBytesMoved)}\n" +
-               $"pressure: honour times in order (ms): {string.Join(" ", inOrder)}";
+               $"pressure: honour times in order (ms): {string.Join(" ", inOrder)}\n" +
+               $"pressure: each as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}";
     }
 
     public void Dispose()
