@@ -6,6 +6,13 @@ namespace ActorInfer.Model.Generation;
 public interface IReadyFence : IDisposable
 {
     bool IsReady { get; }
+
+    /// <summary>Blocks until <see cref="IsReady"/>.</summary>
+    void Wait()
+    {
+        var spin = new SpinWait();
+        while (!IsReady) spin.SpinOnce();
+    }
 }
 
 /// <summary>
@@ -50,6 +57,7 @@ public sealed class PendingTokens : IDisposable
     public int Complete()
     {
         if (_completed) return 0;
+        _fence?.Wait();
         _completed = true;
         var ids = _ids!.data<long>().ToArray();
         var logprobs = _logprobs!.data<float>().ToArray();

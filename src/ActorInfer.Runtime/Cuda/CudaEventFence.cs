@@ -15,6 +15,11 @@ internal sealed class CudaEventFence : IReadyFence
 
     public bool IsReady => _event == IntPtr.Zero || CudaRuntime.QueryChecked(_event);
 
+    public void Wait()
+    {
+        if (_event != IntPtr.Zero) CudaRuntime.Synchronize(_event);
+    }
+
     public void Dispose()
     {
         if (_event == IntPtr.Zero) return;
