@@ -229,6 +229,46 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         engine.Dispose();
     }
 
+    /// <summary>
+    /// A smaller policy arrives while the tokens that finish every sequence of the block are on their way: nothing is
+    /// dropped or requeued (the batches' caches go, their last tokens still land) and every request finishes once.
+    /// </summary>
+    [Fact]
+    public void A_policy_arriving_while_the_last_tokens_are_in_flight_drops_nothing_that_is_finishing()
+    {
+        var gate = new TokenGate();
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        // One token each: the prefill's tokens finish every sequence.
+        var items = Enumerable.Range(0, 6).Select(i => Item(i) with { Request = Request(i) with { Temperature = 0.0, MaxTokens = 1 } }).ToArray();
+        scheduler.Tell(new Enqueue(items));
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 3);
+        Assert.True(gate.Launched.Wait(TimeSpan.FromSeconds(30)), "the prefill's tokens were never chosen");
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
+        Assert.False(ExpectMsg<PolicyHonoured>().Dropped);
+        gate.Open();
+        var results = new Dictionary<string, string>();
+        while (results.Count < 6)
+        {
+            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
+            Assert.False(message is BatchesDropped or Checkpointed, $"a finishing batch was dropped: {message}");
+            if (message is Finished finished)
+                foreach (var r in finished.Results)
+                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
+        }
+        using (var model = OptModel.Load(SafetensorsCheckpoint.Open(_modelDir), Config, ScalarType.Float32, CPU))
+            foreach (var item in items)
+            {
+                var state = _factory.Create(item.Request, item.Seed);
+                BatchGenerator.Run(model, [state], _factory.Decode);
+                Assert.Equal(string.Join(",", state.OutputIds), results[item.Key]);
+            }
+        engine.Dispose();
+    }
+
     /// <summary>Token fences that stay unready until the test opens them; signals once the first three were asked for.</summary>
     private sealed class TokenGate
     {

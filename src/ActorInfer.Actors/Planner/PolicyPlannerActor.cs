@@ -54,7 +54,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
             if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
         });
         Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
-        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false, m.At));
+        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false, m.At == 0 ? null : m.At));
         Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
     }
 

@@ -336,7 +336,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// block fits the pending policy (its size, and its placement within the budgets), applies the policy's
     /// placement and budgets, and honours it. False when no batch of the step is left (the block has finished).
     /// </summary>
-    private bool ApplyAtBoundary(Block block)
+    /// <param name="atStepEnd">
+    /// The step's tokens are on their way (<see cref="AwaitTokens"/>): no batch computes again in this step, and a batch
+    /// whose pending tokens finish every one of its sequences counts as finished (its cache goes, its tokens still land).
+    /// </param>
+    private bool ApplyAtBoundary(Block block, bool atStepEnd = false)
     {
         _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         _pending = false;
@@ -344,10 +348,13 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         var allowed = policy?.BlockSize ?? 0;
         var dropped = false;
         // Finished batches keep only results: their caches go first.
+        bool Finished(int b) => block.Work[b] is { } w &&
+            (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
+                : w.AllFinished && !block.Active.Any(a => a.Value == b));
         for (var b = block.Work.Length - 1; b >= 0; b--)
-            if (block.Work[b] is { AllFinished: true } finished && !block.Active.Any(a => a.Value == b) && !Fits(block, policy, allowed))
+            if (Finished(b) && !Fits(block, policy, allowed))
             {
-                finished.Dispose();
+                block.Work[b]!.Dispose();
                 block.Work[b] = null;
             }
         var batches = 0;
@@ -364,7 +371,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
         var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
         block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();
         block.CursorPosition = layer * block.Active.Length;
-        if (block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished)) return true;
+        // At a step's end, tokens still on their way (of batches whose cache went) land before the block can finish.
+        if (block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished) || (atStepEnd && block.Tokens.Any(t => t is not null)))
+            return true;
         FinishBlock(block, null);
         return false;
     }
@@ -496,8 +505,10 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// </summary>
     private void AwaitTokens(Block block)
     {
-        if (_pending && !ApplyAtBoundary(block)) return;
-        if (block.Tokens.Any(t => t is { IsReady: false }))
+        if (_pending && !ApplyAtBoundary(block, atStepEnd: true)) return;
+        var waiting = false;
+        if (!Guarded(block, () => waiting = block.Tokens.Any(t => t is { IsReady: false }))) return;
+        if (waiting)
         {
             Self.Tell(new PollTokens(block.Id, block.Step.Value));
             return;

@@ -77,6 +77,9 @@ public sealed class SequenceState
         if (_output.Count >= Request.MaxTokens) FinishReason = Generation.FinishReason.Length;
     }
 
+    /// <summary>Whether the sequence is done once one more token is appended, whatever that token (its length limit).</summary>
+    public bool FinishesWithNextToken => IsFinished || _output.Count + 1 >= Request.MaxTokens;
+
     /// <summary>The token to sample next; its index is the draw counter of the sampler.</summary>
     public int Step => _output.Count;
 }

@@ -45,7 +45,7 @@ public sealed class PendingTokens : IDisposable
     /// <summary>Whether the host copies have arrived (always, once completed or without a fence).</summary>
     public bool IsReady => _completed || _fence is null || _fence.IsReady;
 
-    /// <summary>Runs <paramref name="then"/> with the number of tokens appended, once they are.</summary>
+    /// <summary>Runs <paramref name="then"/> with the number of tokens appended, once they are (with 0 if they are abandoned).</summary>
     public PendingTokens Then(Action<int> then)
     {
         if (_completed) then(0);
@@ -76,8 +76,10 @@ public sealed class PendingTokens : IDisposable
     /// <summary>Abandons the tokens if they were not appended (a dropped batch's sequences start again from their progress).</summary>
     public void Dispose()
     {
+        if (_completed) return;
         _completed = true;
         Release();
+        _then?.Invoke(0);
     }
 
     private void Release()

@@ -153,6 +153,8 @@ public sealed class CudaCopyEngine : ICopyEngine
 
         public void Wait()
         {
+            // Once waited, the event went back to the pool and may have been recorded again for later work.
+            if (Volatile.Read(ref _returned) == 1) return;
             CudaRuntime.Synchronize(Event);
             if (Interlocked.Exchange(ref _returned, 1) == 0 && !owner._disposed) owner._freeEvents.Add(Event);
         }

@@ -42,9 +42,12 @@ public class PendingTokensTests
     {
         var sequences = new[] { Sequence(3) };
         using var logits = torch.tensor(new float[] { 0f, 3f, 1f, 2f }, [1, 4]);
-        var pending = TokenChooser.Launch(logits, sequences, _ => "", () => new CountingFence(readyAfter: 1));
+        var told = new List<int>();
+        var pending = TokenChooser.Launch(logits, sequences, _ => "", () => new CountingFence(readyAfter: 1)).Then(told.Add);
         pending.Dispose();
         Assert.Equal(0, pending.Complete());
         Assert.Empty(sequences[0].OutputIds);
+        // Whoever waits for the step's end hears of it once, with nothing appended.
+        Assert.Equal([0], told);
     }
 }
