@@ -2,7 +2,8 @@
 # On the GPU machine: the elastic-memory demonstration with OPT-6.7B (random weights, float16, prompt 512, 32 tokens).
 #   1. one job under a GPU budget stepping 40 -> 12 -> 24 -> 40 GiB at 20, 32 and 42 s (generate --pressure, timeline in run-elastic/);
 #   2. the same work under each phase's budget held from the start: a static policy planned for that budget;
-#   3. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
+#   3. a second job with nine budget changes 5 s apart, for more samples of the time to honour each;
+#   4. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
 #      against the static policy of its budget, and what the static policy planned for 40 GiB holds (against 12 GiB).
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/elastic-6.7b.sh   (writes under $OUT)
 set -uo pipefail
@@ -30,6 +31,9 @@ schedule("elastic", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}, {"at_ms":
                      {"at_ms": 32000, "tier": "gpu", "budget": "24GiB"}, {"at_ms": 42000, "tier": "gpu", "budget": "40GiB"}])
 for gib in (12, 24, 40):
     schedule(f"static-{gib}", [{"at_step": 0, "tier": "gpu", "budget": f"{gib}GiB"}])
+# More samples of the time to honour: nine changes, 5 s apart, down and up.
+schedule("honour", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}] +
+         [{"at_ms": 5000 * (i + 1), "tier": "gpu", "budget": f"{gib}GiB"} for i, gib in enumerate((12, 24, 40, 16, 32, 12, 40, 20, 40))])
 PY
 common=(--model opt-6.7b --dummy --device cuda --dtype float16 --gpu-batch-size 32 --num-gpu-batches 4 --cpu-mem 100GiB --hardware "$profile")
 
@@ -38,6 +42,11 @@ ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-elas
   --run-dir "$out/run-elastic" 2> "$out/elastic.log"
 tail -3 "$out/elastic.log"
 ai 60 report --run "$out/run-elastic" --output "$out/report-6.7b-elastic.png" 2>&1 | tail -1
+
+echo "== honour: nine budget changes, 5 s apart"
+ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
+  --run-dir "$out/run-honour" 2> "$out/honour.log"
+grep "^pressure:" "$out/honour.log"
 
 for spec in 12:48 24:384 40:768; do
   gib=${spec%%:*}; n=${spec##*:}
@@ -86,9 +95,33 @@ for i, e in enumerate(events):
     ref = static.get(gib, (float("nan"),))[0]
     print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
           f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB")
+# The honour run: each event against the layer step in progress (a prefill when no step ended for 3 median gaps).
+ho = timeline("run-honour")
+hsteps = [x for x in ho if x["kind"] == "step"]
+hlog = open(f"{out}/honour.log").read() if ho else ""
+m = re.search(r"honour times in order \(ms\): (.*)", hlog)
+htimes = [float(v) for v in m.group(1).split()] if m else []
+m = re.search(r"each as arrival \+ to the boundary \+ applying \(ms\): (.*)", hlog)
+hparts = m.group(1).split() if m else []
+under = 0
+for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
+    if i == 0 or i >= len(htimes): continue
+    before = [x["t_ms"] for x in hsteps if x["t_ms"] <= e["t_ms"]][-4:]
+    after = [x["t_ms"] for x in hsteps if x["t_ms"] > e["t_ms"]][:1]
+    gap = statistics.median([b - a for a, b in zip(before, before[1:])]) if len(before) >= 2 else float("nan")
+    pending = (after[0] - before[-1]) if before and after else float("nan")
+    if gap != gap:
+        print(f"honour event {i} ({e['detail']}): {htimes[i]:.1f} ms; no step before it to tell the layer step in progress")
+        continue
+    layer = (pending if pending > 3 * gap else gap) / 32
+    ok = htimes[i] < layer
+    under += ok
+    print(f"honour event {i} ({e['detail']}): {htimes[i]:.1f} ms ({hparts[i] if i < len(hparts) else '?'}); layer step in progress ~{layer:.2f} ms"
+          f"{' (a prefill)' if pending > 3 * gap else ''}: {'under' if ok else 'over'}")
+if htimes: print(f"honour run: {under} of {len(htimes) - 1} run-time events under one layer step; median {statistics.median(htimes[1:]):.1f} ms, max {max(htimes[1:]):.1f} ms")
 print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f} GiB; under a 12 GiB budget it would exceed it by "
       f"{(static[40][1] - 12 * 2**30) / 2**30:.2f} GiB (it never gives memory back: nothing in a static policy reacts to a budget)")
 PY
 # The timelines come back as one archive (draw them with `actorinfer report` where fonts are installed: the GPU
 # machine has none, so its PNG carries lines without labels).
-tar czf "$out/runs.tgz" -C "$out" run-elastic run-static-12 run-static-24 run-static-40 && rm -rf "$out"/run-*
+tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 && rm -rf "$out"/run-*
