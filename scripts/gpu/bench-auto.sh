@@ -13,3 +13,8 @@ case $card in
 esac
 ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
    --hardware "$out/$name.json" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | tee "$out/bench-30b-auto.txt" | grep "^bench"
+# The same with libtorch's allocator growing segments in place instead of caching fixed blocks: how much of the gap
+# between the device-reported and the accounted peak is the caching allocator's fragmentation.
+PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  bash .gpu/run.sh actorinfer bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
+   --hardware "$out/$name.json" --repeat 3 --json 2>&1 | tee "$out/bench-30b-auto-expandable.txt" | grep -E "^bench|device_reported_peak_bytes"
