@@ -47,18 +47,53 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     private static WorkItem Item(int i) => new($"k{i}", $"r{i}", Request(i), Seed: i);
 
     /// <summary>Each request generated alone, all on the device: what a run with drops must reproduce.</summary>
-    private Dictionary<string, string> Reference(int count)
+    private Dictionary<string, string> Reference(int count) => Reference(Enumerable.Range(0, count).Select(Item));
+
+    private Dictionary<string, string> Reference(IEnumerable<WorkItem> items)
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
         using var model = OptModel.Load(source, Config, ScalarType.Float32, CPU);
         var result = new Dictionary<string, string>();
-        for (var i = 0; i < count; i++)
+        foreach (var item in items)
         {
-            var state = _factory.Create(Request(i), i);
+            var state = _factory.Create(item.Request, item.Seed);
             BatchGenerator.Run(model, [state], _factory.Decode);
-            result[$"k{i}"] = string.Join(",", state.OutputIds);
+            result[item.Key] = string.Join(",", state.OutputIds);
         }
         return result;
+    }
+
+    /// <summary>Reads the test actor's mail until <paramref name="count"/> results have come, each key once; <paramref name="each"/> sees every message.</summary>
+    private Dictionary<string, string> Results(int count, Action<object>? each = null)
+    {
+        var results = new Dictionary<string, string>();
+        while (results.Count < count)
+        {
+            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
+            each?.Invoke(message);
+            if (message is Finished finished)
+                foreach (var r in finished.Results)
+                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// A resident engine whose tokens stay in flight until <paramref name="gate"/> opens, under a scheduler running a
+    /// block of 2 x 3 of <paramref name="items"/>, started and observed by the test actor.
+    /// </summary>
+    private (ResidentEngine Engine, IActorRef Scheduler) StartGated(TokenGate gate, WorkItem[] items)
+    {
+        using var source = SafetensorsCheckpoint.Open(_modelDir);
+        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue(items));
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 3);
+        // All three batches have chosen their first tokens; none has reached the host.
+        Assert.True(gate.Launched.Wait(TimeSpan.FromSeconds(30)), "the prefill's tokens were never chosen");
+        return (engine, scheduler);
     }
 
     private static string OutputIds(string line) =>
@@ -149,15 +184,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         Assert.True(honoured.Dropped && honoured.Elapsed > TimeSpan.Zero, $"{honoured}");
         // The drop comes at the next layer boundary, inside the prefill: the dropped sequences had chosen no token yet.
         Assert.Equal(Enumerable.Range(2, 4).Sum(i => Request(i).Prompt.TokenIds!.Count), dropped.TokensToRecompute);
-        var results = new Dictionary<string, string>();
-        while (results.Count < 6)
-        {
-            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
-            if (message is Finished finished)
-                foreach (var r in finished.Results)
-                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
-        }
-        Assert.Equal(Reference(6), results);
+        Assert.Equal(Reference(6), Results(6));
         engine.Dispose();
     }
 
@@ -189,17 +216,8 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     public void A_policy_arriving_while_a_steps_tokens_are_in_flight_drops_batches_before_they_land()
     {
         var gate = new TokenGate();
-        using var source = SafetensorsCheckpoint.Open(_modelDir);
-        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
         var items = Enumerable.Range(0, 6).Select(i => Item(i) with { Request = Request(i) with { Temperature = 0.0 } }).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 3);
-
-        // All three batches have chosen their first tokens; none has reached the host.
-        Assert.True(gate.Launched.Wait(TimeSpan.FromSeconds(30)), "the prefill's tokens were never chosen");
+        var (engine, scheduler) = StartGated(gate, items);
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
         var checkpointed = ExpectMsg<Checkpointed>();
         Assert.Equal(["k2", "k3", "k4", "k5"], checkpointed.Items.Select(c => c.Key).Order());
@@ -209,23 +227,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         Assert.True(ExpectMsg<PolicyHonoured>().Dropped);
 
         gate.Open();
-        var results = new Dictionary<string, string>();
-        while (results.Count < 6)
-        {
-            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
-            if (message is Finished finished)
-                foreach (var r in finished.Results)
-                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
-        }
-        var reference = new Dictionary<string, string>();
-        using (var model = OptModel.Load(SafetensorsCheckpoint.Open(_modelDir), Config, ScalarType.Float32, CPU))
-            foreach (var item in items)
-            {
-                var state = _factory.Create(item.Request, item.Seed);
-                BatchGenerator.Run(model, [state], _factory.Decode);
-                reference[item.Key] = string.Join(",", state.OutputIds);
-            }
-        Assert.Equal(reference, results);
+        Assert.Equal(Reference(items), Results(6));
         engine.Dispose();
     }
 
@@ -237,35 +239,14 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     public void A_policy_arriving_while_the_last_tokens_are_in_flight_drops_nothing_that_is_finishing()
     {
         var gate = new TokenGate();
-        using var source = SafetensorsCheckpoint.Open(_modelDir);
-        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
         // One token each: the prefill's tokens finish every sequence.
         var items = Enumerable.Range(0, 6).Select(i => Item(i) with { Request = Request(i) with { Temperature = 0.0, MaxTokens = 1 } }).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 3);
-        Assert.True(gate.Launched.Wait(TimeSpan.FromSeconds(30)), "the prefill's tokens were never chosen");
+        var (engine, scheduler) = StartGated(gate, items);
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
         Assert.False(ExpectMsg<PolicyHonoured>().Dropped);
         gate.Open();
-        var results = new Dictionary<string, string>();
-        while (results.Count < 6)
-        {
-            var message = ExpectMsg<object>(TimeSpan.FromSeconds(30));
-            Assert.False(message is BatchesDropped or Checkpointed, $"a finishing batch was dropped: {message}");
-            if (message is Finished finished)
-                foreach (var r in finished.Results)
-                    Assert.True(results.TryAdd(r.Key, OutputIds(r.ResultLine)), $"{r.Key} answered twice");
-        }
-        using (var model = OptModel.Load(SafetensorsCheckpoint.Open(_modelDir), Config, ScalarType.Float32, CPU))
-            foreach (var item in items)
-            {
-                var state = _factory.Create(item.Request, item.Seed);
-                BatchGenerator.Run(model, [state], _factory.Decode);
-                Assert.Equal(string.Join(",", state.OutputIds), results[item.Key]);
-            }
+        var results = Results(6, message => Assert.False(message is BatchesDropped or Checkpointed, $"a finishing batch was dropped: {message}"));
+        Assert.Equal(Reference(items), results);
         engine.Dispose();
     }
 
