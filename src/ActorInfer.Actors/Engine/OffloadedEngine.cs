@@ -71,7 +71,6 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
     {
         var b = (Batch)batch;
         var session = SessionFor(b);
-        session.Block.DeferTokens = true;
         session.Block.Run(session.Block.ScheduleLayers - 1, b.Index);
         var tokens = session.Block.TakeTokens(b.Index) ?? PendingTokens.Done();
         var stepDone = !session.Block.InStep;
@@ -135,6 +134,8 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         var batches = _pending.ToArray();
         _pending.Clear();
         var block = runtime.OpenBlock(batches.SelectMany(x => x.Sequences).ToArray(), decode, gpuBatchSize: batches[0].Sequences.Count);
+        // The scheduler reads its mail while a step's tokens come back (BeginChooseTokens).
+        block.DeferTokens = true;
         var session = new Session(block, batches);
         for (var i = 0; i < batches.Length; i++)
         {

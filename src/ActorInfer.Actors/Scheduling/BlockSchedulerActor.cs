@@ -500,8 +500,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
 
     /// <summary>
     /// The end of a step: the tokens are on their way from the device. Until they arrive the scheduler keeps reading
-    /// its mail (a policy that arrives meanwhile drops batches now, their tokens abandoned: the sequences resume from
-    /// their progress), then appends them and starts the next step.
+    /// its mail (a policy that arrives meanwhile applies now: batches its tokens finish give up their cache, others are
+    /// dropped with their tokens abandoned and resume from their progress), then appends them and starts the next step.
     /// </summary>
     private void AwaitTokens(Block block)
     {

@@ -44,14 +44,22 @@ public sealed class CudaCopyEngine : ICopyEngine
         Issue(destination, source, stream);
     }
 
-    public void BeforeCompute(ICopyTicket ticket) => CudaRuntime.Wait(CudaRuntime.LegacyDefaultStream, ((Ticket)ticket).Event);
+    public void BeforeCompute(ICopyTicket ticket)
+    {
+        // Compute is in order with itself: only a copy's ticket has something to wait for.
+        if (ticket is Ticket copy) CudaRuntime.Wait(CudaRuntime.LegacyDefaultStream, copy.Event);
+    }
 
-    public ICopyTicket AfterCompute() => Mark(CudaRuntime.LegacyDefaultStream);
+    /// <summary>
+    /// The compute queued so far. Every copy already starts after the compute queued when it is issued (later than
+    /// this), so as a dependency it needs no event of its own.
+    /// </summary>
+    public ICopyTicket AfterCompute() => ComputeSoFar.Instance;
 
     public ICopyTicket CopyAfter(ICopyTicket dependency, Tensor destination, Tensor source, CopyDirection direction)
     {
         var stream = StreamFor(direction);
-        CudaRuntime.Wait(stream, ((Ticket)dependency).Event);
+        if (dependency is Ticket copy) CudaRuntime.Wait(stream, copy.Event);
         AfterQueuedCompute(stream);
         Traced(destination, source, stream, direction);
         return Mark(stream);
@@ -143,6 +151,14 @@ public sealed class CudaCopyEngine : ICopyEngine
         CudaRuntime.DestroyStream(_storeStream);
         foreach (var e in _allEvents) CudaRuntime.DestroyEvent(e);
         CudaRuntime.DestroyEvent(_computeMark);
+    }
+
+    /// <summary>What <see cref="AfterCompute"/> gives: waiting for it on the host waits for the compute stream.</summary>
+    private sealed class ComputeSoFar : ICopyTicket
+    {
+        public static readonly ComputeSoFar Instance = new();
+
+        public void Wait() => CudaRuntime.SynchronizeStream(CudaRuntime.LegacyDefaultStream);
     }
 
     /// <summary>An event recorded after the copy; returned to the pool once the host has seen it complete.</summary>
