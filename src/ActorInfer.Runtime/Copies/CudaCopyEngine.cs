@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace ActorInfer.Runtime.Copies;
 
 /// <summary>
-/// Copies on two non-blocking CUDA streams (loads and stores), ordered against libtorch's compute stream with
-/// events. Nothing here blocks the host except <see cref="ICopyTicket.Wait"/>.
+/// Copies on three non-blocking CUDA streams (weights in, other loads, stores), ordered against libtorch's compute
+/// stream with events. Nothing here blocks the host except <see cref="ICopyTicket.Wait"/>.
 /// Every copy starts after the compute queued before it was issued: libtorch's caching allocator hands a buffer
 /// freed by compute to the next allocation at once (its uses are ordered on the compute stream only), so a copy on
 /// another stream into a fresh buffer, say the next layer's weights into the buffers of a layer whose kernels are
@@ -14,6 +14,7 @@ namespace ActorInfer.Runtime.Copies;
 /// </summary>
 public sealed class CudaCopyEngine : ICopyEngine
 {
+    private readonly IntPtr _weightStream = CudaRuntime.CreateStream();
     private readonly IntPtr _loadStream = CudaRuntime.CreateStream();
     private readonly IntPtr _storeStream = CudaRuntime.CreateStream();
     private readonly ConcurrentBag<IntPtr> _freeEvents = [];
@@ -39,8 +40,13 @@ public sealed class CudaCopyEngine : ICopyEngine
 
     private void Traced(Tensor destination, Tensor source, IntPtr stream, CopyDirection direction)
     {
-        using var span = Timeline?.DeviceSpan(direction == CopyDirection.Load ? "load stream" : "store stream",
-            $"{(direction == CopyDirection.Load ? "load" : "store")} {destination.NumberOfElements * destination.ElementSize / 1e6:F1} MB", stream);
+        var (lane, verb) = direction switch
+        {
+            CopyDirection.LoadWeights => ("weight stream", "load"),
+            CopyDirection.Load => ("load stream", "load"),
+            _ => ("store stream", "store"),
+        };
+        using var span = Timeline?.DeviceSpan(lane, $"{verb} {destination.NumberOfElements * destination.ElementSize / 1e6:F1} MB", stream);
         Issue(destination, source, stream);
     }
 
@@ -75,7 +81,12 @@ public sealed class CudaCopyEngine : ICopyEngine
         }
     }
 
-    private IntPtr StreamFor(CopyDirection direction) => direction == CopyDirection.Load ? _loadStream : _storeStream;
+    private IntPtr StreamFor(CopyDirection direction) => direction switch
+    {
+        CopyDirection.LoadWeights => _weightStream,
+        CopyDirection.Load => _loadStream,
+        _ => _storeStream,
+    };
 
     private static void Issue(Tensor destination, Tensor source, IntPtr stream)
     {
@@ -145,8 +156,10 @@ public sealed class CudaCopyEngine : ICopyEngine
     {
         if (_disposed) return;
         _disposed = true;
+        CudaRuntime.SynchronizeStream(_weightStream);
         CudaRuntime.SynchronizeStream(_loadStream);
         CudaRuntime.SynchronizeStream(_storeStream);
+        CudaRuntime.DestroyStream(_weightStream);
         CudaRuntime.DestroyStream(_loadStream);
         CudaRuntime.DestroyStream(_storeStream);
         foreach (var e in _allEvents) CudaRuntime.DestroyEvent(e);

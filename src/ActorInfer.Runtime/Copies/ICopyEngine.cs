@@ -35,8 +35,13 @@ public interface ICopyEngine : IDisposable
 /// <summary>Which way a copy goes; CUDA keeps one stream per direction so loads and stores overlap each other.</summary>
 public enum CopyDirection
 {
-    /// <summary>To the compute device (weights, cache and activations being loaded).</summary>
+    /// <summary>To the compute device: cache, activations and CPU attention's output, each needed by the next compute.</summary>
     Load,
     /// <summary>From the compute device (cache and activations being stored).</summary>
     Store,
+    /// <summary>
+    /// Weights to the compute device, prefetched a layer ahead: on their own stream (as FlexGen's weight stream), so
+    /// that a batch's small inputs do not queue behind a layer's weights.
+    /// </summary>
+    LoadWeights,
 }

@@ -56,7 +56,7 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
     public void Dispose() => Complete();
 
     /// <summary>Fills <paramref name="destination"/> (any device, contiguous) from a file at <paramref name="offset"/>.</summary>
-    public void ReadFile(DiskLease file, long offset, Tensor destination, string what)
+    public void ReadFile(DiskLease file, long offset, Tensor destination, string what, CopyDirection direction = CopyDirection.Load)
     {
         if (destination.device_type == TorchSharp.DeviceType.CPU)
         {
@@ -66,7 +66,7 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
         var staging = tiers.Cpu.Allocate(destination.shape, destination.dtype, $"staging for {what}");
         _keepAlive.Add(staging);
         file.ReadInto(staging.Tensor, offset);
-        _tickets.Add(engine.CopyAsync(destination, staging.Tensor, CopyDirection.Load));
+        _tickets.Add(engine.CopyAsync(destination, staging.Tensor, direction));
     }
 
     /// <summary>Writes a tensor (any device; made contiguous) to a file at <paramref name="offset"/>, synchronously.</summary>

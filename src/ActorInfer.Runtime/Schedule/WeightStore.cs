@@ -184,9 +184,9 @@ internal sealed class WeightStore : IDisposable
             owned.Add(work);
             tensors[spec.Name] = work.Tensor;
             if (home is TensorLease memory)
-                transfers.Add(transfers.Engine.CopyAsync(work.Tensor, memory.Tensor, CopyDirection.Load));
+                transfers.Add(transfers.Engine.CopyAsync(work.Tensor, memory.Tensor, CopyDirection.LoadWeights));
             else
-                transfers.ReadFile((DiskLease)home, 0, work.Tensor, $"weight '{spec.Name}'");
+                transfers.ReadFile((DiskLease)home, 0, work.Tensor, $"weight '{spec.Name}'", CopyDirection.LoadWeights);
         }
         return new LoadedWeights(_layers[layer.Value], tensors, owned);
     }
