@@ -34,6 +34,9 @@ public sealed class EngineSetup : IDisposable
     /// <summary>The planner's answer when the policy was searched (with its predicted figures).</summary>
     public SearchResult? Search { get; }
     public TimeSpan LoadTime { get; }
+    /// <summary>What the GPU budget leaves aside for the CUDA context and the allocator (none on the CPU).</summary>
+    public DeviceReserve Reserve { get; private init; } = DeviceReserve.None;
+
     /// <summary>The hardware profile given with --hardware (the planner's machine), if any.</summary>
     public HardwareProfile? Hardware { get; private init; }
 
@@ -75,6 +78,17 @@ public sealed class EngineSetup : IDisposable
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
         var hostAvailable = MachineMemory.HostAvailable();
         var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
+        // On CUDA the budget bounds what the device reports for the job: the context and the allocator's slack come off it.
+        var reserve = isCuda ? DeviceReserve.Measure(gpuBudget) : DeviceReserve.None;
+        long usableGpu;
+        try
+        {
+            usableGpu = reserve.Usable(gpuBudget);
+        }
+        catch (TierBudgetExceededException ex)
+        {
+            throw new CliException($"--gpu-mem: {ex.Message}");
+        }
         var cpuBudget = choice.CpuMem ?? hostAvailable;
         var diskDir = choice.DiskDir;
         if (diskDir is not null && !Directory.Exists(diskDir))
@@ -91,7 +105,7 @@ public sealed class EngineSetup : IDisposable
             var spec = ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype));
             var options = new SearchOptions { GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
-                new TierBudget(gpuBudget, cpuBudget, diskDir is null ? 1 : diskBudget));
+                new TierBudget(usableGpu, cpuBudget, diskDir is null ? 1 : diskBudget));
             policy = search.Policy;
         }
         else
@@ -111,7 +125,7 @@ public sealed class EngineSetup : IDisposable
         if ((policy.Weights.Disk > 0 || policy.Cache.Disk > 0 || policy.Activations.Disk > 0) && diskDir is null)
             throw new CliException("the policy places tensors on disk: give --disk-dir");
 
-        var tiers = TierSet.Create(gpuBudget, cpuBudget, diskDir, diskBudget);
+        var tiers = TierSet.Create(usableGpu, cpuBudget, diskDir, diskBudget);
         ICopyEngine copies = isCuda ? new CudaCopyEngine() : new CpuCopyEngine();
         try
         {
@@ -122,6 +136,7 @@ public sealed class EngineSetup : IDisposable
             return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,
+                Reserve = reserve,
                 Hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware),
             };
         }

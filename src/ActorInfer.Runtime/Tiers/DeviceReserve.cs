@@ -1,0 +1,40 @@
+namespace ActorInfer.Runtime.Tiers;
+
+/// <summary>
+/// What a GPU budget must leave aside for memory the runtime's accounting does not see: the CUDA context (with
+/// the libraries' handles and loaded kernels), measured as the device's used bytes when the job starts, and an
+/// allowance for the caching allocator's rounding and fragmentation. A budget is a limit on what the device
+/// reports for the job, so the tiers and the planner get the budget less this reserve.
+/// </summary>
+public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceBytes)
+{
+    /// <summary>The allowance: 3% of the budget, at least 256 MiB.</summary>
+    public static long AllowanceFor(long budget) => Math.Max(256L << 20, budget * 3 / 100);
+
+    public static DeviceReserve None { get; } = new(0, 0);
+
+    public long Bytes => ContextBytes + AllocatorAllowanceBytes;
+
+    /// <summary>For a budget on the device: the context measured now (the device's used bytes) plus the allowance.</summary>
+    public static DeviceReserve Measure(long budget)
+    {
+        var (free, total) = MachineMemory.Device();
+        return For(budget, total - free);
+    }
+
+    public static DeviceReserve For(long budget, long contextBytes)
+    {
+        if (contextBytes < 0) throw new ArgumentOutOfRangeException(nameof(contextBytes), contextBytes, "must not be negative");
+        return new DeviceReserve(contextBytes, AllowanceFor(budget));
+    }
+
+    /// <summary>The bytes left for the runtime's accounted tensors and the planner's working memory.</summary>
+    public long Usable(long budget)
+    {
+        var usable = budget - Bytes;
+        if (usable <= 0)
+            throw new TierBudgetExceededException(TierKind.Device, Bytes, budget,
+                $"the CUDA context ({ContextBytes} bytes in use on the device at start) and the allocator's allowance ({AllocatorAllowanceBytes} bytes)");
+        return usable;
+    }
+}
