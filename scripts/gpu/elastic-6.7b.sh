@@ -6,6 +6,7 @@
 #   4. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
 #      against the static policy of its budget, and what the static policy planned for 40 GiB holds (against 12 GiB).
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/elastic-6.7b.sh   (writes under $OUT)
+#   bash scripts/gpu/elastic-6.7b.sh honour   runs only step 3 and prints its honour times with their breakdown.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -37,6 +38,14 @@ schedule("honour", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}] +
 PY
 common=(--model opt-6.7b --dummy --device cuda --dtype float16 --gpu-batch-size 32 --num-gpu-batches 4 --cpu-mem 100GiB --hardware "$profile")
 
+mode=${1:-all}
+if [ "$mode" = honour ]; then
+  ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
+    --run-dir "$out/run-honour" 2> "$out/honour.log"
+  grep -E "^pressure:|honour" "$out/honour.log"
+  tar czf "$out/runs-honour.tgz" -C "$out" run-honour && rm -rf "$out"/run-honour
+  exit 0
+fi
 echo "== elastic: 40 -> 12 -> 24 -> 40 GiB"
 ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-elastic.jsonl" --pressure "$work/elastic.jsonl" \
   --run-dir "$out/run-elastic" 2> "$out/elastic.log"

@@ -6,30 +6,30 @@ namespace ActorInfer.Runtime.Tests;
 public sealed class DeviceReserveTests
 {
     [Fact]
-    public void TheUsableBudgetLeavesTheContextAndThreePercentForTheAllocator()
+    public void TheUsableBudgetLeavesTheContextAndSixPercentForTheAllocator()
     {
         const long gib = 1L << 30;
         var reserve = DeviceReserve.For(16 * gib, contextBytes: 600L << 20);
-        Assert.Equal(16 * gib * 3 / 100, reserve.AllocatorAllowanceBytes);
-        Assert.Equal(16 * gib - (600L << 20) - 16 * gib * 3 / 100, reserve.Usable(16 * gib));
+        Assert.Equal(16 * gib * 6 / 100, reserve.AllocatorAllowanceBytes);
+        Assert.Equal(16 * gib - (600L << 20) - 16 * gib * 6 / 100, reserve.Usable(16 * gib));
     }
 
     [Fact]
     public void ASmallBudgetStillKeepsTheMinimumAllowance()
     {
         var reserve = DeviceReserve.For(1L << 30, contextBytes: 0);
-        Assert.Equal(256L << 20, reserve.AllocatorAllowanceBytes);
-        Assert.Equal((1L << 30) - (256L << 20), reserve.Usable(1L << 30));
+        Assert.Equal(512L << 20, reserve.AllocatorAllowanceBytes);
+        Assert.Equal((1L << 30) - (512L << 20), reserve.Usable(1L << 30));
     }
 
     [Fact]
     public void ABudgetBelowTheReserveIsRefusedNamingTheDeviceAndTheBytes()
     {
-        var reserve = DeviceReserve.For(512L << 20, contextBytes: 400L << 20);
-        var e = Assert.Throws<TierBudgetExceededException>(() => reserve.Usable(512L << 20));
+        var reserve = DeviceReserve.For(768L << 20, contextBytes: 400L << 20);
+        var e = Assert.Throws<TierBudgetExceededException>(() => reserve.Usable(768L << 20));
         Assert.Equal(TierKind.Device, e.Tier);
-        Assert.Equal(512L << 20, e.BytesAllowed);
-        Assert.Equal((400L << 20) + (256L << 20), e.BytesNeeded);
+        Assert.Equal(768L << 20, e.BytesAllowed);
+        Assert.Equal((400L << 20) + (512L << 20), e.BytesNeeded);
         Assert.Contains("CUDA context", e.Message);
     }
 

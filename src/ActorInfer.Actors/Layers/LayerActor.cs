@@ -7,6 +7,19 @@ namespace ActorInfer.Actors.Layers;
 
 internal sealed class LayerActor : ReceiveActor
 {
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        finally
+        {
+            Diagnostics.TensorThreadClock.Record(message is Compute c ? (c.Step.IsPrefill ? "layer compute (prefill)" : "layer compute (decode)") : message.GetType().Name, start);
+        }
+    }
+
     public LayerActor(LayerIndex layer, IInferenceEngine engine)
     {
         var log = Context.GetLogger();

@@ -16,6 +16,19 @@ namespace ActorInfer.Actors.Scheduling;
 /// </summary>
 internal sealed class BlockSchedulerActor : ReceiveActor
 {
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        finally
+        {
+            Diagnostics.TensorThreadClock.Record($"scheduler {message.GetType().Name}", start);
+        }
+    }
+
     private readonly IInferenceEngine _engine;
     private readonly CompletionFactory _factory;
     private readonly IReadOnlyList<IActorRef> _layers;
@@ -285,6 +298,8 @@ internal sealed class BlockSchedulerActor : ReceiveActor
                 Arrival = System.Diagnostics.Stopwatch.GetElapsedTime(changed, arrived),
                 ToBoundary = System.Diagnostics.Stopwatch.GetElapsedTime(arrived, applied),
                 Applying = System.Diagnostics.Stopwatch.GetElapsedTime(applied, now),
+                BehindOnArrival = Diagnostics.TensorThreadClock.Describe(changed, arrived),
+                BehindToBoundary = applied > arrived ? Diagnostics.TensorThreadClock.Describe(arrived, applied) : "nothing",
             });
         }
         _waitingSince.Clear();

@@ -84,6 +84,12 @@ public static class SchedulerProtocol
 
         /// <summary>Of <see cref="Elapsed"/>: applying it there (drops, weights re-placed) until the block held no more than the budgets.</summary>
         public TimeSpan Applying { get; init; }
+
+        /// <summary>The longest message the tensor thread ran while the policy was on its way to the scheduler.</summary>
+        public string BehindOnArrival { get; init; } = "";
+
+        /// <summary>The longest message the tensor thread ran between the arrival and the boundary where it applied.</summary>
+        public string BehindToBoundary { get; init; } = "";
     }
 
     /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>

@@ -19,6 +19,9 @@ public sealed class OffloadEngine : IDisposable
 {
     private readonly IReadOnlyList<ScheduleLayer> _layers;
     private readonly WeightStore _weights;
+    // What remaining batches hold under a policy depends only on the policy and the batches' shapes: the scheduler
+    // asks again and again while a budget change is honoured, so each answer is computed once.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(Policy Block, string Shapes), PlacementPlan> _runningPlans = new();
 
     /// <param name="keepHostCopies">
     /// Keep a CPU copy of every device-resident weight (held on the CPU tier), so that weights leave the device at
@@ -100,7 +103,8 @@ public sealed class OffloadEngine : IDisposable
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
         var block = new Policy(shapes.Max(s => s.Size), shapes.Length, policy.Weights, placed.Cache, placed.Activations) { CpuAttention = placed.CpuAttention };
-        return WithHostCopies(PlacementPlan.ForBlock(_layers, Config, block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu));
+        var key = (block, string.Join(";", shapes.Select(s => $"{s.Size},{s.PaddedLength},{s.Capacity}")));
+        return WithHostCopies(_runningPlans.GetOrAdd(key, k => PlacementPlan.ForBlock(_layers, Config, k.Block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu)));
     }
 
     /// <summary>

@@ -1,0 +1,51 @@
+using System.Diagnostics;
+
+namespace ActorInfer.Actors.Diagnostics;
+
+/// <summary>
+/// The most recent messages the tensor-issuing actors handled (what, from when to when), process-wide. A budget
+/// change waits in the scheduler's mailbox while the one tensor thread runs another message, and then for a layer
+/// boundary: this tells which message held it, so that the time to honour a change can be explained.
+/// </summary>
+public static class TensorThreadClock
+{
+    private const int Capacity = 1024;
+    private static readonly (string What, long Start, long End)[] Recent = new (string, long, long)[Capacity];
+    private static readonly Lock Gate = new();
+    private static long _count;
+
+    public static void Record(string what, long start)
+    {
+        var end = Stopwatch.GetTimestamp();
+        lock (Gate) Recent[_count++ % Capacity] = (what, start, end);
+    }
+
+    /// <summary>
+    /// The longest message that ran (at least partly) between the two timestamps, with the milliseconds it ran in all,
+    /// and how many ran there; null when none is recorded there.
+    /// </summary>
+    public static (string What, double Milliseconds, int Count)? Longest(long from, long to)
+    {
+        lock (Gate)
+        {
+            (string What, double Milliseconds, int Count)? best = null;
+            var count = 0;
+            var n = (int)Math.Min(_count, Capacity);
+            for (var i = 0; i < n; i++)
+            {
+                var (what, start, end) = Recent[i];
+                if (what is null || end <= from || start >= to) continue;
+                count++;
+                var ms = Stopwatch.GetElapsedTime(start, end).TotalMilliseconds;
+                if (best is null || ms > best.Value.Milliseconds) best = (what, ms, 0);
+            }
+            return best is { } b ? (b.What, b.Milliseconds, count) : null;
+        }
+    }
+
+    /// <summary>Says it in a few words: "Compute decode 2.1 ms (longest of 3)".</summary>
+    public static string Describe(long from, long to) =>
+        Longest(from, to) is { } l
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{l.What} {l.Milliseconds:F1} ms (longest of {l.Count})")
+            : "nothing";
+}
