@@ -23,7 +23,8 @@ public class PressureReplayTests
 
     /// <summary>
     /// What the device tier holds for one sequence with every weight off the device (float32 on the CPU), planned
-    /// as the runtime's planner plans a block: for a resumed sequence whose context fills its whole capacity.
+    /// as the runtime's planner plans a block: for a resumed sequence whose context fills its whole capacity but one
+    /// token, beside a fresh one with every token still to generate.
     /// A budget just above it leaves room for one sequence whatever the weights' placement.
     /// </summary>
     private static long OneSequenceBytes()
@@ -32,7 +33,7 @@ public class PressureReplayTests
         using var source = SafetensorsCheckpoint.Open(Model);
         var policy = new Policy(1, 1, TierFractions.AllCpu, TierFractions.AllGpu, TierFractions.AllGpu);
         const int prompt = 8; // the longest prompt above: </s> + 7 tokens
-        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt + MaxTokens, 0).Total.Device;
+        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt + MaxTokens - 1, MaxTokens).Total.Device;
     }
 
     private static List<string> OutputIds(string path) =>

@@ -85,10 +85,14 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         new(size, batches, weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights };
 
     // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long as the whole
-    // capacity, so blocks are planned for that.
+    // capacity less one token. Its batch's cache runs from the longest context to the most tokens any of its sequences
+    // still has to generate, and a fresh sequence beside it has all of them to go: so blocks are planned for a prefill
+    // of capacity - 1 tokens and a cache of that plus the generation length.
     private Runtime.Placement.TierBytes PlanFor(Policy policy) =>
         _footprints.GetOrAdd((policy.Weights, policy.GpuBatchSize, policy.NumGpuBatches),
-            _ => _runtime.WithHostCopies(_runtime.PlanBlock(policy, _capacity, _capacity)));
+            _ => _runtime.WithHostCopies(_runtime.PlanBlock(policy, LongestContext, LongestContext + _workload.GenerationLength)));
+
+    private int LongestContext => Math.Max(1, _capacity - 1);
 
     /// <summary>The device bytes of the largest block with the base fractions: the smallest budget that gives that block unchanged.</summary>
     public long LargestBlockBytes => BytesFor(_base.GpuBatchSize, _base.NumGpuBatches);
