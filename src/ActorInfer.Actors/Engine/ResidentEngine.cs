@@ -77,7 +77,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
                 ? OptMath.Logits(hidden, model.Output)
                 : OptMath.Logits(hidden.narrow(1, b.Layout.PaddedLength - 1, 1), model.Output);
             if (wantsPrompt) PromptLogprobs.Fill(logits, b.Sequences, b.Layout);
-            return TokenChooser.Launch(logits.select(1, logits.shape[1] - 1), b.Sequences, decode, fence);
+            return TokenChooser.Launch(logits.select(1, logits.size(1) - 1), b.Sequences, decode, fence);
         }
         var last = OptMath.Logits(hidden, model.Output);
         return TokenChooser.Launch(last.select(1, 0), b.Sequences, decode, fence);

@@ -65,6 +65,11 @@ internal sealed class BlockSchedulerActor : ReceiveActor
     /// <summary>Looks again whether the tokens of the block's step have reached the host.</summary>
     private sealed record PollTokens(int Block, int Step);
 
+    private sealed class StartNextBlock
+    {
+        public static readonly StartNextBlock Instance = new();
+    }
+
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
         TimeSpan? maxWaitForMemory = null)
     {
@@ -126,6 +131,12 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             }
         });
         Receive<CheckMemoryWait>(_ => FailWhatWaitedTooLong());
+        Receive<StartNextBlock>(_ =>
+        {
+            if (_block is not null) return;
+            TryStartBlock();
+            WatchMemoryWait();
+        });
         Receive<Observe>(m =>
         {
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
@@ -569,7 +580,9 @@ internal sealed class BlockSchedulerActor : ReceiveActor
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));
         Become(Idle);
-        TryStartBlock();
+        // The next block starts from the mailbox, behind what arrived while this one ran: a policy waiting there
+        // applies before the next block opens (not after, by dropping from it), and is not held up by the opening.
+        Self.Tell(StartNextBlock.Instance);
         WatchMemoryWait();
     }
 

@@ -128,7 +128,23 @@ public sealed class PressureReplay : IDisposable
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
                $"pressure: garbage collections gen0/gen1/gen2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
-               $"paused {GC.GetTotalPauseDuration().TotalMilliseconds:F0} ms in all";
+               $"paused {GC.GetTotalPauseDuration().TotalMilliseconds:F0} ms in all; {GcDetails()}";
+    }
+
+    /// <summary>What the last collection of each kind found: its pause, the heap, what it promoted, pinned and finalizable objects.</summary>
+    private static string GcDetails()
+    {
+        var parts = new List<string>();
+        foreach (var (kind, name) in new[] { (GCKind.Ephemeral, "last ephemeral"), (GCKind.FullBlocking, "last full blocking"), (GCKind.Background, "last background") })
+        {
+            var info = GC.GetGCMemoryInfo(kind);
+            if (info.Index == 0) continue;
+            var pause = info.PauseDurations.ToArray().Sum(d => d.TotalMilliseconds);
+            parts.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{name} (gen{info.Generation}): paused {pause:F1} ms, heap {ByteSize.Format(info.HeapSizeBytes)}, promoted {ByteSize.Format(info.PromotedBytes)}, " +
+                $"{info.PinnedObjectsCount} pinned, {info.FinalizationPendingCount} awaiting finalization"));
+        }
+        return parts.Count == 0 ? "no collection yet" : string.Join("; ", parts);
     }
 
     public void Dispose()

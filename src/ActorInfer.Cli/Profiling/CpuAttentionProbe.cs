@@ -71,7 +71,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
         {
             Tensor ToCpu(Tensor t)
             {
-                var lease = host.Allocate(t.shape, t.dtype, "profile q/k/v");
+                var lease = host.Allocate(t.Dims(), t.dtype, "profile q/k/v");
                 leases.Add(lease);
                 copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store).Wait();
                 return lease.Tensor;
@@ -83,7 +83,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             using (values)
             using (var context = OptMath.Attend(qc, keys, values, mask))
             {
-                var back = device.Allocate(context.shape, context.dtype, "profile context");
+                var back = device.Allocate(context.Dims(), context.dtype, "profile context");
                 leases.Add(back);
                 copies.CopyAfter(copies.AfterCompute(), back.Tensor, context, CopyDirection.Load).Wait();
             }

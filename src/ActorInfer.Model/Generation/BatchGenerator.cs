@@ -51,7 +51,7 @@ public static class BatchGenerator
             ? OptMath.Logits(hidden, model.Output)
             : OptMath.Logits(hidden.narrow(1, layout.PaddedLength - 1, 1), model.Output);
         if (wantsPrompt) PromptLogprobs.Fill(logits, sequences, layout);
-        TokenChooser.ChooseAndAppend(logits.select(1, logits.shape[1] - 1), sequences, decode);
+        TokenChooser.ChooseAndAppend(logits.select(1, logits.size(1) - 1), sequences, decode);
     }
 
     private static void DecodeStep(OptModel model, IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv,

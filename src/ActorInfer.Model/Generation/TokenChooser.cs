@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using static TorchSharp.torch;
 
 namespace ActorInfer.Model.Generation;
@@ -128,8 +129,8 @@ public static class TokenChooser
             IReadyFence? ready = null;
             if (fence is not null && greedy.device.type == TorchSharp.DeviceType.CUDA)
             {
-                ids = empty(greedy.shape, ScalarType.Int64).pin_memory();
-                values = empty(picked.shape, ScalarType.Float32).pin_memory();
+                ids = empty(greedy.Dims(), ScalarType.Int64).pin_memory();
+                values = empty(picked.Dims(), ScalarType.Float32).pin_memory();
                 ids.copy_(greedy, true);
                 values.copy_(picked, true);
                 ready = fence();

@@ -16,7 +16,7 @@ public sealed class LayerKv : IDisposable
 
     public Tensor Keys { get; }
     public Tensor Values { get; }
-    public long Capacity => Keys.shape[2];
+    public long Capacity => Keys.size(2);
 
     public static LayerKv Allocate(int batch, int heads, int capacity, int headDim, ScalarType dtype, Device device) =>
         new(zeros([batch, heads, capacity, headDim], dtype: dtype, device: device),
@@ -25,7 +25,7 @@ public sealed class LayerKv : IDisposable
     /// <summary>Writes [B, heads, T, head_dim] keys and values at cache indices [start, start + T).</summary>
     public void Write(int start, Tensor keys, Tensor values)
     {
-        var length = keys.shape[2];
+        var length = keys.size(2);
         if (start + length > Capacity)
             throw new InvalidOperationException($"KV cache overflow: writing up to index {start + length} of capacity {Capacity}");
         using var k = Keys.narrow(2, start, length);

@@ -13,10 +13,14 @@ public static class OptMath
 {
     private const double LayerNormEps = 1e-5;
 
+    // add(t) and add_(t) make a new Scalar for their alpha on every call, which nothing disposes: thousands a second
+    // for the garbage collector to finalize. One shared alpha of 1 instead.
+    private static readonly TorchSharp.Scalar One = TorchSharp.ScalarExtensionMethods.ToScalar(1);
+
     /// <summary>Token + position embeddings (after project_in): [B, T] ids -> [B, T, hidden].</summary>
     public static Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions)
     {
-        var shape = tokenIds.shape;
+        var shape = tokenIds.Dims();
         using var flat = tokenIds.reshape(-1);
         using var tokens = w.EmbedTokens.index_select(0, flat);
         using var tokens3 = tokens.view(shape[0], shape[1], -1);
@@ -24,11 +28,11 @@ public static class OptMath
         using var flatPos = positions.reshape(-1);
         using var pos = w.EmbedPositions.index_select(0, flatPos);
         using var pos3 = pos.view(shape[0], shape[1], -1);
-        return projected.add(pos3);
+        return projected.add(pos3, One);
     }
 
     public static Tensor Norm(Tensor x, NormWeights w) =>
-        F.layer_norm(x, [x.shape[^1]], w.Weight, w.Bias, LayerNormEps);
+        F.layer_norm(x, [x.size(-1)], w.Weight, w.Bias, LayerNormEps);
 
     public static Tensor Linear(Tensor x, LinearWeights w) => F.linear(x, w.Weight, w.Bias);
 
@@ -42,7 +46,7 @@ public static class OptMath
         Tensor Heads(LinearWeights lw)
         {
             using var projected = Linear(attentionInput, lw);
-            using var split = projected.view(attentionInput.shape[0], attentionInput.shape[1], c.NumAttentionHeads, c.HeadDim);
+            using var split = projected.view(attentionInput.size(0), attentionInput.size(1), c.NumAttentionHeads, c.HeadDim);
             // Every view is disposed here: a view left to the caller's scope would keep the projection's storage
             // alive until the scope ends (a whole prefill step: tens of gigabytes for a large model).
             using var heads = split.transpose(1, 2);
@@ -58,14 +62,14 @@ public static class OptMath
     {
         using var context = F.scaled_dot_product_attention(q, keys, values, mask, is_casual: causal);
         using var merged = context.transpose(1, 2);
-        return merged.reshape(q.shape[0], q.shape[2], -1);
+        return merged.reshape(q.size(0), q.size(2), -1);
     }
 
     /// <summary>Output projection, residual, and (post-LN models) the attention LayerNorm.</summary>
     public static Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w, OptConfig c)
     {
         var summed = Linear(context, w.Out);
-        summed.add_(residual);
+        summed.add_(residual, One);
         if (c.DoLayerNormBefore) return summed;
         using (summed) return Norm(summed, w.Norm);
     }
@@ -83,7 +87,7 @@ public static class OptMath
         using (v)
         {
             kv.Write(cacheIndex, k, v);
-            var (keys, values) = kv.Prefix(cacheIndex + (int)q.shape[2]);
+            var (keys, values) = kv.Prefix(cacheIndex + (int)q.size(2));
             using (keys)
             using (values)
             using (var context = Attend(q, keys, values, mask))
@@ -98,7 +102,7 @@ public static class OptMath
         using var up = Linear(input, w.Fc1);
         up.relu_();
         var summed = Linear(up, w.Fc2);
-        summed.add_(hidden);
+        summed.add_(hidden, One);
         if (c.DoLayerNormBefore) return summed;
         using (summed) return Norm(summed, w.Norm);
     }

@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 
@@ -95,7 +96,7 @@ public sealed class SafetensorsReader : IWeightSource
             var elementSize = SafetensorsFormat.ElementSize(entry.Dtype);
             var chunkElements = Math.Max(1, ChunkBytes / elementSize);
             using var flat = tensor.view(-1);
-            var total = flat.shape[0];
+            var total = flat.size(0);
             for (long start = 0; start < total; start += chunkElements)
             {
                 var count = Math.Min(chunkElements, total - start);

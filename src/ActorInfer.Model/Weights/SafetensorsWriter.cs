@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -49,7 +50,7 @@ public static class SafetensorsWriter
                 json.WriteStartObject(name);
                 json.WriteString("dtype", SafetensorsFormat.Code(tensor.dtype));
                 json.WriteStartArray("shape");
-                foreach (var dim in tensor.shape) json.WriteNumberValue(dim);
+                foreach (var dim in tensor.Dims()) json.WriteNumberValue(dim);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
@@ -72,7 +73,7 @@ public static class SafetensorsWriter
         using var scope = torch.NewDisposeScope();
         var flat = tensor.detach().cpu().contiguous().view(-1);
         var chunk = Math.Max(1, SafetensorsReader.DefaultChunkBytes / SafetensorsFormat.ElementSize(tensor.dtype));
-        for (long start = 0; start < flat.shape[0]; start += chunk)
-            stream.Write(flat.narrow(0, start, Math.Min(chunk, flat.shape[0] - start)).bytes);
+        for (long start = 0; start < flat.size(0); start += chunk)
+            stream.Write(flat.narrow(0, start, Math.Min(chunk, flat.size(0) - start)).bytes);
     }
 }

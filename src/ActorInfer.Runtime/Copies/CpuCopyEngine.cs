@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using System.Collections.Concurrent;
 using static TorchSharp.torch;
 
@@ -35,9 +36,9 @@ public sealed class CpuCopyEngine : ICopyEngine
 
     private CopyTicket Enqueue(ICopyTicket? after, Tensor destination, Tensor source)
     {
-        if (!destination.shape.SequenceEqual(source.shape) || destination.dtype != source.dtype)
+        if (!destination.Dims().SequenceEqual(source.Dims()) || destination.dtype != source.dtype)
             throw new ArgumentException(
-                $"copy needs the same shape and dtype: [{string.Join(", ", source.shape)}] {source.dtype} into [{string.Join(", ", destination.shape)}] {destination.dtype}");
+                $"copy needs the same shape and dtype: [{string.Join(", ", source.Dims())}] {source.dtype} into [{string.Join(", ", destination.Dims())}] {destination.dtype}");
         var ticket = new CopyTicket();
         Interlocked.Increment(ref _issued);
         _queue.Add((ticket, after, destination, source));

@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using System.Collections.Concurrent;
 using ActorInfer.Runtime.Cuda;
 using static TorchSharp.torch;
@@ -99,7 +100,7 @@ public sealed class CudaCopyEngine : ICopyEngine
             return;
         }
         // A slice of a cache along its token axis is rows of contiguous bytes at a fixed pitch: one 2D copy.
-        if (!source.shape.SequenceEqual(destination.shape) || RowLayout(source) is not { } src || RowLayout(destination) is not { } dst)
+        if (!source.Dims().SequenceEqual(destination.Dims()) || RowLayout(source) is not { } src || RowLayout(destination) is not { } dst)
             throw new ArgumentException($"asynchronous copies need contiguous tensors or row layouts: {Shape(source)} -> {Shape(destination)}");
         // A contiguous side takes the other side's rows.
         if (src.Rows == 1) src = new RowSpan(dst.RowBytes, dst.RowBytes, bytes / dst.RowBytes);
@@ -117,8 +118,8 @@ public sealed class CudaCopyEngine : ICopyEngine
     /// </summary>
     private static RowSpan? RowLayout(Tensor t)
     {
-        var shape = t.shape;
-        var strides = t.stride();
+        var shape = t.Dims();
+        var strides = t.Strides();
         var element = t.ElementSize;
         var d = shape.Length - 1;
         long inner = 1;
@@ -139,7 +140,7 @@ public sealed class CudaCopyEngine : ICopyEngine
         return new RowSpan(inner * element, pitch * element, rows);
     }
 
-    private static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
+    private static string Shape(Tensor t) => "[" + string.Join(", ", t.Dims()) + "]";
 
     private Ticket Mark(IntPtr stream)
     {

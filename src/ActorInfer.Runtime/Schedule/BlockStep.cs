@@ -248,7 +248,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 using var last = wantsPrompt || !step.IsPrefill ? hidden.alias() : hidden.narrow(1, layout.PaddedLength - 1, 1);
                 using var logits = OptMath.Logits(last, head);
                 if (wantsPrompt) PromptLogprobs.Fill(logits, batch.Sequences, layout);
-                using var lastLogits = logits.select(1, logits.shape[1] - 1);
+                using var lastLogits = logits.select(1, logits.size(1) - 1);
                 var tokens = TokenChooser.Launch(lastLogits, batch.Sequences, decode,
                     DeferTokens && Device.type == TorchSharp.DeviceType.CUDA ? () => new Cuda.CudaEventFence() : null);
                 if (DeferTokens)
@@ -286,7 +286,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 if (home.Tier == TierKind.Device)
                 {
                     home.Memory!.Write(0, k, v);
-                    var (keys, values) = home.Memory.Prefix((int)q.shape[2]);
+                    var (keys, values) = home.Memory.Prefix((int)q.size(2));
                     using (keys)
                     using (values)
                         return OptMath.Attend(q, keys, values, mask, causal: mask is null);
@@ -320,7 +320,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var after = _copies.AfterCompute();
         Tensor ToCpu(Tensor t, string name)
         {
-            var lease = _tiers.Cpu.Allocate(t.shape, t.dtype, $"{name} for CPU attention over {what}");
+            var lease = _tiers.Cpu.Allocate(t.Dims(), t.dtype, $"{name} for CPU attention over {what}");
             work.Keep(lease);
             work.Add(_copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store));
             return lease.Tensor;
@@ -335,7 +335,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         using (values)
         using (var context = OptMath.Attend(qc, keys, values, mask))
         {
-            var back = _tiers.Device.Allocate(context.shape, context.dtype, $"context of CPU attention over {what}");
+            var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);
             _copies.BeforeCompute(_copies.CopyAfter(_copies.AfterCompute(), back.Tensor, context, CopyDirection.Load));
             // The lease goes with the transfers; the caller gets its own handle on the same storage.

@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -32,20 +33,20 @@ internal sealed class HiddenHome : IDisposable
     public static HiddenHome Store(Tensor output, TierKind tier, TierSet tiers, ICopyEngine engine, Transfers pending, string what)
     {
         if (tier == TierKind.Device)
-            return new HiddenHome(tier, tiers.Device.Adopt(output.alias(), what), null, null, output.shape, output.dtype);
+            return new HiddenHome(tier, tiers.Device.Adopt(output.alias(), what), null, null, output.Dims(), output.dtype);
         if (tier == TierKind.Disk)
         {
             var file = tiers.RequireDisk().Allocate(output.NumberOfElements * output.ElementSize, what);
             try { Transfers.WriteFile(engine, tiers, file, 0, output, what); }
             catch { file.Dispose(); throw; }
-            return new HiddenHome(tier, null, file, null, output.shape, output.dtype);
+            return new HiddenHome(tier, null, file, null, output.Dims(), output.dtype);
         }
-        var lease = tiers.Cpu.Allocate(output.shape, output.dtype, what);
+        var lease = tiers.Cpu.Allocate(output.Dims(), output.dtype, what);
         var source = output.alias();
         pending.Keep(source);
         var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, source, CopyDirection.Store);
         pending.Add(ticket);
-        return new HiddenHome(tier, lease, null, ticket, output.shape, output.dtype);
+        return new HiddenHome(tier, lease, null, ticket, output.Dims(), output.dtype);
     }
 
     /// <summary>

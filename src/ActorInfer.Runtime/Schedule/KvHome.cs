@@ -81,7 +81,7 @@ internal sealed class KvHome : IDisposable
     {
         if (Memory is not null)
         {
-            var length = keys.shape[2];
+            var length = keys.size(2);
             var k = Memory.Keys.narrow(2, start, length);
             var v = Memory.Values.narrow(2, start, length);
             // Aliases keep this step's keys and values alive after the caller disposes them, until the copy is done.

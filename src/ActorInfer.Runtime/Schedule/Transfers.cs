@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -63,7 +64,7 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
             file.ReadInto(destination, offset);
             return;
         }
-        var staging = tiers.Cpu.Allocate(destination.shape, destination.dtype, $"staging for {what}");
+        var staging = tiers.Cpu.Allocate(destination.Dims(), destination.dtype, $"staging for {what}");
         _keepAlive.Add(staging);
         file.ReadInto(staging.Tensor, offset);
         _tickets.Add(engine.CopyAsync(destination, staging.Tensor, direction));
@@ -78,7 +79,7 @@ internal sealed class Transfers(ICopyEngine engine, TierSet tiers) : IDisposable
             file.Write(contiguous, offset);
             return;
         }
-        using var staging = tiers.Cpu.Allocate(contiguous.shape, contiguous.dtype, $"staging for {what}");
+        using var staging = tiers.Cpu.Allocate(contiguous.Dims(), contiguous.dtype, $"staging for {what}");
         engine.CopyAfter(engine.AfterCompute(), staging.Tensor, contiguous, CopyDirection.Store).Wait();
         file.Write(staging.Tensor, offset);
     }

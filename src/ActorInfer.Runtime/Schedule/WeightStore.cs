@@ -49,8 +49,8 @@ internal sealed class WeightStore : IDisposable
                         ? tiers.Device.Device
                         : CPU;
                     var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
-                    if (!loaded.shape.SequenceEqual(spec.Shape))
-                        throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.shape)}], expected [{string.Join(", ", spec.Shape)}]");
+                    if (!loaded.Dims().SequenceEqual(spec.Shape))
+                        throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.Dims())}], expected [{string.Join(", ", spec.Shape)}]");
                     if (tier == TierKind.Disk)
                     {
                         if (loaded.device_type != TorchSharp.DeviceType.CPU) loaded = loaded.cpu();
@@ -230,7 +230,7 @@ internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<str
         public bool Contains(string name) => tensors.ContainsKey(name);
 
         public long[] Shape(string name) =>
-            tensors.TryGetValue(name, out var t) ? t.shape : throw new InvalidDataException($"weight '{name}' is not in this layer");
+            tensors.TryGetValue(name, out var t) ? t.Dims() : throw new InvalidDataException($"weight '{name}' is not in this layer");
 
         public Tensor Load(string name, ScalarType dtype, Device device)
         {
