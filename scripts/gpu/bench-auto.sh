@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# On the GPU machine: profile the card, then OPT-30B under a 16 GiB GPU / 100 GiB CPU budget with the planner's
-# policy from that profile, with a timeline of one decoding step; first the fixed-policy baseline (FlexGen's policy) on the same card.
+# On the GPU machine: OPT-30B, prompt 512, 32 tokens, random weights, median of 3 runs after a warm-up.
+#   bash scripts/gpu/bench-auto.sh fixed    FlexGen's policy (weights 20% GPU / 80% CPU, cache and activations on the CPU,
+#                                           CPU attention, 48 x 1): the baseline of the budgeted line (about 3.5 minutes)
+#   bash scripts/gpu/bench-auto.sh auto     16 GiB GPU / 100 GiB CPU budget, policy searched by the planner from the card's
+#                                           committed profile, with a timeline of one decoding step (about 6 minutes)
+#   PROFILE=1 bash scripts/gpu/bench-auto.sh auto   measures the card's profile first (a few minutes more) and plans from it.
+# Each mode fits one device call (10 minutes); run both on the same machine to compare them. Writes under $OUT.
 set -uo pipefail
 out=${OUT:-/tmp/out}
+mkdir -p "$out"
 ai() { bash .gpu/run.sh actorinfer "$@"; }
 card=$(nvidia-smi -L | tee "$out/card.txt")
 case $card in *H200*) name=h200-141gb ;; *) name=h100-80gb ;; esac
-ai profile --device cuda --disk-dir /tmp --model opt-30b --output "$out/$name.json" --name "$name" 2>&1 | tee "$out/profile.txt"
-case $card in
-  *) ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
-        --percent 20 80 0 100 0 100 --cpu-attention --repeat 3 --json 2>&1 | tee "$out/bench-30b-fixed.txt" | grep "^bench" ;;
+profile=hocon/hardware/$name.json
+if [ "${PROFILE:-0}" = 1 ]; then
+  ai profile --device cuda --disk-dir /tmp --model opt-30b --output "$out/$name.json" --name "$name" 2>&1 | tee "$out/profile.txt"
+  profile=$out/$name.json
+fi
+case ${1:-auto} in
+  fixed)
+    ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
+      --percent 20 80 0 100 0 100 --cpu-attention --repeat 3 --json 2>&1 | grep -v "^\[" | tee "$out/bench-30b-fixed.txt" | grep "^bench" ;;
+  auto)
+    ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
+      --hardware "$profile" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | grep -v "^\[" | tee "$out/bench-30b-auto.txt" \
+      | grep -E "^bench|device_reported|predicted" ;;
+  *) echo "usage: bench-auto.sh fixed|auto" >&2; exit 2 ;;
 esac
-ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
-   --hardware "$out/$name.json" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | tee "$out/bench-30b-auto.txt" | grep "^bench"
-# The same with libtorch's allocator growing segments in place instead of caching fixed blocks: how much of the gap
-# between the device-reported and the accounted peak is the caching allocator's fragmentation.
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-  bash .gpu/run.sh actorinfer bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
-   --hardware "$out/$name.json" --repeat 3 --json 2>&1 | tee "$out/bench-30b-auto-expandable.txt" | grep -E "^bench|device_reported_peak_bytes"
