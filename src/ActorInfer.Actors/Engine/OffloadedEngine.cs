@@ -145,7 +145,37 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
                 throw new InvalidOperationException("the block's GPU batch size differs from the runtime policy's");
         }
         _session = session;
+        WarmFits(block, batches.Length);
         return session;
+    }
+
+    /// <summary>
+    /// Computes, off the tensor thread, what the block's first k batches would hold under each weight placement the
+    /// runtime planner may choose (10% steps of the weights on the device): a budget change then checks whether the
+    /// block fits by lookup instead of planning placements while the change waits to be honoured.
+    /// </summary>
+    private void WarmFits(BlockSession block, int batches)
+    {
+        var p = runtime.Policy;
+        var disk = (int)Math.Round(p.Weights.Disk * 100);
+        var weights = new List<ActorInfer.Planning.TierFractions> { p.Weights };
+        for (var g = 100 - disk; g >= 0; g -= 10) weights.Add(ActorInfer.Planning.TierFractions.FromPercent(g, 100 - g - disk));
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                for (var k = batches; k >= 1; k--)
+                {
+                    var remaining = Enumerable.Range(0, k).ToArray();
+                    foreach (var w in weights)
+                        runtime.PlanRunning(block, remaining, new ActorInfer.Planning.Policy(p.GpuBatchSize, p.NumGpuBatches, w, p.Cache, p.Activations) { CpuAttention = p.CpuAttention });
+                }
+            }
+            catch (Exception)
+            {
+                // Only a warm-up: whatever it did not compute is computed when asked.
+            }
+        });
     }
 
     /// <summary>Frees the running block, if any; the runtime belongs to whoever created it.</summary>
