@@ -104,30 +104,33 @@ for i, e in enumerate(events):
     ref = static.get(gib, (float("nan"),))[0]
     print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
           f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB")
-# The honour run: each event against the layer step in progress (a prefill when no step ended for 3 median gaps).
-ho = timeline("run-honour")
-hsteps = [x for x in ho if x["kind"] == "step"]
-hlog = open(f"{out}/honour.log").read() if ho else ""
-m = re.search(r"honour times in order \(ms\): (.*)", hlog)
-htimes = [float(v) for v in m.group(1).split()] if m else []
-m = re.search(r"each as arrival \+ to the boundary \+ applying \(ms\): (.*)", hlog)
-hparts = m.group(1).split() if m else []
-under = 0
-for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
+# Each event of a run against the layer step in progress (a prefill when no step ended for 3 median gaps).
+def against_layer_step(run, logname, label):
+  ho = timeline(run)
+  hsteps = [x for x in ho if x["kind"] == "step"]
+  hlog = open(f"{out}/{logname}").read() if ho else ""
+  m = re.search(r"honour times in order \(ms\): (.*)", hlog)
+  htimes = [float(v) for v in m.group(1).split()] if m else []
+  m = re.search(r"each as arrival \+ to the boundary \+ applying \(ms\): (.*)", hlog)
+  hparts = m.group(1).split() if m else []
+  under = 0
+  for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
     if i == 0 or i >= len(htimes): continue
     before = [x["t_ms"] for x in hsteps if x["t_ms"] <= e["t_ms"]][-4:]
     after = [x["t_ms"] for x in hsteps if x["t_ms"] > e["t_ms"]][:1]
     gap = statistics.median([b - a for a, b in zip(before, before[1:])]) if len(before) >= 2 else float("nan")
     pending = (after[0] - before[-1]) if before and after else float("nan")
     if gap != gap:
-        print(f"honour event {i} ({e['detail']}): {htimes[i]:.1f} ms; no step before it to tell the layer step in progress")
+        print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms; no step before it to tell the layer step in progress")
         continue
     layer = (pending if pending > 3 * gap else gap) / 32
     ok = htimes[i] < layer
     under += ok
-    print(f"honour event {i} ({e['detail']}): {htimes[i]:.1f} ms ({hparts[i] if i < len(hparts) else '?'}); layer step in progress ~{layer:.2f} ms"
+    print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms ({hparts[i] if i < len(hparts) else '?'}); layer step in progress ~{layer:.2f} ms"
           f"{' (a prefill)' if pending > 3 * gap else ''}: {'under' if ok else 'over'}")
-if htimes: print(f"honour run: {under} of {len(htimes) - 1} run-time events under one layer step; median {statistics.median(htimes[1:]):.1f} ms, max {max(htimes[1:]):.1f} ms")
+  if len(htimes) > 1: print(f"{label} run: {under} of {len(htimes) - 1} run-time events under one layer step; median {statistics.median(htimes[1:]):.1f} ms, max {max(htimes[1:]):.1f} ms")
+against_layer_step("run-elastic", "elastic.log", "elastic")
+against_layer_step("run-honour", "honour.log", "honour")
 print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f} GiB; under a 12 GiB budget it would exceed it by "
       f"{(static[40][1] - 12 * 2**30) / 2**30:.2f} GiB (it never gives memory back: nothing in a static policy reacts to a budget)")
 PY
