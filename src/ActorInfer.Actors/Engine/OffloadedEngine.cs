@@ -151,15 +151,17 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     /// <summary>
     /// Computes, off the tensor thread, what the block's first k batches would hold under each weight placement the
-    /// runtime planner may choose (10% steps of the weights on the device): a budget change then checks whether the
-    /// block fits by lookup instead of planning placements while the change waits to be honoured.
+    /// runtime planner may choose: a budget change then checks whether the block fits by lookup instead of planning
+    /// placements while the change waits to be honoured.
     /// </summary>
     private void WarmFits(BlockSession block, int batches)
     {
         var p = runtime.Policy;
+        // The placement in force, and every one the planner may choose from any base: its 10% steps down from all
+        // the weights (but the disk share) on the device.
         var disk = (int)Math.Round(p.Weights.Disk * 100);
-        var weights = new List<ActorInfer.Planning.TierFractions> { p.Weights };
-        for (var g = 100 - disk; g >= 0; g -= 10) weights.Add(ActorInfer.Planning.TierFractions.FromPercent(g, 100 - g - disk));
+        var allOnDevice = ActorInfer.Planning.TierFractions.FromPercent(100 - disk, 0);
+        var weights = RuntimePlacementPlanner.WeightCandidates(allOnDevice, deviceBudget).Prepend(p.Weights).Distinct().ToArray();
         _ = Task.Run(() =>
         {
             try

@@ -118,16 +118,18 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     /// The base weight fractions, then the device share lowered 10 points at a time down to nothing. When one budget
     /// governs the device tier and host memory alike (a CPU node), moving weights frees nothing: the base only.
     /// </summary>
-    private IEnumerable<TierFractions> WeightCandidates()
+    private IEnumerable<TierFractions> WeightCandidates() => WeightCandidates(_base.Weights, _deviceBudget);
+
+    /// <summary>
+    /// The weight placements the planner chooses among: the base policy's, then less of the weights on the device in
+    /// 10% steps (the disk share kept). Under a host-memory device budget (a CPU node) only the base's.
+    /// </summary>
+    public static IEnumerable<TierFractions> WeightCandidates(TierFractions weights, Tier deviceBudget)
     {
-        if (_deviceBudget == Tier.Cpu)
-        {
-            yield return _base.Weights;
-            yield break;
-        }
-        var gpu = (int)Math.Round(_base.Weights.Gpu * 100);
-        var disk = (int)Math.Round(_base.Weights.Disk * 100);
-        yield return _base.Weights;
+        yield return weights;
+        if (deviceBudget == Tier.Cpu) yield break;
+        var gpu = (int)Math.Round(weights.Gpu * 100);
+        var disk = (int)Math.Round(weights.Disk * 100);
         for (var g = gpu / 10 * 10; g >= 0; g -= 10)
             if (g != gpu) yield return TierFractions.FromPercent(g, 100 - g - disk);
     }
