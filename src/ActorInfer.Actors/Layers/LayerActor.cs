@@ -5,20 +5,10 @@ using static ActorInfer.Actors.Layers.LayerProtocol;
 
 namespace ActorInfer.Actors.Layers;
 
-internal sealed class LayerActor : ReceiveActor
+internal sealed class LayerActor : Diagnostics.TensorThreadActor
 {
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        var start = System.Diagnostics.Stopwatch.GetTimestamp();
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        finally
-        {
-            Diagnostics.TensorThreadClock.Record(message is Compute c ? (c.Step.IsPrefill ? "layer compute (prefill)" : "layer compute (decode)") : message.GetType().Name, start);
-        }
-    }
+    protected override string Describe(object message) =>
+        message is Compute c ? (c.Step.IsPrefill ? "layer compute (prefill)" : "layer compute (decode)") : message.GetType().Name;
 
     public LayerActor(LayerIndex layer, IInferenceEngine engine)
     {

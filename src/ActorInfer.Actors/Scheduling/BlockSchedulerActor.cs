@@ -14,20 +14,12 @@ namespace ActorInfer.Actors.Scheduling;
 /// Idle until there is both queued work and a policy; Running while a block goes through the layers. It runs on
 /// the tensor dispatcher itself because it embeds and samples (the work before the first and after the last layer).
 /// </summary>
-internal sealed class BlockSchedulerActor : ReceiveActor
+internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 {
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        var start = System.Diagnostics.Stopwatch.GetTimestamp();
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        finally
-        {
-            Diagnostics.TensorThreadClock.Record($"scheduler {message.GetType().Name}", start);
-        }
-    }
+    // One name per message type, not a new string per message.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, string> Names = new();
+
+    protected override string Describe(object message) => Names.GetOrAdd(message.GetType(), t => $"scheduler {t.Name}");
 
     private readonly IInferenceEngine _engine;
     private readonly CompletionFactory _factory;
