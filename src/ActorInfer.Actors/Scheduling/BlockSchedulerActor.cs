@@ -36,10 +36,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     // Set when a policy arrives while a block runs: applied at the block's next layer boundary (batches dropped
     // down to what fits, weights re-placed, budgets enforced), then honoured.
     private bool _pending;
-    // Budget-change and arrival times of the policies waiting to be honoured.
-    private readonly List<(long Changed, long Arrived)> _waitingSince = [];
-    // When the application in progress (at a boundary, between blocks, or on arrival) began.
-    private long _applyStarted;
+    // The policies waiting to be honoured, and when the application in progress began.
+    private readonly HonourClock _honours = new();
     private long _requeues;
     private int _blockCount;
     private Block? _block;
@@ -103,8 +101,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             _policy = m.Policy;
             if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
             // From the budget change behind the policy where the sender knows it (planning and mailbox time count).
-            var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
-            _waitingSince.Add((m.ChangedAt ?? arrived, arrived));
+            _honours.Arrived(m.ChangedAt);
             WatchMemoryWait();
             if (_block is null)
             {
@@ -116,7 +113,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 _pending = true;
                 // Honoured on arrival when the running block already fits it, as placed now and as the policy will place
                 // it: what it holds and will hold stays within the budgets; the placement still applies at the boundary.
-                _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+                _honours.StartApplying();
                 if (_policy is { } p && _engine.Within(_budgets) && Fits(_block, p, p.BlockSize) && Fits(_block, p with { Runtime = null }, p.BlockSize))
                     HonourWaiting(dropped: false);
                 _log.Info("policy {0} takes effect at the next layer boundary of block {1}", m.Policy?.ToString() ?? "none", _block.Id);
@@ -292,26 +289,13 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     private void HonourWaiting(bool dropped)
     {
-        var now = System.Diagnostics.Stopwatch.GetTimestamp();
-        foreach (var (changed, arrived) in _waitingSince)
-        {
-            var applied = Math.Max(arrived, _applyStarted);
-            Publish(new PolicyHonoured(System.Diagnostics.Stopwatch.GetElapsedTime(changed, now), dropped)
-            {
-                Arrival = System.Diagnostics.Stopwatch.GetElapsedTime(changed, arrived),
-                ToBoundary = System.Diagnostics.Stopwatch.GetElapsedTime(arrived, applied),
-                Applying = System.Diagnostics.Stopwatch.GetElapsedTime(applied, now),
-                BehindOnArrival = Diagnostics.TensorThreadClock.Describe(changed, arrived),
-                BehindToBoundary = applied > arrived ? Diagnostics.TensorThreadClock.Describe(arrived, applied) : "nothing",
-            });
-        }
-        _waitingSince.Clear();
+        foreach (var honoured in _honours.Honour(dropped)) Publish(honoured);
     }
 
     /// <summary>No block runs: the policy's placement and budgets apply now.</summary>
     private void ApplyBetweenBlocks()
     {
-        _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        _honours.StartApplying();
         _pending = false;
         ApplyAndHonour(_policy, null, dropped: false);
     }
@@ -360,7 +344,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// </param>
     private bool ApplyAtBoundary(Block block, bool atStepEnd = false)
     {
-        _applyStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        _honours.StartApplying();
         _pending = false;
         var policy = _policy;
         var allowed = policy?.BlockSize ?? 0;

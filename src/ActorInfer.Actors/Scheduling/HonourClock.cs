@@ -1,0 +1,45 @@
+using System.Diagnostics;
+using ActorInfer.Actors.Diagnostics;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// The scheduler's record of policies not yet honoured: when each budget change happened, when its policy arrived,
+/// when the application in progress began. Honouring them gives each its time from the budget change to the
+/// block within it, split into the way to the scheduler, the wait for a boundary and the applying.
+/// </summary>
+internal sealed class HonourClock
+{
+    private readonly List<(long Changed, long Arrived)> _waiting = [];
+    private long _applyStarted;
+
+    /// <summary>A policy arrived now, for a budget change at <paramref name="changedAt"/> (now where the sender did not say).</summary>
+    public void Arrived(long? changedAt)
+    {
+        var arrived = Stopwatch.GetTimestamp();
+        _waiting.Add((changedAt ?? arrived, arrived));
+    }
+
+    /// <summary>The application (at a boundary, between blocks, or on arrival) begins now.</summary>
+    public void StartApplying() => _applyStarted = Stopwatch.GetTimestamp();
+
+    /// <summary>Every waiting policy is honoured now; each one's record, and none left waiting.</summary>
+    public IReadOnlyList<SchedulerProtocol.PolicyHonoured> Honour(bool dropped)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var honoured = _waiting.Select(w =>
+        {
+            var applied = Math.Max(w.Arrived, _applyStarted);
+            return new SchedulerProtocol.PolicyHonoured(Stopwatch.GetElapsedTime(w.Changed, now), dropped)
+            {
+                Arrival = Stopwatch.GetElapsedTime(w.Changed, w.Arrived),
+                ToBoundary = Stopwatch.GetElapsedTime(w.Arrived, applied),
+                Applying = Stopwatch.GetElapsedTime(applied, now),
+                BehindOnArrival = TensorThreadClock.Describe(w.Changed, w.Arrived),
+                BehindToBoundary = applied > w.Arrived ? TensorThreadClock.Describe(w.Arrived, applied) : "nothing",
+            };
+        }).ToList();
+        _waiting.Clear();
+        return honoured;
+    }
+}
