@@ -160,3 +160,79 @@ public sealed class DeviceMemoryTests
         Assert.False(DeviceMemory.IsOutOfMemory(new TierBudgetExceededException(TierKind.Cpu, 10, 5, "a cache")));
     }
 }
+
+public sealed class KeptBufferTests
+{
+    private const long MiB = 1L << 20;
+    private static readonly long[] Large = [2, 1024, 1024]; // 8 MiB of float32
+
+    [Fact]
+    public void AFreedLargeCpuBufferIsReusedForTheSameShapeAndCountsAsKeptMeanwhile()
+    {
+        var tier = MemoryTier.ForCpu(64 * MiB);
+        var first = tier.Allocate(Large, ScalarType.Float32, "first", zeroed: false);
+        var pointer = ActorInfer.Runtime.Cuda.TensorPointers.Data(first.Tensor);
+        first.Tensor.fill_(3);
+        first.Dispose();
+        Assert.Equal(0, tier.BytesHeld);
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+
+        using var second = tier.Allocate(Large, ScalarType.Float32, "second", zeroed: false);
+        Assert.Equal(pointer, ActorInfer.Runtime.Cuda.TensorPointers.Data(second.Tensor));
+        Assert.Equal(3f, second.Tensor[0, 0, 0].item<float>());
+        Assert.Equal(8 * MiB, tier.BytesHeld);
+        Assert.Equal(0, tier.KeptBytes);
+    }
+
+    [Fact]
+    public void AReusedBufferAskedZeroedComesBackZeroed()
+    {
+        var tier = MemoryTier.ForCpu(64 * MiB);
+        var first = tier.Allocate(Large, ScalarType.Float32, "first", zeroed: false);
+        first.Tensor.fill_(5);
+        first.Dispose();
+        using var second = tier.Allocate(Large, ScalarType.Float32, "second");
+        Assert.Equal(0f, second.Tensor.abs().max().item<float>());
+    }
+
+    [Fact]
+    public void KeptBuffersAreFreedForANewShapeThatWouldNotFitBesideThem()
+    {
+        var tier = MemoryTier.ForCpu(12 * MiB);
+        tier.Allocate(Large, ScalarType.Float32, "first").Dispose();
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+        using var other = tier.Allocate([1, 1024, 1024], ScalarType.Float32, "other"); // 4 MiB: 8 + 4 fits 12
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+        using var third = tier.Allocate([2, 1024, 1024], ScalarType.Int32, "third"); // 8 MiB more: the kept one goes
+        Assert.Equal(0, tier.KeptBytes);
+        Assert.Equal(12 * MiB, tier.BytesHeld);
+    }
+
+    [Fact]
+    public void ALowerBudgetFreesKeptBuffersAndTrimFreesTheRest()
+    {
+        var tier = MemoryTier.ForCpu(64 * MiB);
+        var before = Harness.LiveTensors();
+        var a = tier.Allocate(Large, ScalarType.Float32, "a");
+        var b = tier.Allocate(Large, ScalarType.Float32, "b");
+        a.Dispose();
+        b.Dispose();
+        Assert.Equal(16 * MiB, tier.KeptBytes);
+        tier.SetBudget(10 * MiB);
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+        tier.Trim();
+        Assert.Equal(0, tier.KeptBytes);
+        Assert.Equal(before, Harness.LiveTensors());
+    }
+
+    [Fact]
+    public void SmallBuffersAndTheDeviceTierKeepNothing()
+    {
+        var cpu = MemoryTier.ForCpu(64 * MiB);
+        cpu.Allocate([16], ScalarType.Float32, "small").Dispose();
+        Assert.Equal(0, cpu.KeptBytes);
+        var device = new MemoryTier(TierKind.Device, 64 * MiB, CPU, pin: false);
+        device.Allocate(Large, ScalarType.Float32, "large on the device").Dispose();
+        Assert.Equal(0, device.KeptBytes);
+    }
+}

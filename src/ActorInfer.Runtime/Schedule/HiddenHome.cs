@@ -41,7 +41,7 @@ internal sealed class HiddenHome : IDisposable
             catch { file.Dispose(); throw; }
             return new HiddenHome(tier, null, file, null, output.Dims(), output.dtype);
         }
-        var lease = tiers.Cpu.Allocate(output.Dims(), output.dtype, what);
+        var lease = tiers.Cpu.Allocate(output.Dims(), output.dtype, what, zeroed: false);
         var source = output.alias();
         pending.Keep(source);
         var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, source, CopyDirection.Store);

@@ -31,8 +31,9 @@ internal sealed class KvHome : IDisposable
         }
         else
         {
-            _keys = tiers.Memory(tier).Allocate(shape, dtype, $"keys of {what}");
-            try { _values = tiers.Memory(tier).Allocate(shape, dtype, $"values of {what}"); }
+            // Read only up to the tokens written: a reused buffer needs no zeroing.
+            _keys = tiers.Memory(tier).Allocate(shape, dtype, $"keys of {what}", zeroed: false);
+            try { _values = tiers.Memory(tier).Allocate(shape, dtype, $"values of {what}", zeroed: false); }
             catch { _keys.Dispose(); throw; }
             Memory = new LayerKv(_keys.Tensor, _values.Tensor);
         }

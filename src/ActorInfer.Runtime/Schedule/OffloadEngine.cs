@@ -205,5 +205,10 @@ public sealed class OffloadEngine : IDisposable
         }
     }
 
-    public void Dispose() => _weights.Dispose();
+    public void Dispose()
+    {
+        _weights.Dispose();
+        // The job is over: buffers the CPU tier kept for reuse go too.
+        Tiers.Cpu.Trim();
+    }
 }

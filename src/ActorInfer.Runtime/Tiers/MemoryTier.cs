@@ -37,10 +37,33 @@ public sealed class MemoryTier : Tier
     /// <summary>From this size up, pinned buffers are registered in place (their pages belong to them alone).</summary>
     private const long RegisterInPlaceBytes = 4L << 20;
 
-    /// <summary>A zeroed tensor of this shape on the tier, held against its budget.</summary>
-    public TensorLease Allocate(long[] shape, ScalarType dtype, string what)
+    /// <summary>
+    /// A tensor of this shape on the tier, held against its budget: zeroed, unless <paramref name="zeroed"/> is false
+    /// and the caller writes it before it reads it (a KV cache is read only up to what was written; a stored hidden
+    /// state is copied in whole), in which case a kept buffer is handed out as it was left.
+    /// </summary>
+    public TensorLease Allocate(long[] shape, ScalarType dtype, string what, bool zeroed = true)
     {
         var bytes = BytesOf(shape, dtype);
+        var reusable = Reuses(bytes);
+        if (reusable)
+        {
+            if (TakeKept(shape, dtype) is { } kept)
+            {
+                try
+                {
+                    Reserve(bytes, what);
+                }
+                catch
+                {
+                    Keep(kept.Tensor, bytes, kept.Free, force: true);
+                    throw;
+                }
+                if (zeroed) kept.Tensor.zero_();
+                return new TensorLease(this, kept.Tensor, bytes, kept.Free, reusable: true);
+            }
+            MakeRoom(bytes);
+        }
         Reserve(bytes, what);
         try
         {
@@ -52,7 +75,7 @@ public sealed class MemoryTier : Tier
                 big.DetachFromDisposeScope();
                 var pointer = Cuda.TensorPointers.Data(big);
                 Cuda.CudaRuntime.HostRegister(pointer, bytes);
-                return new TensorLease(this, big, bytes, () => Cuda.CudaRuntime.HostUnregister(pointer));
+                return new TensorLease(this, big, bytes, () => Cuda.CudaRuntime.HostUnregister(pointer), reusable);
             }
             var tensor = zeros(shape, dtype: dtype, device: Device);
             if (Pinned)
@@ -62,7 +85,7 @@ public sealed class MemoryTier : Tier
                 tensor = pinned;
             }
             tensor.DetachFromDisposeScope();
-            return new TensorLease(this, tensor, bytes);
+            return new TensorLease(this, tensor, bytes, reusable: reusable);
         }
         catch
         {
@@ -70,6 +93,74 @@ public sealed class MemoryTier : Tier
             throw;
         }
     }
+
+    // Freed large buffers of the CPU tier, by shape, kept for the next lease of the same shape. What they take counts
+    // with what is held against the budget: a new buffer that would not fit beside them frees them first.
+    private readonly Lock _keptGate = new();
+    private readonly Dictionary<string, Stack<(Tensor Tensor, Action? Free)>> _kept = [];
+    private long _keptBytes;
+
+    /// <summary>Bytes of freed buffers the tier keeps for reuse (not held by any lease).</summary>
+    public long KeptBytes
+    {
+        get { lock (_keptGate) return _keptBytes; }
+    }
+
+    private bool Reuses(long bytes) => Kind == TierKind.Cpu && Device.type == TorchSharp.DeviceType.CPU && bytes >= RegisterInPlaceBytes;
+
+    private static string KeyOf(long[] shape, ScalarType dtype) => $"{dtype}[{string.Join(",", shape)}]";
+
+    private (Tensor Tensor, Action? Free)? TakeKept(long[] shape, ScalarType dtype)
+    {
+        lock (_keptGate)
+        {
+            if (!_kept.TryGetValue(KeyOf(shape, dtype), out var stack) || stack.Count == 0) return null;
+            var kept = stack.Pop();
+            _keptBytes -= BytesOf(shape, dtype);
+            return kept;
+        }
+    }
+
+    /// <summary>Keeps a freed buffer when it fits beside what is held; false when the caller must free it.</summary>
+    internal bool Keep(Tensor tensor, long bytes, Action? free, bool force = false)
+    {
+        lock (_keptGate)
+        {
+            // The lease giving it back is still counted in BytesHeld.
+            if (!force && BytesHeld + _keptBytes > BudgetBytes) return false;
+            var key = KeyOf(tensor.shape, tensor.dtype);
+            if (!_kept.TryGetValue(key, out var stack)) _kept[key] = stack = new Stack<(Tensor, Action?)>();
+            stack.Push((tensor, free));
+            _keptBytes += bytes;
+            return true;
+        }
+    }
+
+    /// <summary>Frees kept buffers until <paramref name="bytes"/> more fit beside what is held and kept.</summary>
+    private void MakeRoom(long bytes)
+    {
+        lock (_keptGate)
+            while (_keptBytes > 0 && BytesHeld + _keptBytes + bytes > BudgetBytes) FreeOneKept();
+    }
+
+    private void FreeOneKept()
+    {
+        var (key, stack) = _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Tensor.NumberOfElements * e.Value.Peek().Tensor.ElementSize);
+        var (tensor, free) = stack.Pop();
+        if (stack.Count == 0) _kept.Remove(key);
+        _keptBytes -= tensor.NumberOfElements * tensor.ElementSize;
+        free?.Invoke();
+        tensor.Dispose();
+    }
+
+    /// <summary>Frees every kept buffer (a job's end: the tier then holds only what leases hold).</summary>
+    public void Trim()
+    {
+        lock (_keptGate)
+            while (_keptBytes > 0) FreeOneKept();
+    }
+
+    protected override void OnBudgetChanged() => MakeRoom(0);
 
     /// <summary>Takes ownership of a tensor that compute produced on this tier's device, holding its bytes.</summary>
     public TensorLease Adopt(Tensor tensor, string what)

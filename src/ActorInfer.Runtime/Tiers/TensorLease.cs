@@ -9,12 +9,15 @@ public sealed class TensorLease : IDisposable
 
     private readonly Action? _beforeFree;
 
-    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes, Action? beforeFree = null)
+    private readonly bool _reusable;
+
+    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes, Action? beforeFree = null, bool reusable = false)
     {
         Tier = tier;
         Tensor = tensor;
         Bytes = bytes;
         _beforeFree = beforeFree;
+        _reusable = reusable;
     }
 
     public MemoryTier Tier { get; }
@@ -25,8 +28,13 @@ public sealed class TensorLease : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _beforeFree?.Invoke();
-        Tensor.Dispose();
+        // A large CPU buffer goes back to its tier for the next lease of its shape (paging it in and locking it
+        // again costs more than the copies it serves); the tier frees it when it needs the room.
+        if (!_reusable || !Tier.Keep(Tensor, Bytes, _beforeFree))
+        {
+            _beforeFree?.Invoke();
+            Tensor.Dispose();
+        }
         Tier.Release(Bytes);
     }
 }

@@ -36,6 +36,12 @@ public abstract class Tier
             _budget = bytes;
             if (_held > bytes) _setBelowHeld++;
         }
+        OnBudgetChanged();
+    }
+
+    /// <summary>After a new budget: a tier that keeps freed buffers for reuse lets go of what no longer fits.</summary>
+    protected virtual void OnBudgetChanged()
+    {
     }
 
     private int _setBelowHeld;
