@@ -48,14 +48,8 @@ public sealed class CudaCopyEngine : ICopyEngine
             _ => ("store stream", "store"),
         };
         using var span = Timeline?.DeviceSpan(lane, $"{verb} {destination.NumberOfElements * destination.ElementSize / 1e6:F1} MB", stream);
-        Issue(destination, source, stream, direction == CopyDirection.LoadWeights ? WeightChunkBytes : long.MaxValue);
+        Issue(destination, source, stream);
     }
-
-    /// <summary>
-    /// Weights go over in pieces of this size: a GPU batch's small loads on the other stream then wait behind one
-    /// piece (about a millisecond over PCIe) rather than a whole layer's weights, whichever copy engine takes them.
-    /// </summary>
-    private const long WeightChunkBytes = 64L << 20;
 
     public void BeforeCompute(ICopyTicket ticket)
     {
@@ -95,16 +89,14 @@ public sealed class CudaCopyEngine : ICopyEngine
         _ => _storeStream,
     };
 
-    private static void Issue(Tensor destination, Tensor source, IntPtr stream, long chunkBytes)
+    private static void Issue(Tensor destination, Tensor source, IntPtr stream)
     {
         var bytes = destination.NumberOfElements * destination.ElementSize;
         if (source.NumberOfElements * source.ElementSize != bytes || source.dtype != destination.dtype)
             throw new ArgumentException($"copy between tensors of different sizes or types: {source.dtype}{Shape(source)} -> {destination.dtype}{Shape(destination)}");
         if (source.is_contiguous() && destination.is_contiguous())
         {
-            IntPtr to = TensorPointers.Data(destination), from = TensorPointers.Data(source);
-            for (long offset = 0; offset < bytes; offset += chunkBytes)
-                CudaRuntime.CopyAsync(to + (nint)offset, from + (nint)offset, Math.Min(chunkBytes, bytes - offset), stream);
+            CudaRuntime.CopyAsync(TensorPointers.Data(destination), TensorPointers.Data(source), bytes, stream);
             return;
         }
         // A slice of a cache along its token axis is rows of contiguous bytes at a fixed pitch: one 2D copy.
