@@ -236,3 +236,34 @@ public sealed class KeptBufferTests
         Assert.Equal(0, device.KeptBytes);
     }
 }
+
+public sealed class WeightCopiesTests
+{
+    [Fact]
+    public void SharesIssuePiecesInOrderUntilTheirFractionAndTheWholeLayerArrives()
+    {
+        using var engine = new CpuCopyEngine();
+        var tiers = new TierSet(MemoryTier.ForDevice(1 << 20), MemoryTier.ForCpu(1 << 20), null);
+        using var sourceA = arange(1000, ScalarType.Float32).reshape(10, 100);
+        using var sourceB = arange(24, ScalarType.Float32);
+        using var targetA = zeros(10, 100);
+        using var targetB = zeros(24);
+        var transfers = new Transfers(engine, tiers);
+        // 4000 + 96 bytes in pieces of at most 1024 bytes: four of A's (1024, 1024, 1024, 928), one of B's.
+        var copies = new WeightCopies(transfers, pieceBytes: 1024);
+        copies.Add(targetA, sourceA);
+        copies.Add(targetB, sourceB);
+
+        copies.IssueThrough(0.25); // 1024 of 4096 bytes: the first piece
+        Assert.Equal(1024, copies.Issued);
+        copies.IssueThrough(0.25);
+        Assert.Equal(1024, copies.Issued);
+        copies.IssueThrough(0.6); // 2458 bytes: pieces go whole, so three
+        Assert.Equal(3072, copies.Issued);
+        copies.IssueThrough(1);
+        Assert.Equal(4096, copies.Issued);
+        transfers.Complete();
+        Assert.True(targetA.equal(sourceA).all().item<bool>());
+        Assert.True(targetB.equal(sourceB).all().item<bool>());
+    }
+}

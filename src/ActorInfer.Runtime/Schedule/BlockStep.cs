@@ -91,15 +91,17 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         Inputs? nextInputs = null;
         if (next is { } n)
         {
-            // The next layer's weights start loading with the first batch of this layer, so that their copy
-            // overlaps every batch's compute of this layer (the double buffer holds two layers at most).
+            // The next layer's weights load while this layer computes (the double buffer holds two layers at most):
+            // their buffers are taken with the first batch, their copies issued a share per batch, after that
+            // batch's own inputs, so that the batch's small loads never queue behind more than one share.
             if (cursor.Batch.Value == 0 && cursor.Layer.Value + 1 < layers.Count)
             {
                 _nextWeightTransfers = new Transfers(_copies, _tiers);
-                _nextWeights = weights.Load(new LayerIndex(cursor.Layer.Value + 1), _nextWeightTransfers);
+                _nextWeights = weights.Load(new LayerIndex(cursor.Layer.Value + 1), _nextWeightTransfers, inShares: true);
             }
             // With one batch, the next position reads this compute's output: load it after.
             if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
+            _nextWeights?.IssueThrough((cursor.Batch.Value + 1.0) / cursor.BatchCount);
         }
         _weightTransfers!.BeforeCompute();
         _inputs!.Transfers.BeforeCompute();
@@ -117,6 +119,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         }
         if (following.Layer != cursor.Layer)
         {
+            _nextWeights!.IssueThrough(1);
             _current!.Dispose();
             _weightTransfers.Complete();
             _current = _nextWeights!;

@@ -167,11 +167,16 @@ internal sealed class WeightStore : IDisposable
         return target;
     }
 
-    /// <summary>Starts bringing a layer's weights to the device; the result is usable after its transfers' BeforeCompute.</summary>
-    public LoadedWeights Load(LayerIndex layer, Transfers transfers)
+    /// <summary>
+    /// Starts bringing a layer's weights to the device; the result is usable after its transfers' BeforeCompute.
+    /// With <paramref name="inShares"/>, copies from CPU memory are not issued yet: the caller issues them in shares
+    /// (<see cref="LoadedWeights.IssueThrough"/>) and must issue all of them before that BeforeCompute.
+    /// </summary>
+    public LoadedWeights Load(LayerIndex layer, Transfers transfers, bool inShares = false)
     {
         var tensors = new Dictionary<string, Tensor>();
         var owned = new List<IDisposable>();
+        var pending = new WeightCopies(transfers);
         foreach (var spec in _layers[layer.Value].Weights)
         {
             var home = _homes[layer.Value][spec.Name];
@@ -184,11 +189,12 @@ internal sealed class WeightStore : IDisposable
             owned.Add(work);
             tensors[spec.Name] = work.Tensor;
             if (home is TensorLease memory)
-                transfers.Add(transfers.Engine.CopyAsync(work.Tensor, memory.Tensor, CopyDirection.LoadWeights));
+                pending.Add(work.Tensor, memory.Tensor);
             else
                 transfers.ReadFile((DiskLease)home, 0, work.Tensor, $"weight '{spec.Name}'", CopyDirection.LoadWeights);
         }
-        return new LoadedWeights(_layers[layer.Value], tensors, owned);
+        if (!inShares) pending.IssueThrough(1);
+        return new LoadedWeights(_layers[layer.Value], tensors, owned, pending);
     }
 
     public void Dispose()
@@ -203,9 +209,12 @@ internal sealed class WeightStore : IDisposable
 }
 
 /// <summary>A layer's weights on the device, built into the model's weight records over aliases of the tensors.</summary>
-internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<string, Tensor> tensors, List<IDisposable> owned) : IDisposable
+internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<string, Tensor> tensors, List<IDisposable> owned, WeightCopies pending) : IDisposable
 {
     public ScheduleLayer Layer => layer;
+
+    /// <summary>Issues the copies not yet issued until at least <paramref name="fraction"/> of the layer's bytes from CPU memory are.</summary>
+    public void IssueThrough(double fraction) => pending.IssueThrough(fraction);
 
     public DecoderLayerWeights Decoder(OptConfig c, ScalarType dtype) =>
         OptWeightLoader.LoadLayer(View(), c, layer.DecoderLayer, dtype, Device());
@@ -241,6 +250,65 @@ internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<str
 
         public void Dispose()
         {
+        }
+    }
+}
+
+/// <summary>
+/// One layer's weight copies from CPU memory, in pieces of at most <see cref="PieceBytes"/>, issued in order as the
+/// caller asks. The device's copy engine serves host-to-device copies in the order they were issued, whichever stream
+/// they are on, so a layer's weights issued at once put every small load issued after them (a batch's hidden state,
+/// CPU attention's output) behind the whole layer. Issued a share per GPU batch, they let each batch's small loads
+/// through after that batch's share.
+/// </summary>
+internal sealed class WeightCopies(Transfers transfers, long pieceBytes = WeightCopies.PieceBytes)
+{
+    /// <summary>About a millisecond over a PCIe 4 or 5 link.</summary>
+    public const long PieceBytes = 64L << 20;
+
+    private readonly List<(Tensor To, Tensor From, long Bytes)> _pieces = [];
+    private long _total, _issued;
+    private int _next;
+
+    public void Add(Tensor to, Tensor from)
+    {
+        var bytes = to.NumberOfElements * to.ElementSize;
+        var elements = to.NumberOfElements;
+        var perPiece = Math.Max(1, pieceBytes / to.ElementSize);
+        if (elements <= perPiece)
+        {
+            _pieces.Add((to, from, bytes));
+        }
+        else
+        {
+            using var flatTo = to.view(-1);
+            using var flatFrom = from.view(-1);
+            for (long start = 0; start < elements; start += perPiece)
+            {
+                var count = Math.Min(perPiece, elements - start);
+                var pieceTo = flatTo.narrow(0, start, count);
+                var pieceFrom = flatFrom.narrow(0, start, count);
+                // The views live until the copies complete (a CPU engine reads them on its worker).
+                transfers.Keep(pieceTo);
+                transfers.Keep(pieceFrom);
+                _pieces.Add((pieceTo, pieceFrom, count * to.ElementSize));
+            }
+        }
+        _total += bytes;
+    }
+
+    /// <summary>Bytes issued so far.</summary>
+    public long Issued => _issued;
+
+    /// <summary>Issues pieces in order until at least <paramref name="fraction"/> (0..1) of the bytes are issued.</summary>
+    public void IssueThrough(double fraction)
+    {
+        var target = fraction >= 1 ? _total : (long)Math.Ceiling(_total * fraction);
+        while (_next < _pieces.Count && (_issued < target || _pieces[_next].Bytes == 0))
+        {
+            var (to, from, bytes) = _pieces[_next++];
+            transfers.Add(transfers.Engine.CopyAsync(to, from, CopyDirection.LoadWeights));
+            _issued += bytes;
         }
     }
 }
