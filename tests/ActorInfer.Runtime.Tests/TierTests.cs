@@ -288,20 +288,3 @@ public sealed class WeightCopiesTests
         Assert.True(targetB.equal(sourceB).all().item<bool>());
     }
 }
-
-public sealed class WeightShareTests
-{
-    [Fact]
-    public void SharesFollowEachBatchsTimeAndAreEqualUntilMeasured()
-    {
-        // A batch attending on the device (0.7 ms) between three on the CPU (6.5 ms each).
-        double?[] seconds = [0.0065, 0.0007, 0.0065, 0.0065];
-        Assert.Equal(0.0065 / 0.0202, BlockStep.ShareThrough(seconds, 0), 9);
-        Assert.Equal(0.0072 / 0.0202, BlockStep.ShareThrough(seconds, 1), 9);
-        Assert.Equal(0.0137 / 0.0202, BlockStep.ShareThrough(seconds, 2), 9);
-        Assert.Equal(1, BlockStep.ShareThrough(seconds, 3));
-        Assert.Equal(0.5, BlockStep.ShareThrough([0.01, null, 0.01, 0.01], 1));
-        Assert.Equal(0.25, BlockStep.ShareThrough([0.0, 0.0, 0.0, 0.0], 0));
-        Assert.Equal(1, BlockStep.ShareThrough([null], 0));
-    }
-}

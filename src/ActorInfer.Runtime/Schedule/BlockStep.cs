@@ -32,9 +32,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     private LoadedWeights? _nextWeights;
     private Inputs? _inputs;
     private Transfers? _previousStores;
-    // Host seconds each (layer, GPU batch) took at its last step of the same kind (prefill or decoding): the next
-    // layer's weights are issued in shares in proportion to them.
-    private readonly Dictionary<(int Layer, int Batch, bool Prefill), double> _positionSeconds = [];
 
     /// <summary>The (schedule layer, position among the step's batches) that <see cref="RunCurrent"/> computes next; null when the step is done.</summary>
     public BlockCursor? Current => _cursor;
@@ -89,7 +86,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     {
         if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
         using var scope = NewDisposeScope();
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var step = _step;
         var next = cursor.Next();
         Inputs? nextInputs = null;
@@ -105,14 +101,12 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             }
             // With one batch, the next position reads this compute's output: load it after.
             if (n.Batch != cursor.Batch) nextInputs = Prepare(n, step);
-            _nextWeights?.IssueThrough(WeightShareThrough(cursor, step));
+            _nextWeights?.IssueThrough((cursor.Batch.Value + 1.0) / cursor.BatchCount);
         }
         _weightTransfers!.BeforeCompute();
         _inputs!.Transfers.BeforeCompute();
         var stores = new Transfers(_copies, _tiers);
         Compute(cursor, step, _current!, _inputs, stores);
-        _positionSeconds[(cursor.Layer.Value, _active[cursor.Batch.Value].Index.Value, step.IsPrefill)] =
-            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         _inputs.Transfers.Complete();
         _inputs = null;
         _previousStores!.Complete();
@@ -135,35 +129,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         }
         _inputs = nextInputs ?? Prepare(following, step);
         _cursor = following;
-    }
-
-    /// <summary>
-    /// How much of the next layer's weights should be issued by the end of this position: the share of this layer's
-    /// time that its batches up to this one took at the last step of this kind. A batch that attends on the CPU holds
-    /// the host for milliseconds, one that attends on the device returns at once; shares sized by time keep the copy
-    /// engine busy through the first and do not pile copies ahead of the next batch's small loads after the second.
-    /// Equal shares before anything is measured.
-    /// </summary>
-    private double WeightShareThrough(BlockCursor cursor, TokenStep step)
-    {
-        var seconds = new double?[cursor.BatchCount];
-        for (var j = 0; j < seconds.Length; j++)
-            seconds[j] = _positionSeconds.TryGetValue((cursor.Layer.Value, _active[j].Index.Value, step.IsPrefill), out var s) ? s : null;
-        return ShareThrough(seconds, cursor.Batch.Value);
-    }
-
-    /// <summary>The fraction of the total through <paramref name="position"/>; equal parts when any is unknown or none positive.</summary>
-    internal static double ShareThrough(IReadOnlyList<double?> seconds, int position)
-    {
-        if (position >= seconds.Count - 1) return 1;
-        double through = 0, total = 0;
-        for (var j = 0; j < seconds.Count; j++)
-        {
-            if (seconds[j] is not { } s || s < 0) return (position + 1.0) / seconds.Count;
-            total += s;
-            if (j <= position) through += s;
-        }
-        return total > 0 ? through / total : (position + 1.0) / seconds.Count;
     }
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
