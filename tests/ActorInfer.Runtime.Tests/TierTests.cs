@@ -102,27 +102,6 @@ public sealed class TierTests
     }
 
     [Fact]
-    public void CachePairsSpreadOverEveryLayerAndEveryBatch()
-    {
-        // 48 layers x 4 batches with 21% on the GPU: 40 pairs, one in each of 40 layers, 10 in each batch.
-        var tiers = TierShares.AssignSpread(48, 4, new TierFractions(0.21, 0.79, 0));
-        var perLayer = Enumerable.Range(0, 48).Select(l => Enumerable.Range(0, 4).Count(b => tiers[l * 4 + b] == TierKind.Device)).ToArray();
-        var perBatch = Enumerable.Range(0, 4).Select(b => Enumerable.Range(0, 48).Count(l => tiers[l * 4 + b] == TierKind.Device)).ToArray();
-        Assert.Equal(40, perLayer.Sum());
-        Assert.True(perLayer.Max() - perLayer.Min() <= 1, string.Join(",", perLayer));
-        Assert.Equal([10, 10, 10, 10], perBatch);
-        // Three tiers on 5 layers x 3 batches: 6 / 6 / 3 pairs, and no layer holds two more of a tier than another.
-        var mixed = TierShares.AssignSpread(5, 3, new TierFractions(0.4, 0.4, 0.2));
-        foreach (var kind in new[] { TierKind.Device, TierKind.Cpu, TierKind.Disk })
-        {
-            var counts = Enumerable.Range(0, 5).Select(l => Enumerable.Range(0, 3).Count(b => mixed[l * 3 + b] == kind)).ToArray();
-            Assert.True(counts.Max() - counts.Min() <= 1, $"{kind}: {string.Join(",", counts)}");
-        }
-        Assert.Equal(6, mixed.Count(t => t == TierKind.Device));
-        Assert.Equal(3, mixed.Count(t => t == TierKind.Disk));
-    }
-
-    [Fact]
     public void MidpointRuleSplitsWholeTensorsByCumulativeBytes()
     {
         // Midpoints at 0.05, 0.3, 0.75 of the layer: with 40% GPU and 30% CPU they fall on GPU, GPU, disk.

@@ -101,8 +101,8 @@ public sealed class PlacementPlan
         var staging = deviceIsCpu ? 0 : 2 * maxDiskLayer;
 
         var decoderLayers = layers.Count(l => l.Kind == ScheduleLayerKind.Decoder);
-        var cacheTiers = TierShares.AssignSpread(decoderLayers, batches.Count, policy.Cache);
-        var activationTiers = TierShares.AssignSpread(layers.Count - 1, batches.Count, policy.Activations);
+        var cacheTiers = TierShares.AssignEqual(decoderLayers * batches.Count, policy.Cache);
+        var activationTiers = TierShares.AssignEqual((layers.Count - 1) * batches.Count, policy.Activations);
         var cache = TierBytes.Zero;
         var activations = TierBytes.Zero;
         if (config is not null && batches.Count > 0)
