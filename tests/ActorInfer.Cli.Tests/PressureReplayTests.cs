@@ -82,6 +82,10 @@ public class PressureReplayTests
         var timeline = File.ReadAllLines(Path.Combine(run, "timeline.jsonl"));
         Assert.Contains(timeline, l => l.Contains("\"kind\":\"drop\""));
         Assert.Equal(2, timeline.Count(l => l.Contains("\"kind\":\"pressure\"")));
+        // The runtime's policy as it changes: the first, the one for a single sequence's budget, and more.
+        var policies = timeline.Where(l => l.Contains("\"kind\":\"policy\"")).ToList();
+        Assert.True(policies.Count >= 2, string.Join("\n", timeline.Take(5)));
+        Assert.All(policies, l => Assert.Matches("\"detail\":\"batch \\d+ x \\d+; weights ", l));
 
         string output;
         (code, output, error) = CliHarness.Run("report", "--run", run);

@@ -82,10 +82,17 @@ public static class GenerateCommand
         {
             var driver = setup.Actors(factory, out var offloaded);
             var drops = 0;
+            ActorInfer.Planning.Policy? lastPolicy = null;
             offloaded.StepDone = step =>
             {
                 replay?.OnStep(step);
                 if (recorder is null) return;
+                // The policy the runtime runs (placement and geometry), recorded when it changes.
+                if (!ReferenceEquals(offloaded.Runtime.Policy, lastPolicy))
+                {
+                    lastPolicy = offloaded.Runtime.Policy;
+                    recorder.Event("policy", lastPolicy.ToString());
+                }
                 foreach (var d in driver.Drops.Skip(drops)) recorder.Event("drop", $"{d.Batches} GPU batches, {d.Sequences} sequences");
                 drops = driver.Drops.Count;
                 recorder.Sample(replay?.GpuBudget ?? setup.Tiers.Device.BudgetBytes, replay?.CpuBudget ?? setup.Tiers.Cpu.BudgetBytes,
