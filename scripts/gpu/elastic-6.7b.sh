@@ -92,7 +92,7 @@ static = {}
 for gib in (12, 24, 40):
     st = timeline(f"run-static-{gib}")
     s = [x for x in st if x["kind"] == "step"]
-    static[gib] = (rate(st, 0, 1e12), max((x["device_bytes"] for x in s), default=0), s[-1]["block_size"] if s else 0)
+    static[gib] = (rate(st, 0, 1e12), max((x["device_bytes"] for x in s), default=0), max((x["block_size"] for x in s), default=0))
     print(f"static {gib} GiB: {static[gib][0]:.1f} token/s, block {static[gib][2]}, device bytes held at most {static[gib][1] / 2**30:.2f} GiB")
 bounds = [e["t_ms"] for e in events] + [steps[-1]["t_ms"] + 1 if steps else 0]
 for i, e in enumerate(events):

@@ -86,6 +86,13 @@ public class PressureReplayTests
         var policies = timeline.Where(l => l.Contains("\"kind\":\"policy\"")).ToList();
         Assert.True(policies.Count >= 2, string.Join("\n", timeline.Take(5)));
         Assert.All(policies, l => Assert.Matches("\"detail\":\"batch \\d+ x \\d+; weights ", l));
+        // Each step's block size is what ran: the whole block of 6 at first, fewer once batches were dropped.
+        var sizes = timeline.Where(l => l.Contains("\"kind\":\"step\""))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("block_size").GetInt32()).ToList();
+        Assert.Equal(6, sizes[0]);
+        Assert.All(sizes, n => Assert.InRange(n, 1, 6));
+        // 24 requests do not fill the last block of 6 after a block's worth ran one at a time: it runs what is left.
+        Assert.InRange(sizes[^1], 1, 5);
 
         string output;
         (code, output, error) = CliHarness.Run("report", "--run", run);

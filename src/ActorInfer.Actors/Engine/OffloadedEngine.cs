@@ -83,6 +83,9 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;
 
+    /// <summary>Sequences in the running block's batches that are still held (not dropped or freed), for run timelines.</summary>
+    public int RunningSequences => _session is { } s ? s.Batches.Where(b => !b.Disposed).Sum(b => b.Sequences.Count) : 0;
+
     /// <summary>Weight bytes moved between tiers by policy changes, over the engine's life.</summary>
     public long WeightBytesMoved { get; private set; }
 

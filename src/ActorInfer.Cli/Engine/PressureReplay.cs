@@ -30,7 +30,6 @@ public sealed class PressureReplay : IDisposable
         _planner = new RuntimePlacementPlanner(setup.Engine, setup.Policy, promptLength, promptLength + generationLength, ActorInfer.Actors.Memory.Tier.Gpu, hardware);
         _gpu = setup.Tiers.Device.BudgetBytes;
         _cpu = setup.Tiers.Cpu.BudgetBytes;
-        BlockSize = setup.Policy.BlockSize;
         // Refuse a schedule that ends below what one sequence needs: the job could never finish.
         long gpu = _gpu, cpu = _cpu;
         foreach (var e in events)
@@ -47,9 +46,6 @@ public sealed class PressureReplay : IDisposable
 
     public long GpuBudget => _gpu;
     public long CpuBudget => _cpu;
-
-    /// <summary>The block size of the policy in force (0 while nothing fits).</summary>
-    public int BlockSize { get; private set; }
 
     /// <summary>Told of every event applied (for the run's timeline).</summary>
     public Action<PressureEvent>? Applied { get; set; }
@@ -97,7 +93,6 @@ public sealed class PressureReplay : IDisposable
             if (e.Tier == "gpu") _gpu = e.Budget; else _cpu = e.Budget;
             Sent++;
             var policy = PolicyFor(_gpu, _cpu);
-            BlockSize = policy?.BlockSize ?? 0;
             Applied?.Invoke(e);
             _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0), changedAt);
             // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
