@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using static TorchSharp.torch;
 
 namespace ActorInfer.Runtime.Tiers;
@@ -128,7 +129,7 @@ public sealed class MemoryTier : Tier
         {
             // The lease giving it back is still counted in BytesHeld.
             if (!force && BytesHeld + _keptBytes > BudgetBytes) return false;
-            var key = KeyOf(tensor.shape, tensor.dtype);
+            var key = KeyOf(tensor.Dims(), tensor.dtype);
             if (!_kept.TryGetValue(key, out var stack)) _kept[key] = stack = new Stack<(Tensor, Action?)>();
             stack.Push((tensor, free));
             _keptBytes += bytes;
