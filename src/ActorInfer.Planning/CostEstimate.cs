@@ -33,15 +33,29 @@ public sealed record PhaseEstimate
     public double StoreStreamSeconds => GpuToCpuSeconds + CpuToDiskSeconds;
     /// <summary>GPU compute plus CPU attention: one host thread runs them one after the other (<see cref="PhaseTimeTerms.ComputeStream"/>).</summary>
     public double ComputeStreamSeconds => GpuComputeSeconds + CpuComputeSeconds;
-    public double LayerSeconds => Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
+    /// <summary>The mean layer's time: the busiest stream, each layer timed with its own cache placement.</summary>
+    public double LayerSeconds => PerLayerSeconds is { Count: > 0 } each
+        ? each.Average()
+        : Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
+    /// <summary>
+    /// Each decoder layer's time, the busiest of its three streams with that layer's own cache fractions
+    /// (<see cref="CachePairs"/>); the stream figures above are means over the layers. Null: every layer as the mean.
+    /// </summary>
+    public IReadOnlyList<double>? PerLayerSeconds { get; init; }
     /// <summary>How many times the phase runs each layer: once for prefill, once per decoding step.</summary>
     public required int Repetitions { get; init; }
     public required int Layers { get; init; }
     public double TotalSeconds => LayerSeconds * Layers * Repetitions;
 
-    /// <summary>The stream that sets the layer time: "load", "store" or "compute".</summary>
-    public string Bottleneck =>
-        LayerSeconds == ComputeStreamSeconds ? "compute" : LayerSeconds == LoadStreamSeconds ? "load" : "store";
+    /// <summary>The stream that sets the mean layer's time: "load", "store" or "compute".</summary>
+    public string Bottleneck
+    {
+        get
+        {
+            var slowest = Math.Max(LoadStreamSeconds, Math.Max(StoreStreamSeconds, ComputeStreamSeconds));
+            return slowest == ComputeStreamSeconds ? "compute" : slowest == LoadStreamSeconds ? "load" : "store";
+        }
+    }
 }
 
 /// <summary>What the cost model predicts for one policy.</summary>

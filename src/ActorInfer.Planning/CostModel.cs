@@ -13,17 +13,25 @@ public static class CostModel
         return Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
     }
 
-    internal static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, CostTerms terms, IReadOnlyList<double> shares) => new()
+    internal static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, CostTerms terms, IReadOnlyList<double> shares)
     {
-        Policy = policy,
-        Prefill = Phase(terms.Prefill, Planning.Phase.Prefill, 1, model.NumLayers, shares),
-        Decode = Phase(terms.Decode, Planning.Phase.Decode, workload.DecodeSteps, model.NumLayers, shares),
-        PrefillMemory = Memory(terms.PrefillMemory, shares),
-        DecodeMemory = Memory(terms.DecodeMemory, shares),
-        GeneratedTokens = policy.BlockSize * workload.GenerationLength,
-    };
+        // The shares with each layer's own cache fractions (the runtime places whole (layer, batch) caches).
+        var layerShares = CachePairs.PerLayer(model.NumLayers, policy.NumGpuBatches, policy.Cache)
+            .Select(cache => (IReadOnlyList<double>)[shares[0], shares[1], shares[2], cache.Gpu, cache.Cpu, cache.Disk, shares[6], shares[7], shares[8]])
+            .ToArray();
+        return new CostEstimate
+        {
+            Policy = policy,
+            Prefill = Phase(terms.Prefill, Planning.Phase.Prefill, 1, model.NumLayers, shares, layerShares),
+            Decode = Phase(terms.Decode, Planning.Phase.Decode, workload.DecodeSteps, model.NumLayers, shares, layerShares),
+            PrefillMemory = Memory(terms.PrefillMemory, shares),
+            DecodeMemory = Memory(terms.DecodeMemory, shares),
+            GeneratedTokens = policy.BlockSize * workload.GenerationLength,
+        };
+    }
 
-    private static PhaseEstimate Phase(PhaseTimeTerms terms, Phase phase, int repetitions, int layers, IReadOnlyList<double> shares) => new()
+    private static PhaseEstimate Phase(PhaseTimeTerms terms, Phase phase, int repetitions, int layers, IReadOnlyList<double> shares,
+        IReadOnlyList<IReadOnlyList<double>> layerShares) => new()
     {
         Phase = phase,
         CpuToGpuSeconds = terms.CpuToGpu.Evaluate(shares),
@@ -32,9 +40,14 @@ public static class CostModel
         CpuToDiskSeconds = terms.CpuToDisk.Evaluate(shares),
         GpuComputeSeconds = terms.GpuCompute.Evaluate(shares),
         CpuComputeSeconds = terms.CpuCompute.Evaluate(shares),
+        PerLayerSeconds = layerShares.Select(s => LayerSeconds(terms, s)).ToArray(),
         Repetitions = repetitions,
         Layers = layers,
     };
+
+    /// <summary>One layer's time: the busiest of the three overlapped streams.</summary>
+    private static double LayerSeconds(PhaseTimeTerms terms, IReadOnlyList<double> s) =>
+        Math.Max(terms.LoadStream.Evaluate(s), Math.Max(terms.StoreStream.Evaluate(s), terms.ComputeStream.Evaluate(s)));
 
     private static TierBytes Memory(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
         new(terms.Gpu.Evaluate(shares), terms.Cpu.Evaluate(shares), terms.Disk.Evaluate(shares));
