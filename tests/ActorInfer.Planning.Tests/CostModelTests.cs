@@ -174,3 +174,36 @@ public class CostModelTests
         Assert.Equal(plain.PeakMemory.Cpu * 0.28125, compressed.PeakMemory.Cpu, Tolerance);
     }
 }
+
+public class CachePairsTests
+{
+    [Fact]
+    public void A_cache_share_is_whole_layers_in_layer_order()
+    {
+        // 48 layers x 4 batches, 21% on the GPU: 40 pairs, the first 10 layers' whole caches.
+        var layers = CachePairs.PerLayer(48, 4, new TierFractions(0.21, 0.79, 0));
+        Assert.All(layers.Take(10), f => Assert.Equal(TierFractions.AllGpu, f));
+        Assert.All(layers.Skip(10), f => Assert.Equal(TierFractions.AllCpu, f));
+        // A share that ends inside a layer: 3 layers x 2 batches, half on the GPU, a third on the CPU, the rest on disk.
+        var mixed = CachePairs.PerLayer(3, 2, new TierFractions(0.5, 1.0 / 3, 1.0 / 6));
+        Assert.Equal(new TierFractions(1, 0, 0), mixed[0]);
+        Assert.Equal(new TierFractions(0.5, 0.5, 0), mixed[1]);
+        Assert.Equal(new TierFractions(0, 0.5, 0.5), mixed[2]);
+    }
+
+    [Fact]
+    public void Each_layer_is_timed_with_its_own_cache_placement()
+    {
+        // Two layers, one GPU batch: half the cache on the GPU is layer 0's whole cache, layer 1's is on the CPU.
+        var work = new Workload(promptLength: 4, generationLength: 4);
+        var half = CostModel.Evaluate(TinyModel, work, Place(Gpu, new TierFractions(0.5, 0.5, 0), Gpu), RoundProfile);
+        var onGpu = CostModel.Evaluate(TinyModel, work, Place(Gpu, Gpu, Gpu), RoundProfile);
+        var onCpu = CostModel.Evaluate(TinyModel, work, Place(Gpu, Cpu, Gpu), RoundProfile);
+        Assert.Equal([onGpu.Decode.LayerSeconds, onCpu.Decode.LayerSeconds], half.Decode.PerLayerSeconds!);
+        Assert.Equal((onGpu.Decode.LayerSeconds + onCpu.Decode.LayerSeconds) * 3, half.Decode.TotalSeconds, 1e-12);
+        Assert.Equal(onGpu.Prefill.LayerSeconds + onCpu.Prefill.LayerSeconds, half.Prefill.TotalSeconds, 1e-12);
+        // Timing the mean layer instead would take the busiest stream of the averaged shares, which is never more.
+        var meanLayer = Math.Max(half.Decode.LoadStreamSeconds, Math.Max(half.Decode.StoreStreamSeconds, half.Decode.ComputeStreamSeconds));
+        Assert.True(half.Decode.LayerSeconds >= meanLayer - 1e-15);
+    }
+}

@@ -102,6 +102,27 @@ public sealed class TierTests
     }
 
     [Fact]
+    public void ThePlannersPerLayerCacheFractionsAreTheRuntimesPlacement()
+    {
+        foreach (var (layers, batches, fractions) in new[]
+                 {
+                     (48, 4, new TierFractions(0.21, 0.79, 0)), (7, 3, new TierFractions(0.4, 0.35, 0.25)),
+                     (5, 1, new TierFractions(0.5, 0.5, 0)), (2, 6, new TierFractions(0, 0.3, 0.7)),
+                 })
+        {
+            var pairs = TierShares.AssignEqual(layers * batches, fractions);
+            var planned = CachePairs.PerLayer(layers, batches, fractions);
+            for (var l = 0; l < layers; l++)
+            {
+                var row = pairs.Skip(l * batches).Take(batches).ToArray();
+                Assert.Equal(planned[l].Gpu * batches, row.Count(t => t == TierKind.Device), 9);
+                Assert.Equal(planned[l].Cpu * batches, row.Count(t => t == TierKind.Cpu), 9);
+                Assert.Equal(planned[l].Disk * batches, row.Count(t => t == TierKind.Disk), 9);
+            }
+        }
+    }
+
+    [Fact]
     public void MidpointRuleSplitsWholeTensorsByCumulativeBytes()
     {
         // Midpoints at 0.05, 0.3, 0.75 of the layer: with 40% GPU and 30% CPU they fall on GPU, GPU, disk.
