@@ -40,6 +40,38 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
+    public static TheoryData<string, int, int, int, TierFractions, TierFractions, bool> CompressedPlacements() => new()
+    {
+        { "compressed, all device 2x3", 2, 3, 5, Gpu, Gpu, false },
+        { "compressed, cache cpu, device attention 2x3", 2, 3, 5, Cpu, Cpu, false },
+        { "compressed, cache cpu, cpu attention 4x2", 4, 2, 7, Gpu, Cpu, true },
+        { "compressed, cache disk 1x1", 1, 1, 1, Gpu, Disk, false },
+        { "compressed, thirds, cpu attention 2x3", 2, 3, 6, Thirds, Thirds, true },
+        { "compressed, halves with disk 4x2", 4, 2, 7, HalfDisk, HalfDisk, false },
+    };
+
+    /// <summary>A 4-bit compressed cache, wherever it lives, gives what the reference with a compressed cache gives.</summary>
+    [Theory]
+    [MemberData(nameof(CompressedPlacements))]
+    public void A_compressed_cache_matches_the_compressed_reference(string name, int batchSize, int batches, int sequences,
+        TierFractions weights, TierFractions cache, bool cpuAttention)
+    {
+        var policy = new Policy(batchSize, batches, weights, cache, Half) { CpuAttention = cpuAttention, CompressCache = true };
+        Check(TestConfigs.PreLn, policy, sequences, name);
+    }
+
+    [Fact]
+    public void A_compressed_cache_changes_the_outputs_but_keeps_them_close()
+    {
+        using var source = new RandomWeights(TestConfigs.PreLn, seed: 7);
+        var exact = Harness.Reference(TestConfigs.PreLn, source, 6);
+        var compressed = Harness.Reference(TestConfigs.PreLn, source, 6, compressCache: true);
+        var differences = exact.Zip(compressed).Sum(p => p.First.OutputLogprobs.Zip(p.Second.OutputLogprobs).Count(l => l.First != l.Second));
+        Assert.True(differences > 0, "compression left every logprob unchanged: the cache was not compressed");
+        var matching = exact.Zip(compressed).Sum(p => p.First.OutputIds.Zip(p.Second.OutputIds).TakeWhile(t => t.First == t.Second).Count());
+        Assert.True(matching >= exact.Sum(s => s.OutputIds.Count) / 2, $"only {matching} leading tokens agree with the uncompressed run");
+    }
+
     [Fact]
     public void PostLayerNormModelWithProjectionsMatchesTheReferenceOffloaded()
     {
@@ -77,7 +109,7 @@ public sealed class PlacementEquivalenceTests
     private static void Check(OptConfig config, Policy policy, int count, string name)
     {
         using var source = new RandomWeights(config, seed: 7);
-        var expected = Harness.Reference(config, source, count);
+        var expected = Harness.Reference(config, source, count, compressCache: policy.CompressCache);
         var folder = Harness.TempFolder();
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, folder, Harness.Generous);
         var liveBefore = Harness.LiveTensors();
