@@ -69,7 +69,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     {
         var sizes = new Sizes(model, workload, shape);
         return new CostTerms(
-            PrefillTimes(sizes, hardware), DecodeTimes(sizes, shape, hardware),
+            PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
             PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
     }
 
@@ -147,7 +147,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double CpuAttentionScratch { get; }
     }
 
-    private static PhaseTimeTerms PrefillTimes(Sizes size, HardwareProfile hw) => new(
+    private static PhaseTimeTerms PrefillTimes(Sizes size, PolicyShape shape, HardwareProfile hw) => new(
         CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
         GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
@@ -157,7 +157,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         CpuToDisk: LinearExpression.Of(size.PromptCacheWrite, CacheDisk) / hw.CpuToDiskCacheBytesPerSecond
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
         GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
-                                        + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops),
+                                        + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops
+                                        + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds),
         CpuCompute: LinearExpression.Zero);
 
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
@@ -165,7 +166,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
-        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond));
+        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
+                                         + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds);
         var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;

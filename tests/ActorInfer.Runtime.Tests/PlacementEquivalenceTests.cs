@@ -60,6 +60,39 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
+    /// <summary>A prompt stored in several compressed chunks gives what one chunk gives.</summary>
+    [Fact]
+    public void A_long_prompt_compressed_in_chunks_matches_the_compressed_reference()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        SequenceState[] Make() => [.. new[] { 45, 30, 12 }.Select((length, i) =>
+        {
+            int[] prompt = [.. Enumerable.Range(0, length).Select(j => 4 + (i * 13 + j * 11) % (config.VocabSize - 4))];
+            return new SequenceState(new CompletionRequest { Prompt = Prompt.FromIds(prompt), MaxTokens = 6, Temperature = 0, IgnoreEos = true },
+                prompt, 0, config.EosTokenId);
+        })];
+        var expected = Make();
+        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+            BatchGenerator.Run(model, expected, Harness.Decode, compressCache: true);
+        var actual = Make();
+        var chunk = CompressedKvHome.StoreChunkTokens;
+        CompressedKvHome.StoreChunkTokens = 7;
+        try
+        {
+            var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+            using var copies = new CpuCopyEngine();
+            using var engine = new OffloadEngine(config, source, new Policy(2, 2, Gpu, Cpu, Gpu) { CpuAttention = false, CompressCache = true },
+                tiers, copies, ScalarType.Float32);
+            engine.Generate(actual, Harness.Decode);
+        }
+        finally
+        {
+            CompressedKvHome.StoreChunkTokens = chunk;
+        }
+        Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+    }
+
     [Fact]
     public void A_compressed_cache_changes_the_outputs_but_keeps_them_close()
     {

@@ -40,15 +40,13 @@ public static class CacheCompression
         var hidden = heads * headDim;
         var groupSize = GroupSizeFor(hidden);
         var groups = hidden / groupSize;
-        var rows = x.permute(2, 0, 1, 3).reshape(tokens, batch, groups, groupSize).to(ScalarType.Float32);
+        // In the input's dtype: a float16 prompt's float32 copy would double the temporaries the device must hold.
+        var rows = x.permute(2, 0, 1, 3).reshape(tokens, batch, groups, groupSize);
         var minimum = rows.amin([-1], keepdim: true);
-        var step = (rows.amax([-1], keepdim: true) - minimum) / Levels;
-        // The ranges are kept in the model's dtype: codes are chosen against the values that decompression will use.
-        var ranges = cat([minimum, step], -1).to(x.dtype);
-        var kept = ranges.to(ScalarType.Float32);
-        var keptMinimum = kept.narrow(-1, 0, 1);
-        var keptStep = kept.narrow(-1, 1, 1).clamp_min(float.Epsilon);
-        var codes = (rows - keptMinimum).div_(keptStep).round_().clamp_(0, Levels).to(ScalarType.Byte);
+        var ranges = cat([minimum, (rows.amax([-1], keepdim: true) - minimum) / Levels], -1);
+        // Codes are chosen against the minimum and step that decompression will use.
+        var step = ranges.narrow(-1, 1, 1).clamp_min(x.dtype is ScalarType.Float32 or ScalarType.Float64 ? float.Epsilon : 1e-7);
+        var codes = (rows - minimum).div_(step).round_().clamp_(0, Levels).to(ScalarType.Byte);
         var half = groupSize / 2;
         var packed = codes.narrow(-1, half, half).mul(16).add_(codes.narrow(-1, 0, half)).reshape(tokens, batch, hidden / 2);
         return (packed.MoveToOuterDisposeScope(), ranges.MoveToOuterDisposeScope());

@@ -110,7 +110,25 @@ internal sealed class CompressedKvHome : IKvHome
         return new WorkingKv(work, Expand);
     }
 
+    /// <summary>
+    /// Tokens compressed at a time: a prompt's temporaries stay a fraction of its keys' size. Each token is compressed
+    /// on its own, so the chunk size changes no result (tests set it small to run several chunks).
+    /// </summary>
+    internal static int StoreChunkTokens { get; set; } = 128;
+
     public void Store(int start, Tensor keys, Tensor values, ICopyEngine engine, TierSet tiers, Transfers pending, string what)
+    {
+        var tokens = (int)keys.size(2);
+        for (var first = 0; first < tokens; first += StoreChunkTokens)
+        {
+            var count = Math.Min(StoreChunkTokens, tokens - first);
+            using var keyChunk = keys.narrow(2, first, count);
+            using var valueChunk = values.narrow(2, first, count);
+            StoreCompressed(start + first, keyChunk, valueChunk, engine, tiers, pending, what);
+        }
+    }
+
+    private void StoreCompressed(int start, Tensor keys, Tensor values, ICopyEngine engine, TierSet tiers, Transfers pending, string what)
     {
         var (keyCodes, keyRanges) = CacheCompression.Compress(keys);
         var (valueCodes, valueRanges) = CacheCompression.Compress(values);
