@@ -28,7 +28,7 @@ case ${1:-auto} in
       | grep -E "^bench|device_reported|predicted" ;;
   compressed)
     ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --compress-cache \
-      --hardware "$profile" --repeat 3 --json --trace "$out/trace-30b-compressed.json" ${EXTRA:-} 2>&1 | grep -v "^\[" \
+      --hardware "$profile" --repeat 3 --json --trace "$out/trace-30b-compressed.json" ${EXTRA:-} 2>&1 | grep --line-buffered -v "^\[" \
       | tee "$out/bench-30b-compressed.txt" | grep -E "^bench|device_reported|predicted|total_throughput\"" ;;
   *) echo "usage: bench-auto.sh fixed|auto|compressed" >&2; exit 2 ;;
 esac
