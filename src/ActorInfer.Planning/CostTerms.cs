@@ -55,6 +55,13 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     /// <summary>4-bit values with a float16 minimum and scale per group of 64: (64·4/8 + 2·2) bytes per 64 elements.</summary>
     public const double CompressedBytesPerElement = (64 * 4 / 8.0 + 4) / 64;
 
+    /// <summary>
+    /// Bytes of GPU memory traffic per byte of expanded cache when a compressed cache is expanded: the codes are split
+    /// into halves, widened to the model's dtype, scaled, shifted and copied into the working cache (about ten passes
+    /// over an expanded-size tensor). docs/planner.md gives the count.
+    /// </summary>
+    public const double ExpansionTrafficPerByte = 10;
+
     public PhaseTimeTerms Time(Phase phase) => phase == Phase.Prefill ? Prefill : Decode;
     public PhaseMemoryTerms Memory(Phase phase) => phase == Phase.Prefill ? PrefillMemory : DecodeMemory;
 
@@ -62,7 +69,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     {
         var sizes = new Sizes(model, workload, shape);
         return new CostTerms(
-            PrefillTimes(sizes, hardware), DecodeTimes(sizes, shape, hardware),
+            PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
             PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
     }
 
@@ -91,6 +98,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             BatchTokenHidden = element * hidden * batch;
             BatchPromptCache = 2 * element * hidden * prompt * batch * cacheScale;
             BatchFullCache = 2 * element * hidden * total * batch * cacheScale;
+            BatchFullCacheExpanded = shape.CompressCache ? 2 * element * hidden * total * batch : 0;
+            MeanCacheExpansionTraffic = shape.CompressCache ? ExpansionTrafficPerByte * 2 * element * hidden * context * block : 0;
 
             WeightReadsPerLayer = model.LayerWeightBytes * shape.NumGpuBatches;
             PrefillMatmulFlops = block * prompt * model.LayerMatmulFlopsPerToken;
@@ -122,6 +131,10 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double BatchTokenHidden { get; }
         public double BatchPromptCache { get; }
         public double BatchFullCache { get; }
+        /// <summary>A compressed batch cache expanded to the model's dtype for attention (zero when uncompressed).</summary>
+        public double BatchFullCacheExpanded { get; }
+        /// <summary>GPU memory traffic of expanding the block's compressed cache each decoding step (zero when uncompressed).</summary>
+        public double MeanCacheExpansionTraffic { get; }
         /// <summary>Bytes of GPU memory traffic for weights: every GPU batch reads the whole (float16) layer.</summary>
         public double WeightReadsPerLayer { get; }
         public double PrefillMatmulFlops { get; }
@@ -134,7 +147,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double CpuAttentionScratch { get; }
     }
 
-    private static PhaseTimeTerms PrefillTimes(Sizes size, HardwareProfile hw) => new(
+    private static PhaseTimeTerms PrefillTimes(Sizes size, PolicyShape shape, HardwareProfile hw) => new(
         CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
         GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
@@ -144,7 +157,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         CpuToDisk: LinearExpression.Of(size.PromptCacheWrite, CacheDisk) / hw.CpuToDiskCacheBytesPerSecond
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
         GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
-                                        + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops),
+                                        + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops
+                                        + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds),
         CpuCompute: LinearExpression.Zero);
 
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
@@ -152,7 +166,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
-        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond));
+        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
+                                         + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds);
         var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;
@@ -178,7 +193,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
             DiskToCpu: diskToCpu,
             CpuToDisk: cpuToDisk,
-            GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops),
+            GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond),
             CpuCompute: LinearExpression.Zero);
     }
 
@@ -225,8 +240,9 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         }
         else
         {
-            // Each batch's off-GPU cache is brought up whole, double-buffered, for attention on the GPU.
-            gpuWorking += LinearExpression.Of(size.DecodeScratchWithScores)
+            // Each batch's off-GPU cache is brought up whole, double-buffered, for attention on the GPU; a compressed
+            // cache (wherever it lives) is expanded into a working cache, double-buffered too.
+            gpuWorking += LinearExpression.Of(size.DecodeScratchWithScores + 2 * size.BatchFullCacheExpanded)
                           + LinearExpression.Of(2 * size.BatchFullCache, CacheCpu, CacheDisk);
         }
         var disk = LinearExpression.Of(size.AllWeights, WeightsDisk) + LinearExpression.Of(size.AllCache, CacheDisk)

@@ -79,6 +79,12 @@ public sealed record HardwareProfile
     /// </summary>
     public required double GpuMemoryBytesPerSecond { get; init; }
     public CpuAttentionFit? CpuAttentionFit { get; init; }
+    /// <summary>
+    /// Fixed time each (layer, GPU batch) position costs beyond its arithmetic and memory traffic: kernel launches and
+    /// the host's scheduling of the position (not in FlexGen's model; zero leaves it out). It keeps the search from
+    /// preferring many tiny GPU batches that the arithmetic alone prices as nearly free.
+    /// </summary>
+    public double GpuBatchOverheadSeconds { get; init; }
 
     /// <summary>Where the numbers come from (a paper, a measuring run); informational.</summary>
     public string? Source { get; init; }
@@ -88,6 +94,8 @@ public sealed record HardwareProfile
     {
         if (string.IsNullOrWhiteSpace(Name))
             throw new ArgumentException($"hardware profile: '{HardwareProfileKeys.Name}' must not be empty");
+        if (double.IsNaN(GpuBatchOverheadSeconds) || double.IsInfinity(GpuBatchOverheadSeconds) || GpuBatchOverheadSeconds < 0)
+            throw new ArgumentException($"hardware profile '{Name}': '{HardwareProfileKeys.GpuBatchOverhead}' must be zero or positive, got {GpuBatchOverheadSeconds}");
         foreach (var (key, value) in Values())
         {
             if (double.IsNaN(value) || double.IsInfinity(value) || value <= 0)

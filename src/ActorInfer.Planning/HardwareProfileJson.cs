@@ -24,6 +24,7 @@ public static class HardwareProfileKeys
     public const string GpuBatchedMatmulDecode = "compute.gpu_bmm_decode_flops";
     public const string CpuAttention = "compute.cpu_attention_flops";
     public const string GpuMemoryBandwidth = "bandwidth.gpu_memory_bytes_per_s";
+    public const string GpuBatchOverhead = "compute.gpu_batch_overhead_s";
     public const string FitBatchAndHidden = "cpu_attention_fit.batch_and_hidden";
     public const string FitBatch = "cpu_attention_fit.batch";
     public const string FitHidden = "cpu_attention_fit.hidden";
@@ -46,7 +47,7 @@ public static class HardwareProfileJson
             "cpu_to_gpu_bytes_per_s", "cpu_to_gpu_cache_bytes_per_s", "gpu_to_cpu_bytes_per_s", "gpu_to_cpu_cache_bytes_per_s",
             "disk_to_cpu_bytes_per_s", "disk_to_cpu_cache_bytes_per_s", "cpu_to_disk_bytes_per_s", "cpu_to_disk_cache_bytes_per_s", "gpu_memory_bytes_per_s",
         ],
-        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops"],
+        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "gpu_batch_overhead_s"],
         ["cpu_attention_fit"] = ["batch_and_hidden", "batch", "hidden"],
     };
 
@@ -123,6 +124,7 @@ public static class HardwareProfileJson
                 GpuBatchedMatmulDecodeFlops = Number(root, HardwareProfileKeys.GpuBatchedMatmulDecode),
                 CpuAttentionFlops = Number(root, HardwareProfileKeys.CpuAttention),
                 GpuMemoryBytesPerSecond = Number(root, HardwareProfileKeys.GpuMemoryBandwidth),
+                GpuBatchOverheadSeconds = Number(root, HardwareProfileKeys.GpuBatchOverhead, 0, allowZero: true),
                 CpuAttentionFit = root.TryGetProperty("cpu_attention_fit", out _)
                     ? new CpuAttentionFit(
                         Number(root, HardwareProfileKeys.FitBatchAndHidden, 0, allowZero: true),
@@ -159,6 +161,8 @@ public static class HardwareProfileJson
                 writer.WriteStartObject(group.Key);
                 foreach (var (key, value) in group)
                     writer.WriteNumber(key.Split('.')[1], value);
+                if (group.Key == "compute" && profile.GpuBatchOverheadSeconds > 0)
+                    writer.WriteNumber(HardwareProfileKeys.GpuBatchOverhead.Split('.')[1], profile.GpuBatchOverheadSeconds);
                 writer.WriteEndObject();
             }
             if (profile.CpuAttentionFit is { } fit)

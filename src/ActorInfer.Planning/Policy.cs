@@ -34,6 +34,13 @@ public sealed record Policy
         Activations = activations ?? throw new ArgumentNullException(nameof(activations));
     }
 
+    /// <summary>The same placement and flags for another block geometry (and, if given, other weight fractions).</summary>
+    public Policy Reshaped(int gpuBatchSize, int numGpuBatches, TierFractions? weights = null) =>
+        new(gpuBatchSize, numGpuBatches, weights ?? Weights, Cache, Activations)
+        {
+            CpuAttention = CpuAttention, PinWeights = PinWeights, CompressWeights = CompressWeights, CompressCache = CompressCache,
+        };
+
     /// <summary>Sequences in one block: the batch the whole schedule works on.</summary>
     public int BlockSize => GpuBatchSize * NumGpuBatches;
 

@@ -85,6 +85,26 @@ public class HardwareProfileTests
     }
 
     [Fact]
+    public void A_gpu_batch_overhead_round_trips_and_adds_its_time_to_every_gpu_batch_of_a_layer()
+    {
+        var profile = HardwareProfiles.T4FlexGen with { GpuBatchOverheadSeconds = 0.002 };
+        var text = HardwareProfileJson.Serialize(profile);
+        Assert.Contains("\"gpu_batch_overhead_s\": 0.002", text);
+        Assert.Equal(profile, HardwareProfileJson.Parse(text));
+        Assert.DoesNotContain("gpu_batch_overhead_s", HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
+        Assert.Contains("compute.gpu_batch_overhead_s",
+            Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace("0.002", "-1"))).Message);
+
+        var model = OptModels.Get("opt-1.3b");
+        var workload = new Workload(64, 8);
+        var policy = new Policy(4, 3, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu) { CpuAttention = false };
+        var without = CostModel.Evaluate(model, workload, policy, HardwareProfiles.T4FlexGen);
+        var with = CostModel.Evaluate(model, workload, policy, profile);
+        Assert.Equal(without.Decode.GpuComputeSeconds + 3 * 0.002, with.Decode.GpuComputeSeconds, 9);
+        Assert.Equal(without.Prefill.GpuComputeSeconds + 3 * 0.002, with.Prefill.GpuComputeSeconds, 9);
+    }
+
+    [Fact]
     public void A_left_out_cache_bandwidth_equals_the_bulk_one()
     {
         var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen).Replace("\"gpu_to_cpu_cache_bytes_per_s\"", "\"ignored\"");

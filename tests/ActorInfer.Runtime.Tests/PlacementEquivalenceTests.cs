@@ -40,6 +40,71 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
+    public static TheoryData<string, int, int, int, TierFractions, TierFractions, bool> CompressedPlacements() => new()
+    {
+        { "compressed, all device 2x3", 2, 3, 5, Gpu, Gpu, false },
+        { "compressed, cache cpu, device attention 2x3", 2, 3, 5, Cpu, Cpu, false },
+        { "compressed, cache cpu, cpu attention 4x2", 4, 2, 7, Gpu, Cpu, true },
+        { "compressed, cache disk 1x1", 1, 1, 1, Gpu, Disk, false },
+        { "compressed, thirds, cpu attention 2x3", 2, 3, 6, Thirds, Thirds, true },
+        { "compressed, halves with disk 4x2", 4, 2, 7, HalfDisk, HalfDisk, false },
+    };
+
+    /// <summary>A 4-bit compressed cache, wherever it lives, gives what the reference with a compressed cache gives.</summary>
+    [Theory]
+    [MemberData(nameof(CompressedPlacements))]
+    public void A_compressed_cache_matches_the_compressed_reference(string name, int batchSize, int batches, int sequences,
+        TierFractions weights, TierFractions cache, bool cpuAttention)
+    {
+        var policy = new Policy(batchSize, batches, weights, cache, Half) { CpuAttention = cpuAttention, CompressCache = true };
+        Check(TestConfigs.PreLn, policy, sequences, name);
+    }
+
+    /// <summary>A prompt stored in several compressed chunks gives what one chunk gives.</summary>
+    [Fact]
+    public void A_long_prompt_compressed_in_chunks_matches_the_compressed_reference()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        SequenceState[] Make() => [.. new[] { 45, 30, 12 }.Select((length, i) =>
+        {
+            int[] prompt = [.. Enumerable.Range(0, length).Select(j => 4 + (i * 13 + j * 11) % (config.VocabSize - 4))];
+            return new SequenceState(new CompletionRequest { Prompt = Prompt.FromIds(prompt), MaxTokens = 6, Temperature = 0, IgnoreEos = true },
+                prompt, 0, config.EosTokenId);
+        })];
+        var expected = Make();
+        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+            BatchGenerator.Run(model, expected, Harness.Decode, compressCache: true);
+        var actual = Make();
+        var chunk = CompressedKvHome.StoreChunkTokens;
+        CompressedKvHome.StoreChunkTokens = 7;
+        try
+        {
+            var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+            using var copies = new CpuCopyEngine();
+            using var engine = new OffloadEngine(config, source, new Policy(2, 2, Gpu, Cpu, Gpu) { CpuAttention = false, CompressCache = true },
+                tiers, copies, ScalarType.Float32);
+            engine.Generate(actual, Harness.Decode);
+        }
+        finally
+        {
+            CompressedKvHome.StoreChunkTokens = chunk;
+        }
+        Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+    }
+
+    [Fact]
+    public void A_compressed_cache_changes_the_outputs_but_keeps_them_close()
+    {
+        using var source = new RandomWeights(TestConfigs.PreLn, seed: 7);
+        var exact = Harness.Reference(TestConfigs.PreLn, source, 6);
+        var compressed = Harness.Reference(TestConfigs.PreLn, source, 6, compressCache: true);
+        var differences = exact.Zip(compressed).Sum(p => p.First.OutputLogprobs.Zip(p.Second.OutputLogprobs).Count(l => l.First != l.Second));
+        Assert.True(differences > 0, "compression left every logprob unchanged: the cache was not compressed");
+        var matching = exact.Zip(compressed).Sum(p => p.First.OutputIds.Zip(p.Second.OutputIds).TakeWhile(t => t.First == t.Second).Count());
+        Assert.True(matching >= exact.Sum(s => s.OutputIds.Count) / 2, $"only {matching} leading tokens agree with the uncompressed run");
+    }
+
     [Fact]
     public void PostLayerNormModelWithProjectionsMatchesTheReferenceOffloaded()
     {
@@ -77,7 +142,7 @@ public sealed class PlacementEquivalenceTests
     private static void Check(OptConfig config, Policy policy, int count, string name)
     {
         using var source = new RandomWeights(config, seed: 7);
-        var expected = Harness.Reference(config, source, count);
+        var expected = Harness.Reference(config, source, count, compressCache: policy.CompressCache);
         var folder = Harness.TempFolder();
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, folder, Harness.Generous);
         var liveBefore = Harness.LiveTensors();

@@ -50,7 +50,7 @@ public static class BenchReport
             ["policy"] = new
             {
                 gpu_batch_size = p.GpuBatchSize, num_gpu_batches = p.NumGpuBatches, weights = Fractions(p.Weights),
-                cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention,
+                cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention, compress_cache = p.CompressCache,
             },
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
         };

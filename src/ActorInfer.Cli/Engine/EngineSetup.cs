@@ -103,7 +103,12 @@ public sealed class EngineSetup : IDisposable
                 throw new CliException("--policy auto needs --hardware: a profile written by `actorinfer profile` (or t4-flexgen)", 2);
             var hardware = HardwareProfiles.Resolve(choice.Hardware);
             var spec = ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype));
-            var options = new SearchOptions { GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches };
+            // A compressed cache is attended on the GPU, as FlexGen does: the cost model does not price expanding it on the CPU.
+            var options = new SearchOptions
+            {
+                GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches,
+                CompressCache = choice.CompressCache, CpuAttention = !choice.CompressCache,
+            };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
                 new TierBudget(usableGpu, cpuBudget, diskDir is null ? 1 : diskBudget));
             policy = search.Policy;
@@ -115,7 +120,7 @@ public sealed class EngineSetup : IDisposable
             {
                 policy = new Policy(choice.GpuBatchSize ?? defaultGpuBatchSize, choice.NumGpuBatches ?? 1,
                     TierFractions.FromPercent(p[0], p[1]), TierFractions.FromPercent(p[2], p[3]), TierFractions.FromPercent(p[4], p[5]))
-                { CpuAttention = choice.CpuAttention };
+                { CpuAttention = choice.CpuAttention, CompressCache = choice.CompressCache };
             }
             catch (ArgumentException ex)
             {

@@ -16,6 +16,7 @@ public sealed class PolicyOptions
     public Option<int?> GpuBatchSize { get; } = new("--gpu-batch-size") { Description = "Sequences per GPU batch." };
     public Option<int?> NumGpuBatches { get; } = new("--num-gpu-batches") { Description = "GPU batches per block (the zig-zag block size)." };
     public Option<bool> CpuAttention { get; } = new("--cpu-attention", "--cpu") { Description = "Attention over a CPU-resident cache runs on the CPU (FlexGen's CPU delegation)." };
+    public Option<bool> CompressCache { get; } = new("--compress-cache") { Description = "Keep the KV cache 4-bit group-quantized (FlexGen's compression; outputs differ from an uncompressed run)." };
     public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
     public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
     public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
@@ -34,7 +35,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -54,7 +55,8 @@ public sealed class PolicyOptions
             DiskMem: Size(parse.GetValue(DiskMem), "--disk-mem"),
             Hardware: parse.GetValue(Hardware),
             ThroughActors: parse.GetValue(EngineMode) != "direct",
-            Compare: parse.GetValue(EngineMode) == "compare");
+            Compare: parse.GetValue(EngineMode) == "compare",
+            CompressCache: parse.GetValue(CompressCache));
     }
 
     private static long? Size(string? text, string option)
@@ -68,4 +70,5 @@ public sealed class PolicyOptions
 
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
-    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false);
+    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false,
+    bool CompressCache = false);

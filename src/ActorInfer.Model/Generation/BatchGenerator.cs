@@ -9,7 +9,10 @@ namespace ActorInfer.Model.Generation;
 /// </summary>
 public static class BatchGenerator
 {
-    public static void Run(OptModel model, IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string> decode)
+    /// <param name="compressCache">Keep the cache 4-bit compressed (<see cref="CompressedLayerKv"/>): the reference for a
+    /// runtime that stores it so.</param>
+    public static void Run(OptModel model, IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string> decode,
+        bool compressCache = false)
     {
         var c = model.Config;
         var layout = new BatchLayout(sequences.Select(s => s.PromptIds.Count + s.OutputIds.Count).ToArray());
@@ -19,7 +22,9 @@ public static class BatchGenerator
         try
         {
             for (var i = 0; i < c.NumHiddenLayers; i++)
-                kv.Add(LayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device));
+                kv.Add(compressCache
+                    ? CompressedLayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device)
+                    : LayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device));
             Prefill(model, sequences, layout, kv, decode);
             for (var cacheIndex = layout.PaddedLength; sequences.Any(s => !s.IsFinished); cacheIndex++)
                 DecodeStep(model, sequences, layout, kv, cacheIndex, decode);

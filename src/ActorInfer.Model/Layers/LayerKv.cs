@@ -6,7 +6,7 @@ namespace ActorInfer.Model.Layers;
 /// The preallocated key/value cache of one layer for one batch, [B, heads, capacity, head_dim] each. New keys
 /// are written in place at their cache index (no concatenation per token). Owned by whoever allocated it.
 /// </summary>
-public sealed class LayerKv : IDisposable
+public class LayerKv : IDisposable
 {
     public LayerKv(Tensor keys, Tensor values)
     {
@@ -23,7 +23,7 @@ public sealed class LayerKv : IDisposable
             zeros([batch, heads, capacity, headDim], dtype: dtype, device: device));
 
     /// <summary>Writes [B, heads, T, head_dim] keys and values at cache indices [start, start + T).</summary>
-    public void Write(int start, Tensor keys, Tensor values)
+    public virtual void Write(int start, Tensor keys, Tensor values)
     {
         var length = keys.size(2);
         if (start + length > Capacity)

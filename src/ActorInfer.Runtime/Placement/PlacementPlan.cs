@@ -108,12 +108,17 @@ public sealed class PlacementPlan
         if (config is not null && batches.Count > 0)
         {
             long hiddenRow = config.HiddenSize * elementSize;
-            long CacheBytes(BatchShape b) => 2L * b.Size * b.Capacity * hiddenRow;
+            var compressed = policy.CompressCache;
+            long ExpandedBytes(BatchShape b) => 2L * b.Size * b.Capacity * hiddenRow;
+            long CacheBytes(BatchShape b) => compressed
+                ? CompressedKvHome.Bytes(b.Size, b.Capacity, config.HiddenSize, elementSize)
+                : ExpandedBytes(b);
             long HiddenBytes(BatchShape b) => (long)b.Size * b.PaddedLength * hiddenRow;
             var maxCache = batches.Max(CacheBytes);
+            var maxExpanded = batches.Max(ExpandedBytes);
             var maxHidden = batches.Max(HiddenBytes);
             var maxBatch = batches.Max(b => b.Size);
-            bool offDeviceCache = false, diskCache = false, offDeviceHidden = false, diskHidden = false, cpuAttention = false;
+            bool offDeviceCache = false, diskCache = false, offDeviceHidden = false, diskHidden = false, cpuAttention = false, deviceCache = false;
             for (var l = 0; l < decoderLayers; l++)
                 for (var k = 0; k < batches.Count; k++)
                 {
@@ -122,6 +127,7 @@ public sealed class PlacementPlan
                     offDeviceCache |= tier != TierKind.Device;
                     diskCache |= tier == TierKind.Disk;
                     cpuAttention |= tier != TierKind.Device && policy.CpuAttention;
+                    deviceCache |= tier == TierKind.Device;
                 }
             var activationKinds = new HashSet<TierKind>();
             for (var k = 0; k < batches.Count; k++)
@@ -136,11 +142,25 @@ public sealed class PlacementPlan
                     offDeviceHidden |= kind != TierKind.Device;
                     diskHidden |= kind == TierKind.Disk;
                 }
-            // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
-            var deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
+            long deviceWork, cpuWork;
+            if (!compressed)
+            {
+                // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
+                deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
                              (cpuAttention ? maxBatch * hiddenRow : 0);
-            // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
-            var cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
+                // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
+                cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
+            }
+            else
+            {
+                // A compressed cache is never read in place: the current and the next batch each hold an expanded working
+                // cache where attention runs and, when home is another tier, the compressed prefix staged beside it.
+                var deviceAttended = deviceCache || (offDeviceCache && !policy.CpuAttention);
+                var stagedOnDevice = offDeviceCache && !policy.CpuAttention;
+                deviceWork = (deviceAttended ? 2 * maxExpanded : 0) + (stagedOnDevice ? 2 * maxCache : 0) +
+                             (offDeviceHidden ? 2 * maxHidden : 0) + (cpuAttention ? maxBatch * hiddenRow : 0);
+                cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + 2 * maxExpanded + (diskCache ? 2 * maxCache : 0) : 0;
+            }
             working += new TierBytes(deviceWork, cpuWork, 0);
             // The batch being computed holds its input state until its output state is stored: one more per tier.
             foreach (var kind in activationKinds) working += TierBytes.On(kind, maxHidden);

@@ -20,7 +20,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     private Device Device => _tiers.Device.Device;
 
     /// <summary>What a (layer, batch) computes from: its transfers, hidden state on the device, working cache.</summary>
-    private sealed record Inputs(Transfers Transfers, Tensor? Hidden, LayerKv? WorkingCache, TierKind AttentionSite);
+    private sealed record Inputs(Transfers Transfers, Tensor? Hidden, LayerKv? WorkingCache, TierKind AttentionSite, Action? ExpandCache = null);
 
     // The state of the step in progress: where the cursor is, and what has been loaded for it and the next one.
     private IReadOnlyList<GpuBatch> _active = [];
@@ -207,10 +207,10 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             return new Inputs(transfers, hidden, null, TierKind.Device);
         var home = batch.Cache[layer.DecoderLayer];
         var site = home.Tier != TierKind.Device && engine.Policy.CpuAttention ? TierKind.Cpu : TierKind.Device;
-        if (home.Tier == site) return new Inputs(transfers, hidden, home.Memory, site);
+        if (home.Tier == site && home.Memory is { } inPlace) return new Inputs(transfers, hidden, inPlace, site);
         var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers,
             $"the cache of decoder layer {layer.DecoderLayer}, {batch.Index}");
-        return new Inputs(transfers, hidden, working, site);
+        return new Inputs(transfers, hidden, working.Cache, site, working.Expand);
     }
 
     private void Compute(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores)
@@ -286,10 +286,10 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             if (step.IsPrefill)
             {
                 var mask = batch.Mask(step, Device);
-                if (home.Tier == TierKind.Device)
+                if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
                 {
-                    home.Memory!.Write(0, k, v);
-                    var (keys, values) = home.Memory.Prefix((int)q.size(2));
+                    deviceCache.Write(0, k, v);
+                    var (keys, values) = deviceCache.Prefix((int)q.size(2));
                     using (keys)
                     using (values)
                         return OptMath.Attend(q, keys, values, mask, causal: mask is null);
@@ -300,6 +300,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 return context;
             }
             var cache = inputs.WorkingCache!;
+            inputs.ExpandCache?.Invoke();
             Tensor result;
             if (inputs.AttentionSite == TierKind.Device)
             {

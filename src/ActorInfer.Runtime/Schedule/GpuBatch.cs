@@ -14,7 +14,7 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     public IReadOnlyList<SequenceState> Sequences => sequences;
     public BatchLayout Layout => layout;
     public int Capacity => capacity;
-    public List<KvHome> Cache { get; } = [];
+    public List<IKvHome> Cache { get; } = [];
     public HiddenHome? Hidden { get; set; }
 
     /// <summary>The tokens the output head chose, not yet appended (see <see cref="BlockStep.DeferTokens"/>).</summary>

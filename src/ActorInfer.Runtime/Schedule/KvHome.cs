@@ -10,7 +10,7 @@ namespace ActorInfer.Runtime.Schedule;
 /// [B, heads, capacity, head_dim]; on disk two files laid out token-major [capacity, B, heads, head_dim], so a
 /// step's new entries are one contiguous write and a prefix is one contiguous read.
 /// </summary>
-internal sealed class KvHome : IDisposable
+internal sealed class KvHome : IKvHome
 {
     private readonly TensorLease? _keys, _values;
     private readonly DiskLease? _keyFile, _valueFile;
@@ -45,11 +45,7 @@ internal sealed class KvHome : IDisposable
 
     private long RowBytes => _shape[0] * _shape[1] * _shape[3] * MemoryTier.ElementSize(_dtype);
 
-    /// <summary>
-    /// A working cache on <paramref name="site"/> with room for <paramref name="length"/> + 1 entries, its first
-    /// <paramref name="length"/> filled from home (the copies are added to <paramref name="transfers"/>).
-    /// </summary>
-    public LayerKv LoadPrefix(MemoryTier site, int length, Transfers transfers, string what)
+    public WorkingKv LoadPrefix(MemoryTier site, int length, Transfers transfers, string what)
     {
         long[] shape = [_shape[0], _shape[1], length + 1, _shape[3]];
         var keys = site.Allocate(shape, _dtype, $"working keys of {what}");
@@ -63,7 +59,7 @@ internal sealed class KvHome : IDisposable
             transfers.Keep(src.Keys); transfers.Keep(src.Values); transfers.Keep(dst.Keys); transfers.Keep(dst.Values);
             transfers.Add(transfers.Engine.CopyAsync(dst.Keys, src.Keys, CopyDirection.Load));
             transfers.Add(transfers.Engine.CopyAsync(dst.Values, src.Values, CopyDirection.Load));
-            return work;
+            return new WorkingKv(work, null);
         }
         foreach (var (file, into) in new[] { (_keyFile!, keys.Tensor), (_valueFile!, values.Tensor) })
         {
@@ -74,10 +70,9 @@ internal sealed class KvHome : IDisposable
             using var permuted = tokenMajor.Tensor.permute(1, 2, 0, 3);
             prefix.copy_(permuted);
         }
-        return work;
+        return new WorkingKv(work, null);
     }
 
-    /// <summary>Stores [B, heads, T, head_dim] keys and values at cache index <paramref name="start"/> after the compute issued so far.</summary>
     public void Store(int start, Tensor keys, Tensor values, ICopyEngine engine, TierSet tiers, Transfers pending, string what)
     {
         if (Memory is not null)

@@ -82,7 +82,7 @@ public sealed class OffloadEngine : IDisposable
 
     /// <summary>What a block of full GPU batches of this geometry and length would hold per tier, weights included.</summary>
     public PlacementPlan PlanBlock(int gpuBatchSize, int numGpuBatches, int paddedLength, int capacity) =>
-        PlanBlock(new Policy(gpuBatchSize, numGpuBatches, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention },
+        PlanBlock(Policy.Reshaped(gpuBatchSize, numGpuBatches),
             paddedLength, capacity);
 
     /// <summary>What a block of full GPU batches would hold per tier under another policy (its weight fractions too).</summary>
@@ -102,7 +102,7 @@ public sealed class OffloadEngine : IDisposable
             return WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
-        var block = new Policy(shapes.Max(s => s.Size), shapes.Length, policy.Weights, placed.Cache, placed.Activations) { CpuAttention = placed.CpuAttention };
+        var block = placed.Reshaped(shapes.Max(s => s.Size), shapes.Length, policy.Weights);
         var key = (block, string.Join(";", shapes.Select(s => $"{s.Size},{s.PaddedLength},{s.Capacity}")));
         return WithHostCopies(_runningPlans.GetOrAdd(key, k => PlacementPlan.ForBlock(_layers, Config, k.Block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu)));
     }
@@ -179,7 +179,7 @@ public sealed class OffloadEngine : IDisposable
     public BlockSession OpenBlock(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, int? gpuBatchSize = null)
     {
         var policy = gpuBatchSize is { } size
-            ? new Policy(size, (block.Count + size - 1) / size, Policy.Weights, Policy.Cache, Policy.Activations) { CpuAttention = Policy.CpuAttention }
+            ? Policy.Reshaped(size, (block.Count + size - 1) / size)
             : Policy;
         var plan = Plan(block, policy);
         plan.EnsureFits(Tiers);
@@ -193,9 +193,12 @@ public sealed class OffloadEngine : IDisposable
         {
             foreach (var batch in batches)
                 for (var l = 0; l < Config.NumHiddenLayers; l++)
-                    batch.Cache.Add(new KvHome(Tiers, plan.CacheTier(l, batch.Index),
-                        [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim], DType,
-                        $"the cache of decoder layer {l}, {batch.Index}"));
+                {
+                    long[] shape = [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim];
+                    var what = $"the cache of decoder layer {l}, {batch.Index}";
+                    var tier = plan.CacheTier(l, batch.Index);
+                    batch.Cache.Add(policy.CompressCache ? new CompressedKvHome(Tiers, tier, shape, DType, what) : new KvHome(Tiers, tier, shape, DType, what));
+                }
             return new BlockSession(new BlockStep(this, _layers, _weights, plan, batches, decode), batches, _layers.Count, policy, shapes);
         }
         catch
