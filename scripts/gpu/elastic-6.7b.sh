@@ -111,8 +111,12 @@ def against_layer_step(run, logname, label):
   hlog = open(f"{out}/{logname}").read() if ho else ""
   m = re.search(r"honour times in order \(ms\): (.*)", hlog)
   htimes = [float(v) for v in m.group(1).split()] if m else []
-  m = re.search(r"each as arrival \+ to the boundary \+ applying \(ms\): (.*)", hlog)
+  m = re.search(r"each take-up as arrival \+ to the boundary \+ applying \(ms\): (.*)", hlog)
   hparts = m.group(1).split() if m else []
+  m = re.search(r"within the new budget at the change .*?in order: (.*)", hlog)
+  hwithin = m.group(1).split() if m else []
+  m = re.search(r"taken up \(from the change until applied\) in order \(ms\): (.*)", hlog)
+  htake = m.group(1).split() if m else []
   under = 0
   for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
     if i == 0 or i >= len(htimes): continue
@@ -126,7 +130,9 @@ def against_layer_step(run, logname, label):
     layer = (pending if pending > 3 * gap else gap) / 32
     ok = htimes[i] < layer
     under += ok
-    print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms ({hparts[i] if i < len(hparts) else '?'}); layer step in progress ~{layer:.2f} ms"
+    rose = i < len(hwithin) and hwithin[i] == "yes"
+    how = f"within at the change, taken up in {htake[i]} ms = {hparts[i]}" if rose and i < len(htake) else (hparts[i] if i < len(hparts) else '?')
+    print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms ({how}); layer step in progress ~{layer:.2f} ms"
           f"{' (a prefill)' if pending > 3 * gap else ''}: {'under' if ok else 'over'}")
   if len(htimes) > 1: print(f"{label} run: {under} of {len(htimes) - 1} run-time events under one layer step; median {statistics.median(htimes[1:]):.1f} ms, max {max(htimes[1:]):.1f} ms")
 against_layer_step("run-elastic", "elastic.log", "elastic")

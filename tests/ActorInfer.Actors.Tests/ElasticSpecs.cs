@@ -208,6 +208,39 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     }
 
     /// <summary>
+    /// A budget that rises (or stays) was honoured when it changed: the tiers already held no more than the old one.
+    /// Its time to honour is zero and its take-up (until the scheduler applied it) is kept beside it; a budget that
+    /// falls is timed from its change as before.
+    /// </summary>
+    [Fact]
+    public void A_budget_that_rises_is_honoured_at_its_change_and_one_that_falls_is_timed()
+    {
+        var (engine, owner) = OffloadedEngine();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        long HalfSecondAgo() => System.Diagnostics.Stopwatch.GetTimestamp() - System.Diagnostics.Stopwatch.Frequency / 2;
+        var first = new Memory.TierBudgets(1L << 30, 1L << 30, 0);
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "first"), first) { ChangedAt = HalfSecondAgo() });
+        var start = ExpectMsg<PolicyHonoured>();
+        Assert.False(start.WithinAtChange, "the first budget has nothing before it to be within");
+        Assert.InRange(start.Elapsed, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(30));
+
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 2, "more"), first with { Gpu = 2L << 30 }) { ChangedAt = HalfSecondAgo() });
+        var rise = ExpectMsg<PolicyHonoured>();
+        Assert.True(rise.WithinAtChange, $"{rise}");
+        Assert.Equal(TimeSpan.Zero, rise.Elapsed);
+        Assert.InRange(rise.TakeUp, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(30));
+
+        var held = engine.DeviceBytesHeld!.Value;
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "less"), first with { Gpu = held + (64L << 20) }) { ChangedAt = HalfSecondAgo() });
+        var fall = ExpectMsg<PolicyHonoured>();
+        Assert.False(fall.WithinAtChange, $"{fall}");
+        Assert.InRange(fall.Elapsed, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(30));
+        Assert.Equal(fall.Elapsed, fall.TakeUp);
+        owner.Dispose();
+    }
+
+    /// <summary>
     /// A step's tokens are on their way from the device (their fence not ready) when a smaller policy arrives: the
     /// scheduler, reading its mail while it waits, drops the last batches then and there, abandoning their tokens (the
     /// sequences resume from their progress), and honours the policy before any token of the step is appended.

@@ -6,18 +6,24 @@ namespace ActorInfer.Actors.Scheduling;
 /// <summary>
 /// The scheduler's record of policies not yet honoured: when each budget change happened, when its policy arrived,
 /// when the application in progress began. Honouring them gives each its time from the budget change to the
-/// block within it, split into the way to the scheduler, the wait for a boundary and the applying.
+/// block within it, split into the way to the scheduler, the wait for a boundary and the applying. A budget that
+/// did not fall below what the tiers held when it changed was honoured then: its time to honour is zero, and the
+/// time until the scheduler applied it is its take-up.
 /// </summary>
 internal sealed class HonourClock
 {
-    private readonly List<(long Changed, long Arrived)> _waiting = [];
+    private readonly List<(long Changed, long Arrived, bool WithinAtChange)> _waiting = [];
     private long _applyStarted;
 
+    /// <summary>Whether a policy is waiting to be honoured.</summary>
+    public bool AnyWaiting => _waiting.Count > 0;
+
     /// <summary>A policy arrived now, for a budget change at <paramref name="changedAt"/> (now where the sender did not say).</summary>
-    public void Arrived(long? changedAt)
+    /// <param name="withinAtChange">The tiers held no more than the new budgets when they changed (a budget that rose).</param>
+    public void Arrived(long? changedAt, bool withinAtChange = false)
     {
         var arrived = Stopwatch.GetTimestamp();
-        _waiting.Add((changedAt ?? arrived, arrived));
+        _waiting.Add((changedAt ?? arrived, arrived, withinAtChange));
     }
 
     /// <summary>The application (at a boundary, between blocks, or on arrival) begins now.</summary>
@@ -30,8 +36,11 @@ internal sealed class HonourClock
         var honoured = _waiting.Select(w =>
         {
             var applied = Math.Max(w.Arrived, _applyStarted);
-            return new SchedulerProtocol.PolicyHonoured(Stopwatch.GetElapsedTime(w.Changed, now), dropped)
+            var taken = Stopwatch.GetElapsedTime(w.Changed, now);
+            return new SchedulerProtocol.PolicyHonoured(w.WithinAtChange ? TimeSpan.Zero : taken, dropped)
             {
+                WithinAtChange = w.WithinAtChange,
+                TakeUp = taken,
                 Arrival = Stopwatch.GetElapsedTime(w.Changed, w.Arrived),
                 ToBoundary = Stopwatch.GetElapsedTime(w.Arrived, applied),
                 Applying = Stopwatch.GetElapsedTime(applied, now),

@@ -72,17 +72,24 @@ public static class SchedulerProtocol
     /// <summary>
     /// A policy (and the budget behind it) is honoured: the running block holds no more sequences than it allows.
     /// <paramref name="Elapsed"/> runs from the budget change behind the policy (from its arrival when the sender did
-    /// not say when that was).
+    /// not say when that was) to the tiers holding no more than the budgets: zero for a budget that did not fall below
+    /// what they held (<see cref="WithinAtChange"/>).
     /// </summary>
     public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped)
     {
-        /// <summary>Of <see cref="Elapsed"/>: from the budget change to the policy's arrival at the scheduler (planning, mailbox).</summary>
+        /// <summary>The budgets did not fall below what the tiers held when they changed (no earlier change was waiting): honoured then.</summary>
+        public bool WithinAtChange { get; init; }
+
+        /// <summary>From the budget change until the scheduler had applied the policy (equal to <see cref="Elapsed"/> unless <see cref="WithinAtChange"/>).</summary>
+        public TimeSpan TakeUp { get; init; }
+
+        /// <summary>Of <see cref="TakeUp"/>: from the budget change to the policy's arrival at the scheduler (planning, mailbox).</summary>
         public TimeSpan Arrival { get; init; }
 
-        /// <summary>Of <see cref="Elapsed"/>: from the arrival to the layer boundary (or step end) where it was applied; zero when honoured on arrival.</summary>
+        /// <summary>Of <see cref="TakeUp"/>: from the arrival to the layer boundary (or step end) where it was applied; zero when applied on arrival.</summary>
         public TimeSpan ToBoundary { get; init; }
 
-        /// <summary>Of <see cref="Elapsed"/>: applying it there (drops, weights re-placed) until the block held no more than the budgets.</summary>
+        /// <summary>Of <see cref="TakeUp"/>: applying it there (drops, weights re-placed) until the block held no more than the budgets.</summary>
         public TimeSpan Applying { get; init; }
 
         /// <summary>The longest message the tensor thread ran while the policy was on its way to the scheduler.</summary>

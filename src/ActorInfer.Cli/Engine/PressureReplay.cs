@@ -119,7 +119,10 @@ public sealed class PressureReplay : IDisposable
                $"{driver.OutOfMemory.Count} device out-of-memory events; {_setup.Tiers.Device.BudgetsSetBelowHeld} budgets applied while the device held more; " +
                $"weights moved {ByteSize.Format(_setup.WeightBytesMoved)}\n" +
                $"pressure: honour times in order (ms): {string.Join(" ", inOrder)}\n" +
-               $"pressure: each as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
+               $"pressure: within the new budget at the change (a budget that did not fall; honoured then), in order: " +
+               $"{string.Join(" ", driver.Honoured.Select(h => h.WithinAtChange ? "yes" : "no"))}\n" +
+               $"pressure: taken up (from the change until applied) in order (ms): {string.Join(" ", driver.Honoured.Select(h => Ms(h.TakeUp)))}\n" +
+               $"pressure: each take-up as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
                $"pressure: garbage collections gen0/gen1/gen2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
