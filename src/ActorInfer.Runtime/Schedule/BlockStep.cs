@@ -305,10 +305,13 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             if (inputs.AttentionSite == TierKind.Device)
             {
                 cache.Write(cacheIndex, k, v);
-                var (keys, values) = cache.Prefix(cacheIndex + 1);
+                // A cache that stays on the device is attended over a length rounded up (its unwritten entries are zeros,
+                // masked): attention kernels that plan per shape (cuDNN's) then plan once per 64 tokens, not every step.
+                var attended = ReferenceEquals(cache, home.Memory) ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
+                var (keys, values) = cache.Prefix(attended);
                 using (keys)
                 using (values)
-                    result = OptMath.Attend(q, keys, values, batch.Mask(step, Device));
+                    result = OptMath.Attend(q, keys, values, attended == cacheIndex + 1 ? batch.Mask(step, Device) : batch.MaskOver(step, Device, attended));
             }
             else
                 result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
@@ -316,6 +319,9 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             return result;
         }
     }
+
+    /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
+    internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
 
     /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
     private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)

@@ -37,8 +37,26 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
         return mask;
     }
 
+    private readonly Dictionary<(TorchSharp.DeviceType, int Attended), (TokenStep Step, TorchSharp.torch.Tensor Mask)> _rounded = [];
+
+    /// <summary>
+    /// The decoding mask of this step over <paramref name="attended"/> cache indices (more than the step has filled:
+    /// those after it are masked), built once per step, device and length.
+    /// </summary>
+    public TorchSharp.torch.Tensor MaskOver(TokenStep step, TorchSharp.torch.Device device, int attended)
+    {
+        if (_rounded.TryGetValue((device.type, attended), out var cached) && cached.Step == step) return cached.Mask;
+        cached.Mask?.Dispose();
+        var mask = layout.DecodeMask(step.CacheIndex(layout), device, attended);
+        mask.DetachFromDisposeScope();
+        _rounded[(device.type, attended)] = (step, mask);
+        return mask;
+    }
+
     public void Dispose()
     {
+        foreach (var (_, mask) in _rounded.Values) mask.Dispose();
+        _rounded.Clear();
         foreach (var kv in Cache) kv.Dispose();
         Cache.Clear();
         Hidden?.Dispose();

@@ -31,9 +31,12 @@ internal sealed class KvHome : IKvHome
         }
         else
         {
-            // Read only up to the tokens written: a reused buffer needs no zeroing.
-            _keys = tiers.Memory(tier).Allocate(shape, dtype, $"keys of {what}", zeroed: false);
-            try { _values = tiers.Memory(tier).Allocate(shape, dtype, $"values of {what}", zeroed: false); }
+            // Off the device it is read only up to the tokens written: a reused buffer needs no zeroing. On the device
+            // attention reads a rounded-up length whose unwritten entries are masked: they must be zeros, not garbage
+            // (a masked NaN still poisons the weighted sum).
+            var zeroed = tier == TierKind.Device;
+            _keys = tiers.Memory(tier).Allocate(shape, dtype, $"keys of {what}", zeroed);
+            try { _values = tiers.Memory(tier).Allocate(shape, dtype, $"values of {what}", zeroed); }
             catch { _keys.Dispose(); throw; }
             Memory = new LayerKv(_keys.Tensor, _values.Tensor);
         }
