@@ -47,16 +47,28 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     {
         if (_rounded.TryGetValue((device.type, attended), out var cached) && cached.Step == step) return cached.Mask;
         cached.Mask?.Dispose();
-        var mask = layout.DecodeMask(step.CacheIndex(layout), device, attended);
+        var cacheIndex = step.CacheIndex(layout);
+        if (attended <= cacheIndex) throw new ArgumentException($"a decoding mask over {attended} indices cannot reach cache index {cacheIndex}");
+        // Built on the device from the batch's padding (copied there once): a host-built mask would be copied from
+        // pageable memory every step, and that copy waits for the device to finish what the host queued.
+        _padding ??= TorchSharp.torch.tensor(Enumerable.Range(0, layout.BatchSize).Select(b => (long)layout.PadCount(b)).ToArray(),
+            [layout.BatchSize, 1, 1, 1]).to(device).DetachFromDisposeScope();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var positions = TorchSharp.torch.arange(attended, dtype: TorchSharp.torch.ScalarType.Int64, device: device);
+        var mask = positions.ge(_padding).logical_and_(positions.le(cacheIndex)).MoveToOuterDisposeScope();
         mask.DetachFromDisposeScope();
         _rounded[(device.type, attended)] = (step, mask);
         return mask;
     }
 
+    private TorchSharp.torch.Tensor? _padding;
+
     public void Dispose()
     {
         foreach (var (_, mask) in _rounded.Values) mask.Dispose();
         _rounded.Clear();
+        _padding?.Dispose();
+        _padding = null;
         foreach (var kv in Cache) kv.Dispose();
         Cache.Clear();
         Hidden?.Dispose();
