@@ -56,6 +56,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var attentionPoints = new CpuAttentionProbe(copies, host, dev, log).Measure(_attention);
         var (cpuAttention, cpuAttentionFit) = CpuAttentionFit.FromRates(attentionPoints.Select(p => (p.GpuBatchSize, p.FlopsPerSecond)).ToArray());
         log($"CPU attention fit: {cpuAttention / 1e9:F2} GFLOP/s at batch 64, batch coefficient {cpuAttentionFit.Batch:F4}");
+        var batchOverhead = new GpuBatchOverheadProbe(copies, log).Measure(dtype);
 
         return new HardwareProfile
         {
@@ -78,8 +79,10 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             CpuAttentionFlops = cpuAttention,
             CpuAttentionFit = cpuAttentionFit,
             GpuMemoryBytesPerSecond = deviceMemory,
+            GpuBatchOverheadSeconds = batchOverhead,
             Source = $"measured by `actorinfer profile` on {Environment.MachineName} at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")}); " +
-                     $"CPU attention as the runtime's decoding step runs it, hidden {_attention.HiddenSize} in {_attention.Heads} heads, GPU batches {string.Join(", ", CpuAttentionProbe.BatchSizes)}",
+                     $"CPU attention as the runtime's decoding step runs it, hidden {_attention.HiddenSize} in {_attention.Heads} heads, GPU batches {string.Join(", ", CpuAttentionProbe.BatchSizes)}; " +
+                     $"per-position overhead from the runtime's decoding step of a {GpuBatchOverheadProbe.Layers}-layer model of hidden 64, {GpuBatchOverheadProbe.GpuBatches} GPU batches of 1",
         }.Validate();
     }
 
