@@ -69,19 +69,15 @@ public sealed record BatchLayout
         return tensor(data, [BatchSize, 1, s, s]).to(device);
     }
 
-    /// <summary>
-    /// Mask of one new query over cache indices [0, cacheIndex], [B, 1, 1, cacheIndex + 1]; with
-    /// <paramref name="attended"/>, over that many indices, those after <paramref name="cacheIndex"/> masked.
-    /// </summary>
-    public Tensor DecodeMask(int cacheIndex, Device device, int? attended = null)
+    /// <summary>Mask of one new query over cache indices [0, cacheIndex], [B, 1, 1, cacheIndex + 1].</summary>
+    public Tensor DecodeMask(int cacheIndex, Device device)
     {
-        var k = attended ?? cacheIndex + 1;
-        if (k <= cacheIndex) throw new ArgumentException($"a decoding mask over {k} indices cannot reach cache index {cacheIndex}");
+        var k = cacheIndex + 1;
         var data = new bool[BatchSize * k];
         for (var b = 0; b < BatchSize; b++)
         {
             var pad = PadCount(b);
-            for (var j = pad; j <= cacheIndex; j++) data[b * k + j] = true;
+            for (var j = pad; j < k; j++) data[b * k + j] = true;
         }
         return tensor(data, [BatchSize, 1, 1, k]).to(device);
     }

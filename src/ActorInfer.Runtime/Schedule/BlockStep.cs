@@ -311,7 +311,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 var (keys, values) = cache.Prefix(attended);
                 using (keys)
                 using (values)
-                    result = OptMath.Attend(q, keys, values, attended == cacheIndex + 1 ? batch.Mask(step, Device) : batch.MaskOver(step, Device, attended));
+                    result = OptMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
             }
             else
                 result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);

@@ -20,55 +20,52 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     /// <summary>The tokens the output head chose, not yet appended (see <see cref="BlockStep.DeferTokens"/>).</summary>
     public PendingTokens? Tokens { get; set; }
 
-    private readonly Dictionary<TorchSharp.DeviceType, (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
+    private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
+    private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _padding = [];
 
     /// <summary>
-    /// The attention mask of this step on <paramref name="device"/>, built once per step and device rather than once
-    /// per layer; null when the batch has no padding (prefill is then plain causal attention, decoding unmasked).
+    /// The attention mask of this step on <paramref name="device"/>, built once per step, device and length rather than
+    /// once per layer. Prefill: causal over the padded prompts. Decoding: over <paramref name="attended"/> cache indices
+    /// (by default the filled ones, up to this step's), padding and the indices after this step's masked. Null where
+    /// nothing is masked (no padding, and no index beyond this step's).
     /// </summary>
-    public TorchSharp.torch.Tensor? Mask(TokenStep step, TorchSharp.torch.Device device)
+    public TorchSharp.torch.Tensor? Mask(TokenStep step, TorchSharp.torch.Device device, int? attended = null)
     {
-        if (!layout.HasPadding) return null;
-        if (_masks.TryGetValue(device.type, out var cached) && cached.Step == step) return cached.Mask;
+        var filled = step.CacheIndex(layout) + 1;
+        var length = step.IsPrefill ? layout.PaddedLength : attended ?? filled;
+        if (!step.IsPrefill && length < filled)
+            throw new ArgumentException($"a decoding mask over {length} indices cannot reach cache index {filled - 1}");
+        if (!layout.HasPadding && (step.IsPrefill || length == filled)) return null;
+        if (_masks.TryGetValue((device.type, length), out var cached) && cached.Step == step) return cached.Mask;
         cached.Mask?.Dispose();
-        var mask = step.IsPrefill ? layout.PrefillMask(device) : layout.DecodeMask(step.CacheIndex(layout), device);
+        var mask = step.IsPrefill ? layout.PrefillMask(device) : DecodeMask(device, filled - 1, length);
         mask.DetachFromDisposeScope();
-        _masks[device.type] = (step, mask);
+        _masks[(device.type, length)] = (step, mask);
         return mask;
     }
 
-    private readonly Dictionary<(TorchSharp.DeviceType, int Attended), (TokenStep Step, TorchSharp.torch.Tensor Mask)> _rounded = [];
-
     /// <summary>
-    /// The decoding mask of this step over <paramref name="attended"/> cache indices (more than the step has filled:
-    /// those after it are masked), built once per step, device and length.
+    /// [B, 1, 1, length]: true from each sequence's first token through <paramref name="cacheIndex"/>. Built on the device
+    /// from the batch's padding, copied there once: a mask built on the host would be copied from pageable memory every
+    /// step, and that copy waits for the device to finish what the host queued.
     /// </summary>
-    public TorchSharp.torch.Tensor MaskOver(TokenStep step, TorchSharp.torch.Device device, int attended)
+    private TorchSharp.torch.Tensor DecodeMask(TorchSharp.torch.Device device, int cacheIndex, int length)
     {
-        if (_rounded.TryGetValue((device.type, attended), out var cached) && cached.Step == step) return cached.Mask;
-        cached.Mask?.Dispose();
-        var cacheIndex = step.CacheIndex(layout);
-        if (attended <= cacheIndex) throw new ArgumentException($"a decoding mask over {attended} indices cannot reach cache index {cacheIndex}");
-        // Built on the device from the batch's padding (copied there once): a host-built mask would be copied from
-        // pageable memory every step, and that copy waits for the device to finish what the host queued.
-        _padding ??= TorchSharp.torch.tensor(Enumerable.Range(0, layout.BatchSize).Select(b => (long)layout.PadCount(b)).ToArray(),
-            [layout.BatchSize, 1, 1, 1]).to(device).DetachFromDisposeScope();
+        if (!_padding.TryGetValue(device.type, out var padding))
+        {
+            padding = TorchSharp.torch.tensor(Enumerable.Range(0, layout.BatchSize).Select(b => (long)layout.PadCount(b)).ToArray(),
+                [layout.BatchSize, 1, 1, 1]).to(device).DetachFromDisposeScope();
+            _padding[device.type] = padding;
+        }
         using var scope = TorchSharp.torch.NewDisposeScope();
-        var positions = TorchSharp.torch.arange(attended, dtype: TorchSharp.torch.ScalarType.Int64, device: device);
-        var mask = positions.ge(_padding).logical_and_(positions.le(cacheIndex)).MoveToOuterDisposeScope();
-        mask.DetachFromDisposeScope();
-        _rounded[(device.type, attended)] = (step, mask);
-        return mask;
+        var positions = TorchSharp.torch.arange(length, dtype: TorchSharp.torch.ScalarType.Int64, device: device);
+        return positions.ge(padding).logical_and_(positions.le(cacheIndex)).MoveToOuterDisposeScope();
     }
-
-    private TorchSharp.torch.Tensor? _padding;
 
     public void Dispose()
     {
-        foreach (var (_, mask) in _rounded.Values) mask.Dispose();
-        _rounded.Clear();
-        _padding?.Dispose();
-        _padding = null;
+        foreach (var padding in _padding.Values) padding.Dispose();
+        _padding.Clear();
         foreach (var kv in Cache) kv.Dispose();
         Cache.Clear();
         Hidden?.Dispose();

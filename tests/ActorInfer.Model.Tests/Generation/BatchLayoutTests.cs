@@ -56,15 +56,4 @@ public class BatchLayoutTests
 
     [Fact]
     public void Empty_prompts_are_refused() => Assert.Throws<ArgumentException>(() => new BatchLayout([2, 0]));
-
-    [Fact]
-    public void A_decoding_mask_over_more_indices_masks_padding_and_everything_after_the_step()
-    {
-        var layout = new BatchLayout([3, 1]);
-        using var mask = layout.DecodeMask(4, torch.CPU, attended: 7);
-        Assert.Equal(new long[] { 2, 1, 1, 7 }, mask.shape);
-        Assert.Equal(new[] { true, true, true, true, true, false, false, false, false, true, true, true, false, false },
-            mask.data<bool>().ToArray());
-        Assert.Throws<ArgumentException>(() => layout.DecodeMask(4, torch.CPU, attended: 4));
-    }
 }
