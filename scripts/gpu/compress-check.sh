@@ -6,14 +6,7 @@ set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out" /tmp/ai-disk
 ai() { bash .gpu/run.sh actorinfer "$@"; }
-python3 - <<'PY'
-import json, random
-rng = random.Random(13)
-with open("/tmp/in-1.3b.jsonl", "w") as f:
-    for i in range(24):
-        f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, 50000) for _ in range(127)], "max_tokens": 16,
-                            "temperature": 0, "ignore_eos": True}) + "\n")
-PY
+python3 scripts/gpu/prompts.py /tmp/in-1.3b.jsonl 24 128 16 13
 common=(--model opt-1.3b --dummy --input /tmp/in-1.3b.jsonl --device cuda --dtype float16 --gpu-batch-size 4 --num-gpu-batches 3 --disk-dir /tmp/ai-disk)
 ai generate "${common[@]}" --output /tmp/exact-1.3b.jsonl --percent 100 0 100 0 100 0 2>&1 | grep -v "^generate:"
 ai generate "${common[@]}" --output /tmp/ref-1.3b.jsonl --percent 100 0 100 0 100 0 --compress-cache 2>&1 | grep -v "^generate:"

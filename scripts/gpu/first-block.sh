@@ -5,30 +5,12 @@
 set -uo pipefail
 out=${OUT:-/tmp/out}; mkdir -p $out
 work=$(mktemp -d)
-python3 - "$work" <<'PY'
-import json, random, sys
-work = sys.argv[1]; rng = random.Random(6700)
-with open(f"{work}/in.jsonl", "w") as f:
-    for i in range(234):
-        ids = [2] + [rng.randrange(10, 50000) for _ in range(511)]
-        f.write(json.dumps({"id": f"r{i}", "prompt": ids, "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
-with open(f"{work}/p.jsonl", "w") as f: f.write(json.dumps({"at_step": 0, "tier": "gpu", "budget": "24GiB"}) + "\n")
-PY
+python3 scripts/gpu/prompts.py "$work/in.jsonl" 234 512 32 6700
+echo '{"at_step": 0, "tier": "gpu", "budget": "24GiB"}' > "$work/p.jsonl"
 common=(--model opt-6.7b --dummy --device cuda --dtype float16 --gpu-batch-size 32 --num-gpu-batches 4 --cpu-mem 100GiB --hardware hocon/hardware/h200-141gb.json)
 for v in default noexpand; do
   if [ $v = noexpand ]; then export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False; fi
   timeout 120 bash .gpu/run.sh actorinfer generate "${common[@]}" --input $work/in.jsonl --output $work/o.jsonl --pressure $work/p.jsonl --run-dir $out/run-$v 2> $out/$v.log
   tail -1 $out/$v.log
-  python3 - $out/run-$v $v <<'PY'
-import json,statistics,sys
-ho=[json.loads(l) for l in open(sys.argv[1]+'/timeline.jsonl')]
-prev=None; run=[]; res=[]
-for x in ho:
-    if x['kind']!='step': continue
-    dt=x['t_ms']-prev if prev else 0; prev=x['t_ms']
-    if run and dt>300: res.append(run); run=[]
-    run.append(dt)
-res.append(run)
-print(sys.argv[2], "per-block median decode step (ms):", [round(statistics.median(r[1:]),1) for r in res if len(r)>2])
-PY
+  python3 scripts/gpu/block-steps.py $out/run-$v "$v"
 done

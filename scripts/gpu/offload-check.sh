@@ -31,14 +31,7 @@ done
 # A model large enough that the device is still busy when the host goes on (the fixtures finish at once): OPT-1.3B with
 # random weights in float32, 24 prompts of 128 tokens, 16 greedy tokens each; CPU attention and offloaded placements
 # against everything on the GPU.
-python3 - <<'PY'
-import json, random
-rng = random.Random(13)
-with open("/tmp/in-1.3b.jsonl", "w") as f:
-    for i in range(24):
-        f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, 50000) for _ in range(127)], "max_tokens": 16,
-                            "temperature": 0, "ignore_eos": True}) + "\n")
-PY
+python3 scripts/gpu/prompts.py /tmp/in-1.3b.jsonl 24 128 16 13
 common=(--model opt-1.3b --dummy --input /tmp/in-1.3b.jsonl --device cuda --dtype float32 --gpu-batch-size 4 --num-gpu-batches 3 --disk-dir /tmp/ai-disk)
 ai generate "${common[@]}" --output /tmp/ref-1.3b.jsonl --percent 100 0 100 0 100 0 2>&1 | grep -v "^generate:"
 for p in "50 50 0 100 0 100 --cpu-attention" "20 80 0 100 0 100 --cpu-attention" "0 100 50 50 0 100"; do
