@@ -29,6 +29,10 @@ public sealed record TierBudgets(long Gpu, long Cpu, long Disk)
         _ => this with { Disk = bytes },
     };
 
+    /// <summary>Whether no tier's budget is below <paramref name="previous"/>'s (zero is no budget: unbounded).</summary>
+    public bool NotBelow(TierBudgets previous) =>
+        Enum.GetValues<Tier>().All(t => previous[t] == 0 ? this[t] == 0 : this[t] == 0 || this[t] >= previous[t]);
+
     public override string ToString() =>
         $"gpu {ByteSize.Format(Gpu)}, cpu {ByteSize.Format(Cpu)}, disk {ByteSize.Format(Disk)}";
 }

@@ -102,7 +102,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             // With no change waiting the tiers hold no more than the budgets in force (the tiers refuse more); budgets
             // that did not fall were therefore honoured when they changed.
             var rose = m.Budgets != TierBudgets.None && _budgets != TierBudgets.None && !_honours.AnyWaiting &&
-                       NotBelow(m.Budgets, _budgets) && _engine.Within(m.Budgets);
+                       m.Budgets.NotBelow(_budgets) && _engine.Within(m.Budgets);
             if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
             // From the budget change behind the policy where the sender knows it (planning and mailbox time count).
             _honours.Arrived(m.ChangedAt, withinAtChange: rose);
@@ -290,10 +290,6 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _log.Warning("{0} requests failed after waiting {1} for memory", expired.Count, limit);
         WatchMemoryWait();
     }
-
-    /// <summary>Every tier's new budget is at least its old one (a zero budget is no budget: unbounded).</summary>
-    private static bool NotBelow(TierBudgets next, TierBudgets previous) =>
-        Enum.GetValues<Tier>().All(t => previous[t] == 0 ? next[t] == 0 : next[t] == 0 || next[t] >= previous[t]);
 
     private void HonourWaiting(bool dropped)
     {
