@@ -9,8 +9,9 @@ namespace ActorInfer.Actors.Planner;
 /// The planner of a running offloading runtime: for each set of budgets, the best policy whose placement in this
 /// runtime (whole tensors, working buffers, exactly as the tiers will account them) fits. Candidates keep the
 /// base policy's cache and activation fractions and CPU-attention choice, move weights off the device in steps of
-/// 10 points (to the CPU; a disk share stays on disk), and take the largest block geometry up to the base
-/// policy's that fits; the cost model (with the machine's hardware profile) ranks them. Null when not even one
+/// 10 points (to the CPU; a disk share stays on disk), and for each number of GPU batches up to the base's, take the
+/// largest GPU batch size up to the base's that fits; the cost model (with the machine's hardware profile) ranks them
+/// all, so a block may be one large GPU batch where the per-batch cost outweighs the overlap of several. Null when not even one
 /// sequence fits with every weight off the device.
 /// Every candidate's footprint is computed once (a placement does not depend on the budgets) and kept; the whole
 /// table is filled in the background from construction on (the job's static compilation), so that planning for a
@@ -134,7 +135,11 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
             if (g != gpu) yield return TierFractions.FromPercent(g, 100 - g - disk);
     }
 
-    /// <summary>The largest block that fits (for each number of GPU batches, the largest batch size), or null.</summary>
+    /// <summary>
+    /// The geometry the cost model ranks best among those that fit: for each number of GPU batches (up to the base's),
+    /// the largest batch size (up to the base's) that fits; on a tie the one listed first (more GPU batches, which drop
+    /// at a finer grain). Null when not even one sequence fits.
+    /// </summary>
     private Policy? Largest(TierFractions weights, long device, long cpu)
     {
         bool Fits(int size, int batches)
@@ -143,10 +148,9 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
             return total.Device <= device && total.Cpu <= cpu;
         }
 
-        Policy? best = null;
+        (Policy Policy, double Score)? best = null;
         for (var batches = _base.NumGpuBatches; batches >= 1; batches--)
         {
-            if (best is not null && batches * _base.GpuBatchSize <= best.BlockSize) break;
             if (!Fits(1, batches)) continue;
             // The footprint grows with the batch size: the largest that fits, by bisection.
             int low = 1, high = _base.GpuBatchSize;
@@ -156,9 +160,11 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
                 if (Fits(mid, batches)) low = mid;
                 else high = mid - 1;
             }
-            if (best is null || low * batches > best.BlockSize) best = With(weights, low, batches);
+            var candidate = With(weights, low, batches);
+            var score = Score(candidate);
+            if (best is null || score > best.Value.Score * (1 + 1e-9)) best = (candidate, score);
         }
-        return best;
+        return best?.Policy;
     }
 
     private double Score(Policy policy) => _scores.GetOrAdd(policy, ScoreOnce);
