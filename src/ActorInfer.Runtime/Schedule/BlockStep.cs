@@ -226,7 +226,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         {
             case ScheduleLayerKind.Input:
             {
-                using var input = w.Input(c, engine.DType);
+                var input = w.Input(c, engine.DType);
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(batch.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray(), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
@@ -236,7 +236,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             }
             case ScheduleLayerKind.Decoder:
             {
-                using var dw = w.Decoder(c, engine.DType);
+                var dw = w.Decoder(c, engine.DType);
                 using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores);
                 using var attended = OptMath.AttentionOutput(context, inputs.Hidden!, dw.Attention, c);
                 output = OptMath.Ffn(attended, dw.Ffn, c);
@@ -244,7 +244,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             }
             default:
             {
-                using var head = w.Output(c, engine.DType);
+                var head = w.Output(c, engine.DType);
                 var hidden = inputs.Hidden!;
                 var wantsPrompt = step.IsPrefill &&
                     batch.Sequences.Any(s => s.Request.Echo && s.Request.Logprobs is not null && s.PromptLogprobs is null);
