@@ -319,7 +319,11 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var within = _engine.Within(_budgets);
         if (within) HonourWaiting(dropped);
         ApplyPlacement(policy, block);
-        if (!within) HonourWaiting(dropped);
+        if (!within)
+        {
+            _honours.Lap("re-place");
+            HonourWaiting(dropped);
+        }
     }
 
     private void ApplyPlacement(BlockPolicy policy, Block? block)
@@ -357,12 +361,15 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         bool Finished(int b) => block.Work[b] is { } w &&
             (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
                 : w.AllFinished && !block.Active.Any(a => a.Value == b));
+        var freed = 0;
         for (var b = block.Work.Length - 1; b >= 0; b--)
             if (Finished(b) && !Fits(block, policy, allowed))
             {
                 block.Work[b]!.Dispose();
                 block.Work[b] = null;
+                freed++;
             }
+        if (freed > 0) _honours.Lap($"free {freed} finished");
         var batches = 0;
         var requeued = new List<Entry>();
         for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
@@ -371,7 +378,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 batches++;
                 dropped = true;
             }
-        if (batches > 0) Requeue(block, batches, requeued);
+        _honours.Lap(batches > 0 ? $"fit and drop {batches}" : "fit");
+        if (batches > 0)
+        {
+            Requeue(block, batches, requeued);
+            _honours.Lap("requeue");
+        }
         ApplyAndHonour(policy, block, dropped);
         // The step goes on with the batches left, from the same layer.
         var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;

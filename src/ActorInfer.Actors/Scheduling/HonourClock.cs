@@ -14,6 +14,8 @@ internal sealed class HonourClock
 {
     private readonly List<(long Changed, long Arrived, bool WithinAtChange)> _waiting = [];
     private long _applyStarted;
+    // What the application in progress did so far: each part's name and when it ended.
+    private readonly List<(string Part, long Ended)> _laps = [];
 
     /// <summary>Whether a policy is waiting to be honoured.</summary>
     public bool AnyWaiting => _waiting.Count > 0;
@@ -27,7 +29,30 @@ internal sealed class HonourClock
     }
 
     /// <summary>The application (at a boundary, between blocks, or on arrival) begins now.</summary>
-    public void StartApplying() => _applyStarted = Stopwatch.GetTimestamp();
+    public void StartApplying()
+    {
+        _applyStarted = Stopwatch.GetTimestamp();
+        _laps.Clear();
+    }
+
+    /// <summary>A part of the application in progress (dropping, requeueing, re-placing) ended now.</summary>
+    public void Lap(string part) => _laps.Add((part, Stopwatch.GetTimestamp()));
+
+    /// <summary>The application's parts so far and the time each took, e.g. "drop 2 batches 0.41 ms, requeue 0.05 ms".</summary>
+    private string Parts(long now)
+    {
+        if (_laps.Count == 0) return "";
+        var parts = new List<string>(_laps.Count + 1);
+        var from = _applyStarted;
+        foreach (var (part, ended) in _laps)
+        {
+            parts.Add($"{part} {Stopwatch.GetElapsedTime(from, ended).TotalMilliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms");
+            from = ended;
+        }
+        var rest = Stopwatch.GetElapsedTime(from, now).TotalMilliseconds;
+        if (rest >= 0.005) parts.Add($"the rest {rest.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms");
+        return string.Join(", ", parts);
+    }
 
     /// <summary>Every waiting policy is honoured now; each one's record, and none left waiting.</summary>
     public IReadOnlyList<SchedulerProtocol.PolicyHonoured> Honour(bool dropped)
@@ -46,6 +71,7 @@ internal sealed class HonourClock
                 Applying = Stopwatch.GetElapsedTime(applied, now),
                 BehindOnArrival = TensorThreadClock.Describe(w.Changed, w.Arrived),
                 BehindToBoundary = applied > w.Arrived ? TensorThreadClock.Describe(w.Arrived, applied) : "nothing",
+                ApplyingParts = Parts(now),
             };
         }).ToList();
         _waiting.Clear();

@@ -97,6 +97,9 @@ public static class SchedulerProtocol
 
         /// <summary>The longest message the tensor thread ran between the arrival and the boundary where it applied.</summary>
         public string BehindToBoundary { get; init; } = "";
+
+        /// <summary>Of <see cref="Applying"/>: its parts and their times (dropping, requeueing, re-placing); empty when there were none.</summary>
+        public string ApplyingParts { get; init; } = "";
     }
 
     /// <summary>GPU batches dropped from a running block to honour a smaller policy; their sequences were requeued.</summary>

@@ -125,6 +125,8 @@ public sealed class PressureReplay : IDisposable
                $"pressure: each take-up as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
+               $"pressure: each applying in parts: " +
+               string.Join("; ", driver.Honoured.Select(h => h.ApplyingParts.Length == 0 ? "-" : h.ApplyingParts)) + "\n" +
                $"pressure: garbage collections gen0/gen1/gen2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
                $"paused {GC.GetTotalPauseDuration().TotalMilliseconds:F0} ms in all; {GcDetails()}";
     }
