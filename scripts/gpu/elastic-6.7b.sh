@@ -36,7 +36,17 @@ for gib in (12, 24, 40):
 schedule("honour", [{"at_step": 0, "tier": "gpu", "budget": "40GiB"}] +
          [{"at_ms": 5000 * (i + 1), "tier": "gpu", "budget": f"{gib}GiB"} for i, gib in enumerate((12, 24, 40, 16, 32, 12, 40, 20, 40))])
 PY
-common=(--model opt-6.7b --dummy --device cuda --dtype float16 --gpu-batch-size 32 --num-gpu-batches 4 --cpu-mem 100GiB --hardware "$profile")
+# The largest block geometry the planner may choose from (GPU batch size x GPU batches): within it, at each block start,
+# the cost model picks the number of GPU batches and the largest batch size that fits the budget.
+geometry=(--gpu-batch-size "${GPU_BATCH_SIZE:-128}" --num-gpu-batches "${NUM_GPU_BATCHES:-4}")
+common=(--model opt-6.7b --dummy --device cuda --dtype float16 "${geometry[@]}" --cpu-mem 100GiB --hardware "$profile")
+echo "geometry: ${geometry[*]}" | tee -a "$out/card.txt"
+# The host's and the GPU's state every second (CPU use and steal, clocks), to tell a slow phase's cause.
+vmstat -t 1 > "$out/vmstat.txt" 2>&1 &
+sampler=$!
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw,temperature.gpu --format=csv -l 1 > "$out/gpu-samples.csv" 2>&1 &
+gpusampler=$!
+trap 'kill $sampler $gpusampler 2>/dev/null' EXIT
 
 mode=${1:-all}
 if [ "$mode" = honour ]; then
@@ -93,7 +103,9 @@ for gib in (12, 24, 40):
     st = timeline(f"run-static-{gib}")
     s = [x for x in st if x["kind"] == "step"]
     static[gib] = (rate(st, 0, 1e12), max((x["device_bytes"] for x in s), default=0), max((x["block_size"] for x in s), default=0))
-    print(f"static {gib} GiB: {static[gib][0]:.1f} token/s, block {static[gib][2]}, device bytes held at most {static[gib][1] / 2**30:.2f} GiB")
+    policies = sorted({x["detail"].split(";")[0] for x in st if x["kind"] == "policy"})
+    print(f"static {gib} GiB: {static[gib][0]:.1f} token/s, block {static[gib][2]} ({', '.join(policies)}), device bytes held at most {static[gib][1] / 2**30:.2f} GiB")
+print("elastic run's policies in order: " + ", ".join(x["detail"].split(";")[0] for x in el if x["kind"] == "policy"))
 bounds = [e["t_ms"] for e in events] + [steps[-1]["t_ms"] + 1 if steps else 0]
 for i, e in enumerate(events):
     value, unit = re.search(r"([\d.]+) (\w+)$", e["detail"]).groups()
@@ -142,4 +154,6 @@ print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f
 PY
 # The timelines come back as one archive (draw them with `actorinfer report` where fonts are installed: the GPU
 # machine has none, so its PNG carries lines without labels).
-tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 && rm -rf "$out"/run-*
+kill $sampler $gpusampler 2>/dev/null
+tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 vmstat.txt gpu-samples.csv &&
+  rm -rf "$out"/run-* "$out/vmstat.txt" "$out/gpu-samples.csv"
