@@ -161,13 +161,27 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                                         + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds),
         CpuCompute: LinearExpression.Zero);
 
+    /// <summary>
+    /// A decoding layer's dense products over the block. With the token count the profile's decode rate was measured
+    /// at, each GPU batch takes the longest of: its arithmetic at the prefill rate, the measured time (the weights'
+    /// read, which hardly depends on the batch), and the weights' read at the memory bandwidth. Without it, FlexGen's
+    /// rate times the block's arithmetic, bounded below by the weights' reads.
+    /// </summary>
+    private static double DecodeMatmulSeconds(Sizes size, PolicyShape shape, HardwareProfile hw)
+    {
+        var weightReads = size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond;
+        if (hw.GpuMatmulDecodeTokens <= 0) return Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, weightReads);
+        var perToken = size.DecodeMatmulFlops / shape.BlockSize;
+        var perBatch = Math.Max(shape.GpuBatchSize * perToken / hw.GpuMatmulPrefillFlops, hw.GpuMatmulDecodeTokens * perToken / hw.GpuMatmulDecodeFlops);
+        return Math.Max(shape.NumGpuBatches * perBatch, weightReads);
+    }
+
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
     {
         var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
-        var matmul = LinearExpression.Of(Math.Max(size.DecodeMatmulFlops / hw.GpuMatmulDecodeFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
-                                         + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds);
+        var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds);
         var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;

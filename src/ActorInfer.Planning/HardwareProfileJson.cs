@@ -25,6 +25,7 @@ public static class HardwareProfileKeys
     public const string CpuAttention = "compute.cpu_attention_flops";
     public const string GpuMemoryBandwidth = "bandwidth.gpu_memory_bytes_per_s";
     public const string GpuBatchOverhead = "compute.gpu_batch_overhead_s";
+    public const string GpuMatmulDecodeTokens = "compute.gpu_matmul_decode_tokens";
     public const string FitBatchAndHidden = "cpu_attention_fit.batch_and_hidden";
     public const string FitBatch = "cpu_attention_fit.batch";
     public const string FitHidden = "cpu_attention_fit.hidden";
@@ -47,7 +48,7 @@ public static class HardwareProfileJson
             "cpu_to_gpu_bytes_per_s", "cpu_to_gpu_cache_bytes_per_s", "gpu_to_cpu_bytes_per_s", "gpu_to_cpu_cache_bytes_per_s",
             "disk_to_cpu_bytes_per_s", "disk_to_cpu_cache_bytes_per_s", "cpu_to_disk_bytes_per_s", "cpu_to_disk_cache_bytes_per_s", "gpu_memory_bytes_per_s",
         ],
-        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "gpu_batch_overhead_s"],
+        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "gpu_batch_overhead_s", "gpu_matmul_decode_tokens"],
         ["cpu_attention_fit"] = ["batch_and_hidden", "batch", "hidden"],
     };
 
@@ -125,6 +126,7 @@ public static class HardwareProfileJson
                 CpuAttentionFlops = Number(root, HardwareProfileKeys.CpuAttention),
                 GpuMemoryBytesPerSecond = Number(root, HardwareProfileKeys.GpuMemoryBandwidth),
                 GpuBatchOverheadSeconds = Number(root, HardwareProfileKeys.GpuBatchOverhead, 0, allowZero: true),
+                GpuMatmulDecodeTokens = Number(root, HardwareProfileKeys.GpuMatmulDecodeTokens, 0, allowZero: true),
                 CpuAttentionFit = root.TryGetProperty("cpu_attention_fit", out _)
                     ? new CpuAttentionFit(
                         Number(root, HardwareProfileKeys.FitBatchAndHidden, 0, allowZero: true),
@@ -163,6 +165,8 @@ public static class HardwareProfileJson
                     writer.WriteNumber(key.Split('.')[1], value);
                 if (group.Key == "compute" && profile.GpuBatchOverheadSeconds > 0)
                     writer.WriteNumber(HardwareProfileKeys.GpuBatchOverhead.Split('.')[1], profile.GpuBatchOverheadSeconds);
+                if (group.Key == "compute" && profile.GpuMatmulDecodeTokens > 0)
+                    writer.WriteNumber(HardwareProfileKeys.GpuMatmulDecodeTokens.Split('.')[1], profile.GpuMatmulDecodeTokens);
                 writer.WriteEndObject();
             }
             if (profile.CpuAttentionFit is { } fit)

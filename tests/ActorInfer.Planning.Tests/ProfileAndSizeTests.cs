@@ -105,6 +105,40 @@ public class HardwareProfileTests
     }
 
     [Fact]
+    public void With_the_decode_rate_s_token_count_a_decoding_batch_costs_at_least_the_measured_product_and_grows_only_at_the_prefill_rate()
+    {
+        var profile = HardwareProfiles.T4FlexGen with { GpuMatmulDecodeTokens = 32 };
+        var text = HardwareProfileJson.Serialize(profile);
+        Assert.Contains("\"gpu_matmul_decode_tokens\": 32", text);
+        Assert.Equal(profile, HardwareProfileJson.Parse(text));
+        Assert.DoesNotContain("gpu_matmul_decode_tokens", HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
+        Assert.Contains("compute.gpu_matmul_decode_tokens",
+            Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace("\"gpu_matmul_decode_tokens\": 32", "\"gpu_matmul_decode_tokens\": -32"))).Message);
+
+        var model = OptModels.Get("opt-1.3b");
+        var workload = new Workload(64, 8);
+        double Matmul(int size, int batches, HardwareProfile hw)
+        {
+            // Attention at an unbounded rate: the decoding step's GPU compute is its dense products alone.
+            var policy = new Policy(size, batches, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu) { CpuAttention = false };
+            var bare = hw with { GpuBatchedMatmulDecodeFlops = 1e30 };
+            return CostModel.Evaluate(model, workload, policy, bare).Decode.GpuComputeSeconds;
+        }
+        // FlexGen's model: three times the batch, three times the time.
+        Assert.Equal(3 * Matmul(32, 1, HardwareProfiles.T4FlexGen), Matmul(96, 1, HardwareProfiles.T4FlexGen), 9);
+        // With the token count: a batch of 8 costs what the measured 32 did; 96 costs the same (memory-bound at the
+        // prefill rate's arithmetic); two batches of 32 cost two measured products.
+        var measured = Matmul(32, 1, HardwareProfiles.T4FlexGen);
+        Assert.Equal(measured, Matmul(32, 1, profile), 9);
+        Assert.Equal(measured, Matmul(8, 1, profile), 9);
+        Assert.Equal(measured, Matmul(96, 1, profile), 9);
+        Assert.Equal(2 * measured, Matmul(32, 2, profile), 9);
+        // Past what the prefill rate does in the measured time, the arithmetic governs.
+        var large = (int)Math.Ceiling(32 * profile.GpuMatmulPrefillFlops / profile.GpuMatmulDecodeFlops) * 2;
+        Assert.True(Matmul(large, 1, profile) > 1.5 * measured);
+    }
+
+    [Fact]
     public void A_left_out_cache_bandwidth_equals_the_bulk_one()
     {
         var text = HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen).Replace("\"gpu_to_cpu_cache_bytes_per_s\"", "\"ignored\"");

@@ -50,7 +50,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
 
         var dtype = IsCuda ? ScalarType.Float16 : ScalarType.Float32;
         var matmulPrefill = Matmul("matmul, prefill shape", 4096, dtype);
-        var matmulDecode = Matmul("matmul, decode shape", 32, dtype);
+        var matmulDecode = Matmul("matmul, decode shape", DecodeTokens, dtype);
         var bmmPrefill = Attention("attention, prefill shape", batch: 4, queries: 512, keys: 512, dtype, device);
         var bmmDecode = Attention("attention, decode shape", batch: 32, queries: 1, keys: 544, dtype, device);
         var attentionPoints = new CpuAttentionProbe(copies, host, dev, log).Measure(_attention);
@@ -74,6 +74,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             CpuToDiskCacheBytesPerSecond = diskWrite,
             GpuMatmulPrefillFlops = matmulPrefill,
             GpuMatmulDecodeFlops = matmulDecode,
+            GpuMatmulDecodeTokens = DecodeTokens,
             GpuBatchedMatmulPrefillFlops = bmmPrefill,
             GpuBatchedMatmulDecodeFlops = bmmDecode,
             CpuAttentionFlops = cpuAttention,
@@ -85,6 +86,9 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
                      $"per-position overhead from the runtime's decoding step of a {GpuBatchOverheadProbe.Layers}-layer model of hidden 64, {GpuBatchOverheadProbe.GpuBatches} GPU batches of 1",
         }.Validate();
     }
+
+    /// <summary>The tokens of the decode-shaped product the decode rate is measured with.</summary>
+    private const int DecodeTokens = 32;
 
     private void Sync()
     {
