@@ -173,15 +173,17 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         }));
         layers[0].Tell(held, scheduler);
 
-        // The enqueuer hears first where each requeued sequence stopped: within the prefill, before its first token.
+        // Honoured as soon as the batches are gone (before the drop's bookkeeping); then the enqueuer hears where each
+        // requeued sequence stopped: within the prefill, before its first token.
+        var honoured = ExpectMsg<PolicyHonoured>();
+        Assert.True(honoured.Dropped && honoured.Elapsed > TimeSpan.Zero, $"{honoured}");
+        Assert.StartsWith("fit and drop 2", honoured.ApplyingParts);
         var checkpointed = ExpectMsg<Checkpointed>();
         Assert.Equal(1, checkpointed.Block);
         Assert.Equal(["k2", "k3", "k4", "k5"], checkpointed.Items.Select(c => c.Key).Order());
         Assert.All(checkpointed.Items, c => Assert.Empty(c.Checkpoint.OutputIds));
         var dropped = ExpectMsg<BatchesDropped>();
         Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
-        var honoured = ExpectMsg<PolicyHonoured>();
-        Assert.True(honoured.Dropped && honoured.Elapsed > TimeSpan.Zero, $"{honoured}");
         // The drop comes at the next layer boundary, inside the prefill: the dropped sequences had chosen no token yet.
         Assert.Equal(Enumerable.Range(2, 4).Sum(i => Request(i).Prompt.TokenIds!.Count), dropped.TokensToRecompute);
         Assert.Equal(Reference(6), Results(6));
@@ -252,12 +254,12 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         var items = Enumerable.Range(0, 6).Select(i => Item(i) with { Request = Request(i) with { Temperature = 0.0 } }).ToArray();
         var (engine, scheduler) = StartGated(gate, items);
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
+        Assert.True(ExpectMsg<PolicyHonoured>().Dropped);
         var checkpointed = ExpectMsg<Checkpointed>();
         Assert.Equal(["k2", "k3", "k4", "k5"], checkpointed.Items.Select(c => c.Key).Order());
         Assert.All(checkpointed.Items, c => Assert.Empty(c.Checkpoint.OutputIds));
         var dropped = ExpectMsg<BatchesDropped>();
         Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
-        Assert.True(ExpectMsg<PolicyHonoured>().Dropped);
 
         gate.Open();
         Assert.Equal(Reference(items), Results(6));

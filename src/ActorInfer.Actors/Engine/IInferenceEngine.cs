@@ -78,9 +78,10 @@ public interface IInferenceEngine : IDisposable
     /// <summary>
     /// Applies a policy's placement (weights move between tiers) and the budgets (the tiers refuse what exceeds
     /// them from now on): between blocks, or at a layer boundary of the running block after its batches were
-    /// dropped down to what fits.
+    /// dropped down to what fits. <paramref name="moved"/>, when given, is called after each weight moves (what the
+    /// tiers hold has just gone down, or up).
     /// </summary>
-    void Apply(BlockPolicy policy, TierBudgets budgets)
+    void Apply(BlockPolicy policy, TierBudgets budgets, Action? moved = null)
     {
     }
 

@@ -105,7 +105,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         return (device is not { } d || runtime.Tiers.Device.BytesHeld <= d) && (cpu is not { } c || runtime.Tiers.Cpu.BytesHeld <= c);
     }
 
-    public void Apply(BlockPolicy policy, TierBudgets budgets)
+    public void Apply(BlockPolicy policy, TierBudgets budgets, Action? moved = null)
     {
         var (device, cpu) = Budgets(budgets);
         var tiers = runtime.Tiers;
@@ -115,7 +115,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         if (policy.Runtime is { } placement)
         {
             var running = _session is { } s && s.Open > 0 ? s.Block : null;
-            WeightBytesMoved += runtime.Replace(placement, running);
+            WeightBytesMoved += runtime.Replace(placement, running, moved);
         }
         if (device is { } d2) tiers.Device.SetBudget(d2);
         if (cpu is { } c2) tiers.Cpu.SetBudget(c2);

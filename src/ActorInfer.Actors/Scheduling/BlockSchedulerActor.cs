@@ -316,21 +316,27 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             HonourWaiting(dropped);
             return;
         }
-        var within = _engine.Within(_budgets);
-        if (within) HonourWaiting(dropped);
-        ApplyPlacement(policy, block);
-        if (!within)
+        if (_engine.Within(_budgets)) HonourWaiting(dropped);
+        // Weights leaving the device one by one: honoured as soon as the tiers hold no more than the budgets, not
+        // after the last one (and at the end in any case: budgets applied while the device held more are counted).
+        ApplyPlacement(policy, block, () =>
+        {
+            if (!_honours.AnyWaiting || !_engine.Within(_budgets)) return;
+            _honours.Lap("re-place until within");
+            HonourWaiting(dropped);
+        });
+        if (_honours.AnyWaiting)
         {
             _honours.Lap("re-place");
             HonourWaiting(dropped);
         }
     }
 
-    private void ApplyPlacement(BlockPolicy policy, Block? block)
+    private void ApplyPlacement(BlockPolicy policy, Block? block, Action? moved = null)
     {
         try
         {
-            _engine.Apply(policy, _budgets);
+            _engine.Apply(policy, _budgets, moved);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -379,6 +385,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 dropped = true;
             }
         _honours.Lap(batches > 0 ? $"fit and drop {batches}" : "fit");
+        // Within the budgets once the batches are gone: honoured now, before the bookkeeping of the drop.
+        if (dropped && _engine.Within(_budgets)) HonourWaiting(dropped);
         if (batches > 0)
         {
             Requeue(block, batches, requeued);

@@ -47,7 +47,7 @@ public sealed class BlockSession : IDisposable
     }
 
     /// <summary>Moves the weights for a new plan (see <see cref="OffloadEngine.Replace"/>).</summary>
-    internal long ReplaceWeights(Placement.PlacementPlan plan) => _run.ReplaceWeights(plan);
+    internal long ReplaceWeights(Placement.PlacementPlan plan, Action? moved = null) => _run.ReplaceWeights(plan, moved);
 
     /// <summary>Input embedding (0), the decoder layers (1 .. L) and the output head (L + 1).</summary>
     public int ScheduleLayers { get; }

@@ -153,19 +153,19 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     /// Re-places the weights for <paramref name="plan"/> between steps or at a layer boundary: waits for the weight
     /// copies in flight, moves the weights, and loads the current layer again from its new home.
     /// </summary>
-    public long ReplaceWeights(PlacementPlan plan)
+    public long ReplaceWeights(PlacementPlan plan, Action? moved = null)
     {
         if (_cursor is { } at && at.Batch.Value != 0)
             throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
         ReleaseWeights();
-        var moved = weights.Replace(plan, _tiers, _copies);
+        var bytes = weights.Replace(plan, _tiers, _copies, moved);
         if (_cursor is { } cursor)
         {
             using var scope = NewDisposeScope();
             _weightTransfers = new Transfers(_copies, _tiers);
             _current = weights.Load(cursor.Layer, _weightTransfers);
         }
-        return moved;
+        return bytes;
     }
 
     /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>

@@ -114,17 +114,18 @@ public sealed class OffloadEngine : IDisposable
     /// then still has one home (those moved so far in their new one), and a later call moves the rest.
     /// </summary>
     /// <returns>The weight bytes moved.</returns>
-    public long Replace(Policy policy, BlockSession? running = null)
+    /// <param name="moved">Called after each weight moved.</param>
+    public long Replace(Policy policy, BlockSession? running = null, Action? moved = null)
     {
         var plan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu);
         if (plan.Weights.Disk > 0 && Tiers.Disk is null)
             throw new TierBudgetExceededException(TierKind.Disk, plan.Weights.Disk, 0, "the weights (no disk folder configured)");
-        long moved = 0;
+        long bytes = 0;
         if (!plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
-            moved = running is not null ? running.ReplaceWeights(plan) : _weights.Replace(plan, Tiers, Copies);
+            bytes = running is not null ? running.ReplaceWeights(plan, moved) : _weights.Replace(plan, Tiers, Copies, moved);
         Policy = policy;
         WeightPlan = plan;
-        return moved;
+        return bytes;
     }
 
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>

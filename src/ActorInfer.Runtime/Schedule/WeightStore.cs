@@ -89,7 +89,8 @@ internal sealed class WeightStore : IDisposable
     /// No copy may be reading a home while this runs (the caller completes its weight transfers first).
     /// </summary>
     /// <returns>The bytes moved.</returns>
-    public long Replace(PlacementPlan plan, TierSet tiers, ICopyEngine copies)
+    /// <param name="afterEach">Called after each weight moved (the tiers' accounting has changed).</param>
+    public long Replace(PlacementPlan plan, TierSet tiers, ICopyEngine copies, Action? afterEach = null)
     {
         long moved = 0;
         foreach (var leavingDevice in new[] { true, false })
@@ -102,6 +103,7 @@ internal sealed class WeightStore : IDisposable
                     if (from == to || (from == TierKind.Device) != leavingDevice) continue;
                     _homes[j][spec.Name] = Move(j, _homes[j][spec.Name], spec, to, tiers, copies);
                     moved += MemoryTier.BytesOf(spec.Shape, _dtype);
+                    afterEach?.Invoke();
                 }
         return moved;
     }
