@@ -111,11 +111,13 @@ for i, e in enumerate(events):
     value, unit = re.search(r"([\d.]+) (\w+)$", e["detail"]).groups()
     gib = round(float(value) * {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit] / 2**30)
     r = rate(el, bounds[i], bounds[i + 1])
-    held = max((x["device_bytes"] for x in steps if bounds[i] <= x["t_ms"] < bounds[i + 1]), default=0)
+    # What the device held once the event was honoured (samples between the change and its honour still show the old block).
+    honoured_at = bounds[i] + (honour[i] if i < len(honour) else 0)
+    held = max((x["device_bytes"] for x in steps if honoured_at <= x["t_ms"] < bounds[i + 1]), default=0)
     blocks = sorted({x["block_size"] for x in steps if bounds[i] <= x["t_ms"] < bounds[i + 1]})
     ref = static.get(gib, (float("nan"),))[0]
     print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
-          f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB")
+          f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB once honoured")
 # Each event of a run against the layer step in progress (a prefill when no step ended for 3 median gaps).
 def against_layer_step(run, logname, label):
   ho = timeline(run)
@@ -154,6 +156,8 @@ print(f"static policy planned for 40 GiB: holds up to {static[40][1] / 2**30:.2f
 PY
 # The timelines come back as one archive (draw them with `actorinfer report` where fonts are installed: the GPU
 # machine has none, so its PNG carries lines without labels).
+# Few files come back from the GPU machine: the summary, the PNG, and one archive of the rest.
 kill $sampler $gpusampler 2>/dev/null
-tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 vmstat.txt gpu-samples.csv &&
-  rm -rf "$out"/run-* "$out/vmstat.txt" "$out/gpu-samples.csv"
+tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 vmstat.txt gpu-samples.csv \
+    card.txt elastic.log honour.log static-12.log static-24.log static-40.log &&
+  rm -rf "$out"/run-* "$out/vmstat.txt" "$out/gpu-samples.csv" "$out"/*.log

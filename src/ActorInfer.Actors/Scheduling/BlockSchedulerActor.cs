@@ -385,14 +385,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 dropped = true;
             }
         _honours.Lap(batches > 0 ? $"fit and drop {batches}" : "fit");
-        // Within the budgets once the batches are gone: honoured now, before the bookkeeping of the drop.
-        if (dropped && _engine.Within(_budgets)) HonourWaiting(dropped);
-        if (batches > 0)
-        {
-            Requeue(block, batches, requeued);
-            _honours.Lap("requeue");
-        }
+        // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
+        // left the device): the bookkeeping of the drop (checkpoints, requeueing) comes after.
         ApplyAndHonour(policy, block, dropped);
+        if (batches > 0) Requeue(block, batches, requeued);
         // The step goes on with the batches left, from the same layer.
         var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
         block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();
