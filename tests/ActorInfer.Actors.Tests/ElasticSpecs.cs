@@ -243,6 +243,32 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     }
 
     /// <summary>
+    /// A fall that the weights' move meets (their device share goes to the CPU) is honoured once enough of them have
+    /// left the device, not after the last one: the weights go one by one, and the first brings the tier within.
+    /// </summary>
+    [Fact]
+    public void A_fall_that_moves_weights_off_the_device_is_honoured_once_enough_have_left()
+    {
+        var (engine, owner) = OffloadedEngine();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        scheduler.Tell(new Observe(TestActor));
+        var first = new Memory.TierBudgets(1L << 30, 1L << 30, 0);
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "first"), first));
+        ExpectMsg<PolicyHonoured>();
+        var held = engine.DeviceBytesHeld!.Value;
+        Assert.True(held > 0, "the weights' device share is held on the device tier");
+
+        var weightsOff = new Policy(1, 1, TierFractions.AllCpu, TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "weights off") { Runtime = weightsOff }, first with { Gpu = held - 1 }));
+        var fall = ExpectMsg<PolicyHonoured>();
+        Assert.False(fall.WithinAtChange, $"{fall}");
+        Assert.StartsWith("re-place until within", fall.ApplyingParts);
+        // The move went on after the honour: every weight left the device.
+        AwaitAssert(() => Assert.Equal(0, engine.DeviceBytesHeld!.Value));
+        owner.Dispose();
+    }
+
+    /// <summary>
     /// A step's tokens are on their way from the device (their fence not ready) when a smaller policy arrives: the
     /// scheduler, reading its mail while it waits, drops the last batches then and there, abandoning their tokens (the
     /// sequences resume from their progress), and honours the policy before any token of the step is appended.
