@@ -40,7 +40,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly HonourClock _honours = new();
     private long _requeues;
     private int _blockCount;
-    private Block? _block;
+    private RunningBlock? _block;
 
     private readonly TimeSpan? _maxWaitForMemory;
     // When each queued request (by key) began waiting; only waits while no policy fits count against the limit.
@@ -185,7 +185,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var items = new List<(WorkItem Item, IActorRef ReplyTo)>();
         while (items.Count < policy.BlockSize && _queue.Count > 0) items.Add(_queue.Dequeue());
 
-        var sequences = new List<Entry>();
+        var sequences = new List<BlockEntry>();
         foreach (var (item, replyTo) in items)
         {
             try
@@ -196,16 +196,16 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                     state.Restore(resume.OutputIds, resume.OutputLogprobs);
                     state.PromptLogprobs = resume.PromptLogprobs;
                 }
-                sequences.Add(new Entry(item, replyTo, state, null));
+                sequences.Add(new BlockEntry(item, replyTo, state, null));
             }
             catch (RequestValidationException ex)
             {
-                sequences.Add(new Entry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
+                sequences.Add(new BlockEntry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
             }
         }
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
-        var block = new Block(id, policy, sequences, batches.Count);
+        var block = new RunningBlock(id, policy, sequences, batches.Count);
         try
         {
             for (var b = 0; b < batches.Count; b++)
@@ -231,7 +231,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     /// <summary>Embeds every batch still generating and sends the first (layer 0, first batch) computation.</summary>
-    private void StartStep(Block block, TokenStep step)
+    private void StartStep(RunningBlock block, TokenStep step)
     {
         block.Step = step;
         block.Active = [];
@@ -309,7 +309,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// already within the budgets (a larger budget, or drops that were enough; weights then move after), else once
     /// the placement has moved what has to leave.
     /// </summary>
-    private void ApplyAndHonour(BlockPolicy? policy, Block? block, bool dropped)
+    private void ApplyAndHonour(BlockPolicy? policy, RunningBlock? block, bool dropped)
     {
         if (policy is null)
         {
@@ -332,7 +332,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         }
     }
 
-    private void ApplyPlacement(BlockPolicy policy, Block? block, Action? moved = null)
+    private void ApplyPlacement(BlockPolicy policy, RunningBlock? block, Action? moved = null)
     {
         try
         {
@@ -356,7 +356,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// The step's tokens are on their way (<see cref="AwaitTokens"/>): no batch computes again in this step, and a batch
     /// whose pending tokens finish every one of its sequences counts as finished (its cache goes, its tokens still land).
     /// </param>
-    private bool ApplyAtBoundary(Block block, bool atStepEnd = false)
+    private bool ApplyAtBoundary(RunningBlock block, bool atStepEnd = false)
     {
         _honours.StartApplying();
         _pending = false;
@@ -377,9 +377,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             }
         if (freed > 0) _honours.Lap($"free {freed} finished");
         var batches = 0;
-        var requeued = new List<Entry>();
+        var requeued = new List<BlockEntry>();
         for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
-            if (Drop(block, b, requeued))
+            if (block.Drop(b, requeued))
             {
                 batches++;
                 dropped = true;
@@ -400,29 +400,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         return false;
     }
 
-    /// <summary>
-    /// Takes GPU batch <paramref name="b"/> out of the block, freeing its cache and hidden state; its unfinished
-    /// sequences go to <paramref name="requeued"/> (finished ones keep their results). False when it was gone already.
-    /// </summary>
-    private static bool Drop(Block block, int b, List<Entry> requeued)
-    {
-        if (block.Work[b] is not { } work) return false;
-        foreach (var entry in block.Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
-            if (!entry.State!.IsFinished)
-            {
-                block.Sequences.Remove(entry);
-                requeued.Add(entry);
-            }
-        block.Hidden[b]?.Dispose();
-        block.Hidden[b] = null;
-        block.Tokens[b]?.Dispose();
-        block.Tokens[b] = null;
-        work.Dispose();
-        block.Work[b] = null;
-        return true;
-    }
-
-    private bool Fits(Block block, BlockPolicy? policy, int allowed)
+    private bool Fits(RunningBlock block, BlockPolicy? policy, int allowed)
     {
         if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
         if (block.Running > allowed) return false;
@@ -435,7 +413,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// their progress (generated tokens, log-probabilities; the sampler is counter-based), to resume by recomputing
     /// their cache from prompt + generated tokens.
     /// </summary>
-    private void Requeue(Block block, int droppedBatches, List<Entry> dropped)
+    private void Requeue(RunningBlock block, int droppedBatches, List<BlockEntry> dropped)
     {
         var tokens = 0;
         var requeued = new List<(WorkItem Item, IActorRef ReplyTo)>(dropped.Count);
@@ -454,7 +432,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     /// <summary>Runs the scheduler's own tensor work (embedding, choosing tokens); a failure ends the block, an out-of-memory is pressure.</summary>
-    private bool Guarded(Block block, Action work)
+    private bool Guarded(RunningBlock block, Action work)
     {
         try
         {
@@ -478,13 +456,13 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// requeued with its progress (what it has generated so far stays valid whatever position failed), the block
     /// ends, and the next blocks run at half the size until a policy arrives.
     /// </summary>
-    private void OutOfMemory(Block block, string error)
+    private void OutOfMemory(RunningBlock block, string error)
     {
         var held = _engine.DeviceBytesHeld;
-        var requeued = new List<Entry>();
+        var requeued = new List<BlockEntry>();
         var batches = 0;
         for (var b = block.Work.Length - 1; b >= 0; b--)
-            if (Drop(block, b, requeued)) batches++;
+            if (block.Drop(b, requeued)) batches++;
         if (batches > 0) Requeue(block, batches, requeued);
         var before = _policy;
         if (_policy is { } p)
@@ -498,7 +476,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     /// <summary>The zig-zag order within a step: for each layer, for each active GPU batch.</summary>
-    private void Advance(Block block)
+    private void Advance(RunningBlock block)
     {
         block.CursorPosition++;
         if (block.CursorPosition < _layers.Count * block.Active.Length)
@@ -525,7 +503,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// its mail (a policy that arrives meanwhile applies now: batches its tokens finish give up their cache, others are
     /// dropped with their tokens abandoned and resume from their progress), then appends them and starts the next step.
     /// </summary>
-    private void AwaitTokens(Block block)
+    private void AwaitTokens(RunningBlock block)
     {
         if (_pending && !ApplyAtBoundary(block, atStepEnd: true)) return;
         var waiting = false;
@@ -547,7 +525,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         StartStep(block, block.Step.Next());
     }
 
-    private void Dispatch(Block block)
+    private void Dispatch(RunningBlock block)
     {
         var cursor = block.Cursor;
         var hidden = block.Hidden[cursor.Batch.Value]!;
@@ -555,7 +533,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden));
     }
 
-    private void FinishBlock(Block block, string? error)
+    private void FinishBlock(RunningBlock block, string? error)
     {
         var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(block.Sequences.Count);
         foreach (var (item, replyTo, state, itemError) in block.Sequences)
@@ -585,34 +563,5 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void Publish(object message)
     {
         foreach (var o in _observers) o.Tell(message);
-    }
-
-    private sealed record Entry(WorkItem Item, IActorRef ReplyTo, SequenceState? State, string? Error);
-
-    private sealed class Block(int id, BlockPolicy policy, List<Entry> sequences, int batches) : IDisposable
-    {
-        public int Id { get; } = id;
-        public BlockPolicy Policy { get; } = policy;
-        public List<Entry> Sequences { get; } = sequences;
-        public IGpuBatch?[] Work { get; } = new IGpuBatch?[batches];
-        public Tensor?[] Hidden { get; } = new Tensor?[batches];
-        // Tokens chosen at the end of the step, not yet appended.
-        public PendingTokens?[] Tokens { get; } = new PendingTokens?[batches];
-        public TokenStep Step { get; set; }
-        public GpuBatchIndex[] Active { get; set; } = [];
-        public int CursorPosition { get; set; }
-
-        /// <summary>Sequences still generating in the block.</summary>
-        public int Running => Work.Where(w => w is not null).Sum(w => w!.Sequences.Count(s => !s.IsFinished));
-
-        public (LayerIndex Layer, GpuBatchIndex Batch) Cursor =>
-            (new LayerIndex(CursorPosition / Active.Length), Active[CursorPosition % Active.Length]);
-
-        public void Dispose()
-        {
-            foreach (var h in Hidden) h?.Dispose();
-            foreach (var t in Tokens) t?.Dispose();
-            foreach (var w in Work) w?.Dispose();
-        }
     }
 }

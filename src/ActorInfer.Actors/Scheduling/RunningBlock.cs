@@ -1,0 +1,64 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>One accepted request in a running block: its work item, who to answer, its state (null when it failed validation) or its error line.</summary>
+internal sealed record BlockEntry(WorkItem Item, IActorRef ReplyTo, SequenceState? State, string? Error);
+
+/// <summary>
+/// The block the scheduler runs: its sequences, each GPU batch's work, hidden state and pending tokens, and where the
+/// step is (the active batches in zig-zag order, the cursor). Owned by the scheduler on the tensor thread.
+/// </summary>
+internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> sequences, int batches) : IDisposable
+{
+    public int Id { get; } = id;
+    public BlockPolicy Policy { get; } = policy;
+    public List<BlockEntry> Sequences { get; } = sequences;
+    public IGpuBatch?[] Work { get; } = new IGpuBatch?[batches];
+    public Tensor?[] Hidden { get; } = new Tensor?[batches];
+    // Tokens chosen at the end of the step, not yet appended.
+    public PendingTokens?[] Tokens { get; } = new PendingTokens?[batches];
+    public TokenStep Step { get; set; }
+    public GpuBatchIndex[] Active { get; set; } = [];
+    public int CursorPosition { get; set; }
+
+    /// <summary>Sequences still generating in the block.</summary>
+    public int Running => Work.Where(w => w is not null).Sum(w => w!.Sequences.Count(s => !s.IsFinished));
+
+    public (LayerIndex Layer, GpuBatchIndex Batch) Cursor =>
+        (new LayerIndex(CursorPosition / Active.Length), Active[CursorPosition % Active.Length]);
+
+    /// <summary>
+    /// Takes GPU batch <paramref name="b"/> out of the block, freeing its cache and hidden state; its unfinished
+    /// sequences go to <paramref name="requeued"/> (finished ones keep their results). False when it was gone already.
+    /// </summary>
+    public bool Drop(int b, List<BlockEntry> requeued)
+    {
+        if (Work[b] is not { } work) return false;
+        foreach (var entry in Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
+            if (!entry.State!.IsFinished)
+            {
+                Sequences.Remove(entry);
+                requeued.Add(entry);
+            }
+        Hidden[b]?.Dispose();
+        Hidden[b] = null;
+        Tokens[b]?.Dispose();
+        Tokens[b] = null;
+        work.Dispose();
+        Work[b] = null;
+        return true;
+    }
+
+    public void Dispose()
+    {
+        foreach (var h in Hidden) h?.Dispose();
+        foreach (var t in Tokens) t?.Dispose();
+        foreach (var w in Work) w?.Dispose();
+    }
+}
