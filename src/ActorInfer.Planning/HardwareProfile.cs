@@ -103,16 +103,24 @@ public sealed record HardwareProfile
     {
         if (string.IsNullOrWhiteSpace(Name))
             throw new ArgumentException($"hardware profile: '{HardwareProfileKeys.Name}' must not be empty");
-        if (double.IsNaN(GpuBatchOverheadSeconds) || double.IsInfinity(GpuBatchOverheadSeconds) || GpuBatchOverheadSeconds < 0)
-            throw new ArgumentException($"hardware profile '{Name}': '{HardwareProfileKeys.GpuBatchOverhead}' must be zero or positive, got {GpuBatchOverheadSeconds}");
-        if (double.IsNaN(GpuMatmulDecodeTokens) || double.IsInfinity(GpuMatmulDecodeTokens) || GpuMatmulDecodeTokens < 0)
-            throw new ArgumentException($"hardware profile '{Name}': '{HardwareProfileKeys.GpuMatmulDecodeTokens}' must be zero or positive, got {GpuMatmulDecodeTokens}");
+        foreach (var (key, value) in OptionalValues())
+        {
+            if (double.IsNaN(value) || double.IsInfinity(value) || value < 0)
+                throw new ArgumentException($"hardware profile '{Name}': '{key}' must be zero or positive, got {value}");
+        }
         foreach (var (key, value) in Values())
         {
             if (double.IsNaN(value) || double.IsInfinity(value) || value <= 0)
                 throw new ArgumentException($"hardware profile '{Name}': '{key}' must be a positive number, got {value}");
         }
         return this;
+    }
+
+    /// <summary>The optional values (zero: not given, left out of the file).</summary>
+    internal IEnumerable<(string Key, double Value)> OptionalValues()
+    {
+        yield return (HardwareProfileKeys.GpuBatchOverhead, GpuBatchOverheadSeconds);
+        yield return (HardwareProfileKeys.GpuMatmulDecodeTokens, GpuMatmulDecodeTokens);
     }
 
     internal IEnumerable<(string Key, double Value)> Values()

@@ -163,10 +163,9 @@ public static class HardwareProfileJson
                 writer.WriteStartObject(group.Key);
                 foreach (var (key, value) in group)
                     writer.WriteNumber(key.Split('.')[1], value);
-                if (group.Key == "compute" && profile.GpuBatchOverheadSeconds > 0)
-                    writer.WriteNumber(HardwareProfileKeys.GpuBatchOverhead.Split('.')[1], profile.GpuBatchOverheadSeconds);
-                if (group.Key == "compute" && profile.GpuMatmulDecodeTokens > 0)
-                    writer.WriteNumber(HardwareProfileKeys.GpuMatmulDecodeTokens.Split('.')[1], profile.GpuMatmulDecodeTokens);
+                foreach (var (key, value) in profile.OptionalValues())
+                    if (value > 0 && key.Split('.')[0] == group.Key)
+                        writer.WriteNumber(key.Split('.')[1], value);
                 writer.WriteEndObject();
             }
             if (profile.CpuAttentionFit is { } fit)

@@ -84,16 +84,25 @@ public class HardwareProfileTests
         }
     }
 
+    /// <summary>
+    /// An optional compute key: written when set, read back equal, left out of a profile without it, and a negative value
+    /// rejected naming the key.
+    /// </summary>
+    private static void AssertOptionalKeyRoundTrips(HardwareProfile profile, string key, string value)
+    {
+        var text = HardwareProfileJson.Serialize(profile);
+        Assert.Contains($"\"{key}\": {value}", text);
+        Assert.Equal(profile, HardwareProfileJson.Parse(text));
+        Assert.DoesNotContain(key, HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
+        Assert.Contains($"compute.{key}",
+            Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace($"\"{key}\": {value}", $"\"{key}\": -{value}"))).Message);
+    }
+
     [Fact]
     public void A_gpu_batch_overhead_round_trips_and_adds_its_time_to_every_gpu_batch_of_a_layer()
     {
         var profile = HardwareProfiles.T4FlexGen with { GpuBatchOverheadSeconds = 0.002 };
-        var text = HardwareProfileJson.Serialize(profile);
-        Assert.Contains("\"gpu_batch_overhead_s\": 0.002", text);
-        Assert.Equal(profile, HardwareProfileJson.Parse(text));
-        Assert.DoesNotContain("gpu_batch_overhead_s", HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
-        Assert.Contains("compute.gpu_batch_overhead_s",
-            Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace("0.002", "-1"))).Message);
+        AssertOptionalKeyRoundTrips(profile, "gpu_batch_overhead_s", "0.002");
 
         var model = OptModels.Get("opt-1.3b");
         var workload = new Workload(64, 8);
@@ -108,12 +117,7 @@ public class HardwareProfileTests
     public void With_the_decode_rate_s_token_count_a_decoding_batch_costs_at_least_the_measured_product_and_grows_only_at_the_prefill_rate()
     {
         var profile = HardwareProfiles.T4FlexGen with { GpuMatmulDecodeTokens = 32 };
-        var text = HardwareProfileJson.Serialize(profile);
-        Assert.Contains("\"gpu_matmul_decode_tokens\": 32", text);
-        Assert.Equal(profile, HardwareProfileJson.Parse(text));
-        Assert.DoesNotContain("gpu_matmul_decode_tokens", HardwareProfileJson.Serialize(HardwareProfiles.T4FlexGen));
-        Assert.Contains("compute.gpu_matmul_decode_tokens",
-            Assert.Throws<InvalidDataException>(() => HardwareProfileJson.Parse(text.Replace("\"gpu_matmul_decode_tokens\": 32", "\"gpu_matmul_decode_tokens\": -32"))).Message);
+        AssertOptionalKeyRoundTrips(profile, "gpu_matmul_decode_tokens", "32");
 
         var model = OptModels.Get("opt-1.3b");
         var workload = new Workload(64, 8);
