@@ -20,7 +20,7 @@ using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
 namespace ActorInfer.Actors.Tests;
 
 /// <summary>
-/// A smaller policy arriving mid-block makes the scheduler drop GPU batches at the next layer boundary, free their
+/// A smaller policy arriving mid-block makes the scheduler drop GPU batches (on arrival, or at the next layer boundary), free their
 /// caches and requeue their sequences with their progress; every request still finishes once, with the tokens it
 /// would have had without the drop.
 /// </summary>
@@ -184,10 +184,106 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         Assert.All(checkpointed.Items, c => Assert.Empty(c.Checkpoint.OutputIds));
         var dropped = ExpectMsg<BatchesDropped>();
         Assert.Equal((1, 2, 4), (dropped.Block, dropped.Batches, dropped.Sequences));
-        // The drop comes at the next layer boundary, inside the prefill: the dropped sequences had chosen no token yet.
+        // The drop comes on arrival, before the first layer's computation of the prefill: the dropped sequences had
+        // chosen no token yet.
         Assert.Equal(Enumerable.Range(2, 4).Sum(i => Request(i).Prompt.TokenIds!.Count), dropped.TokensToRecompute);
         Assert.Equal(Reference(6), Results(6));
         engine.Dispose();
+    }
+
+    /// <summary>
+    /// A fall arrives while the block's one GPU batch waits for its next layer (the computation sent, not begun): it
+    /// applies on arrival, without waiting for that layer. The batch is dropped with the computation addressed to it,
+    /// which its layer then skips (no answer, nothing computed on freed memory); the requests resume unchanged once
+    /// memory returns.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_fall_applies_on_arrival_and_the_computation_of_a_dropped_batch_is_skipped(bool offloaded)
+    {
+        var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
+        var layers = Layers(engine);
+        var gate = CreateTestProbe();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue([Item(0)]));
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 1);
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+
+        // No room for one sequence: the block's batch goes now, while its first layer waits.
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(null, Memory.TierBudgets.None));
+        var honoured = ExpectMsg<PolicyHonoured>();
+        Assert.True(honoured.Dropped, $"{honoured}");
+        Assert.StartsWith("fit and drop 1", honoured.ApplyingParts);
+        Assert.Equal(["k0"], ExpectMsg<Checkpointed>().Items.Select(c => c.Key));
+        var dropped = ExpectMsg<BatchesDropped>();
+        Assert.Equal((1, 1, 1), (dropped.Block, dropped.Batches, dropped.Sequences));
+        ExpectMsg<BlockFinished>(m => m.Block == 1 && m.Sequences == 0);
+
+        // The computation that waited reaches its layer: skipped, unanswered.
+        var replies = CreateTestProbe();
+        layers[0].Tell(held, replies.Ref);
+        replies.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
+        {
+            layers[0].Tell(message, sender);
+            return Akka.TestKit.AutoPilot.KeepRunning;
+        }));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "back"), Memory.TierBudgets.None));
+        Assert.Equal(Reference(1), Results(1));
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+    }
+
+    /// <summary>
+    /// The computation of a batch dropped on arrival had run already: its result, still on its way, reaches the
+    /// scheduler only once a new block (of another request) is running at the same (layer, batch, step). It is told
+    /// apart by its batch and discarded; the new block's own result is the one used, and every request finishes unchanged.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_late_result_of_a_dropped_batch_is_not_taken_for_the_next_blocks(bool offloaded)
+    {
+        var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
+        var layers = Layers(engine);
+        var gate = CreateTestProbe();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue([Item(0)]));
+        ExpectMsg<BlockStarted>(m => m.Block == 1);
+        // Block 1's first computation runs; its result is held back.
+        var late = CreateTestProbe();
+        layers[0].Tell(gate.ExpectMsg<LayerProtocol.Compute>(), late.Ref);
+        var stale = late.ExpectMsg<LayerProtocol.Computed>();
+
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(null, Memory.TierBudgets.None));
+        Assert.True(ExpectMsg<PolicyHonoured>().Dropped);
+        FishForMessage<BlockFinished>(m => m.Block == 1);
+        // Block 2 runs another request first (a higher priority): the late result is not its own.
+        scheduler.Tell(new Enqueue([Item(1) with { Priority = 1 }]));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "back"), Memory.TierBudgets.None));
+        FishForMessage<BlockStarted>(m => m.Block == 2);
+        var fresh = gate.ExpectMsg<LayerProtocol.Compute>();
+        Assert.Equal((stale.Batch, stale.Step), (fresh.Batch, fresh.Step));
+
+        // The late result arrives first, then block 2's computation goes on.
+        scheduler.Tell(stale);
+        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
+        {
+            layers[0].Tell(message, sender);
+            return Akka.TestKit.AutoPilot.KeepRunning;
+        }));
+        layers[0].Tell(fresh, scheduler);
+        Assert.Equal(Reference(2), Results(2));
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
     }
 
     /// <summary>The time to honour a policy counts from the budget change behind it, not from its arrival.</summary>

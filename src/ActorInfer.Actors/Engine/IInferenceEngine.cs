@@ -32,6 +32,9 @@ public interface IGpuBatch : IDisposable
 {
     IReadOnlyList<SequenceState> Sequences { get; }
     bool AllFinished { get; }
+
+    /// <summary>Freed (dropped from its block, or its block ended): a computation still addressed to it is not run.</summary>
+    bool Disposed { get; }
 }
 
 /// <summary>
@@ -84,6 +87,12 @@ public interface IInferenceEngine : IDisposable
     void Apply(BlockPolicy policy, TierBudgets budgets, Action? moved = null)
     {
     }
+
+    /// <summary>
+    /// Whether the running block's next position starts a layer (its first batch not yet computed there), or no step is
+    /// in progress: where batches may leave and weights move. True for an engine whose work has no such order.
+    /// </summary>
+    bool AtLayerBoundary => true;
 
     /// <summary>Whether what the engine holds now is within the budgets (true for an engine without tier accounting).</summary>
     bool Within(TierBudgets budgets) => true;

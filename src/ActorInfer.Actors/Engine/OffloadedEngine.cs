@@ -83,6 +83,8 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;
 
+    public bool AtLayerBoundary => _session is not { } s || s.Block.AtLayerBoundary;
+
     /// <summary>Sequences in the running block's batches that are still held (not dropped or freed), for run timelines.</summary>
     public int RunningSequences => _session is { } s ? s.Batches.Where(b => !b.Disposed).Sum(b => b.Sequences.Count) : 0;
 

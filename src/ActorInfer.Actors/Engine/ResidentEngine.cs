@@ -96,6 +96,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
         public BatchLayout Layout { get; } = layout;
         public List<LayerKv> Kv { get; } = kv;
         public bool AllFinished => Sequences.All(s => s.IsFinished);
+        public bool Disposed { get; private set; }
 
         /// <summary>The mask of the current step, shared by every layer of it.</summary>
         public Tensor? Mask
@@ -110,6 +111,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
 
         public void Dispose()
         {
+            Disposed = true;
             _mask?.Dispose();
             foreach (var k in Kv) k.Dispose();
         }

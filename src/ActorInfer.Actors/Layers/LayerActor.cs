@@ -17,15 +17,17 @@ internal sealed class LayerActor : Diagnostics.TensorThreadActor
         {
             try
             {
+                // Its batch was dropped while this waited (a budget fell): nothing to compute, no one waits for it.
+                if (m.Work.Disposed) return;
                 var next = engine.RunLayer(layer, m.Work, m.Hidden, m.Step);
-                Sender.Tell(new Computed(layer, m.Batch, m.Step, next));
+                Sender.Tell(new Computed(layer, m.Batch, m.Step, m.Work, next));
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 var oom = Runtime.Tiers.DeviceMemory.IsOutOfMemory(ex);
                 if (oom) log.Warning("{0} ran out of device memory on {1} at {2}: {3}", layer, m.Batch, m.Step, ex.Message);
                 else log.Error(ex, "{0} failed on {1} at {2}", layer, m.Batch, m.Step);
-                Sender.Tell(new ComputeFailed(layer, m.Batch, m.Step, ex.Message, oom));
+                Sender.Tell(new ComputeFailed(layer, m.Batch, m.Step, m.Work, ex.Message, oom));
             }
             finally
             {

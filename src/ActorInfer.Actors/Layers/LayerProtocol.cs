@@ -20,10 +20,11 @@ public static class LayerProtocol
     /// </summary>
     public sealed record Compute(GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : ICommand;
 
-    public sealed record Computed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, Tensor Hidden) : INoSerializationVerificationNeeded;
+    /// <param name="Work">The batch computed (a batch dropped since is no longer the block's: its result is stale).</param>
+    public sealed record Computed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : INoSerializationVerificationNeeded;
 
     /// <param name="OutOfMemory">The device ran out of memory (a pressure event, not a failure of the block's requests).</param>
-    public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, string Error, bool OutOfMemory = false)
+    public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, string Error, bool OutOfMemory = false)
         : INoSerializationVerificationNeeded;
 
     /// <summary>Runs on the tensor dispatcher (one dedicated thread shared by every tensor-issuing actor).</summary>

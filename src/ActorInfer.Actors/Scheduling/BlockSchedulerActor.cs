@@ -33,8 +33,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private BlockPolicy? _policy;
     // The budgets that came with the policy (TierBudgets.None when the sender gave none).
     private TierBudgets _budgets = TierBudgets.None;
-    // Set when a policy arrives while a block runs: applied at the block's next layer boundary (batches dropped
-    // down to what fits, weights re-placed, budgets enforced), then honoured.
+    // Set when a policy arrives while a block runs: applied on arrival where the block is at a boundary as it stands
+    // (ApplicableNow), else at its next layer boundary (batches dropped down to what fits, weights re-placed, budgets
+    // enforced), then honoured.
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
     private readonly HonourClock _honours = new();
@@ -71,7 +72,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         Become(Idle);
     }
 
-    protected override void PreStart() => _planner?.Tell(new PlannerProtocol.Subscribe(Self));
+    protected override void PreStart()
+    {
+        _planner?.Tell(new PlannerProtocol.Subscribe(Self));
+        // A budget change's first answer must not wait for its code to be compiled.
+        _ = Diagnostics.RarePaths.Prepare();
+    }
 
     protected override void PostStop()
     {
@@ -112,6 +118,13 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 ApplyBetweenBlocks();
                 TryStartBlock();
             }
+            else if (ApplicableNow(_block))
+            {
+                // No computation of the block has started where the policy would wait for a boundary: it applies now.
+                _pending = true;
+                _log.Info("policy {0} applies on arrival in block {1}", m.Policy?.ToString() ?? "none", _block.Id);
+                ApplyAtBoundary(_block, atStepEnd: _block.Tokens.Any(t => t is not null));
+            }
             else
             {
                 _pending = true;
@@ -141,8 +154,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void Idle()
     {
         Common();
-        // A completion that arrives after its block failed: only its tensor is left to free.
+        // A completion that arrives after its block failed or its batch was dropped: only its tensor is left to free.
         Receive<LayerProtocol.Computed>(m => m.Hidden.Dispose());
+        Receive<LayerProtocol.ComputeFailed>(_ => { });
     }
 
     private void Running()
@@ -151,6 +165,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         Receive<LayerProtocol.Computed>(m =>
         {
             var block = _block!;
+            // The computation of a batch dropped on its way (a policy applied on arrival), maybe of an earlier block.
+            if (Stale(block, m.Batch, m.Work))
+            {
+                m.Hidden.Dispose();
+                return;
+            }
             if (m.Layer != block.Cursor.Layer || m.Batch != block.Cursor.Batch || m.Step != block.Step)
             {
                 _log.Error("unexpected completion of {0} {1} {2}", m.Layer, m.Batch, m.Step);
@@ -167,6 +187,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         });
         Receive<LayerProtocol.ComputeFailed>(m =>
         {
+            if (Stale(_block!, m.Batch, m.Work)) return;
             if (m.OutOfMemory)
             {
                 OutOfMemory(_block!, m.Error);
@@ -176,6 +197,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             FinishBlock(_block, m.Error);
         });
     }
+
+    private static bool Stale(RunningBlock block, GpuBatchIndex batch, IGpuBatch work) =>
+        batch.Value >= block.Work.Length || !ReferenceEquals(block.Work[batch.Value], work);
 
     private void TryStartBlock()
     {
@@ -398,6 +422,19 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             return true;
         FinishBlock(block, null);
         return false;
+    }
+
+    /// <summary>
+    /// Whether the running block is at a boundary as it stands, between two messages: its step's tokens are on their
+    /// way (no batch computes again in the step), or the computation sent last has not begun a layer on the engine (it
+    /// is the layer's first batch and waits in its layer's mailbox, or the block has one batch and the engine is
+    /// between two of its layers). Batches dropped now take the computation addressed to them with them (it is not run).
+    /// </summary>
+    private bool ApplicableNow(RunningBlock block)
+    {
+        if (block.Tokens.Any(t => t is not null)) return true;
+        var batches = block.Active.Length;
+        return batches > 0 && _engine.AtLayerBoundary && (batches == 1 || block.CursorPosition % batches == 0);
     }
 
     private bool Fits(RunningBlock block, BlockPolicy? policy, int allowed)

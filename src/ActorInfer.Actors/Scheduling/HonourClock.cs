@@ -14,6 +14,9 @@ internal sealed class HonourClock
 {
     private readonly List<(long Changed, long Arrived, bool WithinAtChange)> _waiting = [];
     private long _applyStarted;
+    // The tensor thread's compiling (just in time) before the application in progress: what it compiled meanwhile.
+    private TimeSpan _compiledBefore;
+    private long _methodsBefore;
     // What the application in progress did so far: each part's name and when it ended.
     private readonly List<(string Part, long Ended)> _laps = [];
 
@@ -32,6 +35,8 @@ internal sealed class HonourClock
     public void StartApplying()
     {
         _applyStarted = Stopwatch.GetTimestamp();
+        _compiledBefore = System.Runtime.JitInfo.GetCompilationTime(currentThread: true);
+        _methodsBefore = System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true);
         _laps.Clear();
     }
 
@@ -51,6 +56,10 @@ internal sealed class HonourClock
         }
         var rest = Stopwatch.GetElapsedTime(from, now).TotalMilliseconds;
         if (rest >= 0.005) parts.Add($"the rest {rest.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms");
+        var compiled = System.Runtime.JitInfo.GetCompilationTime(currentThread: true) - _compiledBefore;
+        var methods = System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true) - _methodsBefore;
+        if (methods > 0)
+            parts.Add($"(compiling {methods} methods took {compiled.TotalMilliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms of it)");
         return string.Join(", ", parts);
     }
 

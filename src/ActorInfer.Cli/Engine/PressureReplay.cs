@@ -7,7 +7,7 @@ namespace ActorInfer.Cli.Engine;
 /// <summary>
 /// Replays a pressure schedule against a job running through the actors: each event changes a tier's budget, the
 /// runtime's planner picks the best policy whose placement fits the budgets (weights move off the device when
-/// the block alone cannot shrink enough), and the running block honours it at its next layer boundary: GPU
+/// the block alone cannot shrink enough), and the running block honours it on arrival or at its next layer boundary: GPU
 /// batches dropped from the end, weights re-placed, the budgets enforced by the tiers from then on. Steps count the job's decoding steps; while a budget leaves nothing able to run,
 /// no step passes, so the next step-timed event follows at once.
 /// </summary>

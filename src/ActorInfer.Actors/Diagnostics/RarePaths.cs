@@ -1,0 +1,56 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+
+namespace ActorInfer.Actors.Diagnostics;
+
+/// <summary>
+/// Code that runs rarely and must be quick the first time it runs: the answer to a budget change (planning the new
+/// policy, dropping batches, requeueing them, re-placing weights, honouring). Compiled just in time, its first run
+/// would pay for the compiling inside the time to honour; <see cref="Prepare"/> compiles it ahead, off the tensor
+/// thread, when a node starts.
+/// </summary>
+public static class RarePaths
+{
+    // The namespaces a budget change goes through, from the pressure actor to the tiers.
+    private static readonly string[] Namespaces =
+    [
+        "ActorInfer.Actors.Memory", "ActorInfer.Actors.Planner", "ActorInfer.Actors.Scheduling", "ActorInfer.Actors.Engine",
+        "ActorInfer.Runtime.Schedule", "ActorInfer.Runtime.Tiers", "ActorInfer.Runtime.Placement",
+    ];
+
+    private static int _started;
+
+    /// <summary>Starts compiling them in the background (once per process); the task ends with the count of methods compiled.</summary>
+    public static Task<int> Prepare()
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 1) return Task.FromResult(0);
+        return Task.Run(() =>
+        {
+            var assemblies = new[] { typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly };
+            return assemblies.SelectMany(a => a.GetTypes())
+                .Where(t => t.Namespace is { } ns && Namespaces.Contains(ns) && !t.ContainsGenericParameters)
+                .Sum(PrepareMethods);
+        });
+    }
+
+    /// <summary>Compiles a type's own methods and constructors (its lambdas' closures are nested types, listed on their own).</summary>
+    private static int PrepareMethods(Type type)
+    {
+        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Instance | BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
+        var count = 0;
+        foreach (var method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
+        {
+            if (method.IsAbstract || method.ContainsGenericParameters || method.GetMethodBody() is null) continue;
+            try
+            {
+                RuntimeHelpers.PrepareMethod(method.MethodHandle);
+                count++;
+            }
+            catch (Exception)
+            {
+                // A method the runtime cannot compile ahead (e.g. one needing instantiation) compiles when first called.
+            }
+        }
+        return count;
+    }
+}
