@@ -11,13 +11,6 @@ namespace ActorInfer.Actors.Diagnostics;
 /// </summary>
 public static class RarePaths
 {
-    // The namespaces a budget change goes through, from the pressure actor to the tiers.
-    private static readonly string[] Namespaces =
-    [
-        "ActorInfer.Actors.Memory", "ActorInfer.Actors.Planner", "ActorInfer.Actors.Scheduling", "ActorInfer.Actors.Engine",
-        "ActorInfer.Runtime.Schedule", "ActorInfer.Runtime.Tiers", "ActorInfer.Runtime.Placement",
-    ];
-
     private static int _started;
 
     /// <summary>Starts compiling them in the background (once per process); the task ends with the count of methods compiled.</summary>
@@ -26,10 +19,13 @@ public static class RarePaths
         if (Interlocked.Exchange(ref _started, 1) == 1) return Task.FromResult(0);
         return Task.Run(() =>
         {
-            var assemblies = new[] { typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly };
-            return assemblies.SelectMany(a => a.GetTypes())
-                .Where(t => t.Namespace is { } ns && Namespaces.Contains(ns) && !t.ContainsGenericParameters)
-                .Sum(PrepareMethods);
+            // The path crosses the actors, the runtime, the planning and the model's generation state: all of their code.
+            var assemblies = new[]
+            {
+                typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly, typeof(Planning.Policy).Assembly,
+                typeof(Model.Generation.SequenceState).Assembly,
+            };
+            return assemblies.SelectMany(a => a.GetTypes()).Where(t => !t.ContainsGenericParameters).Sum(PrepareMethods);
         });
     }
 

@@ -35,8 +35,9 @@ public sealed class ActorDriver : IDisposable
 
     /// <summary>A new block policy for the scheduler (as the planner would publish for new budgets, which it enforces once honoured).</summary>
     /// <param name="changedAt">When the budget change behind the policy happened (a Stopwatch timestamp), if before now.</param>
-    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null) =>
-        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None) { ChangedAt = changedAt });
+    /// <param name="plannedAt">When the policy had been chosen for that change (a Stopwatch timestamp), if known.</param>
+    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null, long? plannedAt = null) =>
+        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None) { ChangedAt = changedAt, PlannedAt = plannedAt });
 
     private sealed class EventLog : ReceiveActor
     {

@@ -37,6 +37,9 @@ public static class PlannerProtocol
         /// the time to honour the policy counts from there. Null: from the policy's arrival.
         /// </summary>
         public long? ChangedAt { get; init; }
+
+        /// <summary>When the planner had chosen this policy for the change (a Stopwatch timestamp); null when not told.</summary>
+        public long? PlannedAt { get; init; }
     }
 
     /// <param name="memory">The memory-pressure actor to follow.</param>

@@ -62,11 +62,12 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     {
         _budgets = budgets;
         var policy = _planner.Plan(budgets);
+        var plannedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         if (!force && policy == _policy) return;
         _policy = policy;
         if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
         else _log.Info("policy {0} for budgets ({1})", policy, budgets);
-        var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt };
+        var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt, PlannedAt = changedAt is null ? null : plannedAt };
         foreach (var s in _subscribers) s.Tell(changed);
     }
 }

@@ -86,6 +86,9 @@ public static class SchedulerProtocol
         /// <summary>Of <see cref="TakeUp"/>: from the budget change to the policy's arrival at the scheduler (planning, mailbox).</summary>
         public TimeSpan Arrival { get; init; }
 
+        /// <summary>Of <see cref="Arrival"/>: choosing the policy (the planner's search); null when the sender did not say.</summary>
+        public TimeSpan? Planning { get; init; }
+
         /// <summary>Of <see cref="TakeUp"/>: from the arrival to the layer boundary (or step end) where it was applied; zero when applied on arrival.</summary>
         public TimeSpan ToBoundary { get; init; }
 

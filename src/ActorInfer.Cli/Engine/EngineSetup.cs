@@ -57,8 +57,9 @@ public sealed class EngineSetup : IDisposable
     }
 
     /// <summary>A new block policy for the actor-driven runs (the pressure replay's).</summary>
-    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy, ActorInfer.Actors.Memory.TierBudgets? budgets = null, long? changedAt = null) =>
-        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy, budgets, changedAt);
+    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy, ActorInfer.Actors.Memory.TierBudgets? budgets = null, long? changedAt = null,
+        long? plannedAt = null) =>
+        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy, budgets, changedAt, plannedAt);
 
     /// <summary>Weight bytes the actor-driven runs moved between tiers when policies changed.</summary>
     public long WeightBytesMoved => _offloaded?.WeightBytesMoved ?? 0;

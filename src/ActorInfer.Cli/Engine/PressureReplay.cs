@@ -93,8 +93,9 @@ public sealed class PressureReplay : IDisposable
             if (e.Tier == "gpu") _gpu = e.Budget; else _cpu = e.Budget;
             Sent++;
             var policy = PolicyFor(_gpu, _cpu);
+            _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0), changedAt, System.Diagnostics.Stopwatch.GetTimestamp());
+            // Recorded once the policy is on its way, not in the time to honour it.
             Applied?.Invoke(e);
-            _setup.SetPolicy(policy, new TierBudgets(_gpu, _cpu, 0), changedAt);
             // With no sequence able to run, decoding steps stop counting: the next step-timed event comes now.
             if (policy is null)
             {
@@ -123,6 +124,7 @@ public sealed class PressureReplay : IDisposable
                $"{string.Join(" ", driver.Honoured.Select(h => h.WithinAtChange ? "yes" : "no"))}\n" +
                $"pressure: taken up (from the change until applied) in order (ms): {string.Join(" ", driver.Honoured.Select(h => Ms(h.TakeUp)))}\n" +
                $"pressure: each take-up as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
+               $"pressure: of each arrival, the planner's search (ms): {string.Join(" ", driver.Honoured.Select(h => h.Planning is { } p ? Ms(p) : "-"))}\n" +
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
                $"pressure: each applying in parts: " +
