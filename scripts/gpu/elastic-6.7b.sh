@@ -2,7 +2,8 @@
 # On the GPU machine: the elastic-memory demonstration with OPT-6.7B (random weights, float16, prompt 512, 32 tokens).
 #   1. one job under a GPU budget stepping 40 -> 12 -> 24 -> 40 GiB at 20, 32 and 42 s (generate --pressure, timeline in run-elastic/);
 #   2. the same work under each phase's budget held from the start: a static policy planned for that budget;
-#   3. a second job with nine budget changes 5 s apart, for more samples of the time to honour each;
+#   3. a second job with nine budget changes 5 s apart, for more samples of the time to honour each (a decoding-heavy
+#      workload, prompt 128 and 128 tokens, so that changes land during decoding);
 #   4. the report PNG of the elastic run, and summary.txt: the time to honour each event, the throughput of each phase
 #      against the static policy of its budget, and what the static policy planned for 40 GiB holds (against 12 GiB).
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/elastic-6.7b.sh   (writes under $OUT)
@@ -24,6 +25,13 @@ with open(f"{work}/in.jsonl", "w") as f:
     for i in range(2400):
         ids = [2] + [rng.randrange(10, 50000) for _ in range(511)]
         f.write(json.dumps({"id": f"r{i}", "prompt": ids, "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
+# The honour job decodes for most of its time (prompts of 128 tokens, 128 new ones each), so that changes land during
+# decoding (a layer step of well under a millisecond) and not only during a prefill; about as many tokens as the first
+# job's, so that it outlasts its last change.
+with open(f"{work}/in-honour.jsonl", "w") as f:
+    for i in range(640):
+        ids = [2] + [rng.randrange(10, 50000) for _ in range(127)]
+        f.write(json.dumps({"id": f"h{i}", "prompt": ids, "max_tokens": 128, "temperature": 0, "ignore_eos": True}) + "\n")
 def schedule(name, events):
     with open(f"{work}/{name}.jsonl", "w") as f:
         for e in events: f.write(json.dumps(e) + "\n")
@@ -50,7 +58,7 @@ trap 'kill $sampler $gpusampler 2>/dev/null' EXIT
 
 mode=${1:-all}
 if [ "$mode" = honour ]; then
-  ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
+  ai 240 generate "${common[@]}" --input "$work/in-honour.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
     --run-dir "$out/run-honour" 2> "$out/honour.log"
   grep -E "^pressure:|honour" "$out/honour.log"
   tar czf "$out/runs-honour.tgz" -C "$out" run-honour && rm -rf "$out"/run-honour
@@ -63,7 +71,7 @@ tail -3 "$out/elastic.log"
 ai 60 report --run "$out/run-elastic" --output "$out/report-6.7b-elastic.png" 2>&1 | tail -1
 
 echo "== honour: nine budget changes, 5 s apart"
-ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
+ai 240 generate "${common[@]}" --input "$work/in-honour.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
   --run-dir "$out/run-honour" 2> "$out/honour.log"
 grep "^pressure:" "$out/honour.log"
 

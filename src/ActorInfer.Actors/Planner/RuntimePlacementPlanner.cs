@@ -68,6 +68,11 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
                     PlanFor(candidate);
                     Score(candidate);
                 }
+        // A search for budgets across the whole range (every 16th distinct device footprint): the first budget change
+        // at run time then finds the search's code compiled, not only its table filled.
+        var footprints = _footprints.Values.Select(f => f.Device).Distinct().Order().ToArray();
+        for (var i = 0; i < footprints.Length; i += 16)
+            Plan(TierBudgets.None.With(_deviceBudget, footprints[i]));
     }
 
     /// <summary>
