@@ -126,7 +126,11 @@ for i, e in enumerate(events):
     ref = static.get(gib, (float("nan"),))[0]
     print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
           f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB once honoured")
-# Each event of a run against the layer step in progress (a prefill when no step ended for 3 median gaps).
+# Each event of a run against the layer step in progress, by where the scheduler says the running block was when the
+# change reached it: in a prefill, the prefill layer message the tensor thread was running (its longest message on the
+# change's way) or else the run's median prefill step over 32 layers; while decoding, the median of the steps just
+# before the change over 32 layers. Step times alone cannot tell: a fall that drops the block is followed by the next
+# block's prefill, so the step in progress looks long.
 def against_layer_step(run, logname, label):
   ho = timeline(run)
   hsteps = [x for x in ho if x["kind"] == "step"]
@@ -139,23 +143,34 @@ def against_layer_step(run, logname, label):
   hwithin = m.group(1).split() if m else []
   m = re.search(r"taken up \(from the change until applied\) in order \(ms\): (.*)", hlog)
   htake = m.group(1).split() if m else []
+  m = re.search(r"longest message on each one's way, to its arrival \| to its boundary: (.*)", hlog)
+  hbehind = [x.split(" | ")[0] for x in m.group(1).split("; ")] if m else []
+  m = re.search(r"where the running block was at each arrival: (.*)", hlog)
+  hwhere = m.group(1).split() if m else []
+  allgaps = [b["t_ms"] - a["t_ms"] for a, b in zip(hsteps, hsteps[1:])]
+  firsts = [g for g in allgaps if allgaps and g > 3 * statistics.median(allgaps)]
+  prefill_step = statistics.median(firsts) if firsts else float("nan")
   under = 0
   for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
     if i == 0 or i >= len(htimes): continue
     before = [x["t_ms"] for x in hsteps if x["t_ms"] <= e["t_ms"]][-4:]
     after = [x["t_ms"] for x in hsteps if x["t_ms"] > e["t_ms"]][:1]
     gap = statistics.median([b - a for a, b in zip(before, before[1:])]) if len(before) >= 2 else float("nan")
-    pending = (after[0] - before[-1]) if before and after else float("nan")
-    if gap != gap:
+    behind = hbehind[i] if i < len(hbehind) else "nothing"
+    where = hwhere[i] if i < len(hwhere) else "decoding"
+    prefill = re.match(r"layer compute \(prefill\) ([\d.]+) ms", behind)
+    if prefill: layer, kind = float(prefill.group(1)), "a prefill layer message"
+    elif where == "prefill": layer, kind = prefill_step / 32, "a prefill, its median step over 32 layers"
+    else: layer, kind = gap / 32, where
+    if layer != layer:
         print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms; no step before it to tell the layer step in progress")
         continue
-    layer = (pending if pending > 3 * gap else gap) / 32
     ok = htimes[i] < layer
     under += ok
     rose = i < len(hwithin) and hwithin[i] == "yes"
     how = f"within at the change, taken up in {htake[i]} ms = {hparts[i]}" if rose and i < len(htake) else (hparts[i] if i < len(hparts) else '?')
     print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms ({how}); layer step in progress ~{layer:.2f} ms"
-          f"{' (a prefill)' if pending > 3 * gap else ''}: {'under' if ok else 'over'}")
+          f" ({kind}), the tensor thread running {behind}: {'under' if ok else 'over'}")
   if len(htimes) > 1: print(f"{label} run: {under} of {len(htimes) - 1} run-time events under one layer step; median {statistics.median(htimes[1:]):.1f} ms, max {max(htimes[1:]):.1f} ms")
 against_layer_step("run-elastic", "elastic.log", "elastic")
 against_layer_step("run-honour", "honour.log", "honour")

@@ -217,6 +217,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         var honoured = ExpectMsg<PolicyHonoured>();
         Assert.True(honoured.Dropped, $"{honoured}");
         Assert.StartsWith("fit and drop 1", honoured.ApplyingParts);
+        Assert.Equal("prefill", honoured.ArrivedIn);
         Assert.Equal(["k0"], ExpectMsg<Checkpointed>().Items.Select(c => c.Key));
         var dropped = ExpectMsg<BatchesDropped>();
         Assert.Equal((1, 1, 1), (dropped.Block, dropped.Batches, dropped.Sequences));

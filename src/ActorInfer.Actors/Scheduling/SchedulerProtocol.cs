@@ -95,6 +95,9 @@ public static class SchedulerProtocol
         /// <summary>Of <see cref="TakeUp"/>: applying it there (drops, weights re-placed) until the block held no more than the budgets.</summary>
         public TimeSpan Applying { get; init; }
 
+        /// <summary>Where the running block was when the policy arrived: "prefill", "decoding" or "between blocks".</summary>
+        public string ArrivedIn { get; init; } = "";
+
         /// <summary>The longest message the tensor thread ran while the policy was on its way to the scheduler.</summary>
         public string BehindOnArrival { get; init; } = "";
 

@@ -124,6 +124,7 @@ public sealed class PressureReplay : IDisposable
                $"{string.Join(" ", driver.Honoured.Select(h => h.WithinAtChange ? "yes" : "no"))}\n" +
                $"pressure: taken up (from the change until applied) in order (ms): {string.Join(" ", driver.Honoured.Select(h => Ms(h.TakeUp)))}\n" +
                $"pressure: each take-up as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
+               $"pressure: where the running block was at each arrival: {string.Join(" ", driver.Honoured.Select(h => h.ArrivedIn.Replace(' ', '-')))}\n" +
                $"pressure: of each arrival, the planner's search (ms): {string.Join(" ", driver.Honoured.Select(h => h.Planning is { } p ? Ms(p) : "-"))}\n" +
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
