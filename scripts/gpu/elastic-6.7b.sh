@@ -26,10 +26,10 @@ with open(f"{work}/in.jsonl", "w") as f:
         ids = [2] + [rng.randrange(10, 50000) for _ in range(511)]
         f.write(json.dumps({"id": f"r{i}", "prompt": ids, "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
 # The honour job decodes for most of its time (prompts of 128 tokens, 128 new ones each), so that changes land during
-# decoding (a layer step of well under a millisecond) and not only during a prefill; about as many tokens as the first
-# job's, so that it outlasts its last change.
+# decoding (a layer step of well under a millisecond) and not only during a prefill; 1,000 of them (128,000 tokens), so
+# that it outlasts its last change (at 45 s).
 with open(f"{work}/in-honour.jsonl", "w") as f:
-    for i in range(640):
+    for i in range(1000):
         ids = [2] + [rng.randrange(10, 50000) for _ in range(127)]
         f.write(json.dumps({"id": f"h{i}", "prompt": ids, "max_tokens": 128, "temperature": 0, "ignore_eos": True}) + "\n")
 def schedule(name, events):
