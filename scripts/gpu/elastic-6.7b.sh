@@ -128,9 +128,10 @@ for i, e in enumerate(events):
           f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB once honoured")
 # Each event of a run against the layer step in progress, by where the scheduler says the running block was when the
 # change reached it: in a prefill, the prefill layer message the tensor thread was running (its longest message on the
-# change's way) or else the run's median prefill step over 32 layers; while decoding, the median of the steps just
-# before the change over 32 layers. Step times alone cannot tell: a fall that drops the block is followed by the next
-# block's prefill, so the step in progress looks long.
+# change's way) or else the step in progress over 32 layers (from the step before the change to the step after: for a
+# fall that drops the block, that runs on to the next block's prefill, at most about twice the prefill); while decoding,
+# the median of the steps just before the change over 32 layers. Step times alone cannot tell a prefill: a fall that
+# drops the block is followed by the next block's prefill, so a decoding step in progress looks long too.
 def against_layer_step(run, logname, label):
   ho = timeline(run)
   hsteps = [x for x in ho if x["kind"] == "step"]
@@ -147,20 +148,18 @@ def against_layer_step(run, logname, label):
   hbehind = [x.split(" | ")[0] for x in m.group(1).split("; ")] if m else []
   m = re.search(r"where the running block was at each arrival: (.*)", hlog)
   hwhere = m.group(1).split() if m else []
-  allgaps = [b["t_ms"] - a["t_ms"] for a, b in zip(hsteps, hsteps[1:])]
-  firsts = [g for g in allgaps if allgaps and g > 3 * statistics.median(allgaps)]
-  prefill_step = statistics.median(firsts) if firsts else float("nan")
   under = 0
   for i, e in enumerate(x for x in ho if x["kind"] == "pressure"):
     if i == 0 or i >= len(htimes): continue
     before = [x["t_ms"] for x in hsteps if x["t_ms"] <= e["t_ms"]][-4:]
     after = [x["t_ms"] for x in hsteps if x["t_ms"] > e["t_ms"]][:1]
     gap = statistics.median([b - a for a, b in zip(before, before[1:])]) if len(before) >= 2 else float("nan")
+    pending = (after[0] - before[-1]) if before and after else float("nan")
     behind = hbehind[i] if i < len(hbehind) else "nothing"
     where = hwhere[i] if i < len(hwhere) else "decoding"
     prefill = re.match(r"layer compute \(prefill\) ([\d.]+) ms", behind)
     if prefill: layer, kind = float(prefill.group(1)), "a prefill layer message"
-    elif where == "prefill": layer, kind = prefill_step / 32, "a prefill, its median step over 32 layers"
+    elif where == "prefill": layer, kind = pending / 32, "a prefill, the step in progress over 32 layers"
     else: layer, kind = gap / 32, where
     if layer != layer:
         print(f"{label} event {i} ({e['detail']}): {htimes[i]:.1f} ms; no step before it to tell the layer step in progress")
