@@ -126,6 +126,10 @@ for i, e in enumerate(events):
     ref = static.get(gib, (float("nan"),))[0]
     print(f"phase {i + 1} ({e['detail']}, {bounds[i] / 1000:.1f} s to {bounds[i + 1] / 1000:.1f} s): {r:.1f} token/s, "
           f"{r / ref * 100 if ref == ref and ref else float('nan'):.0f}% of the static policy's {ref:.1f}; block sizes {blocks}; device bytes held at most {held / 2**30:.2f} GiB once honoured")
+# Messages of the tensor thread that took 200 ms or more (a stall, placed by what ran; t is when it ended).
+for run in ("run-elastic", "run-honour", "run-static-12", "run-static-24", "run-static-40"):
+  slow = [x for x in timeline(run) if x["kind"] == "slow"]
+  print(f"{run}: tensor-thread messages of 200 ms or more: " + ("; ".join(f"t={x['t_ms'] / 1000:.2f} s {x['detail']}" for x in slow) or "none"))
 # Each event of a run against the layer step in progress, by where the scheduler says the running block was when the
 # change reached it: in a prefill, the prefill layer message the tensor thread was running (its longest message on the
 # change's way) or else the step in progress over 32 layers (from the step before the change to the step after: for a

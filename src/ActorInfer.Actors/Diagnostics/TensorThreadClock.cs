@@ -14,10 +14,19 @@ public static class TensorThreadClock
     private static readonly Lock Gate = new();
     private static long _count;
 
+    /// <summary>
+    /// Told (on the tensor thread) of every message that ran at least <see cref="SlowThreshold"/>, with its milliseconds:
+    /// a run's timeline records them, so that a stall can be placed.
+    /// </summary>
+    public static Action<string, double>? Slow { get; set; }
+
+    public static TimeSpan SlowThreshold { get; set; } = TimeSpan.FromMilliseconds(200);
+
     public static void Record(string what, long start)
     {
         var end = Stopwatch.GetTimestamp();
         lock (Gate) Recent[_count++ % Capacity] = (what, start, end);
+        if (Slow is { } slow && Stopwatch.GetElapsedTime(start, end) is var took && took >= SlowThreshold) slow(what, took.TotalMilliseconds);
     }
 
     /// <summary>

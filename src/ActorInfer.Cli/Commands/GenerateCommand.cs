@@ -81,6 +81,9 @@ public static class GenerateCommand
         if (replay is not null || recorder is not null)
         {
             var driver = setup.Actors(factory, out var offloaded);
+            if (recorder is not null)
+                ActorInfer.Actors.Diagnostics.TensorThreadClock.Slow = (what, ms) =>
+                    recorder.Event("slow", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{what} {ms:F0} ms"));
             var drops = 0;
             ActorInfer.Planning.Policy? lastPolicy = null;
             offloaded.StepDone = step =>

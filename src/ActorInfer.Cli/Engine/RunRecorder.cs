@@ -5,7 +5,8 @@ namespace ActorInfer.Cli.Engine;
 
 /// <summary>
 /// Records a run's timeline into <c>DIR/timeline.jsonl</c>: after every decoding step the budgets, the bytes the
-/// device tier holds, the block size and the tokens generated so far; and each pressure event and batch drop.
+/// device tier holds, the block size and the tokens generated so far; each pressure event, policy and batch drop; and
+/// each message of the tensor thread that took 200 ms or more ("slow", its end: what it was and how long).
 /// `actorinfer report --run DIR` draws it.
 /// </summary>
 public sealed class RunRecorder : IDisposable
@@ -14,6 +15,7 @@ public sealed class RunRecorder : IDisposable
     private readonly StreamWriter _writer;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly Lock _gate = new();
+    private bool _disposed;
 
     public RunRecorder(string dir)
     {
@@ -34,11 +36,17 @@ public sealed class RunRecorder : IDisposable
     private void Write(Dictionary<string, object> line)
     {
         var text = JsonSerializer.Serialize(line);
-        lock (_gate) _writer.WriteLine(text);
+        // Actors may still report (a slow message) while the command ends: nothing is written after the file closed.
+        lock (_gate)
+            if (!_disposed) _writer.WriteLine(text);
     }
 
     public void Dispose()
     {
-        lock (_gate) _writer.Dispose();
+        lock (_gate)
+        {
+            _disposed = true;
+            _writer.Dispose();
+        }
     }
 }
