@@ -122,6 +122,30 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         }
     }
 
+    /// <summary>
+    /// A scheduler running <paramref name="items"/> under <paramref name="policy"/>, observed by the test actor, whose
+    /// layer 0 is a probe: the test holds each computation sent there until it passes it on (see <see cref="ForwardAll"/>).
+    /// </summary>
+    private (IActorRef[] Layers, Akka.TestKit.TestProbe Gate, IActorRef Scheduler) StartWithLayerZeroHeld(IInferenceEngine engine, BlockPolicy policy,
+        WorkItem[] items)
+    {
+        var layers = Layers(engine);
+        var gate = CreateTestProbe();
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue(items));
+        return (layers, gate, scheduler);
+    }
+
+    /// <summary>From now on the probe passes every computation on to the real layer at once.</summary>
+    private static void ForwardAll(Akka.TestKit.TestProbe gate, IActorRef layer) =>
+        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
+        {
+            layer.Tell(message, sender);
+            return Akka.TestKit.AutoPilot.KeepRunning;
+        }));
+
     private IActorRef[] Layers(IInferenceEngine engine) =>
         Enumerable.Range(0, Config.NumHiddenLayers).Select(i => Sys.ActorOf(LayerProtocol.Props(new LayerIndex(i), engine))).ToArray();
 
@@ -155,22 +179,13 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     public void A_smaller_policy_mid_block_drops_the_last_batches_and_their_requests_finish_unchanged()
     {
         var engine = ResidentEngine();
-        var layers = Layers(engine);
-        var gate = CreateTestProbe();
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        scheduler.Tell(new Enqueue(Enumerable.Range(0, 6).Select(Item).ToArray()));
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine, new BlockPolicy(2, 3, "large"), Enumerable.Range(0, 6).Select(Item).ToArray());
         ExpectMsg<BlockStarted>(m => m.Block == 1 && m.Sequences == 6 && m.GpuBatches == 3);
 
         // Hold the block in its prefill while the smaller policy arrives.
         var held = gate.ExpectMsg<LayerProtocol.Compute>();
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "small"), Memory.TierBudgets.None));
-        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
-        {
-            layers[0].Tell(message, sender);
-            return Akka.TestKit.AutoPilot.KeepRunning;
-        }));
+        ForwardAll(gate, layers[0]);
         layers[0].Tell(held, scheduler);
 
         // Honoured as soon as the batches are gone (before the drop's bookkeeping); then the enqueuer hears where each
@@ -203,12 +218,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     public void A_fall_applies_on_arrival_and_the_computation_of_a_dropped_batch_is_skipped(bool offloaded)
     {
         var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
-        var layers = Layers(engine);
-        var gate = CreateTestProbe();
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        scheduler.Tell(new Enqueue([Item(0)]));
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine, new BlockPolicy(1, 1, "one"), [Item(0)]);
         ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 1);
         var held = gate.ExpectMsg<LayerProtocol.Compute>();
 
@@ -228,11 +238,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         layers[0].Tell(held, replies.Ref);
         replies.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
 
-        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
-        {
-            layers[0].Tell(message, sender);
-            return Akka.TestKit.AutoPilot.KeepRunning;
-        }));
+        ForwardAll(gate, layers[0]);
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "back"), Memory.TierBudgets.None));
         Assert.Equal(Reference(1), Results(1));
         Sys.Stop(scheduler);
@@ -251,12 +257,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
     public void The_late_result_of_a_dropped_batch_is_not_taken_for_the_next_blocks(bool offloaded)
     {
         var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
-        var layers = Layers(engine);
-        var gate = CreateTestProbe();
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        scheduler.Tell(new Enqueue([Item(0)]));
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine, new BlockPolicy(1, 1, "one"), [Item(0)]);
         ExpectMsg<BlockStarted>(m => m.Block == 1);
         // Block 1's first computation runs; its result is held back.
         var late = CreateTestProbe();
@@ -275,11 +276,7 @@ public sealed class ElasticSpecs : TestKit, IDisposable
 
         // The late result arrives first, then block 2's computation goes on.
         scheduler.Tell(stale);
-        gate.SetAutoPilot(new Akka.TestKit.DelegateAutoPilot((sender, message) =>
-        {
-            layers[0].Tell(message, sender);
-            return Akka.TestKit.AutoPilot.KeepRunning;
-        }));
+        ForwardAll(gate, layers[0]);
         layers[0].Tell(fresh, scheduler);
         Assert.Equal(Reference(2), Results(2));
         Sys.Stop(scheduler);

@@ -122,7 +122,6 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             else if (ApplicableNow(_block))
             {
                 // No computation of the block has started where the policy would wait for a boundary: it applies now.
-                _pending = true;
                 _log.Info("policy {0} applies on arrival in block {1}", m.Policy?.ToString() ?? "none", _block.Id);
                 ApplyAtBoundary(_block, atStepEnd: _block.Tokens.Any(t => t is not null));
             }
