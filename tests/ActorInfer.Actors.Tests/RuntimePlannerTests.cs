@@ -49,4 +49,39 @@ public sealed class RuntimePlannerTests
         using var session = runtime.OpenBlock([Sequence(0, generated: Generate - 1), Sequence(1, generated: 0)], ids => "", gpuBatchSize: 2);
         Assert.True(tiers.Device.BytesHeld <= budget, $"the block holds {tiers.Device.BytesHeld} bytes over the planned {budget}");
     }
+
+    /// <summary>
+    /// Planning at run time reads a table the compilation filled (the search's answer at each candidate's device
+    /// footprint): for every budget between, at and around the footprints it answers what the search answers, and where
+    /// the CPU budget is short of some candidate's it searches.
+    /// </summary>
+    [Fact]
+    public async Task The_compiled_table_answers_what_the_search_answers_for_every_budget()
+    {
+        using var source = new DummyWeightSource(TestModels.Tiny, 3);
+        var all = TierFractions.AllGpu;
+        var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
+        using var copies = new CpuCopyEngine();
+        using var runtime = new OffloadEngine(TestModels.Tiny, source, new Policy(4, 3, all, all, all), tiers, copies, ScalarType.Float32);
+        var planner = new RuntimePlacementPlanner(runtime, runtime.Policy, PromptLength, PromptLength + Generate, ActorInfer.Actors.Memory.Tier.Gpu);
+        await planner.Compiled;
+
+        var smallest = planner.Smallest.Device;
+        var largest = planner.LargestBlockBytes;
+        var random = new Random(11);
+        var budgets = new List<long> { 0, 1, smallest - 1, smallest, smallest + 1, largest - 1, largest, largest + 1, 4 * largest };
+        for (var i = 0; i < 400; i++) budgets.Add(smallest / 2 + (long)(random.NextDouble() * (largest * 1.2 - smallest / 2)));
+        var distinct = new HashSet<string>();
+        foreach (var device in budgets)
+            foreach (var cpu in new[] { 0L, 1L << 30, 1 })
+            {
+                var b = new TierBudgets(device, cpu, 0);
+                var planned = planner.Plan(b);
+                Assert.Equal(planner.Search(b), planned);
+                distinct.Add(planned?.ToString() ?? "none");
+            }
+        // The budgets cross several answers (so the table is read at more than one entry), none of them among them.
+        Assert.Contains("none", distinct);
+        Assert.True(distinct.Count >= 4, $"only {distinct.Count} distinct answers");
+    }
 }

@@ -14,8 +14,9 @@ namespace ActorInfer.Actors.Planner;
 /// all, so a block may be one large GPU batch where the per-batch cost outweighs the overlap of several. Null when not even one
 /// sequence fits with every weight off the device.
 /// Every candidate's footprint is computed once (a placement does not depend on the budgets) and kept; the whole
-/// table is filled in the background from construction on (the job's static compilation), so that planning for a
-/// budget change at run time is a lookup and a ranking, not a placement search.
+/// table is filled in the background from construction on (the job's static compilation), and with it the search's
+/// answer at every distinct device footprint: planning for a budget change at run time is then a bisection, not a
+/// search (a search where the CPU budget is below some candidate's, or before the compilation ends).
 /// </summary>
 public sealed class RuntimePlacementPlanner : IPolicyPlanner
 {
@@ -68,12 +69,29 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
                     PlanFor(candidate);
                     Score(candidate);
                 }
-        // A search for budgets across the whole range (every 16th distinct device footprint): the first budget change
-        // at run time then finds the search's code compiled, not only its table filled.
+        // The search's answer changes only where a device budget reaches another candidate's footprint: searched once
+        // at each distinct footprint, a budget change at run time is a bisection of that table.
         var footprints = _footprints.Values.Select(f => f.Device).Distinct().Order().ToArray();
-        for (var i = 0; i < footprints.Length; i += 16)
-            Plan(TierBudgets.None.With(_deviceBudget, footprints[i]));
+        var answers = footprints.AsParallel().AsOrdered().Select(device => Search(device, long.MaxValue)).ToArray();
+        _table = new BudgetTable(footprints, answers, _footprints.Values.Max(f => f.Cpu));
     }
+
+    /// <summary>
+    /// The search's answer for every device budget from one candidate's footprint to the next (<see cref="Answers"/>[i]
+    /// for budgets from <see cref="Device"/>[i] up), while the CPU budget leaves room for every candidate
+    /// (<see cref="MaxCpu"/>); none below the smallest footprint.
+    /// </summary>
+    private sealed record BudgetTable(long[] Device, BlockPolicy?[] Answers, long MaxCpu)
+    {
+        public BlockPolicy? For(long device)
+        {
+            var at = Array.BinarySearch(Device, device);
+            if (at < 0) at = ~at - 1;
+            return at < 0 ? null : Answers[at];
+        }
+    }
+
+    private volatile BudgetTable? _table;
 
     /// <summary>
     /// The device tier's bytes for a block of this geometry with the base policy's fractions (as planned: every
@@ -108,6 +126,15 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         // No device budget (none known yet, or an operator's 0) leaves no room: nothing runs.
         var device = budgets[_deviceBudget];
         var cpu = _deviceBudget != Tier.Cpu && budgets.Cpu > 0 ? budgets.Cpu : long.MaxValue;
+        return _table is { } table && cpu >= table.MaxCpu ? table.For(device) : Search(device, cpu);
+    }
+
+    /// <summary>The best candidate that fits these tier budgets, searched (what the compiled table holds, where it applies).</summary>
+    internal BlockPolicy? Search(TierBudgets budgets) =>
+        Search(budgets[_deviceBudget], _deviceBudget != Tier.Cpu && budgets.Cpu > 0 ? budgets.Cpu : long.MaxValue);
+
+    private BlockPolicy? Search(long device, long cpu)
+    {
         (Policy Policy, double Score)? best = null;
         foreach (var weights in WeightCandidates())
         {

@@ -122,7 +122,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             else if (ApplicableNow(_block))
             {
                 // No computation of the block has started where the policy would wait for a boundary: it applies now.
-                _log.Info("policy {0} applies on arrival in block {1}", m.Policy?.ToString() ?? "none", _block.Id);
+                _log.Info("policy {0} applies on arrival in block {1}", (object?)m.Policy ?? "none", _block.Id);
                 ApplyAtBoundary(_block, atStepEnd: _block.Tokens.Any(t => t is not null));
             }
             else
@@ -133,7 +133,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 _honours.StartApplying();
                 if (_policy is { } p && _engine.Within(_budgets) && Fits(_block, p, p.BlockSize) && Fits(_block, p with { Runtime = null }, p.BlockSize))
                     HonourWaiting(dropped: false);
-                _log.Info("policy {0} takes effect at the next layer boundary of block {1}", m.Policy?.ToString() ?? "none", _block.Id);
+                _log.Info("policy {0} takes effect at the next layer boundary of block {1}", (object?)m.Policy ?? "none", _block.Id);
             }
         });
         Receive<CheckMemoryWait>(_ => FailWhatWaitedTooLong());
@@ -402,13 +402,18 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         if (freed > 0) _honours.Lap($"free {freed} finished");
         var batches = 0;
         var requeued = new List<BlockEntry>();
+        var dropping = 0L;
         for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             if (block.Drop(b, requeued))
             {
                 batches++;
                 dropped = true;
             }
-        _honours.Lap(batches > 0 ? $"fit and drop {batches}" : "fit");
+            dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
+        }
+        _honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {HonourClock.Ms(dropping)} ms)" : "fit");
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
         // left the device): the bookkeeping of the drop (checkpoints, requeueing) comes after.
         ApplyAndHonour(policy, block, dropped);

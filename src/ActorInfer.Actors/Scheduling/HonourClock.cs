@@ -45,6 +45,10 @@ internal sealed class HonourClock
     /// <summary>A part of the application in progress (dropping, requeueing, re-placing) ended now.</summary>
     public void Lap(string part) => _laps.Add((part, Stopwatch.GetTimestamp()));
 
+    /// <summary>Stopwatch ticks as milliseconds with two decimals.</summary>
+    public static string Ms(long ticks) =>
+        (ticks * 1000.0 / Stopwatch.Frequency).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>The application's parts so far and the time each took, e.g. "drop 2 batches 0.41 ms, requeue 0.05 ms".</summary>
     private string Parts(long now)
     {

@@ -40,12 +40,14 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     public bool Drop(int b, List<BlockEntry> requeued)
     {
         if (Work[b] is not { } work) return false;
-        foreach (var entry in Sequences.Where(e => e.State is not null && work.Sequences.Contains(e.State)).ToList())
-            if (!entry.State!.IsFinished)
-            {
-                Sequences.Remove(entry);
-                requeued.Add(entry);
-            }
+        // One pass over the block (a drop waits on it: no scan of the batch per sequence).
+        var inBatch = new HashSet<object>(work.Sequences, ReferenceEqualityComparer.Instance);
+        Sequences.RemoveAll(entry =>
+        {
+            if (entry.State is null || entry.State.IsFinished || !inBatch.Contains(entry.State)) return false;
+            requeued.Add(entry);
+            return true;
+        });
         Hidden[b]?.Dispose();
         Hidden[b] = null;
         Tokens[b]?.Dispose();
