@@ -37,7 +37,8 @@ public static class BenchRunner
         }
         // The warm-up is a whole measured run: the first pass over each shape pays for kernel selection and allocator growth.
         log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
-        Measure(setup, promptLength, generationLength, seed: 999);
+        var warm = Measure(setup, promptLength, generationLength, seed: 999);
+        log($"warm-up took prefill {warm.PrefillSeconds:F3} s, decode {warm.DecodeSeconds:F3} s (the first pass over each shape)");
         var runs = new List<BenchRun>();
         for (var r = 0; r < repeat; r++)
         {
