@@ -8,8 +8,8 @@ namespace ActorInfer.Actors.Diagnostics;
 /// policy, dropping batches, requeueing them, re-placing weights, honouring). Compiled just in time, its first run
 /// would pay for the compiling inside the time to honour; <see cref="Prepare"/> compiles it ahead, off the tensor
 /// thread, when a node starts. Under tiered compilation this reaches non-virtual methods only: interface
-/// implementations and generic instantiations still compile on their first call (a process's first drop compiles
-/// a few dozen, 1 to 5 ms on the GPU machine; the honour records say how many).
+/// implementations and generic instantiations compile on their first call, so <see cref="FallRehearsal"/> then runs a
+/// fall once on a miniature of its own (what it does not reach, the honour records count).
 /// </summary>
 public static class RarePaths
 {
@@ -27,7 +27,17 @@ public static class RarePaths
                 typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly, typeof(Planning.Policy).Assembly,
                 typeof(Model.Generation.SequenceState).Assembly,
             };
-            return assemblies.SelectMany(a => a.GetTypes()).Where(t => !t.ContainsGenericParameters).Sum(PrepareMethods);
+            var prepared = assemblies.SelectMany(a => a.GetTypes()).Where(t => !t.ContainsGenericParameters).Sum(PrepareMethods);
+            try
+            {
+                FallRehearsal.Run();
+            }
+            catch (Exception ex)
+            {
+                // Only the first real fall's compiling is at stake; still, say so rather than hide it.
+                Console.Error.WriteLine($"the rehearsal of a budget fall failed (the first fall compiles its code itself): {ex.Message}");
+            }
+            return prepared;
         });
     }
 

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using OffloadEngine = ActorInfer.Runtime.Schedule.OffloadEngine;
+using Akka.Event;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Actors.Diagnostics;
+
+/// <summary>
+/// The answer to a budget fall, run once on a miniature of its own (a two-layer model of width 8, on the CPU, with its
+/// own tiers): what <see cref="RarePaths"/> cannot compile ahead under tiered compilation (the engine's interface
+/// implementations, generic instantiations over value types such as the honour record's tuples and the logging calls'
+/// arguments) compiles here, off the tensor thread, rather than inside the first real fall's time to honour. Nothing
+/// of the running job is touched.
+/// </summary>
+internal static class FallRehearsal
+{
+    private static readonly OptConfig Miniature = new()
+    {
+        Name = "rehearsal", VocabSize = 16, HiddenSize = 8, NumHiddenLayers = 2, NumAttentionHeads = 2, FfnDim = 16,
+        MaxPositionEmbeddings = 32, WordEmbedProjDim = 8,
+    };
+
+    /// <returns>The weight bytes the rehearsal moved off the device and back (none: it did not reach the re-placing).</returns>
+    public static long Run()
+    {
+        using var scope = NewDisposeScope();
+        using var source = new DummyWeightSource(Miniature, seed: 0);
+        var tiers = new TierSet(new MemoryTier(TierKind.Device, 1L << 26, CPU, pin: false), new MemoryTier(TierKind.Cpu, 1L << 26, CPU, pin: false), null);
+        using var copies = new CpuCopyEngine();
+        var onDevice = TierFractions.AllGpu;
+        var policy = new Policy(1, 2, onDevice, onDevice, onDevice);
+        using var runtime = new OffloadEngine(Miniature, source, policy, tiers, copies, ScalarType.Float32, keepHostCopies: true);
+        using var offloaded = new OffloadedEngine(runtime, _ => "");
+        IInferenceEngine engine = offloaded;
+        var budgets = new TierBudgets(1L << 26, 1L << 26, 0);
+        var halfOff = new BlockPolicy(1, 2, "rehearsal") { Runtime = new Policy(1, 2, TierFractions.FromPercent(50, 50), onDevice, onDevice) };
+        var back = new BlockPolicy(1, 2, "rehearsal") { Runtime = policy };
+        IGpuBatch[] batches = [engine.Open([Sequence(0)]), engine.Open([Sequence(1)])];
+        var clock = new HonourClock();
+        var log = Akka.Event.NoLogger.Instance;
+
+        // A prefill, then a decoding step that loses its second batch at its first layer boundary, as a fall does.
+        foreach (var step in new[] { TokenStep.Prefill, TokenStep.Prefill.Next() })
+        {
+            var active = batches.Where(b => !b.Disposed).ToArray();
+            foreach (var b in active) engine.Embed(b, step).Dispose();
+            for (var layer = 0; layer < Miniature.NumHiddenLayers; layer++)
+            {
+                if (!step.IsPrefill && layer == 1)
+                {
+                    var now = Stopwatch.GetTimestamp();
+                    clock.Arrived(now, now, withinAtChange: false, arrivedIn: "decoding");
+                    log.Info("policy {0} applies on arrival in block {1}", (object)halfOff, 1);
+                    _ = engine.AtLayerBoundary;
+                    clock.StartApplying();
+                    _ = engine.Fits(active, halfOff, budgets);
+                    var requeued = new List<BlockEntry>();
+                    var block = new RunningBlock(1, halfOff, [], batches.Length);
+                    block.Work[1] = active[1];
+                    block.Drop(1, requeued);
+                    clock.Lap($"fit and drop 1 (the drops {HonourClock.Ms(0)} ms)");
+                    _ = engine.Within(budgets);
+                    engine.Apply(halfOff, budgets, () => _ = engine.Within(budgets));
+                    clock.Lap("re-place until within");
+                    clock.Honour(dropped: true);
+                    active = [active[0]];
+                }
+                foreach (var b in active) engine.RunLayer(new LayerIndex(layer), b, empty(0), step).Dispose();
+            }
+            foreach (var b in active)
+                using (var tokens = engine.BeginChooseTokens(b, empty(0), step))
+                    tokens.Complete();
+        }
+        engine.Apply(back, budgets);
+        foreach (var b in batches) b.Dispose();
+        return offloaded.WeightBytesMoved;
+    }
+
+    private static SequenceState Sequence(int i)
+    {
+        int[] ids = [2, 3 + i, 4 + i];
+        var request = new CompletionRequest { Prompt = Prompt.FromIds(ids), MaxTokens = 2, Temperature = 0, IgnoreEos = true };
+        return new SequenceState(request, ids, seed: i, Miniature.EosTokenId);
+    }
+}

@@ -1,0 +1,20 @@
+using ActorInfer.Actors.Diagnostics;
+
+namespace ActorInfer.Actors.Tests;
+
+public sealed class FallRehearsalTests
+{
+    /// <summary>
+    /// The rehearsal walks the whole answer to a fall on its miniature (a drop at a layer boundary, weights off the
+    /// device and back, the step finished with the batch left): it runs through, and its weights did move both ways.
+    /// </summary>
+    [Fact]
+    public void The_rehearsal_drops_a_batch_and_moves_weights_off_the_device_and_back()
+    {
+        var moved = FallRehearsal.Run();
+        Assert.True(moved > 0, "the rehearsal moved no weights");
+        // Half of the weights left and came back: the same bytes each way.
+        Assert.Equal(0, moved % 2);
+        Assert.Equal(moved, FallRehearsal.Run());
+    }
+}
