@@ -59,7 +59,7 @@ internal static class FallRehearsal
                 if (!step.IsPrefill && layer == 1)
                 {
                     var now = Stopwatch.GetTimestamp();
-                    clock.Arrived(now, now, withinAtChange: false, arrivedIn: "decoding");
+                    clock.Arrived(now, now, now, withinAtChange: false, arrivedIn: "decoding");
                     log.Info("policy {0} applies on arrival in block {1}", (object)halfOff, 1);
                     _ = engine.AtLayerBoundary;
                     clock.StartApplying();

@@ -37,7 +37,10 @@ public sealed class ActorDriver : IDisposable
     /// <param name="changedAt">When the budget change behind the policy happened (a Stopwatch timestamp), if before now.</param>
     /// <param name="plannedAt">When the policy had been chosen for that change (a Stopwatch timestamp), if known.</param>
     public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null, long? plannedAt = null) =>
-        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None) { ChangedAt = changedAt, PlannedAt = plannedAt });
+        _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None)
+        {
+            ChangedAt = changedAt, PlannedAt = plannedAt, SentAt = changedAt is null ? null : System.Diagnostics.Stopwatch.GetTimestamp(),
+        });
 
     private sealed class EventLog : ReceiveActor
     {

@@ -40,6 +40,9 @@ public static class PlannerProtocol
 
         /// <summary>When the planner had chosen this policy for the change (a Stopwatch timestamp); null when not told.</summary>
         public long? PlannedAt { get; init; }
+
+        /// <summary>When the sender handed this message to the scheduler's mailbox (a Stopwatch timestamp); null when not told.</summary>
+        public long? SentAt { get; init; }
     }
 
     /// <param name="memory">The memory-pressure actor to follow.</param>

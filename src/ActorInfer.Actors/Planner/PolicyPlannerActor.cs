@@ -68,6 +68,6 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
         else _log.Info("policy {0} for budgets ({1})", policy, budgets);
         var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt, PlannedAt = changedAt is null ? null : plannedAt };
-        foreach (var s in _subscribers) s.Tell(changed);
+        foreach (var s in _subscribers) s.Tell(changedAt is null ? changed : changed with { SentAt = System.Diagnostics.Stopwatch.GetTimestamp() });
     }
 }

@@ -111,7 +111,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                        m.Budgets.NotBelow(_budgets) && _engine.Within(m.Budgets);
             if (m.Budgets != TierBudgets.None) _budgets = m.Budgets;
             // From the budget change behind the policy where the sender knows it (planning and mailbox time count).
-            _honours.Arrived(m.ChangedAt, m.PlannedAt, withinAtChange: rose,
+            _honours.Arrived(m.ChangedAt, m.PlannedAt, m.SentAt, withinAtChange: rose,
                 arrivedIn: _block is null ? "between blocks" : _block.Step.IsPrefill ? "prefill" : "decoding");
             WatchMemoryWait();
             if (_block is null)

@@ -12,7 +12,7 @@ namespace ActorInfer.Actors.Scheduling;
 /// </summary>
 internal sealed class HonourClock
 {
-    private readonly List<(long Changed, long? Planned, long Arrived, bool WithinAtChange, string ArrivedIn)> _waiting = [];
+    private readonly List<(long Changed, long? Planned, long? Sent, long Arrived, bool WithinAtChange, string ArrivedIn)> _waiting = [];
     private long _applyStarted;
     // The tensor thread's compiling (just in time) before the application in progress: what it compiled meanwhile.
     private TimeSpan _compiledBefore;
@@ -27,10 +27,11 @@ internal sealed class HonourClock
     /// <param name="plannedAt">When the policy had been chosen for the change (null: not told).</param>
     /// <param name="withinAtChange">The tiers held no more than the new budgets when they changed (a budget that rose).</param>
     /// <param name="arrivedIn">Where the running block was: "prefill", "decoding" or "between blocks".</param>
-    public void Arrived(long? changedAt, long? plannedAt = null, bool withinAtChange = false, string arrivedIn = "")
+    /// <param name="sentAt">When the sender handed it to the mailbox (null: not told).</param>
+    public void Arrived(long? changedAt, long? plannedAt = null, long? sentAt = null, bool withinAtChange = false, string arrivedIn = "")
     {
         var arrived = Stopwatch.GetTimestamp();
-        _waiting.Add((changedAt ?? arrived, changedAt is null ? null : plannedAt, arrived, withinAtChange, arrivedIn));
+        _waiting.Add((changedAt ?? arrived, changedAt is null ? null : plannedAt, changedAt is null ? null : sentAt, arrived, withinAtChange, arrivedIn));
     }
 
     /// <summary>The application (at a boundary, between blocks, or on arrival) begins now.</summary>
@@ -83,6 +84,7 @@ internal sealed class HonourClock
                 TakeUp = taken,
                 Arrival = Stopwatch.GetElapsedTime(w.Changed, w.Arrived),
                 Planning = w.Planned is { } planned ? Stopwatch.GetElapsedTime(w.Changed, planned) : null,
+                Sending = w.Sent is { } sent ? Stopwatch.GetElapsedTime(w.Changed, sent) : null,
                 ArrivedIn = w.ArrivedIn,
                 ToBoundary = Stopwatch.GetElapsedTime(w.Arrived, applied),
                 Applying = Stopwatch.GetElapsedTime(applied, now),

@@ -89,6 +89,9 @@ public static class SchedulerProtocol
         /// <summary>Of <see cref="Arrival"/>: choosing the policy (the planner's search); null when the sender did not say.</summary>
         public TimeSpan? Planning { get; init; }
 
+        /// <summary>Of <see cref="Arrival"/>: from the budget change until the sender handed the policy to the mailbox (planning included); null when not told.</summary>
+        public TimeSpan? Sending { get; init; }
+
         /// <summary>Of <see cref="TakeUp"/>: from the arrival to the layer boundary (or step end) where it was applied; zero when applied on arrival.</summary>
         public TimeSpan ToBoundary { get; init; }
 

@@ -126,6 +126,8 @@ public sealed class PressureReplay : IDisposable
                $"pressure: each take-up as arrival + to the boundary + applying (ms): {string.Join(" ", parts)}\n" +
                $"pressure: where the running block was at each arrival: {string.Join(" ", driver.Honoured.Select(h => h.ArrivedIn.Replace(' ', '-')))}\n" +
                $"pressure: of each arrival, the planner's search (ms): {string.Join(" ", driver.Honoured.Select(h => h.Planning is { } p ? Ms(p) : "-"))}\n" +
+               $"pressure: of each arrival, until handed to the scheduler's mailbox | in the mailbox (ms): " +
+               $"{string.Join(" ", driver.Honoured.Select(h => h.Sending is { } s ? $"{Ms(s)}|{Ms(h.Arrival - s)}" : "-"))}\n" +
                $"pressure: the tensor thread's longest message on each one's way, to its arrival | to its boundary: " +
                string.Join("; ", driver.Honoured.Select(h => $"{h.BehindOnArrival} | {h.BehindToBoundary}")) + "\n" +
                $"pressure: each applying in parts: " +
