@@ -31,7 +31,10 @@ public sealed record TierBudgets(long Gpu, long Cpu, long Disk)
 
     /// <summary>Whether no tier's budget is below <paramref name="previous"/>'s (zero is no budget: unbounded).</summary>
     public bool NotBelow(TierBudgets previous) =>
-        Enum.GetValues<Tier>().All(t => previous[t] == 0 ? this[t] == 0 : this[t] == 0 || this[t] >= previous[t]);
+        NotBelow(Gpu, previous.Gpu) && NotBelow(Cpu, previous.Cpu) && NotBelow(Disk, previous.Disk);
+
+    // Field by field, not over Enum.GetValues: a budget change's first arrival must not compile generic code for it.
+    private static bool NotBelow(long now, long before) => before == 0 ? now == 0 : now == 0 || now >= before;
 
     public override string ToString() =>
         $"gpu {ByteSize.Format(Gpu)}, cpu {ByteSize.Format(Cpu)}, disk {ByteSize.Format(Disk)}";
