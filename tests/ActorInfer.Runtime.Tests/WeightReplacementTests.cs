@@ -52,4 +52,26 @@ public sealed class WeightReplacementTests
         }
         Harness.AssertAllFreed(tiers);
     }
+
+    /// <summary>
+    /// A budget change asks for the weights' placement under a policy several times on its way to being honoured: the
+    /// placement of given weight fractions is computed once (whatever the geometry), and it is the one in force again
+    /// when the weights come back.
+    /// </summary>
+    [Fact]
+    public void The_placement_of_the_same_weight_fractions_is_computed_once()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using var copies = new CpuCopyEngine();
+        using var engine = new OffloadEngine(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true);
+        var first = engine.WeightPlan;
+        engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu));
+        Assert.NotSame(first, engine.WeightPlan);
+        Assert.Equal(0, engine.WeightPlan.Weights.Device);
+        engine.Replace(new Policy(4, 1, Gpu, Cpu, Cpu));
+        Assert.Same(first, engine.WeightPlan);
+        Assert.Equal(first.Weights.Device, tiers.Device.BytesHeld);
+    }
 }

@@ -171,7 +171,8 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         {
             try
             {
-                for (var k = batches; k >= 1; k--)
+                // Down to none left (k = 0): the weights alone, what a fall that drops the whole block must fit.
+                for (var k = batches; k >= 0; k--)
                 {
                     var remaining = Enumerable.Range(0, k).ToArray();
                     foreach (var w in weights)

@@ -37,7 +37,9 @@ public sealed class OffloadEngine : IDisposable
         Copies = copies;
         DType = dtype;
         _layers = ScheduleLayer.For(config, source);
-        WeightPlan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(dtype), DeviceIsCpu);
+        _elementSize = MemoryTier.ElementSize(dtype);
+        DeviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+        WeightPlan = WeightsOnly(policy);
         WeightPlan.EnsureFits(tiers);
         _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies);
     }
@@ -65,7 +67,16 @@ public sealed class OffloadEngine : IDisposable
     /// <summary>The plan of the last block run (or being run).</summary>
     public PlacementPlan? LastPlan { get; private set; }
 
-    private bool DeviceIsCpu => Tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+    private bool DeviceIsCpu { get; }
+
+    private readonly long _elementSize;
+
+    // A budget change asks for the weights' placement under a policy on its way to being honoured (to fit what is left
+    // of a block, to re-place): computed once per weight fractions, not per call.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ActorInfer.Planning.TierFractions, PlacementPlan> _weightPlans = new();
+
+    private PlacementPlan WeightsOnly(Policy policy) =>
+        _weightPlans.GetOrAdd(policy.Weights, _ => PlacementPlan.ForWeights(_layers, policy, _elementSize, DeviceIsCpu));
 
     /// <summary>
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
@@ -89,7 +100,7 @@ public sealed class OffloadEngine : IDisposable
     public PlacementPlan PlanBlock(Policy policy, int paddedLength, int capacity)
     {
         var shapes = Enumerable.Range(0, policy.NumGpuBatches).Select(_ => new BatchShape(policy.GpuBatchSize, paddedLength, capacity)).ToArray();
-        return PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu);
+        return PlacementPlan.ForBlock(_layers, Config, policy, _elementSize, shapes, DeviceIsCpu);
     }
 
     /// <summary>
@@ -99,12 +110,12 @@ public sealed class OffloadEngine : IDisposable
     public Placement.TierBytes PlanRunning(BlockSession? session, IReadOnlyCollection<int> remaining, Policy policy)
     {
         if (session is null || remaining.Count == 0)
-            return WithHostCopies(PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu));
+            return WithHostCopies(WeightsOnly(policy));
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
         var block = placed.Reshaped(shapes.Max(s => s.Size), shapes.Length, policy.Weights);
         var key = (block, string.Join(";", shapes.Select(s => $"{s.Size},{s.PaddedLength},{s.Capacity}")));
-        return WithHostCopies(_runningPlans.GetOrAdd(key, k => PlacementPlan.ForBlock(_layers, Config, k.Block, MemoryTier.ElementSize(DType), shapes, DeviceIsCpu)));
+        return WithHostCopies(_runningPlans.GetOrAdd(key, k => PlacementPlan.ForBlock(_layers, Config, k.Block, _elementSize, shapes, DeviceIsCpu)));
     }
 
     /// <summary>
@@ -117,7 +128,7 @@ public sealed class OffloadEngine : IDisposable
     /// <param name="moved">Called after each weight moved.</param>
     public long Replace(Policy policy, BlockSession? running = null, Action? moved = null)
     {
-        var plan = PlacementPlan.ForWeights(_layers, policy, MemoryTier.ElementSize(DType), DeviceIsCpu);
+        var plan = WeightsOnly(policy);
         if (plan.Weights.Disk > 0 && Tiers.Disk is null)
             throw new TierBudgetExceededException(TierKind.Disk, plan.Weights.Disk, 0, "the weights (no disk folder configured)");
         long bytes = 0;
@@ -143,7 +154,7 @@ public sealed class OffloadEngine : IDisposable
     public PlacementPlan Plan(IReadOnlyList<SequenceState> block) => Plan(block, Policy);
 
     private PlacementPlan Plan(IReadOnlyList<SequenceState> block, Policy policy) =>
-        PlacementPlan.ForBlock(_layers, Config, policy, MemoryTier.ElementSize(DType), Shapes(block, policy), DeviceIsCpu);
+        PlacementPlan.ForBlock(_layers, Config, policy, _elementSize, Shapes(block, policy), DeviceIsCpu);
 
     private static IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block, Policy policy)
     {
