@@ -24,10 +24,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly IInferenceEngine _engine;
     private readonly CompletionFactory _factory;
     private readonly IReadOnlyList<IActorRef> _layers;
-        private readonly IActorRef? _planner;
-    // Higher priority first, then arrival order.
-    private readonly PriorityQueue<(WorkItem Item, IActorRef ReplyTo), (int Priority, long Arrival)> _queue = new();
-    private long _arrivals;
+    private readonly IActorRef? _planner;
+    private readonly WaitingWork _waiting = new();
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private BlockPolicy? _policy;
@@ -39,13 +37,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
     private readonly HonourClock _honours = new();
-    private long _requeues;
     private int _blockCount;
     private RunningBlock? _block;
 
     private readonly TimeSpan? _maxWaitForMemory;
-    // When each queued request (by key) began waiting; only waits while no policy fits count against the limit.
-    private readonly Dictionary<string, long> _waitingSinceNoMemory = [];
     private ICancelable? _memoryCheck;
 
     private sealed record CheckMemoryWait
@@ -89,18 +84,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     {
         Receive<Enqueue>(m =>
         {
-            foreach (var item in m.Items) _queue.Enqueue((item, Sender), (-item.Priority, _arrivals++));
+            foreach (var item in m.Items) _waiting.Add(item, Sender);
             if (_block is null) TryStartBlock();
             WatchMemoryWait();
         });
         Receive<Withdraw>(m =>
         {
-            var keys = m.Keys as IReadOnlySet<string> ?? m.Keys.ToHashSet();
-            var kept = _queue.UnorderedItems.Where(e => !keys.Contains(e.Element.Item.Key)).ToList();
-            if (kept.Count == _queue.Count) return;
-            _log.Info("{0} queued requests withdrawn", _queue.Count - kept.Count);
-            _queue.Clear();
-            foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
+            var withdrawn = _waiting.Withdraw(m.Keys as IReadOnlySet<string> ?? m.Keys.ToHashSet());
+            if (withdrawn > 0) _log.Info("{0} queued requests withdrawn", withdrawn);
         });
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {
@@ -148,7 +139,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
         });
         Receive<Terminated>(m => _observers.Remove(m.ActorRef));
-        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_queue.Count, _block?.Id, _policy)));
+        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _policy)));
     }
 
     private void Idle()
@@ -203,11 +194,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     private void TryStartBlock()
     {
-        if (_policy is null || _queue.Count == 0) return;
+        if (_policy is null || _waiting.Count == 0) return;
         var policy = _policy;
         var id = ++_blockCount;
-        var items = new List<(WorkItem Item, IActorRef ReplyTo)>();
-        while (items.Count < policy.BlockSize && _queue.Count > 0) items.Add(_queue.Dequeue());
+        var items = _waiting.Take(policy.BlockSize);
 
         var sequences = new List<BlockEntry>();
         foreach (var (item, replyTo) in items)
@@ -284,15 +274,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void WatchMemoryWait()
     {
         if (_maxWaitForMemory is not { } limit) return;
-        if (_policy is not null || _queue.Count == 0)
+        if (_policy is not null || _waiting.Count == 0)
         {
-            _waitingSinceNoMemory.Clear();
+            _waiting.EndMemoryWaits();
             _memoryCheck?.Cancel();
             _memoryCheck = null;
             return;
         }
-        var now = System.Diagnostics.Stopwatch.GetTimestamp();
-        foreach (var (item, _) in _queue.UnorderedItems.Select(e => e.Element)) _waitingSinceNoMemory.TryAdd(item.Key, now);
+        _waiting.StartMemoryWaits();
         if (_memoryCheck is null)
             _memoryCheck = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(limit / 4, limit / 4, Self, CheckMemoryWait.Instance, Self);
     }
@@ -300,17 +289,11 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void FailWhatWaitedTooLong()
     {
         if (_maxWaitForMemory is not { } limit || _policy is not null) return;
-        var expired = _queue.UnorderedItems
-            .Where(e => _waitingSinceNoMemory.TryGetValue(e.Element.Item.Key, out var since) && System.Diagnostics.Stopwatch.GetElapsedTime(since) >= limit)
-            .ToList();
+        var expired = _waiting.TakeWaitedForMemory(limit);
         if (expired.Count == 0) return;
-        var kept = _queue.UnorderedItems.Except(expired).ToList();
-        _queue.Clear();
-        foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
         var reason = $"no memory: the budgets leave no room for one sequence of this model, and the request waited {limit.TotalSeconds:0.#} s for that to change";
-        foreach (var group in expired.Select(e => e.Element).GroupBy(e => e.ReplyTo))
+        foreach (var group in expired.GroupBy(e => e.ReplyTo))
             group.Key.Tell(new Finished(0, group.Select(e => new FinishedItem(e.Item.Key, CompletionJson.ErrorLine(e.Item.Id, 0, "", reason))).ToArray()));
-        foreach (var e in expired) _waitingSinceNoMemory.Remove(e.Element.Item.Key);
         _log.Warning("{0} requests failed after waiting {1} for memory", expired.Count, limit);
         WatchMemoryWait();
     }
@@ -463,7 +446,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         {
             tokens += state!.PromptIds.Count + state.OutputIds.Count;
             var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
-            _queue.Enqueue((resumed, replyTo), (-item.Priority, -(++_requeues)));
+            _waiting.Requeue(resumed, replyTo);
             requeued.Add((resumed, replyTo));
         }
         // Told before any requeued sequence can finish, so each enqueuer sees a sequence's checkpoint before its result.

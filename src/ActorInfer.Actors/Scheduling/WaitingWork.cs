@@ -1,0 +1,62 @@
+using Akka.Actor;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// The scheduler's accepted work not yet in a block: higher priority first, then arrival order, and a requeued
+/// sequence ahead of waiting work of its priority (the latest requeued first). It also keeps when each item began
+/// waiting for memory: only waits while no policy fits count against the scheduler's limit.
+/// </summary>
+internal sealed class WaitingWork
+{
+    private readonly PriorityQueue<(WorkItem Item, IActorRef ReplyTo), (int Priority, long Arrival)> _queue = new();
+    private readonly Dictionary<string, long> _waitingForMemorySince = [];
+    private long _arrivals;
+    private long _requeues;
+
+    public int Count => _queue.Count;
+
+    public void Add(WorkItem item, IActorRef replyTo) => _queue.Enqueue((item, replyTo), (-item.Priority, _arrivals++));
+
+    /// <summary>A dropped sequence, with its progress, back ahead of the waiting work of its priority.</summary>
+    public void Requeue(WorkItem resumed, IActorRef replyTo) => _queue.Enqueue((resumed, replyTo), (-resumed.Priority, -(++_requeues)));
+
+    /// <summary>Up to <paramref name="most"/> items, first first.</summary>
+    public List<(WorkItem Item, IActorRef ReplyTo)> Take(int most)
+    {
+        var items = new List<(WorkItem Item, IActorRef ReplyTo)>(Math.Min(most, _queue.Count));
+        while (items.Count < most && _queue.Count > 0) items.Add(_queue.Dequeue());
+        return items;
+    }
+
+    /// <summary>Removes the items with these keys; returns how many there were.</summary>
+    public int Withdraw(IReadOnlySet<string> keys) =>
+        Remove(e => keys.Contains(e.Element.Item.Key)).Count;
+
+    /// <summary>Every waiting item not yet waiting for memory starts to, now.</summary>
+    public void StartMemoryWaits()
+    {
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var (item, _) in _queue.UnorderedItems.Select(e => e.Element)) _waitingForMemorySince.TryAdd(item.Key, now);
+    }
+
+    /// <summary>A policy fits again (or nothing waits): no wait for memory goes on.</summary>
+    public void EndMemoryWaits() => _waitingForMemorySince.Clear();
+
+    /// <summary>Removes and returns the items that have waited for memory <paramref name="limit"/> or longer.</summary>
+    public List<(WorkItem Item, IActorRef ReplyTo)> TakeWaitedForMemory(TimeSpan limit) =>
+        Remove(e => _waitingForMemorySince.TryGetValue(e.Element.Item.Key, out var since) &&
+                    System.Diagnostics.Stopwatch.GetElapsedTime(since) >= limit);
+
+    private List<(WorkItem Item, IActorRef ReplyTo)> Remove(Func<((WorkItem Item, IActorRef ReplyTo) Element, (int, long) Priority), bool> which)
+    {
+        var removed = _queue.UnorderedItems.Where(which).ToList();
+        if (removed.Count == 0) return [];
+        var kept = _queue.UnorderedItems.Except(removed).ToList();
+        _queue.Clear();
+        foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
+        foreach (var (element, _) in removed) _waitingForMemorySince.Remove(element.Item.Key);
+        return removed.Select(e => e.Element).ToList();
+    }
+}
