@@ -30,8 +30,8 @@ internal static class FallRehearsal
         MaxPositionEmbeddings = 32, WordEmbedProjDim = 8,
     };
 
-    /// <returns>The weight bytes the rehearsal moved off the device and back (none: it did not reach the re-placing).</returns>
-    public static long Run()
+    /// <returns>The GPU batches it dropped and the weight bytes it moved off the device and back.</returns>
+    public static (int BatchesDropped, long WeightBytesMoved) Run()
     {
         using var scope = NewDisposeScope();
         using var source = new DummyWeightSource(Miniature, seed: 0);
@@ -45,8 +45,10 @@ internal static class FallRehearsal
         var budgets = new TierBudgets(1L << 26, 1L << 26, 0);
         var halfOff = new BlockPolicy(1, 2, "rehearsal") { Runtime = new Policy(1, 2, TierFractions.FromPercent(50, 50), onDevice, onDevice) };
         var back = new BlockPolicy(1, 2, "rehearsal") { Runtime = policy };
+        var oneBatch = halfOff with { NumGpuBatches = 1 };
         IGpuBatch[] batches = [engine.Open([Sequence(0)]), engine.Open([Sequence(1)])];
         var clock = new HonourClock();
+        var dropped = 0;
         var log = Akka.Event.NoLogger.Instance;
 
         // A prefill, then a decoding step that loses its second batch at its first layer boundary, as a fall does.
@@ -62,17 +64,23 @@ internal static class FallRehearsal
                     clock.Arrived(now, now, now, withinAtChange: false, arrivedIn: "decoding");
                     log.Info("policy {0} applies on arrival in block {1}", (object)halfOff, 1);
                     _ = engine.AtLayerBoundary;
-                    clock.StartApplying();
-                    _ = engine.Fits(active, halfOff, budgets);
-                    var requeued = new List<BlockEntry>();
-                    var block = new RunningBlock(1, halfOff, [], batches.Length);
+                    var block = new RunningBlock(1, halfOff, [], batches.Length)
+                    {
+                        Active = [new GpuBatchIndex(0), new GpuBatchIndex(1)],
+                        CursorPosition = layer * 2,
+                        Step = step,
+                    };
+                    block.Work[0] = active[0];
                     block.Work[1] = active[1];
-                    block.Drop(1, requeued);
-                    clock.Lap($"fit and drop 1 (the drops {HonourClock.Ms(0)} ms)");
+                    _ = BlockFitting.AtBoundaryNow(engine, block);
+                    clock.StartApplying();
+                    // A block of one: the second batch is dropped.
+                    dropped += BlockFitting.Shrink(engine, block, oneBatch, budgets, atStepEnd: false, new List<BlockEntry>(), clock);
                     _ = engine.Within(budgets);
                     engine.Apply(halfOff, budgets, () => _ = engine.Within(budgets));
                     clock.Lap("re-place until within");
                     clock.Honour(dropped: true);
+                    BlockFitting.GoesOn(block, atStepEnd: false);
                     active = [active[0]];
                 }
                 foreach (var b in active) engine.RunLayer(new LayerIndex(layer), b, empty(0), step).Dispose();
@@ -83,7 +91,7 @@ internal static class FallRehearsal
         }
         engine.Apply(back, budgets);
         foreach (var b in batches) b.Dispose();
-        return offloaded.WeightBytesMoved;
+        return (dropped, offloaded.WeightBytesMoved);
     }
 
     private static SequenceState Sequence(int i)

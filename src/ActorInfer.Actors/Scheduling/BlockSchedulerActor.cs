@@ -32,7 +32,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     // The budgets that came with the policy (TierBudgets.None when the sender gave none).
     private TierBudgets _budgets = TierBudgets.None;
     // Set when a policy arrives while a block runs: applied on arrival where the block is at a boundary as it stands
-    // (ApplicableNow), else at its next layer boundary (batches dropped down to what fits, weights re-placed, budgets
+    // (BlockFitting.AtBoundaryNow), else at its next layer boundary (batches dropped down to what fits, weights re-placed, budgets
     // enforced), then honoured.
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
@@ -110,7 +110,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 ApplyBetweenBlocks();
                 TryStartBlock();
             }
-            else if (ApplicableNow(_block))
+            else if (BlockFitting.AtBoundaryNow(_engine, _block))
             {
                 // No computation of the block has started where the policy would wait for a boundary: it applies now.
                 _log.Info("policy {0} applies on arrival in block {1}", (object?)m.Policy ?? "none", _block.Id);
@@ -122,7 +122,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 // Honoured on arrival when the running block already fits it, as placed now and as the policy will place
                 // it: what it holds and will hold stays within the budgets; the placement still applies at the boundary.
                 _honours.StartApplying();
-                if (_policy is { } p && _engine.Within(_budgets) && Fits(_block, p, p.BlockSize) && Fits(_block, p with { Runtime = null }, p.BlockSize))
+                if (_policy is { } p && _engine.Within(_budgets) && BlockFitting.Fits(_engine, _block, p, _budgets) &&
+                    BlockFitting.Fits(_engine, _block, p with { Runtime = null }, _budgets))
                     HonourWaiting(dropped: false);
                 _log.Info("policy {0} takes effect at the next layer boundary of block {1}", (object?)m.Policy ?? "none", _block.Id);
             }
@@ -368,69 +369,15 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _honours.StartApplying();
         _pending = false;
         var policy = _policy;
-        var allowed = policy?.BlockSize ?? 0;
-        var dropped = false;
-        // Finished batches keep only results: their caches go first.
-        bool Finished(int b) => block.Work[b] is { } w &&
-            (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
-                : w.AllFinished && !block.Active.Any(a => a.Value == b));
-        var freed = 0;
-        for (var b = block.Work.Length - 1; b >= 0; b--)
-            if (Finished(b) && !Fits(block, policy, allowed))
-            {
-                block.Work[b]!.Dispose();
-                block.Work[b] = null;
-                freed++;
-            }
-        if (freed > 0) _honours.Lap($"free {freed} finished");
-        var batches = 0;
         var requeued = new List<BlockEntry>();
-        var dropping = 0L;
-        for (var b = block.Work.Length - 1; b >= 0 && !Fits(block, policy, allowed); b--)
-        {
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            if (block.Drop(b, requeued))
-            {
-                batches++;
-                dropped = true;
-            }
-            dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
-        }
-        _honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {HonourClock.Ms(dropping)} ms)" : "fit");
+        var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, requeued, _honours);
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
         // left the device): the bookkeeping of the drop (checkpoints, requeueing) comes after.
-        ApplyAndHonour(policy, block, dropped);
+        ApplyAndHonour(policy, block, dropped: batches > 0);
         if (batches > 0) Requeue(block, batches, requeued);
-        // The step goes on with the batches left, from the same layer.
-        var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
-        block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();
-        block.CursorPosition = layer * block.Active.Length;
-        // At a step's end, tokens still on their way (of batches whose cache went) land before the block can finish.
-        if (block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished) || (atStepEnd && block.Tokens.Any(t => t is not null)))
-            return true;
+        if (BlockFitting.GoesOn(block, atStepEnd)) return true;
         FinishBlock(block, null);
         return false;
-    }
-
-    /// <summary>
-    /// Whether the running block is at a boundary as it stands, between two messages: its step's tokens are on their
-    /// way (no batch computes again in the step), or the computation sent last has not begun a layer on the engine (it
-    /// is the layer's first batch and waits in its layer's mailbox, or the block has one batch and the engine is
-    /// between two of its layers). Batches dropped now take the computation addressed to them with them (it is not run).
-    /// </summary>
-    private bool ApplicableNow(RunningBlock block)
-    {
-        if (block.Tokens.Any(t => t is not null)) return true;
-        var batches = block.Active.Length;
-        return batches > 0 && _engine.AtLayerBoundary && (batches == 1 || block.CursorPosition % batches == 0);
-    }
-
-    private bool Fits(RunningBlock block, BlockPolicy? policy, int allowed)
-    {
-        if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
-        if (block.Running > allowed) return false;
-        var remaining = block.Work.Where(w => w is not null).Select(w => w!).ToArray();
-        return _engine.Fits(remaining, policy, _budgets);
     }
 
     /// <summary>

@@ -1,0 +1,86 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// The running block against a new policy: whether it fits, whether it is at a boundary as it stands, and shrinking
+/// it (finished batches' caches first, then GPU batches from the end) until it fits. The scheduler applies the
+/// placement, honours and requeues.
+/// </summary>
+internal static class BlockFitting
+{
+    /// <summary>
+    /// Whether what is left of the block fits <paramref name="policy"/>: no more running sequences than its block size,
+    /// and its placement of the remaining batches within the budgets. No policy: only an empty block fits.
+    /// </summary>
+    public static bool Fits(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets)
+    {
+        if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
+        if (block.Running > policy.BlockSize) return false;
+        var remaining = block.Work.Where(w => w is not null).Select(w => w!).ToArray();
+        return engine.Fits(remaining, policy, budgets);
+    }
+
+    /// <summary>
+    /// Whether the running block is at a boundary as it stands, between two messages: its step's tokens are on their
+    /// way (no batch computes again in the step), or the computation sent last has not begun a layer on the engine (it
+    /// is the layer's first batch and waits in its layer's mailbox, or the block has one batch and the engine is
+    /// between two of its layers). Batches dropped now take the computation addressed to them with them (it is not run).
+    /// </summary>
+    public static bool AtBoundaryNow(IInferenceEngine engine, RunningBlock block)
+    {
+        if (block.Tokens.Any(t => t is not null)) return true;
+        var batches = block.Active.Length;
+        return batches > 0 && engine.AtLayerBoundary && (batches == 1 || block.CursorPosition % batches == 0);
+    }
+
+    /// <summary>
+    /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits; the unfinished
+    /// sequences of the dropped batches go to <paramref name="requeued"/>. Returns how many batches were dropped.
+    /// </summary>
+    /// <param name="atStepEnd">
+    /// The step's tokens are on their way: no batch computes again in this step, and a batch whose pending tokens finish
+    /// every one of its sequences counts as finished (its cache goes, its tokens still land).
+    /// </param>
+    public static int Shrink(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets, bool atStepEnd,
+        List<BlockEntry> requeued, HonourClock honours)
+    {
+        bool Finished(int b) => block.Work[b] is { } w &&
+            (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
+                : w.AllFinished && !block.Active.Any(a => a.Value == b));
+        var freed = 0;
+        for (var b = block.Work.Length - 1; b >= 0; b--)
+            if (Finished(b) && !Fits(engine, block, policy, budgets))
+            {
+                block.Work[b]!.Dispose();
+                block.Work[b] = null;
+                freed++;
+            }
+        if (freed > 0) honours.Lap($"free {freed} finished");
+        var batches = 0;
+        var dropping = 0L;
+        for (var b = block.Work.Length - 1; b >= 0 && !Fits(engine, block, policy, budgets); b--)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (block.Drop(b, requeued)) batches++;
+            dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
+        }
+        honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {HonourClock.Ms(dropping)} ms)" : "fit");
+        return batches;
+    }
+
+    /// <summary>
+    /// After a shrink, the step goes on with the batches left, from the same layer. False when nothing of the block is
+    /// left to run or to land (it has finished).
+    /// </summary>
+    public static bool GoesOn(RunningBlock block, bool atStepEnd)
+    {
+        var layer = block.Active.Length == 0 ? 0 : block.CursorPosition / block.Active.Length;
+        block.Active = block.Active.Where(a => block.Work[a.Value] is not null).ToArray();
+        block.CursorPosition = layer * block.Active.Length;
+        // At a step's end, tokens still on their way (of batches whose cache went) land before the block can finish.
+        return block.Active.Length > 0 || block.Work.Any(w => w is not null && !w.AllFinished) || (atStepEnd && block.Tokens.Any(t => t is not null));
+    }
+}
