@@ -60,6 +60,8 @@ public static class OptMath
     /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false)
     {
+        // cuDNN's kernel for one query per sequence (decoding) only: it plans every new shape (CudaAttentionBackends).
+        if (q.device_type == TorchSharp.DeviceType.CUDA) CudaAttentionBackends.UseCudnn(q.size(2) == 1);
         using var context = F.scaled_dot_product_attention(q, keys, values, mask, is_casual: causal);
         using var merged = context.transpose(1, 2);
         return merged.reshape(q.size(0), q.size(2), -1);
