@@ -32,8 +32,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     // The budgets that came with the policy (TierBudgets.None when the sender gave none).
     private TierBudgets _budgets = TierBudgets.None;
     // Set when a policy arrives while a block runs: applied on arrival where the block is at a boundary as it stands
-    // (BlockFitting.AtBoundaryNow), else at its next layer boundary (batches dropped down to what fits, weights re-placed, budgets
-    // enforced), then honoured.
+    // (BlockFitting.AtBoundaryNow), else at its next layer boundary (batches dropped down to what fits, weights
+    // re-placed, budgets enforced), then honoured.
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
     private readonly HonourClock _honours = new();
