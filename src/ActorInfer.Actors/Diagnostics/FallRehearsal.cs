@@ -76,10 +76,7 @@ internal static class FallRehearsal
                     clock.StartApplying();
                     // A block of one: the second batch is dropped.
                     dropped += BlockFitting.Shrink(engine, block, oneBatch, budgets, atStepEnd: false, new List<BlockEntry>(), clock);
-                    _ = engine.Within(budgets);
-                    engine.Apply(halfOff, budgets, () => _ = engine.Within(budgets));
-                    clock.Lap("re-place until within");
-                    clock.Honour(dropped: true);
+                    new PolicyApplier(engine, clock, _ => { }, log).ApplyAndHonour(halfOff, budgets, block, dropped: true);
                     BlockFitting.GoesOn(block, atStepEnd: false);
                     active = [active[0]];
                 }

@@ -37,6 +37,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
     private readonly HonourClock _honours = new();
+    private readonly PolicyApplier _applier;
     private int _blockCount;
     private RunningBlock? _block;
 
@@ -64,6 +65,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _factory = factory;
         _layers = layers;
         _planner = planner;
+        _applier = new PolicyApplier(engine, _honours, Publish, _log);
         Become(Idle);
     }
 
@@ -299,60 +301,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         WatchMemoryWait();
     }
 
-    private void HonourWaiting(bool dropped)
-    {
-        foreach (var honoured in _honours.Honour(dropped)) Publish(honoured);
-    }
+    private void HonourWaiting(bool dropped) => _applier.HonourWaiting(dropped);
 
     /// <summary>No block runs: the policy's placement and budgets apply now.</summary>
     private void ApplyBetweenBlocks()
     {
         _honours.StartApplying();
         _pending = false;
-        ApplyAndHonour(_policy, null, dropped: false);
-    }
-
-    /// <summary>
-    /// Applies the policy's placement and honours the waiting policies: at once when what the engine holds is
-    /// already within the budgets (a larger budget, or drops that were enough; weights then move after), else once
-    /// the placement has moved what has to leave.
-    /// </summary>
-    private void ApplyAndHonour(BlockPolicy? policy, RunningBlock? block, bool dropped)
-    {
-        if (policy is null)
-        {
-            HonourWaiting(dropped);
-            return;
-        }
-        if (_engine.Within(_budgets)) HonourWaiting(dropped);
-        // Weights leaving the device one by one: honoured as soon as the tiers hold no more than the budgets, not
-        // after the last one (and at the end in any case: budgets applied while the device held more are counted).
-        ApplyPlacement(policy, block, () =>
-        {
-            if (!_honours.AnyWaiting || !_engine.Within(_budgets)) return;
-            _honours.Lap("re-place until within");
-            HonourWaiting(dropped);
-        });
-        if (_honours.AnyWaiting)
-        {
-            _honours.Lap("re-place");
-            HonourWaiting(dropped);
-        }
-    }
-
-    private void ApplyPlacement(BlockPolicy policy, RunningBlock? block, Action? moved = null)
-    {
-        try
-        {
-            _engine.Apply(policy, _budgets, moved);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // A placement that cannot be applied (no room on a tier) leaves the engine as it was: nothing runs
-            // until a policy that can be applied arrives.
-            _log.Error(ex, "policy {0} could not be applied{1}", policy, block is null ? "" : $" in block {block.Id}");
-            _policy = null;
-        }
+        if (!_applier.ApplyAndHonour(_policy, _budgets, null, dropped: false)) _policy = null;
     }
 
     /// <summary>
@@ -373,7 +329,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, requeued, _honours);
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
         // left the device): the bookkeeping of the drop (checkpoints, requeueing) comes after.
-        ApplyAndHonour(policy, block, dropped: batches > 0);
+        if (!_applier.ApplyAndHonour(policy, _budgets, block, dropped: batches > 0)) _policy = null;
         if (batches > 0) Requeue(block, batches, requeued);
         if (BlockFitting.GoesOn(block, atStepEnd)) return true;
         FinishBlock(block, null);
