@@ -24,6 +24,39 @@ public sealed class RuntimePlannerTests
         return state;
     }
 
+    /// <summary>A runtime of the tiny model, all on the device, and its planner with the compilation finished.</summary>
+    private sealed class Compiled : IDisposable
+    {
+        private readonly DummyWeightSource _source = new(TestModels.Tiny, 3);
+        private readonly CpuCopyEngine _copies = new();
+
+        private Compiled(int gpuBatchSize, int numGpuBatches)
+        {
+            var all = TierFractions.AllGpu;
+            Tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
+            Runtime = new OffloadEngine(TestModels.Tiny, _source, new Policy(gpuBatchSize, numGpuBatches, all, all, all), Tiers, _copies, ScalarType.Float32);
+            Planner = new RuntimePlacementPlanner(Runtime, Runtime.Policy, PromptLength, PromptLength + Generate, ActorInfer.Actors.Memory.Tier.Gpu);
+        }
+
+        public TierSet Tiers { get; }
+        public OffloadEngine Runtime { get; }
+        public RuntimePlacementPlanner Planner { get; }
+
+        public static async Task<Compiled> Start(int gpuBatchSize, int numGpuBatches)
+        {
+            var compiled = new Compiled(gpuBatchSize, numGpuBatches);
+            await compiled.Planner.Compiled;
+            return compiled;
+        }
+
+        public void Dispose()
+        {
+            Runtime.Dispose();
+            _copies.Dispose();
+            _source.Dispose();
+        }
+    }
+
     /// <summary>
     /// A requeued sequence that had generated all but one token resumes beside a fresh one: their batch's cache runs
     /// from the longer context to the fresh one's last token. A device budget of what the planner plans for such a
@@ -32,13 +65,8 @@ public sealed class RuntimePlannerTests
     [Fact]
     public async Task A_block_mixing_a_resumed_sequence_with_a_fresh_one_fits_what_the_planner_planned()
     {
-        using var source = new DummyWeightSource(TestModels.Tiny, 3);
-        var all = TierFractions.AllGpu;
-        var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
-        using var copies = new CpuCopyEngine();
-        using var runtime = new OffloadEngine(TestModels.Tiny, source, new Policy(2, 1, all, all, all), tiers, copies, ScalarType.Float32);
-        var planner = new RuntimePlacementPlanner(runtime, runtime.Policy, PromptLength, PromptLength + Generate, ActorInfer.Actors.Memory.Tier.Gpu);
-        await planner.Compiled;
+        using var compiled = await Compiled.Start(gpuBatchSize: 2, numGpuBatches: 1);
+        var (tiers, runtime, planner) = (compiled.Tiers, compiled.Runtime, compiled.Planner);
 
         var budget = planner.BytesFor(2, 1);
         var policy = planner.Plan(new TierBudgets(budget, 1L << 30, 0));
@@ -58,13 +86,8 @@ public sealed class RuntimePlannerTests
     [Fact]
     public async Task The_compiled_table_answers_what_the_search_answers_for_every_budget()
     {
-        using var source = new DummyWeightSource(TestModels.Tiny, 3);
-        var all = TierFractions.AllGpu;
-        var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
-        using var copies = new CpuCopyEngine();
-        using var runtime = new OffloadEngine(TestModels.Tiny, source, new Policy(4, 3, all, all, all), tiers, copies, ScalarType.Float32);
-        var planner = new RuntimePlacementPlanner(runtime, runtime.Policy, PromptLength, PromptLength + Generate, ActorInfer.Actors.Memory.Tier.Gpu);
-        await planner.Compiled;
+        using var compiled = await Compiled.Start(gpuBatchSize: 4, numGpuBatches: 3);
+        var planner = compiled.Planner;
 
         var smallest = planner.Smallest.Device;
         var largest = planner.LargestBlockBytes;

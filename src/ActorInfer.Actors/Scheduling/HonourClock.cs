@@ -47,8 +47,9 @@ internal sealed class HonourClock
     public void Lap(string part) => _laps.Add((part, Stopwatch.GetTimestamp()));
 
     /// <summary>Stopwatch ticks as milliseconds with two decimals.</summary>
-    public static string Ms(long ticks) =>
-        (ticks * 1000.0 / Stopwatch.Frequency).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+    public static string Ms(long ticks) => Ms(ticks * 1000.0 / Stopwatch.Frequency);
+
+    private static string Ms(double milliseconds) => milliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The application's parts so far and the time each took, e.g. "drop 2 batches 0.41 ms, requeue 0.05 ms".</summary>
     private string Parts(long now)
@@ -58,15 +59,15 @@ internal sealed class HonourClock
         var from = _applyStarted;
         foreach (var (part, ended) in _laps)
         {
-            parts.Add($"{part} {Stopwatch.GetElapsedTime(from, ended).TotalMilliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms");
+            parts.Add($"{part} {Ms(Stopwatch.GetElapsedTime(from, ended).TotalMilliseconds)} ms");
             from = ended;
         }
         var rest = Stopwatch.GetElapsedTime(from, now).TotalMilliseconds;
-        if (rest >= 0.005) parts.Add($"the rest {rest.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms");
+        if (rest >= 0.005) parts.Add($"the rest {Ms(rest)} ms");
         var compiled = System.Runtime.JitInfo.GetCompilationTime(currentThread: true) - _compiledBefore;
         var methods = System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true) - _methodsBefore;
         if (methods > 0)
-            parts.Add($"(compiling {methods} methods took {compiled.TotalMilliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} ms of it)");
+            parts.Add($"(compiling {methods} methods took {Ms(compiled.TotalMilliseconds)} ms of it)");
         return string.Join(", ", parts);
     }
 
