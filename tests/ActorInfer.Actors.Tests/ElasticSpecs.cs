@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Engine;
 using ActorInfer.Actors.Layers;
 using ActorInfer.Actors.Planner;
@@ -105,10 +106,16 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         return new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode);
     }
 
-    private (IInferenceEngine Engine, IDisposable Owner) OffloadedEngine()
+    /// <param name="cacheOnDevice">
+    /// The cache on the (CPU-backed) device tier, attended in place: decoding layers of one-batch steps then stop for a
+    /// change on its way. Otherwise on the CPU tier with CPU attention.
+    /// </param>
+    private (IInferenceEngine Engine, IDisposable Owner) OffloadedEngine(bool cacheOnDevice = false)
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
-        var policy = new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
+        var policy = cacheOnDevice
+            ? new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllGpu, TierFractions.AllGpu)
+            : new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
         var copies = new CpuCopyEngine();
         var runtime = new OffloadEngine(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32);
         return (new OffloadedEngine(runtime, _factory.Decode), new Owner(runtime, copies));
@@ -429,18 +436,32 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         }
     }
 
+    /// <summary>
+    /// Every block start and finish brings a random policy, most of them while a block runs. With the cache attended in
+    /// place on the device, the changes are signalled as a planner signals them: a decoding layer of a one-batch step in
+    /// progress stops for each and runs again unless the change dropped its batch.
+    /// </summary>
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Random_policy_changes_during_a_job_lose_nothing_and_change_no_output(bool offloaded)
+    [InlineData("resident")]
+    [InlineData("offloaded")]
+    [InlineData("offloaded, cache on the device, changes signalled")]
+    public void Random_policy_changes_during_a_job_lose_nothing_and_change_no_output(string engineKind)
     {
-        var (engine, owner) = offloaded ? OffloadedEngine() : (ResidentEngine(), new Owner());
+        var (engine, owner) = engineKind switch
+        {
+            "resident" => (ResidentEngine(), new Owner()),
+            "offloaded" => OffloadedEngine(),
+            _ => OffloadedEngine(cacheOnDevice: true),
+        };
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
         var random = new Random(2026);
         Func<BlockPolicy> pick = () => new BlockPolicy(1 + random.Next(3), 1 + random.Next(3), "random");
         // Every block start and every finished block brings a new policy: most arrive while a block runs.
         var sent = new[] { 1 }; // the starting policy below; the chaos actor counts the ones it sends
-        var chaos = Sys.ActorOf(Akka.Actor.Props.Create(() => new Chaos(scheduler, pick, sent)));
+        var signal = engineKind.EndsWith("signalled") ? engine.Changes : null;
+        // On the tensor thread beside the scheduler and the layers: its answer to a block's start is in the scheduler's
+        // mailbox before the block's first layer ends, so which block each policy meets, and the drops, do not depend on timing.
+        var chaos = Sys.ActorOf(Akka.Actor.Props.Create(() => new Chaos(scheduler, pick, sent, signal)).WithDispatcher(ActorInferSettings.TensorDispatcher));
         scheduler.Tell(new Observe(chaos));
         scheduler.Tell(new Observe(TestActor));
         const int count = 40;
@@ -467,6 +488,9 @@ public sealed class ElasticSpecs : TestKit, IDisposable
         honoured += late.Count(m => m is PolicyHonoured);
         // Every policy sent was honoured once: the block shed its batches, fitted it already, or ended.
         Assert.Equal(Volatile.Read(ref sent[0]), honoured);
+        // Each signalled change was taken: nothing stops for a change any more. Layers stopped for some of them.
+        Assert.False(signal?.Waiting ?? false);
+        if (signal is not null) Assert.True(signal.Yields > 0, "no layer stopped for a change");
         Sys.Stop(scheduler);
         engine.Dispose();
         owner.Dispose();
@@ -474,17 +498,50 @@ public sealed class ElasticSpecs : TestKit, IDisposable
 
     private sealed class Chaos : ReceiveActor
     {
-        public Chaos(IActorRef scheduler, Func<BlockPolicy> pick, int[] sent)
+        public Chaos(IActorRef scheduler, Func<BlockPolicy> pick, int[] sent, ActorInfer.Runtime.Schedule.ChangeSignal? signal)
         {
             void Send()
             {
                 Interlocked.Increment(ref sent[0]);
-                scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None));
+                scheduler.Tell(new PlannerProtocol.PolicyChanged(pick(), Memory.TierBudgets.None) { Signalled = signal is not null });
+                signal?.Sent();
             }
             Receive<BlockStarted>(_ => Send());
             Receive<BlockFinished>(_ => Send());
+            // Signalled: also the next change as soon as one is honoured (the first 200), sent before the scheduler's next
+            // layer starts, which then stops for it where it can.
+            var more = signal is null ? 0 : 200;
+            Receive<PolicyHonoured>(_ =>
+            {
+                if (more-- > 0) Send();
+            });
             ReceiveAny(_ => { });
         }
+    }
+
+    /// <summary>
+    /// With a change always on its way (the signal raised, no change sent), every decoding layer of the one-batch blocks
+    /// stops once at a yield point, is sent again by the scheduler without leave to stop, and runs to its end: the
+    /// requests finish unchanged, and the layers stopped exactly once per decoding step and layer.
+    /// </summary>
+    [Fact]
+    public void Layers_stopped_for_a_change_run_again_and_no_output_changes()
+    {
+        var (engine, owner) = OffloadedEngine(cacheOnDevice: true);
+        var changes = engine.Changes!;
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        changes.Sent();
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "one batch"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        var items = Enumerable.Range(0, 4).Select(Item).ToArray();
+        scheduler.Tell(new Enqueue(items));
+        Assert.Equal(Reference(items), Results(items.Length));
+        // Two blocks: requests 0 and 1 (6 and 7 tokens: 6 decoding steps), 2 and 3 (8 and 9 tokens: 8 steps).
+        Assert.Equal((6 + 8) * Config.NumHiddenLayers, changes.Yields);
+        changes.Received();
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
     }
 
     [Fact]

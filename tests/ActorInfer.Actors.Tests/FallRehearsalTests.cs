@@ -6,16 +6,18 @@ public sealed class FallRehearsalTests
 {
     /// <summary>
     /// The rehearsal walks the whole answer to a fall on its miniature (a drop at a layer boundary, weights off the
-    /// device and back, the step finished with the batch left): it runs through, and its weights did move both ways.
+    /// device and back, a layer stopped for the next change, the step finished with the batch left): it runs through,
+    /// and its weights did move both ways.
     /// </summary>
     [Fact]
-    public void The_rehearsal_drops_a_batch_and_moves_weights_off_the_device_and_back()
+    public void The_rehearsal_drops_a_batch_moves_weights_off_the_device_and_back_and_stops_a_layer()
     {
-        var (dropped, moved) = FallRehearsal.Run();
+        var (dropped, moved, yields) = FallRehearsal.Run();
         Assert.Equal(1, dropped);
+        Assert.Equal(1, yields);
         Assert.True(moved > 0, "the rehearsal moved no weights");
         // Half of the weights left and came back: the same bytes each way.
         Assert.Equal(0, moved % 2);
-        Assert.Equal((dropped, moved), FallRehearsal.Run());
+        Assert.Equal((dropped, moved, yields), FallRehearsal.Run());
     }
 }

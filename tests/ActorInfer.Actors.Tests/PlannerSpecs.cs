@@ -48,7 +48,9 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
         var planner = Sys.ActorOf(PlannerProtocol.Props(Planner, memory));
         var a = CreateTestProbe();
         var b = CreateTestProbe();
-        planner.Tell(new Subscribe(a.Ref));
+        // a gives a signal: it is raised once each run-time change is in a's mailbox, and the change says so.
+        var signal = new ActorInfer.Runtime.Schedule.ChangeSignal();
+        planner.Tell(new Subscribe(a.Ref, signal));
         planner.Tell(new Subscribe(b.Ref));
         // Subscribing before the first budget arrives still yields the first policy.
         foreach (var p in new[] { a, b })
@@ -62,7 +64,12 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
             changed.Policy.Should(new BlockPolicy(3, 1, "all on gpu"));
             // It carries when the budget changed, so that the time to honour it counts from there.
             Assert.InRange(changed.ChangedAt ?? 0, before, System.Diagnostics.Stopwatch.GetTimestamp());
+            Assert.Equal(p == a, changed.Signalled);
         }
+        // The first policy (not a run-time change) raised nothing; the change raised a's signal until a takes it.
+        AwaitAssert(() => Assert.True(signal.Waiting));
+        signal.Received();
+        Assert.False(signal.Waiting);
 
         // A change that leaves the policy as it is publishes nothing.
         memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1350));

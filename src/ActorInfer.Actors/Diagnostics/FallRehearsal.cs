@@ -30,8 +30,8 @@ internal static class FallRehearsal
         MaxPositionEmbeddings = 32, WordEmbedProjDim = 8,
     };
 
-    /// <returns>The GPU batches it dropped and the weight bytes it moved off the device and back.</returns>
-    public static (int BatchesDropped, long WeightBytesMoved) Run()
+    /// <returns>The GPU batches it dropped, the weight bytes it moved off the device and back, and the layers that stopped for a change.</returns>
+    public static (int BatchesDropped, long WeightBytesMoved, int Yields) Run()
     {
         using var scope = NewDisposeScope();
         using var source = new DummyWeightSource(Miniature, seed: 0);
@@ -49,6 +49,7 @@ internal static class FallRehearsal
         IGpuBatch[] batches = [engine.Open([Sequence(0)]), engine.Open([Sequence(1)])];
         var clock = new HonourClock();
         var dropped = 0;
+        var yields = 0;
         var log = Akka.Event.NoLogger.Instance;
 
         // A prefill, then a decoding step that loses its second batch at its first layer boundary, as a fall does.
@@ -79,6 +80,11 @@ internal static class FallRehearsal
                     new PolicyApplier(engine, clock, _ => { }, log).ApplyAndHonour(halfOff, budgets, block, dropped: true);
                     BlockFitting.GoesOn(block, atStepEnd: false);
                     active = [active[0]];
+                    // The batch left runs alone: its layer stops for the next change on its way, then runs again.
+                    engine.Changes!.Sent();
+                    if (engine.RunLayerOrYield(new LayerIndex(layer), active[0], empty(0), step) is { } ran) ran.Dispose();
+                    else yields++;
+                    engine.Changes.Received();
                 }
                 foreach (var b in active) engine.RunLayer(new LayerIndex(layer), b, empty(0), step).Dispose();
             }
@@ -88,7 +94,7 @@ internal static class FallRehearsal
         }
         engine.Apply(back, budgets);
         foreach (var b in batches) b.Dispose();
-        return (dropped, offloaded.WeightBytesMoved);
+        return (dropped, offloaded.WeightBytesMoved, yields);
     }
 
     private static SequenceState Sequence(int i)

@@ -16,11 +16,13 @@ public sealed class ActorDriver : IDisposable
 {
     private readonly ActorSystem _system;
     private readonly IActorRef _scheduler;
+    private readonly Runtime.Schedule.ChangeSignal? _changes;
 
-    private ActorDriver(ActorSystem system, IActorRef scheduler)
+    private ActorDriver(ActorSystem system, IActorRef scheduler, Runtime.Schedule.ChangeSignal? changes)
     {
         _system = system;
         _scheduler = scheduler;
+        _changes = changes;
         var events = system.ActorOf(Props.Create(() => new EventLog(Honoured, Drops, OutOfMemory)));
         scheduler.Tell(new SchedulerProtocol.Observe(events));
     }
@@ -36,11 +38,17 @@ public sealed class ActorDriver : IDisposable
     /// <summary>A new block policy for the scheduler (as the planner would publish for new budgets, which it enforces once honoured).</summary>
     /// <param name="changedAt">When the budget change behind the policy happened (a Stopwatch timestamp), if before now.</param>
     /// <param name="plannedAt">When the policy had been chosen for that change (a Stopwatch timestamp), if known.</param>
-    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null, long? plannedAt = null) =>
+    public void SetPolicy(BlockPolicy? policy, TierBudgets? budgets = null, long? changedAt = null, long? plannedAt = null)
+    {
+        // A run-time change raises the engine's signal once it is in the scheduler's mailbox: a layer in progress stops for it.
+        var signalled = changedAt is not null && _changes is not null;
         _scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? TierBudgets.None)
         {
             ChangedAt = changedAt, PlannedAt = plannedAt, SentAt = changedAt is null ? null : System.Diagnostics.Stopwatch.GetTimestamp(),
+            Signalled = signalled,
         });
+        if (signalled) _changes!.Sent();
+    }
 
     private sealed class EventLog : ReceiveActor
     {
@@ -75,7 +83,7 @@ public sealed class ActorDriver : IDisposable
             .ToArray();
         var scheduler = system.ActorOf(SchedulerProtocol.Props(engine, factory, layers, planner: null), "scheduler");
         scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, TierBudgets.None));
-        return new ActorDriver(system, scheduler);
+        return new ActorDriver(system, scheduler, engine.Changes);
     }
 
     /// <summary>Runs the requests through the scheduler and returns one result line per request, in order.</summary>

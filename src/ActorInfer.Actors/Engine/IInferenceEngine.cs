@@ -56,6 +56,18 @@ public interface IInferenceEngine : IDisposable
     /// <summary>One decoder layer over one batch's hidden state, writing the batch's cache of that layer.</summary>
     Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step);
 
+    /// <summary>
+    /// Like <see cref="RunLayer"/>, but the layer may stop at a yield point while a budget change is on its way
+    /// (<see cref="Changes"/>): then null, nothing of the layer kept, the engine at a layer boundary; run it again.
+    /// </summary>
+    Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step) => RunLayer(layer, batch, hidden, step);
+
+    /// <summary>
+    /// Raised by whoever sends the scheduler a budget change, after sending it, and lowered by the scheduler as it takes
+    /// one (<see cref="PlannerProtocol.PolicyChanged.Signalled"/>); null for an engine whose layers never stop early.
+    /// </summary>
+    Runtime.Schedule.ChangeSignal? Changes => null;
+
     /// <summary>Logits of the last position, and one new token appended to every unfinished sequence.</summary>
     void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
 

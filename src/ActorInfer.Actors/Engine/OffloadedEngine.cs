@@ -61,6 +61,14 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         return empty(0);
     }
 
+    public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+    {
+        var b = (Batch)batch;
+        return SessionFor(b).Block.Run(layer.Value + 1, b.Index, mayYield: true) ? empty(0) : null;
+    }
+
+    public ActorInfer.Runtime.Schedule.ChangeSignal Changes => runtime.Changes;
+
     public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
     {
         using var tokens = BeginChooseTokens(batch, hidden, step);

@@ -15,11 +15,19 @@ internal sealed class LayerActor : Diagnostics.TensorThreadActor
         var log = Context.GetLogger();
         Receive<Compute>(m =>
         {
+            var handedBack = false;
             try
             {
                 // Its batch was dropped while this waited (a budget fell): nothing to compute, no one waits for it.
                 if (m.Work.Disposed) return;
-                var next = engine.RunLayer(layer, m.Work, m.Hidden, m.Step);
+                var next = m.MayYield ? engine.RunLayerOrYield(layer, m.Work, m.Hidden, m.Step) : engine.RunLayer(layer, m.Work, m.Hidden, m.Step);
+                if (next is null)
+                {
+                    // A budget change is in the scheduler's mailbox, ahead of this answer: it applies before the layer runs again.
+                    Sender.Tell(new Yielded(layer, m.Batch, m.Step, m.Work, m.Hidden));
+                    handedBack = true;
+                    return;
+                }
                 Sender.Tell(new Computed(layer, m.Batch, m.Step, m.Work, next));
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -31,7 +39,7 @@ internal sealed class LayerActor : Diagnostics.TensorThreadActor
             }
             finally
             {
-                m.Hidden.Dispose();
+                if (!handedBack) m.Hidden.Dispose();
             }
         });
     }

@@ -18,10 +18,20 @@ public static class LayerProtocol
     /// Runs the layer. Ownership of <paramref name="Hidden"/> passes to the layer actor, which disposes it;
     /// the reply's hidden state belongs to the receiver.
     /// </summary>
-    public sealed record Compute(GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : ICommand;
+    public sealed record Compute(GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : ICommand
+    {
+        /// <summary>Whether the layer may stop at a yield point for a budget change on its way (answered with <see cref="Yielded"/>).</summary>
+        public bool MayYield { get; init; } = true;
+    }
 
     /// <param name="Work">The batch computed (a batch dropped since is no longer the block's: its result is stale).</param>
     public sealed record Computed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : INoSerializationVerificationNeeded;
+
+    /// <summary>
+    /// The layer stopped at a yield point for a budget change on its way, nothing of it kept: the hidden state comes back
+    /// to the sender, to compute again (or to free, if the change dropped the batch).
+    /// </summary>
+    public sealed record Yielded(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, Tensor Hidden) : INoSerializationVerificationNeeded;
 
     /// <param name="OutOfMemory">The device ran out of memory (a pressure event, not a failure of the block's requests).</param>
     public sealed record ComputeFailed(LayerIndex Layer, GpuBatchIndex Batch, TokenStep Step, IGpuBatch Work, string Error, bool OutOfMemory = false)

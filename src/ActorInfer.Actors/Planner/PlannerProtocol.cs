@@ -22,7 +22,11 @@ public static class PlannerProtocol
     }
 
     /// <summary>Subscribes to <see cref="PolicyChanged"/>; the current one is sent at once when there is one.</summary>
-    public sealed record Subscribe(IActorRef Subscriber) : ICommand;
+    /// <param name="Changes">
+    /// A local subscriber's signal, raised after each run-time change is sent to it (<see cref="PolicyChanged.Signalled"/>);
+    /// null for none.
+    /// </param>
+    public sealed record Subscribe(IActorRef Subscriber, Runtime.Schedule.ChangeSignal? Changes = null) : ICommand;
 
     public sealed record Unsubscribe(IActorRef Subscriber) : ICommand;
 
@@ -43,6 +47,9 @@ public static class PlannerProtocol
 
         /// <summary>When the sender handed this message to the scheduler's mailbox (a Stopwatch timestamp); null when not told.</summary>
         public long? SentAt { get; init; }
+
+        /// <summary>Whether the sender raised the receiver's <see cref="Runtime.Schedule.ChangeSignal"/> for it (the receiver lowers it).</summary>
+        public bool Signalled { get; init; }
     }
 
     /// <param name="memory">The memory-pressure actor to follow.</param>

@@ -10,7 +10,8 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 {
     private readonly IPolicyPlanner _planner;
     private readonly IActorRef _memory;
-    private readonly HashSet<IActorRef> _subscribers = [];
+    // Each subscriber, with the signal raised after a run-time change is sent to it (if it gave one).
+    private readonly Dictionary<IActorRef, Runtime.Schedule.ChangeSignal?> _subscribers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private TierBudgets _budgets = TierBudgets.None;
     private BlockPolicy? _policy;
@@ -22,7 +23,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(_planner.Plan(m.Budgets), m.Budgets)));
         Receive<Subscribe>(m =>
         {
-            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+            if (_subscribers.TryAdd(m.Subscriber, m.Changes)) Context.Watch(m.Subscriber);
         });
         Receive<Unsubscribe>(m =>
         {
@@ -46,7 +47,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         Receive<GetPolicy>(_ => Sender.Tell(new PolicyAnswer(_policy, _budgets)));
         Receive<Subscribe>(m =>
         {
-            if (_subscribers.Add(m.Subscriber)) Context.Watch(m.Subscriber);
+            if (_subscribers.TryAdd(m.Subscriber, m.Changes)) Context.Watch(m.Subscriber);
             m.Subscriber.Tell(new PolicyChanged(_policy, _budgets));
         });
         Receive<Unsubscribe>(m =>
@@ -68,6 +69,17 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
         else _log.Info("policy {0} for budgets ({1})", policy, budgets);
         var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt, PlannedAt = changedAt is null ? null : plannedAt };
-        foreach (var s in _subscribers) s.Tell(changedAt is null ? changed : changed with { SentAt = System.Diagnostics.Stopwatch.GetTimestamp() });
+        foreach (var (s, changes) in _subscribers)
+        {
+            if (changedAt is null)
+            {
+                s.Tell(changed);
+                continue;
+            }
+            // A run-time change: the subscriber's signal is raised once the change is in its mailbox (a layer in progress
+            // stops for it only then, so the change is ahead of the layer's answer).
+            s.Tell(changed with { SentAt = System.Diagnostics.Stopwatch.GetTimestamp(), Signalled = changes is not null });
+            changes?.Sent();
+        }
     }
 }

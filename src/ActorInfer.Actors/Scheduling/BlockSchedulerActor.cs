@@ -71,7 +71,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     protected override void PreStart()
     {
-        _planner?.Tell(new PlannerProtocol.Subscribe(Self));
+        _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
         _ = Diagnostics.RarePaths.Prepare();
     }
@@ -97,6 +97,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         });
         Receive<PlannerProtocol.PolicyChanged>(m =>
         {
+            // A layer in progress stops for it no longer (it may have already: its Yielded answer is behind this one).
+            if (m.Signalled) _engine.Changes?.Received();
             _policy = m.Policy;
             // With no change waiting the tiers hold no more than the budgets in force (the tiers refuse more); budgets
             // that did not fall were therefore honoured when they changed.
@@ -150,6 +152,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         Common();
         // A completion that arrives after its block failed or its batch was dropped: only its tensor is left to free.
         Receive<LayerProtocol.Computed>(m => m.Hidden.Dispose());
+        Receive<LayerProtocol.Yielded>(m => m.Hidden.Dispose());
         Receive<LayerProtocol.ComputeFailed>(_ => { });
     }
 
@@ -173,6 +176,20 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             }
             block.Hidden[m.Batch.Value] = m.Hidden;
             Advance(block);
+        });
+        Receive<LayerProtocol.Yielded>(m =>
+        {
+            var block = _block!;
+            if (Stale(block, m.Batch, m.Work) || m.Layer != block.Cursor.Layer || m.Batch != block.Cursor.Batch || m.Step != block.Step)
+            {
+                // Its batch was dropped by the change it stopped for.
+                m.Hidden.Dispose();
+                return;
+            }
+            // The change it stopped for has applied (it was ahead of this in the mailbox) and kept the batch: the layer
+            // runs again, to its end this time.
+            block.Hidden[m.Batch.Value] = m.Hidden;
+            Dispatch(block, mayYield: false);
         });
         Receive<PollTokens>(m =>
         {
@@ -453,12 +470,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         StartStep(block, block.Step.Next());
     }
 
-    private void Dispatch(RunningBlock block)
+    private void Dispatch(RunningBlock block, bool mayYield = true)
     {
         var cursor = block.Cursor;
         var hidden = block.Hidden[cursor.Batch.Value]!;
         block.Hidden[cursor.Batch.Value] = null;
-        _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden));
+        _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden) { MayYield = mayYield });
     }
 
     private void FinishBlock(RunningBlock block, string? error)

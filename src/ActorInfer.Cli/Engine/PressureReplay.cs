@@ -118,7 +118,7 @@ public sealed class PressureReplay : IDisposable
         return $"pressure: {Sent} events sent, {times.Length} honoured (median {median:F1} ms, max {max:F1} ms to honour); " +
                $"{drops.Sum(d => d.Batches)} GPU batches dropped, {drops.Sum(d => d.Sequences)} sequences requeued; " +
                $"{driver.OutOfMemory.Count} device out-of-memory events; {_setup.Tiers.Device.BudgetsSetBelowHeld} budgets applied while the device held more; " +
-               $"weights moved {ByteSize.Format(_setup.WeightBytesMoved)}\n" +
+               $"weights moved {ByteSize.Format(_setup.WeightBytesMoved)}; {_setup.Engine.Changes.Yields} decoding layers stopped for a change on its way\n" +
                $"pressure: honour times in order (ms): {string.Join(" ", inOrder)}\n" +
                $"pressure: within the new budget at the change (a budget that did not fall; honoured then), in order: " +
                $"{string.Join(" ", driver.Honoured.Select(h => h.WithinAtChange ? "yes" : "no"))}\n" +

@@ -82,7 +82,13 @@ public sealed class BlockSession : IDisposable
     public TokenStep Step => _run.Step;
 
     /// <summary>Runs the next position, which must be (<paramref name="scheduleLayer"/>, <paramref name="batch"/>).</summary>
-    public void Run(int scheduleLayer, int batch)
+    /// <param name="mayYield">
+    /// A decoding layer of a one-batch step whose cache is attended in place on the device may stop at a yield point while
+    /// a budget change is on its way (<see cref="OffloadEngine.Changes"/>): nothing of it is kept (writing this step's
+    /// keys and values again writes the same), the cursor stays, and the position is at a layer boundary for the change.
+    /// </param>
+    /// <returns>False when it stopped at a yield point: run the same position again.</returns>
+    public bool Run(int scheduleLayer, int batch, bool mayYield = false)
     {
         if (_run.Current is not { } at)
             throw new InvalidOperationException($"no step is in progress (asked for schedule layer {scheduleLayer}, batch {batch})");
@@ -92,7 +98,7 @@ public sealed class BlockSession : IDisposable
                 $"out of schedule: asked for schedule layer {scheduleLayer}, batch {batch}; the schedule is at layer {at.Layer.Value}, batch {expected}");
         try
         {
-            _run.RunCurrent();
+            return _run.RunCurrent(mayYield);
         }
         catch
         {

@@ -82,7 +82,9 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     /// Computes the current (layer, batch) while the next one's weights and inputs load, then moves the cursor on.
     /// Each position has its own dispose scope, so a driver may run positions from separate messages.
     /// </summary>
-    public void RunCurrent()
+    /// <param name="mayYield">See <see cref="BlockSession.Run"/>.</param>
+    /// <returns>False when the position stopped at a yield point (the cursor stays; run it again).</returns>
+    public bool RunCurrent(bool mayYield = false)
     {
         if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
         using var scope = NewDisposeScope();
@@ -93,8 +95,9 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         {
             // The next layer's weights load while this layer computes (the double buffer holds two layers at most):
             // their buffers are taken with the first batch, their copies issued a share per batch, after that
-            // batch's own inputs, so that the batch's small loads never queue behind more than one share.
-            if (cursor.Batch.Value == 0 && cursor.Layer.Value + 1 < layers.Count)
+            // batch's own inputs, so that the batch's small loads never queue behind more than one share. A position
+            // run again after a yield has them already.
+            if (cursor.Batch.Value == 0 && cursor.Layer.Value + 1 < layers.Count && _nextWeights is null)
             {
                 _nextWeightTransfers = new Transfers(_copies, _tiers);
                 _nextWeights = weights.Load(new LayerIndex(cursor.Layer.Value + 1), _nextWeightTransfers, inShares: true);
@@ -106,7 +109,14 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         _weightTransfers!.BeforeCompute();
         _inputs!.Transfers.BeforeCompute();
         var stores = new Transfers(_copies, _tiers);
-        Compute(cursor, step, _current!, _inputs, stores);
+        if (!Compute(cursor, step, _current!, _inputs, stores, mayYield))
+        {
+            // Nothing was stored (a yielding layer attends its cache in place), nothing of the next position prepared (one
+            // batch): the inputs stay for the position's next run.
+            stores.Complete();
+            engine.Changes.Yielded();
+            return false;
+        }
         _inputs.Transfers.Complete();
         _inputs = null;
         _previousStores!.Complete();
@@ -115,7 +125,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         {
             _inputs = nextInputs;
             End();
-            return;
+            return true;
         }
         if (following.Layer != cursor.Layer)
         {
@@ -129,6 +139,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         }
         _inputs = nextInputs ?? Prepare(following, step);
         _cursor = following;
+        return true;
     }
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
@@ -213,7 +224,8 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         return new Inputs(transfers, hidden, working.Cache, site, working.Expand);
     }
 
-    private void Compute(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores)
+    /// <returns>False when a decoding layer stopped at a yield point for a budget change on its way (see <see cref="BlockSession.Run"/>).</returns>
+    private bool Compute(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores, bool mayYield)
     {
         var batch = _active[at.Batch.Value];
         var layer = layers[at.Layer.Value];
@@ -237,8 +249,16 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             case ScheduleLayerKind.Decoder:
             {
                 var dw = w.Decoder(c, engine.DType);
-                using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores);
+                // A decoding layer that reads and writes nothing but its batch's device cache in place (and its own
+                // outputs) can stop and run again from its start: its only write, this step's keys and values, writes
+                // the same again. With one batch in the step nothing of the next position has been prepared either.
+                var yields = mayYield && !step.IsPrefill && _active.Count == 1 && inputs.AttentionSite == TierKind.Device &&
+                             inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, batch.Cache[layer.DecoderLayer].Memory);
+                var changes = engine.Changes;
+                using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yields ? changes : null);
+                if (context is null || (yields && changes.Waiting)) return false;
                 using var attended = OptMath.AttentionOutput(context, inputs.Hidden!, dw.Attention, c);
+                if (yields && changes.Waiting) return false;
                 output = OptMath.Ffn(attended, dw.Ffn, c);
                 break;
             }
@@ -258,19 +278,22 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 {
                     batch.Tokens?.Dispose();
                     batch.Tokens = tokens;
-                    return;
+                    return true;
                 }
                 using (tokens) tokens.Complete();
-                return;
+                return true;
             }
         }
         using (output)
             batch.Hidden = HiddenHome.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
                 $"the hidden state of {batch.Index} after {at.Layer}");
+        return true;
     }
 
     /// <summary>The attention context [B, T, hidden] on the device, with this step's keys and values stored in the cache.</summary>
-    private Tensor Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores)
+    /// <param name="yieldTo">Given: null is returned (nothing written) when a change is waiting once the projections are issued.</param>
+    private Tensor? Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores,
+        ChangeSignal? yieldTo = null)
     {
         var c = engine.Config;
         var layout = batch.Layout;
@@ -283,6 +306,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         using (k)
         using (v)
         {
+            if (yieldTo is { Waiting: true }) return null;
             if (step.IsPrefill)
             {
                 var mask = batch.Mask(step, Device);

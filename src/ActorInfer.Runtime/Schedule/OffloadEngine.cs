@@ -60,6 +60,8 @@ public sealed class OffloadEngine : IDisposable
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public ScalarType DType { get; }
+    /// <summary>Budget changes on their way to the scheduler: decoding layers of one-batch steps stop for them (see <see cref="ChangeSignal"/>).</summary>
+    public ChangeSignal Changes { get; } = new();
     /// <summary>A timeline to record copies and compute into (CUDA only); inactive unless started.</summary>
     public Cuda.CudaTimeline? Timeline { get; set; }
     /// <summary>Where each weight lives and what the weights (with their device working buffers) hold per tier.</summary>

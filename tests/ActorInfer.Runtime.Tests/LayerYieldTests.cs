@@ -1,0 +1,99 @@
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>
+/// A decoding layer stops at a yield point while a budget change is on its way (<see cref="ChangeSignal"/>), keeps
+/// nothing, and runs again from its start: with weights re-placed in between or not, the tokens are unchanged.
+/// </summary>
+public sealed class LayerYieldTests
+{
+    private static readonly TierFractions Gpu = TierFractions.AllGpu;
+
+    [Theory]
+    [InlineData(false, 100)]
+    [InlineData(false, 50)]
+    [InlineData(true, 100)]
+    public void A_decoding_layer_stops_for_a_change_and_runs_again_with_the_same_tokens(bool replaceWhileStopped, int weightsOnDevice)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 11);
+        const int sequences = 3, maxTokens = 5;
+        var expected = Harness.Reference(config, source, sequences, maxTokens);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        var half = TierFractions.FromPercent(50, 50);
+        var weights = TierFractions.FromPercent(weightsOnDevice, 100 - weightsOnDevice);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadEngine(config, source, new Policy(sequences, 1, weights, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true))
+        {
+            var actual = Harness.Sequences(config, sequences, maxTokens);
+            var decoderRuns = 0;
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                Assert.Equal(1, block.BatchCount);
+                engine.Changes.Sent();
+                // A prefill does not stop: its layers write the whole prompt's cache.
+                block.Begin(new TokenStep(0), [0]);
+                for (var layer = 0; layer < block.ScheduleLayers; layer++) Assert.True(block.Run(layer, 0, mayYield: true));
+                for (var step = 1; actual.Any(s => !s.IsFinished); step++)
+                {
+                    block.Begin(new TokenStep(step), [0]);
+                    for (var layer = 0; layer < block.ScheduleLayers; layer++)
+                    {
+                        var decoder = layer > 0 && layer < block.ScheduleLayers - 1;
+                        if (!decoder)
+                        {
+                            Assert.True(block.Run(layer, 0, mayYield: true));
+                            continue;
+                        }
+                        Assert.False(block.Run(layer, 0, mayYield: true));
+                        // The position stays where it was: at a layer boundary, where weights may move.
+                        Assert.True(block.AtLayerBoundary);
+                        if (replaceWhileStopped)
+                            engine.Replace(new Policy(sequences, 1, decoderRuns % 2 == 0 ? half : Gpu, Gpu, Gpu), block);
+                        Assert.True(block.Run(layer, 0));
+                        decoderRuns++;
+                    }
+                }
+                engine.Changes.Received();
+                Assert.False(engine.Changes.Waiting);
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(decoderRuns, engine.Changes.Yields);
+            Assert.Equal((maxTokens - 1) * config.NumHiddenLayers, decoderRuns);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>A step of two GPU batches does not stop (the next batch's inputs are loaded while one computes).</summary>
+    [Fact]
+    public void A_step_of_two_batches_does_not_stop()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 11);
+        var expected = Harness.Reference(config, source, 4);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadEngine(config, source, new Policy(2, 2, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        {
+            var actual = Harness.Sequences(config, 4);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                engine.Changes.Sent();
+                for (var step = 0; actual.Any(s => !s.IsFinished); step++)
+                {
+                    block.Begin(new TokenStep(step), [0, 1]);
+                    for (var layer = 0; layer < block.ScheduleLayers; layer++)
+                        for (var b = 0; b < 2; b++) Assert.True(block.Run(layer, b, mayYield: true));
+                }
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(0, engine.Changes.Yields);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+}
