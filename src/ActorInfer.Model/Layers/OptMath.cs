@@ -41,18 +41,18 @@ public static class OptMath
         c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
 
     /// <summary>Q, K, V as [B, heads, T, head_dim]; Q is not pre-scaled (attention applies 1/sqrt(head_dim)).</summary>
-    public static (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor attentionInput, AttentionWeights w, OptConfig c)
+    public static (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor attentionInput, AttentionWeights w, OptConfig c) =>
+        (Heads(attentionInput, w.Q, c), Heads(attentionInput, w.K, c), Heads(attentionInput, w.V, c));
+
+    /// <summary>One of the Q, K, V projections, as [B, heads, T, head_dim].</summary>
+    public static Tensor Heads(Tensor attentionInput, LinearWeights lw, OptConfig c)
     {
-        Tensor Heads(LinearWeights lw)
-        {
-            using var projected = Linear(attentionInput, lw);
-            using var split = projected.view(attentionInput.size(0), attentionInput.size(1), c.NumAttentionHeads, c.HeadDim);
-            // Every view is disposed here: a view left to the caller's scope would keep the projection's storage
-            // alive until the scope ends (a whole prefill step: tens of gigabytes for a large model).
-            using var heads = split.transpose(1, 2);
-            return heads.contiguous();
-        }
-        return (Heads(w.Q), Heads(w.K), Heads(w.V));
+        using var projected = Linear(attentionInput, lw);
+        using var split = projected.view(attentionInput.size(0), attentionInput.size(1), c.NumAttentionHeads, c.HeadDim);
+        // Every view is disposed here: a view left to the caller's scope would keep the projection's storage
+        // alive until the scope ends (a whole prefill step: tens of gigabytes for a large model).
+        using var heads = split.transpose(1, 2);
+        return heads.contiguous();
     }
 
     /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, hidden].</summary>
@@ -100,9 +100,22 @@ public static class OptMath
     /// <summary>The FFN half: (LayerNorm,) fc1, ReLU, fc2, residual (, LayerNorm).</summary>
     public static Tensor Ffn(Tensor hidden, FfnWeights w, OptConfig c)
     {
+        using var up = FfnUp(hidden, w, c);
+        return FfnDown(up, hidden, w, c);
+    }
+
+    /// <summary>The FFN's first part: (LayerNorm,) fc1, ReLU.</summary>
+    public static Tensor FfnUp(Tensor hidden, FfnWeights w, OptConfig c)
+    {
         using var input = c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
-        using var up = Linear(input, w.Fc1);
+        var up = Linear(input, w.Fc1);
         up.relu_();
+        return up;
+    }
+
+    /// <summary>The FFN's second part over <see cref="FfnUp"/>'s output: fc2, residual (, LayerNorm).</summary>
+    public static Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w, OptConfig c)
+    {
         var summed = Linear(up, w.Fc2);
         summed.add_(hidden, One);
         if (c.DoLayerNormBefore) return summed;

@@ -255,11 +255,14 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 var yields = mayYield && !step.IsPrefill && _active.Count == 1 && inputs.AttentionSite == TierKind.Device &&
                              inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, batch.Cache[layer.DecoderLayer].Memory);
                 var changes = engine.Changes;
+                // Yield points about every tenth of the layer's host time (one or two of its larger operations).
                 using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yields ? changes : null);
                 if (context is null || (yields && changes.Waiting)) return false;
                 using var attended = OptMath.AttentionOutput(context, inputs.Hidden!, dw.Attention, c);
                 if (yields && changes.Waiting) return false;
-                output = OptMath.Ffn(attended, dw.Ffn, c);
+                using var up = OptMath.FfnUp(attended, dw.Ffn, c);
+                if (yields && changes.Waiting) return false;
+                output = OptMath.FfnDown(up, attended, dw.Ffn, c);
                 break;
             }
             default:
@@ -301,47 +304,48 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var cacheIndex = step.CacheIndex(layout);
         var what = $"the cache of decoder layer {decoderLayer}, {batch.Index}";
         using var attentionInput = OptMath.AttentionInput(inputs.Hidden!, w, c);
-        var (q, k, v) = OptMath.ProjectQkv(attentionInput, w, c);
-        using (q)
-        using (k)
-        using (v)
+        using var q = OptMath.Heads(attentionInput, w.Q, c);
+        if (yieldTo is { Waiting: true }) return null;
+        using var k = OptMath.Heads(attentionInput, w.K, c);
+        if (yieldTo is { Waiting: true }) return null;
+        using var v = OptMath.Heads(attentionInput, w.V, c);
+        if (yieldTo is { Waiting: true }) return null;
+        if (step.IsPrefill)
         {
-            if (yieldTo is { Waiting: true }) return null;
-            if (step.IsPrefill)
+            var mask = batch.Mask(step, Device);
+            if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
             {
-                var mask = batch.Mask(step, Device);
-                if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
-                {
-                    deviceCache.Write(0, k, v);
-                    var (keys, values) = deviceCache.Prefix((int)q.size(2));
-                    using (keys)
-                    using (values)
-                        return OptMath.Attend(q, keys, values, mask, causal: mask is null);
-                }
-                // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
-                var context = OptMath.Attend(q, k, v, mask, causal: mask is null);
-                home.Store(0, k, v, _copies, _tiers, stores, what);
-                return context;
-            }
-            var cache = inputs.WorkingCache!;
-            inputs.ExpandCache?.Invoke();
-            Tensor result;
-            if (inputs.AttentionSite == TierKind.Device)
-            {
-                cache.Write(cacheIndex, k, v);
-                // A cache that stays on the device is attended over a length rounded up (its unwritten entries are zeros,
-                // masked): attention kernels that plan per shape (cuDNN's) then plan once per 64 tokens, not every step.
-                var attended = ReferenceEquals(cache, home.Memory) ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
-                var (keys, values) = cache.Prefix(attended);
+                deviceCache.Write(0, k, v);
+                var (keys, values) = deviceCache.Prefix((int)q.size(2));
                 using (keys)
                 using (values)
-                    result = OptMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
+                    return OptMath.Attend(q, keys, values, mask, causal: mask is null);
             }
-            else
-                result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
-            if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
-            return result;
+            // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
+            var context = OptMath.Attend(q, k, v, mask, causal: mask is null);
+            home.Store(0, k, v, _copies, _tiers, stores, what);
+            return context;
         }
+        var cache = inputs.WorkingCache!;
+        inputs.ExpandCache?.Invoke();
+        Tensor result;
+        if (inputs.AttentionSite == TierKind.Device)
+        {
+            cache.Write(cacheIndex, k, v);
+            // Writing the same keys and values again, once the layer runs again, writes the same.
+            if (yieldTo is { Waiting: true }) return null;
+            // A cache that stays on the device is attended over a length rounded up (its unwritten entries are zeros,
+            // masked): attention kernels that plan per shape (cuDNN's) then plan once per 64 tokens, not every step.
+            var attended = ReferenceEquals(cache, home.Memory) ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
+            var (keys, values) = cache.Prefix(attended);
+            using (keys)
+            using (values)
+                result = OptMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
+        }
+        else
+            result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
+        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
+        return result;
     }
 
     /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
