@@ -294,7 +294,10 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     }
 
     /// <summary>The attention context [B, T, hidden] on the device, with this step's keys and values stored in the cache.</summary>
-    /// <param name="yieldTo">Given: null is returned (nothing written) when a change is waiting once the projections are issued.</param>
+    /// <param name="yieldTo">
+    /// Given: null is returned when a change is waiting at one of its yield points (after each projection, after this
+    /// step's keys and values are written: writing them again writes the same).
+    /// </param>
     private Tensor? Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores,
         ChangeSignal? yieldTo = null)
     {
