@@ -98,3 +98,21 @@ public sealed class SearchPolicyPlannerSpecs
         Assert.Null(planner.Plan(new TierBudgets(1 << 20, 1 << 20, 1 << 20)));
     }
 }
+
+public sealed class BlockPolicyTests
+{
+    /// <summary>After the device ran out of memory: half the GPU batches first, then half the batch; nothing below one sequence.</summary>
+    [Theory]
+    [InlineData(8, 4, 8, 2)]
+    [InlineData(8, 3, 8, 1)]
+    [InlineData(8, 1, 4, 1)]
+    [InlineData(3, 1, 1, 1)]
+    public void Halving_takes_the_gpu_batches_first_then_the_batch_size(int size, int batches, int halvedSize, int halvedBatches)
+    {
+        var halved = new BlockPolicy(size, batches, "p").Halved();
+        Assert.Equal((halvedSize, halvedBatches), (halved!.GpuBatchSize, halved.NumGpuBatches));
+    }
+
+    [Fact]
+    public void A_block_of_one_sequence_has_no_half() => Assert.Null(new BlockPolicy(1, 1, "p").Halved());
+}

@@ -13,6 +13,15 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
     /// <summary>The offloading placement to apply (weights, cache and activation fractions); null keeps the engine's.</summary>
     public ActorInfer.Planning.Policy? Runtime { get; init; }
 
+    /// <summary>
+    /// The geometry to fall back to after the device ran out of memory: half the GPU batches, or with one GPU batch half
+    /// its size; null at a block of one sequence.
+    /// </summary>
+    public BlockPolicy? Halved() =>
+        BlockSize <= 1 ? null
+        : NumGpuBatches > 1 ? this with { NumGpuBatches = NumGpuBatches / 2 }
+        : this with { GpuBatchSize = GpuBatchSize / 2 };
+
     public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})";
 }
 

@@ -41,8 +41,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private int _blockCount;
     private RunningBlock? _block;
 
-    private readonly TimeSpan? _maxWaitForMemory;
-    private ICancelable? _memoryCheck;
+    private readonly MemoryWaits _memoryWaits;
 
     private sealed record CheckMemoryWait
     {
@@ -60,7 +59,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
         TimeSpan? maxWaitForMemory = null)
     {
-        _maxWaitForMemory = maxWaitForMemory;
+        _memoryWaits = new MemoryWaits(_waiting, maxWaitForMemory,
+            every => Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(every, every, Self, CheckMemoryWait.Instance, Self));
         _engine = engine;
         _factory = factory;
         _layers = layers;
@@ -78,7 +78,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     protected override void PostStop()
     {
-        _memoryCheck?.Cancel();
+        _memoryWaits.Stop();
         _block?.Dispose();
     }
 
@@ -218,25 +218,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var policy = _policy;
         var id = ++_blockCount;
         var items = _waiting.Take(policy.BlockSize);
-
-        var sequences = new List<BlockEntry>();
-        foreach (var (item, replyTo) in items)
-        {
-            try
-            {
-                var state = _factory.Create(item.Request, item.Seed);
-                if (item.Resume is { } resume)
-                {
-                    state.Restore(resume.OutputIds, resume.OutputLogprobs);
-                    state.PromptLogprobs = resume.PromptLogprobs;
-                }
-                sequences.Add(new BlockEntry(item, replyTo, state, null));
-            }
-            catch (RequestValidationException ex)
-            {
-                sequences.Add(new BlockEntry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
-            }
-        }
+        var sequences = RunningBlock.Entries(items, _factory);
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
         var block = new RunningBlock(id, policy, sequences, batches.Count);
@@ -287,34 +269,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         Dispatch(block);
     }
 
-    /// <summary>
-    /// With no policy (the budgets leave no room for one sequence), queued requests start their wait; any that has
-    /// waited the limit fails with the reason. A policy that fits ends every wait.
-    /// </summary>
-    private void WatchMemoryWait()
-    {
-        if (_maxWaitForMemory is not { } limit) return;
-        if (_policy is not null || _waiting.Count == 0)
-        {
-            _waiting.EndMemoryWaits();
-            _memoryCheck?.Cancel();
-            _memoryCheck = null;
-            return;
-        }
-        _waiting.StartMemoryWaits();
-        if (_memoryCheck is null)
-            _memoryCheck = Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(limit / 4, limit / 4, Self, CheckMemoryWait.Instance, Self);
-    }
+    private void WatchMemoryWait() => _memoryWaits.Watch(policyFits: _policy is not null);
 
     private void FailWhatWaitedTooLong()
     {
-        if (_maxWaitForMemory is not { } limit || _policy is not null) return;
-        var expired = _waiting.TakeWaitedForMemory(limit);
-        if (expired.Count == 0) return;
-        var reason = $"no memory: the budgets leave no room for one sequence of this model, and the request waited {limit.TotalSeconds:0.#} s for that to change";
-        foreach (var group in expired.GroupBy(e => e.ReplyTo))
-            group.Key.Tell(new Finished(0, group.Select(e => new FinishedItem(e.Item.Key, CompletionJson.ErrorLine(e.Item.Id, 0, "", reason))).ToArray()));
-        _log.Warning("{0} requests failed after waiting {1} for memory", expired.Count, limit);
+        var failed = _memoryWaits.Expire(policyFits: _policy is not null);
+        if (failed.Count == 0) return;
+        foreach (var (replyTo, finished) in failed) replyTo.Tell(finished);
+        _log.Warning("{0} requests failed after waiting {1} for memory", failed.Sum(f => f.Finished.Results.Count), _memoryWaits.Limit);
         WatchMemoryWait();
     }
 
@@ -360,18 +322,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// </summary>
     private void Requeue(RunningBlock block, int droppedBatches, List<BlockEntry> dropped)
     {
-        var tokens = 0;
-        var requeued = new List<(WorkItem Item, IActorRef ReplyTo)>(dropped.Count);
-        foreach (var (item, replyTo, state, _) in dropped)
-        {
-            tokens += state!.PromptIds.Count + state.OutputIds.Count;
-            var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
-            _waiting.Requeue(resumed, replyTo);
-            requeued.Add((resumed, replyTo));
-        }
+        var (checkpoints, tokens) = _waiting.RequeueDropped(block.Id, dropped);
         // Told before any requeued sequence can finish, so each enqueuer sees a sequence's checkpoint before its result.
-        foreach (var group in requeued.GroupBy(r => r.ReplyTo))
-            group.Key.Tell(new Checkpointed(block.Id, group.Select(r => new CheckpointedItem(r.Item.Key, r.Item.Resume!)).ToArray()));
+        foreach (var (replyTo, checkpointed) in checkpoints) replyTo.Tell(checkpointed);
         _log.Info("block {0}: dropped {1} GPU batches, {2} sequences requeued", block.Id, droppedBatches, dropped.Count);
         Publish(new BatchesDropped(block.Id, droppedBatches, dropped.Count, tokens));
     }
@@ -410,10 +363,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             if (block.Drop(b, requeued)) batches++;
         if (batches > 0) Requeue(block, batches, requeued);
         var before = _policy;
-        if (_policy is { } p)
-            _policy = p.BlockSize <= 1 ? null
-                : p.NumGpuBatches > 1 ? p with { NumGpuBatches = p.NumGpuBatches / 2 }
-                : p with { GpuBatchSize = p.GpuBatchSize / 2 };
+        _policy = _policy?.Halved();
         _log.Warning("block {0}: the device ran out of memory ({1}); {2} sequences requeued, policy {3} -> {4}", block.Id, error,
             requeued.Count, before?.ToString() ?? "none", _policy?.ToString() ?? "none");
         Publish(new DeviceOutOfMemory(block.Id, held, requeued.Count, error));
@@ -480,16 +430,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     private void FinishBlock(RunningBlock block, string? error)
     {
-        var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(block.Sequences.Count);
-        foreach (var (item, replyTo, state, itemError) in block.Sequences)
-        {
-            var id = item.Id;
-            var line = itemError
-                ?? (error is not null || state is null || !state.IsFinished
-                    ? CompletionJson.ErrorLine(id, 0, "", $"generation failed: {error ?? "the sequence did not finish"}")
-                    : CompletionJson.ToJsonLine(_factory.Result(state, id)));
-            results.Add((replyTo, new FinishedItem(item.Key, line)));
-        }
+        var results = block.Results(_factory, error);
         block.Dispose();
         _block = null;
         // A policy that arrived while the block ran and was not applied yet applies now (and is honoured, if it was

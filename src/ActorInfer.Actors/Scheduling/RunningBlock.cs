@@ -27,6 +27,48 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     public GpuBatchIndex[] Active { get; set; } = [];
     public int CursorPosition { get; set; }
 
+    /// <summary>
+    /// The block's entries for <paramref name="items"/>: each request's generation state (a requeued one restored to its
+    /// checkpoint), or the line of its error when the request is not valid for the model.
+    /// </summary>
+    public static List<BlockEntry> Entries(IEnumerable<(WorkItem Item, IActorRef ReplyTo)> items, CompletionFactory factory)
+    {
+        var entries = new List<BlockEntry>();
+        foreach (var (item, replyTo) in items)
+        {
+            try
+            {
+                var state = factory.Create(item.Request, item.Seed);
+                if (item.Resume is { } resume)
+                {
+                    state.Restore(resume.OutputIds, resume.OutputLogprobs);
+                    state.PromptLogprobs = resume.PromptLogprobs;
+                }
+                entries.Add(new BlockEntry(item, replyTo, state, null));
+            }
+            catch (RequestValidationException ex)
+            {
+                entries.Add(new BlockEntry(item, replyTo, null, CompletionJson.ErrorLine(item.Id, 0, ex.Param, ex.Message)));
+            }
+        }
+        return entries;
+    }
+
+    /// <summary>Each sequence's result line (its error, when it failed or the block did), with whom to answer.</summary>
+    public List<(IActorRef ReplyTo, FinishedItem Item)> Results(CompletionFactory factory, string? error)
+    {
+        var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(Sequences.Count);
+        foreach (var (item, replyTo, state, itemError) in Sequences)
+        {
+            var line = itemError
+                ?? (error is not null || state is null || !state.IsFinished
+                    ? CompletionJson.ErrorLine(item.Id, 0, "", $"generation failed: {error ?? "the sequence did not finish"}")
+                    : CompletionJson.ToJsonLine(factory.Result(state, item.Id)));
+            results.Add((replyTo, new FinishedItem(item.Key, line)));
+        }
+        return results;
+    }
+
     /// <summary>Sequences still generating in the block.</summary>
     public int Running => Work.Where(w => w is not null).Sum(w => w!.Sequences.Count(s => !s.IsFinished));
 

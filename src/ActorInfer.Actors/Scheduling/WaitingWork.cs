@@ -22,6 +22,28 @@ internal sealed class WaitingWork
     /// <summary>A dropped sequence, with its progress, back ahead of the waiting work of its priority.</summary>
     public void Requeue(WorkItem resumed, IActorRef replyTo) => _queue.Enqueue((resumed, replyTo), (-resumed.Priority, -(++_requeues)));
 
+    /// <summary>
+    /// Requeues the unfinished sequences of dropped GPU batches with their progress (generated tokens, log-probabilities;
+    /// the sampler is counter-based), to resume by recomputing their cache from prompt + generated tokens.
+    /// </summary>
+    /// <returns>The checkpoints to tell each enqueuer, and the tokens whose cache the requeued sequences will recompute.</returns>
+    public (List<(IActorRef ReplyTo, Checkpointed Checkpoints)> Tell, int Tokens) RequeueDropped(int block, IReadOnlyList<BlockEntry> dropped)
+    {
+        var tokens = 0;
+        var requeued = new List<(WorkItem Item, IActorRef ReplyTo)>(dropped.Count);
+        foreach (var (item, replyTo, state, _) in dropped)
+        {
+            tokens += state!.PromptIds.Count + state.OutputIds.Count;
+            var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
+            Requeue(resumed, replyTo);
+            requeued.Add((resumed, replyTo));
+        }
+        var tell = requeued.GroupBy(r => r.ReplyTo)
+            .Select(g => (g.Key, new Checkpointed(block, g.Select(r => new CheckpointedItem(r.Item.Key, r.Item.Resume!)).ToArray())))
+            .ToList();
+        return (tell, tokens);
+    }
+
     /// <summary>Up to <paramref name="most"/> items, first first.</summary>
     public List<(WorkItem Item, IActorRef ReplyTo)> Take(int most)
     {

@@ -1,0 +1,49 @@
+using Akka.Actor;
+using ActorInfer.Model.Generation;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+
+namespace ActorInfer.Actors.Scheduling;
+
+/// <summary>
+/// Queued requests waiting for memory: while no policy fits (the budgets leave no room for one sequence), each waiting
+/// request's wait counts, and one that has waited <paramref name="limit"/> fails with the reason. A policy that fits (or
+/// nothing waiting) ends every wait. Without a limit, requests wait as long as it takes.
+/// </summary>
+/// <param name="scheduleChecks">Starts the scheduler's periodic look at the waits (every given time), cancelable.</param>
+internal sealed class MemoryWaits(WaitingWork waiting, TimeSpan? limit, Func<TimeSpan, ICancelable> scheduleChecks)
+{
+    private ICancelable? _checks;
+
+    public TimeSpan? Limit => limit;
+
+    /// <summary>Starts the waits (and the periodic checks) while no policy fits and requests wait; ends them otherwise.</summary>
+    public void Watch(bool policyFits)
+    {
+        if (limit is not { } l) return;
+        if (policyFits || waiting.Count == 0)
+        {
+            waiting.EndMemoryWaits();
+            Stop();
+            return;
+        }
+        waiting.StartMemoryWaits();
+        _checks ??= scheduleChecks(l / 4);
+    }
+
+    /// <summary>Removes the requests that have waited the limit; each enqueuer's failure lines, to tell.</summary>
+    public List<(IActorRef ReplyTo, Finished Finished)> Expire(bool policyFits)
+    {
+        if (limit is not { } l || policyFits) return [];
+        var expired = waiting.TakeWaitedForMemory(l);
+        var reason = $"no memory: the budgets leave no room for one sequence of this model, and the request waited {l.TotalSeconds:0.#} s for that to change";
+        return expired.GroupBy(e => e.ReplyTo)
+            .Select(g => (g.Key, new Finished(0, g.Select(e => new FinishedItem(e.Item.Key, CompletionJson.ErrorLine(e.Item.Id, 0, "", reason))).ToArray())))
+            .ToList();
+    }
+
+    public void Stop()
+    {
+        _checks?.Cancel();
+        _checks = null;
+    }
+}
