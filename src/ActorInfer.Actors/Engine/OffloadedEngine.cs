@@ -54,17 +54,15 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         return empty(0);
     }
 
-    public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
-    {
-        var b = (Batch)batch;
-        SessionFor(b).Block.Run(layer.Value + 1, b.Index);
-        return empty(0);
-    }
+    public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step) => Run(layer, batch, mayYield: false)!;
 
-    public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+    public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step) => Run(layer, batch, mayYield: true);
+
+    /// <summary>The decoder layer's schedule position (after the input embedding's); null when it stopped at a yield point.</summary>
+    private Tensor? Run(LayerIndex layer, IGpuBatch batch, bool mayYield)
     {
         var b = (Batch)batch;
-        return SessionFor(b).Block.Run(layer.Value + 1, b.Index, mayYield: true) ? empty(0) : null;
+        return SessionFor(b).Block.Run(layer.Value + 1, b.Index, mayYield) ? empty(0) : null;
     }
 
     public ActorInfer.Runtime.Schedule.ChangeSignal Changes => runtime.Changes;

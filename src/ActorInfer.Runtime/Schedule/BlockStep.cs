@@ -254,14 +254,14 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 // the same again. With one batch in the step nothing of the next position has been prepared either.
                 var yields = mayYield && !step.IsPrefill && _active.Count == 1 && inputs.AttentionSite == TierKind.Device &&
                              inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, batch.Cache[layer.DecoderLayer].Memory);
-                var changes = engine.Changes;
+                var yieldTo = yields ? engine.Changes : null;
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
-                using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yields ? changes : null);
-                if (context is null || (yields && changes.Waiting)) return false;
+                using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo);
+                if (context is null || yieldTo is { Waiting: true }) return false;
                 using var attended = OptMath.AttentionOutput(context, inputs.Hidden!, dw.Attention, c);
-                if (yields && changes.Waiting) return false;
+                if (yieldTo is { Waiting: true }) return false;
                 using var up = OptMath.FfnUp(attended, dw.Ffn, c);
-                if (yields && changes.Waiting) return false;
+                if (yieldTo is { Waiting: true }) return false;
                 output = OptMath.FfnDown(up, attended, dw.Ffn, c);
                 break;
             }
