@@ -14,11 +14,21 @@ internal sealed class HonourClock
 {
     private readonly List<(long Changed, long? Planned, long? Sent, long Arrived, bool WithinAtChange, string ArrivedIn)> _waiting = [];
     private long _applyStarted;
-    // The tensor thread's compiling (just in time) before the application in progress: what it compiled meanwhile.
-    private TimeSpan _compiledBefore;
-    private long _methodsBefore;
-    // What the application in progress did so far: each part's name and when it ended.
-    private readonly List<(string Part, long Ended)> _laps = [];
+    // The tensor thread's compiling (just in time) when the application in progress began.
+    private Compiled _compiledAtStart;
+    // What the application in progress did so far: each part's name, when it ended and the compiling by then.
+    private readonly List<(string Part, long Ended, Compiled Compiled)> _laps = [];
+
+    /// <summary>The methods the current thread compiled so far, and the time it took.</summary>
+    private readonly record struct Compiled(long Methods, TimeSpan Time)
+    {
+        public static Compiled Now() =>
+            new(System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true), System.Runtime.JitInfo.GetCompilationTime(currentThread: true));
+
+        /// <summary>" (compiling N methods took T ms of it)", or nothing when none was compiled since <paramref name="before"/>.</summary>
+        public string Since(Compiled before) =>
+            Methods > before.Methods ? $" (compiling {Methods - before.Methods} methods took {Ms((Time - before.Time).TotalMilliseconds)} ms of it)" : "";
+    }
 
     /// <summary>Whether a policy is waiting to be honoured.</summary>
     public bool AnyWaiting => _waiting.Count > 0;
@@ -37,37 +47,38 @@ internal sealed class HonourClock
     /// <summary>The application (at a boundary, between blocks, or on arrival) begins now.</summary>
     public void StartApplying()
     {
+        _compiledAtStart = Compiled.Now();
         _applyStarted = Stopwatch.GetTimestamp();
-        _compiledBefore = System.Runtime.JitInfo.GetCompilationTime(currentThread: true);
-        _methodsBefore = System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true);
         _laps.Clear();
     }
 
     /// <summary>A part of the application in progress (dropping, requeueing, re-placing) ended now.</summary>
-    public void Lap(string part) => _laps.Add((part, Stopwatch.GetTimestamp()));
+    public void Lap(string part) => _laps.Add((part, Stopwatch.GetTimestamp(), Compiled.Now()));
 
     /// <summary>Stopwatch ticks as milliseconds with two decimals.</summary>
     public static string Ms(long ticks) => Ms(ticks * 1000.0 / Stopwatch.Frequency);
 
     private static string Ms(double milliseconds) => milliseconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>The application's parts so far and the time each took, e.g. "drop 2 batches 0.41 ms, requeue 0.05 ms".</summary>
-    private string Parts(long now)
+    /// <summary>
+    /// The application's parts so far and the time each took, e.g. "fit and drop 1 0.41 ms, the rest 0.05 ms", each with
+    /// what the thread compiled in it (up to <paramref name="now"/>: the records' own formatting after it is not counted).
+    /// </summary>
+    private string Parts(long now, Compiled compiledNow)
     {
         if (_laps.Count == 0) return "";
         var parts = new List<string>(_laps.Count + 1);
         var from = _applyStarted;
-        foreach (var (part, ended) in _laps)
+        var compiledFrom = _compiledAtStart;
+        foreach (var (part, ended, compiled) in _laps)
         {
-            parts.Add($"{part} {Ms(Stopwatch.GetElapsedTime(from, ended).TotalMilliseconds)} ms");
+            parts.Add($"{part} {Ms(Stopwatch.GetElapsedTime(from, ended).TotalMilliseconds)} ms{compiled.Since(compiledFrom)}");
             from = ended;
+            compiledFrom = compiled;
         }
         var rest = Stopwatch.GetElapsedTime(from, now).TotalMilliseconds;
-        if (rest >= 0.005) parts.Add($"the rest {Ms(rest)} ms");
-        var compiled = System.Runtime.JitInfo.GetCompilationTime(currentThread: true) - _compiledBefore;
-        var methods = System.Runtime.JitInfo.GetCompiledMethodCount(currentThread: true) - _methodsBefore;
-        if (methods > 0)
-            parts.Add($"(compiling {methods} methods took {Ms(compiled.TotalMilliseconds)} ms of it)");
+        var restCompiled = compiledNow.Since(compiledFrom);
+        if (rest >= 0.005 || restCompiled.Length > 0) parts.Add($"the rest {Ms(rest)} ms{restCompiled}");
         return string.Join(", ", parts);
     }
 
@@ -75,6 +86,7 @@ internal sealed class HonourClock
     public IReadOnlyList<SchedulerProtocol.PolicyHonoured> Honour(bool dropped)
     {
         var now = Stopwatch.GetTimestamp();
+        var compiledNow = Compiled.Now();
         var honoured = _waiting.Select(w =>
         {
             var applied = Math.Max(w.Arrived, _applyStarted);
@@ -91,7 +103,7 @@ internal sealed class HonourClock
                 Applying = Stopwatch.GetElapsedTime(applied, now),
                 BehindOnArrival = TensorThreadClock.Describe(w.Changed, w.Arrived),
                 BehindToBoundary = applied > w.Arrived ? TensorThreadClock.Describe(w.Arrived, applied) : "nothing",
-                ApplyingParts = Parts(now),
+                ApplyingParts = Parts(now, compiledNow),
             };
         }).ToList();
         _waiting.Clear();
