@@ -76,8 +76,9 @@ internal static class FallRehearsal
                     _ = BlockFitting.AtBoundaryNow(engine, block);
                     clock.StartApplying();
                     // A block of one: the second batch is dropped.
-                    dropped += BlockFitting.Shrink(engine, block, oneBatch, budgets, atStepEnd: false, new List<BlockEntry>(), clock);
+                    dropped += BlockFitting.Shrink(engine, block, oneBatch, budgets, atStepEnd: false, clock);
                     new PolicyApplier(engine, clock, _ => { }, log).ApplyAndHonour(halfOff, budgets, block, dropped: true);
+                    _ = block.TakeDropped();
                     BlockFitting.GoesOn(block, atStepEnd: false);
                     active = [active[0]];
                     // The batch left runs alone: its layer stops for the next change on its way, then runs again.

@@ -37,15 +37,16 @@ internal static class BlockFitting
     }
 
     /// <summary>
-    /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits; the unfinished
-    /// sequences of the dropped batches go to <paramref name="requeued"/>. Returns how many batches were dropped.
+    /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits; the dropped
+    /// batches' sequences are then the block's to requeue (<see cref="RunningBlock.TakeDropped"/>). Returns how many
+    /// batches were dropped.
     /// </summary>
     /// <param name="atStepEnd">
     /// The step's tokens are on their way: no batch computes again in this step, and a batch whose pending tokens finish
     /// every one of its sequences counts as finished (its cache goes, its tokens still land).
     /// </param>
     public static int Shrink(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets, bool atStepEnd,
-        List<BlockEntry> requeued, HonourClock honours)
+        HonourClock honours)
     {
         bool Finished(int b) => block.Work[b] is { } w &&
             (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
@@ -64,7 +65,7 @@ internal static class BlockFitting
         for (var b = block.Work.Length - 1; b >= 0 && !Fits(engine, block, policy, budgets); b--)
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            if (block.Drop(b, requeued)) batches++;
+            if (block.Drop(b)) batches++;
             dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
         honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {HonourClock.Ms(dropping)} ms)" : "fit");

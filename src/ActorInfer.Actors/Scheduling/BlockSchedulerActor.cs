@@ -304,12 +304,11 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _honours.StartApplying();
         _pending = false;
         var policy = _policy;
-        var requeued = new List<BlockEntry>();
-        var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, requeued, _honours);
+        var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, _honours);
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
-        // left the device): the bookkeeping of the drop (checkpoints, requeueing) comes after.
+        // left the device): the bookkeeping of the drop (which entries go, checkpoints, requeueing) comes after.
         if (!_applier.ApplyAndHonour(policy, _budgets, block, dropped: batches > 0)) _policy = null;
-        if (batches > 0) Requeue(block, batches, requeued);
+        if (batches > 0) Requeue(block, batches, block.TakeDropped());
         if (BlockFitting.GoesOn(block, atStepEnd)) return true;
         FinishBlock(block, null);
         return false;
@@ -357,10 +356,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void OutOfMemory(RunningBlock block, string error)
     {
         var held = _engine.DeviceBytesHeld;
-        var requeued = new List<BlockEntry>();
         var batches = 0;
         for (var b = block.Work.Length - 1; b >= 0; b--)
-            if (block.Drop(b, requeued)) batches++;
+            if (block.Drop(b)) batches++;
+        var requeued = block.TakeDropped();
         if (batches > 0) Requeue(block, batches, requeued);
         var before = _policy;
         _policy = _policy?.Halved();

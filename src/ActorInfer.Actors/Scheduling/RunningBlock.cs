@@ -57,6 +57,8 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     /// <summary>Each sequence's result line (its error, when it failed or the block did), with whom to answer.</summary>
     public List<(IActorRef ReplyTo, FinishedItem Item)> Results(CompletionFactory factory, string? error)
     {
+        // A dropped sequence is requeued, never answered with its block.
+        if (_dropped.Count > 0) throw new InvalidOperationException($"block {Id}: {_dropped.Count} dropped sequences were not taken out of the block");
         var results = new List<(IActorRef ReplyTo, FinishedItem Item)>(Sequences.Count);
         foreach (var (item, replyTo, state, itemError) in Sequences)
         {
@@ -75,28 +77,46 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     public (LayerIndex Layer, GpuBatchIndex Batch) Cursor =>
         (new LayerIndex(CursorPosition / Active.Length), Active[CursorPosition % Active.Length]);
 
+    // The sequences of batches dropped and not yet taken out of the block's entries (see TakeDropped).
+    private readonly List<SequenceState> _dropped = [];
+
     /// <summary>
-    /// Takes GPU batch <paramref name="b"/> out of the block, freeing its cache and hidden state; its unfinished
-    /// sequences go to <paramref name="requeued"/> (finished ones keep their results). False when it was gone already.
+    /// Takes GPU batch <paramref name="b"/> out of the block, freeing its cache and hidden state at once. Its sequences
+    /// stay among the block's entries until <see cref="TakeDropped"/>: what a fall waits for is the memory, not this
+    /// bookkeeping. False when it was gone already.
     /// </summary>
-    public bool Drop(int b, List<BlockEntry> requeued)
+    public bool Drop(int b)
     {
         if (Work[b] is not { } work) return false;
-        // One pass over the block (a drop waits on it: no scan of the batch per sequence).
-        var inBatch = new HashSet<object>(work.Sequences, ReferenceEqualityComparer.Instance);
-        Sequences.RemoveAll(entry =>
-        {
-            if (entry.State is null || entry.State.IsFinished || !inBatch.Contains(entry.State)) return false;
-            requeued.Add(entry);
-            return true;
-        });
+        var sequences = work.Sequences;
         Hidden[b]?.Dispose();
         Hidden[b] = null;
         Tokens[b]?.Dispose();
         Tokens[b] = null;
         work.Dispose();
         Work[b] = null;
+        _dropped.AddRange(sequences);
         return true;
+    }
+
+    /// <summary>
+    /// The entries of the unfinished sequences of the batches dropped since the last call, taken out of the block (to be
+    /// requeued); the finished ones stay and keep their results.
+    /// </summary>
+    public List<BlockEntry> TakeDropped()
+    {
+        var requeued = new List<BlockEntry>();
+        if (_dropped.Count == 0) return requeued;
+        // One pass over the block (no scan of the dropped sequences per entry).
+        var dropped = new HashSet<object>(_dropped, ReferenceEqualityComparer.Instance);
+        _dropped.Clear();
+        Sequences.RemoveAll(entry =>
+        {
+            if (entry.State is null || entry.State.IsFinished || !dropped.Contains(entry.State)) return false;
+            requeued.Add(entry);
+            return true;
+        });
+        return requeued;
     }
 
     public void Dispose()

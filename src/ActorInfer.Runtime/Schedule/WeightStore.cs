@@ -121,14 +121,15 @@ internal sealed class WeightStore : IDisposable
 
     private IDisposable Move(int layer, IDisposable home, WeightSpec spec, TierKind to, TierSet tiers, ICopyEngine copies)
     {
-        var what = $"weight '{spec.Name}'";
-        using var scope = NewDisposeScope();
-        // Leaving the device for the CPU with a host copy kept: the copy is the new home, nothing moves.
+        // Leaving the device for the CPU with a host copy kept: the copy is the new home, nothing moves (and nothing is
+        // allocated: a fall frees weights one by one until the device is within its budget).
         if (to == TierKind.Cpu && _hostCopies[layer].Remove(spec.Name, out var kept))
         {
             home.Dispose();
             return kept;
         }
+        var what = $"weight '{spec.Name}'";
+        using var scope = NewDisposeScope();
         IDisposable target;
         if (to == TierKind.Disk)
         {

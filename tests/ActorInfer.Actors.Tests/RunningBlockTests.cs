@@ -1,0 +1,63 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Generation;
+using Akka.Actor;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+
+namespace ActorInfer.Actors.Tests;
+
+public sealed class RunningBlockTests : IDisposable
+{
+    private readonly CompletionFactory _factory = new(TestModels.Tiny, null);
+    private readonly ResidentEngine _engine;
+
+    public RunningBlockTests() => _engine = new ResidentEngine(TestModels.LoadTiny(), _factory.Decode);
+
+    public void Dispose() => _engine.Dispose();
+
+    /// <summary>A block of two batches of two sequences each; the first sequence of the second batch has finished.</summary>
+    private RunningBlock Block()
+    {
+        var items = Enumerable.Range(0, 4).Select(i => (new WorkItem($"k{i}", $"r{i}", TestModels.Request(i, maxTokens: 1), i), (IActorRef)ActorRefs.Nobody));
+        var entries = RunningBlock.Entries(items, _factory);
+        var block = new RunningBlock(1, new BlockPolicy(2, 2, "test"), entries, 2);
+        block.Work[0] = _engine.Open([entries[0].State!, entries[1].State!]);
+        block.Work[1] = _engine.Open([entries[2].State!, entries[3].State!]);
+        entries[2].State!.Append(5, -1f, _factory.Decode);
+        Assert.True(entries[2].State!.IsFinished);
+        return block;
+    }
+
+    /// <summary>
+    /// A drop frees the batch at once and leaves the block's entries alone; taking the dropped out afterwards gives the
+    /// batch's unfinished sequences (once), and its finished one stays in the block with its result.
+    /// </summary>
+    [Fact]
+    public void A_dropped_batch_is_freed_at_once_and_its_unfinished_sequences_taken_out_after()
+    {
+        using var block = Block();
+        var batch = block.Work[1]!;
+        Assert.True(block.Drop(1));
+        Assert.True(batch.Disposed);
+        Assert.Null(block.Work[1]);
+        Assert.False(block.Drop(1));
+        Assert.Equal(4, block.Sequences.Count);
+        var requeued = block.TakeDropped();
+        Assert.Equal(["r3"], requeued.Select(e => e.Item.Id));
+        Assert.Equal(["r0", "r1", "r2"], block.Sequences.Select(e => e.Item.Id));
+        Assert.Empty(block.TakeDropped());
+    }
+
+    /// <summary>A block cannot answer its sequences while dropped ones are still among them (they are requeued, never answered).</summary>
+    [Fact]
+    public void Results_are_refused_while_dropped_sequences_are_still_in_the_block()
+    {
+        using var block = Block();
+        block.Drop(0);
+        var ex = Assert.Throws<InvalidOperationException>(() => block.Results(_factory, null));
+        Assert.Contains("2 dropped sequences", ex.Message);
+        _ = block.TakeDropped();
+        Assert.Equal(["r2", "r3"], block.Results(_factory, null).Select(r => r.Item.Key).Select(k => "r" + k[1..]));
+    }
+}
