@@ -77,6 +77,7 @@ public sealed class EngineSetup : IDisposable
         Workload workload, int defaultGpuBatchSize, bool elastic = false)
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
+        ActorInfer.Model.Layers.CudaAttentionBackends.Decode = choice.DecodeAttention;
         var hostAvailable = MachineMemory.HostAvailable();
         var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
         // On CUDA the budget bounds what the device reports for the job: the context and the allocator's slack come off it.

@@ -23,6 +23,18 @@ public sealed class PolicyOptions
     public Option<string?> DiskMem { get; } = new("--disk-mem") { Description = "Disk tier budget; default: free space in --disk-dir." };
     public Option<string?> Hardware { get; } = new("--hardware") { Description = "Hardware profile for --policy auto (a file written by `actorinfer profile`, or t4-flexgen)." };
     public Option<string> EngineMode { get; } = CreateEngineMode();
+    public Option<string> DecodeAttention { get; } = CreateDecodeAttention();
+
+    private static Option<string> CreateDecodeAttention()
+    {
+        var option = new Option<string>("--decode-attention")
+        {
+            Description = "Decoding attention on CUDA: products (two batched matrix products, no per-shape planning; default) or cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s).",
+            DefaultValueFactory = _ => "products",
+        };
+        option.AcceptOnlyFromAmong("products", "cudnn");
+        return option;
+    }
 
     private static Option<string> CreateEngineMode()
     {
@@ -35,7 +47,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -56,7 +68,8 @@ public sealed class PolicyOptions
             Hardware: parse.GetValue(Hardware),
             ThroughActors: parse.GetValue(EngineMode) != "direct",
             Compare: parse.GetValue(EngineMode) == "compare",
-            CompressCache: parse.GetValue(CompressCache));
+            CompressCache: parse.GetValue(CompressCache),
+            DecodeAttention: parse.GetValue(DecodeAttention) == "cudnn" ? Model.Layers.DecodeAttention.Cudnn : Model.Layers.DecodeAttention.Products);
     }
 
     private static long? Size(string? text, string option)
@@ -71,4 +84,4 @@ public sealed class PolicyOptions
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
     string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false,
-    bool CompressCache = false);
+    bool CompressCache = false, ActorInfer.Model.Layers.DecodeAttention DecodeAttention = ActorInfer.Model.Layers.DecodeAttention.Products);

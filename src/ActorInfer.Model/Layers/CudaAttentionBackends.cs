@@ -3,16 +3,20 @@ using System.Runtime.InteropServices;
 namespace ActorInfer.Model.Layers;
 
 /// <summary>
-/// Which kernels <c>scaled_dot_product_attention</c> may use on CUDA, per call: cuDNN's for decoding (one query per
-/// sequence), where it is the fastest, and not for a prefill. cuDNN builds a plan on the calling thread for every new
-/// (batch, query length, key length) shape, with the GPU idle meanwhile: about 47 ms a shape, and 0.5 to 1 s for a new
-/// kind of shape (docs/perf/attention/). Prefills change shape with every block size and every block of resumed
-/// sequences; flash attention (causal, unmasked) and the memory-efficient kernel (masked) plan nothing. Switching cuDNN
-/// off for decoding too made decoding 20% slower, so it stays on there. TorchSharp exposes no switch for it: libtorch's
-/// own <c>at::globalContext().setSDPUseCuDNN</c> is called, and only when the choice changes.
+/// Which kernels attention uses on CUDA. Decoding (one query per sequence) runs by batched products by default
+/// (<see cref="OptMath.AttendByProducts"/>), or by cuDNN's fused kernel when asked: cuDNN builds a plan on the calling
+/// thread for every new (batch, key length, cache stride) shape, with the GPU idle meanwhile (40 to 120 ms a shape, and
+/// about 1 s for the process's first), and the plans belong to that thread (docs/perf/attention/). A change of budget
+/// that arrives then waits for the plan. A prefill never uses cuDNN's kernel (it changes shape with every block size
+/// and every block of resumed sequences): flash attention (causal, unmasked) and the memory-efficient kernel (masked)
+/// plan nothing. TorchSharp exposes no switch for it: libtorch's own <c>at::globalContext().setSDPUseCuDNN</c> is
+/// called, and only when the choice changes.
 /// </summary>
 public static class CudaAttentionBackends
 {
+    /// <summary>How decoding attends on CUDA: by batched products (the default) or by cuDNN's kernel. Set once, at start.</summary>
+    public static DecodeAttention Decode { get; set; } = DecodeAttention.Products;
+
     private static bool? _cudnn;
     private static bool _unavailable;
 
@@ -46,4 +50,13 @@ public static class CudaAttentionBackends
     [DllImport("torch_cpu", EntryPoint = "_ZNK2at7Context19userEnabledCuDNNSDPEv")]
     [return: MarshalAs(UnmanagedType.U1)]
     private static extern bool UserEnabledCudnnSdp(IntPtr context);
+}
+
+/// <summary>The kernels of decoding attention on CUDA (<c>--decode-attention</c>).</summary>
+public enum DecodeAttention
+{
+    /// <summary>Two batched matrix products around a softmax: no plan per shape.</summary>
+    Products,
+    /// <summary>cuDNN's fused kernel: faster per call, but it plans every new (batch, length) shape on the tensor thread.</summary>
+    Cudnn,
 }

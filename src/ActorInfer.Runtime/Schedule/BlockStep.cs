@@ -337,9 +337,11 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             cache.Write(cacheIndex, k, v);
             // Writing the same keys and values again, once the layer runs again, writes the same.
             if (yieldTo is { Waiting: true }) return null;
-            // A cache that stays on the device is attended over a length rounded up (its unwritten entries are zeros,
-            // masked): attention kernels that plan per shape (cuDNN's) then plan once per 64 tokens, not every step.
-            var attended = ReferenceEquals(cache, home.Memory) ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
+            // With cuDNN's decoding kernel, a cache that stays on the device is attended over a length rounded up (its
+            // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step. Batched products
+            // plan nothing and read only the filled entries.
+            var rounded = ReferenceEquals(cache, home.Memory) && CudaAttentionBackends.Decode == DecodeAttention.Cudnn;
+            var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
             var (keys, values) = cache.Prefix(attended);
             using (keys)
             using (values)
