@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Config;
@@ -79,11 +80,13 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         var session = SessionFor(b);
         session.Block.Run(session.Block.ScheduleLayers - 1, b.Index);
         var tokens = session.Block.TakeTokens(b.Index) ?? PendingTokens.Done();
-        var stepDone = !session.Block.InStep;
+        // The step's last head ends it; so does dropping the batches whose heads had not run (Batch.Dispose).
+        var stepDone = new StrongBox<bool>(!session.Block.InStep);
+        session.LastHead = stepDone;
         return tokens.Then(appended =>
         {
             Interlocked.Add(ref _tokens, appended);
-            if (stepDone) StepDone?.Invoke(step.Value);
+            if (stepDone.Value) StepDone?.Invoke(step.Value);
         });
     }
 
@@ -204,6 +207,8 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         public BlockSession Block { get; } = block;
         public Batch[] Batches { get; } = batches;
         public int Open { get; set; } = batches.Length;
+        /// <summary>Whether the tokens of the last output head run end their step (set when a drop ends it later).</summary>
+        public StrongBox<bool>? LastHead { get; set; }
     }
 
     private sealed class Batch(OffloadedEngine engine, IReadOnlyList<SequenceState> sequences) : IGpuBatch
@@ -226,7 +231,9 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
             {
                 // Within a step, a batch leaves at a layer boundary; the step's leading batch only with the step.
                 if (Session.Block.InStep && Session.Block.LeadingBatch == Index) Session.Block.EndStep();
+                var inStep = Session.Block.InStep;
                 Session.Block.DropNow(Index);
+                if (inStep && !Session.Block.InStep && Session.LastHead is { } head) head.Value = true;
             }
             if (--Session.Open == 0)
             {

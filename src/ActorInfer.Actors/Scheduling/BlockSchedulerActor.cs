@@ -51,6 +51,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     /// <summary>Looks again whether the tokens of the block's step have reached the host.</summary>
     private sealed record PollTokens(int Block, int Step);
 
+    /// <summary>Goes on choosing the step's tokens after a yield to a budget change (<see cref="ChooseTokens"/>).</summary>
+    private sealed record ChooseRest(int Block, int Step);
+
+    /// <summary>Starts the step after <c>Step</c>, after a yield to a budget change (<see cref="AwaitTokens"/>).</summary>
+    private sealed record StartNext(int Block, int Step);
+
     private sealed class StartNextBlock
     {
         public static readonly StartNextBlock Instance = new();
@@ -154,6 +160,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         Receive<LayerProtocol.Computed>(m => m.Hidden.Dispose());
         Receive<LayerProtocol.Yielded>(m => m.Hidden.Dispose());
         Receive<LayerProtocol.ComputeFailed>(_ => { });
+        Receive<ChooseRest>(_ => { });
+        Receive<StartNext>(_ => { });
     }
 
     private void Running()
@@ -190,6 +198,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             // runs again, to its end this time.
             block.Hidden[m.Batch.Value] = m.Hidden;
             Dispatch(block, mayYield: false);
+        });
+        Receive<ChooseRest>(m =>
+        {
+            if (_block is { } block && block.Id == m.Block && block.Step.Value == m.Step) ChooseTokens(block, mayYield: false);
+        });
+        Receive<StartNext>(m =>
+        {
+            if (_block is { } block && block.Id == m.Block && block.Step.Value == m.Step) StartStep(block, block.Step.Next());
         });
         Receive<PollTokens>(m =>
         {
@@ -380,16 +396,36 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             Dispatch(block);
             return;
         }
+        ChooseTokens(block);
+    }
+
+    /// <summary>
+    /// The end of a step: each batch's output head chooses its tokens. Between two batches the scheduler yields to a
+    /// budget change on its way: it applies as at the step's end (<see cref="BlockFitting.AtBoundaryNow"/>), batches
+    /// whose head has not run dropped first, and <see cref="ChooseRest"/> goes on with the rest.
+    /// </summary>
+    /// <param name="mayYield">False once it has yielded in this step: the change it yielded to is ahead of it in the mailbox.</param>
+    private void ChooseTokens(RunningBlock block, bool mayYield = true)
+    {
+        var yielded = false;
         if (!Guarded(block, () =>
             {
                 foreach (var b in block.Active)
                 {
-                    using (var hidden = block.Hidden[b.Value]!)
+                    if (block.Hidden[b.Value] is not { } hidden) continue;
+                    if (mayYield && _engine.Changes is { Waiting: true } signal && block.Tokens.Any(t => t is not null))
+                    {
+                        signal.Yielded();
+                        yielded = true;
+                        return;
+                    }
+                    using (hidden)
                         block.Tokens[b.Value] = _engine.BeginChooseTokens(block.Work[b.Value]!, hidden, block.Step);
                     block.Hidden[b.Value] = null;
                 }
             })) return;
-        AwaitTokens(block);
+        if (yielded) Self.Tell(new ChooseRest(block.Id, block.Step.Value));
+        else AwaitTokens(block);
     }
 
     /// <summary>
@@ -416,6 +452,13 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                         using (tokens) tokens.Complete();
                     }
             })) return;
+        // A budget change on its way applies before the next step's embeddings (StartStep), not after them.
+        if (_engine.Changes is { Waiting: true } signal)
+        {
+            signal.Yielded();
+            Self.Tell(new StartNext(block.Id, block.Step.Value));
+            return;
+        }
         StartStep(block, block.Step.Next());
     }
 

@@ -37,12 +37,17 @@ public sealed class BlockSession : IDisposable
     public int? LeadingBatch => InStep ? _run.Active[0].Index.Value : null;
 
     /// <summary>
-    /// Frees a GPU batch now: between steps, or within a step at a layer boundary (it leaves the step; a later
-    /// step must not name it). The step's leading batch cannot be dropped within the step: end the step first.
+    /// Frees a GPU batch now: between steps, or within a step at a layer boundary or, in the output head, ahead of the
+    /// cursor (it leaves the step; a later step must not name it). The step's leading batch cannot be dropped within
+    /// the step: end the step first.
     /// </summary>
     public void DropNow(int batch)
     {
-        if (InStep && _run.Active.Any(b => b.Index.Value == batch)) _run.Remove([_batches[batch]]);
+        if (InStep && _run.Active.Any(b => b.Index.Value == batch))
+        {
+            if (_run.AtLayerBoundary) _run.Remove([_batches[batch]]);
+            else _run.RemoveAhead([_batches[batch]]);
+        }
         _batches[batch].Dispose();
     }
 

@@ -161,6 +161,35 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     }
 
     /// <summary>
+    /// Takes GPU batches out of the step in progress in its last layer (the output head), ahead of the cursor: batches
+    /// whose head has not run (the caller frees them). Nothing of a later layer is loaded there; the inputs prepared for
+    /// a leaving batch are released, and the step ends when no batch is left to run.
+    /// </summary>
+    public void RemoveAhead(IReadOnlyCollection<GpuBatch> leaving)
+    {
+        if (_cursor is not { } cursor || cursor.Layer.Value != layers.Count - 1)
+            throw new InvalidOperationException("GPU batches leave a step ahead of its cursor only in its last layer");
+        var at = cursor.Batch.Value;
+        for (var i = 0; i < at; i++)
+            if (leaving.Contains(_active[i]))
+                throw new InvalidOperationException($"{_active[i].Index} has run its last layer in this step: it cannot leave the step ahead of the cursor");
+        var cursorLeaves = leaving.Contains(_active[at]);
+        _previousStores!.Complete();
+        _active = _active.Where(b => !leaving.Contains(b)).ToArray();
+        if (at >= _active.Count)
+        {
+            End();
+            return;
+        }
+        var moved = cursor with { BatchCount = _active.Count };
+        _cursor = moved;
+        if (!cursorLeaves) return;
+        _inputs!.Transfers.Complete();
+        using var scope = NewDisposeScope();
+        _inputs = Prepare(moved, _step);
+    }
+
+    /// <summary>
     /// Re-places the weights for <paramref name="plan"/> between steps or at a layer boundary: waits for the weight
     /// copies in flight, moves the weights, and loads the current layer again from its new home.
     /// </summary>

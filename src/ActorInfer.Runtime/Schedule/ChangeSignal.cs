@@ -21,8 +21,9 @@ public sealed class ChangeSignal
     /// <summary>Whether a change is in the scheduler's mailbox, not yet taken.</summary>
     public bool Waiting => Volatile.Read(ref _inFlight) > 0;
 
-    /// <summary>Layers that stopped at a yield point for a change, over the signal's life.</summary>
+    /// <summary>Layers, and steps' ends between two batches' output heads, that stopped for a change, over the signal's life.</summary>
     public long Yields => Interlocked.Read(ref _yields);
 
-    internal void Yielded() => Interlocked.Increment(ref _yields);
+    /// <summary>Work in progress stopped for a change on its way.</summary>
+    public void Yielded() => Interlocked.Increment(ref _yields);
 }
