@@ -5,15 +5,7 @@ out=${OUT:-/tmp/out}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
 mkdir -p /tmp/ai-disk
 for m in opt-tiny opt-tiny-postln; do
-  python3 - "$m" <<'PY'
-import json, sys
-m = sys.argv[1]
-with open(f"/tmp/in-{m}.jsonl", "w") as f:
-    for i, l in enumerate(open(f".gpu/fixtures/{m}/expected.jsonl")):
-        d = json.loads(l)
-        f.write(json.dumps({"id": f"r{i}", "prompt": d.get("prompt_text", d["prompt_ids"]), "max_tokens": len(d["greedy_new_tokens"]),
-                            "temperature": 0, "ignore_eos": True}) + "\n")
-PY
+  python3 scripts/gpu/fixture-requests.py "$m"
   for p in "50 50 0 100 0 100 --cpu-attention" "0 100 0 100 0 100" "0 0 0 0 50 50" "30 30 30 30 30 30 --cpu-attention"; do
     ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out.jsonl --device cuda --dtype float32 \
        --gpu-batch-size 2 --num-gpu-batches 3 --disk-dir /tmp/ai-disk --percent $p 2>&1 | grep -v "^generate:"

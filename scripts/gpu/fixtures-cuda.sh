@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# On the GPU machine: the fixtures' greedy tokens on CUDA (float32 and float16) against the reference, appended to
+# $OUT/fixtures.txt. Usage: bash scripts/gpu/fixtures-cuda.sh [NOTE]   (with .gpu/ carried; NOTE is printed with each line)
+set -uo pipefail
+out=${OUT:-/tmp/out}
+note=${1:-}
+ai() { bash .gpu/run.sh actorinfer "$@"; }
+for m in opt-tiny opt-tiny-postln; do
+  python3 scripts/gpu/fixture-requests.py "$m"
+  for dt in float32 float16; do
+    ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 2>&1 | tail -1
+    python3 - "$m" "$dt" "$note" <<'PY' | tee -a "$out/fixtures.txt"
+import json, sys
+m, dt, note = sys.argv[1], sys.argv[2], sys.argv[3]
+exp = [json.loads(l) for l in open(f".gpu/fixtures/{m}/expected.jsonl")]
+got = [json.loads(l) for l in open(f"/tmp/out-{m}-{dt}.jsonl")]
+same = sum(e["greedy_new_tokens"] == g["output_ids"] for e, g in zip(exp, got))
+print(f"{m} cuda {dt}{f' ({note})' if note else ''}: {same}/{len(exp)} prompts reproduce the reference greedy tokens")
+PY
+  done
+done
