@@ -17,7 +17,6 @@ using Akka.TestKit.Xunit2;
 using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
 using static TorchSharp.torch;
 using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
-using TokenStep = ActorInfer.Actors.Engine.TokenStep;
 
 namespace ActorInfer.Actors.Tests;
 
@@ -26,7 +25,7 @@ namespace ActorInfer.Actors.Tests;
 /// caches and requeue their sequences with their progress; every request still finishes once, with the tokens it
 /// would have had without the drop.
 /// </summary>
-public sealed class ElasticSpecs : TestKit, IDisposable
+public sealed partial class ElasticSpecs : TestKit, IDisposable
 {
     private static readonly OptConfig Config = ReferenceModels.PreLn("elastic");
     private readonly string _modelDir = Path.Combine(TestModels.TempDir(), "model");
@@ -518,175 +517,6 @@ public sealed class ElasticSpecs : TestKit, IDisposable
             });
             ReceiveAny(_ => { });
         }
-    }
-
-    /// <summary>
-    /// With a change always on its way (the signal raised, no change sent), every decoding layer of the one-batch blocks
-    /// stops once at a yield point, is sent again by the scheduler without leave to stop, and runs to its end: the
-    /// requests finish unchanged, and the layers stopped exactly once per decoding step and layer.
-    /// </summary>
-    [Fact]
-    public void Layers_stopped_for_a_change_run_again_and_no_output_changes()
-    {
-        var (engine, owner) = OffloadedEngine(cacheOnDevice: true);
-        var changes = engine.Changes!;
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        changes.Sent();
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "one batch"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        var items = Enumerable.Range(0, 4).Select(Item).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        Assert.Equal(Reference(items), Results(items.Length));
-        // Two blocks: requests 0 and 1 (6 and 7 tokens: 6 decoding steps), 2 and 3 (8 and 9 tokens: 8 steps); each step's
-        // end (the prefill's too) also stops once before the next step starts.
-        Assert.Equal((6 + 8) * Config.NumHiddenLayers + (1 + 6) + (1 + 8), changes.Yields);
-        changes.Received();
-        Sys.Stop(scheduler);
-        engine.Dispose();
-        owner.Dispose();
-    }
-
-    /// <summary>
-    /// With a change always on its way (the signal raised, no change sent), each step's end stops once after the first
-    /// batch's output head, reads its mail and goes on with the other heads, and once more before the next step starts:
-    /// the requests finish unchanged.
-    /// </summary>
-    [Fact]
-    public void A_step_end_stops_between_two_batches_heads_for_a_change_and_no_output_changes()
-    {
-        var (engine, owner) = OffloadedEngine(cacheOnDevice: true);
-        var changes = engine.Changes!;
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        changes.Sent();
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        Assert.Equal(Reference(items), Results(items.Length));
-        // One block of three one-sequence batches (6, 7 and 8 tokens): the prefill and decoding steps 1 to 6 end with two
-        // or three heads (one stop each); step 7 has one batch, whose layers stop instead (one stop each); and each of the
-        // eight steps stops once more once its tokens have landed, before the next step starts.
-        Assert.Equal(7 + Config.NumHiddenLayers + 8, changes.Yields);
-        changes.Received();
-        Sys.Stop(scheduler);
-        engine.Dispose();
-        owner.Dispose();
-    }
-
-    /// <summary>
-    /// A change that arrives while a step's output heads run (sent from inside the first batch's head of decoding step 2)
-    /// applies before the other heads: the two batches whose heads had not run are dropped (the engine takes them out of
-    /// the step ahead of its cursor), the first batch's tokens land, and every request still finishes once, unchanged.
-    /// </summary>
-    [Fact]
-    public void A_change_during_a_step_s_output_heads_drops_the_batches_not_yet_through_their_head()
-    {
-        var (inner, owner) = OffloadedEngine(cacheOnDevice: true);
-        var engine = new ChangeDuringHead(inner, new TokenStep(2), new BlockPolicy(1, 1, "one batch"));
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        engine.Scheduler = scheduler;
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        var drops = new List<BatchesDropped>();
-        var honoured = new List<PolicyHonoured>();
-        var results = Results(items.Length, m =>
-        {
-            if (m is BatchesDropped d) drops.Add(d);
-            if (m is PolicyHonoured h) honoured.Add(h);
-        });
-        Assert.Equal(Reference(items), results);
-        Assert.True(engine.Sent, "the change was not sent from a head");
-        // Of that step's three heads only the first ran: the change applied before the others.
-        Assert.Equal(1, engine.HeadsInStep);
-        // The two batches after the first, each of one sequence, were dropped by that change, at its arrival.
-        var drop = Assert.Single(drops);
-        Assert.Equal((2, 2), (drop.Batches, drop.Sequences));
-        Assert.Contains(honoured, h => h.Dropped);
-        Assert.False(inner.Changes!.Waiting);
-        Sys.Stop(scheduler);
-        engine.Dispose();
-        owner.Dispose();
-    }
-
-    /// <summary>
-    /// A change that arrives while a step's tokens are being appended (sent from the engine's end-of-step notice of decoding
-    /// step 2) applies before the next step's embeddings: it drops two of the three batches between the two steps, and
-    /// every request still finishes once, unchanged.
-    /// </summary>
-    [Fact]
-    public void A_change_while_a_step_s_tokens_land_applies_before_the_next_step_starts()
-    {
-        var (engine, owner) = OffloadedEngine(cacheOnDevice: true);
-        var offloaded = (Engine.OffloadedEngine)engine;
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        var sent = false;
-        var yieldsAtSend = 0L;
-        offloaded.StepDone = step =>
-        {
-            if (sent || step != 2) return;
-            sent = true;
-            yieldsAtSend = engine.Changes!.Yields;
-            scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one batch"), Memory.TierBudgets.None) { Signalled = true });
-            engine.Changes!.Sent();
-        };
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        var drops = new List<BatchesDropped>();
-        var results = Results(items.Length, m =>
-        {
-            if (m is BatchesDropped d) drops.Add(d);
-        });
-        Assert.Equal(Reference(items), results);
-        Assert.True(sent, "the change was not sent while a step's tokens landed");
-        var drop = Assert.Single(drops);
-        Assert.Equal((2, 2), (drop.Batches, drop.Sequences));
-        // The step's start stopped for it (before any layer of the next step could).
-        Assert.Equal(yieldsAtSend + 1, engine.Changes!.Yields);
-        Assert.False(engine.Changes!.Waiting);
-        Sys.Stop(scheduler);
-        engine.Dispose();
-        owner.Dispose();
-    }
-
-    /// <summary>The offloaded engine, with a budget change sent to the scheduler from inside one step's first output head.</summary>
-    private sealed class ChangeDuringHead(IInferenceEngine inner, TokenStep step, BlockPolicy change) : IInferenceEngine
-    {
-        public IActorRef? Scheduler { get; set; }
-        public bool Sent { get; private set; }
-        public int HeadsInStep { get; private set; }
-        private bool _counted;
-        public OptConfig Config => inner.Config;
-        public IGpuBatch Open(IReadOnlyList<SequenceState> sequences) => inner.Open(sequences);
-        public Tensor Embed(IGpuBatch batch, TokenStep at) => inner.Embed(batch, at);
-        public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep at) => inner.RunLayer(layer, batch, hidden, at);
-        public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep at) => inner.RunLayerOrYield(layer, batch, hidden, at);
-        public ChangeSignal? Changes => inner.Changes;
-        public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep at) => inner.ChooseTokens(batch, hidden, at);
-        public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep at)
-        {
-            var tokens = inner.BeginChooseTokens(batch, hidden, at);
-            // The block's heads in that step (a later block's step of the same number comes after a later step).
-            if (Sent && at != step) _counted = true;
-            if (at == step && !_counted) HeadsInStep++;
-            if (!Sent && at == step)
-            {
-                // As a planner sends one: into the mailbox, then the signal raised.
-                Sent = true;
-                Scheduler!.Tell(new PlannerProtocol.PolicyChanged(change, Memory.TierBudgets.None) { Signalled = true });
-                inner.Changes!.Sent();
-            }
-            return tokens;
-        }
-        public bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, Memory.TierBudgets budgets) => inner.Fits(remaining, policy, budgets);
-        public void Apply(BlockPolicy policy, Memory.TierBudgets budgets, Action? moved = null) => inner.Apply(policy, budgets, moved);
-        public bool AtLayerBoundary => inner.AtLayerBoundary;
-        public bool Within(Memory.TierBudgets budgets) => inner.Within(budgets);
-        public long? DeviceBytesHeld => inner.DeviceBytesHeld;
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]

@@ -16,6 +16,9 @@ public static class OptMath
     // add(t) and add_(t) make a new Scalar for their alpha on every call, which nothing disposes: thousands a second
     // for the garbage collector to finalize. One shared alpha of 1 instead.
     private static readonly TorchSharp.Scalar One = TorchSharp.ScalarExtensionMethods.ToScalar(1);
+    private static readonly TorchSharp.Scalar MinusInfinity = TorchSharp.ScalarExtensionMethods.ToScalar(double.NegativeInfinity);
+    // 1/sqrt(head_dim) per head_dim (a model has one): made once, like the alpha above.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<long, TorchSharp.Scalar> AttentionScales = new();
 
     /// <summary>Token + position embeddings (after project_in): [B, T] ids -> [B, T, hidden].</summary>
     public static Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions)
@@ -88,12 +91,12 @@ public static class OptMath
         using var k3 = keys.reshape(b * h, length, d);
         using var kt = k3.transpose(1, 2);
         using var scores = q3.bmm(kt);
-        scores.mul_(1.0 / Math.Sqrt(d));
+        scores.mul_(AttentionScales.GetOrAdd(d, headDim => TorchSharp.ScalarExtensionMethods.ToScalar(1.0 / Math.Sqrt(headDim))));
         using var scores4 = scores.view(b, h, 1, length);
         if (mask is not null)
         {
             using var masked = mask.logical_not();
-            scores4.masked_fill_(masked, double.NegativeInfinity);
+            scores4.masked_fill_(masked, MinusInfinity);
         }
         // Half-precision softmax accumulates in single precision and rounds once, as a single-precision softmax would.
         using var weights = scores.softmax(-1);
