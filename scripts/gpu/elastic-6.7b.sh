@@ -9,6 +9,7 @@
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/elastic-6.7b.sh   (writes under $OUT)
 #   bash scripts/gpu/elastic-6.7b.sh honour   runs only step 3 and prints its honour times with their breakdown, and each
 #   event against the layer step in progress (scripts/gpu/elastic-summary.py OUT --honour).
+#   bash scripts/gpu/elastic-6.7b.sh elastic  runs steps 1, 2 and 4 only (no nine-change job).
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -72,10 +73,12 @@ ai 240 generate "${common[@]}" --input "$work/in.jsonl" --output "$work/out-elas
 tail -3 "$out/elastic.log"
 ai 60 report --run "$out/run-elastic" --output "$out/report-6.7b-elastic.png" 2>&1 | tail -1
 
-echo "== honour: nine budget changes, 5 s apart"
-ai 240 generate "${common[@]}" --input "$work/in-honour.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
-  --run-dir "$out/run-honour" 2> "$out/honour.log"
-grep "^pressure:" "$out/honour.log"
+if [ "$mode" != elastic ]; then
+  echo "== honour: nine budget changes, 5 s apart"
+  ai 240 generate "${common[@]}" --input "$work/in-honour.jsonl" --output "$work/out-honour.jsonl" --pressure "$work/honour.jsonl" \
+    --run-dir "$out/run-honour" 2> "$out/honour.log"
+  grep "^pressure:" "$out/honour.log"
+fi
 
 for spec in 12:48 24:384 40:768; do
   gib=${spec%%:*}; n=${spec##*:}
@@ -91,6 +94,8 @@ python3 scripts/gpu/elastic-summary.py "$out" | tee "$out/summary.txt"
 # machine has none, so its PNG carries lines without labels).
 # Few files come back from the GPU machine: the summary, the PNG, and one archive of the rest.
 kill $sampler $gpusampler 2>/dev/null
-tar czf "$out/runs.tgz" -C "$out" run-elastic run-honour run-static-12 run-static-24 run-static-40 vmstat.txt gpu-samples.csv \
-    card.txt elastic.log honour.log static-12.log static-24.log static-40.log &&
+kept=()
+for f in run-elastic run-honour run-static-12 run-static-24 run-static-40 vmstat.txt gpu-samples.csv card.txt elastic.log honour.log \
+    static-12.log static-24.log static-40.log; do [ -e "$out/$f" ] && kept+=("$f"); done
+tar czf "$out/runs.tgz" -C "$out" "${kept[@]}" &&
   rm -rf "$out"/run-* "$out/vmstat.txt" "$out/gpu-samples.csv" "$out"/*.log
