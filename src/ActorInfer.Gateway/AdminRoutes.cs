@@ -4,6 +4,7 @@ using ActorInfer.Actors.Control;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;
+using ActorInfer.Actors.Tiers;
 using Akka.Actor;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -28,14 +29,29 @@ public static class AdminRoutes
             var policy = await g.Node.Planner.Ask<PlannerProtocol.PolicyAnswer>(PlannerProtocol.GetPolicy.Instance, g.AskTimeout);
             var scheduler = await g.Node.Scheduler.Ask<SchedulerProtocol.SchedulerStatus>(SchedulerProtocol.GetStatus.Instance, g.AskTimeout);
             var queues = await g.Gateway.Ask<GatewayProtocol.Queues>(GatewayProtocol.GetQueues.Instance, g.AskTimeout);
+            var tiers = await Task.WhenAll(g.Node.TierActors.Select(t => t.Ask<TierProtocol.TierState>(TierProtocol.GetState.Instance, g.AskTimeout)));
+            var last = g.Metrics.LastBlock;
             return TypedResults.Json(new
             {
                 budgets = Budgets(budgets.Budgets),
                 // What pressure on the compute tier is measured against: below largest_block_bytes blocks shrink.
                 compute = new { tier = GatewayMetrics.TierName(g.Node.ComputeTier), largest_block_bytes = g.Node.LargestBlockBytes },
-                // Bytes in use per tier are not reported by the runtime yet.
-                bytes_in_use = (object?)null,
+                // What each offload-tier actor accounts its tier as holding now.
+                bytes_in_use = tiers.ToDictionary(t => GatewayMetrics.TierName(t.Tier), t => t.BytesHeld),
                 policy = policy.Policy?.ToString(),
+                planner = new
+                {
+                    hardware = g.Node.PolicyPlanner is { } planner ? new { name = planner.Hardware.Name, source = planner.HardwareSource } : null,
+                    workload = policy.Policy?.Bucket is { } bucket ? new { prompt_length = bucket.PromptLength, generation_length = bucket.GenerationLength } : null,
+                    block_size = policy.Policy?.BlockSize,
+                    predicted_tokens_per_second = policy.Policy?.PredictedTokensPerSecond,
+                    last_block = last is null ? null : new
+                    {
+                        id = last.Block, sequences = last.Sequences, tokens = last.Tokens, seconds = last.Seconds,
+                        measured_tokens_per_second = last.Seconds > 0 ? last.Tokens / last.Seconds : 0,
+                        predicted_tokens_per_second = last.PredictedTokensPerSecond, policy = last.Policy?.ToString(),
+                    },
+                },
                 queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, tenants = queues.QueuedByTenant },
             });
         }).WithMetadata(access);

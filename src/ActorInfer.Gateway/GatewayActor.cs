@@ -69,8 +69,8 @@ internal sealed class GatewayActor : ReceiveActor
         });
         Receive<SchedulerProtocol.DeviceOutOfMemory>(_ => _metrics.OutOfMemory.Inc());
         Receive<SchedulerProtocol.PolicyHonoured>(m => _metrics.PressureHonour.Observe(m.Elapsed.TotalSeconds));
-        Receive<SchedulerProtocol.BlockStarted>(_ => { });
-        Receive<SchedulerProtocol.BlockFinished>(_ => { });
+        Receive<SchedulerProtocol.BlockStarted>(m => _metrics.BlockStarted(m));
+        Receive<SchedulerProtocol.BlockFinished>(m => _metrics.BlockFinished(m));
         Receive<PlannerProtocol.PolicyChanged>(_ =>
         {
             if (_seenPolicy) _metrics.PolicyChanges.Inc();

@@ -41,6 +41,12 @@ public sealed class GatewayMetrics
         PressureEvents = f.CreateCounter("actorinfer_pressure_events_total", "Operator budget commands received through /admin/pressure.");
         PressureHonour = f.CreateHistogram("actorinfer_pressure_honour_seconds", "From a pressure event to every tier within its new budget.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        BlockMeasured = f.CreateGauge("actorinfer_block_measured_tokens_per_second",
+            "The last finished block's generated tokens per second of its run (sequences dropped from it not counted).");
+        BlockPredicted = f.CreateGauge("actorinfer_block_predicted_tokens_per_second",
+            "The planner's predicted throughput for a full block of the last finished block's policy.");
+        BlockSequences = f.CreateGauge("actorinfer_block_sequences", "Sequences of the last block started, and the block size of its policy.",
+            new GaugeConfiguration { LabelNames = ["of"] });
         foreach (var tier in Enum.GetValues<Tier>()) Budget.WithLabels(TierName(tier));
         // Series that exist before anything happens, so dashboards and alerts see zeros rather than gaps.
         Drops.Inc(0);
@@ -67,6 +73,25 @@ public sealed class GatewayMetrics
     public Counter PolicyChanges { get; }
     public Counter PressureEvents { get; }
     public Histogram PressureHonour { get; }
+    public Gauge BlockMeasured { get; }
+    public Gauge BlockPredicted { get; }
+    public Gauge BlockSequences { get; }
+
+    /// <summary>The last finished block, for /admin/state (null before the first).</summary>
+    public ActorInfer.Actors.Scheduling.SchedulerProtocol.BlockFinished? LastBlock { get; private set; }
+
+    public void BlockFinished(ActorInfer.Actors.Scheduling.SchedulerProtocol.BlockFinished block)
+    {
+        LastBlock = block;
+        if (block.Seconds > 0) BlockMeasured.Set(block.Tokens / block.Seconds);
+        if (block.PredictedTokensPerSecond is { } predicted) BlockPredicted.Set(predicted);
+    }
+
+    public void BlockStarted(ActorInfer.Actors.Scheduling.SchedulerProtocol.BlockStarted block)
+    {
+        BlockSequences.WithLabels("running").Set(block.Sequences);
+        BlockSequences.WithLabels("policy").Set(block.Policy.BlockSize);
+    }
 
     public static string TierName(Tier tier) => tier.ToString().ToLowerInvariant();
 

@@ -75,7 +75,7 @@ public static class PolicySearch
         public void Run()
         {
             var attentionModes = options.CpuAttention is { } fixedMode ? [fixedMode] : new[] { true, false };
-            var batchSizes = options.GpuBatchSize is { } fixedBatch ? [fixedBatch] : GpuBatchSizes(options.MaxBlockSize);
+            var batchSizes = options.GpuBatchSize is { } fixedBatch ? [fixedBatch] : GpuBatchSizes(Math.Min(options.MaxBlockSize, options.MaxGpuBatchSize ?? int.MaxValue));
             foreach (var cpuAttention in attentionModes)
             {
                 foreach (var batchSize in batchSizes)
@@ -99,7 +99,7 @@ public static class PolicySearch
         /// </summary>
         private bool SearchBatchCounts(int batchSize, bool cpuAttention)
         {
-            var upper = Math.Min(options.MaxBlockSize / batchSize, CountBound(batchSize));
+            var upper = Math.Min(Math.Min(options.MaxBlockSize / batchSize, options.MaxNumGpuBatches ?? int.MaxValue), CountBound(batchSize));
             var anyFits = false;
             foreach (var count in GpuBatchCounts(upper))
             {

@@ -13,6 +13,10 @@ public sealed record SearchOptions
     public bool CompressCache { get; init; }
     /// <summary>The largest block (GPU batch size x number of GPU batches) the enumeration considers.</summary>
     public int MaxBlockSize { get; init; } = 8192;
+    /// <summary>The largest GPU batch size the enumeration considers (a node's configured bound); null: only the block bound.</summary>
+    public int? MaxGpuBatchSize { get; init; }
+    /// <summary>The most GPU batches in a block the enumeration considers; null: only the block bound.</summary>
+    public int? MaxNumGpuBatches { get; init; }
 
     public static SearchOptions Default { get; } = new();
 
@@ -41,6 +45,10 @@ public sealed record SearchOptions
             throw new ArgumentException($"number of GPU batches must be positive, got {NumGpuBatches}");
         if (MaxBlockSize <= 0)
             throw new ArgumentException($"maximum block size must be positive, got {MaxBlockSize}");
+        if (MaxGpuBatchSize is <= 0)
+            throw new ArgumentException($"maximum GPU batch size must be positive, got {MaxGpuBatchSize}");
+        if (MaxNumGpuBatches is <= 0)
+            throw new ArgumentException($"maximum number of GPU batches must be positive, got {MaxNumGpuBatches}");
         foreach (var (share, value) in FixedShares)
         {
             if (double.IsNaN(value) || value < 0 || value > 1)

@@ -116,8 +116,10 @@ public sealed class MetricsTests(GatewayFixture node)
                 var lines = string.Join("\n", Enumerable.Range(0, 8).Select(i => $$"""{"prompt": [2, {{10 + i}}, {{20 + i}}], "max_tokens": 55, "temperature": 0, "ignore_eos": true}"""));
                 var job = await GatewayFixture.ReadJson(await alice.PostAsync("/v1/jobs", new StringContent(lines)));
                 var id = job.GetProperty("id").GetString();
-                await SetCpu($"{planner.BytesFor(8, 1) + 1024}");
-                await SetCpu($"{planner.BytesFor(1, 1) + 1024}");
+                // The requests' bucket (3 prompt tokens, 55 to generate): what the planner reserves for them.
+                var bucket = planner.Buckets.For(3, 55);
+                await SetCpu($"{planner.BytesFor(8, 1, bucket) + 1024}");
+                await SetCpu($"{planner.BytesFor(1, 1, bucket) + 1024}");
                 await GatewayFixture.Poll(async () => (await GatewayFixture.ReadJson(await alice.GetAsync($"/v1/jobs/{id}"))).GetProperty("state").GetString(),
                     state => state == "completed", Timeout);
             }

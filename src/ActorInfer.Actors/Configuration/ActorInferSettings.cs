@@ -18,6 +18,17 @@ public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches, T
 
 public sealed record ControlSettings(TimeSpan PollInterval);
 
+/// <summary>The policy planner of a node (see reference.conf's `actorinfer.planner`).</summary>
+/// <param name="Hardware">"auto" (measure on first start, kept in the data folder), a built-in profile's name, or a profile file.</param>
+/// <param name="MaxBlockSize">The largest block (GPU batch size x number of GPU batches) the search considers.</param>
+/// <param name="CompressCache">Whether the search may choose a 4-bit compressed cache (it changes outputs).</param>
+/// <param name="WholeContext">Plan every block for the model's whole context instead of the queued requests' lengths.</param>
+/// <param name="TableStep">Device budgets of the compiled answer table grow by this factor from one entry to the next.</param>
+public sealed record PlannerSettings(string Hardware, int MaxBlockSize, bool CompressCache, bool WholeContext, double TableStep)
+{
+    public static PlannerSettings Default { get; } = new("auto", 1024, false, false, 1.02);
+}
+
 /// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>
 public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes, int Priority, int MaxQueuedRequests);
 
@@ -79,7 +90,12 @@ public sealed record ActorInferSettings(
     /// <summary>The dispatcher id that every tensor-issuing actor runs on.</summary>
     public const string TensorDispatcher = "actorinfer.dispatchers.tensor";
 
+    /// <summary>The policy planner's settings.</summary>
+    public PlannerSettings Planner { get; init; } = PlannerSettings.Default;
+
     public bool IsCuda => Device.StartsWith("cuda", StringComparison.Ordinal);
+    /// <summary>Where a node keeps the hardware profile it measured on its first start.</summary>
+    public string HardwareProfilePath => Path.Combine(DataDir, "hardware.json");
     public string InboxDir => Path.Combine(DataDir, "inbox");
     public string AcceptedDir => Path.Combine(DataDir, "accepted");
     public string ResultsDir => Path.Combine(DataDir, "results");

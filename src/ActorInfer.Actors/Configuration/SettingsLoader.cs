@@ -118,7 +118,28 @@ public static class SettingsLoader
         return new ActorInferSettings(
             modelPath, device, dtype, Path.GetFullPath(r.NonEmptyString("actorinfer.data-dir"), baseDir),
             r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
-            memory, scheduler, control, persistence, ReadHttp(config, r, modelPath));
+            memory, scheduler, control, persistence, ReadHttp(config, r, modelPath))
+        {
+            Planner = ReadPlanner(r, baseDir),
+        };
+    }
+
+    private static PlannerSettings ReadPlanner(Reader r, string baseDir)
+    {
+        const string planner = "actorinfer.planner";
+        var hardware = r.NonEmptyString($"{planner}.hardware").Trim();
+        // A profile file is read relative to the working directory, as the model is.
+        if (LooksLikePath(hardware) || hardware.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            hardware = Path.GetFullPath(hardware, baseDir);
+            if (!File.Exists(hardware)) throw new SettingsException($"{planner}.hardware", $"the profile file '{hardware}' does not exist");
+        }
+        var step = r.String($"{planner}.table-step");
+        if (!double.TryParse(step, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var tableStep) ||
+            tableStep <= 1.0 || tableStep > 2.0)
+            throw new SettingsException($"{planner}.table-step", $"'{step}' is not a factor between 1 (exclusive) and 2, such as 1.02");
+        return new PlannerSettings(hardware, r.PositiveInt($"{planner}.max-block-size"), r.Bool($"{planner}.compress-cache"),
+            r.Bool($"{planner}.whole-context"), tableStep);
     }
 
     private static HttpSettings ReadHttp(Config config, Reader r, string modelPath)

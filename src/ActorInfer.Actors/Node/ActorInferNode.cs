@@ -9,6 +9,7 @@ using ActorInfer.Actors.Scheduling;
 using ActorInfer.Model.Generation;
 using Akka.Actor;
 using Akka.Configuration;
+using Akka.Event;
 using Akka.Persistence.Sql;
 
 namespace ActorInfer.Actors.Node;
@@ -50,7 +51,10 @@ public sealed class ActorInferNode : IAsyncDisposable
     public long LargestBlockBytes { get; private init; }
 
     /// <summary>The planner object behind the planner actor (the runtime's placement planner).</summary>
-    public RuntimePlacementPlanner? PolicyPlanner { get; private init; }
+    public WorkloadPlanner? PolicyPlanner { get; private init; }
+
+    /// <summary>The offload-tier actors: the compute tier's, and on a GPU node the CPU tier's.</summary>
+    public IReadOnlyList<IActorRef> TierActors { get; private init; } = [];
 
     /// <summary>Validates requests against the loaded model (tokenizer, context length) and decodes results.</summary>
     public CompletionFactory Factory => _model.Factory;
@@ -76,25 +80,33 @@ public sealed class ActorInferNode : IAsyncDisposable
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
                 probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model))), "memory");
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
+            var tierActors = new List<IActorRef>();
             if (model.Tiers is { } tiers)
             {
                 // The compute tier's budget governs the runtime's device tier (host memory on a CPU node).
-                system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device");
-                if (settings.IsCuda) system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu");
+                tierActors.Add(system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device"));
+                if (settings.IsCuda) tierActors.Add(system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu"));
             }
-            var placement = model.Planner(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier);
+            var log = Logging.GetLogger(system, "planner");
+            var hardware = NodeHardware.Resolve(settings, line => log.Info(line),
+                new Runtime.Profiling.AttentionShape(model.Config.HiddenSize, model.Config.NumAttentionHeads));
+            var placement = model.Planner(settings, hardware, computeTier);
+            log.Info("planner: hardware profile {0} ({1}); {2}", hardware.Profile.Name, hardware.Source,
+                settings.Planner.WholeContext ? "every block planned for the whole context" : "blocks planned for the queued requests' lengths");
             var planner = system.ActorOf(PlannerProtocol.Props(placement, memory), "planner");
             var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
                 .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
                 .ToArray();
-            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner, settings.Scheduler.MaxWaitForMemory), "scheduler");
+            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner, settings.Scheduler.MaxWaitForMemory,
+                placement.Buckets), "scheduler");
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control)
             {
                 ComputeTier = computeTier,
-                LargestBlockBytes = placement.LargestBlockBytes,
+                LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
                 PolicyPlanner = placement,
+                TierActors = tierActors,
             };
         }
         catch
@@ -107,11 +119,12 @@ public sealed class ActorInferNode : IAsyncDisposable
 
     /// <summary>
     /// On CUDA, the device memory this node could use: what the driver reports free plus what the node's own
-    /// device tier already holds (its own buffers are not pressure).
+    /// device tier already holds (its own buffers are not pressure) and its CUDA context (a budget counts it, as an
+    /// operator's does).
     /// </summary>
     private static Func<long?>? DeviceTelemetry(ActorInferSettings settings, NodeModel model) =>
         settings.IsCuda && model.Tiers is { } tiers
-            ? () => Runtime.Tiers.MachineMemory.Device().Free + tiers.Device.BytesHeld
+            ? () => Runtime.Tiers.MachineMemory.Device().Free + tiers.Device.BytesHeld + model.DeviceContextBytes
             : null;
 
     /// <summary>Host memory the node's tiers hold (the device tier too on a CPU node).</summary>

@@ -36,18 +36,21 @@ public sealed class NodeModel : IDisposable
     /// <summary>The offloading runtime behind the engine.</summary>
     public ActorInfer.Runtime.Schedule.OffloadEngine? Runtime { get; private init; }
 
+    /// <summary>On a GPU node, the device memory in use before the model was loaded (the CUDA context); 0 on the CPU.</summary>
+    public long DeviceContextBytes { get; private init; }
+
+    /// <summary>On a GPU node, the device's memory; 0 on the CPU.</summary>
+    public long DeviceTotalBytes { get; private init; }
+
     /// <summary>
-    /// The node's planner: the runtime's own placement of blocks up to <paramref name="maxGpuBatches"/> x
-    /// <paramref name="maxGpuBatchSize"/> sequences of the model's full context, everything on the device while it
-    /// fits, weights moving off the device (on CUDA) when the device budget shrinks below that.
+    /// The node's planner: the full policy search for each workload bucket and set of budgets, corrected to this
+    /// runtime's placement, within the scheduler's geometry bounds.
     /// </summary>
-    public Planner.RuntimePlacementPlanner Planner(int maxGpuBatchSize, int maxGpuBatches, Memory.Tier computeTier)
+    public Planner.WorkloadPlanner Planner(ActorInferSettings settings, Planner.NodeHardware hardware, Memory.Tier computeTier)
     {
         var runtime = Runtime ?? throw new InvalidOperationException("the node's model has no runtime");
-        var all = Planning.TierFractions.AllGpu;
-        var basePolicy = new Planning.Policy(maxGpuBatchSize, maxGpuBatches, all, all, all) { CpuAttention = false };
-        var context = Config.MaxPositionEmbeddings;
-        return new Planner.RuntimePlacementPlanner(runtime, basePolicy, context, context, computeTier);
+        return new Planner.WorkloadPlanner(runtime, hardware.Profile, hardware.Source, settings.Planner,
+            settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier, DeviceContextBytes, DeviceTotalBytes);
     }
 
     /// <summary>Why the configured model cannot be served, or null when it can (checked before anything starts).</summary>
@@ -83,6 +86,8 @@ public sealed class NodeModel : IDisposable
         // device; the scheduler picks each block's geometry from the memory budgets.
         var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
         var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
+        // What the device holds before the model: a GPU budget bounds what the device reports, this included.
+        var (deviceFree, deviceTotal) = settings.IsCuda ? ActorInfer.Runtime.Tiers.MachineMemory.Device() : (0L, 0L);
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {
@@ -92,7 +97,10 @@ public sealed class NodeModel : IDisposable
             var hostCopies = settings.IsCuda && weightBytes <= ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable() / 2;
             var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: hostCopies);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
-            return new NodeModel(config, codec, engine, dtype, [runtime, copies]) { Tiers = tiers, Runtime = runtime };
+            return new NodeModel(config, codec, engine, dtype, [runtime, copies])
+            {
+                Tiers = tiers, Runtime = runtime, DeviceContextBytes = deviceTotal - deviceFree, DeviceTotalBytes = deviceTotal,
+            };
         }
         catch
         {

@@ -13,6 +13,12 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
     /// <summary>The offloading placement to apply (weights, cache and activation fractions); null keeps the engine's.</summary>
     public ActorInfer.Planning.Policy? Runtime { get; init; }
 
+    /// <summary>The workload the policy was planned for; null when the planner plans for one workload only.</summary>
+    public WorkloadBucket? Bucket { get; init; }
+
+    /// <summary>The cost model's throughput for a block of this policy (generated tokens per second); null when not predicted.</summary>
+    public double? PredictedTokensPerSecond { get; init; }
+
     /// <summary>
     /// The geometry to fall back to after the device ran out of memory: half the GPU batches, or with one GPU batch half
     /// its size; null at a block of one sequence.
@@ -22,13 +28,16 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
         : NumGpuBatches > 1 ? this with { NumGpuBatches = NumGpuBatches / 2 }
         : this with { GpuBatchSize = GpuBatchSize / 2 };
 
-    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})";
+    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "");
 }
 
 /// <summary>Picks the best policy for a set of budgets, or null when the model cannot run within them.</summary>
 public interface IPolicyPlanner
 {
     BlockPolicy? Plan(TierBudgets budgets);
+
+    /// <summary>The best policy for a block of <paramref name="bucket"/>'s requests; a planner of one workload ignores it.</summary>
+    BlockPolicy? Plan(TierBudgets budgets, WorkloadBucket bucket) => Plan(budgets);
 }
 
 /// <summary>Byte counts of a model that a placement has to fit (plain numbers: the planner knows no model code).</summary>

@@ -15,6 +15,12 @@ public static class PlannerProtocol
     /// <summary>"Best policy for this budget": answered with <see cref="PolicyAnswer"/>; changes nothing.</summary>
     public sealed record PlanFor(TierBudgets Budgets) : ICommand;
 
+    /// <summary>
+    /// The workload of the next block: the planner plans for it from now on (until the next one) and publishes
+    /// <see cref="PolicyChanged"/> for it, even when the policy is the same.
+    /// </summary>
+    public sealed record PlanWorkload(WorkloadBucket Bucket) : ICommand;
+
     /// <summary>The current policy under the current budgets, answered with <see cref="PolicyAnswer"/>.</summary>
     public sealed record GetPolicy : ICommand
     {

@@ -15,12 +15,15 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private TierBudgets _budgets = TierBudgets.None;
     private BlockPolicy? _policy;
+    // The workload the scheduler's next or running block holds (null until it says).
+    private WorkloadBucket? _bucket;
 
     public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory)
     {
         _planner = planner;
         _memory = memory;
-        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(_planner.Plan(m.Budgets), m.Budgets)));
+        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(Plan(m.Budgets), m.Budgets)));
+        Receive<PlanWorkload>(m => _bucket = m.Bucket);
         Receive<Subscribe>(m =>
         {
             if (_subscribers.TryAdd(m.Subscriber, m.Changes)) Context.Watch(m.Subscriber);
@@ -43,7 +46,12 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 
     private void Following()
     {
-        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(_planner.Plan(m.Budgets), m.Budgets)));
+        Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(Plan(m.Budgets), m.Budgets)));
+        Receive<PlanWorkload>(m =>
+        {
+            _bucket = m.Bucket;
+            Replan(_budgets, force: true, reason: $"workload {m.Bucket}");
+        });
         Receive<GetPolicy>(_ => Sender.Tell(new PolicyAnswer(_policy, _budgets)));
         Receive<Subscribe>(m =>
         {
@@ -59,15 +67,19 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
     }
 
-    private void Replan(TierBudgets budgets, bool force, long? changedAt = null)
+    private BlockPolicy? Plan(TierBudgets budgets) => _bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
+
+    private void Replan(TierBudgets budgets, bool force, long? changedAt = null, string? reason = null)
     {
         _budgets = budgets;
-        var policy = _planner.Plan(budgets);
+        var policy = Plan(budgets);
         var plannedAt = System.Diagnostics.Stopwatch.GetTimestamp();
         if (!force && policy == _policy) return;
         _policy = policy;
-        if (policy is null) _log.Warning("no policy fits the budgets ({0})", budgets);
-        else _log.Info("policy {0} for budgets ({1})", policy, budgets);
+        reason ??= changedAt is null ? "budgets" : "budget change";
+        if (policy is null) _log.Warning("no policy fits the budgets ({0}) ({1})", budgets, reason);
+        else _log.Info("policy {0} for budgets ({1}) ({2}){3}", policy, budgets, reason,
+            policy.PredictedTokensPerSecond is { } predicted ? $", predicted {predicted:F1} token/s" : "");
         var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt, PlannedAt = changedAt is null ? null : plannedAt };
         foreach (var (s, changes) in _subscribers)
         {

@@ -25,7 +25,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly CompletionFactory _factory;
     private readonly IReadOnlyList<IActorRef> _layers;
     private readonly IActorRef? _planner;
-    private readonly WaitingWork _waiting = new();
+    private readonly WaitingWork _waiting;
+    private readonly BucketRule? _buckets;
+    // The workload asked of the planner for the next block, until its policy arrives.
+    private WorkloadBucket? _asked;
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private BlockPolicy? _policy;
@@ -63,8 +66,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null)
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null)
     {
+        _buckets = buckets;
+        _waiting = new WaitingWork(buckets is null ? null : BucketOf);
         _memoryWaits = new MemoryWaits(_waiting, maxWaitForMemory,
             every => Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(every, every, Self, CheckMemoryWait.Instance, Self));
         _engine = engine;
@@ -106,6 +111,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             // A layer in progress stops for it no longer (it may have already: its Yielded answer is behind this one).
             if (m.Signalled) _engine.Changes?.Received();
             _policy = m.Policy;
+            if (m.Policy?.Bucket is { } planned && planned == _asked) _asked = null;
             // With no change waiting the tiers hold no more than the budgets in force (the tiers refuse more); budgets
             // that did not fall were therefore honoured when they changed.
             var rose = m.Budgets != TierBudgets.None && _budgets != TierBudgets.None && !_honours.AnyWaiting &&
@@ -228,16 +234,44 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private static bool Stale(RunningBlock block, GpuBatchIndex batch, IGpuBatch work) =>
         batch.Value >= block.Work.Length || !ReferenceEquals(block.Work[batch.Value], work);
 
+    /// <summary>
+    /// A request's workload bucket: its context (prompt, and the tokens a resumed sequence had generated) and the tokens
+    /// it has left to generate. A request the model cannot take goes in the smallest bucket (its block answers its error).
+    /// </summary>
+    private WorkloadBucket BucketOf(WorkItem item)
+    {
+        var done = item.Resume?.OutputIds.Count ?? 0;
+        try
+        {
+            var prompt = _factory.Create(item.Request, item.Seed).PromptIds.Count;
+            return _buckets!.For(prompt + done, item.Request.MaxTokens - done);
+        }
+        catch (RequestValidationException)
+        {
+            return _buckets!.For(1, 1);
+        }
+    }
+
     private void TryStartBlock()
     {
         if (_policy is null || _waiting.Count == 0) return;
         var policy = _policy;
+        // The next block holds the requests of the first waiting request's bucket, under a policy planned for it.
+        if (policy.Bucket is { } planned && _planner is not null && _waiting.HeadBucket is { } head && head != planned)
+        {
+            if (_asked != head)
+            {
+                _asked = head;
+                _planner.Tell(new PlannerProtocol.PlanWorkload(head));
+            }
+            return;
+        }
         var id = ++_blockCount;
-        var items = _waiting.Take(policy.BlockSize);
+        var items = _waiting.Take(policy.BlockSize, policy.Bucket);
         var sequences = RunningBlock.Entries(items, _factory);
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
-        var block = new RunningBlock(id, policy, sequences, batches.Count);
+        var block = new RunningBlock(id, policy, sequences, batches.Count) { StartedAt = System.Diagnostics.Stopwatch.GetTimestamp() };
         try
         {
             for (var b = 0; b < batches.Count; b++)
@@ -480,7 +514,15 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         if (_pending) ApplyBetweenBlocks();
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
-        Publish(new BlockFinished(block.Id, results.Count, block.Step.Value));
+        var measured = block.Measured();
+        if (block.Policy.PredictedTokensPerSecond is { } predicted && measured.Tokens > 0)
+            _log.Info($"block {block.Id}: {measured.Tokens} tokens in {measured.Seconds:F3} s: {measured.TokensPerSecond:F1} token/s measured, " +
+                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran)");
+        Publish(new BlockFinished(block.Id, results.Count, block.Step.Value)
+        {
+            Tokens = measured.Tokens, Seconds = measured.Seconds, PredictedTokensPerSecond = block.Policy.PredictedTokensPerSecond,
+            Policy = block.Policy,
+        });
         Become(Idle);
         // The next block starts from the mailbox, behind what arrived while this one ran: a policy waiting there
         // applies before the next block opens (not after, by dropping from it), and is not held up by the opening.

@@ -27,6 +27,17 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     public GpuBatchIndex[] Active { get; set; } = [];
     public int CursorPosition { get; set; }
 
+    /// <summary>When the block opened (a Stopwatch timestamp).</summary>
+    public long StartedAt { get; init; }
+
+    /// <summary>Tokens the block's sequences generated in it (those of dropped sequences not counted), and the seconds since it opened.</summary>
+    public (int Tokens, double Seconds, double TokensPerSecond) Measured()
+    {
+        var tokens = Sequences.Sum(e => e.State is { } s ? s.OutputIds.Count - (e.Item.Resume?.OutputIds.Count ?? 0) : 0);
+        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(StartedAt).TotalSeconds;
+        return (tokens, seconds, seconds > 0 ? tokens / seconds : 0);
+    }
+
     /// <summary>
     /// The block's entries for <paramref name="items"/>: each request's generation state (a requeued one restored to its
     /// checkpoint), or the line of its error when the request is not valid for the model.

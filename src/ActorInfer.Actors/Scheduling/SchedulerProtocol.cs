@@ -67,7 +67,15 @@ public static class SchedulerProtocol
 
     public sealed record BlockStarted(int Block, BlockPolicy Policy, int Sequences, int GpuBatches);
 
-    public sealed record BlockFinished(int Block, int Sequences, int Steps);
+    public sealed record BlockFinished(int Block, int Sequences, int Steps)
+    {
+        /// <summary>Tokens generated in the block (by the sequences that finished in it) and the seconds it ran.</summary>
+        public int Tokens { get; init; }
+        public double Seconds { get; init; }
+        /// <summary>The planner's prediction for a full block of its policy, when it made one.</summary>
+        public double? PredictedTokensPerSecond { get; init; }
+        public BlockPolicy? Policy { get; init; }
+    }
 
     /// <summary>
     /// A policy (and the budget behind it) is honoured: the running block holds no more sequences than it allows.
@@ -123,8 +131,9 @@ public static class SchedulerProtocol
     /// <param name="layers">The layer actors, in layer order.</param>
     /// <param name="planner">The policy-planner actor to subscribe to; null to take <see cref="PlannerProtocol.PolicyChanged"/> from anyone.</param>
     /// <param name="maxWaitForMemory">How long queued requests wait while no policy fits one sequence before they fail; null: forever.</param>
+    /// <param name="buckets">How requests are grouped by length into blocks planned for them; null: any request joins any block.</param>
     public static Props Props(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null) =>
-        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner, maxWaitForMemory))
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null) =>
+        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner, maxWaitForMemory, buckets))
             .WithDispatcher(ActorInferSettings.TensorDispatcher);
 }

@@ -8,19 +8,38 @@ namespace ActorInfer.Actors.Scheduling;
 /// sequence ahead of waiting work of its priority (the latest requeued first). It also keeps when each item began
 /// waiting for memory: only waits while no policy fits count against the scheduler's limit.
 /// </summary>
-internal sealed class WaitingWork
+/// <param name="bucketOf">The workload bucket of an item (its context and tokens left to generate); null: no buckets, blocks take any item.</param>
+internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucketOf = null)
 {
     private readonly PriorityQueue<(WorkItem Item, IActorRef ReplyTo), (int Priority, long Arrival)> _queue = new();
+    private readonly Dictionary<WorkItem, Planner.WorkloadBucket> _buckets = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, long> _waitingForMemorySince = [];
     private long _arrivals;
     private long _requeues;
 
     public int Count => _queue.Count;
 
-    public void Add(WorkItem item, IActorRef replyTo) => _queue.Enqueue((item, replyTo), (-item.Priority, _arrivals++));
+    public void Add(WorkItem item, IActorRef replyTo)
+    {
+        Classify(item);
+        _queue.Enqueue((item, replyTo), (-item.Priority, _arrivals++));
+    }
 
     /// <summary>A dropped sequence, with its progress, back ahead of the waiting work of its priority.</summary>
-    public void Requeue(WorkItem resumed, IActorRef replyTo) => _queue.Enqueue((resumed, replyTo), (-resumed.Priority, -(++_requeues)));
+    public void Requeue(WorkItem resumed, IActorRef replyTo)
+    {
+        Classify(resumed);
+        _queue.Enqueue((resumed, replyTo), (-resumed.Priority, -(++_requeues)));
+    }
+
+    private void Classify(WorkItem item)
+    {
+        if (bucketOf is not null) _buckets[item] = bucketOf(item);
+    }
+
+    /// <summary>The bucket of the item that runs next (null without buckets or work).</summary>
+    public Planner.WorkloadBucket? HeadBucket =>
+        bucketOf is not null && _queue.TryPeek(out var head, out _) ? _buckets[head.Item] : null;
 
     /// <summary>
     /// Requeues the unfinished sequences of dropped GPU batches with their progress (generated tokens, log-probabilities;
@@ -44,11 +63,28 @@ internal sealed class WaitingWork
         return (tell, tokens);
     }
 
-    /// <summary>Up to <paramref name="most"/> items, first first.</summary>
-    public List<(WorkItem Item, IActorRef ReplyTo)> Take(int most)
+    /// <summary>
+    /// Up to <paramref name="most"/> items, first first; with a bucket, only items that fit it (the others keep their
+    /// places), so that a block holds requests of the lengths it was planned for.
+    /// </summary>
+    public List<(WorkItem Item, IActorRef ReplyTo)> Take(int most, Planner.WorkloadBucket? bucket = null)
     {
         var items = new List<(WorkItem Item, IActorRef ReplyTo)>(Math.Min(most, _queue.Count));
-        while (items.Count < most && _queue.Count > 0) items.Add(_queue.Dequeue());
+        if (bucket is not { } planned || bucketOf is null)
+        {
+            while (items.Count < most && _queue.Count > 0) items.Add(_queue.Dequeue());
+        }
+        else
+        {
+            var skipped = new List<((WorkItem Item, IActorRef ReplyTo) Element, (int, long) Priority)>();
+            while (items.Count < most && _queue.TryDequeue(out var element, out var priority))
+            {
+                if (Planner.BucketRule.Fits(_buckets[element.Item], planned)) items.Add(element);
+                else skipped.Add((element, priority));
+            }
+            foreach (var (element, priority) in skipped) _queue.Enqueue(element, priority);
+        }
+        foreach (var (item, _) in items) _buckets.Remove(item);
         return items;
     }
 
@@ -78,7 +114,11 @@ internal sealed class WaitingWork
         var kept = _queue.UnorderedItems.Except(removed).ToList();
         _queue.Clear();
         foreach (var (element, priority) in kept) _queue.Enqueue(element, priority);
-        foreach (var (element, _) in removed) _waitingForMemorySince.Remove(element.Item.Key);
+        foreach (var (element, _) in removed)
+        {
+            _waitingForMemorySince.Remove(element.Item.Key);
+            _buckets.Remove(element.Item);
+        }
         return removed.Select(e => e.Element).ToList();
     }
 }

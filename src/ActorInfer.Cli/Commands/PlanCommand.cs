@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Planner;
 using System.CommandLine;
 using System.Globalization;
 using ActorInfer.Cli.Planning;

@@ -1,6 +1,7 @@
+using ActorInfer.Actors.Planner;
 using System.CommandLine;
 using ActorInfer.Cli.Planning;
-using ActorInfer.Cli.Profiling;
+using ActorInfer.Runtime.Profiling;
 using ActorInfer.Planning;
 
 namespace ActorInfer.Cli.Commands;

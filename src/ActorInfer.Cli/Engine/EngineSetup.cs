@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Planner;
 using ActorInfer.Cli.Planning;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
@@ -161,38 +162,21 @@ public sealed class EngineSetup : IDisposable
 
     private sealed record TierBudget(long Gpu, long Cpu, long Disk);
 
-    /// <summary>
-    /// The planner's cost model counts memory by fractions; the runtime places whole tensors and holds working
-    /// buffers. When the runtime's placement of the planner's policy overshoots a budget, search again with that
-    /// tier's budget lowered by the overshoot, until the placement fits.
-    /// </summary>
     private static SearchResult SearchThatFits(OptConfig config, IWeightSource source, ScalarType dtype, bool isCuda, ModelSpec spec,
         Workload workload, HardwareProfile hardware, SearchOptions options, TierBudget budget)
     {
-        var planned = budget;
-        string? lastMiss = null;
-        for (var attempt = 0; ; attempt++)
+        try
         {
-            SearchResult search;
-            try
-            {
-                search = PolicySearch.Find(spec, workload, hardware, new MemoryBudget(planned.Gpu, planned.Cpu, planned.Disk), options);
-            }
-            catch (NoFeasiblePolicyException ex)
-            {
-                throw new CliException(lastMiss is null ? ex.Message
-                    : $"no feasible policy: the planner's best fitting policy needs {lastMiss} in this runtime's placement, over the budgets " +
-                      $"(gpu {ByteSize.Format(budget.Gpu)}, cpu {ByteSize.Format(budget.Cpu)}, disk {ByteSize.Format(budget.Disk)})", 3);
-            }
-            var placement = OffloadEngine.PlanFor(config, source, search.Policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total;
-            long Over(long needed, long allowed) => Math.Max(0, needed - allowed);
-            var over = new TierBudget(Over(placement.Device, budget.Gpu), Over(placement.Cpu, budget.Cpu), Over(placement.Disk, budget.Disk));
-            if (over is { Gpu: 0, Cpu: 0, Disk: 0 }) return search;
-            lastMiss = $"gpu {ByteSize.Format(placement.Device)}, cpu {ByteSize.Format(placement.Cpu)}, disk {ByteSize.Format(placement.Disk)} (with {search.Policy})";
-            if (attempt == 8)
-                throw new CliException($"the planner's policy ({search.Policy}) does not fit this runtime's placement after {attempt} corrections");
-            long Shrink(long current, long overshoot) => overshoot == 0 ? current : Math.Max(1, current - overshoot - overshoot / 20 - (64L << 20));
-            planned = new TierBudget(Shrink(planned.Gpu, over.Gpu), Shrink(planned.Cpu, over.Cpu), Shrink(planned.Disk, over.Disk));
+            return FittingSearch.Find(spec, workload, hardware, options, new FittingSearch.Budget(budget.Gpu, budget.Cpu, budget.Disk),
+                policy => OffloadEngine.PlanFor(config, source, policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total);
+        }
+        catch (NoFeasiblePolicyException ex)
+        {
+            throw new CliException(ex.Message, 3);
+        }
+        catch (PlacementDoesNotFitException ex)
+        {
+            throw new CliException(ex.Message, 3);
         }
     }
 

@@ -1,10 +1,10 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Planning;
 
-namespace ActorInfer.Cli.Planning;
+namespace ActorInfer.Actors.Planner;
 
 /// <summary>
-/// Describes a model to the planner by plain numbers (Planning and Model never reference each other; the CLI,
+/// Describes a model to the planner by plain numbers (Planning and Model never reference each other; the planner,
 /// which knows both, does the translation).
 /// </summary>
 public static class ModelSpecMapper

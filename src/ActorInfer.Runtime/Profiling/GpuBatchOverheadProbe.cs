@@ -8,7 +8,7 @@ using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Profiling;
+namespace ActorInfer.Runtime.Profiling;
 
 /// <summary>
 /// The fixed time a (layer, GPU batch) position costs beyond its arithmetic and traffic (the profile's

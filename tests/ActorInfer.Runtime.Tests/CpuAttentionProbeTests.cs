@@ -1,9 +1,9 @@
-using ActorInfer.Cli.Profiling;
+using ActorInfer.Runtime.Profiling;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Tiers;
 
-namespace ActorInfer.Cli.Tests;
+namespace ActorInfer.Runtime.Tests;
 
 /// <summary>The profiler's CPU attention probe on the CPU, at a narrow width so that it runs in well under a second.</summary>
 public class CpuAttentionProbeTests

@@ -5,7 +5,7 @@ using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Profiling;
+namespace ActorInfer.Runtime.Profiling;
 
 /// <summary>
 /// Times CPU attention as the runtime runs it for one (decoder layer, GPU batch) of a decoding step

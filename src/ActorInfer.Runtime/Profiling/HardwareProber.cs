@@ -5,7 +5,7 @@ using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Profiling;
+namespace ActorInfer.Runtime.Profiling;
 
 /// <summary>
 /// Measures the rates the cost model needs on this machine, through the same paths the runtime uses: the copy
@@ -34,8 +34,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             ? Rate("device memory (copy within the device)", 2 * copyBytes, () =>
             {
                 using var copy = deviceBuffer.Tensor.clone();
-                Sync();
-            })
+            }, sync: Sync)
             : Rate("host memory (copy within the host)", 2 * copyBytes, () =>
             {
                 using var copy = hostBuffer.Tensor.clone();
@@ -95,16 +94,23 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         if (IsCuda) cuda.synchronize();
     }
 
-    /// <summary>Median rate of five timed repetitions after one warm-up.</summary>
-    private double Rate(string what, double unitsPerRun, Action run, string unit = "GB/s", double scale = 1e9)
+    /// <summary>
+    /// Median rate of five timed samples after one warm-up. A sample repeats the work until it has run for about 20 ms
+    /// and waits for the device once at its end: a single call of a short kernel would time the launch and the wait.
+    /// </summary>
+    private double Rate(string what, double unitsPerRun, Action run, string unit = "GB/s", double scale = 1e9, Action? sync = null)
     {
+        var warm = Stopwatch.StartNew();
         run();
+        sync?.Invoke();
+        var repeats = (int)Math.Clamp(Math.Ceiling(0.02 / Math.Max(warm.Elapsed.TotalSeconds, 1e-6)), 1, 1000);
         var samples = new List<double>();
         for (var i = 0; i < 5; i++)
         {
             var watch = Stopwatch.StartNew();
-            run();
-            samples.Add(unitsPerRun / watch.Elapsed.TotalSeconds);
+            for (var r = 0; r < repeats; r++) run();
+            sync?.Invoke();
+            samples.Add(unitsPerRun * repeats / watch.Elapsed.TotalSeconds);
         }
         var median = samples.Order().ElementAt(samples.Count / 2);
         log($"{what}: {median / scale:F2} {unit}");
@@ -119,8 +125,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         return Rate(what, flops, () =>
         {
             using var y = nn.functional.linear(x, w);
-            Sync();
-        }, "TFLOP/s", 1e12);
+        }, "TFLOP/s", 1e12, Sync);
     }
 
     private double Attention(string what, int batch, int queries, int keys, ScalarType dtype, Device on)
@@ -134,7 +139,6 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         return Rate(what, flops, () =>
         {
             using var context = OptMath.Attend(q, k, v, mask);
-            if (on.type == TorchSharp.DeviceType.CUDA) Sync();
-        }, "TFLOP/s", 1e12);
+        }, "TFLOP/s", 1e12, on.type == TorchSharp.DeviceType.CUDA ? Sync : null);
     }
 }

@@ -1,9 +1,9 @@
-using ActorInfer.Cli.Profiling;
+using ActorInfer.Runtime.Profiling;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Tests;
+namespace ActorInfer.Runtime.Tests;
 
 /// <summary>The profiler's per-position overhead probe on the CPU: the runtime's own decoding step of a tiny model.</summary>
 public class GpuBatchOverheadProbeTests

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: the node against `bench --policy auto` for the same budgets and workload.
+#   1. a node (OPT-6.7B random weights, float16, GPU 40 GiB, CPU 100 GiB) runs a 1,000-request job through /v1/jobs
+#      (prompt 512, 32 tokens, greedy); its throughput is 32,000 tokens over the time from the POST to completion;
+#   2. the same node runs a seeded job of mixed lengths (prompts of 32 to 1,024 tokens, 8 to 256 new ones);
+#   3. a second node with `planner.whole-context = on` runs the mixed job (every block planned for the whole context);
+#   4. `bench --policy auto` with the hardware profile the node measured, the same budgets and prompt 512 / 32;
+#   5. summary.txt: the ratios, and each block's measured throughput beside the planner's prediction.
+# Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/node-vs-bench.sh   (writes under $OUT)
+#   MIXED=N sets the mixed job's size (default 300); MODEL, GPU_MEM, CPU_MEM, REQUESTS set the rest; STEPS (job bench mixed
+#   whole) picks the steps; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed node's extra environment.
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+model=${MODEL:-opt-6.7b}
+gpu_mem=${GPU_MEM:-40GiB}
+cpu_mem=${CPU_MEM:-100GiB}
+requests=${REQUESTS:-1000}
+mixed=${MIXED:-300}
+nvidia-smi -L | head -1 | tee "$out/card.txt"
+work=$(mktemp -d)
+python3 - "$work" "$requests" "$mixed" <<'PY'
+import json, random, sys
+work, n, mixed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(2112)
+with open(f"{work}/job.jsonl", "w") as f:
+    for i in range(n):
+        f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, 50000) for _ in range(511)],
+                            "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
+rng = random.Random(2113)
+with open(f"{work}/mixed.jsonl", "w") as f:
+    for i in range(mixed):
+        length = rng.randint(32, 1024)
+        f.write(json.dumps({"id": f"m{i}", "prompt": [2] + [rng.randrange(10, 50000) for _ in range(length - 1)],
+                            "max_tokens": rng.randint(8, 256), "temperature": 0, "ignore_eos": True}) + "\n")
+PY
+
+# node NAME PORT EXTRA-HOCON: starts a node in the background (its log under $out), waits until it serves.
+node() {
+  local name=$1 port=$2 extra=$3
+  mkdir -p "$work/$name"
+  cat > "$work/$name.conf" <<EOF
+actorinfer {
+  model = "$model"
+  device = "cuda"
+  dtype = "float16"
+  data-dir = "$work/$name"
+  memory { gpu-budget = "$gpu_mem", cpu-budget = "$cpu_mem" }
+  # The geometry bounds of bench --policy auto: only the search's own block bound.
+  scheduler { max-gpu-batch-size = 8192, max-gpu-batches = 8192 }
+  planner { max-block-size = 8192 $extra }
+}
+EOF
+  env ${NODE_ENV:-} bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &
+  echo $! > "$work/$name.pid"
+  for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.5; done
+  echo "node $name did not become ready" | tee -a "$out/summary.txt"
+  return 1
+}
+stop() {
+  local pid; pid=$(cat "$work/$1.pid")
+  kill -TERM "$pid"; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done; kill -KILL "$pid"
+}
+# job PORT FILE NAME LIMIT: posts FILE as a job, waits for it (at most LIMIT seconds, and not past a CUDA error in the
+# node's log), appends "NAME state seconds tokens" to $work/jobs.txt.
+job() {
+  local port=$1 file=$2 name=$3 limit=$4 auth=(-H 'Authorization: Bearer sk-node')
+  local start id state
+  start=$(date +%s.%N)
+  id=$(curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @"$file" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  while :; do
+    state=$(curl -s "http://127.0.0.1:$port/v1/jobs/$id" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+    [ "$state" = completed ] || [ "$state" = failed ] && break
+    if grep -q "CUDA error" "$out"/*.log 2>/dev/null || python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $limit else 1)"; then
+      state="stopped-$state"; break
+    fi
+    sleep 0.2
+  done
+  local seconds; seconds=$(python3 -c "print($(date +%s.%N) - $start)")
+  curl -s "http://127.0.0.1:$port/v1/jobs/$id/results" "${auth[@]}" > "$out/$name-results.jsonl"
+  local tokens; tokens=$(python3 -c "
+import json,sys
+print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
+  echo "$name $state $seconds $tokens" | tee -a "$work/jobs.txt"
+}
+
+steps=${STEPS:-job bench mixed whole}
+has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+# Later nodes take the profile the first one measured (the same figures for every ranking in the call).
+profile() { mkdir -p "$work/$1"; cp "$work/job/hardware.json" "$work/$1/hardware.json" 2>/dev/null; }
+has job && node job 8101 "" && {
+  job 8101 "$work/job.jsonl" job 240
+  curl -s http://127.0.0.1:8101/admin/state -H 'Authorization: Bearer sk-node' > "$out/state.json"
+  stop job
+}
+cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
+has bench && timeout 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto \
+  --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json \
+  > "$out/bench.json" 2> "$out/bench.log"
+has mixed && profile mixed && NODE_ENV=${MIXED_ENV:-} node mixed 8102 "" && {
+  job 8102 "$work/mixed.jsonl" mixed 240
+  stop mixed
+}
+has whole && profile whole && node whole 8103 ", whole-context = on" && {
+  job 8103 "$work/mixed.jsonl" mixed-whole 300
+  stop whole
+}
+
+python3 - "$work/jobs.txt" "$out" <<'PY' | tee -a "$out/summary.txt"
+import json, re, sys, statistics
+jobs = {l.split()[0]: l.split()[1:] for l in open(sys.argv[1])}
+out = sys.argv[2]
+def rate(name):
+    state, seconds, tokens = jobs[name]
+    return int(tokens) / float(seconds), state, float(seconds), int(tokens)
+try:
+    bench = json.load(open(f"{out}/bench.json"))
+    b = bench.get("total_throughput") or bench.get("median", {}).get("total_throughput")
+except Exception as e:
+    bench, b = None, None
+print(open(f"{out}/card.txt").read().strip())
+if "job" in jobs:
+    r, state, s, t = rate("job")
+    print(f"node job: {state}, {t} tokens in {s:.2f} s = {r:.1f} token/s")
+    if b: print(f"bench --policy auto: {b:.1f} token/s; node / bench = {r / b:.3f}")
+if "mixed" in jobs and "mixed-whole" in jobs:
+    r1, s1, _, t1 = rate("mixed"); r2, s2, _, t2 = rate("mixed-whole")
+    print(f"mixed job: {t1} tokens {r1:.1f} token/s ({s1}); whole context: {t2} tokens {r2:.1f} token/s ({s2}); ratio {r1 / r2:.2f}")
+    a = {json.loads(l)["id"]: json.loads(l).get("output_ids") for l in open(f"{out}/mixed-results.jsonl") if l.strip()}
+    w = {json.loads(l)["id"]: json.loads(l).get("output_ids") for l in open(f"{out}/mixed-whole-results.jsonl") if l.strip()}
+    print(f"mixed outputs identical: {sum(a[k] == w.get(k) for k in a)} of {len(a)}")
+pat = re.compile(r"block (\d+): (\d+) tokens in ([\d.]+) s: ([\d.]+) token/s measured, ([\d.]+) predicted for a full block of (\d+) \((\d+) sequences ran\)")
+for name in ("job", "mixed", "whole"):
+    try: lines = open(f"{out}/{name}.log").read()
+    except OSError: continue
+    rows = [m.groups() for m in pat.finditer(lines)]
+    full = [(float(m[3]), float(m[4])) for m in rows if m[5] == m[6]]
+    if full:
+        ratios = [meas / pred for meas, pred in full]
+        print(f"{name}: {len(rows)} blocks, {len(full)} full; measured / predicted over full blocks: median {statistics.median(ratios):.3f}, "
+              f"min {min(ratios):.3f}, max {max(ratios):.3f}")
+PY

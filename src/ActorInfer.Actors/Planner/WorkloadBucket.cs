@@ -1,0 +1,54 @@
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>
+/// The lengths a block is planned for: its sequences' contexts (prompt, and for a resumed sequence the tokens it had
+/// generated) are at most <see cref="PromptLength"/> tokens, and each has at most <see cref="GenerationLength"/> tokens
+/// left to generate. Requests of one bucket run in one block, so the planner reserves the cache they need, not the
+/// model's whole context.
+/// </summary>
+public readonly record struct WorkloadBucket(int PromptLength, int GenerationLength)
+{
+    /// <summary>Cache capacity per sequence the bucket is planned for.</summary>
+    public int Capacity => PromptLength + GenerationLength;
+
+    public override string ToString() => $"prompt {PromptLength}, generate {GenerationLength}";
+}
+
+/// <summary>
+/// How requests are grouped into buckets: lengths rounded up to powers of two (contexts from 16 tokens, generation
+/// from 8), within the model's context; or, for comparison, one bucket of the whole context for every request.
+/// </summary>
+public sealed record BucketRule(int MaxContext, bool WholeContext = false)
+{
+    private const int SmallestPrompt = 16;
+    private const int SmallestGeneration = 8;
+
+    /// <summary>The bucket of a sequence with <paramref name="context"/> tokens to prefill and <paramref name="remaining"/> to generate.</summary>
+    public WorkloadBucket For(int context, int remaining)
+    {
+        if (WholeContext) return Whole;
+        var prompt = Math.Min(RoundUp(Math.Max(1, context), SmallestPrompt), Math.Max(1, MaxContext - 1));
+        var generation = Math.Max(1, Math.Min(RoundUp(Math.Max(1, remaining), SmallestGeneration), MaxContext - prompt));
+        return new WorkloadBucket(prompt, generation);
+    }
+
+    /// <summary>
+    /// Every sequence planned as if it could fill the model's context: a prefill of the whole context but one token,
+    /// and its cache to the end of the context.
+    /// </summary>
+    public WorkloadBucket Whole => new(Math.Max(1, MaxContext - 1), 1);
+
+    /// <summary>
+    /// Whether a sequence of this bucket may run in a block planned for <paramref name="planned"/>: its context and the
+    /// tokens it has left are within the planned ones, so the block's padded prefill and its cache stay within the plan.
+    /// </summary>
+    public static bool Fits(WorkloadBucket bucket, WorkloadBucket planned) =>
+        bucket.PromptLength <= planned.PromptLength && bucket.GenerationLength <= planned.GenerationLength;
+
+    private static int RoundUp(int value, int smallest)
+    {
+        var rounded = smallest;
+        while (rounded < value) rounded *= 2;
+        return rounded;
+    }
+}

@@ -1,0 +1,241 @@
+using System.Collections.Concurrent;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using Tier = ActorInfer.Actors.Memory.Tier;
+
+namespace ActorInfer.Actors.Planner;
+
+/// <summary>
+/// A node's planner: for a set of budgets and the workload of the next block (a <see cref="WorkloadBucket"/>), the
+/// policy search over the whole space (the LP over the nine fractions, the GPU batch size, the number of GPU batches,
+/// CPU attention, and a compressed cache where allowed), corrected to the runtime's whole-tensor placement
+/// (<see cref="FittingSearch"/>) and ranked with the node's hardware profile. Answers are cached per (budgets, bucket).
+/// On a GPU node a table per bucket is compiled in the background (the job's static compilation) over device budgets
+/// a factor apart, so a budget change at run time is answered by a lookup, with the entry at or below the budget.
+/// On a CPU node every tensor stays in host memory, the compute tier: only the block geometry is searched.
+/// </summary>
+public sealed class WorkloadPlanner : IPolicyPlanner
+{
+    private const long SmallestTableBudget = 256L << 20;
+    private readonly OffloadEngine _runtime;
+    private readonly Configuration.PlannerSettings _settings;
+    private readonly Tier _deviceBudget;
+    private readonly long _deviceContextBytes;
+    private readonly long _deviceTotal;
+    private readonly ModelSpec _model;
+    private readonly SearchOptions _options;
+    private readonly ConcurrentDictionary<(WorkloadBucket Bucket, FittingSearch.Budget Budget), BlockPolicy?> _answers = new();
+    private readonly ConcurrentDictionary<WorkloadBucket, Task<BudgetTable>> _tables = new();
+
+    /// <param name="hardware">The profile the cost model ranks policies with.</param>
+    /// <param name="hardwareSource">Where the profile came from (measured here, a file, a built-in), for logs and /admin/state.</param>
+    /// <param name="deviceBudget">The budget governing the runtime's device tier: the GPU's, or host memory's on a CPU node.</param>
+    /// <param name="deviceContextBytes">On a GPU node, the device memory in use before the node's tensors (the CUDA context).</param>
+    /// <param name="deviceTotal">On a GPU node, the device's memory: the largest budget the compiled tables cover.</param>
+    public WorkloadPlanner(OffloadEngine runtime, HardwareProfile hardware, string hardwareSource, Configuration.PlannerSettings settings,
+        int maxGpuBatchSize, int maxGpuBatches, Tier deviceBudget, long deviceContextBytes = 0, long deviceTotal = 0)
+    {
+        _runtime = runtime;
+        _settings = settings;
+        _deviceBudget = deviceBudget;
+        _deviceContextBytes = deviceContextBytes;
+        _deviceTotal = deviceTotal;
+        Hardware = hardware;
+        HardwareSource = hardwareSource;
+        var c = runtime.Config;
+        _model = ModelSpecMapper.From(c, (int)MemoryTier.ElementSize(runtime.DType));
+        Buckets = new BucketRule(c.MaxPositionEmbeddings, settings.WholeContext);
+        DefaultBucket = Buckets.For(512, 32);
+        var options = new SearchOptions
+        {
+            MaxBlockSize = settings.MaxBlockSize, MaxGpuBatchSize = maxGpuBatchSize, MaxNumGpuBatches = maxGpuBatches,
+            CpuAttention = OnCpuNode ? false : null,
+        };
+        _options = options;
+    }
+
+    public HardwareProfile Hardware { get; }
+    public string HardwareSource { get; }
+    public BucketRule Buckets { get; }
+
+    /// <summary>The bucket planned before any request is queued (a prompt of 512 tokens and 32 to generate, within the context).</summary>
+    public WorkloadBucket DefaultBucket { get; }
+
+    private bool OnCpuNode => _deviceBudget == Tier.Cpu;
+
+    public BlockPolicy? Plan(TierBudgets budgets) => Plan(budgets, DefaultBucket);
+
+    public BlockPolicy? Plan(TierBudgets budgets, WorkloadBucket bucket)
+    {
+        if (Usable(budgets) is not { } budget) return null;
+        if (!OnCpuNode) CompileTable(bucket, budget);
+        if (_tables.TryGetValue(bucket, out var compiling) && compiling.IsCompletedSuccessfully && compiling.Result.Covers(budget) &&
+            !_answers.ContainsKey((bucket, budget)))
+            return compiling.Result.For(budget.Gpu);
+        return _answers.GetOrAdd((bucket, budget), k => Search(k.Bucket, k.Budget));
+    }
+
+    /// <summary>Completes once the bucket's table is compiled (at once on a CPU node, where none is).</summary>
+    public Task Compiled(WorkloadBucket bucket) => _tables.TryGetValue(bucket, out var t) ? t : Task.CompletedTask;
+
+    /// <summary>
+    /// The device tier's bytes for a block of this geometry with every weight, the cache and the activations on the device,
+    /// for sequences of <paramref name="bucket"/> (by default the whole context, which holds any bucket).
+    /// </summary>
+    public long BytesFor(int gpuBatchSize, int numGpuBatches, WorkloadBucket? bucket = null)
+    {
+        var b = bucket ?? Buckets.Whole;
+        var all = TierFractions.AllGpu;
+        var policy = new Policy(gpuBatchSize, numGpuBatches, all, all, all) { CpuAttention = false };
+        return _runtime.WithHostCopies(_runtime.PlanBlock(policy, b.PromptLength, b.Capacity)).Device;
+    }
+
+    /// <summary>
+    /// The budgets the search may use: on a GPU node the GPU budget less the CUDA context and the allocator's allowance
+    /// (a budget bounds what the device reports), and the CPU budget (the host's available memory when none is known),
+    /// each rounded down by at most 1/512, so that nearby budgets share their answers; on a CPU node the host budget.
+    /// Null: no room at all.
+    /// </summary>
+    private FittingSearch.Budget? Usable(TierBudgets budgets)
+    {
+        // A CPU node's answers are searched per budget (no table): its budget is taken as it is.
+        if (OnCpuNode) return budgets.Cpu <= 0 ? null : new FittingSearch.Budget(budgets.Cpu, budgets.Cpu, 1);
+        if (budgets.Gpu <= 0) return null;
+        var gpu = RoundDown(budgets.Gpu - _deviceContextBytes - DeviceReserve.AllowanceFor(budgets.Gpu));
+        if (gpu <= 0) return null;
+        var cpu = RoundDown(budgets.Cpu > 0 ? budgets.Cpu : MachineMemory.HostAvailable());
+        var disk = _runtime.Tiers.Disk is null ? 1 : Math.Max(1, budgets.Disk);
+        return new FittingSearch.Budget(gpu, cpu, disk);
+    }
+
+    /// <summary>Down to the bytes' nine leading binary digits (at most 1/512 less).</summary>
+    internal static long RoundDown(long bytes)
+    {
+        if (bytes <= 512) return bytes;
+        var shift = 63 - System.Numerics.BitOperations.LeadingZeroCount((ulong)bytes) - 8;
+        return bytes >> shift << shift;
+    }
+
+    private BlockPolicy? Search(WorkloadBucket bucket, FittingSearch.Budget budget) =>
+        OnCpuNode ? SearchGeometry(bucket, budget.Gpu) : SearchPlacement(bucket, budget);
+
+    /// <summary>
+    /// On a CPU node: every geometry within the bounds whose placement in this runtime fits the host budget, ranked by
+    /// the cost model (the runtime's own placement decides what fits: the cost model's memory count is for offloading).
+    /// </summary>
+    private BlockPolicy? SearchGeometry(WorkloadBucket bucket, long host)
+    {
+        var workload = new Workload(bucket.PromptLength, bucket.GenerationLength);
+        var all = TierFractions.AllGpu;
+        (Policy Policy, double Throughput)? best = null;
+        var maxSize = Math.Min(_options.MaxGpuBatchSize ?? _options.MaxBlockSize, _options.MaxBlockSize);
+        // From the most GPU batches down: on a tie the block with more batches (more sequences, dropped at a finer grain).
+        for (var batches = Math.Min(_options.MaxNumGpuBatches ?? _options.MaxBlockSize, _options.MaxBlockSize); batches >= 1; batches--)
+        {
+            bool Fits(int size) =>
+                _runtime.WithHostCopies(_runtime.PlanBlock(new Policy(size, batches, all, all, all) { CpuAttention = false },
+                    bucket.PromptLength, bucket.Capacity)).Device <= host;
+            var most = Math.Min(maxSize, _options.MaxBlockSize / batches);
+            if (most < 1 || !Fits(1)) continue;
+            // The footprint grows with the batch size: the largest that fits, by bisection.
+            int low = 1, high = most;
+            while (low < high)
+            {
+                var mid = (low + high + 1) / 2;
+                if (Fits(mid)) low = mid;
+                else high = mid - 1;
+            }
+            var policy = new Policy(low, batches, all, all, all) { CpuAttention = false };
+            var throughput = Throughput(workload, policy);
+            if (best is null || throughput > best.Value.Throughput * (1 + 1e-9)) best = (policy, throughput);
+        }
+        return best is { } chosen
+            ? new BlockPolicy(chosen.Policy.GpuBatchSize, chosen.Policy.NumGpuBatches, Describe(chosen.Policy))
+            {
+                Runtime = chosen.Policy, Bucket = bucket, PredictedTokensPerSecond = chosen.Throughput,
+            }
+            : null;
+    }
+
+    private double Throughput(Workload workload, Policy policy)
+    {
+        try
+        {
+            return CostModel.Evaluate(_model, workload, policy, Hardware).ThroughputTokensPerSecond;
+        }
+        catch (ArgumentException)
+        {
+            // A geometry the cost model cannot price ranks last; it still runs if nothing else fits.
+            return 0;
+        }
+    }
+
+    private BlockPolicy? SearchPlacement(WorkloadBucket bucket, FittingSearch.Budget budget)
+    {
+        var workload = new Workload(bucket.PromptLength, bucket.GenerationLength);
+        SearchResult? best = null;
+        foreach (var compress in _settings.CompressCache ? new[] { false, true } : [false])
+        {
+            // A compressed cache is attended on the GPU, as FlexGen does: the cost model does not price expanding it on the CPU.
+            var options = compress ? _options with { CompressCache = true, CpuAttention = false } : _options;
+            try
+            {
+                var found = FittingSearch.Find(_model, workload, Hardware, options, budget,
+                    policy => _runtime.WithHostCopies(_runtime.PlanBlock(policy, bucket.PromptLength, bucket.Capacity)));
+                if (best is null || found.Estimate.ThroughputTokensPerSecond > best.Estimate.ThroughputTokensPerSecond) best = found;
+            }
+            catch (Exception ex) when (ex is NoFeasiblePolicyException or PlacementDoesNotFitException or ArgumentException)
+            {
+                // Nothing fits this way; the other way (or none) may.
+            }
+        }
+        if (best is null) return null;
+        var p = best.Policy;
+        return new BlockPolicy(p.GpuBatchSize, p.NumGpuBatches, Describe(p))
+        {
+            Runtime = p,
+            Bucket = bucket,
+            PredictedTokensPerSecond = best.Estimate.ThroughputTokensPerSecond,
+        };
+    }
+
+    private static string Describe(Policy p) =>
+        $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}" + (p.CpuAttention ? ", cpu attention" : "") +
+        (p.CompressCache ? ", compressed cache" : "");
+
+    private void CompileTable(WorkloadBucket bucket, FittingSearch.Budget seen)
+    {
+        if (_deviceTotal <= 0) return;
+        var task = _tables.GetOrAdd(bucket, b => Task.Run(() => BudgetTable.Compile(this, b, seen)));
+        // A table compiled for less CPU memory than the budgets now give is recompiled for them.
+        if (task.IsCompletedSuccessfully && task.Result.Cpu < seen.Cpu * 0.9)
+            _tables.TryUpdate(bucket, Task.Run(() => BudgetTable.Compile(this, bucket, seen)), task);
+    }
+
+    /// <summary>Answers at device budgets a factor apart, for one bucket and the CPU and disk budgets it was compiled for.</summary>
+    private sealed record BudgetTable(long[] Device, BlockPolicy?[] Answers, long Cpu, long Disk)
+    {
+        public static BudgetTable Compile(WorkloadPlanner planner, WorkloadBucket bucket, FittingSearch.Budget seen)
+        {
+            var top = planner._deviceTotal - planner._deviceContextBytes - DeviceReserve.AllowanceFor(planner._deviceTotal);
+            var points = new List<long>();
+            for (double b = top; b >= SmallestTableBudget; b /= planner._settings.TableStep) points.Add(RoundDown((long)b));
+            var device = points.Distinct().Order().ToArray();
+            // A quarter of the cores: the tensor thread's host work (kernel launches, CPU attention) must not wait for it.
+            var answers = device.AsParallel().AsOrdered().WithDegreeOfParallelism(Math.Max(1, Environment.ProcessorCount / 4))
+                .Select(d => planner.Search(bucket, seen with { Gpu = d })).ToArray();
+            return new BudgetTable(device, answers, seen.Cpu, seen.Disk);
+        }
+
+        public bool Covers(FittingSearch.Budget budget) => budget.Cpu >= Cpu && budget.Disk == Disk && budget.Gpu >= Device[0];
+
+        public BlockPolicy? For(long device)
+        {
+            var at = Array.BinarySearch(Device, device);
+            if (at < 0) at = ~at - 1;
+            return at < 0 ? null : Answers[at];
+        }
+    }
+}

@@ -1,0 +1,125 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Generation;
+using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using Akka.Actor;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+using Tier = ActorInfer.Actors.Memory.Tier;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>The node's planner: workload buckets, the search for each, and blocks that take the requests of their bucket.</summary>
+public sealed class WorkloadPlannerTests : IDisposable
+{
+    private readonly DummyWeightSource _source = new(TestModels.Tiny, 3);
+    private readonly CpuCopyEngine _copies = new();
+    private readonly OffloadEngine _runtime;
+
+    public WorkloadPlannerTests()
+    {
+        var all = TierFractions.AllGpu;
+        _runtime = new OffloadEngine(TestModels.Tiny, _source, new Policy(1, 1, all, all, all), TierSet.Create(1L << 30, 1L << 30, null, 0), _copies,
+            ScalarType.Float32);
+    }
+
+    public void Dispose()
+    {
+        _runtime.Dispose();
+        _copies.Dispose();
+        _source.Dispose();
+    }
+
+    private WorkloadPlanner Planner(Tier deviceBudget, bool wholeContext = false, int maxGpuBatchSize = 8, int maxGpuBatches = 4) =>
+        new(_runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default with { WholeContext = wholeContext },
+            maxGpuBatchSize, maxGpuBatches, deviceBudget);
+
+    [Theory]
+    // Contexts round up to powers of two from 16, generation lengths from 8, within the tiny model's context of 48.
+    [InlineData(1, 1, 16, 8)]
+    [InlineData(16, 8, 16, 8)]
+    [InlineData(17, 9, 32, 16)]
+    [InlineData(40, 5, 47, 1)]
+    [InlineData(20, 30, 32, 16)]
+    public void Buckets_round_lengths_up_within_the_context(int context, int remaining, int prompt, int generation) =>
+        Assert.Equal(new WorkloadBucket(prompt, generation), new BucketRule(48).For(context, remaining));
+
+    [Fact]
+    public void The_whole_context_rule_puts_every_request_in_one_bucket_that_holds_any_of_them()
+    {
+        var rule = new BucketRule(48, WholeContext: true);
+        Assert.Equal(rule.Whole, rule.For(3, 2));
+        Assert.Equal(rule.Whole, rule.For(40, 7));
+        Assert.Equal(new WorkloadBucket(47, 1), rule.Whole);
+        Assert.True(BucketRule.Fits(new WorkloadBucket(16, 8), new WorkloadBucket(32, 8)));
+        Assert.False(BucketRule.Fits(new WorkloadBucket(16, 16), new WorkloadBucket(32, 8)));
+    }
+
+    [Fact]
+    public void A_cpu_node_plans_the_largest_geometry_whose_placement_fits_the_host_budget()
+    {
+        var planner = Planner(Tier.Cpu);
+        var bucket = new WorkloadBucket(16, 8);
+        var largest = planner.BytesFor(8, 4, bucket);
+        var policy = planner.Plan(new TierBudgets(0, largest, 0), bucket)!;
+        Assert.Equal((8, 4), (policy.GpuBatchSize, policy.NumGpuBatches));
+        Assert.Equal(bucket, policy.Bucket);
+        Assert.NotNull(policy.PredictedTokensPerSecond);
+        // One byte less and the block no longer holds 32 sequences; what the planner picks instead fits.
+        var smaller = planner.Plan(new TierBudgets(0, largest - 1, 0), bucket)!;
+        Assert.True(smaller.BlockSize < 32);
+        Assert.True(planner.BytesFor(smaller.GpuBatchSize, smaller.NumGpuBatches, bucket) <= largest - 1);
+        Assert.Null(planner.Plan(new TierBudgets(0, planner.BytesFor(1, 1, bucket) - 1, 0), bucket));
+    }
+
+    [Fact]
+    public void Planning_for_the_queued_lengths_gives_larger_blocks_than_planning_for_the_whole_context()
+    {
+        var byLength = Planner(Tier.Cpu);
+        var whole = Planner(Tier.Cpu, wholeContext: true);
+        var budget = new TierBudgets(0, whole.BytesFor(2, 1), 0);
+        var short_ = byLength.Plan(budget, byLength.Buckets.For(10, 5))!;
+        var planned = whole.Plan(budget, whole.Buckets.For(10, 5))!;
+        Assert.Equal(2, planned.BlockSize);
+        Assert.True(short_.BlockSize > planned.BlockSize, $"{short_} against {planned}");
+    }
+
+    [Fact]
+    public void A_gpu_node_plans_what_the_offloading_search_corrected_to_the_runtime_gives()
+    {
+        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
+        var bucket = new WorkloadBucket(32, 16);
+        var budgets = new TierBudgets(1L << 30, 1L << 30, 0);
+        var policy = planner.Plan(budgets, bucket)!;
+        var usable = new FittingSearch.Budget(WorkloadPlanner.RoundDown((1L << 30) - DeviceReserve.AllowanceFor(1L << 30)),
+            WorkloadPlanner.RoundDown(1L << 30), 1);
+        var direct = FittingSearch.Find(ModelSpecMapper.From(TestModels.Tiny, 4), new Workload(32, 16), HardwareProfiles.T4FlexGen,
+            new SearchOptions { MaxBlockSize = PlannerSettings.Default.MaxBlockSize, MaxGpuBatchSize = 64, MaxNumGpuBatches = 8, CpuAttention = null },
+            usable, p => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)));
+        Assert.Equal(direct.Policy, policy.Runtime);
+        Assert.Equal(direct.Estimate.ThroughputTokensPerSecond, policy.PredictedTokensPerSecond);
+    }
+
+    private static WorkItem Item(string key, int promptTokens, int maxTokens) =>
+        new(key, key, new CompletionRequest { Prompt = Prompt.FromIds(Enumerable.Range(2, promptTokens).ToArray()), MaxTokens = maxTokens }, 0);
+
+    [Fact]
+    public void A_block_takes_the_waiting_requests_that_fit_its_bucket_and_the_others_keep_their_places()
+    {
+        var rule = new BucketRule(48);
+        var work = new WaitingWork(i => rule.For(i.Request.Prompt.TokenIds!.Count, i.Request.MaxTokens));
+        work.Add(Item("long", 30, 4), ActorRefs.Nobody);
+        work.Add(Item("short", 5, 4), ActorRefs.Nobody);
+        work.Add(Item("long-gen", 5, 20), ActorRefs.Nobody);
+        work.Add(Item("short-2", 12, 8), ActorRefs.Nobody);
+        Assert.Equal(new WorkloadBucket(32, 8), work.HeadBucket);
+        Assert.Equal("short,short-2", string.Join(",", work.Take(5, new WorkloadBucket(16, 8)).Select(i => i.Item.Key)));
+        Assert.Equal("long,long-gen", string.Join(",", work.Take(5).Select(i => i.Item.Key)));
+    }
+}
