@@ -8,7 +8,7 @@
 #   5. summary.txt: the ratios, and each block's measured throughput beside the planner's prediction.
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/node-vs-bench.sh   (writes under $OUT)
 #   MIXED=N sets the mixed job's size (default 300); MODEL, GPU_MEM, CPU_MEM, REQUESTS set the rest; STEPS (job bench mixed
-#   whole) picks the steps; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed node's extra environment.
+#   whole) picks the steps; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed nodes' extra environment (both of them); MIXED_LIMIT caps each mixed job's seconds.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -98,11 +98,11 @@ has bench && timeout 300 bash .gpu/run.sh actorinfer bench --model "$model" --du
   --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json \
   > "$out/bench.json" 2> "$out/bench.log"
 has mixed && profile mixed && NODE_ENV=${MIXED_ENV:-} node mixed 8102 "" && {
-  job 8102 "$work/mixed.jsonl" mixed 240
+  job 8102 "$work/mixed.jsonl" mixed ${MIXED_LIMIT:-240}
   stop mixed
 }
-has whole && profile whole && node whole 8103 ", whole-context = on" && {
-  job 8103 "$work/mixed.jsonl" mixed-whole 300
+has whole && profile whole && NODE_ENV=${MIXED_ENV:-} node whole 8103 ", whole-context = on" && {
+  job 8103 "$work/mixed.jsonl" mixed-whole ${MIXED_LIMIT:-300}
   stop whole
 }
 
