@@ -57,14 +57,14 @@ public sealed class CheckpointPersistenceSpecs : TestKit
     private IInferenceEngine Engine()
     {
         using var source = ModelFiles.OpenCheckpoint(ModelDir, ModelConfig);
-        return new ResidentEngine(OptModel.Load(source, ModelConfig, ScalarType.Float32, CPU), _factory.Decode);
+        return new ResidentEngine(ResidentModel.Load(source, ModelConfig, ScalarType.Float32, CPU), _factory.Decode);
     }
 
     /// <summary>Each request generated alone, all on the device, never dropped: the result lines a resumed run must give.</summary>
     private (string[] Lines, SequenceState[] States) Reference()
     {
         using var source = ModelFiles.OpenCheckpoint(ModelDir, ModelConfig);
-        using var model = OptModel.Load(source, ModelConfig, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(source, ModelConfig, ScalarType.Float32, CPU);
         var entries = Entries();
         var states = entries.Select(e => _factory.Create(CompletionRequestParser.Parse(e.RequestJson!), e.Seed)).ToArray();
         foreach (var state in states) BatchGenerator.Run(model, [state], _factory.Decode);

@@ -34,7 +34,7 @@ public static class Harness
     public static List<SequenceState> Reference(OptConfig c, RandomWeights weights, int count, int maxTokens = 5, bool compressCache = false)
     {
         var sequences = Sequences(c, count, maxTokens);
-        using var model = OptModel.Load(weights, c, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(weights, c, ScalarType.Float32, CPU);
         BatchGenerator.Run(model, sequences, Decode, compressCache);
         return sequences;
     }

@@ -73,7 +73,7 @@ public sealed class PlacementEquivalenceTests
                 prompt, 0, config.EosTokenId);
         })];
         var expected = Make();
-        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+        using (var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU))
             BatchGenerator.Run(model, expected, Harness.Decode, compressCache: true);
         var actual = Make();
         var chunk = CompressedKvHome.StoreChunkTokens;
@@ -129,7 +129,7 @@ public sealed class PlacementEquivalenceTests
             ];
         }
         var expected = Make();
-        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+        using (var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU))
             foreach (var s in expected) BatchGenerator.Run(model, [s], Harness.Decode);
         var actual = Make();
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);

@@ -133,7 +133,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var flops = 4.0 * batch * heads * queries * keys * headDim;
         return Rate(what, flops, () =>
         {
-            using var context = OptMath.Attend(q, k, v, mask);
+            using var context = AttentionMath.Attend(q, k, v, mask);
             if (on.type == TorchSharp.DeviceType.CUDA) Sync();
         }, "TFLOP/s", 1e12);
     }

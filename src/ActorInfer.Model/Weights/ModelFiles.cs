@@ -8,7 +8,7 @@ namespace ActorInfer.Model.Weights;
 public static class ModelFiles
 {
     /// <summary>The folder's safetensors, checked against the config (every tensor present, every shape right).</summary>
-    public static IWeightSource OpenCheckpoint(string dir, OptConfig config)
+    public static IWeightSource OpenCheckpoint(string dir, ModelConfig config)
     {
         var checkpoint = SafetensorsCheckpoint.Open(dir);
         try
