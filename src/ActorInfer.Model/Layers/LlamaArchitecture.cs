@@ -35,7 +35,12 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         public const string DownBias = "mlp.down_proj.bias";
     }
 
-    private readonly Rotary _rotary = new(config.Rope, config.HeadDim);
+    private readonly Rotary _rotary = new(config.Rope, config.HeadDim, config.TorchDtype switch
+    {
+        "float16" => ScalarType.Float16,
+        "bfloat16" => ScalarType.BFloat16,
+        _ => ScalarType.Float32,
+    });
 
     public override ModelConfig Config => config;
 

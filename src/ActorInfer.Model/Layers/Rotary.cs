@@ -5,20 +5,24 @@ namespace ActorInfer.Model.Layers;
 
 /// <summary>
 /// Rotary position embeddings as Hugging Face computes them: inverse frequencies in single precision (scaled by the
-/// rope type), angles position * frequency, each half of a head rotated against the other.
+/// rope type) and rounded to the checkpoint's dtype, angles position * frequency, each half of a head rotated against
+/// the other. The rounding is transformers' own: its frequencies are a buffer that is cast with the model when a
+/// checkpoint loads in its stored dtype, and the logits of a float16 checkpoint run in float32 depend on it (by up to
+/// 1e-3 over a few positions).
 /// </summary>
 public sealed class Rotary
 {
     private readonly float[] _inverseFrequencies;
 
-    public Rotary(RopeSettings rope, int headDim)
+    /// <param name="storedAs">The checkpoint's dtype: the frequencies are rounded to it.</param>
+    public Rotary(RopeSettings rope, int headDim, ScalarType storedAs)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"rotary embeddings need an even head_dim (got {headDim})", nameof(headDim));
         using var scope = NewDisposeScope();
         // base ** (arange(0, d, 2) / d) in float32, as transformers computes it, so the angles agree to the last bit.
         var exponents = arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div(headDim);
         var frequencies = pow(tensor((float)rope.Theta), exponents).reciprocal();
-        _inverseFrequencies = Scale(frequencies, rope).data<float>().ToArray();
+        _inverseFrequencies = Scale(frequencies, rope).to(storedAs).to(ScalarType.Float32).data<float>().ToArray();
     }
 
     /// <summary>The inverse frequencies, one per pair of head dimensions.</summary>

@@ -7,10 +7,18 @@ namespace ActorInfer.Model.Weights;
 /// <summary>Opens what a checkpoint folder holds: validated weights and, when its files are there, the tokenizer.</summary>
 public static class ModelFiles
 {
-    /// <summary>The folder's safetensors, checked against the config (every tensor present, every shape right).</summary>
+    /// <summary>
+    /// The folder's weights, checked against the config (every tensor present, every shape right): safetensors when
+    /// the folder has them, else PyTorch pickles (<c>pytorch_model.bin</c>, or shards with their index).
+    /// </summary>
     public static IWeightSource OpenCheckpoint(string dir, ModelConfig config)
     {
-        var checkpoint = SafetensorsCheckpoint.Open(dir);
+        var hasSafetensors = File.Exists(Path.Combine(dir, SafetensorsCheckpoint.IndexFile)) || File.Exists(Path.Combine(dir, SafetensorsCheckpoint.SingleFile));
+        if (!hasSafetensors && Directory.Exists(dir) && !PickleCheckpoint.IsIn(dir))
+            throw new FileNotFoundException(
+                $"checkpoint directory {dir} holds none of {SafetensorsCheckpoint.IndexFile}, {SafetensorsCheckpoint.SingleFile}, " +
+                $"{PickleCheckpoint.IndexFile}, {PickleCheckpoint.SingleFile}", Path.Combine(dir, SafetensorsCheckpoint.SingleFile));
+        IWeightSource checkpoint = hasSafetensors || !Directory.Exists(dir) ? SafetensorsCheckpoint.Open(dir) : PickleCheckpoint.Open(dir);
         try
         {
             checkpoint.Validate(config);
