@@ -32,12 +32,22 @@ public static class ModelFiles
     }
 
     public static bool HasTokenizerFiles(string dir) =>
-        File.Exists(Path.Combine(dir, "tokenizer.json")) ||
+        File.Exists(Path.Combine(dir, "tokenizer.json")) || File.Exists(Path.Combine(dir, SentencePieceCodec.ModelFile)) ||
         (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
 
-    /// <summary>The folder's tokenizer as a codec; null for a named size or a folder without tokenizer files.</summary>
-    public static ITextCodec? OpenCodec(string modelArg) =>
-        Directory.Exists(modelArg) && HasTokenizerFiles(modelArg) ? new TokenizerCodec(OptTokenizer.Load(modelArg)) : null;
+    /// <summary>
+    /// The folder's tokenizer as a codec; null for a named size or a folder without tokenizer files. Byte-level BPE
+    /// (vocab.json + merges.txt, or tokenizer.json) where the folder has it, else SentencePiece's tokenizer.model.
+    /// </summary>
+    public static ITextCodec? OpenCodec(string modelArg)
+    {
+        if (!Directory.Exists(modelArg) || !HasTokenizerFiles(modelArg)) return null;
+        var json = Path.Combine(modelArg, "tokenizer.json");
+        var byteLevel = (File.Exists(Path.Combine(modelArg, "vocab.json")) && File.Exists(Path.Combine(modelArg, "merges.txt"))) ||
+                        (File.Exists(json) && TokenizerFiles.ReadPreTokenizer(json).ByteLevel);
+        if (!byteLevel && File.Exists(Path.Combine(modelArg, SentencePieceCodec.ModelFile))) return SentencePieceCodec.Load(modelArg);
+        return new TokenizerCodec(OptTokenizer.Load(modelArg));
+    }
 
     private sealed class TokenizerCodec(OptTokenizer tokenizer) : ITextCodec
     {
