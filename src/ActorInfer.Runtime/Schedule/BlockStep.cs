@@ -272,7 +272,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(batch.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray(), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
-                using var positions = Positions(layout, step, Device);
+                using var positions = batch.Positions(step, c.MaxPositionEmbeddings, architecture.PositionOffset, Device);
                 output = architecture.Embed(input, ids, positions);
                 break;
             }
@@ -337,7 +337,9 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var cacheIndex = step.CacheIndex(layout);
         var what = $"the cache of decoder layer {decoderLayer}, {batch.Index}";
         // Rotary embeddings turn queries and keys by their positions; learned positions were added at the embedding.
-        using var positions = architecture.PositionsInLayers ? Positions(layout, step, Device) : null;
+        using var positions = architecture.PositionsInLayers
+            ? batch.Positions(step, engine.Config.MaxPositionEmbeddings, architecture.PositionOffset, Device)
+            : null;
         using var attentionInput = architecture.AttentionInput(inputs.Hidden!, w);
         using var q = architecture.Queries(attentionInput, w, positions);
         if (yieldTo is { Waiting: true }) return null;
@@ -384,11 +386,6 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
         return result;
     }
-
-    /// <summary>The positions of the step's tokens, [B, T], counted as the architecture counts them.</summary>
-    private Tensor Positions(BatchLayout layout, TokenStep step, Device device) => step.IsPrefill
-        ? layout.PrefillPositionIds(device, engine.Architecture.PositionOffset)
-        : layout.DecodePositionIds(step.CacheIndex(layout), engine.Config.MaxPositionEmbeddings, device, engine.Architecture.PositionOffset);
 
     /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
     internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
