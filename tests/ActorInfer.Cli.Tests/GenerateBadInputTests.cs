@@ -47,14 +47,26 @@ public class GenerateBadInputTests
     }
 
     [Fact]
-    public void A_config_that_is_not_opt_is_refused()
+    public void A_config_of_an_unsupported_model_type_is_refused()
+    {
+        var dir = CopyFixture(CliHarness.TempDir());
+        var config = Path.Combine(dir, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"opt\"", "\"model_type\": \"gpt2\""));
+        var (code, error) = Generate(dir, GoodLine);
+        Assert.NotEqual(0, code);
+        Assert.Contains("model_type 'gpt2'", error);
+        Assert.Contains("opt, llama, mistral, qwen2", error);
+    }
+
+    [Fact]
+    public void An_opt_config_relabelled_llama_is_refused_naming_the_missing_key()
     {
         var dir = CopyFixture(CliHarness.TempDir());
         var config = Path.Combine(dir, "config.json");
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"opt\"", "\"model_type\": \"llama\""));
         var (code, error) = Generate(dir, GoodLine);
         Assert.NotEqual(0, code);
-        Assert.Contains("llama", error);
+        Assert.Contains("intermediate_size", error);
     }
 
     [Fact]

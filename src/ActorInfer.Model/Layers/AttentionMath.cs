@@ -16,7 +16,7 @@ public static class AttentionMath
     // 1/sqrt(head_dim) per head_dim (a model has one): made once, not per call.
     private static readonly ConcurrentDictionary<long, Scalar> AttentionScales = new();
 
-    /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, hidden].</summary>
+    /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, heads * head_dim].</summary>
     /// <param name="mask">True where a query may attend; null when every key may be attended (or, with <paramref name="causal"/>, every earlier one).</param>
     /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false)

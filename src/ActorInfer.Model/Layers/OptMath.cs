@@ -40,10 +40,6 @@ public static class OptMath
     public static Tensor AttentionInput(Tensor hidden, AttentionWeights w, OptConfig c) =>
         c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
 
-    /// <summary>Q, K, V as [B, heads, T, head_dim]; Q is not pre-scaled (attention applies 1/sqrt(head_dim)).</summary>
-    public static (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor attentionInput, AttentionWeights w, OptConfig c) =>
-        (Heads(attentionInput, w.Q, c), Heads(attentionInput, w.K, c), Heads(attentionInput, w.V, c));
-
     /// <summary>One of the Q, K, V projections, as [B, heads, T, head_dim].</summary>
     public static Tensor Heads(Tensor attentionInput, LinearWeights lw, OptConfig c)
     {
@@ -64,34 +60,6 @@ public static class OptMath
         using (summed) return Norm(summed, w.Norm);
     }
 
-    /// <summary>
-    /// The whole attention half with an on-device cache: writes this step's keys/values at
-    /// <paramref name="cacheIndex"/> and attends over the cache up to the new entries.
-    /// </summary>
-    public static Tensor SelfAttention(Tensor hidden, AttentionWeights w, OptConfig c, LayerKv kv, int cacheIndex, Tensor mask)
-    {
-        using var input = AttentionInput(hidden, w, c);
-        var (q, k, v) = ProjectQkv(input, w, c);
-        using (q)
-        using (k)
-        using (v)
-        {
-            kv.Write(cacheIndex, k, v);
-            var (keys, values) = kv.Prefix(cacheIndex + (int)q.size(2));
-            using (keys)
-            using (values)
-            using (var context = AttentionMath.Attend(q, keys, values, mask))
-                return AttentionOutput(context, hidden, w, c);
-        }
-    }
-
-    /// <summary>The FFN half: (LayerNorm,) fc1, ReLU, fc2, residual (, LayerNorm).</summary>
-    public static Tensor Ffn(Tensor hidden, FfnWeights w, OptConfig c)
-    {
-        using var up = FfnUp(hidden, w, c);
-        return FfnDown(up, hidden, w, c);
-    }
-
     /// <summary>The FFN's first part: (LayerNorm,) fc1, ReLU.</summary>
     public static Tensor FfnUp(Tensor hidden, FfnWeights w, OptConfig c)
     {
@@ -108,12 +76,6 @@ public static class OptMath
         summed.add_(hidden, One);
         if (c.DoLayerNormBefore) return summed;
         using (summed) return Norm(summed, w.Norm);
-    }
-
-    public static Tensor DecoderLayer(Tensor hidden, DecoderLayerWeights w, OptConfig c, LayerKv kv, int cacheIndex, Tensor mask)
-    {
-        using var attended = SelfAttention(hidden, w.Attention, c, kv, cacheIndex, mask);
-        return Ffn(attended, w.Ffn, c);
     }
 
     /// <summary>Final LayerNorm, project_out and the LM head: [B, T, hidden] -> [B, T, vocab].</summary>
