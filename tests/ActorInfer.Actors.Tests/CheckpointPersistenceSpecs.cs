@@ -40,7 +40,9 @@ public sealed class CheckpointPersistenceSpecs : TestKit
     private static Config Prepare()
     {
         PersistenceConfig.PrepareSqlite(NodeSettings);
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+        // The first persists on a fresh SQLite file can take seconds on a loaded machine: a wait is a bound on failure, not a
+        // figure under test.
+        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 
     /// <summary>Greedy and sampled, text and token-id prompts, with and without (prompt) log-probabilities.</summary>

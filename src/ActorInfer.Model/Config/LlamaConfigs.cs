@@ -73,7 +73,7 @@ public static class LlamaConfigs
         var eos = json.FirstTokenId("eos_token_id", 2);
         var config = new LlamaConfig
         {
-            Name = System.IO.Path.GetFileName(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))) ?? family,
+            Name = Path.GetFileName(Path.GetDirectoryName(Path.GetFullPath(path))) ?? family,
             Family = family,
             VocabSize = json.PositiveInt("vocab_size"),
             HiddenSize = hidden,
