@@ -9,20 +9,20 @@ namespace ActorInfer.Cli;
 /// <summary>A model resolved from the command line: its config, tokenizer (when it has one) and weight source.</summary>
 public sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(OptConfig config, ITextCodec? codec, IWeightSource source)
+    private LoadedModel(ModelConfig config, ITextCodec? codec, IWeightSource source)
     {
         Config = config;
         Codec = codec;
         Source = source;
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
     public ITextCodec? Codec { get; }
     public IWeightSource Source { get; }
 
     public static LoadedModel Open(string modelArg, bool dummy)
     {
-        var config = OptConfigs.Resolve(modelArg);
+        var config = ModelConfigs.Resolve(modelArg);
         var isDir = Directory.Exists(modelArg);
         if (!isDir && !dummy)
             throw new CliException($"'{modelArg}' is a named size without a checkpoint: pass --dummy for random weights, or give a checkpoint folder");

@@ -82,24 +82,26 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             double prompt = workload.PromptLength, total = workload.TotalLength, context = workload.MeanDecodeContext;
             var weightScale = shape.CompressWeights ? CompressedBytesPerElement / element : 1;
             var cacheScale = shape.CompressCache ? CompressedBytesPerElement / element : 1;
+            // The cache holds the key/value heads only: narrower than the hidden state under grouped-query attention.
+            double kvWidth = model.KeyValueWidth;
 
             HiddenSize = model.HiddenSize;
             LayerWeights = model.LayerWeightBytes * weightScale;
             UncompressedLayerWeights = model.LayerWeightBytes;
             AllWeights = model.TotalWeightBytes * weightScale;
-            AllCache = 2 * element * hidden * total * block * model.NumLayers * cacheScale;
+            AllCache = 2 * element * kvWidth * total * block * model.NumLayers * cacheScale;
             PromptHidden = element * hidden * prompt * block;
             TokenHidden = element * hidden * block;
-            PromptCacheWrite = 2 * element * hidden * prompt * block * cacheScale;
-            TokenCacheWrite = 2 * element * hidden * block * cacheScale;
-            MeanCacheRead = 2 * element * hidden * context * block * cacheScale;
+            PromptCacheWrite = 2 * element * kvWidth * prompt * block * cacheScale;
+            TokenCacheWrite = 2 * element * kvWidth * block * cacheScale;
+            MeanCacheRead = 2 * element * kvWidth * context * block * cacheScale;
             TokenQuery = element * hidden * block;
             BatchPromptHidden = element * hidden * prompt * batch;
             BatchTokenHidden = element * hidden * batch;
-            BatchPromptCache = 2 * element * hidden * prompt * batch * cacheScale;
-            BatchFullCache = 2 * element * hidden * total * batch * cacheScale;
-            BatchFullCacheExpanded = shape.CompressCache ? 2 * element * hidden * total * batch : 0;
-            MeanCacheExpansionTraffic = shape.CompressCache ? ExpansionTrafficPerByte * 2 * element * hidden * context * block : 0;
+            BatchPromptCache = 2 * element * kvWidth * prompt * batch * cacheScale;
+            BatchFullCache = 2 * element * kvWidth * total * batch * cacheScale;
+            BatchFullCacheExpanded = shape.CompressCache ? 2 * element * kvWidth * total * batch : 0;
+            MeanCacheExpansionTraffic = shape.CompressCache ? ExpansionTrafficPerByte * 2 * element * kvWidth * context * block : 0;
 
             WeightReadsPerLayer = model.LayerWeightBytes * shape.NumGpuBatches;
             PrefillMatmulFlops = block * prompt * model.LayerMatmulFlopsPerToken;

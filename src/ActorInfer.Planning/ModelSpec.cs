@@ -1,7 +1,9 @@
 namespace ActorInfer.Planning;
 
 /// <summary>
-/// A decoder-only transformer (OPT) described by plain numbers: all the cost model needs to know of a model.
+/// A decoder-only transformer described by plain numbers: all the cost model needs to know of a model. The
+/// constructor's numbers describe OPT; other architectures (LLaMA: grouped-query attention, a gated MLP, no learned
+/// positions) set their key/value heads and their own parameter counts on top.
 /// </summary>
 public sealed record ModelSpec
 {
@@ -40,14 +42,46 @@ public sealed record ModelSpec
         BytesPerElement = bytesPerElement;
     }
 
+    /// <summary>Key/value heads (the cache's width is these times <see cref="HeadDim"/>); OPT: every head.</summary>
+    public int KeyValueHeads
+    {
+        get => _keyValueHeads ?? NumHeads;
+        init => _keyValueHeads = value > 0 && NumHeads % value == 0
+            ? value
+            : throw new ArgumentException($"{value} key/value heads cannot serve {NumHeads} attention heads");
+    }
+
+    /// <summary>The width of one head; OPT: hidden size / heads.</summary>
+    public int HeadDim
+    {
+        get => _headDim ?? HiddenSize / NumHeads;
+        init => _headDim = value > 0 ? value : throw new ArgumentException($"head dimension must be positive, got {value}");
+    }
+
+    /// <summary>The width of one token's keys (or values) in one layer.</summary>
+    public long KeyValueWidth => (long)KeyValueHeads * HeadDim;
+
+    /// <summary>The architecture's own count of one layer's parameters, when it is not OPT's.</summary>
+    public long? LayerParameterCount { get; init; }
+
+    /// <summary>The architecture's own count of the parameters outside the layers (embeddings, final norm, an untied head).</summary>
+    public long? GlobalParameterCount { get; init; }
+
+    /// <summary>The architecture's own count of one layer's matrix parameters (each a multiply-accumulate per token).</summary>
+    public long? LayerMatrixParameterCount { get; init; }
+
+    private readonly int? _keyValueHeads;
+    private readonly int? _headDim;
+
     /// <summary>
-    /// Parameters of one decoder layer: Q, K, V and output projections (4 h^2 + 4 h), the two FFN matrices
+    /// Parameters of one decoder layer: OPT's are Q, K, V and output projections (4 h^2 + 4 h), the two FFN matrices
     /// (2 h f + f + h) and two LayerNorms (4 h).
     /// </summary>
     public long LayerParameters
     {
         get
         {
+            if (LayerParameterCount is { } count) return count;
             long h = HiddenSize, f = FfnSize;
             return 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h;
         }
@@ -55,16 +89,18 @@ public sealed record ModelSpec
 
     public long LayerWeightBytes => LayerParameters * BytesPerElement;
 
-    /// <summary>Token and position embeddings (the output projection is tied to the token embedding) and the final LayerNorm.</summary>
-    public long EmbeddingBytes => ((long)VocabSize * HiddenSize + (long)(MaxPositions + 2) * HiddenSize + 2L * HiddenSize) * BytesPerElement;
+    /// <summary>OPT: token and position embeddings (the output projection is tied to the token embedding) and the final LayerNorm.</summary>
+    public long EmbeddingBytes => (GlobalParameterCount ?? (long)VocabSize * HiddenSize + (long)(MaxPositions + 2) * HiddenSize + 2L * HiddenSize) * BytesPerElement;
 
     public long TotalWeightBytes => LayerWeightBytes * NumLayers + EmbeddingBytes;
 
     /// <summary>Multiply-accumulate FLOPs of one layer's matrix products for one token: 2 x (4 h^2 + 2 h f).</summary>
-    public double LayerMatmulFlopsPerToken => 2.0 * (4.0 * HiddenSize * HiddenSize + 2.0 * HiddenSize * FfnSize);
+    public double LayerMatmulFlopsPerToken => LayerMatrixParameterCount is { } matrices
+        ? 2.0 * matrices
+        : 2.0 * (4.0 * HiddenSize * HiddenSize + 2.0 * HiddenSize * FfnSize);
 
-    /// <summary>Bytes of one token's key and value in one layer.</summary>
-    public long CacheBytesPerTokenPerLayer => 2L * HiddenSize * BytesPerElement;
+    /// <summary>Bytes of one token's key and value in one layer (the key/value heads' width each).</summary>
+    public long CacheBytesPerTokenPerLayer => 2L * KeyValueWidth * BytesPerElement;
 
     /// <summary>Bytes of one token's hidden state.</summary>
     public long HiddenBytesPerToken => (long)HiddenSize * BytesPerElement;

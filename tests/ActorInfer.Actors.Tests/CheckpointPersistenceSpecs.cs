@@ -40,7 +40,9 @@ public sealed class CheckpointPersistenceSpecs : TestKit
     private static Config Prepare()
     {
         PersistenceConfig.PrepareSqlite(NodeSettings);
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+        // The first persists on a fresh SQLite file can take seconds on a loaded machine: a wait is a bound on failure, not a
+        // figure under test.
+        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 
     /// <summary>Greedy and sampled, text and token-id prompts, with and without (prompt) log-probabilities.</summary>
@@ -57,14 +59,14 @@ public sealed class CheckpointPersistenceSpecs : TestKit
     private IInferenceEngine Engine()
     {
         using var source = ModelFiles.OpenCheckpoint(ModelDir, ModelConfig);
-        return new ResidentEngine(OptModel.Load(source, ModelConfig, ScalarType.Float32, CPU), _factory.Decode);
+        return new ResidentEngine(ResidentModel.Load(source, ModelConfig, ScalarType.Float32, CPU), _factory.Decode);
     }
 
     /// <summary>Each request generated alone, all on the device, never dropped: the result lines a resumed run must give.</summary>
     private (string[] Lines, SequenceState[] States) Reference()
     {
         using var source = ModelFiles.OpenCheckpoint(ModelDir, ModelConfig);
-        using var model = OptModel.Load(source, ModelConfig, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(source, ModelConfig, ScalarType.Float32, CPU);
         var entries = Entries();
         var states = entries.Select(e => _factory.Create(CompletionRequestParser.Parse(e.RequestJson!), e.Seed)).ToArray();
         foreach (var state in states) BatchGenerator.Run(model, [state], _factory.Decode);

@@ -154,7 +154,7 @@ public sealed partial class ElasticSpecs
         public bool Sent { get; private set; }
         public int HeadsInStep { get; private set; }
         private bool _counted;
-        public OptConfig Config => inner.Config;
+        public ModelConfig Config => inner.Config;
         public IGpuBatch Open(IReadOnlyList<SequenceState> sequences) => inner.Open(sequences);
         public Tensor Embed(IGpuBatch batch, TokenStep at) => inner.Embed(batch, at);
         public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep at) => inner.RunLayer(layer, batch, hidden, at);

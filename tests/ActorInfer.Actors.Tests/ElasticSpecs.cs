@@ -53,7 +53,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     private Dictionary<string, string> Reference(IEnumerable<WorkItem> items)
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
-        using var model = OptModel.Load(source, Config, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(source, Config, ScalarType.Float32, CPU);
         var result = new Dictionary<string, string>();
         foreach (var item in items)
         {
@@ -86,7 +86,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     private (ResidentEngine Engine, IActorRef Scheduler) StartGated(TokenGate gate, WorkItem[] items)
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
-        var engine = new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
+        var engine = new ResidentEngine(ResidentModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode, gate.Fence);
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "large"), Memory.TierBudgets.None));
         scheduler.Tell(new Observe(TestActor));
@@ -103,7 +103,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     private IInferenceEngine ResidentEngine()
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
-        return new ResidentEngine(OptModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode);
+        return new ResidentEngine(ResidentModel.Load(source, Config, ScalarType.Float32, CPU), _factory.Decode);
     }
 
     /// <param name="cacheOnDevice">

@@ -14,7 +14,7 @@ namespace ActorInfer.Actors.Tests;
 /// <summary>The layer actors and the block scheduler on the tiny random model, against the reference generator.</summary>
 public sealed class SchedulingSpecs : TestKit, IDisposable
 {
-    private readonly OptModel _model = TestModels.LoadTiny();
+    private readonly ResidentModel _model = TestModels.LoadTiny();
     private readonly CompletionFactory _factory = new(TestModels.Tiny, null);
     private readonly ResidentEngine _engine;
 

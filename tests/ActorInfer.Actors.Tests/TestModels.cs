@@ -24,10 +24,10 @@ public static class TestModels
         TorchDtype = "float32",
     };
 
-    public static OptModel LoadTiny(long seed = 7)
+    public static ResidentModel LoadTiny(long seed = 7)
     {
         using var source = new DummyWeightSource(Tiny, seed);
-        return OptModel.Load(source, Tiny, ScalarType.Float32, CPU);
+        return ResidentModel.Load(source, Tiny, ScalarType.Float32, CPU);
     }
 
     /// <summary>Greedy requests with prompts of different lengths (so batches are padded).</summary>

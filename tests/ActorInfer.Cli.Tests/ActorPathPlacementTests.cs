@@ -40,6 +40,30 @@ public class ActorPathPlacementTests
         }
     }
 
+    /// <summary>Weights on disk, cache on the CPU with CPU attention, and mixed: the Llama fixtures and the pickled checkpoints.</summary>
+    public static TheoryData<string, string, int, int, bool> OffloadedPlacements() => new()
+    {
+        { "weights disk 2x3", "0 0 100 0 100 0", 2, 3, false },
+        { "cache cpu, cpu attention 2x3", "100 0 0 100 100 0", 2, 3, true },
+        { "halves 4x2", "50 50 50 50 50 50", 4, 2, true },
+        { "halves with disk 2x3", "50 0 50 0 50 0", 2, 3, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(OffloadedPlacements))]
+    public void Llama_and_pickled_fixtures_reproduce_the_reference_through_the_actors(string name, string percent, int batchSize, int batches, bool cpuAttention)
+    {
+        foreach (var dir in Fixtures.HfLlamaModels.Select(Fixtures.HfLlama).Concat(Fixtures.HfBinModels.Select(Fixtures.HfBin)))
+        {
+            var expected = File.ReadAllLines(Path.Combine(dir, "expected.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+            var lines = expected.Select(e =>
+                $"{{\"prompt\":{e.GetProperty("prompt_ids").GetRawText()},\"max_tokens\":{e.GetProperty("greedy_new_tokens").GetArrayLength()},\"temperature\":0,\"ignore_eos\":true}}");
+            var results = Run(dir, lines, percent, batchSize, batches, cpuAttention);
+            for (var i = 0; i < expected.Count; i++)
+                Assert.True(Ids(expected[i].GetProperty("greedy_new_tokens")) == Ids(results[i].GetProperty("output_ids")), $"{name}, {dir}, prompt {i}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Placements))]
     public void A_test_written_model_reproduces_the_naive_reference_through_the_actors(string name, string percent, int batchSize, int batches, bool cpuAttention)

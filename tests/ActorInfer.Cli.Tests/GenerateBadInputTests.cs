@@ -47,14 +47,26 @@ public class GenerateBadInputTests
     }
 
     [Fact]
-    public void A_config_that_is_not_opt_is_refused()
+    public void A_config_of_an_unsupported_model_type_is_refused()
+    {
+        var dir = CopyFixture(CliHarness.TempDir());
+        var config = Path.Combine(dir, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"opt\"", "\"model_type\": \"gpt2\""));
+        var (code, error) = Generate(dir, GoodLine);
+        Assert.NotEqual(0, code);
+        Assert.Contains("model_type 'gpt2'", error);
+        Assert.Contains("opt, llama, mistral, qwen2", error);
+    }
+
+    [Fact]
+    public void An_opt_config_relabelled_llama_is_refused_naming_the_missing_key()
     {
         var dir = CopyFixture(CliHarness.TempDir());
         var config = Path.Combine(dir, "config.json");
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"opt\"", "\"model_type\": \"llama\""));
         var (code, error) = Generate(dir, GoodLine);
         Assert.NotEqual(0, code);
-        Assert.Contains("llama", error);
+        Assert.Contains("intermediate_size", error);
     }
 
     [Fact]
@@ -136,5 +148,29 @@ public class InfoCommandTests
         Assert.Equal(0, code);
         Assert.Contains("174.60 billion", output);
         Assert.Contains("3,624,198,144 bytes", output);
+    }
+
+    [Theory]
+    [InlineData("llama-2-7b", "6.74 billion", "key/value heads 32")]
+    [InlineData("llama-2-13b", "13.02 billion", "key/value heads 40")]
+    [InlineData("llama-2-70b", "68.98 billion", "key/value heads 8")]
+    [InlineData("llama-3.1-8b", "8.03 billion", "key/value heads 8")]
+    [InlineData("llama-3.1-70b", "70.55 billion", "key/value heads 8")]
+    [InlineData("mistral-7b", "7.24 billion", "key/value heads 8")]
+    public void Llama_family_sizes_report_their_published_parameter_counts(string model, string parameters, string heads)
+    {
+        var (code, output, error) = CliHarness.Run("info", "--model", model);
+        Assert.True(code == 0, error);
+        Assert.Contains(parameters, output);
+        Assert.Contains(heads, output);
+    }
+
+    [Fact]
+    public void Llama_3_1_8b_holds_128_kib_of_cache_per_token()
+    {
+        // 32 layers x 2 x 8 key/value heads x 128 x 2 bytes: 1 GiB over 8,192 tokens.
+        var (code, output, _) = CliHarness.Run("info", "--model", "llama-3.1-8b");
+        Assert.Equal(0, code);
+        Assert.Contains("KV cache per token 131,072 bytes", output);
     }
 }

@@ -5,7 +5,8 @@ using TorchSharp;
 namespace ActorInfer.Cli.Tests;
 
 /// <summary>
-/// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures: greedy tokens
+/// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures (OPT and Llama, safetensors
+/// and PyTorch pickles): greedy tokens
 /// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text.
 /// </summary>
 public class GenerateFixtureTests
@@ -13,8 +14,9 @@ public class GenerateFixtureTests
     public static TheoryData<string, int> Cases()
     {
         var data = new TheoryData<string, int>();
-        foreach (var model in Fixtures.HfOptModels)
+        foreach (var dir in Fixtures.AllModelDirectories)
         {
+            var model = Path.Combine(Path.GetFileName(Path.GetDirectoryName(dir)!), Path.GetFileName(dir));
             data.Add(model, 8); // the whole file in one batch
             data.Add(model, 1); // each prompt alone
         }
@@ -25,7 +27,7 @@ public class GenerateFixtureTests
     [MemberData(nameof(Cases))]
     public void Greedy_tokens_logprobs_ids_and_text_match_the_reference(string model, int batchSize)
     {
-        var dir = Fixtures.HfOpt(model);
+        var dir = Path.Combine(Fixtures.Directory, model);
         var expected = File.ReadAllLines(Path.Combine(dir, "expected.jsonl"))
             .Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
         var work = CliHarness.TempDir();

@@ -43,7 +43,7 @@ public sealed class OpenAiClientTests(GatewayFixture node)
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 
-    private static (int Code, string Output) Run(string program, string dir, TimeSpan timeout, params string[] args)
+    internal static (int Code, string Output) Run(string program, string dir, TimeSpan timeout, params string[] args)
     {
         var start = new ProcessStartInfo(program) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) start.ArgumentList.Add(a);

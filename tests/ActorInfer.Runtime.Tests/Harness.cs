@@ -14,7 +14,7 @@ public static class Harness
     public static string Decode(IReadOnlyList<int> ids) => string.Join(",", ids);
 
     /// <summary>Greedy sequences with prompts of different lengths; every other one asks for prompt logprobs.</summary>
-    public static List<SequenceState> Sequences(OptConfig c, int count, int maxTokens = 5)
+    public static List<SequenceState> Sequences(ModelConfig c, int count, int maxTokens = 5)
     {
         var list = new List<SequenceState>();
         for (var i = 0; i < count; i++)
@@ -31,10 +31,10 @@ public static class Harness
         return list;
     }
 
-    public static List<SequenceState> Reference(OptConfig c, RandomWeights weights, int count, int maxTokens = 5, bool compressCache = false)
+    public static List<SequenceState> Reference(ModelConfig c, RandomWeights weights, int count, int maxTokens = 5, bool compressCache = false)
     {
         var sequences = Sequences(c, count, maxTokens);
-        using var model = OptModel.Load(weights, c, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(weights, c, ScalarType.Float32, CPU);
         BatchGenerator.Run(model, sequences, Decode, compressCache);
         return sequences;
     }

@@ -40,6 +40,30 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
+    /// <summary>A Llama with grouped-query attention and an explicit head_dim, under every placement.</summary>
+    [Theory]
+    [MemberData(nameof(Placements))]
+    public void A_llama_with_grouped_query_attention_matches_the_reference(string name, int batchSize, int batches, int sequences,
+        TierFractions weights, TierFractions cache, TierFractions activations, bool cpuAttention)
+    {
+        var policy = new Policy(batchSize, batches, weights, cache, activations) { CpuAttention = cpuAttention };
+        Check(TestConfigs.Llama, policy, sequences, name);
+    }
+
+    [Fact]
+    public void A_qwen_like_model_with_qkv_biases_and_a_tied_head_matches_the_reference_offloaded()
+    {
+        var policy = new Policy(2, 2, Thirds, Half, HalfDisk) { CpuAttention = true };
+        Check(TestConfigs.QwenLike, policy, 4, "qwen-like thirds");
+    }
+
+    [Fact]
+    public void A_llama_with_a_compressed_cache_matches_the_compressed_reference()
+    {
+        var policy = new Policy(2, 3, Thirds, Thirds, Half) { CpuAttention = true, CompressCache = true };
+        Check(TestConfigs.Llama, policy, 5, "llama compressed thirds");
+    }
+
     public static TheoryData<string, int, int, int, TierFractions, TierFractions, bool> CompressedPlacements() => new()
     {
         { "compressed, all device 2x3", 2, 3, 5, Gpu, Gpu, false },
@@ -73,7 +97,7 @@ public sealed class PlacementEquivalenceTests
                 prompt, 0, config.EosTokenId);
         })];
         var expected = Make();
-        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+        using (var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU))
             BatchGenerator.Run(model, expected, Harness.Decode, compressCache: true);
         var actual = Make();
         var chunk = CompressedKvHome.StoreChunkTokens;
@@ -129,7 +153,7 @@ public sealed class PlacementEquivalenceTests
             ];
         }
         var expected = Make();
-        using (var model = OptModel.Load(source, config, ScalarType.Float32, CPU))
+        using (var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU))
             foreach (var s in expected) BatchGenerator.Run(model, [s], Harness.Decode);
         var actual = Make();
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
@@ -139,7 +163,7 @@ public sealed class PlacementEquivalenceTests
         Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
     }
 
-    private static void Check(OptConfig config, Policy policy, int count, string name)
+    private static void Check(ModelConfig config, Policy policy, int count, string name)
     {
         using var source = new RandomWeights(config, seed: 7);
         var expected = Harness.Reference(config, source, count, compressCache: policy.CompressCache);

@@ -13,17 +13,15 @@ public sealed class RandomWeights : IWeightSource
 {
     private readonly Dictionary<string, Tensor> _tensors = [];
 
-    public RandomWeights(OptConfig config, long seed)
+    public RandomWeights(ModelConfig config, long seed)
     {
         using var generator = new Generator((ulong)seed);
-        var all = OptWeightNames.GlobalTensors(config)
-            .Concat(Enumerable.Range(0, config.NumHiddenLayers)
-                .SelectMany(l => OptWeightNames.LayerTensors(config).Select(t => (OptWeightNames.Layer(l, t.Suffix), t.Shape))));
-        foreach (var (name, shape) in all)
+        var architecture = config.Architecture;
+        foreach (var (name, shape) in WeightSourceValidation.ExpectedTensors(config))
         {
             var noise = randn(shape, generator: generator);
             Tensor t;
-            if (name.EndsWith("layer_norm.weight", StringComparison.Ordinal)) t = noise.mul_(0.05).add_(1.0);
+            if (architecture.IsNorm(name) && name.EndsWith(".weight", StringComparison.Ordinal)) t = noise.mul_(0.05).add_(1.0);
             else if (shape.Length == 1) t = noise.mul_(0.02);
             else t = noise.mul_(0.05);
             _tensors[name] = t;
@@ -54,4 +52,24 @@ public static class TestConfigs
 
     /// <summary>opt-350m's shape in small: post-LayerNorm with project_in / project_out.</summary>
     public static OptConfig PostLn { get; } = PreLn with { Name = "test-post-ln", DoLayerNormBefore = false, WordEmbedProjDim = 48 };
+
+    /// <summary>
+    /// A Llama of its own shape: 3 layers, 6 query heads sharing 2 key/value heads, an explicit head_dim of 16 (the query
+    /// heads span 96, wider than the hidden 80), a separate head, Llama 3.1's frequency scaling.
+    /// </summary>
+    public static LlamaConfig Llama { get; } = new()
+    {
+        Name = "test-llama", VocabSize = 300, HiddenSize = 80, NumHiddenLayers = 3, NumAttentionHeads = 6, KeyValueHeads = 2,
+        ExplicitHeadDim = 16, IntermediateSize = 144, MaxPositionEmbeddings = 64, RmsNormEps = 1e-5, TorchDtype = "float32",
+        BosTokenId = 1, EosTokenId = 2, PadTokenId = 0,
+        Rope = new RopeSettings { Theta = 10000, Type = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 16 },
+    };
+
+    /// <summary>Qwen2's habits: biases on Q, K and V only, a head tied to the embeddings, linear rope scaling, no grouping.</summary>
+    public static LlamaConfig QwenLike { get; } = Llama with
+    {
+        Name = "test-qwen-like", Family = "qwen2", HiddenSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, KeyValueHeads = 4,
+        ExplicitHeadDim = null, IntermediateSize = 96, QkvBias = true, MlpBias = true, TieWordEmbeddings = true,
+        Rope = new RopeSettings { Theta = 1000, Type = "linear", Factor = 2 },
+    };
 }

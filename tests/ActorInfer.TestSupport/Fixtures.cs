@@ -18,6 +18,20 @@ public static class Fixtures
 
     public static string HfOpt(string model) => Path.Combine(Directory, "hf-opt", model);
 
+    /// <summary>The random-weight Llama models run through Hugging Face (grouped-query attention, tied and separate heads).</summary>
+    public static IReadOnlyList<string> HfLlamaModels { get; } = ["llama-tiny", "llama-tiny-tied"];
+
+    public static string HfLlama(string model) => Path.Combine(Directory, "hf-llama", model);
+
+    /// <summary>The tiny OPT and Llama fixtures with their weights as PyTorch pickles, single and sharded.</summary>
+    public static IReadOnlyList<string> HfBinModels { get; } = ["opt-tiny-bin", "opt-tiny-bin-sharded", "llama-tiny-bin", "llama-tiny-bin-sharded"];
+
+    public static string HfBin(string model) => Path.Combine(Directory, "hf-bin", model);
+
+    /// <summary>Every fixture checkpoint folder with expected outputs: hf-opt, hf-llama and hf-bin.</summary>
+    public static IReadOnlyList<string> AllModelDirectories =>
+        [.. HfOptModels.Select(HfOpt), .. HfLlamaModels.Select(HfLlama), .. HfBinModels.Select(HfBin)];
+
     private static string FindRoot()
     {
         var fromEnv = Environment.GetEnvironmentVariable(EnvironmentVariable);

@@ -45,7 +45,7 @@ public interface IGpuBatch : IDisposable
 /// </summary>
 public interface IInferenceEngine : IDisposable
 {
-    OptConfig Config { get; }
+    ModelConfig Config { get; }
 
     /// <summary>Allocates a batch's cache for its sequences (each may already have generated tokens: resumed).</summary>
     IGpuBatch Open(IReadOnlyList<SequenceState> sequences);

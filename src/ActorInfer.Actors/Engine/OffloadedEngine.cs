@@ -22,7 +22,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
     private readonly List<Batch> _pending = [];
     private Session? _session;
 
-    public OptConfig Config => runtime.Config;
+    public ModelConfig Config => runtime.Config;
 
     public OffloadEngine Runtime => runtime;
 

@@ -13,9 +13,9 @@ namespace ActorInfer.Actors.Engine;
 /// Marks when chosen tokens have reached the host (see <see cref="IInferenceEngine.BeginChooseTokens"/>); null: they
 /// are appended before <see cref="BeginChooseTokens"/> returns.
 /// </param>
-public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, string> decode, Func<IReadyFence>? tokenFence = null) : IInferenceEngine
+public sealed class ResidentEngine(ResidentModel model, Func<IReadOnlyList<int>, string> decode, Func<IReadyFence>? tokenFence = null) : IInferenceEngine
 {
-    public OptConfig Config => model.Config;
+    public ModelConfig Config => model.Config;
 
     public IGpuBatch Open(IReadOnlyList<SequenceState> sequences)
     {
@@ -25,7 +25,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
         var capacity = layout.PaddedLength + remaining;
         var kv = new List<LayerKv>(c.NumHiddenLayers);
         for (var i = 0; i < c.NumHiddenLayers; i++)
-            kv.Add(LayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device));
+            kv.Add(LayerKv.Allocate(layout.BatchSize, c.NumKeyValueHeads, capacity, c.HeadDim, model.DType, model.Device));
         return new Batch(sequences, layout, kv);
     }
 
@@ -37,7 +37,8 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
         if (step.IsPrefill)
         {
             var ids = b.Layout.PadPrompts(b.Sequences.Select(BatchGenerator.Context).ToArray(), model.Config.PadTokenId, model.Device);
-            hidden = OptMath.Embed(model.Input, ids, b.Layout.PrefillPositions(model.Device));
+            b.Positions = b.Layout.PrefillPositionIds(model.Device, model.Architecture.PositionOffset).MoveToOuterDisposeScope();
+            hidden = model.Architecture.Embed(model.Input, ids, b.Positions);
             b.Mask = b.Layout.PrefillMask(model.Device).MoveToOuterDisposeScope();
         }
         else
@@ -45,7 +46,9 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
             var last = b.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray();
             var ids = tensor(last, [b.Layout.BatchSize, 1], dtype: ScalarType.Int64).to(model.Device);
             var cacheIndex = CacheIndex(b, step);
-            hidden = OptMath.Embed(model.Input, ids, b.Layout.DecodePositions(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device));
+            b.Positions = b.Layout.DecodePositionIds(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device, model.Architecture.PositionOffset)
+                .MoveToOuterDisposeScope();
+            hidden = model.Architecture.Embed(model.Input, ids, b.Positions);
             b.Mask = b.Layout.DecodeMask(cacheIndex, model.Device).MoveToOuterDisposeScope();
         }
         return hidden.MoveToOuterDisposeScope();
@@ -55,7 +58,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
     {
         var b = (Batch)batch;
         using var scope = NewDisposeScope();
-        var next = OptMath.DecoderLayer(hidden, model.Layers[layer.Value], model.Config, b.Kv[layer.Value], CacheIndex(b, step), b.Mask!);
+        var next = model.Architecture.DecoderLayer(hidden, model.Layers[layer.Value], b.Kv[layer.Value], CacheIndex(b, step), b.Mask!, b.Positions);
         return next.MoveToOuterDisposeScope();
     }
 
@@ -74,12 +77,12 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
         {
             var wantsPrompt = b.Sequences.Any(s => s.Request.Echo && s.Request.Logprobs is not null && s.PromptLogprobs is null);
             var logits = wantsPrompt
-                ? OptMath.Logits(hidden, model.Output)
-                : OptMath.Logits(hidden.narrow(1, b.Layout.PaddedLength - 1, 1), model.Output);
+                ? model.Architecture.Logits(hidden, model.Output)
+                : model.Architecture.Logits(hidden.narrow(1, b.Layout.PaddedLength - 1, 1), model.Output);
             if (wantsPrompt) PromptLogprobs.Fill(logits, b.Sequences, b.Layout);
             return TokenChooser.Launch(logits.select(1, logits.size(1) - 1), b.Sequences, decode, fence);
         }
-        var last = OptMath.Logits(hidden, model.Output);
+        var last = model.Architecture.Logits(hidden, model.Output);
         return TokenChooser.Launch(last.select(1, 0), b.Sequences, decode, fence);
     }
 
@@ -91,6 +94,7 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
     private sealed class Batch(IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv) : IGpuBatch
     {
         private Tensor? _mask;
+        private Tensor? _positions;
 
         public IReadOnlyList<SequenceState> Sequences { get; } = sequences;
         public BatchLayout Layout { get; } = layout;
@@ -109,10 +113,22 @@ public sealed class ResidentEngine(OptModel model, Func<IReadOnlyList<int>, stri
             }
         }
 
+        /// <summary>The positions of the current step's tokens, shared by every layer of it (rotary embeddings turn by them).</summary>
+        public Tensor? Positions
+        {
+            get => _positions;
+            set
+            {
+                _positions?.Dispose();
+                _positions = value;
+            }
+        }
+
         public void Dispose()
         {
             Disposed = true;
             _mask?.Dispose();
+            _positions?.Dispose();
             foreach (var k in Kv) k.Dispose();
         }
     }

@@ -13,7 +13,7 @@ public sealed class NodeModel : IDisposable
 {
     private readonly IDisposable[] _owned;
 
-    private NodeModel(OptConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype, IDisposable[] owned)
+    private NodeModel(ModelConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype, IDisposable[] owned)
     {
         _owned = owned;
         Config = config;
@@ -23,7 +23,7 @@ public sealed class NodeModel : IDisposable
         Factory = new CompletionFactory(config, codec);
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
     public ITextCodec? Codec { get; }
     public IInferenceEngine Engine { get; }
     public CompletionFactory Factory { get; }
@@ -60,10 +60,9 @@ public sealed class NodeModel : IDisposable
             return File.Exists(Path.Combine(model, "config.json")) ? null : $"the model directory '{model}' holds no config.json";
         if (model.Contains('/') || model.Contains('\\'))
             return $"the model directory '{model}' does not exist";
-        return OptConfigs.NamedSizes.Any(n => string.Equals(n, model, StringComparison.OrdinalIgnoreCase)
-                                              || string.Equals(n, "opt-" + model, StringComparison.OrdinalIgnoreCase))
+        return ModelConfigs.IsNamedSize(model)
             ? null
-            : $"'{model}' is neither a model directory nor a known OPT size ({string.Join(", ", OptConfigs.NamedSizes)})";
+            : $"'{model}' is neither a model directory nor a known model size ({string.Join(", ", ModelConfigs.NamedSizes)})";
     }
 
     public static NodeModel Load(ActorInferSettings settings)
@@ -77,7 +76,7 @@ public sealed class NodeModel : IDisposable
             "bfloat16" => ScalarType.BFloat16,
             _ => ScalarType.Float32,
         };
-        var config = OptConfigs.Resolve(settings.Model);
+        var config = ModelConfigs.Resolve(settings.Model);
         var isDir = Directory.Exists(settings.Model);
         var codec = ModelFiles.OpenCodec(settings.Model);
         using IWeightSource source = isDir ? ModelFiles.OpenCheckpoint(settings.Model, config) : new DummyWeightSource(config, settings.WeightsSeed);

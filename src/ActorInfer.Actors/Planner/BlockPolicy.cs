@@ -43,15 +43,14 @@ public interface IPolicyPlanner
 /// <summary>Byte counts of a model that a placement has to fit (plain numbers: the planner knows no model code).</summary>
 public sealed record ModelFootprint(long WeightBytes, long CacheBytesPerSequence, long ActivationBytesPerSequence)
 {
-    public static ModelFootprint Of(Model.Config.OptConfig c, int bytesPerElement)
+    public static ModelFootprint Of(Model.Config.ModelConfig c, int bytesPerElement)
     {
-        long h = c.HiddenSize;
-        var layer = 4 * (h * h + h) + 2 * h * c.FfnDim + c.FfnDim + h + 4 * h;
-        var embeddings = (long)c.VocabSize * c.WordEmbedProjDim + (long)(c.MaxPositionEmbeddings + 2) * h + 2 * h;
-        var weights = (layer * c.NumHiddenLayers + embeddings) * bytesPerElement;
-        var cache = 2L * c.NumHiddenLayers * c.MaxPositionEmbeddings * h * bytesPerElement;
+        // The architecture's own tensors, and a cache as wide as its key/value heads.
+        var shape = new Model.Config.ModelShape(c);
+        var weights = shape.TotalBytes(bytesPerElement);
+        var cache = shape.KvCacheBytes(1, c.MaxPositionEmbeddings, bytesPerElement);
         // Hidden state of a full-length prompt, its FFN expansion and one row of logits, at once.
-        var activations = ((long)c.MaxPositionEmbeddings * (h + c.FfnDim) + c.VocabSize) * bytesPerElement;
+        var activations = ((long)c.MaxPositionEmbeddings * (c.HiddenSize + c.FfnSize) + c.VocabSize) * bytesPerElement;
         return new ModelFootprint(weights, cache, activations);
     }
 }

@@ -1,5 +1,6 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Planning;
+using ActorInfer.Runtime.Placement;
 
 namespace ActorInfer.Actors.Planner;
 
@@ -9,9 +10,7 @@ namespace ActorInfer.Actors.Planner;
 /// </summary>
 public static class ModelSpecMapper
 {
-    public static ModelSpec Resolve(string nameOrDirectory) => From(OptConfigs.Resolve(nameOrDirectory));
+    public static ModelSpec Resolve(string nameOrDirectory) => From(ModelConfigs.Resolve(nameOrDirectory));
 
-    public static ModelSpec From(OptConfig c, int? bytesPerElement = null) =>
-        new(c.Name, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.FfnDim, c.VocabSize, c.MaxPositionEmbeddings,
-            bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype));
+    public static ModelSpec From(ModelConfig c, int? bytesPerElement = null) => ModelSpecs.From(c, bytesPerElement);
 }

@@ -42,7 +42,7 @@ public static class BenchCommand
             if (prompt < 1 || gen < 1) throw new CliException("--prompt-len and --gen-len must be at least 1", 2);
             if (runs < 1) throw new CliException("--repeat must be at least 1", 2);
             if (!choice.Auto && choice.GpuBatchSize is null) throw new CliException("give --gpu-batch-size, or --policy auto", 2);
-            var config = OptConfigs.Resolve(parse.GetValue(model)!);
+            var config = ModelConfigs.Resolve(parse.GetValue(model)!);
             if (prompt + gen > config.MaxPositionEmbeddings)
                 throw new CliException($"--prompt-len {prompt} + --gen-len {gen} exceeds the model's context of {config.MaxPositionEmbeddings}", 2);
             var deviceName = parse.GetValue(device) ?? (TorchSharp.torch.cuda.is_available() ? "cuda" : "cpu");

@@ -16,7 +16,7 @@ namespace ActorInfer.Cli.Engine;
 /// </summary>
 public sealed class EngineSetup : IDisposable
 {
-    private EngineSetup(OptConfig config, TierSet tiers, ICopyEngine copies, OffloadEngine engine, SearchResult? search, TimeSpan loadTime)
+    private EngineSetup(ModelConfig config, TierSet tiers, ICopyEngine copies, OffloadEngine engine, SearchResult? search, TimeSpan loadTime)
     {
         ThroughActors = true;
         Config = config;
@@ -27,7 +27,7 @@ public sealed class EngineSetup : IDisposable
         LoadTime = loadTime;
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
     public OffloadEngine Engine { get; }
@@ -74,7 +74,7 @@ public sealed class EngineSetup : IDisposable
 
     /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
     /// <param name="elastic">The run replays a pressure schedule: device-resident weights keep CPU copies, so that they leave the device at once.</param>
-    public static EngineSetup Create(OptConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
+    public static EngineSetup Create(ModelConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
         Workload workload, int defaultGpuBatchSize, bool elastic = false)
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
@@ -162,7 +162,7 @@ public sealed class EngineSetup : IDisposable
 
     private sealed record TierBudget(long Gpu, long Cpu, long Disk);
 
-    private static SearchResult SearchThatFits(OptConfig config, IWeightSource source, ScalarType dtype, bool isCuda, ModelSpec spec,
+    private static SearchResult SearchThatFits(ModelConfig config, IWeightSource source, ScalarType dtype, bool isCuda, ModelSpec spec,
         Workload workload, HardwareProfile hardware, SearchOptions options, TierBudget budget)
     {
         try

@@ -1,24 +1,25 @@
 namespace ActorInfer.Model.Config;
 
 /// <summary>
-/// Sizes derived from an <see cref="OptConfig"/>: parameter counts and byte counts of weights, activations and
-/// the KV cache. Counts come from <see cref="OptWeightNames"/>' tensor lists, so they match what is loaded.
+/// Sizes derived from a <see cref="ModelConfig"/>: parameter counts and byte counts of weights, activations and
+/// the KV cache. Counts come from the architecture's tensor lists, so they match what is loaded.
 /// </summary>
 public sealed class ModelShape
 {
-    public ModelShape(OptConfig config)
+    public ModelShape(ModelConfig config)
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
-        ParametersPerLayer = OptWeightNames.LayerTensors(config).Sum(t => Elements(t.Shape));
-        GlobalParameters = OptWeightNames.GlobalTensors(config).Sum(t => Elements(t.Shape));
+        var architecture = config.Architecture;
+        ParametersPerLayer = architecture.LayerTensors().Sum(t => Elements(t.Shape));
+        GlobalParameters = architecture.GlobalTensors().Sum(t => Elements(t.Shape));
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
 
     /// <summary>Parameters of one decoder layer (attention, FFN, their LayerNorms).</summary>
     public long ParametersPerLayer { get; }
 
-    /// <summary>Parameters outside the decoder layers: embeddings, projections, final LayerNorm (the head is tied).</summary>
+    /// <summary>Parameters outside the decoder layers: embeddings, projections, final norm, and the head when it is not tied.</summary>
     public long GlobalParameters { get; }
 
     public long LayerParameters => ParametersPerLayer * Config.NumHiddenLayers;
@@ -31,8 +32,8 @@ public sealed class ModelShape
 
     public long TotalBytes(int elementSize) => TotalParameters * CheckedSize(elementSize);
 
-    /// <summary>Keys plus values one token adds to one layer's cache.</summary>
-    public long KvCacheBytesPerTokenPerLayer(int elementSize) => 2L * Config.HiddenSize * CheckedSize(elementSize);
+    /// <summary>Keys plus values one token adds to one layer's cache (key/value heads times head_dim each).</summary>
+    public long KvCacheBytesPerTokenPerLayer(int elementSize) => 2L * Config.KeyValueDim * CheckedSize(elementSize);
 
     /// <summary>The whole KV cache for <paramref name="batch"/> sequences of <paramref name="tokens"/> positions.</summary>
     public long KvCacheBytes(int batch, int tokens, int elementSize) =>

@@ -33,7 +33,7 @@ public static class OptConfigs
         TryNamed(name ?? throw new ArgumentNullException(nameof(name))) ?? throw new ArgumentException(
             $"unknown OPT size '{name}'; known sizes: {string.Join(", ", NamedSizes)}", nameof(name));
 
-    private static OptConfig? TryNamed(string name)
+    internal static OptConfig? TryNamed(string name)
     {
         var wanted = name.Trim();
         if (wanted.StartsWith("facebook/", StringComparison.OrdinalIgnoreCase)) wanted = wanted["facebook/".Length..];
@@ -59,28 +59,9 @@ public static class OptConfigs
     }
 
     /// <summary>Parses a Hugging Face OPT <c>config.json</c>; every problem is an <see cref="InvalidDataException"/> naming the file and key.</summary>
-    public static OptConfig FromJson(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"config.json not found at {path}", path);
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"config.json at {path} is not valid JSON: {e.Message}", e);
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new InvalidDataException($"config.json at {path} is not a JSON object");
-            return Parse(new ConfigReader(path, doc.RootElement), path);
-        }
-    }
+    public static OptConfig FromJson(string path) => ConfigReader.ReadFile(path, Parse);
 
-    private static OptConfig Parse(ConfigReader json, string path)
+    internal static OptConfig Parse(ConfigReader json, string path)
     {
         var modelType = json.OptionalString("model_type");
         if (modelType != "opt")
@@ -129,54 +110,4 @@ public static class OptConfigs
         MaxPositionEmbeddings = OptMaxPositions,
         WordEmbedProjDim = hidden,
     };
-
-    private readonly record struct ConfigReader(string Path, JsonElement Root)
-    {
-        public InvalidDataException Error(string what) => new($"config.json at {Path} {what}");
-
-        public bool Has(string key) =>
-            Root.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null;
-
-        public string? OptionalString(string key)
-        {
-            if (!Root.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            return v.ValueKind == JsonValueKind.String
-                ? v.GetString()
-                : throw Error($"has key '{key}' of type {v.ValueKind}; expected a string");
-        }
-
-        public int PositiveInt(string key)
-        {
-            if (!Has(key)) throw Error($"lacks the required key '{key}'");
-            var value = Int(key);
-            return value > 0 ? value : throw Error($"has key '{key}' = {value}; it must be positive");
-        }
-
-        public int TokenId(string key, int fallback)
-        {
-            if (!Has(key)) return fallback;
-            var value = Int(key);
-            return value >= 0 ? value : throw Error($"has key '{key}' = {value}; a token id cannot be negative");
-        }
-
-        public bool Bool(string key, bool fallback)
-        {
-            if (!Has(key)) return fallback;
-            var v = Root.GetProperty(key);
-            return v.ValueKind switch
-            {
-                JsonValueKind.True => true,
-                JsonValueKind.False => false,
-                _ => throw Error($"has key '{key}' of type {v.ValueKind}; expected true or false"),
-            };
-        }
-
-        private int Int(string key)
-        {
-            var v = Root.GetProperty(key);
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var value))
-                throw Error($"has key '{key}' = {v.GetRawText()}; expected an integer");
-            return value;
-        }
-    }
 }

@@ -11,7 +11,7 @@ public static class BatchGenerator
 {
     /// <param name="compressCache">Keep the cache 4-bit compressed (<see cref="CompressedLayerKv"/>): the reference for a
     /// runtime that stores it so.</param>
-    public static void Run(OptModel model, IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string> decode,
+    public static void Run(ResidentModel model, IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string> decode,
         bool compressCache = false)
     {
         var c = model.Config;
@@ -23,8 +23,8 @@ public static class BatchGenerator
         {
             for (var i = 0; i < c.NumHiddenLayers; i++)
                 kv.Add(compressCache
-                    ? CompressedLayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device)
-                    : LayerKv.Allocate(layout.BatchSize, c.NumAttentionHeads, capacity, c.HeadDim, model.DType, model.Device));
+                    ? CompressedLayerKv.Allocate(layout.BatchSize, c.NumKeyValueHeads, capacity, c.HeadDim, model.DType, model.Device)
+                    : LayerKv.Allocate(layout.BatchSize, c.NumKeyValueHeads, capacity, c.HeadDim, model.DType, model.Device));
             Prefill(model, sequences, layout, kv, decode);
             for (var cacheIndex = layout.PaddedLength; sequences.Any(s => !s.IsFinished); cacheIndex++)
                 DecodeStep(model, sequences, layout, kv, cacheIndex, decode);
@@ -38,42 +38,46 @@ public static class BatchGenerator
     /// <summary>Every token a sequence has so far: prompt, then what it generated before (when resumed).</summary>
     public static IReadOnlyList<int> Context(SequenceState s) => s.OutputIds.Count == 0 ? s.PromptIds : [.. s.PromptIds, .. s.OutputIds];
 
-    private static void Prefill(OptModel model, IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv,
+    private static void Prefill(ResidentModel model, IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv,
         Func<IReadOnlyList<int>, string> decode)
     {
         using var scope = NewDisposeScope();
         var ids = layout.PadPrompts(sequences.Select(Context).ToArray(), model.Config.PadTokenId, model.Device);
         var mask = layout.PrefillMask(model.Device);
-        var hidden = OptMath.Embed(model.Input, ids, layout.PrefillPositions(model.Device));
+        var architecture = model.Architecture;
+        var positions = layout.PrefillPositionIds(model.Device, architecture.PositionOffset);
+        var hidden = architecture.Embed(model.Input, ids, positions);
         for (var l = 0; l < model.Layers.Count; l++)
         {
-            var next = OptMath.DecoderLayer(hidden, model.Layers[l], model.Config, kv[l], 0, mask);
+            var next = architecture.DecoderLayer(hidden, model.Layers[l], kv[l], 0, mask, positions);
             hidden.Dispose();
             hidden = next;
         }
         var wantsPrompt = sequences.Any(s => s.Request.Echo && s.Request.Logprobs is not null && s.PromptLogprobs is null);
         var logits = wantsPrompt
-            ? OptMath.Logits(hidden, model.Output)
-            : OptMath.Logits(hidden.narrow(1, layout.PaddedLength - 1, 1), model.Output);
+            ? architecture.Logits(hidden, model.Output)
+            : architecture.Logits(hidden.narrow(1, layout.PaddedLength - 1, 1), model.Output);
         if (wantsPrompt) PromptLogprobs.Fill(logits, sequences, layout);
         TokenChooser.ChooseAndAppend(logits.select(1, logits.size(1) - 1), sequences, decode);
     }
 
-    private static void DecodeStep(OptModel model, IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv,
+    private static void DecodeStep(ResidentModel model, IReadOnlyList<SequenceState> sequences, BatchLayout layout, List<LayerKv> kv,
         int cacheIndex, Func<IReadOnlyList<int>, string> decode)
     {
         using var scope = NewDisposeScope();
         var last = sequences.Select(s => (long)s.OutputIds[^1]).ToArray();
         var ids = tensor(last, [layout.BatchSize, 1], dtype: ScalarType.Int64).to(model.Device);
         var mask = layout.DecodeMask(cacheIndex, model.Device);
-        var hidden = OptMath.Embed(model.Input, ids, layout.DecodePositions(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device));
+        var architecture = model.Architecture;
+        var positions = layout.DecodePositionIds(cacheIndex, model.Config.MaxPositionEmbeddings, model.Device, architecture.PositionOffset);
+        var hidden = architecture.Embed(model.Input, ids, positions);
         for (var l = 0; l < model.Layers.Count; l++)
         {
-            var next = OptMath.DecoderLayer(hidden, model.Layers[l], model.Config, kv[l], cacheIndex, mask);
+            var next = architecture.DecoderLayer(hidden, model.Layers[l], kv[l], cacheIndex, mask, positions);
             hidden.Dispose();
             hidden = next;
         }
-        var logits = OptMath.Logits(hidden, model.Output);
+        var logits = architecture.Logits(hidden, model.Output);
         TokenChooser.ChooseAndAppend(logits.select(1, 0), sequences, decode);
     }
 }

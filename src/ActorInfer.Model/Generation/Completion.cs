@@ -21,9 +21,9 @@ public sealed record CompletionResult(
     IReadOnlyList<float>? OutputLogprobs);
 
 /// <summary>Turns requests into sequences (validated against the model) and finished sequences into results.</summary>
-public sealed class CompletionFactory(OptConfig config, ITextCodec? codec)
+public sealed class CompletionFactory(ModelConfig config, ITextCodec? codec)
 {
-    public OptConfig Config { get; } = config;
+    public ModelConfig Config { get; } = config;
 
     /// <summary>Tokenizes and checks a request; throws <see cref="RequestValidationException"/> naming the field.</summary>
     public SequenceState Create(CompletionRequest request, long fallbackSeed)

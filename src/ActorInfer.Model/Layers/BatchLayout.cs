@@ -27,27 +27,34 @@ public sealed record BatchLayout
     public bool HasPadding => PromptLengths.Any(l => l != PaddedLength);
 
     /// <summary>Position ids of the prompt, [B, S], already shifted by OPT's offset (pads get position 1, as HF's -1 + 2).</summary>
-    public Tensor PrefillPositions(Device device)
+    public Tensor PrefillPositions(Device device) => PrefillPositionIds(device, Config.OptConfig.PositionOffset);
+
+    /// <summary>Position ids of the prompt, [B, S], from <paramref name="offset"/> at each prompt's first token (pads get offset - 1).</summary>
+    public Tensor PrefillPositionIds(Device device, int offset = 0)
     {
         var data = new long[BatchSize * PaddedLength];
         for (var b = 0; b < BatchSize; b++)
             for (var j = 0; j < PaddedLength; j++)
-                data[b * PaddedLength + j] = Math.Max(j - PadCount(b), -1) + Config.OptConfig.PositionOffset;
+                data[b * PaddedLength + j] = Math.Max(j - PadCount(b), -1) + offset;
         return tensor(data, [BatchSize, PaddedLength], dtype: ScalarType.Int64).to(device);
     }
 
     /// <summary>
-    /// Position ids of the token at cache index <paramref name="cacheIndex"/>, [B, 1]. A sequence that has finished
+    /// Position ids of the token at cache index <paramref name="cacheIndex"/>, [B, 1], shifted by OPT's offset. A sequence that has finished
     /// still goes through the batch's later steps (its tokens are discarded); past the model's context
     /// (<paramref name="maxPositions"/>) its position stays at the last one. Only a finished sequence gets there: a
     /// request's prompt and max_tokens fit the context, but a short sequence in a batch with a long one runs as many
     /// steps as the long one.
     /// </summary>
-    public Tensor DecodePositions(int cacheIndex, int maxPositions, Device device)
+    public Tensor DecodePositions(int cacheIndex, int maxPositions, Device device) =>
+        DecodePositionIds(cacheIndex, maxPositions, device, Config.OptConfig.PositionOffset);
+
+    /// <summary>As <see cref="DecodePositions"/>, counted from <paramref name="offset"/>.</summary>
+    public Tensor DecodePositionIds(int cacheIndex, int maxPositions, Device device, int offset = 0)
     {
         var data = new long[BatchSize];
         for (var b = 0; b < BatchSize; b++)
-            data[b] = Math.Min(cacheIndex - PadCount(b), maxPositions - 1) + Config.OptConfig.PositionOffset;
+            data[b] = Math.Min(cacheIndex - PadCount(b), maxPositions - 1) + offset;
         return tensor(data, [BatchSize, 1], dtype: ScalarType.Int64).to(device);
     }
 

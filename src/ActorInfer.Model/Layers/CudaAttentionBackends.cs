@@ -4,7 +4,7 @@ namespace ActorInfer.Model.Layers;
 
 /// <summary>
 /// Which kernels attention uses on CUDA. Decoding (one query per sequence) runs by batched products by default
-/// (<see cref="OptMath.AttendByProducts"/>), or by cuDNN's fused kernel when asked: cuDNN builds a plan on the calling
+/// (<see cref="AttentionMath.AttendByProducts"/>), or by cuDNN's fused kernel when asked: cuDNN builds a plan on the calling
 /// thread for every new (batch, key length, cache stride) shape, with the GPU idle meanwhile (40 to 120 ms a shape, and
 /// about 1 s for the process's first), and the plans belong to that thread (docs/perf/attention/). A change of budget
 /// that arrives then waits for the plan. A prefill never uses cuDNN's kernel (it changes shape with every block size

@@ -29,10 +29,12 @@ public sealed record AttentionWeights(NormWeights Norm, LinearWeights Q, LinearW
     }
 }
 
-/// <summary>FlexGen's "MLP" half of a decoder layer.</summary>
-public sealed record FfnWeights(NormWeights Norm, LinearWeights Fc1, LinearWeights Fc2)
+/// <summary>FlexGen's "MLP" half of a decoder layer; <paramref name="Gate"/> only in gated MLPs (LLaMA's up and down are Fc1 and Fc2).</summary>
+public sealed record FfnWeights(NormWeights Norm, LinearWeights Fc1, LinearWeights Fc2, LinearWeights? Gate = null)
 {
-    public IEnumerable<Tensor> Tensors() => AttentionWeights.Enumerate(Norm, Fc1, Fc2);
+    public IEnumerable<Tensor> Tensors() => Gate is null
+        ? AttentionWeights.Enumerate(Norm, Fc1, Fc2)
+        : AttentionWeights.Enumerate(Norm, Gate, Fc1, Fc2);
 }
 
 public sealed record DecoderLayerWeights(AttentionWeights Attention, FfnWeights Ffn) : IDisposable
@@ -45,13 +47,20 @@ public sealed record DecoderLayerWeights(AttentionWeights Attention, FfnWeights 
     }
 }
 
-/// <summary>Token and position embeddings, optional project_in.</summary>
-public sealed record InputWeights(Tensor EmbedTokens, Tensor EmbedPositions, Tensor? ProjectIn) : IDisposable
+/// <summary>Token embeddings, learned position embeddings (OPT; null under rotary positions), optional project_in.</summary>
+public sealed record InputWeights(Tensor EmbedTokens, Tensor? EmbedPositions, Tensor? ProjectIn) : IDisposable
 {
+    public IEnumerable<Tensor> Tensors()
+    {
+        yield return EmbedTokens;
+        if (EmbedPositions is not null) yield return EmbedPositions;
+        if (ProjectIn is not null) yield return ProjectIn;
+    }
+
     public void Dispose()
     {
         EmbedTokens.Dispose();
-        EmbedPositions.Dispose();
+        EmbedPositions?.Dispose();
         ProjectIn?.Dispose();
     }
 }
@@ -59,6 +68,15 @@ public sealed record InputWeights(Tensor EmbedTokens, Tensor EmbedPositions, Ten
 /// <summary>Final LayerNorm (pre-LN models), optional project_out, and the LM head (tied: the token embeddings).</summary>
 public sealed record OutputWeights(NormWeights? FinalNorm, Tensor? ProjectOut, Tensor LmHead, bool OwnsLmHead) : IDisposable
 {
+    /// <summary>The tensors these weights own (a tied head is the input's).</summary>
+    public IEnumerable<Tensor> Tensors()
+    {
+        if (FinalNorm?.Weight is not null) yield return FinalNorm.Weight;
+        if (FinalNorm?.Bias is not null) yield return FinalNorm.Bias;
+        if (ProjectOut is not null) yield return ProjectOut;
+        if (OwnsLmHead) yield return LmHead;
+    }
+
     public void Dispose()
     {
         FinalNorm?.Weight?.Dispose();

@@ -6,7 +6,8 @@ using Microsoft.ML.Tokenizers;
 namespace ActorInfer.Model.Tokenization;
 
 /// <summary>
-/// OPT's tokenizer: GPT-2 byte-level BPE that prepends <c>&lt;/s&gt;</c> to every prompt. Encoding uses
+/// Byte-level BPE: OPT's tokenizer (GPT-2's, prepending <c>&lt;/s&gt;</c> to every prompt) and Llama 3's (its own split
+/// regex, read from tokenizer.json, and its <c>&lt;|begin_of_text|&gt;</c>). Encoding uses
 /// Microsoft.ML.Tokenizers; decoding is done here so that bytes which are not valid UTF-8 become U+FFFD exactly
 /// as Hugging Face's (Python's <c>errors="replace"</c>) decoding does.
 /// </summary>
@@ -51,6 +52,7 @@ public sealed partial class OptTokenizer
         var tokenizerFile = Path.Combine(modelDir, "tokenizer.json");
         Dictionary<string, int> vocab;
         List<string> merges;
+        string? splitPattern = null;
         var specials = new Dictionary<string, int>(StringComparer.Ordinal);
         if (File.Exists(vocabFile) && File.Exists(mergesFile))
         {
@@ -59,6 +61,12 @@ public sealed partial class OptTokenizer
         }
         else if (File.Exists(tokenizerFile))
         {
+            var (byteLevel, pattern) = TokenizerFiles.ReadPreTokenizer(tokenizerFile);
+            if (!byteLevel)
+                throw new InvalidDataException(
+                    $"tokenizer file {tokenizerFile} is not byte-level BPE (a SentencePiece-style file, as Llama 2 and Mistral ship); " +
+                    "put the checkpoint's tokenizer.model beside it");
+            splitPattern = pattern;
             (vocab, merges) = TokenizerFiles.ReadTokenizerJson(tokenizerFile, specials);
         }
         else
@@ -78,7 +86,7 @@ public sealed partial class OptTokenizer
                 ? id
                 : throw new InvalidDataException($"tokenizer in {modelDir} prepends '{bos}', which is not in its vocabulary");
         }
-        return Create(vocab, merges, specials, addBos ? bos : null, bosId);
+        return Create(vocab, merges, specials, addBos ? bos : null, bosId, splitPattern);
     }
 
     /// <summary>Token ids of <paramref name="text"/>, with <see cref="BosTokenId"/> first as OPT's tokenizer does.</summary>
@@ -124,13 +132,22 @@ public sealed partial class OptTokenizer
             : throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is not in the vocabulary");
 
     private static OptTokenizer Create(
-        Dictionary<string, int> vocab, List<string> merges, Dictionary<string, int> specials, string? bos, int? bosId)
+        Dictionary<string, int> vocab, List<string> merges, Dictionary<string, int> specials, string? bos, int? bosId, string? splitPattern)
     {
+        Regex split;
+        try
+        {
+            split = splitPattern is null ? Gpt2Split() : new Regex(splitPattern, RegexOptions.Compiled);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"the tokenizer's split pattern is not a regex this reader understands: {e.Message}", e);
+        }
         var options = new BpeOptions(vocab)
         {
             Merges = merges,
             ByteLevel = true,
-            PreTokenizer = new RegexPreTokenizer(Gpt2Split(), specials),
+            PreTokenizer = new RegexPreTokenizer(split, specials),
             SpecialTokens = specials,
         };
         var bpe = BpeTokenizer.Create(options);

@@ -17,6 +17,33 @@ internal static class TokenizerFiles
             .Where(line => line.Length > 0 && !line.StartsWith("#version", StringComparison.Ordinal))
             .ToList();
 
+    /// <summary>
+    /// How a tokenizer.json splits text before BPE: whether it is byte-level (GPT-2, OPT, Llama 3; SentencePiece-style files,
+    /// as Llama 2 and Mistral ship, are not), and the regex of its Split pre-tokenizer (Llama 3's), when it has one.
+    /// </summary>
+    public static (bool ByteLevel, string? SplitPattern) ReadPreTokenizer(string path)
+    {
+        using var doc = Parse(path);
+        var root = doc.RootElement;
+        var byteLevel = false;
+        string? pattern = null;
+        void Visit(JsonElement e)
+        {
+            if (e.ValueKind != JsonValueKind.Object) return;
+            var type = e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            if (type == "ByteLevel") byteLevel = true;
+            if (type == "Split" && e.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object &&
+                p.TryGetProperty("Regex", out var regex) && regex.ValueKind == JsonValueKind.String)
+                pattern ??= regex.GetString();
+            foreach (var key in new[] { "pretokenizers", "decoders" })
+                if (e.TryGetProperty(key, out var list) && list.ValueKind == JsonValueKind.Array)
+                    foreach (var item in list.EnumerateArray()) Visit(item);
+        }
+        foreach (var key in new[] { "pre_tokenizer", "decoder" })
+            if (root.TryGetProperty(key, out var part)) Visit(part);
+        return (byteLevel, pattern);
+    }
+
     /// <summary>tokenizer.json's BPE model; its added tokens marked special go into <paramref name="specials"/>.</summary>
     public static (Dictionary<string, int> Vocab, List<string> Merges) ReadTokenizerJson(
         string path, Dictionary<string, int> specials)

@@ -6,7 +6,7 @@ namespace ActorInfer.Model.Weights;
 /// <summary>
 /// Random weights of a config's shapes, for benchmarks and tests without a checkpoint. Each tensor is drawn on
 /// demand on the target device from its own generator, seeded by <see cref="Seed"/> and the tensor's name, so a
-/// tensor's values do not depend on load order. Values are normal * <see cref="Std"/> (LayerNorm weights 1 and
+/// tensor's values do not depend on load order. Values are normal * <see cref="Std"/> (norm weights 1 and
 /// biases 0), small enough that activations stay finite in float16.
 /// </summary>
 public sealed class DummyWeightSource : IWeightSource
@@ -16,14 +16,14 @@ public sealed class DummyWeightSource : IWeightSource
     private static readonly Lock CudaSeedLock = new();
     private readonly Dictionary<string, long[]> _shapes;
 
-    public DummyWeightSource(OptConfig config, long seed = 0)
+    public DummyWeightSource(ModelConfig config, long seed = 0)
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         Seed = seed;
         _shapes = WeightSourceValidation.ExpectedTensors(config).ToDictionary(t => t.Name, t => t.Shape);
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
 
     public long Seed { get; }
 
@@ -39,7 +39,7 @@ public sealed class DummyWeightSource : IWeightSource
         ArgumentNullException.ThrowIfNull(device);
         var canonical = WeightName.Canonical(name);
         var shape = ShapeOf(canonical);
-        if (IsLayerNorm(canonical))
+        if (Config.Architecture.IsNorm(canonical))
         {
             return canonical.EndsWith(".weight", StringComparison.Ordinal)
                 ? torch.ones(shape, dtype, device)
@@ -86,8 +86,6 @@ public sealed class DummyWeightSource : IWeightSource
 
     private static bool IsFloat(torch.ScalarType dtype) => dtype is torch.ScalarType.Float16
         or torch.ScalarType.BFloat16 or torch.ScalarType.Float32 or torch.ScalarType.Float64;
-
-    private static bool IsLayerNorm(string name) => name.Contains("layer_norm.", StringComparison.Ordinal);
 
     /// <summary>FNV-1a of the name mixed with the seed: stable across processes, unlike string.GetHashCode.</summary>
     private ulong TensorSeed(string name)

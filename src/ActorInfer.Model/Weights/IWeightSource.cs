@@ -4,7 +4,7 @@ namespace ActorInfer.Model.Weights;
 
 /// <summary>
 /// Where a model's tensors come from: a checkpoint on disk (read tensor by tensor, never whole) or random
-/// "dummy" weights. Names are <see cref="Config.OptWeightNames"/> keys (without the <c>model.</c> prefix).
+/// "dummy" weights. Names are the architecture's checkpoint keys (without the <c>model.</c> prefix).
 /// </summary>
 public interface IWeightSource : IDisposable
 {

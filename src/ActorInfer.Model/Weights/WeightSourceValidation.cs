@@ -1,3 +1,4 @@
+using ActorInfer.Model.Layers;
 using ActorInfer.Model.Config;
 
 namespace ActorInfer.Model.Weights;
@@ -8,24 +9,25 @@ public static class WeightSourceValidation
     /// Checks that every tensor the config needs exists with the shape it needs, before any data is read;
     /// throws <see cref="InvalidDataException"/> naming the first missing or misshapen tensor.
     /// </summary>
-    public static void Validate(this IWeightSource source, OptConfig config)
+    public static void Validate(this IWeightSource source, ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(config);
         foreach (var (name, shape) in ExpectedTensors(config)) Check(source, name, shape);
-        // The head is tied in OPT checkpoints; when a file carries one anyway it must still fit the embeddings.
-        if (source.Contains(OptWeightNames.LmHead))
-            Check(source, OptWeightNames.LmHead, [config.VocabSize, config.WordEmbedProjDim]);
+        // A tied head is absent; when a file carries one anyway it must still fit the embeddings.
+        if (source.Contains(ModelArchitecture.LmHead))
+            Check(source, ModelArchitecture.LmHead, config.Architecture.LmHeadShape);
     }
 
     /// <summary>Every tensor a config loads, global tensors first, then each layer's in order.</summary>
-    public static IEnumerable<(string Name, long[] Shape)> ExpectedTensors(OptConfig config)
+    public static IEnumerable<(string Name, long[] Shape)> ExpectedTensors(ModelConfig config)
     {
-        foreach (var tensor in OptWeightNames.GlobalTensors(config)) yield return tensor;
-        var layerTensors = OptWeightNames.LayerTensors(config);
+        var architecture = config.Architecture;
+        foreach (var tensor in architecture.GlobalTensors()) yield return tensor;
+        var layerTensors = architecture.LayerTensors();
         for (var layer = 0; layer < config.NumHiddenLayers; layer++)
             foreach (var (suffix, shape) in layerTensors)
-                yield return (OptWeightNames.Layer(layer, suffix), shape);
+                yield return (architecture.LayerTensor(layer, suffix), shape);
     }
 
     private static void Check(IWeightSource source, string name, long[] expected)

@@ -76,7 +76,7 @@ public sealed class PlacementPlan
         ForBlock(layers, null, policy, elementSize, [], deviceIsCpu);
 
     /// <summary>Weights plus the cache, activations and working buffers of a block of GPU batches.</summary>
-    public static PlacementPlan ForBlock(IReadOnlyList<ScheduleLayer> layers, OptConfig? config, Policy policy, long elementSize,
+    public static PlacementPlan ForBlock(IReadOnlyList<ScheduleLayer> layers, ModelConfig? config, Policy policy, long elementSize,
         IReadOnlyList<BatchShape> batches, bool deviceIsCpu)
     {
         var weightTiers = new List<IReadOnlyList<TierKind>>(layers.Count);
@@ -108,10 +108,14 @@ public sealed class PlacementPlan
         if (config is not null && batches.Count > 0)
         {
             long hiddenRow = config.HiddenSize * elementSize;
+            // A token's keys (or values) span the key/value heads only: fewer than the hidden size under grouped-query attention.
+            long cacheRow = (long)config.KeyValueDim * elementSize;
+            // Queries and the attention context span the query heads, which an explicit head_dim may make wider than the hidden size.
+            long attentionRow = Math.Max(config.HiddenSize, (long)config.NumAttentionHeads * config.HeadDim) * elementSize;
             var compressed = policy.CompressCache;
-            long ExpandedBytes(BatchShape b) => 2L * b.Size * b.Capacity * hiddenRow;
+            long ExpandedBytes(BatchShape b) => 2L * b.Size * b.Capacity * cacheRow;
             long CacheBytes(BatchShape b) => compressed
-                ? CompressedKvHome.Bytes(b.Size, b.Capacity, config.HiddenSize, elementSize)
+                ? CompressedKvHome.Bytes(b.Size, b.Capacity, config.KeyValueDim, elementSize)
                 : ExpandedBytes(b);
             long HiddenBytes(BatchShape b) => (long)b.Size * b.PaddedLength * hiddenRow;
             var maxCache = batches.Max(CacheBytes);
@@ -147,9 +151,9 @@ public sealed class PlacementPlan
             {
                 // Device: the current and the next batch's loaded cache (a disk read also holds a token-major half) and hidden state, and the context back from CPU attention.
                 deviceWork = (offDeviceCache ? (diskCache ? 3 : 2) * maxCache : 0) + (offDeviceHidden ? 2 * maxHidden : 0) +
-                             (cpuAttention ? maxBatch * hiddenRow : 0);
+                             (cpuAttention ? maxBatch * attentionRow : 0);
                 // CPU: q, k, v and context of CPU attention, and a CPU working cache for disk-resident cache attended there.
-                cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + (diskCache ? 3 * maxCache : 0) : 0;
+                cpuWork = cpuAttention ? 4 * maxBatch * attentionRow + (diskCache ? 3 * maxCache : 0) : 0;
             }
             else
             {
@@ -158,8 +162,8 @@ public sealed class PlacementPlan
                 var deviceAttended = deviceCache || (offDeviceCache && !policy.CpuAttention);
                 var stagedOnDevice = offDeviceCache && !policy.CpuAttention;
                 deviceWork = (deviceAttended ? 2 * maxExpanded : 0) + (stagedOnDevice ? 2 * maxCache : 0) +
-                             (offDeviceHidden ? 2 * maxHidden : 0) + (cpuAttention ? maxBatch * hiddenRow : 0);
-                cpuWork = cpuAttention ? 4 * maxBatch * hiddenRow + 2 * maxExpanded + (diskCache ? 2 * maxCache : 0) : 0;
+                             (offDeviceHidden ? 2 * maxHidden : 0) + (cpuAttention ? maxBatch * attentionRow : 0);
+                cpuWork = cpuAttention ? 4 * maxBatch * attentionRow + 2 * maxExpanded + (diskCache ? 2 * maxCache : 0) : 0;
             }
             working += new TierBytes(deviceWork, cpuWork, 0);
             // The batch being computed holds its input state until its output state is stored: one more per tier.

@@ -81,7 +81,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             var (keys, values) = cache.Prefix(cacheIndex + 1);
             using (keys)
             using (values)
-            using (var context = OptMath.Attend(qc, keys, values, mask))
+            using (var context = AttentionMath.Attend(qc, keys, values, mask))
             {
                 var back = device.Allocate(context.Dims(), context.dtype, "profile context");
                 leases.Add(back);

@@ -138,7 +138,7 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var flops = 4.0 * batch * heads * queries * keys * headDim;
         return Rate(what, flops, () =>
         {
-            using var context = OptMath.Attend(q, k, v, mask);
+            using var context = AttentionMath.Attend(q, k, v, mask);
         }, "TFLOP/s", 1e12, on.type == TorchSharp.DeviceType.CUDA ? Sync : null);
     }
 }

@@ -260,6 +260,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var layer = layers[at.Layer.Value];
         using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{layer.Kind} {at.Layer.Value} {batch.Index}", Cuda.CudaRuntime.LegacyDefaultStream);
         var c = engine.Config;
+        var architecture = engine.Architecture;
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
         Tensor output;
@@ -267,17 +268,17 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         {
             case ScheduleLayerKind.Input:
             {
-                var input = w.Input(c, engine.DType);
+                var input = w.Input(architecture, engine.DType);
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(batch.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray(), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
-                using var positions = step.IsPrefill ? layout.PrefillPositions(Device) : layout.DecodePositions(cacheIndex, c.MaxPositionEmbeddings, Device);
-                output = OptMath.Embed(input, ids, positions);
+                using var positions = batch.Positions(step, c.MaxPositionEmbeddings, architecture.PositionOffset, Device);
+                output = architecture.Embed(input, ids, positions);
                 break;
             }
             case ScheduleLayerKind.Decoder:
             {
-                var dw = w.Decoder(c, engine.DType);
+                var dw = w.Decoder(architecture, engine.DType);
                 // A decoding layer that reads and writes nothing but its batch's device cache in place (and its own
                 // outputs) can stop and run again from its start: its only write, this step's keys and values, writes
                 // the same again. With one batch in the step nothing of the next position has been prepared either.
@@ -287,21 +288,21 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
                 using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo);
                 if (context is null || yieldTo is { Waiting: true }) return false;
-                using var attended = OptMath.AttentionOutput(context, inputs.Hidden!, dw.Attention, c);
+                using var attended = architecture.AttentionOutput(context, inputs.Hidden!, dw.Attention);
                 if (yieldTo is { Waiting: true }) return false;
-                using var up = OptMath.FfnUp(attended, dw.Ffn, c);
+                using var up = architecture.FfnUp(attended, dw.Ffn);
                 if (yieldTo is { Waiting: true }) return false;
-                output = OptMath.FfnDown(up, attended, dw.Ffn, c);
+                output = architecture.FfnDown(up, attended, dw.Ffn);
                 break;
             }
             default:
             {
-                var head = w.Output(c, engine.DType);
+                var head = w.Output(architecture, engine.DType);
                 var hidden = inputs.Hidden!;
                 var wantsPrompt = step.IsPrefill &&
                     batch.Sequences.Any(s => s.Request.Echo && s.Request.Logprobs is not null && s.PromptLogprobs is null);
                 using var last = wantsPrompt || !step.IsPrefill ? hidden.alias() : hidden.narrow(1, layout.PaddedLength - 1, 1);
-                using var logits = OptMath.Logits(last, head);
+                using var logits = architecture.Logits(last, head);
                 if (wantsPrompt) PromptLogprobs.Fill(logits, batch.Sequences, layout);
                 using var lastLogits = logits.select(1, logits.size(1) - 1);
                 var tokens = TokenChooser.Launch(lastLogits, batch.Sequences, decode,
@@ -330,17 +331,21 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
     private Tensor? Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores,
         ChangeSignal? yieldTo = null)
     {
-        var c = engine.Config;
+        var architecture = engine.Architecture;
         var layout = batch.Layout;
         var home = batch.Cache[decoderLayer];
         var cacheIndex = step.CacheIndex(layout);
         var what = $"the cache of decoder layer {decoderLayer}, {batch.Index}";
-        using var attentionInput = OptMath.AttentionInput(inputs.Hidden!, w, c);
-        using var q = OptMath.Heads(attentionInput, w.Q, c);
+        // Rotary embeddings turn queries and keys by their positions; learned positions were added at the embedding.
+        using var positions = architecture.PositionsInLayers
+            ? batch.Positions(step, engine.Config.MaxPositionEmbeddings, architecture.PositionOffset, Device)
+            : null;
+        using var attentionInput = architecture.AttentionInput(inputs.Hidden!, w);
+        using var q = architecture.Queries(attentionInput, w, positions);
         if (yieldTo is { Waiting: true }) return null;
-        using var k = OptMath.Heads(attentionInput, w.K, c);
+        using var k = architecture.Keys(attentionInput, w, positions);
         if (yieldTo is { Waiting: true }) return null;
-        using var v = OptMath.Heads(attentionInput, w.V, c);
+        using var v = architecture.Values(attentionInput, w);
         if (yieldTo is { Waiting: true }) return null;
         if (step.IsPrefill)
         {
@@ -351,10 +356,10 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
                 var (keys, values) = deviceCache.Prefix((int)q.size(2));
                 using (keys)
                 using (values)
-                    return OptMath.Attend(q, keys, values, mask, causal: mask is null);
+                    return AttentionMath.Attend(q, keys, values, mask, causal: mask is null);
             }
             // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
-            var context = OptMath.Attend(q, k, v, mask, causal: mask is null);
+            var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
             home.Store(0, k, v, _copies, _tiers, stores, what);
             return context;
         }
@@ -374,7 +379,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
             var (keys, values) = cache.Prefix(attended);
             using (keys)
             using (values)
-                result = OptMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
+                result = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
         }
         else
             result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
@@ -405,7 +410,7 @@ internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLaye
         var (keys, values) = cache.Prefix(cacheIndex + 1);
         using (keys)
         using (values)
-        using (var context = OptMath.Attend(qc, keys, values, mask))
+        using (var context = AttentionMath.Attend(qc, keys, values, mask))
         {
             var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);

@@ -29,6 +29,11 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     /// (by default the filled ones, up to this step's), padding and the indices after this step's masked. Null where
     /// nothing is masked (no padding, and no index beyond this step's).
     /// </summary>
+    /// <summary>The positions of the step's tokens, [B, T], counted from <paramref name="offset"/> at each prompt's first token.</summary>
+    public TorchSharp.torch.Tensor Positions(TokenStep step, int maxPositions, int offset, TorchSharp.torch.Device device) => step.IsPrefill
+        ? layout.PrefillPositionIds(device, offset)
+        : layout.DecodePositionIds(step.CacheIndex(layout), maxPositions, device, offset);
+
     public TorchSharp.torch.Tensor? Mask(TokenStep step, TorchSharp.torch.Device device, int? attended = null)
     {
         var filled = step.CacheIndex(layout) + 1;

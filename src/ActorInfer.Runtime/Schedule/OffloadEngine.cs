@@ -27,11 +27,12 @@ public sealed class OffloadEngine : IDisposable
     /// Keep a CPU copy of every device-resident weight (held on the CPU tier), so that weights leave the device at
     /// once when a smaller budget needs them off it (an elastic job's choice: it costs CPU memory).
     /// </param>
-    public OffloadEngine(OptConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
+    public OffloadEngine(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
         bool keepHostCopies = false)
     {
         KeepsHostCopies = keepHostCopies;
         Config = config;
+        Architecture = config.Architecture;
         Policy = policy;
         Tiers = tiers;
         Copies = copies;
@@ -44,7 +45,10 @@ public sealed class OffloadEngine : IDisposable
         _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies);
     }
 
-    public OptConfig Config { get; }
+    public ModelConfig Config { get; }
+
+    /// <summary>The config's tensors and arithmetic.</summary>
+    public ModelArchitecture Architecture { get; }
 
     /// <summary>Whether device-resident weights have CPU copies (see the constructor).</summary>
     public bool KeepsHostCopies { get; }
@@ -84,7 +88,7 @@ public sealed class OffloadEngine : IDisposable
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
     /// anything: what the planner's choice costs in this runtime's whole-tensor placement, working buffers included.
     /// </summary>
-    public static PlacementPlan PlanFor(OptConfig config, IWeightSource source, Policy policy, ScalarType dtype, bool deviceIsCpu,
+    public static PlacementPlan PlanFor(ModelConfig config, IWeightSource source, Policy policy, ScalarType dtype, bool deviceIsCpu,
         int promptLength, int generationLength)
     {
         var layers = ScheduleLayer.For(config, source);
@@ -208,7 +212,7 @@ public sealed class OffloadEngine : IDisposable
             foreach (var batch in batches)
                 for (var l = 0; l < Config.NumHiddenLayers; l++)
                 {
-                    long[] shape = [batch.Layout.BatchSize, Config.NumAttentionHeads, batch.Capacity, Config.HeadDim];
+                    long[] shape = [batch.Layout.BatchSize, Config.NumKeyValueHeads, batch.Capacity, Config.HeadDim];
                     var what = $"the cache of decoder layer {l}, {batch.Index}";
                     var tier = plan.CacheTier(l, batch.Index);
                     batch.Cache.Add(policy.CompressCache ? new CompressedKvHome(Tiers, tier, shape, DType, what) : new KvHome(Tiers, tier, shape, DType, what));

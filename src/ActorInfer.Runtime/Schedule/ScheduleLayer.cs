@@ -1,4 +1,5 @@
 using ActorInfer.Model.Config;
+using ActorInfer.Model.Layers;
 using ActorInfer.Model.Weights;
 
 namespace ActorInfer.Runtime.Schedule;
@@ -23,32 +24,26 @@ public sealed record WeightSpec(string Name, long[] Shape)
 /// </summary>
 public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights)
 {
-    public static IReadOnlyList<ScheduleLayer> For(OptConfig c, IWeightSource source)
+    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source)
     {
-        var globals = OptWeightNames.GlobalTensors(c).ToDictionary(t => t.Name, t => t.Shape);
+        var architecture = c.Architecture;
+        var globals = architecture.GlobalTensors().ToDictionary(t => t.Name, t => t.Shape);
         var layers = new List<ScheduleLayer>(c.NumHiddenLayers + 2);
 
-        var input = new List<WeightSpec> { Global(OptWeightNames.EmbedTokens), Global(OptWeightNames.EmbedPositions) };
-        if (c.HasProjection) input.Add(Global(OptWeightNames.ProjectIn));
-        layers.Add(new ScheduleLayer(ScheduleLayerKind.Input, -1, input));
+        layers.Add(new ScheduleLayer(ScheduleLayerKind.Input, -1, architecture.InputTensors().Select(Global).ToArray()));
 
+        var layerTensors = architecture.LayerTensors();
         for (var i = 0; i < c.NumHiddenLayers; i++)
         {
             var layer = i;
-            var specs = OptWeightNames.LayerTensors(c).Select(t => new WeightSpec(OptWeightNames.Layer(layer, t.Suffix), t.Shape)).ToArray();
+            var specs = layerTensors.Select(t => new WeightSpec(architecture.LayerTensor(layer, t.Suffix), t.Shape)).ToArray();
             layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs));
         }
 
-        var output = new List<WeightSpec>();
-        if (c.HasFinalLayerNorm && c.LayerNormElementwiseAffine)
-        {
-            output.Add(Global(OptWeightNames.FinalLayerNormWeight));
-            output.Add(Global(OptWeightNames.FinalLayerNormBias));
-        }
-        if (c.HasProjection) output.Add(Global(OptWeightNames.ProjectOut));
-        output.Add(source.Contains(OptWeightNames.LmHead)
-            ? new WeightSpec(OptWeightNames.LmHead, source.Shape(OptWeightNames.LmHead))
-            : Global(OptWeightNames.EmbedTokens));
+        var output = architecture.OutputTensors().Select(Global).ToList();
+        output.Add(source.Contains(ModelArchitecture.LmHead)
+            ? new WeightSpec(ModelArchitecture.LmHead, source.Shape(ModelArchitecture.LmHead))
+            : Global(architecture.EmbedTokens));
         layers.Add(new ScheduleLayer(ScheduleLayerKind.Output, -1, output));
         return layers;
 

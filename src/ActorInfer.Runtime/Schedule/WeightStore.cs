@@ -233,12 +233,12 @@ internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<str
 
     // Building a record over aliases cost two native calls per tensor, per GPU batch: a third of a decoding
     // position's host time on a GPU. Borrowed records cost none.
-    public DecoderLayerWeights Decoder(OptConfig c, ScalarType dtype) =>
-        _decoder ??= OptWeightLoader.LoadLayer(View(), c, layer.DecoderLayer, dtype, Device());
+    public DecoderLayerWeights Decoder(ModelArchitecture a, ScalarType dtype) =>
+        _decoder ??= a.LoadLayer(View(), layer.DecoderLayer, dtype, Device());
 
-    public InputWeights Input(OptConfig c, ScalarType dtype) => _input ??= OptWeightLoader.LoadInput(View(), c, dtype, Device());
+    public InputWeights Input(ModelArchitecture a, ScalarType dtype) => _input ??= a.LoadInput(View(), dtype, Device());
 
-    public OutputWeights Output(OptConfig c, ScalarType dtype) => _output ??= OptWeightLoader.LoadOutput(View(), c, dtype, Device(), null);
+    public OutputWeights Output(ModelArchitecture a, ScalarType dtype) => _output ??= a.LoadOutput(View(), dtype, Device(), null);
 
     private Device Device() => tensors.Values.First().device;
 

@@ -31,7 +31,7 @@ public class MixedLengthBatchTests
         var config = OptConfigs.Resolve(dir);
         Assert.Equal(64, config.MaxPositionEmbeddings);
         using var source = ModelFiles.OpenCheckpoint(dir, config);
-        using var model = OptModel.Load(source, config, ScalarType.Float32, CPU);
+        using var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU);
         var together = LongAndShort(config);
         BatchGenerator.Run(model, together, _ => "");
         var alone = LongAndShort(config);

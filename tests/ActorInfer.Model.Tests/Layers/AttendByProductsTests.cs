@@ -32,7 +32,7 @@ public sealed class AttendByProductsTests
 
         using var expected4 = F.scaled_dot_product_attention(q, keys, values, given);
         using var expected = expected4.transpose(1, 2).reshape(b, 1, h * d);
-        using var actual = OptMath.AttendByProducts(q, keys, values, given);
+        using var actual = AttentionMath.AttendByProducts(q, keys, values, given);
 
         Assert.Equal(new long[] { b, 1, h * d }, actual.shape);
         var difference = (actual - expected).abs().max().item<float>();
@@ -42,7 +42,7 @@ public sealed class AttendByProductsTests
         {
             keyCache[1, TensorIndex.Colon, 0] = 1000f;
             valueCache[TensorIndex.Colon, TensorIndex.Colon, length - 1] = 1000f;
-            using var again = OptMath.AttendByProducts(q, keys, values, given);
+            using var again = AttentionMath.AttendByProducts(q, keys, values, given);
             Assert.True((again - actual).abs().max().item<float>() == 0f);
         }
     }
@@ -52,7 +52,7 @@ public sealed class AttendByProductsTests
     {
         using var q = zeros(2, 2, 3, 8);
         using var kv = zeros(2, 2, 3, 8);
-        var error = Assert.Throws<ArgumentException>(() => OptMath.AttendByProducts(q, kv, kv, null));
+        var error = Assert.Throws<ArgumentException>(() => AttentionMath.AttendByProducts(q, kv, kv, null));
         Assert.Contains("one query per sequence", error.Message);
     }
 }

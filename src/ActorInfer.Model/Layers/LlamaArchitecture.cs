@@ -1,0 +1,188 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// The LLaMA family: RMSNorm before each half, rotary positions applied to queries and keys, grouped-query attention,
+/// a gated SiLU MLP, a final RMSNorm and a head that is tied or not. Keys as Hugging Face's LlamaForCausalLM names them.
+/// </summary>
+public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
+{
+    public const string EmbedTokensName = "embed_tokens.weight";
+    public const string FinalNorm = "norm.weight";
+
+    /// <summary>Per-layer tensor suffixes.</summary>
+    public static class Suffix
+    {
+        public const string InputNorm = "input_layernorm.weight";
+        public const string QWeight = "self_attn.q_proj.weight";
+        public const string QBias = "self_attn.q_proj.bias";
+        public const string KWeight = "self_attn.k_proj.weight";
+        public const string KBias = "self_attn.k_proj.bias";
+        public const string VWeight = "self_attn.v_proj.weight";
+        public const string VBias = "self_attn.v_proj.bias";
+        public const string OWeight = "self_attn.o_proj.weight";
+        public const string OBias = "self_attn.o_proj.bias";
+        public const string PostAttentionNorm = "post_attention_layernorm.weight";
+        public const string GateWeight = "mlp.gate_proj.weight";
+        public const string GateBias = "mlp.gate_proj.bias";
+        public const string UpWeight = "mlp.up_proj.weight";
+        public const string UpBias = "mlp.up_proj.bias";
+        public const string DownWeight = "mlp.down_proj.weight";
+        public const string DownBias = "mlp.down_proj.bias";
+    }
+
+    private readonly Rotary _rotary = new(config.Rope, config.HeadDim, config.TorchDtype switch
+    {
+        "float16" => ScalarType.Float16,
+        "bfloat16" => ScalarType.BFloat16,
+        _ => ScalarType.Float32,
+    });
+
+    public override ModelConfig Config => config;
+
+    public override string EmbedTokens => EmbedTokensName;
+
+    public override bool PositionsInLayers => true;
+
+    public override string LayerTensor(int layer, string suffix) => $"layers.{layer}.{suffix}";
+
+    public override IReadOnlyList<(string Suffix, long[] Shape)> LayerTensors()
+    {
+        long h = config.HiddenSize, q = (long)config.NumAttentionHeads * config.HeadDim, kv = config.KeyValueDim, f = config.IntermediateSize;
+        var list = new List<(string, long[])>();
+        void Linear(string w, string b, long outDim, long inDim, bool bias)
+        {
+            list.Add((w, [outDim, inDim]));
+            if (bias) list.Add((b, [outDim]));
+        }
+        list.Add((Suffix.InputNorm, [h]));
+        Linear(Suffix.QWeight, Suffix.QBias, q, h, config.QkvBias);
+        Linear(Suffix.KWeight, Suffix.KBias, kv, h, config.QkvBias);
+        Linear(Suffix.VWeight, Suffix.VBias, kv, h, config.QkvBias);
+        Linear(Suffix.OWeight, Suffix.OBias, h, q, config.OutputBias);
+        list.Add((Suffix.PostAttentionNorm, [h]));
+        Linear(Suffix.GateWeight, Suffix.GateBias, f, h, config.MlpBias);
+        Linear(Suffix.UpWeight, Suffix.UpBias, f, h, config.MlpBias);
+        Linear(Suffix.DownWeight, Suffix.DownBias, h, f, config.MlpBias);
+        return list;
+    }
+
+    public override IReadOnlyList<(string Name, long[] Shape)> GlobalTensors()
+    {
+        var list = new List<(string, long[])>
+        {
+            (EmbedTokensName, [config.VocabSize, config.HiddenSize]),
+            (FinalNorm, [config.HiddenSize]),
+        };
+        if (!config.TieWordEmbeddings) list.Add((LmHead, [config.VocabSize, config.HiddenSize]));
+        return list;
+    }
+
+    public override IReadOnlyList<string> InputTensors() => [EmbedTokensName];
+
+    public override IReadOnlyList<string> OutputTensors() => [FinalNorm];
+
+    public override bool IsNorm(string name) => name.EndsWith("norm.weight", StringComparison.Ordinal);
+
+    public override DecoderLayerWeights LoadLayer(IWeightSource source, int layer, ScalarType dtype, Device device)
+    {
+        Tensor Req(string suffix) => source.Load(LayerTensor(layer, suffix), dtype, device);
+        LinearWeights Lin(string w, string b, bool bias) => new(Req(w), bias ? Req(b) : null);
+        var attention = new AttentionWeights(new NormWeights(Req(Suffix.InputNorm), null),
+            Lin(Suffix.QWeight, Suffix.QBias, config.QkvBias), Lin(Suffix.KWeight, Suffix.KBias, config.QkvBias),
+            Lin(Suffix.VWeight, Suffix.VBias, config.QkvBias), Lin(Suffix.OWeight, Suffix.OBias, config.OutputBias));
+        var ffn = new FfnWeights(new NormWeights(Req(Suffix.PostAttentionNorm), null),
+            Lin(Suffix.UpWeight, Suffix.UpBias, config.MlpBias), Lin(Suffix.DownWeight, Suffix.DownBias, config.MlpBias),
+            Lin(Suffix.GateWeight, Suffix.GateBias, config.MlpBias));
+        return new DecoderLayerWeights(attention, ffn);
+    }
+
+    public override InputWeights LoadInput(IWeightSource source, ScalarType dtype, Device device) =>
+        new(source.Load(EmbedTokensName, dtype, device), null, null);
+
+    public override OutputWeights LoadOutput(IWeightSource source, ScalarType dtype, Device device, Tensor? tiedEmbedTokens)
+    {
+        var norm = new NormWeights(source.Load(FinalNorm, dtype, device), null);
+        // A checkpoint may carry lm_head even when tied (some exports do); it then holds the same values.
+        if (source.Contains(LmHead)) return new OutputWeights(norm, null, source.Load(LmHead, dtype, device), OwnsLmHead: true);
+        if (tiedEmbedTokens is not null && tiedEmbedTokens.device == device && tiedEmbedTokens.dtype == dtype)
+            return new OutputWeights(norm, null, tiedEmbedTokens, OwnsLmHead: false);
+        return new OutputWeights(norm, null, source.Load(EmbedTokensName, dtype, device), OwnsLmHead: true);
+    }
+
+    public override Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions)
+    {
+        var shape = tokenIds.Dims();
+        using var flat = tokenIds.reshape(-1);
+        using var tokens = w.EmbedTokens.index_select(0, flat);
+        return tokens.view(shape[0], shape[1], -1);
+    }
+
+    /// <summary>RMSNorm in single precision, scaled in the model's dtype, as transformers' LlamaRMSNorm.</summary>
+    public Tensor RmsNorm(Tensor x, NormWeights w)
+    {
+        using var scope = NewDisposeScope();
+        var wide = x.to(ScalarType.Float32);
+        var variance = wide.pow(2).mean([-1L], keepdim: true);
+        var normed = wide.mul(variance.add(config.RmsNormEps).rsqrt()).to(x.dtype);
+        return w.Weight!.mul(normed).MoveToOuterDisposeScope();
+    }
+
+    public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => RmsNorm(hidden, w.Norm);
+
+    public override Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions) =>
+        Rotated(Heads(attentionInput, w.Q, config.NumAttentionHeads), positions);
+
+    public override Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions) =>
+        Rotated(Heads(attentionInput, w.K, config.NumKeyValueHeads), positions);
+
+    public override Tensor Values(Tensor attentionInput, AttentionWeights w) => Heads(attentionInput, w.V, config.NumKeyValueHeads);
+
+    public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w)
+    {
+        var summed = F.linear(context, w.Out.Weight, w.Out.Bias);
+        summed.add_(residual);
+        return summed;
+    }
+
+    public override Tensor FfnUp(Tensor hidden, FfnWeights w)
+    {
+        using var input = RmsNorm(hidden, w.Norm);
+        var gate = w.Gate ?? throw new ArgumentException("a LLaMA MLP needs its gate projection", nameof(w));
+        using var gated = F.linear(input, gate.Weight, gate.Bias);
+        using var activated = F.silu(gated);
+        using var up = F.linear(input, w.Fc1.Weight, w.Fc1.Bias);
+        return activated.mul(up);
+    }
+
+    public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w)
+    {
+        var summed = F.linear(up, w.Fc2.Weight, w.Fc2.Bias);
+        summed.add_(hidden);
+        return summed;
+    }
+
+    public override Tensor Logits(Tensor hidden, OutputWeights w)
+    {
+        using var normed = RmsNorm(hidden, w.FinalNorm ?? throw new ArgumentException("a LLaMA head needs its final norm", nameof(w)));
+        return F.linear(normed, w.LmHead);
+    }
+
+    private static Tensor Heads(Tensor input, LinearWeights lw, int heads)
+    {
+        using var projected = F.linear(input, lw.Weight, lw.Bias);
+        using var split = projected.view(input.size(0), input.size(1), heads, -1);
+        using var transposed = split.transpose(1, 2);
+        return transposed.contiguous();
+    }
+
+    private Tensor Rotated(Tensor heads, Tensor? positions)
+    {
+        if (positions is null) throw new ArgumentException("rotary embeddings need the positions", nameof(positions));
+        using (heads) return _rotary.Apply(heads, positions);
+    }
+}

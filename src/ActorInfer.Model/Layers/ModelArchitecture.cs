@@ -1,0 +1,108 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// What differs between decoder-only model families: the checkpoint's tensor names and shapes, how they load into
+/// the weight records, and the arithmetic of the embedding, each half of a decoder layer and the output head. The
+/// runtime schedules layers and places tensors through this alone; attention itself (<see cref="AttentionMath"/>)
+/// and the cache are shared, the cache sized by <see cref="ModelConfig.NumKeyValueHeads"/>.
+/// </summary>
+public abstract class ModelArchitecture
+{
+    /// <summary>The untied output head's key; absent when the head is tied to the token embeddings.</summary>
+    public const string LmHead = "lm_head.weight";
+
+    public abstract ModelConfig Config { get; }
+
+    /// <summary>The token embeddings' key (also the head when it is tied).</summary>
+    public abstract string EmbedTokens { get; }
+
+    /// <summary>Added to each position (counted from 0 at a prompt's first token) before the model sees it.</summary>
+    public virtual int PositionOffset => 0;
+
+    /// <summary>Whether the decoder layers need the positions (rotary embeddings) rather than only the embedding.</summary>
+    public virtual bool PositionsInLayers => false;
+
+    /// <summary>The checkpoint key of a per-layer tensor (without the <c>model.</c> prefix).</summary>
+    public abstract string LayerTensor(int layer, string suffix);
+
+    /// <summary>The per-layer tensors, with their shapes ([out, in] for linear weights), in the order the layer uses them.</summary>
+    public abstract IReadOnlyList<(string Suffix, long[] Shape)> LayerTensors();
+
+    /// <summary>The tensors outside the decoder layers, with their shapes; the head only when it is not tied.</summary>
+    public abstract IReadOnlyList<(string Name, long[] Shape)> GlobalTensors();
+
+    /// <summary>The global tensors the input layer loads.</summary>
+    public abstract IReadOnlyList<string> InputTensors();
+
+    /// <summary>The global tensors the output layer loads besides its head.</summary>
+    public abstract IReadOnlyList<string> OutputTensors();
+
+    /// <summary>Whether random weights should hold ones (a norm's scale) or zeros (its shift) rather than noise.</summary>
+    public abstract bool IsNorm(string name);
+
+    /// <summary>The shape of an untied head.</summary>
+    public long[] LmHeadShape => [Config.VocabSize, GlobalTensors().First(t => t.Name == EmbedTokens).Shape[1]];
+
+    public abstract DecoderLayerWeights LoadLayer(IWeightSource source, int layer, ScalarType dtype, Device device);
+
+    public abstract InputWeights LoadInput(IWeightSource source, ScalarType dtype, Device device);
+
+    /// <param name="tiedEmbedTokens">The input's token embeddings on the same device, reused as the head when the checkpoint has no lm_head.</param>
+    public abstract OutputWeights LoadOutput(IWeightSource source, ScalarType dtype, Device device, Tensor? tiedEmbedTokens);
+
+    /// <summary>[B, T] ids -> [B, T, hidden]; <paramref name="positions"/> are shifted by <see cref="PositionOffset"/>.</summary>
+    public abstract Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions);
+
+    /// <summary>The input of the attention projections (the normed hidden state in pre-norm models).</summary>
+    public abstract Tensor AttentionInput(Tensor hidden, AttentionWeights w);
+
+    /// <summary>The queries [B, heads, T, head_dim]; <paramref name="positions"/> [B, T] as for <see cref="Embed"/>.</summary>
+    public abstract Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions);
+
+    /// <summary>The keys [B, key/value heads, T, head_dim], as the cache holds them.</summary>
+    public abstract Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions);
+
+    /// <summary>The values [B, key/value heads, T, head_dim].</summary>
+    public abstract Tensor Values(Tensor attentionInput, AttentionWeights w);
+
+    /// <summary>Output projection and residual (and a post-norm), from the attention context [B, T, heads * head_dim].</summary>
+    public abstract Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w);
+
+    /// <summary>The MLP's first part, up to its activation.</summary>
+    public abstract Tensor FfnUp(Tensor hidden, FfnWeights w);
+
+    /// <summary>The MLP's second part over <see cref="FfnUp"/>'s output, with the residual.</summary>
+    public abstract Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w);
+
+    /// <summary>Final norm and the head: [B, T, hidden] -> [B, T, vocab].</summary>
+    public abstract Tensor Logits(Tensor hidden, OutputWeights w);
+
+    /// <summary>
+    /// A whole decoder layer with an on-device cache: writes this step's keys and values at <paramref name="cacheIndex"/>
+    /// and attends over the cache up to them.
+    /// </summary>
+    public Tensor DecoderLayer(Tensor hidden, DecoderLayerWeights w, LayerKv kv, int cacheIndex, Tensor mask, Tensor? positions)
+    {
+        using var attended = SelfAttention(hidden, w.Attention, kv, cacheIndex, mask, positions);
+        using var up = FfnUp(attended, w.Ffn);
+        return FfnDown(up, attended, w.Ffn);
+    }
+
+    private Tensor SelfAttention(Tensor hidden, AttentionWeights w, LayerKv kv, int cacheIndex, Tensor mask, Tensor? positions)
+    {
+        using var input = AttentionInput(hidden, w);
+        using var q = Queries(input, w, positions);
+        using var k = Keys(input, w, positions);
+        using var v = Values(input, w);
+        kv.Write(cacheIndex, k, v);
+        var (keys, values) = kv.Prefix(cacheIndex + (int)q.size(2));
+        using (keys)
+        using (values)
+        using (var context = AttentionMath.Attend(q, keys, values, mask))
+            return AttentionOutput(context, hidden, w);
+    }
+}

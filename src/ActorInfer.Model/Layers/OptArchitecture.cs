@@ -1,0 +1,64 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Weights;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>OPT: learned positions, LayerNorm before (or after) each half, ReLU MLP, a head tied to the embeddings.</summary>
+public sealed class OptArchitecture(OptConfig config) : ModelArchitecture
+{
+    public override ModelConfig Config => config;
+
+    public override string EmbedTokens => OptWeightNames.EmbedTokens;
+
+    public override int PositionOffset => OptConfig.PositionOffset;
+
+    public override string LayerTensor(int layer, string suffix) => OptWeightNames.Layer(layer, suffix);
+
+    public override IReadOnlyList<(string Suffix, long[] Shape)> LayerTensors() => OptWeightNames.LayerTensors(config);
+
+    public override IReadOnlyList<(string Name, long[] Shape)> GlobalTensors() => OptWeightNames.GlobalTensors(config);
+
+    public override IReadOnlyList<string> InputTensors() => config.HasProjection
+        ? [OptWeightNames.EmbedTokens, OptWeightNames.EmbedPositions, OptWeightNames.ProjectIn]
+        : [OptWeightNames.EmbedTokens, OptWeightNames.EmbedPositions];
+
+    public override IReadOnlyList<string> OutputTensors()
+    {
+        var names = new List<string>();
+        if (config.HasFinalLayerNorm && config.LayerNormElementwiseAffine)
+            names.AddRange([OptWeightNames.FinalLayerNormWeight, OptWeightNames.FinalLayerNormBias]);
+        if (config.HasProjection) names.Add(OptWeightNames.ProjectOut);
+        return names;
+    }
+
+    public override bool IsNorm(string name) => name.Contains("layer_norm.", StringComparison.Ordinal);
+
+    public override DecoderLayerWeights LoadLayer(IWeightSource source, int layer, ScalarType dtype, Device device) =>
+        OptWeightLoader.LoadLayer(source, config, layer, dtype, device);
+
+    public override InputWeights LoadInput(IWeightSource source, ScalarType dtype, Device device) =>
+        OptWeightLoader.LoadInput(source, config, dtype, device);
+
+    public override OutputWeights LoadOutput(IWeightSource source, ScalarType dtype, Device device, Tensor? tiedEmbedTokens) =>
+        OptWeightLoader.LoadOutput(source, config, dtype, device, tiedEmbedTokens);
+
+    public override Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions) => OptMath.Embed(w, tokenIds, positions);
+
+    public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => OptMath.AttentionInput(hidden, w, config);
+
+    public override Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions) => OptMath.Heads(attentionInput, w.Q, config);
+
+    public override Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions) => OptMath.Heads(attentionInput, w.K, config);
+
+    public override Tensor Values(Tensor attentionInput, AttentionWeights w) => OptMath.Heads(attentionInput, w.V, config);
+
+    public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w) =>
+        OptMath.AttentionOutput(context, residual, w, config);
+
+    public override Tensor FfnUp(Tensor hidden, FfnWeights w) => OptMath.FfnUp(hidden, w, config);
+
+    public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w) => OptMath.FfnDown(up, hidden, w, config);
+
+    public override Tensor Logits(Tensor hidden, OutputWeights w) => OptMath.Logits(hidden, w);
+}

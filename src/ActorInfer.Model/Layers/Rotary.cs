@@ -1,0 +1,70 @@
+using ActorInfer.Model.Config;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// Rotary position embeddings as Hugging Face computes them: inverse frequencies in single precision (scaled by the
+/// rope type) and rounded to the checkpoint's dtype, angles position * frequency, each half of a head rotated against
+/// the other. The rounding is transformers' own: its frequencies are a buffer that is cast with the model when a
+/// checkpoint loads in its stored dtype, and the logits of a float16 checkpoint run in float32 depend on it (by up to
+/// 1e-3 over a few positions).
+/// </summary>
+public sealed class Rotary
+{
+    private readonly float[] _inverseFrequencies;
+
+    /// <param name="storedAs">The checkpoint's dtype: the frequencies are rounded to it.</param>
+    public Rotary(RopeSettings rope, int headDim, ScalarType storedAs)
+    {
+        if (headDim % 2 != 0) throw new ArgumentException($"rotary embeddings need an even head_dim (got {headDim})", nameof(headDim));
+        using var scope = NewDisposeScope();
+        // base ** (arange(0, d, 2) / d) in float32, as transformers computes it, so the angles agree to the last bit.
+        var exponents = arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div(headDim);
+        var frequencies = pow(tensor((float)rope.Theta), exponents).reciprocal();
+        _inverseFrequencies = Scale(frequencies, rope).to(storedAs).to(ScalarType.Float32).data<float>().ToArray();
+    }
+
+    /// <summary>The inverse frequencies, one per pair of head dimensions.</summary>
+    public IReadOnlyList<float> InverseFrequencies => _inverseFrequencies;
+
+    /// <summary>x [B, heads, T, d] rotated by <paramref name="positions"/> [B, T].</summary>
+    public Tensor Apply(Tensor x, Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var frequencies = tensor(_inverseFrequencies).to(x.device);
+        var angles = positions.to(ScalarType.Float32).unsqueeze(-1).mul(frequencies);
+        var both = cat([angles, angles], -1).unsqueeze(1);
+        var cos = both.cos().to(x.dtype);
+        var sin = both.sin().to(x.dtype);
+        var half = x.size(-1) / 2;
+        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
+        return x.mul(cos).add(rotated.mul(sin)).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor Scale(Tensor frequencies, RopeSettings rope)
+    {
+        switch (rope.Type)
+        {
+            case "default":
+                return frequencies;
+            case "linear":
+                return frequencies.div(rope.Factor);
+            case "llama3":
+            {
+                // Long wavelengths are divided by the factor, short ones kept, those between blended smoothly.
+                double old = rope.OriginalMaxPositionEmbeddings;
+                var lowWavelength = old / rope.LowFreqFactor;
+                var highWavelength = old / rope.HighFreqFactor;
+                var wavelength = full_like(frequencies, 2 * Math.PI).div(frequencies);
+                var scaled = where(wavelength.gt(lowWavelength), frequencies.div(rope.Factor), frequencies);
+                var smooth = full_like(wavelength, old).div(wavelength).sub(rope.LowFreqFactor).div(rope.HighFreqFactor - rope.LowFreqFactor);
+                var blended = smooth.neg().add(1).mul(scaled).div(rope.Factor).add(smooth.mul(scaled));
+                var medium = wavelength.lt(highWavelength).logical_not().logical_and(wavelength.gt(lowWavelength).logical_not());
+                return where(medium, blended, scaled);
+            }
+            default:
+                throw new ArgumentException($"rope type '{rope.Type}' is not supported (default, linear and llama3 are)");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+using ActorInfer.Model.Config;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Placement;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>What the planner is told of a model: the architecture's own matrices and a cache as wide as its key/value heads.</summary>
+public sealed class ModelSpecsTests
+{
+    [Fact]
+    public void The_planner_sizes_llama_3_1_8b_cache_by_its_key_value_heads()
+    {
+        var spec = ModelSpecs.From(ModelConfigs.Named("llama-3.1-8b"), bytesPerElement: 2);
+        // 32 layers x (keys + values) x 8 heads x 128 x 2 bytes per token: 8,192 tokens of one sequence are 1 GiB.
+        Assert.Equal(1L << 30, spec.CacheBytesPerTokenPerLayer * spec.NumLayers * 8192);
+        // The cost model's peak on disk with only the cache there: one sequence of 8,192 tokens (8,191 prompt + 1 generated).
+        var policy = new Policy(1, 1, TierFractions.AllGpu, TierFractions.AllDisk, TierFractions.AllGpu);
+        var estimate = CostModel.Evaluate(spec, new Workload(8191, 1), policy, HardwareProfiles.T4FlexGen);
+        Assert.Equal(1L << 30, (long)estimate.PeakMemory.Disk);
+    }
+
+    [Fact]
+    public void The_planner_counts_the_architectures_own_matrices()
+    {
+        var spec = ModelSpecs.From(ModelConfigs.Named("llama-3.1-8b"), bytesPerElement: 2);
+        Assert.Equal(8_030_261_248L * 2, spec.TotalWeightBytes);
+        // Per token and layer: q and o 4096 x 4096, k and v 1024 x 4096, three MLP matrices 4096 x 14336; two FLOPs each.
+        Assert.Equal(2.0 * (2 * 4096.0 * 4096 + 2 * 1024.0 * 4096 + 3 * 4096.0 * 14336), spec.LayerMatmulFlopsPerToken);
+    }
+
+    [Fact]
+    public void Opt_is_described_as_before()
+    {
+        var spec = ModelSpecs.From(ModelConfigs.Named("opt-6.7b"), bytesPerElement: 2);
+        Assert.Equal(OptModels.Get("opt-6.7b"), spec);
+    }
+}
