@@ -96,7 +96,8 @@ internal sealed class GatewayActor : ReceiveActor
 
     private void OnAdmit(Admit m)
     {
-        var requests = Runnable(m);
+        // Invalid lines count too: each is a line of results the node keeps, and they must not be free to send.
+        var requests = m.Entries.Count;
         var queued = _queued.GetValueOrDefault(m.Tenant);
         if (requests > m.MaxQueued)
         {
@@ -133,10 +134,16 @@ internal sealed class GatewayActor : ReceiveActor
     private void OnCompleted(JobProtocol.JobCompleted m)
     {
         Release(m.JobId);
-        string[] lines;
+        // Read line by line: a job's results file may be large, and only its first line is kept (a completion's result).
+        string? first = null;
+        var tokens = 0L;
         try
         {
-            lines = File.ReadAllLines(m.ResultsPath);
+            foreach (var line in File.ReadLines(m.ResultsPath))
+            {
+                first ??= line;
+                tokens += CompletionTokens(line);
+            }
         }
         catch (IOException ex)
         {
@@ -144,10 +151,10 @@ internal sealed class GatewayActor : ReceiveActor
             if (_waiters.Remove(m.JobId, out var failed)) failed.TrySetException(ex);
             return;
         }
-        _metrics.TokensGenerated.Inc(lines.Sum(CompletionTokens));
+        _metrics.TokensGenerated.Inc(tokens);
         if (_waiters.Remove(m.JobId, out var waiter))
         {
-            if (lines.Length > 0) waiter.TrySetResult(lines[0]);
+            if (first is not null) waiter.TrySetResult(first);
             else waiter.TrySetException(new InvalidOperationException($"job {m.JobId} has no result line"));
         }
     }

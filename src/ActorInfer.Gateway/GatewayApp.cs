@@ -74,7 +74,8 @@ public static class GatewayApp
                 return Results.Json(new { status = "starting" }, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
         }).WithMetadata(new RouteAccess(Access.Public));
-        app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.AnyKey));
+        // Every tenant's names and counts are in it: operators only.
+        app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.Admin));
         return app;
     }
 
@@ -106,6 +107,13 @@ public static class GatewayApp
         {
             await new ApiError(ex.StatusCode, "invalid_request_error", null, null, ex.Message).WriteAsync(http.Response);
         }
+        catch (Exception ex) when (!http.Response.HasStarted && ex is not OperationCanceledException)
+        {
+            // Our fault, not the caller's: logged with its stack, answered in the same error shape as every other error.
+            http.RequestServices.GetRequiredService<ILogger<GatewayContext>>().LogError(ex, "{Method} {Route} failed", http.Request.Method, route);
+            await new ApiError(StatusCodes.Status500InternalServerError, "server_error", null, "internal_error",
+                $"internal error ({ex.GetType().Name}); the request may be retried").WriteAsync(http.Response);
+        }
         finally
         {
             context.Metrics.HttpRequests.WithLabels(route, http.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
@@ -126,5 +134,6 @@ public static class GatewayApp
                 throw ApiError.Forbidden("this route needs a tenant's API key");
         }
         if (caller.Tenant is not null) http.SetTenant(caller.Tenant);
+        if (caller.IsAdmin) http.SetAdmin();
     }
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using ActorInfer.Actors.Jobs;
 using Akka.Actor;
 using Microsoft.AspNetCore.Builder;
@@ -30,8 +29,8 @@ public static class JobRoutes
             var job = await Owned(http, g, id);
             if (!job.IsComplete)
                 throw ApiError.Conflict("id", $"job {id} is {job.State}: results are served once every request has finished", "job_not_finished");
-            var path = Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl");
-            return TypedResults.Text(await File.ReadAllTextAsync(path, http.RequestAborted), "application/jsonl", Encoding.UTF8);
+            // Streamed from disk: a results file can be far larger than what a request should hold in memory.
+            return TypedResults.PhysicalFile(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl"), "application/jsonl; charset=utf-8");
         }).WithMetadata(access);
         app.MapDelete("/v1/jobs/{id}", async (HttpContext http, string id) =>
         {
@@ -47,22 +46,16 @@ public static class JobRoutes
         var priority = tenant.Priority;
         if (http.Request.Query.TryGetValue("priority", out var p))
         {
-            if (p.Count != 1 || !int.TryParse(p[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out priority))
+            if (p.Count != 1 || !int.TryParse(p[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var asked))
                 throw ApiError.BadRequest("priority", $"priority must be one integer (got '{p}')");
+            // A tenant key asks within its tenant's max-priority (capped, not refused); an admin key sets any priority.
+            priority = http.IsAdmin() ? asked : tenant.CapPriority(asked);
         }
         foreach (var key in http.Request.Query.Keys)
             if (key != "priority") throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
-        var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxJobBodyBytes);
-        string text;
-        try
-        {
-            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw ApiError.BadRequest("body", "the body is not UTF-8 text");
-        }
-        var entries = JobProtocol.Entries(text.Split('\n').Select(l => l.TrimEnd('\r')), g.Node.Factory, g.Node.Settings.RequestSeed);
+        var entries = await JobBody.ReadAsync(http.Request,
+            new JobBody.Limits(g.Http.MaxJobBodyBytes, g.Http.MaxBodyBytes, g.Http.MaxInvalidJobLines, tenant.MaxQueuedRequests, tenant.Name),
+            g.Node.Factory, g.Node.Settings.RequestSeed);
         if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
 
         var id = "job-" + Guid.NewGuid().ToString("N");
