@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Prometheus;
 
 namespace ActorInfer.Gateway;
@@ -22,6 +23,9 @@ public sealed class GatewayContext(ActorInferNode node, IActorRef gateway, HttpS
     public GatewayMetrics Metrics { get; } = metrics;
     public TenantDirectory Tenants { get; } = new(http);
     public TimeSpan AskTimeout { get; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The connection limit in force and the file-handle limit behind it.</summary>
+    public ConnectionLimits Connections { get; init; } = new(http.Connections.MaxConnections, null);
 }
 
 /// <summary>
@@ -35,26 +39,40 @@ public static class GatewayApp
     {
         http ??= node.Settings.Http;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(GatewayApp).Assembly.GetName().Name });
+        var metrics = new GatewayMetrics();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter<ConsoleLoggerProvider>(ConnectionWarnings.Category, LogLevel.None);
+        builder.Logging.AddProvider(new ConnectionWarnings(metrics, m => Console.WriteLine($"warn: {ConnectionWarnings.Category}: {m}")));
         // Request logs would carry paths and timings only (never headers), but are noise at this rate.
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.UseUrls($"http://{http.Host}:{http.Port}");
-        // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
+        var connections = ConnectionLimits.Apply(http.Connections);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
+            k.Limits.MaxRequestBodySize = null;
+            k.Limits.MaxConcurrentConnections = connections.MaxConnections;
+            k.Limits.MaxConcurrentUpgradedConnections = connections.MaxConnections;
+            k.Limits.KeepAliveTimeout = http.Connections.KeepAliveTimeout;
+            k.Limits.RequestHeadersTimeout = http.Connections.RequestHeadersTimeout;
+        });
 
-        var metrics = new GatewayMetrics();
+
         var gateway = node.System.ActorOf(GatewayProtocol.Props(node.Jobs, node.Memory, node.Planner, node.Scheduler, metrics, TimeSpan.FromSeconds(30)), "gateway");
-        var context = new GatewayContext(node, gateway, http, metrics);
+        var context = new GatewayContext(node, gateway, http, metrics) { Connections = connections };
         builder.Services.AddSingleton(context);
         metrics.Registry.AddBeforeCollectCallback(async cancel =>
         {
             var status = await node.Scheduler.Ask<Actors.Scheduling.SchedulerProtocol.SchedulerStatus>(
                 Actors.Scheduling.SchedulerProtocol.GetStatus.Instance, TimeSpan.FromSeconds(5), cancel);
             metrics.QueueDepth.Set(status.Queued);
+            if (FileHandles.Open() is { } open) metrics.OpenFileHandles.Set(open);
         });
 
         var app = builder.Build();
+        var watch = new FileHandleWatch(connections.HandleLimit, metrics, app.Logger);
+        app.Lifetime.ApplicationStopped.Register(watch.Dispose);
         app.UseRouting();
         app.Use((http, next) => Guard(context, http, next));
         CompletionRoutes.Map(app, context);

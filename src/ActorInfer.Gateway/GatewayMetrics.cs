@@ -41,6 +41,9 @@ public sealed class GatewayMetrics
         PressureEvents = f.CreateCounter("actorinfer_pressure_events_total", "Operator budget commands received through /admin/pressure.");
         PressureHonour = f.CreateHistogram("actorinfer_pressure_honour_seconds", "From a pressure event to every tier within its new budget.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        OpenFileHandles = f.CreateGauge("actorinfer_open_file_handles", "File handles the process holds (connections included).");
+        ConnectionsRejected = f.CreateCounter("actorinfer_connections_rejected_total", "Connections closed as they arrived: the connection limit was reached.");
+        FileHandleLimit = f.CreateGauge("actorinfer_file_handle_limit", "The process's open-file limit (RLIMIT_NOFILE).");
         foreach (var tier in Enum.GetValues<Tier>()) Budget.WithLabels(TierName(tier));
         // Series that exist before anything happens, so dashboards and alerts see zeros rather than gaps.
         Drops.Inc(0);
@@ -48,6 +51,7 @@ public sealed class GatewayMetrics
         PolicyChanges.Inc(0);
         RecomputedTokens.Inc(0);
         OutOfMemory.Inc(0);
+        ConnectionsRejected.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
@@ -67,6 +71,9 @@ public sealed class GatewayMetrics
     public Counter PolicyChanges { get; }
     public Counter PressureEvents { get; }
     public Histogram PressureHonour { get; }
+    public Gauge OpenFileHandles { get; }
+    public Gauge FileHandleLimit { get; }
+    public Counter ConnectionsRejected { get; }
 
     public static string TierName(Tier tier) => tier.ToString().ToLowerInvariant();
 

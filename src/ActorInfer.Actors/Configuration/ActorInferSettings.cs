@@ -27,6 +27,9 @@ public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes
     public int CapPriority(int asked) => Math.Min(asked, Math.Max(Priority, MaxPriority));
 }
 
+/// <summary>Kestrel's limits on connections, and the file-handle limit the node asks for to serve them.</summary>
+public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit);
+
 /// <summary>The HTTP gateway. Keys are held only as SHA-256 hashes.</summary>
 public sealed record HttpSettings(
     bool Enabled,
@@ -38,6 +41,7 @@ public sealed record HttpSettings(
     TimeSpan RetryAfter,
     TimeSpan CompletionTimeout,
     int MaxInvalidJobLines,
+    ConnectionSettings Connections,
     IReadOnlyList<string> AdminKeyHashes,
     IReadOnlyList<TenantSettings> Tenants)
 {

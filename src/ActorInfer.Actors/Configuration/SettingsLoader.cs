@@ -153,6 +153,9 @@ public static class SettingsLoader
             r.Duration($"{http}.retry-after"),
             r.Duration($"{http}.completion-timeout"),
             NonNegativeInt(r, $"{http}.max-invalid-job-lines"),
+            new ConnectionSettings(r.PositiveInt($"{http}.connections.max", $"{http}.connections.max"),
+                r.Duration($"{http}.connections.keep-alive-timeout"), r.Duration($"{http}.connections.request-headers-timeout"),
+                r.PositiveInt($"{http}.connections.file-handle-limit", $"{http}.connections.file-handle-limit")),
             KeyHashes(r, $"{http}.admin-key-hashes", $"{http}.admin-key-hashes"),
             tenants);
     }
