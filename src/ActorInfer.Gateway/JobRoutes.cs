@@ -53,14 +53,22 @@ public static class JobRoutes
         }
         foreach (var key in http.Request.Query.Keys)
             if (key != "priority") throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
+        var keyedId = IdempotencyKey.JobId(http.Request, tenant.Name, "job-");
         var entries = await JobBody.ReadAsync(http.Request,
             new JobBody.Limits(g.Http.MaxJobBodyBytes, g.Http.MaxBodyBytes, g.Http.MaxInvalidJobLines, tenant.MaxQueuedRequests, tenant.Name),
             g.Node.Factory, g.Node.Settings.RequestSeed);
         if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
 
-        var id = "job-" + Guid.NewGuid().ToString("N");
-        await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
+        var id = keyedId ?? "job-" + Guid.NewGuid().ToString("N");
+        var admitted = await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
         var invalid = entries.Count(e => e.RequestJson is null);
+        if (admitted.AlreadyKnown)
+        {
+            // A retry with the same idempotency key: the job the first attempt persisted, as it stands.
+            var known = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
+            return TypedResults.Json(new { id, @object = "job", state = known.State, priority = known.Priority, requests = known.Total - known.Failed,
+                invalid = known.Failed });
+        }
         return TypedResults.Json(new { id, @object = "job", state = "queued", priority, requests = entries.Count - invalid, invalid });
     }
 
