@@ -20,8 +20,17 @@ public static class JobRoutes
         app.MapPost("/v1/jobs", (Func<HttpContext, Task<IResult>>)(http => Submit(http, g))).WithMetadata(access);
         app.MapGet("/v1/jobs", async (HttpContext http) =>
         {
+            var page = JobPage.From(http.Request.Query);
             var list = await g.Node.Jobs.Ask<JobProtocol.JobList>(new JobProtocol.ListJobs(http.Tenant().Name), g.AskTimeout);
-            return TypedResults.Json(new { @object = "list", data = list.Jobs.Select(View).ToArray() });
+            var (jobs, hasMore) = page.Of(list.Jobs);
+            return TypedResults.Json(new
+            {
+                @object = "list",
+                data = jobs.Select(View).ToArray(),
+                first_id = jobs.Count > 0 ? jobs[0].JobId : null,
+                last_id = jobs.Count > 0 ? jobs[^1].JobId : null,
+                has_more = hasMore,
+            });
         }).WithMetadata(access);
         app.MapGet("/v1/jobs/{id}", async (HttpContext http, string id) => TypedResults.Json(View(await Owned(http, g, id)))).WithMetadata(access);
         app.MapGet("/v1/jobs/{id}/results", async (HttpContext http, string id) =>
