@@ -78,19 +78,24 @@ public static class GatewayApp
         CompletionRoutes.Map(app, context);
         JobRoutes.Map(app, context);
         AdminRoutes.Map(app, context);
-        app.MapGet("/healthz", () => TypedResults.Json(new { status = "ok" })).WithMetadata(new RouteAccess(Access.Public));
+        // Alive while the journal opens and reads; a journal that is gone or not a database is not something to wait out.
+        app.MapGet("/healthz", () => PersistenceProbe.Unusable(node.Settings) is { } reason
+            ? Results.Json(new { status = "unhealthy", reason }, statusCode: StatusCodes.Status503ServiceUnavailable)
+            : Results.Json(new { status = "ok" })).WithMetadata(new RouteAccess(Access.Public));
         app.MapGet("/readyz", async () =>
         {
-            // Ready once the job store has recovered from its journal and answers.
+            // Ready once the job store has recovered from its journal and answers, and while the journal can take a write.
             try
             {
                 await node.Jobs.Ask<Actors.Jobs.JobProtocol.JobStatus>(new Actors.Jobs.JobProtocol.GetJob(""), TimeSpan.FromSeconds(2));
-                return Results.Json(new { status = "ready" });
             }
             catch (Exception ex) when (ex is TimeoutException or AskTimeoutException or TaskCanceledException)
             {
                 return Results.Json(new { status = "starting" }, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
+            return await Task.Run(() => PersistenceProbe.CannotWrite(node.Settings)) is { } reason
+                ? Results.Json(new { status = "not ready", reason }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                : Results.Json(new { status = "ready" });
         }).WithMetadata(new RouteAccess(Access.Public));
         // Every tenant's names and counts are in it: operators only.
         app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.Admin));
