@@ -1,6 +1,7 @@
 """A node of the bundled model on 127.0.0.1 (a free port, a fresh data folder), for the probes in this folder.
 
 Started through scripts/actorinfer, which execs the CLI, so the process id is the node's own."""
+import atexit
 import json
 import os
 import re
@@ -23,6 +24,8 @@ class Node:
             f.write('actorinfer {\n  model = "models/opt-tiny"\n  memory.telemetry-interval = 2s\n' + extra_conf + "\n}\n")
         self.log_path = os.path.join(self.dir, "node.log")
         self.log = open(self.log_path, "w")
+        # The node goes with the probe, however the probe ends (an exception, a closed pipe).
+        atexit.register(self.stop)
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "scripts", "actorinfer"), "node", "--config", conf, "--data-dir", self.data,
              "--host", "127.0.0.1", "--port", "0", "--api-key", KEY],
@@ -95,6 +98,8 @@ class Node:
         return total
 
     def stop(self):
+        if self.log.closed:
+            return
         if self.alive():
             self.proc.terminate()
             try:
