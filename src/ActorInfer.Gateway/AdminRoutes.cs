@@ -5,6 +5,7 @@ using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;
 using ActorInfer.Actors.Tiers;
+using ActorInfer.Model.Generation;
 using Akka.Actor;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -60,18 +61,17 @@ public static class AdminRoutes
     private static object Budgets(TierBudgets b) => new { gpu = b.Gpu, cpu = b.Cpu, disk = b.Disk };
 
     /// <summary><c>{"tier": "gpu"|"cpu"|"disk", "budget": "8GiB" | 8589934592 | "clear"}</c>.</summary>
-    private static async Task<IResult> Pressure(HttpContext http, GatewayContext g)
+    public static MemoryProtocol.ICommand ParsePressure(byte[] body)
     {
-        var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes);
         JsonElement root;
         try
         {
-            using var doc = JsonDocument.Parse(body);
+            using var doc = StrictJson.Parse(body);
             root = doc.RootElement.Clone();
         }
-        catch (JsonException ex)
+        catch (RequestValidationException ex)
         {
-            throw ApiError.BadRequest(null, $"the body is not valid JSON: {ex.Message}", "invalid_json");
+            throw ApiError.BadRequest(ex.Param, ex.Message, string.IsNullOrEmpty(ex.Param) ? "invalid_json" : null);
         }
         if (root.ValueKind != JsonValueKind.Object) throw ApiError.BadRequest(null, "the body must be a JSON object");
         foreach (var p in root.EnumerateObject())
@@ -88,12 +88,23 @@ public static class AdminRoutes
             throw ApiError.BadRequest("tier", ex.Message);
         }
         if (!root.TryGetProperty("budget", out var budget)) throw ApiError.BadRequest("budget", "budget is required: bytes, a size such as \"8GiB\", or \"clear\"");
-        MemoryProtocol.ICommand command = budget.ValueKind switch
+        return budget.ValueKind switch
         {
             JsonValueKind.String when budget.GetString() == "clear" => new MemoryProtocol.ClearBudget(tier),
             JsonValueKind.String when ByteSize.TryParse(budget.GetString()!, out var bytes) => new MemoryProtocol.SetBudget(tier, bytes),
             JsonValueKind.Number when budget.TryGetInt64(out var bytes) && bytes >= 0 => new MemoryProtocol.SetBudget(tier, bytes),
             _ => throw ApiError.BadRequest("budget", $"budget must be a non-negative number of bytes, a size such as \"8GiB\", or \"clear\" (got {budget.GetRawText()})"),
+        };
+    }
+
+    private static async Task<IResult> Pressure(HttpContext http, GatewayContext g)
+    {
+        var command = ParsePressure(await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes));
+        var tier = command switch
+        {
+            MemoryProtocol.SetBudget set => set.Tier,
+            MemoryProtocol.ClearBudget clear => clear.Tier,
+            _ => throw new InvalidOperationException($"unexpected command {command}"),
         };
         g.Metrics.PressureEvents.Inc();
         // Told and asked from here in this order: the memory actor handles the command before it answers.

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 
@@ -48,7 +49,9 @@ public sealed class ApiError(int status, string type, string? param, string? cod
     public async Task WriteAsync(HttpResponse response)
     {
         response.StatusCode = Status;
-        if (RetryAfterSeconds is { } s) response.Headers.RetryAfter = s.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (RetryAfterSeconds is { } s) response.Headers.RetryAfter = s.ToString(CultureInfo.InvariantCulture);
+        // RFC 6750: a 401 names the scheme the client should authenticate with.
+        if (Status == StatusCodes.Status401Unauthorized) response.Headers.WWWAuthenticate = "Bearer";
         response.ContentType = "application/json";
         await response.WriteAsync(ToJson());
     }

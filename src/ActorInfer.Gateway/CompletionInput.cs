@@ -14,14 +14,16 @@ public sealed record CompletionInput(string Json, CompletionRequest Request, boo
 {
     public static CompletionInput Parse(byte[] body, string servedModel)
     {
+        // Checked strictly first (UTF-8, no key twice, no lone surrogate), so that nothing below meets a string it cannot read.
         JsonNode? root;
         try
         {
-            root = JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false });
+            using (StrictJson.Parse(body)) { }
+            root = JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false, MaxDepth = StrictJson.MaxDepth });
         }
-        catch (JsonException ex)
+        catch (RequestValidationException ex)
         {
-            throw ApiError.BadRequest(null, $"the body is not valid JSON: {ex.Message}", "invalid_json");
+            throw ApiError.BadRequest(ex.Param, ex.Message, string.IsNullOrEmpty(ex.Param) ? "invalid_json" : null);
         }
         if (root is not JsonObject obj) throw ApiError.BadRequest(null, "the body must be a JSON object", "invalid_json");
         if (obj.ContainsKey("id")) throw ApiError.BadRequest("id", "unknown field 'id' (the server names completions)");

@@ -34,6 +34,7 @@ public static class CompletionRoutes
     private static async Task<IResult> Complete(HttpContext http, GatewayContext g)
     {
         var tenant = http.Tenant();
+        var keyedId = IdempotencyKey.JobId(http.Request, tenant.Name, "cmpl-");
         var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes);
         var input = CompletionInput.Parse(body, g.Http.ServedModelName);
         // Without a seed a sampled completion gets a fresh one, persisted with it so that a rerun after a restart
@@ -48,11 +49,12 @@ public static class CompletionRoutes
             throw ApiError.BadRequest(ex.Param, ex.Message);
         }
 
-        var id = "cmpl-" + Guid.NewGuid().ToString("N");
+        var id = keyedId ?? "cmpl-" + Guid.NewGuid().ToString("N");
         var result = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var started = DateTime.UtcNow;
-        await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
+        var admitted = await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
             [new JobProtocol.JobEntry(id, input.Json, seed, null)], tenant.Priority, "completion", result));
+        if (admitted.AlreadyKnown) await AnswerFinished(g, id, result);
 
         var output = new CompletionOutput(id, g.Http.ServedModelName, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), g.Node.Factory)
         {
@@ -87,6 +89,20 @@ public static class CompletionRoutes
         yield return new SseItem<string>("[DONE]");
     }
 
+    /// <summary>
+    /// A retried completion whose job has finished already: its result is the first line of the job's results (the
+    /// job store reports a completion only once, when it finishes). An unfinished one is answered when it finishes.
+    /// </summary>
+    private static async Task AnswerFinished(GatewayContext g, string id, TaskCompletionSource<string> result)
+    {
+        var status = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
+        if (!status.IsComplete) return;
+        g.Gateway.Tell(new GatewayProtocol.Forget(id, result));
+        using var lines = File.ReadLines(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl")).GetEnumerator();
+        if (lines.MoveNext()) result.TrySetResult(lines.Current);
+        else result.TrySetException(new InvalidOperationException($"job {id} has no result line"));
+    }
+
     private static void Observe(GatewayContext g, JsonObject completion, DateTime started)
     {
         var elapsed = (DateTime.UtcNow - started).TotalSeconds;
@@ -117,7 +133,7 @@ public static class CompletionRoutes
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
             // The job stays persisted and runs; only this wait ends.
-            g.Gateway.Tell(new GatewayProtocol.Forget(id));
+            g.Gateway.Tell(new GatewayProtocol.Forget(id, result));
             if (ex is TimeoutException)
                 throw new ApiError(StatusCodes.Status504GatewayTimeout, "timeout_error", null, "completion_timeout",
                     $"no result within {g.Http.CompletionTimeout}; the request is persisted and still runs");

@@ -11,9 +11,11 @@ namespace ActorInfer.Gateway;
 
 internal sealed class GatewayActor : ReceiveActor
 {
-    private sealed record Persisted(Admit Admit, IActorRef ReplyTo, JobProtocol.JobAccepted Accepted);
+    /// <param name="Held">Whether this admission put the job's requests on its tenant's queue (a retry of a job
+    /// still running does not: they are there already).</param>
+    private sealed record Persisted(Admit Admit, IActorRef ReplyTo, JobProtocol.JobAccepted Accepted, bool Held);
 
-    private sealed record NotPersisted(Admit Admit, IActorRef ReplyTo, Exception Cause);
+    private sealed record NotPersisted(Admit Admit, IActorRef ReplyTo, Exception Cause, bool Held);
 
     private readonly IActorRef _jobs;
     private readonly IActorRef _memory;
@@ -22,7 +24,8 @@ internal sealed class GatewayActor : ReceiveActor
     private readonly TimeSpan _persistTimeout;
     private readonly Dictionary<string, (string Tenant, int Requests)> _pending = [];
     private readonly Dictionary<string, int> _queued = [];
-    private readonly Dictionary<string, TaskCompletionSource<string>> _waiters = [];
+    /// <summary>Requests waiting for a job's first result line: several when a client retried with its idempotency key.</summary>
+    private readonly Dictionary<string, List<TaskCompletionSource<string>>> _waiters = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _seenPolicy;
 
@@ -40,17 +43,19 @@ internal sealed class GatewayActor : ReceiveActor
         Receive<Admit>(OnAdmit);
         Receive<Persisted>(m =>
         {
-            _metrics.RequestsAdmitted.WithLabels(m.Admit.Tenant, m.Admit.Kind).Inc(Runnable(m.Admit));
-            m.ReplyTo.Tell(new Admitted(m.Accepted.JobId, m.Accepted.Requests));
+            // A retry of a known job (same idempotency key) runs nothing: its requests are counted once.
+            if (m.Accepted.AlreadyKnown && m.Held) Release(m.Admit.JobId);
+            if (!m.Accepted.AlreadyKnown) _metrics.RequestsAdmitted.WithLabels(m.Admit.Tenant, m.Admit.Kind).Inc(Runnable(m.Admit));
+            m.ReplyTo.Tell(new Admitted(m.Accepted.JobId, m.Accepted.Requests, m.Accepted.AlreadyKnown));
         });
         Receive<NotPersisted>(m =>
         {
             _log.Warning("job {0} of tenant {1} was not persisted: {2}", m.Admit.JobId, m.Admit.Tenant, m.Cause.Message);
-            Release(m.Admit.JobId);
-            _waiters.Remove(m.Admit.JobId);
+            if (m.Held) Release(m.Admit.JobId);
+            if (m.Admit.Result is not null) Forget(m.Admit.JobId, m.Admit.Result);
             m.ReplyTo.Tell(new Status.Failure(m.Cause));
         });
-        Receive<Forget>(m => _waiters.Remove(m.JobId));
+        Receive<Forget>(m => Forget(m.JobId, m.Result));
         Receive<GetQueues>(_ => Sender.Tell(new Queues(new Dictionary<string, int>(_queued))));
         Receive<JobProtocol.JobCompleted>(OnCompleted);
         Receive<JobProtocol.JobList>(m =>
@@ -89,14 +94,15 @@ internal sealed class GatewayActor : ReceiveActor
 
     protected override void PostStop()
     {
-        foreach (var waiter in _waiters.Values) waiter.TrySetCanceled();
+        foreach (var waiter in _waiters.Values.SelectMany(w => w)) waiter.TrySetCanceled();
     }
 
     private static int Runnable(Admit m) => m.Entries.Count(e => e.RequestJson is not null);
 
     private void OnAdmit(Admit m)
     {
-        var requests = Runnable(m);
+        // Invalid lines count too: each is a line of results the node keeps, and they must not be free to send.
+        var requests = m.Entries.Count;
         var queued = _queued.GetValueOrDefault(m.Tenant);
         if (requests > m.MaxQueued)
         {
@@ -109,11 +115,23 @@ internal sealed class GatewayActor : ReceiveActor
             Sender.Tell(new Refused($"tenant '{m.Tenant}' has {queued} requests queued; its limit is {m.MaxQueued} (this adds {requests})"));
             return;
         }
-        Hold(m.JobId, m.Tenant, requests);
-        if (m.Result is not null) _waiters[m.JobId] = m.Result;
+        var held = !_pending.ContainsKey(m.JobId);
+        if (held) Hold(m.JobId, m.Tenant, requests);
+        if (m.Result is not null)
+        {
+            if (!_waiters.TryGetValue(m.JobId, out var waiters)) _waiters[m.JobId] = waiters = [];
+            waiters.Add(m.Result);
+        }
         var replyTo = Sender;
         _jobs.Ask<JobProtocol.JobAccepted>(new JobProtocol.SubmitJob(m.JobId, m.Entries, m.Tenant, m.Priority), _persistTimeout)
-            .PipeTo(Self, success: a => new Persisted(m, replyTo, a), failure: ex => new NotPersisted(m, replyTo, ex));
+            .PipeTo(Self, success: a => new Persisted(m, replyTo, a, held), failure: ex => new NotPersisted(m, replyTo, ex, held));
+    }
+
+    private void Forget(string jobId, TaskCompletionSource<string> result)
+    {
+        if (!_waiters.TryGetValue(jobId, out var waiters)) return;
+        waiters.Remove(result);
+        if (waiters.Count == 0) _waiters.Remove(jobId);
     }
 
     private void Hold(string jobId, string tenant, int requests)
@@ -133,23 +151,30 @@ internal sealed class GatewayActor : ReceiveActor
     private void OnCompleted(JobProtocol.JobCompleted m)
     {
         Release(m.JobId);
-        string[] lines;
+        // Read line by line: a job's results file may be large, and only its first line is kept (a completion's result).
+        string? first = null;
+        var tokens = 0L;
         try
         {
-            lines = File.ReadAllLines(m.ResultsPath);
+            foreach (var line in File.ReadLines(m.ResultsPath))
+            {
+                first ??= line;
+                tokens += CompletionTokens(line);
+            }
         }
         catch (IOException ex)
         {
             _log.Error("results of job {0} unreadable: {1}", m.JobId, ex.Message);
-            if (_waiters.Remove(m.JobId, out var failed)) failed.TrySetException(ex);
+            if (_waiters.Remove(m.JobId, out var failed)) failed.ForEach(w => w.TrySetException(ex));
             return;
         }
-        _metrics.TokensGenerated.Inc(lines.Sum(CompletionTokens));
-        if (_waiters.Remove(m.JobId, out var waiter))
-        {
-            if (lines.Length > 0) waiter.TrySetResult(lines[0]);
-            else waiter.TrySetException(new InvalidOperationException($"job {m.JobId} has no result line"));
-        }
+        _metrics.TokensGenerated.Inc(tokens);
+        if (_waiters.Remove(m.JobId, out var waiters))
+            foreach (var waiter in waiters)
+            {
+                if (first is not null) waiter.TrySetResult(first);
+                else waiter.TrySetException(new InvalidOperationException($"job {m.JobId} has no result line"));
+            }
     }
 
     private static int CompletionTokens(string line)

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Prometheus;
 
 namespace ActorInfer.Gateway;
@@ -22,6 +23,9 @@ public sealed class GatewayContext(ActorInferNode node, IActorRef gateway, HttpS
     public GatewayMetrics Metrics { get; } = metrics;
     public TenantDirectory Tenants { get; } = new(http);
     public TimeSpan AskTimeout { get; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The connection limit in force and the file-handle limit behind it.</summary>
+    public ConnectionLimits Connections { get; init; } = new(http.Connections.MaxConnections, null);
 }
 
 /// <summary>
@@ -35,46 +39,66 @@ public static class GatewayApp
     {
         http ??= node.Settings.Http;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(GatewayApp).Assembly.GetName().Name });
+        var metrics = new GatewayMetrics();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter<ConsoleLoggerProvider>(ConnectionWarnings.Category, LogLevel.None);
+        builder.Logging.AddProvider(new ConnectionWarnings(metrics, m => Console.WriteLine($"warn: {ConnectionWarnings.Category}: {m}")));
         // Request logs would carry paths and timings only (never headers), but are noise at this rate.
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.UseUrls($"http://{http.Host}:{http.Port}");
-        // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
+        var connections = ConnectionLimits.Apply(http.Connections);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
+            k.Limits.MaxRequestBodySize = null;
+            k.Limits.MaxConcurrentConnections = connections.MaxConnections;
+            k.Limits.MaxConcurrentUpgradedConnections = connections.MaxConnections;
+            k.Limits.KeepAliveTimeout = http.Connections.KeepAliveTimeout;
+            k.Limits.RequestHeadersTimeout = http.Connections.RequestHeadersTimeout;
+        });
 
-        var metrics = new GatewayMetrics();
+
         var gateway = node.System.ActorOf(GatewayProtocol.Props(node.Jobs, node.Memory, node.Planner, node.Scheduler, metrics, TimeSpan.FromSeconds(30)), "gateway");
-        var context = new GatewayContext(node, gateway, http, metrics);
+        var context = new GatewayContext(node, gateway, http, metrics) { Connections = connections };
         builder.Services.AddSingleton(context);
         metrics.Registry.AddBeforeCollectCallback(async cancel =>
         {
             var status = await node.Scheduler.Ask<Actors.Scheduling.SchedulerProtocol.SchedulerStatus>(
                 Actors.Scheduling.SchedulerProtocol.GetStatus.Instance, TimeSpan.FromSeconds(5), cancel);
             metrics.QueueDepth.Set(status.Queued);
+            if (FileHandles.Open() is { } open) metrics.OpenFileHandles.Set(open);
         });
 
         var app = builder.Build();
+        var watch = new FileHandleWatch(connections.HandleLimit, metrics, app.Logger);
+        app.Lifetime.ApplicationStopped.Register(watch.Dispose);
         app.UseRouting();
         app.Use((http, next) => Guard(context, http, next));
         CompletionRoutes.Map(app, context);
         JobRoutes.Map(app, context);
         AdminRoutes.Map(app, context);
-        app.MapGet("/healthz", () => TypedResults.Json(new { status = "ok" })).WithMetadata(new RouteAccess(Access.Public));
+        // Alive while the journal opens and reads; a journal that is gone or not a database is not something to wait out.
+        app.MapGet("/healthz", () => PersistenceProbe.Unusable(node.Settings) is { } reason
+            ? Results.Json(new { status = "unhealthy", reason }, statusCode: StatusCodes.Status503ServiceUnavailable)
+            : Results.Json(new { status = "ok" })).WithMetadata(new RouteAccess(Access.Public));
         app.MapGet("/readyz", async () =>
         {
-            // Ready once the job store has recovered from its journal and answers.
+            // Ready once the job store has recovered from its journal and answers, and while the journal can take a write.
             try
             {
                 await node.Jobs.Ask<Actors.Jobs.JobProtocol.JobStatus>(new Actors.Jobs.JobProtocol.GetJob(""), TimeSpan.FromSeconds(2));
-                return Results.Json(new { status = "ready" });
             }
             catch (Exception ex) when (ex is TimeoutException or AskTimeoutException or TaskCanceledException)
             {
                 return Results.Json(new { status = "starting" }, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
+            return await Task.Run(() => PersistenceProbe.CannotWrite(node.Settings)) is { } reason
+                ? Results.Json(new { status = "not ready", reason }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                : Results.Json(new { status = "ready" });
         }).WithMetadata(new RouteAccess(Access.Public));
-        app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.AnyKey));
+        // Every tenant's names and counts are in it: operators only.
+        app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.Admin));
         return app;
     }
 
@@ -106,6 +130,13 @@ public static class GatewayApp
         {
             await new ApiError(ex.StatusCode, "invalid_request_error", null, null, ex.Message).WriteAsync(http.Response);
         }
+        catch (Exception ex) when (!http.Response.HasStarted && ex is not OperationCanceledException)
+        {
+            // Our fault, not the caller's: logged with its stack, answered in the same error shape as every other error.
+            http.RequestServices.GetRequiredService<ILogger<GatewayContext>>().LogError(ex, "{Method} {Route} failed", http.Request.Method, route);
+            await new ApiError(StatusCodes.Status500InternalServerError, "server_error", null, "internal_error",
+                $"internal error ({ex.GetType().Name}); the request may be retried").WriteAsync(http.Response);
+        }
         finally
         {
             context.Metrics.HttpRequests.WithLabels(route, http.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
@@ -126,5 +157,6 @@ public static class GatewayApp
                 throw ApiError.Forbidden("this route needs a tenant's API key");
         }
         if (caller.Tenant is not null) http.SetTenant(caller.Tenant);
+        if (caller.IsAdmin) http.SetAdmin();
     }
 }

@@ -47,6 +47,9 @@ public sealed class GatewayMetrics
             "The planner's predicted throughput for a full block of the last finished block's policy.");
         BlockSequences = f.CreateGauge("actorinfer_block_sequences", "Sequences of the last block started, and the block size of its policy.",
             new GaugeConfiguration { LabelNames = ["of"] });
+        OpenFileHandles = f.CreateGauge("actorinfer_open_file_handles", "File handles the process holds (connections included).");
+        ConnectionsRejected = f.CreateCounter("actorinfer_connections_rejected_total", "Connections closed as they arrived: the connection limit was reached.");
+        FileHandleLimit = f.CreateGauge("actorinfer_file_handle_limit", "The process's open-file limit (RLIMIT_NOFILE).");
         foreach (var tier in Enum.GetValues<Tier>()) Budget.WithLabels(TierName(tier));
         // Series that exist before anything happens, so dashboards and alerts see zeros rather than gaps.
         Drops.Inc(0);
@@ -54,6 +57,7 @@ public sealed class GatewayMetrics
         PolicyChanges.Inc(0);
         RecomputedTokens.Inc(0);
         OutOfMemory.Inc(0);
+        ConnectionsRejected.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
@@ -92,6 +96,9 @@ public sealed class GatewayMetrics
         BlockSequences.WithLabels("running").Set(block.Sequences);
         BlockSequences.WithLabels("policy").Set(block.Policy.BlockSize);
     }
+    public Gauge OpenFileHandles { get; }
+    public Gauge FileHandleLimit { get; }
+    public Counter ConnectionsRejected { get; }
 
     public static string TierName(Tier tier) => tier.ToString().ToLowerInvariant();
 

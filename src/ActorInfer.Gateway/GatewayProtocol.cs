@@ -18,7 +18,8 @@ public static class GatewayProtocol
     public sealed record Admit(string Tenant, int MaxQueued, string JobId, IReadOnlyList<JobProtocol.JobEntry> Entries, int Priority,
         string Kind, TaskCompletionSource<string>? Result) : ICommand;
 
-    public sealed record Admitted(string JobId, int Requests);
+    /// <param name="AlreadyKnown">The job id was persisted before (a retry with the same idempotency key): nothing new runs.</param>
+    public sealed record Admitted(string JobId, int Requests, bool AlreadyKnown = false);
 
     /// <summary>
     /// The tenant is over its limit of queued requests; nothing was persisted. <paramref name="Never"/>: the work alone
@@ -26,8 +27,8 @@ public static class GatewayProtocol
     /// </summary>
     public sealed record Refused(string Reason, bool Never = false);
 
-    /// <summary>Stops routing a job's result to its waiter (the HTTP request went away or gave up).</summary>
-    public sealed record Forget(string JobId) : ICommand;
+    /// <summary>Stops routing a job's result to this waiter (the HTTP request went away or gave up).</summary>
+    public sealed record Forget(string JobId, TaskCompletionSource<string> Result) : ICommand;
 
     public sealed record GetQueues : ICommand
     {

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using ActorInfer.Actors.Jobs;
 using Akka.Actor;
 using Microsoft.AspNetCore.Builder;
@@ -21,8 +20,17 @@ public static class JobRoutes
         app.MapPost("/v1/jobs", (Func<HttpContext, Task<IResult>>)(http => Submit(http, g))).WithMetadata(access);
         app.MapGet("/v1/jobs", async (HttpContext http) =>
         {
+            var page = JobPage.From(http.Request.Query);
             var list = await g.Node.Jobs.Ask<JobProtocol.JobList>(new JobProtocol.ListJobs(http.Tenant().Name), g.AskTimeout);
-            return TypedResults.Json(new { @object = "list", data = list.Jobs.Select(View).ToArray() });
+            var (jobs, hasMore) = page.Of(list.Jobs);
+            return TypedResults.Json(new
+            {
+                @object = "list",
+                data = jobs.Select(View).ToArray(),
+                first_id = jobs.Count > 0 ? jobs[0].JobId : null,
+                last_id = jobs.Count > 0 ? jobs[^1].JobId : null,
+                has_more = hasMore,
+            });
         }).WithMetadata(access);
         app.MapGet("/v1/jobs/{id}", async (HttpContext http, string id) => TypedResults.Json(View(await Owned(http, g, id)))).WithMetadata(access);
         app.MapGet("/v1/jobs/{id}/results", async (HttpContext http, string id) =>
@@ -30,8 +38,8 @@ public static class JobRoutes
             var job = await Owned(http, g, id);
             if (!job.IsComplete)
                 throw ApiError.Conflict("id", $"job {id} is {job.State}: results are served once every request has finished", "job_not_finished");
-            var path = Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl");
-            return TypedResults.Text(await File.ReadAllTextAsync(path, http.RequestAborted), "application/jsonl", Encoding.UTF8);
+            // Streamed from disk: a results file can be far larger than what a request should hold in memory.
+            return TypedResults.PhysicalFile(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl"), "application/jsonl; charset=utf-8");
         }).WithMetadata(access);
         app.MapDelete("/v1/jobs/{id}", async (HttpContext http, string id) =>
         {
@@ -47,27 +55,29 @@ public static class JobRoutes
         var priority = tenant.Priority;
         if (http.Request.Query.TryGetValue("priority", out var p))
         {
-            if (p.Count != 1 || !int.TryParse(p[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out priority))
+            if (p.Count != 1 || !int.TryParse(p[0], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var asked))
                 throw ApiError.BadRequest("priority", $"priority must be one integer (got '{p}')");
+            // A tenant key asks within its tenant's max-priority (capped, not refused); an admin key sets any priority.
+            priority = http.IsAdmin() ? asked : tenant.CapPriority(asked);
         }
         foreach (var key in http.Request.Query.Keys)
             if (key != "priority") throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
-        var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxJobBodyBytes);
-        string text;
-        try
-        {
-            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw ApiError.BadRequest("body", "the body is not UTF-8 text");
-        }
-        var entries = JobProtocol.Entries(text.Split('\n').Select(l => l.TrimEnd('\r')), g.Node.Factory, g.Node.Settings.RequestSeed);
+        var keyedId = IdempotencyKey.JobId(http.Request, tenant.Name, "job-");
+        var entries = await JobBody.ReadAsync(http.Request,
+            new JobBody.Limits(g.Http.MaxJobBodyBytes, g.Http.MaxBodyBytes, g.Http.MaxInvalidJobLines, tenant.MaxQueuedRequests, tenant.Name),
+            g.Node.Factory, g.Node.Settings.RequestSeed);
         if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
 
-        var id = "job-" + Guid.NewGuid().ToString("N");
-        await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
+        var id = keyedId ?? "job-" + Guid.NewGuid().ToString("N");
+        var admitted = await CompletionRoutes.Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id, entries, priority, "job", null));
         var invalid = entries.Count(e => e.RequestJson is null);
+        if (admitted.AlreadyKnown)
+        {
+            // A retry with the same idempotency key: the job the first attempt persisted, as it stands.
+            var known = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
+            return TypedResults.Json(new { id, @object = "job", state = known.State, priority = known.Priority, requests = known.Total - known.Failed,
+                invalid = known.Failed });
+        }
         return TypedResults.Json(new { id, @object = "job", state = "queued", priority, requests = entries.Count - invalid, invalid });
     }
 

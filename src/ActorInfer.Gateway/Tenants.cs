@@ -12,7 +12,7 @@ public enum Access
     Public,
     /// <summary>A tenant's key: the route acts on that tenant's work.</summary>
     Tenant,
-    /// <summary>A tenant's key or an admin key (read-only views such as models and metrics).</summary>
+    /// <summary>A tenant's key or an admin key (read-only views such as the models).</summary>
     AnyKey,
     /// <summary>An admin key.</summary>
     Admin,
@@ -58,8 +58,14 @@ public sealed record Caller(bool PresentedKey, TenantSettings? Tenant, bool IsAd
 public static class CallerHttpContextExtensions
 {
     private const string TenantItem = "actorinfer.tenant";
+    private const string AdminItem = "actorinfer.admin";
 
     public static void SetTenant(this HttpContext context, TenantSettings tenant) => context.Items[TenantItem] = tenant;
+
+    public static void SetAdmin(this HttpContext context) => context.Items[AdminItem] = true;
+
+    /// <summary>Whether the caller's key is an admin key (a key may be a tenant's and an admin's at once).</summary>
+    public static bool IsAdmin(this HttpContext context) => context.Items.ContainsKey(AdminItem);
 
     /// <summary>The authenticated tenant (set by the key check before any tenant route runs).</summary>
     public static TenantSettings Tenant(this HttpContext context) =>

@@ -43,7 +43,7 @@ public sealed class GatewayFixture : IAsyncLifetime
                 admin-key-hashes = ["{{HttpSettings.HashKey(AdminKey)}}"]
                 max-body-bytes = 65536
                 tenants {
-                  alice { api-key-hashes = ["{{HttpSettings.HashKey(AliceKey)}}"], priority = 1 }
+                  alice { api-key-hashes = ["{{HttpSettings.HashKey(AliceKey)}}"], priority = 1, max-priority = 3 }
                   bob { api-key-hashes = ["{{HttpSettings.HashKey(BobKey)}}"] }
                   carol { api-key-hashes = ["{{HttpSettings.HashKey(CarolKey)}}"], max-queued-requests = 2 }
                 }

@@ -34,6 +34,7 @@ public sealed class MetricsTests(GatewayFixture node)
                      "actorinfer_batch_drops_total", "actorinfer_requeues_total", "actorinfer_policy_changes_total",
                      "actorinfer_recomputed_tokens_total", "actorinfer_device_out_of_memory_total",
                      "actorinfer_pressure_honour_seconds", "actorinfer_pressure_events_total", "actorinfer_requests_admitted_total",
+                     "actorinfer_open_file_handles", "actorinfer_file_handle_limit", "actorinfer_connections_rejected_total",
                  })
             Assert.Contains($"# TYPE {name} ", text);
         Assert.True(Value(text, "actorinfer_batch_drops_total") >= 0);
@@ -159,5 +160,21 @@ public sealed class MetricsTests(GatewayFixture node)
             using var admin = node.Client(GatewayFixture.AdminKey);
             await admin.PostAsync("/admin/pressure", GatewayFixture.Json("""{"tier": "disk", "budget": "clear"}"""));
         }
+    }
+}
+
+public sealed class ConnectionLimitTests
+{
+    [Fact]
+    public void Connections_never_take_the_handles_the_node_keeps_for_its_own_files()
+    {
+        var limits = ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(int.MaxValue, TimeSpan.FromSeconds(30),
+            TimeSpan.FromSeconds(10), 1024));
+        var handles = Assert.NotNull(limits.HandleLimit);
+        Assert.Equal(Math.Max(ConnectionLimits.Fewest, handles - FileHandles.Reserve), limits.MaxConnections);
+        Assert.InRange(FileHandles.Open() ?? -1, 1, handles);
+        // Below the handle limit, the configured maximum holds.
+        Assert.Equal(100, ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(100, TimeSpan.FromSeconds(30),
+            TimeSpan.FromSeconds(10), 1024)).MaxConnections);
     }
 }

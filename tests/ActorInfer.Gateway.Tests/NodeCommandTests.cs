@@ -71,6 +71,8 @@ public sealed partial class NodeCommandTests
     [InlineData("http { enabled = maybe }", "actorinfer.http.enabled")]
     [InlineData("http { max-body-bytes = lots }", "actorinfer.http.max-body-bytes")]
     [InlineData("http { tenants { a { max-queued-requests = 0 } } }", "actorinfer.http.tenants.a.max-queued-requests")]
+    [InlineData("http { tenants { a { max-priority = high } } }", "actorinfer.http.tenants.a.max-priority")]
+    [InlineData("http { max-invalid-job-lines = -1 }", "actorinfer.http.max-invalid-job-lines")]
     public void A_bad_http_key_is_refused_naming_it(string section, string key)
     {
         var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");

@@ -39,10 +39,10 @@ public sealed class StartedNode : IAsyncDisposable
         return new StartedNode(node, app);
     }
 
-    public HttpClient Client()
+    public HttpClient Client(string key = Key)
     {
         var client = new HttpClient { BaseAddress = new Uri(GatewayApp.BaseAddress(App)) };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return client;
     }
 

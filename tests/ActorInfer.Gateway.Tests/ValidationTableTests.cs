@@ -79,6 +79,20 @@ public sealed class ValidationTableTests(GatewayFixture node)
         C("stream_options without stream", "POST", c, "alice", """{"prompt": "hi", "stream_options": {"include_usage": true}}""", 400, "stream_options");
         C("stream_options unknown field", "POST", c, "alice", """{"prompt": "hi", "stream": true, "stream_options": {"x": 1}}""", 400, "stream_options");
         C("ignore_eos a string", "POST", c, "alice", """{"prompt": "hi", "ignore_eos": "no"}""", 400, "ignore_eos");
+        // Malformed bodies: lone UTF-16 surrogates (valid JSON escapes that no string can hold), keys given twice,
+        // bytes that are not UTF-8.
+        C("prompt a lone high surrogate", "POST", c, "alice", """{"prompt": "\ud800", "max_tokens": 2}""", 400, "prompt");
+        C("prompt with a lone low surrogate", "POST", c, "alice", """{"prompt": "a\udc00b", "max_tokens": 2}""", 400, "prompt");
+        C("prompt array of a lone surrogate", "POST", c, "alice", """{"prompt": ["\ud800"], "max_tokens": 2}""", 400, "prompt");
+        C("stop a lone surrogate", "POST", c, "alice", """{"prompt": "hi", "stop": "\ud800"}""", 400, "stop");
+        C("stop holding a lone surrogate", "POST", c, "alice", """{"prompt": "hi", "stop": ["ok", "\udbff"]}""", 400, "stop");
+        C("user a lone surrogate", "POST", c, "alice", """{"prompt": "hi", "user": "\ud800"}""", 400, "user");
+        C("model a lone surrogate", "POST", c, "alice", """{"prompt": "hi", "model": "\ud800"}""", 400, "model");
+        C("prompt given twice", "POST", c, "alice", """{"prompt": "a", "prompt": "b", "max_tokens": 2}""", 400, "prompt");
+        C("max_tokens given twice", "POST", c, "alice", """{"prompt": "hi", "max_tokens": 2, "max_tokens": 3}""", 400, "max_tokens");
+        C("include_usage given twice", "POST", c, "alice",
+            """{"prompt": "hi", "stream": true, "stream_options": {"include_usage": true, "include_usage": false}}""", 400, "stream_options");
+        C("completion not UTF-8", "POST", c, "alice", "<invalid-utf8-prompt>", 400, "body");
         // Jobs
         C("job priority not a number", "POST", "/v1/jobs?priority=high", "alice", $"{{{Ok}}}", 400, "priority");
         C("job unknown query parameter", "POST", "/v1/jobs?colour=red", "alice", $"{{{Ok}}}", 400, "colour");
@@ -97,6 +111,12 @@ public sealed class ValidationTableTests(GatewayFixture node)
         C("pressure without budget", "POST", "/admin/pressure", "admin", """{"tier": "cpu"}""", 400, "budget");
         C("pressure unknown field", "POST", "/admin/pressure", "admin", """{"tier": "cpu", "budget": 0, "why": "x"}""", 400, "why");
         C("pressure not JSON", "POST", "/admin/pressure", "admin", "tier=cpu", 400, null);
+        C("pressure budget a lone surrogate", "POST", "/admin/pressure", "admin", """{"tier": "cpu", "budget": "\ud800"}""", 400, "budget");
+        C("pressure tier a lone surrogate", "POST", "/admin/pressure", "admin", """{"tier": "\udfff", "budget": 0}""", 400, "tier");
+        C("pressure tier given twice", "POST", "/admin/pressure", "admin", """{"tier": "cpu", "tier": "gpu", "budget": 0}""", 400, "tier");
+        C("pressure budget given twice", "POST", "/admin/pressure", "admin", """{"tier": "cpu", "budget": 0, "budget": "clear"}""", 400, "budget");
+        C("pressure not UTF-8", "POST", "/admin/pressure", "admin", "<invalid-utf8-prompt>", 400, "body");
+        C("tenant key on metrics", "GET", "/metrics", "alice", null, 403, null);
         return d;
     }
 
@@ -123,6 +143,8 @@ public sealed class ValidationTableTests(GatewayFixture node)
             null => null,
             "<oversized>" => GatewayFixture.Json($"{{\"prompt\": \"{new string('a', 70_000)}\"}}"),
             "<invalid-utf8>" => new ByteArrayContent([0x7b, 0xff, 0xfe, 0x7d]),
+            // {"prompt": "<C3 28>"}: a two-byte sequence whose second byte is not a continuation byte.
+            "<invalid-utf8-prompt>" => new ByteArrayContent([.. "{\"prompt\": \""u8, 0xc3, 0x28, .. "\"}"u8]),
             _ => GatewayFixture.Json(body),
         };
         using var response = await client.SendAsync(request);
@@ -133,6 +155,8 @@ public sealed class ValidationTableTests(GatewayFixture node)
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()), name);
         Assert.Equal(JsonValueKind.String, error.GetProperty("type").ValueKind);
         Assert.True(error.TryGetProperty("code", out _), name);
+        // RFC 6750: a 401 names the scheme to authenticate with.
+        if (status == 401) Assert.Equal("Bearer", response.Headers.WwwAuthenticate.ToString());
         if (param is null) Assert.Equal(JsonValueKind.Null, error.GetProperty("param").ValueKind);
         else Assert.Equal(param, error.GetProperty("param").GetString());
     }

@@ -36,6 +36,9 @@ public sealed class NodeProcess : IDisposable
 
     public IReadOnlyList<string> Output => _seen;
 
+    /// <summary>The process id (what a node writes into its data folder's lock).</summary>
+    public int Id => _process.Id;
+
     /// <summary>Reads output until a line matches; fails with everything read when the process ends or time runs out.</summary>
     public string WaitForLine(Func<string, bool> match, TimeSpan timeout)
     {

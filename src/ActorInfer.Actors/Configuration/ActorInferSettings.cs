@@ -30,7 +30,16 @@ public sealed record PlannerSettings(string Hardware, int MaxBlockSize, bool Com
 }
 
 /// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>
-public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes, int Priority, int MaxQueuedRequests);
+/// <param name="MaxPriority">The highest priority a job of the tenant may ask for (<c>?priority=N</c>); higher asks are
+/// capped to it. The tenant's own <paramref name="Priority"/> is always allowed.</param>
+public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes, int Priority, int MaxQueuedRequests, int MaxPriority)
+{
+    /// <summary>The priority a job of this tenant runs at when it asks for <paramref name="asked"/>.</summary>
+    public int CapPriority(int asked) => Math.Min(asked, Math.Max(Priority, MaxPriority));
+}
+
+/// <summary>Kestrel's limits on connections, and the file-handle limit the node asks for to serve them.</summary>
+public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit);
 
 /// <summary>The HTTP gateway. Keys are held only as SHA-256 hashes.</summary>
 public sealed record HttpSettings(
@@ -42,6 +51,8 @@ public sealed record HttpSettings(
     string ServedModelName,
     TimeSpan RetryAfter,
     TimeSpan CompletionTimeout,
+    int MaxInvalidJobLines,
+    ConnectionSettings Connections,
     IReadOnlyList<string> AdminKeyHashes,
     IReadOnlyList<TenantSettings> Tenants)
 {
@@ -57,7 +68,7 @@ public sealed record HttpSettings(
     {
         var hash = HashKey(key);
         var others = Tenants.Where(t => t.Name != "default").ToList();
-        others.Add(new TenantSettings("default", [hash], 0, maxQueuedRequests));
+        others.Add(new TenantSettings("default", [hash], 0, maxQueuedRequests, 0));
         return this with { Tenants = others, AdminKeyHashes = AdminKeyHashes.Count > 0 ? AdminKeyHashes : [hash] };
     }
 }

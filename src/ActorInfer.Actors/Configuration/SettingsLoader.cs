@@ -161,7 +161,8 @@ public static class SettingsLoader
                 if (!seen.TryAdd(h, name))
                     throw new SettingsException($"{http}.tenants.{name}.api-key-hashes", $"a key hash is also a key of tenant '{seen[h]}'");
             tenants.Add(new TenantSettings(name, hashes, tr.Int("priority", $"{http}.tenants.{name}.priority"),
-                tr.PositiveInt("max-queued-requests", $"{http}.tenants.{name}.max-queued-requests")));
+                tr.PositiveInt("max-queued-requests", $"{http}.tenants.{name}.max-queued-requests"),
+                tr.Int("max-priority", $"{http}.tenants.{name}.max-priority")));
         }
         return new HttpSettings(
             r.Bool($"{http}.enabled"),
@@ -172,8 +173,18 @@ public static class SettingsLoader
             servedName,
             r.Duration($"{http}.retry-after"),
             r.Duration($"{http}.completion-timeout"),
+            NonNegativeInt(r, $"{http}.max-invalid-job-lines"),
+            new ConnectionSettings(r.PositiveInt($"{http}.connections.max", $"{http}.connections.max"),
+                r.Duration($"{http}.connections.keep-alive-timeout"), r.Duration($"{http}.connections.request-headers-timeout"),
+                r.PositiveInt($"{http}.connections.file-handle-limit", $"{http}.connections.file-handle-limit")),
             KeyHashes(r, $"{http}.admin-key-hashes", $"{http}.admin-key-hashes"),
             tenants);
+    }
+
+    private static int NonNegativeInt(Reader r, string key)
+    {
+        var v = r.Int(key);
+        return v >= 0 ? v : throw new SettingsException(key, $"'{v}' is negative");
     }
 
     private static IReadOnlyList<string> KeyHashes(Reader r, string key, string fullKey)

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Diagnostics;
 using ActorInfer.Actors.Jobs;
 using ActorInfer.Model.Generation;
 using Akka.Actor;
@@ -18,6 +19,7 @@ internal sealed class ControlActor : ReceiveActor, IWithTimers
     private readonly CompletionFactory _factory;
     private readonly HashSet<string> _admitting = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly ThrottledLog _pollFailures;
 
     public ControlActor(ControlProtocol.Settings settings, IActorRef jobs, IActorRef memory, CompletionFactory factory)
     {
@@ -25,6 +27,7 @@ internal sealed class ControlActor : ReceiveActor, IWithTimers
         _jobs = jobs;
         _memory = memory;
         _factory = factory;
+        _pollFailures = new ThrottledLog(m => _log.Warning("{0}", m), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(5));
         Receive<PollNow>(_ => Poll());
         Receive<Admitted>(m =>
         {
@@ -49,6 +52,20 @@ internal sealed class ControlActor : ReceiveActor, IWithTimers
     }
 
     private void Poll()
+    {
+        try
+        {
+            PollFolders();
+            _pollFailures.Recovered();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Out of file handles, a folder removed, a disk gone: it repeats every poll until it passes.
+            _pollFailures.Failed($"could not read {_settings.ControlDir} or {_settings.InboxDir}: {ex.Message}");
+        }
+    }
+
+    private void PollFolders()
     {
         foreach (var path in Directory.EnumerateFiles(_settings.ControlDir, "*.json").Order(StringComparer.Ordinal))
             HandleCommand(path);

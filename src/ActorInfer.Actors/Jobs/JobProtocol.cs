@@ -78,21 +78,32 @@ public static class JobProtocol
         foreach (var raw in lines)
         {
             lineNumber++;
-            if (string.IsNullOrWhiteSpace(raw)) continue;
-            var fallbackId = $"line-{lineNumber}";
-            var seed = requestSeed + lineNumber;
-            try
-            {
-                var request = CompletionRequestParser.Parse(raw);
-                factory.Create(request, seed);
-                entries.Add(new JobEntry(request.Id ?? fallbackId, raw, seed, null));
-            }
-            catch (RequestValidationException ex)
-            {
-                entries.Add(new JobEntry(fallbackId, null, seed, CompletionJson.ErrorLine(fallbackId, lineNumber, ex.Param, ex.Message)));
-            }
+            if (Entry(raw, lineNumber, factory, requestSeed, out _) is { } entry) entries.Add(entry);
         }
         return entries;
+    }
+
+    /// <summary>
+    /// One line of a job (numbered from 1): null when blank; an entry with its error line when invalid, the reason in
+    /// <paramref name="invalid"/>.
+    /// </summary>
+    public static JobEntry? Entry(string raw, int lineNumber, CompletionFactory factory, long requestSeed, out RequestValidationException? invalid)
+    {
+        invalid = null;
+        if (string.IsNullOrWhiteSpace(raw)) return null;
+        var fallbackId = $"line-{lineNumber}";
+        var seed = requestSeed + lineNumber;
+        try
+        {
+            var request = CompletionRequestParser.Parse(raw);
+            factory.Create(request, seed);
+            return new JobEntry(request.Id ?? fallbackId, raw, seed, null);
+        }
+        catch (RequestValidationException ex)
+        {
+            invalid = ex;
+            return new JobEntry(fallbackId, null, seed, CompletionJson.ErrorLine(fallbackId, lineNumber, ex.Param, ex.Message));
+        }
     }
 
     /// <param name="scheduler">The block scheduler that runs the requests.</param>

@@ -21,6 +21,7 @@ namespace ActorInfer.Actors.Node;
 public sealed class ActorInferNode : IAsyncDisposable
 {
     private readonly NodeModel _model;
+    private DataFolderLock? _folderLock;
 
     private ActorInferNode(ActorInferSettings settings, NodeModel model, ActorSystem system, IActorRef memory, IActorRef planner,
         IActorRef scheduler, IActorRef jobs, IActorRef control)
@@ -67,7 +68,27 @@ public sealed class ActorInferNode : IAsyncDisposable
             .WithFallback(SettingsLoader.Reference)
             .WithFallback(SqlPersistence.DefaultConfiguration);
 
+    /// <summary>
+    /// Starts a node on its data folder, whose lock (<see cref="DataFolderLock"/>) is taken before anything in it is
+    /// read; a folder that another node holds throws <see cref="DataFolderLockedException"/>.
+    /// </summary>
     public static ActorInferNode Start(ActorInferSettings settings, Config? akkaOverlay = null, IMemoryProbe? probe = null)
+    {
+        var folderLock = DataFolderLock.Acquire(settings.DataDir);
+        try
+        {
+            var node = StartOwned(settings, akkaOverlay, probe);
+            node._folderLock = folderLock;
+            return node;
+        }
+        catch
+        {
+            folderLock.Dispose();
+            throw;
+        }
+    }
+
+    private static ActorInferNode StartOwned(ActorInferSettings settings, Config? akkaOverlay, IMemoryProbe? probe)
     {
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
             Directory.CreateDirectory(dir);
@@ -136,5 +157,6 @@ public sealed class ActorInferNode : IAsyncDisposable
         await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
         await System.WhenTerminated;
         _model.Dispose();
+        _folderLock?.Dispose();
     }
 }

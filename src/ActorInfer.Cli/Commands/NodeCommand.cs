@@ -4,6 +4,7 @@ using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Node;
 using ActorInfer.Gateway;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Akka.Configuration;
 
 namespace ActorInfer.Cli.Commands;
@@ -90,6 +91,8 @@ public static class NodeCommand
                 throw new CliException($"http: cannot listen on {settings.Http.Host}:{settings.Http.Port}: {ex.Message}", 1);
             }
             Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {settings.Http.ServedModelName}, {settings.Http.Tenants.Count} tenants)");
+            var connections = web.Services.GetRequiredService<GatewayContext>().Connections;
+            Console.WriteLine($"http: at most {connections.MaxConnections} connections (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
         }
 
         using var stop = new ManualResetEventSlim();

@@ -19,16 +19,8 @@ public static class CompletionRequestParser
 
     public static CompletionRequest Parse(string json)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException ex)
-        {
-            throw new RequestValidationException("", $"the body is not valid JSON: {ex.Message}");
-        }
-        using (doc) return Parse(doc.RootElement);
+        using var doc = StrictJson.Parse(json);
+        return Parse(doc.RootElement);
     }
 
     public static CompletionRequest Parse(JsonElement root)
