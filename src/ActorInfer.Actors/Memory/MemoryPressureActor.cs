@@ -92,7 +92,7 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         var bytes = Effective(tier);
         if (bytes == _budgets[tier]) return;
         _budgets = _budgets.With(tier, bytes);
-        _log.Info("{0} budget is now {1} ({2})", tier, Configuration.ByteSize.Format(bytes), cause);
+        _log.Info("{0} budget is now {1} ({2})", tier, Planning.ByteSize.FormatBinary(bytes), cause);
         var changed = new BudgetChanged(tier, bytes, _budgets, cause) { At = System.Diagnostics.Stopwatch.GetTimestamp() };
         foreach (var s in _subscribers) s.Tell(changed);
     }

@@ -86,7 +86,9 @@ public static class PlanCommand
     }
 
     private static long Size(string? text, string option, long fallback) =>
-        text is null ? fallback : ByteSize.TryParse(text, out var bytes, out var problem) ? bytes : throw new CliException($"{option}: {problem}");
+        text is null ? fallback
+        : !ByteSize.TryParse(text, out var bytes, out var problem) ? throw new CliException($"{option}: {problem}", 2)
+        : bytes > 0 ? bytes : throw new CliException($"{option} must be positive (got {text})", 2);
 
     private static double Headroom(double value, string option) =>
         value > 0 && double.IsFinite(value) ? value : throw new CliException($"{option} must be a positive factor, got {value.ToString(CultureInfo.InvariantCulture)}");
