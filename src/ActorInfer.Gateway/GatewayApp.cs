@@ -36,9 +36,16 @@ public static class GatewayApp
         http ??= node.Settings.Http;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(GatewayApp).Assembly.GetName().Name });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+        });
         // Request logs would carry paths and timings only (never headers), but are noise at this rate.
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // A failed start (a port in use) is reported by the node as one error line; the host's own report of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         builder.WebHost.UseUrls($"http://{http.Host}:{http.Port}");
         // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);

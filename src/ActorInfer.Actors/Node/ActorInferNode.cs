@@ -59,7 +59,8 @@ public sealed class ActorInferNode : IAsyncDisposable
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
         PersistenceConfig.For(settings)
             .WithFallback(akkaOverlay ?? Config.Empty)
-            .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off"))
+            .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off\n" +
+                Diagnostics.IsoConsoleLogger.Config))
             .WithFallback(SettingsLoader.Reference)
             .WithFallback(SqlPersistence.DefaultConfiguration);
 
