@@ -79,6 +79,9 @@ public static class NodeCommand
         WebApplication? web = null;
         if (settings.Http.Enabled)
         {
+            if (settings.Http.Tenants.Count == 0)
+                Console.Error.WriteLine("warning: no tenant key is configured, so every HTTP request will be refused (401); " +
+                    "add one with --api-key KEY, or a tenant in actorinfer.http.tenants with api-key-hashes = [the SHA-256 of the key]");
             try
             {
                 web = GatewayApp.Build(node, settings.Http);
