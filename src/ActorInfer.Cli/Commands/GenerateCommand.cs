@@ -99,7 +99,7 @@ public static class GenerateCommand
                 foreach (var d in driver.Drops.Skip(drops)) recorder.Event("drop", $"{d.Batches} GPU batches, {d.Sequences} sequences");
                 drops = driver.Drops.Count;
                 recorder.Sample(replay?.GpuBudget ?? setup.Tiers.Device.BudgetBytes, replay?.CpuBudget ?? setup.Tiers.Cpu.BudgetBytes,
-                    setup.Tiers.Device.BytesHeld, offloaded.RunningSequences, offloaded.TokensGenerated);
+                    setup.Tiers.Device.BytesHeld, setup.Tiers.Cpu.BytesHeld, offloaded.RunningSequences, offloaded.TokensGenerated);
             };
             if (replay is not null)
             {
