@@ -55,7 +55,10 @@ public sealed class ProgramExitTests
         switch (name)
         {
             case "generate actors":
-                AssertSucceeded(NodeProcess.Run(Limit, [.. generate, "--engine", "actors"]));
+                var run = NodeProcess.Run(Limit, [.. generate, "--engine", "actors"]);
+                AssertSucceeded(run);
+                // Redirected output gets plain progress lines, with the rate and the time left.
+                Assert.Contains(run.Output, l => l.StartsWith("stderr: generate: 4/4 (100%)", StringComparison.Ordinal) && l.Contains(" tokens/s, done"));
                 break;
             case "generate direct":
                 AssertSucceeded(NodeProcess.Run(Limit, [.. generate, "--engine", "direct"]));
