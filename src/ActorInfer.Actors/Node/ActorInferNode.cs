@@ -59,8 +59,7 @@ public sealed class ActorInferNode : IAsyncDisposable
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
         PersistenceConfig.For(settings)
             .WithFallback(akkaOverlay ?? Config.Empty)
-            .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off\n" +
-                Diagnostics.IsoConsoleLogger.Config))
+            .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off"))
             .WithFallback(SettingsLoader.Reference)
             .WithFallback(SqlPersistence.DefaultConfiguration);
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Diagnostics;
 using ActorInfer.Actors.Node;
 using ActorInfer.Gateway;
 using Microsoft.AspNetCore.Builder;
@@ -68,7 +69,8 @@ public static class NodeCommand
         try
         {
             // The file's `akka` section (if any) tunes the actor system; its `actorinfer` section was read above.
-            node = ActorInferNode.Start(settings, file);
+            // Logged with ISO 8601 UTC stamps unless the file names its own loggers (a test kit installs its own).
+            node = ActorInferNode.Start(settings, file.WithFallback(ConfigurationFactory.ParseString(IsoConsoleLogger.Config)));
         }
         catch (SettingsException ex)
         {
