@@ -40,7 +40,8 @@ public sealed class CheckpointPersistenceSpecs : TestKit
     private static Config Prepare()
     {
         PersistenceConfig.PrepareSqlite(NodeSettings);
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+        // A journal's first write creates its SQLite tables: on a loaded machine that outlasts the test kit's 3 s default wait.
+        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 
     /// <summary>Greedy and sampled, text and token-id prompts, with and without (prompt) log-probabilities.</summary>

@@ -23,7 +23,8 @@ public sealed class JobPersistenceSpecs : TestKit
     private static Config Prepare()
     {
         PersistenceConfig.PrepareSqlite(NodeSettings);
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+        // A journal's first write creates its SQLite tables: on a loaded machine that outlasts the test kit's 3 s default wait.
+        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 
     private static JobEntry Entry(int i) => new($"r{i}", $$"""{"prompt": [2, {{10 + i}}], "max_tokens": 2}""", i, null);
