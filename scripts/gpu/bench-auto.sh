@@ -21,7 +21,7 @@ fi
 case ${1:-auto} in
   fixed)
     ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
-      --percent 20 80 0 100 0 100 --cpu-attention --repeat 3 --json 2>&1 | grep -v "^\[" | tee "$out/bench-30b-fixed.txt" | grep "^bench" ;;
+      --percent 20 80 0 100 0 100 --cpu-attention on --repeat 3 --json 2>&1 | grep -v "^\[" | tee "$out/bench-30b-fixed.txt" | grep "^bench" ;;
   auto)
     ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
       --hardware "$profile" --repeat 3 --json --trace "$out/trace-30b-auto.json" 2>&1 | grep --line-buffered -v "^\[" | tee "$out/bench-30b-auto.txt" \

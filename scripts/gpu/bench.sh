@@ -10,7 +10,7 @@ for what in "$@"; do
     6.7b) ai bench --model opt-6.7b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 32 --num-gpu-batches 1 \
             --percent 100 0 100 0 100 0 --repeat 3 --json 2>&1 | tee "$out/bench-6.7b-gpu.txt" ;;
     30b) ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --gpu-batch-size 48 --num-gpu-batches 1 \
-            --percent 20 80 0 100 0 100 --cpu-attention --repeat 3 --json 2>&1 | tee "$out/bench-30b-fixed.txt" ;;
+            --percent 20 80 0 100 0 100 --cpu-attention on --repeat 3 --json 2>&1 | tee "$out/bench-30b-fixed.txt" ;;
     auto) ai bench --model opt-30b --dummy --prompt-len 512 --gen-len 32 --policy auto --gpu-mem 16GiB --cpu-mem 100GiB \
             --hardware hocon/hardware/h100-80gb.json --repeat 3 --json 2>&1 | tee "$out/bench-30b-auto.txt" ;;
   esac

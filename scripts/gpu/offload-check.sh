@@ -6,7 +6,7 @@ ai() { bash .gpu/run.sh actorinfer "$@"; }
 mkdir -p /tmp/ai-disk
 for m in opt-tiny opt-tiny-postln; do
   python3 scripts/gpu/fixture-requests.py "$m"
-  for p in "50 50 0 100 0 100 --cpu-attention" "0 100 0 100 0 100" "0 0 0 0 50 50" "30 30 30 30 30 30 --cpu-attention"; do
+  for p in "50 50 0 100 0 100 --cpu-attention on" "0 100 0 100 0 100 --cpu-attention off" "0 0 0 0 50 50 --cpu-attention off" "30 30 30 30 30 30 --cpu-attention on"; do
     ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out.jsonl --device cuda --dtype float32 \
        --gpu-batch-size 2 --num-gpu-batches 3 --disk-dir /tmp/ai-disk --percent $p 2>&1 | grep -v "^generate:"
     python3 - "$m" "$p" <<'PY' | tee -a "$out/offload-check.txt"
@@ -26,7 +26,7 @@ done
 python3 scripts/gpu/prompts.py /tmp/in-1.3b.jsonl 24 128 16 13
 common=(--model opt-1.3b --dummy --input /tmp/in-1.3b.jsonl --device cuda --dtype float32 --gpu-batch-size 4 --num-gpu-batches 3 --disk-dir /tmp/ai-disk)
 ai generate "${common[@]}" --output /tmp/ref-1.3b.jsonl --percent 100 0 100 0 100 0 2>&1 | grep -v "^generate:"
-for p in "50 50 0 100 0 100 --cpu-attention" "20 80 0 100 0 100 --cpu-attention" "0 100 50 50 0 100"; do
+for p in "50 50 0 100 0 100 --cpu-attention on" "20 80 0 100 0 100 --cpu-attention on" "0 100 50 50 0 100 --cpu-attention off"; do
   ai generate "${common[@]}" --output /tmp/out-1.3b.jsonl --percent $p 2>&1 | grep -v "^generate:"
   python3 - "$p" <<'PY' | tee -a "$out/offload-check.txt"
 import json, sys

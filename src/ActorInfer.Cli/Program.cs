@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ActorInfer.Cli;
+using ActorInfer.Actors.Diagnostics;
 using ActorInfer.Cli.Commands;
 
 // Before any tensor reaches a CUDA device: the caching allocator reads its configuration once.
@@ -9,4 +10,7 @@ var root = new RootCommand("ActorInfer: offloading LLM inference with a planned 
 foreach (var command in CommandCatalog.All())
     root.Subcommands.Add(command);
 
-return CliRunner.Run(root, args);
+var status = CliRunner.Run(root, args);
+// libtorch's exit handlers run once Main returns: no background tensor work may run beside them.
+RarePaths.Stop();
+return status;

@@ -1,3 +1,4 @@
+using ByteSize = ActorInfer.Planning.ByteSize;
 using System.Text.Json;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Control;
@@ -91,7 +92,9 @@ public static class AdminRoutes
         return budget.ValueKind switch
         {
             JsonValueKind.String when budget.GetString() == "clear" => new MemoryProtocol.ClearBudget(tier),
-            JsonValueKind.String when ByteSize.TryParse(budget.GetString()!, out var bytes) => new MemoryProtocol.SetBudget(tier, bytes),
+            JsonValueKind.String => ByteSize.TryParse(budget.GetString(), out var bytes, out var problem)
+                ? new MemoryProtocol.SetBudget(tier, bytes)
+                : throw ApiError.BadRequest("budget", $"budget: {problem}; give bytes, a size such as \"8GiB\", or \"clear\""),
             JsonValueKind.Number when budget.TryGetInt64(out var bytes) && bytes >= 0 => new MemoryProtocol.SetBudget(tier, bytes),
             _ => throw ApiError.BadRequest("budget", $"budget must be a non-negative number of bytes, a size such as \"8GiB\", or \"clear\" (got {budget.GetRawText()})"),
         };

@@ -41,11 +41,18 @@ public static class GatewayApp
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(GatewayApp).Assembly.GetName().Name });
         var metrics = new GatewayMetrics();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+        });
         builder.Logging.AddFilter<ConsoleLoggerProvider>(ConnectionWarnings.Category, LogLevel.None);
         builder.Logging.AddProvider(new ConnectionWarnings(metrics, m => Console.WriteLine($"warn: {ConnectionWarnings.Category}: {m}")));
         // Request logs would carry paths and timings only (never headers), but are noise at this rate.
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // A failed start (a port in use) is reported by the node as one error line; the host's own report of it is a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         builder.WebHost.UseUrls($"http://{http.Host}:{http.Port}");
         var connections = ConnectionLimits.Apply(http.Connections);
         builder.WebHost.ConfigureKestrel(k =>

@@ -102,12 +102,4 @@ public sealed class ConfigurationSpecs
         var ex = Assert.Throws<SettingsException>(() => Load(hocon));
         Assert.Equal("actorinfer.model", ex.Key);
     }
-
-    [Theory]
-    [InlineData("8GiB", 8L << 30)]
-    [InlineData("512MiB", 512L << 20)]
-    [InlineData("1000000", 1000000)]
-    [InlineData("2GB", 2000000000)]
-    [InlineData("1.5 KiB", 1536)]
-    public void Byte_sizes_parse(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
 }

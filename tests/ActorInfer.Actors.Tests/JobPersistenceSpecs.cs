@@ -23,9 +23,8 @@ public sealed class JobPersistenceSpecs : TestKit
     private static Config Prepare()
     {
         PersistenceConfig.PrepareSqlite(NodeSettings);
-        // The first persist also creates the journal's tables: on a loaded 2-core machine it took more than the
-        // TestKit's default 3 s to be acknowledged. Every ExpectNoMsg here names its own duration.
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 15s"));
+        // A journal's first write creates its SQLite tables: on a loaded machine that outlasts the test kit's 3 s default wait.
+        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 
     private static JobEntry Entry(int i) => new($"r{i}", $$"""{"prompt": [2, {{10 + i}}], "max_tokens": 2}""", i, null);

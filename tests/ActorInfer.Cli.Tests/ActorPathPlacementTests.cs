@@ -87,12 +87,13 @@ public class ActorPathPlacementTests
         var input = Path.Combine(work, "in.jsonl");
         var output = Path.Combine(work, "out.jsonl");
         File.WriteAllLines(input, lines);
+        // Not made here: generate makes a missing --disk-dir.
         var disk = Path.Combine(work, "disk");
-        Directory.CreateDirectory(disk);
         string[] args = ["generate", "--model", model, "--input", input, "--output", output, "--engine", "actors",
             "--percent", .. percent.Split(' '), "--gpu-batch-size", $"{batchSize}", "--num-gpu-batches", $"{batches}", "--disk-dir", disk];
-        var (code, _, error) = CliHarness.Run(cpuAttention ? [.. args, "--cpu-attention"] : args);
+        var (code, _, error) = CliHarness.Run([.. args, "--cpu-attention", cpuAttention ? "on" : "off"]);
         Assert.True(code == 0, error);
+        Assert.True(Directory.Exists(disk));
         return CliHarness.ReadJsonl(output);
     }
 }

@@ -97,7 +97,7 @@ public class PressureReplayTests
         string output;
         (code, output, error) = CliHarness.Run("report", "--run", run);
         Assert.True(code == 0, error);
-        Assert.Matches(@"wrote .*report\.png: \d+ steps, [1-9]\d* drops, 2 pressure events", output);
+        Assert.Matches(@"wrote .*report\.png \(\d+x\d+\): \d+ steps, [1-9]\d* drops, 2 pressure events; 7 series", output);
         var png = File.ReadAllBytes(Path.Combine(run, "report.png"));
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
 

@@ -1,8 +1,8 @@
 namespace ActorInfer.TestSupport;
 
 /// <summary>
-/// Locates the shared reference fixtures (<c>fixtures/hf-opt/...</c>). They live outside the repository, beside
-/// it as <c>../shared/fixtures</c>; <c>ACTORINFER_FIXTURES</c> (the <c>fixtures</c> folder) overrides the search.
+/// Locates the reference fixtures (<c>fixtures/hf-opt/...</c>): the repository's <c>tests/fixtures</c>, so that a
+/// fresh clone tests itself; <c>ACTORINFER_FIXTURES</c> (the <c>fixtures</c> folder) overrides the search.
 /// </summary>
 public static class Fixtures
 {
@@ -58,7 +58,6 @@ public static class Fixtures
 
     private static IEnumerable<string> Candidates(DirectoryInfo dir)
     {
-        yield return Path.Combine(dir.FullName, "shared", "fixtures");
-        if (dir.Parent is not null) yield return Path.Combine(dir.Parent.FullName, "shared", "fixtures");
+        yield return Path.Combine(dir.FullName, "tests", "fixtures");
     }
 }

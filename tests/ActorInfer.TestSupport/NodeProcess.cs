@@ -74,7 +74,25 @@ public sealed class NodeProcess : IDisposable
     public int WaitForExit(TimeSpan timeout)
     {
         if (!_process.WaitForExit(timeout)) throw new TimeoutException("the process did not exit");
+        // The parameterless wait drains the redirected streams: every line is read once it returns.
+        _process.WaitForExit();
         return _process.ExitCode;
+    }
+
+    /// <summary>Runs the program to its end and returns its exit status and every line it wrote (stderr lines prefixed).</summary>
+    public static (int ExitCode, IReadOnlyList<string> Output) Run(TimeSpan timeout, params string[] args)
+    {
+        using var process = new NodeProcess(args);
+        var code = process.WaitForExit(timeout);
+        return (code, process.AllOutput().ToList());
+    }
+
+    /// <summary>SIGTERM, as a service manager stops a node: the program's own shutdown runs.</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start("kill", ["-TERM", $"{_process.Id}"]);
+        kill.WaitForExit();
+        if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -TERM {_process.Id} failed with exit {kill.ExitCode}");
     }
 
     /// <summary>SIGKILL: no shutdown hooks, no flush; what the journal holds is all that survives.</summary>

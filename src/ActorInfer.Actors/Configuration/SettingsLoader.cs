@@ -1,3 +1,4 @@
+using ActorInfer.Planning;
 using System.Reflection;
 using System.Text.Json;
 using Akka.Configuration;
@@ -319,7 +320,7 @@ public static class SettingsLoader
                 : throw new SettingsException(key, $"'{String(key)}' is not a positive integer");
 
         public long Bytes(string key) =>
-            ByteSize.TryParse(String(key), out var v) ? v : throw new SettingsException(key, $"'{String(key)}' is not a byte size (e.g. 8GiB, 512MiB, 1000000)");
+            ByteSize.TryParse(String(key), out var v, out var problem) ? v : throw new SettingsException(key, problem);
 
         public long? Budget(string key) => String(key) == "auto" ? null : Bytes(key);
 

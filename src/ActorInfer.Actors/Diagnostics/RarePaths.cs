@@ -13,32 +13,66 @@ namespace ActorInfer.Actors.Diagnostics;
 /// </summary>
 public static class RarePaths
 {
-    private static int _started;
+    private static readonly Lock Gate = new();
+    private static Task<int>? _running;
+    private static CancellationTokenSource? _cancel;
 
     /// <summary>Starts compiling them in the background (once per process); the task ends with the count of methods compiled.</summary>
     public static Task<int> Prepare()
     {
-        if (Interlocked.Exchange(ref _started, 1) == 1) return Task.FromResult(0);
-        return Task.Run(() =>
+        lock (Gate)
         {
-            // The path crosses the actors, the runtime, the planning and the model's generation state: all of their code.
-            var assemblies = new[]
-            {
-                typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly, typeof(Planning.Policy).Assembly,
-                typeof(Model.Generation.SequenceState).Assembly,
-            };
-            var prepared = assemblies.SelectMany(a => a.GetTypes()).Where(t => !t.ContainsGenericParameters).Sum(PrepareMethods);
-            try
-            {
-                FallRehearsal.Run();
-            }
-            catch (Exception ex)
-            {
-                // Only the first real fall's compiling is at stake; still, say so rather than hide it.
-                Console.Error.WriteLine($"the rehearsal of a budget fall failed (the first fall compiles its code itself): {ex.Message}");
-            }
-            return prepared;
-        });
+            if (_running is not null) return Task.FromResult(0);
+            _cancel = new CancellationTokenSource();
+            var token = _cancel.Token;
+            _running = Task.Run(() => PrepareAll(token));
+            return _running;
+        }
+    }
+
+    /// <summary>
+    /// Stops the warm-up and waits for it. The rehearsal issues tensor work on a pool thread: run beside libtorch's
+    /// exit handlers it crashes the process, so every program calls this before it returns. A later
+    /// <see cref="Prepare"/> starts again.
+    /// </summary>
+    public static void Stop()
+    {
+        Task<int>? running;
+        lock (Gate)
+        {
+            running = _running;
+            _cancel?.Cancel();
+            _running = null;
+        }
+        // The warm-up handles its own failures (it reports them); here only its end matters.
+        running?.ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+    }
+
+    private static int PrepareAll(CancellationToken token)
+    {
+        // The path crosses the actors, the runtime, the planning and the model's generation state: all of their code.
+        var assemblies = new[]
+        {
+            typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly, typeof(Planning.Policy).Assembly,
+            typeof(Model.Generation.SequenceState).Assembly,
+        };
+        var prepared = 0;
+        foreach (var type in assemblies.SelectMany(a => a.GetTypes()).Where(t => !t.ContainsGenericParameters))
+        {
+            if (token.IsCancellationRequested) return prepared;
+            prepared += PrepareMethods(type);
+        }
+        if (token.IsCancellationRequested) return prepared;
+        try
+        {
+            FallRehearsal.Run();
+        }
+        catch (Exception ex)
+        {
+            // Only the first real fall's compiling is at stake; still, say so rather than hide it.
+            Console.Error.WriteLine($"the rehearsal of a budget fall failed (the first fall compiles its code itself): {ex.Message}");
+        }
+        return prepared;
     }
 
     /// <summary>Compiles a type's own methods and constructors (its lambdas' closures are nested types, listed on their own).</summary>

@@ -77,7 +77,7 @@ public sealed class ActorDriver : IDisposable
 
     public static ActorDriver Start(IInferenceEngine engine, CompletionFactory factory, BlockPolicy policy)
     {
-        var system = ActorSystem.Create("actorinfer-driver", ConfigurationFactory.ParseString(DispatcherConfig));
+        var system = ActorSystem.Create("actorinfer-driver", ConfigurationFactory.ParseString(DispatcherConfig + "\n" + Diagnostics.IsoConsoleLogger.Config));
         var layers = Enumerable.Range(0, engine.Config.NumHiddenLayers)
             .Select(l => system.ActorOf(LayerProtocol.Props(new LayerIndex(l), engine), $"layer-{l}"))
             .ToArray();

@@ -21,6 +21,9 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 {
     private readonly List<Batch> _pending = [];
     private Session? _session;
+    // The last block's warm-up of its fits: joined before the runtime it reads is disposed.
+    private Task _warming = Task.CompletedTask;
+    private CancellationTokenSource _warmingCancel = new();
 
     public ModelConfig Config => runtime.Config;
 
@@ -176,28 +179,28 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
         var disk = (int)Math.Round(p.Weights.Disk * 100);
         var allOnDevice = ActorInfer.Planning.TierFractions.FromPercent(100 - disk, 0);
         var weights = RuntimePlacementPlanner.WeightCandidates(allOnDevice, deviceBudget).Prepend(p.Weights).Distinct().ToArray();
-        _ = Task.Run(() =>
+        var token = _warmingCancel.Token;
+        // One warm-up at a time, after the previous block's (whatever became of it).
+        _warming = _warming.ContinueWith(_ =>
         {
-            try
+            // Down to none left (k = 0): the weights alone, what a fall that drops the whole block must fit.
+            for (var k = batches; k >= 0 && !token.IsCancellationRequested; k--)
             {
-                // Down to none left (k = 0): the weights alone, what a fall that drops the whole block must fit.
-                for (var k = batches; k >= 0; k--)
-                {
-                    var remaining = Enumerable.Range(0, k).ToArray();
-                    foreach (var w in weights)
-                        runtime.PlanRunning(block, remaining, new ActorInfer.Planning.Policy(p.GpuBatchSize, p.NumGpuBatches, w, p.Cache, p.Activations) { CpuAttention = p.CpuAttention });
-                }
+                var remaining = Enumerable.Range(0, k).ToArray();
+                foreach (var w in weights)
+                    runtime.PlanRunning(block, remaining, new ActorInfer.Planning.Policy(p.GpuBatchSize, p.NumGpuBatches, w, p.Cache, p.Activations) { CpuAttention = p.CpuAttention });
             }
-            catch (Exception)
-            {
-                // Only a warm-up: whatever it did not compute is computed when asked.
-            }
-        });
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
     }
 
     /// <summary>Frees the running block, if any; the runtime belongs to whoever created it.</summary>
     public void Dispose()
     {
+        _warmingCancel.Cancel();
+        // Only a warm-up: whatever it did not compute is computed when asked, so its failure (if any) does not matter here.
+        _warming.ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+        _warmingCancel = new CancellationTokenSource();
+        _warming = Task.CompletedTask;
         _session?.Block.Dispose();
         _session = null;
     }

@@ -92,7 +92,10 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         var bytes = Effective(tier);
         if (bytes == _budgets[tier]) return;
         _budgets = _budgets.With(tier, bytes);
-        _log.Info("{0} budget is now {1} ({2})", tier, Configuration.ByteSize.Format(bytes), cause);
+        // Telemetry moves with every other process on the machine: news only once a planner acts on it (it logs its policy).
+        var line = $"{tier} budget is now {Planning.ByteSize.FormatBinary(bytes)} ({cause})";
+        if (cause == "telemetry") _log.Debug(line);
+        else _log.Info(line);
         var changed = new BudgetChanged(tier, bytes, _budgets, cause) { At = System.Diagnostics.Stopwatch.GetTimestamp() };
         foreach (var s in _subscribers) s.Tell(changed);
     }

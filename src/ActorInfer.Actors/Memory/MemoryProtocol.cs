@@ -1,3 +1,4 @@
+using ActorInfer.Planning;
 using ActorInfer.Actors.Configuration;
 using Akka.Actor;
 
@@ -37,7 +38,7 @@ public sealed record TierBudgets(long Gpu, long Cpu, long Disk)
     private static bool NotBelow(long now, long before) => before == 0 ? now == 0 : now == 0 || now >= before;
 
     public override string ToString() =>
-        $"gpu {ByteSize.Format(Gpu)}, cpu {ByteSize.Format(Cpu)}, disk {ByteSize.Format(Disk)}";
+        $"gpu {ByteSize.FormatBinary(Gpu)}, cpu {ByteSize.FormatBinary(Cpu)}, disk {ByteSize.FormatBinary(Disk)}";
 }
 
 /// <summary>Reads what a tier has available right now; null when it cannot tell (no such device).</summary>

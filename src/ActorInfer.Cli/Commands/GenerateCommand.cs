@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json;
 using ActorInfer.Cli.Engine;
 using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
@@ -46,6 +47,13 @@ public static class GenerateCommand
     {
         public FileInfo? Pressure { get; init; }
         public DirectoryInfo? RunDir { get; init; }
+    }
+
+    /// <summary>The tokens a result line generated (none for an error line).</summary>
+    private static long CompletionTokens(string resultLine)
+    {
+        using var doc = JsonDocument.Parse(resultLine);
+        return doc.RootElement.TryGetProperty("usage", out var usage) && usage.TryGetProperty("completion_tokens", out var n) ? n.GetInt64() : 0;
     }
 
     public static int Generate(GenerateOptions o)
@@ -99,7 +107,7 @@ public static class GenerateCommand
                 foreach (var d in driver.Drops.Skip(drops)) recorder.Event("drop", $"{d.Batches} GPU batches, {d.Sequences} sequences");
                 drops = driver.Drops.Count;
                 recorder.Sample(replay?.GpuBudget ?? setup.Tiers.Device.BudgetBytes, replay?.CpuBudget ?? setup.Tiers.Cpu.BudgetBytes,
-                    setup.Tiers.Device.BytesHeld, offloaded.RunningSequences, offloaded.TokensGenerated);
+                    setup.Tiers.Device.BytesHeld, setup.Tiers.Cpu.BytesHeld, offloaded.RunningSequences, offloaded.TokensGenerated);
             };
             if (replay is not null)
             {
@@ -114,6 +122,7 @@ public static class GenerateCommand
         ProgressReporter.Run("generate", good.Count, report =>
         {
             var done = 0;
+            long tokens = 0;
             // Under a pressure schedule the scheduler gets every request at once and forms its blocks as each policy
             // allows; otherwise requests go a block at a time, for progress reports.
             foreach (var chunk in good.Chunk(replay is null ? setup.Policy.BlockSize : good.Count))
@@ -133,7 +142,8 @@ public static class GenerateCommand
                         results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
                 }
                 done += chunk.Length;
-                report(done);
+                tokens += chunk.Sum(l => CompletionTokens(results[l.Index]!));
+                report(done, tokens);
             }
         });
         if (replay is not null) Console.Error.WriteLine(replay.Summary(setup.Driver!));

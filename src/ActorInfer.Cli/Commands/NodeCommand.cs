@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Diagnostics;
 using ActorInfer.Actors.Node;
 using ActorInfer.Gateway;
 using Microsoft.AspNetCore.Builder;
@@ -69,7 +70,8 @@ public static class NodeCommand
         try
         {
             // The file's `akka` section (if any) tunes the actor system; its `actorinfer` section was read above.
-            node = ActorInferNode.Start(settings, file);
+            // Logged with ISO 8601 UTC stamps unless the file names its own loggers (a test kit installs its own).
+            node = ActorInferNode.Start(settings, file.WithFallback(ConfigurationFactory.ParseString(IsoConsoleLogger.Config)));
         }
         catch (SettingsException ex)
         {
@@ -80,6 +82,9 @@ public static class NodeCommand
         WebApplication? web = null;
         if (settings.Http.Enabled)
         {
+            if (settings.Http.Tenants.Count == 0)
+                Console.Error.WriteLine("warning: no tenant key is configured, so every HTTP request will be refused (401); " +
+                    "add one with --api-key KEY, or a tenant in actorinfer.http.tenants with api-key-hashes = [the SHA-256 of the key]");
             try
             {
                 web = GatewayApp.Build(node, settings.Http);

@@ -25,8 +25,7 @@ public static class PlanCommand
         };
         var gpuBatchSize = new Option<int?>("--gpu-batch-size") { Description = "Fix the GPU batch size" };
         var numGpuBatches = new Option<int?>("--num-gpu-batches") { Description = "Fix the number of GPU batches in a block" };
-        var attention = new Option<string>("--cpu-attention") { Description = "Attention over an off-GPU cache on the CPU: on, off, or auto (try both)", DefaultValueFactory = _ => "on" };
-        attention.AcceptOnlyFromAmong("on", "off", "auto");
+        var attention = CpuAttentionOption.Create();
         var compressWeights = new Option<bool>("--compress-weight") { Description = "Store weights 4-bit group-quantized" };
         var compressCache = new Option<bool>("--compress-cache") { Description = "Store the KV cache 4-bit group-quantized" };
         var gpuHeadroom = new Option<double>("--gpu-headroom") { Description = "Usable share of GPU memory (FlexGen's alpha)", DefaultValueFactory = _ => 1.0 };
@@ -58,7 +57,7 @@ public static class PlanCommand
             {
                 GpuBatchSize = parse.GetValue(gpuBatchSize),
                 NumGpuBatches = parse.GetValue(numGpuBatches),
-                CpuAttention = parse.GetValue(attention) switch { "on" => true, "off" => false, _ => null },
+                CpuAttention = CpuAttentionOption.Read(parse.GetValue(attention)!),
                 CompressWeights = parse.GetValue(compressWeights),
                 CompressCache = parse.GetValue(compressCache),
                 MaxBlockSize = parse.GetValue(maxBlock),
@@ -87,7 +86,9 @@ public static class PlanCommand
     }
 
     private static long Size(string? text, string option, long fallback) =>
-        text is null ? fallback : ByteSize.TryParse(text, out var bytes, out var problem) ? bytes : throw new CliException($"{option}: {problem}");
+        text is null ? fallback
+        : !ByteSize.TryParse(text, out var bytes, out var problem) ? throw new CliException($"{option}: {problem}", 2)
+        : bytes > 0 ? bytes : throw new CliException($"{option} must be positive (got {text})", 2);
 
     private static double Headroom(double value, string option) =>
         value > 0 && double.IsFinite(value) ? value : throw new CliException($"{option} must be a positive factor, got {value.ToString(CultureInfo.InvariantCulture)}");

@@ -1,3 +1,4 @@
+using ActorInfer.Planning;
 using System.CommandLine;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Control;
@@ -24,14 +25,14 @@ public static class PressureCommand
             var dataDir = parse.GetValue(node)!;
             var text = parse.GetValue(budget) ?? throw new CliException("--budget is required (a size, or 'clear')", 2);
             long? bytes = text == "clear" ? null
-                : ByteSize.TryParse(text, out var b) ? b
-                : throw new CliException($"--budget: '{text}' is not a byte size (e.g. 8GiB, 512MiB) or 'clear'", 2);
+                : ByteSize.TryParse(text, out var b, out var problem) ? b
+                : throw new CliException($"--budget: {problem}; or 'clear'", 2);
             if (dataDir.StartsWith("http://", StringComparison.Ordinal) || dataDir.StartsWith("https://", StringComparison.Ordinal))
                 return ThroughGateway(dataDir, parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("ACTORINFER_API_KEY"),
                     parse.GetValue(tier)!, bytes);
             if (!Directory.Exists(dataDir)) throw new CliException($"--node: the data folder '{dataDir}' does not exist");
             var path = ControlProtocol.WriteBudgetCommand(dataDir, ControlProtocol.ParseTier(parse.GetValue(tier)!), bytes);
-            Console.WriteLine($"pressure: {parse.GetValue(tier)} budget {(bytes is { } v ? ByteSize.Format(v) : "cleared")} sent ({path})");
+            Console.WriteLine($"pressure: {parse.GetValue(tier)} budget {(bytes is { } v ? ByteSize.FormatBinary(v) : "cleared")} sent ({path})");
             return 0;
         });
         return command;
@@ -61,7 +62,7 @@ public static class PressureCommand
         {
             var answer = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
             if (!response.IsSuccessStatusCode) throw new CliException($"the node answered {(int)response.StatusCode}: {answer}");
-            Console.WriteLine($"pressure: {tier} budget {(bytes is { } b ? ByteSize.Format(b) : "cleared")} sent to {url}");
+            Console.WriteLine($"pressure: {tier} budget {(bytes is { } b ? ByteSize.FormatBinary(b) : "cleared")} sent to {url}");
             return 0;
         }
     }

@@ -26,7 +26,7 @@ public static class ProfileCommand
         {
             var dev = Devices.Resolve(parse.GetValue(device) ?? (TorchSharp.torch.cuda.is_available() ? "cuda" : "cpu"));
             var folder = parse.GetValue(diskDir) ?? Path.GetTempPath();
-            if (!Directory.Exists(folder)) throw new CliException($"--disk-dir: folder '{folder}' does not exist");
+            Directory.CreateDirectory(folder);
             var file = parse.GetValue(output)!;
             if (file.Directory is { Exists: false } d) throw new CliException($"output folder does not exist: {d.FullName}");
             var profileName = parse.GetValue(name) ?? Path.GetFileNameWithoutExtension(file.Name);

@@ -1,16 +1,21 @@
 using System.CommandLine;
+using System.Reflection;
 
 namespace ActorInfer.Cli.Commands;
 
 public static class VersionCommand
 {
+    /// <summary>The one version string, as `--version` prints it: the informational version (with the source revision when built from git).</summary>
+    public static string Text { get; } =
+        typeof(VersionCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(VersionCommand).Assembly.GetName().Version?.ToString() ?? "unknown";
+
     public static Command Create()
     {
         var command = new Command("version", "Print the program's version and whether TorchSharp and CUDA load.");
         command.SetAction(_ =>
         {
-            var version = typeof(VersionCommand).Assembly.GetName().Version;
-            Console.WriteLine($"actorinfer {version}");
+            Console.WriteLine($"actorinfer {Text}");
             Console.WriteLine($"torch: cuda available = {TorchSharp.torch.cuda.is_available()}");
             var onThread = 0;
             var thread = new Thread(() => onThread = TorchSharp.torch.get_num_threads());

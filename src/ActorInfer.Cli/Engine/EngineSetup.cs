@@ -94,8 +94,8 @@ public sealed class EngineSetup : IDisposable
         }
         var cpuBudget = choice.CpuMem ?? hostAvailable;
         var diskDir = choice.DiskDir;
-        if (diskDir is not null && !Directory.Exists(diskDir))
-            throw new CliException($"--disk-dir: folder '{diskDir}' does not exist");
+        // As FlexGen does with its offload folder: a missing one is made.
+        if (diskDir is not null) Directory.CreateDirectory(diskDir);
         var diskBudget = choice.DiskMem ?? (diskDir is null ? 0 : MachineMemory.DiskFree(diskDir));
 
         SearchResult? search = null;
@@ -110,7 +110,7 @@ public sealed class EngineSetup : IDisposable
             var options = new SearchOptions
             {
                 GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches,
-                CompressCache = choice.CompressCache, CpuAttention = !choice.CompressCache,
+                CompressCache = choice.CompressCache, CpuAttention = choice.CompressCache ? false : choice.CpuAttention,
             };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
                 new TierBudget(usableGpu, cpuBudget, diskDir is null ? 1 : diskBudget));
@@ -123,7 +123,7 @@ public sealed class EngineSetup : IDisposable
             {
                 policy = new Policy(choice.GpuBatchSize ?? defaultGpuBatchSize, choice.NumGpuBatches ?? 1,
                     TierFractions.FromPercent(p[0], p[1]), TierFractions.FromPercent(p[2], p[3]), TierFractions.FromPercent(p[4], p[5]))
-                { CpuAttention = choice.CpuAttention, CompressCache = choice.CompressCache };
+                { CpuAttention = choice.CpuAttention ?? true, CompressCache = choice.CompressCache };
             }
             catch (ArgumentException ex)
             {

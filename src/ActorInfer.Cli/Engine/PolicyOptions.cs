@@ -15,7 +15,7 @@ public sealed class PolicyOptions
     };
     public Option<int?> GpuBatchSize { get; } = new("--gpu-batch-size") { Description = "Sequences per GPU batch." };
     public Option<int?> NumGpuBatches { get; } = new("--num-gpu-batches") { Description = "GPU batches per block (the zig-zag block size)." };
-    public Option<bool> CpuAttention { get; } = new("--cpu-attention", "--cpu") { Description = "Attention over a CPU-resident cache runs on the CPU (FlexGen's CPU delegation)." };
+    public Option<string> CpuAttention { get; } = CpuAttentionOption.Create();
     public Option<bool> CompressCache { get; } = new("--compress-cache") { Description = "Keep the KV cache 4-bit group-quantized (FlexGen's compression; outputs differ from an uncompressed run)." };
     public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
     public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
@@ -55,12 +55,14 @@ public sealed class PolicyOptions
         if (policy is not null && policy != "auto") throw new CliException($"--policy takes only 'auto' (got '{policy}')", 2);
         var percent = parse.GetValue(Percent) is { Length: > 0 } given ? given : null;
         if (policy == "auto" && percent is not null) throw new CliException("--policy auto and --percent exclude each other", 2);
+        if (policy != "auto" && parse.GetValue(CpuAttention) == "auto")
+            throw new CliException("--cpu-attention auto needs --policy auto (the planner tries both); give on or off with a fixed policy", 2);
         return new PolicyChoice(
             Auto: policy == "auto",
             Percent: percent,
             GpuBatchSize: parse.GetValue(GpuBatchSize),
             NumGpuBatches: parse.GetValue(NumGpuBatches),
-            CpuAttention: parse.GetValue(CpuAttention),
+            CpuAttention: CpuAttentionOption.Read(parse.GetValue(CpuAttention)!),
             DiskDir: parse.GetValue(DiskDir),
             GpuMem: Size(parse.GetValue(GpuMem), "--gpu-mem"),
             CpuMem: Size(parse.GetValue(CpuMem), "--cpu-mem"),
@@ -82,6 +84,7 @@ public sealed class PolicyOptions
 }
 
 /// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
-public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool CpuAttention,
+/// <param name="CpuAttention">On, off, or null to let the planner try both (with a search only).</param>
+public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool? CpuAttention,
     string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false,
     bool CompressCache = false, ActorInfer.Model.Layers.DecodeAttention DecodeAttention = ActorInfer.Model.Layers.DecodeAttention.Products);

@@ -154,6 +154,11 @@ public sealed class PressureReplay : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _timers) t.Dispose();
+        // An event in flight finishes before the engine it changes is disposed.
+        foreach (var t in _timers)
+        {
+            using var stopped = new ManualResetEvent(false);
+            if (t.Dispose(stopped)) stopped.WaitOne();
+        }
     }
 }

@@ -55,7 +55,8 @@ public static class PressureSchedule
         if (!root.TryGetProperty("budget", out var b)) throw Bad("'budget' is required");
         long budget;
         if (b.ValueKind == JsonValueKind.Number && b.TryGetInt64(out var bytes)) budget = bytes;
-        else if (b.ValueKind == JsonValueKind.String && ByteSize.TryParse(b.GetString(), out var parsed, out var problem)) budget = parsed;
+        else if (b.ValueKind == JsonValueKind.String)
+            budget = ByteSize.TryParse(b.GetString(), out var parsed, out var problem) ? parsed : throw Bad($"'budget': {problem}");
         else throw Bad("'budget' must be a byte count or a size such as \"6GiB\"");
         if (budget <= 0) throw Bad("'budget' must be positive");
         return new PressureEvent(line, atMs, atStep, tier, budget);

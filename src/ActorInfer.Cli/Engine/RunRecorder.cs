@@ -23,11 +23,11 @@ public sealed class RunRecorder : IDisposable
         _writer = new StreamWriter(Path.Combine(dir, FileName)) { AutoFlush = false };
     }
 
-    public void Sample(long gpuBudget, long cpuBudget, long deviceBytes, int blockSize, long tokens) =>
+    public void Sample(long gpuBudget, long cpuBudget, long deviceBytes, long cpuBytes, int blockSize, long tokens) =>
         Write(new Dictionary<string, object>
         {
             ["t_ms"] = Math.Round(_clock.Elapsed.TotalMilliseconds, 2), ["kind"] = "step", ["gpu_budget"] = gpuBudget,
-            ["cpu_budget"] = cpuBudget, ["device_bytes"] = deviceBytes, ["block_size"] = blockSize, ["tokens"] = tokens,
+            ["cpu_budget"] = cpuBudget, ["device_bytes"] = deviceBytes, ["cpu_bytes"] = cpuBytes, ["block_size"] = blockSize, ["tokens"] = tokens,
         });
 
     public void Event(string kind, string detail) =>

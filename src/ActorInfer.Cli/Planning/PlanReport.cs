@@ -105,6 +105,7 @@ public sealed record PlanReport
             ["total_seconds"] = Estimate.TotalSeconds,
             ["throughput_tokens_per_s"] = Estimate.ThroughputTokensPerSecond,
             ["peak_memory_bytes"] = new Dictionary<string, double> { ["gpu"] = Math.Ceiling(peak.Gpu), ["cpu"] = Math.Ceiling(peak.Cpu), ["disk"] = Math.Ceiling(peak.Disk) },
+            ["budget_bytes"] = new Dictionary<string, long> { ["gpu"] = Budget.GpuBytes, ["cpu"] = Budget.CpuBytes, ["disk"] = Budget.DiskBytes },
             ["fits"] = Fits,
             ["binding_constraint"] = Binding?.ToString(),
             ["candidates_evaluated"] = CandidatesEvaluated,
