@@ -94,7 +94,7 @@ has job && node job 8101 "" && {
   stop job
 }
 cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
-has bench && timeout 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto \
+has bench && timeout 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
   --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json \
   > "$out/bench.json" 2> "$out/bench.log"
 has mixed && profile mixed && NODE_ENV=${MIXED_ENV:-} node mixed 8102 "" && {

@@ -33,29 +33,16 @@ public static class OptConfigs
         TryNamed(name ?? throw new ArgumentNullException(nameof(name))) ?? throw new ArgumentException(
             $"unknown OPT size '{name}'; known sizes: {string.Join(", ", NamedSizes)}", nameof(name));
 
+    /// <summary>An OPT model as <see cref="ModelConfigs.Resolve"/> finds it: a named size, a directory holding <c>config.json</c>, or a <c>config.json</c> path.</summary>
+    public static OptConfig Resolve(string nameOrPath) =>
+        ModelConfigs.Resolve(nameOrPath) as OptConfig ?? throw new ArgumentException($"'{nameOrPath}' is not an OPT model", nameof(nameOrPath));
+
     internal static OptConfig? TryNamed(string name)
     {
         var wanted = name.Trim();
         if (wanted.StartsWith("facebook/", StringComparison.OrdinalIgnoreCase)) wanted = wanted["facebook/".Length..];
         if (!wanted.StartsWith("opt-", StringComparison.OrdinalIgnoreCase)) wanted = "opt-" + wanted;
         return Published.FirstOrDefault(c => string.Equals(c.Name, wanted, StringComparison.OrdinalIgnoreCase));
-    }
-
-    /// <summary>A named size, a directory holding <c>config.json</c>, or a <c>config.json</c> path.</summary>
-    public static OptConfig Resolve(string nameOrPath)
-    {
-        ArgumentNullException.ThrowIfNull(nameOrPath);
-        if (Directory.Exists(nameOrPath))
-        {
-            var file = Path.Combine(nameOrPath, "config.json");
-            if (!File.Exists(file))
-                throw new FileNotFoundException($"directory {nameOrPath} holds no config.json", file);
-            return FromJson(file);
-        }
-        if (File.Exists(nameOrPath)) return FromJson(nameOrPath);
-        return TryNamed(nameOrPath) ?? throw new ArgumentException(
-            $"'{nameOrPath}' is neither a model directory with a config.json nor a known OPT size " +
-            $"({string.Join(", ", NamedSizes)})", nameof(nameOrPath));
     }
 
     /// <summary>Parses a Hugging Face OPT <c>config.json</c>; every problem is an <see cref="InvalidDataException"/> naming the file and key.</summary>
