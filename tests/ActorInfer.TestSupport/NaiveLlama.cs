@@ -81,31 +81,7 @@ public sealed class NaiveLlama(LlamaConfig c, IReadOnlyDictionary<string, float[
             for (var head = 0; head < heads; head++) Rotate(q[i], head * d, i, frequencies);
             for (var head = 0; head < kvHeads; head++) Rotate(k[i], head * d, i, frequencies);
         }
-        var context = new double[t][];
-        for (var i = 0; i < t; i++) context[i] = new double[heads * d];
-        var scale = 1.0 / Math.Sqrt(d);
-        for (var head = 0; head < heads; head++)
-        {
-            var o = head * d;
-            // Query heads share key/value heads in consecutive groups.
-            var kvo = head / (heads / kvHeads) * d;
-            for (var i = 0; i < t; i++)
-            {
-                var scores = new double[i + 1];
-                for (var j = 0; j <= i; j++)
-                {
-                    double dot = 0;
-                    for (var m = 0; m < d; m++) dot += q[i][o + m] * k[j][kvo + m];
-                    scores[j] = dot * scale;
-                }
-                var max = scores.Max();
-                var weights = scores.Select(s => Math.Exp(s - max)).ToArray();
-                var total = weights.Sum();
-                for (var j = 0; j <= i; j++)
-                    for (var m = 0; m < d; m++)
-                        context[i][o + m] += weights[j] / total * v[j][kvo + m];
-            }
-        }
+        var context = NaiveAttention.Causal(q, k, v, heads, kvHeads, d);
         var result = new double[t][];
         for (var i = 0; i < t; i++)
         {

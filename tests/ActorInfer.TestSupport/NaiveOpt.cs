@@ -79,29 +79,7 @@ public sealed class NaiveOpt(OptConfig c, IReadOnlyDictionary<string, float[]> w
         var q = input.Select(r => MatVec(W(N(S.QWeight)), Maybe(N(S.QBias)), r, h, h)).ToArray();
         var k = input.Select(r => MatVec(W(N(S.KWeight)), Maybe(N(S.KBias)), r, h, h)).ToArray();
         var v = input.Select(r => MatVec(W(N(S.VWeight)), Maybe(N(S.VBias)), r, h, h)).ToArray();
-        var context = new double[t][];
-        for (var i = 0; i < t; i++) context[i] = new double[h];
-        var scale = 1.0 / Math.Sqrt(d);
-        for (var head = 0; head < heads; head++)
-        {
-            var o = head * d;
-            for (var i = 0; i < t; i++)
-            {
-                var scores = new double[i + 1];
-                for (var j = 0; j <= i; j++)
-                {
-                    double dot = 0;
-                    for (var m = 0; m < d; m++) dot += q[i][o + m] * k[j][o + m];
-                    scores[j] = dot * scale;
-                }
-                var max = scores.Max();
-                var weights = scores.Select(s => Math.Exp(s - max)).ToArray();
-                var total = weights.Sum();
-                for (var j = 0; j <= i; j++)
-                    for (var m = 0; m < d; m++)
-                        context[i][o + m] += weights[j] / total * v[j][o + m];
-            }
-        }
+        var context = NaiveAttention.Causal(q, k, v, heads, heads, d);
         var after = new double[t][];
         for (var i = 0; i < t; i++)
         {
