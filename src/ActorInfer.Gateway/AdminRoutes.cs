@@ -54,7 +54,7 @@ public static class AdminRoutes
                         predicted_tokens_per_second = last.PredictedTokensPerSecond, policy = last.Policy?.ToString(),
                     },
                 },
-                queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, tenants = queues.QueuedByTenant },
+                queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, decoding_steps = scheduler.DecodingSteps, tenants = queues.QueuedByTenant },
             });
         }).WithMetadata(access);
     }

@@ -172,7 +172,10 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
         // Room for one GPU batch of 2 of the longest requests (8 prompt tokens, 9 new ones): a block of 2 x 3 cannot open.
         tiers.Device.SetBudget(runtime.PlanBlock(2, 1, 17, 17).Total.Device);
         var engine = new OffloadedEngine(runtime, _factory.Decode);
-        using var driver = ActorDriver.Start(engine, _factory, new BlockPolicy(2, 3, "larger than the device"));
+        // A node whose planner knows no budget: the policy stands until the device refuses it.
+        using var driver = ActorInfer.Actors.Node.LocalNode.Start(new ActorInfer.Actors.Node.NodeParts(engine, _factory, tiers, Memory.Tier.Gpu,
+            CpuTierActor: true, new FixedPolicyPlanner(new BlockPolicy(2, 3, "larger than the device"), Memory.TierBudgets.None, adapting: null),
+            Buckets: null, new Memory.MemoryProtocol.Settings(null, null, null, TimeSpan.FromDays(1), 0), Probe: null, MaxWaitForMemory: null));
         var lines = driver.Run(Enumerable.Range(0, 8).Select(Item).ToArray(), TimeSpan.FromSeconds(60));
         var results = Enumerable.Range(0, 8).ToDictionary(i => $"k{i}", i => OutputIds(lines[i]));
         Assert.Equal(Reference(8), results);

@@ -42,7 +42,7 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
     }
 
     [Fact]
-    public void A_budget_change_that_changes_the_best_policy_is_published()
+    public void Every_budget_change_is_published_with_the_best_policy_for_it()
     {
         var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(1800, null, null, TimeSpan.FromHours(1), 1), null));
         var planner = Sys.ActorOf(PlannerProtocol.Props(Planner, memory));
@@ -71,7 +71,13 @@ public sealed class PlannerSpecs() : TestKit(TestModels.ActorConfig)
         signal.Received();
         Assert.False(signal.Waiting);
 
-        // A change that leaves the policy as it is publishes nothing.
+        // A change that leaves the policy as it is is published with the new budgets (the engine applies them to its tiers).
+        memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1350));
+        var kept = a.ExpectMsg<PolicyChanged>();
+        kept.Policy.Should(new BlockPolicy(3, 1, "all on gpu"));
+        Assert.Equal(1350, kept.Budgets.Gpu);
+        signal.Received();
+        // Budgets the memory actor already holds change nothing, and nothing is published.
         memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1350));
         a.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
 

@@ -59,8 +59,8 @@ public class PressureReplayTests
         Assert.Equal(OutputIds(Path.Combine(work, "ref.jsonl")), OutputIds(Path.Combine(work, "out.jsonl")));
         var summary = Regex.Match(error, @"pressure: (\d+) events sent, (\d+) honoured .*; (\d+) GPU batches dropped, (\d+) sequences requeued");
         Assert.True(summary.Success, error);
-        Assert.Equal("2", summary.Groups[1].Value);
-        Assert.Equal("2", summary.Groups[2].Value);
+        Assert.True(summary.Groups[1].Value == "2", error);
+        Assert.True(summary.Groups[2].Value == "2", error);
         Assert.True(int.Parse(summary.Groups[3].Value) > 0, error);
         Assert.True(int.Parse(summary.Groups[4].Value) > 0, error);
     }

@@ -9,16 +9,15 @@ namespace ActorInfer.Gateway.Tests;
 
 /// <summary>
 /// The elastic-memory chaos test on a real `actorinfer node` process (CPU, SQLite, the fixture opt-tiny): one job of
-/// 500 greedy requests, 100 seeded random pressure events on the node's compute tier (host memory on a CPU node: the
+/// 700 greedy requests, 100 seeded random pressure events on the node's compute tier (host memory on a CPU node: the
 /// gpu tier governs nothing there) between 25% and 100% of the budget its largest block needs, and the node SIGKILLed
 /// twice and restarted on the same data folder. Every request is answered exactly once, with the output `generate`
-/// gives the same requests without pressure. The job is larger than the 300 requests so that the 100 events,
-/// each an HTTP round trip, fall within it on a fast machine too.
+/// gives the same requests without pressure.
 /// </summary>
 [Collection(ChaosCollection.Name)]
 public sealed partial class ChaosTests(ITestOutputHelper output)
 {
-    private const int Requests = 500;
+    private const int Requests = 700;
     private const int PressureEvents = 100;
     private const int Seed = 2026;
     private const string Key = "sk-chaos";

@@ -116,8 +116,8 @@ public sealed class GatewayFixture : IAsyncLifetime
         }
     }
 
-    /// <summary>Polls until the condition holds; fails with the last value after the timeout.</summary>
-    public static async Task<T> Poll<T>(Func<Task<T>> read, Func<T, bool> done, TimeSpan timeout)
+    /// <summary>Polls until the condition holds (every 50 ms unless told); fails with the last value after the timeout.</summary>
+    public static async Task<T> Poll<T>(Func<Task<T>> read, Func<T, bool> done, TimeSpan timeout, TimeSpan? every = null)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (true)
@@ -125,7 +125,7 @@ public sealed class GatewayFixture : IAsyncLifetime
             var value = await read();
             if (done(value)) return value;
             if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException($"condition not reached within {timeout}; last: {value}");
-            await Task.Delay(50);
+            await Task.Delay(every ?? TimeSpan.FromMilliseconds(50));
         }
     }
 

@@ -98,28 +98,11 @@ public sealed class ActorInferNode : IAsyncDisposable
         try
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
-            var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
-                probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model))), "memory");
-            var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
-            var tierActors = new List<IActorRef>();
-            if (model.Tiers is { } tiers)
-            {
-                // The compute tier's budget governs the runtime's device tier (host memory on a CPU node).
-                tierActors.Add(system.ActorOf(Tiers.TierProtocol.Props(computeTier, tiers.Device, memory, enforce: false), "tier-device"));
-                if (settings.IsCuda) tierActors.Add(system.ActorOf(Tiers.TierProtocol.Props(Tier.Cpu, tiers.Cpu, memory, enforce: false), "tier-cpu"));
-            }
             var log = Logging.GetLogger(system, "planner");
-            var hardware = NodeHardware.Resolve(settings, line => log.Info(line),
-                new Runtime.Profiling.AttentionShape(model.Config.HiddenSize, model.Config.NumAttentionHeads));
-            var placement = model.Planner(settings, hardware, computeTier);
-            log.Info("planner: hardware profile {0} ({1}); {2}", hardware.Profile.Name, hardware.Source,
-                settings.Planner.WholeContext ? "every block planned for the whole context" : "blocks planned for the queued requests' lengths");
-            var planner = system.ActorOf(PlannerProtocol.Props(placement, memory), "planner");
-            var layers = Enumerable.Range(0, model.Config.NumHiddenLayers)
-                .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), model.Engine), $"layer-{i}"))
-                .ToArray();
-            var scheduler = system.ActorOf(SchedulerProtocol.Props(model.Engine, model.Factory, layers, planner, settings.Scheduler.MaxWaitForMemory,
-                placement.Buckets), "scheduler");
+            var (parts, placement) = Parts(settings, model, probe, line => log.Info(line));
+            var actors = NodeActors.Start(system, parts);
+            var computeTier = parts.ComputeTier;
+            var (memory, planner, scheduler) = (actors.Memory, actors.Planner, actors.Scheduler);
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control)
@@ -127,7 +110,7 @@ public sealed class ActorInferNode : IAsyncDisposable
                 ComputeTier = computeTier,
                 LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
                 PolicyPlanner = placement,
-                TierActors = tierActors,
+                TierActors = actors.Tiers,
             };
         }
         catch
@@ -139,18 +122,36 @@ public sealed class ActorInferNode : IAsyncDisposable
     }
 
     /// <summary>
+    /// What a node's deciding and running actors are built from, given its settings and loaded model: the hardware
+    /// profile (measured on a GPU node's first start), the workload planner, the budgets and telemetry. `generate
+    /// --config` builds the same parts, so its decisions are the served node's.
+    /// </summary>
+    public static (NodeParts Parts, WorkloadPlanner Planner) Parts(ActorInferSettings settings, NodeModel model, IMemoryProbe? probe, Action<string> log)
+    {
+        var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
+        var hardware = NodeHardware.Resolve(settings, log,
+            new Runtime.Profiling.AttentionShape(model.Config.HiddenSize, model.Config.NumAttentionHeads));
+        var placement = model.Planner(settings, hardware, computeTier);
+        log($"planner: hardware profile {hardware.Profile.Name} ({hardware.Source}); " +
+            (settings.Planner.WholeContext ? "every block planned for the whole context" : "blocks planned for the queued requests' lengths"));
+        var parts = new NodeParts(model.Engine, model.Factory, model.Tiers, computeTier, CpuTierActor: settings.IsCuda,
+            placement, placement.Buckets, MemoryProtocol.Settings.From(settings.Memory),
+            probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model)),
+            settings.Scheduler.MaxWaitForMemory);
+        return (parts, placement);
+    }
+
+    /// <summary>
     /// On CUDA, the device memory this node could use: what the driver reports free plus what the node's own
     /// device tier already holds (its own buffers are not pressure) and its CUDA context (a budget counts it, as an
     /// operator's does).
     /// </summary>
     private static Func<long?>? DeviceTelemetry(ActorInferSettings settings, NodeModel model) =>
-        settings.IsCuda && model.Tiers is { } tiers
-            ? () => Runtime.Tiers.MachineMemory.Device().Free + tiers.Device.BytesHeld + model.DeviceContextBytes
-            : null;
+        settings.IsCuda ? () => Runtime.Tiers.MachineMemory.Device().Free + model.Tiers.Device.BytesHeld + model.DeviceContextBytes : null;
 
     /// <summary>Host memory the node's tiers hold (the device tier too on a CPU node).</summary>
-    private static Func<long>? OwnHostBytes(ActorInferSettings settings, NodeModel model) =>
-        model.Tiers is { } tiers ? () => tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : tiers.Device.BytesHeld) : null;
+    private static Func<long> OwnHostBytes(ActorInferSettings settings, NodeModel model) =>
+        () => model.Tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : model.Tiers.Device.BytesHeld);
 
     public async ValueTask DisposeAsync()
     {

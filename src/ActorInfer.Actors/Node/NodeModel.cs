@@ -13,9 +13,12 @@ public sealed class NodeModel : IDisposable
 {
     private readonly IDisposable[] _owned;
 
-    private NodeModel(ModelConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype, IDisposable[] owned)
+    private NodeModel(ModelConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype,
+        ActorInfer.Runtime.Schedule.OffloadEngine runtime, IDisposable[] owned)
     {
         _owned = owned;
+        Runtime = runtime;
+        Tiers = runtime.Tiers;
         Config = config;
         Codec = codec;
         Engine = engine;
@@ -30,11 +33,11 @@ public sealed class NodeModel : IDisposable
     public ScalarType DType { get; }
 
     /// <summary>The runtime's tiers, each owned by an offload-tier actor on the node.</summary>
-    public ActorInfer.Runtime.Tiers.TierSet? Tiers { get; private init; }
+    public ActorInfer.Runtime.Tiers.TierSet Tiers { get; }
     public int BytesPerElement => DType == ScalarType.Float32 ? 4 : 2;
 
     /// <summary>The offloading runtime behind the engine.</summary>
-    public ActorInfer.Runtime.Schedule.OffloadEngine? Runtime { get; private init; }
+    public ActorInfer.Runtime.Schedule.OffloadEngine Runtime { get; }
 
     /// <summary>On a GPU node, the device memory in use before the model was loaded (the CUDA context); 0 on the CPU.</summary>
     public long DeviceContextBytes { get; private init; }
@@ -48,8 +51,7 @@ public sealed class NodeModel : IDisposable
     /// </summary>
     public Planner.WorkloadPlanner Planner(ActorInferSettings settings, Planner.NodeHardware hardware, Memory.Tier computeTier)
     {
-        var runtime = Runtime ?? throw new InvalidOperationException("the node's model has no runtime");
-        return new Planner.WorkloadPlanner(runtime, hardware.Profile, hardware.Source, settings.Planner,
+        return new Planner.WorkloadPlanner(Runtime, hardware.Profile, hardware.Source, settings.Planner,
             settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches, computeTier, DeviceContextBytes, DeviceTotalBytes);
     }
 
@@ -96,9 +98,9 @@ public sealed class NodeModel : IDisposable
             var hostCopies = settings.IsCuda && weightBytes <= ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable() / 2;
             var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: hostCopies);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
-            return new NodeModel(config, codec, engine, dtype, [runtime, copies])
+            return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {
-                Tiers = tiers, Runtime = runtime, DeviceContextBytes = deviceTotal - deviceFree, DeviceTotalBytes = deviceTotal,
+                DeviceContextBytes = deviceTotal - deviceFree, DeviceTotalBytes = deviceTotal,
             };
         }
         catch

@@ -71,13 +71,17 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 
     private void Replan(TierBudgets budgets, bool force, long? changedAt = null, string? reason = null)
     {
+        var sameBudgets = budgets == _budgets;
         _budgets = budgets;
         var policy = Plan(budgets);
         var plannedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (!force && policy == _policy) return;
+        // New budgets are published even under the same policy: the engine applies them to its tiers once honoured.
+        if (!force && policy == _policy && sameBudgets) return;
+        var samePolicy = policy == _policy;
         _policy = policy;
         reason ??= changedAt is null ? "budgets" : "budget change";
         if (policy is null) _log.Warning("no policy fits the budgets ({0}) ({1})", budgets, reason);
+        else if (samePolicy && !force) _log.Debug("policy {0} kept for budgets ({1}) ({2})", policy, budgets, reason);
         else _log.Info("policy {0} for budgets ({1}) ({2}){3}", policy, budgets, reason,
             policy.PredictedTokensPerSecond is { } predicted ? $", predicted {predicted:F1} token/s" : "");
         var changed = new PolicyChanged(policy, budgets) { ChangedAt = changedAt, PlannedAt = changedAt is null ? null : plannedAt };

@@ -25,6 +25,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly CompletionFactory _factory;
     private readonly IReadOnlyList<IActorRef> _layers;
     private readonly IActorRef? _planner;
+    private long _decodingSteps;
     private readonly WaitingWork _waiting;
     private readonly BucketRule? _buckets;
     // The workload asked of the planner for the next block, until its policy arrives.
@@ -110,6 +111,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         {
             // A layer in progress stops for it no longer (it may have already: its Yielded answer is behind this one).
             if (m.Signalled) _engine.Changes?.Received();
+            // New budgets under the same policy are applied as any change is, and logged only in detail.
+            var level = m.Policy == _policy ? Akka.Event.LogLevel.DebugLevel : Akka.Event.LogLevel.InfoLevel;
             _policy = m.Policy;
             if (m.Policy?.Bucket is { } planned && planned == _asked) _asked = null;
             // With no change waiting the tiers hold no more than the budgets in force (the tiers refuse more); budgets
@@ -129,7 +132,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             else if (BlockFitting.AtBoundaryNow(_engine, _block))
             {
                 // No computation of the block has started where the policy would wait for a boundary: it applies now.
-                _log.Info("policy {0} applies on arrival in block {1}", (object?)m.Policy ?? "none", _block.Id);
+                _log.Log(level, $"policy {(object?)m.Policy ?? "none"} applies on arrival in block {_block.Id}");
                 ApplyAtBoundary(_block, atStepEnd: _block.Tokens.Any(t => t is not null));
             }
             else
@@ -141,7 +144,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 if (_policy is { } p && _engine.Within(_budgets) && BlockFitting.Fits(_engine, _block, p, _budgets) &&
                     BlockFitting.Fits(_engine, _block, p with { Runtime = null }, _budgets))
                     HonourWaiting(dropped: false);
-                _log.Info("policy {0} takes effect at the next layer boundary of block {1}", (object?)m.Policy ?? "none", _block.Id);
+                _log.Log(level, $"policy {(object?)m.Policy ?? "none"} takes effect at the next layer boundary of block {_block.Id}");
             }
         });
         Receive<CheckMemoryWait>(_ => FailWhatWaitedTooLong());
@@ -156,7 +159,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
         });
         Receive<Terminated>(m => _observers.Remove(m.ActorRef));
-        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _policy)));
+        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _policy, _decodingSteps)));
     }
 
     private void Idle()
@@ -315,6 +318,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 foreach (var b in block.Active)
                     block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
             })) return;
+        if (!step.IsPrefill) _decodingSteps++;
         block.CursorPosition = 0;
         Dispatch(block);
     }

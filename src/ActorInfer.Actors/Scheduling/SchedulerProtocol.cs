@@ -57,7 +57,8 @@ public static class SchedulerProtocol
         public static readonly GetStatus Instance = new();
     }
 
-    public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy);
+    /// <param name="DecodingSteps">Decoding steps started over the scheduler's life (a block's prefill is not one).</param>
+    public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy, long DecodingSteps = 0);
 
     /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
     public sealed record FinishedItem(string Key, string ResultLine);

@@ -20,19 +20,20 @@ public sealed record TierPeaks(long Device, long Cpu, long Disk);
 /// <summary>Runs the block a warm-up time and then <c>repeat</c> measured times with random prompts of the asked length.</summary>
 public static class BenchRunner
 {
-    /// <param name="pressure">A budget schedule replayed during one measured run after the warm-up (through the actors).</param>
+    /// <param name="pressure">A budget schedule replayed during one measured run after the warm-up (through the node's actors).</param>
     public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log,
-        IReadOnlyList<Engine.PressureEvent>? pressure = null)
+        IReadOnlyList<Engine.PressureLine>? pressure = null)
     {
-        var blockSize = setup.Policy.BlockSize;
+        var blockSize = BlockSize(setup, promptLength, generationLength);
         if (pressure is not null)
         {
-            using var replay = new Engine.PressureReplay(setup, pressure, promptLength, generationLength, setup.Hardware);
             log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
             Measure(setup, promptLength, generationLength, seed: 999);
-            var pressed = Measure(setup, promptLength, generationLength, seed: 0, replay: replay);
+            var factory = new CompletionFactory(setup.Config, null);
+            using var run = Engine.NodeRun.Start(setup, factory, pressure, runDir: null);
+            var pressed = Measure(setup, promptLength, generationLength, seed: 0, run: run);
             log($"run under pressure: prefill {pressed.PrefillSeconds:F3} s, decode {pressed.DecodeSeconds:F3} s, total {pressed.TotalThroughput:F2} token/s");
-            log(replay.Summary(setup.Driver!));
+            log(run.Summary());
             return [pressed];
         }
         // The warm-up is a whole measured run: the first pass over each shape pays for kernel selection and allocator growth.
@@ -104,12 +105,19 @@ public static class BenchRunner
         }
     }
 
+    /// <summary>
+    /// The block measured: the size the node's planner gives these lengths through the actors (the runtime's policy's
+    /// on the runtime's own loop).
+    /// </summary>
+    public static int BlockSize(EngineSetup setup, int promptLength, int generationLength) =>
+        setup.ThroughActors ? setup.PlannedFor(promptLength, generationLength)?.BlockSize ?? setup.Policy.BlockSize : setup.Policy.BlockSize;
+
     private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null,
-        Engine.PressureReplay? replay = null)
+        Engine.NodeRun? run = null)
     {
         var config = setup.Config;
         var random = new Random(seed);
-        var block = Enumerable.Range(0, setup.Policy.BlockSize).Select(i =>
+        var block = Enumerable.Range(0, BlockSize(setup, promptLength, generationLength)).Select(i =>
         {
             var ids = new int[promptLength];
             ids[0] = config.BosTokenId;
@@ -139,17 +147,13 @@ public static class BenchRunner
         if (setup.ThroughActors)
         {
             var factory = new CompletionFactory(config, null);
-            var driver = setup.Actors(factory, out var offloaded);
-            offloaded.StepDone = step =>
-            {
-                StepDone(new TokenStep(step));
-                replay?.OnStep(step);
-            };
-            replay?.Start();
+            using var own = run is null ? Engine.NodeRun.Start(setup, factory, schedule: null, runDir: null) : null;
+            var through = run ?? own!;
+            through.StepDone = step => StepDone(new TokenStep(step));
             var items = block.Select((s, i) => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem($"{i}", $"{i}", s.Request, s.Seed)).ToArray();
             watch.Restart();
-            driver.Run(items, TimeSpan.FromDays(1));
-            offloaded.StepDone = null;
+            through.Run(items);
+            through.StepDone = null;
         }
         else
             setup.Engine.Generate(block, _ => "", StepDone);

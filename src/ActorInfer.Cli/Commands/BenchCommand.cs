@@ -57,7 +57,8 @@ public static class BenchCommand
             var asJson = parse.GetValue(json);
             Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
             using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1, elastic: schedule is not null);
-            log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}{(dev.type == TorchSharp.DeviceType.CUDA ? $"; decoding attention by {parse.GetValue(policy.DecodeAttention)}" : "")}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s");
+            log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}{(dev.type == TorchSharp.DeviceType.CUDA ? $"; decoding attention by {parse.GetValue(policy.DecodeAttention)}" : "")}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s" +
+                (choice.Auto && choice.ThroughActors ? $"; the node's planner for this workload: {setup.PlannedFor(prompt, gen)?.ToString() ?? "nothing fits"}" : ""));
             if (choice.Compare)
             {
                 var (direct, actors) = BenchRunner.Compare(setup, prompt, gen, runs, log);

@@ -1,5 +1,11 @@
 using System.CommandLine;
 using System.Text.Json;
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Memory;
+using Tier = ActorInfer.Actors.Memory.Tier;
+using ActorInfer.Actors.Node;
+using ActorInfer.Actors.Scheduling;
 using ActorInfer.Cli.Engine;
 using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
@@ -12,7 +18,12 @@ public static class GenerateCommand
     public static Command Create()
     {
         var command = new Command("generate", "Generate completions for a JSONL file of OpenAI completion requests.");
-        var model = new Option<string>("--model") { Description = "Model directory (Hugging Face OPT checkpoint) or named size (opt-125m ... opt-175b).", Required = true };
+        var model = new Option<string?>("--model") { Description = "Model directory (Hugging Face checkpoint) or named size (opt-125m ... opt-175b); with --config, overrides actorinfer.model." };
+        var config = new Option<string?>("--config")
+        {
+            Description = "Run as the node this HOCON file describes (its model, device, budgets, planner and scheduler), in this process without HTTP; " +
+                          "placement options are then the file's.",
+        };
         var input = new Option<FileInfo>("--input") { Description = "JSONL file, one OpenAI completion request body per line.", Required = true };
         var output = new Option<FileInfo>("--output") { Description = "JSONL file to write, one result per input line.", Required = true };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
@@ -25,17 +36,27 @@ public static class GenerateCommand
         var runDir = new Option<DirectoryInfo?>("--run-dir") { Description = "Record the run's timeline (budgets, bytes held, block size, tokens, drops) there, for `actorinfer report`." };
         var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (JSONL: {\"at_ms\": T | \"at_step\": K, \"tier\": \"gpu\"|\"cpu\", \"budget\": \"6GiB\"}) against the job." };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, input, output, device, dtype, batchSize, keepGoing, dummy, pressure, runDir }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, config, input, output, device, dtype, batchSize, keepGoing, dummy, pressure, runDir }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
         {
+            var configPath = parse.GetValue(config);
+            if (configPath is null && parse.GetValue(model) is null) throw new CliException("give --model, or --config with a node's HOCON file", 2);
+            if (configPath is not null)
+            {
+                // The file decides what a node decides: options that would set it otherwise are refused, not ignored.
+                var given = new Option[] { device, dtype, batchSize, dummy }.Concat(policy.All()).Where(o => parse.GetResult(o) is { Implicit: false }).ToArray();
+                if (given.Length > 0)
+                    throw new CliException($"--config takes the node's device, budgets and planner from the file: drop {string.Join(", ", given.Select(o => o.Name))}", 2);
+            }
             var options = new GenerateOptions(
                 parse.GetValue(model)!, parse.GetValue(input)!, parse.GetValue(output)!, parse.GetValue(device)!,
                 parse.GetValue(dtype), parse.GetValue(batchSize), parse.GetValue(keepGoing), parse.GetValue(dummy), policy.Read(parse))
             {
                 Pressure = parse.GetValue(pressure),
                 RunDir = parse.GetValue(runDir),
+                Config = configPath,
             };
             return Generate(options);
         });
@@ -47,6 +68,9 @@ public static class GenerateCommand
     {
         public FileInfo? Pressure { get; init; }
         public DirectoryInfo? RunDir { get; init; }
+
+        /// <summary>A node's HOCON file: the run is that node's, in this process without HTTP.</summary>
+        public string? Config { get; init; }
     }
 
     /// <summary>The tokens a result line generated (none for an error line).</summary>
@@ -63,10 +87,61 @@ public static class GenerateCommand
         var outputDir = o.Output.Directory;
         if (outputDir is not null && !outputDir.Exists) throw new CliException($"output folder does not exist: {outputDir.FullName}");
 
+        if (o.Config is not null) return GenerateOnNode(o);
         var device = Devices.Resolve(o.Device);
         var dtype = Devices.ResolveDType(o.DType, device);
         using var loaded = LoadedModel.Open(o.Model, o.Dummy);
         var factory = new CompletionFactory(loaded.Config, loaded.Codec);
+        if (ReadRequests(o, factory) is not var (lines, bad, good)) return 1;
+        var workload = new Workload(good.Max(l => l.Sequence!.PromptIds.Count), good.Max(l => l.Sequence!.Request.MaxTokens));
+        var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
+        if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
+        if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
+        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
+        var results = new string?[lines.Count];
+        foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
+        if (o.Policy.ThroughActors)
+        {
+            var items = good.Select(l => new SchedulerProtocol.WorkItem($"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
+            using var run = NodeRun.Start(setup, factory, schedule, o.RunDir);
+            ProgressReporter.Run("generate", good.Count, report =>
+            {
+                var done = 0;
+                long tokens = 0;
+                var answered = run.Run(items, finished =>
+                {
+                    done += finished.Count;
+                    tokens += finished.Sum(f => CompletionTokens(f.ResultLine));
+                    report(done, tokens);
+                });
+                for (var i = 0; i < good.Count; i++) results[good[i].Index] = answered[i];
+            });
+            if (schedule is not null) Console.Error.WriteLine(run.Summary());
+        }
+        else
+        {
+            ProgressReporter.Run("generate", good.Count, report =>
+            {
+                var done = 0;
+                long tokens = 0;
+                foreach (var chunk in good.Chunk(setup.Policy.BlockSize))
+                {
+                    setup.Engine.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
+                    foreach (var line in chunk)
+                        results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
+                    done += chunk.Length;
+                    tokens += chunk.Sum(l => CompletionTokens(results[l.Index]!));
+                    report(done, tokens);
+                }
+            });
+        }
+        return Write(o, results, good.Count, bad.Count);
+    }
+
+    /// <summary>The request file's lines, bad and good; null (after printing the bad lines) when bad lines stop the run.</summary>
+    private static (IReadOnlyList<RequestLine> Lines, List<RequestLine> Bad, List<RequestLine> Good)? ReadRequests(GenerateOptions o,
+        CompletionFactory factory)
+    {
         var lines = RequestFile.Read(o.Input.FullName, factory);
         var bad = lines.Where(l => l.Error is not null).ToList();
         if (bad.Count > 0 && !o.KeepGoing)
@@ -74,83 +149,56 @@ public static class GenerateCommand
             foreach (var b in bad.Take(10)) Console.Error.WriteLine($"error: {o.Input.Name} line {b.LineNumber}: {b.Error!.Message}");
             if (bad.Count > 10) Console.Error.WriteLine($"error: ... and {bad.Count - 10} more bad lines");
             Console.Error.WriteLine("error: no request was run; fix the lines above or pass --keep-going to run the others");
-            return 1;
+            return null;
         }
-
         var good = lines.Where(l => l.Sequence is not null).ToList();
         if (good.Count == 0) throw new CliException("no input line is a valid request");
-        var workload = new Workload(good.Max(l => l.Sequence!.PromptIds.Count), good.Max(l => l.Sequence!.Request.MaxTokens));
+        return (lines, bad, good);
+    }
+
+    /// <summary>
+    /// `generate --config`: the node the file describes (the same model loading, planner, budgets and actors as
+    /// `actorinfer node`), in this process without HTTP or persistence; a pressure schedule enters its memory-pressure
+    /// actor as `/admin/pressure` commands do, tiers named as that route names them.
+    /// </summary>
+    private static int GenerateOnNode(GenerateOptions o)
+    {
+        var (settings, _) = NodeCommand.LoadSettings(o.Config!, new NodeCommand.NodeFlags(Model: o.Model), SettingsLoader.ProcessEnvironment());
         var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
-        if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
-        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
-        using var replay = schedule is null ? null : new PressureReplay(setup, schedule, workload.PromptLength, workload.GenerationLength, setup.Hardware);
-        if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
-        using var recorder = o.RunDir is null ? null : new RunRecorder(o.RunDir.FullName);
-        if (replay is not null || recorder is not null)
-        {
-            var driver = setup.Actors(factory, out var offloaded);
-            if (recorder is not null)
-                ActorInfer.Actors.Diagnostics.TensorThreadClock.Slow = (what, ms) =>
-                    recorder.Event("slow", string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{what} {ms:F0} ms"));
-            var drops = 0;
-            ActorInfer.Planning.Policy? lastPolicy = null;
-            offloaded.StepDone = step =>
-            {
-                replay?.OnStep(step);
-                if (recorder is null) return;
-                // The policy the runtime runs (placement and geometry), recorded when it changes.
-                if (!ReferenceEquals(offloaded.Runtime.Policy, lastPolicy))
-                {
-                    lastPolicy = offloaded.Runtime.Policy;
-                    recorder.Event("policy", lastPolicy.ToString());
-                }
-                foreach (var d in driver.Drops.Skip(drops)) recorder.Event("drop", $"{d.Batches} GPU batches, {d.Sequences} sequences");
-                drops = driver.Drops.Count;
-                recorder.Sample(replay?.GpuBudget ?? setup.Tiers.Device.BudgetBytes, replay?.CpuBudget ?? setup.Tiers.Cpu.BudgetBytes,
-                    setup.Tiers.Device.BytesHeld, setup.Tiers.Cpu.BytesHeld, offloaded.RunningSequences, offloaded.TokensGenerated);
-            };
-            if (replay is not null)
-            {
-                if (recorder is not null) replay.Applied = e => recorder.Event("pressure", $"{e.Tier} {ActorInfer.Planning.ByteSize.Format(e.Budget)}");
-                replay.Start();
-            }
-        }
+        Directory.CreateDirectory(settings.DataDir);
+        using var model = NodeModel.Load(settings);
+        if (ReadRequests(o, model.Factory) is not var (lines, bad, good)) return 1;
+        var (parts, _) = ActorInferNode.Parts(settings, model, probe: null, line => Console.Error.WriteLine($"generate: {line}"));
+        using var node = LocalNode.Start(parts);
+        var memory = settings.Memory;
+        var start = new TierBudgets(memory.GpuBudget ?? 0, memory.CpuBudget ?? 0, memory.DiskBudget ?? 0);
+        using var run = NodeRun.Start(new NodeRun.Parts(node, (OffloadedEngine)model.Engine, model.Tiers, parts.ComputeTier, start,
+            name => name == "gpu" ? Tier.Gpu : Tier.Cpu), schedule, o.RunDir);
         var results = new string?[lines.Count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
-
-        var partial = o.Output.FullName + ".partial";
+        var items = good.Select(l => new SchedulerProtocol.WorkItem($"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
         ProgressReporter.Run("generate", good.Count, report =>
         {
             var done = 0;
             long tokens = 0;
-            // Under a pressure schedule the scheduler gets every request at once and forms its blocks as each policy
-            // allows; otherwise requests go a block at a time, for progress reports.
-            foreach (var chunk in good.Chunk(replay is null ? setup.Policy.BlockSize : good.Count))
+            var answered = run.Run(items, finished =>
             {
-                if (o.Policy.ThroughActors)
-                {
-                    var driver = setup.Actors(factory, out _);
-                    var items = chunk.Select(l => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem(
-                        $"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
-                    var lines = driver.Run(items, TimeSpan.FromDays(1));
-                    for (var i = 0; i < chunk.Length; i++) results[chunk[i].Index] = lines[i];
-                }
-                else
-                {
-                    setup.Engine.Generate(chunk.Select(l => l.Sequence!).ToList(), factory.Decode);
-                    foreach (var line in chunk)
-                        results[line.Index] = CompletionJson.ToJsonLine(factory.Result(line.Sequence!, line.Id));
-                }
-                done += chunk.Length;
-                tokens += chunk.Sum(l => CompletionTokens(results[l.Index]!));
+                done += finished.Count;
+                tokens += finished.Sum(f => CompletionTokens(f.ResultLine));
                 report(done, tokens);
-            }
+            });
+            for (var i = 0; i < good.Count; i++) results[good[i].Index] = answered[i];
         });
-        if (replay is not null) Console.Error.WriteLine(replay.Summary(setup.Driver!));
+        Console.Error.WriteLine(run.Summary());
+        return Write(o, results, good.Count, bad.Count);
+    }
+
+    private static int Write(GenerateOptions o, string?[] results, int good, int bad)
+    {
+        var partial = o.Output.FullName + ".partial";
         File.WriteAllLines(partial, results.Select(r => r!));
         File.Move(partial, o.Output.FullName, overwrite: true);
-        if (bad.Count > 0)
-            Console.Error.WriteLine($"generate: {good.Count} requests done, {bad.Count} bad lines written as errors");
-        return bad.Count > 0 ? 1 : 0;
+        if (bad > 0) Console.Error.WriteLine($"generate: {good} requests done, {bad} bad lines written as errors");
+        return bad > 0 ? 1 : 0;
     }
 }

@@ -1,4 +1,10 @@
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Memory;
+using Tier = ActorInfer.Actors.Memory.Tier;
+using ActorInfer.Actors.Node;
 using ActorInfer.Actors.Planner;
+using ActorInfer.Model.Generation;
 using ActorInfer.Cli.Planning;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
@@ -44,32 +50,57 @@ public sealed class EngineSetup : IDisposable
     /// <summary>Whether blocks run through the actors (the default) or the runtime's own loop.</summary>
     public bool ThroughActors { get; set; }
 
-    /// <summary>Runs blocks through the layer and scheduler actors (created on first use) instead of calling the runtime directly.</summary>
-    public ActorInfer.Actors.Engine.ActorDriver Actors(ActorInfer.Model.Generation.CompletionFactory factory, out ActorInfer.Actors.Engine.OffloadedEngine engine)
+    /// <summary>
+    /// The in-process node (created on first use) that runs blocks through the same actors a served node runs: the
+    /// memory-pressure actor holds the budgets this run was given, the policy-planner actor holds its planner (the
+    /// node's workload planner under <c>--policy auto</c>; the given policy otherwise, re-placed by the runtime's
+    /// placement planner when a budget falls below it), and the scheduler forms the blocks.
+    /// </summary>
+    public LocalNode Node(CompletionFactory factory)
     {
-        if (_actors is null)
-        {
-            _offloaded = new ActorInfer.Actors.Engine.OffloadedEngine(Engine, factory.Decode);
-            _actors = ActorInfer.Actors.Engine.ActorDriver.Start(_offloaded, factory,
-                new ActorInfer.Actors.Planner.BlockPolicy(Policy.GpuBatchSize, Policy.NumGpuBatches, Policy.ToString()));
-        }
-        engine = _offloaded!;
-        return _actors;
+        if (_node is not null) return _node;
+        _offloaded = new OffloadedEngine(Engine, factory.Decode, ComputeTier);
+        _node = LocalNode.Start(new NodeParts(_offloaded, factory, Tiers, ComputeTier, CpuTierActor: ComputeTier == Tier.Gpu, Planner,
+            Planner is WorkloadPlanner w ? w.Buckets : null, new MemoryProtocol.Settings(StartBudgets.Gpu, StartBudgets.Cpu, StartBudgets.Disk, TimeSpan.FromDays(1), 0),
+            Probe: null, MaxWaitForMemory: null));
+        return _node;
     }
 
-    /// <summary>A new block policy for the actor-driven runs (the pressure replay's).</summary>
-    public void SetPolicy(ActorInfer.Actors.Planner.BlockPolicy? policy, ActorInfer.Actors.Memory.TierBudgets? budgets = null, long? changedAt = null,
-        long? plannedAt = null) =>
-        (_actors ?? throw new InvalidOperationException("the actors are not running")).SetPolicy(policy, budgets, changedAt, plannedAt);
+    /// <summary>
+    /// The policy the node's planner gives a block of requests of these lengths under the starting budgets (the given
+    /// policy when one was given).
+    /// </summary>
+    public BlockPolicy? PlannedFor(int promptLength, int generationLength) => Planner switch
+    {
+        WorkloadPlanner w => w.Plan(StartBudgets, w.Buckets.For(promptLength, generationLength)),
+        FixedPolicyPlanner f => f.Policy,
+        _ => Planner.Plan(StartBudgets),
+    };
+
+    /// <summary>The planner behind the in-process node's policy-planner actor.</summary>
+    public IPolicyPlanner Planner { get; private init; } = null!;
+
+    /// <summary>
+    /// The budget governing the runtime's device tier: the GPU's on CUDA; on the CPU, the GPU's for a given policy (the
+    /// device tier stands in for a GPU, so that pressure re-places weights as it would there) and host memory's under
+    /// <c>--policy auto</c>, as a CPU node plans.
+    /// </summary>
+    public Tier ComputeTier { get; private init; } = Tier.Gpu;
+
+    /// <summary>The budgets the memory-pressure actor starts with.</summary>
+    public TierBudgets StartBudgets { get; private init; } = TierBudgets.None;
+
+    /// <summary>The memory-pressure actor's tier for a schedule's "gpu" or "cpu" event.</summary>
+    public Tier TierOf(string name) => name == "gpu" ? ComputeTier : Tier.Cpu;
 
     /// <summary>Weight bytes the actor-driven runs moved between tiers when policies changed.</summary>
     public long WeightBytesMoved => _offloaded?.WeightBytesMoved ?? 0;
 
-    /// <summary>The actor driver, once blocks have run (or been prepared to run) through the actors.</summary>
-    public ActorInfer.Actors.Engine.ActorDriver? Driver => _actors;
+    /// <summary>The engine the node's actors drive, once the node has started.</summary>
+    public OffloadedEngine? Offloaded => _offloaded;
 
-    private ActorInfer.Actors.Engine.ActorDriver? _actors;
-    private ActorInfer.Actors.Engine.OffloadedEngine? _offloaded;
+    private LocalNode? _node;
+    private OffloadedEngine? _offloaded;
     public Device Device => Tiers.Device.Device;
 
     /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
@@ -141,11 +172,34 @@ public sealed class EngineSetup : IDisposable
             // Host copies of the device's weights when they take at most half of the CPU budget.
             var deviceWeights = OffloadEngine.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
             var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2);
+            var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
+            // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
+            var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;
+            IPolicyPlanner planner;
+            TierBudgets start;
+            if (choice.Auto)
+            {
+                planner = new WorkloadPlanner(engine, hardware!, choice.Hardware!, new PlannerSettings(choice.Hardware!, MaxBlockSize: 8192,
+                    choice.CompressCache, WholeContext: false, TableStep: 1.02), choice.GpuBatchSize ?? 8192, choice.NumGpuBatches ?? 8192, computeTier,
+                    isCuda ? reserve.ContextBytes : 0, isCuda ? MachineMemory.Device().Total : 0);
+                start = isCuda ? new TierBudgets(gpuBudget, cpuBudget, diskDir is null ? 0 : diskBudget) : new TierBudgets(0, usableGpu, 0);
+            }
+            else
+            {
+                start = new TierBudgets(usableGpu, cpuBudget, diskDir is null ? 0 : diskBudget);
+                var block = new BlockPolicy(policy.GpuBatchSize, policy.NumGpuBatches, policy.ToString()) { Runtime = policy };
+                planner = new FixedPolicyPlanner(block, start, elastic
+                    ? new RuntimePlacementPlanner(engine, policy, workload.PromptLength, workload.PromptLength + workload.GenerationLength, Tier.Gpu, hardware)
+                    : null);
+            }
             return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,
                 Reserve = reserve,
-                Hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware),
+                Hardware = hardware,
+                Planner = planner,
+                ComputeTier = computeTier,
+                StartBudgets = start,
             };
         }
         catch (TierBudgetExceededException ex)
@@ -182,7 +236,7 @@ public sealed class EngineSetup : IDisposable
 
     public void Dispose()
     {
-        _actors?.Dispose();
+        _node?.Dispose();
         _offloaded?.Dispose();
         Engine.Dispose();
         Copies.Dispose();

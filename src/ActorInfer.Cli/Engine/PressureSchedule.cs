@@ -3,8 +3,8 @@ using ActorInfer.Planning;
 
 namespace ActorInfer.Cli.Engine;
 
-/// <summary>One budget change of a pressure schedule: when (milliseconds from the start, or a decoding step), which tier, how much.</summary>
-public sealed record PressureEvent(int Line, long? AtMs, int? AtStep, string Tier, long Budget);
+/// <summary>One line of a pressure schedule: when (milliseconds from the start, or a decoding step), which tier ("gpu" or "cpu"), how much.</summary>
+public sealed record PressureLine(int Line, long? AtMs, int? AtStep, string Tier, long Budget);
 
 /// <summary>
 /// A pressure schedule: JSONL lines <c>{"at_ms": T | "at_step": K, "tier": "gpu"|"cpu", "budget": "6GiB"}</c>.
@@ -12,10 +12,10 @@ public sealed record PressureEvent(int Line, long? AtMs, int? AtStep, string Tie
 /// </summary>
 public static class PressureSchedule
 {
-    public static IReadOnlyList<PressureEvent> Read(string path)
+    public static IReadOnlyList<PressureLine> Read(string path)
     {
         if (!File.Exists(path)) throw new CliException($"--pressure: file not found: {path}");
-        var events = new List<PressureEvent>();
+        var events = new List<PressureLine>();
         var line = 0;
         foreach (var raw in File.ReadLines(path))
         {
@@ -27,7 +27,7 @@ public static class PressureSchedule
         return events;
     }
 
-    private static PressureEvent Parse(string raw, int line, string path)
+    private static PressureLine Parse(string raw, int line, string path)
     {
         CliException Bad(string message) => new($"--pressure: {path} line {line}: {message}");
         JsonElement root;
@@ -59,6 +59,6 @@ public static class PressureSchedule
             budget = ByteSize.TryParse(b.GetString(), out var parsed, out var problem) ? parsed : throw Bad($"'budget': {problem}");
         else throw Bad("'budget' must be a byte count or a size such as \"6GiB\"");
         if (budget <= 0) throw Bad("'budget' must be positive");
-        return new PressureEvent(line, atMs, atStep, tier, budget);
+        return new PressureLine(line, atMs, atStep, tier, budget);
     }
 }

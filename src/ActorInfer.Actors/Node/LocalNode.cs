@@ -1,0 +1,147 @@
+using System.Collections.Concurrent;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace ActorInfer.Actors.Node;
+
+/// <summary>
+/// A node in this process without HTTP or persistence, for `generate` and `bench`: the same actors a served node
+/// runs (<see cref="NodeActors"/>), so every decision (which policy, which block, what to drop, where to re-place) is
+/// made by them whether the work came from a file or from HTTP. Budget changes enter through the memory-pressure actor,
+/// as `/admin/pressure` and telemetry do; what the actors decided is recorded here for the command to report.
+/// </summary>
+public sealed class LocalNode : IDisposable
+{
+    private readonly ActorSystem _system;
+
+    private LocalNode(ActorSystem system, NodeActors actors, NodeParts parts)
+    {
+        _system = system;
+        Actors = actors;
+        Parts = parts;
+        var log = system.ActorOf(Props.Create(() => new EventLog(this)), "events");
+        actors.Scheduler.Tell(new SchedulerProtocol.Observe(log));
+        actors.Planner.Tell(new PlannerProtocol.Subscribe(log));
+    }
+
+    public NodeActors Actors { get; }
+    public NodeParts Parts { get; }
+
+    /// <summary>Each policy the planner published, in order (the first for the starting budgets).</summary>
+    public ConcurrentQueue<PlannerProtocol.PolicyChanged> Policies { get; } = new();
+
+    /// <summary>Each policy's time until the running block fitted it, in arrival order.</summary>
+    public ConcurrentQueue<SchedulerProtocol.PolicyHonoured> Honoured { get; } = new();
+
+    public ConcurrentQueue<SchedulerProtocol.BatchesDropped> Drops { get; } = new();
+
+    /// <summary>Blocks that ran out of device memory (handled as pressure: their sequences were requeued).</summary>
+    public ConcurrentQueue<SchedulerProtocol.DeviceOutOfMemory> OutOfMemory { get; } = new();
+
+    /// <summary>Told of each policy the planner publishes (on an actor's thread).</summary>
+    public Action<PlannerProtocol.PolicyChanged>? PolicyPublished { get; set; }
+
+    /// <summary>The dispatcher every tensor-issuing actor shares: one dedicated thread (see reference.conf).</summary>
+    private const string DispatcherConfig = """
+        akka.loglevel = WARNING
+        akka.log-dead-letters = off
+        akka.log-dead-letters-during-shutdown = off
+        actorinfer.dispatchers.tensor {
+          type = ForkJoinDispatcher
+          throughput = 100
+          dedicated-thread-pool { thread-count = 1 }
+        }
+        """;
+
+    public static LocalNode Start(NodeParts parts)
+    {
+        var system = ActorSystem.Create("actorinfer-local", ConfigurationFactory.ParseString(DispatcherConfig + "\n" + Diagnostics.IsoConsoleLogger.Config));
+        try
+        {
+            return new LocalNode(system, NodeActors.Start(system, parts), parts);
+        }
+        catch
+        {
+            system.Terminate().Wait(TimeSpan.FromSeconds(10));
+            throw;
+        }
+    }
+
+    /// <summary>An operator's budget for a tier, handed to the memory-pressure actor exactly as `/admin/pressure` hands it.</summary>
+    public void SetBudget(Tier tier, long bytes) => Actors.Memory.Tell(new MemoryProtocol.SetBudget(tier, bytes));
+
+    /// <summary>The planner's policy for the budgets in force (after the memory-pressure actor's first answer).</summary>
+    public BlockPolicy? CurrentPolicy(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var answer = Actors.Planner.Ask<PlannerProtocol.PolicyAnswer>(PlannerProtocol.GetPolicy.Instance, timeout).GetAwaiter().GetResult();
+            // Before the memory actor's first answer the planner has no budgets: asked again shortly.
+            if (answer.Budgets != TierBudgets.None || answer.Policy is not null || DateTime.UtcNow > deadline) return answer.Policy;
+            Thread.Sleep(5);
+        }
+    }
+
+    /// <summary>
+    /// Runs the requests through the scheduler and returns one result line per request, in order;
+    /// <paramref name="finished"/> hears each block's results as they come.
+    /// </summary>
+    public IReadOnlyList<string> Run(IReadOnlyList<SchedulerProtocol.WorkItem> items, TimeSpan timeout,
+        Action<IReadOnlyList<SchedulerProtocol.FinishedItem>>? finished = null)
+    {
+        // A collector actor completes a task when every result is in: the caller's thread sleeps on the task
+        // instead of polling a mailbox beside the tensor thread.
+        var done = new TaskCompletionSource<Dictionary<string, string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var collector = _system.ActorOf(Props.Create(() => new Collector(items.Count, done, finished)));
+        Actors.Scheduler.Tell(new SchedulerProtocol.Enqueue(items), collector);
+        try
+        {
+            if (!done.Task.Wait(timeout))
+                throw new TimeoutException($"requests unfinished after {timeout}");
+        }
+        finally
+        {
+            _system.Stop(collector);
+        }
+        var results = done.Task.Result;
+        return items.Select(i => results[i.Key]).ToArray();
+    }
+
+    private sealed class Collector : ReceiveActor
+    {
+        public Collector(int expected, TaskCompletionSource<Dictionary<string, string>> done, Action<IReadOnlyList<SchedulerProtocol.FinishedItem>>? finished)
+        {
+            var results = new Dictionary<string, string>();
+            Receive<SchedulerProtocol.Finished>(m =>
+            {
+                foreach (var r in m.Results) results[r.Key] = r.ResultLine;
+                finished?.Invoke(m.Results);
+                if (results.Count >= expected) done.TrySetResult(results);
+            });
+            // A one-shot run has nothing to resume after a crash: the scheduler's queue holds the requeued work.
+            Receive<SchedulerProtocol.Checkpointed>(_ => { });
+        }
+    }
+
+    private sealed class EventLog : ReceiveActor
+    {
+        public EventLog(LocalNode node)
+        {
+            Receive<SchedulerProtocol.PolicyHonoured>(node.Honoured.Enqueue);
+            Receive<SchedulerProtocol.BatchesDropped>(node.Drops.Enqueue);
+            Receive<SchedulerProtocol.DeviceOutOfMemory>(node.OutOfMemory.Enqueue);
+            Receive<PlannerProtocol.PolicyChanged>(m =>
+            {
+                node.Policies.Enqueue(m);
+                node.PolicyPublished?.Invoke(m);
+            });
+            ReceiveAny(_ => { });
+        }
+    }
+
+    public void Dispose() => _system.Terminate().Wait(TimeSpan.FromSeconds(10));
+}

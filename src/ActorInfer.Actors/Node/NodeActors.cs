@@ -1,0 +1,50 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Layers;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Generation;
+using TierSet = ActorInfer.Runtime.Tiers.TierSet;
+using Akka.Actor;
+
+namespace ActorInfer.Actors.Node;
+
+/// <summary>What the deciding and running actors of a node are built from.</summary>
+/// <param name="Engine">The engine the layer actors and the scheduler drive.</param>
+/// <param name="Tiers">The runtime's tiers, each owned by an offload-tier actor.</param>
+/// <param name="ComputeTier">The budget that governs the runtime's device tier: the GPU's, or host memory's on a CPU node.</param>
+/// <param name="CpuTierActor">Whether the CPU tier has an actor of its own (not when host memory is the compute tier).</param>
+/// <param name="Planner">The policy planner behind the policy-planner actor.</param>
+/// <param name="Buckets">How requests are grouped by length into blocks; null: any request joins any block.</param>
+/// <param name="Memory">The memory-pressure actor's configured budgets and telemetry settings.</param>
+/// <param name="Probe">Telemetry; null to take budgets only from the configuration and operator commands.</param>
+/// <param name="MaxWaitForMemory">How long queued requests wait while nothing fits; null: forever.</param>
+public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factory, TierSet Tiers, Tier ComputeTier, bool CpuTierActor,
+    IPolicyPlanner Planner, BucketRule? Buckets, MemoryProtocol.Settings Memory, IMemoryProbe? Probe, TimeSpan? MaxWaitForMemory);
+
+/// <summary>
+/// The actors that decide and run, the same in a served node and in `generate` and `bench`: the memory-pressure actor
+/// (every budget change enters here, from telemetry, `/admin/pressure` or a replayed schedule), the offload-tier actors,
+/// the policy-planner actor, one layer actor per decoder layer and the block scheduler.
+/// </summary>
+public sealed record NodeActors(IActorRef Memory, IReadOnlyList<IActorRef> Tiers, IActorRef Planner, IReadOnlyList<IActorRef> Layers, IActorRef Scheduler)
+{
+    public static NodeActors Start(ActorSystem system, NodeParts parts)
+    {
+        var memory = system.ActorOf(MemoryProtocol.Props(parts.Memory, parts.Probe), "memory");
+        var tiers = new List<IActorRef>
+        {
+            // The tiers hold what the engine applies at layer boundaries; the actors account it and follow the budgets.
+            system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(parts.ComputeTier, parts.Tiers.Device, memory, enforce: false), "tier-device"),
+        };
+        if (parts.CpuTierActor)
+            tiers.Add(system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(Tier.Cpu, parts.Tiers.Cpu, memory, enforce: false), "tier-cpu"));
+        var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory), "planner");
+        var layers = Enumerable.Range(0, parts.Engine.Config.NumHiddenLayers)
+            .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine), $"layer-{i}"))
+            .ToArray();
+        var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets),
+            "scheduler");
+        return new NodeActors(memory, tiers, planner, layers, scheduler);
+    }
+}
