@@ -38,7 +38,7 @@ public sealed class ProgramExitTests
         Assert.Equal(Enumerable.Repeat(0, 20), codes);
     }
 
-    public static TheoryData<string> Commands => ["generate actors", "generate direct", "generate pressure", "bench", "bench direct",
+    public static TheoryData<string> Commands => ["generate actors", "generate direct", "generate pressure", "generate config", "bench", "bench direct",
         "plan", "info", "report", "pressure", "version"];
 
     [Theory]
@@ -65,6 +65,13 @@ public sealed class ProgramExitTests
                 break;
             case "generate pressure":
                 AssertSucceeded(NodeProcess.Run(Limit, [.. generate, "--pressure", pressure]));
+                break;
+            case "generate config":
+                // The node of a HOCON file, in this process: the file's model and planner, and the same tokens as above.
+                AssertSucceeded(NodeProcess.Run(Limit, "generate", "--config", "hocon/single-node.conf", "--input", Prompts, "--output", output));
+                var reference = Path.Combine(dir, "reference.jsonl");
+                AssertSucceeded(NodeProcess.Run(Limit, "generate", "--model", Model, "--input", Prompts, "--output", reference));
+                Assert.Equal(File.ReadAllLines(reference), File.ReadAllLines(output));
                 break;
             case "bench":
                 AssertSucceeded(NodeProcess.Run(Limit, bench));
@@ -112,6 +119,8 @@ public sealed class ProgramExitTests
         { "a missing data folder", ["pressure", "--node", "no-such-folder", "--tier", "gpu", "--budget", "1GiB"], "does not exist" },
         { "cpu attention auto without a search", ["bench", "--model", "models/opt-tiny", "--prompt-len", "8", "--gen-len", "4", "--cpu-attention", "auto"], "--policy auto" },
         { "an unknown option", ["info", "--model", "models/opt-tiny", "--colour"], "--colour" },
+        { "neither a model nor a node's file", ["generate", "--input", "examples/prompts.jsonl", "--output", "out.jsonl"], "--config" },
+        { "a node's file and a placement flag", ["generate", "--config", "hocon/single-node.conf", "--gpu-mem", "1GiB", "--input", "examples/prompts.jsonl", "--output", "out.jsonl"], "--gpu-mem" },
     };
 
     [Theory]
