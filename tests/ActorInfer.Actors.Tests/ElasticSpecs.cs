@@ -117,7 +117,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
             ? new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllGpu, TierFractions.AllGpu)
             : new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
         var copies = new CpuCopyEngine();
-        var runtime = new OffloadEngine(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32);
+        var runtime = new OffloadRuntime(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32);
         return (new OffloadedEngine(runtime, _factory.Decode), new Owner(runtime, copies));
     }
 
@@ -168,7 +168,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
         var all = TierFractions.AllGpu;
         var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
         using var copies = new CpuCopyEngine();
-        using var runtime = new OffloadEngine(Config, source, new Policy(1, 1, all, all, all), tiers, copies, ScalarType.Float32);
+        using var runtime = new OffloadRuntime(Config, source, new Policy(1, 1, all, all, all), tiers, copies, ScalarType.Float32);
         // Room for one GPU batch of 2 of the longest requests (8 prompt tokens, 9 new ones): a block of 2 x 3 cannot open.
         tiers.Device.SetBudget(runtime.PlanBlock(2, 1, 17, 17).Total.Device);
         var engine = new OffloadedEngine(runtime, _factory.Decode);

@@ -34,12 +34,12 @@ public sealed class RuntimePlannerTests
         {
             var all = TierFractions.AllGpu;
             Tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
-            Runtime = new OffloadEngine(TestModels.Tiny, _source, new Policy(gpuBatchSize, numGpuBatches, all, all, all), Tiers, _copies, ScalarType.Float32);
+            Runtime = new OffloadRuntime(TestModels.Tiny, _source, new Policy(gpuBatchSize, numGpuBatches, all, all, all), Tiers, _copies, ScalarType.Float32);
             Planner = new RuntimePlacementPlanner(Runtime, Runtime.Policy, PromptLength, PromptLength + Generate, ActorInfer.Actors.Memory.Tier.Gpu);
         }
 
         public TierSet Tiers { get; }
-        public OffloadEngine Runtime { get; }
+        public OffloadRuntime Runtime { get; }
         public RuntimePlacementPlanner Planner { get; }
 
         public static async Task<Compiled> Start(int gpuBatchSize, int numGpuBatches)

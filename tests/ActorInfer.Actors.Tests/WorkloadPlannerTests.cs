@@ -20,12 +20,12 @@ public sealed class WorkloadPlannerTests : IDisposable
 {
     private readonly DummyWeightSource _source = new(TestModels.Tiny, 3);
     private readonly CpuCopyEngine _copies = new();
-    private readonly OffloadEngine _runtime;
+    private readonly OffloadRuntime _runtime;
 
     public WorkloadPlannerTests()
     {
         var all = TierFractions.AllGpu;
-        _runtime = new OffloadEngine(TestModels.Tiny, _source, new Policy(1, 1, all, all, all), TierSet.Create(1L << 30, 1L << 30, null, 0), _copies,
+        _runtime = new OffloadRuntime(TestModels.Tiny, _source, new Policy(1, 1, all, all, all), TierSet.Create(1L << 30, 1L << 30, null, 0), _copies,
             ScalarType.Float32);
     }
 

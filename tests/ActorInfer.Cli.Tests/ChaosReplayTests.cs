@@ -40,7 +40,7 @@ public class ChaosReplayTests
         var config = OptConfigs.Resolve(Model);
         using var source = SafetensorsCheckpoint.Open(Model);
         var all = TierFractions.AllGpu;
-        return OffloadEngine.PlanFor(config, source, new Policy(GpuBatchSize, GpuBatches, all, all, all), ScalarType.Float32, deviceIsCpu: true,
+        return OffloadRuntime.PlanFor(config, source, new Policy(GpuBatchSize, GpuBatches, all, all, all), ScalarType.Float32, deviceIsCpu: true,
             LongestPrompt + MostTokens, 0).Total.Device;
     }
 

@@ -33,7 +33,7 @@ public class PressureReplayTests
         using var source = SafetensorsCheckpoint.Open(Model);
         var policy = new Policy(1, 1, TierFractions.AllCpu, TierFractions.AllGpu, TierFractions.AllGpu);
         const int prompt = 8; // the longest prompt above: </s> + 7 tokens
-        return OffloadEngine.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt + MaxTokens - 1, MaxTokens).Total.Device;
+        return OffloadRuntime.PlanFor(config, source, policy, ScalarType.Float32, deviceIsCpu: true, prompt + MaxTokens - 1, MaxTokens).Total.Device;
     }
 
     private static List<string> OutputIds(string path) =>

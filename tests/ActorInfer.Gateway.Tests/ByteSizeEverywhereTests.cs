@@ -4,7 +4,7 @@ using ActorInfer.Actors.Control;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Cli;
 using ActorInfer.Cli.Commands;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 
 namespace ActorInfer.Gateway.Tests;
 

@@ -16,7 +16,7 @@ public sealed class BadInputTests
         using var copies = new CpuCopyEngine();
         var policy = new Policy(1, 1, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu);
         var e = Assert.Throws<TierBudgetExceededException>(() =>
-            new OffloadEngine(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32));
+            new OffloadRuntime(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32));
         Assert.Equal(TierKind.Device, e.Tier);
         Assert.Equal(100_000, e.BytesAllowed);
         Assert.True(e.BytesNeeded > 100_000);
@@ -33,7 +33,7 @@ public sealed class BadInputTests
         var tiers = TierSet.Create(Harness.Generous, cpuBytes: 4_000, diskFolder: null, 0);
         using var copies = new CpuCopyEngine();
         var policy = new Policy(2, 2, TierFractions.AllGpu, TierFractions.AllCpu, TierFractions.AllGpu);
-        using var engine = new OffloadEngine(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32);
+        using var engine = new OffloadRuntime(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32);
         var held = tiers.Device.BytesHeld;
         tiers.Device.ResetPeak();
         var sequences = Harness.Sequences(TestConfigs.PreLn, 4);
@@ -54,7 +54,7 @@ public sealed class BadInputTests
         using var copies = new CpuCopyEngine();
         var policy = new Policy(1, 1, TierFractions.AllDisk, TierFractions.AllGpu, TierFractions.AllGpu);
         var e = Assert.Throws<TierBudgetExceededException>(() =>
-            new OffloadEngine(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32));
+            new OffloadRuntime(TestConfigs.PreLn, source, policy, tiers, copies, ScalarType.Float32));
         Assert.Equal(TierKind.Disk, e.Tier);
         Assert.Contains("no disk folder", e.Message);
     }
@@ -65,7 +65,7 @@ public sealed class BadInputTests
         using var source = new RandomWeights(TestConfigs.PreLn, seed: 1);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using var copies = new CpuCopyEngine();
-        using var engine = new OffloadEngine(TestConfigs.PreLn, source,
+        using var engine = new OffloadRuntime(TestConfigs.PreLn, source,
             new Policy(2, 1, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu), tiers, copies, ScalarType.Float32);
         var e = Assert.Throws<ArgumentException>(() => engine.Generate(Harness.Sequences(TestConfigs.PreLn, 3), Harness.Decode));
         Assert.Contains("at most 2 sequences", e.Message);

@@ -28,7 +28,7 @@ public sealed class LayerYieldTests
         var half = TierFractions.FromPercent(50, 50);
         var weights = TierFractions.FromPercent(weightsOnDevice, 100 - weightsOnDevice);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, new Policy(sequences, 1, weights, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true))
+        using (var engine = new OffloadRuntime(config, source, new Policy(sequences, 1, weights, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true))
         {
             var actual = Harness.Sequences(config, sequences, maxTokens);
             var decoderRuns = 0;
@@ -78,7 +78,7 @@ public sealed class LayerYieldTests
         var expected = Harness.Reference(config, source, 4);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, new Policy(2, 2, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 2, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
         {
             var actual = Harness.Sequences(config, 4);
             using (var block = engine.OpenBlock(actual, Harness.Decode))

@@ -36,7 +36,7 @@ public sealed class LlamaReferenceTests
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, folder, Harness.Generous);
         var policy = new Policy(2, 2, new TierFractions(0.5, 0, 0.5), new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu) { CpuAttention = true };
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, policy, tiers, copies, ScalarType.Float32))
+        using (var engine = new OffloadRuntime(config, source, policy, tiers, copies, ScalarType.Float32))
             engine.Generate(actual, Harness.Decode);
         Directory.Delete(folder, recursive: true);
 

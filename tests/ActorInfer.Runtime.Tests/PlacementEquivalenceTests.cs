@@ -106,7 +106,7 @@ public sealed class PlacementEquivalenceTests
         {
             var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
             using var copies = new CpuCopyEngine();
-            using var engine = new OffloadEngine(config, source, new Policy(2, 2, Gpu, Cpu, Gpu) { CpuAttention = false, CompressCache = true },
+            using var engine = new OffloadRuntime(config, source, new Policy(2, 2, Gpu, Cpu, Gpu) { CpuAttention = false, CompressCache = true },
                 tiers, copies, ScalarType.Float32);
             engine.Generate(actual, Harness.Decode);
         }
@@ -158,7 +158,7 @@ public sealed class PlacementEquivalenceTests
         var actual = Make();
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, new Policy(2, 1, Gpu, Cpu, Gpu), tiers, copies, ScalarType.Float32))
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 1, Gpu, Cpu, Gpu), tiers, copies, ScalarType.Float32))
             engine.Generate(actual, Harness.Decode);
         Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
     }
@@ -172,7 +172,7 @@ public sealed class PlacementEquivalenceTests
         var liveBefore = Harness.LiveTensors();
         var actual = Harness.Sequences(config, count);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, policy, tiers, copies, ScalarType.Float32))
+        using (var engine = new OffloadRuntime(config, source, policy, tiers, copies, ScalarType.Float32))
         {
             engine.Generate(actual, Harness.Decode);
             var plan = engine.LastPlan!;

@@ -21,7 +21,7 @@ public sealed class WeightReplacementTests
         var expected = Harness.Reference(config, source, 5);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadEngine(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies))
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies))
         {
             var weightBytes = engine.WeightPlan.Weights.Device;
             Assert.Equal(weightBytes, tiers.Device.BytesHeld);
@@ -65,7 +65,7 @@ public sealed class WeightReplacementTests
         using var source = new RandomWeights(config, seed: 7);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using var copies = new CpuCopyEngine();
-        using var engine = new OffloadEngine(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true);
+        using var engine = new OffloadRuntime(config, source, new Policy(2, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies: true);
         var first = engine.WeightPlan;
         engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu));
         Assert.NotSame(first, engine.WeightPlan);

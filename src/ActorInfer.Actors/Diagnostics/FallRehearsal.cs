@@ -8,7 +8,7 @@ using ActorInfer.Model.Generation;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
-using OffloadEngine = ActorInfer.Runtime.Schedule.OffloadEngine;
+using OffloadRuntime = ActorInfer.Runtime.Schedule.OffloadRuntime;
 using Akka.Event;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
@@ -39,7 +39,7 @@ internal static class FallRehearsal
         using var copies = new CpuCopyEngine();
         var onDevice = TierFractions.AllGpu;
         var policy = new Policy(1, 2, onDevice, onDevice, onDevice);
-        using var runtime = new OffloadEngine(Miniature, source, policy, tiers, copies, ScalarType.Float32, keepHostCopies: true);
+        using var runtime = new OffloadRuntime(Miniature, source, policy, tiers, copies, ScalarType.Float32, keepHostCopies: true);
         using var offloaded = new OffloadedEngine(runtime, _ => "");
         IInferenceEngine engine = offloaded;
         var budgets = new TierBudgets(1L << 26, 1L << 26, 0);

@@ -53,7 +53,7 @@ public static class RarePaths
         // The path crosses the actors, the runtime, the planning and the model's generation state: all of their code.
         var assemblies = new[]
         {
-            typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadEngine).Assembly, typeof(Planning.Policy).Assembly,
+            typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadRuntime).Assembly, typeof(Planning.Policy).Assembly,
             typeof(Model.Generation.SequenceState).Assembly,
         };
         var prepared = 0;

@@ -4,7 +4,7 @@ using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
 using BlockSession = ActorInfer.Runtime.Schedule.BlockSession;
-using OffloadEngine = ActorInfer.Runtime.Schedule.OffloadEngine;
+using OffloadRuntime = ActorInfer.Runtime.Schedule.OffloadRuntime;
 using RuntimeStep = ActorInfer.Runtime.Schedule.TokenStep;
 using static TorchSharp.torch;
 
@@ -17,7 +17,7 @@ namespace ActorInfer.Actors.Engine;
 /// the policy gives them (GPU, CPU or disk), so the tensors this engine hands to the actors are empty tokens.
 /// </summary>
 /// <param name="deviceBudget">The budget that governs the runtime's device tier: the GPU's, or host memory's on a CPU node.</param>
-public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<int>, string> decode, Tier deviceBudget = Tier.Gpu) : IInferenceEngine
+public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<int>, string> decode, Tier deviceBudget = Tier.Gpu) : IInferenceEngine
 {
     private readonly List<Batch> _pending = [];
     private Session? _session;
@@ -27,7 +27,7 @@ public sealed class OffloadedEngine(OffloadEngine runtime, Func<IReadOnlyList<in
 
     public ModelConfig Config => runtime.Config;
 
-    public OffloadEngine Runtime => runtime;
+    public OffloadRuntime Runtime => runtime;
 
     private long _tokens;
 

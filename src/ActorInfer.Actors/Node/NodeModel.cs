@@ -14,7 +14,7 @@ public sealed class NodeModel : IDisposable
     private readonly IDisposable[] _owned;
 
     private NodeModel(ModelConfig config, ITextCodec? codec, IInferenceEngine engine, ScalarType dtype,
-        ActorInfer.Runtime.Schedule.OffloadEngine runtime, IDisposable[] owned)
+        ActorInfer.Runtime.Schedule.OffloadRuntime runtime, IDisposable[] owned)
     {
         _owned = owned;
         Runtime = runtime;
@@ -37,7 +37,7 @@ public sealed class NodeModel : IDisposable
     public int BytesPerElement => DType == ScalarType.Float32 ? 4 : 2;
 
     /// <summary>The offloading runtime behind the engine.</summary>
-    public ActorInfer.Runtime.Schedule.OffloadEngine Runtime { get; }
+    public ActorInfer.Runtime.Schedule.OffloadRuntime Runtime { get; }
 
     /// <summary>On a GPU node, the device memory in use before the model was loaded (the CUDA context); 0 on the CPU.</summary>
     public long DeviceContextBytes { get; private init; }
@@ -96,7 +96,7 @@ public sealed class NodeModel : IDisposable
             // when those take at most half of the host's available memory (else weights are copied off when they leave).
             var weightBytes = ActorInfer.Actors.Planner.ModelFootprint.Of(config, dtype == ScalarType.Float32 ? 4 : 2).WeightBytes;
             var hostCopies = settings.IsCuda && weightBytes <= ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable() / 2;
-            var runtime = new ActorInfer.Runtime.Schedule.OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: hostCopies);
+            var runtime = new ActorInfer.Runtime.Schedule.OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: hostCopies);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

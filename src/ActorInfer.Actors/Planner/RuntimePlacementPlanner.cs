@@ -20,7 +20,7 @@ namespace ActorInfer.Actors.Planner;
 /// </summary>
 public sealed class RuntimePlacementPlanner : IPolicyPlanner
 {
-    private readonly OffloadEngine _runtime;
+    private readonly OffloadRuntime _runtime;
     private readonly Policy _base;
     private readonly int _capacity;
     private readonly Tier _deviceBudget;
@@ -35,7 +35,7 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     /// <param name="capacity">The cache capacity per sequence a block is planned for (prompt + generated tokens).</param>
     /// <param name="deviceBudget">The budget governing the runtime's device tier (the GPU's, or host memory's on a CPU node).</param>
     /// <param name="hardware">The profile the cost model ranks candidates with (FlexGen's T4 machine when none is given).</param>
-    public RuntimePlacementPlanner(OffloadEngine runtime, Policy basePolicy, int promptLength, int capacity, Tier deviceBudget = Tier.Gpu,
+    public RuntimePlacementPlanner(OffloadRuntime runtime, Policy basePolicy, int promptLength, int capacity, Tier deviceBudget = Tier.Gpu,
         HardwareProfile? hardware = null)
     {
         _runtime = runtime;

@@ -19,7 +19,7 @@ namespace ActorInfer.Actors.Planner;
 public sealed class WorkloadPlanner : IPolicyPlanner
 {
     private const long SmallestTableBudget = 256L << 20;
-    private readonly OffloadEngine _runtime;
+    private readonly OffloadRuntime _runtime;
     private readonly Configuration.PlannerSettings _settings;
     private readonly Tier _deviceBudget;
     private readonly long _deviceContextBytes;
@@ -34,7 +34,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     /// <param name="deviceBudget">The budget governing the runtime's device tier: the GPU's, or host memory's on a CPU node.</param>
     /// <param name="deviceContextBytes">On a GPU node, the device memory in use before the node's tensors (the CUDA context).</param>
     /// <param name="deviceTotal">On a GPU node, the device's memory: the largest budget the compiled tables cover.</param>
-    public WorkloadPlanner(OffloadEngine runtime, HardwareProfile hardware, string hardwareSource, Configuration.PlannerSettings settings,
+    public WorkloadPlanner(OffloadRuntime runtime, HardwareProfile hardware, string hardwareSource, Configuration.PlannerSettings settings,
         int maxGpuBatchSize, int maxGpuBatches, Tier deviceBudget, long deviceContextBytes = 0, long deviceTotal = 0)
     {
         _runtime = runtime;

@@ -1,13 +1,13 @@
 using System.Text;
 using System.Text.Json;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 using ActorInfer.Planning;
 
 namespace ActorInfer.Cli.Bench;
 
 public static class BenchReport
 {
-    public static string Text(EngineSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
+    public static string Text(RunSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
     {
         var p = setup.Policy;
         var b = new StringBuilder();
@@ -26,7 +26,7 @@ public static class BenchReport
         return b.ToString().TrimEnd();
     }
 
-    public static string Json(EngineSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
+    public static string Json(RunSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
     {
         var p = setup.Policy;
         object Fractions(TierFractions f) => new { gpu = f.Gpu, cpu = f.Cpu, disk = f.Disk };

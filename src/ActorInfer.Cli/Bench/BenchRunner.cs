@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 using ActorInfer.Model.Generation;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
@@ -21,8 +21,8 @@ public sealed record TierPeaks(long Device, long Cpu, long Disk);
 public static class BenchRunner
 {
     /// <param name="pressure">A budget schedule replayed during one measured run after the warm-up (through the node's actors).</param>
-    public static IReadOnlyList<BenchRun> Run(EngineSetup setup, int promptLength, int generationLength, int repeat, Action<string> log,
-        IReadOnlyList<Engine.PressureLine>? pressure = null)
+    public static IReadOnlyList<BenchRun> Run(RunSetup setup, int promptLength, int generationLength, int repeat, Action<string> log,
+        IReadOnlyList<Running.PressureLine>? pressure = null)
     {
         var blockSize = BlockSize(setup, promptLength, generationLength);
         if (pressure is not null)
@@ -30,7 +30,7 @@ public static class BenchRunner
             log($"warm-up: block of {blockSize}, prompt {promptLength}, {generationLength} tokens");
             Measure(setup, promptLength, generationLength, seed: 999);
             var factory = new CompletionFactory(setup.Config, null);
-            using var run = Engine.NodeRun.Start(setup, factory, pressure, runDir: null);
+            using var run = Running.NodeRun.Start(setup, factory, pressure, runDir: null);
             var pressed = Measure(setup, promptLength, generationLength, seed: 0, run: run);
             log($"run under pressure: prefill {pressed.PrefillSeconds:F3} s, decode {pressed.DecodeSeconds:F3} s, total {pressed.TotalThroughput:F2} token/s");
             log(run.Summary());
@@ -54,7 +54,7 @@ public static class BenchRunner
     /// The actors' overhead, measured in one process so both engines see the same machine state: after a warm-up
     /// of each, measured runs alternate between the runtime's own loop and the actor-driven one.
     /// </summary>
-    public static (IReadOnlyList<BenchRun> Direct, IReadOnlyList<BenchRun> Actors) Compare(EngineSetup setup, int promptLength,
+    public static (IReadOnlyList<BenchRun> Direct, IReadOnlyList<BenchRun> Actors) Compare(RunSetup setup, int promptLength,
         int generationLength, int repeat, Action<string> log)
     {
         var direct = new List<BenchRun>();
@@ -80,7 +80,7 @@ public static class BenchRunner
     /// One more run with a timeline of its first decoding step (CUDA): which copy and which compute ran when, per
     /// stream, written in the Chrome trace format. Returns a summary of busy and overlapped time per lane.
     /// </summary>
-    public static string Trace(EngineSetup setup, int promptLength, int generationLength, string path)
+    public static string Trace(RunSetup setup, int promptLength, int generationLength, string path)
     {
         if (setup.Copies is not ActorInfer.Runtime.Copies.CudaCopyEngine cudaCopies)
             throw new CliException("--trace records CUDA streams: it needs --device cuda");
@@ -109,11 +109,11 @@ public static class BenchRunner
     /// The block measured: the size the node's planner gives these lengths through the actors (the runtime's policy's
     /// on the runtime's own loop).
     /// </summary>
-    public static int BlockSize(EngineSetup setup, int promptLength, int generationLength) =>
+    public static int BlockSize(RunSetup setup, int promptLength, int generationLength) =>
         setup.ThroughActors ? setup.PlannedFor(promptLength, generationLength)?.BlockSize ?? setup.Policy.BlockSize : setup.Policy.BlockSize;
 
-    private static BenchRun Measure(EngineSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null,
-        Engine.NodeRun? run = null)
+    private static BenchRun Measure(RunSetup setup, int promptLength, int generationLength, int seed, Action<TokenStep>? onStep = null,
+        Running.NodeRun? run = null)
     {
         var config = setup.Config;
         var random = new Random(seed);
@@ -147,7 +147,7 @@ public static class BenchRunner
         if (setup.ThroughActors)
         {
             var factory = new CompletionFactory(config, null);
-            using var own = run is null ? Engine.NodeRun.Start(setup, factory, schedule: null, runDir: null) : null;
+            using var own = run is null ? Running.NodeRun.Start(setup, factory, schedule: null, runDir: null) : null;
             var through = run ?? own!;
             through.StepDone = step => StepDone(new TokenStep(step));
             var items = block.Select((s, i) => new ActorInfer.Actors.Scheduling.SchedulerProtocol.WorkItem($"{i}", $"{i}", s.Request, s.Seed)).ToArray();

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using ActorInfer.Cli.Bench;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
@@ -56,7 +56,7 @@ public static class BenchCommand
             using IWeightSource source = isDummy ? new DummyWeightSource(config, seed: 0) : ModelFiles.OpenCheckpoint(modelArg, config);
             var asJson = parse.GetValue(json);
             Action<string> log = line => Console.Error.WriteLine($"bench: {line}");
-            using var setup = EngineSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1, elastic: schedule is not null);
+            using var setup = RunSetup.Create(config, source, dev, type, choice, new Workload(prompt, gen), defaultGpuBatchSize: 1, elastic: schedule is not null);
             log($"{config.Name} on {deviceName} ({type}); policy {setup.Policy}{(dev.type == TorchSharp.DeviceType.CUDA ? $"; decoding attention by {parse.GetValue(policy.DecodeAttention)}" : "")}; weights loaded in {setup.LoadTime.TotalSeconds:F1} s" +
                 (choice.Auto && choice.ThroughActors ? $"; the node's planner for this workload: {setup.PlannedFor(prompt, gen)?.ToString() ?? "nothing fits"}" : ""));
             if (choice.Compare)

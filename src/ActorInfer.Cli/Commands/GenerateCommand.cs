@@ -6,7 +6,7 @@ using ActorInfer.Actors.Memory;
 using Tier = ActorInfer.Actors.Memory.Tier;
 using ActorInfer.Actors.Node;
 using ActorInfer.Actors.Scheduling;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 
@@ -97,7 +97,7 @@ public static class GenerateCommand
         var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
         if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
         if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
-        using var setup = EngineSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
+        using var setup = RunSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
         var results = new string?[lines.Count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
         if (o.Policy.ThroughActors)

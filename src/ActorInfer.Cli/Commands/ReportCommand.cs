@@ -1,5 +1,5 @@
 using System.CommandLine;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 using ActorInfer.Cli.Report;
 
 namespace ActorInfer.Cli.Commands;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using ActorInfer.Cli.Engine;
+using ActorInfer.Cli.Running;
 
 namespace ActorInfer.Cli.Report;
 

@@ -51,7 +51,7 @@ public sealed class BlockSession : IDisposable
         _batches[batch].Dispose();
     }
 
-    /// <summary>Moves the weights for a new plan (see <see cref="OffloadEngine.Replace"/>).</summary>
+    /// <summary>Moves the weights for a new plan (see <see cref="OffloadRuntime.Replace"/>).</summary>
     internal long ReplaceWeights(Placement.PlacementPlan plan, Action? moved = null) => _run.ReplaceWeights(plan, moved);
 
     /// <summary>Input embedding (0), the decoder layers (1 .. L) and the output head (L + 1).</summary>
@@ -89,7 +89,7 @@ public sealed class BlockSession : IDisposable
     /// <summary>Runs the next position, which must be (<paramref name="scheduleLayer"/>, <paramref name="batch"/>).</summary>
     /// <param name="mayYield">
     /// A decoding layer of a one-batch step whose cache is attended in place on the device may stop at a yield point while
-    /// a budget change is on its way (<see cref="OffloadEngine.Changes"/>): nothing of it is kept (writing this step's
+    /// a budget change is on its way (<see cref="OffloadRuntime.Changes"/>): nothing of it is kept (writing this step's
     /// keys and values again writes the same), the cursor stays, and the position is at a layer boundary for the change.
     /// </param>
     /// <returns>False when it stopped at a yield point: run the same position again.</returns>

@@ -12,7 +12,7 @@ namespace ActorInfer.Runtime.Schedule;
 /// the next layer's weights and the next batch's cache and hidden state are loaded while this batch computes, and
 /// this batch's outputs are stored; the previous batch's stores are completed after this batch's compute.
 /// </summary>
-internal sealed class BlockStep(OffloadEngine engine, IReadOnlyList<ScheduleLayer> layers, WeightStore weights, PlacementPlan plan,
+internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLayer> layers, WeightStore weights, PlacementPlan plan,
     IReadOnlyList<GpuBatch> batches, Func<IReadOnlyList<int>, string> decode)
 {
     private readonly TierSet _tiers = engine.Tiers;

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using ActorInfer.Planning;
 
-namespace ActorInfer.Cli.Engine;
+namespace ActorInfer.Cli.Running;
 
 /// <summary>One line of a pressure schedule: when (milliseconds from the start, or a decoding step), which tier ("gpu" or "cpu"), how much.</summary>
 public sealed record PressureLine(int Line, long? AtMs, int? AtStep, string Tier, long Budget);

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 
-namespace ActorInfer.Cli.Engine;
+namespace ActorInfer.Cli.Running;
 
 /// <summary>
 /// Records a run's timeline into <c>DIR/timeline.jsonl</c>: after every decoding step the budgets, the bytes the

@@ -15,7 +15,7 @@ namespace ActorInfer.Runtime.Schedule;
 /// in FlexGen's zig-zag block schedule. Weights are read from the source once, at construction, into their home
 /// tiers. The engine does not own the tiers or the copy engine.
 /// </summary>
-public sealed class OffloadEngine : IDisposable
+public sealed class OffloadRuntime : IDisposable
 {
     private readonly IReadOnlyList<ScheduleLayer> _layers;
     private readonly WeightStore _weights;
@@ -27,7 +27,7 @@ public sealed class OffloadEngine : IDisposable
     /// Keep a CPU copy of every device-resident weight (held on the CPU tier), so that weights leave the device at
     /// once when a smaller budget needs them off it (an elastic job's choice: it costs CPU memory).
     /// </param>
-    public OffloadEngine(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
+    public OffloadRuntime(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
         bool keepHostCopies = false)
     {
         KeepsHostCopies = keepHostCopies;

@@ -10,7 +10,7 @@ using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Tiers;
 
-namespace ActorInfer.Cli.Engine;
+namespace ActorInfer.Cli.Running;
 
 /// <summary>
 /// One run of `generate` or `bench` through the in-process node: a pressure schedule, if given, is replayed into its
@@ -40,7 +40,7 @@ public sealed class NodeRun : IDisposable
     /// <summary>Told of each step the node's engine finishes (0 = a block's prefill), on the tensor thread.</summary>
     public Action<int>? StepDone { get; set; }
 
-    public static NodeRun Start(EngineSetup setup, CompletionFactory factory, IReadOnlyList<PressureLine>? schedule, DirectoryInfo? runDir)
+    public static NodeRun Start(RunSetup setup, CompletionFactory factory, IReadOnlyList<PressureLine>? schedule, DirectoryInfo? runDir)
     {
         var node = setup.Node(factory);
         return Start(new Parts(node, setup.Offloaded!, setup.Tiers, setup.ComputeTier, setup.StartBudgets, setup.TierOf), schedule, runDir);

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using ActorInfer.Planning;
 
-namespace ActorInfer.Cli.Engine;
+namespace ActorInfer.Cli.Running;
 
 /// <summary>The placement options `generate` and `bench` share, as FlexGen spells them.</summary>
 public sealed class PolicyOptions

@@ -14,15 +14,15 @@ using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Engine;
+namespace ActorInfer.Cli.Running;
 
 /// <summary>
 /// Everything one run needs, built from the command line: the model's config and weights, the tiers with their
 /// budgets, the copy engine for the device, the policy (given or searched) and the offloading engine.
 /// </summary>
-public sealed class EngineSetup : IDisposable
+public sealed class RunSetup : IDisposable
 {
-    private EngineSetup(ModelConfig config, TierSet tiers, ICopyEngine copies, OffloadEngine engine, SearchResult? search, TimeSpan loadTime)
+    private RunSetup(ModelConfig config, TierSet tiers, ICopyEngine copies, OffloadRuntime engine, SearchResult? search, TimeSpan loadTime)
     {
         ThroughActors = true;
         Config = config;
@@ -36,7 +36,7 @@ public sealed class EngineSetup : IDisposable
     public ModelConfig Config { get; }
     public TierSet Tiers { get; }
     public ICopyEngine Copies { get; }
-    public OffloadEngine Engine { get; }
+    public OffloadRuntime Engine { get; }
     public Policy Policy => Engine.Policy;
     /// <summary>The planner's answer when the policy was searched (with its predicted figures).</summary>
     public SearchResult? Search { get; }
@@ -105,7 +105,7 @@ public sealed class EngineSetup : IDisposable
 
     /// <param name="defaultGpuBatchSize">The GPU batch size when neither --gpu-batch-size nor the planner gives one.</param>
     /// <param name="elastic">The run replays a pressure schedule: device-resident weights keep CPU copies, so that they leave the device at once.</param>
-    public static EngineSetup Create(ModelConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
+    public static RunSetup Create(ModelConfig config, IWeightSource source, Device device, ScalarType dtype, PolicyChoice choice,
         Workload workload, int defaultGpuBatchSize, bool elastic = false)
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
@@ -170,8 +170,8 @@ public sealed class EngineSetup : IDisposable
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
             // Host copies of the device's weights when they take at most half of the CPU budget.
-            var deviceWeights = OffloadEngine.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
-            var engine = new OffloadEngine(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2);
+            var deviceWeights = OffloadRuntime.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
+            var engine = new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2);
             var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
             // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
             var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;
@@ -192,7 +192,7 @@ public sealed class EngineSetup : IDisposable
                     ? new RuntimePlacementPlanner(engine, policy, workload.PromptLength, workload.PromptLength + workload.GenerationLength, Tier.Gpu, hardware)
                     : null);
             }
-            return new EngineSetup(config, tiers, copies, engine, search, watch.Elapsed)
+            return new RunSetup(config, tiers, copies, engine, search, watch.Elapsed)
             {
                 ThroughActors = choice.ThroughActors,
                 Reserve = reserve,
@@ -222,7 +222,7 @@ public sealed class EngineSetup : IDisposable
         try
         {
             return FittingSearch.Find(spec, workload, hardware, options, new FittingSearch.Budget(budget.Gpu, budget.Cpu, budget.Disk),
-                policy => OffloadEngine.PlanFor(config, source, policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total);
+                policy => OffloadRuntime.PlanFor(config, source, policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total);
         }
         catch (NoFeasiblePolicyException ex)
         {
