@@ -109,7 +109,6 @@ public sealed class RunSetup : IDisposable
         Workload workload, int defaultGpuBatchSize, bool elastic = false)
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
-        ActorInfer.Model.Layers.CudaAttentionBackends.Decode = choice.DecodeAttention;
         var hostAvailable = MachineMemory.HostAvailable();
         var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
         // On CUDA the budget bounds what the device reports for the job: the context and the allocator's slack come off it.
@@ -171,7 +170,8 @@ public sealed class RunSetup : IDisposable
             var watch = System.Diagnostics.Stopwatch.StartNew();
             // Host copies of the device's weights when they take at most half of the CPU budget.
             var deviceWeights = OffloadRuntime.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
-            var engine = new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2);
+            var engine = new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2,
+                choice.DecodeAttention);
             var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
             // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
             var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;

@@ -19,14 +19,15 @@ public static class AttentionMath
     /// <summary>softmax(QK^T/sqrt(d) + mask) V, returned as [B, T, heads * head_dim].</summary>
     /// <param name="mask">True where a query may attend; null when every key may be attended (or, with <paramref name="causal"/>, every earlier one).</param>
     /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
-    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false)
+    /// <param name="decode">How a decoding step (one query per sequence) attends on CUDA.</param>
+    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products)
     {
         if (q.device_type == DeviceType.CUDA)
         {
             // Decoding (one query per sequence) by two batched products unless cuDNN's kernel is asked for: cuDNN's
             // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it.
             var decoding = q.size(2) == 1 && !causal;
-            if (decoding && CudaAttentionBackends.Decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask);
+            if (decoding && decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask);
             CudaAttentionBackends.UseCudnn(decoding);
         }
         using var expandedKeys = RepeatKeyValueHeads(keys, q.size(1));

@@ -14,9 +14,6 @@ namespace ActorInfer.Model.Layers;
 /// </summary>
 public static class CudaAttentionBackends
 {
-    /// <summary>How decoding attends on CUDA: by batched products (the default) or by cuDNN's kernel. Set once, at start.</summary>
-    public static DecodeAttention Decode { get; set; } = DecodeAttention.Products;
-
     private static bool? _cudnn;
     private static bool _unavailable;
 

@@ -374,12 +374,12 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             // With cuDNN's decoding kernel, a cache that stays on the device is attended over a length rounded up (its
             // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step. Batched products
             // plan nothing and read only the filled entries.
-            var rounded = ReferenceEquals(cache, home.Memory) && CudaAttentionBackends.Decode == DecodeAttention.Cudnn;
+            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention == DecodeAttention.Cudnn;
             var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
             var (keys, values) = cache.Prefix(attended);
             using (keys)
             using (values)
-                result = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended));
+                result = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention);
         }
         else
             result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);

@@ -27,10 +27,15 @@ public sealed class OffloadRuntime : IDisposable
     /// Keep a CPU copy of every device-resident weight (held on the CPU tier), so that weights leave the device at
     /// once when a smaller budget needs them off it (an elastic job's choice: it costs CPU memory).
     /// </param>
+    /// <param name="decodeAttention">How a decoding step attends over a device-resident cache on CUDA.</param>
+    /// <summary>How a decoding step attends over a device-resident cache on CUDA (batched products unless cuDNN's kernel was asked for).</summary>
+    public DecodeAttention DecodeAttention { get; }
+
     public OffloadRuntime(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
-        bool keepHostCopies = false)
+        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products)
     {
         KeepsHostCopies = keepHostCopies;
+        DecodeAttention = decodeAttention;
         Config = config;
         Architecture = config.Architecture;
         Policy = policy;
