@@ -92,11 +92,9 @@ public sealed class NodeModel : IDisposable
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {
-            // On CUDA, weights may have to leave the device under pressure: they keep host copies to leave at once,
-            // when those take at most half of the host's available memory (else weights are copied off when they leave).
-            var weightBytes = ActorInfer.Actors.Planner.ModelFootprint.Of(config, dtype == ScalarType.Float32 ? 4 : 2).WeightBytes;
-            var hostCopies = settings.IsCuda && weightBytes <= ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable() / 2;
-            var runtime = new ActorInfer.Runtime.Schedule.OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: hostCopies);
+            // On CUDA, weights may have to leave the device under pressure (on a CPU node they never leave host memory).
+            var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
+                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable());
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

@@ -168,10 +168,7 @@ public sealed class RunSetup : IDisposable
         try
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            // Host copies of the device's weights when they take at most half of the CPU budget.
-            var deviceWeights = OffloadRuntime.PlanFor(config, source, policy, dtype, !isCuda, 1, 1).Weights.Device;
-            var engine = new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= cpuBudget / 2,
-                choice.DecodeAttention);
+            var engine = OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic, cpuBudget, choice.DecodeAttention);
             var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
             // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
             var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;

@@ -28,6 +28,20 @@ public sealed class OffloadRuntime : IDisposable
     /// once when a smaller budget needs them off it (an elastic job's choice: it costs CPU memory).
     /// </param>
     /// <param name="decodeAttention">How a decoding step attends over a device-resident cache on CUDA.</param>
+    /// <summary>
+    /// How every runtime is built, for a node and for `generate` and `bench` alike. A run that may face pressure
+    /// (<paramref name="elastic"/>) keeps host copies of the device's weights, so that they leave the device at once, when
+    /// those take at most half of <paramref name="hostBudget"/> (else weights are copied off when they leave).
+    /// </summary>
+    public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
+        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products)
+    {
+        var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+        var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
+        return new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= hostBudget / 2,
+            decodeAttention);
+    }
+
     /// <summary>How a decoding step attends over a device-resident cache on CUDA (batched products unless cuDNN's kernel was asked for).</summary>
     public DecodeAttention DecodeAttention { get; }
 
