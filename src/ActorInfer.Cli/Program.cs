@@ -12,5 +12,5 @@ foreach (var command in CommandCatalog.All())
 
 var status = CliRunner.Run(root, args);
 // libtorch's exit handlers run once Main returns: no background tensor work may run beside them.
-RarePaths.Stop();
+AheadCompilation.Stop();
 return status;

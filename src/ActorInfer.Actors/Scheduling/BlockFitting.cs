@@ -46,7 +46,7 @@ internal static class BlockFitting
     /// every one of its sequences counts as finished (its cache goes, its tokens still land).
     /// </param>
     public static int Shrink(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets, bool atStepEnd,
-        HonourClock honours)
+        WaitingChanges honours)
     {
         bool Finished(int b) => block.Work[b] is { } w &&
             (atStepEnd && block.Tokens[b] is not null ? w.Sequences.All(s => s.FinishesWithNextToken)
@@ -68,7 +68,7 @@ internal static class BlockFitting
             if (block.Drop(b)) batches++;
             dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
-        honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {HonourClock.Ms(dropping)} ms)" : "fit");
+        honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {WaitingChanges.Ms(dropping)} ms)" : "fit");
         return batches;
     }
 

@@ -40,7 +40,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     // re-placed, budgets enforced), then honoured.
     private bool _pending;
     // The policies waiting to be honoured, and when the application in progress began.
-    private readonly HonourClock _honours = new();
+    private readonly WaitingChanges _honours = new();
     private readonly PolicyApplier _applier;
     private int _blockCount;
     private RunningBlock? _block;
@@ -85,7 +85,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     {
         _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
-        _ = Diagnostics.RarePaths.Prepare();
+        _ = Diagnostics.AheadCompilation.Prepare();
     }
 
     protected override void PostStop()

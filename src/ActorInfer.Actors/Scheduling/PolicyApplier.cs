@@ -10,7 +10,7 @@ namespace ActorInfer.Actors.Scheduling;
 /// when what the engine holds is already within the budgets (a larger budget, or drops that were enough; weights then
 /// move after), else as soon as enough weights have left the device, and at the end in any case.
 /// </summary>
-internal sealed class PolicyApplier(IInferenceEngine engine, HonourClock honours, Action<object> publish, ILoggingAdapter log)
+internal sealed class PolicyApplier(IInferenceEngine engine, WaitingChanges honours, Action<object> publish, ILoggingAdapter log)
 {
     /// <summary>Every waiting policy is honoured now; each one's record is published.</summary>
     public void HonourWaiting(bool dropped)

@@ -318,7 +318,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             }
         }
         using (output)
-            batch.Hidden = HiddenHome.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
+            batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
                 $"the hidden state of {batch.Index} after {at.Layer}");
         return true;
     }

@@ -15,7 +15,7 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     public BatchLayout Layout => layout;
     public int Capacity => capacity;
     public List<IKvHome> Cache { get; } = [];
-    public HiddenHome? Hidden { get; set; }
+    public HiddenStateBuffer? Hidden { get; set; }
 
     /// <summary>The tokens the output head chose, not yet appended (see <see cref="BlockStep.DeferTokens"/>).</summary>
     public PendingTokens? Tokens { get; set; }

@@ -90,7 +90,7 @@ internal sealed class WeightStore : IDisposable
     /// </summary>
     /// <returns>The bytes moved.</returns>
     /// <param name="afterEach">Called after each weight moved (the tiers' accounting has changed).</param>
-    // Fully optimized from its first call (and so by RarePaths ahead of time): it runs rarely (a budget change), so under
+    // Fully optimized from its first call (and so by AheadCompilation ahead of time): it runs rarely (a budget change), so under
     // tiered compilation its loop over every weight of the model (about a thousand for OPT-6.7B) may be replaced on the
     // stack mid-loop, compiling inside a fall's time to honour.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]

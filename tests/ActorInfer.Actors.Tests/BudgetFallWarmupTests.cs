@@ -2,7 +2,7 @@ using ActorInfer.Actors.Diagnostics;
 
 namespace ActorInfer.Actors.Tests;
 
-public sealed class FallRehearsalTests
+public sealed class BudgetFallWarmupTests
 {
     /// <summary>
     /// The rehearsal walks the whole answer to a fall on its miniature (a drop at a layer boundary, weights off the
@@ -12,12 +12,12 @@ public sealed class FallRehearsalTests
     [Fact]
     public void The_rehearsal_drops_a_batch_moves_weights_off_the_device_and_back_and_stops_a_layer()
     {
-        var (dropped, moved, yields) = FallRehearsal.Run();
+        var (dropped, moved, yields) = BudgetFallWarmup.Run();
         Assert.Equal(1, dropped);
         Assert.Equal(1, yields);
         Assert.True(moved > 0, "the rehearsal moved no weights");
         // Half of the weights left and came back: the same bytes each way.
         Assert.Equal(0, moved % 2);
-        Assert.Equal((dropped, moved, yields), FallRehearsal.Run());
+        Assert.Equal((dropped, moved, yields), BudgetFallWarmup.Run());
     }
 }

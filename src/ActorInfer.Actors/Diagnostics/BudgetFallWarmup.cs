@@ -17,12 +17,12 @@ namespace ActorInfer.Actors.Diagnostics;
 
 /// <summary>
 /// The answer to a budget fall, run once on a miniature of its own (a two-layer model of width 8, on the CPU, with its
-/// own tiers): what <see cref="RarePaths"/> cannot compile ahead under tiered compilation (the engine's interface
+/// own tiers): what <see cref="AheadCompilation"/> cannot compile ahead under tiered compilation (the engine's interface
 /// implementations, generic instantiations over value types such as the honour record's tuples and the logging calls'
 /// arguments) compiles here, off the tensor thread, rather than inside the first real fall's time to honour. Nothing
 /// of the running job is touched.
 /// </summary>
-internal static class FallRehearsal
+internal static class BudgetFallWarmup
 {
     private static readonly OptConfig Miniature = new()
     {
@@ -47,7 +47,7 @@ internal static class FallRehearsal
         var back = new BlockPolicy(1, 2, "rehearsal") { Runtime = policy };
         var oneBatch = halfOff with { NumGpuBatches = 1 };
         IGpuBatch[] batches = [engine.Open([Sequence(0)]), engine.Open([Sequence(1)])];
-        var clock = new HonourClock();
+        var clock = new WaitingChanges();
         var dropped = 0;
         var yields = 0;
         var log = Akka.Event.NoLogger.Instance;

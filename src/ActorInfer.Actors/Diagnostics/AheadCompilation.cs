@@ -8,10 +8,10 @@ namespace ActorInfer.Actors.Diagnostics;
 /// policy, dropping batches, requeueing them, re-placing weights, honouring). Compiled just in time, its first run
 /// would pay for the compiling inside the time to honour; <see cref="Prepare"/> compiles it ahead, off the tensor
 /// thread, when a node starts. Under tiered compilation this reaches non-virtual methods only: interface
-/// implementations and generic instantiations compile on their first call, so <see cref="FallRehearsal"/> then runs a
+/// implementations and generic instantiations compile on their first call, so <see cref="BudgetFallWarmup"/> then runs a
 /// fall once on a miniature of its own (what it does not reach, the honour records count).
 /// </summary>
-public static class RarePaths
+public static class AheadCompilation
 {
     private static readonly Lock Gate = new();
     private static Task<int>? _running;
@@ -53,7 +53,7 @@ public static class RarePaths
         // The path crosses the actors, the runtime, the planning and the model's generation state: all of their code.
         var assemblies = new[]
         {
-            typeof(RarePaths).Assembly, typeof(Runtime.Schedule.OffloadRuntime).Assembly, typeof(Planning.Policy).Assembly,
+            typeof(AheadCompilation).Assembly, typeof(Runtime.Schedule.OffloadRuntime).Assembly, typeof(Planning.Policy).Assembly,
             typeof(Model.Generation.SequenceState).Assembly,
         };
         var prepared = 0;
@@ -65,7 +65,7 @@ public static class RarePaths
         if (token.IsCancellationRequested) return prepared;
         try
         {
-            FallRehearsal.Run();
+            BudgetFallWarmup.Run();
         }
         catch (Exception ex)
         {

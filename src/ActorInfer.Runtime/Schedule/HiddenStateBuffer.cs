@@ -9,7 +9,7 @@ namespace ActorInfer.Runtime.Schedule;
 /// A GPU batch's hidden state between two schedule layers, in the tier its (layer, batch) activation is placed
 /// on. A device-resident state is the compute output itself, adopted by the device tier.
 /// </summary>
-internal sealed class HiddenHome : IDisposable
+internal sealed class HiddenStateBuffer : IDisposable
 {
     private readonly TensorLease? _memory;
     private readonly DiskLease? _file;
@@ -17,7 +17,7 @@ internal sealed class HiddenHome : IDisposable
     private readonly long[] _shape;
     private readonly ScalarType _dtype;
 
-    private HiddenHome(TierKind tier, TensorLease? memory, DiskLease? file, ICopyTicket? stored, long[] shape, ScalarType dtype)
+    private HiddenStateBuffer(TierKind tier, TensorLease? memory, DiskLease? file, ICopyTicket? stored, long[] shape, ScalarType dtype)
     {
         Tier = tier;
         _memory = memory;
@@ -30,23 +30,23 @@ internal sealed class HiddenHome : IDisposable
     public TierKind Tier { get; }
 
     /// <summary>Stores a compute output (its alias is kept alive in <paramref name="pending"/> until the copy is done).</summary>
-    public static HiddenHome Store(Tensor output, TierKind tier, TierSet tiers, ICopyEngine engine, Transfers pending, string what)
+    public static HiddenStateBuffer Store(Tensor output, TierKind tier, TierSet tiers, ICopyEngine engine, Transfers pending, string what)
     {
         if (tier == TierKind.Device)
-            return new HiddenHome(tier, tiers.Device.Adopt(output.alias(), what), null, null, output.Dims(), output.dtype);
+            return new HiddenStateBuffer(tier, tiers.Device.Adopt(output.alias(), what), null, null, output.Dims(), output.dtype);
         if (tier == TierKind.Disk)
         {
             var file = tiers.RequireDisk().Allocate(output.NumberOfElements * output.ElementSize, what);
             try { Transfers.WriteFile(engine, tiers, file, 0, output, what); }
             catch { file.Dispose(); throw; }
-            return new HiddenHome(tier, null, file, null, output.Dims(), output.dtype);
+            return new HiddenStateBuffer(tier, null, file, null, output.Dims(), output.dtype);
         }
         var lease = tiers.Cpu.Allocate(output.Dims(), output.dtype, what, zeroed: false);
         var source = output.alias();
         pending.Keep(source);
         var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, source, CopyDirection.Store);
         pending.Add(ticket);
-        return new HiddenHome(tier, lease, null, ticket, output.Dims(), output.dtype);
+        return new HiddenStateBuffer(tier, lease, null, ticket, output.Dims(), output.dtype);
     }
 
     /// <summary>

@@ -2,7 +2,7 @@ using ActorInfer.Actors.Scheduling;
 
 namespace ActorInfer.Actors.Tests;
 
-public sealed class HonourClockTests
+public sealed class WaitingChangesTests
 {
     private readonly record struct First(int Value);
 
@@ -13,7 +13,7 @@ public sealed class HonourClockTests
 
     private static string Apply<T>(T fresh) where T : struct
     {
-        var clock = new HonourClock();
+        var clock = new WaitingChanges();
         clock.Arrived(null, arrivedIn: "decoding");
         clock.StartApplying();
         clock.Lap("fit and drop 1");

@@ -10,7 +10,7 @@ namespace ActorInfer.Actors.Scheduling;
 /// did not fall below what the tiers held when it changed was honoured then: its time to honour is zero, and the
 /// time until the scheduler applied it is its take-up.
 /// </summary>
-internal sealed class HonourClock
+internal sealed class WaitingChanges
 {
     private readonly List<(long Changed, long? Planned, long? Sent, long Arrived, bool WithinAtChange, string ArrivedIn)> _waiting = [];
     private long _applyStarted;
