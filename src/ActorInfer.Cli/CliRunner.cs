@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Node;
 using System.CommandLine;
 
 namespace ActorInfer.Cli;
@@ -30,6 +31,17 @@ public static class CliRunner
         {
             error.WriteLine($"error: {cli.Message}");
             return cli.ExitCode;
+        }
+        catch (Exception ex) when (Unwrap(ex) is ActorInfer.Actors.Node.RunSetupException setup)
+        {
+            error.WriteLine($"error: {setup.Message}");
+            // As for every command: 2 for options, 3 when nothing fits the budgets, 1 otherwise.
+            return setup.Problem switch
+            {
+                ActorInfer.Actors.Node.RunProblem.BadOption => 2,
+                ActorInfer.Actors.Node.RunProblem.NoPolicy => 3,
+                _ => 1,
+            };
         }
         catch (Exception ex) when (Unwrap(ex) is IOException or UnauthorizedAccessException or FormatException or InvalidDataException or ArgumentException)
         {

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Node;
 using System.Text;
 using System.Text.Json;
 using ActorInfer.Cli.Running;

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Node;
 using System.Diagnostics;
 using ActorInfer.Cli.Running;
 using ActorInfer.Model.Generation;

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Node;
 using System.CommandLine;
 using System.Text.Json;
 using ActorInfer.Cli.Bench;

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Node;
 using System.CommandLine;
 using ActorInfer.Planning;
 
@@ -82,9 +83,3 @@ public sealed class PolicyOptions
         return bytes;
     }
 }
-
-/// <summary>What the user asked for: a fixed policy (percentages and geometry) or a planner search, and tier budgets.</summary>
-/// <param name="CpuAttention">On, off, or null to let the planner try both (with a search only).</param>
-public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool? CpuAttention,
-    string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false,
-    bool CompressCache = false, ActorInfer.Model.Layers.DecodeAttention DecodeAttention = ActorInfer.Model.Layers.DecodeAttention.Products);

@@ -2,10 +2,8 @@ using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Engine;
 using ActorInfer.Actors.Memory;
 using Tier = ActorInfer.Actors.Memory.Tier;
-using ActorInfer.Actors.Node;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Model.Generation;
-using ActorInfer.Cli.Planning;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using ActorInfer.Planning;
@@ -14,11 +12,11 @@ using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
-namespace ActorInfer.Cli.Running;
+namespace ActorInfer.Actors.Node;
 
 /// <summary>
-/// Everything one run needs, built from the command line: the model's config and weights, the tiers with their
-/// budgets, the copy engine for the device, the policy (given or searched) and the offloading engine.
+/// Everything one `generate` or `bench` run needs, built from its options: the tiers with their budgets, the copy
+/// engine for the device, the policy (given or searched), the offloading runtime and the planner of its in-process node.
 /// </summary>
 public sealed class RunSetup : IDisposable
 {
@@ -120,7 +118,7 @@ public sealed class RunSetup : IDisposable
         }
         catch (TierBudgetExceededException ex)
         {
-            throw new CliException($"--gpu-mem: {ex.Message}");
+            throw new RunSetupException($"--gpu-mem: {ex.Message}", RunProblem.DoesNotFit);
         }
         var cpuBudget = choice.CpuMem ?? hostAvailable;
         var diskDir = choice.DiskDir;
@@ -133,7 +131,7 @@ public sealed class RunSetup : IDisposable
         if (choice.Auto)
         {
             if (choice.Hardware is null)
-                throw new CliException("--policy auto needs --hardware: a profile written by `actorinfer profile` (or t4-flexgen)", 2);
+                throw new RunSetupException("--policy auto needs --hardware: a profile written by `actorinfer profile` (or t4-flexgen)", RunProblem.BadOption);
             var hardware = HardwareProfiles.Resolve(choice.Hardware);
             var spec = ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype));
             // A compressed cache is attended on the GPU, as FlexGen does: the cost model does not price expanding it on the CPU.
@@ -157,11 +155,11 @@ public sealed class RunSetup : IDisposable
             }
             catch (ArgumentException ex)
             {
-                throw new CliException($"--percent: {ex.Message}", 2);
+                throw new RunSetupException($"--percent: {ex.Message}", RunProblem.BadOption);
             }
         }
         if ((policy.Weights.Disk > 0 || policy.Cache.Disk > 0 || policy.Activations.Disk > 0) && diskDir is null)
-            throw new CliException("the policy places tensors on disk: give --disk-dir");
+            throw new RunSetupException("the policy places tensors on disk: give --disk-dir", RunProblem.DoesNotFit);
 
         var tiers = TierSet.Create(usableGpu, cpuBudget, diskDir, diskBudget);
         ICopyEngine copies = isCuda ? new CudaCopyEngine() : new CpuCopyEngine();
@@ -202,7 +200,7 @@ public sealed class RunSetup : IDisposable
         catch (TierBudgetExceededException ex)
         {
             copies.Dispose();
-            throw new CliException(ex.Message);
+            throw new RunSetupException(ex.Message, RunProblem.DoesNotFit);
         }
         catch
         {
@@ -223,11 +221,11 @@ public sealed class RunSetup : IDisposable
         }
         catch (NoFeasiblePolicyException ex)
         {
-            throw new CliException(ex.Message, 3);
+            throw new RunSetupException(ex.Message, RunProblem.NoPolicy);
         }
         catch (PlacementDoesNotFitException ex)
         {
-            throw new CliException(ex.Message, 3);
+            throw new RunSetupException(ex.Message, RunProblem.NoPolicy);
         }
     }
 
@@ -238,4 +236,21 @@ public sealed class RunSetup : IDisposable
         Engine.Dispose();
         Copies.Dispose();
     }
+}
+
+/// <summary>What kept a run from being set up.</summary>
+public enum RunProblem
+{
+    /// <summary>Options that contradict each other or are malformed.</summary>
+    BadOption,
+    /// <summary>No policy fits the budgets.</summary>
+    NoPolicy,
+    /// <summary>The placement asked for does not fit a tier.</summary>
+    DoesNotFit,
+}
+
+/// <summary>A run that cannot be set up as asked; the message names the option or budget at fault.</summary>
+public sealed class RunSetupException(string message, RunProblem problem) : Exception(message)
+{
+    public RunProblem Problem { get; } = problem;
 }
