@@ -73,19 +73,6 @@ public sealed class LocalNode : IDisposable
     /// <summary>An operator's budget for a tier, handed to the memory-pressure actor exactly as `/admin/pressure` hands it.</summary>
     public void SetBudget(Tier tier, long bytes) => Actors.Memory.Tell(new MemoryProtocol.SetBudget(tier, bytes));
 
-    /// <summary>The planner's policy for the budgets in force (after the memory-pressure actor's first answer).</summary>
-    public BlockPolicy? CurrentPolicy(TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var answer = Actors.Planner.Ask<PlannerProtocol.PolicyAnswer>(PlannerProtocol.GetPolicy.Instance, timeout).GetAwaiter().GetResult();
-            // Before the memory actor's first answer the planner has no budgets: asked again shortly.
-            if (answer.Budgets != TierBudgets.None || answer.Policy is not null || DateTime.UtcNow > deadline) return answer.Policy;
-            Thread.Sleep(5);
-        }
-    }
-
     /// <summary>
     /// Runs the requests through the scheduler and returns one result line per request, in order;
     /// <paramref name="finished"/> hears each block's results as they come.
