@@ -27,28 +27,10 @@ with open(f"{work}/job.jsonl", "w") as f:
 PY
 auth=(-H 'Authorization: Bearer sk-node')
 
-# node NAME PORT MODEL GPU EXTRA: a node in the background (log under $out), ready when this returns.
-node() {
-  local name=$1 port=$2 model=$3 gpu=$4 extra=$5
-  mkdir -p "$work/$name"
-  cp "$work/first/hardware.json" "$work/$name/hardware.json" 2>/dev/null
-  cat > "$work/$name.conf" <<EOF
-actorinfer {
-  model = "$model"
-  device = "cuda"
-  dtype = "float16"
-  data-dir = "$work/$name"
-  memory { gpu-budget = "$gpu", cpu-budget = "100GiB" }
-  scheduler { max-gpu-batch-size = 8192, max-gpu-batches = 8192 }
-  planner { max-block-size = 8192 $extra }
-}
-EOF
-  bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &
-  echo $! > "$work/$name.pid"
-  for _ in $(seq 1 480); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.5; done
-  echo "node $name did not become ready" | tee -a "$out/summary.txt"; return 1
-}
-stop() { local pid; pid=$(cat "$work/$1.pid"); kill -TERM "$pid"; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done; kill -KILL "$pid"; }
+source scripts/gpu/node-lib.sh
+# node NAME PORT MODEL GPU EXTRA: node_start with 100 GiB of CPU, the first node's hardware profile taken by later ones.
+node() { mkdir -p "$work/$1"; cp "$work/first/hardware.json" "$work/$1/hardware.json" 2>/dev/null; node_start "$1" "$2" "$3" "$4" 100GiB "$5"; }
+stop() { node_stop "$1"; }
 done_count() { curl -s "http://127.0.0.1:$1/v1/jobs/$2" "${auth[@]}" | python3 -c 'import json,sys; c=json.load(sys.stdin)["counts"]; print(c["total"]-c["pending"])'; }
 state() { curl -s "http://127.0.0.1:$1/v1/jobs/$2" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])'; }
 

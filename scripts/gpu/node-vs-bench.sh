@@ -35,32 +35,9 @@ with open(f"{work}/mixed.jsonl", "w") as f:
                             "max_tokens": rng.randint(8, 256), "temperature": 0, "ignore_eos": True}) + "\n")
 PY
 
-# node NAME PORT EXTRA-HOCON: starts a node in the background (its log under $out), waits until it serves.
-node() {
-  local name=$1 port=$2 extra=$3
-  mkdir -p "$work/$name"
-  cat > "$work/$name.conf" <<EOF
-actorinfer {
-  model = "$model"
-  device = "cuda"
-  dtype = "float16"
-  data-dir = "$work/$name"
-  memory { gpu-budget = "$gpu_mem", cpu-budget = "$cpu_mem" }
-  # The geometry bounds of bench --policy auto: only the search's own block bound.
-  scheduler { max-gpu-batch-size = 8192, max-gpu-batches = 8192 }
-  planner { max-block-size = 8192 $extra }
-}
-EOF
-  env ${NODE_ENV:-} bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &
-  echo $! > "$work/$name.pid"
-  for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.5; done
-  echo "node $name did not become ready" | tee -a "$out/summary.txt"
-  return 1
-}
-stop() {
-  local pid; pid=$(cat "$work/$1.pid")
-  kill -TERM "$pid"; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done; kill -KILL "$pid"
-}
+source scripts/gpu/node-lib.sh
+node() { node_start "$1" "$2" "$model" "$gpu_mem" "$cpu_mem" "$3"; }
+stop() { node_stop "$1"; }
 # job PORT FILE NAME LIMIT: posts FILE as a job, waits for it (at most LIMIT seconds, and not past a CUDA error in the
 # node's log), appends "NAME state seconds tokens" to $work/jobs.txt.
 job() {

@@ -98,24 +98,11 @@ public static class GenerateCommand
         if (schedule is not null && !o.Policy.ThroughActors) throw new CliException("--pressure needs --engine actors (the scheduler sheds batches)", 2);
         if (o.RunDir is not null && !o.Policy.ThroughActors) throw new CliException("--run-dir needs --engine actors", 2);
         using var setup = RunSetup.Create(loaded.Config, loaded.Source, device, dtype, o.Policy, workload, o.BatchSize, elastic: schedule is not null);
-        var results = new string?[lines.Count];
-        foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
+        var results = Results(lines.Count, bad);
         if (o.Policy.ThroughActors)
         {
-            var items = good.Select(l => new SchedulerProtocol.WorkItem($"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
             using var run = NodeRun.Start(setup, factory, schedule, o.RunDir);
-            ProgressReporter.Run("generate", good.Count, report =>
-            {
-                var done = 0;
-                long tokens = 0;
-                var answered = run.Run(items, finished =>
-                {
-                    done += finished.Count;
-                    tokens += finished.Sum(f => CompletionTokens(f.ResultLine));
-                    report(done, tokens);
-                });
-                for (var i = 0; i < good.Count; i++) results[good[i].Index] = answered[i];
-            });
+            RunAll(run, good, results);
             if (schedule is not null) Console.Error.WriteLine(run.Summary());
         }
         else
@@ -174,8 +161,23 @@ public static class GenerateCommand
         var start = new TierBudgets(memory.GpuBudget ?? 0, memory.CpuBudget ?? 0, memory.DiskBudget ?? 0);
         using var run = NodeRun.Start(new NodeRun.Parts(node, (OffloadedEngine)model.Engine, model.Tiers, parts.ComputeTier, start,
             name => name == "gpu" ? Tier.Gpu : Tier.Cpu), schedule, o.RunDir);
-        var results = new string?[lines.Count];
+        var results = Results(lines.Count, bad);
+        RunAll(run, good, results);
+        Console.Error.WriteLine(run.Summary());
+        return Write(o, results, good.Count, bad.Count);
+    }
+
+    /// <summary>One result line per input line, the bad lines' error lines filled in.</summary>
+    private static string?[] Results(int count, IReadOnlyList<RequestLine> bad)
+    {
+        var results = new string?[count];
         foreach (var b in bad) results[b.Index] = CompletionJson.ErrorLine(b.Id, b.LineNumber, b.Error!.Param, b.Error.Message);
+        return results;
+    }
+
+    /// <summary>Every good request through the node at once, with progress as blocks finish.</summary>
+    private static void RunAll(NodeRun run, IReadOnlyList<RequestLine> good, string?[] results)
+    {
         var items = good.Select(l => new SchedulerProtocol.WorkItem($"{l.Index}", l.Id, l.Sequence!.Request, l.Sequence.Seed)).ToArray();
         ProgressReporter.Run("generate", good.Count, report =>
         {
@@ -189,8 +191,6 @@ public static class GenerateCommand
             });
             for (var i = 0; i < good.Count; i++) results[good[i].Index] = answered[i];
         });
-        Console.Error.WriteLine(run.Summary());
-        return Write(o, results, good.Count, bad.Count);
     }
 
     private static int Write(GenerateOptions o, string?[] results, int good, int bad)

@@ -1,0 +1,30 @@
+# Sourced by the GPU scripts that run nodes: needs $work (a scratch folder) and $out (what comes back).
+# node_start NAME PORT MODEL GPU CPU EXTRA: a CUDA node (float16, the search's own geometry bounds) in the background, its
+# log in $out/NAME.log, its data in $work/NAME, EXTRA appended to its planner section; returns once it serves.
+# $NODE_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is its extra environment.
+node_start() {
+  local name=$1 port=$2 model=$3 gpu=$4 cpu=$5 extra=$6
+  mkdir -p "$work/$name"
+  cat > "$work/$name.conf" <<CONF
+actorinfer {
+  model = "$model"
+  device = "cuda"
+  dtype = "float16"
+  data-dir = "$work/$name"
+  memory { gpu-budget = "$gpu", cpu-budget = "$cpu" }
+  # The geometry bounds of bench --policy auto: only the search's own block bound.
+  scheduler { max-gpu-batch-size = 8192, max-gpu-batches = 8192 }
+  planner { max-block-size = 8192 $extra }
+}
+CONF
+  env ${NODE_ENV:-} bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &
+  echo $! > "$work/$name.pid"
+  for _ in $(seq 1 480); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.5; done
+  echo "node $name did not become ready" | tee -a "$out/summary.txt"
+  return 1
+}
+# node_stop NAME: SIGTERM, then SIGKILL after 30 s.
+node_stop() {
+  local pid; pid=$(cat "$work/$1.pid")
+  kill -TERM "$pid"; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done; kill -KILL "$pid"
+}
