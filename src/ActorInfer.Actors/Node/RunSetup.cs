@@ -174,8 +174,13 @@ public sealed class RunSetup : IDisposable
             TierBudgets start;
             if (choice.Auto)
             {
+                // The geometry bounds: on CUDA only the search's own block bound, as bench's search has; on the CPU a CPU
+                // node's (reference.conf), since there every geometry within the bounds is tried.
+                var reference = Configuration.SettingsLoader.Reference;
                 planner = new WorkloadPlanner(engine, hardware!, choice.Hardware!, new PlannerSettings(choice.Hardware!, MaxBlockSize: 8192,
-                    choice.CompressCache, WholeContext: false, TableStep: 1.02), choice.GpuBatchSize ?? 8192, choice.NumGpuBatches ?? 8192, computeTier,
+                    choice.CompressCache, WholeContext: false, TableStep: 1.02),
+                    choice.GpuBatchSize ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batch-size")),
+                    choice.NumGpuBatches ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batches")), computeTier,
                     isCuda ? reserve.ContextBytes : 0, isCuda ? MachineMemory.Device().Total : 0);
                 start = isCuda ? new TierBudgets(gpuBudget, cpuBudget, diskDir is null ? 0 : diskBudget) : new TierBudgets(0, usableGpu, 0);
             }
