@@ -93,6 +93,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
             Directory.CreateDirectory(dir);
         PersistenceConfig.PrepareSqlite(settings);
+        PostgresJournal.Prepare(settings);
         var model = NodeModel.Load(settings);
         ActorSystem? system = null;
         try
