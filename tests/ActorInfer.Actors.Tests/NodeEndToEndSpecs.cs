@@ -152,6 +152,30 @@ public sealed partial class NodeEndToEndSpecs
     }
 
     [Fact]
+    public void A_second_node_on_the_same_PostgreSQL_journal_exits_naming_the_holder_and_starts_once_it_stopped()
+    {
+        using var persistence = NodePersistence.Of("postgresql");
+        var dir = TestModels.TempDir();
+        var (config, environment) = Config(dir, persistence);
+        using var first = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "first"));
+        first.WaitForLine(l => l.Contains("node started"), Timeout);
+
+        // Another data folder, the same schema: its job store would overwrite the first node's.
+        using (var second = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "second")))
+        {
+            Assert.Equal(1, second.WaitForExit(Timeout));
+            var error = Assert.Single(second.AllOutput(), l => l.StartsWith("stderr: error:", StringComparison.Ordinal));
+            Assert.Contains("the journal in schema 'public'", error);
+            Assert.Contains($"in use by actorinfer node (pid {first.Id} on", error);
+        }
+
+        first.Terminate();
+        Assert.Equal(0, first.WaitForExit(Timeout));
+        using var third = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "second"));
+        third.WaitForLine(l => l.Contains("node started"), Timeout);
+    }
+
+    [Fact]
     public void The_pressure_command_reaches_the_memory_actor()
     {
         var dir = TestModels.TempDir();

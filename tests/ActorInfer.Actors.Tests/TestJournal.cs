@@ -45,13 +45,14 @@ public sealed class TestJournal : IDisposable
 
     /// <summary>
     /// The actor system's configuration for this journal, prepared as a node prepares it (SQLite in WAL mode; the
-    /// PostgreSQL server reached and the schema made). The first persists on a fresh journal can take seconds on a
+    /// PostgreSQL server reached, the schema made and claimable). The first persists on a fresh journal can take seconds on a
     /// loaded machine: the test kit's wait is a bound on failure, not a figure under test.
     /// </summary>
     public Config SystemConfig()
     {
         PersistenceConfig.PrepareSqlite(Settings);
-        PostgresJournal.Prepare(Settings);
+        // A spec's actor systems overlap (a restart while the first still runs): the claim is checked, not held.
+        using (PostgresJournal.Claim(Settings)) { }
         return ActorInferNode.SystemConfig(Settings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
     }
 

@@ -22,6 +22,7 @@ public sealed class ActorInferNode : IAsyncDisposable
 {
     private readonly NodeModel _model;
     private DataFolderLock? _folderLock;
+    private PostgresJournal? _journal;
 
     private ActorInferNode(ActorInferSettings settings, NodeModel model, ActorSystem system, IActorRef memory, IActorRef planner,
         IActorRef scheduler, IActorRef jobs, IActorRef control)
@@ -93,8 +94,17 @@ public sealed class ActorInferNode : IAsyncDisposable
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
             Directory.CreateDirectory(dir);
         PersistenceConfig.PrepareSqlite(settings);
-        PostgresJournal.Prepare(settings);
-        var model = NodeModel.Load(settings);
+        var journal = PostgresJournal.Claim(settings);
+        NodeModel model;
+        try
+        {
+            model = NodeModel.Load(settings);
+        }
+        catch
+        {
+            journal?.Dispose();
+            throw;
+        }
         ActorSystem? system = null;
         try
         {
@@ -129,12 +139,14 @@ public sealed class ActorInferNode : IAsyncDisposable
                 LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
                 PolicyPlanner = placement,
                 TierActors = tierActors,
+                _journal = journal,
             };
         }
         catch
         {
             system?.Terminate().Wait(TimeSpan.FromSeconds(10));
             model.Dispose();
+            journal?.Dispose();
             throw;
         }
     }
@@ -158,6 +170,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
         await System.WhenTerminated;
         _model.Dispose();
+        _journal?.Dispose();
         _folderLock?.Dispose();
     }
 }
