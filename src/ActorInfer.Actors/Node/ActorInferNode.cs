@@ -65,6 +65,7 @@ public sealed class ActorInferNode : IAsyncDisposable
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
         PersistenceConfig.For(settings)
             .WithFallback(akkaOverlay ?? Config.Empty)
+            .WithFallback(ClusterMembership.For(settings))
             .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off"))
             .WithFallback(SettingsLoader.Reference)
             .WithFallback(SqlPersistence.DefaultConfiguration);
@@ -94,6 +95,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
             Directory.CreateDirectory(dir);
         PersistenceConfig.PrepareSqlite(settings);
+        ClusterMembership.CheckAddress(settings);
         var journal = PostgresJournal.Claim(settings);
         NodeModel model;
         try
@@ -109,6 +111,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         try
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
+            ClusterMembership.Join(system, settings);
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory),
                 probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model))), "memory");
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
