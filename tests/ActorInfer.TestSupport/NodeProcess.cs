@@ -102,6 +102,22 @@ public sealed class NodeProcess : IDisposable
         if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -TERM {_process.Id} failed with exit {kill.ExitCode}");
     }
 
+    /// <summary>SIGSTOP: the process freezes (heartbeats stop) until <see cref="Continue"/>.</summary>
+    public void Stop() => Signal("STOP");
+
+    /// <summary>SIGCONT after <see cref="Stop"/>.</summary>
+    public void Continue() => Signal("CONT");
+
+    private void Signal(string name)
+    {
+        using var kill = Process.Start("kill", [$"-{name}", $"{_process.Id}"]);
+        kill.WaitForExit();
+        if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -{name} {_process.Id} failed with exit {kill.ExitCode}");
+    }
+
+    /// <summary>Whether the process has ended.</summary>
+    public bool HasExited => _process.HasExited;
+
     /// <summary>SIGKILL: no shutdown hooks, no flush; what the journal holds is all that survives.</summary>
     public void Kill()
     {
