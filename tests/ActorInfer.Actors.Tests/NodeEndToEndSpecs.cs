@@ -1,6 +1,9 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ActorInfer.TestSupport;
+using Npgsql;
 
 namespace ActorInfer.Actors.Tests;
 
@@ -116,9 +119,9 @@ public sealed partial class NodeEndToEndSpecs
     /// <summary>A port on the loopback that nothing listens on (taken and given back).</summary>
     private static int ClosedPort()
     {
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
         return port;
     }
@@ -131,11 +134,11 @@ public sealed partial class NodeEndToEndSpecs
     public void A_node_whose_PostgreSQL_journal_cannot_be_used_exits_with_one_error_line_naming_it(string problem, string expected)
     {
         var dir = TestModels.TempDir();
-        var server = new Npgsql.NpgsqlConnectionStringBuilder(PostgresTestDatabase.ServerConnectionString);
+        var server = new NpgsqlConnectionStringBuilder(PostgresTestDatabase.ServerConnectionString);
         string? connection = problem switch
         {
             "unreachable" => $"Host=127.0.0.1;Port={ClosedPort()};Database=actorinfer;Username=actorinfer;Password=not-the-secret",
-            "wrong password" => new Npgsql.NpgsqlConnectionStringBuilder(server.ConnectionString) { Password = "not-the-secret" }.ConnectionString,
+            "wrong password" => new NpgsqlConnectionStringBuilder(server.ConnectionString) { Password = "not-the-secret" }.ConnectionString,
             "malformed" => "Hots=127.0.0.1;Password=not-the-secret",
             _ => null,
         };

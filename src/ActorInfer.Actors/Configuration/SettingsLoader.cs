@@ -2,6 +2,7 @@ using ActorInfer.Planning;
 using System.Reflection;
 using System.Text.Json;
 using Akka.Configuration;
+using Address = Akka.Actor.Address;
 using Akka.Configuration.Hocon;
 
 namespace ActorInfer.Actors.Configuration;
@@ -134,10 +135,10 @@ public static class SettingsLoader
         var seeds = r.StringList($"{cluster}.seed-nodes", $"{cluster}.seed-nodes");
         foreach (var seed in seeds)
         {
-            Akka.Actor.Address address;
+            Address address;
             try
             {
-                address = Akka.Actor.Address.Parse(seed);
+                address = Address.Parse(seed);
             }
             catch (Exception ex) when (ex is UriFormatException or ArgumentException or FormatException)
             {
