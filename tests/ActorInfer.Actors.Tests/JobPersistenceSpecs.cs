@@ -9,22 +9,27 @@ using static ActorInfer.Actors.Jobs.JobProtocol;
 
 namespace ActorInfer.Actors.Tests;
 
-/// <summary>The job actor on a real SQLite journal: persisted before acknowledged, recovered, answered once.</summary>
-public sealed class JobPersistenceSpecs : TestKit
+/// <summary>
+/// The job actor on a real journal, SQLite and PostgreSQL: persisted before acknowledged, recovered, answered once.
+/// </summary>
+public abstract class JobPersistenceSpecs : TestKit
 {
-    private static readonly string DataDir = TestModels.TempDir();
-    private static readonly ActorInferSettings NodeSettings = SettingsLoader.Load(
-        [ConfigurationFactory.ParseString($"actorinfer.data-dir = \"{DataDir}\"")], NodeModel.Problem, TestModels.RepositoryRoot);
+    private readonly TestJournal _journal;
+    private string DataDir => _journal.DataDir;
 
-    public JobPersistenceSpecs() : base(Prepare(), "jobs")
+    private JobPersistenceSpecs(TestJournal journal) : base(journal.SystemConfig(), "jobs")
     {
+        _journal = journal;
     }
 
-    private static Config Prepare()
+    public sealed class Sqlite() : JobPersistenceSpecs(TestJournal.Sqlite());
+
+    public sealed class PostgreSql() : JobPersistenceSpecs(TestJournal.PostgreSql());
+
+    protected override void Dispose(bool disposing)
     {
-        PersistenceConfig.PrepareSqlite(NodeSettings);
-        // A journal's first write creates its SQLite tables: on a loaded machine that outlasts the test kit's 3 s default wait.
-        return ActorInferNode.SystemConfig(NodeSettings, ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 30s"));
+        base.Dispose(disposing);
+        if (disposing) _journal.Dispose();
     }
 
     private static JobEntry Entry(int i) => new($"r{i}", $$"""{"prompt": [2, {{10 + i}}], "max_tokens": 2}""", i, null);
@@ -68,6 +73,7 @@ public sealed class JobPersistenceSpecs : TestKit
         var completed = ExpectMsg<JobCompleted>();
         Assert.Equal(6, completed.Lines);
         Assert.Equal(["L0", "L1", "L2", "L3", "L4", "{\"error\":\"bad\"}"], File.ReadAllLines(completed.ResultsPath));
+        Assert.True(_journal.PostgresRows() is null or > 0, "the PostgreSQL journal holds nothing");
     }
 
     [Fact]

@@ -1,6 +1,9 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ActorInfer.TestSupport;
+using Npgsql;
 
 namespace ActorInfer.Actors.Tests;
 
@@ -9,10 +12,11 @@ public sealed partial class NodeEndToEndSpecs
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    private static string Config(string dir)
+    private static string Config(string dir, string name = "node.conf", string overlay = "")
     {
-        var path = Path.Combine(dir, "node.conf");
-        File.WriteAllText(path, """
+        var path = Path.Combine(dir, name);
+        // The overlay first: the test's keys win.
+        File.WriteAllText(path, overlay + "\n" + """
             actorinfer {
               model = "models/opt-tiny"
               scheduler { max-gpu-batch-size = 2, max-gpu-batches = 2 }
@@ -22,6 +26,16 @@ public sealed partial class NodeEndToEndSpecs
             """);
         return path;
     }
+
+    /// <summary>
+    /// The node's file for a provider: on PostgreSQL with hocon/persistence-postgresql.conf merged in as it is, and the
+    /// connection string in the environment variable that file names.
+    /// </summary>
+    private static (string Config, Dictionary<string, string> Environment) Config(string dir, NodePersistence persistence) =>
+        persistence.ConnectionString is { } connection
+            ? (Config(dir, "postgresql.conf", File.ReadAllText(Path.Combine(TestModels.RepositoryRoot, "hocon", "persistence-postgresql.conf"))),
+                new() { ["ACTORINFER_POSTGRES_CONNECTION"] = connection })
+            : (Config(dir), new());
 
     private static void WriteJob(string dataDir, string name)
     {
@@ -43,30 +57,33 @@ public sealed partial class NodeEndToEndSpecs
     [GeneratedRegex(@"job crash: (\d+)/201 done")]
     private static partial Regex Progress();
 
-    [Fact]
-    public void A_job_survives_SIGKILL_and_completes_exactly_once_with_the_uninterrupted_output()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public void A_job_survives_SIGKILL_and_completes_exactly_once_with_the_uninterrupted_output(string provider)
     {
         var dir = TestModels.TempDir();
-        var config = Config(dir);
+        using var persistence = NodePersistence.Of(provider);
+        var (config, environment) = Config(dir, persistence);
 
-        // The uninterrupted run.
+        // The uninterrupted run (on SQLite: the output does not depend on the journal).
         var reference = Path.Combine(dir, "reference");
         WriteJob(reference, "crash");
-        using (var node = new NodeProcess("node", "--config", config, "--data-dir", reference))
+        using (var node = new NodeProcess("node", "--config", Config(dir), "--data-dir", reference))
             node.WaitForLine(l => l.Contains("job crash complete"), Timeout);
         var expected = File.ReadAllLines(Path.Combine(reference, "results", "crash.jsonl"));
 
         // The same job, killed once a tenth of it is done.
         var data = Path.Combine(dir, "crashed");
         WriteJob(data, "crash");
-        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+        using (var node = new NodeProcess(environment, "node", "--config", config, "--data-dir", data))
         {
             node.WaitForLine(l => Progress().Match(l) is { Success: true } m && int.Parse(m.Groups[1].Value) >= 20, Timeout);
             node.Kill();
         }
         Assert.False(File.Exists(Path.Combine(data, "results", "crash.jsonl")), "the node was to be killed mid-job");
 
-        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+        using (var node = new NodeProcess(environment, "node", "--config", config, "--data-dir", data))
         {
             var recovered = node.WaitForLine(l => l.Contains("recovered 1 jobs"), Timeout);
             var pending = int.Parse(Regex.Match(recovered, @"(\d+) requests to run").Groups[1].Value);
@@ -81,9 +98,10 @@ public sealed partial class NodeEndToEndSpecs
 
         // A third start finds nothing to do and writes nothing again.
         var written = File.GetLastWriteTimeUtc(Path.Combine(data, "results", "crash.jsonl"));
-        using (var node = new NodeProcess("node", "--config", config, "--data-dir", data))
+        using (var node = new NodeProcess(environment, "node", "--config", config, "--data-dir", data))
             node.WaitForLine(l => l.Contains("recovered 1 jobs, 0 requests to run"), Timeout);
         Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(data, "results", "crash.jsonl")));
+        Assert.Equal(provider == "sqlite", File.Exists(Path.Combine(data, "persistence", "journal.db")));
     }
 
     [Fact]
@@ -96,6 +114,68 @@ public sealed partial class NodeEndToEndSpecs
         node.WaitForLine(l => l.Contains("actorinfer.scheduler.max-gpu-batchsize") && l.Contains("unknown key"), Timeout);
         Assert.Equal(2, node.WaitForExit(Timeout));
         Assert.False(Directory.Exists(Path.Combine(dir, "data")), "nothing was created");
+    }
+
+    /// <summary>A port on the loopback that nothing listens on (taken and given back).</summary>
+    private static int ClosedPort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    [Theory]
+    [InlineData("unreachable", "cannot be used")]
+    [InlineData("wrong password", "cannot be used")]
+    [InlineData("malformed", "is not an Npgsql connection string")]
+    [InlineData("missing", "is required when persistence.provider = postgresql")]
+    public void A_node_whose_PostgreSQL_journal_cannot_be_used_exits_with_one_error_line_naming_it(string problem, string expected)
+    {
+        var dir = TestModels.TempDir();
+        var server = new NpgsqlConnectionStringBuilder(PostgresTestDatabase.ServerConnectionString);
+        string? connection = problem switch
+        {
+            "unreachable" => $"Host=127.0.0.1;Port={ClosedPort()};Database=actorinfer;Username=actorinfer;Password=not-the-secret",
+            "wrong password" => new NpgsqlConnectionStringBuilder(server.ConnectionString) { Password = "not-the-secret" }.ConnectionString,
+            "malformed" => "Hots=127.0.0.1;Password=not-the-secret",
+            _ => null,
+        };
+        var environment = connection is null ? new Dictionary<string, string>() : new() { ["ACTORINFER_POSTGRES_CONNECTION"] = connection };
+        var config = Config(dir, "postgresql.conf", File.ReadAllText(Path.Combine(TestModels.RepositoryRoot, "hocon", "persistence-postgresql.conf")));
+        using var node = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "data"));
+        Assert.Equal(2, node.WaitForExit(Timeout));
+        var errors = node.AllOutput().Where(l => l.StartsWith("stderr: error:", StringComparison.Ordinal)).ToList();
+        var error = Assert.Single(errors);
+        Assert.Contains("actorinfer.persistence.postgresql.connection-string", error);
+        Assert.Contains(expected, error);
+        if (problem == "unreachable") Assert.Contains("127.0.0.1:", error);
+        Assert.DoesNotContain("not-the-secret", string.Join("\n", node.AllOutput()));
+    }
+
+    [Fact]
+    public void A_second_node_on_the_same_PostgreSQL_journal_exits_naming_the_holder_and_starts_once_it_stopped()
+    {
+        using var persistence = NodePersistence.Of("postgresql");
+        var dir = TestModels.TempDir();
+        var (config, environment) = Config(dir, persistence);
+        using var first = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "first"));
+        first.WaitForLine(l => l.Contains("node started"), Timeout);
+
+        // Another data folder, the same schema: its job store would overwrite the first node's.
+        using (var second = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "second")))
+        {
+            Assert.Equal(1, second.WaitForExit(Timeout));
+            var error = Assert.Single(second.AllOutput(), l => l.StartsWith("stderr: error:", StringComparison.Ordinal));
+            Assert.Contains("the journal in schema 'public'", error);
+            Assert.Contains($"in use by actorinfer node (pid {first.Id} on", error);
+        }
+
+        first.Terminate();
+        Assert.Equal(0, first.WaitForExit(Timeout));
+        using var third = new NodeProcess(environment, "node", "--config", config, "--data-dir", Path.Combine(dir, "second"));
+        third.WaitForLine(l => l.Contains("node started"), Timeout);
     }
 
     [Fact]

@@ -7,7 +7,8 @@ namespace ActorInfer.Gateway.Tests;
 
 /// <summary>
 /// <c>Idempotency-Key</c>: a completion retried with the same key after a SIGKILL and a restart yields one completion
-/// (one job, run once, the same id and text to every retry); a job retried with its key is the same job.
+/// (one job, run once, the same id and text to every retry); a job retried with its key is the same job. On SQLite and
+/// on PostgreSQL.
 /// </summary>
 [Collection(ChaosCollection.Name)]
 public sealed partial class IdempotencyTests
@@ -37,15 +38,18 @@ public sealed partial class IdempotencyTests
     private static async Task<JsonElement[]> Jobs(HttpClient client) =>
         (await GatewayFixture.ReadJson(await client.GetAsync("/v1/jobs"))).GetProperty("data").EnumerateArray().ToArray();
 
-    [Fact]
-    public async Task A_completion_retried_with_its_key_after_a_SIGKILL_and_a_restart_yields_one_completion()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public async Task A_completion_retried_with_its_key_after_a_SIGKILL_and_a_restart_yields_one_completion(string provider)
     {
+        using var persistence = NodePersistence.Of(provider);
         var dir = TestPaths.TempDir();
         var stalled = Path.Combine(dir, "stalled.conf");
         var running = Path.Combine(dir, "running.conf");
         // The first incarnation persists the request but cannot run it (no memory for any policy); the second runs.
-        File.WriteAllText(stalled, "actorinfer { model = \"models/opt-tiny\", memory.cpu-budget = 0 }");
-        File.WriteAllText(running, "actorinfer { model = \"models/opt-tiny\" }");
+        File.WriteAllText(stalled, $"actorinfer {{ model = \"models/opt-tiny\", memory.cpu-budget = 0\n{persistence.Hocon} }}");
+        File.WriteAllText(running, $"actorinfer {{ model = \"models/opt-tiny\"\n{persistence.Hocon} }}");
         var data = Path.Combine(dir, "data");
         // Sampled without a seed: a second run would draw another seed, so a second run would show.
         const string body = """{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 1.0}""";

@@ -1,8 +1,12 @@
 using System.Text.Json;
+using ActorInfer.TestSupport;
 
 namespace ActorInfer.Gateway.Tests;
 
-/// <summary>Batch jobs over HTTP: a 100-request job equals `generate --keep-going`; cancel persists; 429 when over the limit.</summary>
+/// <summary>
+/// Batch jobs over HTTP: a 100-request job equals `generate --keep-going`; cancel persists; 429 when over the limit; jobs
+/// and cancellations survive a restart on SQLite and on PostgreSQL.
+/// </summary>
 [Collection(GatewayCollection.Name)]
 public sealed class JobTests(GatewayFixture node)
 {
@@ -93,17 +97,21 @@ public sealed class JobTests(GatewayFixture node)
         Assert.Equal(200, (int)served.StatusCode);
     }
 
-    [Fact]
-    public async Task A_cancelled_job_stays_cancelled_after_the_node_restarts()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public async Task A_cancelled_job_stays_cancelled_after_the_node_restarts(string provider)
     {
         // The cancellation is an event in the journal: recovery rebuilds the state from it.
+        using var persistence = NodePersistence.Of(provider);
         var dir = GatewayFixture.TempDir();
         var config = Path.Combine(dir, "node.conf");
-        File.WriteAllText(config, """
+        File.WriteAllText(config, $$"""
             actorinfer {
               model = "models/opt-tiny"
               memory.cpu-budget = 0
               http.enabled = on
+              {{persistence.Hocon}}
             }
             """);
         var data = Path.Combine(dir, "data");
@@ -121,17 +129,21 @@ public sealed class JobTests(GatewayFixture node)
             Assert.Equal("cancelled", status.GetProperty("state").GetString());
             Assert.Equal(3, status.GetProperty("counts").GetProperty("failed").GetInt32());
         }
+        Assert.Equal(provider == "sqlite", File.Exists(Path.Combine(data, "persistence", "journal.db")));
     }
 
-    [Fact]
-    public async Task An_accepted_job_survives_a_restart_and_completes_with_generates_results()
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public async Task An_accepted_job_survives_a_restart_and_completes_with_generates_results(string provider)
     {
+        using var persistence = NodePersistence.Of(provider);
         var dir = GatewayFixture.TempDir();
         var stalled = Path.Combine(dir, "stalled.conf");
         var running = Path.Combine(dir, "running.conf");
         // The first incarnation accepts but cannot run (no memory for any policy); the second runs.
-        File.WriteAllText(stalled, "actorinfer { model = \"models/opt-tiny\", memory.cpu-budget = 0 }");
-        File.WriteAllText(running, "actorinfer { model = \"models/opt-tiny\" }");
+        File.WriteAllText(stalled, $"actorinfer {{ model = \"models/opt-tiny\", memory.cpu-budget = 0\n{persistence.Hocon} }}");
+        File.WriteAllText(running, $"actorinfer {{ model = \"models/opt-tiny\"\n{persistence.Hocon} }}");
         var data = Path.Combine(dir, "data");
         var lines = JobLines(20);
         string id;
@@ -149,5 +161,6 @@ public sealed class JobTests(GatewayFixture node)
             var results = (await (await client.GetAsync($"/v1/jobs/{id}/results")).Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Equal(node.Generate(lines), results);
         }
+        Assert.Equal(provider == "sqlite", File.Exists(Path.Combine(data, "persistence", "journal.db")));
     }
 }

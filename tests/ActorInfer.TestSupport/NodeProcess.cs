@@ -13,7 +13,12 @@ public sealed class NodeProcess : IDisposable
     private readonly BlockingCollection<string> _lines = new();
     private readonly List<string> _seen = [];
 
-    public NodeProcess(params string[] args)
+    public NodeProcess(params string[] args) : this(new Dictionary<string, string>(), args)
+    {
+    }
+
+    /// <summary>The program with <paramref name="environment"/> added to the test's own.</summary>
+    public NodeProcess(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -24,8 +29,10 @@ public sealed class NodeProcess : IDisposable
         };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "actorinfer.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
-        foreach (var key in new[] { "ACTORINFER_MODEL", "ACTORINFER_DATA_DIR", "ACTORINFER_DEVICE", "ACTORINFER_DTYPE" })
+        foreach (var key in new[] { "ACTORINFER_MODEL", "ACTORINFER_DATA_DIR", "ACTORINFER_DEVICE", "ACTORINFER_DTYPE", "ACTORINFER_PERSISTENCE",
+                     "ACTORINFER_POSTGRES_CONNECTION" })
             start.Environment.Remove(key);
+        foreach (var (key, value) in environment) start.Environment[key] = value;
         _process = new Process { StartInfo = start };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Add(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Add("stderr: " + e.Data); };
@@ -94,6 +101,22 @@ public sealed class NodeProcess : IDisposable
         kill.WaitForExit();
         if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -TERM {_process.Id} failed with exit {kill.ExitCode}");
     }
+
+    /// <summary>SIGSTOP: the process freezes (heartbeats stop) until <see cref="Continue"/>.</summary>
+    public void Stop() => Signal("STOP");
+
+    /// <summary>SIGCONT after <see cref="Stop"/>.</summary>
+    public void Continue() => Signal("CONT");
+
+    private void Signal(string name)
+    {
+        using var kill = Process.Start("kill", [$"-{name}", $"{_process.Id}"]);
+        kill.WaitForExit();
+        if (kill.ExitCode != 0) throw new InvalidOperationException($"kill -{name} {_process.Id} failed with exit {kill.ExitCode}");
+    }
+
+    /// <summary>Whether the process has ended.</summary>
+    public bool HasExited => _process.HasExited;
 
     /// <summary>SIGKILL: no shutdown hooks, no flush; what the journal holds is all that survives.</summary>
     public void Kill()

@@ -73,6 +73,14 @@ public sealed record HttpSettings(
     }
 }
 
+/// <summary>A node's Akka.Cluster membership (see reference.conf's `actorinfer.cluster`).</summary>
+/// <param name="SeedNodes">Akka addresses of the members to join; empty: the node founds a cluster of its own.</param>
+public sealed record ClusterSettings(bool Enabled, string Hostname, int Port, IReadOnlyList<string> SeedNodes,
+    TimeSpan AcceptableHeartbeatPause, TimeSpan StableAfter)
+{
+    public static ClusterSettings Off { get; } = new(false, "127.0.0.1", 0, [], TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(20));
+}
+
 public sealed record PersistenceSettings(
     PersistenceProvider Provider,
     string SqliteJournalFile,
@@ -103,6 +111,9 @@ public sealed record ActorInferSettings(
 
     /// <summary>The policy planner's settings.</summary>
     public PlannerSettings Planner { get; init; } = PlannerSettings.Default;
+
+    /// <summary>The node's cluster membership; off unless configured.</summary>
+    public ClusterSettings Cluster { get; init; } = ClusterSettings.Off;
 
     public bool IsCuda => Device.StartsWith("cuda", StringComparison.Ordinal);
     /// <summary>Where a node keeps the hardware profile it measured on its first start.</summary>

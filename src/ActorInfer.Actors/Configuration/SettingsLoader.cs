@@ -2,6 +2,7 @@ using ActorInfer.Planning;
 using System.Reflection;
 using System.Text.Json;
 using Akka.Configuration;
+using Address = Akka.Actor.Address;
 using Akka.Configuration.Hocon;
 
 namespace ActorInfer.Actors.Configuration;
@@ -122,7 +123,32 @@ public static class SettingsLoader
             memory, scheduler, control, persistence, ReadHttp(config, r, modelPath))
         {
             Planner = ReadPlanner(r, baseDir),
+            Cluster = ReadCluster(r),
         };
+    }
+
+    private static ClusterSettings ReadCluster(Reader r)
+    {
+        const string cluster = "actorinfer.cluster";
+        var port = r.Int($"{cluster}.port");
+        if (port is < 0 or > 65535) throw new SettingsException($"{cluster}.port", $"{port} is not a port (0-65535; 0 picks a free one)");
+        var seeds = r.StringList($"{cluster}.seed-nodes", $"{cluster}.seed-nodes");
+        foreach (var seed in seeds)
+        {
+            Address address;
+            try
+            {
+                address = Address.Parse(seed);
+            }
+            catch (Exception ex) when (ex is UriFormatException or ArgumentException or FormatException)
+            {
+                throw new SettingsException($"{cluster}.seed-nodes", $"'{seed}' is not an address like akka.tcp://actorinfer@127.0.0.1:4053");
+            }
+            if (address.Protocol != "akka.tcp" || address.System != "actorinfer" || address.Host is null || address.Port is null or <= 0)
+                throw new SettingsException($"{cluster}.seed-nodes", $"'{seed}' is not an address like akka.tcp://actorinfer@127.0.0.1:4053");
+        }
+        return new ClusterSettings(r.Bool($"{cluster}.enabled"), r.NonEmptyString($"{cluster}.hostname"), port, seeds,
+            r.Duration($"{cluster}.acceptable-heartbeat-pause"), r.Duration($"{cluster}.stable-after"));
     }
 
     private static PlannerSettings ReadPlanner(Reader r, string baseDir)

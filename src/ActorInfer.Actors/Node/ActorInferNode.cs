@@ -22,6 +22,7 @@ public sealed class ActorInferNode : IAsyncDisposable
 {
     private readonly NodeModel _model;
     private DataFolderLock? _folderLock;
+    private PostgresJournal? _journal;
 
     private ActorInferNode(ActorInferSettings settings, NodeModel model, ActorSystem system, IActorRef memory, IActorRef planner,
         IActorRef scheduler, IActorRef jobs, IActorRef control)
@@ -64,6 +65,7 @@ public sealed class ActorInferNode : IAsyncDisposable
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
         PersistenceConfig.For(settings)
             .WithFallback(akkaOverlay ?? Config.Empty)
+            .WithFallback(ClusterMembership.For(settings))
             .WithFallback(ConfigurationFactory.ParseString("akka.loglevel = INFO\nakka.log-dead-letters = off\nakka.log-dead-letters-during-shutdown = off"))
             .WithFallback(SettingsLoader.Reference)
             .WithFallback(SqlPersistence.DefaultConfiguration);
@@ -93,11 +95,23 @@ public sealed class ActorInferNode : IAsyncDisposable
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
             Directory.CreateDirectory(dir);
         PersistenceConfig.PrepareSqlite(settings);
-        var model = NodeModel.Load(settings);
+        ClusterMembership.CheckAddress(settings);
+        var journal = PostgresJournal.Claim(settings);
+        NodeModel model;
+        try
+        {
+            model = NodeModel.Load(settings);
+        }
+        catch
+        {
+            journal?.Dispose();
+            throw;
+        }
         ActorSystem? system = null;
         try
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
+            ClusterMembership.Join(system, settings);
             var log = Logging.GetLogger(system, "planner");
             var (parts, placement) = Parts(settings, model, probe, line => log.Info(line));
             var actors = NodeActors.Start(system, parts);
@@ -111,12 +125,14 @@ public sealed class ActorInferNode : IAsyncDisposable
                 LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
                 PolicyPlanner = placement,
                 TierActors = actors.Tiers,
+                _journal = journal,
             };
         }
         catch
         {
             system?.Terminate().Wait(TimeSpan.FromSeconds(10));
             model.Dispose();
+            journal?.Dispose();
             throw;
         }
     }
@@ -158,6 +174,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
         await System.WhenTerminated;
         _model.Dispose();
+        _journal?.Dispose();
         _folderLock?.Dispose();
     }
 }
