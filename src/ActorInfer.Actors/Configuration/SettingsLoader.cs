@@ -122,6 +122,7 @@ public static class SettingsLoader
             memory, scheduler, control, persistence, ReadHttp(config, r, modelPath))
         {
             Planner = ReadPlanner(r, baseDir),
+            Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),
         };
     }
 
