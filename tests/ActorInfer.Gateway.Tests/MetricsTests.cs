@@ -35,8 +35,10 @@ public sealed class MetricsTests(GatewayFixture node)
                      "actorinfer_recomputed_tokens_total", "actorinfer_device_out_of_memory_total",
                      "actorinfer_pressure_honour_seconds", "actorinfer_pressure_events_total", "actorinfer_requests_admitted_total",
                      "actorinfer_open_file_handles", "actorinfer_file_handle_limit", "actorinfer_connections_rejected_total",
+                     "actorinfer_gc_heap_bytes", "actorinfer_gc_committed_bytes",
                  })
             Assert.Contains($"# TYPE {name} ", text);
+        Assert.True(Value(text, "actorinfer_gc_heap_bytes") > 0);
         Assert.True(Value(text, "actorinfer_batch_drops_total") >= 0);
         Assert.True(Value(text, "actorinfer_requeues_total") >= 0);
     }

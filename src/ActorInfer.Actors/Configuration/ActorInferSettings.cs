@@ -46,7 +46,9 @@ public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes
 }
 
 /// <summary>Kestrel's limits on connections, and the file-handle limit the node asks for to serve them.</summary>
-public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit);
+/// <param name="MaxUnauthenticated">Connections that have not yet sent a request with a valid key; past it the oldest is closed.</param>
+public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit,
+    int MaxUnauthenticated = 1000);
 
 /// <summary>The HTTP gateway. Keys are held only as SHA-256 hashes.</summary>
 public sealed record HttpSettings(

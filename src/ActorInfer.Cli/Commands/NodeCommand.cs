@@ -97,7 +97,7 @@ public static class NodeCommand
             }
             Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {settings.Http.ServedModelName}, {settings.Http.Tenants.Count} tenants)");
             var connections = web.Services.GetRequiredService<GatewayContext>().Connections;
-            Console.WriteLine($"http: at most {connections.MaxConnections} connections (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
+            Console.WriteLine($"http: at most {connections.MaxConnections} connections, {connections.MaxUnauthenticated} of them without a valid key (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
         }
 
         using var stop = new ManualResetEventSlim();
