@@ -147,14 +147,17 @@ def main():
     started = time.time()
     samples = []
 
-    def gc_heap_mb():
+    def gc_mb():
         status, body = node.request("GET", "/metrics")
-        m = re.search(rb"^actorinfer_gc_heap_bytes (\S+)$", body, re.M) if status == 200 else None
-        return round(float(m.group(1)) / 2**20, 1) if m else None
+        figures = {}
+        for name in ("heap", "committed"):
+            m = re.search(rb"^actorinfer_gc_" + name.encode() + rb"_bytes (\S+)$", body, re.M) if status == 200 else None
+            figures[f"gc_{name}_mb"] = round(float(m.group(1)) / 2**20, 1) if m else None
+        return figures
 
     while time.time() < deadline and node.alive():
-        samples.append({"t_s": round(time.time() - started), "rss_mb": round(node.rss_bytes() / 2**20, 1), "handles": node.open_handles(),
-                        "gc_heap_mb": gc_heap_mb()})
+        samples.append(dict({"t_s": round(time.time() - started), "rss_mb": round(node.rss_bytes() / 2**20, 1), "handles": node.open_handles()},
+                            **gc_mb(), **node.memory()))
         time.sleep(10)
     stop.set()
     for t in threads:

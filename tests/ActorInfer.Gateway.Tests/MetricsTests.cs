@@ -179,4 +179,15 @@ public sealed class ConnectionLimitTests
         Assert.Equal(100, ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(100, TimeSpan.FromSeconds(30),
             TimeSpan.FromSeconds(10), 1024)).MaxConnections);
     }
+
+    [Theory]
+    [InlineData(100, 1000, 50)] // at most half the connections: authenticated ones always have room beside a flood
+    [InlineData(100, 10, 10)]
+    [InlineData(int.MaxValue, 1000, 1000)]
+    public void Unauthenticated_connections_get_at_most_half_of_the_connection_limit(int max, int maxUnauthenticated, int expected)
+    {
+        var limits = ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(max, TimeSpan.FromSeconds(30),
+            TimeSpan.FromSeconds(10), 1024, maxUnauthenticated));
+        Assert.Equal(expected, limits.MaxUnauthenticated);
+    }
 }

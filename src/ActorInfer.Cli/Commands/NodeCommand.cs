@@ -65,6 +65,8 @@ public static class NodeCommand
 
     private static int Run(string configPath, NodeFlags flags)
     {
+        // Before the model and the journal allocate anything: a node runs for days.
+        var heap = NativeHeap.Tune();
         var (settings, file) = LoadSettings(configPath, flags, SettingsLoader.ProcessEnvironment());
         ActorInferNode node;
         try
@@ -79,6 +81,7 @@ public static class NodeCommand
         }
         Console.WriteLine($"node started: model {settings.Model}, device {settings.Device}, data {settings.DataDir}");
         Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
+        Console.WriteLine(heap);
         WebApplication? web = null;
         if (settings.Http.Enabled)
         {
