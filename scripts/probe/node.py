@@ -63,6 +63,20 @@ class Node:
                     return int(line.split()[1]) * 1024
         return None
 
+    def memory(self):
+        """Resident memory by kind (/proc/PID/status, MB) and the thread count: anonymous (heaps, managed and native),
+        file-backed (mapped libraries) and shared."""
+        fields = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile", "RssShmem"):
+                    fields[key] = round(int(value.split()[0]) / 1024, 1)
+                elif key == "Threads":
+                    fields[key] = int(value)
+        return {"anon_mb": fields.get("RssAnon"), "file_mb": fields.get("RssFile"), "shmem_mb": fields.get("RssShmem"),
+                "threads": fields.get("Threads")}
+
     def open_handles(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 

@@ -98,9 +98,17 @@ public static class CompletionRoutes
         var status = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
         if (!status.IsComplete) return;
         g.Gateway.Tell(new GatewayProtocol.Forget(id, result));
-        using var lines = File.ReadLines(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl")).GetEnumerator();
-        if (lines.MoveNext()) result.TrySetResult(lines.Current);
-        else result.TrySetException(new InvalidOperationException($"job {id} has no result line"));
+        try
+        {
+            using var lines = File.ReadLines(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl")).GetEnumerator();
+            if (lines.MoveNext()) result.TrySetResult(lines.Current);
+            else result.TrySetException(new InvalidOperationException($"job {id} has no result line"));
+        }
+        catch (FileNotFoundException)
+        {
+            // It expired between the status and the read: its result is gone (a retry after this runs it again).
+            throw JobRoutes.Gone(id);
+        }
     }
 
     private static void Observe(GatewayContext g, JsonObject completion, DateTime started)

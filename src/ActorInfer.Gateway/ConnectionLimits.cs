@@ -10,7 +10,9 @@ namespace ActorInfer.Gateway;
 /// node needs for its own files (<see cref="FileHandles.Reserve"/>).
 /// </summary>
 /// <param name="HandleLimit">The process's file-handle limit after raising it; null where it cannot be read.</param>
-public sealed record ConnectionLimits(int MaxConnections, long? HandleLimit)
+/// <param name="MaxUnauthenticated">Connections without a valid key yet: the configured cap, at most half of <paramref name="MaxConnections"/>
+/// (so that authenticated connections always have room beside a flood).</param>
+public sealed record ConnectionLimits(int MaxConnections, long? HandleLimit, int MaxUnauthenticated)
 {
     /// <summary>The fewest connections the node serves, whatever its handle limit.</summary>
     public const int Fewest = 64;
@@ -20,8 +22,11 @@ public sealed record ConnectionLimits(int MaxConnections, long? HandleLimit)
     {
         var limit = FileHandles.Raise(settings.FileHandleLimit);
         var max = limit is { } l ? (int)Math.Max(Fewest, Math.Min(settings.MaxConnections, l - FileHandles.Reserve)) : settings.MaxConnections;
-        return new ConnectionLimits(max, limit);
+        return new ConnectionLimits(max, limit, UnauthenticatedWithin(settings.MaxUnauthenticated, max));
     }
+
+    /// <summary>The unauthenticated cap in force beside <paramref name="maxConnections"/>.</summary>
+    public static int UnauthenticatedWithin(int configured, int maxConnections) => Math.Max(1, Math.Min(configured, maxConnections / 2));
 }
 
 /// <summary>

@@ -25,7 +25,11 @@ public sealed class GatewayContext(ActorInferNode node, IActorRef gateway, HttpS
     public TimeSpan AskTimeout { get; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The connection limit in force and the file-handle limit behind it.</summary>
-    public ConnectionLimits Connections { get; init; } = new(http.Connections.MaxConnections, null);
+    public ConnectionLimits Connections { get; init; } =
+        new(http.Connections.MaxConnections, null, ConnectionLimits.UnauthenticatedWithin(http.Connections.MaxUnauthenticated, http.Connections.MaxConnections));
+
+    /// <summary>The connections that have not sent a valid key yet (Kestrel connection middleware); null outside Kestrel.</summary>
+    public UnauthenticatedConnections? Unauthenticated { get; init; }
 }
 
 /// <summary>
@@ -55,8 +59,10 @@ public static class GatewayApp
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         builder.WebHost.UseUrls($"http://{http.Host}:{http.Port}");
         var connections = ConnectionLimits.Apply(http.Connections);
+        var unauthenticated = new UnauthenticatedConnections(connections.MaxUnauthenticated, () => metrics.ConnectionsEvicted.Inc());
         builder.WebHost.ConfigureKestrel(k =>
         {
+            k.ConfigureEndpointDefaults(listen => listen.Use(unauthenticated.Wrap));
             // Bodies are limited per route (413 in OpenAI's error shape), not by Kestrel's generic 30 MB cut.
             k.Limits.MaxRequestBodySize = null;
             k.Limits.MaxConcurrentConnections = connections.MaxConnections;
@@ -67,7 +73,7 @@ public static class GatewayApp
 
 
         var gateway = node.System.ActorOf(GatewayProtocol.Props(node.Jobs, node.Memory, node.Planner, node.Scheduler, metrics, TimeSpan.FromSeconds(30)), "gateway");
-        var context = new GatewayContext(node, gateway, http, metrics) { Connections = connections };
+        var context = new GatewayContext(node, gateway, http, metrics) { Connections = connections, Unauthenticated = unauthenticated };
         builder.Services.AddSingleton(context);
         metrics.Registry.AddBeforeCollectCallback(async cancel =>
         {
@@ -75,6 +81,8 @@ public static class GatewayApp
                 Actors.Scheduling.SchedulerProtocol.GetStatus.Instance, TimeSpan.FromSeconds(5), cancel);
             metrics.QueueDepth.Set(status.Queued);
             if (FileHandles.Open() is { } open) metrics.OpenFileHandles.Set(open);
+            metrics.UnauthenticatedConnections.Set(unauthenticated.Count);
+            metrics.SampleManagedMemory();
         });
 
         var app = builder.Build();
@@ -155,6 +163,7 @@ public static class GatewayApp
         var caller = context.Tenants.Identify(http.Request);
         if (!caller.PresentedKey) throw ApiError.Unauthorized("missing API key: send Authorization: Bearer KEY");
         if (!caller.IsKnown) throw ApiError.Unauthorized("invalid API key");
+        context.Unauthenticated?.Authenticated(http.Connection.Id);
         if (endpoint is null) return;
         switch (access)
         {

@@ -50,6 +50,12 @@ public sealed class GatewayMetrics
         OpenFileHandles = f.CreateGauge("actorinfer_open_file_handles", "File handles the process holds (connections included).");
         ConnectionsRejected = f.CreateCounter("actorinfer_connections_rejected_total", "Connections closed as they arrived: the connection limit was reached.");
         FileHandleLimit = f.CreateGauge("actorinfer_file_handle_limit", "The process's open-file limit (RLIMIT_NOFILE).");
+        ConnectionsEvicted = f.CreateCounter("actorinfer_connections_evicted_total",
+            "Connections without a valid key closed to make room for a new one (http.connections.max-unauthenticated).");
+        UnauthenticatedConnections = f.CreateGauge("actorinfer_connections_unauthenticated", "Connections that have not sent a request with a valid key yet.");
+        // Beside the resident memory an operator sees: how much of it is the managed heap, and how much the runtime has committed.
+        ManagedHeap = f.CreateGauge("actorinfer_gc_heap_bytes", "The managed heap after the last garbage collection (GC.GetGCMemoryInfo).");
+        ManagedCommitted = f.CreateGauge("actorinfer_gc_committed_bytes", "Memory the garbage collector has committed (GC.GetGCMemoryInfo).");
         foreach (var tier in Enum.GetValues<Tier>()) Budget.WithLabels(TierName(tier));
         // Series that exist before anything happens, so dashboards and alerts see zeros rather than gaps.
         Drops.Inc(0);
@@ -58,6 +64,7 @@ public sealed class GatewayMetrics
         RecomputedTokens.Inc(0);
         OutOfMemory.Inc(0);
         ConnectionsRejected.Inc(0);
+        ConnectionsEvicted.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
@@ -98,6 +105,18 @@ public sealed class GatewayMetrics
     }
     public Gauge OpenFileHandles { get; }
     public Gauge FileHandleLimit { get; }
+    public Counter ConnectionsEvicted { get; }
+    public Gauge UnauthenticatedConnections { get; }
+    public Gauge ManagedHeap { get; }
+    public Gauge ManagedCommitted { get; }
+
+    /// <summary>Reads the garbage collector's figures into their gauges (before each scrape).</summary>
+    public void SampleManagedMemory()
+    {
+        var info = GC.GetGCMemoryInfo();
+        ManagedHeap.Set(info.HeapSizeBytes);
+        ManagedCommitted.Set(info.TotalCommittedBytes);
+    }
     public Counter ConnectionsRejected { get; }
 
     public static string TierName(Tier tier) => tier.ToString().ToLowerInvariant();

@@ -38,8 +38,19 @@ public static class JobRoutes
             var job = await Owned(http, g, id);
             if (!job.IsComplete)
                 throw ApiError.Conflict("id", $"job {id} is {job.State}: results are served once every request has finished", "job_not_finished");
-            // Streamed from disk: a results file can be far larger than what a request should hold in memory.
-            return TypedResults.PhysicalFile(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl"), "application/jsonl; charset=utf-8");
+            // Streamed from disk: a results file can be far larger than what a request should hold in memory. Opened
+            // here, so that a job expiring meanwhile (its file deleted) is a 404 and an open file is served whole.
+            FileStream file;
+            try
+            {
+                file = new FileStream(Path.Combine(g.Node.Settings.ResultsDir, id + ".jsonl"), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete,
+                    bufferSize: 1, FileOptions.SequentialScan);
+            }
+            catch (FileNotFoundException)
+            {
+                throw Gone(id);
+            }
+            return TypedResults.Stream(file, "application/jsonl; charset=utf-8");
         }).WithMetadata(access);
         app.MapDelete("/v1/jobs/{id}", async (HttpContext http, string id) =>
         {
@@ -86,9 +97,12 @@ public static class JobRoutes
     {
         var tenant = http.Tenant();
         var status = await g.Node.Jobs.Ask<JobProtocol.JobStatus>(new JobProtocol.GetJob(id), g.AskTimeout);
-        if (!status.Known || status.Tenant != tenant.Name) throw ApiError.NotFound("id", $"no job '{id}'", "job_not_found");
+        if (!status.Known || status.Tenant != tenant.Name) throw Gone(id);
         return status;
     }
+
+    /// <summary>Unknown, another tenant's, or finished longer ago than the retention (actorinfer.jobs.retention): all alike.</summary>
+    internal static ApiError Gone(string id) => ApiError.NotFound("id", $"no job '{id}' (finished jobs are kept for the node's retention time only)", "job_not_found");
 
     private static object View(JobProtocol.JobStatus s) => new
     {

@@ -27,6 +27,8 @@ public sealed class ConfigurationSpecs
         Assert.Equal(new MemorySettings(null, null, null, TimeSpan.FromSeconds(2), 64L << 20), s.Memory);
         Assert.Equal(new SchedulerSettings(8, 4, TimeSpan.FromMinutes(10)), s.Scheduler);
         Assert.Equal(new ControlSettings(TimeSpan.FromMilliseconds(200)), s.Control);
+        Assert.Equal(new JobSettings(TimeSpan.FromHours(24)), s.Jobs);
+        Assert.Equal(TimeSpan.FromMinutes(1), Load("actorinfer.jobs.retention = 1m").Jobs.Retention);
         Assert.Equal(new PersistenceSettings(PersistenceProvider.Sqlite, "persistence/journal.db", "persistence/snapshots.db", "", "public", 500),
             s.Persistence);
         Assert.Equal(Path.Combine(Root, "data", "persistence", "journal.db"), s.SqliteJournalPath);
@@ -81,6 +83,8 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.memory.cpu-budget = \"much\"", "actorinfer.memory.cpu-budget")]
     [InlineData("actorinfer.memory.telemetry-interval = soon", "actorinfer.memory.telemetry-interval")]
     [InlineData("actorinfer.memory = 5", "actorinfer.memory")]
+    [InlineData("actorinfer.jobs.retention = forever", "actorinfer.jobs.retention")]
+    [InlineData("actorinfer.jobs.retention = 0s", "actorinfer.jobs.retention")]
     [InlineData("actorinfer.model { path = x }", "actorinfer.model")]
     [InlineData("actorinfer.dtype = float64", "actorinfer.dtype")]
     [InlineData("actorinfer.device = tpu", "actorinfer.device")]

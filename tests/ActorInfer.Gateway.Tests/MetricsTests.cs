@@ -35,8 +35,10 @@ public sealed class MetricsTests(GatewayFixture node)
                      "actorinfer_recomputed_tokens_total", "actorinfer_device_out_of_memory_total",
                      "actorinfer_pressure_honour_seconds", "actorinfer_pressure_events_total", "actorinfer_requests_admitted_total",
                      "actorinfer_open_file_handles", "actorinfer_file_handle_limit", "actorinfer_connections_rejected_total",
+                     "actorinfer_gc_heap_bytes", "actorinfer_gc_committed_bytes",
                  })
             Assert.Contains($"# TYPE {name} ", text);
+        Assert.True(Value(text, "actorinfer_gc_heap_bytes") > 0);
         Assert.True(Value(text, "actorinfer_batch_drops_total") >= 0);
         Assert.True(Value(text, "actorinfer_requeues_total") >= 0);
     }
@@ -176,5 +178,16 @@ public sealed class ConnectionLimitTests
         // Below the handle limit, the configured maximum holds.
         Assert.Equal(100, ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(100, TimeSpan.FromSeconds(30),
             TimeSpan.FromSeconds(10), 1024)).MaxConnections);
+    }
+
+    [Theory]
+    [InlineData(100, 1000, 50)] // at most half the connections: authenticated ones always have room beside a flood
+    [InlineData(100, 10, 10)]
+    [InlineData(int.MaxValue, 1000, 1000)]
+    public void Unauthenticated_connections_get_at_most_half_of_the_connection_limit(int max, int maxUnauthenticated, int expected)
+    {
+        var limits = ConnectionLimits.Apply(new ActorInfer.Actors.Configuration.ConnectionSettings(max, TimeSpan.FromSeconds(30),
+            TimeSpan.FromSeconds(10), 1024, maxUnauthenticated));
+        Assert.Equal(expected, limits.MaxUnauthenticated);
     }
 }

@@ -18,6 +18,13 @@ public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches, T
 
 public sealed record ControlSettings(TimeSpan PollInterval);
 
+/// <summary>The job store (see reference.conf's `actorinfer.jobs`).</summary>
+/// <param name="Retention">How long a finished completion or job is kept (status, results file, idempotency key).</param>
+public sealed record JobSettings(TimeSpan Retention)
+{
+    public static JobSettings Default { get; } = new(TimeSpan.FromHours(24));
+}
+
 /// <summary>The policy planner of a node (see reference.conf's `actorinfer.planner`).</summary>
 /// <param name="Hardware">"auto" (measure on first start, kept in the data folder), a built-in profile's name, or a profile file.</param>
 /// <param name="MaxBlockSize">The largest block (GPU batch size x number of GPU batches) the search considers.</param>
@@ -39,7 +46,9 @@ public sealed record TenantSettings(string Name, IReadOnlyList<string> KeyHashes
 }
 
 /// <summary>Kestrel's limits on connections, and the file-handle limit the node asks for to serve them.</summary>
-public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit);
+/// <param name="MaxUnauthenticated">Connections that have not yet sent a request with a valid key; past it the oldest is closed.</param>
+public sealed record ConnectionSettings(int MaxConnections, TimeSpan KeepAliveTimeout, TimeSpan RequestHeadersTimeout, int FileHandleLimit,
+    int MaxUnauthenticated = 1000);
 
 /// <summary>The HTTP gateway. Keys are held only as SHA-256 hashes.</summary>
 public sealed record HttpSettings(
@@ -114,6 +123,8 @@ public sealed record ActorInferSettings(
 
     /// <summary>The node's cluster membership; off unless configured.</summary>
     public ClusterSettings Cluster { get; init; } = ClusterSettings.Off;
+    /// <summary>The job store's settings (retention of finished work).</summary>
+    public JobSettings Jobs { get; init; } = JobSettings.Default;
 
     public bool IsCuda => Device.StartsWith("cuda", StringComparison.Ordinal);
     /// <summary>Where a node keeps the hardware profile it measured on its first start.</summary>

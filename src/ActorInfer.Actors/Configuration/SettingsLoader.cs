@@ -124,6 +124,7 @@ public static class SettingsLoader
         {
             Planner = ReadPlanner(r, baseDir),
             Cluster = ReadCluster(r),
+            Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),
         };
     }
 
@@ -203,7 +204,8 @@ public static class SettingsLoader
             NonNegativeInt(r, $"{http}.max-invalid-job-lines"),
             new ConnectionSettings(r.PositiveInt($"{http}.connections.max", $"{http}.connections.max"),
                 r.Duration($"{http}.connections.keep-alive-timeout"), r.Duration($"{http}.connections.request-headers-timeout"),
-                r.PositiveInt($"{http}.connections.file-handle-limit", $"{http}.connections.file-handle-limit")),
+                r.PositiveInt($"{http}.connections.file-handle-limit", $"{http}.connections.file-handle-limit"),
+                r.PositiveInt($"{http}.connections.max-unauthenticated", $"{http}.connections.max-unauthenticated")),
             KeyHashes(r, $"{http}.admin-key-hashes", $"{http}.admin-key-hashes"),
             tenants);
     }

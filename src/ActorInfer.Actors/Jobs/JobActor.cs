@@ -7,28 +7,35 @@ using static ActorInfer.Actors.Jobs.JobProtocol;
 
 namespace ActorInfer.Actors.Jobs;
 
-internal sealed class JobActor : ReceivePersistentActor
+internal sealed class JobActor : ReceivePersistentActor, IWithTimers
 {
     private readonly IActorRef _scheduler;
     private readonly string _resultsDir;
     private readonly int _snapshotEvery;
+    private readonly Retention? _retention;
+    private readonly TimeProvider _clock;
+    /// <summary>Jobs expired in replayed events: their results files are deleted once recovery shows no newer job of that id.</summary>
+    private readonly HashSet<string> _expiredInRecovery = [];
     private readonly Dictionary<string, Job> _jobs = [];
     private readonly List<string> _order = [];
     private readonly HashSet<IActorRef> _observers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private int _sinceSnapshot;
 
-    public JobActor(string persistenceId, IActorRef scheduler, string resultsDir, int snapshotEvery)
+    public JobActor(string persistenceId, IActorRef scheduler, string resultsDir, int snapshotEvery, Retention? retention)
     {
         PersistenceId = persistenceId;
         _scheduler = scheduler;
         _resultsDir = resultsDir;
         _snapshotEvery = snapshotEvery;
+        _retention = retention;
+        _clock = retention?.Clock ?? TimeProvider.System;
 
         Recover<JobEvents.Accepted>(Apply);
         Recover<JobEvents.ResultsRecorded>(Apply);
         Recover<JobEvents.Cancelled>(Apply);
         Recover<JobEvents.Checkpointed>(Apply);
+        Recover<JobEvents.Expired>(Apply);
         Recover<SnapshotOffer>(offer =>
         {
             if (offer.Snapshot is not JobEvents.Snapshot s) return;
@@ -36,6 +43,8 @@ internal sealed class JobActor : ReceivePersistentActor
             {
                 var job = new Job(j.JobId, j.Ids, j.Requests, j.Seeds, j.Lines, j.Tenant, j.Priority) { Cancelled = j.Cancelled };
                 if (j.Checkpoints is { } checkpoints) checkpoints.CopyTo(job.Checkpoints, 0);
+                job.FinishedAt = j.FinishedAt;
+                NoteFinished(job, null);
                 _jobs[j.JobId] = job;
                 _order.Add(j.JobId);
             }
@@ -49,18 +58,30 @@ internal sealed class JobActor : ReceivePersistentActor
         Command<ListJobs>(m => Sender.Tell(new JobList(_order.Select(id => _jobs[id])
             .Where(j => m.Tenant is null || j.Tenant == m.Tenant).Select(j => j.Status()).ToList())));
         Command<CancelJob>(Cancel);
+        Command<ExpireFinished>(_ => Expire());
         Command<Observe>(m =>
         {
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
         });
         Command<Terminated>(m => _observers.Remove(m.ActorRef));
-        Command<SaveSnapshotSuccess>(m => DeleteMessages(m.Metadata.SequenceNr));
+        // The snapshot holds everything: the events before it and the older snapshots (with jobs expired since) go.
+        Command<SaveSnapshotSuccess>(m =>
+        {
+            DeleteMessages(m.Metadata.SequenceNr);
+            DeleteSnapshots(new SnapshotSelectionCriteria(m.Metadata.SequenceNr - 1));
+        });
         Command<SaveSnapshotFailure>(m => _log.Warning("snapshot failed: {0}", m.Cause.Message));
         Command<DeleteMessagesSuccess>(_ => { });
         Command<DeleteMessagesFailure>(m => _log.Warning("deleting journaled events failed: {0}", m.Cause.Message));
+        Command<DeleteSnapshotsSuccess>(_ => { });
+        Command<DeleteSnapshotsFailure>(m => _log.Warning("deleting old snapshots failed: {0}", m.Cause.Message));
     }
 
     public override string PersistenceId { get; }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
 
     private void Submit(SubmitJob m)
     {
@@ -71,7 +92,7 @@ internal sealed class JobActor : ReceivePersistentActor
         }
         var accepted = new JobEvents.Accepted(m.JobId, m.Entries.Select(e => e.Id).ToArray(),
             m.Entries.Select(e => e.RequestJson).ToArray(), m.Entries.Select(e => e.Seed).ToArray(), m.Entries.Select(e => e.ErrorLine).ToArray(),
-            m.Tenant, m.Priority);
+            m.Tenant, m.Priority, Now);
         var sender = Sender;
         Persist(accepted, e =>
         {
@@ -98,7 +119,7 @@ internal sealed class JobActor : ReceivePersistentActor
         }
         var sender = Sender;
         var keys = Enumerable.Range(0, job.Lines.Length).Where(i => job.Lines[i] is null).Select(i => Key(job.Id, i)).ToArray();
-        Persist(new JobEvents.Cancelled(m.JobId), e =>
+        Persist(new JobEvents.Cancelled(m.JobId, Now), e =>
         {
             Apply(e);
             _scheduler.Tell(new SchedulerProtocol.Withdraw(keys));
@@ -112,7 +133,7 @@ internal sealed class JobActor : ReceivePersistentActor
     {
         var fresh = m.Results.Where(r => Locate(r.Key) is { } at && at.Job.Lines[at.Index] is null).ToArray();
         if (fresh.Length == 0) return;
-        Persist(new JobEvents.ResultsRecorded(fresh.Select(r => r.Key).ToArray(), fresh.Select(r => r.ResultLine).ToArray()), e =>
+        Persist(new JobEvents.ResultsRecorded(fresh.Select(r => r.Key).ToArray(), fresh.Select(r => r.ResultLine).ToArray(), Now), e =>
         {
             Apply(e);
             foreach (var job in e.Keys.Select(k => Locate(k)!.Value.Job).Distinct())
@@ -138,10 +159,42 @@ internal sealed class JobActor : ReceivePersistentActor
         });
     }
 
-    /// <summary>A snapshot replaces the journal (deleted once it is saved): results and checkpoints both count.</summary>
-    private void SnapshotNowAndThen()
+    /// <summary>
+    /// Forgets the jobs finished longer ago than the retention: one event for all of them, then their results files go
+    /// (a retry of one of their idempotency keys is new work from then on). Each counts towards the next snapshot.
+    /// </summary>
+    private void Expire()
     {
-        if (++_sinceSnapshot < _snapshotEvery) return;
+        if (_retention is null) return;
+        var cutoff = Now - (long)_retention.KeepFor.TotalMilliseconds;
+        var expired = _order.Where(id => _jobs[id].FinishedAt <= cutoff).ToArray();
+        if (expired.Length == 0) return;
+        Persist(new JobEvents.Expired(expired), e =>
+        {
+            Apply(e);
+            foreach (var id in e.JobIds) DeleteResults(id);
+            _log.Info("{0} finished jobs expired after {1}; {2} kept", e.JobIds.Length, _retention.KeepFor, _order.Count);
+            SnapshotNowAndThen(e.JobIds.Length);
+        });
+    }
+
+    private void DeleteResults(string jobId)
+    {
+        try
+        {
+            File.Delete(ResultsPath(jobId));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning("the results file of expired job {0} could not be deleted: {1}", jobId, ex.Message);
+        }
+    }
+
+    /// <summary>A snapshot replaces the journal (deleted once it is saved): results, checkpoints and expiries all count.</summary>
+    private void SnapshotNowAndThen(int events = 1)
+    {
+        _sinceSnapshot += events;
+        if (_sinceSnapshot < _snapshotEvery) return;
         _sinceSnapshot = 0;
         SaveSnapshot(new JobEvents.Snapshot(_order.Select(id => _jobs[id].ToSnapshot()).ToArray()));
     }
@@ -150,8 +203,26 @@ internal sealed class JobActor : ReceivePersistentActor
     {
         var lines = new string?[e.Requests.Length];
         for (var i = 0; i < lines.Length; i++) lines[i] = e.Errors[i];
-        _jobs[e.JobId] = new Job(e.JobId, e.Ids, e.Requests, e.Seeds, lines, e.Tenant, e.Priority);
+        var job = new Job(e.JobId, e.Ids, e.Requests, e.Seeds, lines, e.Tenant, e.Priority);
+        _jobs[e.JobId] = job;
         _order.Add(e.JobId);
+        NoteFinished(job, e.At);
+    }
+
+    private void Apply(JobEvents.Expired e)
+    {
+        var gone = e.JobIds.Where(_jobs.Remove).ToHashSet();
+        _order.RemoveAll(gone.Contains);
+        if (IsRecovering) _expiredInRecovery.UnionWith(gone);
+    }
+
+    /// <summary>
+    /// Stamps a job that has just finished with its finishing time: the event's, or now for events persisted before
+    /// retention existed (such a job is kept for the whole retention from the node's start).
+    /// </summary>
+    private void NoteFinished(Job job, long? at)
+    {
+        if (job.FinishedAt is null && job.IsComplete) job.FinishedAt = at ?? Now;
     }
 
     private void Apply(JobEvents.Cancelled e)
@@ -161,16 +232,20 @@ internal sealed class JobActor : ReceivePersistentActor
         for (var i = 0; i < job.Lines.Length; i++)
             job.Lines[i] ??= CancelledLine(job.Ids[i], i + 1);
         Array.Clear(job.Checkpoints);
+        NoteFinished(job, e.At);
     }
 
     private void Apply(JobEvents.ResultsRecorded e)
     {
+        var touched = new HashSet<Job>(ReferenceEqualityComparer.Instance);
         for (var i = 0; i < e.Keys.Length; i++)
             if (Locate(e.Keys[i]) is { } at && at.Job.Lines[at.Index] is null)
             {
                 at.Job.Lines[at.Index] = e.Lines[i];
                 at.Job.Checkpoints[at.Index] = null;
+                touched.Add(at.Job);
             }
+        foreach (var job in touched) NoteFinished(job, e.At);
     }
 
     private void Apply(JobEvents.Checkpointed e)
@@ -195,7 +270,12 @@ internal sealed class JobActor : ReceivePersistentActor
             resumed += fromCheckpoint;
             if (job.IsComplete && !File.Exists(ResultsPath(id))) CompleteIfDone(job);
         }
+        // An expiry whose results files were not all deleted before the node stopped; a job of the same id accepted
+        // after it (a retry with its idempotency key) keeps its own.
+        foreach (var id in _expiredInRecovery.Where(id => !_jobs.ContainsKey(id))) DeleteResults(id);
+        _expiredInRecovery.Clear();
         _log.Info("recovered {0} jobs, {1} requests to run, {2} of them from checkpoints", _order.Count, pending, resumed);
+        if (_retention is not null) Timers.StartPeriodicTimer("expire", ExpireFinished.Instance, TimeSpan.Zero, _retention.SweepEvery);
     }
 
     private (int Requests, int FromCheckpoint) Run(Job job)
@@ -243,6 +323,8 @@ internal sealed class JobActor : ReceivePersistentActor
         public string? Tenant { get; } = tenant;
         public int Priority { get; } = priority;
         public bool Cancelled { get; set; }
+        /// <summary>When the last line got its result or the job was cancelled (Unix milliseconds); null while it runs.</summary>
+        public long? FinishedAt { get; set; }
         public string[] Ids { get; } = ids;
         public string?[] Requests { get; } = requests;
         public long[] Seeds { get; } = seeds;
@@ -254,7 +336,7 @@ internal sealed class JobActor : ReceivePersistentActor
         public bool IsComplete => Lines.All(l => l is not null);
         public JobEvents.JobSnapshot ToSnapshot() =>
             new(Id, Ids, Requests, Seeds, (string?[])Lines.Clone(), Tenant, Priority, Cancelled,
-                Checkpoints.Any(c => c is not null) ? (JobEvents.SequenceCheckpoint?[])Checkpoints.Clone() : null);
+                Checkpoints.Any(c => c is not null) ? (JobEvents.SequenceCheckpoint?[])Checkpoints.Clone() : null, FinishedAt);
 
         public JobStatus Status() =>
             new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)),

@@ -106,22 +106,48 @@ public static class JobProtocol
         }
     }
 
+    /// <summary>
+    /// Forgets every job finished longer ago than the retention (persisted as <see cref="JobEvents.Expired"/>, results
+    /// files deleted). The job actor sends it to itself on a timer; a test sends it after moving its clock.
+    /// </summary>
+    public sealed record ExpireFinished : ICommand
+    {
+        public static readonly ExpireFinished Instance = new();
+    }
+
+    /// <summary>How long finished jobs are kept, the clock that says when they finished, and how often they are swept.</summary>
+    public sealed record Retention(TimeSpan KeepFor, TimeProvider Clock)
+    {
+        /// <summary>A tenth of the retention, between 100 ms and a minute: a job outlives its retention by at most that.</summary>
+        public TimeSpan SweepEvery => TimeSpan.FromTicks(Math.Clamp(KeepFor.Ticks / 10, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerMinute));
+
+        public static Retention Of(TimeSpan keepFor) => new(keepFor, TimeProvider.System);
+    }
+
     /// <param name="scheduler">The block scheduler that runs the requests.</param>
     /// <param name="resultsDir">Where `JOB.jsonl` results files are written.</param>
-    public static Props Props(string persistenceId, IActorRef scheduler, string resultsDir, int snapshotEvery) =>
-        Akka.Actor.Props.Create(() => new JobActor(persistenceId, scheduler, resultsDir, snapshotEvery));
+    /// <param name="retention">How long finished jobs are kept; null keeps them for good (tests of recovery only).</param>
+    public static Props Props(string persistenceId, IActorRef scheduler, string resultsDir, int snapshotEvery, Retention? retention = null) =>
+        Akka.Actor.Props.Create(() => new JobActor(persistenceId, scheduler, resultsDir, snapshotEvery, retention));
 }
 
 /// <summary>The persisted events and snapshot of the job actor: plain arrays and strings, stable on disk.</summary>
 public static class JobEvents
 {
+    /// <param name="At">When it was persisted (Unix milliseconds): a job of invalid lines only is finished then.
+    /// Null in events persisted before retention existed; such a job counts as finished when the node recovers it.</param>
     public sealed record Accepted(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Errors,
-        string? Tenant = null, int Priority = 0);
+        string? Tenant = null, int Priority = 0, long? At = null);
 
-    public sealed record Cancelled(string JobId);
+    /// <param name="At">When it was persisted (Unix milliseconds), the job's finishing time; null in older events.</param>
+    public sealed record Cancelled(string JobId, long? At = null);
 
     /// <summary>The results of one block, persisted as one event so a block counts as done all at once.</summary>
-    public sealed record ResultsRecorded(string[] Keys, string[] Lines);
+    /// <param name="At">When it was persisted (Unix milliseconds): the finishing time of the jobs it completes; null in older events.</param>
+    public sealed record ResultsRecorded(string[] Keys, string[] Lines, long? At = null);
+
+    /// <summary>Finished jobs past their retention, forgotten from here on (their results files are deleted).</summary>
+    public sealed record Expired(string[] JobIds);
 
     /// <summary>
     /// Where a sequence dropped from a running block stopped: its generated tokens with their log-probabilities, and
@@ -138,8 +164,10 @@ public static class JobEvents
 
     /// <param name="Checkpoints">Per line, the latest checkpoint of a request without a result; null in snapshots
     /// taken before checkpoints were persisted.</param>
+    /// <param name="FinishedAt">When the job finished (Unix milliseconds); null while it runs, and in snapshots taken
+    /// before retention existed.</param>
     public sealed record JobSnapshot(string JobId, string[] Ids, string?[] Requests, long[] Seeds, string?[] Lines,
-        string? Tenant = null, int Priority = 0, bool Cancelled = false, SequenceCheckpoint?[]? Checkpoints = null);
+        string? Tenant = null, int Priority = 0, bool Cancelled = false, SequenceCheckpoint?[]? Checkpoints = null, long? FinishedAt = null);
 
     public sealed record Snapshot(JobSnapshot[] Jobs);
 }

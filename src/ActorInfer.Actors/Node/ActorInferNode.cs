@@ -117,7 +117,8 @@ public sealed class ActorInferNode : IAsyncDisposable
             var actors = NodeActors.Start(system, parts);
             var computeTier = parts.ComputeTier;
             var (memory, planner, scheduler) = (actors.Memory, actors.Planner, actors.Scheduler);
-            var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery), "jobs");
+            var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery,
+                JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control)
             {

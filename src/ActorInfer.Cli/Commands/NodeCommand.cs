@@ -65,6 +65,8 @@ public static class NodeCommand
 
     private static int Run(string configPath, NodeFlags flags)
     {
+        // Before the model and the journal allocate anything: a node runs for days.
+        var heap = NativeHeap.Tune();
         var (settings, file) = LoadSettings(configPath, flags, SettingsLoader.ProcessEnvironment());
         ActorInferNode node;
         try
@@ -79,6 +81,7 @@ public static class NodeCommand
         }
         Console.WriteLine($"node started: model {settings.Model}, device {settings.Device}, data {settings.DataDir}");
         Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
+        Console.WriteLine(heap);
         WebApplication? web = null;
         if (settings.Http.Enabled)
         {
@@ -97,7 +100,7 @@ public static class NodeCommand
             }
             Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {settings.Http.ServedModelName}, {settings.Http.Tenants.Count} tenants)");
             var connections = web.Services.GetRequiredService<GatewayContext>().Connections;
-            Console.WriteLine($"http: at most {connections.MaxConnections} connections (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
+            Console.WriteLine($"http: at most {connections.MaxConnections} connections, {connections.MaxUnauthenticated} of them without a valid key (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
         }
 
         using var stop = new ManualResetEventSlim();
