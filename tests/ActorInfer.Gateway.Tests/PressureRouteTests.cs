@@ -19,13 +19,16 @@ public sealed partial class PressureRouteTests(ITestOutputHelper output)
     private const int Requests = 48, PromptTokens = 8, NewTokens = 240;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
 
+    /// <summary>Decoding steps from each event to the next block's start in the file's run (what an HTTP call may lag by).</summary>
+    private const int Margin = 150;
+
     /// <summary>
     /// Each event's decoding step (counted over the run) and budget as a fraction of what the largest block needs. The
-    /// blocks are planned for the whole context, so every block of fresh requests runs 239 steps: each event lands well
-    /// inside a block (the first after 60 steps, the others at least 60 steps from any block's edge in this run), so the
-    /// few steps an HTTP call takes do not move it to another block.
+    /// blocks are planned for the whole context, so a block of fresh requests runs 239 steps; in the file's run the
+    /// blocks start at steps 0, 239, 457, 675 and 890, so each event lands at least 190 steps before the next block
+    /// starts (the test checks it against <see cref="Margin"/>), and the few steps an HTTP call takes keep it in its block.
     /// </summary>
-    private static readonly (int Step, double Fraction)[] Schedule = [(60, 0.55), (300, 1.0), (540, 0.3), (780, 1.0)];
+    private static readonly (int Step, double Fraction)[] Schedule = [(20, 0.55), (260, 1.0), (480, 0.55), (700, 1.0)];
 
     [GeneratedRegex(@"http: listening on (http://\S+)")]
     private static partial Regex Listening();
@@ -79,9 +82,11 @@ public sealed partial class PressureRouteTests(ITestOutputHelper output)
             $"{{\"id\":\"r{i}\",\"prompt\":[2,{string.Join(",", Enumerable.Range(0, PromptTokens - 1).Select(j => 10 + (i * 7 + j) % 900))}]," +
             $"\"max_tokens\":{NewTokens},\"temperature\":0,\"ignore_eos\":true}}"));
 
-        // The node: the job through /v1/jobs, each event sent as /admin/pressure once the node has started its step.
-        List<string> nodePolicies, nodeDrops;
+        // A node of the file, and the same node in this process; then the job through the node's /v1/jobs, each event sent
+        // as /admin/pressure once the node has started its step.
+        List<string> nodePolicies, nodeDrops, filePolicies, fileDrops;
         string[] nodeResults;
+        var outPath = Path.Combine(dir, "out.jsonl");
         long needed;
         using (var node = new NodeProcess("node", "--config", config, "--data-dir", Path.Combine(dir, "data"), "--port", "0", "--api-key", Key))
         {
@@ -96,6 +101,27 @@ public sealed partial class PressureRouteTests(ITestOutputHelper output)
             needed = (await State()).GetProperty("compute").GetProperty("largest_block_bytes").GetInt64();
             File.WriteAllLines(Path.Combine(dir, "pressure.jsonl"),
                 Schedule.Select(e => $"{{\"at_step\": {e.Step}, \"tier\": \"cpu\", \"budget\": {(long)(e.Fraction * needed)}}}"));
+
+            // The same node in this process first (deterministic: every event at its step): `generate --config` with the
+            // schedule as a file.
+            using var run = new NodeProcess("generate", "--config", config, "--input", job, "--output", outPath, "--pressure", Path.Combine(dir, "pressure.jsonl"));
+            Assert.Equal(0, run.WaitForExit(Timeout));
+            var said = run.AllOutput();
+            output.WriteLine(string.Join("\n", said.Where(l => l.Contains("pressure:", StringComparison.Ordinal))));
+            var policies = said.Single(l => l.Contains("pressure: policies published in order: ", StringComparison.Ordinal));
+            filePolicies = Collapsed(policies[(policies.IndexOf("in order: ", StringComparison.Ordinal) + "in order: ".Length)..].Split(" | "));
+            var drops = said.Single(l => l.Contains("pressure: drops in order", StringComparison.Ordinal));
+            fileDrops = drops[(drops.IndexOf("): ", StringComparison.Ordinal) + 3)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList();
+
+            // Each event lands far from the next block's start, so that the few steps an HTTP call takes keep it in its block.
+            var blocks = said.Single(l => l.Contains("pressure: blocks in order", StringComparison.Ordinal));
+            var starts = blocks[(blocks.IndexOf("): ", StringComparison.Ordinal) + 3)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                .Select(b => long.Parse(b[(b.IndexOf('@') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            foreach (var (step, _) in Schedule)
+            {
+                var next = starts.Where(b => b > step).DefaultIfEmpty(long.MaxValue).Min();
+                Assert.True(next - step >= Margin, $"the event at step {step} is {next - step} steps before a block starts: {blocks}");
+            }
 
             using var posted = await client.PostAsync("/v1/jobs", new StringContent(File.ReadAllText(job)));
             var id = (await GatewayFixture.ReadJson(posted)).GetProperty("id").GetString()!;
@@ -115,17 +141,6 @@ public sealed partial class PressureRouteTests(ITestOutputHelper output)
             nodePolicies = Collapsed(lines.Select(l => NodePolicy().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value));
             nodeDrops = lines.Select(l => NodeDrop().Match(l)).Where(m => m.Success).Select(m => $"{m.Groups[1].Value}:{m.Groups[2].Value}").ToList();
         }
-
-        // The same node in this process: `generate --config` with the schedule as a file.
-        var outPath = Path.Combine(dir, "out.jsonl");
-        using var run = new NodeProcess("generate", "--config", config, "--input", job, "--output", outPath, "--pressure", Path.Combine(dir, "pressure.jsonl"));
-        Assert.Equal(0, run.WaitForExit(Timeout));
-        var said = run.AllOutput();
-        output.WriteLine(string.Join("\n", said.Where(l => l.Contains("pressure:", StringComparison.Ordinal))));
-        var policies = said.Single(l => l.Contains("pressure: policies published in order: ", StringComparison.Ordinal));
-        var filePolicies = Collapsed(policies[(policies.IndexOf("in order: ", StringComparison.Ordinal) + "in order: ".Length)..].Split(" | "));
-        var drops = said.Single(l => l.Contains("pressure: drops in order", StringComparison.Ordinal));
-        var fileDrops = drops[(drops.IndexOf("): ", StringComparison.Ordinal) + 3)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList();
 
         output.WriteLine($"node policies: {string.Join(" | ", nodePolicies)}\nnode drops: {string.Join(" ", nodeDrops)}");
         Assert.True(fileDrops.Count > 0, "the schedule dropped nothing");

@@ -38,6 +38,9 @@ public sealed class LocalNode : IDisposable
 
     public ConcurrentQueue<SchedulerProtocol.BatchesDropped> Drops { get; } = new();
 
+    /// <summary>Each block the scheduler started, in order.</summary>
+    public ConcurrentQueue<SchedulerProtocol.BlockStarted> Blocks { get; } = new();
+
     /// <summary>Blocks that ran out of device memory (handled as pressure: their sequences were requeued).</summary>
     public ConcurrentQueue<SchedulerProtocol.DeviceOutOfMemory> OutOfMemory { get; } = new();
 
@@ -120,6 +123,7 @@ public sealed class LocalNode : IDisposable
         {
             Receive<SchedulerProtocol.PolicyHonoured>(node.Honoured.Enqueue);
             Receive<SchedulerProtocol.BatchesDropped>(node.Drops.Enqueue);
+            Receive<SchedulerProtocol.BlockStarted>(node.Blocks.Enqueue);
             Receive<SchedulerProtocol.DeviceOutOfMemory>(node.OutOfMemory.Enqueue);
             Receive<PlannerProtocol.PolicyChanged>(m =>
             {

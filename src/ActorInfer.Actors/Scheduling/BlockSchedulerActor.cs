@@ -289,7 +289,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         }
         _block = block;
         _log.Info("block {0}: {1} sequences in {2} GPU batches, policy {3}", id, items.Count, batches.Count, policy);
-        Publish(new BlockStarted(id, policy, items.Count, batches.Count));
+        Publish(new BlockStarted(id, policy, items.Count, batches.Count) { AfterDecodingSteps = _decodingSteps });
         Become(Running);
         if (batches.Count == 0)
         {

@@ -66,7 +66,16 @@ public static class SchedulerProtocol
     /// <summary>Sent to the enqueuer when a block is done: all of the block's sequences that it enqueued, at once.</summary>
     public sealed record Finished(int Block, IReadOnlyList<FinishedItem> Results);
 
-    public sealed record BlockStarted(int Block, BlockPolicy Policy, int Sequences, int GpuBatches);
+    public sealed record BlockStarted(int Block, BlockPolicy Policy, int Sequences, int GpuBatches)
+    {
+        /// <summary>Decoding steps the scheduler had started before this block (<see cref="SchedulerStatus.DecodingSteps"/>); not part of equality.</summary>
+        public long AfterDecodingSteps { get; init; }
+
+        public bool Equals(BlockStarted? other) =>
+            other is not null && Block == other.Block && Policy == other.Policy && Sequences == other.Sequences && GpuBatches == other.GpuBatches;
+
+        public override int GetHashCode() => HashCode.Combine(Block, Policy, Sequences, GpuBatches);
+    }
 
     public sealed record BlockFinished(int Block, int Sequences, int Steps)
     {

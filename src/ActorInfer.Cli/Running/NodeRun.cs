@@ -137,6 +137,7 @@ public sealed class NodeRun : IDisposable
                $"weights moved {ByteSize.Format(_parts.Engine.WeightBytesMoved)}; {_parts.Engine.Changes.Yields} decoding layers stopped for a change on its way\n" +
                $"pressure: policies published in order: {string.Join(" | ", node.Policies.Select(p => p.Policy?.ToString() ?? "none"))}\n" +
                $"pressure: drops in order (block: GPU batches): {string.Join(" ", drops.Select(d => $"{d.Block}:{d.Batches}"))}\n" +
+               $"pressure: blocks in order (block@decoding steps before it): {string.Join(" ", node.Blocks.Select(b => $"{b.Block}@{b.AfterDecodingSteps}"))}\n" +
                $"pressure: honour times in order (ms): {string.Join(" ", honoured.Select(h => Ms(h.Elapsed)))}\n" +
                $"pressure: within the new budget at the change (a budget that did not fall; honoured then), in order: " +
                $"{string.Join(" ", honoured.Select(h => h.WithinAtChange ? "yes" : "no"))}\n" +
