@@ -126,7 +126,8 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         // Raise budgets before moving (weights coming onto a tier need its room), lower them after.
         if (device is { } d && d > tiers.Device.BudgetBytes) tiers.Device.SetBudget(d);
         if (cpu is { } c && c > tiers.Cpu.BudgetBytes) tiers.Cpu.SetBudget(c);
-        if (policy.Runtime is { } placement)
+        // New budgets under the policy in force (every budget change is published) move nothing: no placement is planned.
+        if (policy.Runtime is { } placement && placement != runtime.Policy)
         {
             var running = _session is { } s && s.Open > 0 ? s.Block : null;
             WeightBytesMoved += runtime.Replace(placement, running, moved);

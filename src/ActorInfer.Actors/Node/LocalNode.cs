@@ -47,21 +47,17 @@ public sealed class LocalNode : IDisposable
     /// <summary>Told of each policy the planner publishes (on an actor's thread).</summary>
     public Action<PlannerProtocol.PolicyChanged>? PolicyPublished { get; set; }
 
-    /// <summary>The dispatcher every tensor-issuing actor shares: one dedicated thread (see reference.conf).</summary>
-    private const string DispatcherConfig = """
+    /// <summary>Quiet logging; the tensor dispatcher and everything else as a served node has them (reference.conf).</summary>
+    private const string LocalConfig = """
         akka.loglevel = WARNING
         akka.log-dead-letters = off
         akka.log-dead-letters-during-shutdown = off
-        actorinfer.dispatchers.tensor {
-          type = ForkJoinDispatcher
-          throughput = 100
-          dedicated-thread-pool { thread-count = 1 }
-        }
         """;
 
     public static LocalNode Start(NodeParts parts)
     {
-        var system = ActorSystem.Create("actorinfer-local", ConfigurationFactory.ParseString(DispatcherConfig + "\n" + Diagnostics.IsoConsoleLogger.Config));
+        var system = ActorSystem.Create("actorinfer-local", ConfigurationFactory.ParseString(LocalConfig + "\n" + Diagnostics.IsoConsoleLogger.Config)
+            .WithFallback(Configuration.SettingsLoader.Reference));
         try
         {
             return new LocalNode(system, NodeActors.Start(system, parts), parts);
