@@ -25,6 +25,7 @@ public sealed class PendingTokens : IDisposable
 {
     private readonly IReadOnlyList<SequenceState> _sequences;
     private readonly Func<IReadOnlyList<int>, string>? _decode;
+    private readonly long _vocabulary;
     private Tensor? _ids;
     private Tensor? _logprobs;
     private IReadyFence? _fence;
@@ -32,12 +33,14 @@ public sealed class PendingTokens : IDisposable
     private bool _completed;
 
     /// <summary>Nothing pending: the tokens were appended already.</summary>
-    public static PendingTokens Done() => new([], null, null, null, null) { _completed = true };
+    public static PendingTokens Done() => new([], null, 0, null, null, null) { _completed = true };
 
-    internal PendingTokens(IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string>? decode, Tensor? ids, Tensor? logprobs, IReadyFence? fence)
+    internal PendingTokens(IReadOnlyList<SequenceState> sequences, Func<IReadOnlyList<int>, string>? decode, long vocabulary, Tensor? ids,
+        Tensor? logprobs, IReadyFence? fence)
     {
         _sequences = sequences;
         _decode = decode;
+        _vocabulary = vocabulary;
         _ids = ids;
         _logprobs = logprobs;
         _fence = fence;
@@ -63,6 +66,15 @@ public sealed class PendingTokens : IDisposable
         var ids = _ids!.data<long>().ToArray();
         var logprobs = _logprobs!.data<float>().ToArray();
         var appended = 0;
+        // A token outside the vocabulary would reach the device as an embedding index, where the kernel's bounds check
+        // ends the whole CUDA context: fail this block here instead, naming the row.
+        for (var b = 0; b < _sequences.Count; b++)
+            if (!_sequences[b].IsFinished && (ids[b] < 0 || ids[b] >= _vocabulary))
+            {
+                Release();
+                throw new InvalidOperationException(
+                    $"the token read back for row {b} of {_sequences.Count} is {ids[b]}, outside the vocabulary of {_vocabulary} (the copy from the device was read before it arrived, or the logits are corrupt)");
+            }
         for (var b = 0; b < _sequences.Count; b++)
             if (!_sequences[b].IsFinished)
             {
@@ -141,7 +153,7 @@ public static class TokenChooser
                 values = picked.cpu();
                 ready = fence?.Invoke();
             }
-            return new PendingTokens(sequences, decode, ids.DetachFromDisposeScope(), values.DetachFromDisposeScope(), ready);
+            return new PendingTokens(sequences, decode, lastLogits.size(-1), ids.DetachFromDisposeScope(), values.DetachFromDisposeScope(), ready);
         }
         var greedyIds = greedy.cpu().data<long>().ToArray();
         var chosen = new long[sequences.Count];
@@ -158,6 +170,6 @@ public static class TokenChooser
         }
         var index = tensor(chosen, [sequences.Count, 1], dtype: ScalarType.Int64).to(logprobs.device);
         var chosenLogprobs = logprobs.gather(1, index).squeeze(1).cpu();
-        return new PendingTokens(sequences, decode, tensor(chosen).DetachFromDisposeScope(), chosenLogprobs.DetachFromDisposeScope(), null);
+        return new PendingTokens(sequences, decode, lastLogits.size(-1), tensor(chosen).DetachFromDisposeScope(), chosenLogprobs.DetachFromDisposeScope(), null);
     }
 }

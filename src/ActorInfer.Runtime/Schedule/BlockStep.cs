@@ -271,7 +271,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 var input = w.Input(architecture, engine.DType);
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
-                    : tensor(batch.Sequences.Select(s => (long)s.OutputIds[^1]).ToArray(), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
+                    : tensor(LastTokens(batch, c.VocabSize), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
                 using var positions = batch.Positions(step, c.MaxPositionEmbeddings, architecture.PositionOffset, Device);
                 output = architecture.Embed(input, ids, positions);
                 break;
@@ -385,6 +385,24 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
         if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
         return result;
+    }
+
+    /// <summary>
+    /// Each sequence's last token, the input of a decoding step, checked against the vocabulary on the host: on a GPU an
+    /// embedding index out of range ends the whole CUDA context instead of this block.
+    /// </summary>
+    private static long[] LastTokens(GpuBatch batch, int vocabulary)
+    {
+        var ids = new long[batch.Sequences.Count];
+        for (var b = 0; b < ids.Length; b++)
+        {
+            var s = batch.Sequences[b];
+            ids[b] = s.OutputIds.Count > 0 ? s.OutputIds[^1]
+                : throw new InvalidOperationException($"row {b} of {batch.Index} has no token yet: a decoding step ran before the previous step's tokens were appended");
+            if (ids[b] < 0 || ids[b] >= vocabulary)
+                throw new InvalidOperationException($"row {b} of {batch.Index} ends with token {ids[b]}, outside the vocabulary of {vocabulary}");
+        }
+        return ids;
     }
 
     /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>

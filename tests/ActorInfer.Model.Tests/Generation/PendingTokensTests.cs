@@ -50,4 +50,17 @@ public class PendingTokensTests
         // Whoever waits for the step's end hears of it once, with nothing appended.
         Assert.Equal([0], told);
     }
+
+    [Fact]
+    public void A_token_outside_the_vocabulary_fails_the_completion_and_names_its_row()
+    {
+        var sequences = new[] { Sequence(3), Sequence(3) };
+        // What a host read of a copy still in flight can see: bytes of something else.
+        using var pending = new PendingTokens(sequences, _ => "", vocabulary: 4, torch.tensor(new long[] { 1, 1L << 40 }),
+            torch.tensor(new float[] { -1f, -1f }), fence: null);
+        var error = Assert.Throws<InvalidOperationException>(() => pending.Complete());
+        Assert.Contains("row 1 of 2", error.Message);
+        Assert.Contains("outside the vocabulary of 4", error.Message);
+        Assert.All(sequences, s => Assert.Empty(s.OutputIds));
+    }
 }
