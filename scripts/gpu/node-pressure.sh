@@ -14,6 +14,8 @@ set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 requests=${REQUESTS:-1000}
+limit=${LIMIT:-900}            # seconds a job may run before it is given up
+bench_limit=${BENCH_LIMIT:-400} # seconds each bench may run
 nvidia-smi -L | head -1 | tee "$out/card.txt"
 work=$(mktemp -d)
 python3 - "$work" "$requests" <<'PY'
@@ -50,7 +52,7 @@ run() {
       phase=$((phase + 1)); t0=$now; n0=$n
     fi
     s=$(state "$port" "$id"); [ "$s" = completed ] || [ "$s" = failed ] && break
-    python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > 900 else 1)" && { echo "$name: stopped after 900 s" >> "$out/summary.txt"; break; }
+    python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $limit else 1)" && { echo "$name: stopped after $limit s" >> "$out/summary.txt"; break; }
     sleep 0.2
   done
   echo "last $t0 $(date +%s.%N) $(( $(done_count "$port" "$id") - n0 ))" >> "$out/$name-phases.txt"
@@ -59,7 +61,7 @@ run() {
 }
 bench() { # NAME GIB MODEL EXTRA...
   local name=$1 gib=$2 model=$3; shift 3
-  timeout 400 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
+  timeout "$bench_limit" bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
     --hardware "$work/first/hardware.json" --gpu-mem "${gib}GiB" --cpu-mem 100GiB --prompt-len 512 --gen-len 32 --json "$@" \
     > "$out/bench-$name.json" 2> "$out/bench-$name.log"
 }

@@ -58,13 +58,13 @@ job() {
   local tokens; tokens=$(python3 -c "
 import json,sys
 print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
-  echo "$name $state $seconds $tokens" | tee -a "$work/jobs.txt"
+  echo "$name $state $seconds $tokens" | tee -a "$out/jobs.txt"
 }
 
 steps=${STEPS:-job bench mixed whole}
 has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 # Later nodes take the profile the first one measured (the same figures for every ranking in the call).
-profile() { mkdir -p "$work/$1"; cp "$work/job/hardware.json" "$work/$1/hardware.json" 2>/dev/null; }
+profile() { mkdir -p "$work/$1"; cp "$work/job/hardware.json" "$work/$1/hardware.json" 2>/dev/null || cp "$work/mixed/hardware.json" "$work/$1/hardware.json" 2>/dev/null; true; }
 has job && node job 8101 "" && {
   job 8101 "$work/job.jsonl" job 240
   curl -s http://127.0.0.1:8101/admin/state -H 'Authorization: Bearer sk-node' > "$out/state.json"
@@ -83,7 +83,7 @@ has whole && profile whole && NODE_ENV=${MIXED_ENV:-} node whole 8103 ", whole-c
   stop whole
 }
 
-python3 - "$work/jobs.txt" "$out" <<'PY' | tee -a "$out/summary.txt"
+python3 - "$out/jobs.txt" "$out" <<'PY' | tee -a "$out/summary.txt"
 import json, re, sys, statistics
 jobs = {l.split()[0]: l.split()[1:] for l in open(sys.argv[1])}
 out = sys.argv[2]
@@ -101,8 +101,9 @@ if "job" in jobs:
     print(f"node job: {state}, {t} tokens in {s:.2f} s = {r:.1f} token/s")
     if b: print(f"bench --policy auto: {b:.1f} token/s; node / bench = {r / b:.3f}")
 if "mixed" in jobs and "mixed-whole" in jobs:
-    r1, s1, _, t1 = rate("mixed"); r2, s2, _, t2 = rate("mixed-whole")
-    print(f"mixed job: {t1} tokens {r1:.1f} token/s ({s1}); whole context: {t2} tokens {r2:.1f} token/s ({s2}); ratio {r1 / r2:.2f}")
+    r1, s1, _, t1 = rate("mixed"); r2, s2, s2s, t2 = rate("mixed-whole")
+    print(f"mixed job: {s1}, {t1} tokens, {r1:.1f} token/s; whole context: {s2}, {t2} tokens in {s2s:.1f} s, " +
+          (f"{r2:.1f} token/s; ratio {r1 / r2:.2f}" if t2 else "no results yet (the job did not finish)"))
     a = {json.loads(l)["id"]: json.loads(l).get("output_ids") for l in open(f"{out}/mixed-results.jsonl") if l.strip()}
     w = {json.loads(l)["id"]: json.loads(l).get("output_ids") for l in open(f"{out}/mixed-whole-results.jsonl") if l.strip()}
     print(f"mixed outputs identical: {sum(a[k] == w.get(k) for k in a)} of {len(a)}")
