@@ -6,6 +6,7 @@
 #   2. the same job on a node without pressure (for the greedy outputs, which must be identical);
 #   3. `bench --policy auto` at 40, 12 and 24 GiB with the profile the first node measured;
 #   4. with COMPRESS=1, steps 1 and 3 again with compression allowed (`planner.compress-cache = on`, `bench --compress-cache`);
+#   PLAIN=0 skips step 2; BENCHES (default "40 12 24") names the budgets of step 3.
 #   5. with MODEL30=1, OPT-30B on a node with 16 GiB GPU / 100 GiB CPU against bench at the same budgets (prompt 512, 32).
 # summary.txt: each phase's node / bench ratio, the tier bytes the node's /admin/state reported after each change, the
 # honour times from the node's metrics, lost or duplicated requests, and whether the outputs match the unpressured run.
@@ -67,8 +68,8 @@ bench() { # NAME GIB MODEL EXTRA...
 }
 
 node first 8201 opt-6.7b 40GiB "" && { run 8201 pressed "12 24 40"; stop first; }
-node plain 8202 opt-6.7b 40GiB "" && { run 8202 plain ""; stop plain; }
-for gib in 40 12 24; do bench "$gib" "$gib" opt-6.7b; done
+[ "${PLAIN:-1}" = 1 ] && node plain 8202 opt-6.7b 40GiB "" && { run 8202 plain ""; stop plain; }
+for gib in ${BENCHES-40 12 24}; do bench "$gib" "$gib" opt-6.7b; done
 if [ "${COMPRESS:-0}" = 1 ]; then
   node compressed 8203 opt-6.7b 40GiB ", compress-cache = on" && { run 8203 compressed "12 24 40"; stop compressed; }
   for gib in 40 12 24; do bench "c$gib" "$gib" opt-6.7b --compress-cache; done

@@ -96,4 +96,49 @@ public sealed class LayerYieldTests
         }
         Harness.AssertAllFreed(tiers);
     }
+
+    /// <summary>
+    /// In the output head a batch whose head has run may leave the step (a budget change between two batches' heads
+    /// drops from the end until the block fits): the cursor stays on the next batch to run, and the batches left
+    /// generate what they would have alone.
+    /// </summary>
+    [Fact]
+    public void A_batch_whose_head_has_run_leaves_the_step_and_the_rest_go_on()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 11);
+        var expected = Harness.Reference(config, source, 3);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(1, 3, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        {
+            var actual = Harness.Sequences(config, 3);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                int[] active = [0, 1, 2];
+                for (var step = 0; actual.Where((_, i) => active.Contains(i)).Any(s => !s.IsFinished); step++)
+                {
+                    block.Begin(new TokenStep(step), active);
+                    for (var layer = 0; layer < block.ScheduleLayers; layer++)
+                        foreach (var b in active.ToArray())
+                        {
+                            Assert.True(block.Run(layer, b));
+                            // In the first decoding step's head, batch 1 leaves once its own head and batch 0's have run.
+                            if (step == 1 && layer == block.ScheduleLayers - 1 && b == 1)
+                            {
+                                Assert.False(block.AtLayerBoundary);
+                                block.DropNow(1);
+                                Assert.True(block.InStep);
+                                active = [0, 2];
+                            }
+                        }
+                }
+            }
+            Assert.Equal(expected[0].OutputIds, actual[0].OutputIds);
+            Assert.Equal(expected[2].OutputIds, actual[2].OutputIds);
+            // The batch that left has the tokens of its steps before it left, and no more.
+            Assert.Equal(expected[1].OutputIds.Take(2), actual[1].OutputIds);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
 }

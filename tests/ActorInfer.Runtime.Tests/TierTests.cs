@@ -287,4 +287,28 @@ public sealed class WeightCopiesTests
         Assert.True(targetA.equal(sourceA).all().item<bool>());
         Assert.True(targetB.equal(sourceB).all().item<bool>());
     }
+
+    [Theory]
+    // Already on a boundary: nothing skipped; the length rounds up to whole pages.
+    [InlineData(0x10000, 5_000_000, 2, 0, 5_001_216)]
+    // 64 bytes past a boundary (what the C library's aligned allocation gives): the rest of that page is skipped.
+    [InlineData(0x10040, 4_194_304, 4, 4032, 4_194_304)]
+    [InlineData(0x7f00_0000_1010, 4_194_306, 2, 4080, 4_198_400)]
+    public void A_registered_range_is_whole_pages_inside_its_own_allocation(long start, long bytes, long element, long skip, long registered)
+    {
+        var range = MemoryTier.PageOwnedRange((nint)start, bytes, 4096, element);
+        Assert.Equal((skip, registered), range);
+        // Inside the allocation (the buffer's bytes and two pages more), starting and ending on page boundaries.
+        Assert.True(range.SkipBytes + range.RegisteredBytes <= bytes + 2 * 4096);
+        Assert.Equal(0, (start + range.SkipBytes) % 4096);
+        Assert.Equal(0, range.RegisteredBytes % 4096);
+    }
+
+    [Fact]
+    public void A_buffer_that_cannot_start_on_a_page_in_whole_elements_is_refused()
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => MemoryTier.PageOwnedRange(0x10001, 8_000_000, 4096, 2));
+        Assert.Contains("whole elements of 2 bytes", error.Message);
+        Assert.Throws<ArgumentException>(() => MemoryTier.PageOwnedRange(0x10000, 8_000_000, 4000, 2));
+    }
 }

@@ -37,9 +37,8 @@ public sealed class BlockSession : IDisposable
     public int? LeadingBatch => InStep ? _run.Active[0].Index.Value : null;
 
     /// <summary>
-    /// Frees a GPU batch now: between steps, or within a step at a layer boundary or, in the output head, ahead of the
-    /// cursor (it leaves the step; a later step must not name it). The step's leading batch cannot be dropped within
-    /// the step: end the step first.
+    /// Frees a GPU batch now: between steps, or within a step at a layer boundary or in the output head, on either side
+    /// of the cursor (it leaves the step; a later step must not name it).
     /// </summary>
     public void DropNow(int batch)
     {

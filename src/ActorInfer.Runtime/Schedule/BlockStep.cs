@@ -147,41 +147,49 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 
     /// <summary>
     /// Takes GPU batches out of the step in progress at a layer boundary (they leave the block: the caller frees
-    /// them). The first batch of the layer, whose inputs are already loaded, cannot be taken: to drop it, end the
-    /// step. The stores still in flight from the previous layer are completed first (they may write the batches).
+    /// them). When the layer's first batch leaves, the inputs loaded for it are released and the next one's loaded; the
+    /// step ends when no batch is left. The stores still in flight from the previous layer are completed first (they
+    /// may write the batches).
     /// </summary>
     public void Remove(IReadOnlyCollection<GpuBatch> leaving)
     {
         if (_cursor is not { } cursor || cursor.Batch.Value != 0)
             throw new InvalidOperationException("GPU batches leave a step only at a layer boundary");
-        if (leaving.Contains(_active[0])) throw new InvalidOperationException("the first batch of the layer cannot leave the step; end the step instead");
-        _previousStores!.Complete();
-        _active = _active.Where(b => !leaving.Contains(b)).ToArray();
-        _cursor = cursor with { BatchCount = _active.Count };
+        Leave(cursor, leaving);
     }
 
     /// <summary>
-    /// Takes GPU batches out of the step in progress in its last layer (the output head), ahead of the cursor: batches
-    /// whose head has not run (the caller frees them). Nothing of a later layer is loaded there; the inputs prepared for
-    /// a leaving batch are released, and the step ends when no batch is left to run.
+    /// Takes GPU batches out of the step in progress in its last layer (the output head), on either side of the cursor:
+    /// batches whose head has run have finished the step, the others leave before it (the caller frees them). Nothing
+    /// of a later layer is loaded there; the inputs prepared for a leaving cursor batch are released, and the step ends
+    /// when no batch is left to run.
     /// </summary>
     public void RemoveAhead(IReadOnlyCollection<GpuBatch> leaving)
     {
         if (_cursor is not { } cursor || cursor.Layer.Value != layers.Count - 1)
             throw new InvalidOperationException("GPU batches leave a step ahead of its cursor only in its last layer");
+        Leave(cursor, leaving);
+    }
+
+    /// <summary>
+    /// Removes <paramref name="leaving"/> from the step at <paramref name="cursor"/>, where no weights of a later layer
+    /// are loaded for them: the cursor keeps its batch (moved down past the batches before it that left) or, when that
+    /// batch leaves, goes to the next one left, whose inputs are then loaded.
+    /// </summary>
+    private void Leave(BlockCursor cursor, IReadOnlyCollection<GpuBatch> leaving)
+    {
         var at = cursor.Batch.Value;
-        for (var i = 0; i < at; i++)
-            if (leaving.Contains(_active[i]))
-                throw new InvalidOperationException($"{_active[i].Index} has run its last layer in this step: it cannot leave the step ahead of the cursor");
+        var before = _active.Take(at).Count(leaving.Contains);
         var cursorLeaves = leaving.Contains(_active[at]);
         _previousStores!.Complete();
         _active = _active.Where(b => !leaving.Contains(b)).ToArray();
-        if (at >= _active.Count)
+        var next = at - before;
+        if (next >= _active.Count)
         {
             End();
             return;
         }
-        var moved = cursor with { BatchCount = _active.Count };
+        var moved = cursor with { Batch = new GpuBatchIndex(next), BatchCount = _active.Count };
         _cursor = moved;
         if (!cursorLeaves) return;
         _inputs!.Transfers.Complete();

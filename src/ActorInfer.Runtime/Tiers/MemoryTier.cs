@@ -72,10 +72,27 @@ public sealed class MemoryTier : Tier
             {
                 // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
                 // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
-                var big = zeros(shape, dtype: dtype, device: Device);
+                // The registered range must be whole pages of this buffer alone: the C library may serve a large
+                // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
+                // page with one already registered. So the buffer is allocated two pages longer and starts at the
+                // first page boundary inside it (the two pages are not counted against the budget).
+                var page = Environment.SystemPageSize;
+                var element = ElementSize(dtype);
+                using var flat = zeros(bytes / element + 2L * page / element, dtype: dtype, device: Device);
+                var start = Cuda.TensorPointers.Data(flat);
+                var (skip, registered) = PageOwnedRange(start, bytes, page, element);
+                var big = flat.narrow(0, skip / element, bytes / element).view(shape);
                 big.DetachFromDisposeScope();
-                var pointer = Cuda.TensorPointers.Data(big);
-                Cuda.CudaRuntime.HostRegister(pointer, bytes);
+                var pointer = start + (nint)skip;
+                try
+                {
+                    Cuda.CudaRuntime.HostRegister(pointer, registered);
+                }
+                catch
+                {
+                    big.Dispose();
+                    throw;
+                }
                 return new TensorLease(this, big, bytes, () => Cuda.CudaRuntime.HostUnregister(pointer), reusable);
             }
             var tensor = zeros(shape, dtype: dtype, device: Device);
@@ -93,6 +110,21 @@ public sealed class MemoryTier : Tier
             Release(bytes);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Where a buffer of <paramref name="bytes"/> starts inside an allocation at <paramref name="start"/> that is two
+    /// pages longer, so that it begins on a page boundary, and the whole pages from there that cover it (all inside
+    /// the allocation): the range to register.
+    /// </summary>
+    internal static (long SkipBytes, long RegisteredBytes) PageOwnedRange(nint start, long bytes, int page, long element)
+    {
+        if (page <= 0 || (page & (page - 1)) != 0) throw new ArgumentException($"a page of {page} bytes is not a power of two", nameof(page));
+        var skip = (page - (long)start % page) % page;
+        if (skip % element != 0)
+            throw new InvalidOperationException($"a buffer at 0x{start:x} cannot start on a page boundary in whole elements of {element} bytes");
+        var registered = (bytes + page - 1) / page * page;
+        return (skip, registered);
     }
 
     // Freed large buffers of the CPU tier, by shape, kept for the next lease of the same shape. What they take counts
