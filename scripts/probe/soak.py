@@ -9,7 +9,7 @@ each job's client waits for it and checks its results file at once (every line t
 checked by its answer. At the end, every acknowledged request is either still in the store, finished, or was checked
 so when it finished.
 
-  python3 scripts/probe/soak.py [--minutes 10] [--clients 6] [--retention 1m]"""
+  python3 scripts/probe/soak.py [--minutes 10] [--clients 6] [--retention 1m] [--samples samples.jsonl]"""
 import argparse
 import hashlib
 import http.client
@@ -28,6 +28,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--retention", help="the node's actorinfer.jobs.retention (a HOCON duration, e.g. 1m)")
+    parser.add_argument("--samples", help="also append each sample to this file as it is taken (one JSON object a line)")
     args = parser.parse_args()
     node = Node("http.tenant-defaults.max-queued-requests = 100000" + (f"\n  jobs.retention = {args.retention}" if args.retention else ""))
     headers = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
@@ -150,14 +151,25 @@ def main():
     def gc_mb():
         status, body = node.request("GET", "/metrics")
         figures = {}
-        for name in ("heap", "committed"):
+        for name in ("heap", "committed", "heap_after_full", "fragmented"):
             m = re.search(rb"^actorinfer_gc_" + name.encode() + rb"_bytes (\S+)$", body, re.M) if status == 200 else None
             figures[f"gc_{name}_mb"] = round(float(m.group(1)) / 2**20, 1) if m else None
+        # Each generation after the last collection (what the heap is made of) and collections so far.
+        for gen in ("gen0", "gen1", "gen2", "loh", "poh"):
+            m = re.search(rb'^actorinfer_gc_generation_bytes\{generation="' + gen.encode() + rb'"\} (\S+)$', body, re.M) if status == 200 else None
+            if m:
+                figures[f"gc_{gen}_mb"] = round(float(m.group(1)) / 2**20, 1)
+        m = re.search(rb'^actorinfer_gc_collections\{generation="gen2"\} (\S+)$', body, re.M) if status == 200 else None
+        if m:
+            figures["gc_gen2_collections"] = int(float(m.group(1)))
         return figures
 
     while time.time() < deadline and node.alive():
         samples.append(dict({"t_s": round(time.time() - started), "rss_mb": round(node.rss_bytes() / 2**20, 1), "handles": node.open_handles()},
                             **gc_mb(), **node.memory()))
+        if args.samples:
+            with open(args.samples, "a") as f:
+                f.write(json.dumps(samples[-1]) + "\n")
         time.sleep(10)
     stop.set()
     for t in threads:

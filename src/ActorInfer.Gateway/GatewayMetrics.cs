@@ -56,6 +56,14 @@ public sealed class GatewayMetrics
         // Beside the resident memory an operator sees: how much of it is the managed heap, and how much the runtime has committed.
         ManagedHeap = f.CreateGauge("actorinfer_gc_heap_bytes", "The managed heap after the last garbage collection (GC.GetGCMemoryInfo).");
         ManagedCommitted = f.CreateGauge("actorinfer_gc_committed_bytes", "Memory the garbage collector has committed (GC.GetGCMemoryInfo).");
+        // What a growing managed heap is made of: live objects (the heap after the last full collection), each
+        // generation after the last collection, the free space between objects, and how often each generation is collected.
+        ManagedAfterFull = f.CreateGauge("actorinfer_gc_heap_after_full_bytes", "The managed heap after the last full (generation 2) collection.");
+        ManagedGeneration = f.CreateGauge("actorinfer_gc_generation_bytes", "Each generation's size after the last collection (gen0, gen1, gen2, loh, poh).",
+            new GaugeConfiguration { LabelNames = ["generation"] });
+        ManagedFragmented = f.CreateGauge("actorinfer_gc_fragmented_bytes", "Free space inside the managed heap after the last collection.");
+        ManagedCollections = f.CreateGauge("actorinfer_gc_collections", "Collections of each generation since the process started.",
+            new GaugeConfiguration { LabelNames = ["generation"] });
         foreach (var tier in Enum.GetValues<Tier>()) Budget.WithLabels(TierName(tier));
         // Series that exist before anything happens, so dashboards and alerts see zeros rather than gaps.
         Drops.Inc(0);
@@ -109,6 +117,12 @@ public sealed class GatewayMetrics
     public Gauge UnauthenticatedConnections { get; }
     public Gauge ManagedHeap { get; }
     public Gauge ManagedCommitted { get; }
+    public Gauge ManagedAfterFull { get; }
+    public Gauge ManagedGeneration { get; }
+    public Gauge ManagedFragmented { get; }
+    public Gauge ManagedCollections { get; }
+
+    private static readonly string[] GenerationNames = ["gen0", "gen1", "gen2", "loh", "poh"];
 
     /// <summary>Reads the garbage collector's figures into their gauges (before each scrape).</summary>
     public void SampleManagedMemory()
@@ -116,6 +130,16 @@ public sealed class GatewayMetrics
         var info = GC.GetGCMemoryInfo();
         ManagedHeap.Set(info.HeapSizeBytes);
         ManagedCommitted.Set(info.TotalCommittedBytes);
+        ManagedFragmented.Set(info.FragmentedBytes);
+        var generations = info.GenerationInfo;
+        for (var g = 0; g < generations.Length && g < GenerationNames.Length; g++)
+            ManagedGeneration.WithLabels(GenerationNames[g]).Set(generations[g].SizeAfterBytes);
+        // A background collection is the usual full one under concurrent GC; a blocking one is the other kind.
+        var background = GC.GetGCMemoryInfo(GCKind.Background);
+        var blocking = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+        var full = background.Index > blocking.Index ? background : blocking;
+        if (full.Index > 0) ManagedAfterFull.Set(full.HeapSizeBytes);
+        for (var g = 0; g <= GC.MaxGeneration; g++) ManagedCollections.WithLabels(GenerationNames[g]).Set(GC.CollectionCount(g));
     }
     public Counter ConnectionsRejected { get; }
 

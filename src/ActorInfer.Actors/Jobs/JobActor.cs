@@ -190,11 +190,15 @@ internal sealed class JobActor : ReceivePersistentActor, IWithTimers
         }
     }
 
-    /// <summary>A snapshot replaces the journal (deleted once it is saved): results, checkpoints and expiries all count.</summary>
+    /// <summary>
+    /// A snapshot replaces the journal (deleted once it is saved): results, checkpoints and expiries all count. Each
+    /// snapshot rewrites the whole store, so it waits for at least as many events as the store holds jobs: however large
+    /// the store, an event then costs at most about one job's share of a snapshot, and recovery replays no more events.
+    /// </summary>
     private void SnapshotNowAndThen(int events = 1)
     {
         _sinceSnapshot += events;
-        if (_sinceSnapshot < _snapshotEvery) return;
+        if (_sinceSnapshot < Math.Max(_snapshotEvery, _jobs.Count)) return;
         _sinceSnapshot = 0;
         SaveSnapshot(new JobEvents.Snapshot(_order.Select(id => _jobs[id].ToSnapshot()).ToArray()));
     }

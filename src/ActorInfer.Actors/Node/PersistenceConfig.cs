@@ -1,11 +1,12 @@
 using System.Text.Json;
 using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Jobs;
 using Akka.Configuration;
 using Microsoft.Data.Sqlite;
 
 namespace ActorInfer.Actors.Node;
 
-/// <summary>The Akka.Persistence.Sql journal and snapshot store for the configured provider.</summary>
+/// <summary>The Akka.Persistence.Sql journal and snapshot store for the configured provider, and the job store snapshot's serializer.</summary>
 public static class PersistenceConfig
 {
     public static Config For(ActorInferSettings settings)
@@ -45,7 +46,7 @@ public static class PersistenceConfig
                 }
               }
             }
-            """);
+            """).WithFallback(ConfigurationFactory.ParseString(JobSnapshotSerializer.Config));
     }
 
     /// <summary>
