@@ -6,6 +6,7 @@ using Akka.Actor;
 using Akka.Cluster;
 using Akka.Configuration;
 using Akka.Event;
+using Akka.Remote;
 
 namespace ActorInfer.Actors.Node;
 
@@ -111,11 +112,22 @@ public static class ClusterMembership
             Receive<ClusterEvent.ReachableMember>(m => _log.Info("cluster: member reachable again {0}", m.Member.Address));
             Receive<ClusterEvent.IMemberEvent>(_ => { });
             Receive<ClusterEvent.IReachabilityEvent>(_ => { });
+            // Another member quarantined this one (it was frozen past the failure detector and downed, say): the others
+            // will never talk to this incarnation again, even when its own resolver kept it (a tie on its side), so it
+            // stops as a downed member does, and a restart joins as new.
+            Receive<ThisActorSystemQuarantinedEvent>(m =>
+            {
+                _log.Warning("cluster: {0} quarantined this node; it stops (start it again to rejoin as a new member)", m.RemoteAddress);
+                CoordinatedShutdown.Get(Context.System).Run(CoordinatedShutdown.ClusterDowningReason.Instance);
+            });
         }
 
-        protected override void PreStart() =>
+        protected override void PreStart()
+        {
             Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
                 typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
+            Context.System.EventStream.Subscribe(Self, typeof(ThisActorSystemQuarantinedEvent));
+        }
 
         protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
     }

@@ -130,7 +130,14 @@ public static class NodeCommand
             web.StopAsync().GetAwaiter().GetResult();
             web.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+        // Not asked to stop: the actor system ended by itself (a cluster member downed by the others stops this way).
+        var downed = !stop.IsSet;
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        if (downed)
+        {
+            Console.Error.WriteLine("error: the node's actor system stopped without being asked to (a cluster member downed by the other members stops); start it again to rejoin as a new member");
+            return 3;
+        }
         Console.WriteLine("node stopped");
         return 0;
     }
