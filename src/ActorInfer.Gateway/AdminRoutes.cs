@@ -1,5 +1,6 @@
 using ByteSize = ActorInfer.Planning.ByteSize;
 using System.Text.Json;
+using ActorInfer.Actors.Routing;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Control;
 using ActorInfer.Actors.Memory;
@@ -27,6 +28,7 @@ public static class AdminRoutes
         app.MapPost("/admin/pressure", (Func<HttpContext, Task<IResult>>)(http => Pressure(http, g))).WithMetadata(access);
         app.MapGet("/admin/state", async () =>
         {
+            if (g.Node.Dispatcher is { } dispatcher) return await ClusterState(g, dispatcher);
             var budgets = await g.Node.Memory.Ask<MemoryProtocol.CurrentBudgets>(MemoryProtocol.GetBudgets.Instance, g.AskTimeout);
             var policy = await g.Node.Planner.Ask<PlannerProtocol.PolicyAnswer>(PlannerProtocol.GetPolicy.Instance, g.AskTimeout);
             var scheduler = await g.Node.Scheduler.Ask<SchedulerProtocol.SchedulerStatus>(SchedulerProtocol.GetStatus.Instance, g.AskTimeout);
@@ -57,6 +59,21 @@ public static class AdminRoutes
                 queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, decoding_steps = scheduler.DecodingSteps, tenants = queues.QueuedByTenant },
             });
         }).WithMetadata(access);
+    }
+
+    /// <summary>A gateway without the worker role: its workers (address, device, slots, requests held, results completed) and queue.</summary>
+    private static async Task<IResult> ClusterState(GatewayContext g, IActorRef dispatcher)
+    {
+        var workers = await dispatcher.Ask<WorkerProtocol.WorkerList>(WorkerProtocol.GetWorkers.Instance, g.AskTimeout);
+        var queues = await g.Gateway.Ask<GatewayProtocol.Queues>(GatewayProtocol.GetQueues.Instance, g.AskTimeout);
+        return TypedResults.Json(new
+        {
+            roles = g.Node.Settings.Roles.Names,
+            workers = workers.Workers.Select(w => new { address = w.Address, up = w.Up, device = w.Device, slots = w.Slots, assigned = w.Assigned, completed = w.Completed }),
+            workers_up = workers.Workers.Count(w => w.Up),
+            redispatched = workers.Redispatched,
+            queue = new { pending = workers.Pending, tenants = queues.QueuedByTenant },
+        });
     }
 
     private static object Budgets(TierBudgets b) => new { gpu = b.Gpu, cpu = b.Cpu, disk = b.Disk };
@@ -103,6 +120,9 @@ public static class AdminRoutes
     private static async Task<IResult> Pressure(HttpContext http, GatewayContext g)
     {
         var command = ParsePressure(await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes));
+        if (!g.Node.HasModel)
+            throw new ApiError(StatusCodes.Status409Conflict, "invalid_request_error", null, "no_model",
+                "this node is a gateway without the worker role: it holds no memory budgets; send pressure to a worker's node");
         var tier = command switch
         {
             MemoryProtocol.SetBudget set => set.Tier,

@@ -39,6 +39,19 @@ public sealed class ConfigurationSpecs
     }
 
     [Fact]
+    public void Roles_default_to_both_and_one_role_alone_needs_the_cluster()
+    {
+        Assert.Equal(NodeRoles.Both, Load("").Roles);
+        var gateway = Load("actorinfer { roles = [gateway], cluster.enabled = on }").Roles;
+        Assert.Equal(new NodeRoles(true, false), gateway);
+        Assert.True(gateway.RoutesToWorkers);
+        Assert.Equal(["worker"], Load("actorinfer { roles = [worker], cluster.enabled = on }").Roles.Names);
+        foreach (var bad in new[] { "actorinfer.roles = [gateway]", "actorinfer.roles = [worker]", "actorinfer.roles = []",
+                     "actorinfer { roles = [gpu], cluster.enabled = on }" })
+            Assert.Equal("actorinfer.roles", Assert.Throws<SettingsException>(() => Load(bad)).Key);
+    }
+
+    [Fact]
     public void The_repository_overlays_parse_into_settings()
     {
         foreach (var file in Directory.EnumerateFiles(Path.Combine(Root, "hocon"), "*.conf"))

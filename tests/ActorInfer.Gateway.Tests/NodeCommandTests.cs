@@ -97,4 +97,18 @@ public sealed partial class NodeCommandTests
         Assert.Equal([ActorInfer.Actors.Configuration.HttpSettings.HashKey("sk-x")], tenant.KeyHashes);
         Assert.Equal("opt-tiny", on.Http.ServedModelName);
     }
+
+    [Fact]
+    public void The_role_flag_overrides_the_files_roles()
+    {
+        var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");
+        File.WriteAllText(file, $"actorinfer {{\n  model = \"{Path.Combine(GatewayFixture.RepositoryRoot, "models", "opt-tiny")}\"\n  cluster.enabled = on\n}}");
+        var none = new Dictionary<string, string?>();
+        Assert.Equal(ActorInfer.Actors.Configuration.NodeRoles.Both, NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(), none).Settings.Roles);
+        Assert.Equal(["gateway"], NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(Roles: ["gateway"]), none).Settings.Roles.Names);
+        Assert.Equal(["worker"], NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(Roles: ["worker"]), none).Settings.Roles.Names);
+        Assert.Equal(["gateway", "worker"], NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(Roles: ["worker,gateway"]), none).Settings.Roles.Names);
+        var ex = Assert.Throws<CliException>(() => NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(Roles: ["scheduler"]), none));
+        Assert.Contains("actorinfer.roles", ex.Message);
+    }
 }

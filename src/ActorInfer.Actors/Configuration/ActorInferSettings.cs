@@ -90,6 +90,25 @@ public sealed record ClusterSettings(bool Enabled, string Hostname, int Port, IR
     public static ClusterSettings Off { get; } = new(false, "127.0.0.1", 0, [], TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(20));
 }
 
+/// <summary>What a node does (see reference.conf's `actorinfer.roles`): a gateway, a worker, or both (a node alone).</summary>
+public sealed record NodeRoles(bool Gateway, bool Worker)
+{
+    public static NodeRoles Both { get; } = new(true, true);
+
+    /// <summary>A gateway that routes its work to other members' workers: gateway without worker.</summary>
+    public bool RoutesToWorkers => Gateway && !Worker;
+
+    /// <summary>The cluster role names this node's member carries.</summary>
+    public IReadOnlyList<string> Names => (Gateway, Worker) switch
+    {
+        (true, true) => ["gateway", "worker"],
+        (true, false) => ["gateway"],
+        _ => ["worker"],
+    };
+
+    public override string ToString() => string.Join(",", Names);
+}
+
 public sealed record PersistenceSettings(
     PersistenceProvider Provider,
     string SqliteJournalFile,
@@ -123,6 +142,9 @@ public sealed record ActorInferSettings(
 
     /// <summary>The node's cluster membership; off unless configured.</summary>
     public ClusterSettings Cluster { get; init; } = ClusterSettings.Off;
+
+    /// <summary>Gateway, worker or both (a node alone).</summary>
+    public NodeRoles Roles { get; init; } = NodeRoles.Both;
     /// <summary>The job store's settings (retention of finished work).</summary>
     public JobSettings Jobs { get; init; } = JobSettings.Default;
 

@@ -117,15 +117,32 @@ public static class SettingsLoader
             throw new SettingsException("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count",
                 "must be 1: tensor work must stay on one thread (DisposeScope is thread-static, CUDA runs in issue order)");
 
+        var cluster = ReadCluster(r);
+        var roles = ReadRoles(r, cluster);
         return new ActorInferSettings(
             modelPath, device, dtype, Path.GetFullPath(r.NonEmptyString("actorinfer.data-dir"), baseDir),
             r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
             memory, scheduler, control, persistence, ReadHttp(config, r, modelPath))
         {
             Planner = ReadPlanner(r, baseDir),
-            Cluster = ReadCluster(r),
+            Cluster = cluster,
+            Roles = roles,
             Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),
         };
+    }
+
+    private static NodeRoles ReadRoles(Reader r, ClusterSettings cluster)
+    {
+        const string key = "actorinfer.roles";
+        var names = r.StringList(key, key);
+        foreach (var name in names)
+            if (name is not ("gateway" or "worker"))
+                throw new SettingsException(key, $"'{name}' is not a role (gateway, worker)");
+        var roles = new NodeRoles(names.Contains("gateway"), names.Contains("worker"));
+        if (!roles.Gateway && !roles.Worker) throw new SettingsException(key, "names no role (gateway, worker, or both)");
+        if (roles != NodeRoles.Both && !cluster.Enabled)
+            throw new SettingsException(key, $"'{roles}' alone needs actorinfer.cluster.enabled = on (a gateway routes to the cluster's workers)");
+        return roles;
     }
 
     private static ClusterSettings ReadCluster(Reader r)

@@ -292,6 +292,7 @@ internal sealed class JobActor : ReceivePersistentActor, IWithTimers
             items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority)
             {
                 Resume = resume,
+                RequestJson = json,
             });
         }
         if (items.Count > 0) _scheduler.Tell(new SchedulerProtocol.Enqueue(items));

@@ -1,3 +1,4 @@
+using ActorInfer.Actors.Routing;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Control;
 using ActorInfer.Actors.Engine;
@@ -6,7 +7,9 @@ using ActorInfer.Actors.Layers;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
+using ActorInfer.Model.Weights;
 using Akka.Actor;
 using Akka.Configuration;
 using Akka.Event;
@@ -16,19 +19,23 @@ namespace ActorInfer.Actors.Node;
 
 /// <summary>
 /// One node: its actor system and actors, built from validated settings. The model is loaded and the persistence
-/// files are prepared before the actor system exists, so a failure at start leaves nothing running.
+/// files are prepared before the actor system exists, so a failure at start leaves nothing running. Its roles decide what
+/// runs: a worker loads the model and runs the deciding and running actors; a gateway runs the job actor on the journal;
+/// a gateway without the worker role loads no weights and routes its work to the cluster's workers; a worker without
+/// the gateway role keeps no journal and takes its work from the gateways.
 /// </summary>
 public sealed class ActorInferNode : IAsyncDisposable
 {
-    private readonly NodeModel _model;
+    private readonly NodeModel? _model;
     private DataFolderLock? _folderLock;
     private PostgresJournal? _journal;
 
-    private ActorInferNode(ActorInferSettings settings, NodeModel model, ActorSystem system, IActorRef memory, IActorRef planner,
+    private ActorInferNode(ActorInferSettings settings, NodeModel? model, CompletionFactory factory, ActorSystem system, IActorRef memory, IActorRef planner,
         IActorRef scheduler, IActorRef jobs, IActorRef control)
     {
         Settings = settings;
         _model = model;
+        Factory = factory;
         System = system;
         Memory = memory;
         Planner = planner;
@@ -39,11 +46,21 @@ public sealed class ActorInferNode : IAsyncDisposable
 
     public ActorInferSettings Settings { get; }
     public ActorSystem System { get; }
+    /// <summary>The memory-pressure actor; nobody on a gateway without the worker role.</summary>
     public IActorRef Memory { get; }
+    /// <summary>The policy-planner actor; nobody on a gateway without the worker role.</summary>
     public IActorRef Planner { get; }
+    /// <summary>Where the job actor enqueues: the block scheduler, or on a gateway without the worker role its work dispatcher.</summary>
     public IActorRef Scheduler { get; }
+    /// <summary>The job actor; nobody on a worker without the gateway role.</summary>
     public IActorRef Jobs { get; }
     public IActorRef Control { get; }
+
+    /// <summary>Whether the node holds a model and runs it (the worker role).</summary>
+    public bool HasModel => _model is not null;
+
+    /// <summary>On a gateway without the worker role: the dispatcher that routes its work to the workers (<see cref="WorkerProtocol"/>).</summary>
+    public IActorRef? Dispatcher { get; private init; }
     public Task WhenTerminated => System.WhenTerminated;
 
     /// <summary>The tier the layers compute on: the GPU on a CUDA node, host memory on a CPU node.</summary>
@@ -59,7 +76,7 @@ public sealed class ActorInferNode : IAsyncDisposable
     public IReadOnlyList<IActorRef> TierActors { get; private init; } = [];
 
     /// <summary>Validates requests against the loaded model (tokenizer, context length) and decodes results.</summary>
-    public CompletionFactory Factory => _model.Factory;
+    public CompletionFactory Factory { get; }
 
     /// <summary>The actor system's configuration: persistence, the user's `akka` overlay, then every reference.</summary>
     public static Config SystemConfig(ActorInferSettings settings, Config? akkaOverlay = null) =>
@@ -96,11 +113,15 @@ public sealed class ActorInferNode : IAsyncDisposable
             Directory.CreateDirectory(dir);
         PersistenceConfig.PrepareSqlite(settings);
         ClusterMembership.CheckAddress(settings);
-        var journal = PostgresJournal.Claim(settings);
-        NodeModel model;
+        // The journal is the gateways': a worker alone persists nothing.
+        var journal = settings.Roles.Gateway ? PostgresJournal.Claim(settings) : null;
+        NodeModel? model;
+        CompletionFactory factory;
         try
         {
-            model = NodeModel.Load(settings);
+            model = settings.Roles.Worker ? NodeModel.Load(settings) : null;
+            // A gateway alone validates requests against the model's config and tokenizer, and loads no weights.
+            factory = model?.Factory ?? new CompletionFactory(ModelConfigs.Resolve(settings.Model), ModelFiles.OpenCodec(settings.Model));
         }
         catch
         {
@@ -112,15 +133,28 @@ public sealed class ActorInferNode : IAsyncDisposable
         {
             system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
             ClusterMembership.Join(system, settings);
+            if (model is null) return StartGateway(settings, factory, system, journal);
             var log = Logging.GetLogger(system, "planner");
             var (parts, placement) = Parts(settings, model, probe, line => log.Info(line));
             var actors = NodeActors.Start(system, parts);
             var computeTier = parts.ComputeTier;
             var (memory, planner, scheduler) = (actors.Memory, actors.Planner, actors.Scheduler);
+            if (!settings.Roles.Gateway)
+            {
+                system.ActorOf(WorkerProtocol.EndpointProps(scheduler, 2 * settings.Scheduler.MaxGpuBatchSize * settings.Scheduler.MaxGpuBatches,
+                    settings.Device), WorkerProtocol.EndpointName);
+                return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, ActorRefs.Nobody, ActorRefs.Nobody)
+                {
+                    ComputeTier = computeTier,
+                    LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
+                    PolicyPlanner = placement,
+                    TierActors = actors.Tiers,
+                };
+            }
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", scheduler, settings.ResultsDir, settings.Persistence.SnapshotEvery,
                 JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
-            return new ActorInferNode(settings, model, system, memory, planner, scheduler, jobs, control)
+            return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, jobs, control)
             {
                 ComputeTier = computeTier,
                 LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
@@ -132,10 +166,25 @@ public sealed class ActorInferNode : IAsyncDisposable
         catch
         {
             system?.Terminate().Wait(TimeSpan.FromSeconds(10));
-            model.Dispose();
+            model?.Dispose();
             journal?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A gateway alone: the job actor enqueues on a work dispatcher, which hands the work to the cluster's workers.</summary>
+    private static ActorInferNode StartGateway(ActorInferSettings settings, CompletionFactory factory, ActorSystem system, PostgresJournal? journal)
+    {
+        var dispatcher = system.ActorOf(WorkerProtocol.DispatcherProps(), "dispatcher");
+        var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", dispatcher, settings.ResultsDir, settings.Persistence.SnapshotEvery,
+            JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
+        var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, ActorRefs.Nobody, factory), "control");
+        return new ActorInferNode(settings, null, factory, system, ActorRefs.Nobody, ActorRefs.Nobody, dispatcher, jobs, control)
+        {
+            ComputeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu,
+            Dispatcher = dispatcher,
+            _journal = journal,
+        };
     }
 
     /// <summary>
@@ -174,7 +223,7 @@ public sealed class ActorInferNode : IAsyncDisposable
     {
         await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
         await System.WhenTerminated;
-        _model.Dispose();
+        _model?.Dispose();
         _journal?.Dispose();
         _folderLock?.Dispose();
     }

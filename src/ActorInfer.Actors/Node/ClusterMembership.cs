@@ -6,6 +6,7 @@ using Akka.Actor;
 using Akka.Cluster;
 using Akka.Configuration;
 using Akka.Event;
+using Akka.Remote;
 
 namespace ActorInfer.Actors.Node;
 
@@ -13,13 +14,10 @@ namespace ActorInfer.Actors.Node;
 /// A node's membership of an Akka.Cluster (`actorinfer.cluster`): Akka.Remote on the configured address, the split-brain
 /// resolver keeping the majority, the seed nodes joined at start (or a cluster of its own founded), and graceful leave
 /// when the node stops (the node's coordinated shutdown leaves the cluster before the actor system ends). Members carry
-/// the roles gateway and worker: every node holds both until work is routed between nodes.
+/// the node's roles (`actorinfer.roles`): a gateway-only member routes its work to the worker-only members.
 /// </summary>
 public static class ClusterMembership
 {
-    /// <summary>The roles every member carries now.</summary>
-    public static IReadOnlyList<string> Roles { get; } = ["gateway", "worker"];
-
     /// <summary>The actor system's cluster configuration (empty when the node runs alone).</summary>
     public static Config For(ActorInferSettings settings)
     {
@@ -31,9 +29,16 @@ public static class ClusterMembership
               remote.dot-netty.tcp {
                 hostname = {{JsonSerializer.Serialize(c.Hostname)}}
                 port = {{c.Port}}
+                # Job lines and results travel in batches; the default frame (128000 bytes) would cut a long prompt's batch.
+                maximum-frame-size = 4194304b
+                send-buffer-size = 8388608b
+                receive-buffer-size = 8388608b
               }
               cluster {
-                roles = [{{string.Join(", ", Roles)}}]
+                roles = [{{string.Join(", ", settings.Roles.Names)}}]
+                # A restarted first seed node (the gateway) looks this long for the running members before it founds a
+                # cluster of its own.
+                seed-node-timeout = 3s
                 # A partition keeps the side with more members (on a tie, the side with the lowest address); the other side
                 # downs itself. Decided once membership has been stable this long.
                 downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
@@ -88,7 +93,7 @@ public static class ClusterMembership
         var seeds = settings.Cluster.SeedNodes.Select(Address.Parse).ToList();
         system.ActorOf(Props.Create(() => new MembershipLog()), "cluster-membership");
         var log = Logging.GetLogger(system, "cluster");
-        log.Info("cluster: this node is {0} (roles {1}); {2}", cluster.SelfAddress, string.Join(", ", Roles),
+        log.Info("cluster: this node is {0} (roles {1}); {2}", cluster.SelfAddress, string.Join(", ", settings.Roles.Names),
             seeds.Count == 0 ? "founding a cluster" : "joining " + string.Join(", ", seeds));
         if (seeds.Count == 0) cluster.Join(cluster.SelfAddress);
         else cluster.JoinSeedNodes(seeds);
@@ -107,11 +112,22 @@ public static class ClusterMembership
             Receive<ClusterEvent.ReachableMember>(m => _log.Info("cluster: member reachable again {0}", m.Member.Address));
             Receive<ClusterEvent.IMemberEvent>(_ => { });
             Receive<ClusterEvent.IReachabilityEvent>(_ => { });
+            // Another member quarantined this one (it was frozen past the failure detector and downed, say): the others
+            // will never talk to this incarnation again, even when its own resolver kept it (a tie on its side), so it
+            // stops as a downed member does, and a restart joins as new.
+            Receive<ThisActorSystemQuarantinedEvent>(m =>
+            {
+                _log.Warning("cluster: {0} quarantined this node; it stops (start it again to rejoin as a new member)", m.RemoteAddress);
+                CoordinatedShutdown.Get(Context.System).Run(CoordinatedShutdown.ClusterDowningReason.Instance);
+            });
         }
 
-        protected override void PreStart() =>
+        protected override void PreStart()
+        {
             Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
                 typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
+            Context.System.EventStream.Subscribe(Self, typeof(ThisActorSystemQuarantinedEvent));
+        }
 
         protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
     }

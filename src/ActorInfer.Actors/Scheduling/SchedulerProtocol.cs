@@ -25,6 +25,9 @@ public static class SchedulerProtocol
     {
         /// <summary>Where a sequence dropped from a running block stopped; it resumes by recomputing its cache.</summary>
         public Checkpoint? Resume { get; init; }
+
+        /// <summary>The request's JSON body as it was persisted: what a gateway hands to a worker on another node.</summary>
+        public string? RequestJson { get; init; }
     }
 
     /// <summary>

@@ -27,14 +27,20 @@ public static class NodeCommand
         var host = new Option<string?>("--host") { Description = "Overrides actorinfer.http.host and turns HTTP on." };
         var port = new Option<int?>("--port") { Description = "Overrides actorinfer.http.port (0: a free port) and turns HTTP on." };
         var apiKey = new Option<string?>("--api-key") { Description = "Adds the tenant 'default' with this key (also the admin key when the file names none)." };
-        foreach (var o in new Option[] { config, model, dataDir, host, port, apiKey }) command.Options.Add(o);
+        var role = new Option<string[]>("--role")
+        {
+            Description = "Overrides actorinfer.roles: gateway, worker, or both (--role gateway --role worker, or gateway,worker).",
+        };
+        foreach (var o in new Option[] { config, model, dataDir, host, port, apiKey, role }) command.Options.Add(o);
         command.SetAction(parse => Run(parse.GetValue(config)!,
-            new NodeFlags(parse.GetValue(model), parse.GetValue(dataDir), parse.GetValue(host), parse.GetValue(port), parse.GetValue(apiKey))));
+            new NodeFlags(parse.GetValue(model), parse.GetValue(dataDir), parse.GetValue(host), parse.GetValue(port), parse.GetValue(apiKey),
+                parse.GetValue(role) is { Length: > 0 } roles ? roles : null)));
         return command;
     }
 
     /// <summary>Flags that override the file, as a vLLM server's do.</summary>
-    public sealed record NodeFlags(string? Model = null, string? DataDir = null, string? Host = null, int? Port = null, string? ApiKey = null);
+    public sealed record NodeFlags(string? Model = null, string? DataDir = null, string? Host = null, int? Port = null, string? ApiKey = null,
+        IReadOnlyList<string>? Roles = null);
 
     /// <summary>Validates every setting into a record first: a bad key is refused before anything starts.</summary>
     public static (ActorInferSettings Settings, Config File) LoadSettings(string configPath, NodeFlags flags,
@@ -48,7 +54,7 @@ public static class NodeCommand
                 new("actorinfer.model", flags.Model), new("actorinfer.data-dir", flags.DataDir),
                 new("actorinfer.http.host", flags.Host), new("actorinfer.http.port", flags.Port?.ToString(System.Globalization.CultureInfo.InvariantCulture)),
                 new("actorinfer.http.enabled", httpOn)]);
-            var settings = SettingsLoader.Load([overrides, SettingsLoader.FromEnvironment(environment), file], NodeModel.Problem);
+            var settings = SettingsLoader.Load([overrides, RoleOverride(flags.Roles), SettingsLoader.FromEnvironment(environment), file], NodeModel.Problem);
             if (flags.ApiKey is { } key)
             {
                 if (key.Trim().Length == 0) throw new SettingsException("--api-key", "must not be empty");
@@ -61,6 +67,15 @@ public static class NodeCommand
         {
             throw new CliException($"configuration refused: {ex.Message}", 2);
         }
+    }
+
+    /// <summary>`--role` as `actorinfer.roles`: each value one role or several separated by commas; the loader checks the names.</summary>
+    private static Config RoleOverride(IReadOnlyList<string>? roles)
+    {
+        if (roles is null) return Config.Empty;
+        var names = roles.SelectMany(r => r.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).Distinct().ToList();
+        if (names.Count == 0) throw new SettingsException("--role", "names no role (gateway, worker)");
+        return ConfigurationFactory.ParseString($"actorinfer.roles = [{string.Join(", ", names.Select(n => System.Text.Json.JsonSerializer.Serialize(n)))}]");
     }
 
     private static int Run(string configPath, NodeFlags flags)
@@ -79,11 +94,14 @@ public static class NodeCommand
         {
             throw new CliException($"configuration refused: {ex.Message}", 2);
         }
-        Console.WriteLine($"node started: model {settings.Model}, device {settings.Device}, data {settings.DataDir}");
-        Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
+        Console.WriteLine($"node started: roles {settings.Roles}, model {settings.Model}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
+        if (settings.Roles.Gateway) Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
+        else Console.WriteLine("node: a worker; it takes its work from the cluster's gateways");
         Console.WriteLine(heap);
         WebApplication? web = null;
-        if (settings.Http.Enabled)
+        if (settings.Http.Enabled && !settings.Roles.Gateway)
+            Console.WriteLine("http: off on a worker without the gateway role (requests go to a gateway)");
+        if (settings.Http.Enabled && settings.Roles.Gateway)
         {
             if (settings.Http.Tenants.Count == 0)
                 Console.Error.WriteLine("warning: no tenant key is configured, so every HTTP request will be refused (401); " +
@@ -112,7 +130,14 @@ public static class NodeCommand
             web.StopAsync().GetAwaiter().GetResult();
             web.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+        // Not asked to stop: the actor system ended by itself (a cluster member downed by the others stops this way).
+        var downed = !stop.IsSet;
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        if (downed)
+        {
+            Console.Error.WriteLine("error: the node's actor system stopped without being asked to (a cluster member downed by the other members stops); start it again to rejoin as a new member");
+            return 3;
+        }
         Console.WriteLine("node stopped");
         return 0;
     }
