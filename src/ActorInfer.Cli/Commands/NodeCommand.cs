@@ -94,6 +94,11 @@ public static class NodeCommand
         {
             throw new CliException($"configuration refused: {ex.Message}", 2);
         }
+        // Before anything says the node started or serves: a SIGTERM sent as soon as a client reads that must stop it
+        // as asked, not through the runtime's own handling of the signal (which applies until the registration).
+        using var stop = new ManualResetEventSlim();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
         Console.WriteLine($"node started: roles {settings.Roles}, model {settings.Model}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
         if (settings.Roles.Gateway) Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
         else Console.WriteLine("node: a worker; it takes its work from the cluster's gateways");
@@ -121,9 +126,6 @@ public static class NodeCommand
             Console.WriteLine($"http: at most {connections.MaxConnections} connections, {connections.MaxUnauthenticated} of them without a valid key (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
         }
 
-        using var stop = new ManualResetEventSlim();
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
         WaitHandle.WaitAny([stop.WaitHandle, ((IAsyncResult)node.WhenTerminated).AsyncWaitHandle]);
         if (web is not null)
         {
