@@ -28,3 +28,9 @@ node_stop() {
   local pid; pid=$(cat "$work/$1.pid")
   kill -TERM "$pid"; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done; kill -KILL "$pid"
 }
+# node_reap: kills whatever a step left running from the bundle (a program past its limit may still be computing).
+node_reap() {
+  pkill -TERM -f "${GPU_APP_DIR:-/tmp/gpu-app}/actorinfer" 2>/dev/null || return 0
+  for _ in $(seq 1 20); do pgrep -f "${GPU_APP_DIR:-/tmp/gpu-app}/actorinfer" >/dev/null || return 0; sleep 0.5; done
+  pkill -KILL -f "${GPU_APP_DIR:-/tmp/gpu-app}/actorinfer"; sleep 1
+}

@@ -37,7 +37,8 @@ PY
 
 source scripts/gpu/node-lib.sh
 node() { node_start "$1" "$2" "$model" "$gpu_mem" "$cpu_mem" "$3"; }
-stop() { node_stop "$1"; }
+# Stops the node, and anything a step left running, before the next step starts.
+stop() { node_stop "$1"; node_reap; }
 # job PORT FILE NAME LIMIT: posts FILE as a job, waits for it (at most LIMIT seconds, and not past a CUDA error in the
 # node's log), appends "NAME state seconds tokens" to $work/jobs.txt.
 job() {
@@ -71,9 +72,10 @@ has job && node job 8101 "" && {
   stop job
 }
 cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
-has bench && timeout 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
+has bench && timeout -k 10 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
   --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json \
   > "$out/bench.json" 2> "$out/bench.log"
+has bench && node_reap
 has mixed && profile mixed && NODE_ENV=${MIXED_ENV:-} node mixed 8102 "" && {
   job 8102 "$work/mixed.jsonl" mixed ${MIXED_LIMIT:-240}
   stop mixed

@@ -106,6 +106,38 @@ public sealed class WorkloadPlannerTests : IDisposable
         Assert.Equal(direct.Estimate.ThroughputTokensPerSecond, policy.PredictedTokensPerSecond);
     }
 
+    [Fact]
+    public async Task A_budget_change_after_the_disk_telemetry_moved_is_answered_from_the_compiled_table()
+    {
+        var folder = Directory.CreateTempSubdirectory("actorinfer-table-").FullName;
+        try
+        {
+            var all = TierFractions.AllGpu;
+            using var runtime = new OffloadRuntime(TestModels.Tiny, _source, new Policy(1, 1, all, all, all),
+                TierSet.Create(1L << 30, 1L << 30, folder, 64L << 30), _copies, ScalarType.Float32);
+            var planner = new WorkloadPlanner(runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default, 64, 8, Tier.Gpu,
+                deviceTotal: 4L << 30);
+            var bucket = new WorkloadBucket(32, 16);
+            // The first plan compiles the bucket's table in the background (and searches its own answer).
+            Assert.NotNull(planner.Plan(new TierBudgets(4L << 30, 1L << 30, 60L << 30), bucket));
+            await planner.Compiled(bucket).WaitAsync(TimeSpan.FromMinutes(2));
+            var searches = planner.Searches;
+            // The node wrote a few megabytes (the disk's free space moved), then the GPU budget fell: a lookup, no search.
+            var fallen = planner.Plan(new TierBudgets(2L << 30, 1L << 30, (60L << 30) - (7L << 20)), bucket);
+            Assert.NotNull(fallen);
+            Assert.Equal(searches, planner.Searches);
+            // More disk is covered too; a sixteenth less than at the compiling is not (searched, and the table recompiled).
+            planner.Plan(new TierBudgets(3L << 30, 1L << 30, 63L << 30), bucket);
+            Assert.Equal(searches, planner.Searches);
+            planner.Plan(new TierBudgets(3L << 30, 1L << 30, 50L << 30), bucket);
+            Assert.Equal(searches + 1, planner.Searches);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     private static WorkItem Item(string key, int promptTokens, int maxTokens) =>
         new(key, key, new CompletionRequest { Prompt = Prompt.FromIds(Enumerable.Range(2, promptTokens).ToArray()), MaxTokens = maxTokens }, 0);
 

@@ -11,6 +11,7 @@ internal abstract class TensorThreadActor : ReceiveActor
     protected override bool AroundReceive(Receive receive, object message)
     {
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        TensorThreadClock.Begin(Describe(message), start);
         try
         {
             return base.AroundReceive(receive, message);

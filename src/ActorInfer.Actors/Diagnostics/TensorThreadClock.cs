@@ -22,8 +22,40 @@ public static class TensorThreadClock
 
     public static TimeSpan SlowThreshold { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    // The message the tensor thread runs now (null between messages), and since when: for a stall's report.
+    private static string? _runningWhat;
+    private static long _runningSince;
+
+    /// <summary>A tensor-issuing actor begins a message now.</summary>
+    public static void Begin(string what, long start)
+    {
+        Volatile.Write(ref _runningSince, start);
+        Volatile.Write(ref _runningWhat, what);
+    }
+
+    /// <summary>What the tensor thread runs now, in a few words ("scheduler PollTokens for 31.2 s"), or what it ran last and how long ago.</summary>
+    public static string Now()
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (Volatile.Read(ref _runningWhat) is { } what)
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"runs {what} for {Stopwatch.GetElapsedTime(Volatile.Read(ref _runningSince), now).TotalSeconds:F1} s");
+        (string What, long End)? last = null;
+        lock (Gate)
+            if (_count > 0)
+            {
+                var (w, _, end) = Recent[(_count - 1) % Capacity];
+                last = (w, end);
+            }
+        return last is { } l
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"is idle; it last ran {l.What}, {Stopwatch.GetElapsedTime(l.End, now).TotalSeconds:F1} s ago")
+            : "has run nothing";
+    }
+
     public static void Record(string what, long start)
     {
+        Volatile.Write(ref _runningWhat, null);
         var end = Stopwatch.GetTimestamp();
         lock (Gate) Recent[_count++ % Capacity] = (what, start, end);
         if (Slow is { } slow && Stopwatch.GetElapsedTime(start, end) is var took && took >= SlowThreshold) slow(what, took.TotalMilliseconds);

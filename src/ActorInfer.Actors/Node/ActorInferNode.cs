@@ -69,6 +69,18 @@ public sealed class ActorInferNode : IAsyncDisposable
     /// <summary>The compute tier's budget that holds the largest block the scheduler's bounds allow, every weight on it.</summary>
     public long LargestBlockBytes { get; private init; }
 
+    /// <summary>
+    /// The compute tier's bytes for the largest block the node may run: the scheduler's geometry bounds, within the
+    /// planner's block bound (bounds opened to the search's own, e.g. 8,192 x 8,192, would otherwise name a block no
+    /// planner gives).
+    /// </summary>
+    private static long LargestBlock(Planner.WorkloadPlanner placement, ActorInferSettings settings)
+    {
+        var size = Math.Min(settings.Scheduler.MaxGpuBatchSize, settings.Planner.MaxBlockSize);
+        var batches = Math.Clamp(settings.Planner.MaxBlockSize / Math.Max(1, size), 1, settings.Scheduler.MaxGpuBatches);
+        return placement.BytesFor(size, batches);
+    }
+
     /// <summary>The planner object behind the planner actor (the runtime's placement planner).</summary>
     public WorkloadPlanner? PolicyPlanner { get; private init; }
 
@@ -146,7 +158,7 @@ public sealed class ActorInferNode : IAsyncDisposable
                 return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, ActorRefs.Nobody, ActorRefs.Nobody)
                 {
                     ComputeTier = computeTier,
-                    LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
+                    LargestBlockBytes = LargestBlock(placement, settings),
                     PolicyPlanner = placement,
                     TierActors = actors.Tiers,
                 };
@@ -157,7 +169,7 @@ public sealed class ActorInferNode : IAsyncDisposable
             return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, jobs, control)
             {
                 ComputeTier = computeTier,
-                LargestBlockBytes = placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches),
+                LargestBlockBytes = LargestBlock(placement, settings),
                 PolicyPlanner = placement,
                 TierActors = actors.Tiers,
                 _journal = journal,

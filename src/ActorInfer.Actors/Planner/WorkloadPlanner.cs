@@ -74,8 +74,17 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         if (_tables.TryGetValue(bucket, out var compiling) && compiling.IsCompletedSuccessfully && compiling.Result.Covers(budget) &&
             !_answers.ContainsKey((bucket, budget)))
             return compiling.Result.For(budget.Gpu);
-        return _answers.GetOrAdd((bucket, budget), k => Search(k.Bucket, k.Budget));
+        return _answers.GetOrAdd((bucket, budget), k =>
+        {
+            Interlocked.Increment(ref _searches);
+            return Search(k.Bucket, k.Budget);
+        });
     }
+
+    private int _searches;
+
+    /// <summary>The searches run to answer <see cref="Plan(TierBudgets, WorkloadBucket)"/> (not the compiled tables' own).</summary>
+    internal int Searches => Volatile.Read(ref _searches);
 
     /// <summary>Completes once the bucket's table is compiled (at once on a CPU node, where none is).</summary>
     public Task Compiled(WorkloadBucket bucket) => _tables.TryGetValue(bucket, out var t) ? t : Task.CompletedTask;
@@ -106,7 +115,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         var gpu = RoundDown(budgets.Gpu - _deviceContextBytes - DeviceReserve.AllowanceFor(budgets.Gpu));
         if (gpu <= 0) return null;
         var cpu = RoundDown(budgets.Cpu > 0 ? budgets.Cpu : MachineMemory.HostAvailable());
-        var disk = _runtime.Tiers.Disk is null ? 1 : Math.Max(1, budgets.Disk);
+        var disk = _runtime.Tiers.Disk is null ? 1 : Math.Max(1, RoundDown(budgets.Disk));
         return new FittingSearch.Budget(gpu, cpu, disk);
     }
 
@@ -208,10 +217,13 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     private void CompileTable(WorkloadBucket bucket, FittingSearch.Budget seen)
     {
         if (_deviceTotal <= 0) return;
-        var task = _tables.GetOrAdd(bucket, b => Task.Run(() => BudgetTable.Compile(this, b, seen)));
-        // A table compiled for less CPU memory than the budgets now give is recompiled for them.
-        if (task.IsCompletedSuccessfully && task.Result.Cpu < seen.Cpu * 0.9)
-            _tables.TryUpdate(bucket, Task.Run(() => BudgetTable.Compile(this, bucket, seen)), task);
+        // The disk budget follows the data folder's free space (telemetry), which falls as the node writes: the table is
+        // compiled for a sixteenth less, so that the megabytes written since do not make a budget change a search of its own.
+        var compileFor = seen.Disk > 1 ? seen with { Disk = seen.Disk - seen.Disk / 16 } : seen;
+        var task = _tables.GetOrAdd(bucket, b => Task.Run(() => BudgetTable.Compile(this, b, compileFor)));
+        // A table compiled for more CPU or disk than the budgets now give, or for much less CPU memory, is recompiled for them.
+        if (task.IsCompletedSuccessfully && (!task.Result.Covers(seen) || task.Result.Cpu < seen.Cpu * 0.9))
+            _tables.TryUpdate(bucket, Task.Run(() => BudgetTable.Compile(this, bucket, compileFor)), task);
     }
 
     /// <summary>Answers at device budgets a factor apart, for one bucket and the CPU and disk budgets it was compiled for.</summary>
@@ -229,7 +241,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
             return new BudgetTable(device, answers, seen.Cpu, seen.Disk);
         }
 
-        public bool Covers(FittingSearch.Budget budget) => budget.Cpu >= Cpu && budget.Disk == Disk && budget.Gpu >= Device[0];
+        public bool Covers(FittingSearch.Budget budget) => budget.Cpu >= Cpu && budget.Disk >= Disk && budget.Gpu >= Device[0];
 
         public BlockPolicy? For(long device)
         {

@@ -46,6 +46,17 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private RunningBlock? _block;
 
     private readonly MemoryWaits _memoryWaits;
+    // The last decoding step's time over the layers (milliseconds; 0 until a block has run two decoding steps): the
+    // layer step a budget change's time to honour is compared with.
+    private double _layerStepMs;
+    private long _stepStartedAt;
+    private bool _stepWasDecoding;
+    // For the stall watch (read from its timer's thread): the running block (0: none), where it is and when it last moved.
+    private volatile int _watchedBlock;
+    private volatile string _watchedStep = "";
+    private volatile int _watchedPosition;
+    private long _progressAt;
+    private Timer? _stallWatch;
 
     private sealed record CheckMemoryWait
     {
@@ -77,7 +88,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _factory = factory;
         _layers = layers;
         _planner = planner;
-        _applier = new PolicyApplier(engine, _honours, Publish, _log);
+        _applier = new PolicyApplier(engine, _honours, PublishHonour, _log);
         Become(Idle);
     }
 
@@ -86,10 +97,49 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
         _ = Diagnostics.AheadCompilation.Prepare();
+        var log = Logging.GetLogger(Context.System, "scheduler (stall watch)");
+        _stallWatch = new Timer(_ => WatchStall(log), null, StallCheck, StallCheck);
+    }
+
+    private static readonly TimeSpan StallCheck = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan StallLimit = TimeSpan.FromSeconds(30);
+    private long _stallReported;
+
+    /// <summary>
+    /// On a timer's thread: a running block that has not moved (no layer finished, no step begun) for <see cref="StallLimit"/>
+    /// is reported once per stall, with where it stands and what the tensor thread runs, so that a hang can be placed.
+    /// </summary>
+    private void WatchStall(ILoggingAdapter log)
+    {
+        var block = _watchedBlock;
+        var since = Interlocked.Read(ref _progressAt);
+        if (block == 0 || since == 0 || Interlocked.Read(ref _stallReported) == since) return;
+        var still = System.Diagnostics.Stopwatch.GetElapsedTime(since);
+        if (still < StallLimit) return;
+        Interlocked.Exchange(ref _stallReported, since);
+        log.Warning("block {0} has not moved for {1:F0} s ({2}, position {3} in the step); the tensor thread {4}",
+            block, still.TotalSeconds, _watchedStep, _watchedPosition, Diagnostics.TensorThreadClock.Now());
+    }
+
+    private void Moved() => Interlocked.Exchange(ref _progressAt, System.Diagnostics.Stopwatch.GetTimestamp());
+
+    /// <summary>Publishes the applier's honour records; a budget change's is logged with its parts and the layer step.</summary>
+    private void PublishHonour(object message)
+    {
+        if (message is PolicyHonoured { Planning: not null } h)
+        {
+            static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+            _log.Info($"budget change honoured in {Ms(h.Elapsed)} ms{(h.WithinAtChange ? " (within the budgets at the change)" : "")}: " +
+                      $"planning {Ms(h.Planning.Value)}, to the scheduler {Ms(h.Arrival - h.Planning.Value)}, to a boundary {Ms(h.ToBoundary)}, " +
+                      $"applying {Ms(h.Applying)} ms; arrived {(h.ArrivedIn.Length == 0 ? "-" : "in " + h.ArrivedIn)}; " +
+                      (_layerStepMs > 0 ? $"a layer step {_layerStepMs.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} ms" : "no layer step measured yet"));
+        }
+        Publish(message);
     }
 
     protected override void PostStop()
     {
+        _stallWatch?.Dispose();
         _memoryWaits.Stop();
         _block?.Dispose();
     }
@@ -192,6 +242,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 return;
             }
             block.Hidden[m.Batch.Value] = m.Hidden;
+            Moved();
             Advance(block);
         });
         Receive<LayerProtocol.Yielded>(m =>
@@ -319,6 +370,15 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                     block.Hidden[b.Value] = _engine.Embed(block.Work[b.Value]!, step);
             })) return;
         if (!step.IsPrefill) _decodingSteps++;
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        // A decoding step that followed another: its time over the layers is the layer step.
+        if (!step.IsPrefill && _stepWasDecoding && _stepStartedAt != 0)
+            _layerStepMs = System.Diagnostics.Stopwatch.GetElapsedTime(_stepStartedAt, now).TotalMilliseconds / _layers.Count;
+        _stepStartedAt = now;
+        _stepWasDecoding = !step.IsPrefill;
+        _watchedBlock = block.Id;
+        _watchedStep = step.IsPrefill ? "prefill" : $"decoding step {step.Value}";
+        Moved();
         block.CursorPosition = 0;
         Dispatch(block);
     }
@@ -503,6 +563,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void Dispatch(RunningBlock block, bool mayYield = true)
     {
         var cursor = block.Cursor;
+        _watchedPosition = block.CursorPosition;
         var hidden = block.Hidden[cursor.Batch.Value]!;
         block.Hidden[cursor.Batch.Value] = null;
         _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden) { MayYield = mayYield });
@@ -513,6 +574,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var results = block.Results(_factory, error);
         block.Dispose();
         _block = null;
+        _watchedBlock = 0;
+        _stepWasDecoding = false;
         // A policy that arrived while the block ran and was not applied yet applies now (and is honoured, if it was
         // waiting): the block holds nothing any more. Otherwise nothing changed since the last one applied.
         if (_pending) ApplyBetweenBlocks();
