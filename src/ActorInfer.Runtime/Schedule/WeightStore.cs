@@ -348,7 +348,18 @@ internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tens
         if (_expanded) return;
         foreach (var e in expansions!)
         {
-            var lease = device!.Allocate(e.Shape, expandedType, $"expanded weight '{e.Name}'", zeroed: false);
+            // Not zeroed (every value is written next): a zeroed buffer would cost one more pass over the layer each step.
+            var buffer = empty(e.Shape, dtype: expandedType, device: device!.Device);
+            TensorLease lease;
+            try
+            {
+                lease = device.Adopt(buffer, $"expanded weight '{e.Name}'");
+            }
+            catch
+            {
+                buffer.Dispose();
+                throw;
+            }
             owned.Add(lease);
             WeightCompression.DecompressInto(e.Codes, e.Ranges, lease.Tensor);
             tensors[e.Name] = lease.Tensor;
