@@ -62,6 +62,14 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
     /// </summary>
     public const double ExpansionTrafficPerByte = 10;
 
+    /// <summary>
+    /// Bytes of GPU memory traffic per byte of expanded (float16) weight when a compressed layer is expanded before use:
+    /// per element, the nibbles split into two byte tensors (read 0.5, write 0.5 bytes each), each widened into its half
+    /// of the layer (read 0.5, write 1), then one pass scaling and one shifting it (read 2, write 2 each): 13 bytes, 6.5
+    /// per expanded byte. A layer is expanded once per step, whatever the number of GPU batches.
+    /// </summary>
+    public const double WeightExpansionTrafficPerByte = 6.5;
+
     public PhaseTimeTerms Time(Phase phase) => phase == Phase.Prefill ? Prefill : Decode;
     public PhaseMemoryTerms Memory(Phase phase) => phase == Phase.Prefill ? PrefillMemory : DecodeMemory;
 
@@ -102,6 +110,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             BatchFullCache = 2 * element * kvWidth * total * batch * cacheScale;
             BatchFullCacheExpanded = shape.CompressCache ? 2 * element * kvWidth * total * batch : 0;
             MeanCacheExpansionTraffic = shape.CompressCache ? ExpansionTrafficPerByte * 2 * element * kvWidth * context * block : 0;
+            WeightExpansionTraffic = shape.CompressWeights ? WeightExpansionTrafficPerByte * model.LayerWeightBytes : 0;
 
             WeightReadsPerLayer = model.LayerWeightBytes * shape.NumGpuBatches;
             PrefillMatmulFlops = block * prompt * model.LayerMatmulFlopsPerToken;
@@ -137,6 +146,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double BatchFullCacheExpanded { get; }
         /// <summary>GPU memory traffic of expanding the block's compressed cache each decoding step (zero when uncompressed).</summary>
         public double MeanCacheExpansionTraffic { get; }
+        /// <summary>GPU memory traffic of expanding a compressed layer's weights, once per step (zero when uncompressed).</summary>
+        public double WeightExpansionTraffic { get; }
         /// <summary>Bytes of GPU memory traffic for weights: every GPU batch reads the whole (float16) layer.</summary>
         public double WeightReadsPerLayer { get; }
         public double PrefillMatmulFlops { get; }
@@ -160,7 +171,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
         GpuCompute: LinearExpression.Of(Math.Max(size.PrefillMatmulFlops / hw.GpuMatmulPrefillFlops, size.WeightReadsPerLayer / hw.GpuMemoryBytesPerSecond)
                                         + size.PrefillAttentionFlops / hw.GpuBatchedMatmulPrefillFlops
-                                        + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds),
+                                        + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds
+                                        + size.WeightExpansionTraffic / hw.GpuMemoryBytesPerSecond),
         CpuCompute: LinearExpression.Zero);
 
     /// <summary>
@@ -183,7 +195,8 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
-        var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds);
+        var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds
+                                         + size.WeightExpansionTraffic / hw.GpuMemoryBytesPerSecond);
         var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;

@@ -139,6 +139,7 @@ public sealed class RunSetup : IDisposable
             {
                 GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches,
                 CompressCache = choice.CompressCache, CpuAttention = choice.CompressCache ? false : choice.CpuAttention,
+                CompressWeights = choice.CompressWeights,
             };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
                 new TierBudget(usableGpu, cpuBudget, diskDir is null ? 1 : diskBudget));
@@ -151,7 +152,7 @@ public sealed class RunSetup : IDisposable
             {
                 policy = new Policy(choice.GpuBatchSize ?? defaultGpuBatchSize, choice.NumGpuBatches ?? 1,
                     TierFractions.FromPercent(p[0], p[1]), TierFractions.FromPercent(p[2], p[3]), TierFractions.FromPercent(p[4], p[5]))
-                { CpuAttention = choice.CpuAttention ?? true, CompressCache = choice.CompressCache };
+                { CpuAttention = choice.CpuAttention ?? true, CompressCache = choice.CompressCache, CompressWeights = choice.CompressWeights };
             }
             catch (ArgumentException ex)
             {

@@ -52,6 +52,8 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         {
             MaxBlockSize = settings.MaxBlockSize, MaxGpuBatchSize = maxGpuBatchSize, MaxNumGpuBatches = maxGpuBatches,
             CpuAttention = OnCpuNode ? false : null,
+            // The runtime's weights are stored as they are: compressed ones are priced (and placed) compressed.
+            CompressWeights = runtime.CompressesWeights,
         };
         _options = options;
     }
@@ -97,7 +99,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     {
         var b = bucket ?? Buckets.Whole;
         var all = TierFractions.AllGpu;
-        var policy = new Policy(gpuBatchSize, numGpuBatches, all, all, all) { CpuAttention = false };
+        var policy = new Policy(gpuBatchSize, numGpuBatches, all, all, all) { CpuAttention = false, CompressWeights = _runtime.CompressesWeights };
         return _runtime.WithHostCopies(_runtime.PlanBlock(policy, b.PromptLength, b.Capacity)).Device;
     }
 
@@ -156,7 +158,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
                 if (Fits(mid)) low = mid;
                 else high = mid - 1;
             }
-            var policy = new Policy(low, batches, all, all, all) { CpuAttention = false };
+            var policy = new Policy(low, batches, all, all, all) { CpuAttention = false, CompressWeights = _runtime.CompressesWeights };
             var throughput = Throughput(workload, policy);
             if (best is null || throughput > best.Value.Throughput * (1 + 1e-9)) best = (policy, throughput);
         }
@@ -212,7 +214,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
 
     private static string Describe(Policy p) =>
         $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}" + (p.CpuAttention ? ", cpu attention" : "") +
-        (p.CompressCache ? ", compressed cache" : "");
+        (p.CompressCache ? ", compressed cache" : "") + (p.CompressWeights ? ", compressed weights" : "");
 
     private void CompileTable(WorkloadBucket bucket, FittingSearch.Budget seen)
     {

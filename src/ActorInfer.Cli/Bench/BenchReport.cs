@@ -52,9 +52,17 @@ public static class BenchReport
             {
                 gpu_batch_size = p.GpuBatchSize, num_gpu_batches = p.NumGpuBatches, weights = Fractions(p.Weights),
                 cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention, compress_cache = p.CompressCache,
+                compress_weight = p.CompressWeights,
             },
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
         };
+        // Through the actors the block is the node planner's for these lengths: its policy and prediction beside the search's.
+        if (setup.ThroughActors && setup.PlannedFor(m.PromptLength, m.GenerationLength) is { } planned)
+        {
+            result["node_planner_policy"] = planned.ToString();
+            result["node_planner_block_size"] = planned.BlockSize;
+            result["node_planner_predicted_throughput"] = planned.PredictedTokensPerSecond;
+        }
         return JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true });
     }
 }

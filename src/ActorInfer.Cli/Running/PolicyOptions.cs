@@ -18,6 +18,7 @@ public sealed class PolicyOptions
     public Option<int?> NumGpuBatches { get; } = new("--num-gpu-batches") { Description = "GPU batches per block (the zig-zag block size)." };
     public Option<string> CpuAttention { get; } = CpuAttentionOption.Create();
     public Option<bool> CompressCache { get; } = new("--compress-cache") { Description = "Keep the KV cache 4-bit group-quantized (FlexGen's compression; outputs differ from an uncompressed run)." };
+    public Option<bool> CompressWeight { get; } = new("--compress-weight") { Description = "Store the weights 4-bit group-quantized in every tier, expanded on the device a layer at a time (FlexGen's compression; outputs differ from an uncompressed run)." };
     public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
     public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
     public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
@@ -48,7 +49,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, CompressWeight, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -72,7 +73,8 @@ public sealed class PolicyOptions
             ThroughActors: parse.GetValue(EngineMode) != "direct",
             Compare: parse.GetValue(EngineMode) == "compare",
             CompressCache: parse.GetValue(CompressCache),
-            DecodeAttention: parse.GetValue(DecodeAttention) == "cudnn" ? Model.Layers.DecodeAttention.Cudnn : Model.Layers.DecodeAttention.Products);
+            DecodeAttention: parse.GetValue(DecodeAttention) == "cudnn" ? Model.Layers.DecodeAttention.Cudnn : Model.Layers.DecodeAttention.Products,
+            CompressWeights: parse.GetValue(CompressWeight));
     }
 
     private static long? Size(string? text, string option)

@@ -1,4 +1,5 @@
 using ActorInfer.Model.Config;
+using ActorInfer.Model.Layers;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
@@ -38,7 +39,7 @@ public sealed record BatchShape(int Size, int PaddedLength, int Capacity);
 /// (decoder layer, GPU batch) pair's cache lives on one tier; pairs are enumerated layer-major and split by the
 /// same midpoint rule over equal items, so the share of pairs per tier matches the fractions. Activations: the
 /// output of each (schedule layer, GPU batch) likewise. Working buffers: the double-buffered device copies of
-/// off-device weights, cache and activations, CPU-attention buffers, and CPU staging for disk transfers when the
+/// off-device weights (compressed weights count as stored, plus one layer expanded on the device), cache and activations, CPU-attention buffers, and CPU staging for disk transfers when the
 /// device is not the CPU. Compute temporaries inside one (layer, batch) are not tier buffers and are not counted.
 /// </summary>
 public sealed class PlacementPlan
@@ -81,10 +82,14 @@ public sealed class PlacementPlan
     {
         var weightTiers = new List<IReadOnlyList<TierKind>>(layers.Count);
         var weights = TierBytes.Zero;
-        long maxOffDeviceLayer = 0, maxDiskLayer = 0;
+        long maxOffDeviceLayer = 0, maxDiskLayer = 0, maxExpandedLayer = 0;
         foreach (var layer in layers)
         {
-            var sizes = layer.Weights.Select(w => w.Elements * elementSize).ToArray();
+            // Compressed weights are held (and moved) as codes and ranges, and expanded on the device one layer at a time.
+            var sizes = layer.Weights.Select(w => WeightCompression.StoredBytes(w.Shape, elementSize, policy.CompressWeights)).ToArray();
+            if (policy.CompressWeights)
+                maxExpandedLayer = Math.Max(maxExpandedLayer,
+                    layer.Weights.Where(w => WeightCompression.Compresses(w.Shape)).Sum(w => w.Elements * elementSize));
             var tiers = TierShares.Assign(sizes, policy.Weights);
             weightTiers.Add(tiers);
             long offDevice = 0, disk = 0;
@@ -97,7 +102,7 @@ public sealed class PlacementPlan
             maxOffDeviceLayer = Math.Max(maxOffDeviceLayer, offDevice);
             maxDiskLayer = Math.Max(maxDiskLayer, disk);
         }
-        var working = TierBytes.On(TierKind.Device, 2 * maxOffDeviceLayer);
+        var working = TierBytes.On(TierKind.Device, 2 * maxOffDeviceLayer + maxExpandedLayer);
         var staging = deviceIsCpu ? 0 : 2 * maxDiskLayer;
 
         var decoderLayers = layers.Count(l => l.Kind == ScheduleLayerKind.Decoder);

@@ -38,7 +38,9 @@ public sealed class OffloadRuntime : IDisposable
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
-        return new OffloadRuntime(config, source, policy, tiers, copies, dtype, keepHostCopies: elastic && deviceWeights <= hostBudget / 2,
+        // Compressed weights keep no host copies (they would have to be compressed copies: not worth it for a fall).
+        return new OffloadRuntime(config, source, policy, tiers, copies, dtype,
+            keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2,
             decodeAttention);
     }
 
@@ -52,6 +54,7 @@ public sealed class OffloadRuntime : IDisposable
         DecodeAttention = decodeAttention;
         Config = config;
         Architecture = config.Architecture;
+        CompressesWeights = policy.CompressWeights;
         Policy = policy;
         Tiers = tiers;
         Copies = copies;
@@ -61,8 +64,17 @@ public sealed class OffloadRuntime : IDisposable
         DeviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         WeightPlan = WeightsOnly(policy);
         WeightPlan.EnsureFits(tiers);
-        _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies);
+        _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies && !CompressesWeights, CompressesWeights);
     }
+
+    /// <summary>
+    /// Whether the weights are stored 4-bit compressed (<c>--compress-weight</c>): fixed when the weights are read, so every
+    /// later policy and plan of this runtime has the flag as the store has it, whatever a planner's policy says.
+    /// </summary>
+    public bool CompressesWeights { get; }
+
+    /// <summary>A policy with this runtime's weight compression (see <see cref="CompressesWeights"/>).</summary>
+    private Policy Stored(Policy policy) => policy.CompressWeights == CompressesWeights ? policy : policy with { CompressWeights = CompressesWeights };
 
     public ModelConfig Config { get; }
 
@@ -101,7 +113,7 @@ public sealed class OffloadRuntime : IDisposable
     private readonly System.Collections.Concurrent.ConcurrentDictionary<ActorInfer.Planning.TierFractions, PlacementPlan> _weightPlans = new();
 
     private PlacementPlan WeightsOnly(Policy policy) =>
-        _weightPlans.GetOrAdd(policy.Weights, _ => PlacementPlan.ForWeights(_layers, policy, _elementSize, DeviceIsCpu));
+        _weightPlans.GetOrAdd(policy.Weights, _ => PlacementPlan.ForWeights(_layers, Stored(policy), _elementSize, DeviceIsCpu));
 
     /// <summary>
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
@@ -125,7 +137,7 @@ public sealed class OffloadRuntime : IDisposable
     public PlacementPlan PlanBlock(Policy policy, int paddedLength, int capacity)
     {
         var shapes = Enumerable.Range(0, policy.NumGpuBatches).Select(_ => new BatchShape(policy.GpuBatchSize, paddedLength, capacity)).ToArray();
-        return PlacementPlan.ForBlock(_layers, Config, policy, _elementSize, shapes, DeviceIsCpu);
+        return PlacementPlan.ForBlock(_layers, Config, Stored(policy), _elementSize, shapes, DeviceIsCpu);
     }
 
     /// <summary>
@@ -138,7 +150,7 @@ public sealed class OffloadRuntime : IDisposable
             return WithHostCopies(WeightsOnly(policy));
         var shapes = remaining.Select(session.Shape).ToArray();
         var placed = session.Policy;
-        var block = placed.Reshaped(shapes.Max(s => s.Size), shapes.Length, policy.Weights);
+        var block = Stored(placed.Reshaped(shapes.Max(s => s.Size), shapes.Length, policy.Weights));
         var key = (block, string.Join(";", shapes.Select(s => $"{s.Size},{s.PaddedLength},{s.Capacity}")));
         return WithHostCopies(_runningPlans.GetOrAdd(key, k => PlacementPlan.ForBlock(_layers, Config, k.Block, _elementSize, shapes, DeviceIsCpu)));
     }
@@ -159,7 +171,7 @@ public sealed class OffloadRuntime : IDisposable
         long bytes = 0;
         if (!plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
             bytes = running is not null ? running.ReplaceWeights(plan, moved) : _weights.Replace(plan, Tiers, Copies, moved);
-        Policy = policy;
+        Policy = Stored(policy);
         WeightPlan = plan;
         return bytes;
     }
@@ -179,7 +191,7 @@ public sealed class OffloadRuntime : IDisposable
     public PlacementPlan Plan(IReadOnlyList<SequenceState> block) => Plan(block, Policy);
 
     private PlacementPlan Plan(IReadOnlyList<SequenceState> block, Policy policy) =>
-        PlacementPlan.ForBlock(_layers, Config, policy, _elementSize, Shapes(block, policy), DeviceIsCpu);
+        PlacementPlan.ForBlock(_layers, Config, Stored(policy), _elementSize, Shapes(block, policy), DeviceIsCpu);
 
     private static IReadOnlyList<BatchShape> Shapes(IReadOnlyList<SequenceState> block, Policy policy)
     {

@@ -24,14 +24,18 @@ internal sealed class WeightStore : IDisposable
     private readonly bool _keepHostCopies;
 
     /// <param name="keepHostCopies">Keep a copy of every device-resident weight in CPU memory (held on the CPU tier).</param>
+    /// <param name="compress">Store every weight of two or more dimensions 4-bit compressed (<see cref="WeightCompression"/>), in any
+    /// tier; a loaded layer expands them on the device before it computes. Host copies are not kept for compressed weights.</param>
     public WeightStore(IReadOnlyList<ScheduleLayer> layers, PlacementPlan plan, IWeightSource source, TierSet tiers, ScalarType dtype,
-        bool keepHostCopies = false)
+        bool keepHostCopies = false, bool compress = false)
     {
         _layers = layers;
         _dtype = dtype;
         _keepHostCopies = keepHostCopies;
+        Compressed = compress;
         try
         {
+            var onCuda = tiers.Device.Device.type == TorchSharp.DeviceType.CUDA;
             for (var j = 0; j < layers.Count; j++)
             {
                 var homes = new Dictionary<string, IDisposable>();
@@ -43,28 +47,36 @@ internal sealed class WeightStore : IDisposable
                     var what = $"weight '{spec.Name}'";
                     using var scope = NewDisposeScope();
                     var tier = plan.WeightTiers[j][i];
+                    var compressed = IsCompressed(spec);
                     // Device-resident weights go straight to the device, not through a host copy.
-                    // Random weights are drawn fastest on the device, then copied straight into their pinned home.
-                    var loadOn = tier == TierKind.Device || (source is DummyWeightSource && tiers.Device.Device.type == TorchSharp.DeviceType.CUDA)
+                    // Random weights are drawn fastest on the device, then copied straight into their pinned home; weights
+                    // to compress are compressed there too (the full-precision tensor never has a home of its own).
+                    var loadOn = tier == TierKind.Device || (onCuda && (source is DummyWeightSource || compressed))
                         ? tiers.Device.Device
                         : CPU;
                     var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
                     if (!loaded.Dims().SequenceEqual(spec.Shape))
                         throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.Dims())}], expected [{string.Join(", ", spec.Shape)}]");
-                    if (tier == TierKind.Disk)
+                    if (compressed)
                     {
-                        if (loaded.device_type != TorchSharp.DeviceType.CPU) loaded = loaded.cpu();
-                        var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, dtype), what);
-                        homes[spec.Name] = file;
-                        file.Write(loaded, 0);
+                        if (loaded.device_type != loadOn.type) loaded = loaded.to(loadOn);
+                        var (codes, ranges) = WeightCompression.Compress(loaded);
+                        IDisposable? codesHome = null;
+                        try
+                        {
+                            codesHome = Store(codes, tier, tiers, $"{what} (4-bit codes)");
+                            homes[spec.Name] = new CompressedHome(codesHome, Store(ranges, tier, tiers, $"{what} (group ranges)"));
+                        }
+                        catch
+                        {
+                            codesHome?.Dispose();
+                            throw;
+                        }
+                        continue;
                     }
-                    else
-                    {
-                        var lease = tiers.Memory(tier).Allocate(spec.Shape, dtype, what);
-                        homes[spec.Name] = lease;
-                        lease.Tensor.copy_(loaded);
-                        if (tier == TierKind.Device && keepHostCopies) KeepHostCopy(j, spec, lease, tiers);
-                    }
+                    var home = Store(loaded, tier, tiers, what);
+                    homes[spec.Name] = home;
+                    if (tier == TierKind.Device && keepHostCopies) KeepHostCopy(j, spec, (TensorLease)home, tiers);
                 }
             }
         }
@@ -75,10 +87,54 @@ internal sealed class WeightStore : IDisposable
         }
     }
 
+    /// <summary>Whether weights of two or more dimensions are stored 4-bit compressed.</summary>
+    public bool Compressed { get; }
+
+    private bool IsCompressed(WeightSpec spec) => Compressed && WeightCompression.Compresses(spec.Shape);
+
+    /// <summary>A new home on <paramref name="tier"/> holding a copy of <paramref name="values"/>.</summary>
+    private static IDisposable Store(Tensor values, TierKind tier, TierSet tiers, string what)
+    {
+        if (tier == TierKind.Disk)
+        {
+            using var host = values.device_type == TorchSharp.DeviceType.CPU ? values.alias() : values.cpu();
+            var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(values.Dims(), values.dtype), what);
+            try
+            {
+                file.Write(host, 0);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            return file;
+        }
+        var lease = tiers.Memory(tier).Allocate(values.Dims(), values.dtype, what);
+        try
+        {
+            lease.Tensor.copy_(values);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return lease;
+    }
+
+    /// <summary>The stored parts of a weight: itself, or its codes and ranges when compressed (shape and dtype of each).</summary>
+    private (long[] Shape, ScalarType DType)[] Parts(WeightSpec spec) => IsCompressed(spec)
+        ? [(WeightCompression.CodesShape(spec.Shape), ScalarType.Byte), (WeightCompression.RangesShape(spec.Shape), _dtype)]
+        : [(spec.Shape, _dtype)];
+
+    private static IDisposable[] PartsOf(IDisposable home) => home is CompressedHome c ? [c.Codes, c.Ranges] : [home];
+
     /// <summary>The tier each weight lives on now, per schedule layer.</summary>
     public TierKind TierOf(int layer, string name) => _homes[layer][name] switch
     {
         TensorLease lease => lease.Tier.Kind,
+        CompressedHome { Codes: TensorLease lease } => lease.Tier.Kind,
         _ => TierKind.Disk,
     };
 
@@ -106,7 +162,7 @@ internal sealed class WeightStore : IDisposable
                     var to = plan.WeightTiers[j][i];
                     if (from == to || (from == TierKind.Device) != leavingDevice) continue;
                     _homes[j][spec.Name] = Move(j, _homes[j][spec.Name], spec, to, tiers, copies);
-                    moved += MemoryTier.BytesOf(spec.Shape, _dtype);
+                    moved += Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType));
                     afterEach?.Invoke();
                 }
         return moved;
@@ -121,6 +177,25 @@ internal sealed class WeightStore : IDisposable
 
     private IDisposable Move(int layer, IDisposable home, WeightSpec spec, TierKind to, TierSet tiers, ICopyEngine copies)
     {
+        var what = $"weight '{spec.Name}'";
+        if (home is CompressedHome compressed)
+        {
+            // Codes first, then ranges: a failure leaves the weight whole in its old home (the moved codes are freed).
+            var parts = Parts(spec);
+            var codes = MovePart(compressed.Codes, parts[0].Shape, parts[0].DType, to, tiers, copies, $"{what} (4-bit codes)");
+            IDisposable ranges;
+            try
+            {
+                ranges = MovePart(compressed.Ranges, parts[1].Shape, parts[1].DType, to, tiers, copies, $"{what} (group ranges)");
+            }
+            catch
+            {
+                codes.Dispose();
+                throw;
+            }
+            home.Dispose();
+            return new CompressedHome(codes, ranges);
+        }
         // Leaving the device for the CPU with a host copy kept: the copy is the new home, nothing moves (and nothing is
         // allocated: a fall frees weights one by one until the device is within its budget).
         if (to == TierKind.Cpu && _hostCopies[layer].Remove(spec.Name, out var kept))
@@ -128,13 +203,23 @@ internal sealed class WeightStore : IDisposable
             home.Dispose();
             return kept;
         }
-        var what = $"weight '{spec.Name}'";
+        var target = MovePart(home, spec.Shape, _dtype, to, tiers, copies, what);
+        if (to == TierKind.Disk && _hostCopies[layer].Remove(spec.Name, out var stale)) stale.Dispose();
+        // Coming to the device from the CPU while host copies are kept: the CPU home stays, as the copy.
+        if (to == TierKind.Device && _keepHostCopies && home is TensorLease { Tier.Kind: TierKind.Cpu } cpuHome)
+            _hostCopies[layer][spec.Name] = cpuHome;
+        else
+            home.Dispose();
+        return target;
+    }
+
+    /// <summary>A copy of one stored tensor in a new home on <paramref name="to"/>; the old home is left to the caller.</summary>
+    private static IDisposable MovePart(IDisposable home, long[] shape, ScalarType dtype, TierKind to, TierSet tiers, ICopyEngine copies, string what)
+    {
         using var scope = NewDisposeScope();
-        IDisposable target;
         if (to == TierKind.Disk)
         {
-            var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(spec.Shape, _dtype), what);
-            target = file;
+            var file = tiers.RequireDisk().Allocate(MemoryTier.BytesOf(shape, dtype), what);
             try
             {
                 Transfers.WriteFile(copies, tiers, file, 0, ((TensorLease)home).Tensor, what);
@@ -144,34 +229,25 @@ internal sealed class WeightStore : IDisposable
                 file.Dispose();
                 throw;
             }
-            if (_hostCopies[layer].Remove(spec.Name, out var stale)) stale.Dispose();
+            return file;
         }
-        else
+        var lease = tiers.Memory(to).Allocate(shape, dtype, what);
+        try
         {
-            var lease = tiers.Memory(to).Allocate(spec.Shape, _dtype, what);
-            target = lease;
-            try
+            if (home is TensorLease memory) lease.Tensor.copy_(memory.Tensor);
+            else
             {
-                if (home is TensorLease memory) lease.Tensor.copy_(memory.Tensor);
-                else
-                {
-                    using var read = new Transfers(copies, tiers);
-                    read.ReadFile((DiskLease)home, 0, lease.Tensor, what);
-                    read.Complete();
-                }
-            }
-            catch
-            {
-                lease.Dispose();
-                throw;
+                using var read = new Transfers(copies, tiers);
+                read.ReadFile((DiskLease)home, 0, lease.Tensor, what);
+                read.Complete();
             }
         }
-        // Coming to the device from the CPU while host copies are kept: the CPU home stays, as the copy.
-        if (to == TierKind.Device && _keepHostCopies && home is TensorLease { Tier.Kind: TierKind.Cpu } cpuHome)
-            _hostCopies[layer][spec.Name] = cpuHome;
-        else
-            home.Dispose();
-        return target;
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        return lease;
     }
 
     /// <summary>
@@ -184,24 +260,36 @@ internal sealed class WeightStore : IDisposable
         var tensors = new Dictionary<string, Tensor>();
         var owned = new List<IDisposable>();
         var pending = new WeightCopies(transfers);
+        var expansions = new List<WeightExpansion>();
         foreach (var spec in _layers[layer.Value].Weights)
         {
             var home = _homes[layer.Value][spec.Name];
-            if (home is TensorLease { Tier.Kind: TierKind.Device } onDevice)
+            var parts = Parts(spec);
+            var homes = PartsOf(home);
+            var onDevice = new Tensor[homes.Length];
+            for (var p = 0; p < homes.Length; p++)
             {
-                tensors[spec.Name] = onDevice.Tensor;
-                continue;
+                if (homes[p] is TensorLease { Tier.Kind: TierKind.Device } resident)
+                {
+                    onDevice[p] = resident.Tensor;
+                    continue;
+                }
+                var part = home is CompressedHome ? (p == 0 ? " (4-bit codes)" : " (group ranges)") : "";
+                var work = transfers.Tiers.Device.Allocate(parts[p].Shape, parts[p].DType, $"device copy of weight '{spec.Name}'{part}");
+                owned.Add(work);
+                onDevice[p] = work.Tensor;
+                if (homes[p] is TensorLease memory)
+                    pending.Add(work.Tensor, memory.Tensor);
+                else
+                    transfers.ReadFile((DiskLease)homes[p], 0, work.Tensor, $"weight '{spec.Name}'{part}", CopyDirection.LoadWeights);
             }
-            var work = transfers.Tiers.Device.Allocate(spec.Shape, _dtype, $"device copy of weight '{spec.Name}'");
-            owned.Add(work);
-            tensors[spec.Name] = work.Tensor;
-            if (home is TensorLease memory)
-                pending.Add(work.Tensor, memory.Tensor);
+            if (home is CompressedHome)
+                expansions.Add(new WeightExpansion(spec.Name, spec.Shape, onDevice[0], onDevice[1]));
             else
-                transfers.ReadFile((DiskLease)home, 0, work.Tensor, $"weight '{spec.Name}'", CopyDirection.LoadWeights);
+                tensors[spec.Name] = onDevice[0];
         }
         if (!inShares) pending.IssueThrough(1);
-        return new LoadedWeights(_layers[layer.Value], tensors, owned, pending);
+        return new LoadedWeights(_layers[layer.Value], tensors, owned, pending, expansions, transfers.Tiers.Device, _dtype);
     }
 
     public void Dispose()
@@ -220,8 +308,11 @@ internal sealed class WeightStore : IDisposable
 /// records are borrowed: every GPU batch of the layer computes with the same ones, and nobody disposes them (the
 /// tensors belong to their leases: the store's device homes, or this layer's working copies).
 /// </summary>
-internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<string, Tensor> tensors, List<IDisposable> owned, WeightCopies pending) : IDisposable
+internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tensor> tensors, List<IDisposable> owned, WeightCopies pending,
+    IReadOnlyList<WeightExpansion>? expansions = null, MemoryTier? device = null, ScalarType expandedType = ScalarType.Float32) : IDisposable
 {
+    private bool _expanded = expansions is not { Count: > 0 };
+
     private DecoderLayerWeights? _decoder;
     private InputWeights? _input;
     private OutputWeights? _output;
@@ -242,7 +333,39 @@ internal sealed class LoadedWeights(ScheduleLayer layer, IReadOnlyDictionary<str
 
     private Device Device() => tensors.Values.First().device;
 
-    private BorrowedSource View() => new(tensors);
+    private BorrowedSource View()
+    {
+        Expand();
+        return new(tensors);
+    }
+
+    /// <summary>
+    /// Expands the layer's compressed weights into device buffers (held on the device tier) the first time a record is
+    /// built: after the transfers' BeforeCompute, on the compute stream, once for every GPU batch of the layer.
+    /// </summary>
+    private void Expand()
+    {
+        if (_expanded) return;
+        foreach (var e in expansions!)
+        {
+            // Not zeroed (every value is written next): a zeroed buffer would cost one more pass over the layer each step.
+            var buffer = empty(e.Shape, dtype: expandedType, device: device!.Device);
+            TensorLease lease;
+            try
+            {
+                lease = device.Adopt(buffer, $"expanded weight '{e.Name}'");
+            }
+            catch
+            {
+                buffer.Dispose();
+                throw;
+            }
+            owned.Add(lease);
+            WeightCompression.DecompressInto(e.Codes, e.Ranges, lease.Tensor);
+            tensors[e.Name] = lease.Tensor;
+        }
+        _expanded = true;
+    }
 
     public void Dispose()
     {
@@ -330,5 +453,21 @@ internal sealed class WeightCopies(Transfers transfers, long pieceBytes = Weight
             transfers.Add(transfers.Engine.CopyAsync(to, from, CopyDirection.LoadWeights));
             _issued += bytes;
         }
+    }
+}
+
+/// <summary>A compressed weight's codes and ranges on the device, to be expanded to <see cref="Shape"/> before use.</summary>
+internal sealed record WeightExpansion(string Name, long[] Shape, Tensor Codes, Tensor Ranges);
+
+/// <summary>A weight stored 4-bit compressed: the homes of its codes and of its group ranges (on one tier).</summary>
+internal sealed class CompressedHome(IDisposable codes, IDisposable ranges) : IDisposable
+{
+    public IDisposable Codes { get; } = codes;
+    public IDisposable Ranges { get; } = ranges;
+
+    public void Dispose()
+    {
+        Codes.Dispose();
+        Ranges.Dispose();
     }
 }
