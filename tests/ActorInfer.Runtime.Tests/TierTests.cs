@@ -206,6 +206,24 @@ public sealed class KeptBufferTests
     }
 
     [Fact]
+    public void DisposingATierOrItsSetFreesWhatItKeptAndLeavesLeasesAlone()
+    {
+        var tier = MemoryTier.ForCpu(64 * MiB);
+        tier.Allocate(Large, ScalarType.Float32, "kept").Dispose();
+        using var held = tier.Allocate([1, 1024, 1024], ScalarType.Float32, "held");
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+        tier.Dispose();
+        Assert.Equal(0, tier.KeptBytes);
+        Assert.Equal(4 * MiB, tier.BytesHeld);
+
+        var set = TierSet.Create(64 * MiB, 64 * MiB, null, 0);
+        set.Cpu.Allocate(Large, ScalarType.Float32, "kept").Dispose();
+        Assert.Equal(8 * MiB, set.Cpu.KeptBytes);
+        set.Dispose();
+        Assert.Equal(0, set.Cpu.KeptBytes);
+    }
+
+    [Fact]
     public void AReusedBufferAskedZeroedComesBackZeroed()
     {
         var tier = MemoryTier.ForCpu(64 * MiB);

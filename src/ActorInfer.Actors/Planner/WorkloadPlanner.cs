@@ -27,7 +27,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     private readonly ModelSpec _model;
     private readonly SearchOptions _options;
     private readonly ConcurrentDictionary<(WorkloadBucket Bucket, FittingSearch.Budget Budget), BlockPolicy?> _answers = new();
-    private readonly ConcurrentDictionary<WorkloadBucket, Task<BudgetTable>> _tables = new();
+    private readonly ConcurrentDictionary<WorkloadBucket, BudgetTable> _tables = new();
 
     /// <param name="hardware">The profile the cost model ranks policies with.</param>
     /// <param name="hardwareSource">Where the profile came from (measured here, a file, a built-in), for logs and /admin/state.</param>
@@ -73,9 +73,9 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     {
         if (Usable(budgets) is not { } budget) return null;
         if (!OnCpuNode) CompileTable(bucket, budget);
-        if (_tables.TryGetValue(bucket, out var compiling) && compiling.IsCompletedSuccessfully && compiling.Result.Covers(budget) &&
-            !_answers.ContainsKey((bucket, budget)))
-            return compiling.Result.For(budget.Gpu);
+        if (_tables.TryGetValue(bucket, out var table) && table.Covers(budget) && !_answers.ContainsKey((bucket, budget)) &&
+            table.TryFor(budget.Gpu, out var compiled))
+            return compiled;
         return _answers.GetOrAdd((bucket, budget), k =>
         {
             Interlocked.Increment(ref _searches);
@@ -89,7 +89,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     internal int Searches => Volatile.Read(ref _searches);
 
     /// <summary>Completes once the bucket's table is compiled (at once on a CPU node, where none is).</summary>
-    public Task Compiled(WorkloadBucket bucket) => _tables.TryGetValue(bucket, out var t) ? t : Task.CompletedTask;
+    public Task Compiled(WorkloadBucket bucket) => _tables.TryGetValue(bucket, out var t) ? t.Completion : Task.CompletedTask;
 
     /// <summary>
     /// The device tier's bytes for a block of this geometry with every weight, the cache and the activations on the device,
@@ -222,34 +222,73 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         // The disk budget follows the data folder's free space (telemetry), which falls as the node writes: the table is
         // compiled for a sixteenth less, so that the megabytes written since do not make a budget change a search of its own.
         var compileFor = seen.Disk > 1 ? seen with { Disk = seen.Disk - seen.Disk / 16 } : seen;
-        var task = _tables.GetOrAdd(bucket, b => Task.Run(() => BudgetTable.Compile(this, b, compileFor)));
+        var table = _tables.GetOrAdd(bucket, b => BudgetTable.Start(this, b, compileFor));
         // A table compiled for more CPU or disk than the budgets now give, or for much less CPU memory, is recompiled for them.
-        if (task.IsCompletedSuccessfully && (!task.Result.Covers(seen) || task.Result.Cpu < seen.Cpu * 0.9))
-            _tables.TryUpdate(bucket, Task.Run(() => BudgetTable.Compile(this, bucket, compileFor)), task);
+        if (table.Completion.IsCompleted && (!table.Covers(seen) || table.Cpu < seen.Cpu * 0.9))
+            _tables.TryUpdate(bucket, BudgetTable.Start(this, bucket, compileFor), table);
     }
 
-    /// <summary>Answers at device budgets a factor apart, for one bucket and the CPU and disk budgets it was compiled for.</summary>
-    private sealed record BudgetTable(long[] Device, BlockPolicy?[] Answers, long Cpu, long Disk)
+    /// <summary>
+    /// Answers at device budgets a factor apart, for one bucket and the CPU and disk budgets it was compiled for. Its
+    /// entries are searched in the background from the budget at the start downwards (a fall is what must be answered
+    /// at once), then upwards; each answers as soon as it is searched.
+    /// </summary>
+    private sealed class BudgetTable
     {
-        public static BudgetTable Compile(WorkloadPlanner planner, WorkloadBucket bucket, FittingSearch.Budget seen)
+        private readonly long[] _device;
+        private readonly BlockPolicy?[] _answers;
+        private readonly int[] _searched;
+
+        private BudgetTable(long[] device, long cpu, long disk)
+        {
+            _device = device;
+            _answers = new BlockPolicy?[device.Length];
+            _searched = new int[device.Length];
+            Cpu = cpu;
+            Disk = disk;
+        }
+
+        public long Cpu { get; }
+        public long Disk { get; }
+
+        /// <summary>Completes once every entry is searched.</summary>
+        public Task Completion { get; private set; } = Task.CompletedTask;
+
+        public static BudgetTable Start(WorkloadPlanner planner, WorkloadBucket bucket, FittingSearch.Budget seen)
         {
             var top = planner._deviceTotal - planner._deviceContextBytes - DeviceReserve.AllowanceFor(planner._deviceTotal);
             var points = new List<long>();
             for (double b = top; b >= SmallestTableBudget; b /= planner._settings.TableStep) points.Add(RoundDown((long)b));
             var device = points.Distinct().Order().ToArray();
+            var table = new BudgetTable(device, seen.Cpu, seen.Disk);
+            var below = device.Select((d, i) => (d, i)).Where(e => e.d <= seen.Gpu).Select(e => e.i).Reverse();
+            var above = device.Select((d, i) => (d, i)).Where(e => e.d > seen.Gpu).Select(e => e.i);
+            var order = below.Concat(above).ToArray();
             // A quarter of the cores: the tensor thread's host work (kernel launches, CPU attention) must not wait for it.
-            var answers = device.AsParallel().AsOrdered().WithDegreeOfParallelism(Math.Max(1, Environment.ProcessorCount / 4))
-                .Select(d => planner.Search(bucket, seen with { Gpu = d })).ToArray();
-            return new BudgetTable(device, answers, seen.Cpu, seen.Disk);
+            // Entries are taken one at a time in that order.
+            var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount / 4) };
+            table.Completion = Task.Run(() => Parallel.ForEach(
+                System.Collections.Concurrent.Partitioner.Create(order, System.Collections.Concurrent.EnumerablePartitionerOptions.NoBuffering),
+                options, i =>
+                {
+                    table._answers[i] = planner.Search(bucket, seen with { Gpu = device[i] });
+                    Volatile.Write(ref table._searched[i], 1);
+                }));
+            return table;
         }
 
-        public bool Covers(FittingSearch.Budget budget) => budget.Cpu >= Cpu && budget.Disk >= Disk && budget.Gpu >= Device[0];
+        public bool Covers(FittingSearch.Budget budget) =>
+            _device.Length > 0 && budget.Cpu >= Cpu && budget.Disk >= Disk && budget.Gpu >= _device[0];
 
-        public BlockPolicy? For(long device)
+        /// <summary>The answer at the largest entry at or below <paramref name="device"/>, when that entry is searched.</summary>
+        public bool TryFor(long device, out BlockPolicy? answer)
         {
-            var at = Array.BinarySearch(Device, device);
+            answer = null;
+            var at = Array.BinarySearch(_device, device);
             if (at < 0) at = ~at - 1;
-            return at < 0 ? null : Answers[at];
+            if (at < 0 || Volatile.Read(ref _searched[at]) == 0) return false;
+            answer = _answers[at];
+            return true;
         }
     }
 }

@@ -57,6 +57,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private volatile int _watchedPosition;
     private long _progressAt;
     private Timer? _stallWatch;
+    // The host buffers page-locked in place before the running block began (its own share is logged with it).
+    private (long Bytes, TimeSpan Touching, TimeSpan Registering) _pinnedAtStart;
 
     private sealed record CheckMemoryWait
     {
@@ -131,7 +133,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
             _log.Info($"budget change honoured in {Ms(h.Elapsed)} ms{(h.WithinAtChange ? " (within the budgets at the change)" : "")}: " +
                       $"planning {Ms(h.Planning.Value)}, to the scheduler {Ms(h.Arrival - h.Planning.Value)}, to a boundary {Ms(h.ToBoundary)}, " +
-                      $"applying {Ms(h.Applying)} ms; arrived {(h.ArrivedIn.Length == 0 ? "-" : "in " + h.ArrivedIn)}; " +
+                      $"applying {Ms(h.Applying)} ms{(h.ApplyingParts.Length > 0 ? $" ({h.ApplyingParts})" : "")}; " +
+                      $"arrived {(h.ArrivedIn.Length == 0 ? "-" : "in " + h.ArrivedIn)}; " +
                       (_layerStepMs > 0 ? $"a layer step {_layerStepMs.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} ms" : "no layer step measured yet"));
         }
         Publish(message);
@@ -326,6 +329,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
         var block = new RunningBlock(id, policy, sequences, batches.Count) { StartedAt = System.Diagnostics.Stopwatch.GetTimestamp() };
+        _pinnedAtStart = Runtime.Tiers.HostPages.Totals;
         try
         {
             for (var b = 0; b < batches.Count; b++)
@@ -582,9 +586,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         var measured = block.Measured();
+        var pinned = Runtime.Tiers.HostPages.Totals;
+        var newlyPinned = pinned.Bytes > _pinnedAtStart.Bytes
+            ? $"; {Planning.ByteSize.Format(pinned.Bytes - _pinnedAtStart.Bytes)} of new host buffers page-locked " +
+              $"(touching {(pinned.Touching - _pinnedAtStart.Touching).TotalSeconds:F2} s, registering {(pinned.Registering - _pinnedAtStart.Registering).TotalSeconds:F2} s)"
+            : "";
         if (block.Policy.PredictedTokensPerSecond is { } predicted && measured.Tokens > 0)
             _log.Info($"block {block.Id}: {measured.Tokens} tokens in {measured.Seconds:F3} s: {measured.TokensPerSecond:F1} token/s measured, " +
-                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran)");
+                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){newlyPinned}");
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value)
         {
             Tokens = measured.Tokens, Seconds = measured.Seconds, PredictedTokensPerSecond = block.Policy.PredictedTokensPerSecond,

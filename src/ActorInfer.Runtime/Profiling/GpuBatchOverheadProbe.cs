@@ -30,7 +30,7 @@ internal sealed class GpuBatchOverheadProbe(ICopyEngine copies, Action<string> l
     public double Measure(ScalarType dtype)
     {
         var source = new DummyWeightSource(Config, seed: 1);
-        var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
+        using var tiers = TierSet.Create(1L << 30, 1L << 30, null, 0);
         var policy = new Policy(1, GpuBatches, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu) { CpuAttention = false };
         using var engine = new OffloadRuntime(Config, source, policy, tiers, copies, dtype);
         double MedianStep()

@@ -23,8 +23,10 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
     {
         using var scope = NewDisposeScope();
         using ICopyEngine copies = IsCuda ? new CudaCopyEngine() : new CpuCopyEngine();
-        var host = MemoryTier.ForCpu(long.MaxValue);
-        var dev = MemoryTier.ForDevice(long.MaxValue);
+        // Disposed at the end: the buffers the CPU tier keeps for reuse are registered with the driver, and must be
+        // unregistered before their memory goes.
+        using var host = MemoryTier.ForCpu(long.MaxValue);
+        using var dev = MemoryTier.ForDevice(long.MaxValue);
         const long copyBytes = 512L << 20;
         var hostBuffer = host.Allocate([copyBytes / 2], ScalarType.Float16, "profile host buffer");
         var deviceBuffer = dev.Allocate([copyBytes / 2], ScalarType.Float16, "profile device buffer");

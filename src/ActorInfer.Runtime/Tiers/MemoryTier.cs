@@ -5,9 +5,11 @@ namespace ActorInfer.Runtime.Tiers;
 
 /// <summary>
 /// The device tier (CUDA, or CPU memory with its own budget on a machine without CUDA) or the CPU tier (pinned
-/// when CUDA is available, since <c>pin_memory()</c> throws without it).
+/// when CUDA is available, since <c>pin_memory()</c> throws without it). Disposing it frees the buffers it kept for
+/// reuse: on a CUDA machine they are registered with the driver, and one left to the garbage collector would be unmapped
+/// while still registered (a later buffer at its address then cannot be registered).
 /// </summary>
-public sealed class MemoryTier : Tier
+public sealed class MemoryTier : Tier, IDisposable
 {
     public MemoryTier(TierKind kind, long budgetBytes, Device device, bool pin)
         : base(kind, budgetBytes)
@@ -76,17 +78,24 @@ public sealed class MemoryTier : Tier
                 // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
                 // page with one already registered. So the buffer is allocated two pages longer and starts at the
                 // first page boundary inside it (the two pages are not counted against the budget).
+                // Untouched until the kernel is asked for huge pages over it; then zeroed on the intra-op threads (the
+                // first touch, in parallel) before the driver pins it.
                 var page = Environment.SystemPageSize;
                 var element = ElementSize(dtype);
-                using var flat = zeros(bytes / element + 2L * page / element, dtype: dtype, device: Device);
+                var began = System.Diagnostics.Stopwatch.GetTimestamp();
+                using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
                 var start = Cuda.TensorPointers.Data(flat);
                 var (skip, registered) = PageOwnedRange(start, bytes, page, element);
+                var pointer = start + (nint)skip;
+                HostPages.AdviseHuge(pointer, registered);
                 var big = flat.narrow(0, skip / element, bytes / element).view(shape);
                 big.DetachFromDisposeScope();
-                var pointer = start + (nint)skip;
+                big.zero_();
+                var touched = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
                     Cuda.CudaRuntime.HostRegister(pointer, registered);
+                    HostPages.Count(bytes, touched - began, System.Diagnostics.Stopwatch.GetTimestamp() - touched);
                 }
                 catch
                 {
@@ -194,6 +203,9 @@ public sealed class MemoryTier : Tier
     }
 
     protected override void OnBudgetChanged() => MakeRoom(0);
+
+    /// <summary>Frees the kept buffers (<see cref="Trim"/>); what leases hold is theirs to free.</summary>
+    public void Dispose() => Trim();
 
     /// <summary>Takes ownership of a tensor that compute produced on this tier's device, holding its bytes.</summary>
     public TensorLease Adopt(Tensor tensor, string what)

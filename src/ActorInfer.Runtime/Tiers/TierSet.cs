@@ -1,7 +1,10 @@
 namespace ActorInfer.Runtime.Tiers;
 
-/// <summary>The three tiers a runtime allocates from. The disk tier is absent when no folder was configured.</summary>
-public sealed class TierSet
+/// <summary>
+/// The three tiers a runtime allocates from. The disk tier is absent when no folder was configured. Disposing it frees
+/// what its memory tiers keep for reuse (see <see cref="MemoryTier"/>).
+/// </summary>
+public sealed class TierSet : IDisposable
 {
     public TierSet(MemoryTier device, MemoryTier cpu, DiskTier? disk)
     {
@@ -15,6 +18,12 @@ public sealed class TierSet
     public MemoryTier Device { get; }
     public MemoryTier Cpu { get; }
     public DiskTier? Disk { get; }
+
+    public void Dispose()
+    {
+        Cpu.Dispose();
+        Device.Dispose();
+    }
 
     /// <summary>Device and CPU tiers with these budgets, and a disk tier in <paramref name="diskFolder"/> when given.</summary>
     public static TierSet Create(long deviceBytes, long cpuBytes, string? diskFolder, long diskBytes) =>
