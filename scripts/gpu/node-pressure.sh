@@ -27,6 +27,7 @@ bench_limit=${BENCH_LIMIT:-400} # seconds each bench may run
 steps=${STEPS:-pressed plain bench}
 has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 nvidia-smi -L | head -1 | tee "$out/card.txt"
+echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)" | tee -a "$out/card.txt"
 work=$(mktemp -d)
 python3 - "$work" "$requests" "$c_requests" "$requests30" <<'PY'
 import json, random, sys
