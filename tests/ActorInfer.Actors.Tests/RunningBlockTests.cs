@@ -60,4 +60,25 @@ public sealed class RunningBlockTests : IDisposable
         _ = block.TakeDropped();
         Assert.Equal(["r2", "r3"], block.Results(_factory, null).Select(r => r.Item.Key).Select(k => "r" + k[1..]));
     }
+    [Theory]
+    // A block at 12 GiB (185 token/s) in its prefill, a policy five times faster: it starts again under it.
+    [InlineData(185.0, 1048.0, 0, true)]
+    // A quarter faster is not worth the recomputed caches.
+    [InlineData(1048.0, 1350.0, 0, false)]
+    // Twice as fast with most of the block still to run: starts again; with two steps of 32 left: finishes as it is.
+    [InlineData(185.0, 400.0, 4, true)]
+    [InlineData(185.0, 1048.0, 30, false)]
+    // A slower policy never restarts a block (a fall drops only what no longer fits).
+    [InlineData(1350.0, 185.0, 0, false)]
+    public void A_block_starts_again_under_a_much_faster_policy_while_most_of_it_is_left(double running, double next, int step, bool restarts)
+    {
+        var bucket = new WorkloadBucket(512, 32);
+        var block = new RunningBlock(1, new BlockPolicy(8, 40, "old") { PredictedTokensPerSecond = running, Bucket = bucket }, [], 40)
+        {
+            Step = new TokenStep(step),
+        };
+        var policy = new BlockPolicy(32, 1, "new") { PredictedTokensPerSecond = next, Bucket = bucket };
+        Assert.Equal(restarts, BlockFitting.Restarts(block, policy));
+        Assert.False(BlockFitting.Restarts(block, null));
+    }
 }

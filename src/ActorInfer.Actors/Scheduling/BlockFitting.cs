@@ -36,8 +36,29 @@ internal static class BlockFitting
         return batches > 0 && engine.AtLayerBoundary && (batches == 1 || block.CursorPosition % batches == 0);
     }
 
+    /// <summary>How much faster a new policy must be predicted to run than the block's own for the block to start again under it.</summary>
+    public const double RestartGain = 1.5;
+
     /// <summary>
-    /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits; the dropped
+    /// Whether the running block is better started again under <paramref name="policy"/> than finished under its own
+    /// placement and geometry: a block's batches can only leave, so what is left of it keeps running as it was placed
+    /// (a cache on the CPU stays there, GPU batches keep their size). Its sequences keep their tokens when dropped (they
+    /// resume from their checkpoints, recomputing only their cache), so starting again costs little; it is chosen when
+    /// the new policy is predicted to run at least <see cref="RestartGain"/> times faster over what is left of the block.
+    /// </summary>
+    public static bool Restarts(RunningBlock block, BlockPolicy? policy)
+    {
+        if (policy is null || block.Policy.PredictedTokensPerSecond is not { } running || policy.PredictedTokensPerSecond is not { } next ||
+            running <= 0 || ReferenceEquals(policy, block.Policy) || policy == block.Policy)
+            return false;
+        var generation = block.Policy.Bucket?.GenerationLength ?? 0;
+        var done = block.Step.IsPrefill ? 0.0 : generation > 0 ? Math.Min(1.0, (double)block.Step.Value / generation) : 1.0;
+        return next >= RestartGain * running / Math.Max(1 - done, 0.05);
+    }
+
+    /// <summary>
+    /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits (every batch not
+    /// finished, where the block starts again under the policy: <see cref="Restarts"/>); the dropped
     /// batches' sequences are then the block's to requeue (<see cref="RunningBlock.TakeDropped"/>). Returns how many
     /// batches were dropped.
     /// </summary>
@@ -62,13 +83,15 @@ internal static class BlockFitting
         if (freed > 0) honours.Lap($"free {freed} finished");
         var batches = 0;
         var dropping = 0L;
-        for (var b = block.Work.Length - 1; b >= 0 && !Fits(engine, block, policy, budgets); b--)
+        var restart = Restarts(block, policy);
+        for (var b = block.Work.Length - 1; b >= 0 && (restart || !Fits(engine, block, policy, budgets)); b--)
         {
+            if (restart && (block.Work[b] is null || Finished(b))) continue;
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             if (block.Drop(b)) batches++;
             dropping += System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
-        honours.Lap(batches > 0 ? $"fit and drop {batches} (the drops {WaitingChanges.Ms(dropping)} ms)" : "fit");
+        honours.Lap(batches > 0 ? $"{(restart ? "start again: drop" : "fit and drop")} {batches} (the drops {WaitingChanges.Ms(dropping)} ms)" : "fit");
         return batches;
     }
 
