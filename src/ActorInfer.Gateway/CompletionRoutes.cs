@@ -23,7 +23,12 @@ public static class CompletionRoutes
         app.MapGet("/v1/models", () => TypedResults.Json(new
         {
             @object = "list",
-            data = g.ServedModelNames.Select(id => new { id, @object = "model", created = Created, owned_by = "actorinfer" }).ToArray(),
+            // max_model_len as vLLM names it, and the vocabulary: what a client needs to make token-id prompts that fit.
+            data = g.ServedModelNames.Select(id => new
+            {
+                id, @object = "model", created = Created, owned_by = "actorinfer",
+                max_model_len = g.FactoryOf(id).Config.MaxPositionEmbeddings, vocab_size = g.FactoryOf(id).Config.VocabSize,
+            }).ToArray(),
         })).WithMetadata(new RouteAccess(Access.AnyKey));
 
         app.MapPost("/v1/completions", (Func<HttpContext, Task<IResult>>)(http => Complete(http, g))).WithMetadata(new RouteAccess(Access.Tenant));

@@ -30,7 +30,8 @@ public static class ArbiterProtocol
     /// <param name="ComputeTier">The tier divided: the GPU on a CUDA node, host memory on a CPU node.</param>
     /// <param name="PollInterval">How often each model's queue is read.</param>
     /// <param name="ChangeThreshold">A share that rises by less than this is not handed on (a fall always is).</param>
-    public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold);
+    /// <param name="ReleaseAfter">A model's demand counts this long after it was made: its share falls only once it stayed lower.</param>
+    public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter);
 
     public sealed record GetState : ICommand
     {

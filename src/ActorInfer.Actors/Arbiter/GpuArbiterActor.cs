@@ -32,6 +32,20 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         public long Requeues { get; set; }
         public long Recomputed { get; set; }
         public int Running => BlockRunning ? Math.Max(0, BlockSequences - DroppedInBlock) : 0;
+        public Queue<(long At, long Bytes)> Recent { get; } = new();
+
+        /// <summary>
+        /// The largest demand within the last <paramref name="window"/>: a model's share falls only once its demand has
+        /// stayed lower that long. What the arbiter knows of a queue is a moment old, and a block the scheduler starts
+        /// meanwhile would be dropped by a fall that reaches it after the start.
+        /// </summary>
+        public long Lasting(long demand, TimeSpan window)
+        {
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            Recent.Enqueue((now, demand));
+            while (Recent.Count > 1 && System.Diagnostics.Stopwatch.GetElapsedTime(Recent.Peek().At, now) > window) Recent.Dequeue();
+            return Recent.Max(r => r.Bytes);
+        }
     }
 
     private readonly ArbiterProtocol.Settings _settings;
@@ -124,7 +138,8 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         for (var i = 0; i < _held.Length; i++)
         {
             var h = _held[i];
-            h.Demand = h.Tenant.BytesFor(new Demand(h.Queued + h.Running, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket)));
+            h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(h.Queued + h.Running, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
+                _settings.ReleaseAfter);
             claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Tenant.Floor, h.Tenant.Ceiling);
         }
         var budget = _device[_settings.ComputeTier];

@@ -53,9 +53,10 @@ public sealed record ServedModelSettings(string Name, string Model, int Priority
 /// <summary>The GPU arbiter of a node serving several models (see reference.conf's `actorinfer.arbiter`).</summary>
 /// <param name="PollInterval">How often each model's queue is read to re-divide the device.</param>
 /// <param name="ChangeThreshold">Smaller moves of a model's share are not handed to its planner (a fall always is).</param>
-public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold)
+/// <param name="ReleaseAfter">A model's share falls only once its demand has stayed lower this long.</param>
+public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter)
 {
-    public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20);
+    public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2));
 }
 
 /// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>

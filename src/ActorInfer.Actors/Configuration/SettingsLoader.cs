@@ -135,7 +135,8 @@ public static class SettingsLoader
             memory, scheduler, control, persistence, http)
         {
             Models = models,
-            Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold")),
+            Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
+                r.Duration("actorinfer.arbiter.release-after")),
             Planner = ReadPlanner(r, baseDir),
             Cluster = cluster,
             Roles = roles,
