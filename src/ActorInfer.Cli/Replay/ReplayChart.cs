@@ -47,7 +47,8 @@ internal static class ReplayChart
         ttft.XLabel("time to first token (s)");
         ttft.YLabel("share of requests");
         ttft.Title(title);
-        memory.XLabel($"seconds into the replay; {ReplaySummary.Attribution}");
+        memory.Title("memory held per model (solid) and the GPU arbiter's budget for it (dashed)");
+        memory.XLabel("seconds into the replay (traces: Azure LLM inference trace 2023, CC-BY 4.0; Patel et al., ISCA 2024)");
         memory.YLabel($"MiB on the {result.ComputeTier ?? "compute"} tier");
         foreach (var panel in new[] { ttft, memory })
         {
