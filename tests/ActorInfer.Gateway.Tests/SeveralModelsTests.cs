@@ -55,6 +55,20 @@ public sealed class SeveralModelsTests
             Assert.Equal("model", error.GetProperty("param").GetString());
             Assert.Contains("'nope'", error.GetProperty("message").GetString());
             Assert.Contains("'chat', 'batch'", error.GetProperty("message").GetString());
+
+            // A job for the batch model: its lines run there, a line naming a model the node does not serve gets an error line.
+            var body = "{\"prompt\": [5, 6, 7], \"max_tokens\": 3, \"temperature\": 0}\n" +
+                       "{\"model\": \"nope\", \"prompt\": [5, 6, 7], \"max_tokens\": 3}\n" +
+                       "{\"model\": \"chat\", \"prompt\": [5, 6, 7], \"max_tokens\": 3, \"temperature\": 0}\n";
+            Assert.Equal(404, (int)(await client.PostAsync("/v1/jobs?model=nope", new StringContent(body))).StatusCode);
+            var job = (await GatewayFixture.ReadJson(await client.PostAsync("/v1/jobs?model=batch", new StringContent(body)))).GetProperty("id").GetString();
+            await GatewayFixture.Poll(async () => await GatewayFixture.ReadJson(await client.GetAsync($"/v1/jobs/{job}")),
+                j => j.GetProperty("state").GetString() == "completed", TimeSpan.FromMinutes(1));
+            var jobLines = (await client.GetStringAsync($"/v1/jobs/{job}/results")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(3, jobLines.Length);
+            Assert.Equal(JsonDocument.Parse(jobLines[0]).RootElement.GetProperty("output_ids").GetRawText(),
+                JsonDocument.Parse(jobLines[2]).RootElement.GetProperty("output_ids").GetRawText());
+            Assert.Contains("the model 'nope' does not exist", jobLines[1]);
         }
 
         var output = Path.Combine(dir, "replay");
@@ -88,6 +102,8 @@ public sealed class SeveralModelsTests
         // The high-priority model's blocks were never dropped (the arbiter hears every drop of every model).
         var state = await node.Node.Arbiter!.Ask<ArbiterProtocol.State>(ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(10));
         Assert.Equal(0, state.Tenants.Single(t => t.Name == "chat").Drops);
+        Assert.Equal(0, tenants.GetProperty("chat").GetProperty("drops").GetInt64());
+        Assert.Equal(state.Tenants.Single(t => t.Name == "batch").Drops, tenants.GetProperty("batch").GetProperty("drops").GetInt64());
 
         // Every request answered once: one result file of one line each, with the tokens the model gives that prompt alone.
         var results = Directory.GetFiles(node.Node.Settings.ResultsDir, "cmpl-*.jsonl");

@@ -28,12 +28,19 @@ public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long H
 public static class ReplayRun
 {
     public sealed record Result(IReadOnlyList<RequestRecord> Requests, IReadOnlyList<MemorySample> Memory, double Seconds, string? ComputeTier,
-        IReadOnlyDictionary<string, double> CountersBefore, IReadOnlyDictionary<string, double> CountersAfter);
+        IReadOnlyDictionary<string, double> CountersBefore, IReadOnlyDictionary<string, double> CountersAfter)
+    {
+        /// <summary>Each model's drops, requeues and recomputed tokens over the run, as the node's GPU arbiter counted them (a node of several models).</summary>
+        public IReadOnlyDictionary<string, ModelDrops> Drops { get; init; } = new Dictionary<string, ModelDrops>();
+    }
+
+    public sealed record ModelDrops(long Drops, long Requeues, long RecomputedTokens);
 
     public static async Task<Result> Run(NodeClient node, IReadOnlyList<ReplayTenant> tenants, IReadOnlyDictionary<string, ServedModelInfo> models,
         ReplayOptions options, Action<int, long> progress)
     {
         var before = await node.Counters();
+        var dropsBefore = await ModelDropCounts(node);
         var records = new ConcurrentBag<RequestRecord>();
         var samples = new List<MemorySample>();
         string? computeTier = null;
@@ -86,7 +93,13 @@ public static class ReplayRun
         await stopSampling.CancelAsync();
         await sampling;
         var after = await node.Counters();
-        return new Result(records.OrderBy(r => r.SentAt).ToArray(), samples, seconds, computeTier, before, after);
+        var dropsAfter = await ModelDropCounts(node);
+        return new Result(records.OrderBy(r => r.SentAt).ToArray(), samples, seconds, computeTier, before, after)
+        {
+            Drops = dropsAfter.ToDictionary(kv => kv.Key, kv => dropsBefore.TryGetValue(kv.Key, out var b)
+                ? new ModelDrops(kv.Value.Drops - b.Drops, kv.Value.Requeues - b.Requeues, kv.Value.RecomputedTokens - b.RecomputedTokens)
+                : kv.Value),
+        };
     }
 
     /// <summary>
@@ -104,6 +117,19 @@ public static class ReplayRun
         var prompt = new int[length];
         for (var i = 0; i < length; i++) prompt[i] = random.Next(low, model.VocabSize);
         return (prompt, output);
+    }
+
+    /// <summary>What <c>/admin/state</c> says each model's arbiter entry counted so far; empty without an arbiter or an admin key.</summary>
+    private static async Task<Dictionary<string, ModelDrops>> ModelDropCounts(NodeClient node)
+    {
+        var counts = new Dictionary<string, ModelDrops>();
+        using var state = await node.State();
+        if (state is null || !state.RootElement.TryGetProperty("models", out var models) || models.ValueKind != JsonValueKind.Array) return counts;
+        foreach (var m in models.EnumerateArray())
+            if (m.TryGetProperty("arbiter", out var a) && a.ValueKind == JsonValueKind.Object)
+                counts[m.GetProperty("name").GetString()!] = new ModelDrops(a.GetProperty("drops").GetInt64(), a.GetProperty("requeues").GetInt64(),
+                    a.GetProperty("recomputed_tokens").GetInt64());
+        return counts;
     }
 
     private static MemorySample Sample(double at, JsonElement state, string? computeTier)

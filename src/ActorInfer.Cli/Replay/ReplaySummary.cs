@@ -37,6 +37,10 @@ public static class ReplaySummary
                 ["tokens"] = tokens,
                 ["throughput"] = result.Seconds > 0 ? tokens / result.Seconds : 0,
                 ["first_error"] = records.FirstOrDefault(r => !r.Outcome.Completed)?.Outcome.Error,
+                // The model's own share of the run's drops (null where the node has no arbiter or the key is not an admin's).
+                ["drops"] = result.Drops.TryGetValue(tenant.Model, out var d) ? d.Drops : null,
+                ["requeues"] = d?.Requeues,
+                ["recomputed_tokens"] = d?.RecomputedTokens,
             };
         }
         double Counter(string name) => result.CountersAfter.GetValueOrDefault(name) - result.CountersBefore.GetValueOrDefault(name);
