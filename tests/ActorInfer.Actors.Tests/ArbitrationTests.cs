@@ -113,6 +113,11 @@ public sealed class ArbitrationTests
         Assert.Equal(8, s.Planner.HeadroomHistory);
         Assert.Equal(new ArbiterSettings(TimeSpan.FromMilliseconds(100), MiB, TimeSpan.FromSeconds(2)), s.Arbiter);
 
+        // The bundled configuration of two models loads.
+        var file = SettingsLoader.Load([SettingsLoader.ParseFile(Path.Combine(TestModels.RepositoryRoot, "hocon", "two-models.conf"))], NodeModel.Problem,
+            TestModels.RepositoryRoot);
+        Assert.Equal([("chat", 10), ("batch", 0)], file.Models.Select(m => (m.Name, m.Priority)));
+
         // Without a list: one model, as before.
         var single = Load("");
         Assert.False(single.ServesSeveralModels);
@@ -124,6 +129,10 @@ public sealed class ArbitrationTests
         Assert.Contains("actorinfer.models[1].name", Refused("""actorinfer.models = [{ name = "a", model = "opt-125m" }, { name = "a", model = "opt-125m" }]""").Message);
         Assert.Contains("actorinfer.models[0].model", Refused("""actorinfer.models = [{ name = "a", model = "opt-7" }]""").Message);
         Assert.Contains("memory-floor", Refused("""actorinfer.models = [{ name = "a", model = "opt-125m", memory-floor = "2MiB", memory-ceiling = "1MiB" }]""").Message);
+        Assert.Contains("actorinfer.model", Refused("""
+            actorinfer.models = [{ name = "a", model = "opt-125m" }]
+            actorinfer.model = "opt-125m"
+            """).Message);
         Assert.Contains("served-model-name", Refused("""
             actorinfer.models = [{ name = "a", model = "opt-125m" }]
             actorinfer.http.served-model-name = "x"

@@ -79,6 +79,8 @@ public static class SettingsLoader
         var r = new Reader(config);
 
         var models = ReadModels(config, r, modelProblem, baseDir);
+        if (models.Count > 0 && user.HasPath("actorinfer.model"))
+            throw new SettingsException("actorinfer.model", "each entry of actorinfer.models names its own model: leave actorinfer.model (and --model) out");
         var model = r.NonEmptyString("actorinfer.model");
         var modelPath = models.Count > 0 ? models[0].Model : LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
         if (models.Count == 0 && modelProblem(modelPath) is { } problem) throw new SettingsException("actorinfer.model", problem);
