@@ -90,6 +90,16 @@ public static class GatewayApp
             metrics.QueueDepth.Set(status.Queued);
             if (FileHandles.Open() is { } open) metrics.OpenFileHandles.Set(open);
             metrics.UnauthenticatedConnections.Set(unauthenticated.Count);
+            if (node.Arbiter is { } arbiter)
+            {
+                var state = await arbiter.Ask<Actors.Arbiter.ArbiterProtocol.State>(Actors.Arbiter.ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5), cancel);
+                foreach (var t in state.Tenants)
+                {
+                    metrics.ModelShare.WithLabels(t.Name).Set(t.Share);
+                    metrics.ModelDemand.WithLabels(t.Name).Set(t.Demand);
+                    metrics.ModelDrops.WithLabels(t.Name).Set(t.Drops);
+                }
+            }
             metrics.SampleManagedMemory();
         });
 

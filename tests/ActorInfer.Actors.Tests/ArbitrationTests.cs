@@ -111,7 +111,7 @@ public sealed class ArbitrationTests
         Assert.Equal("chat", s.Http.ServedModelName);
         Assert.Equal(s.Models[0].Model, s.Model);
         Assert.Equal(8, s.Planner.HeadroomHistory);
-        Assert.Equal(new ArbiterSettings(TimeSpan.FromMilliseconds(100), MiB, TimeSpan.FromSeconds(2)), s.Arbiter);
+        Assert.Equal(new ArbiterSettings(TimeSpan.FromMilliseconds(100), MiB, TimeSpan.FromSeconds(2), 8), s.Arbiter);
 
         // The bundled configuration of two models loads.
         var file = SettingsLoader.Load([SettingsLoader.ParseFile(Path.Combine(TestModels.RepositoryRoot, "hocon", "two-models.conf"))], NodeModel.Problem,

@@ -104,6 +104,12 @@ public sealed class SeveralModelsTests
         Assert.Equal(0, state.Tenants.Single(t => t.Name == "chat").Drops);
         Assert.Equal(0, tenants.GetProperty("chat").GetProperty("drops").GetInt64());
         Assert.Equal(state.Tenants.Single(t => t.Name == "batch").Drops, tenants.GetProperty("batch").GetProperty("drops").GetInt64());
+        using (var client = node.Client())
+        {
+            var metrics = await client.GetStringAsync("/metrics");
+            Assert.Contains("actorinfer_model_budget_bytes{model=\"chat\"}", metrics);
+            Assert.Contains("actorinfer_model_batch_drops{model=\"chat\"} 0", metrics);
+        }
 
         // Every request answered once: one result file of one line each, with the tokens the model gives that prompt alone.
         var results = Directory.GetFiles(node.Node.Settings.ResultsDir, "cmpl-*.jsonl");

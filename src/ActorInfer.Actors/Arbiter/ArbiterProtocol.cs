@@ -31,7 +31,8 @@ public static class ArbiterProtocol
     /// <param name="PollInterval">How often each model's queue is read.</param>
     /// <param name="ChangeThreshold">A share that rises by less than this is not handed on (a fall always is).</param>
     /// <param name="ReleaseAfter">A model's demand counts this long after it was made: its share falls only once it stayed lower.</param>
-    public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter);
+    /// <param name="ReserveSequences">Sequences a model's demand counts above its queued and running ones (arrivals not yet seen).</param>
+    public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences = 0);
 
     public sealed record GetState : ICommand
     {

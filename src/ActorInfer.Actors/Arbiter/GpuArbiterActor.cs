@@ -138,7 +138,10 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         for (var i = 0; i < _held.Length; i++)
         {
             var h = _held[i];
-            h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(h.Queued + h.Running, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
+            // Requests that arrive between the scheduler's answer and the share's arrival there may start a block: a reserve of
+            // sequences above what is counted keeps such a block within the share.
+            var sequences = h.Queued + h.Running + _settings.ReserveSequences;
+            h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(sequences, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
                 _settings.ReleaseAfter);
             claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Tenant.Floor, h.Tenant.Ceiling);
         }

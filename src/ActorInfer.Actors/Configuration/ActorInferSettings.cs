@@ -54,9 +54,10 @@ public sealed record ServedModelSettings(string Name, string Model, int Priority
 /// <param name="PollInterval">How often each model's queue is read to re-divide the device.</param>
 /// <param name="ChangeThreshold">Smaller moves of a model's share are not handed to its planner (a fall always is).</param>
 /// <param name="ReleaseAfter">A model's share falls only once its demand has stayed lower this long.</param>
-public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter)
+/// <param name="ReserveSequences">Sequences each model's demand counts above its queued and running ones.</param>
+public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences)
 {
-    public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2));
+    public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2), 8);
 }
 
 /// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>

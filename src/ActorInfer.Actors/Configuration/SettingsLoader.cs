@@ -138,7 +138,7 @@ public static class SettingsLoader
         {
             Models = models,
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
-                r.Duration("actorinfer.arbiter.release-after")),
+                r.Duration("actorinfer.arbiter.release-after"), NonNegativeInt(r, "actorinfer.arbiter.reserve-sequences")),
             Planner = ReadPlanner(r, baseDir),
             Cluster = cluster,
             Roles = roles,

@@ -56,7 +56,8 @@ public sealed partial class ActorInferNode
                     DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null)));
             }
             var arbiter = system.ActorOf(ArbiterProtocol.Props(
-                new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter), memory, tenants), "arbiter");
+                new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter,
+                    settings.Arbiter.ReserveSequences), memory, tenants), "arbiter");
             var router = system.ActorOf(ModelRouterProtocol.Props(served.Select(s => KeyValuePair.Create(s.Name, s.Scheduler)).ToArray()), "scheduler");
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", router, settings.ResultsDir, settings.Persistence.SnapshotEvery,
                 JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
