@@ -47,7 +47,6 @@ public sealed partial class ActorInferNode
                 {
                     Memory = new MemoryProtocol.Settings(null, null, null, settings.Memory.TelemetryInterval, 0),
                     Probe = null,
-                    HeadroomHistory = settings.Planner.HeadroomHistory,
                 };
                 var actors = NodeActors.Start(system, parts, $"model-{i}-");
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,

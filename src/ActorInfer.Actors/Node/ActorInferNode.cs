@@ -223,7 +223,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
         var parts = new NodeParts(model.Engine, model.Factory, model.Tiers, computeTier, CpuTierActor: settings.IsCuda,
             placement, placement.Buckets, MemoryProtocol.Settings.From(settings.Memory),
             probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model)),
-            settings.Scheduler.MaxWaitForMemory);
+            settings.Scheduler.MaxWaitForMemory) { HeadroomHistory = settings.Planner.HeadroomHistory };
         return (parts, placement);
     }
 
