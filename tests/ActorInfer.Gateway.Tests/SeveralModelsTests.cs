@@ -31,6 +31,8 @@ public sealed class SeveralModelsTests
           memory { gpu-budget = 0, cpu-budget = "5MiB", disk-budget = "auto" }
           scheduler { max-gpu-batch-size = 8, max-gpu-batches = 4 }
           arbiter { poll-interval = 50ms, change-threshold = 1, release-after = 300ms }
+          # Conservative block sizing on as well: blocks after a fall leave headroom (the tokens must not change).
+          planner { hardware = "t4-flexgen", headroom-history = 4 }
           http { enabled = on, port = 0 }
         }
         """;
