@@ -111,6 +111,16 @@ public sealed class SeveralModelsTests
             var metrics = await client.GetStringAsync("/metrics");
             Assert.Contains("actorinfer_model_budget_bytes{model=\"chat\"}", metrics);
             Assert.Contains("actorinfer_model_batch_drops{model=\"chat\"} 0", metrics);
+
+            // Operator pressure applies on top: the arbiter divides what /admin/pressure leaves, and each model's budget follows.
+            var pressure = await client.PostAsync("/admin/pressure", new StringContent("""{"tier": "cpu", "budget": "4MiB"}"""));
+            Assert.Equal(200, (int)pressure.StatusCode);
+            var divided = await GatewayFixture.Poll(async () => await GatewayFixture.ReadJson(await client.GetAsync("/admin/state")),
+                s => s.GetProperty("arbiter").GetProperty("device").GetProperty("cpu").GetInt64() == 4L << 20 &&
+                     s.GetProperty("models").EnumerateArray().Sum(m => m.GetProperty("budgets").GetProperty("cpu").GetInt64()) == 4L << 20,
+                TimeSpan.FromSeconds(10));
+            Assert.All(divided.GetProperty("models").EnumerateArray(), m =>
+                Assert.Equal(m.GetProperty("arbiter").GetProperty("share").GetInt64(), m.GetProperty("budgets").GetProperty("cpu").GetInt64()));
         }
 
         // Every request answered once: one result file of one line each, with the tokens the model gives that prompt alone.
