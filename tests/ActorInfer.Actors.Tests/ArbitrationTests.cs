@@ -47,6 +47,16 @@ public sealed class ArbitrationTests
     }
 
     [Fact]
+    public void A_floor_equal_to_the_ceiling_is_a_static_split()
+    {
+        // The static-split baseline: 60 and 40 of 100 whatever either asks.
+        foreach (var (chat, batch) in new[] { (90L, 10L), (10L, 90L), (0L, 0L) })
+            Assert.Equal([40 * MiB, 60 * MiB], Arbitration.Divide(100 * MiB, [
+                new Claim("batch", 0, batch * MiB, Floor: 40 * MiB, Ceiling: 40 * MiB),
+                new Claim("chat", 10, chat * MiB, Floor: 60 * MiB, Ceiling: 60 * MiB)]));
+    }
+
+    [Fact]
     public void Headroom_is_the_deepest_fall_times_how_often_budgets_fell()
     {
         var history = new PressureHistory(4);

@@ -17,8 +17,8 @@ public sealed record ReplayOptions(double Speedup, int? MaxPromptTokens, int? Ma
 /// <summary>A request as it was sent and answered.</summary>
 public sealed record RequestRecord(string Tenant, int Line, double SentAt, int PromptTokens, int MaxTokens, RequestOutcome Outcome);
 
-/// <summary>The node's memory at one moment: per model the bytes its compute tier holds and its budget there.</summary>
-public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long Held, long Budget)> Models);
+/// <summary>The node's memory at one moment: per model the bytes its compute tier holds and its budget there, and the node's budget of that tier.</summary>
+public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long Held, long Budget)> Models, long DeviceBudget = 0);
 
 /// <summary>
 /// Sends every tenant's requests at their (sped-up) arrival times as streamed completions, with prompts of seeded random
@@ -143,6 +143,7 @@ public static class ReplayRun
                 var budget = m.TryGetProperty("budgets", out var b) && b.TryGetProperty(tier, out var v) ? v.GetInt64() : 0;
                 models[m.GetProperty("name").GetString()!] = (held, budget);
             }
-        return new MemorySample(at, models);
+        var device = state.TryGetProperty("budgets", out var node) && node.TryGetProperty(computeTier ?? "gpu", out var d) ? d.GetInt64() : 0;
+        return new MemorySample(at, models, device);
     }
 }

@@ -49,7 +49,7 @@ public static class ReplaySummary
         {
             var models = new JsonObject();
             foreach (var (name, (held, budget)) in sample.Models) models[name] = new JsonObject { ["held"] = held, ["budget"] = budget };
-            memory.Add(new JsonObject { ["t"] = Math.Round(sample.At, 3), ["models"] = models });
+            memory.Add(new JsonObject { ["t"] = Math.Round(sample.At, 3), ["device_budget"] = sample.DeviceBudget, ["models"] = models });
         }
         var heldTotals = result.Memory.Select(s => s.Models.Values.Sum(v => v.Held)).ToArray();
         return new JsonObject
@@ -68,6 +68,8 @@ public static class ReplaySummary
                 ["out_of_memory"] = Counter("actorinfer_device_out_of_memory_total"),
                 ["compute_tier"] = result.ComputeTier,
                 ["memory_held_mean_bytes"] = heldTotals.Length > 0 ? heldTotals.Average() : 0,
+                // The node's budget of the compute tier, averaged like the bytes held (the device's share held is their ratio).
+                ["device_budget_mean_bytes"] = result.Memory.Count > 0 ? result.Memory.Average(s => (double)s.DeviceBudget) : 0,
                 ["memory"] = memory,
             },
         };
