@@ -57,6 +57,9 @@ public static class AdminRoutes
                     },
                 },
                 queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, decoding_steps = scheduler.DecodingSteps, tenants = queues.QueuedByTenant },
+                // Each served model (one on a node alone); on a node of several, the GPU arbiter's shares.
+                models = await ModelStates.Read(g),
+                arbiter = await ModelStates.Arbiter(g),
             });
         }).WithMetadata(access);
     }

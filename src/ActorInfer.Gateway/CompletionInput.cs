@@ -12,8 +12,16 @@ namespace ActorInfer.Gateway;
 /// </summary>
 public sealed record CompletionInput(string Json, CompletionRequest Request, bool Stream, bool IncludeUsage)
 {
-    public static CompletionInput Parse(byte[] body, string servedModel)
+    /// <summary>The served model the request is for (the one it names, or the default).</summary>
+    public string Model { get; init; } = "";
+
+    public static CompletionInput Parse(byte[] body, string servedModel) => Parse(body, [servedModel]);
+
+    /// <param name="servedModels">The models the node serves, the default first. With several, the persisted request
+    /// always names its model (the node hands it to that model's scheduler).</param>
+    public static CompletionInput Parse(byte[] body, IReadOnlyList<string> servedModels)
     {
+        var servedModel = servedModels[0];
         // Checked strictly first (UTF-8, no key twice, no lone surrogate), so that nothing below meets a string it cannot read.
         JsonNode? root;
         try
@@ -34,12 +42,15 @@ public sealed record CompletionInput(string Json, CompletionRequest Request, boo
                 throw ApiError.BadRequest("prompt", $"a batch of {prompts.Count} prompts is not supported: send one prompt per request, or submit a job");
             obj["prompt"] = prompts[0]!.GetValue<string>();
         }
+        var chosen = servedModel;
         if (obj["model"] is { } model)
         {
             if (model.GetValueKind() != JsonValueKind.String) throw ApiError.BadRequest("model", "model must be a string");
-            if (model.GetValue<string>() != servedModel)
-                throw ApiError.NotFound("model", $"the model '{model.GetValue<string>()}' does not exist; this node serves '{servedModel}'", "model_not_found");
+            chosen = model.GetValue<string>();
+            if (!servedModels.Contains(chosen)) throw UnknownModel.Error(chosen, servedModels);
         }
+        else if (servedModels.Count > 1)
+            obj["model"] = chosen;
         var includeUsage = false;
         if (obj["stream_options"] is { } options)
         {
@@ -65,6 +76,6 @@ public sealed record CompletionInput(string Json, CompletionRequest Request, boo
         }
         var stream = obj["stream"]?.GetValueKind() == JsonValueKind.True;
         if (includeUsage && !stream) throw ApiError.BadRequest("stream_options", "stream_options is only allowed with stream = true");
-        return new CompletionInput(json, request, stream, includeUsage);
+        return new CompletionInput(json, request, stream, includeUsage) { Model = chosen };
     }
 }

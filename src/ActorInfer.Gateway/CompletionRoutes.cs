@@ -23,7 +23,12 @@ public static class CompletionRoutes
         app.MapGet("/v1/models", () => TypedResults.Json(new
         {
             @object = "list",
-            data = new[] { new { id = g.Http.ServedModelName, @object = "model", created = Created, owned_by = "actorinfer" } },
+            // max_model_len as vLLM names it, and the vocabulary: what a client needs to make token-id prompts that fit.
+            data = g.ServedModelNames.Select(id => new
+            {
+                id, @object = "model", created = Created, owned_by = "actorinfer",
+                max_model_len = g.FactoryOf(id).Config.MaxPositionEmbeddings, vocab_size = g.FactoryOf(id).Config.VocabSize,
+            }).ToArray(),
         })).WithMetadata(new RouteAccess(Access.AnyKey));
 
         app.MapPost("/v1/completions", (Func<HttpContext, Task<IResult>>)(http => Complete(http, g))).WithMetadata(new RouteAccess(Access.Tenant));
@@ -36,13 +41,14 @@ public static class CompletionRoutes
         var tenant = http.Tenant();
         var keyedId = IdempotencyKey.JobId(http.Request, tenant.Name, "cmpl-");
         var body = await RequestBody.ReadAsync(http.Request, g.Http.MaxBodyBytes);
-        var input = CompletionInput.Parse(body, g.Http.ServedModelName);
+        var input = CompletionInput.Parse(body, g.ServedModelNames);
+        var factory = g.FactoryOf(input.Model);
         // Without a seed a sampled completion gets a fresh one, persisted with it so that a rerun after a restart
         // samples the same tokens.
         var seed = input.Request.Seed ?? Random.Shared.NextInt64(0, long.MaxValue);
         try
         {
-            g.Node.Factory.Create(input.Request, seed);
+            factory.Create(input.Request, seed);
         }
         catch (RequestValidationException ex)
         {
@@ -56,10 +62,10 @@ public static class CompletionRoutes
             [new JobProtocol.JobEntry(id, input.Json, seed, null)], tenant.Priority, "completion", result));
         if (admitted.AlreadyKnown) await AnswerFinished(g, id, result);
 
-        var output = new CompletionOutput(id, g.Http.ServedModelName, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), g.Node.Factory)
+        var output = new CompletionOutput(id, input.Model, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), factory)
         {
             Echo = input.Request.Echo,
-            PromptText = input.Request.Prompt.Text ?? g.Node.Factory.Decode(input.Request.Prompt.TokenIds ?? []),
+            PromptText = input.Request.Prompt.Text ?? factory.Decode(input.Request.Prompt.TokenIds ?? []),
         };
         if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, http.RequestAborted));
         var line = await Await(g, id, result, http.RequestAborted);

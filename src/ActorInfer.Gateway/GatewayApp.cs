@@ -30,6 +30,14 @@ public sealed class GatewayContext(ActorInferNode node, IActorRef gateway, HttpS
 
     /// <summary>The connections that have not sent a valid key yet (Kestrel connection middleware); null outside Kestrel.</summary>
     public UnauthenticatedConnections? Unauthenticated { get; init; }
+
+    /// <summary>The models requests may name, the default first: the served name alone, or each model of a node of several.</summary>
+    public IReadOnlyList<string> ServedModelNames { get; } =
+        node.Settings.ServesSeveralModels ? node.Models.Select(m => m.Name).ToArray() : [http.ServedModelName];
+
+    /// <summary>The factory of a served model (checked by name before).</summary>
+    public Model.Generation.CompletionFactory FactoryOf(string model) =>
+        Node.Settings.ServesSeveralModels ? Node.ModelNamed(model)?.Factory ?? throw UnknownModel.Error(model, ServedModelNames) : Node.Factory;
 }
 
 /// <summary>
@@ -82,6 +90,16 @@ public static class GatewayApp
             metrics.QueueDepth.Set(status.Queued);
             if (FileHandles.Open() is { } open) metrics.OpenFileHandles.Set(open);
             metrics.UnauthenticatedConnections.Set(unauthenticated.Count);
+            if (node.Arbiter is { } arbiter)
+            {
+                var state = await arbiter.Ask<Actors.Arbiter.ArbiterProtocol.State>(Actors.Arbiter.ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5), cancel);
+                foreach (var t in state.Tenants)
+                {
+                    metrics.ModelShare.WithLabels(t.Name).Set(t.Share);
+                    metrics.ModelDemand.WithLabels(t.Name).Set(t.Demand);
+                    metrics.ModelDrops.WithLabels(t.Name).Set(t.Drops);
+                }
+            }
             metrics.SampleManagedMemory();
         });
 

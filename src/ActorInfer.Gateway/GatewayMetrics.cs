@@ -53,6 +53,12 @@ public sealed class GatewayMetrics
         ConnectionsEvicted = f.CreateCounter("actorinfer_connections_evicted_total",
             "Connections without a valid key closed to make room for a new one (http.connections.max-unauthenticated).");
         UnauthenticatedConnections = f.CreateGauge("actorinfer_connections_unauthenticated", "Connections that have not sent a request with a valid key yet.");
+        ModelShare = f.CreateGauge("actorinfer_model_budget_bytes", "A node of several models: the compute-tier bytes the GPU arbiter gives each model.",
+            new GaugeConfiguration { LabelNames = ["model"] });
+        ModelDemand = f.CreateGauge("actorinfer_model_demand_bytes", "A node of several models: what each model's queued and running requests need.",
+            new GaugeConfiguration { LabelNames = ["model"] });
+        ModelDrops = f.CreateGauge("actorinfer_model_batch_drops", "A node of several models: GPU batches dropped from each model's blocks so far.",
+            new GaugeConfiguration { LabelNames = ["model"] });
         // Beside the resident memory an operator sees: how much of it is the managed heap, and how much the runtime has committed.
         ManagedHeap = f.CreateGauge("actorinfer_gc_heap_bytes", "The managed heap after the last garbage collection (GC.GetGCMemoryInfo).");
         ManagedCommitted = f.CreateGauge("actorinfer_gc_committed_bytes", "Memory the garbage collector has committed (GC.GetGCMemoryInfo).");
@@ -115,6 +121,9 @@ public sealed class GatewayMetrics
     public Gauge FileHandleLimit { get; }
     public Counter ConnectionsEvicted { get; }
     public Gauge UnauthenticatedConnections { get; }
+    public Gauge ModelShare { get; }
+    public Gauge ModelDemand { get; }
+    public Gauge ModelDrops { get; }
     public Gauge ManagedHeap { get; }
     public Gauge ManagedCommitted { get; }
     public Gauge ManagedAfterFull { get; }

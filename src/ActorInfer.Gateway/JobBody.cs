@@ -16,7 +16,17 @@ namespace ActorInfer.Gateway;
 public static class JobBody
 {
     /// <param name="MaxLines">The most lines (valid or not) the job may hold: what its tenant may queue.</param>
-    public sealed record Limits(long MaxBodyBytes, long MaxLineBytes, int MaxInvalidLines, int MaxLines, string Tenant);
+    public sealed record Limits(long MaxBodyBytes, long MaxLineBytes, int MaxInvalidLines, int MaxLines, string Tenant)
+    {
+        /// <summary>
+        /// A node of several models: each served model's name and factory. A line is checked against the model it names,
+        /// and a line that names none is given <see cref="JobModel"/> (so that the node runs it on that model); null: one model.
+        /// </summary>
+        public IReadOnlyDictionary<string, CompletionFactory>? Models { get; init; }
+
+        /// <summary>The model of the lines that name none (<c>?model=</c>, or the node's default model).</summary>
+        public string? JobModel { get; init; }
+    }
 
     /// <summary>How many invalid lines a refusal names.</summary>
     public const int NamedInvalidLines = 5;
@@ -70,6 +80,7 @@ public static class JobBody
         public void Add(ReadOnlySequence<byte> line)
         {
             _number++;
+            RequestValidationException? invalid = null;
             ReadOnlySpan<byte> bytes = line.IsSingleSegment ? line.FirstSpan : line.ToArray();
             if (bytes.Length > 0 && bytes[^1] == (byte)'\r') bytes = bytes[..^1];
             if (!Utf8.IsValid(bytes))
@@ -77,7 +88,8 @@ public static class JobBody
                 Refusal = ApiError.BadRequest("body", $"the body is not UTF-8 text (line {_number})");
                 return;
             }
-            var entry = JobProtocol.Entry(Encoding.UTF8.GetString(bytes), _number, factory, requestSeed, out var invalid);
+            var raw = Encoding.UTF8.GetString(bytes);
+            var entry = limits.Models is { } models ? ModelEntry(raw, models, out invalid) : JobProtocol.Entry(raw, _number, factory, requestSeed, out invalid);
             if (entry is null) return;
             if (invalid is not null)
             {
@@ -97,6 +109,41 @@ public static class JobBody
                 Refusal = ApiError.BadRequest("body",
                     $"the job holds more than {limits.MaxLines} requests (invalid lines included), more than tenant '{limits.Tenant}' may queue: split the job",
                     "too_many_requests_in_job");
+        }
+
+        /// <summary>A line on a node of several models: checked against the model it names (the job's when none).</summary>
+        private JobProtocol.JobEntry? ModelEntry(string raw, IReadOnlyDictionary<string, CompletionFactory> models, out RequestValidationException? invalid)
+        {
+            invalid = null;
+            if (string.IsNullOrWhiteSpace(raw)) return null;
+            var named = Actors.Node.ModelRouterProtocol.ModelOf(raw);
+            var model = named ?? limits.JobModel!;
+            if (!models.TryGetValue(model, out var modelFactory))
+            {
+                invalid = new RequestValidationException("model", UnknownModel.Message(model, models.Keys));
+                var id = $"line-{_number}";
+                return new JobProtocol.JobEntry(id, null, requestSeed + _number, CompletionJson.ErrorLine(id, _number, "model", invalid.Message));
+            }
+            // Named in the persisted request: the node hands each request to the model it names.
+            if (named is null && Parsed(raw) is { } obj && !obj.ContainsKey("model"))
+            {
+                obj["model"] = model;
+                raw = obj.ToJsonString();
+            }
+            return JobProtocol.Entry(raw, _number, modelFactory, requestSeed, out invalid);
+        }
+
+        // Not JSON (or not an object): the request parser says why, with the line.
+        private static System.Text.Json.Nodes.JsonObject? Parsed(string raw)
+        {
+            try
+            {
+                return System.Text.Json.Nodes.JsonNode.Parse(raw) as System.Text.Json.Nodes.JsonObject;
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return null;
+            }
         }
 
         public void LineTooLong() =>

@@ -72,10 +72,22 @@ public static class JobRoutes
             priority = http.IsAdmin() ? asked : tenant.CapPriority(asked);
         }
         foreach (var key in http.Request.Query.Keys)
-            if (key != "priority") throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
+            if (key is not ("priority" or "model")) throw ApiError.BadRequest(key, $"unknown query parameter '{key}'");
+        // The model of the lines that name none: ?model=NAME, or the node's default model.
+        var jobModel = g.ServedModelNames[0];
+        if (http.Request.Query.TryGetValue("model", out var m))
+        {
+            if (m.Count != 1 || string.IsNullOrEmpty(m[0])) throw ApiError.BadRequest("model", "model must be one model name");
+            if (!g.ServedModelNames.Contains(m[0]!)) throw UnknownModel.Error(m[0]!, g.ServedModelNames);
+            jobModel = m[0]!;
+        }
         var keyedId = IdempotencyKey.JobId(http.Request, tenant.Name, "job-");
         var entries = await JobBody.ReadAsync(http.Request,
-            new JobBody.Limits(g.Http.MaxJobBodyBytes, g.Http.MaxBodyBytes, g.Http.MaxInvalidJobLines, tenant.MaxQueuedRequests, tenant.Name),
+            new JobBody.Limits(g.Http.MaxJobBodyBytes, g.Http.MaxBodyBytes, g.Http.MaxInvalidJobLines, tenant.MaxQueuedRequests, tenant.Name)
+            {
+                Models = g.Node.Settings.ServesSeveralModels ? g.Node.Models.ToDictionary(x => x.Name, x => x.Factory) : null,
+                JobModel = jobModel,
+            },
             g.Node.Factory, g.Node.Settings.RequestSeed);
         if (entries.Count == 0) throw ApiError.BadRequest("body", "the job holds no requests (one JSON request per line)");
 

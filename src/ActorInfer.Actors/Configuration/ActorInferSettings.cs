@@ -34,6 +34,30 @@ public sealed record JobSettings(TimeSpan Retention)
 public sealed record PlannerSettings(string Hardware, int MaxBlockSize, bool CompressCache, bool WholeContext, double TableStep)
 {
     public static PlannerSettings Default { get; } = new("auto", 1024, false, false, 1.02);
+
+    /// <summary>
+    /// Conservative block sizing: how many recent blocks' budget falls set the headroom a new block leaves (0: none, every
+    /// block as large as the budgets allow now).
+    /// </summary>
+    public int HeadroomHistory { get; init; }
+}
+
+/// <summary>One of several models a node serves (see reference.conf's `actorinfer.models`).</summary>
+/// <param name="Name">The id clients name in `model` (and /v1/models lists).</param>
+/// <param name="Model">A checkpoint directory (absolute) or a named size with seeded random weights.</param>
+/// <param name="Priority">Higher gets its demand first when the GPU arbiter divides the device.</param>
+/// <param name="MemoryFloor">Compute-tier bytes the model keeps whatever the others need; null: none.</param>
+/// <param name="MemoryCeiling">Compute-tier bytes the model never gets more than; null: no limit.</param>
+public sealed record ServedModelSettings(string Name, string Model, int Priority, long? MemoryFloor, long? MemoryCeiling, long WeightsSeed);
+
+/// <summary>The GPU arbiter of a node serving several models (see reference.conf's `actorinfer.arbiter`).</summary>
+/// <param name="PollInterval">How often each model's queue is read to re-divide the device.</param>
+/// <param name="ChangeThreshold">Smaller moves of a model's share are not handed to its planner (a fall always is).</param>
+/// <param name="ReleaseAfter">A model's share falls only once its demand has stayed lower this long.</param>
+/// <param name="ReserveSequences">Sequences each model's demand counts above its queued and running ones.</param>
+public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences)
+{
+    public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2), 8);
 }
 
 /// <summary>One tenant: its name, the SHA-256 (lower-case hex) of its API keys, its priority and its queue limit.</summary>
@@ -147,6 +171,26 @@ public sealed record ActorInferSettings(
     public NodeRoles Roles { get; init; } = NodeRoles.Both;
     /// <summary>The job store's settings (retention of finished work).</summary>
     public JobSettings Jobs { get; init; } = JobSettings.Default;
+
+    /// <summary>
+    /// The models of a node that serves several (`actorinfer.models`); empty: the node serves <see cref="Model"/> alone,
+    /// named <see cref="HttpSettings.ServedModelName"/>.
+    /// </summary>
+    public IReadOnlyList<ServedModelSettings> Models { get; init; } = [];
+
+    /// <summary>The GPU arbiter's settings (used when the node serves several models).</summary>
+    public ArbiterSettings Arbiter { get; init; } = ArbiterSettings.Default;
+
+    /// <summary>Whether the node serves several models, each with its own runtime, planner and scheduler, under one arbiter.</summary>
+    public bool ServesSeveralModels => Models.Count > 0;
+
+    /// <summary>Every model the node serves, the first being the default (the one a request without `model` gets).</summary>
+    public IReadOnlyList<ServedModelSettings> ServedModels =>
+        Models.Count > 0 ? Models : [new ServedModelSettings(Http.ServedModelName, Model, 0, null, null, WeightsSeed)];
+
+    /// <summary>These settings as a node of one of its models alone: that model's checkpoint, seed and name.</summary>
+    public ActorInferSettings ForModel(ServedModelSettings model) =>
+        this with { Model = model.Model, WeightsSeed = model.WeightsSeed, Http = Http with { ServedModelName = model.Name } };
 
     public bool IsCuda => Device.StartsWith("cuda", StringComparison.Ordinal);
     /// <summary>Where a node keeps the hardware profile it measured on its first start.</summary>

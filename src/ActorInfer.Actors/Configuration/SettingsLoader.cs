@@ -78,9 +78,12 @@ public static class SettingsLoader
         var baseDir = baseDirectory ?? Directory.GetCurrentDirectory();
         var r = new Reader(config);
 
+        var models = ReadModels(config, r, modelProblem, baseDir);
+        if (models.Count > 0 && user.HasPath("actorinfer.model"))
+            throw new SettingsException("actorinfer.model", "each entry of actorinfer.models names its own model: leave actorinfer.model (and --model) out");
         var model = r.NonEmptyString("actorinfer.model");
-        var modelPath = LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
-        if (modelProblem(modelPath) is { } problem) throw new SettingsException("actorinfer.model", problem);
+        var modelPath = models.Count > 0 ? models[0].Model : LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
+        if (models.Count == 0 && modelProblem(modelPath) is { } problem) throw new SettingsException("actorinfer.model", problem);
 
         var device = r.NonEmptyString("actorinfer.device");
         if (device != "cpu" && device != "cuda" && !(device.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(device[5..], out var n) && n >= 0))
@@ -119,16 +122,75 @@ public static class SettingsLoader
 
         var cluster = ReadCluster(r);
         var roles = ReadRoles(r, cluster);
+        if (models.Count > 0 && roles != NodeRoles.Both)
+            throw new SettingsException("actorinfer.models", $"several models are served by a node alone (roles = [gateway, worker]), not by a '{roles}'");
+        var http = ReadHttp(config, r, modelPath);
+        if (models.Count > 0)
+        {
+            if (r.String("actorinfer.http.served-model-name").Trim().Length > 0)
+                throw new SettingsException("actorinfer.http.served-model-name", "is each model's `name` when actorinfer.models lists several models: leave it out");
+            http = http with { ServedModelName = models[0].Name };
+        }
         return new ActorInferSettings(
             modelPath, device, dtype, Path.GetFullPath(r.NonEmptyString("actorinfer.data-dir"), baseDir),
-            r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
-            memory, scheduler, control, persistence, ReadHttp(config, r, modelPath))
+            models.Count > 0 ? models[0].WeightsSeed : r.Long("actorinfer.weights-seed"), r.Long("actorinfer.request-seed"),
+            memory, scheduler, control, persistence, http)
         {
+            Models = models,
+            Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
+                r.Duration("actorinfer.arbiter.release-after"), NonNegativeInt(r, "actorinfer.arbiter.reserve-sequences")),
             Planner = ReadPlanner(r, baseDir),
             Cluster = cluster,
             Roles = roles,
             Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),
         };
+    }
+
+    private static readonly string[] ModelKeys = ["name", "model", "priority", "memory-floor", "memory-ceiling", "weights-seed"];
+
+    /// <summary>`actorinfer.models`: each entry checked (known keys, a loadable model, a unique name, floor below ceiling).</summary>
+    private static IReadOnlyList<ServedModelSettings> ReadModels(Config config, Reader r, Func<string, string?> modelProblem, string baseDir)
+    {
+        const string key = "actorinfer.models";
+        var value = config.GetValue(key);
+        if (value is null) return [];
+        if (value.IsObject()) throw new SettingsException(key, "must be a list of models ([{ name = ..., model = ... }, ...])");
+        if (!value.IsArray()) return value.IsString() && value.Values.Count > 0
+            ? throw new SettingsException(key, "must be a list of models ([{ name = ..., model = ... }, ...])")
+            : [];
+        var models = new List<ServedModelSettings>();
+        var items = value.GetArray();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var at = $"{key}[{i}]";
+            if (!items[i].IsObject()) throw new SettingsException(at, "must be a section ({ name = ..., model = ..., priority = ... })");
+            foreach (var name in items[i].GetObject().Items.Keys)
+                if (!ModelKeys.Contains(name))
+                    throw new SettingsException($"{at}.{name}", $"unknown key (a model takes {string.Join(", ", ModelKeys)})");
+            var entry = new Reader(new Config(new HoconRoot(items[i])));
+            string Text(string k, string fallback) => entry.Has(k) ? entry.String(k, $"{at}.{k}").Trim() : fallback;
+            var modelName = Text("name", "");
+            if (modelName.Length == 0) throw new SettingsException($"{at}.name", "is required: the id requests give as `model`");
+            if (models.Any(m => m.Name == modelName)) throw new SettingsException($"{at}.name", $"'{modelName}' names two models");
+            var model = Text("model", "");
+            if (model.Length == 0) throw new SettingsException($"{at}.model", "is required: a checkpoint directory or a model size name");
+            var path = LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
+            if (modelProblem(path) is { } problem) throw new SettingsException($"{at}.model", problem);
+            long? Bound(string k)
+            {
+                var text = Text(k, "auto");
+                if (text == "auto") return null;
+                return ByteSize.TryParse(text, out var bytes, out var why) ? bytes : throw new SettingsException($"{at}.{k}", why);
+            }
+            var floor = Bound("memory-floor");
+            var ceiling = Bound("memory-ceiling");
+            if (floor is { } f && ceiling is { } c && f > c)
+                throw new SettingsException($"{at}.memory-floor", $"{ByteSize.FormatBinary(f)} is above memory-ceiling ({ByteSize.FormatBinary(c)})");
+            var priority = entry.Has("priority") ? entry.Int("priority", $"{at}.priority") : 0;
+            var seed = entry.Has("weights-seed") ? entry.Long("weights-seed", $"{at}.weights-seed") : r.Long("actorinfer.weights-seed");
+            models.Add(new ServedModelSettings(modelName, path, priority, floor, ceiling, seed));
+        }
+        return models;
     }
 
     private static NodeRoles ReadRoles(Reader r, ClusterSettings cluster)
@@ -184,7 +246,7 @@ public static class SettingsLoader
             tableStep <= 1.0 || tableStep > 2.0)
             throw new SettingsException($"{planner}.table-step", $"'{step}' is not a factor between 1 (exclusive) and 2, such as 1.02");
         return new PlannerSettings(hardware, r.PositiveInt($"{planner}.max-block-size"), r.Bool($"{planner}.compress-cache"),
-            r.Bool($"{planner}.whole-context"), tableStep);
+            r.Bool($"{planner}.whole-context"), tableStep) { HeadroomHistory = NonNegativeInt(r, $"{planner}.headroom-history") };
     }
 
     private static HttpSettings ReadHttp(Config config, Reader r, string modelPath)
@@ -284,6 +346,13 @@ public static class SettingsLoader
 
     private sealed class Reader(Config config)
     {
+        public bool Has(string key) => config.HasPath(key);
+
+        public long Long(string key, string name) =>
+            long.TryParse(String(key, name), System.Globalization.CultureInfo.InvariantCulture, out var v)
+                ? v
+                : throw new SettingsException(name, $"'{String(key, name)}' is not an integer");
+
         public bool Bool(string key)
         {
             var s = String(key).Trim().ToLowerInvariant();

@@ -16,6 +16,7 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
     private readonly IMemoryProbe? _probe;
     private readonly Dictionary<Tier, long> _operator = [];
     private readonly Dictionary<Tier, long> _telemetry = [];
+    private readonly Dictionary<Tier, long> _shares = [];
     private readonly HashSet<IActorRef> _subscribers = [];
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private TierBudgets _budgets;
@@ -41,6 +42,11 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         {
             _operator.Remove(m.Tier);
             Update(m.Tier, _settings.Configured(m.Tier) is null ? "telemetry" : "config");
+        });
+        Receive<Share>(m =>
+        {
+            _shares[m.Tier] = Math.Max(0, m.Bytes);
+            Update(m.Tier, "arbiter");
         });
         Receive<TelemetryReading>(m => Reading(m.Tier, m.AvailableBytes));
         Receive<ProbeTick>(_ => ProbeAll());
@@ -85,6 +91,7 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
     private long Effective(Tier tier) =>
         _operator.TryGetValue(tier, out var op) ? op
         : _settings.Configured(tier) is { } configured ? configured
+        : _shares.TryGetValue(tier, out var share) ? share
         : _telemetry.GetValueOrDefault(tier, 0);
 
     private void Update(Tier tier, string cause)

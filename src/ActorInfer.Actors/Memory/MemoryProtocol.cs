@@ -75,6 +75,12 @@ public static class MemoryProtocol
     /// <summary>Withdraws an operator budget: the tier follows its configuration or telemetry again.</summary>
     public sealed record ClearBudget(Tier Tier) : ICommand;
 
+    /// <summary>
+    /// The GPU arbiter's share of the device for this actor's model (a node serving several models): it stands where
+    /// telemetry would, below an operator's or a configured budget.
+    /// </summary>
+    public sealed record Share(Tier Tier, long Bytes) : ICommand;
+
     /// <summary>A telemetry reading, from the actor's own probe timer or injected (device events, tests).</summary>
     public sealed record TelemetryReading(Tier Tier, long AvailableBytes) : ICommand;
 
@@ -92,7 +98,7 @@ public static class MemoryProtocol
 
     public sealed record CurrentBudgets(TierBudgets Budgets);
 
-    /// <summary>Published on every change of a tier's budget; <paramref name="Cause"/> is "operator", "config" or "telemetry".</summary>
+    /// <summary>Published on every change of a tier's budget; <paramref name="Cause"/> is "operator", "config", "arbiter" or "telemetry".</summary>
     public sealed record BudgetChanged(Tier Tier, long Bytes, TierBudgets Budgets, string Cause)
     {
         /// <summary>When the budget changed (a <see cref="System.Diagnostics.Stopwatch"/> timestamp); not part of equality.</summary>

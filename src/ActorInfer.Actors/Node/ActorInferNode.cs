@@ -24,11 +24,13 @@ namespace ActorInfer.Actors.Node;
 /// a gateway without the worker role loads no weights and routes its work to the cluster's workers; a worker without
 /// the gateway role keeps no journal and takes its work from the gateways.
 /// </summary>
-public sealed class ActorInferNode : IAsyncDisposable
+public sealed partial class ActorInferNode : IAsyncDisposable
 {
     private readonly NodeModel? _model;
     private DataFolderLock? _folderLock;
     private PostgresJournal? _journal;
+    // A node serving several models: those after the first (which is _model).
+    private IReadOnlyList<NodeModel> _otherModels = [];
 
     private ActorInferNode(ActorInferSettings settings, NodeModel? model, CompletionFactory factory, ActorSystem system, IActorRef memory, IActorRef planner,
         IActorRef scheduler, IActorRef jobs, IActorRef control)
@@ -55,6 +57,18 @@ public sealed class ActorInferNode : IAsyncDisposable
     /// <summary>The job actor; nobody on a worker without the gateway role.</summary>
     public IActorRef Jobs { get; }
     public IActorRef Control { get; }
+
+    /// <summary>
+    /// Every model the node serves with its actors, the default (first) one included; on a gateway without the worker
+    /// role, the model it validates requests for (its actors nobody, its scheduler the dispatcher).
+    /// </summary>
+    public IReadOnlyList<ServedModel> Models { get; private init; } = [];
+
+    /// <summary>The served model of this name, or null.</summary>
+    public ServedModel? ModelNamed(string name) => Models.FirstOrDefault(m => m.Name == name);
+
+    /// <summary>The GPU arbiter (<see cref="Arbiter.ArbiterProtocol"/>) of a node that serves several models; null otherwise.</summary>
+    public IActorRef? Arbiter { get; private init; }
 
     /// <summary>Whether the node holds a model and runs it (the worker role).</summary>
     public bool HasModel => _model is not null;
@@ -127,6 +141,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         ClusterMembership.CheckAddress(settings);
         // The journal is the gateways': a worker alone persists nothing.
         var journal = settings.Roles.Gateway ? PostgresJournal.Claim(settings) : null;
+        if (settings.ServesSeveralModels) return StartSeveral(settings, akkaOverlay, probe, journal);
         NodeModel? model;
         CompletionFactory factory;
         try
@@ -157,6 +172,8 @@ public sealed class ActorInferNode : IAsyncDisposable
                     settings.Device), WorkerProtocol.EndpointName);
                 return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, ActorRefs.Nobody, ActorRefs.Nobody)
                 {
+                    Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement,
+                        placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches))],
                     ComputeTier = computeTier,
                     LargestBlockBytes = LargestBlock(placement, settings),
                     PolicyPlanner = placement,
@@ -168,6 +185,8 @@ public sealed class ActorInferNode : IAsyncDisposable
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, jobs, control)
             {
+                Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement,
+                    placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches))],
                 ComputeTier = computeTier,
                 LargestBlockBytes = LargestBlock(placement, settings),
                 PolicyPlanner = placement,
@@ -193,6 +212,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, ActorRefs.Nobody, factory), "control");
         return new ActorInferNode(settings, null, factory, system, ActorRefs.Nobody, ActorRefs.Nobody, dispatcher, jobs, control)
         {
+            Models = [new ServedModel(settings.ServedModels[0], factory, ActorRefs.Nobody, ActorRefs.Nobody, dispatcher, [], null, 0)],
             ComputeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu,
             Dispatcher = dispatcher,
             _journal = journal,
@@ -215,7 +235,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         var parts = new NodeParts(model.Engine, model.Factory, model.Tiers, computeTier, CpuTierActor: settings.IsCuda,
             placement, placement.Buckets, MemoryProtocol.Settings.From(settings.Memory),
             probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model)),
-            settings.Scheduler.MaxWaitForMemory);
+            settings.Scheduler.MaxWaitForMemory) { HeadroomHistory = settings.Planner.HeadroomHistory };
         return (parts, placement);
     }
 
@@ -236,6 +256,7 @@ public sealed class ActorInferNode : IAsyncDisposable
         await CoordinatedShutdown.Get(System).Run(CoordinatedShutdown.ClrExitReason.Instance);
         await System.WhenTerminated;
         _model?.Dispose();
+        foreach (var other in _otherModels) other.Dispose();
         _journal?.Dispose();
         _folderLock?.Dispose();
     }

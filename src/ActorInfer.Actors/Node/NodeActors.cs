@@ -20,7 +20,11 @@ namespace ActorInfer.Actors.Node;
 /// <param name="Probe">Telemetry; null to take budgets only from the configuration and operator commands.</param>
 /// <param name="MaxWaitForMemory">How long queued requests wait while nothing fits; null: forever.</param>
 public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factory, TierSet Tiers, Tier ComputeTier, bool CpuTierActor,
-    IPolicyPlanner Planner, BucketRule? Buckets, MemoryProtocol.Settings Memory, IMemoryProbe? Probe, TimeSpan? MaxWaitForMemory);
+    IPolicyPlanner Planner, BucketRule? Buckets, MemoryProtocol.Settings Memory, IMemoryProbe? Probe, TimeSpan? MaxWaitForMemory)
+{
+    /// <summary>Conservative block sizing: the recent blocks whose budget falls set a new block's headroom (0: none).</summary>
+    public int HeadroomHistory { get; init; }
+}
 
 /// <summary>
 /// The actors that decide and run, the same in a served node and in `generate` and `bench`: the memory-pressure actor
@@ -29,22 +33,28 @@ public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factor
 /// </summary>
 public sealed record NodeActors(IActorRef Memory, IReadOnlyList<IActorRef> Tiers, IActorRef Planner, IReadOnlyList<IActorRef> Layers, IActorRef Scheduler)
 {
-    public static NodeActors Start(ActorSystem system, NodeParts parts)
+    public static NodeActors Start(ActorSystem system, NodeParts parts) => Start(system, parts, "");
+
+    /// <param name="namePrefix">Put before every actor's name: several models' actor sets live side by side in one system.</param>
+    public static NodeActors Start(ActorSystem system, NodeParts parts, string namePrefix)
     {
-        var memory = system.ActorOf(MemoryProtocol.Props(parts.Memory, parts.Probe), "memory");
+        var memory = system.ActorOf(MemoryProtocol.Props(parts.Memory, parts.Probe), namePrefix + "memory");
         var tiers = new List<IActorRef>
         {
             // The tiers hold what the engine applies at layer boundaries; the actors account it and follow the budgets.
-            system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(parts.ComputeTier, parts.Tiers.Device, memory, enforce: false), "tier-device"),
+            system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(parts.ComputeTier, parts.Tiers.Device, memory, enforce: false), namePrefix + "tier-device"),
         };
         if (parts.CpuTierActor)
-            tiers.Add(system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(Tier.Cpu, parts.Tiers.Cpu, memory, enforce: false), "tier-cpu"));
-        var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory), "planner");
+            tiers.Add(system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(Tier.Cpu, parts.Tiers.Cpu, memory, enforce: false), namePrefix + "tier-cpu"));
+        var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory, new PlannerProtocol.Headroom(parts.ComputeTier, parts.HeadroomHistory)),
+            namePrefix + "planner");
         var layers = Enumerable.Range(0, parts.Engine.Config.NumHiddenLayers)
-            .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine), $"layer-{i}"))
+            .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine), $"{namePrefix}layer-{i}"))
             .ToArray();
         var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets),
-            "scheduler");
+            namePrefix + "scheduler");
+        // The planner learns from the blocks how far budgets fell while they ran.
+        if (parts.HeadroomHistory > 0) scheduler.Tell(new SchedulerProtocol.Observe(planner));
         return new NodeActors(memory, tiers, planner, layers, scheduler);
     }
 }

@@ -67,7 +67,13 @@ public sealed class NodeModel : IDisposable
             : $"'{model}' is neither a model directory nor a known model size ({string.Join(", ", ModelConfigs.NamedSizes)})";
     }
 
-    public static NodeModel Load(ActorInferSettings settings)
+    public static NodeModel Load(ActorInferSettings settings) => Load(settings, deviceBefore: null);
+
+    /// <param name="deviceBefore">
+    /// The device's free and total memory before the node loaded anything (several models on one device: what the first
+    /// one found, so that a later model does not count the earlier ones' weights as its CUDA context); null: read now.
+    /// </param>
+    public static NodeModel Load(ActorInferSettings settings, (long Free, long Total)? deviceBefore)
     {
         var device = settings.IsCuda ? new Device(settings.Device) : CPU;
         if (settings.IsCuda && !cuda.is_available())
@@ -88,7 +94,7 @@ public sealed class NodeModel : IDisposable
         var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
         var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
         // What the device holds before the model: a GPU budget bounds what the device reports, this included.
-        var (deviceFree, deviceTotal) = settings.IsCuda ? ActorInfer.Runtime.Tiers.MachineMemory.Device() : (0L, 0L);
+        var (deviceFree, deviceTotal) = settings.IsCuda ? deviceBefore ?? ActorInfer.Runtime.Tiers.MachineMemory.Device() : (0L, 0L);
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {

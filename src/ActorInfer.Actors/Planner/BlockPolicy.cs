@@ -10,6 +10,15 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
 {
     public int BlockSize => GpuBatchSize * NumGpuBatches;
 
+    /// <summary>
+    /// Conservative block sizing: the sequences a new block takes when fewer than <see cref="BlockSize"/> (headroom for
+    /// pressure to come); null: a full block. A running block is held to <see cref="BlockSize"/> only.
+    /// </summary>
+    public int? StartSize { get; init; }
+
+    /// <summary>The sequences a new block takes: <see cref="StartSize"/> within 1 and <see cref="BlockSize"/>.</summary>
+    public int BlockStartSize => Math.Clamp(StartSize ?? BlockSize, 1, BlockSize);
+
     /// <summary>The offloading placement to apply (weights, cache and activation fractions); null keeps the engine's.</summary>
     public ActorInfer.Planning.Policy? Runtime { get; init; }
 
@@ -28,7 +37,8 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
         : NumGpuBatches > 1 ? this with { NumGpuBatches = NumGpuBatches / 2 }
         : this with { GpuBatchSize = GpuBatchSize / 2 };
 
-    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "");
+    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "") +
+        (StartSize is { } start && start < BlockSize ? $", new blocks of {BlockStartSize}" : "");
 }
 
 /// <summary>Picks the best policy for a set of budgets, or null when the model cannot run within them.</summary>

@@ -58,7 +58,22 @@ public static class PlannerProtocol
         public bool Signalled { get; init; }
     }
 
+    /// <summary>
+    /// Conservative block sizing: new blocks leave headroom for the budget falls of the last <paramref name="History"/>
+    /// blocks of the <paramref name="ComputeTier"/> (<see cref="PressureHistory"/>); 0: none. The planner then observes the
+    /// scheduler's blocks (<see cref="Scheduling.SchedulerProtocol.Observe"/>).
+    /// </summary>
+    public sealed record Headroom(Tier ComputeTier, int History)
+    {
+        public static readonly Headroom None = new(Tier.Gpu, 0);
+    }
+
     /// <param name="memory">The memory-pressure actor to follow.</param>
     public static Props Props(IPolicyPlanner planner, IActorRef memory) =>
-        Akka.Actor.Props.Create(() => new PolicyPlannerActor(planner, memory));
+        Akka.Actor.Props.Create(() => new PolicyPlannerActor(planner, memory, Headroom.None));
+
+    /// <param name="memory">The memory-pressure actor to follow.</param>
+    /// <param name="headroom">Conservative block sizing (<see cref="Headroom.None"/>: every block as large as the budgets allow).</param>
+    public static Props Props(IPolicyPlanner planner, IActorRef memory, Headroom headroom) =>
+        Akka.Actor.Props.Create(() => new PolicyPlannerActor(planner, memory, headroom));
 }

@@ -18,10 +18,16 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     // The workload the scheduler's next or running block holds (null until it says).
     private WorkloadBucket? _bucket;
 
-    public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory)
+    private readonly PlannerProtocol.Headroom _headroom;
+    private readonly PressureHistory _history;
+
+    public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory, PlannerProtocol.Headroom headroom)
     {
         _planner = planner;
         _memory = memory;
+        _headroom = headroom;
+        _history = new PressureHistory(headroom.History);
+        ObserveBlocks();
         Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(Plan(m.Budgets), m.Budgets)));
         Receive<PlanWorkload>(m => _bucket = m.Bucket);
         Receive<Subscribe>(m =>
@@ -46,6 +52,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 
     private void Following()
     {
+        ObserveBlocks();
         Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(Plan(m.Budgets), m.Budgets)));
         Receive<PlanWorkload>(m =>
         {
@@ -63,11 +70,46 @@ internal sealed class PolicyPlannerActor : ReceiveActor
             if (_subscribers.Remove(m.Subscriber)) Context.Unwatch(m.Subscriber);
         });
         Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
-        Receive<MemoryProtocol.BudgetChanged>(m => Replan(m.Budgets, force: false, m.At == 0 ? null : m.At));
+        Receive<MemoryProtocol.BudgetChanged>(m =>
+        {
+            _history.Budget(m.Budgets[_headroom.ComputeTier]);
+            Replan(m.Budgets, force: false, m.At == 0 ? null : m.At);
+        });
         Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
     }
 
-    private BlockPolicy? Plan(TierBudgets budgets) => _bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
+    private BlockPolicy? PlanExactly(TierBudgets budgets) => _bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
+
+    /// <summary>
+    /// The policy for the budgets as they are; under conservative sizing new blocks take only what the budgets less the
+    /// learned headroom would hold (the placement and the running block's bound stay the exact policy's).
+    /// </summary>
+    private BlockPolicy? Plan(TierBudgets budgets)
+    {
+        var policy = PlanExactly(budgets);
+        var headroom = _history.Headroom;
+        if (policy is null || headroom <= 0) return policy;
+        var tier = _headroom.ComputeTier;
+        var reduced = budgets.With(tier, Math.Max(1, (long)(budgets[tier] * (1 - headroom))));
+        var start = PlanExactly(reduced)?.BlockSize ?? 1;
+        return start < policy.BlockSize ? policy with { StartSize = start } : policy;
+    }
+
+    /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
+    private void ObserveBlocks()
+    {
+        Receive<Scheduling.SchedulerProtocol.BlockStarted>(_ => _history.BlockStarted(_budgets[_headroom.ComputeTier]));
+        Receive<Scheduling.SchedulerProtocol.BlockFinished>(_ =>
+        {
+            var before = _history.Headroom;
+            _history.BlockEnded();
+            // A new headroom shapes the next block: published now, not at the next budget change.
+            if (_history.Headroom != before && _policy is not null) Replan(_budgets, force: false, reason: $"headroom {_history.Headroom:P0}");
+        });
+        Receive<Scheduling.SchedulerProtocol.PolicyHonoured>(_ => { });
+        Receive<Scheduling.SchedulerProtocol.BatchesDropped>(_ => { });
+        Receive<Scheduling.SchedulerProtocol.DeviceOutOfMemory>(_ => { });
+    }
 
     private void Replan(TierBudgets budgets, bool force, long? changedAt = null, string? reason = null)
     {

@@ -324,7 +324,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             return;
         }
         var id = ++_blockCount;
-        var items = _waiting.Take(policy.BlockSize, policy.Bucket);
+        var items = _waiting.Take(policy.BlockStartSize, policy.Bucket);
         var sequences = RunningBlock.Entries(items, _factory);
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();

@@ -16,5 +16,6 @@ public static class CommandCatalog
         yield return PlanCommand.Create();
         yield return ProfileCommand.Create();
         yield return ReportCommand.Create();
+        yield return ReplayCommand.Create();
     }
 }

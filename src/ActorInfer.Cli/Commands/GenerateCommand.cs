@@ -151,6 +151,8 @@ public static class GenerateCommand
     private static int GenerateOnNode(GenerateOptions o)
     {
         var (settings, _) = NodeCommand.LoadSettings(o.Config!, new NodeCommand.NodeFlags(Model: o.Model), SettingsLoader.ProcessEnvironment());
+        if (settings.ServesSeveralModels)
+            throw new CliException($"--config {o.Config}: the file serves several models (actorinfer.models); generate runs one: start the node and send a job to it, or give a file of one model", 2);
         var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
         Directory.CreateDirectory(settings.DataDir);
         using var model = NodeModel.Load(settings);

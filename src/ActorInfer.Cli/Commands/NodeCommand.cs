@@ -99,7 +99,10 @@ public static class NodeCommand
         using var stop = new ManualResetEventSlim();
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
-        Console.WriteLine($"node started: roles {settings.Roles}, model {settings.Model}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
+        var served = settings.ServesSeveralModels
+            ? $"models {string.Join(", ", settings.Models.Select(m => $"{m.Name} ({m.Model}, priority {m.Priority})"))}"
+            : $"model {settings.Model}";
+        Console.WriteLine($"node started: roles {settings.Roles}, {served}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
         if (settings.Roles.Gateway) Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
         else Console.WriteLine("node: a worker; it takes its work from the cluster's gateways");
         Console.WriteLine(heap);
@@ -121,7 +124,7 @@ public static class NodeCommand
                 node.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 throw new CliException($"http: cannot listen on {settings.Http.Host}:{settings.Http.Port}: {ex.Message}", 1);
             }
-            Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {settings.Http.ServedModelName}, {settings.Http.Tenants.Count} tenants)");
+            Console.WriteLine($"http: listening on {GatewayApp.BaseAddress(web)} (model {string.Join(", ", settings.ServedModels.Select(m => m.Name))}, {settings.Http.Tenants.Count} tenants)");
             var connections = web.Services.GetRequiredService<GatewayContext>().Connections;
             Console.WriteLine($"http: at most {connections.MaxConnections} connections, {connections.MaxUnauthenticated} of them without a valid key (file-handle limit {connections.HandleLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})");
         }

@@ -1,0 +1,54 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using Akka.Actor;
+
+namespace ActorInfer.Actors.Arbiter;
+
+/// <summary>
+/// The GPU arbiter of a node that serves several models: it follows the node's memory-pressure actor (the device's
+/// budget from configuration, telemetry and operators), reads each model's queue and running block, and divides the
+/// compute tier's budget among the models by priority and demand (<see cref="Arbitration"/>). Each model's share goes
+/// to that model's own memory-pressure actor as <see cref="MemoryProtocol.Share"/>, and from there through its policy
+/// planner to its scheduler, which re-places, drops, requeues and grows back as under any budget change. The other
+/// tiers' budgets are handed to every model as the node has them.
+/// </summary>
+public static class ArbiterProtocol
+{
+    public interface ICommand;
+
+    /// <summary>The work a model holds: sequences queued and running, and the longest workload among them.</summary>
+    public sealed record Demand(int Sequences, WorkloadBucket? Bucket);
+
+    /// <summary>
+    /// One model under the arbiter. Local only: <paramref name="BytesFor"/> is the model's own sizing (its planner's bytes
+    /// for a block of that many sequences, weights included, as its budget counts them).
+    /// </summary>
+    /// <param name="Memory">The model's memory-pressure actor, which its policy planner follows.</param>
+    /// <param name="Scheduler">The model's block scheduler, whose queue and blocks make the demand.</param>
+    public sealed record Tenant(string Name, int Priority, long? Floor, long? Ceiling, IActorRef Memory, IActorRef Scheduler, Func<Demand, long> BytesFor);
+
+    /// <param name="ComputeTier">The tier divided: the GPU on a CUDA node, host memory on a CPU node.</param>
+    /// <param name="PollInterval">How often each model's queue is read.</param>
+    /// <param name="ChangeThreshold">A share that rises by less than this is not handed on (a fall always is).</param>
+    /// <param name="ReleaseAfter">A model's demand counts this long after it was made: its share falls only once it stayed lower.</param>
+    /// <param name="ReserveSequences">Sequences a model's demand counts above its queued and running ones (arrivals not yet seen).</param>
+    public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences = 0);
+
+    public sealed record GetState : ICommand
+    {
+        public static readonly GetState Instance = new();
+    }
+
+    /// <param name="Share">The compute-tier bytes last handed to the model's memory-pressure actor.</param>
+    /// <param name="Demand">What its queued and running requests need now.</param>
+    /// <param name="Drops">GPU batches dropped from its blocks, and <paramref name="Requeues"/> the sequences requeued with them.</param>
+    public sealed record TenantState(string Name, int Priority, long Share, long Demand, int Queued, int Running, long? Floor, long? Ceiling,
+        long Drops, long Requeues, long RecomputedTokens);
+
+    /// <param name="Device">The node's budgets, as its memory-pressure actor has them.</param>
+    public sealed record State(Tier ComputeTier, TierBudgets Device, IReadOnlyList<TenantState> Tenants);
+
+    /// <param name="deviceMemory">The node's memory-pressure actor (telemetry, configuration, operators).</param>
+    public static Props Props(Settings settings, IActorRef deviceMemory, IReadOnlyList<Tenant> tenants) =>
+        Akka.Actor.Props.Create(() => new GpuArbiterActor(settings, deviceMemory, tenants));
+}

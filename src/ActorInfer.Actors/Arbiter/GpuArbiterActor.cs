@@ -1,0 +1,166 @@
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using Akka.Actor;
+using Akka.Event;
+using static ActorInfer.Actors.Arbiter.ArbiterProtocol;
+
+namespace ActorInfer.Actors.Arbiter;
+
+internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
+{
+    private sealed record Poll
+    {
+        public static readonly Poll Instance = new();
+    }
+
+    /// <summary>What the arbiter knows of one model. Its scheduler tells it of blocks before it answers a later status
+    /// (one sender, one receiver: in order), so a status naming a running block comes after that block's start.</summary>
+    private sealed class Held(Tenant tenant)
+    {
+        public Tenant Tenant { get; } = tenant;
+        public int Queued { get; set; }
+        public WorkloadBucket? NextBucket { get; set; }
+        public int? Block { get; set; }
+        public int BlockSequences { get; set; }
+        public int DroppedInBlock { get; set; }
+        public WorkloadBucket? BlockBucket { get; set; }
+        public bool BlockRunning { get; set; }
+        public long Demand { get; set; }
+        public long? Share { get; set; }
+        public long Drops { get; set; }
+        public long Requeues { get; set; }
+        public long Recomputed { get; set; }
+        public int Running => BlockRunning ? Math.Max(0, BlockSequences - DroppedInBlock) : 0;
+        public Queue<(long At, long Bytes)> Recent { get; } = new();
+
+        /// <summary>
+        /// The largest demand within the last <paramref name="window"/>: a model's share falls only once its demand has
+        /// stayed lower that long. What the arbiter knows of a queue is a moment old, and a block the scheduler starts
+        /// meanwhile would be dropped by a fall that reaches it after the start.
+        /// </summary>
+        public long Lasting(long demand, TimeSpan window)
+        {
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            Recent.Enqueue((now, demand));
+            while (Recent.Count > 1 && System.Diagnostics.Stopwatch.GetElapsedTime(Recent.Peek().At, now) > window) Recent.Dequeue();
+            return Recent.Max(r => r.Bytes);
+        }
+    }
+
+    private readonly ArbiterProtocol.Settings _settings;
+    private readonly IActorRef _deviceMemory;
+    private readonly Held[] _held;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private TierBudgets? _device;
+
+    public GpuArbiterActor(ArbiterProtocol.Settings settings, IActorRef deviceMemory, IReadOnlyList<Tenant> tenants)
+    {
+        _settings = settings;
+        _deviceMemory = deviceMemory;
+        _held = tenants.Select(t => new Held(t)).ToArray();
+
+        Receive<MemoryProtocol.Subscribed>(m => Device(m.Budgets));
+        Receive<MemoryProtocol.BudgetChanged>(m => Device(m.Budgets));
+        Receive<Poll>(_ =>
+        {
+            foreach (var h in _held) h.Tenant.Scheduler.Tell(SchedulerProtocol.GetStatus.Instance);
+        });
+        Receive<SchedulerProtocol.SchedulerStatus>(m =>
+        {
+            if (Of(Sender) is not { } h) return;
+            h.Queued = m.Queued;
+            h.NextBucket = m.NextPolicy?.Bucket;
+            h.BlockRunning = m.RunningBlock is { } running && running == h.Block;
+            Divide();
+        });
+        Receive<SchedulerProtocol.BlockStarted>(m =>
+        {
+            if (Of(Sender) is not { } h) return;
+            (h.Block, h.BlockSequences, h.DroppedInBlock, h.BlockBucket, h.BlockRunning) = (m.Block, m.Sequences, 0, m.Policy.Bucket, true);
+            // The block's sequences left the queue: until the next status they count once, as running.
+            h.Queued = Math.Max(0, h.Queued - m.Sequences);
+            Divide();
+        });
+        Receive<SchedulerProtocol.BatchesDropped>(m =>
+        {
+            if (Of(Sender) is not { } h) return;
+            h.Drops += m.Batches;
+            h.Requeues += m.Sequences;
+            h.Recomputed += m.TokensToRecompute;
+            if (m.Block == h.Block)
+            {
+                h.DroppedInBlock += m.Sequences;
+                h.Queued += m.Sequences;
+            }
+        });
+        Receive<SchedulerProtocol.BlockFinished>(m =>
+        {
+            if (Of(Sender) is not { } h || m.Block != h.Block) return;
+            h.BlockRunning = false;
+            Divide();
+        });
+        Receive<GetState>(_ => Sender.Tell(new State(_settings.ComputeTier, _device ?? TierBudgets.None,
+            _held.Select(h => new TenantState(h.Tenant.Name, h.Tenant.Priority, h.Share ?? 0, h.Demand, h.Queued, h.Running, h.Tenant.Floor,
+                h.Tenant.Ceiling, h.Drops, h.Requeues, h.Recomputed)).ToArray())));
+        // The schedulers' other news (policies honoured, results) is not the arbiter's.
+        ReceiveAny(_ => { });
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        _deviceMemory.Tell(new MemoryProtocol.Subscribe(Self));
+        foreach (var h in _held) h.Tenant.Scheduler.Tell(new SchedulerProtocol.Observe(Self));
+        Timers.StartPeriodicTimer("poll", Poll.Instance, _settings.PollInterval);
+    }
+
+    private Held? Of(IActorRef sender) => _held.FirstOrDefault(h => h.Tenant.Scheduler.Equals(sender));
+
+    private void Device(TierBudgets budgets)
+    {
+        var previous = _device;
+        _device = budgets;
+        // The tiers that are not divided reach every model as the node has them.
+        foreach (var tier in new[] { Tier.Gpu, Tier.Cpu, Tier.Disk })
+        {
+            if (tier == _settings.ComputeTier || previous is not null && previous[tier] == budgets[tier]) continue;
+            foreach (var h in _held) h.Tenant.Memory.Tell(new MemoryProtocol.Share(tier, budgets[tier]));
+        }
+        Divide();
+    }
+
+    private void Divide()
+    {
+        if (_device is null) return;
+        var claims = new Claim[_held.Length];
+        for (var i = 0; i < _held.Length; i++)
+        {
+            var h = _held[i];
+            // Requests that arrive between the scheduler's answer and the share's arrival there may start a block: a reserve of
+            // sequences above what is counted keeps such a block within the share.
+            var sequences = h.Queued + h.Running + _settings.ReserveSequences;
+            h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(sequences, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
+                _settings.ReleaseAfter);
+            claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Tenant.Floor, h.Tenant.Ceiling);
+        }
+        var budget = _device[_settings.ComputeTier];
+        // No budget known (0): every model is as unbounded as a node alone would be.
+        var shares = budget > 0 ? Arbitration.Divide(budget, claims) : new long[_held.Length];
+        for (var i = 0; i < _held.Length; i++)
+        {
+            var h = _held[i];
+            // A share of nothing is still a budget (0 would mean none is known): one byte, which no policy fits.
+            var share = budget > 0 ? Math.Max(1, shares[i]) : 0;
+            if (h.Share is { } last && (share == last || share > last && share - last < _settings.ChangeThreshold)) continue;
+            _log.Debug("arbiter: {0} gets {1} of {2} (demand {3})", h.Tenant.Name, Planning.ByteSize.FormatBinary(share),
+                Planning.ByteSize.FormatBinary(budget), Planning.ByteSize.FormatBinary(h.Demand));
+            h.Share = share;
+            h.Tenant.Memory.Tell(new MemoryProtocol.Share(_settings.ComputeTier, share));
+        }
+    }
+
+    private static WorkloadBucket? Longer(WorkloadBucket? a, WorkloadBucket? b) =>
+        a is not { } x ? b : b is not { } y ? a : x.Capacity >= y.Capacity ? x : y;
+}

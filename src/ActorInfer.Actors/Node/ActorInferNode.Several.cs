@@ -1,0 +1,113 @@
+using System.Collections.Concurrent;
+using ActorInfer.Actors.Arbiter;
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Control;
+using ActorInfer.Actors.Jobs;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Runtime.Tiers;
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Event;
+using Tier = ActorInfer.Actors.Memory.Tier;
+
+namespace ActorInfer.Actors.Node;
+
+public sealed partial class ActorInferNode
+{
+    /// <summary>
+    /// A node of several models on one device: each model's own actor set (<see cref="NodeActors"/>: memory-pressure,
+    /// offload tiers, policy planner, layers, block scheduler), the node's memory-pressure actor for the device as a whole
+    /// (configuration, telemetry, operators), the GPU arbiter between them, and one job actor whose requests a router hands
+    /// to the model each names.
+    /// </summary>
+    private static ActorInferNode StartSeveral(ActorInferSettings settings, Config? akkaOverlay, IMemoryProbe? probe, PostgresJournal? journal)
+    {
+        var loaded = new List<NodeModel>();
+        ActorSystem? system = null;
+        try
+        {
+            // Measured once before any model: the CUDA context is the device's, not what an earlier model loaded.
+            (long, long)? before = settings.IsCuda ? MachineMemory.Device() : null;
+            foreach (var m in settings.Models) loaded.Add(NodeModel.Load(settings.ForModel(m), before));
+            system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
+            ClusterMembership.Join(system, settings);
+            var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
+            var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory), probe ?? DeviceProbe(settings, loaded)), "memory");
+            var served = new List<ServedModel>();
+            var tenants = new List<ArbiterProtocol.Tenant>();
+            for (var i = 0; i < loaded.Count; i++)
+            {
+                var model = settings.Models[i];
+                var own = settings.ForModel(model);
+                var log = Logging.GetLogger(system, $"planner {model.Name}");
+                var (parts, placement) = Parts(own, loaded[i], probe, line => log.Info(line));
+                // The model's budgets are the arbiter's shares: no configured budget and no telemetry of its own.
+                parts = parts with
+                {
+                    Memory = new MemoryProtocol.Settings(null, null, null, settings.Memory.TelemetryInterval, 0),
+                    Probe = null,
+                };
+                var actors = NodeActors.Start(system, parts, $"model-{i}-");
+                served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
+                    placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches)));
+                tenants.Add(new ArbiterProtocol.Tenant(model.Name, model.Priority, model.MemoryFloor, model.MemoryCeiling, actors.Memory, actors.Scheduler,
+                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null)));
+            }
+            var arbiter = system.ActorOf(ArbiterProtocol.Props(
+                new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter,
+                    settings.Arbiter.ReserveSequences), memory, tenants), "arbiter");
+            var router = system.ActorOf(ModelRouterProtocol.Props(served.Select(s => KeyValuePair.Create(s.Name, s.Scheduler)).ToArray()), "scheduler");
+            var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", router, settings.ResultsDir, settings.Persistence.SnapshotEvery,
+                JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
+            var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, loaded[0].Factory), "control");
+            var first = served[0];
+            return new ActorInferNode(settings, loaded[0], loaded[0].Factory, system, memory, first.Planner, router, jobs, control)
+            {
+                ComputeTier = computeTier,
+                LargestBlockBytes = first.LargestBlockBytes,
+                PolicyPlanner = first.PolicyPlanner,
+                TierActors = first.TierActors,
+                Models = served,
+                Arbiter = arbiter,
+                _journal = journal,
+                _otherModels = loaded.Skip(1).ToArray(),
+            };
+        }
+        catch
+        {
+            system?.Terminate().Wait(TimeSpan.FromSeconds(10));
+            foreach (var m in loaded) m.Dispose();
+            journal?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A model's demand as its budget counts it: its planner's bytes for a block of that many sequences within the
+    /// scheduler's bounds (every weight on the compute tier, at least one sequence), on a GPU node with the CUDA context
+    /// and the allocator's allowance that the planner takes off a budget.
+    /// </summary>
+    private static Func<ArbiterProtocol.Demand, long> DemandBytes(WorkloadPlanner planner, SchedulerSettings bounds, long? deviceContextBytes)
+    {
+        var known = new ConcurrentDictionary<(int, WorkloadBucket), long>();
+        return demand =>
+        {
+            var sequences = Math.Clamp(demand.Sequences, 1, bounds.MaxGpuBatchSize * bounds.MaxGpuBatches);
+            return known.GetOrAdd((sequences, demand.Bucket ?? planner.DefaultBucket), key =>
+            {
+                var size = Math.Min(key.Item1, bounds.MaxGpuBatchSize);
+                var bytes = planner.BytesFor(size, (key.Item1 + size - 1) / size, key.Item2);
+                if (deviceContextBytes is not { } context) return bytes;
+                var budget = bytes + context;
+                return budget + DeviceReserve.AllowanceFor(budget + DeviceReserve.AllowanceFor(budget));
+            });
+        };
+    }
+
+    /// <summary>The device's telemetry for a node of several models: what is free plus what all of them hold (their own buffers are not pressure).</summary>
+    private static IMemoryProbe DeviceProbe(ActorInferSettings settings, IReadOnlyList<NodeModel> models) =>
+        new HostMemoryProbe(settings.DataDir,
+            settings.IsCuda ? () => MachineMemory.Device().Free + models.Sum(m => m.Tiers.Device.BytesHeld) + models[0].DeviceContextBytes : null,
+            ownHostBytes: () => models.Sum(m => m.Tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : m.Tiers.Device.BytesHeld)));
+}

@@ -1,0 +1,126 @@
+using ActorInfer.Actors.Arbiter;
+using ActorInfer.Actors.Memory;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>The GPU arbiter between two models' memory actors, and the planner actor's conservative block sizing.</summary>
+public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
+{
+    // 1000 bytes of weights and 100 per sequence, as PlannerSpecs' planner: a budget of 1000 + 100 n holds n sequences.
+    private static readonly ResidentPolicyPlanner Resident = new(new ModelFootprint(1000, 60, 40), Tier.Gpu, maxGpuBatchSize: 4, maxGpuBatches: 3);
+    private static long BytesFor(ArbiterProtocol.Demand d) => 1000 + 100L * Math.Max(1, d.Sequences);
+
+    private IActorRef ModelMemory() => Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(null, null, null, TimeSpan.FromHours(1), 0), null));
+
+    private long Budget(IActorRef memory, Tier tier) =>
+        memory.Ask<MemoryProtocol.CurrentBudgets>(MemoryProtocol.GetBudgets.Instance, TimeSpan.FromSeconds(5)).Result.Budgets[tier];
+
+    [Fact]
+    public async Task A_burst_of_the_higher_priority_model_takes_its_demand_from_the_lower_and_gives_it_back_after_the_release_time()
+    {
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromMilliseconds(20), 1, TimeSpan.FromMilliseconds(400)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor),
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor),
+            ]));
+        // Idle: chat keeps its weights and one sequence (1100), batch has the rest; the other tiers reach both as they are.
+        AwaitAssert(() =>
+        {
+            Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+            Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+            Assert.Equal(50_000, Budget(batchMemory, Tier.Disk));
+        }, TimeSpan.FromSeconds(5));
+
+        // Twenty requests queue for chat: it gets 3000, batch what is left.
+        chat.ExpectMsg<SchedulerProtocol.Observe>();
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() =>
+        {
+            Assert.Equal(3000, Budget(chatMemory, Tier.Cpu));
+            Assert.Equal(7000, Budget(batchMemory, Tier.Cpu));
+        }, TimeSpan.FromSeconds(5));
+
+        // A block of 12 of them starts and 8 wait: still 3000. Its demand gone, chat's share holds for the release time.
+        chat.Send(arbiter, new SchedulerProtocol.BlockStarted(1, new BlockPolicy(4, 3, "all on cpu"), 12, 3));
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(8, 1, null));
+        chat.Send(arbiter, new SchedulerProtocol.BlockFinished(1, 12, 4));
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+        var fell = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(3000, Budget(chatMemory, Tier.Cpu));
+        AwaitAssert(() =>
+        {
+            // The status poll keeps the arbiter dividing; the chat probe answers each as an idle scheduler.
+            chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+            Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+            Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+        }, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(50));
+        Assert.True(fell.Elapsed >= TimeSpan.FromMilliseconds(300), $"fell after {fell.Elapsed}");
+
+        // Drops of batch's blocks are counted for it, none for chat.
+        batch.Send(arbiter, new SchedulerProtocol.BlockStarted(7, new BlockPolicy(4, 3, "all on cpu"), 12, 3));
+        batch.Send(arbiter, new SchedulerProtocol.BatchesDropped(7, 2, 8, 40));
+        var state = await arbiter.Ask<ArbiterProtocol.State>(ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5));
+        Assert.Equal((0L, 0L), (state.Tenants[0].Drops, state.Tenants[0].Requeues));
+        Assert.Equal((2L, 8L, 40L), (state.Tenants[1].Drops, state.Tenants[1].Requeues, state.Tenants[1].RecomputedTokens));
+    }
+
+    [Fact]
+    public void Under_conservative_sizing_new_blocks_leave_room_for_the_falls_seen_while_blocks_ran()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4)));
+        var subscriber = CreateTestProbe();
+        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        var full = new BlockPolicy(4, 3, "all on gpu");
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
+
+        // A block of 12 runs while the budget falls from 2200 to 1600 (27%) and comes back.
+        planner.Tell(new SchedulerProtocol.BlockStarted(1, full, 12, 3));
+        FallAndReturn(memory, subscriber);
+        planner.Tell(new SchedulerProtocol.BlockFinished(1, 12, 5));
+        // One block, one fall: the next blocks take what 2200 less 27% (1600) holds, 6 sequences, as one batch of 4;
+        // the policy's bound and placement stay those of 2200.
+        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy?.StartSize is not null, TimeSpan.FromSeconds(5));
+        Assert.Equal(12, conservative.Policy!.BlockSize);
+        Assert.Equal(4, conservative.Policy.BlockStartSize);
+
+        // Four blocks without a fall: the history forgets it, and blocks are full again.
+        for (var b = 2; b <= 5; b++)
+        {
+            planner.Tell(new SchedulerProtocol.BlockStarted(b, conservative.Policy, 4, 1));
+            planner.Tell(new SchedulerProtocol.BlockFinished(b, 4, 5));
+        }
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>The budget falls to 1600 and returns to 2200; each change reaches the planner (its policy is published) before the next step.</summary>
+    private static void FallAndReturn(IActorRef memory, Akka.TestKit.TestProbe subscriber)
+    {
+        memory.Tell(new MemoryProtocol.SetBudget(Tier.Gpu, 1600));
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 1600, TimeSpan.FromSeconds(5));
+        memory.Tell(new MemoryProtocol.ClearBudget(Tier.Gpu));
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200, TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public void Without_a_history_the_planner_sizes_blocks_as_before()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, PlannerProtocol.Headroom.None));
+        var subscriber = CreateTestProbe();
+        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == new BlockPolicy(4, 3, "all on gpu"), TimeSpan.FromSeconds(5));
+        planner.Tell(new SchedulerProtocol.BlockStarted(1, new BlockPolicy(4, 3, "all on gpu"), 12, 3));
+        FallAndReturn(memory, subscriber);
+        planner.Tell(new SchedulerProtocol.BlockFinished(1, 12, 5));
+        // No headroom: nothing new is published at the block's end.
+        subscriber.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
+}
