@@ -99,7 +99,7 @@ public static class NodeCommand
         using var stop = new ManualResetEventSlim();
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
-        Console.WriteLine($"node started: roles {settings.Roles}, model {settings.Model}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
+        Console.WriteLine($"node started: roles {settings.Roles}, model {settings.Model}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {NodeModel.DeviceName(settings)}, data {settings.DataDir}");
         if (settings.Roles.Gateway) Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
         else Console.WriteLine("node: a worker; it takes its work from the cluster's gateways");
         Console.WriteLine(heap);
