@@ -14,8 +14,8 @@ namespace ActorInfer.Actors.Routing;
 /// its share of all the unfinished work, in proportion to the slots it reports (and never less than those slots): a
 /// worker alone holds the whole queue, as a node's scheduler does, so that it forms the blocks a node would (a block
 /// takes the waiting requests of its length bucket from the whole queue, not from two blocks' worth of it). When a
-/// worker has a block's room and nothing waits here, queued requests of a worker holding more than its share move to it
-/// (a worker that joined mid-job). A worker whose endpoint terminates (the member left, was downed, or a new incarnation
+/// worker runs out of work and nothing waits here, queued requests of a worker holding more than its share move to it
+/// (a worker that joined mid-job, or a faster one). A worker whose endpoint terminates (the member left, was downed, or a new incarnation
 /// on its address took its place) gives its unfinished requests back to the head of the queue, each with its latest
 /// checkpoint.
 /// </summary>
@@ -152,15 +152,19 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Nothing waits here and a worker has at least a block of room (half its slots) while another holds more than its
-    /// share: the latest requests handed to that one (queued behind the rest, not running) are withdrawn and wait here
-    /// again, ahead of new work, for the one with room. A withdrawn request that did run already is answered once: its
-    /// worker no longer sends its result, and the job actor keeps the first result of a line.
+    /// Nothing waits here and a worker is running out of work (it holds less than its slots, two blocks) with at least a
+    /// block of room while another holds more than its share: the latest requests handed to that one (queued behind the
+    /// rest, not running) are withdrawn and wait here again, ahead of new work, for the one with room. Only a worker about
+    /// to run dry takes work, so the others' queues (and the blocks they form) are left alone until then. A withdrawn
+    /// request that did run already is answered once: its worker no longer sends its result, and the job actor keeps the
+    /// first result of a line.
     /// </summary>
     private void Rebalance(int unfinished, int slots)
     {
         if (_pending.Count > 0 || _workers.Count < 2) return;
-        var (_, idle) = _workers.MaxBy(w => w.Value.Free(unfinished, slots));
+        var dry = _workers.Values.Where(w => w.Assigned.Count < w.Slots).ToList();
+        if (dry.Count == 0) return;
+        var idle = dry.MaxBy(w => w.Free(unfinished, slots))!;
         var room = idle.Free(unfinished, slots);
         if (room < Math.Max(1, idle.Slots / 2)) return;
         var (busyEndpoint, busy) = _workers.MaxBy(w => w.Value.Assigned.Count - w.Value.Allowance(unfinished, slots));
