@@ -13,9 +13,8 @@ namespace ActorInfer.Actors.Routing;
 /// wait (highest priority first) until a worker has room, then go to the worker with the most room. A worker's room is
 /// its share of all the unfinished work, in proportion to the slots it reports (and never less than those slots): a
 /// worker alone holds the whole queue, as a node's scheduler does, so that it forms the blocks a node would (a block
-/// takes the waiting requests of its length bucket from the whole queue, not from two blocks' worth of it). When a
-/// worker runs out of work and nothing waits here, queued requests of a worker holding more than its share move to it
-/// (a worker that joined mid-job, or a faster one). A worker whose endpoint terminates (the member left, was downed, or a new incarnation
+/// takes the waiting requests of its length bucket from the whole queue, not from two blocks' worth of it). A worker that
+/// joins while the others hold more than their shares takes its share of their queued requests. A worker whose endpoint terminates (the member left, was downed, or a new incarnation
 /// on its address took its place) gives its unfinished requests back to the head of the queue, each with its latest
 /// checkpoint.
 /// </summary>
@@ -111,6 +110,11 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
         worker.Received = m.Received;
         _devices[worker.Address] = m.Device;
         Dispatch();
+        if (worker.Joining && m.Slots > 0)
+        {
+            worker.Joining = false;
+            Welcome(worker);
+        }
     }
 
     /// <summary>Hands waiting requests to the worker with the most room until none has room or none waits.</summary>
@@ -133,7 +137,6 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
             worker.Sent += items.Count;
             endpoint.Tell(new Assign(items.Select(WorkOrder.From).ToArray()));
         }
-        Rebalance(unfinished, slots);
     }
 
     /// <summary>The first waiting requests, at most <paramref name="most"/>, as many as one message carries (at least one).</summary>
@@ -152,36 +155,33 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Nothing waits here and a worker is running out of work (it holds less than its slots, two blocks) with at least a
-    /// block of room while another holds more than its share: the latest requests handed to that one (queued behind the
-    /// rest, not running) are withdrawn and wait here again, ahead of new work, for the one with room. Only a worker about
-    /// to run dry takes work, so the others' queues (and the blocks they form) are left alone until then. A withdrawn
-    /// request that did run already is answered once: its worker no longer sends its result, and the job actor keeps the
-    /// first result of a line.
+    /// A worker that has just joined, while nothing waits here and others hold more than their shares (it joined mid-job):
+    /// the latest requests handed to them (queued behind the rest, not running) are withdrawn and wait here again, ahead of
+    /// new work, for the newcomer, up to its share. Once only: after that each worker runs its share, so a job's requests
+    /// stay where their blocks form (a faster worker does not take a slower one's queue). A withdrawn request that did run
+    /// already is answered once: its worker no longer sends its result, and the job actor keeps the first result of a line.
     /// </summary>
-    private void Rebalance(int unfinished, int slots)
+    private void Welcome(Worker newcomer)
     {
-        if (_pending.Count > 0 || _workers.Count < 2) return;
-        var dry = _workers.Values.Where(w => w.Assigned.Count < w.Slots).ToList();
-        if (dry.Count == 0) return;
-        var idle = dry.MaxBy(w => w.Free(unfinished, slots))!;
-        var room = idle.Free(unfinished, slots);
-        if (room < Math.Max(1, idle.Slots / 2)) return;
-        var (busyEndpoint, busy) = _workers.MaxBy(w => w.Value.Assigned.Count - w.Value.Allowance(unfinished, slots));
-        if (ReferenceEquals(busy, idle)) return;
-        var excess = busy.Assigned.Count - busy.Allowance(unfinished, slots);
-        if (excess < Math.Max(1, busy.Slots / 2)) return;
-        var moved = busy.Latest(Math.Min(room, excess));
-        foreach (var item in moved)
+        foreach (var (endpoint, busy) in _workers.Where(w => !ReferenceEquals(w.Value, newcomer)).ToArray())
         {
-            busy.Release(item.Key);
-            _owner.Remove(item.Key);
+            var (unfinished, slots) = (Unfinished(), TotalSlots());
+            var room = newcomer.Free(unfinished, slots);
+            var excess = busy.Assigned.Count - busy.Allowance(unfinished, slots);
+            if (_pending.Count > 0 || room < Math.Max(1, newcomer.Slots / 2)) return;
+            if (excess < Math.Max(1, busy.Slots / 2)) continue;
+            var moved = busy.Latest(Math.Min(room, excess));
+            foreach (var item in moved)
+            {
+                busy.Release(item.Key);
+                _owner.Remove(item.Key);
+            }
+            endpoint.Tell(new WorkerProtocol.Withdraw(moved.Select(i => i.Key).ToArray()));
+            // Each goes ahead of the requests of its priority; latest first in, so the oldest ends up in front.
+            foreach (var item in moved) Queue(item, ahead: true);
+            _log.Info("dispatcher: {0} queued requests of worker {1} move to worker {2}, which joined", moved.Count, busy.Address, newcomer.Address);
+            Dispatch();
         }
-        busyEndpoint.Tell(new WorkerProtocol.Withdraw(moved.Select(i => i.Key).ToArray()));
-        // Each goes ahead of the requests of its priority; latest first in, so the oldest ends up in front.
-        foreach (var item in moved) Queue(item, ahead: true);
-        _log.Info("dispatcher: {0} queued requests of worker {1} move to a worker with room", moved.Count, busy.Address);
-        Dispatch();
     }
 
     /// <summary>Requests not finished: waiting here or held by a worker.</summary>
@@ -285,6 +285,8 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
         public int Held { get; set; }
         public long Received { get; set; }
         public long Sent { get; set; }
+        /// <summary>Until its first report of slots: then it may take requests from the others (<see cref="Welcome"/>).</summary>
+        public bool Joining { get; set; } = true;
 
         public void Assign(SchedulerProtocol.WorkItem item)
         {
