@@ -20,6 +20,8 @@ namespace ActorInfer.Actors.Tests;
 public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
 {
     private const string Key = "sk-cluster-test";
+    /// <summary>Host memory for a worker whose blocks of the fixture's requests then hold 16 sequences, not the bounds' 32 (4 x 8).</summary>
+    private const string SmallDeviceBudget = "1536KiB";
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
     private static readonly string Fixture = Fixtures.HfOpt("opt-tiny");
 
@@ -145,16 +147,53 @@ public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Two_workers_given_different_device_settings_report_their_own_capacity_and_each_serves_a_share()
+    {
+        // A host without CUDA has one device that computes, its own: the two workers' device settings differ in what that
+        // device holds for them, as two GPUs of different sizes would (worker-1 the host's memory, worker-2 a budget whose
+        // blocks hold half as many sequences). Each reports the capacity its own device gives and serves a share of a job.
+        using var database = PostgresTestDatabase.Create();
+        var dir = TestPaths.TempDir();
+        var port = FreePort();
+        var cluster = new Cluster(dir, database.ConnectionString, port, output);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+        var expected = File.ReadLines(Path.Combine(Fixture, "expected.jsonl")).Select(l => JsonNode.Parse(l)!).ToArray();
+        try
+        {
+            cluster.Up("--workers", "1");
+            cluster.StartWorker("worker-2", $"actorinfer.memory.cpu-budget = \"{SmallDeviceBudget}\"");
+            await WaitFor(async () => (await State(http))["workers"]!.AsArray().Count(w => (bool)w!["up"]! && (int)w["slots"]! > 0) == 2,
+                "both workers up and reporting their capacity");
+            var job = await Submit(http, JobBody(expected, 600));
+            await WaitForState(http, job, "completed");
+            await CheckResults(http, job, expected, 600);
+            var state = await State(http);
+            output.WriteLine(state.ToJsonString());
+            var workers = state["workers"]!.AsArray().Where(w => (bool)w!["up"]!).ToDictionary(w => (string)w!["address"]!);
+            var (large, small) = (workers[cluster.Address("worker-1")]!, workers[cluster.Address("worker-2")]!);
+            Assert.All(new[] { large, small }, w => Assert.Equal("cpu", (string)w["device"]!));
+            Assert.True((int)small["slots"]! < (int)large["slots"]!, $"the smaller device reports no less capacity: {state.ToJsonString()}");
+            Assert.Equal(600, (long)large["completed"]! + (long)small["completed"]!);
+            Assert.All(new[] { large, small }, w => Assert.True((long)w["completed"]! >= 60, $"a worker served less than 10%: {state.ToJsonString()}"));
+        }
+        finally
+        {
+            cluster.Down();
+        }
+    }
+
+    [Fact]
     public void With_gpus_each_worker_is_given_its_own_device()
     {
-        // On a machine without CUDA every worker refuses its device by name: worker 1 cuda:0, worker 2 cuda:1.
+        // On a machine without CUDA every worker refuses its device by name: worker 1 the host's GPU 0, worker 2 its GPU 1.
         using var database = PostgresTestDatabase.Create();
         var dir = TestPaths.TempDir();
         var cluster = new Cluster(dir, database.ConnectionString, FreePort(), output);
         try
         {
             Assert.Throws<InvalidOperationException>(() => cluster.Up("--gpus"));
-            foreach (var (worker, device) in new[] { ("worker-1", "cuda:0"), ("worker-2", "cuda:1") })
+            foreach (var (worker, device) in new[] { ("worker-1", "cuda (CUDA_VISIBLE_DEVICES=0)"), ("worker-2", "cuda (CUDA_VISIBLE_DEVICES=1)") })
             {
                 var log = Path.Combine(dir, worker + ".log");
                 var deadline = DateTime.UtcNow + Timeout;
@@ -275,6 +314,33 @@ public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
         }
 
         public void Down() => Run("cluster-down");
+
+        /// <summary>
+        /// A worker started beside cluster-up's, from hocon/cluster-worker.conf and <paramref name="hocon"/>, joining the
+        /// gateway; its pid and cluster port where cluster-up keeps them, so that cluster-down stops it.
+        /// </summary>
+        public void StartWorker(string name, string hocon)
+        {
+            var clusterPort = FreePort();
+            var conf = Path.Combine(dir, name + ".conf");
+            File.WriteAllText(conf, File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot, "hocon", "cluster-worker.conf")) +
+                $"\n{hocon}\nactorinfer.cluster {{ port = {clusterPort}, seed-nodes = [\"{Address("gateway")}\"] }}\n");
+            var start = new ProcessStartInfo("dotnet") { WorkingDirectory = TestPaths.RepositoryRoot, UseShellExecute = false };
+            foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "actorinfer.dll"), "node", "--config", conf, "--model", Fixture,
+                         "--data-dir", Path.Combine(dir, name) })
+                start.ArgumentList.Add(a);
+            start.Environment["ACTORINFER_DEVICE"] = "cpu";
+            start.RedirectStandardOutput = start.RedirectStandardError = true;
+            var process = Process.Start(start)!;
+            var log = File.AppendText(Path.Combine(dir, name + ".log"));
+            log.AutoFlush = true;
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            File.WriteAllText(Path.Combine(dir, name + ".pid"), $"{process.Id}");
+            File.WriteAllText(Path.Combine(dir, name + ".cluster-port"), $"{clusterPort}");
+        }
 
         /// <summary>A node's cluster address, from the port cluster-up chose for it.</summary>
         public string Address(string node) => $"akka.tcp://actorinfer@127.0.0.1:{File.ReadAllText(Path.Combine(dir, node + ".cluster-port")).Trim()}";

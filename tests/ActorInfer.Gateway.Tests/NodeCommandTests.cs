@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text.RegularExpressions;
+using ActorInfer.Actors.Configuration;
+using ActorInfer.Actors.Node;
 using ActorInfer.Cli;
 using ActorInfer.Cli.Commands;
 
@@ -82,6 +84,17 @@ public sealed partial class NodeCommandTests
     }
 
     [Fact]
+    public void A_gpu_index_the_runtime_would_not_honour_is_refused_naming_the_way_to_that_gpu()
+    {
+        // The runtime computes on the process's first visible GPU: cuda:1 would quietly run on GPU 0.
+        var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");
+        File.WriteAllText(file, $"actorinfer {{\n  model = \"{Path.Combine(GatewayFixture.RepositoryRoot, "models", "opt-tiny")}\"\n  device = \"cuda:1\"\n}}");
+        var (settings, _) = NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(), new Dictionary<string, string?>());
+        var ex = Assert.Throws<SettingsException>(() => NodeModel.Load(settings));
+        Assert.Contains("CUDA_VISIBLE_DEVICES=1", ex.Message);
+    }
+
+    [Fact]
     public void Flags_override_the_file_and_the_api_key_is_kept_only_as_its_hash()
     {
         var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");
@@ -94,7 +107,7 @@ public sealed partial class NodeCommandTests
         Assert.Equal(("127.0.0.1", 8123), (on.Http.Host, on.Http.Port));
         var tenant = Assert.Single(on.Http.Tenants);
         Assert.Equal("default", tenant.Name);
-        Assert.Equal([ActorInfer.Actors.Configuration.HttpSettings.HashKey("sk-x")], tenant.KeyHashes);
+        Assert.Equal([HttpSettings.HashKey("sk-x")], tenant.KeyHashes);
         Assert.Equal("opt-tiny", on.Http.ServedModelName);
     }
 

@@ -169,7 +169,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             if (!settings.Roles.Gateway)
             {
                 system.ActorOf(WorkerProtocol.EndpointProps(scheduler, 2 * settings.Scheduler.MaxGpuBatchSize * settings.Scheduler.MaxGpuBatches,
-                    settings.Device), WorkerProtocol.EndpointName);
+                    NodeModel.DeviceName(settings)), WorkerProtocol.EndpointName);
                 return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, ActorRefs.Nobody, ActorRefs.Nobody)
                 {
                     Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement,

@@ -67,6 +67,15 @@ public sealed class NodeModel : IDisposable
             : $"'{model}' is neither a model directory nor a known model size ({string.Join(", ", ModelConfigs.NamedSizes)})";
     }
 
+    /// <summary>
+    /// The device a node computes on, as it reports it: the setting, and on CUDA which of the host's GPUs the process sees
+    /// when CUDA_VISIBLE_DEVICES says (one node per GPU).
+    /// </summary>
+    public static string DeviceName(ActorInferSettings settings) =>
+        settings.IsCuda && Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") is { Length: > 0 } visible
+            ? $"{settings.Device} (CUDA_VISIBLE_DEVICES={visible})"
+            : settings.Device;
+
     public static NodeModel Load(ActorInferSettings settings) => Load(settings, deviceBefore: null);
 
     /// <param name="deviceBefore">
@@ -75,9 +84,13 @@ public sealed class NodeModel : IDisposable
     /// </param>
     public static NodeModel Load(ActorInferSettings settings, (long Free, long Total)? deviceBefore)
     {
-        var device = settings.IsCuda ? new Device(settings.Device) : CPU;
+        // The runtime computes on the process's current GPU, the first it sees: another index would be ignored, not honoured.
+        if (settings.IsCuda && settings.Device is not ("cuda" or "cuda:0"))
+            throw new SettingsException("actorinfer.device",
+                $"'{settings.Device}': a node computes on the first GPU its process sees; give it GPU {settings.Device[5..]} with " +
+                $"CUDA_VISIBLE_DEVICES={settings.Device[5..]} and device = \"cuda\" (scripts/cluster-up --gpus does so for each worker)");
         if (settings.IsCuda && !cuda.is_available())
-            throw new SettingsException("actorinfer.device", $"'{settings.Device}' was asked for, but CUDA is not available on this machine");
+            throw new SettingsException("actorinfer.device", $"'{DeviceName(settings)}' was asked for, but CUDA is not available on this machine");
         var dtype = settings.DType switch
         {
             "float16" => ScalarType.Float16,

@@ -7,8 +7,9 @@ namespace ActorInfer.Actors.Routing;
 /// Work between a gateway and the workers of a cluster. A worker-only node runs a worker endpoint (at
 /// <c>/user/worker</c>) in front of its block scheduler; a gateway-only node runs a work dispatcher in the block
 /// scheduler's place, so its job actor is the same as a node alone's. The dispatcher hands requests to the workers by the
-/// capacity each reports (free block slots under its current policy, less what it holds), keeps what each worker holds,
-/// and when a worker leaves or is downed hands its unfinished requests to the others, each from its latest checkpoint.
+/// capacity each reports (each takes a share of the unfinished work in proportion to its slots, at least its slots), keeps
+/// what each worker holds, and when a worker leaves or is downed hands its unfinished requests to the others, each from
+/// its latest checkpoint.
 /// A request finishes once: the job actor persists the first result of a line and ignores any later one.
 /// Every message here crosses nodes: plain strings, numbers and arrays.
 /// </summary>
@@ -42,7 +43,8 @@ public static class WorkerProtocol
     }
 
     /// <summary>
-    /// What a worker can take: <paramref name="Slots"/> requests in all (two blocks of its current policy), of which it
+    /// What a worker can take: <paramref name="Slots"/> requests at least (two blocks of its current policy; its weight in
+    /// the dispatcher's shares), of which it
     /// holds <paramref name="Held"/>; <paramref name="Received"/> counts every order it has received, so that the
     /// dispatcher can subtract what is still on its way.
     /// </summary>

@@ -102,7 +102,7 @@ public static class NodeCommand
         var served = settings.ServesSeveralModels
             ? $"models {string.Join(", ", settings.Models.Select(m => $"{m.Name} ({m.Model}, priority {m.Priority})"))}"
             : $"model {settings.Model}";
-        Console.WriteLine($"node started: roles {settings.Roles}, {served}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {settings.Device}, data {settings.DataDir}");
+        Console.WriteLine($"node started: roles {settings.Roles}, {served}{(node.HasModel ? "" : " (config and tokenizer only)")}, device {NodeModel.DeviceName(settings)}, data {settings.DataDir}");
         if (settings.Roles.Gateway) Console.WriteLine($"node: drop jobs into {settings.InboxDir}, results appear in {settings.ResultsDir}");
         else Console.WriteLine("node: a worker; it takes its work from the cluster's gateways");
         Console.WriteLine(heap);
