@@ -36,8 +36,10 @@ for name, n in (("job", int(sys.argv[2])), ("cjob", int(sys.argv[3])), ("job30",
     rng = random.Random(2112)
     with open(f"{work}/{name}.jsonl", "w") as f:
         for i in range(n):
+            # The chosen tokens' log-probabilities come back too: where two runs' greedy tokens part, they show how near
+            # the two choices were.
             f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, 50000) for _ in range(511)],
-                                "max_tokens": 32, "temperature": 0, "ignore_eos": True}) + "\n")
+                                "max_tokens": 32, "temperature": 0, "ignore_eos": True, "logprobs": 1}) + "\n")
 PY
 auth=(-H 'Authorization: Bearer sk-node')
 
@@ -136,6 +138,17 @@ for name, prefix in (("pressed", ""), ("compressed", "c")):
     if name == "pressed" and os.path.exists(f"{out}/plain-results.jsonl"):
         ref = outputs("plain")
         print(f"greedy outputs identical to the unpressured run: {sum(got[k] == ref.get(k) for k in got)} of {len(got)}")
+        # Where they part: the log-probability each run gave its own choice there (near-equal values: a near-tie).
+        lp = {l["id"]: l.get("output_logprobs") for l in lines}
+        lpref = {json.loads(l)["id"]: json.loads(l).get("output_logprobs") for l in open(f"{out}/plain-results.jsonl") if l.strip()}
+        gaps = []
+        for k in got:
+            if got[k] == ref.get(k) or not lp.get(k) or not lpref.get(k): continue
+            i = next(j for j, (x, y) in enumerate(zip(got[k], ref[k])) if x != y)
+            gaps.append(abs(lp[k][i] - lpref[k][i]))
+        if gaps:
+            gaps.sort()
+            print(f"  at the first differing token, |logprob(pressed's choice) - logprob(unpressured's choice)|: median {gaps[len(gaps) // 2]:.4f}, max {gaps[-1]:.4f}")
 if os.path.exists(f"{out}/big-phases.txt"):
     (_, seconds, done), = phases("big")[-1:]
     rate = done * 32 / seconds
