@@ -84,25 +84,8 @@ ready() {
 }
 # job PORT NAME: posts the job, waits for it (at most $limit s, and not past a CUDA error in a log), keeps its results,
 # appends "NAME state seconds tokens" to $work/jobs.txt.
-job() {
-  local port=$1 name=$2 auth=(-H "Authorization: Bearer $key") start id state seconds tokens
-  start=$(date +%s.%N)
-  id=$(curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @"$work/job.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  while :; do
-    state=$(curl -s "http://127.0.0.1:$port/v1/jobs/$id" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
-    [ "$state" = completed ] || [ "$state" = failed ] && break
-    if grep -q "CUDA error" "$out"/*.log 2>/dev/null || python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $limit else 1)"; then
-      state="stopped-$state"; break
-    fi
-    sleep 0.1
-  done
-  seconds=$(python3 -c "print($(date +%s.%N) - $start)")
-  curl -s "http://127.0.0.1:$port/v1/jobs/$id/results" "${auth[@]}" > "$out/$name-results.jsonl"
-  tokens=$(python3 -c "
-import json
-print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
-  echo "$name $state $seconds $tokens" | tee -a "$work/jobs.txt"
-}
+source scripts/gpu/node-lib.sh
+job() { node_job "$1" "$work/job.jsonl" "$2" "$limit" "$key" "$work/jobs.txt"; }
 
 # 1. The node alone.
 { echo "actorinfer {"; model_conf; echo "  persistence.provider = \"sqlite\""; echo "}"; } > "$work/node.conf"

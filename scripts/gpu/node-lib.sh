@@ -34,3 +34,25 @@ node_reap() {
   for _ in $(seq 1 20); do pgrep -f "${GPU_APP_DIR:-/tmp/gpu-app}/actorinfer" >/dev/null || return 0; sleep 0.5; done
   pkill -KILL -f "${GPU_APP_DIR:-/tmp/gpu-app}/actorinfer"; sleep 1
 }
+# node_job PORT FILE NAME LIMIT KEY JOBS: posts FILE as a job, waits for it (at most LIMIT seconds, and not past a CUDA
+# error in a log under $out), keeps its results in $out/NAME-results.jsonl, appends "NAME state seconds tokens" to JOBS.
+node_job() {
+  local port=$1 file=$2 name=$3 limit=$4 key=$5 jobs=$6 start id state seconds tokens
+  local auth=(-H "Authorization: Bearer $key")
+  start=$(date +%s.%N)
+  id=$(curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @"$file" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  while :; do
+    state=$(curl -s "http://127.0.0.1:$port/v1/jobs/$id" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+    [ "$state" = completed ] || [ "$state" = failed ] && break
+    if grep -q "CUDA error" "$out"/*.log 2>/dev/null || python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $limit else 1)"; then
+      state="stopped-$state"; break
+    fi
+    sleep 0.1
+  done
+  seconds=$(python3 -c "print($(date +%s.%N) - $start)")
+  curl -s "http://127.0.0.1:$port/v1/jobs/$id/results" "${auth[@]}" > "$out/$name-results.jsonl"
+  tokens=$(python3 -c "
+import json
+print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
+  echo "$name $state $seconds $tokens" | tee -a "$jobs"
+}

@@ -40,27 +40,8 @@ node() { node_start "$1" "$2" "$model" "$gpu_mem" "$cpu_mem" "$3"; }
 # Stops the node, and anything a step left running, before the next step starts.
 stop() { node_stop "$1"; node_reap; }
 # job PORT FILE NAME LIMIT: posts FILE as a job, waits for it (at most LIMIT seconds, and not past a CUDA error in the
-# node's log), appends "NAME state seconds tokens" to $work/jobs.txt.
-job() {
-  local port=$1 file=$2 name=$3 limit=$4 auth=(-H 'Authorization: Bearer sk-node')
-  local start id state
-  start=$(date +%s.%N)
-  id=$(curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @"$file" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  while :; do
-    state=$(curl -s "http://127.0.0.1:$port/v1/jobs/$id" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
-    [ "$state" = completed ] || [ "$state" = failed ] && break
-    if grep -q "CUDA error" "$out"/*.log 2>/dev/null || python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $start > $limit else 1)"; then
-      state="stopped-$state"; break
-    fi
-    sleep 0.2
-  done
-  local seconds; seconds=$(python3 -c "print($(date +%s.%N) - $start)")
-  curl -s "http://127.0.0.1:$port/v1/jobs/$id/results" "${auth[@]}" > "$out/$name-results.jsonl"
-  local tokens; tokens=$(python3 -c "
-import json,sys
-print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
-  echo "$name $state $seconds $tokens" | tee -a "$out/jobs.txt"
-}
+# node's log), appends "NAME state seconds tokens" to $out/jobs.txt (node_job, node-lib.sh).
+job() { node_job "$1" "$2" "$3" "$4" sk-node "$out/jobs.txt"; }
 
 steps=${STEPS:-job bench mixed whole}
 has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
