@@ -16,7 +16,7 @@ using Akka.Persistence;
 using Akka.TestKit.Xunit2;
 using static ActorInfer.Actors.Jobs.JobProtocol;
 using static TorchSharp.torch;
-using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
+using LayerIndex = ActorInfer.Runtime.Schedule.LayerIndex;
 
 namespace ActorInfer.Actors.Tests;
 

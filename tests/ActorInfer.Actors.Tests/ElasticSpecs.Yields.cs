@@ -7,8 +7,8 @@ using ActorInfer.Runtime.Schedule;
 using Akka.Actor;
 using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
 using static TorchSharp.torch;
-using LayerIndex = ActorInfer.Actors.Engine.LayerIndex;
-using TokenStep = ActorInfer.Actors.Engine.TokenStep;
+using LayerIndex = ActorInfer.Runtime.Schedule.LayerIndex;
+using TokenStep = ActorInfer.Runtime.Schedule.TokenStep;
 
 namespace ActorInfer.Actors.Tests;
 

@@ -1,4 +1,5 @@
 using ActorInfer.Actors.Engine;
+using ActorInfer.Runtime.Schedule;
 using ActorInfer.Actors.Layers;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;

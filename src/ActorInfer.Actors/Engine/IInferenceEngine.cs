@@ -6,27 +6,6 @@ using static TorchSharp.torch;
 
 namespace ActorInfer.Actors.Engine;
 
-/// <summary>A decoder layer's index.</summary>
-public readonly record struct LayerIndex(int Value)
-{
-    public override string ToString() => $"layer {Value}";
-}
-
-/// <summary>A GPU batch's index within its block.</summary>
-public readonly record struct GpuBatchIndex(int Value)
-{
-    public override string ToString() => $"batch {Value}";
-}
-
-/// <summary>0 is the prefill of the prompts; k > 0 the k-th decoding step.</summary>
-public readonly record struct TokenStep(int Value)
-{
-    public static readonly TokenStep Prefill = new(0);
-    public bool IsPrefill => Value == 0;
-    public TokenStep Next() => new(Value + 1);
-    public override string ToString() => IsPrefill ? "prefill" : $"step {Value}";
-}
-
 /// <summary>One GPU batch's resources on the engine (its KV cache per layer, layout and masks).</summary>
 public interface IGpuBatch : IDisposable
 {

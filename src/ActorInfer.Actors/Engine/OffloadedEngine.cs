@@ -5,7 +5,6 @@ using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
 using BlockSession = ActorInfer.Runtime.Schedule.BlockSession;
 using OffloadRuntime = ActorInfer.Runtime.Schedule.OffloadRuntime;
-using RuntimeStep = ActorInfer.Runtime.Schedule.TokenStep;
 using static TorchSharp.torch;
 
 namespace ActorInfer.Actors.Engine;
@@ -52,7 +51,7 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         {
             if (session.Block.InStep) session.Block.EndStep();
             var active = session.Batches.Where(x => !x.Disposed && (step.IsPrefill || !x.AllFinished)).Select(x => x.Index).ToArray();
-            session.Block.Begin(new RuntimeStep(step.Value), active);
+            session.Block.Begin(step, active);
         }
         session.Block.Run(0, b.Index);
         return empty(0);

@@ -15,6 +15,7 @@ public readonly record struct GpuBatchIndex(int Value)
 /// <summary>A generation step: 0 is the prefill, n the n-th decoding step.</summary>
 public readonly record struct TokenStep(int Value)
 {
+    public static readonly TokenStep Prefill = new(0);
     public bool IsPrefill => Value == 0;
 
     /// <summary>Where this step's keys go in a batch's cache (each GPU batch has its own padded length).</summary>
