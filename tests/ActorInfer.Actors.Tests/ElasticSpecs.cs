@@ -216,6 +216,32 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
         engine.Dispose();
     }
 
+    [Fact]
+    public void A_much_faster_policy_in_the_prefill_starts_the_block_again_and_its_requests_finish_unchanged()
+    {
+        var engine = ResidentEngine();
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine, new BlockPolicy(2, 3, "slow") { PredictedTokensPerSecond = 100 },
+            Enumerable.Range(0, 6).Select(Item).ToArray());
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.Sequences == 6 && m.GpuBatches == 3);
+
+        // The same geometry, predicted ten times faster, arrives while the block is held in its prefill: every batch
+        // is dropped (a running block keeps its placement), and a new block takes the requests under the new policy.
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 3, "fast") { PredictedTokensPerSecond = 1000 }, Memory.TierBudgets.None));
+        ForwardAll(gate, layers[0]);
+        layers[0].Tell(held, scheduler);
+
+        var honoured = ExpectMsg<PolicyHonoured>();
+        Assert.StartsWith("start again: drop 3", honoured.ApplyingParts);
+        ExpectMsg<Checkpointed>(m => m.Block == 1 && m.Items.Count == 6);
+        var dropped = ExpectMsg<BatchesDropped>();
+        Assert.Equal((1, 3, 6), (dropped.Block, dropped.Batches, dropped.Sequences));
+        var restarted = false;
+        Assert.Equal(Reference(6), Results(6, m => restarted |= m is BlockStarted { Block: 2, Sequences: 6, GpuBatches: 3 }));
+        Assert.True(restarted, "the requests were not taken by a new block of the new policy");
+        engine.Dispose();
+    }
+
     /// <summary>
     /// A fall arrives while the block's one GPU batch waits for its next layer (the computation sent, not begun): it
     /// applies on arrival, without waiting for that layer. The batch is dropped with the computation addressed to it,
