@@ -11,14 +11,15 @@ internal abstract class TensorThreadActor : ReceiveActor
     protected override bool AroundReceive(Receive receive, object message)
     {
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
-        TensorThreadClock.Begin(Describe(message), start);
+        var what = Describe(message);
+        TensorThreadClock.Begin(what, start);
         try
         {
             return base.AroundReceive(receive, message);
         }
         finally
         {
-            TensorThreadClock.Record(Describe(message), start);
+            TensorThreadClock.Record(what, start);
         }
     }
 }

@@ -50,7 +50,7 @@ public sealed partial class ActorInferNode
                 };
                 var actors = NodeActors.Start(system, parts, $"model-{i}-");
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
-                    placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches)));
+                    LargestBlock(placement, settings)));
                 tenants.Add(new ArbiterProtocol.Tenant(model.Name, model.Priority, model.MemoryFloor, model.MemoryCeiling, actors.Memory, actors.Scheduler,
                     DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null)));
             }

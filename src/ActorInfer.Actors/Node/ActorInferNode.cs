@@ -88,7 +88,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
     /// planner's block bound (bounds opened to the search's own, e.g. 8,192 x 8,192, would otherwise name a block no
     /// planner gives).
     /// </summary>
-    private static long LargestBlock(Planner.WorkloadPlanner placement, ActorInferSettings settings)
+    internal static long LargestBlock(Planner.WorkloadPlanner placement, ActorInferSettings settings)
     {
         var size = Math.Min(settings.Scheduler.MaxGpuBatchSize, settings.Planner.MaxBlockSize);
         var batches = Math.Clamp(settings.Planner.MaxBlockSize / Math.Max(1, size), 1, settings.Scheduler.MaxGpuBatches);
@@ -166,16 +166,16 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             var actors = NodeActors.Start(system, parts);
             var computeTier = parts.ComputeTier;
             var (memory, planner, scheduler) = (actors.Memory, actors.Planner, actors.Scheduler);
+            var largest = LargestBlock(placement, settings);
             if (!settings.Roles.Gateway)
             {
                 system.ActorOf(WorkerProtocol.EndpointProps(scheduler, 2 * settings.Scheduler.MaxGpuBatchSize * settings.Scheduler.MaxGpuBatches,
                     NodeModel.DeviceName(settings)), WorkerProtocol.EndpointName);
                 return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, ActorRefs.Nobody, ActorRefs.Nobody)
                 {
-                    Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement,
-                        placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches))],
+                    Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement, largest)],
                     ComputeTier = computeTier,
-                    LargestBlockBytes = LargestBlock(placement, settings),
+                    LargestBlockBytes = largest,
                     PolicyPlanner = placement,
                     TierActors = actors.Tiers,
                 };
@@ -185,10 +185,9 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, model.Factory), "control");
             return new ActorInferNode(settings, model, factory, system, memory, planner, scheduler, jobs, control)
             {
-                Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement,
-                    placement.BytesFor(settings.Scheduler.MaxGpuBatchSize, settings.Scheduler.MaxGpuBatches))],
+                Models = [new ServedModel(settings.ServedModels[0], factory, memory, planner, scheduler, actors.Tiers, placement, largest)],
                 ComputeTier = computeTier,
-                LargestBlockBytes = LargestBlock(placement, settings),
+                LargestBlockBytes = largest,
                 PolicyPlanner = placement,
                 TierActors = actors.Tiers,
                 _journal = journal,

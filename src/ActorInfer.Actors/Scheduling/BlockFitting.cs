@@ -49,7 +49,7 @@ internal static class BlockFitting
     public static bool Restarts(RunningBlock block, BlockPolicy? policy)
     {
         if (policy is null || block.Policy.PredictedTokensPerSecond is not { } running || policy.PredictedTokensPerSecond is not { } next ||
-            running <= 0 || ReferenceEquals(policy, block.Policy) || policy == block.Policy)
+            running <= 0 || policy == block.Policy)
             return false;
         var generation = block.Policy.Bucket?.GenerationLength ?? 0;
         var done = block.Step.IsPrefill ? 0.0 : generation > 0 ? Math.Min(1.0, (double)block.Step.Value / generation) : 1.0;

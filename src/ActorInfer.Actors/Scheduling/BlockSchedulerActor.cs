@@ -51,12 +51,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private double _layerStepMs;
     private long _stepStartedAt;
     private bool _stepWasDecoding;
-    // For the stall watch (read from its timer's thread): the running block (0: none), where it is and when it last moved.
-    private volatile int _watchedBlock;
-    private volatile string _watchedStep = "";
-    private volatile int _watchedPosition;
-    private long _progressAt;
-    private Timer? _stallWatch;
+    private StallWatch? _stallWatch;
     // The host buffers page-locked in place before the running block began (its own share is logged with it).
     private (long Bytes, TimeSpan Touching, TimeSpan Registering) _pinnedAtStart;
 
@@ -99,31 +94,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
         _ = Diagnostics.AheadCompilation.Prepare();
-        var log = Logging.GetLogger(Context.System, "scheduler (stall watch)");
-        _stallWatch = new Timer(_ => WatchStall(log), null, StallCheck, StallCheck);
+        _stallWatch = new StallWatch(Logging.GetLogger(Context.System, "scheduler (stall watch)"));
     }
-
-    private static readonly TimeSpan StallCheck = TimeSpan.FromSeconds(5);
-    private static readonly TimeSpan StallLimit = TimeSpan.FromSeconds(30);
-    private long _stallReported;
-
-    /// <summary>
-    /// On a timer's thread: a running block that has not moved (no layer finished, no step begun) for <see cref="StallLimit"/>
-    /// is reported once per stall, with where it stands and what the tensor thread runs, so that a hang can be placed.
-    /// </summary>
-    private void WatchStall(ILoggingAdapter log)
-    {
-        var block = _watchedBlock;
-        var since = Interlocked.Read(ref _progressAt);
-        if (block == 0 || since == 0 || Interlocked.Read(ref _stallReported) == since) return;
-        var still = System.Diagnostics.Stopwatch.GetElapsedTime(since);
-        if (still < StallLimit) return;
-        Interlocked.Exchange(ref _stallReported, since);
-        log.Warning("block {0} has not moved for {1:F0} s ({2}, position {3} in the step); the tensor thread {4}",
-            block, still.TotalSeconds, _watchedStep, _watchedPosition, Diagnostics.TensorThreadClock.Now());
-    }
-
-    private void Moved() => Interlocked.Exchange(ref _progressAt, System.Diagnostics.Stopwatch.GetTimestamp());
 
     /// <summary>Publishes the applier's honour records; a budget change's is logged with its parts and the layer step.</summary>
     private void PublishHonour(object message)
@@ -245,7 +217,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 return;
             }
             block.Hidden[m.Batch.Value] = m.Hidden;
-            Moved();
+            _stallWatch?.Moved();
             Advance(block);
         });
         Receive<LayerProtocol.Yielded>(m =>
@@ -380,9 +352,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             _layerStepMs = System.Diagnostics.Stopwatch.GetElapsedTime(_stepStartedAt, now).TotalMilliseconds / _layers.Count;
         _stepStartedAt = now;
         _stepWasDecoding = !step.IsPrefill;
-        _watchedBlock = block.Id;
-        _watchedStep = step.IsPrefill ? "prefill" : $"decoding step {step.Value}";
-        Moved();
+        _stallWatch?.StepBegan(block.Id, step.Value);
         block.CursorPosition = 0;
         Dispatch(block);
     }
@@ -567,7 +537,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private void Dispatch(RunningBlock block, bool mayYield = true)
     {
         var cursor = block.Cursor;
-        _watchedPosition = block.CursorPosition;
+        _stallWatch?.At(block.CursorPosition);
         var hidden = block.Hidden[cursor.Batch.Value]!;
         block.Hidden[cursor.Batch.Value] = null;
         _layers[cursor.Layer.Value].Tell(new LayerProtocol.Compute(cursor.Batch, block.Step, block.Work[cursor.Batch.Value]!, hidden) { MayYield = mayYield });
@@ -578,7 +548,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var results = block.Results(_factory, error);
         block.Dispose();
         _block = null;
-        _watchedBlock = 0;
+        _stallWatch?.Idle();
         _stepWasDecoding = false;
         // A policy that arrived while the block ran and was not applied yet applies now (and is honoured, if it was
         // waiting): the block holds nothing any more. Otherwise nothing changed since the last one applied.
