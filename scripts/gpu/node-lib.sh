@@ -15,6 +15,8 @@ actorinfer {
   # The geometry bounds of bench --policy auto: only the search's own block bound.
   scheduler { max-gpu-batch-size = 8192, max-gpu-batches = 8192 }
   planner { max-block-size = 8192 $extra }
+  # Jobs of thousands of requests in one POST (the default tenant may queue 1,024).
+  http.tenant-defaults.max-queued-requests = 100000
 }
 CONF
   env ${NODE_ENV:-} bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &

@@ -112,6 +112,25 @@ public sealed partial class NodeCommandTests
     }
 
     [Fact]
+    public void The_api_key_flags_tenant_may_queue_what_the_files_tenant_defaults_say()
+    {
+        // A deployment that raises the queue for its tenants raises it for the flag's tenant too (a job of 2,000 requests
+        // was refused at 1,024 before).
+        var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");
+        var model = $"  model = \"{Path.Combine(GatewayFixture.RepositoryRoot, "models", "opt-tiny")}\"\n";
+        File.WriteAllText(file, $"actorinfer {{\n{model}  http.tenant-defaults.max-queued-requests = 100000\n}}");
+        var none = new Dictionary<string, string?>();
+        var (raised, _) = NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(ApiKey: "sk-x"), none);
+        Assert.Equal(100000, Assert.Single(raised.Http.Tenants).MaxQueuedRequests);
+        File.WriteAllText(file, $"actorinfer {{\n{model}}}");
+        var (plain, _) = NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(ApiKey: "sk-x"), none);
+        Assert.Equal(1024, Assert.Single(plain.Http.Tenants).MaxQueuedRequests);
+        File.WriteAllText(file, $"actorinfer {{\n{model}  http.tenant-defaults.max-queued-requests = 0\n}}");
+        var ex = Assert.Throws<CliException>(() => NodeCommand.LoadSettings(file, new NodeCommand.NodeFlags(ApiKey: "sk-x"), none));
+        Assert.Contains("actorinfer.http.tenant-defaults.max-queued-requests", ex.Message);
+    }
+
+    [Fact]
     public void The_role_flag_overrides_the_files_roles()
     {
         var file = Path.Combine(GatewayFixture.TempDir(), "node.conf");

@@ -58,7 +58,10 @@ public static class NodeCommand
             if (flags.ApiKey is { } key)
             {
                 if (key.Trim().Length == 0) throw new SettingsException("--api-key", "must not be empty");
-                var defaults = SettingsLoader.Reference.GetInt("actorinfer.http.tenant-defaults.max-queued-requests");
+                // The file's tenant defaults, as for any tenant it names (1,024 requests where it sets none).
+                const string queueKey = "actorinfer.http.tenant-defaults.max-queued-requests";
+                var defaults = file.WithFallback(SettingsLoader.Reference).GetInt(queueKey);
+                if (defaults < 1) throw new SettingsException(queueKey, $"must be a positive number of requests (got {defaults})");
                 settings = settings with { Http = settings.Http.WithDefaultTenant(key.Trim(), defaults) };
             }
             return (settings, file);
