@@ -90,4 +90,7 @@ public interface IInferenceEngine : IDisposable
 
     /// <summary>Bytes the compute tier holds now; null for an engine without tier accounting.</summary>
     long? DeviceBytesHeld => null;
+
+    /// <summary>Where the engine's large host buffers came from so far; null for an engine without a CPU tier.</summary>
+    Runtime.Tiers.HostBufferCounts? HostBuffers => null;
 }

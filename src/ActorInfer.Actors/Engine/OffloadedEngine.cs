@@ -94,6 +94,8 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
 
     public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;
 
+    public ActorInfer.Runtime.Tiers.HostBufferCounts? HostBuffers => runtime.Tiers.Cpu.HostBuffers;
+
     public bool AtLayerBoundary => _session is not { } s || s.Block.AtLayerBoundary;
 
     /// <summary>Sequences in the running block's batches that are still held (not dropped or freed), for run timelines.</summary>

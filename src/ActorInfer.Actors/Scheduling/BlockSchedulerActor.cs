@@ -52,8 +52,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private long _stepStartedAt;
     private bool _stepWasDecoding;
     private StallWatch? _stallWatch;
-    // The host buffers page-locked in place before the running block began (its own share is logged with it).
-    private (long Bytes, TimeSpan Touching, TimeSpan Registering) _pinnedAtStart;
+    // Where the CPU tier's large buffers had come from before the running block began (its own share is logged with it).
+    private Runtime.Tiers.HostBufferCounts? _hostBuffersAtStart;
 
     private sealed record CheckMemoryWait
     {
@@ -301,7 +301,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
         var block = new RunningBlock(id, policy, sequences, batches.Count) { StartedAt = System.Diagnostics.Stopwatch.GetTimestamp() };
-        _pinnedAtStart = Runtime.Tiers.HostPages.Totals;
+        _hostBuffersAtStart = _engine.HostBuffers;
         try
         {
             for (var b = 0; b < batches.Count; b++)
@@ -556,14 +556,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         var measured = block.Measured();
-        var pinned = Runtime.Tiers.HostPages.Totals;
-        var newlyPinned = pinned.Bytes > _pinnedAtStart.Bytes
-            ? $"; {Planning.ByteSize.Format(pinned.Bytes - _pinnedAtStart.Bytes)} of new host buffers page-locked " +
-              $"(touching {(pinned.Touching - _pinnedAtStart.Touching).TotalSeconds:F2} s, registering {(pinned.Registering - _pinnedAtStart.Registering).TotalSeconds:F2} s)"
-            : "";
+        var hostBuffers = HostBuffersOf(block);
         if (block.Policy.PredictedTokensPerSecond is { } predicted && measured.Tokens > 0)
             _log.Info($"block {block.Id}: {measured.Tokens} tokens in {measured.Seconds:F3} s: {measured.TokensPerSecond:F1} token/s measured, " +
-                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){newlyPinned}");
+                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){hostBuffers}");
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value)
         {
             Tokens = measured.Tokens, Seconds = measured.Seconds, PredictedTokensPerSecond = block.Policy.PredictedTokensPerSecond,
@@ -574,6 +570,24 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         // applies before the next block opens (not after, by dropping from it), and is not held up by the opening.
         Self.Tell(StartNextBlock.Instance);
         WatchMemoryWait();
+    }
+
+    /// <summary>
+    /// The block's large host buffers by where they came from (prepared in the background, or made inline: on CUDA
+    /// page-locked on this thread), for its log line; empty when it took none.
+    /// </summary>
+    private string HostBuffersOf(RunningBlock block)
+    {
+        if (_engine.HostBuffers is not { } now || _hostBuffersAtStart is not { } before) return "";
+        var d = now - before;
+        if (d.PrepareFailures > 0)
+            _log.Warning("block {0}: preparing host buffers in the background failed {1} times ({2}); the block made them itself",
+                block.Id, d.PrepareFailures, d.LastFailure ?? "");
+        if (d.ServedPreparedBytes == 0 && d.InlineBytes == 0 && d.ReusedBytes == 0) return "";
+        static string F(long bytes) => Planning.ByteSize.Format(bytes);
+        return $"; host buffers: {F(d.ServedPreparedBytes)} from the prepared pool, {F(d.InlineBytes)} made inline " +
+               $"(touching {d.InlineTouching.TotalSeconds:F2} s, registering {d.InlineRegistering.TotalSeconds:F2} s), {F(d.ReusedBytes)} reused; " +
+               $"{F(d.PreparedBytes)} prepared in the background meanwhile ({d.Preparing.TotalSeconds:F2} s)";
     }
 
     private void Publish(object message)
