@@ -376,6 +376,23 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _honours.StartApplying();
         _pending = false;
         if (!_applier.ApplyAndHonour(_policy, _budgets, null, dropped: false)) _policy = null;
+        PrepareNextBlock();
+    }
+
+    /// <summary>
+    /// A policy has just applied: the engine makes ready, in the background, the host buffers of the next block it
+    /// would start (the waiting requests it would take), so that the block does not page-lock them itself.
+    /// </summary>
+    private void PrepareNextBlock()
+    {
+        if (_policy is not { } policy || _waiting.Count == 0) return;
+        // A block of another bucket waits for its own policy (TryStartBlock): that one prepares.
+        if (policy.Bucket is { } planned && _planner is not null && _waiting.HeadBucket is { } head && head != planned) return;
+        var states = RunningBlock.Entries(_waiting.Peek(policy.BlockStartSize, policy.Bucket), _factory)
+            .Where(e => e.State is not null).Select(e => e.State!).ToArray();
+        if (_engine.Prepare(policy, states) is { } prepared)
+            _log.Info($"host buffers for the next block ({states.Length} sequences, policy {policy}): {Planning.ByteSize.Format(prepared.WantedBytes)} " +
+                      $"on the CPU tier, {Planning.ByteSize.Format(prepared.QueuedBytes)} to prepare in the background");
     }
 
     /// <summary>
@@ -397,6 +414,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         // left the device): the bookkeeping of the drop (which entries go, checkpoints, requeueing) comes after.
         if (!_applier.ApplyAndHonour(policy, _budgets, block, dropped: batches > 0)) _policy = null;
         if (batches > 0) Requeue(block, batches, block.TakeDropped());
+        PrepareNextBlock();
         if (BlockFitting.GoesOn(block, atStepEnd)) return true;
         FinishBlock(block, null);
         return false;
