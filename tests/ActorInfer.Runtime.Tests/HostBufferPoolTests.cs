@@ -110,6 +110,8 @@ public sealed class HostBufferPoolTests
         Assert.Equal(12 * MiB, tier.KeptBytes);
         old.Dispose();
         Settle(tier);
+        // Both 8 MiB buffers were freed by the worker: the kept one at the new needs, the leased one when its lease ended.
+        Assert.Equal(16 * MiB, tier.HostBuffers.ReleasedBytes);
         Assert.Equal(12 * MiB, tier.KeptBytes);
         Assert.Equal(0, tier.BytesHeld);
         Assert.Equal(12 * MiB, tier.BytesTaken);

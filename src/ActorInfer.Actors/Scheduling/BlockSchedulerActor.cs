@@ -601,11 +601,12 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         if (d.PrepareFailures > 0)
             _log.Warning("block {0}: preparing host buffers in the background failed {1} times ({2}); the block made them itself",
                 block.Id, d.PrepareFailures, d.LastFailure ?? "");
-        if (d.ServedPreparedBytes == 0 && d.InlineBytes == 0 && d.ReusedBytes == 0) return "";
+        if (d.ServedPreparedBytes == 0 && d.InlineBytes == 0 && d.ReusedBytes == 0 && d.PreparedBytes == 0 && d.ReleasedBytes == 0) return "";
         static string F(long bytes) => Planning.ByteSize.Format(bytes);
         return $"; host buffers: {F(d.ServedPreparedBytes)} from the prepared pool, {F(d.InlineBytes)} made inline " +
                $"(touching {d.InlineTouching.TotalSeconds:F2} s, registering {d.InlineRegistering.TotalSeconds:F2} s), {F(d.ReusedBytes)} reused; " +
-               $"{F(d.PreparedBytes)} prepared in the background meanwhile ({d.Preparing.TotalSeconds:F2} s)";
+               $"in the background meanwhile {F(d.PreparedBytes)} prepared ({d.Preparing.TotalSeconds:F2} s), " +
+               $"{F(d.ReleasedBytes)} released ({d.Releasing.TotalSeconds:F2} s)";
     }
 
     private void Publish(object message)

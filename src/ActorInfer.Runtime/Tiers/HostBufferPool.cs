@@ -4,34 +4,6 @@ using static TorchSharp.torch;
 
 namespace ActorInfer.Runtime.Tiers;
 
-/// <summary>A buffer the next block will take from the CPU tier, <see cref="Count"/> times over.</summary>
-public sealed record HostBufferNeed(long[] Shape, ScalarType DType, int Count)
-{
-    public long Bytes => MemoryTier.BytesOf(Shape, DType);
-
-    public override string ToString() => $"{Count} x {HostBufferPool.KeyOf(Shape, DType)}";
-}
-
-/// <summary>What a new set of needs asked of the CPU tier: the bytes of the buffers it wants, and of those queued to be made.</summary>
-public sealed record HostBufferPreparation(long WantedBytes, long QueuedBytes);
-
-/// <summary>
-/// Where the CPU tier's large buffers came from, over the tier's life; a block's share is the difference of two.
-/// Prepared: made ahead by the pool's worker. Inline: made by the thread that asked for them (on CUDA, page-locked
-/// there, taking the touching and registering times).
-/// </summary>
-public sealed record HostBufferCounts(long PreparedBytes, TimeSpan Preparing, long ServedPreparedBytes, long ReusedBytes,
-    long InlineBytes, TimeSpan InlineTouching, TimeSpan InlineRegistering, int PrepareFailures, string? LastFailure)
-{
-    public static HostBufferCounts Zero { get; } = new(0, TimeSpan.Zero, 0, 0, 0, TimeSpan.Zero, TimeSpan.Zero, 0, null);
-
-    public static HostBufferCounts operator -(HostBufferCounts a, HostBufferCounts b) =>
-        new(a.PreparedBytes - b.PreparedBytes, a.Preparing - b.Preparing, a.ServedPreparedBytes - b.ServedPreparedBytes,
-            a.ReusedBytes - b.ReusedBytes, a.InlineBytes - b.InlineBytes, a.InlineTouching - b.InlineTouching,
-            a.InlineRegistering - b.InlineRegistering, a.PrepareFailures - b.PrepareFailures,
-            a.PrepareFailures > b.PrepareFailures ? a.LastFailure : null);
-}
-
 /// <summary>
 /// The CPU tier's large buffers that no lease holds: those freed by leases, kept for the next lease of their shape
 /// (paging a buffer in and locking it again costs more than the copies it serves), and those a background worker
@@ -63,6 +35,7 @@ internal sealed class HostBufferPool : IDisposable
     private bool _disposed;
 
     private long _preparedBytes, _preparingTicks, _servedPrepared, _reused, _inlineBytes, _inlineTouchTicks, _inlineRegisterTicks;
+    private long _releasedBytes, _releasingTicks;
     private int _failures;
     private string? _lastFailure;
 
@@ -95,7 +68,7 @@ internal sealed class HostBufferPool : IDisposable
             lock (_gate)
                 return new HostBufferCounts(_preparedBytes, Stopwatch.GetElapsedTime(0, _preparingTicks), _servedPrepared, _reused,
                     _inlineBytes, Stopwatch.GetElapsedTime(0, _inlineTouchTicks), Stopwatch.GetElapsedTime(0, _inlineRegisterTicks),
-                    _failures, _lastFailure);
+                    _releasedBytes, Stopwatch.GetElapsedTime(0, _releasingTicks), _failures, _lastFailure);
         }
     }
 
@@ -333,6 +306,7 @@ internal sealed class HostBufferPool : IDisposable
             }
             if (release is not null)
             {
+                var began = Stopwatch.GetTimestamp();
                 try
                 {
                     FreeNow(release);
@@ -342,6 +316,8 @@ internal sealed class HostBufferPool : IDisposable
                     lock (_gate)
                     {
                         _releasingBytes -= release.Bytes;
+                        _releasedBytes += release.Bytes;
+                        _releasingTicks += Stopwatch.GetTimestamp() - began;
                         Monitor.PulseAll(_gate);
                     }
                 }
