@@ -598,9 +598,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     {
         if (_engine.HostBuffers is not { } now || _hostBuffersAtStart is not { } before) return "";
         var d = now - before;
-        if (d.PrepareFailures > 0)
-            _log.Warning("block {0}: preparing host buffers in the background failed {1} times ({2}); the block made them itself",
-                block.Id, d.PrepareFailures, d.LastFailure ?? "");
+        if (d.WorkerFailures > 0)
+            _log.Warning("block {0}: the CPU tier's background worker failed {1} times ({2}); the block made what it needed itself",
+                block.Id, d.WorkerFailures, d.LastFailure ?? "");
         if (d.ServedPreparedBytes == 0 && d.InlineBytes == 0 && d.ReusedBytes == 0 && d.PreparedBytes == 0 && d.ReleasedBytes == 0) return "";
         static string F(long bytes) => Planning.ByteSize.Format(bytes);
         return $"; host buffers: {F(d.ServedPreparedBytes)} from the prepared pool, {F(d.InlineBytes)} made inline " +

@@ -307,19 +307,23 @@ internal sealed class HostBufferPool : IDisposable
             if (release is not null)
             {
                 var began = Stopwatch.GetTimestamp();
+                Exception? failure = null;
                 try
                 {
                     FreeNow(release);
                 }
-                finally
+                catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
-                    lock (_gate)
-                    {
-                        _releasingBytes -= release.Bytes;
-                        _releasedBytes += release.Bytes;
-                        _releasingTicks += Stopwatch.GetTimestamp() - began;
-                        Monitor.PulseAll(_gate);
-                    }
+                    failure = ex;
+                }
+                lock (_gate)
+                {
+                    _releasingBytes -= release.Bytes;
+                    _releasedBytes += release.Bytes;
+                    _releasingTicks += Stopwatch.GetTimestamp() - began;
+                    // Reported with the counts, as a failure to prepare is (the buffer's memory itself is freed).
+                    if (failure is not null) (_failures, _lastFailure) = (_failures + 1, failure.Message);
+                    Monitor.PulseAll(_gate);
                 }
             }
             else if (job is { } j) Make(j.Key, j.Want, j.Generation);
@@ -386,10 +390,17 @@ internal sealed class HostBufferPool : IDisposable
         StartWorker();
     }
 
+    /// <summary>Unregisters (on CUDA) and frees a buffer; the tensor is disposed even when unregistering fails.</summary>
     private static void FreeNow(Buffer buffer)
     {
-        buffer.Free?.Invoke();
-        buffer.Tensor.Dispose();
+        try
+        {
+            buffer.Free?.Invoke();
+        }
+        finally
+        {
+            buffer.Tensor.Dispose();
+        }
     }
 
     private void FreeKeptUntilFits(long bytes)
