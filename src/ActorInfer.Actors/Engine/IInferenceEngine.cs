@@ -90,4 +90,14 @@ public interface IInferenceEngine : IDisposable
 
     /// <summary>Bytes the compute tier holds now; null for an engine without tier accounting.</summary>
     long? DeviceBytesHeld => null;
+
+    /// <summary>
+    /// The sequences the next block will hold under <paramref name="policy"/>: the engine makes ready, off the calling
+    /// thread, the host buffers that block will take, and lets go of those no block will. Null when nothing changed (or
+    /// the engine keeps no host buffers).
+    /// </summary>
+    Runtime.Tiers.HostBufferPreparation? Prepare(BlockPolicy policy, IReadOnlyList<SequenceState> sequences) => null;
+
+    /// <summary>Where the engine's large host buffers came from so far; null for an engine without a CPU tier.</summary>
+    Runtime.Tiers.HostBufferCounts? HostBuffers => null;
 }

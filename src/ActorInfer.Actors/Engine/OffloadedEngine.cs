@@ -94,6 +94,12 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
 
     public long? DeviceBytesHeld => runtime.Tiers.Device.BytesHeld;
 
+    public ActorInfer.Runtime.Tiers.HostBufferPreparation? Prepare(BlockPolicy policy, IReadOnlyList<SequenceState> sequences) =>
+        sequences.Count == 0 ? null
+        : runtime.Tiers.Cpu.Prepare(runtime.HostBuffersFor(sequences, policy.Runtime, Math.Min(policy.GpuBatchSize, sequences.Count)));
+
+    public ActorInfer.Runtime.Tiers.HostBufferCounts? HostBuffers => runtime.Tiers.Cpu.HostBuffers;
+
     public bool AtLayerBoundary => _session is not { } s || s.Block.AtLayerBoundary;
 
     /// <summary>Sequences in the running block's batches that are still held (not dropped or freed), for run timelines.</summary>

@@ -109,5 +109,5 @@ public sealed partial class ActorInferNode
     private static IMemoryProbe DeviceProbe(ActorInferSettings settings, IReadOnlyList<NodeModel> models) =>
         new HostMemoryProbe(settings.DataDir,
             settings.IsCuda ? () => MachineMemory.Device().Free + models.Sum(m => m.Tiers.Device.BytesHeld) + models[0].DeviceContextBytes : null,
-            ownHostBytes: () => models.Sum(m => m.Tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : m.Tiers.Device.BytesHeld)));
+            ownHostBytes: () => models.Sum(m => m.Tiers.Cpu.BytesTaken + (settings.IsCuda ? 0 : m.Tiers.Device.BytesHeld)));
 }

@@ -248,7 +248,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
 
     /// <summary>Host memory the node's tiers hold (the device tier too on a CPU node).</summary>
     private static Func<long> OwnHostBytes(ActorInferSettings settings, NodeModel model) =>
-        () => model.Tiers.Cpu.BytesHeld + (settings.IsCuda ? 0 : model.Tiers.Device.BytesHeld);
+        () => model.Tiers.Cpu.BytesTaken + (settings.IsCuda ? 0 : model.Tiers.Device.BytesHeld);
 
     public async ValueTask DisposeAsync()
     {

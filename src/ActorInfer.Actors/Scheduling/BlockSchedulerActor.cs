@@ -52,8 +52,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private long _stepStartedAt;
     private bool _stepWasDecoding;
     private StallWatch? _stallWatch;
-    // The host buffers page-locked in place before the running block began (its own share is logged with it).
-    private (long Bytes, TimeSpan Touching, TimeSpan Registering) _pinnedAtStart;
+    // Where the CPU tier's large buffers had come from before the running block began (its own share is logged with it).
+    private Runtime.Tiers.HostBufferCounts? _hostBuffersAtStart;
 
     private sealed record CheckMemoryWait
     {
@@ -301,7 +301,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
         var block = new RunningBlock(id, policy, sequences, batches.Count) { StartedAt = System.Diagnostics.Stopwatch.GetTimestamp() };
-        _pinnedAtStart = Runtime.Tiers.HostPages.Totals;
+        _hostBuffersAtStart = _engine.HostBuffers;
         try
         {
             for (var b = 0; b < batches.Count; b++)
@@ -376,6 +376,23 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _honours.StartApplying();
         _pending = false;
         if (!_applier.ApplyAndHonour(_policy, _budgets, null, dropped: false)) _policy = null;
+        PrepareNextBlock();
+    }
+
+    /// <summary>
+    /// A policy has just applied: the engine makes ready, in the background, the host buffers of the next block it
+    /// would start (the waiting requests it would take), so that the block does not page-lock them itself.
+    /// </summary>
+    private void PrepareNextBlock()
+    {
+        if (_policy is not { } policy || _waiting.Count == 0) return;
+        // A block of another bucket waits for its own policy (TryStartBlock): that one prepares.
+        if (policy.Bucket is { } planned && _planner is not null && _waiting.HeadBucket is { } head && head != planned) return;
+        var states = RunningBlock.Entries(_waiting.Peek(policy.BlockStartSize, policy.Bucket), _factory)
+            .Where(e => e.State is not null).Select(e => e.State!).ToArray();
+        if (_engine.Prepare(policy, states) is { } prepared)
+            _log.Info($"host buffers for the next block ({states.Length} sequences, policy {policy}): {Planning.ByteSize.Format(prepared.WantedBytes)} " +
+                      $"on the CPU tier, {Planning.ByteSize.Format(prepared.QueuedBytes)} to prepare in the background");
     }
 
     /// <summary>
@@ -397,6 +414,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         // left the device): the bookkeeping of the drop (which entries go, checkpoints, requeueing) comes after.
         if (!_applier.ApplyAndHonour(policy, _budgets, block, dropped: batches > 0)) _policy = null;
         if (batches > 0) Requeue(block, batches, block.TakeDropped());
+        PrepareNextBlock();
         if (BlockFitting.GoesOn(block, atStepEnd)) return true;
         FinishBlock(block, null);
         return false;
@@ -556,14 +574,10 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         foreach (var group in results.GroupBy(r => r.ReplyTo))
             group.Key.Tell(new Finished(block.Id, group.Select(r => r.Item).ToArray()));
         var measured = block.Measured();
-        var pinned = Runtime.Tiers.HostPages.Totals;
-        var newlyPinned = pinned.Bytes > _pinnedAtStart.Bytes
-            ? $"; {Planning.ByteSize.Format(pinned.Bytes - _pinnedAtStart.Bytes)} of new host buffers page-locked " +
-              $"(touching {(pinned.Touching - _pinnedAtStart.Touching).TotalSeconds:F2} s, registering {(pinned.Registering - _pinnedAtStart.Registering).TotalSeconds:F2} s)"
-            : "";
+        var hostBuffers = HostBuffersOf(block);
         if (block.Policy.PredictedTokensPerSecond is { } predicted && measured.Tokens > 0)
             _log.Info($"block {block.Id}: {measured.Tokens} tokens in {measured.Seconds:F3} s: {measured.TokensPerSecond:F1} token/s measured, " +
-                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){newlyPinned}");
+                      $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){hostBuffers}");
         Publish(new BlockFinished(block.Id, results.Count, block.Step.Value)
         {
             Tokens = measured.Tokens, Seconds = measured.Seconds, PredictedTokensPerSecond = block.Policy.PredictedTokensPerSecond,
@@ -574,6 +588,25 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         // applies before the next block opens (not after, by dropping from it), and is not held up by the opening.
         Self.Tell(StartNextBlock.Instance);
         WatchMemoryWait();
+    }
+
+    /// <summary>
+    /// The block's large host buffers by where they came from (prepared in the background, or made inline: on CUDA
+    /// page-locked on this thread), for its log line; empty when it took none.
+    /// </summary>
+    private string HostBuffersOf(RunningBlock block)
+    {
+        if (_engine.HostBuffers is not { } now || _hostBuffersAtStart is not { } before) return "";
+        var d = now - before;
+        if (d.WorkerFailures > 0)
+            _log.Warning("block {0}: the CPU tier's background worker failed {1} times ({2}); the block made what it needed itself",
+                block.Id, d.WorkerFailures, d.LastFailure ?? "");
+        if (d.ServedPreparedBytes == 0 && d.InlineBytes == 0 && d.ReusedBytes == 0 && d.PreparedBytes == 0 && d.ReleasedBytes == 0) return "";
+        static string F(long bytes) => Planning.ByteSize.Format(bytes);
+        return $"; host buffers: {F(d.ServedPreparedBytes)} from the prepared pool, {F(d.InlineBytes)} made inline " +
+               $"(touching {d.InlineTouching.TotalSeconds:F2} s, registering {d.InlineRegistering.TotalSeconds:F2} s), {F(d.ReusedBytes)} reused; " +
+               $"in the background meanwhile {F(d.PreparedBytes)} prepared ({d.Preparing.TotalSeconds:F2} s), " +
+               $"{F(d.ReleasedBytes)} released ({d.Releasing.TotalSeconds:F2} s)";
     }
 
     private void Publish(object message)

@@ -88,6 +88,15 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
         return items;
     }
 
+    /// <summary>The items <see cref="Take"/> would take now, left in their places.</summary>
+    public List<(WorkItem Item, IActorRef ReplyTo)> Peek(int most, Planner.WorkloadBucket? bucket = null) =>
+        _queue.UnorderedItems
+            .OrderBy(e => e.Priority)
+            .Select(e => e.Element)
+            .Where(e => bucket is not { } planned || bucketOf is null || Planner.BucketRule.Fits(_buckets[e.Item], planned))
+            .Take(most)
+            .ToList();
+
     /// <summary>Removes the items with these keys; returns how many there were.</summary>
     public int Withdraw(IReadOnlySet<string> keys) =>
         Remove(e => keys.Contains(e.Element.Item.Key)).Count;

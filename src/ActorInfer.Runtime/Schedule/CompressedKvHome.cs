@@ -35,13 +35,7 @@ internal sealed class CompressedKvHome : IKvHome
         Tier = tier;
         (_batch, _heads, _capacity, _headDim) = (shape[0], shape[1], shape[2], shape[3]);
         _dtype = dtype;
-        var hidden = _heads * _headDim;
-        var groups = CacheCompression.GroupsFor(hidden);
-        var layouts = new (string Name, ScalarType DType, long[] Row)[]
-        {
-            ("key codes", ScalarType.Byte, [_batch, hidden / 2]), ("key ranges", dtype, [_batch, groups, 2]),
-            ("value codes", ScalarType.Byte, [_batch, hidden / 2]), ("value ranges", dtype, [_batch, groups, 2]),
-        };
+        var layouts = Layouts(shape, dtype);
         var parts = new List<Part>(layouts.Length);
         try
         {
@@ -60,6 +54,22 @@ internal sealed class CompressedKvHome : IKvHome
         }
         _parts = [.. parts];
     }
+
+    /// <summary>The parts of a home of <paramref name="shape"/> [B, heads, capacity, head_dim]: each holds a row per token.</summary>
+    private static (string Name, ScalarType DType, long[] Row)[] Layouts(long[] shape, ScalarType dtype)
+    {
+        var (batch, hidden) = (shape[0], shape[1] * shape[3]);
+        var groups = CacheCompression.GroupsFor(hidden);
+        return
+        [
+            ("key codes", ScalarType.Byte, [batch, hidden / 2]), ("key ranges", dtype, [batch, groups, 2]),
+            ("value codes", ScalarType.Byte, [batch, hidden / 2]), ("value ranges", dtype, [batch, groups, 2]),
+        ];
+    }
+
+    /// <summary>The buffers a home of <paramref name="shape"/> [B, heads, capacity, head_dim] takes in memory.</summary>
+    public static IEnumerable<(long[] Shape, ScalarType DType)> Buffers(long[] shape, ScalarType dtype) =>
+        Layouts(shape, dtype).Select(l => ((long[])[shape[2], .. l.Row], l.DType));
 
     public TierKind Tier { get; }
 

@@ -42,6 +42,9 @@ internal sealed class KvHome : IKvHome
         }
     }
 
+    /// <summary>The buffers a home of <paramref name="shape"/> takes in memory: keys and values.</summary>
+    public static IEnumerable<(long[] Shape, ScalarType DType)> Buffers(long[] shape, ScalarType dtype) => [(shape, dtype), (shape, dtype)];
+
     public TierKind Tier { get; }
     /// <summary>The in-memory cache (null on disk). Its tensors belong to the leases.</summary>
     public LayerKv? Memory { get; }

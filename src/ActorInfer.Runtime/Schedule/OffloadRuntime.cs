@@ -203,6 +203,33 @@ public sealed class OffloadRuntime : IDisposable
         }).ToArray();
     }
 
+    /// <summary>
+    /// The buffers a block of these sequences would take from the CPU tier under <paramref name="policy"/> (the runtime's
+    /// own when null) in GPU batches of <paramref name="gpuBatchSize"/>: its cache homes there, and the prefill's hidden
+    /// states stored there (one per GPU batch, and the one being computed). Computed as <see cref="OpenBlock"/> places them,
+    /// without allocating anything.
+    /// </summary>
+    public IReadOnlyList<HostBufferNeed> HostBuffersFor(IReadOnlyList<SequenceState> block, Policy? policy = null, int? gpuBatchSize = null)
+    {
+        if (block.Count == 0) return [];
+        policy = Stored(policy ?? Policy);
+        if (gpuBatchSize is { } size) policy = policy.Reshaped(size, (block.Count + size - 1) / size);
+        var plan = Plan(block, policy);
+        var shapes = Shapes(block, policy);
+        var needs = new List<HostBufferNeed>();
+        for (var k = 0; k < shapes.Count; k++)
+        {
+            long[] cache = [shapes[k].Size, Config.NumKeyValueHeads, shapes[k].Capacity, Config.HeadDim];
+            var homes = Enumerable.Range(0, Config.NumHiddenLayers).Count(l => plan.CacheTier(l, new GpuBatchIndex(k)) == TierKind.Cpu);
+            if (homes > 0)
+                foreach (var (shape, dtype) in policy.CompressCache ? CompressedKvHome.Buffers(cache, DType) : KvHome.Buffers(cache, DType))
+                    needs.Add(new HostBufferNeed(shape, dtype, homes));
+            if (Enumerable.Range(0, _layers.Count - 1).Any(j => plan.ActivationTier(new LayerIndex(j), new GpuBatchIndex(k)) == TierKind.Cpu))
+                needs.Add(new HostBufferNeed([shapes[k].Size, shapes[k].PaddedLength, Config.HiddenSize], DType, k == 0 ? 2 : 1));
+        }
+        return needs;
+    }
+
     /// <summary>Generates for every sequence of the block until each has finished, as <see cref="BatchGenerator.Run"/> does.</summary>
     /// <param name="stepDone">Called after each step (0 = prefill) once its tokens are chosen, for timing and telemetry.</param>
     public void Generate(IReadOnlyList<SequenceState> block, Func<IReadOnlyList<int>, string> decode, Action<TokenStep>? stepDone = null)

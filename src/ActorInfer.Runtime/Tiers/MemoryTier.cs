@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ActorInfer.Model.Layers;
 using static TorchSharp.torch;
 
@@ -17,6 +18,7 @@ public sealed class MemoryTier : Tier, IDisposable
         if (kind == TierKind.Disk) throw new ArgumentException("the disk tier is a DiskTier");
         Device = device;
         Pinned = pin && cuda.is_available() && device.type == TorchSharp.DeviceType.CPU;
+        _pool = new HostBufferPool(this);
     }
 
     public Device Device { get; }
@@ -48,77 +50,86 @@ public sealed class MemoryTier : Tier, IDisposable
     public TensorLease Allocate(long[] shape, ScalarType dtype, string what, bool zeroed = true)
     {
         var bytes = BytesOf(shape, dtype);
-        var reusable = Reuses(bytes);
-        if (reusable)
+        if (!Reuses(bytes))
         {
-            if (TakeKept(shape, dtype) is { } kept)
+            Reserve(bytes, what);
+            try
             {
-                try
-                {
-                    Reserve(bytes, what);
-                }
-                catch
-                {
-                    Keep(kept.Tensor, bytes, kept.Free, force: true);
-                    throw;
-                }
-                if (zeroed) kept.Tensor.zero_();
-                return new TensorLease(this, kept.Tensor, bytes, kept.Free, reusable: true);
+                return new TensorLease(this, Make(shape, dtype, bytes).Tensor, bytes);
             }
-            MakeRoom(bytes);
+            catch
+            {
+                Release(bytes);
+                throw;
+            }
         }
-        Reserve(bytes, what);
+        if (_pool.Acquire(shape, dtype, bytes, what, out var generation) is { } kept)
+        {
+            if (zeroed) kept.Tensor.zero_();
+            return new TensorLease(this, kept.Tensor, bytes, kept.Free, generation);
+        }
         try
         {
-            if (Pinned && bytes >= RegisterInPlaceBytes)
-            {
-                // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
-                // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
-                // The registered range must be whole pages of this buffer alone: the C library may serve a large
-                // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
-                // page with one already registered. So the buffer is allocated two pages longer and starts at the
-                // first page boundary inside it (the two pages are not counted against the budget).
-                // Untouched until the kernel is asked for huge pages over it; then zeroed on the intra-op threads (the
-                // first touch, in parallel) before the driver pins it.
-                var page = Environment.SystemPageSize;
-                var element = ElementSize(dtype);
-                var began = System.Diagnostics.Stopwatch.GetTimestamp();
-                using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
-                var start = Cuda.TensorPointers.Data(flat);
-                var (skip, registered) = PageOwnedRange(start, bytes, page, element);
-                var pointer = start + (nint)skip;
-                HostPages.AdviseHuge(pointer, registered);
-                var big = flat.narrow(0, skip / element, bytes / element).view(shape);
-                big.DetachFromDisposeScope();
-                big.zero_();
-                var touched = System.Diagnostics.Stopwatch.GetTimestamp();
-                try
-                {
-                    Cuda.CudaRuntime.HostRegister(pointer, registered);
-                    HostPages.Count(bytes, touched - began, System.Diagnostics.Stopwatch.GetTimestamp() - touched);
-                }
-                catch
-                {
-                    big.Dispose();
-                    throw;
-                }
-                return new TensorLease(this, big, bytes, () => Cuda.CudaRuntime.HostUnregister(pointer), reusable);
-            }
-            var tensor = zeros(shape, dtype: dtype, device: Device);
-            if (Pinned)
-            {
-                var pinned = tensor.pin_memory();
-                tensor.Dispose();
-                tensor = pinned;
-            }
-            tensor.DetachFromDisposeScope();
-            return new TensorLease(this, tensor, bytes, reusable: reusable);
+            var made = Make(shape, dtype, bytes);
+            _pool.Made(bytes, made.TouchTicks, made.RegisterTicks);
+            return new TensorLease(this, made.Tensor, bytes, made.Free, generation);
         }
         catch
         {
+            _pool.Abandon(shape, dtype);
             Release(bytes);
             throw;
         }
+    }
+
+    /// <summary>A new zeroed buffer, what frees it beside disposing it, and the stopwatch ticks spent touching and registering it.</summary>
+    internal sealed record Made(Tensor Tensor, Action? Free, long TouchTicks, long RegisterTicks);
+
+    /// <summary>Makes a new zeroed buffer of this shape (not held against the budget: the caller holds it).</summary>
+    internal Made Make(long[] shape, ScalarType dtype, long bytes)
+    {
+        if (Pinned && bytes >= RegisterInPlaceBytes)
+        {
+            // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
+            // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
+            // The registered range must be whole pages of this buffer alone: the C library may serve a large
+            // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
+            // page with one already registered. So the buffer is allocated two pages longer and starts at the
+            // first page boundary inside it (the two pages are not counted against the budget).
+            // Untouched until the kernel is asked for huge pages over it; then zeroed on the intra-op threads (the
+            // first touch, in parallel) before the driver pins it.
+            var page = Environment.SystemPageSize;
+            var element = ElementSize(dtype);
+            var began = Stopwatch.GetTimestamp();
+            using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
+            var start = Cuda.TensorPointers.Data(flat);
+            var (skip, registered) = PageOwnedRange(start, bytes, page, element);
+            var pointer = start + (nint)skip;
+            HostPages.AdviseHuge(pointer, registered);
+            var big = flat.narrow(0, skip / element, bytes / element).view(shape);
+            big.DetachFromDisposeScope();
+            big.zero_();
+            var touched = Stopwatch.GetTimestamp();
+            try
+            {
+                Cuda.CudaRuntime.HostRegister(pointer, registered);
+            }
+            catch
+            {
+                big.Dispose();
+                throw;
+            }
+            return new Made(big, () => Cuda.CudaRuntime.HostUnregister(pointer), touched - began, Stopwatch.GetTimestamp() - touched);
+        }
+        var tensor = zeros(shape, dtype: dtype, device: Device);
+        if (Pinned)
+        {
+            var pinned = tensor.pin_memory();
+            tensor.Dispose();
+            tensor = pinned;
+        }
+        tensor.DetachFromDisposeScope();
+        return new Made(tensor, null, 0, 0);
     }
 
     /// <summary>
@@ -136,76 +147,48 @@ public sealed class MemoryTier : Tier, IDisposable
         return (skip, registered);
     }
 
-    // Freed large buffers of the CPU tier, by shape, kept for the next lease of the same shape. What they take counts
-    // with what is held against the budget: a new buffer that would not fit beside them frees them first.
-    private readonly Lock _keptGate = new();
-    private readonly Dictionary<string, Stack<(Tensor Tensor, Action? Free)>> _kept = [];
-    private long _keptBytes;
+    // Freed large buffers of the CPU tier, kept for the next lease of the same shape, and those prepared for the next block.
+    private readonly HostBufferPool _pool;
 
-    /// <summary>Bytes of freed buffers the tier keeps for reuse (not held by any lease).</summary>
-    public long KeptBytes
-    {
-        get { lock (_keptGate) return _keptBytes; }
-    }
+    /// <summary>Bytes of buffers the tier keeps ready for reuse (not held by any lease).</summary>
+    public long KeptBytes => _pool.KeptBytes;
 
-    private bool Reuses(long bytes) => Kind == TierKind.Cpu && Device.type == TorchSharp.DeviceType.CPU && bytes >= RegisterInPlaceBytes;
+    /// <summary>
+    /// What the tier takes of its memory: bytes held by leases, kept ready for reuse, and being made or freed by the
+    /// worker that prepares buffers. The budget bounds it (what the kept and prepared buffers take is given up first).
+    /// </summary>
+    public long BytesTaken => BytesHeld + _pool.KeptBytes + _pool.InTransitBytes;
 
-    private static string KeyOf(long[] shape, ScalarType dtype) => $"{dtype}[{string.Join(",", shape)}]";
+    /// <summary>Where the tier's large buffers came from so far (prepared ahead, reused, or made inline).</summary>
+    public HostBufferCounts HostBuffers => _pool.Counts;
 
-    private (Tensor Tensor, Action? Free)? TakeKept(long[] shape, ScalarType dtype)
-    {
-        lock (_keptGate)
-        {
-            if (!_kept.TryGetValue(KeyOf(shape, dtype), out var stack) || stack.Count == 0) return null;
-            var kept = stack.Pop();
-            _keptBytes -= BytesOf(shape, dtype);
-            return kept;
-        }
-    }
+    /// <summary>Whether the tier's worker has nothing left to prepare or free.</summary>
+    public bool PreparationIdle => _pool.Idle;
 
-    /// <summary>Keeps a freed buffer when it fits beside what is held; false when the caller must free it.</summary>
-    internal bool Keep(Tensor tensor, long bytes, Action? free, bool force = false)
-    {
-        lock (_keptGate)
-        {
-            // The lease giving it back is still counted in BytesHeld.
-            if (!force && BytesHeld + _keptBytes > BudgetBytes) return false;
-            var key = KeyOf(tensor.Dims(), tensor.dtype);
-            if (!_kept.TryGetValue(key, out var stack)) _kept[key] = stack = new Stack<(Tensor, Action?)>();
-            stack.Push((tensor, free));
-            _keptBytes += bytes;
-            return true;
-        }
-    }
+    /// <summary>
+    /// The buffers the next block will take from this tier: a background worker makes the missing ones (allocated,
+    /// touched and, on CUDA, page-locked) so that the block's allocations find them ready; buffers no longer wanted are
+    /// freed. Only the CPU tier keeps buffers: on another tier this does nothing.
+    /// </summary>
+    /// <returns>The bytes wanted and queued; null when nothing changed (the same needs as last time, or not the CPU tier).</returns>
+    public HostBufferPreparation? Prepare(IEnumerable<HostBufferNeed> needs) =>
+        Kind == TierKind.Cpu && Device.type == TorchSharp.DeviceType.CPU ? _pool.Prepare(needs) : null;
 
-    /// <summary>Frees kept buffers until <paramref name="bytes"/> more fit beside what is held and kept.</summary>
-    private void MakeRoom(long bytes)
-    {
-        lock (_keptGate)
-            while (_keptBytes > 0 && BytesHeld + _keptBytes + bytes > BudgetBytes) FreeOneKept();
-    }
+    internal bool Reuses(long bytes) => Kind == TierKind.Cpu && Device.type == TorchSharp.DeviceType.CPU && bytes >= RegisterInPlaceBytes;
 
-    private void FreeOneKept()
-    {
-        var (key, stack) = _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Tensor.NumberOfElements * e.Value.Peek().Tensor.ElementSize);
-        var (tensor, free) = stack.Pop();
-        if (stack.Count == 0) _kept.Remove(key);
-        _keptBytes -= tensor.NumberOfElements * tensor.ElementSize;
-        free?.Invoke();
-        tensor.Dispose();
-    }
+    /// <summary>Holds <paramref name="bytes"/> for a lease or throws (the pool's way to the budget).</summary>
+    internal void Hold(long bytes, string what) => Reserve(bytes, what);
 
-    /// <summary>Frees every kept buffer (a job's end: the tier then holds only what leases hold).</summary>
-    public void Trim()
-    {
-        lock (_keptGate)
-            while (_keptBytes > 0) FreeOneKept();
-    }
+    /// <summary>A lease gives back a kept-size buffer: false when the caller must free it now.</summary>
+    internal bool Return(Tensor tensor, long bytes, Action? free, int generation) => _pool.Return(tensor, free, bytes, generation);
 
-    protected override void OnBudgetChanged() => MakeRoom(0);
+    /// <summary>Frees every kept buffer and forgets what was prepared (a job's end: the tier then holds only what leases hold).</summary>
+    public void Trim() => _pool.Trim();
 
-    /// <summary>Frees the kept buffers (<see cref="Trim"/>); what leases hold is theirs to free.</summary>
-    public void Dispose() => Trim();
+    protected override void OnBudgetChanged() => _pool.FreeUntilFits(0);
+
+    /// <summary>Stops the preparing worker and frees the kept buffers; what leases hold is theirs to free.</summary>
+    public void Dispose() => _pool.Dispose();
 
     /// <summary>Takes ownership of a tensor that compute produced on this tier's device, holding its bytes.</summary>
     public TensorLease Adopt(Tensor tensor, string what)

@@ -9,15 +9,16 @@ public sealed class TensorLease : IDisposable
 
     private readonly Action? _beforeFree;
 
-    private readonly bool _reusable;
+    // The set of needs the buffer was leased under, for a buffer the tier keeps when it comes back; null for others.
+    private readonly int? _generation;
 
-    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes, Action? beforeFree = null, bool reusable = false)
+    internal TensorLease(MemoryTier tier, Tensor tensor, long bytes, Action? beforeFree = null, int? generation = null)
     {
         Tier = tier;
         Tensor = tensor;
         Bytes = bytes;
         _beforeFree = beforeFree;
-        _reusable = reusable;
+        _generation = generation;
     }
 
     public MemoryTier Tier { get; }
@@ -30,7 +31,7 @@ public sealed class TensorLease : IDisposable
         _disposed = true;
         // A large CPU buffer goes back to its tier for the next lease of its shape (paging it in and locking it
         // again costs more than the copies it serves); the tier frees it when it needs the room.
-        if (!_reusable || !Tier.Keep(Tensor, Bytes, _beforeFree))
+        if (_generation is not { } generation || !Tier.Return(Tensor, Bytes, _beforeFree, generation))
         {
             _beforeFree?.Invoke();
             Tensor.Dispose();

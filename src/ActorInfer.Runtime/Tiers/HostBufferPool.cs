@@ -1,0 +1,443 @@
+using System.Diagnostics;
+using ActorInfer.Model.Layers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tiers;
+
+/// <summary>
+/// The CPU tier's large buffers that no lease holds: those freed by leases, kept for the next lease of their shape
+/// (paging a buffer in and locking it again costs more than the copies it serves), and those a background worker
+/// prepares for the next block (<see cref="Prepare"/>), so that its allocations find them ready instead of page-locking
+/// them on the tensor thread. What it keeps and what the worker is making count with what leases hold against the
+/// tier's budget. A lease asking for a shape whose buffer is being made waits for it; one whose buffer is only queued
+/// takes it off the queue and makes its own: a buffer is never counted twice.
+/// </summary>
+internal sealed class HostBufferPool : IDisposable
+{
+    private sealed record Buffer(Tensor Tensor, Action? Free, long Bytes, bool Prepared);
+
+    private sealed record Wanted(long[] Shape, ScalarType DType, long Bytes, int Count);
+
+    private readonly MemoryTier _tier;
+    // Guards everything below; lock order: this, then the tier's own (BytesHeld, Hold). Waits for the worker use it.
+    private readonly object _gate = new();
+    private readonly Dictionary<string, Stack<Buffer>> _kept = [];
+    private readonly Dictionary<string, int> _leased = [];
+    private readonly Dictionary<string, int> _making = [];
+    private readonly Dictionary<string, int> _queued = [];
+    private readonly List<string> _order = [];
+    // Buffers the worker frees (those a new set of needs leaves without use): unregistering tens of gigabytes takes seconds.
+    private readonly Queue<Buffer> _releasing = new();
+    private Dictionary<string, Wanted>? _wanted;
+    private long _keptBytes, _makingBytes, _releasingBytes;
+    private int _generation;
+    private Thread? _worker;
+    private bool _disposed;
+
+    private long _preparedBytes, _preparingTicks, _servedPrepared, _reused, _inlineBytes, _inlineTouchTicks, _inlineRegisterTicks;
+    private long _releasedBytes, _releasingTicks;
+    private int _failures;
+    private string? _lastFailure;
+
+    public HostBufferPool(MemoryTier tier) => _tier = tier;
+
+    internal static string KeyOf(long[] shape, ScalarType dtype) => $"{dtype}[{string.Join(",", shape)}]";
+
+    /// <summary>Bytes of buffers kept ready (not held by any lease).</summary>
+    public long KeptBytes
+    {
+        get { lock (_gate) return _keptBytes; }
+    }
+
+    /// <summary>Bytes the worker is making or freeing now: memory the tier takes that is neither kept nor leased.</summary>
+    public long InTransitBytes
+    {
+        get { lock (_gate) return _makingBytes + _releasingBytes; }
+    }
+
+    /// <summary>Whether the worker has nothing queued, nothing in hand and nothing to free.</summary>
+    public bool Idle
+    {
+        get { lock (_gate) return _worker is null; }
+    }
+
+    public HostBufferCounts Counts
+    {
+        get
+        {
+            lock (_gate)
+                return new HostBufferCounts(_preparedBytes, Stopwatch.GetElapsedTime(0, _preparingTicks), _servedPrepared, _reused,
+                    _inlineBytes, Stopwatch.GetElapsedTime(0, _inlineTouchTicks), Stopwatch.GetElapsedTime(0, _inlineRegisterTicks),
+                    _releasedBytes, Stopwatch.GetElapsedTime(0, _releasingTicks), _failures, _lastFailure);
+        }
+    }
+
+    private long Taken => _keptBytes + _makingBytes + _releasingBytes;
+
+    private bool Fits(long bytes) => _tier.BytesHeld + Taken + bytes <= _tier.BudgetBytes;
+
+    /// <summary>
+    /// A kept buffer of this shape, held by a new lease (<paramref name="what"/>) against the budget; or null, the lease's
+    /// bytes held, for the caller to make the buffer (<see cref="Made"/>, or <see cref="Abandon"/> when that fails).
+    /// </summary>
+    /// <param name="generation">The set of needs the lease belongs to, for <see cref="Return"/>.</param>
+    public (Tensor Tensor, Action? Free)? Acquire(long[] shape, ScalarType dtype, long bytes, string what, out int generation)
+    {
+        var key = KeyOf(shape, dtype);
+        lock (_gate)
+        {
+            while (true)
+            {
+                if (_kept.TryGetValue(key, out var stack) && stack.Count > 0)
+                {
+                    var kept = stack.Pop();
+                    _keptBytes -= bytes;
+                    try
+                    {
+                        _tier.Hold(bytes, what);
+                    }
+                    catch
+                    {
+                        stack.Push(kept);
+                        _keptBytes += bytes;
+                        throw;
+                    }
+                    if (kept.Prepared) _servedPrepared += bytes;
+                    else _reused += bytes;
+                    Add(_leased, key, 1);
+                    generation = _generation;
+                    return (kept.Tensor, kept.Free);
+                }
+                // Only queued: the worker is busy with others, so this thread makes it (in parallel with the worker).
+                if (Count(_queued, key) > 0)
+                {
+                    Add(_queued, key, -1);
+                    break;
+                }
+                // Being made: it lands soon, partly made already.
+                if (Count(_making, key) > 0)
+                {
+                    Monitor.Wait(_gate);
+                    continue;
+                }
+                break;
+            }
+            FreeKeptUntilFits(bytes);
+            // Buffers in the worker's hands count too: nothing more is queued, and they land (and go) before this is held.
+            while (!Fits(bytes) && _makingBytes + _releasingBytes > 0)
+            {
+                ClearQueue();
+                Monitor.Wait(_gate);
+                FreeKeptUntilFits(bytes);
+            }
+            _tier.Hold(bytes, what);
+            Add(_leased, key, 1);
+            generation = _generation;
+            return null;
+        }
+    }
+
+    /// <summary>The caller made the buffer that <see cref="Acquire"/> left to it, taking these stopwatch ticks.</summary>
+    public void Made(long bytes, long touchTicks, long registerTicks)
+    {
+        lock (_gate)
+        {
+            _inlineBytes += bytes;
+            _inlineTouchTicks += touchTicks;
+            _inlineRegisterTicks += registerTicks;
+        }
+    }
+
+    /// <summary>The caller could not make the buffer that <see cref="Acquire"/> left to it (it gives the bytes back itself).</summary>
+    public void Abandon(long[] shape, ScalarType dtype)
+    {
+        lock (_gate) Add(_leased, KeyOf(shape, dtype), -1);
+    }
+
+    /// <summary>
+    /// A lease gives its buffer back (its bytes still held): kept for the next lease of its shape where it fits beside
+    /// what is held, and where the needs declared since the lease began (if any) still want it. False when the caller
+    /// must free it now.
+    /// </summary>
+    public bool Return(Tensor tensor, Action? free, long bytes, int generation)
+    {
+        var key = KeyOf(tensor.Dims(), tensor.dtype);
+        lock (_gate)
+        {
+            Add(_leased, key, -1);
+            if (_disposed) return false;
+            if (generation != _generation && _wanted is { } wanted &&
+                (!wanted.TryGetValue(key, out var want) || KeptCount(key) >= want.Count))
+            {
+                // A block of an earlier policy: its buffers go, off this thread.
+                Release(new Buffer(tensor, free, bytes, Prepared: false));
+                return true;
+            }
+            if (_tier.BytesHeld + Taken > _tier.BudgetBytes) return false;
+            Push(key, new Buffer(tensor, free, bytes, Prepared: false));
+            Monitor.PulseAll(_gate);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The buffers the next block will take: from now on kept buffers serve them, those missing are made by a background
+    /// worker as far as the budget allows (what leases of the same shape hold comes back when they end, and counts as
+    /// there), and buffers no need wants are freed by the worker, now for those kept and when their lease ends for those
+    /// held. A set equal to the last one changes nothing.
+    /// </summary>
+    /// <returns>The bytes wanted and the bytes queued for the worker; null when the set is the last one.</returns>
+    public HostBufferPreparation? Prepare(IEnumerable<HostBufferNeed> needs)
+    {
+        var wanted = new Dictionary<string, Wanted>();
+        var order = new List<string>();
+        foreach (var need in needs)
+        {
+            if (need.Count <= 0 || !_tier.Reuses(need.Bytes)) continue;
+            var key = KeyOf(need.Shape, need.DType);
+            if (wanted.TryGetValue(key, out var before)) wanted[key] = before with { Count = before.Count + need.Count };
+            else
+            {
+                wanted[key] = new Wanted(need.Shape, need.DType, need.Bytes, need.Count);
+                order.Add(key);
+            }
+        }
+        lock (_gate)
+        {
+            if (_disposed) return null;
+            if (_wanted is { } current && current.Count == wanted.Count &&
+                current.All(w => wanted.TryGetValue(w.Key, out var other) && other.Count == w.Value.Count)) return null;
+            _generation++;
+            _wanted = wanted;
+            foreach (var key in _kept.Keys.ToList())
+            {
+                var keep = wanted.TryGetValue(key, out var want) ? want.Count : 0;
+                while (KeptCount(key) > keep) Release(PopKept(key));
+            }
+            ClearQueue();
+            foreach (var key in order)
+            {
+                var missing = wanted[key].Count - KeptCount(key) - Count(_making, key) - Count(_leased, key);
+                if (missing <= 0) continue;
+                _queued[key] = missing;
+                _order.Add(key);
+            }
+            StartWorker();
+            Monitor.PulseAll(_gate);
+            return new HostBufferPreparation(wanted.Values.Sum(w => w.Bytes * w.Count), _queued.Sum(q => wanted[q.Key].Bytes * q.Value));
+        }
+    }
+
+    /// <summary>Frees kept buffers, largest first, until <paramref name="bytes"/> more fit beside what the tier takes.</summary>
+    public void FreeUntilFits(long bytes)
+    {
+        lock (_gate) FreeKeptUntilFits(bytes);
+    }
+
+    /// <summary>Frees every kept buffer, forgets the needs and what was queued; buffers being made are freed as they land.</summary>
+    public void Trim()
+    {
+        lock (_gate)
+        {
+            _generation++;
+            _wanted = null;
+            ClearQueue();
+            while (_keptBytes > 0) FreeLargestKept();
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    /// <summary>Stops the worker (after what it has in hand) and frees everything kept; what leases hold is theirs to free.</summary>
+    public void Dispose()
+    {
+        Thread? worker;
+        lock (_gate)
+        {
+            _disposed = true;
+            ClearQueue();
+            worker = _worker;
+            Monitor.PulseAll(_gate);
+        }
+        worker?.Join();
+        lock (_gate)
+        {
+            while (_keptBytes > 0) FreeLargestKept();
+            while (_releasing.TryDequeue(out var left)) FreeNow(left);
+            _releasingBytes = 0;
+        }
+    }
+
+    private void StartWorker()
+    {
+        if (_worker is not null || (_order.Count == 0 && _releasing.Count == 0)) return;
+        _worker = new Thread(Work) { IsBackground = true, Name = "CPU tier: host buffers" };
+        _worker.Start();
+    }
+
+    /// <summary>The worker: frees what was let go, then makes the queued buffers one by one while they fit; ends when idle.</summary>
+    private void Work()
+    {
+        while (true)
+        {
+            Buffer? release = null;
+            (string Key, Wanted Want, int Generation)? job = null;
+            lock (_gate)
+            {
+                if (_releasing.TryDequeue(out var next)) release = next;
+                else if (NextQueued() is { } queued)
+                {
+                    if (!Fits(queued.Want.Bytes))
+                    {
+                        // The budget holds no more: the block makes the rest itself, freeing what it must.
+                        ClearQueue();
+                        continue;
+                    }
+                    Add(_queued, queued.Key, -1);
+                    Add(_making, queued.Key, 1);
+                    _makingBytes += queued.Want.Bytes;
+                    job = (queued.Key, queued.Want, _generation);
+                }
+                else
+                {
+                    _worker = null;
+                    Monitor.PulseAll(_gate);
+                    return;
+                }
+            }
+            if (release is not null)
+            {
+                var began = Stopwatch.GetTimestamp();
+                Exception? failure = null;
+                try
+                {
+                    FreeNow(release);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    failure = ex;
+                }
+                lock (_gate)
+                {
+                    _releasingBytes -= release.Bytes;
+                    _releasedBytes += release.Bytes;
+                    _releasingTicks += Stopwatch.GetTimestamp() - began;
+                    // Reported with the counts, as a failure to prepare is (the buffer's memory itself is freed).
+                    if (failure is not null) (_failures, _lastFailure) = (_failures + 1, failure.Message);
+                    Monitor.PulseAll(_gate);
+                }
+            }
+            else if (job is { } j) Make(j.Key, j.Want, j.Generation);
+        }
+    }
+
+    /// <summary>Makes one queued buffer (off the gate) and keeps it, unless the needs or the budget changed meanwhile.</summary>
+    private void Make(string key, Wanted want, int generation)
+    {
+        var began = Stopwatch.GetTimestamp();
+        MemoryTier.Made? made = null;
+        Exception? failure = null;
+        try
+        {
+            made = _tier.Make(want.Shape, want.DType, want.Bytes);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            failure = ex;
+        }
+        lock (_gate)
+        {
+            Add(_making, key, -1);
+            _makingBytes -= want.Bytes;
+            if (made is { } m)
+            {
+                _preparedBytes += want.Bytes;
+                _preparingTicks += Stopwatch.GetTimestamp() - began;
+                var stillWanted = !_disposed && _wanted is { } wanted && wanted.TryGetValue(key, out var w) &&
+                                  (generation == _generation || KeptCount(key) + Count(_leased, key) < w.Count);
+                var buffer = new Buffer(m.Tensor, m.Free, want.Bytes, Prepared: true);
+                if (stillWanted && Fits(want.Bytes)) Push(key, buffer);
+                else Release(buffer);
+            }
+            else
+            {
+                // Reported with the counts (the block's log says it); the block makes what it needs itself.
+                _failures++;
+                _lastFailure = failure?.Message;
+                ClearQueue();
+            }
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    private (string Key, Wanted Want)? NextQueued()
+    {
+        foreach (var key in _order)
+            if (Count(_queued, key) > 0 && _wanted is { } wanted && wanted.TryGetValue(key, out var want))
+                return (key, want);
+        return null;
+    }
+
+    private void ClearQueue()
+    {
+        _queued.Clear();
+        _order.Clear();
+    }
+
+    private void Release(Buffer buffer)
+    {
+        _releasing.Enqueue(buffer);
+        _releasingBytes += buffer.Bytes;
+        StartWorker();
+    }
+
+    /// <summary>Unregisters (on CUDA) and frees a buffer; the tensor is disposed even when unregistering fails.</summary>
+    private static void FreeNow(Buffer buffer)
+    {
+        try
+        {
+            buffer.Free?.Invoke();
+        }
+        finally
+        {
+            buffer.Tensor.Dispose();
+        }
+    }
+
+    private void FreeKeptUntilFits(long bytes)
+    {
+        while (_keptBytes > 0 && !Fits(bytes)) FreeLargestKept();
+    }
+
+    private void FreeLargestKept()
+    {
+        var key = _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Bytes).Key;
+        FreeNow(PopKept(key));
+    }
+
+    private Buffer PopKept(string key)
+    {
+        var stack = _kept[key];
+        var buffer = stack.Pop();
+        if (stack.Count == 0) _kept.Remove(key);
+        _keptBytes -= buffer.Bytes;
+        return buffer;
+    }
+
+    private void Push(string key, Buffer buffer)
+    {
+        if (!_kept.TryGetValue(key, out var stack)) _kept[key] = stack = new Stack<Buffer>();
+        stack.Push(buffer);
+        _keptBytes += buffer.Bytes;
+    }
+
+    private int KeptCount(string key) => _kept.TryGetValue(key, out var stack) ? stack.Count : 0;
+
+    private static int Count(Dictionary<string, int> counts, string key) => counts.GetValueOrDefault(key);
+
+    private static void Add(Dictionary<string, int> counts, string key, int delta)
+    {
+        var value = counts.GetValueOrDefault(key) + delta;
+        if (value == 0) counts.Remove(key);
+        else counts[key] = value;
+    }
+}
