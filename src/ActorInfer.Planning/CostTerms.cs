@@ -235,7 +235,9 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
                 GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenQuery + size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
                 DiskToCpu: diskToCpu,
                 CpuToDisk: cpuToDisk,
-                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops, CacheGpu) / hw.GpuBatchedMatmulDecodeFlops,
+                // The GPU-resident caches are attended on the GPU; compressed, they are expanded there first, each step.
+                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops
+                                                         + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond, CacheGpu),
                 CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
         }
 
