@@ -22,8 +22,8 @@ public sealed partial record CostTerms
     /// Attention: the normed input, the queries, this step's keys and values, grouped key/value heads repeated for the
     /// fused kernel, the kernel's output and its merged copy, and <paramref name="scores"/>. The prefill's fused kernel
     /// never materializes its scores (FlexGen's own attention holds two copies of them, and its cost model counts
-    /// them); decoding attended on the GPU by batched products holds the scores and their softmax. MLP: the attention
-    /// context (held to the layer's end), the attended state, the normed input or the layer's output, and the FFN's
+    /// them); decoding attended on the GPU by batched products holds the scores and their softmax. MLP (the attention
+    /// context is freed once projected): the attended state, the normed input or the layer's output, and the FFN's
     /// intermediates (OPT's ReLU works in place: one; a gated MLP holds its gate, activation, up projection and product).
     /// </summary>
     private static double ComputeElementsPerToken(ModelSpec model, double scores)
@@ -31,7 +31,7 @@ public sealed partial record CostTerms
         double hidden = model.HiddenSize, queries = (double)model.NumHeads * model.HeadDim, keys = model.KeyValueWidth;
         var repeated = keys < queries ? 2 * queries : 0;
         var attention = hidden + 3 * queries + 2 * keys + repeated + scores;
-        var mlp = queries + 2 * hidden + (model.GatedFfn ? 4 : 1) * (double)model.FfnSize;
+        var mlp = 2 * hidden + (model.GatedFfn ? 4 : 1) * (double)model.FfnSize;
         return Math.Max(attention, mlp);
     }
 

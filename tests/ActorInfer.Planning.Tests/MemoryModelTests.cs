@@ -42,7 +42,7 @@ public class MemoryModelTests
         Assert.InRange(share, 0.082, 0.083);
         var estimate = CostModel.Evaluate(Opt30B, FlexGenBenchmark, FlexGenT4Policy(share), HardwareProfiles.T4FlexGen);
         Assert.True(T4.Fits(estimate.PeakMemory), $"GPU peak {estimate.PeakMemory.Gpu / 1e9:0.00} GB");
-        Assert.InRange(estimate.PeakMemory.Gpu, 12.0e9, 12.4e9);
+        Assert.InRange(estimate.PeakMemory.Gpu, 11.6e9, 12.0e9);
         // FlexGen measured 7.32 token/s.
         Assert.InRange(estimate.ThroughputTokensPerSecond, 7.32 * 0.75, 7.32 * 1.25);
         // Decoding waits on CPU attention, not on the weights' loads: the literal 20% predicts the same throughput.
@@ -65,10 +65,10 @@ public class MemoryModelTests
         Assert.Equal(3 * u, Part(parts, "hidden_in_flight"), 1e-3);
         // Keys and values (as wide as the hidden state in OPT) of this batch and the previous one until stored.
         Assert.Equal(4 * u, Part(parts, "cache_in_flight"), 1e-3);
-        // The MLP stage: attention context, attended state, FFN intermediate (4h), output: 7u. FlexGen's attention
-        // would add its two copies of the scores, 2 x 2 bytes x 48 x 56 x 512² = 8u, which the fused kernel never holds.
-        Assert.Equal(7 * u, Part(parts, "compute"), 1e-3);
-        Assert.InRange(estimate.PeakMemory.Gpu, 18.8e9, 19.0e9);
+        // The MLP stage: attended state, FFN intermediate (4h), output: 6u. FlexGen's attention would add its two copies
+        // of the scores, 2 x 2 bytes x 48 x 56 x 512² = 8u, which the fused kernel never holds.
+        Assert.Equal(6 * u, Part(parts, "compute"), 1e-3);
+        Assert.InRange(estimate.PeakMemory.Gpu, 18.5e9, 18.6e9);
     }
 
     [Fact]
