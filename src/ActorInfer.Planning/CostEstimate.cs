@@ -58,6 +58,9 @@ public sealed record PhaseEstimate
     }
 }
 
+/// <summary>One named part of a tier's peak, in bytes.</summary>
+public sealed record MemoryPartBytes(string Name, double Bytes);
+
 /// <summary>What the cost model predicts for one policy.</summary>
 public sealed record CostEstimate
 {
@@ -67,6 +70,9 @@ public sealed record CostEstimate
     public required TierBytes PrefillMemory { get; init; }
     public required TierBytes DecodeMemory { get; init; }
     public required int GeneratedTokens { get; init; }
+    /// <summary>The parts of <see cref="PrefillMemory"/>'s GPU figure (<see cref="PhaseMemoryTerms.GpuParts"/>).</summary>
+    public IReadOnlyList<MemoryPartBytes> PrefillGpuParts { get; init; } = [];
+    public IReadOnlyList<MemoryPartBytes> DecodeGpuParts { get; init; } = [];
 
     public double PrefillSeconds => Prefill.TotalSeconds;
     public double DecodeSeconds => Decode.TotalSeconds;
@@ -74,4 +80,7 @@ public sealed record CostEstimate
     /// <summary>Generated tokens (block size x generation length) per second of prefill plus decoding.</summary>
     public double ThroughputTokensPerSecond => GeneratedTokens / TotalSeconds;
     public TierBytes PeakMemory => TierBytes.Max(PrefillMemory, DecodeMemory);
+    /// <summary>The phase whose GPU figure is the GPU peak (the prefill on a tie).</summary>
+    public Phase GpuPeakPhase => DecodeMemory.Gpu > PrefillMemory.Gpu ? Phase.Decode : Phase.Prefill;
+    public IReadOnlyList<MemoryPartBytes> GpuPeakParts => GpuPeakPhase == Phase.Prefill ? PrefillGpuParts : DecodeGpuParts;
 }

@@ -27,6 +27,8 @@ public static class CostModel
             PrefillMemory = Memory(terms.PrefillMemory, shares),
             DecodeMemory = Memory(terms.DecodeMemory, shares),
             GeneratedTokens = policy.BlockSize * workload.GenerationLength,
+            PrefillGpuParts = Parts(terms.PrefillMemory, shares),
+            DecodeGpuParts = Parts(terms.DecodeMemory, shares),
         };
     }
 
@@ -48,6 +50,9 @@ public static class CostModel
     /// <summary>One layer's time: the busiest of the three overlapped streams.</summary>
     private static double LayerSeconds(PhaseTimeTerms terms, IReadOnlyList<double> s) =>
         Math.Max(terms.LoadStream.Evaluate(s), Math.Max(terms.StoreStream.Evaluate(s), terms.ComputeStream.Evaluate(s)));
+
+    private static IReadOnlyList<MemoryPartBytes> Parts(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
+        terms.GpuParts.Select(part => new MemoryPartBytes(part.Name, part.Bytes.Evaluate(shares))).ToArray();
 
     private static TierBytes Memory(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
         new(terms.Gpu.Evaluate(shares), terms.Cpu.Evaluate(shares), terms.Disk.Evaluate(shares));

@@ -6,7 +6,17 @@ namespace ActorInfer.Planning;
 public sealed record PolicyShape(int GpuBatchSize, int NumGpuBatches, bool CpuAttention, bool CompressWeights, bool CompressCache)
 {
     public static PolicyShape Of(Policy policy) =>
-        new(policy.GpuBatchSize, policy.NumGpuBatches, policy.CpuAttention, policy.CompressWeights, policy.CompressCache);
+        new(policy.GpuBatchSize, policy.NumGpuBatches, policy.CpuAttention, policy.CompressWeights, policy.CompressCache)
+        {
+            CacheOnGpu = policy.Cache.Gpu > 0,
+        };
+
+    /// <summary>
+    /// Whether some (layer, GPU batch) cache may live on the GPU. With a compressed cache and CPU attention, a cache on
+    /// the GPU is expanded there for attention: whole working caches, however small the share, a fixed cost that a
+    /// linear term in the share cannot express, so the search tries the geometry with and without a GPU cache.
+    /// </summary>
+    public bool CacheOnGpu { get; init; } = true;
 
     public int BlockSize => GpuBatchSize * NumGpuBatches;
 }
@@ -31,9 +41,18 @@ public sealed record PhaseTimeTerms(
     public LinearExpression ComputeStream => GpuCompute + CpuCompute;
 }
 
-/// <summary>Peak bytes each tier holds during one phase.</summary>
+/// <summary>One named part of a tier's peak (what it holds), as bytes linear in the shares.</summary>
+public sealed record MemoryPart(string Name, LinearExpression Bytes);
+
+/// <summary>Peak bytes each tier holds during one phase; the GPU's figure with its parts.</summary>
 public sealed record PhaseMemoryTerms(LinearExpression Gpu, LinearExpression Cpu, LinearExpression Disk)
 {
+    /// <summary>The parts whose sum is <see cref="Gpu"/>.</summary>
+    public IReadOnlyList<MemoryPart> GpuParts { get; private init; } = [];
+
+    public static PhaseMemoryTerms Of(IReadOnlyList<MemoryPart> gpuParts, LinearExpression cpu, LinearExpression disk) =>
+        new(gpuParts.Aggregate(LinearExpression.Zero, (sum, part) => sum + part.Bytes), cpu, disk) { GpuParts = gpuParts };
+
     public LinearExpression For(Tier tier) => tier switch
     {
         Tier.Gpu => Gpu,
@@ -50,7 +69,7 @@ public enum Phase { Prefill, Decode }
 /// Every term of the cost model as a linear expression in the nine placement shares, for one model, workload,
 /// hardware and batch geometry. docs/planner.md derives each term.
 /// </summary>
-public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, PhaseMemoryTerms PrefillMemory, PhaseMemoryTerms DecodeMemory)
+public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, PhaseMemoryTerms PrefillMemory, PhaseMemoryTerms DecodeMemory)
 {
     /// <summary>4-bit values with a float16 minimum and scale per group of 64: (64·4/8 + 2·2) bytes per 64 elements.</summary>
     public const double CompressedBytesPerElement = (64 * 4 / 8.0 + 4) / 64;
@@ -78,7 +97,7 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         var sizes = new Sizes(model, workload, shape);
         return new CostTerms(
             PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
-            PrefillMemoryTerms(sizes), DecodeMemoryTerms(sizes, shape));
+            PrefillMemoryTerms(sizes, shape), DecodeMemoryTerms(sizes, shape));
     }
 
     /// <summary>Byte and FLOP counts of one layer for the block (upper-case B: block size) or one GPU batch.</summary>
@@ -118,12 +137,13 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             DecodeMatmulFlops = block * model.LayerMatmulFlopsPerToken;
             DecodeAttentionFlops = 4 * block * context * hidden;
 
-            double heads = model.NumHeads, ffn = model.FfnSize;
-            // One GPU batch's scratch: the layer output, plus the larger of the attention stage (Q, K, V and
-            // scores with their softmax) and the MLP stage (the FFN intermediate).
-            PrefillScratch = element * batch * (prompt * hidden + Math.Max(3 * prompt * hidden + 2 * heads * prompt * prompt, prompt * ffn));
-            DecodeScratchWithScores = element * batch * (hidden + Math.Max(3 * hidden + 2 * heads * total, ffn));
-            DecodeScratchWithoutScores = element * batch * (hidden + Math.Max(3 * hidden, ffn));
+            double heads = model.NumHeads;
+            PrefillCompute = element * batch * prompt * ComputeElementsPerToken(model, scores: 0)
+                             + (shape.CompressCache ? CompressionTemporariesPerElement * element * batch * Math.Min(CompressionChunkTokens, prompt) * kvWidth : 0);
+            DecodeComputeWithScores = element * batch * ComputeElementsPerToken(model, scores: 2 * heads * total);
+            DecodeComputeWithoutScores = element * batch * ComputeElementsPerToken(model, scores: 0);
+            // Each of keys and values is expanded in turn; its codes split into two byte tensors, as many bytes as elements.
+            CacheExpansionTemporaries = shape.CompressCache ? batch * total * kvWidth : 0;
             CpuAttentionScratch = 4.0 * heads * total * batch;
         }
 
@@ -154,9 +174,12 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
         public double PrefillAttentionFlops { get; }
         public double DecodeMatmulFlops { get; }
         public double DecodeAttentionFlops { get; }
-        public double PrefillScratch { get; }
-        public double DecodeScratchWithScores { get; }
-        public double DecodeScratchWithoutScores { get; }
+        /// <summary>One GPU batch's computation in the prefill (<see cref="ComputeElementsPerToken"/>), with the cache's compression.</summary>
+        public double PrefillCompute { get; }
+        public double DecodeComputeWithScores { get; }
+        public double DecodeComputeWithoutScores { get; }
+        /// <summary>What expanding one batch's compressed keys or values holds beside the working cache (zero when uncompressed).</summary>
+        public double CacheExpansionTemporaries { get; }
         public double CpuAttentionScratch { get; }
     }
 
@@ -212,7 +235,9 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
                 GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenQuery + size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
                 DiskToCpu: diskToCpu,
                 CpuToDisk: cpuToDisk,
-                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops, CacheGpu) / hw.GpuBatchedMatmulDecodeFlops,
+                // The GPU-resident caches are attended on the GPU; compressed, they are expanded there first, each step.
+                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops
+                                                         + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond, CacheGpu),
                 CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
         }
 
@@ -225,61 +250,4 @@ public sealed record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms Decode, Ph
             GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond),
             CpuCompute: LinearExpression.Zero);
     }
-
-    private static PhaseMemoryTerms PrefillMemoryTerms(Sizes size)
-    {
-        var gpuHome = LinearExpression.Of(size.AllWeights, WeightsGpu) + LinearExpression.Of(size.AllCache, CacheGpu)
-                      + LinearExpression.Of(size.PromptHidden, ActivationsGpu);
-        // Weights off the GPU are double-buffered (this layer's and the next's); a batch's input arrives while
-        // another computes; a batch's new cache waits to be stored while the next batch computes.
-        var gpuWorking = LinearExpression.Of(2 * size.LayerWeights, WeightsCpu, WeightsDisk)
-                         + LinearExpression.Of(2 * size.BatchPromptHidden, ActivationsCpu, ActivationsDisk)
-                         + LinearExpression.Of(2 * size.BatchPromptCache, CacheCpu, CacheDisk)
-                         + LinearExpression.Of(size.PrefillScratch + DecompressionBuffer(size));
-        var cpuHome = LinearExpression.Of(size.AllWeights, WeightsCpu) + LinearExpression.Of(size.AllCache, CacheCpu)
-                      + LinearExpression.Of(size.PromptHidden, ActivationsCpu);
-        // Everything that reaches disk or comes from it is staged in CPU memory, double-buffered.
-        var cpuStaging = LinearExpression.Of(2 * size.LayerWeights, WeightsDisk)
-                         + LinearExpression.Of(2 * size.BatchPromptHidden, ActivationsDisk)
-                         + LinearExpression.Of(2 * size.BatchPromptCache, CacheDisk);
-        var disk = LinearExpression.Of(size.AllWeights, WeightsDisk) + LinearExpression.Of(size.AllCache, CacheDisk)
-                   + LinearExpression.Of(size.PromptHidden, ActivationsDisk);
-        return new PhaseMemoryTerms(gpuHome + gpuWorking, cpuHome + cpuStaging, disk);
-    }
-
-    private static PhaseMemoryTerms DecodeMemoryTerms(Sizes size, PolicyShape shape)
-    {
-        var gpuHome = LinearExpression.Of(size.AllWeights, WeightsGpu) + LinearExpression.Of(size.AllCache, CacheGpu)
-                      + LinearExpression.Of(size.TokenHidden, ActivationsGpu);
-        var gpuWorking = LinearExpression.Of(2 * size.LayerWeights, WeightsCpu, WeightsDisk)
-                         + LinearExpression.Of(2 * size.BatchTokenHidden, ActivationsCpu, ActivationsDisk)
-                         + LinearExpression.Of(DecompressionBuffer(size));
-        var cpuHome = LinearExpression.Of(size.AllWeights, WeightsCpu) + LinearExpression.Of(size.AllCache, CacheCpu)
-                      + LinearExpression.Of(size.TokenHidden, ActivationsCpu);
-        var cpuStaging = LinearExpression.Of(2 * size.LayerWeights, WeightsDisk)
-                         + LinearExpression.Of(2 * size.BatchTokenHidden, ActivationsDisk)
-                         + LinearExpression.Of(2 * size.BatchFullCache, CacheDisk);
-        if (shape.CpuAttention)
-        {
-            // Scores are computed only over the GPU-resident part on the GPU; the CPU holds float32 scores of one batch
-            // for its part (taken in proportion to its share).
-            gpuWorking += LinearExpression.Of(size.DecodeScratchWithoutScores)
-                          + LinearExpression.Of(size.DecodeScratchWithScores - size.DecodeScratchWithoutScores, CacheGpu);
-            cpuStaging += LinearExpression.Of(size.CpuAttentionScratch, CacheCpu, CacheDisk);
-        }
-        else
-        {
-            // Each batch's off-GPU cache is brought up whole, double-buffered, for attention on the GPU; a compressed
-            // cache (wherever it lives) is expanded into a working cache, double-buffered too.
-            gpuWorking += LinearExpression.Of(size.DecodeScratchWithScores + 2 * size.BatchFullCacheExpanded)
-                          + LinearExpression.Of(2 * size.BatchFullCache, CacheCpu, CacheDisk);
-        }
-        var disk = LinearExpression.Of(size.AllWeights, WeightsDisk) + LinearExpression.Of(size.AllCache, CacheDisk)
-                   + LinearExpression.Of(size.TokenHidden, ActivationsDisk);
-        return new PhaseMemoryTerms(gpuHome + gpuWorking, cpuHome + cpuStaging, disk);
-    }
-
-    /// <summary>Compressed weights are expanded into one float16 layer on the GPU before use.</summary>
-    private static double DecompressionBuffer(Sizes size) =>
-        size.LayerWeights < size.UncompressedLayerWeights ? size.UncompressedLayerWeights : 0;
 }

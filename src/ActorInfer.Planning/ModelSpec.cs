@@ -70,6 +70,9 @@ public sealed record ModelSpec
     /// <summary>The architecture's own count of one layer's matrix parameters (each a multiply-accumulate per token).</summary>
     public long? LayerMatrixParameterCount { get; init; }
 
+    /// <summary>A gated MLP (LLaMA's gate and up projections, multiplied); OPT's is not.</summary>
+    public bool GatedFfn { get; init; }
+
     private readonly int? _keyValueHeads;
     private readonly int? _headDim;
 

@@ -126,16 +126,48 @@ public static class PolicySearch
         {
             Candidates++;
             var shape = new PolicyShape(batchSize, count, cpuAttention, options.CompressWeights, options.CompressCache);
-            var terms = CostTerms.Build(model, workload, shape, hardware);
-            var shares = program.MinimizeTime(terms, model.NumLayers, workload.DecodeSteps, budget);
-            if (shares is null)
-                return null;
-            var policy = ToPolicy(shape, shares);
-            var estimate = CostModel.Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
-            var secondsPerToken = estimate.TotalSeconds / estimate.GeneratedTokens;
-            if (Best is null || secondsPerToken < Best.SecondsPerToken * (1 - 1e-9))
-                Best = new Candidate(policy, terms, secondsPerToken);
-            return secondsPerToken;
+            double? best = null;
+            foreach (var variant in Variants(shape))
+            {
+                if (!variant.CacheOnGpu) program.FixShares(new Dictionary<Placement, double>(options.FixedShares) { [Placement.CacheGpu] = 0 });
+                double[]? shares;
+                var terms = CostTerms.Build(model, workload, variant, hardware);
+                try
+                {
+                    shares = program.MinimizeTime(terms, model.NumLayers, workload.DecodeSteps, budget);
+                }
+                finally
+                {
+                    if (!variant.CacheOnGpu) program.FixShares(options.FixedShares);
+                }
+                if (shares is null)
+                    continue;
+                var policy = ToPolicy(variant, shares);
+                var estimate = CostModel.Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
+                var secondsPerToken = estimate.TotalSeconds / estimate.GeneratedTokens;
+                if (Best is null || secondsPerToken < Best.SecondsPerToken * (1 - 1e-9))
+                    Best = new Candidate(policy, terms, secondsPerToken);
+                best = best is { } b ? Math.Min(b, secondsPerToken) : secondsPerToken;
+            }
+            return best;
+        }
+
+        /// <summary>
+        /// The shapes to solve for a geometry. With a compressed cache attended on the CPU, a cache on the GPU costs its
+        /// expansion there whatever its share (<see cref="PolicyShape.CacheOnGpu"/>): the geometry is solved without a GPU
+        /// cache first (so that a tie keeps the cheaper terms) and then with one, unless the caller fixed that share.
+        /// </summary>
+        private IEnumerable<PolicyShape> Variants(PolicyShape shape)
+        {
+            var fixedGpuCache = options.FixedShares.TryGetValue(Placement.CacheGpu, out var share) ? share : (double?)null;
+            if (!(shape.CompressCache && shape.CpuAttention))
+                return [shape];
+            return fixedGpuCache switch
+            {
+                null => [shape with { CacheOnGpu = false }, shape],
+                0 => [shape with { CacheOnGpu = false }],
+                _ => [shape],
+            };
         }
     }
 

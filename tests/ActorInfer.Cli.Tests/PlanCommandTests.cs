@@ -23,6 +23,25 @@ public class PlanCommandTests
     }
 
     [Fact]
+    public void The_gpu_peak_is_broken_into_its_terms_in_text_and_json()
+    {
+        string[] flexGen = ["plan", "--model", "opt-30b", .. T4, "--percent", "20", "80", "0", "100", "0", "100", "--gpu-batch-size", "48", "--num-gpu-batches", "3"];
+        var (code, output, error) = CliHarness.Run([.. flexGen, "--json"]);
+        Assert.True(code == 0, error);
+        var json = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        Assert.Equal("prefill", json.GetProperty("gpu_peak_phase").GetString());
+        var terms = json.GetProperty("gpu_peak_terms_bytes").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        // Each term is rounded up to a byte: the sum is the peak within one byte per term.
+        Assert.InRange(terms.Values.Sum() - json.GetProperty("peak_memory_bytes").GetProperty("gpu").GetDouble(), -1, terms.Count);
+        Assert.Equal(0, terms["cache"]);
+        Assert.True(terms["weights"] > 11e9 && terms["compute"] > 2e9);
+
+        (code, output, error) = CliHarness.Run(flexGen);
+        Assert.True(code == 0, error);
+        Assert.Contains("GPU peak      prefill: weights 11.99 GB, weight buffers 1.97 GB, hidden in flight 1.06 GB, cache in flight 1.41 GB, compute 2.11 GB", output);
+    }
+
+    [Fact]
     public void A_model_that_fits_nowhere_gets_no_feasible_policy_with_the_minimum_per_tier()
     {
         var (code, _, error) = CliHarness.Run("plan", "--model", "opt-175b", "--prompt-len", "512", "--gen-len", "32",

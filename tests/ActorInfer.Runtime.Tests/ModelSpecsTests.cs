@@ -29,6 +29,19 @@ public sealed class ModelSpecsTests
     }
 
     [Fact]
+    public void A_gated_mlp_holds_its_gate_activation_up_and_product_at_once()
+    {
+        var spec = ModelSpecs.From(ModelConfigs.Named("llama-3.1-8b"), bytesPerElement: 2);
+        Assert.True(spec.GatedFfn);
+        Assert.False(ModelSpecs.From(ModelConfigs.Named("opt-6.7b"), bytesPerElement: 2).GatedFfn);
+        var policy = new Policy(1, 1, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu);
+        var estimate = CostModel.Evaluate(spec, new Workload(512, 32), policy, HardwareProfiles.T4FlexGen);
+        // Per token the MLP stage (attended and normed 2 x 4096, four intermediates of 14336) outweighs the attention
+        // stage (4096 + 3 x 4096 + 2 x 1024 keys and values + 2 x 4096 repeated for the kernel): 2 bytes x 512 tokens.
+        Assert.Equal(2.0 * 512 * (2 * 4096 + 4 * 14336), estimate.PrefillGpuParts.Single(p => p.Name == "compute").Bytes);
+    }
+
+    [Fact]
     public void Opt_is_described_as_before()
     {
         var spec = ModelSpecs.From(ModelConfigs.Named("opt-6.7b"), bytesPerElement: 2);

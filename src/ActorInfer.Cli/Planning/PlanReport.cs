@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using ActorInfer.Planning;
+using PeakPhase = ActorInfer.Planning.Phase;
 
 namespace ActorInfer.Cli.Planning;
 
@@ -73,6 +74,8 @@ public sealed record PlanReport
         Line("throughput", $"{Estimate.ThroughputTokensPerSecond:0.###} token/s");
         var peak = Estimate.PeakMemory;
         Line("peak memory", $"GPU {ByteSize.Format(peak.Gpu)} of {ByteSize.Format(Budget.Usable(Tier.Gpu))}, CPU {ByteSize.Format(peak.Cpu)} of {ByteSize.Format(Budget.Usable(Tier.Cpu))}, disk {ByteSize.Format(peak.Disk)} of {ByteSize.Format(Budget.Usable(Tier.Disk))}");
+        Line("GPU peak", $"{(Estimate.GpuPeakPhase == PeakPhase.Prefill ? "prefill" : "decoding")}: " +
+            string.Join(", ", Estimate.GpuPeakParts.Where(p => p.Bytes > 0.5).Select(p => $"{p.Name.Replace('_', ' ')} {ByteSize.Format(p.Bytes)}")));
         if (!Fits)
             Line("warning", "the given policy does not fit the memory budget");
         if (Binding is not null)
@@ -106,6 +109,8 @@ public sealed record PlanReport
             ["throughput_tokens_per_s"] = Estimate.ThroughputTokensPerSecond,
             ["peak_memory_bytes"] = new Dictionary<string, double> { ["gpu"] = Math.Ceiling(peak.Gpu), ["cpu"] = Math.Ceiling(peak.Cpu), ["disk"] = Math.Ceiling(peak.Disk) },
             ["budget_bytes"] = new Dictionary<string, long> { ["gpu"] = Budget.GpuBytes, ["cpu"] = Budget.CpuBytes, ["disk"] = Budget.DiskBytes },
+            ["gpu_peak_phase"] = Estimate.GpuPeakPhase == PeakPhase.Prefill ? "prefill" : "decode",
+            ["gpu_peak_terms_bytes"] = Estimate.GpuPeakParts.ToDictionary(p => p.Name, p => Math.Ceiling(p.Bytes)),
             ["fits"] = Fits,
             ["binding_constraint"] = Binding?.ToString(),
             ["candidates_evaluated"] = CandidatesEvaluated,

@@ -20,6 +20,7 @@ public static class ModelSpecs
             LayerParameterCount = shape.ParametersPerLayer,
             GlobalParameterCount = shape.GlobalParameters,
             LayerMatrixParameterCount = c.Architecture.LayerTensors().Where(t => t.Shape.Length == 2).Sum(t => t.Shape[0] * t.Shape[1]),
+            GatedFfn = c.Architecture.LayerTensors().Any(t => t.Suffix.Contains("gate_proj", StringComparison.Ordinal)),
         };
     }
 }

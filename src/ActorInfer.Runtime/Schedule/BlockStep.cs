@@ -294,13 +294,20 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                              inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, batch.Cache[layer.DecoderLayer].Memory);
                 var yieldTo = yields ? engine.Changes : null;
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
-                using var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo);
-                if (context is null || yieldTo is { Waiting: true }) return false;
-                using var attended = architecture.AttentionOutput(context, inputs.Hidden!, dw.Attention);
-                if (yieldTo is { Waiting: true }) return false;
-                using var up = architecture.FfnUp(attended, dw.Ffn);
-                if (yieldTo is { Waiting: true }) return false;
-                output = architecture.FfnDown(up, attended, dw.Ffn);
+                Tensor attended;
+                // The context is not needed past the output projection: it is freed before the MLP takes its intermediates.
+                using (var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo))
+                {
+                    if (context is null || yieldTo is { Waiting: true }) return false;
+                    attended = architecture.AttentionOutput(context, inputs.Hidden!, dw.Attention);
+                }
+                using (attended)
+                {
+                    if (yieldTo is { Waiting: true }) return false;
+                    using var up = architecture.FfnUp(attended, dw.Ffn);
+                    if (yieldTo is { Waiting: true }) return false;
+                    output = architecture.FfnDown(up, attended, dw.Ffn);
+                }
                 break;
             }
             default:
