@@ -121,7 +121,10 @@ public class PressureReplayTests
         Assert.True(code == 0, error);
         Assert.Matches(@"pressure: \d+ events sent, \d+ honoured .*; [1-9]\d* GPU batches dropped", error);
         Assert.True(output.TrimStart().StartsWith('{'), output);
-        Assert.True(System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("total_throughput").GetDouble() > 0);
+        var json = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        Assert.True(json.GetProperty("total_throughput").GetDouble() > 0);
+        // The planner's GPU peak for the given policy, beside what the device reports (nothing on the CPU).
+        Assert.True(json.GetProperty("predicted_gpu_peak_bytes").GetInt64() > 0, output);
     }
 
     [Theory]

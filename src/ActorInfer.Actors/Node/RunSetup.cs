@@ -42,6 +42,12 @@ public sealed class RunSetup : IDisposable
     /// <summary>What the GPU budget leaves aside for the CUDA context and the allocator (none on the CPU).</summary>
     public DeviceReserve Reserve { get; private init; } = DeviceReserve.None;
 
+    /// <summary>
+    /// The planner's GPU peak for the policy run (the search's estimate, or the cost model's figure for a given policy),
+    /// to set beside what the device reports. The memory terms do not depend on the machine's speeds.
+    /// </summary>
+    public double PredictedGpuPeakBytes { get; private init; }
+
     /// <summary>The hardware profile given with --hardware (the planner's machine), if any.</summary>
     public HardwareProfile? Hardware { get; private init; }
 
@@ -198,6 +204,9 @@ public sealed class RunSetup : IDisposable
                 ThroughActors = choice.ThroughActors,
                 Reserve = reserve,
                 Hardware = hardware,
+                PredictedGpuPeakBytes = search?.Estimate.PeakMemory.Gpu ?? CostModel.Evaluate(
+                    ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype)), workload, policy,
+                    hardware ?? HardwareProfiles.T4FlexGen).PeakMemory.Gpu,
                 Planner = planner,
                 ComputeTier = computeTier,
                 StartBudgets = start,

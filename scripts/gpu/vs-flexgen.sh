@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: the rows of issue 28's table, ActorInfer and FlexGen side by side (prompt 512, output
+# 32, random weights, float16), each of ours with the planner's predicted GPU peak beside the device-reported one.
+# STEPS (default "gpu67 auto67 fixed30") picks the rows; a call has at most 600 s, so split them over calls:
+#   gpu67:   OPT-6.7B all on the GPU, batch 32 x 1: ours (--repeat 3) and FlexGen (--percent 100 0 100 0 100 0)  ~2 min
+#   auto67:  OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU (the block the planner picks), ours only    ~1 min
+#   fixed30: OPT-30B weights 20/80, cache and activations on the CPU, CPU attention, 48 x 1: ours and FlexGen
+#            (--cpu-cache-compute), FlexGen first                                                                ~7 min
+#   comp30:  OPT-30B `--policy auto --compress-weight --compress-cache` under 16 GiB GPU / 100 GiB CPU: ours, then
+#            FlexGen with the policy ours chose and the same compression flags, within FLEXGEN_LIMIT (300 s)     ~8 min
+# Needs .gpu/ (pack.sh) and .baselines/flexgen (see shared/baselines/flexgen/README.md) carried. Writes under $OUT:
+# each run's output, and summary.txt (throughputs, ratios ours / FlexGen, predicted and device-reported GPU peaks).
+# Usage: STEPS="gpu67 auto67" bash scripts/gpu/vs-flexgen.sh
+set -uo pipefail
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+steps=${STEPS:-gpu67 auto67 fixed30}
+repo=$PWD
+hardware=${HARDWARE:-hocon/hardware/h200-141gb.json}
+flexgen_limit=${FLEXGEN_LIMIT:-300}
+ai() { bash .gpu/run.sh actorinfer "$@"; }
+(nvidia-smi -L 2>/dev/null || echo "no GPU") | tee "$out/card.txt"
+[ -d .baselines/flexgen/flexgen ] || echo "FlexGen is not here (.baselines/flexgen): its rows are skipped" | tee -a "$out/summary.txt"
+# flexgen NAME LIMIT ARGS: FlexGen's own benchmark (dummy weights) from /tmp, its log in $out/flexgen-NAME.log.
+flexgen() {
+  local name=$1 limit=$2; shift 2
+  [ -d .baselines/flexgen/flexgen ] || return 0
+  (cd /tmp && timeout "$limit" python3 "$repo/.baselines/flexgen/run_flexgen_offline.py" "$repo/.baselines/flexgen" --path _DUMMY_ \
+    --prompt-len 512 --gen-len 32 --log-file "$out/flexgen-$name.log" "$@" > "$out/flexgen-$name.txt" 2>&1) \
+    || echo "flexgen $name: exit $? (limit $limit s)" >> "$out/flexgen-$name.txt"
+}
+# ours NAME ARGS: bench --json, its output in $out/ours-NAME.json (and its log lines in ours-NAME.log).
+ours() {
+  local name=$1; shift
+  ai bench --dummy --prompt-len 512 --gen-len 32 --json "$@" > "$out/ours-$name.json" 2> "$out/ours-$name.log"
+}
+for step in $steps; do
+  case $step in
+    gpu67)
+      ours gpu67 --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0 --repeat 3
+      flexgen gpu67 300 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1 ;;
+    auto67)
+      ours auto67 --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB --hardware "$hardware" --repeat 3 ;;
+    fixed30)
+      flexgen fixed30 330 --model facebook/opt-30b --percent 20 80 0 100 0 100 --gpu-batch-size 48 --num-gpu-batches 1 --cpu-cache-compute
+      ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on --repeat 2 ;;
+    comp30)
+      ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache --repeat 2
+      read -r b n pct <<< "$(python3 - "$out/ours-comp30.json" <<'PY'
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))["policy"]
+except (OSError, ValueError, KeyError):
+    sys.exit(0)
+pct = lambda f: f"{round(f['gpu'] * 100)} {round(f['cpu'] * 100)}"
+print(p["gpu_batch_size"], p["num_gpu_batches"], f"{pct(p['weights'])} {pct(p['cache'])} {pct(p['activations'])}")
+PY
+)"
+      if [ -n "${b:-}" ]; then
+        # shellcheck disable=SC2086
+        flexgen comp30 "$flexgen_limit" --model facebook/opt-30b --percent $pct --gpu-batch-size "$b" --num-gpu-batches "$n" \
+          --compress-weight --compress-cache
+      fi ;;
+    *) echo "unknown step '$step'" | tee -a "$out/summary.txt" ;;
+  esac
+done
+
+python3 - "$out" $steps <<'PY' | tee -a "$out/summary.txt"
+import json, re, sys
+out, steps = sys.argv[1], sys.argv[2:]
+print(open(f"{out}/card.txt").read().strip())
+def ours(name):
+    try:
+        return json.load(open(f"{out}/ours-{name}.json"))
+    except (OSError, ValueError):
+        return None
+def flexgen(name):
+    try:
+        text = open(f"{out}/flexgen-{name}.txt").read()
+    except OSError:
+        return None
+    m = re.findall(r"total throughput: ([0-9.]+) token/s", text)
+    peak = re.findall(r"peak gpu mem: ([0-9.]+) GB", text)
+    return (float(m[-1]) if m else None, float(peak[-1]) if peak else None, text.strip().splitlines()[-1] if text.strip() else "")
+gib = 1 << 30
+for step in steps:
+    o, f = ours(step), flexgen(step)
+    line = f"{step}: "
+    if o:
+        p = o["policy"]
+        dev, pred = o.get("device_reported_peak_bytes"), o.get("predicted_gpu_peak_bytes")
+        line += (f"ours {o['total_throughput']:.2f} token/s (runs {', '.join(f'{x:.2f}' for x in o['total_throughput_runs'])}; "
+                 f"prefill {o['prefill_latency_s']:.2f} s, decode {o['decode_latency_s']:.2f} s = {o['decode_latency_s'] / 31 * 1000:.1f} ms a step; "
+                 f"{p['gpu_batch_size']} x {p['num_gpu_batches']}, weights {p['weights']['gpu']:.3f} on the GPU); "
+                 f"GPU peak: device {dev / gib if dev else float('nan'):.2f} GiB, predicted {pred / gib if pred else float('nan'):.2f} GiB"
+                 + (f" (predicted / device {pred / dev:.3f})" if dev and pred else ""))
+    else:
+        line += "ours: no result"
+    if f is not None:
+        if f[0]:
+            line += f"; FlexGen {f[0]:.2f} token/s (peak {f[1]} GB as FlexGen reports it)"
+            if o:
+                line += f"; ratio {o['total_throughput'] / f[0]:.2f}x"
+        else:
+            line += f"; FlexGen: no figure ({f[2][:160]})"
+    print(line)
+PY
