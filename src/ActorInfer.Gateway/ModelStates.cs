@@ -9,7 +9,8 @@ namespace ActorInfer.Gateway;
 
 /// <summary>
 /// <c>/admin/state</c>'s <c>models</c>: each served model's budgets (on a node of several, the GPU arbiter's share of the
-/// compute tier), what its tiers hold, its policy and queue, and what the arbiter knows of it (demand, drops).
+/// compute tier), what its tiers hold, its policy and queue with its progress (decoding steps, layers done), and what the
+/// arbiter knows of it (demand, drops).
 /// </summary>
 internal static class ModelStates
 {
@@ -35,7 +36,11 @@ internal static class ModelStates
                 largest_block_bytes = model.LargestBlockBytes,
                 policy = policy.Policy?.ToString(),
                 block_size = policy.Policy?.BlockSize,
-                queue = new { scheduler = scheduler.Queued, running_block = scheduler.RunningBlock },
+                queue = new
+                {
+                    scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, decoding_steps = scheduler.DecodingSteps,
+                    layers_done = scheduler.LayersDone,
+                },
                 arbiter = held is null ? null : new
                 {
                     share = held.Share, demand = held.Demand, queued = held.Queued, running = held.Running,

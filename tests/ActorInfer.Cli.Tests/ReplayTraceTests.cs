@@ -46,6 +46,39 @@ public sealed class ReplayTraceTests
     }
 
     [Fact]
+    public void The_longest_time_without_progress_counts_only_while_the_model_has_work()
+    {
+        // Layers done and work per sample, 0.5 s apart: work from 0.5 s; moves at 1.0 and 3.0 s; idle from 3.5 to 6.0 s;
+        // work again at 6.5 and 7.0 s without a move.
+        (double At, long Layers, bool Work)[] timeline =
+        [
+            (0.0, 0, false), (0.5, 0, true), (1.0, 3, true), (1.5, 3, true), (2.0, 3, true), (2.5, 3, true), (3.0, 7, true),
+            (3.5, 7, false), (4.0, 7, false), (4.5, 7, false), (5.0, 7, false), (5.5, 7, false), (6.0, 7, false), (6.5, 7, true),
+            (7.0, 7, true),
+        ];
+        var samples = timeline.Select(t => (t.At, new ModelProgress(t.Layers, 0, t.Work))).ToArray();
+        // 1.0 -> 3.0 s: work and no move between the two moves (2.0 s). 3.0 -> 7.0 s has no move either, but the model was
+        // idle from 3.5 s; its work from 6.5 s is 0.5 s old at the last sample.
+        Assert.Equal(2.0, ReplaySummary.LongestWithoutProgress(samples), 9);
+        Assert.Equal(0.0, ReplaySummary.LongestWithoutProgress(samples.Take(1).ToArray()));
+
+        // In the summary: every model the node reports, a job's model that no trace feeds too, over the run's samples.
+        var memory = timeline.Select(t => new MemorySample(t.At, new Dictionary<string, (long, long)> { ["chat"] = (1, 2), ["batch"] = (3, 4) })
+        {
+            Progress = new Dictionary<string, ModelProgress> { ["chat"] = new(0, 0, false), ["batch"] = new(100 + t.Layers, t.Layers / 3, t.Work) },
+        }).ToArray();
+        var result = new ReplayRun.Result([], memory, 7.0, "gpu", new Dictionary<string, double>(), new Dictionary<string, double>());
+        var tenants = new[] { new ReplayTenant("chat", "conv.csv", [new TraceRequest(0, 8, 4, 2)]) };
+        var progress = ReplaySummary.Build(tenants, result, new ReplayOptions(1, null, null, 0, TimeSpan.FromSeconds(0.5)), "url")["run"]!["progress"]!;
+        Assert.Equal(7, (long)progress["batch"]!["layers_done"]!);
+        Assert.Equal(2, (long)progress["batch"]!["decoding_steps"]!);
+        Assert.Equal(2.0, (double)progress["batch"]!["longest_without_progress_seconds"]!, 9);
+        // Work at both ends of a gap: 0.5 -> 3.0 s and 6.5 -> 7.0 s.
+        Assert.Equal(3.0, (double)progress["batch"]!["seconds_with_work"]!, 9);
+        Assert.Equal(0.0, (double)progress["chat"]!["longest_without_progress_seconds"]!);
+    }
+
+    [Fact]
     public void Percentiles_are_nearest_rank()
     {
         double[] values = [5, 1, 4, 2, 3];

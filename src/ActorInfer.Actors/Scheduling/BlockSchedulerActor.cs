@@ -26,6 +26,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly IReadOnlyList<IActorRef> _layers;
     private readonly IActorRef? _planner;
     private long _decodingSteps;
+    private long _layersDone;
     private readonly WaitingWork _waiting;
     private readonly BucketRule? _buckets;
     // The workload asked of the planner for the next block, until its policy arrives.
@@ -184,7 +185,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
         });
         Receive<Terminated>(m => _observers.Remove(m.ActorRef));
-        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _policy, _decodingSteps)));
+        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _policy, _decodingSteps, _layersDone)));
     }
 
     private void Idle()
@@ -217,6 +218,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                 return;
             }
             block.Hidden[m.Batch.Value] = m.Hidden;
+            _layersDone++;
             _stallWatch?.Moved();
             Advance(block);
         });

@@ -33,14 +33,20 @@ internal static class ReplayChart
                 cdf.LegendText = $"{tenant.Model} ({times.Length} requests)";
                 cdf.LineWidth = 2;
             }
-            var samples = result.Memory.Where(s => s.Models.ContainsKey(tenant.Model)).ToArray();
+        }
+        // Every model the node reports, a job's model that no trace feeds too; the replayed ones first, in their colours.
+        var models = tenants.Select(t => t.Model).Concat(result.Memory.SelectMany(s => s.Models.Keys)).Distinct().ToArray();
+        foreach (var (model, i) in models.Select((m, i) => (m, i)))
+        {
+            var color = Palette[i % Palette.Length];
+            var samples = result.Memory.Where(s => s.Models.ContainsKey(model)).ToArray();
             if (samples.Length == 0) continue;
             var at = samples.Select(s => s.At).ToArray();
-            var held = memory.Add.ScatterLine(at, samples.Select(s => s.Models[tenant.Model].Held / MiB).ToArray(), color);
-            held.LegendText = $"{tenant.Model} held";
+            var held = memory.Add.ScatterLine(at, samples.Select(s => s.Models[model].Held / MiB).ToArray(), color);
+            held.LegendText = $"{model} held";
             held.LineWidth = 2;
-            var budget = memory.Add.ScatterLine(at, samples.Select(s => s.Models[tenant.Model].Budget / MiB).ToArray(), color);
-            budget.LegendText = $"{tenant.Model} budget (arbiter)";
+            var budget = memory.Add.ScatterLine(at, samples.Select(s => s.Models[model].Budget / MiB).ToArray(), color);
+            budget.LegendText = $"{model} budget (arbiter)";
             budget.LinePattern = LinePattern.Dashed;
             budget.LineWidth = 2;
         }

@@ -18,7 +18,17 @@ public sealed record ReplayOptions(double Speedup, int? MaxPromptTokens, int? Ma
 public sealed record RequestRecord(string Tenant, int Line, double SentAt, int PromptTokens, int MaxTokens, RequestOutcome Outcome);
 
 /// <summary>The node's memory at one moment: per model the bytes its compute tier holds and its budget there, and the node's budget of that tier.</summary>
-public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long Held, long Budget)> Models, long DeviceBudget = 0);
+public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long Held, long Budget)> Models, long DeviceBudget = 0)
+{
+    /// <summary>Per model at that moment: its progress counters and whether it had work (empty where the node does not report them).</summary>
+    public IReadOnlyDictionary<string, ModelProgress> Progress { get; init; } = new Dictionary<string, ModelProgress>();
+}
+
+/// <summary>
+/// A model's progress as <c>/admin/state</c> reports it: layer computations finished and decoding steps started (both over
+/// the node's life), and whether it had work (requests queued, or a block running).
+/// </summary>
+public sealed record ModelProgress(long LayersDone, long DecodingSteps, bool HasWork);
 
 /// <summary>
 /// Sends every tenant's requests at their (sped-up) arrival times as streamed completions, with prompts of seeded random
@@ -135,15 +145,27 @@ public static class ReplayRun
     private static MemorySample Sample(double at, JsonElement state, string? computeTier)
     {
         var models = new Dictionary<string, (long, long)>();
+        var progress = new Dictionary<string, ModelProgress>();
         if (state.TryGetProperty("models", out var list) && list.ValueKind == JsonValueKind.Array)
             foreach (var m in list.EnumerateArray())
             {
                 var tier = computeTier ?? "gpu";
+                var name = m.GetProperty("name").GetString()!;
                 var held = m.TryGetProperty("bytes_in_use", out var inUse) && inUse.TryGetProperty(tier, out var h) ? h.GetInt64() : 0;
                 var budget = m.TryGetProperty("budgets", out var b) && b.TryGetProperty(tier, out var v) ? v.GetInt64() : 0;
-                models[m.GetProperty("name").GetString()!] = (held, budget);
+                models[name] = (held, budget);
+                if (m.TryGetProperty("queue", out var q) && q.TryGetProperty("layers_done", out var layers))
+                {
+                    // Work the arbiter counts (queued and running sequences) as well as the scheduler's own queue and block.
+                    var running = q.TryGetProperty("running_block", out var r) && r.ValueKind == JsonValueKind.Number;
+                    var queued = q.TryGetProperty("scheduler", out var s) && s.GetInt32() > 0;
+                    var arbiter = m.TryGetProperty("arbiter", out var a) && a.ValueKind == JsonValueKind.Object &&
+                                  (a.GetProperty("queued").GetInt64() > 0 || a.GetProperty("running").GetInt64() > 0);
+                    progress[name] = new ModelProgress(layers.GetInt64(), q.TryGetProperty("decoding_steps", out var steps) ? steps.GetInt64() : 0,
+                        running || queued || arbiter);
+                }
             }
         var device = state.TryGetProperty("budgets", out var node) && node.TryGetProperty(computeTier ?? "gpu", out var d) ? d.GetInt64() : 0;
-        return new MemorySample(at, models, device);
+        return new MemorySample(at, models, device) { Progress = progress };
     }
 }

@@ -7,7 +7,8 @@ namespace ActorInfer.Cli.Replay;
 /// <c>summary.json</c> of a replay. Per tenant (model): requests, completed, failed, time to first token and time per
 /// output token (p50, p99, seconds), end-to-end latency, generated tokens and throughput (tokens per second of the run).
 /// Per run: drops, requeues and recomputed tokens (the node's counters over the run), and the memory each model held on
-/// the compute tier over time with the budget the arbiter gave it.
+/// the compute tier over time with the budget the arbiter gave it, and each model's progress (a job's model too): its layers
+/// done and the longest time it had work and made none.
 /// </summary>
 public static class ReplaySummary
 {
@@ -48,7 +49,15 @@ public static class ReplaySummary
         foreach (var sample in result.Memory)
         {
             var models = new JsonObject();
-            foreach (var (name, (held, budget)) in sample.Models) models[name] = new JsonObject { ["held"] = held, ["budget"] = budget };
+            foreach (var (name, (held, budget)) in sample.Models)
+            {
+                models[name] = new JsonObject { ["held"] = held, ["budget"] = budget };
+                if (sample.Progress.TryGetValue(name, out var p))
+                {
+                    models[name]!["layers_done"] = p.LayersDone;
+                    models[name]!["has_work"] = p.HasWork;
+                }
+            }
             memory.Add(new JsonObject { ["t"] = Math.Round(sample.At, 3), ["device_budget"] = sample.DeviceBudget, ["models"] = models });
         }
         var heldTotals = result.Memory.Select(s => s.Models.Values.Sum(v => v.Held)).ToArray();
@@ -71,9 +80,55 @@ public static class ReplaySummary
                 // The node's budget of the compute tier, averaged like the bytes held (the device's share held is their ratio).
                 ["device_budget_mean_bytes"] = result.Memory.Count > 0 ? result.Memory.Average(s => (double)s.DeviceBudget) : 0,
                 ["memory"] = memory,
+                ["progress"] = Progress(result.Memory),
             },
         };
     }
+
+    /// <summary>
+    /// Per model that reports progress (every model of the node, a job's too, not only the replayed tenants): the layer
+    /// computations and decoding steps over the run, and the longest stretch in which it had work and made none.
+    /// </summary>
+    private static JsonObject Progress(IReadOnlyList<MemorySample> samples)
+    {
+        var progress = new JsonObject();
+        foreach (var name in samples.SelectMany(s => s.Progress.Keys).Distinct())
+        {
+            var own = samples.Where(s => s.Progress.ContainsKey(name)).Select(s => (s.At, s.Progress[name])).ToArray();
+            progress[name] = new JsonObject
+            {
+                ["layers_done"] = own[^1].Item2.LayersDone - own[0].Item2.LayersDone,
+                ["decoding_steps"] = own[^1].Item2.DecodingSteps - own[0].Item2.DecodingSteps,
+                ["seconds_with_work"] = SecondsWithWork(own),
+                ["longest_without_progress_seconds"] = LongestWithoutProgress(own),
+            };
+        }
+        return progress;
+    }
+
+    /// <summary>
+    /// The longest time (seconds) between two samples over which a model had work and its layers did not move: it starts at
+    /// the sample where it last moved (or where its work began) and ends at the next that shows a move (or no work, or the
+    /// last sample). Resolution is the sampling interval.
+    /// </summary>
+    public static double LongestWithoutProgress(IReadOnlyList<(double At, ModelProgress Progress)> samples)
+    {
+        var longest = 0.0;
+        double? since = null;
+        for (var i = 0; i < samples.Count; i++)
+        {
+            var (at, now) = samples[i];
+            var moved = i > 0 && now.LayersDone != samples[i - 1].Progress.LayersDone;
+            if (since is { } s) longest = Math.Max(longest, at - s);
+            since = !now.HasWork ? null : moved || since is null ? at : since;
+        }
+        return longest;
+    }
+
+    /// <summary>Seconds between samples where the model had work at both ends.</summary>
+    private static double SecondsWithWork(IReadOnlyList<(double At, ModelProgress Progress)> samples) =>
+        samples.Zip(samples.Skip(1), (from, to) => (From: from, To: to)).Where(p => p.From.Progress.HasWork && p.To.Progress.HasWork)
+            .Sum(p => p.To.At - p.From.At);
 
     /// <summary>The nearest-rank percentile (seconds), or null without values.</summary>
     public static double? Percentile(IEnumerable<double> values, double percent)
