@@ -10,12 +10,35 @@ namespace ActorInfer.Model.Layers;
 public sealed record NormWeights(Tensor? Weight, Tensor? Bias);
 
 /// <summary>A linear map stored as checkpoints store it: weight [out, in], optional bias [out].</summary>
-public sealed record LinearWeights(Tensor Weight, Tensor? Bias);
-
-/// <summary>FlexGen's "SelfAttention" half of a decoder layer.</summary>
-public sealed record AttentionWeights(NormWeights Norm, LinearWeights Q, LinearWeights K, LinearWeights V, LinearWeights Out)
+public sealed record LinearWeights(Tensor Weight, Tensor? Bias)
 {
-    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, Q, K, V, Out);
+    /// <summary>The maps as one, their outputs one after the other: weights and biases concatenated by rows. Disposes the parts.</summary>
+    public static LinearWeights Stack(params LinearWeights[] parts)
+    {
+        try
+        {
+            var weight = cat(parts.Select(p => p.Weight).ToArray(), 0);
+            var bias = parts.All(p => p.Bias is not null) ? cat(parts.Select(p => p.Bias!).ToArray(), 0) : null;
+            return new LinearWeights(weight, bias);
+        }
+        finally
+        {
+            foreach (var p in parts)
+            {
+                p.Weight.Dispose();
+                p.Bias?.Dispose();
+            }
+        }
+    }
+}
+
+/// <summary>
+/// FlexGen's "SelfAttention" half of a decoder layer. The Q, K and V projections are one map (<see cref="Qkv"/>, their
+/// rows stacked in that order), so that a decoding step projects with one product.
+/// </summary>
+public sealed record AttentionWeights(NormWeights Norm, LinearWeights Qkv, LinearWeights Out)
+{
+    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, Qkv, Out);
 
     internal static IEnumerable<Tensor> Enumerate(NormWeights norm, params LinearWeights[] linears)
     {
@@ -99,7 +122,8 @@ public static class OptWeightLoader
 
         var attention = new AttentionWeights(
             Norm(S.AttnLayerNormWeight, S.AttnLayerNormBias),
-            Lin(S.QWeight, S.QBias), Lin(S.KWeight, S.KBias), Lin(S.VWeight, S.VBias), Lin(S.OutWeight, S.OutBias));
+            ModelArchitecture.LoadQkv(source, name => OptWeightNames.Layer(layer, name), config.EnableBias, dtype, device),
+            Lin(S.OutWeight, S.OutBias));
         var ffn = new FfnWeights(
             Norm(S.FfnLayerNormWeight, S.FfnLayerNormBias), Lin(S.Fc1Weight, S.Fc1Bias), Lin(S.Fc2Weight, S.Fc2Bias));
         return new DecoderLayerWeights(attention, ffn);

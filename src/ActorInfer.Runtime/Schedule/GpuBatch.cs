@@ -22,6 +22,24 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
 
     private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
     private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _padding = [];
+    private (TokenStep Step, RotaryAngles? Angles)? _angles;
+
+    /// <summary>
+    /// The decoder layers' rotary angles of this step (null for learned positions), built by the step's first layer and
+    /// shared by the others: one upload of the positions per step, not one per layer.
+    /// </summary>
+    public RotaryAngles? Angles(TokenStep step, ModelArchitecture architecture, int maxPositions, TorchSharp.torch.ScalarType dtype,
+        TorchSharp.torch.Device device)
+    {
+        if (!architecture.PositionsInLayers) return null;
+        if (_angles is { } cached && cached.Step == step) return cached.Angles;
+        _angles?.Angles?.Dispose();
+        _angles = null;
+        using var positions = Positions(step, maxPositions, architecture.PositionOffset, device);
+        var angles = architecture.Angles(positions, dtype);
+        _angles = (step, angles);
+        return angles;
+    }
 
     /// <summary>
     /// The attention mask of this step on <paramref name="device"/>, built once per step, device and length rather than
@@ -79,5 +97,7 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
         Hidden = null;
         foreach (var (_, mask) in _masks.Values) mask?.Dispose();
         _masks.Clear();
+        _angles?.Angles?.Dispose();
+        _angles = null;
     }
 }
