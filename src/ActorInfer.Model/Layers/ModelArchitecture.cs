@@ -116,30 +116,30 @@ public abstract class ModelArchitecture
         QkvBiasParts = ["self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"];
 
     /// <summary>
-    /// A layer's Q, K and V map: the stacked tensors where the source has them (the runtime's weight store stacks them as
-    /// it reads a checkpoint), else the checkpoint's three stacked here.
+    /// A layer's Q, K and V maps: the stacked one where the source has it (the runtime's weight store stacks them where
+    /// the three share a tier), else the checkpoint's three apart.
     /// </summary>
     /// <param name="name">The source's key of a per-layer suffix.</param>
-    public static LinearWeights LoadQkv(IWeightSource source, Func<string, string> name, bool bias, ScalarType dtype, Device device)
+    public static IReadOnlyList<LinearWeights> LoadQkv(IWeightSource source, Func<string, string> name, bool bias, ScalarType dtype, Device device)
     {
-        if (source.Contains(name(QkvWeight)))
-            return new LinearWeights(source.Load(name(QkvWeight), dtype, device), bias ? source.Load(name(QkvBias), dtype, device) : null);
-        var parts = new List<LinearWeights>(3);
+        var stacked = source.Contains(name(QkvWeight));
+        var weights = stacked ? [QkvWeight] : QkvWeightParts;
+        var biases = stacked ? [QkvBias] : QkvBiasParts;
+        var maps = new List<LinearWeights>(3);
         try
         {
-            for (var i = 0; i < 3; i++)
-                parts.Add(new LinearWeights(source.Load(name(QkvWeightParts[i]), dtype, device),
-                    bias ? source.Load(name(QkvBiasParts[i]), dtype, device) : null));
+            for (var i = 0; i < weights.Count; i++)
+                maps.Add(new LinearWeights(source.Load(name(weights[i]), dtype, device), bias ? source.Load(name(biases[i]), dtype, device) : null));
         }
         catch
         {
-            foreach (var p in parts)
+            foreach (var m in maps)
             {
-                p.Weight.Dispose();
-                p.Bias?.Dispose();
+                m.Weight.Dispose();
+                m.Bias?.Dispose();
             }
             throw;
         }
-        return LinearWeights.Stack([.. parts]);
+        return maps;
     }
 }

@@ -10,35 +10,15 @@ namespace ActorInfer.Model.Layers;
 public sealed record NormWeights(Tensor? Weight, Tensor? Bias);
 
 /// <summary>A linear map stored as checkpoints store it: weight [out, in], optional bias [out].</summary>
-public sealed record LinearWeights(Tensor Weight, Tensor? Bias)
-{
-    /// <summary>The maps as one, their outputs one after the other: weights and biases concatenated by rows. Disposes the parts.</summary>
-    public static LinearWeights Stack(params LinearWeights[] parts)
-    {
-        try
-        {
-            var weight = cat(parts.Select(p => p.Weight).ToArray(), 0);
-            var bias = parts.All(p => p.Bias is not null) ? cat(parts.Select(p => p.Bias!).ToArray(), 0) : null;
-            return new LinearWeights(weight, bias);
-        }
-        finally
-        {
-            foreach (var p in parts)
-            {
-                p.Weight.Dispose();
-                p.Bias?.Dispose();
-            }
-        }
-    }
-}
+public sealed record LinearWeights(Tensor Weight, Tensor? Bias);
 
 /// <summary>
-/// FlexGen's "SelfAttention" half of a decoder layer. The Q, K and V projections are one map (<see cref="Qkv"/>, their
-/// rows stacked in that order), so that a decoding step projects with one product.
+/// FlexGen's "SelfAttention" half of a decoder layer. <paramref name="Qkv"/> holds the Q, K and V projections either as
+/// one map, their rows stacked in that order (a decoding step then projects with one product), or as three apart.
 /// </summary>
-public sealed record AttentionWeights(NormWeights Norm, LinearWeights Qkv, LinearWeights Out)
+public sealed record AttentionWeights(NormWeights Norm, IReadOnlyList<LinearWeights> Qkv, LinearWeights Out)
 {
-    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, Qkv, Out);
+    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, [.. Qkv, Out]);
 
     internal static IEnumerable<Tensor> Enumerate(NormWeights norm, params LinearWeights[] linears)
     {

@@ -7,22 +7,25 @@ namespace ActorInfer.Model.Layers;
 public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) : IDisposable
 {
     /// <summary>
-    /// The three projections from one stacked map (rows: queries, keys, values). A decoding step (one token) projects with
-    /// one product and returns views of its output, not copies: every consumer takes strided heads (a copy into the cache, a
-    /// batched product, a copy that needs contiguous rows makes its own). A prefill projects each part apart and returns it
-    /// contiguous, as before the maps were stacked: one [B, T, q + k + v] output would double the peak of a long prompt.
+    /// The three projections, from one stacked map (rows: queries, keys, values) or three apart. With a stacked map a
+    /// decoding step (one token) projects with one product and returns views of its output, not copies: every consumer
+    /// takes strided heads (a copy into the cache, a batched product; a copy that needs contiguous rows makes its own). A
+    /// prefill projects each part apart and returns it contiguous, as with three maps: one [B, T, q + k + v] output would
+    /// double the peak of a long prompt.
     /// </summary>
-    public static QueryKeyValue Project(Tensor input, LinearWeights qkv, long heads, long kvHeads, long headDim)
+    public static QueryKeyValue Project(Tensor input, IReadOnlyList<LinearWeights> maps, long heads, long kvHeads, long headDim)
     {
         long batch = input.size(0), tokens = input.size(1);
-        if (tokens != 1)
+        if (maps.Count is not (1 or 3)) throw new ArgumentException($"Q, K and V come as one stacked map or three (got {maps.Count})", nameof(maps));
+        if (tokens != 1 || maps.Count == 3)
         {
-            var queries = Part(input, qkv, 0, heads, headDim);
+            (LinearWeights Map, long Row) At(int part) => maps.Count == 3 ? (maps[part], 0) : (maps[0], part == 0 ? 0 : (heads + (part - 1) * kvHeads) * headDim);
+            var queries = Part(input, At(0), heads, headDim);
             Tensor? keys = null;
             try
             {
-                keys = Part(input, qkv, heads * headDim, kvHeads, headDim);
-                return new QueryKeyValue(queries, keys, Part(input, qkv, (heads + kvHeads) * headDim, kvHeads, headDim));
+                keys = Part(input, At(1), kvHeads, headDim);
+                return new QueryKeyValue(queries, keys, Part(input, At(2), kvHeads, headDim));
             }
             catch
             {
@@ -31,6 +34,7 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
                 throw;
             }
         }
+        var qkv = maps[0];
         using var projected = F.linear(input, qkv.Weight, qkv.Bias);
         if (heads == kvHeads)
         {
@@ -51,11 +55,18 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
         }
     }
 
-    /// <summary>One projection as [B, <paramref name="heads"/>, T, d], contiguous, from the stacked map's rows at <paramref name="row"/>.</summary>
-    private static Tensor Part(Tensor input, LinearWeights qkv, long row, long heads, long headDim)
+    /// <summary>One projection as [B, <paramref name="heads"/>, T, d], contiguous, from a map's rows at a row.</summary>
+    private static Tensor Part(Tensor input, (LinearWeights Map, long Row) at, long heads, long headDim)
     {
-        using var weight = qkv.Weight.narrow(0, row, heads * headDim);
-        using var bias = qkv.Bias?.narrow(0, row, heads * headDim);
+        var (map, row) = at;
+        if (map.Weight.size(0) == heads * headDim) return Heads(input, map.Weight, map.Bias, heads, headDim);
+        using var weight = map.Weight.narrow(0, row, heads * headDim);
+        using var bias = map.Bias?.narrow(0, row, heads * headDim);
+        return Heads(input, weight, bias, heads, headDim);
+    }
+
+    private static Tensor Heads(Tensor input, Tensor weight, Tensor? bias, long heads, long headDim)
+    {
         using var projected = F.linear(input, weight, bias);
         using var split = projected.view(input.size(0), input.size(1), heads, headDim);
         // Every view is disposed here: a view left to the caller's scope would keep the projection's storage alive until

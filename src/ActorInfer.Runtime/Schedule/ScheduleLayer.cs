@@ -36,7 +36,9 @@ public sealed record WeightSpec(string Name, long[] Shape, IReadOnlyList<string>
 /// </summary>
 public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights)
 {
-    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source)
+    /// <param name="stackQkv">Where given, a decoder layer's Q, K and V weights (and biases) become one stacked tensor when it
+    /// says that all of them are placed on one tier (by their checkpoint names).</param>
+    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source, Func<IReadOnlyList<string>, bool>? stackQkv = null)
     {
         var architecture = c.Architecture;
         var globals = architecture.GlobalTensors().ToDictionary(t => t.Name, t => t.Shape);
@@ -48,7 +50,7 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
         for (var i = 0; i < c.NumHiddenLayers; i++)
         {
             var layer = i;
-            var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix));
+            var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix), stackQkv);
             layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs));
         }
 
@@ -63,13 +65,19 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
     }
 
     /// <summary>
-    /// A decoder layer's tensors, its Q, K and V weights (and biases) as one stacked tensor where the first of them was: a
-    /// decoding step projects with one product, and the store holds, moves and compresses the three as one (compression
-    /// groups lie within rows, so the stacked codes are the three's). Same bytes as the three.
+    /// A decoder layer's tensors, its Q, K and V weights (and biases) as one stacked tensor where the first of them was, if
+    /// <paramref name="stackQkv"/> agrees: a decoding step projects with one product, and the store holds, moves and
+    /// compresses the three as one (compression groups lie within rows, so the stacked codes are the three's). Same bytes
+    /// as the three, and where the three share a tier FlexGen's midpoint rule places the stack there too and every other
+    /// tensor as before.
     /// </summary>
-    private static WeightSpec[] Stacked(IReadOnlyList<(string Suffix, long[] Shape)> tensors, Func<string, string> name)
+    private static WeightSpec[] Stacked(IReadOnlyList<(string Suffix, long[] Shape)> tensors, Func<string, string> name,
+        Func<IReadOnlyList<string>, bool>? stackQkv)
     {
         var shapes = tensors.ToDictionary(t => t.Suffix, t => t.Shape);
+        var parts = ModelArchitecture.QkvWeightParts.Concat(ModelArchitecture.QkvBiasParts).Where(shapes.ContainsKey).Select(name).ToArray();
+        if (stackQkv is null || !ModelArchitecture.QkvWeightParts.All(shapes.ContainsKey) || !stackQkv(parts))
+            return [.. tensors.Select(t => new WeightSpec(name(t.Suffix), t.Shape))];
         var specs = new List<WeightSpec>(tensors.Count);
         foreach (var (suffix, shape) in tensors)
         {

@@ -38,8 +38,11 @@ public sealed class QkvProjectionTests
             F.linear(input, w.Weight, w.Bias).view(batch, tokens, n, headDim).transpose(1, 2).contiguous();
         var (expectedQ, expectedK, expectedV) = (Apart(q, heads), Apart(k, kvHeads), Apart(v, kvHeads));
 
-        var stacked = LinearWeights.Stack(Copy(q), Copy(k), Copy(v));
-        using var actual = QueryKeyValue.Project(input, stacked, heads, kvHeads, headDim);
+        var stacked = new LinearWeights(cat([q.Weight, k.Weight, v.Weight], 0), bias ? cat([q.Bias!, k.Bias!, v.Bias!], 0) : null);
+        using var actual = QueryKeyValue.Project(input, [stacked], heads, kvHeads, headDim);
+        // Three maps apart (a layer whose Q, K and V the runtime placed on different tiers) project as they always did.
+        using (var apart = QueryKeyValue.Project(input, [q, k, v], heads, kvHeads, headDim))
+            Assert.True(Same(expectedQ, apart.Queries) && Same(expectedK, apart.Keys) && Same(expectedV, apart.Values), "three maps apart differ");
 
         if (!exact)
         {
@@ -61,5 +64,4 @@ public sealed class QkvProjectionTests
 
     private static bool Same(Tensor a, Tensor b) => a.Dims().SequenceEqual(b.Dims()) && a.eq(b).all().item<bool>();
 
-    private static LinearWeights Copy(LinearWeights w) => new(w.Weight.clone(), w.Bias?.clone());
 }
