@@ -382,7 +382,12 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             var (keys, values) = cache.Prefix(attended);
             using (keys)
             using (values)
-                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention);
+            {
+                // Batched products on CUDA mask by the mask's negation: one per step, not one per layer.
+                var products = Device.type == TorchSharp.DeviceType.CUDA && engine.DecodeAttention == DecodeAttention.Products;
+                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
+                    excluded: products ? batch.Excluded(step, Device, attended) : null);
+            }
             if (ReferenceEquals(cache, home.Memory)) return onDevice;
         }
         // The copy engines copy contiguous tensors (or rows at one pitch): a decoding step's keys and values are views of
