@@ -22,6 +22,11 @@ public sealed class GpuBatchMaskTests
             mask.data<bool>().ToArray());
         Assert.Same(mask, batch.Mask(step, CPU, attended: 7));
         Assert.Throws<ArgumentException>(() => batch.Mask(step, CPU, attended: 4));
+        // Its negation, for the batched products, is kept for the step as well.
+        var excluded = batch.Excluded(step, CPU, attended: 7)!;
+        Assert.Equal(mask.data<bool>().ToArray().Select(m => !m), excluded.data<bool>().ToArray());
+        Assert.Same(excluded, batch.Excluded(step, CPU, attended: 7));
+        Assert.NotSame(excluded, batch.Excluded(step.Next(), CPU, attended: 7));
 
         // Over exactly the filled indices it is the layout's own decoding mask.
         using var expected = layout.DecodeMask(4, CPU);

@@ -55,6 +55,17 @@ public static class Harness
         return live is null ? null : Convert.ToInt64(live);
     }
 
+    /// <summary>Tensors TorchSharp has created on this thread so far, in and outside dispose scopes (null when this version counts none).</summary>
+    public static long? CreatedTensors()
+    {
+        var manager = typeof(Tensor).Assembly.GetType("TorchSharp.DisposeScopeManager");
+        var stats = manager?.GetProperty("Statistics", BindingFlags.Public | BindingFlags.Static)?.GetValue(null);
+        var tensors = stats?.GetType().GetProperty("TensorStatistics")?.GetValue(stats);
+        var inScope = tensors?.GetType().GetProperty("CreatedInScopeCount")?.GetValue(tensors);
+        var outside = tensors?.GetType().GetProperty("CreatedOutsideScopeCount")?.GetValue(tensors);
+        return inScope is null || outside is null ? null : Convert.ToInt64(inScope) + Convert.ToInt64(outside);
+    }
+
     public static void AssertAllFreed(TierSet tiers)
     {
         foreach (var tier in tiers.All())

@@ -20,21 +20,37 @@ public static class AttentionMath
     /// <param name="mask">True where a query may attend; null when every key may be attended (or, with <paramref name="causal"/>, every earlier one).</param>
     /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
     /// <param name="decode">How a decoding step (one query per sequence) attends on CUDA.</param>
-    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products)
+    /// <param name="excluded">The mask's negation, where a caller keeps it (one per step, not one per layer), for the products.</param>
+    public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products,
+        Tensor? excluded = null)
     {
         if (q.device_type == DeviceType.CUDA)
         {
             // Decoding (one query per sequence) by two batched products unless cuDNN's kernel is asked for: cuDNN's
             // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it.
             var decoding = q.size(2) == 1 && !causal;
-            if (decoding && decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask);
+            if (decoding && decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask, excluded);
             CudaAttentionBackends.UseCudnn(decoding);
         }
-        using var expandedKeys = RepeatKeyValueHeads(keys, q.size(1));
-        using var expandedValues = RepeatKeyValueHeads(values, q.size(1));
-        using var context = F.scaled_dot_product_attention(q, expandedKeys, expandedValues, mask, is_casual: causal);
-        using var merged = context.transpose(1, 2);
-        return merged.reshape(q.size(0), q.size(2), -1);
+        var grouped = keys.size(1) != q.size(1);
+        var expandedKeys = grouped ? RepeatKeyValueHeads(keys, q.size(1)) : keys;
+        var expandedValues = grouped ? RepeatKeyValueHeads(values, q.size(1)) : values;
+        try
+        {
+            using var context = F.scaled_dot_product_attention(q, expandedKeys, expandedValues, mask, is_casual: causal);
+            // One query per sequence: [B, heads, 1, d] lies as [B, 1, heads * d] already.
+            if (q.size(2) == 1 && context.is_contiguous()) return context.view(q.size(0), 1, -1);
+            using var merged = context.transpose(1, 2);
+            return merged.reshape(q.size(0), q.size(2), -1);
+        }
+        finally
+        {
+            if (grouped)
+            {
+                expandedKeys.Dispose();
+                expandedValues.Dispose();
+            }
+        }
     }
 
     /// <summary>
@@ -44,7 +60,8 @@ public static class AttentionMath
     /// The keys and values may be a prefix of a longer cache: only their batch and head dimensions are merged, a view.
     /// </summary>
     /// <param name="mask">[B, 1, 1, L], true where a key may be attended; null when every key may.</param>
-    public static Tensor AttendByProducts(Tensor q, Tensor keys, Tensor values, Tensor? mask)
+    /// <param name="excluded">The negation of <paramref name="mask"/>, when the caller has it already.</param>
+    public static Tensor AttendByProducts(Tensor q, Tensor keys, Tensor values, Tensor? mask, Tensor? excluded = null)
     {
         if (q.size(2) != 1) throw new ArgumentException($"attention by products takes one query per sequence (got {q.size(2)})", nameof(q));
         // Each key/value head serves a group of consecutive query heads: the group becomes the product's row dimension.
@@ -57,7 +74,8 @@ public static class AttentionMath
         using var scores = q3.bmm(kt);
         scores.mul_(AttentionScales.GetOrAdd(d, headDim => ScalarExtensionMethods.ToScalar(1.0 / Math.Sqrt(headDim))));
         using var scores4 = scores.view(b, kvHeads, group, length);
-        if (mask is not null)
+        if (excluded is not null) scores4.masked_fill_(excluded, MinusInfinity);
+        else if (mask is not null)
         {
             using var masked = mask.logical_not();
             scores4.masked_fill_(masked, MinusInfinity);

@@ -93,8 +93,8 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         Tensor Req(string suffix) => source.Load(LayerTensor(layer, suffix), dtype, device);
         LinearWeights Lin(string w, string b, bool bias) => new(Req(w), bias ? Req(b) : null);
         var attention = new AttentionWeights(new NormWeights(Req(Suffix.InputNorm), null),
-            Lin(Suffix.QWeight, Suffix.QBias, config.QkvBias), Lin(Suffix.KWeight, Suffix.KBias, config.QkvBias),
-            Lin(Suffix.VWeight, Suffix.VBias, config.QkvBias), Lin(Suffix.OWeight, Suffix.OBias, config.OutputBias));
+            LoadQkv(source, suffix => LayerTensor(layer, suffix), config.QkvBias, dtype, device),
+            Lin(Suffix.OWeight, Suffix.OBias, config.OutputBias));
         var ffn = new FfnWeights(new NormWeights(Req(Suffix.PostAttentionNorm), null),
             Lin(Suffix.UpWeight, Suffix.UpBias, config.MlpBias), Lin(Suffix.DownWeight, Suffix.DownBias, config.MlpBias),
             Lin(Suffix.GateWeight, Suffix.GateBias, config.MlpBias));
@@ -134,13 +134,23 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
 
     public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => RmsNorm(hidden, w.Norm);
 
-    public override Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions) =>
-        Rotated(Heads(attentionInput, w.Q, config.NumAttentionHeads), positions);
+    public override RotaryAngles? Angles(Tensor positions, ScalarType dtype) => _rotary.Angles(positions, dtype);
 
-    public override Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions) =>
-        Rotated(Heads(attentionInput, w.K, config.NumKeyValueHeads), positions);
-
-    public override Tensor Values(Tensor attentionInput, AttentionWeights w) => Heads(attentionInput, w.V, config.NumKeyValueHeads);
+    public override QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles)
+    {
+        if (angles is null) throw new ArgumentException("rotary embeddings need the positions' angles", nameof(angles));
+        using var heads = QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        var queries = Rotary.Apply(heads.Queries, angles);
+        try
+        {
+            return new QueryKeyValue(queries, Rotary.Apply(heads.Keys, angles), heads.Values.alias());
+        }
+        catch
+        {
+            queries.Dispose();
+            throw;
+        }
+    }
 
     public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w)
     {
@@ -172,17 +182,4 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         return F.linear(normed, w.LmHead);
     }
 
-    private static Tensor Heads(Tensor input, LinearWeights lw, int heads)
-    {
-        using var projected = F.linear(input, lw.Weight, lw.Bias);
-        using var split = projected.view(input.size(0), input.size(1), heads, -1);
-        using var transposed = split.transpose(1, 2);
-        return transposed.contiguous();
-    }
-
-    private Tensor Rotated(Tensor heads, Tensor? positions)
-    {
-        if (positions is null) throw new ArgumentException("rotary embeddings need the positions", nameof(positions));
-        using (heads) return _rotary.Apply(heads, positions);
-    }
 }

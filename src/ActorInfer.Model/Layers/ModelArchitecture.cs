@@ -60,14 +60,17 @@ public abstract class ModelArchitecture
     /// <summary>The input of the attention projections (the normed hidden state in pre-norm models).</summary>
     public abstract Tensor AttentionInput(Tensor hidden, AttentionWeights w);
 
-    /// <summary>The queries [B, heads, T, head_dim]; <paramref name="positions"/> [B, T] as for <see cref="Embed"/>.</summary>
-    public abstract Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions);
+    /// <summary>
+    /// What the decoder layers make of the positions [B, T] (as for <see cref="Embed"/>), in <paramref name="dtype"/>: the
+    /// same for every layer of a step, so built once per step. Null when the layers need nothing (learned positions).
+    /// </summary>
+    public virtual RotaryAngles? Angles(Tensor positions, ScalarType dtype) => null;
 
-    /// <summary>The keys [B, key/value heads, T, head_dim], as the cache holds them.</summary>
-    public abstract Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions);
-
-    /// <summary>The values [B, key/value heads, T, head_dim].</summary>
-    public abstract Tensor Values(Tensor attentionInput, AttentionWeights w);
+    /// <summary>
+    /// The queries [B, heads, T, head_dim], keys [B, key/value heads, T, head_dim] (as the cache holds them) and values. In a
+    /// decoding step they may be strided views of one projection.
+    /// </summary>
+    public abstract QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles);
 
     /// <summary>Output projection and residual (and a post-norm), from the attention context [B, T, heads * head_dim].</summary>
     public abstract Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w);
@@ -95,14 +98,48 @@ public abstract class ModelArchitecture
     private Tensor SelfAttention(Tensor hidden, AttentionWeights w, LayerKv kv, int cacheIndex, Tensor mask, Tensor? positions)
     {
         using var input = AttentionInput(hidden, w);
-        using var q = Queries(input, w, positions);
-        using var k = Keys(input, w, positions);
-        using var v = Values(input, w);
-        kv.Write(cacheIndex, k, v);
-        var (keys, values) = kv.Prefix(cacheIndex + (int)q.size(2));
+        using var angles = positions is null ? null : Angles(positions, hidden.dtype);
+        using var qkv = Project(input, w, angles);
+        kv.Write(cacheIndex, qkv.Keys, qkv.Values);
+        var (keys, values) = kv.Prefix(cacheIndex + (int)qkv.Queries.size(2));
         using (keys)
         using (values)
-        using (var context = AttentionMath.Attend(q, keys, values, mask))
+        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask))
             return AttentionOutput(context, hidden, w);
+    }
+
+    /// <summary>The runtime's name of the stacked Q, K and V map of a layer (no checkpoint has it), and of its bias.</summary>
+    public const string QkvWeight = "self_attn.qkv_proj.weight", QkvBias = "self_attn.qkv_proj.bias";
+
+    /// <summary>The checkpoint suffixes stacked into <see cref="QkvWeight"/> and <see cref="QkvBias"/>, in their order.</summary>
+    public static readonly IReadOnlyList<string> QkvWeightParts = ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
+        QkvBiasParts = ["self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"];
+
+    /// <summary>
+    /// A layer's Q, K and V maps: the stacked one where the source has it (the runtime's weight store stacks them where
+    /// the three share a tier), else the checkpoint's three apart.
+    /// </summary>
+    /// <param name="name">The source's key of a per-layer suffix.</param>
+    public static IReadOnlyList<LinearWeights> LoadQkv(IWeightSource source, Func<string, string> name, bool bias, ScalarType dtype, Device device)
+    {
+        var stacked = source.Contains(name(QkvWeight));
+        var weights = stacked ? [QkvWeight] : QkvWeightParts;
+        var biases = stacked ? [QkvBias] : QkvBiasParts;
+        var maps = new List<LinearWeights>(3);
+        try
+        {
+            for (var i = 0; i < weights.Count; i++)
+                maps.Add(new LinearWeights(source.Load(name(weights[i]), dtype, device), bias ? source.Load(name(biases[i]), dtype, device) : null));
+        }
+        catch
+        {
+            foreach (var m in maps)
+            {
+                m.Weight.Dispose();
+                m.Bias?.Dispose();
+            }
+            throw;
+        }
+        return maps;
     }
 }

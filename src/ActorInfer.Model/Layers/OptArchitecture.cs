@@ -47,11 +47,8 @@ public sealed class OptArchitecture(OptConfig config) : ModelArchitecture
 
     public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => OptMath.AttentionInput(hidden, w, config);
 
-    public override Tensor Queries(Tensor attentionInput, AttentionWeights w, Tensor? positions) => OptMath.Heads(attentionInput, w.Q, config);
-
-    public override Tensor Keys(Tensor attentionInput, AttentionWeights w, Tensor? positions) => OptMath.Heads(attentionInput, w.K, config);
-
-    public override Tensor Values(Tensor attentionInput, AttentionWeights w) => OptMath.Heads(attentionInput, w.V, config);
+    public override QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles) =>
+        QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumAttentionHeads, config.HeadDim);
 
     public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w) =>
         OptMath.AttentionOutput(context, residual, w, config);

@@ -40,17 +40,6 @@ public static class OptMath
     public static Tensor AttentionInput(Tensor hidden, AttentionWeights w, OptConfig c) =>
         c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
 
-    /// <summary>One of the Q, K, V projections, as [B, heads, T, head_dim].</summary>
-    public static Tensor Heads(Tensor attentionInput, LinearWeights lw, OptConfig c)
-    {
-        using var projected = Linear(attentionInput, lw);
-        using var split = projected.view(attentionInput.size(0), attentionInput.size(1), c.NumAttentionHeads, c.HeadDim);
-        // Every view is disposed here: a view left to the caller's scope would keep the projection's storage
-        // alive until the scope ends (a whole prefill step: tens of gigabytes for a large model).
-        using var heads = split.transpose(1, 2);
-        return heads.contiguous();
-    }
-
     /// <summary>Output projection, residual, and (post-LN models) the attention LayerNorm.</summary>
     public static Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w, OptConfig c)
     {

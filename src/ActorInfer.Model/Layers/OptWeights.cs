@@ -12,10 +12,13 @@ public sealed record NormWeights(Tensor? Weight, Tensor? Bias);
 /// <summary>A linear map stored as checkpoints store it: weight [out, in], optional bias [out].</summary>
 public sealed record LinearWeights(Tensor Weight, Tensor? Bias);
 
-/// <summary>FlexGen's "SelfAttention" half of a decoder layer.</summary>
-public sealed record AttentionWeights(NormWeights Norm, LinearWeights Q, LinearWeights K, LinearWeights V, LinearWeights Out)
+/// <summary>
+/// FlexGen's "SelfAttention" half of a decoder layer. <paramref name="Qkv"/> holds the Q, K and V projections either as
+/// one map, their rows stacked in that order (a decoding step then projects with one product), or as three apart.
+/// </summary>
+public sealed record AttentionWeights(NormWeights Norm, IReadOnlyList<LinearWeights> Qkv, LinearWeights Out)
 {
-    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, Q, K, V, Out);
+    public IEnumerable<Tensor> Tensors() => Enumerate(Norm, [.. Qkv, Out]);
 
     internal static IEnumerable<Tensor> Enumerate(NormWeights norm, params LinearWeights[] linears)
     {
@@ -99,7 +102,8 @@ public static class OptWeightLoader
 
         var attention = new AttentionWeights(
             Norm(S.AttnLayerNormWeight, S.AttnLayerNormBias),
-            Lin(S.QWeight, S.QBias), Lin(S.KWeight, S.KBias), Lin(S.VWeight, S.VBias), Lin(S.OutWeight, S.OutBias));
+            ModelArchitecture.LoadQkv(source, name => OptWeightNames.Layer(layer, name), config.EnableBias, dtype, device),
+            Lin(S.OutWeight, S.OutBias));
         var ffn = new FfnWeights(
             Norm(S.FfnLayerNormWeight, S.FfnLayerNormBias), Lin(S.Fc1Weight, S.Fc1Bias), Lin(S.Fc2Weight, S.Fc2Bias));
         return new DecoderLayerWeights(attention, ffn);

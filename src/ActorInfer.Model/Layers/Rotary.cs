@@ -31,15 +31,32 @@ public sealed class Rotary
     /// <summary>x [B, heads, T, d] rotated by <paramref name="positions"/> [B, T].</summary>
     public Tensor Apply(Tensor x, Tensor positions)
     {
+        using var angles = Angles(positions, x.dtype);
+        return Apply(x, angles);
+    }
+
+    /// <summary>
+    /// The cosines and sines of <paramref name="positions"/> [B, T] in <paramref name="dtype"/>, outside any dispose scope (the
+    /// caller disposes them): one step's are the same for every layer, and for queries and keys.
+    /// </summary>
+    public RotaryAngles Angles(Tensor positions, ScalarType dtype)
+    {
         using var scope = NewDisposeScope();
-        var frequencies = tensor(_inverseFrequencies).to(x.device);
+        var frequencies = tensor(_inverseFrequencies).to(positions.device);
         var angles = positions.to(ScalarType.Float32).unsqueeze(-1).mul(frequencies);
         var both = cat([angles, angles], -1).unsqueeze(1);
-        var cos = both.cos().to(x.dtype);
-        var sin = both.sin().to(x.dtype);
+        var cos = both.cos().to(dtype);
+        var sin = both.sin().to(dtype);
+        return new RotaryAngles(cos.DetachFromDisposeScope(), sin.DetachFromDisposeScope());
+    }
+
+    /// <summary>x [B, heads, T, d] rotated by the angles of its positions.</summary>
+    public static Tensor Apply(Tensor x, RotaryAngles angles)
+    {
+        using var scope = NewDisposeScope();
         var half = x.size(-1) / 2;
         var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
-        return x.mul(cos).add(rotated.mul(sin)).MoveToOuterDisposeScope();
+        return x.mul(angles.Cos).add(rotated.mul(angles.Sin)).MoveToOuterDisposeScope();
     }
 
     private static Tensor Scale(Tensor frequencies, RopeSettings rope)
@@ -66,5 +83,18 @@ public sealed class Rotary
             default:
                 throw new ArgumentException($"rope type '{rope.Type}' is not supported (default, linear and llama3 are)");
         }
+    }
+}
+
+/// <summary>The cosines and sines [B, 1, T, d] that turn queries and keys by their positions; owned by whoever asked for them.</summary>
+public sealed class RotaryAngles(Tensor cos, Tensor sin) : IDisposable
+{
+    public Tensor Cos { get; } = cos;
+    public Tensor Sin { get; } = sin;
+
+    public void Dispose()
+    {
+        Cos.Dispose();
+        Sin.Dispose();
     }
 }

@@ -340,7 +340,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 
     /// <summary>The attention context [B, T, hidden] on the device, with this step's keys and values stored in the cache.</summary>
     /// <param name="yieldTo">
-    /// Given: null is returned when a change is waiting at one of its yield points (after each projection, after this
+    /// Given: null is returned when a change is waiting at one of its yield points (after the projection, after this
     /// step's keys and values are written: writing them again writes the same).
     /// </param>
     private Tensor? Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores,
@@ -350,18 +350,13 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         var layout = batch.Layout;
         var home = batch.Cache[decoderLayer];
         var cacheIndex = step.CacheIndex(layout);
-        var what = $"the cache of decoder layer {decoderLayer}, {batch.Index}";
-        // Rotary embeddings turn queries and keys by their positions; learned positions were added at the embedding.
-        using var positions = architecture.PositionsInLayers
-            ? batch.Positions(step, engine.Config.MaxPositionEmbeddings, architecture.PositionOffset, Device)
-            : null;
+        // Rotary embeddings turn queries and keys by their positions (the same angles for every layer of the step); learned
+        // positions were added at the embedding.
+        var angles = batch.Angles(step, architecture, engine.Config.MaxPositionEmbeddings, engine.DType, Device);
         using var attentionInput = architecture.AttentionInput(inputs.Hidden!, w);
-        using var q = architecture.Queries(attentionInput, w, positions);
+        using var qkv = architecture.Project(attentionInput, w, angles);
         if (yieldTo is { Waiting: true }) return null;
-        using var k = architecture.Keys(attentionInput, w, positions);
-        if (yieldTo is { Waiting: true }) return null;
-        using var v = architecture.Values(attentionInput, w);
-        if (yieldTo is { Waiting: true }) return null;
+        var (q, k, v) = (qkv.Queries, qkv.Keys, qkv.Values);
         if (step.IsPrefill)
         {
             var mask = batch.Mask(step, Device);
@@ -375,12 +370,12 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             }
             // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
             var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
-            home.Store(0, k, v, _copies, _tiers, stores, what);
+            home.Store(0, k, v, _copies, _tiers, stores, CacheName(decoderLayer, batch));
             return context;
         }
         var cache = inputs.WorkingCache!;
         inputs.ExpandCache?.Invoke();
-        Tensor result;
+        Tensor? onDevice = null;
         if (inputs.AttentionSite == TierKind.Device)
         {
             cache.Write(cacheIndex, k, v);
@@ -394,13 +389,24 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             var (keys, values) = cache.Prefix(attended);
             using (keys)
             using (values)
-                result = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention);
+            {
+                // Batched products on CUDA mask by the mask's negation: one per step, not one per layer.
+                var products = Device.type == TorchSharp.DeviceType.CUDA && engine.DecodeAttention == DecodeAttention.Products;
+                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
+                    excluded: products ? batch.Excluded(step, Device, attended) : null);
+            }
+            if (ReferenceEquals(cache, home.Memory)) return onDevice;
         }
-        else
-            result = CpuAttention(q, k, v, cache, cacheIndex, batch.Mask(step, CPU), what);
-        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, k, v, _copies, _tiers, stores, what);
+        // The copy engines copy contiguous tensors (or rows at one pitch): a decoding step's keys and values are views of
+        // its one projection.
+        using var storedKeys = k.contiguous();
+        using var storedValues = v.contiguous();
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), CacheName(decoderLayer, batch));
+        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, CacheName(decoderLayer, batch));
         return result;
     }
+
+    private static string CacheName(int decoderLayer, GpuBatch batch) => $"the cache of decoder layer {decoderLayer}, {batch.Index}";
 
     /// <summary>
     /// Each sequence's last token, the input of a decoding step, checked against the vocabulary on the host: on a GPU an

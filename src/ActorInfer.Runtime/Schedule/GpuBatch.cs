@@ -22,6 +22,25 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
 
     private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
     private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _padding = [];
+    private (TokenStep Step, RotaryAngles? Angles)? _angles;
+    private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Excluded)> _excluded = [];
+
+    /// <summary>
+    /// The decoder layers' rotary angles of this step (null for learned positions), built by the step's first layer and
+    /// shared by the others: one upload of the positions per step, not one per layer.
+    /// </summary>
+    public RotaryAngles? Angles(TokenStep step, ModelArchitecture architecture, int maxPositions, TorchSharp.torch.ScalarType dtype,
+        TorchSharp.torch.Device device)
+    {
+        if (!architecture.PositionsInLayers) return null;
+        if (_angles is { } cached && cached.Step == step) return cached.Angles;
+        _angles?.Angles?.Dispose();
+        _angles = null;
+        using var positions = Positions(step, maxPositions, architecture.PositionOffset, device);
+        var angles = architecture.Angles(positions, dtype);
+        _angles = (step, angles);
+        return angles;
+    }
 
     /// <summary>
     /// The attention mask of this step on <paramref name="device"/>, built once per step, device and length rather than
@@ -33,6 +52,19 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     public TorchSharp.torch.Tensor Positions(TokenStep step, int maxPositions, int offset, TorchSharp.torch.Device device) => step.IsPrefill
         ? layout.PrefillPositionIds(device, offset)
         : layout.DecodePositionIds(step.CacheIndex(layout), maxPositions, device, offset);
+
+    /// <summary>The negation of <see cref="Mask"/> (true where a key is excluded), built once per step, device and length.</summary>
+    public TorchSharp.torch.Tensor? Excluded(TokenStep step, TorchSharp.torch.Device device, int? attended = null)
+    {
+        var mask = Mask(step, device, attended);
+        if (mask is null) return null;
+        var key = (device.type, (int)mask.size(-1));
+        if (_excluded.TryGetValue(key, out var cached) && cached.Step == step) return cached.Excluded;
+        cached.Excluded?.Dispose();
+        var excluded = mask.logical_not().DetachFromDisposeScope();
+        _excluded[key] = (step, excluded);
+        return excluded;
+    }
 
     public TorchSharp.torch.Tensor? Mask(TokenStep step, TorchSharp.torch.Device device, int? attended = null)
     {
@@ -79,5 +111,9 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
         Hidden = null;
         foreach (var (_, mask) in _masks.Values) mask?.Dispose();
         _masks.Clear();
+        _angles?.Angles?.Dispose();
+        _angles = null;
+        foreach (var (_, excluded) in _excluded.Values) excluded?.Dispose();
+        _excluded.Clear();
     }
 }

@@ -59,9 +59,9 @@ public sealed class OffloadRuntime : IDisposable
         Tiers = tiers;
         Copies = copies;
         DType = dtype;
-        _layers = ScheduleLayer.For(config, source);
         _elementSize = MemoryTier.ElementSize(dtype);
         DeviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
+        _layers = StackedWhereOneTier(config, source, Stored(policy));
         WeightPlan = WeightsOnly(policy);
         WeightPlan.EnsureFits(tiers);
         _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies && !CompressesWeights, CompressesWeights);
@@ -74,6 +74,22 @@ public sealed class OffloadRuntime : IDisposable
     public bool CompressesWeights { get; }
 
     /// <summary>A policy with this runtime's weight compression (see <see cref="CompressesWeights"/>).</summary>
+    /// <summary>
+    /// The schedule layers, with a decoder layer's Q, K and V stacked into one tensor where <paramref name="policy"/> places
+    /// all three on one tier: the placement (and every byte the planner counts) is then the same as with the three apart.
+    /// Where they are split over tiers they stay apart, and a step projects with three products there.
+    /// </summary>
+    private IReadOnlyList<ScheduleLayer> StackedWhereOneTier(ModelConfig config, IWeightSource source, Policy policy)
+    {
+        var apart = ScheduleLayer.For(config, source);
+        var plan = PlacementPlan.ForWeights(apart, policy, _elementSize, DeviceIsCpu);
+        var tiers = new Dictionary<string, TierKind>();
+        for (var j = 0; j < apart.Count; j++)
+            for (var i = 0; i < apart[j].Weights.Count; i++)
+                tiers[apart[j].Weights[i].Name] = plan.WeightTiers[j][i];
+        return ScheduleLayer.For(config, source, parts => parts.Select(p => tiers[p]).Distinct().Count() == 1);
+    }
+
     private Policy Stored(Policy policy) => policy.CompressWeights == CompressesWeights ? policy : policy with { CompressWeights = CompressesWeights };
 
     public ModelConfig Config { get; }

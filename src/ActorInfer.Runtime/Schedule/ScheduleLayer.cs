@@ -11,9 +11,21 @@ public enum ScheduleLayerKind
     Output,
 }
 
-/// <summary>One tensor of a schedule layer: the source name it is read from and its shape.</summary>
-public sealed record WeightSpec(string Name, long[] Shape)
+/// <summary>
+/// One tensor of a schedule layer: the source name it is read from and its shape; or, with <paramref name="Parts"/>, a tensor
+/// of the runtime's own (the stacked Q, K and V map) made of the source's parts stacked by rows as they are read.
+/// </summary>
+public sealed record WeightSpec(string Name, long[] Shape, IReadOnlyList<string>? Parts = null)
 {
+    /// <summary>The tensor read from <paramref name="source"/>: itself, or its parts stacked.</summary>
+    public TorchSharp.torch.Tensor Load(IWeightSource source, TorchSharp.torch.ScalarType dtype, TorchSharp.torch.Device device)
+    {
+        if (Parts is null) return source.Load(Name, dtype, device);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var parts = Parts.Select(p => source.Load(p, dtype, device)).ToArray();
+        return TorchSharp.torch.cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
     public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
 }
 
@@ -24,7 +36,9 @@ public sealed record WeightSpec(string Name, long[] Shape)
 /// </summary>
 public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights)
 {
-    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source)
+    /// <param name="stackQkv">Where given, a decoder layer's Q, K and V weights (and biases) become one stacked tensor when it
+    /// says that all of them are placed on one tier (by their checkpoint names).</param>
+    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source, Func<IReadOnlyList<string>, bool>? stackQkv = null)
     {
         var architecture = c.Architecture;
         var globals = architecture.GlobalTensors().ToDictionary(t => t.Name, t => t.Shape);
@@ -36,7 +50,7 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
         for (var i = 0; i < c.NumHiddenLayers; i++)
         {
             var layer = i;
-            var specs = layerTensors.Select(t => new WeightSpec(architecture.LayerTensor(layer, t.Suffix), t.Shape)).ToArray();
+            var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix), stackQkv);
             layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs));
         }
 
@@ -48,5 +62,38 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
         return layers;
 
         WeightSpec Global(string name) => new(name, globals[name]);
+    }
+
+    /// <summary>
+    /// A decoder layer's tensors, its Q, K and V weights (and biases) as one stacked tensor where the first of them was, if
+    /// <paramref name="stackQkv"/> agrees: a decoding step projects with one product, and the store holds, moves and
+    /// compresses the three as one (compression groups lie within rows, so the stacked codes are the three's). Same bytes
+    /// as the three, and where the three share a tier FlexGen's midpoint rule places the stack there too and every other
+    /// tensor as before.
+    /// </summary>
+    private static WeightSpec[] Stacked(IReadOnlyList<(string Suffix, long[] Shape)> tensors, Func<string, string> name,
+        Func<IReadOnlyList<string>, bool>? stackQkv)
+    {
+        var shapes = tensors.ToDictionary(t => t.Suffix, t => t.Shape);
+        var parts = ModelArchitecture.QkvWeightParts.Concat(ModelArchitecture.QkvBiasParts).Where(shapes.ContainsKey).Select(name).ToArray();
+        if (stackQkv is null || !ModelArchitecture.QkvWeightParts.All(shapes.ContainsKey) || !stackQkv(parts))
+            return [.. tensors.Select(t => new WeightSpec(name(t.Suffix), t.Shape))];
+        var specs = new List<WeightSpec>(tensors.Count);
+        foreach (var (suffix, shape) in tensors)
+        {
+            var group = ModelArchitecture.QkvWeightParts.Contains(suffix) ? (ModelArchitecture.QkvWeight, ModelArchitecture.QkvWeightParts)
+                : ModelArchitecture.QkvBiasParts.Contains(suffix) ? (ModelArchitecture.QkvBias, ModelArchitecture.QkvBiasParts)
+                : default;
+            if (group.Item1 is null || !group.Item2.All(shapes.ContainsKey))
+            {
+                specs.Add(new WeightSpec(name(suffix), shape));
+                continue;
+            }
+            if (suffix != group.Item2[0]) continue;
+            long[] stacked = [.. shape];
+            stacked[0] = group.Item2.Sum(p => shapes[p][0]);
+            specs.Add(new WeightSpec(name(group.Item1), stacked, [.. group.Item2.Select(name)]));
+        }
+        return [.. specs];
     }
 }

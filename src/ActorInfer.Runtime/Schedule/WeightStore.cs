@@ -54,7 +54,7 @@ internal sealed class WeightStore : IDisposable
                     var loadOn = tier == TierKind.Device || (onCuda && (source is DummyWeightSource || compressed))
                         ? tiers.Device.Device
                         : CPU;
-                    var loaded = source.Load(spec.Name, dtype, loadOn).contiguous();
+                    var loaded = spec.Load(source, dtype, loadOn).contiguous();
                     if (!loaded.Dims().SequenceEqual(spec.Shape))
                         throw new InvalidDataException($"weight '{spec.Name}' has shape [{string.Join(", ", loaded.Dims())}], expected [{string.Join(", ", spec.Shape)}]");
                     if (compressed)

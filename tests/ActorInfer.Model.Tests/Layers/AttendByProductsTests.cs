@@ -44,6 +44,10 @@ public sealed class AttendByProductsTests
             valueCache[TensorIndex.Colon, TensorIndex.Colon, length - 1] = 1000f;
             using var again = AttentionMath.AttendByProducts(q, keys, values, given);
             Assert.True((again - actual).abs().max().item<float>() == 0f);
+            // The negated mask, given as a step keeps it, masks the same.
+            using var excluded = mask.logical_not();
+            using var byNegation = AttentionMath.AttendByProducts(q, keys, values, given, excluded);
+            Assert.True((byNegation - again).abs().max().item<float>() == 0f);
         }
     }
 

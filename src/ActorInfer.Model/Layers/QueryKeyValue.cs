@@ -1,0 +1,84 @@
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>A step's queries [B, heads, T, head_dim], keys and values [B, key/value heads, T, head_dim]; disposes all three.</summary>
+public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) : IDisposable
+{
+    /// <summary>
+    /// The three projections, from one stacked map (rows: queries, keys, values) or three apart. With a stacked map a
+    /// decoding step (one token) projects with one product and returns views of its output, not copies: every consumer
+    /// takes strided heads (a copy into the cache, a batched product; a copy that needs contiguous rows makes its own). A
+    /// prefill projects each part apart and returns it contiguous, as with three maps: one [B, T, q + k + v] output would
+    /// double the peak of a long prompt.
+    /// </summary>
+    public static QueryKeyValue Project(Tensor input, IReadOnlyList<LinearWeights> maps, long heads, long kvHeads, long headDim)
+    {
+        long batch = input.size(0), tokens = input.size(1);
+        if (maps.Count is not (1 or 3)) throw new ArgumentException($"Q, K and V come as one stacked map or three (got {maps.Count})", nameof(maps));
+        if (tokens != 1 || maps.Count == 3)
+        {
+            (LinearWeights Map, long Row) At(int part) => maps.Count == 3 ? (maps[part], 0) : (maps[0], part == 0 ? 0 : (heads + (part - 1) * kvHeads) * headDim);
+            var queries = Part(input, At(0), heads, headDim);
+            Tensor? keys = null;
+            try
+            {
+                keys = Part(input, At(1), kvHeads, headDim);
+                return new QueryKeyValue(queries, keys, Part(input, At(2), kvHeads, headDim));
+            }
+            catch
+            {
+                queries.Dispose();
+                keys?.Dispose();
+                throw;
+            }
+        }
+        var qkv = maps[0];
+        using var projected = F.linear(input, qkv.Weight, qkv.Bias);
+        if (heads == kvHeads)
+        {
+            // One token: [B, 1, 3 * heads * d] is [B, 3, heads, 1, d] as it lies.
+            using var split = projected.view(batch, 3, heads, 1, headDim);
+            var parts = split.unbind(1);
+            return new QueryKeyValue(parts[0], parts[1], parts[2]);
+        }
+        var pieces = projected.split([heads * headDim, kvHeads * headDim, kvHeads * headDim], -1);
+        try
+        {
+            return new QueryKeyValue(pieces[0].view(batch, heads, 1, headDim), pieces[1].view(batch, kvHeads, 1, headDim),
+                pieces[2].view(batch, kvHeads, 1, headDim));
+        }
+        finally
+        {
+            foreach (var p in pieces) p.Dispose();
+        }
+    }
+
+    /// <summary>One projection as [B, <paramref name="heads"/>, T, d], contiguous, from a map's rows at a row.</summary>
+    private static Tensor Part(Tensor input, (LinearWeights Map, long Row) at, long heads, long headDim)
+    {
+        var (map, row) = at;
+        if (map.Weight.size(0) == heads * headDim) return Heads(input, map.Weight, map.Bias, heads, headDim);
+        using var weight = map.Weight.narrow(0, row, heads * headDim);
+        using var bias = map.Bias?.narrow(0, row, heads * headDim);
+        return Heads(input, weight, bias, heads, headDim);
+    }
+
+    private static Tensor Heads(Tensor input, Tensor weight, Tensor? bias, long heads, long headDim)
+    {
+        using var projected = F.linear(input, weight, bias);
+        using var split = projected.view(input.size(0), input.size(1), heads, headDim);
+        // Every view is disposed here: a view left to the caller's scope would keep the projection's storage alive until
+        // the scope ends (a whole prefill step: tens of gigabytes for a large model).
+        using var transposed = split.transpose(1, 2);
+        return transposed.contiguous();
+    }
+
+    public void Dispose()
+    {
+        Queries.Dispose();
+        Keys.Dispose();
+        Values.Dispose();
+    }
+}
