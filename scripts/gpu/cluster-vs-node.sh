@@ -35,16 +35,7 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; sleep 2; for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done' EXIT
 
-python3 - "$work/job.jsonl" "$requests" "$prompt_len" "$gen_len" "$model" <<'PY'
-import json, os, random, sys
-path, n, prompt_len, gen_len, model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"] if os.path.isdir(model) else 50000
-rng = random.Random(2112)
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, vocab) for _ in range(prompt_len - 1)],
-                            "max_tokens": gen_len, "temperature": 0, "ignore_eos": True}) + "\n")
-PY
+python3 scripts/gpu/prompts.py "$work/job.jsonl" "$requests" "$prompt_len" "$gen_len" 2112 "$model"
 
 # The model's part of every node's file: the node alone's and the worker's are the same but for their roles.
 model_conf() {

@@ -57,16 +57,7 @@ if [ -n "${ACTORINFER_POSTGRES_CONNECTION:-}" ] || command -v pg_ctl > /dev/null
 fi
 echo "gateway journal: $journal" | tee -a "$out/summary.txt"
 
-python3 - "$work/job.jsonl" "$requests" "$prompt_len" "$gen_len" "$model" <<'PY'
-import json, os, random, sys
-path, n, prompt_len, gen_len, model = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"] if os.path.isdir(model) else 50000
-rng = random.Random(2612)
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(json.dumps({"id": f"r{i}", "prompt": [2] + [rng.randrange(10, vocab) for _ in range(prompt_len - 1)],
-                            "max_tokens": gen_len, "temperature": 0, "ignore_eos": True}) + "\n")
-PY
+python3 scripts/gpu/prompts.py "$work/job.jsonl" "$requests" "$prompt_len" "$gen_len" 2612 "$model"
 cat > "$work/worker.conf" <<CONF
 actorinfer {
   dtype = "$dtype"
