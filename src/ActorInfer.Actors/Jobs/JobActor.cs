@@ -100,7 +100,7 @@ internal sealed class JobActor : ReceivePersistentActor, IWithTimers
             sender.Tell(new JobAccepted(e.JobId, e.Requests.Length, AlreadyKnown: false));
             _log.Info("job {0} accepted: {1} lines", e.JobId, e.Requests.Length);
             var job = _jobs[e.JobId];
-            Run(job);
+            Run(job, m.Entries.Select(entry => entry.Request).ToArray());
             CompleteIfDone(job);
         });
     }
@@ -282,14 +282,16 @@ internal sealed class JobActor : ReceivePersistentActor, IWithTimers
         if (_retention is not null) Timers.StartPeriodicTimer("expire", ExpireFinished.Instance, TimeSpan.Zero, _retention.SweepEvery);
     }
 
-    private (int Requests, int FromCheckpoint) Run(Job job)
+    /// <param name="parsed">Each line's request as parsed at submission, by line (null where it was not): parsed again otherwise.</param>
+    private (int Requests, int FromCheckpoint) Run(Job job, IReadOnlyList<CompletionRequest?>? parsed = null)
     {
         var items = new List<SchedulerProtocol.WorkItem>();
         for (var i = 0; i < job.Lines.Length; i++)
         {
             if (job.Lines[i] is not null || job.Requests[i] is not { } json) continue;
             var resume = job.Checkpoints[i] is { } c ? new SchedulerProtocol.Checkpoint(c.OutputIds, c.OutputLogprobs, c.PromptLogprobs) : null;
-            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i], CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority)
+            items.Add(new SchedulerProtocol.WorkItem(Key(job.Id, i), job.Ids[i],
+                (parsed is not null && i < parsed.Count ? parsed[i] : null) ?? CompletionRequestParser.Parse(json), job.Seeds[i], job.Priority)
             {
                 Resume = resume,
                 RequestJson = json,
