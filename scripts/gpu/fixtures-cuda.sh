@@ -5,7 +5,8 @@ set -uo pipefail
 out=${OUT:-/tmp/out}
 note=${1:-}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
-for m in opt-tiny opt-tiny-postln; do
+for m in opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied; do
+  [ -f .gpu/fixtures/$m/expected.jsonl ] || continue
   python3 scripts/gpu/fixture-requests.py "$m"
   for dt in float32 float16; do
     ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 2>&1 | tail -1

@@ -16,7 +16,10 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 steps=${STEPS:-gpu67 auto67 fixed30}
 repo=$PWD
-hardware=${HARDWARE:-hocon/hardware/h200-141gb.json}
+# The card's committed profile (H100 or H200) unless HARDWARE names one.
+card_profile=hocon/hardware/h200-141gb.json
+nvidia-smi -L 2>/dev/null | grep -q H100 && card_profile=hocon/hardware/h100-80gb.json
+hardware=${HARDWARE:-$card_profile}
 flexgen_limit=${FLEXGEN_LIMIT:-300}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
 (nvidia-smi -L 2>/dev/null || echo "no GPU") | tee "$out/card.txt"
