@@ -108,32 +108,4 @@ stop worker
 stop gateway
 cp "$work"/*.conf "$out/" 2>/dev/null
 
-python3 - "$work/jobs.txt" "$out" "$reps" <<'PY' | tee -a "$out/summary.txt"
-import json, statistics, sys
-jobs = {}
-for line in open(sys.argv[1]):
-    name, state, seconds, tokens = line.split()
-    jobs[name] = (state, float(seconds), int(tokens))
-out, reps = sys.argv[2], int(sys.argv[3])
-print(open(f"{out}/card.txt").read().strip())
-for name, (state, seconds, tokens) in jobs.items():
-    print(f"{name}: {state}, {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.1f} token/s")
-def rate(name):
-    state, seconds, tokens = jobs.get(name, ("missing", 1, 0))
-    return tokens / seconds if state == "completed" else None
-first = rate("node-1"), rate("cluster-1")
-if all(first):
-    print(f"first runs (fresh processes): node {first[0]:.1f}, gateway + 1 worker {first[1]:.1f} token/s; ratio {first[1] / first[0]:.3f}")
-if reps > 1:
-    later = [[rate(f"{side}-{r}") for r in range(2, reps + 1)] for side in ("node", "cluster")]
-    if all(x is not None for side in later for x in side):
-        n, c = statistics.median(later[0]), statistics.median(later[1])
-        print(f"later runs (median of {reps - 1}): node {n:.1f}, gateway + 1 worker {c:.1f} token/s; ratio {c / n:.3f}")
-def outputs(name):
-    try:
-        return {json.loads(l)["id"]: json.loads(l).get("output_ids") for l in open(f"{out}/{name}-results.jsonl") if l.strip()}
-    except (OSError, ValueError):
-        return {}
-a, b = outputs("node-1"), outputs("cluster-1")
-print(f"outputs identical (node-1 vs cluster-1): {sum(a[k] == b.get(k) for k in a)} of {len(a)}")
-PY
+python3 scripts/gpu/jobs-summary.py "$work/jobs.txt" "$out" "$reps" node node cluster "gateway + 1 worker" | tee -a "$out/summary.txt"

@@ -153,38 +153,15 @@ fi
 keep_logs two
 cp "$work/worker.conf" "$work/gateway.conf" "$out/"
 
-python3 - "$work/jobs.txt" "$out" "$reps" "$requests" <<'PY' | tee -a "$out/summary.txt"
-import json, statistics, sys
-jobs = {}
-for line in open(sys.argv[1]):
-    name, state, seconds, tokens = line.split()
-    jobs[name] = (state, float(seconds), int(tokens))
-out, reps, requests = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-print(open(f"{out}/card.txt").read().strip())
-for name, (state, seconds, tokens) in jobs.items():
-    print(f"{name}: {state}, {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.1f} token/s")
-def rate(name):
-    state, seconds, tokens = jobs.get(name, ("missing", 1, 0))
-    return tokens / seconds if state == "completed" else None
-first = rate("one-1"), rate("two-1")
-if all(first):
-    print(f"first jobs (fresh processes): one worker {first[0]:.1f}, two workers {first[1]:.1f} token/s; ratio {first[1] / first[0]:.3f}")
-if reps > 1:
-    later = [[rate(f"{side}-{r}") for r in range(2, reps + 1)] for side in ("one", "two")]
-    if all(x is not None for side in later for x in side):
-        a, b = statistics.median(later[0]), statistics.median(later[1])
-        print(f"later jobs (median of {reps - 1}): one worker {a:.1f}, two workers {b:.1f} token/s; ratio {b / a:.3f}")
+python3 scripts/gpu/jobs-summary.py "$work/jobs.txt" "$out" "$reps" one "one worker" two "two workers" failover | tee -a "$out/summary.txt"
+python3 - "$out" "$requests" <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+out, requests = sys.argv[1], int(sys.argv[2])
 def lines(name):
     try:
         return [json.loads(l) for l in open(f"{out}/{name}-results.jsonl") if l.strip()]
     except (OSError, ValueError):
         return []
-def outputs(name):
-    return {l["id"]: l.get("output_ids") for l in lines(name)}
-ref = outputs("one-1")
-for name in ("two-1", "failover"):
-    got = outputs(name)
-    print(f"outputs identical ({name} vs one-1): {sum(ref.get(k) == v for k, v in got.items())} of {len(ref)}")
 fail = lines("failover")
 ids = [l.get("id") for l in fail]
 errors = sum(1 for l in fail if "error" in l)
