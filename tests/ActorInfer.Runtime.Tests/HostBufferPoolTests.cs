@@ -98,7 +98,7 @@ public sealed class HostBufferPoolTests
     }
 
     [Fact]
-    public void NewNeedsFreeWhatNoNeedWantsAndBuffersOfTheEarlierNeedsAreFreedWhenTheirLeasesEnd()
+    public void NewNeedsKeepWhatNoNeedWantsWhileTheBudgetHasRoomAndALaterPolicyTakesItBack()
     {
         using var tier = MemoryTier.ForCpu(64 * MiB);
         tier.Prepare([Need(Large, 2)]);
@@ -106,19 +106,67 @@ public sealed class HostBufferPoolTests
         var old = tier.Allocate(Large, ScalarType.Float32, "the running block's");
         tier.Prepare([Need(Other, 3)]);
         Settle(tier);
-        // The kept 8 MiB buffer went; three 4 MiB ones are ready.
-        Assert.Equal(12 * MiB, tier.KeptBytes);
+        // Three 4 MiB buffers are ready beside the 8 MiB one kept as a spare: nothing was freed.
+        Assert.Equal(20 * MiB, tier.KeptBytes);
         old.Dispose();
         Settle(tier);
-        // Both 8 MiB buffers were freed by the worker: the kept one at the new needs, the leased one when its lease ended.
-        Assert.Equal(16 * MiB, tier.HostBuffers.ReleasedBytes);
-        Assert.Equal(12 * MiB, tier.KeptBytes);
+        // The running block's buffer, of the earlier needs, is kept too when its lease ends.
+        Assert.Equal(0, tier.HostBuffers.ReleasedBytes);
+        Assert.Equal(28 * MiB, tier.KeptBytes);
         Assert.Equal(0, tier.BytesHeld);
-        Assert.Equal(12 * MiB, tier.BytesTaken);
+        Assert.Equal(28 * MiB, tier.BytesTaken);
 
-        // A lease that began under the new needs is kept when it ends, wanted or not (a block's own working buffer).
-        tier.Allocate(Large, ScalarType.Float32, "a working buffer").Dispose();
-        Assert.Equal(20 * MiB, tier.KeptBytes);
+        // The earlier policy again: both its buffers are there, none is made anew, none freed.
+        var before = tier.HostBuffers;
+        Assert.Equal(0, tier.Prepare([Need(Large, 2)])!.QueuedBytes);
+        using var a = tier.Allocate(Large, ScalarType.Float32, "again 1");
+        using var b = tier.Allocate(Large, ScalarType.Float32, "again 2");
+        var again = tier.HostBuffers - before;
+        Assert.Equal(16 * MiB, again.ReusedBytes + again.ServedPreparedBytes);
+        Assert.Equal(0, again.InlineBytes);
+        Assert.Equal(0, tier.HostBuffers.ReleasedBytes);
+    }
+
+    [Fact]
+    public void TheWorkerFreesSparesLargestFirstWhereAWantedBufferNeedsTheirRoom()
+    {
+        using var tier = MemoryTier.ForCpu(40 * MiB);
+        tier.Prepare([Need(Large, 1), Need(Other, 1)]);
+        Settle(tier);
+        Assert.Equal(12 * MiB, tier.KeptBytes);
+        // New needs: four 8 MiB buffers of another shape, 32 MiB beside the 12 kept as spares in a budget of 40.
+        long[] wide = [1, 2048, 1024];
+        tier.Prepare([Need(wide, 4)]);
+        Settle(tier);
+        // The fourth needed room: the larger spare (8 MiB) was freed by the worker, the smaller one is still kept.
+        Assert.Equal(8 * MiB, tier.HostBuffers.ReleasedBytes);
+        Assert.Equal(36 * MiB, tier.KeptBytes);
+        Assert.True(tier.BytesTaken <= tier.BudgetBytes);
+        var leases = Enumerable.Range(0, 4).Select(i => tier.Allocate(wide, ScalarType.Float32, $"wide {i}")).ToList();
+        using (tier.Allocate(Other, ScalarType.Float32, "the spare"))
+        {
+            Assert.Equal(0, tier.HostBuffers.InlineBytes);
+            Assert.Equal(4 * MiB, tier.HostBuffers.ReusedBytes + tier.HostBuffers.ServedPreparedBytes - 32 * MiB);
+        }
+        foreach (var lease in leases) lease.Dispose();
+    }
+
+    [Fact]
+    public void AnAllocationTakesASparesRoomBeforeAWantedBuffers()
+    {
+        using var tier = MemoryTier.ForCpu(24 * MiB);
+        tier.Prepare([Need(Large, 1), Need(Other, 1)]);
+        Settle(tier);
+        tier.Prepare([Need(Large, 1)]);
+        Settle(tier);
+        // 12 MiB kept: the wanted 8 MiB buffer and a 4 MiB spare. A 16 MiB buffer needs 4 MiB more than is free: the
+        // spare gives it, though the wanted buffer is the larger.
+        Assert.Equal(12 * MiB, tier.KeptBytes);
+        long[] odd = [4, 1024, 1024];
+        using var lease = tier.Allocate(odd, ScalarType.Float32, "odd");
+        Assert.Equal(8 * MiB, tier.KeptBytes);
+        using var large = tier.Allocate(Large, ScalarType.Float32, "the wanted one");
+        Assert.Equal(8 * MiB, tier.HostBuffers.ServedPreparedBytes);
     }
 
     [Fact]

@@ -10,7 +10,11 @@ namespace ActorInfer.Runtime.Tiers;
 /// prepares for the next block (<see cref="Prepare"/>), so that its allocations find them ready instead of page-locking
 /// them on the tensor thread. What it keeps and what the worker is making count with what leases hold against the
 /// tier's budget. A lease asking for a shape whose buffer is being made waits for it; one whose buffer is only queued
-/// takes it off the queue and makes its own: a buffer is never counted twice.
+/// takes it off the queue and makes its own: a buffer is never counted twice. Buffers that the current needs do not
+/// want (spares: an earlier policy's) stay kept while the budget has room, for a policy that wants them again; they go,
+/// largest first, only when the room is needed (by the worker, off the tensor thread, for a wanted buffer; or by an
+/// allocation), or when the budget falls. Unregistering tens of gigabytes takes seconds and holds up the copies and
+/// kernels issued meanwhile, so it is not done for a policy that does not need the room.
 /// </summary>
 internal sealed class HostBufferPool : IDisposable
 {
@@ -26,7 +30,7 @@ internal sealed class HostBufferPool : IDisposable
     private readonly Dictionary<string, int> _making = [];
     private readonly Dictionary<string, int> _queued = [];
     private readonly List<string> _order = [];
-    // Buffers the worker frees (those a new set of needs leaves without use): unregistering tens of gigabytes takes seconds.
+    // Buffers the worker frees (spares whose room a wanted buffer needs): unregistering tens of gigabytes takes seconds.
     private readonly Queue<Buffer> _releasing = new();
     private Dictionary<string, Wanted>? _wanted;
     private long _keptBytes, _makingBytes, _releasingBytes;
@@ -166,13 +170,7 @@ internal sealed class HostBufferPool : IDisposable
         {
             Add(_leased, key, -1);
             if (_disposed) return false;
-            if (generation != _generation && _wanted is { } wanted &&
-                (!wanted.TryGetValue(key, out var want) || KeptCount(key) >= want.Count))
-            {
-                // A block of an earlier policy: its buffers go, off this thread.
-                Release(new Buffer(tensor, free, bytes, Prepared: false));
-                return true;
-            }
+            // A block of an earlier policy's buffer stays too, as a spare, while the budget has room.
             if (_tier.BytesHeld + Taken > _tier.BudgetBytes) return false;
             Push(key, new Buffer(tensor, free, bytes, Prepared: false));
             Monitor.PulseAll(_gate);
@@ -181,10 +179,10 @@ internal sealed class HostBufferPool : IDisposable
     }
 
     /// <summary>
-    /// The buffers the next block will take: from now on kept buffers serve them, those missing are made by a background
-    /// worker as far as the budget allows (what leases of the same shape hold comes back when they end, and counts as
-    /// there), and buffers no need wants are freed by the worker, now for those kept and when their lease ends for those
-    /// held. A set equal to the last one changes nothing.
+    /// The buffers the next block will take: from now on kept buffers serve them, and those missing are made by a
+    /// background worker as far as the budget allows (what leases of the same shape hold comes back when they end, and
+    /// counts as there), the worker freeing spares, largest first, where a wanted buffer needs their room. Spares that
+    /// no buffer needs room from stay kept. A set equal to the last one changes nothing.
     /// </summary>
     /// <returns>The bytes wanted and the bytes queued for the worker; null when the set is the last one.</returns>
     public HostBufferPreparation? Prepare(IEnumerable<HostBufferNeed> needs)
@@ -209,11 +207,6 @@ internal sealed class HostBufferPool : IDisposable
                 current.All(w => wanted.TryGetValue(w.Key, out var other) && other.Count == w.Value.Count)) return null;
             _generation++;
             _wanted = wanted;
-            foreach (var key in _kept.Keys.ToList())
-            {
-                var keep = wanted.TryGetValue(key, out var want) ? want.Count : 0;
-                while (KeptCount(key) > keep) Release(PopKept(key));
-            }
             ClearQueue();
             foreach (var key in order)
             {
@@ -288,6 +281,12 @@ internal sealed class HostBufferPool : IDisposable
                 {
                     if (!Fits(queued.Want.Bytes))
                     {
+                        // A spare's room: freed first (the loop frees it before making anything).
+                        if (SpareKey() is { } spare)
+                        {
+                            Release(PopKept(spare));
+                            continue;
+                        }
                         // The budget holds no more: the block makes the rest itself, freeing what it must.
                         ClearQueue();
                         continue;
@@ -403,15 +402,30 @@ internal sealed class HostBufferPool : IDisposable
         }
     }
 
+    /// <summary>Frees kept buffers until <paramref name="bytes"/> more fit: spares first, then wanted ones, largest first.</summary>
     private void FreeKeptUntilFits(long bytes)
     {
-        while (_keptBytes > 0 && !Fits(bytes)) FreeLargestKept();
+        while (_keptBytes > 0 && !Fits(bytes)) FreeNow(PopKept(SpareKey() ?? LargestKeptKey()));
     }
 
-    private void FreeLargestKept()
+    private void FreeLargestKept() => FreeNow(PopKept(LargestKeptKey()));
+
+    private string LargestKeptKey() => _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Bytes).Key;
+
+    /// <summary>The shape of the largest kept buffer beyond what the current needs want of it (all of a shape they do not name).</summary>
+    private string? SpareKey()
     {
-        var key = _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Bytes).Key;
-        FreeNow(PopKept(key));
+        string? best = null;
+        long bestBytes = 0;
+        foreach (var (key, stack) in _kept)
+        {
+            if (stack.Count == 0) continue;
+            var want = _wanted is { } wanted && wanted.TryGetValue(key, out var w) ? w.Count : 0;
+            if (stack.Count <= want || stack.Peek().Bytes <= bestBytes) continue;
+            best = key;
+            bestBytes = stack.Peek().Bytes;
+        }
+        return best;
     }
 
     private Buffer PopKept(string key)
