@@ -12,6 +12,11 @@ public sealed record TierBytes(double Gpu, double Cpu, double Disk)
 
     public static TierBytes Max(TierBytes first, TierBytes second) =>
         new(Math.Max(first.Gpu, second.Gpu), Math.Max(first.Cpu, second.Cpu), Math.Max(first.Disk, second.Disk));
+
+    public static TierBytes operator +(TierBytes first, TierBytes second) =>
+        new(first.Gpu + second.Gpu, first.Cpu + second.Cpu, first.Disk + second.Disk);
+
+    public static TierBytes operator *(double factor, TierBytes bytes) => new(factor * bytes.Gpu, factor * bytes.Cpu, factor * bytes.Disk);
 }
 
 /// <summary>
