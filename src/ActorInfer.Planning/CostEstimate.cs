@@ -70,6 +70,8 @@ public sealed record MemoryPartBytes(string Name, double Bytes);
 public sealed record CostEstimate
 {
     public required Policy Policy { get; init; }
+    /// <summary>The weights as the policy's fractions place them, which is what the estimate prices.</summary>
+    public required RealizedWeights RealizedWeights { get; init; }
     public required PhaseEstimate Prefill { get; init; }
     public required PhaseEstimate Decode { get; init; }
     public required TierBytes PrefillMemory { get; init; }

@@ -1,8 +1,13 @@
+using static ActorInfer.Planning.Tests.TestData;
+
 namespace ActorInfer.Planning.Tests;
 
-/// <summary>FlexGen's rule for placing weights.</summary>
+/// <summary>FlexGen's rule for placing weights, and the search and the cost model pricing a policy's weights as placed.</summary>
 public class WeightPlacementTests
 {
+    private static readonly Workload Prompt512 = new(512, 32);
+    private static readonly MemoryBudget T4 = new(16_000_000_000, 208_000_000_000, 1_500_000_000_000);
+
     [Fact]
     public void Each_tensor_goes_where_its_midpoint_falls_the_disk_first()
     {
@@ -44,5 +49,41 @@ public class WeightPlacementTests
             Assert.Equal(model.LayerWeightBytes, model.WeightLayout.LayerElements * model.BytesPerElement);
             Assert.Equal(model.TotalWeightBytes + (long)model.VocabSize * model.HiddenSize * model.BytesPerElement, model.PlacedWeightBytes);
         }
+    }
+
+    [Fact]
+    public void The_cost_model_prices_weights_as_placed()
+    {
+        // Tiny model (h = 8, f = 32) at 50% on the GPU. Attention [64, 8, 64, 8, 64, 8, 64, 8, 8, 8] (304): midpoints
+        // from V's (176/304 = 0.58) on are past 0.5, so V, out and the vectors after them, 160. MLP [256, 32, 256, 8, 8, 8]
+        // (568): from fc2's (416/568 = 0.73) on, 280. A layer: 440 of 872 parameters on the GPU, 432 on the CPU. Input
+        // [800, 96]: the positions (848/896); output [8, 8, 800]: the tokens (416/816). 2 x 440 + 96 + 800 = 1776.
+        var policy = Place(new TierFractions(0.5, 0.5, 0), Gpu, Gpu);
+        var estimate = CostModel.Evaluate(TinyModel, new Workload(4, 4), policy, RoundProfile);
+        var realized = estimate.RealizedWeights;
+        Assert.Equal(TinyModel.RealizeWeights(policy.Weights), realized);
+        Assert.Equal(new TierBytes(440 * 2, 432 * 2, 0), realized.Layer);
+        Assert.Equal(1776 * 2, realized.Model.Gpu);
+        // The layer's CPU part is loaded each layer, at 1000 B/s; it and the next layer's are buffered on the GPU.
+        Assert.Equal(864 / 1000.0, estimate.Prefill.CpuToGpuSeconds, 1e-12);
+        Assert.Equal(1776 * 2, estimate.PrefillGpuParts.Single(p => p.Name == "weights").Bytes, 1e-9);
+        Assert.Equal(2 * 864, estimate.PrefillGpuParts.Single(p => p.Name == "weight_buffers").Bytes, 1e-9);
+    }
+
+    [Theory]
+    [InlineData("opt-30b", 16_000_000_000L, false)]
+    [InlineData("opt-6.7b", 12_000_000_000L, true)]
+    [InlineData("opt-175b", 16_000_000_000L, false)]
+    public void The_searched_policy_is_priced_and_fits_as_its_fractions_place_it(string name, long gpu, bool compress)
+    {
+        var model = OptModels.Get(name);
+        var budget = new MemoryBudget(gpu, T4.CpuBytes, T4.DiskBytes);
+        var result = PolicySearch.Find(model, Prompt512, HardwareProfiles.T4FlexGen, budget,
+            new SearchOptions { CompressWeights = compress, CompressCache = compress });
+        Assert.Equal(model.RealizeWeights(result.Policy.Weights), result.Estimate.RealizedWeights);
+        var again = CostModel.Evaluate(model, Prompt512, result.Policy, HardwareProfiles.T4FlexGen);
+        Assert.Equal(again.ThroughputTokensPerSecond, result.Estimate.ThroughputTokensPerSecond, 9);
+        Assert.Equal(again.PeakMemory, result.Estimate.PeakMemory);
+        Assert.True(budget.Fits(again.PeakMemory), $"{result.Policy} peaks at {again.PeakMemory}");
     }
 }
