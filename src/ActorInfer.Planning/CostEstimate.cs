@@ -12,6 +12,11 @@ public sealed record TierBytes(double Gpu, double Cpu, double Disk)
 
     public static TierBytes Max(TierBytes first, TierBytes second) =>
         new(Math.Max(first.Gpu, second.Gpu), Math.Max(first.Cpu, second.Cpu), Math.Max(first.Disk, second.Disk));
+
+    public static TierBytes operator +(TierBytes first, TierBytes second) =>
+        new(first.Gpu + second.Gpu, first.Cpu + second.Cpu, first.Disk + second.Disk);
+
+    public static TierBytes operator *(double factor, TierBytes bytes) => new(factor * bytes.Gpu, factor * bytes.Cpu, factor * bytes.Disk);
 }
 
 /// <summary>
@@ -65,6 +70,8 @@ public sealed record MemoryPartBytes(string Name, double Bytes);
 public sealed record CostEstimate
 {
     public required Policy Policy { get; init; }
+    /// <summary>The weights as the policy's fractions place them, which is what the estimate prices.</summary>
+    public required RealizedWeights RealizedWeights { get; init; }
     public required PhaseEstimate Prefill { get; init; }
     public required PhaseEstimate Decode { get; init; }
     public required TierBytes PrefillMemory { get; init; }

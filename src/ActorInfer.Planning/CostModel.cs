@@ -1,6 +1,9 @@
 namespace ActorInfer.Planning;
 
-/// <summary>The cost model: a pure function from a model, a workload, a policy and a machine to predicted time and memory.</summary>
+/// <summary>
+/// The cost model: a pure function from a model, a workload, a policy and a machine to predicted time and memory. A
+/// policy's weights are priced as its fractions place them (<see cref="WeightPlacement"/>), not at the fractions.
+/// </summary>
 public static class CostModel
 {
     public static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, HardwareProfile hardware)
@@ -9,11 +12,14 @@ public static class CostModel
         ArgumentNullException.ThrowIfNull(workload);
         ArgumentNullException.ThrowIfNull(policy);
         hardware.Validate();
-        var terms = CostTerms.Build(model, workload, PolicyShape.Of(policy), hardware);
-        return Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
+        var realized = model.RealizeWeights(policy.Weights);
+        var terms = CostTerms.Build(model, workload, PolicyShape.Of(policy), hardware, realized);
+        return Evaluate(model, workload, policy, terms, realized, LinearExpression.SharesOf(policy));
     }
 
-    internal static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, CostTerms terms, IReadOnlyList<double> shares)
+    /// <param name="terms">Built with <paramref name="realized"/>, the policy's weights as placed.</param>
+    internal static CostEstimate Evaluate(ModelSpec model, Workload workload, Policy policy, CostTerms terms, RealizedWeights realized,
+        IReadOnlyList<double> shares)
     {
         // The shares with each layer's own cache fractions (the runtime places whole (layer, batch) caches).
         var layerShares = CachePairs.PerLayer(model.NumLayers, policy.NumGpuBatches, policy.Cache)
@@ -22,6 +28,7 @@ public static class CostModel
         return new CostEstimate
         {
             Policy = policy,
+            RealizedWeights = realized,
             Prefill = Phase(terms.Prefill, Planning.Phase.Prefill, 1, model.NumLayers, shares, layerShares),
             Decode = Phase(terms.Decode, Planning.Phase.Decode, workload.DecodeSteps, model.NumLayers, shares, layerShares),
             PrefillMemory = Memory(terms.PrefillMemory, shares),

@@ -42,11 +42,11 @@ public sealed partial record CostTerms
     /// <summary>The GPU parts common to both phases: homes, weight buffers and hidden states in flight.</summary>
     private static List<MemoryPart> GpuHomesAndBuffers(Sizes size, double blockHidden, double batchHidden) =>
     [
-        new("weights", Of(size.AllWeights, WeightsGpu)),
+        new("weights", size.AllWeightsOn(Tier.Gpu)),
         new("cache", Of(size.AllCache, CacheGpu)),
         new("hidden_states", Of(blockHidden, ActivationsGpu)),
         // This layer's off-GPU weights and the next layer's, whose buffers are taken when this layer's first batch starts.
-        new("weight_buffers", Of(2 * size.LayerWeights, WeightsCpu, WeightsDisk)),
+        new("weight_buffers", 2 * size.LayerWeightsOn(Tier.Cpu, Tier.Disk)),
         new("weight_expansion", Of(DecompressionBuffer(size))),
         // Off the GPU a hidden state is loaded into a device copy: the next batch's, this batch's (held until its
         // compute ends), and the previous batch's output, kept until its store is done.
@@ -60,20 +60,20 @@ public sealed partial record CostTerms
         // after the next batch computes: this batch's and the previous one's.
         gpu.Add(new("cache_in_flight", Of(2 * size.BatchPromptCache, CacheCpu, CacheDisk)));
         gpu.Add(new("compute", Of(size.PrefillCompute)));
-        var cpuHome = Of(size.AllWeights, WeightsCpu) + Of(size.AllCache, CacheCpu) + Of(size.PromptHidden, ActivationsCpu);
+        var cpuHome = size.AllWeightsOn(Tier.Cpu) + Of(size.AllCache, CacheCpu) + Of(size.PromptHidden, ActivationsCpu);
         // Everything that reaches disk or comes from it is staged in CPU memory, double-buffered.
-        var cpuStaging = Of(2 * size.LayerWeights, WeightsDisk)
+        var cpuStaging = 2 * size.LayerWeightsOn(Tier.Disk)
                          + Of(2 * size.BatchPromptHidden, ActivationsDisk)
                          + Of(2 * size.BatchPromptCache, CacheDisk);
-        var disk = Of(size.AllWeights, WeightsDisk) + Of(size.AllCache, CacheDisk) + Of(size.PromptHidden, ActivationsDisk);
+        var disk = size.AllWeightsOn(Tier.Disk) + Of(size.AllCache, CacheDisk) + Of(size.PromptHidden, ActivationsDisk);
         return PhaseMemoryTerms.Of(gpu, cpuHome + cpuStaging, disk);
     }
 
     private static PhaseMemoryTerms DecodeMemoryTerms(Sizes size, PolicyShape shape)
     {
         var gpu = GpuHomesAndBuffers(size, size.TokenHidden, size.BatchTokenHidden);
-        var cpuHome = Of(size.AllWeights, WeightsCpu) + Of(size.AllCache, CacheCpu) + Of(size.TokenHidden, ActivationsCpu);
-        var cpuStaging = Of(2 * size.LayerWeights, WeightsDisk)
+        var cpuHome = size.AllWeightsOn(Tier.Cpu) + Of(size.AllCache, CacheCpu) + Of(size.TokenHidden, ActivationsCpu);
+        var cpuStaging = 2 * size.LayerWeightsOn(Tier.Disk)
                          + Of(2 * size.BatchTokenHidden, ActivationsDisk)
                          + Of(2 * size.BatchFullCache, CacheDisk);
         // A compressed cache is never read in place: the batch computing and the next one (loaded before this compute)
@@ -103,7 +103,7 @@ public sealed partial record CostTerms
             if (shape.CompressCache)
                 gpu.Add(new("cache_expansion", Of(expansion)));
         }
-        var disk = Of(size.AllWeights, WeightsDisk) + Of(size.AllCache, CacheDisk) + Of(size.TokenHidden, ActivationsDisk);
+        var disk = size.AllWeightsOn(Tier.Disk) + Of(size.AllCache, CacheDisk) + Of(size.TokenHidden, ActivationsDisk);
         return PhaseMemoryTerms.Of(gpu, cpuHome + cpuStaging, disk);
     }
 }

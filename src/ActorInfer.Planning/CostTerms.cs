@@ -92,9 +92,13 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
     public PhaseTimeTerms Time(Phase phase) => phase == Phase.Prefill ? Prefill : Decode;
     public PhaseMemoryTerms Memory(Phase phase) => phase == Phase.Prefill ? PrefillMemory : DecodeMemory;
 
-    public static CostTerms Build(ModelSpec model, Workload workload, PolicyShape shape, HardwareProfile hardware)
+    /// <param name="realized">
+    /// The weights as a policy's fractions place them (<see cref="ModelSpec.RealizeWeights"/>): the weight terms are then
+    /// constants, those bytes. Without it (the search's linear program) they are linear in the weight shares.
+    /// </param>
+    public static CostTerms Build(ModelSpec model, Workload workload, PolicyShape shape, HardwareProfile hardware, RealizedWeights? realized = null)
     {
-        var sizes = new Sizes(model, workload, shape);
+        var sizes = new Sizes(model, workload, shape, realized);
         return new CostTerms(
             PrefillTimes(sizes, shape, hardware), DecodeTimes(sizes, shape, hardware),
             PrefillMemoryTerms(sizes, shape), DecodeMemoryTerms(sizes, shape));
@@ -103,11 +107,15 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
     /// <summary>Byte and FLOP counts of one layer for the block (upper-case B: block size) or one GPU batch.</summary>
     private sealed class Sizes
     {
-        public Sizes(ModelSpec model, Workload workload, PolicyShape shape)
+        private readonly RealizedWeights? realized;
+        private readonly double weightScale;
+
+        public Sizes(ModelSpec model, Workload workload, PolicyShape shape, RealizedWeights? realized)
         {
+            this.realized = realized;
             double element = model.BytesPerElement, hidden = model.HiddenSize, block = shape.BlockSize, batch = shape.GpuBatchSize;
             double prompt = workload.PromptLength, total = workload.TotalLength, context = workload.MeanDecodeContext;
-            var weightScale = shape.CompressWeights ? CompressedBytesPerElement / element : 1;
+            weightScale = shape.CompressWeights ? CompressedBytesPerElement / element : 1;
             var cacheScale = shape.CompressCache ? CompressedBytesPerElement / element : 1;
             // The cache holds the key/value heads only: narrower than the hidden state under grouped-query attention.
             double kvWidth = model.KeyValueWidth;
@@ -115,7 +123,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             HiddenSize = model.HiddenSize;
             LayerWeights = model.LayerWeightBytes * weightScale;
             UncompressedLayerWeights = model.LayerWeightBytes;
-            AllWeights = model.TotalWeightBytes * weightScale;
+            AllWeights = model.PlacedWeightBytes * weightScale;
             AllCache = 2 * element * kvWidth * total * block * model.NumLayers * cacheScale;
             PromptHidden = element * hidden * prompt * block;
             TokenHidden = element * hidden * block;
@@ -146,6 +154,23 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             CacheExpansionTemporaries = shape.CompressCache ? batch * total * kvWidth : 0;
             CpuAttentionScratch = 4.0 * heads * total * batch;
         }
+
+        /// <summary>One decoder layer's weight bytes on the given tiers (stored, compressed where the policy compresses).</summary>
+        public LinearExpression LayerWeightsOn(params Tier[] tiers) => realized is { } placed
+            ? LinearExpression.Of(weightScale * tiers.Sum(placed.Layer.For))
+            : LinearExpression.Of(LayerWeights, [.. tiers.Select(WeightShare)]);
+
+        /// <summary>The model's weight bytes on one tier (stored).</summary>
+        public LinearExpression AllWeightsOn(Tier tier) => realized is { } placed
+            ? LinearExpression.Of(weightScale * placed.Model.For(tier))
+            : LinearExpression.Of(AllWeights, WeightShare(tier));
+
+        private static Placement WeightShare(Tier tier) => tier switch
+        {
+            Tier.Gpu => WeightsGpu,
+            Tier.Cpu => WeightsCpu,
+            _ => WeightsDisk,
+        };
 
         public int HiddenSize { get; }
         public double LayerWeights { get; }
@@ -184,11 +209,11 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
     }
 
     private static PhaseTimeTerms PrefillTimes(Sizes size, PolicyShape shape, HardwareProfile hw) => new(
-        CpuToGpu: LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond
+        CpuToGpu: size.LayerWeightsOn(Tier.Cpu, Tier.Disk) / hw.CpuToGpuBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond,
         GpuToCpu: LinearExpression.Of(size.PromptCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond
                   + LinearExpression.Of(size.PromptHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond,
-        DiskToCpu: LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
+        DiskToCpu: size.LayerWeightsOn(Tier.Disk) / hw.DiskToCpuBytesPerSecond
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond,
         CpuToDisk: LinearExpression.Of(size.PromptCacheWrite, CacheDisk) / hw.CpuToDiskCacheBytesPerSecond
                    + LinearExpression.Of(size.PromptHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond,
@@ -215,12 +240,12 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
 
     private static PhaseTimeTerms DecodeTimes(Sizes size, PolicyShape shape, HardwareProfile hw)
     {
-        var weightsIn = LinearExpression.Of(size.LayerWeights, WeightsCpu, WeightsDisk) / hw.CpuToGpuBytesPerSecond;
+        var weightsIn = size.LayerWeightsOn(Tier.Cpu, Tier.Disk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
         var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds
                                          + size.WeightExpansionTraffic / hw.GpuMemoryBytesPerSecond);
-        var diskToCpu = LinearExpression.Of(size.LayerWeights, WeightsDisk) / hw.DiskToCpuBytesPerSecond
+        var diskToCpu = size.LayerWeightsOn(Tier.Disk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;
         var cpuToDisk = LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.CpuToDiskBytesPerSecond

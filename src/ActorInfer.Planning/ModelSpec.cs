@@ -40,7 +40,11 @@ public sealed record ModelSpec
         VocabSize = vocabSize;
         MaxPositions = maxPositions;
         BytesPerElement = bytesPerElement;
+        WeightLayout = WeightLayout.Opt(hiddenSize, ffnSize, vocabSize, maxPositions + 2L);
     }
+
+    /// <summary>The weights as the groups that are placed over the tiers (<see cref="WeightPlacement"/>); OPT's by default.</summary>
+    public WeightLayout WeightLayout { get; init; }
 
     /// <summary>Key/value heads (the cache's width is these times <see cref="HeadDim"/>); OPT: every head.</summary>
     public int KeyValueHeads
@@ -96,6 +100,12 @@ public sealed record ModelSpec
     public long EmbeddingBytes => (GlobalParameterCount ?? (long)VocabSize * HiddenSize + (long)(MaxPositions + 2) * HiddenSize + 2L * HiddenSize) * BytesPerElement;
 
     public long TotalWeightBytes => LayerWeightBytes * NumLayers + EmbeddingBytes;
+
+    /// <summary>The weight bytes placed on the tiers: with a tied head, the output layer holds a copy of the token embeddings.</summary>
+    public long PlacedWeightBytes => WeightLayout.TotalElements(NumLayers) * BytesPerElement;
+
+    /// <summary>The bytes per tier that weight fractions place (uncompressed), of the whole model and of one decoder layer.</summary>
+    public RealizedWeights RealizeWeights(TierFractions weights) => WeightPlacement.Realize(WeightLayout, NumLayers, BytesPerElement, weights);
 
     /// <summary>Multiply-accumulate FLOPs of one layer's matrix products for one token: 2 x (4 h^2 + 2 h f).</summary>
     public double LayerMatmulFlopsPerToken => LayerMatrixParameterCount is { } matrices

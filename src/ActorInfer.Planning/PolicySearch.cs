@@ -27,7 +27,7 @@ public static class PolicySearch
         if (search.Best is not { } best)
             throw NoFeasible(model, workload, hardware, budget, options, program);
 
-        var estimate = CostModel.Evaluate(model, workload, best.Policy, best.Terms, LinearExpression.SharesOf(best.Policy));
+        var estimate = CostModel.Evaluate(model, workload, best.Policy, best.Terms, best.Realized, LinearExpression.SharesOf(best.Policy));
         clock.Stop();
         return new SearchResult
         {
@@ -65,7 +65,7 @@ public static class PolicySearch
         }
     }
 
-    internal sealed record Candidate(Policy Policy, CostTerms Terms, double SecondsPerToken);
+    internal sealed record Candidate(Policy Policy, CostTerms Terms, RealizedWeights Realized, double SecondsPerToken);
 
     private sealed class Enumeration(ModelSpec model, Workload workload, HardwareProfile hardware, MemoryBudget budget, SearchOptions options, PlacementProgram program)
     {
@@ -121,7 +121,12 @@ public static class PolicySearch
             return room <= 0 ? 0 : (int)Math.Min(int.MaxValue / 2, Math.Floor(room / (cachePerSequence * batchSize)));
         }
 
-        /// <summary>Solves one geometry; returns its seconds per generated token, or null when nothing fits.</summary>
+        /// <summary>
+        /// Solves one geometry; returns its seconds per generated token, or null when nothing fits. The linear program
+        /// chooses continuous weight fractions; the placements of whole tensors near them (<see cref="RealizableWeights"/>)
+        /// are then solved again with their weights as placed, nearest first, so that the policy returned is priced, and
+        /// fits, as placed.
+        /// </summary>
         private double? Try(int batchSize, int count, bool cpuAttention)
         {
             Candidates++;
@@ -130,27 +135,47 @@ public static class PolicySearch
             foreach (var variant in Variants(shape))
             {
                 if (!variant.CacheOnGpu) program.FixShares(new Dictionary<Placement, double>(options.FixedShares) { [Placement.CacheGpu] = 0 });
-                double[]? shares;
-                var terms = CostTerms.Build(model, workload, variant, hardware);
                 try
                 {
-                    shares = program.MinimizeTime(terms, model.NumLayers, workload.DecodeSteps, budget);
+                    var shares = program.MinimizeTime(CostTerms.Build(model, workload, variant, hardware), model.NumLayers, workload.DecodeSteps, budget);
+                    if (shares is null)
+                        continue;
+                    foreach (var ring in RealizableWeights.Near(model, Fractions(shares, 0), options.FixedShares))
+                    {
+                        var found = false;
+                        foreach (var weights in ring)
+                        {
+                            var realized = model.RealizeWeights(weights);
+                            var terms = CostTerms.Build(model, workload, variant, hardware, realized);
+                            if (!ConstantsFit(terms) || program.MinimizeTime(terms, model.NumLayers, workload.DecodeSteps, budget) is not { } placed)
+                                continue;
+                            found = true;
+                            var policy = ToPolicy(variant, placed).Reshaped(batchSize, count, weights);
+                            var estimate = CostModel.Evaluate(model, workload, policy, terms, realized, LinearExpression.SharesOf(policy));
+                            var secondsPerToken = estimate.TotalSeconds / estimate.GeneratedTokens;
+                            if (Best is null || secondsPerToken < Best.SecondsPerToken * (1 - 1e-9))
+                                Best = new Candidate(policy, terms, realized, secondsPerToken);
+                            best = best is { } b ? Math.Min(b, secondsPerToken) : secondsPerToken;
+                        }
+                        // The placements nearest the continuous answer that fit are the ones it stands for; farther ones only cost time.
+                        if (found)
+                            break;
+                    }
                 }
                 finally
                 {
                     if (!variant.CacheOnGpu) program.FixShares(options.FixedShares);
                 }
-                if (shares is null)
-                    continue;
-                var policy = ToPolicy(variant, shares);
-                var estimate = CostModel.Evaluate(model, workload, policy, terms, LinearExpression.SharesOf(policy));
-                var secondsPerToken = estimate.TotalSeconds / estimate.GeneratedTokens;
-                if (Best is null || secondsPerToken < Best.SecondsPerToken * (1 - 1e-9))
-                    Best = new Candidate(policy, terms, secondsPerToken);
-                best = best is { } b ? Math.Min(b, secondsPerToken) : secondsPerToken;
             }
             return best;
         }
+
+        /// <summary>
+        /// Whether what no share can lower (the weights as placed among it) fits every tier: memory only grows with the
+        /// shares, so a placement that fails this needs no linear program to be refused.
+        /// </summary>
+        private bool ConstantsFit(CostTerms terms) =>
+            Enum.GetValues<Phase>().All(phase => Enum.GetValues<Tier>().All(tier => terms.Memory(phase).For(tier).Constant <= budget.Usable(tier)));
 
         /// <summary>
         /// The shapes to solve for a geometry. With a compressed cache attended on the CPU, a cache on the GPU costs its

@@ -14,7 +14,7 @@ public class PlanCommandTests
         var json = System.Text.Json.JsonDocument.Parse(output).RootElement;
         foreach (var key in new[] { "gpu_batch_size", "num_gpu_batches", "throughput_tokens_per_s", "peak_memory_bytes", "search_ms" })
             Assert.True(json.TryGetProperty(key, out _), key);
-        foreach (var kind in new[] { "weights", "cache", "activations" })
+        foreach (var kind in new[] { "weights", "realized_weights", "cache", "activations" })
         {
             var f = json.GetProperty(kind);
             var sum = f.GetProperty("gpu").GetDouble() + f.GetProperty("cpu").GetDouble() + f.GetProperty("disk").GetDouble();
@@ -34,11 +34,35 @@ public class PlanCommandTests
         // Each term is rounded up to a byte: the sum is the peak within one byte per term.
         Assert.InRange(terms.Values.Sum() - json.GetProperty("peak_memory_bytes").GetProperty("gpu").GetDouble(), -1, terms.Count);
         Assert.Equal(0, terms["cache"]);
-        Assert.True(terms["weights"] > 11e9 && terms["compute"] > 2e9);
+        Assert.True(terms["weights"] > 4.9e9 && terms["compute"] > 2e9);
 
         (code, output, error) = CliHarness.Run(flexGen);
         Assert.True(code == 0, error);
-        Assert.Contains("GPU peak      prefill: weights 11.99 GB, weight buffers 1.97 GB, hidden in flight 1.06 GB, cache in flight 1.41 GB, compute 2.11 GB", output);
+        Assert.Contains("GPU peak      prefill: weights 4.97 GB, weight buffers 2.26 GB, hidden in flight 1.06 GB, cache in flight 1.41 GB, compute 2.11 GB", output);
+    }
+
+    [Fact]
+    public void FlexGens_t4_policy_for_opt_30b_fits_16_GB_as_placed_and_predicts_within_25_percent_of_its_7_32_token_s()
+    {
+        string[] flexGen =
+        [
+            "plan", "--model", "opt-30b", "--prompt-len", "512", "--gen-len", "32", "--gpu-mem", "16GB", "--cpu-mem", "200GB",
+            "--percent", "20", "80", "0", "100", "0", "100", "--gpu-batch-size", "48", "--num-gpu-batches", "3", "--cpu-attention", "on",
+        ];
+        var (code, output, error) = CliHarness.Run([.. flexGen, "--json"]);
+        Assert.True(code == 0, error);
+        var json = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        Assert.True(json.GetProperty("fits").GetBoolean(), output);
+        Assert.InRange(json.GetProperty("peak_memory_bytes").GetProperty("gpu").GetDouble(), 11e9, 16e9);
+        Assert.InRange(json.GetProperty("throughput_tokens_per_s").GetDouble(), 7.32 * 0.75, 7.32 * 1.25);
+        // The given fractions and what they place: the attention's output projection and the vectors after it.
+        Assert.Equal(0.2, json.GetProperty("weights").GetProperty("gpu").GetDouble(), 9);
+        Assert.InRange(json.GetProperty("realized_weights").GetProperty("gpu").GetDouble(), 0.081, 0.083);
+
+        (code, output, error) = CliHarness.Run(flexGen);
+        Assert.True(code == 0, error);
+        Assert.Contains("  weights     gpu 20.0%  cpu 80.0%  disk 0.0%  (realized: gpu 8.2%  cpu 91.8%  disk 0.0%)", output);
+        Assert.DoesNotContain("does not fit", output);
     }
 
     [Fact]

@@ -13,7 +13,7 @@ namespace ActorInfer.Runtime.Tests;
 public sealed class FlexGenT4PlacementTests
 {
     [Fact]
-    public void The_runtime_places_20_percent_as_q_and_k_and_the_planner_counts_at_least_its_buffers()
+    public void The_runtime_places_20_percent_as_flexgen_does_and_the_planner_counts_at_least_its_buffers()
     {
         var config = ModelConfigs.Named("opt-30b");
         using var source = new DummyWeightSource(config);
@@ -22,20 +22,20 @@ public sealed class FlexGenT4PlacementTests
         var batches = Enumerable.Repeat(new BatchShape(48, 512, 544), 3).ToArray();
         var plan = PlacementPlan.ForBlock(layers, config, policy, 2, batches, deviceIsCpu: false);
 
-        // Whole tensors of a whole layer by their midpoints, GPU first: the attention's LayerNorm, Q and K (with biases)
-        // of every layer and the final LayerNorm, 16.5% of the weights; FlexGen's own rule puts 8.2% there.
+        // Whole tensors of each attention and each MLP by their midpoints, disk first: the output projection and the
+        // vectors after it (its bias, the LayerNorms, fc2's bias) of every layer, and the learned positions, whose
+        // midpoint in the input layer is at 98%: 8.3% of the model's weights, as FlexGen placed them on its T4.
         long h = config.HiddenSize;
-        Assert.Equal((config.NumHiddenLayers * (2 * h + 2 * (h * h + h)) + 2 * h) * 2, plan.Weights.Device);
+        Assert.Equal((config.NumHiddenLayers * (h * h + 6 * h) + 2050 * h) * 2, plan.Weights.Device);
         var spec = ModelSpecs.From(config, 2);
-        Assert.InRange(plan.Weights.Device / (double)spec.TotalWeightBytes, 0.164, 0.166);
+        Assert.InRange(plan.Weights.Device / (double)spec.TotalWeightBytes, 0.0825, 0.0830);
 
-        // The planner at the literal 20%: its parts other than the computation (which the runtime does not account)
-        // hold at least the runtime's accounted device bytes; with the computation, the runtime's placement needs
-        // more than the T4's 16 GB.
+        // The planner's parts other than the computation (which the runtime does not account) hold at least the
+        // runtime's accounted device bytes; with the computation, the placement fits the T4's 16 GB.
         var estimate = CostModel.Evaluate(spec, new Workload(512, 32), policy, HardwareProfiles.T4FlexGen);
         var compute = estimate.PrefillGpuParts.Single(p => p.Name == "compute").Bytes;
         Assert.True(estimate.PrefillMemory.Gpu - compute >= plan.Total.Device,
             $"planner {estimate.PrefillMemory.Gpu - compute} B without the computation, runtime {plan.Total.Device} B");
-        Assert.True(plan.Total.Device + compute > 16e9, $"{(plan.Total.Device + compute) / 1e9:0.00} GB");
+        Assert.True(plan.Total.Device + compute < 16e9, $"{(plan.Total.Device + compute) / 1e9:0.00} GB");
     }
 }

@@ -14,6 +14,8 @@ public static class BenchReport
         var b = new StringBuilder();
         b.AppendLine($"model            {setup.Config.Name} ({(setup.ThroughActors ? "through the actors" : "runtime called directly")})");
         b.AppendLine($"policy           {p}");
+        var realized = Realized(setup);
+        b.AppendLine($"weights placed   gpu {realized.Gpu * 100:F1}%, cpu {realized.Cpu * 100:F1}%, disk {realized.Disk * 100:F1}% (realized)");
         b.AppendLine($"block            {m.BlockSize} sequences, prompt {m.PromptLength}, generate {m.GenerationLength}");
         b.AppendLine($"prefill          {m.PrefillSeconds:F3} s, {m.PrefillThroughput:F1} token/s");
         b.AppendLine($"decode           {m.DecodeSeconds:F3} s, {m.DecodeThroughput:F2} token/s");
@@ -26,6 +28,14 @@ public static class BenchReport
         if (setup.Search is { } s)
             b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s; searched in {s.SearchTime.TotalMilliseconds:F1} ms");
         return b.ToString().TrimEnd();
+    }
+
+    /// <summary>The share of the weights' stored bytes on each tier, as the runtime placed them under the policy in force.</summary>
+    private static TierFractions Realized(RunSetup setup)
+    {
+        var placed = setup.Engine.WeightPlan.Weights;
+        double total = placed.Device + placed.Cpu + placed.Disk;
+        return new TierFractions(placed.Device / total, placed.Cpu / total, placed.Disk / total);
     }
 
     public static string Json(RunSetup setup, BenchRun m, IReadOnlyList<BenchRun> runs)
@@ -56,6 +66,7 @@ public static class BenchReport
                 cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention, compress_cache = p.CompressCache,
                 compress_weight = p.CompressWeights,
             },
+            ["realized_weights"] = Fractions(Realized(setup)),
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
         };
         // Through the actors the block is the node planner's for these lengths: its policy and prediction beside the search's.

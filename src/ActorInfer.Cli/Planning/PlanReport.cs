@@ -64,7 +64,7 @@ public sealed record PlanReport
         Line("hardware", Hardware.Name);
         Line("workload", $"prompt {Workload.PromptLength}, generate {Workload.GenerationLength}");
         Line("policy", $"{(Searched ? "searched" : "given")}: GPU batch {policy.GpuBatchSize} x {policy.NumGpuBatches} GPU batches = block of {policy.BlockSize}");
-        Line("  weights", Shares(policy.Weights));
+        Line("  weights", $"{Shares(policy.Weights)}  (realized: {Shares(Estimate.RealizedWeights.Fractions)})");
         Line("  cache", Shares(policy.Cache));
         Line("  activations", Shares(policy.Activations));
         Line("  flags", $"cpu attention {(policy.CpuAttention ? "on" : "off")}, compress weights {(policy.CompressWeights ? "on" : "off")}, compress cache {(policy.CompressCache ? "on" : "off")}");
@@ -98,6 +98,7 @@ public sealed record PlanReport
             ["gpu_batch_size"] = policy.GpuBatchSize,
             ["num_gpu_batches"] = policy.NumGpuBatches,
             ["weights"] = Fractions(policy.Weights),
+            ["realized_weights"] = Fractions(Estimate.RealizedWeights.Fractions),
             ["cache"] = Fractions(policy.Cache),
             ["activations"] = Fractions(policy.Activations),
             ["cpu_attention"] = policy.CpuAttention,

@@ -71,6 +71,12 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         return list;
     }
 
+    public override IReadOnlyList<IReadOnlyList<string>> LayerTensorGroups() => Present(
+    [
+        [Suffix.QWeight, Suffix.QBias, Suffix.KWeight, Suffix.KBias, Suffix.VWeight, Suffix.VBias, Suffix.OWeight, Suffix.OBias, Suffix.InputNorm],
+        [Suffix.GateWeight, Suffix.GateBias, Suffix.UpWeight, Suffix.UpBias, Suffix.DownWeight, Suffix.DownBias, Suffix.PostAttentionNorm],
+    ]);
+
     public override IReadOnlyList<(string Name, long[] Shape)> GlobalTensors()
     {
         var list = new List<(string, long[])>

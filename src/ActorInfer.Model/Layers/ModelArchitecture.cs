@@ -32,6 +32,24 @@ public abstract class ModelArchitecture
     /// <summary>The per-layer tensors, with their shapes ([out, in] for linear weights), in the order the layer uses them.</summary>
     public abstract IReadOnlyList<(string Suffix, long[] Shape)> LayerTensors();
 
+    /// <summary>
+    /// The per-layer tensors' suffixes as the two halves of a decoder layer, the attention's and the MLP's, each in the
+    /// order FlexGen lists an OPT layer's weights: the projections with their biases, then the norm. Weights are placed
+    /// over the tiers half by half, in this order.
+    /// </summary>
+    public abstract IReadOnlyList<IReadOnlyList<string>> LayerTensorGroups();
+
+    /// <summary>The groups' suffixes that this config's layers have; every layer tensor must be in one group.</summary>
+    protected IReadOnlyList<IReadOnlyList<string>> Present(IReadOnlyList<IReadOnlyList<string>> groups)
+    {
+        var present = LayerTensors().Select(t => t.Suffix).ToHashSet();
+        var result = groups.Select(group => (IReadOnlyList<string>)[.. group.Where(present.Contains)]).ToArray();
+        var grouped = result.SelectMany(group => group).ToArray();
+        if (grouped.Length != present.Count || grouped.Distinct().Count() != grouped.Length)
+            throw new InvalidOperationException($"the layer tensors ({string.Join(", ", present)}) are not each in one group");
+        return result;
+    }
+
     /// <summary>The tensors outside the decoder layers, with their shapes; the head only when it is not tied.</summary>
     public abstract IReadOnlyList<(string Name, long[] Shape)> GlobalTensors();
 

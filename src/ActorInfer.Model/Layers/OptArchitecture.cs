@@ -1,6 +1,7 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Weights;
 using static TorchSharp.torch;
+using S = ActorInfer.Model.Config.OptWeightNames.LayerSuffix;
 
 namespace ActorInfer.Model.Layers;
 
@@ -16,6 +17,12 @@ public sealed class OptArchitecture(OptConfig config) : ModelArchitecture
     public override string LayerTensor(int layer, string suffix) => OptWeightNames.Layer(layer, suffix);
 
     public override IReadOnlyList<(string Suffix, long[] Shape)> LayerTensors() => OptWeightNames.LayerTensors(config);
+
+    public override IReadOnlyList<IReadOnlyList<string>> LayerTensorGroups() => Present(
+    [
+        [S.QWeight, S.QBias, S.KWeight, S.KBias, S.VWeight, S.VBias, S.OutWeight, S.OutBias, S.AttnLayerNormWeight, S.AttnLayerNormBias],
+        [S.Fc1Weight, S.Fc1Bias, S.Fc2Weight, S.Fc2Bias, S.FfnLayerNormWeight, S.FfnLayerNormBias],
+    ]);
 
     public override IReadOnlyList<(string Name, long[] Shape)> GlobalTensors() => OptWeightNames.GlobalTensors(config);
 

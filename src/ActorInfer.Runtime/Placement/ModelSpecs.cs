@@ -1,5 +1,7 @@
 using ActorInfer.Model.Config;
+using ActorInfer.Model.Layers;
 using ActorInfer.Planning;
+using ActorInfer.Runtime.Schedule;
 
 namespace ActorInfer.Runtime.Placement;
 
@@ -9,7 +11,7 @@ public static class ModelSpecs
     public static ModelSpec From(ModelConfig c, int? bytesPerElement = null)
     {
         var spec = new ModelSpec(c.Name, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.FfnSize, c.VocabSize,
-            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype));
+            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype)) { WeightLayout = LayoutOf(c) };
         // OPT's counts are the spec's own formulas; other architectures count their own tensors.
         if (c is OptConfig) return spec;
         var shape = new ModelShape(c);
@@ -22,5 +24,24 @@ public static class ModelSpecs
             LayerMatrixParameterCount = c.Architecture.LayerTensors().Where(t => t.Shape.Length == 2).Sum(t => t.Shape[0] * t.Shape[1]),
             GatedFfn = c.Architecture.LayerTensors().Any(t => t.Suffix.Contains("gate_proj", StringComparison.Ordinal)),
         };
+    }
+
+    /// <summary>
+    /// The placement groups of the runtime's schedule layers (<see cref="ScheduleLayer.PlacementGroups"/>), so that the
+    /// planner places the weights as the runtime does: the input layer, a decoder layer's attention and MLP, the output
+    /// layer with its head (untied when the config lists one).
+    /// </summary>
+    private static WeightLayout LayoutOf(ModelConfig c)
+    {
+        var head = c.Architecture.GlobalTensors().FirstOrDefault(t => t.Name == ModelArchitecture.LmHead).Shape;
+        var layers = ScheduleLayer.For(c, head);
+        IReadOnlyList<long> Sizes(ScheduleLayer layer, IReadOnlyList<int> group) => [.. group.Select(i => layer.Weights[i].Elements)];
+        var input = layers[0];
+        var decoder = layers.First(l => l.Kind == ScheduleLayerKind.Decoder);
+        var output = layers[^1];
+        return new WeightLayout(
+            input.PlacementGroups.SelectMany(group => Sizes(input, group)).ToArray(),
+            decoder.PlacementGroups.Select(group => Sizes(decoder, group)).ToArray(),
+            output.PlacementGroups.SelectMany(group => Sizes(output, group)).ToArray());
     }
 }

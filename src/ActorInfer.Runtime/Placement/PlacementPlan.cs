@@ -35,7 +35,8 @@ public sealed record BatchShape(int Size, int PaddedLength, int Capacity);
 
 /// <summary>
 /// Where every tensor of a job lives, decided before anything is allocated, and the bytes that placement holds on
-/// each tier at its peak. Weights: whole tensors per schedule layer by FlexGen's midpoint rule. KV cache: each
+/// each tier at its peak. Weights: whole tensors by FlexGen's rule over each schedule layer's placement groups
+/// (<see cref="WeightPlacement"/>: a decoder layer's attention and MLP apart, disk first). KV cache: each
 /// (decoder layer, GPU batch) pair's cache lives on one tier; pairs are enumerated layer-major and split by the
 /// same midpoint rule over equal items, so the share of pairs per tier matches the fractions. Activations: the
 /// output of each (schedule layer, GPU batch) likewise. Working buffers: the double-buffered device copies of
@@ -90,7 +91,7 @@ public sealed class PlacementPlan
             if (policy.CompressWeights)
                 maxExpandedLayer = Math.Max(maxExpandedLayer,
                     layer.Weights.Where(w => WeightCompression.Compresses(w.Shape)).Sum(w => w.Elements * elementSize));
-            var tiers = TierShares.Assign(sizes, policy.Weights);
+            var tiers = WeightTiersOf(layer, policy.Weights);
             weightTiers.Add(tiers);
             long offDevice = 0, disk = 0;
             for (var i = 0; i < sizes.Length; i++)
@@ -177,6 +178,19 @@ public sealed class PlacementPlan
         }
         working += TierBytes.On(TierKind.Cpu, staging);
         return new PlacementPlan(weightTiers, cacheTiers, activationTiers, batches.Count, weights, cache, activations, working);
+    }
+
+    /// <summary>Each weight's tier: FlexGen's rule over the layer's placement groups, by elements (as stored or not).</summary>
+    private static TierKind[] WeightTiersOf(ScheduleLayer layer, TierFractions fractions)
+    {
+        var tiers = new TierKind[layer.Weights.Count];
+        foreach (var group in layer.PlacementGroups)
+        {
+            var placed = WeightPlacement.Assign([.. group.Select(i => layer.Weights[i].Elements)], fractions);
+            for (var k = 0; k < group.Count; k++)
+                tiers[group[k]] = TierShares.KindOf(placed[k]);
+        }
+        return tiers;
     }
 
     /// <summary>Throws, naming the tier, the bytes needed and allowed, when the plan does not fit the budgets.</summary>

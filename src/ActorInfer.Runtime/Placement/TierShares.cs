@@ -1,14 +1,24 @@
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Tiers;
+using PlannedTier = ActorInfer.Planning.Tier;
 
 namespace ActorInfer.Runtime.Placement;
 
 /// <summary>
-/// FlexGen's rule for splitting whole items over tiers by fractions: an item goes to the tier whose interval
-/// [0, gpu) [gpu, gpu + cpu) [gpu + cpu, 1] holds the midpoint of its cumulative size range.
+/// The rule for splitting the cache's and the activations' whole items over tiers by fractions: an item goes to the
+/// tier whose interval [0, gpu) [gpu, gpu + cpu) [gpu + cpu, 1] holds the midpoint of its cumulative size range.
+/// Weights follow FlexGen's own order of the intervals, disk first, by groups (<see cref="WeightPlacement"/>).
 /// </summary>
 public static class TierShares
 {
+    /// <summary>The runtime's tier for the planner's.</summary>
+    public static TierKind KindOf(PlannedTier tier) => tier switch
+    {
+        PlannedTier.Gpu => TierKind.Device,
+        PlannedTier.Cpu => TierKind.Cpu,
+        _ => TierKind.Disk,
+    };
+
     public static IReadOnlyList<TierKind> Assign(IReadOnlyList<long> sizes, TierFractions fractions)
     {
         var total = (double)sizes.Sum();

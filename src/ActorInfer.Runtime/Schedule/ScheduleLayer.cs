@@ -1,6 +1,7 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Layers;
 using ActorInfer.Model.Weights;
+using ActorInfer.Planning;
 
 namespace ActorInfer.Runtime.Schedule;
 
@@ -34,34 +35,59 @@ public sealed record WeightSpec(string Name, long[] Shape, IReadOnlyList<string>
 /// the output head (as FlexGen's InputEmbed / OutputEmbed). With a tied head the output layer holds its own copy
 /// of the token embeddings, so that it can live on a different tier than the input layer.
 /// </summary>
-public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights)
+/// <param name="PlacementGroups">
+/// The groups its weights are placed over the tiers by, as indices into <paramref name="Weights"/> in placement order
+/// (<see cref="WeightPlacement"/>): a decoder layer's attention and MLP, the whole input or output layer.
+/// </param>
+public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights, IReadOnlyList<IReadOnlyList<int>> PlacementGroups)
 {
     /// <param name="stackQkv">Where given, a decoder layer's Q, K and V weights (and biases) become one stacked tensor when it
     /// says that all of them are placed on one tier (by their checkpoint names).</param>
-    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source, Func<IReadOnlyList<string>, bool>? stackQkv = null)
+    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source, Func<IReadOnlyList<string>, bool>? stackQkv = null) =>
+        For(c, source.Contains(ModelArchitecture.LmHead) ? source.Shape(ModelArchitecture.LmHead) : null, stackQkv);
+
+    /// <param name="lmHead">The shape of the source's untied head; null when the head is the token embeddings.</param>
+    public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, long[]? lmHead, Func<IReadOnlyList<string>, bool>? stackQkv = null)
     {
         var architecture = c.Architecture;
         var globals = architecture.GlobalTensors().ToDictionary(t => t.Name, t => t.Shape);
         var layers = new List<ScheduleLayer>(c.NumHiddenLayers + 2);
 
-        layers.Add(new ScheduleLayer(ScheduleLayerKind.Input, -1, architecture.InputTensors().Select(Global).ToArray()));
+        layers.Add(Whole(ScheduleLayerKind.Input, architecture.InputTensors().Select(Global).ToArray()));
 
         var layerTensors = architecture.LayerTensors();
+        var groups = architecture.LayerTensorGroups();
         for (var i = 0; i < c.NumHiddenLayers; i++)
         {
             var layer = i;
             var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix), stackQkv);
-            layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs));
+            layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs, Grouped(specs, groups, suffix => architecture.LayerTensor(layer, suffix))));
         }
 
         var output = architecture.OutputTensors().Select(Global).ToList();
-        output.Add(source.Contains(ModelArchitecture.LmHead)
-            ? new WeightSpec(ModelArchitecture.LmHead, source.Shape(ModelArchitecture.LmHead))
-            : Global(architecture.EmbedTokens));
-        layers.Add(new ScheduleLayer(ScheduleLayerKind.Output, -1, output));
+        output.Add(lmHead is not null ? new WeightSpec(ModelArchitecture.LmHead, lmHead) : Global(architecture.EmbedTokens));
+        layers.Add(Whole(ScheduleLayerKind.Output, output));
         return layers;
 
         WeightSpec Global(string name) => new(name, globals[name]);
+    }
+
+    /// <summary>An input or output layer: its weights are one group, in their order.</summary>
+    private static ScheduleLayer Whole(ScheduleLayerKind kind, IReadOnlyList<WeightSpec> weights) =>
+        new(kind, -1, weights, [Enumerable.Range(0, weights.Count).ToArray()]);
+
+    /// <summary>
+    /// The placement groups of a decoder layer's specs: the architecture's groups of suffixes, a stacked Q, K and V map (or
+    /// bias) where its first part is.
+    /// </summary>
+    private static IReadOnlyList<IReadOnlyList<int>> Grouped(IReadOnlyList<WeightSpec> specs, IReadOnlyList<IReadOnlyList<string>> groups,
+        Func<string, string> name)
+    {
+        var index = new Dictionary<string, int>();
+        for (var i = 0; i < specs.Count; i++)
+            foreach (var part in specs[i].Parts ?? [specs[i].Name])
+                index[part] = i;
+        return groups.Select(group => (IReadOnlyList<int>)group.Select(suffix => index[name(suffix)]).Distinct().ToArray()).ToArray();
     }
 
     /// <summary>
