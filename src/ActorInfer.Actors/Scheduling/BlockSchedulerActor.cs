@@ -50,6 +50,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     // The last decoding step's time over the layers (milliseconds; 0 until a block has run two decoding steps): the
     // layer step a budget change's time to honour is compared with.
     private double _layerStepMs;
+    private double _prefillLayerStepMs;
     private long _stepStartedAt;
     private bool _stepWasDecoding;
     private StallWatch? _stallWatch;
@@ -108,9 +109,18 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
                       $"planning {Ms(h.Planning.Value)}, to the scheduler {Ms(h.Arrival - h.Planning.Value)}, to a boundary {Ms(h.ToBoundary)}, " +
                       $"applying {Ms(h.Applying)} ms{(h.ApplyingParts.Length > 0 ? $" ({h.ApplyingParts})" : "")}; " +
                       $"arrived {(h.ArrivedIn.Length == 0 ? "-" : "in " + h.ArrivedIn)}; " +
-                      (_layerStepMs > 0 ? $"a layer step {_layerStepMs.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} ms" : "no layer step measured yet"));
+                      LayerSteps(h.ArrivedIn));
         }
         Publish(message);
+    }
+
+    /// <summary>The last measured layer steps, the one of the part of a block the change arrived in first.</summary>
+    private string LayerSteps(string arrivedIn)
+    {
+        static string Ms(double ms) => ms.ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+        var decoding = _layerStepMs > 0 ? $"a decoding layer step {Ms(_layerStepMs)} ms" : "no decoding layer step measured yet";
+        var prefill = _prefillLayerStepMs > 0 ? $"a prefill layer step {Ms(_prefillLayerStepMs)} ms" : "no prefill layer step measured yet";
+        return arrivedIn == "prefill" ? $"{prefill}, {decoding}" : $"{decoding}, {prefill}";
     }
 
     protected override void PostStop()
@@ -349,9 +359,14 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             })) return;
         if (!step.IsPrefill) _decodingSteps++;
         var now = System.Diagnostics.Stopwatch.GetTimestamp();
-        // A decoding step that followed another: its time over the layers is the layer step.
-        if (!step.IsPrefill && _stepWasDecoding && _stepStartedAt != 0)
-            _layerStepMs = System.Diagnostics.Stopwatch.GetElapsedTime(_stepStartedAt, now).TotalMilliseconds / _layers.Count;
+        // A step that followed another of the block: its time over the layers is the layer step (of decoding, or of the
+        // prefill when it followed the prefill).
+        if (!step.IsPrefill && _stepStartedAt != 0)
+        {
+            var layerStep = System.Diagnostics.Stopwatch.GetElapsedTime(_stepStartedAt, now).TotalMilliseconds / _layers.Count;
+            if (_stepWasDecoding) _layerStepMs = layerStep;
+            else _prefillLayerStepMs = layerStep;
+        }
         _stepStartedAt = now;
         _stepWasDecoding = !step.IsPrefill;
         _stallWatch?.StepBegan(block.Id, step.Value);
