@@ -248,7 +248,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         Tensor? hidden = null;
         if (layer.Kind != ScheduleLayerKind.Input)
         {
-            hidden = batch.Hidden!.Load(transfers, $"the hidden state of {batch.Index}");
+            hidden = batch.Hidden!.Load(transfers);
             batch.Hidden = null;
         }
         if (layer.Kind != ScheduleLayerKind.Decoder || step.IsPrefill)
@@ -256,8 +256,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         var home = batch.Cache[layer.DecoderLayer];
         var site = home.Tier != TierKind.Device && engine.Policy.CpuAttention ? TierKind.Cpu : TierKind.Device;
         if (home.Tier == site && home.Memory is { } inPlace) return new Inputs(transfers, hidden, inPlace, site);
-        var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers,
-            $"the cache of decoder layer {layer.DecoderLayer}, {batch.Index}");
+        var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers, batch.CacheName(layer.DecoderLayer));
         return new Inputs(transfers, hidden, working.Cache, site, working.Expand);
     }
 
@@ -334,7 +333,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         }
         using (output)
             batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-                $"the hidden state of {batch.Index} after {at.Layer}");
+                batch.HiddenStateName(at.Layer));
         return true;
     }
 
@@ -370,7 +369,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             }
             // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
             var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
-            home.Store(0, k, v, _copies, _tiers, stores, CacheName(decoderLayer, batch));
+            home.Store(0, k, v, _copies, _tiers, stores, batch.CacheName(decoderLayer));
             return context;
         }
         var cache = inputs.WorkingCache!;
@@ -401,12 +400,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         // its one projection.
         using var storedKeys = k.contiguous();
         using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), CacheName(decoderLayer, batch));
-        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, CacheName(decoderLayer, batch));
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), batch.CacheName(decoderLayer));
+        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
         return result;
     }
-
-    private static string CacheName(int decoderLayer, GpuBatch batch) => $"the cache of decoder layer {decoderLayer}, {batch.Index}";
 
     /// <summary>
     /// Each sequence's last token, the input of a decoding step, checked against the vocabulary on the host: on a GPU an
