@@ -68,6 +68,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         if (_cursor is not null) throw new InvalidOperationException($"{_step} is still in progress");
         if (active.Count == 0) throw new ArgumentException("a step needs at least one batch");
         using var scope = NewDisposeScope();
+        using var inference = inference_mode();
         _active = active;
         _step = step;
         var cursor = BlockCursor.First(layers.Count, active.Count);
@@ -80,7 +81,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 
     /// <summary>
     /// Computes the current (layer, batch) while the next one's weights and inputs load, then moves the cursor on.
-    /// Each position has its own dispose scope, so a driver may run positions from separate messages.
+    /// Each position has its own dispose scope, so a driver may run positions from separate messages. It runs in
+    /// libtorch's inference mode: no op records anything for autograd (version counters, view tracking), which took a
+    /// fifth of a position's host time when the computation is small; the tensors it makes cannot be changed in place
+    /// outside inference mode (the tiers make their buffers outside it, the CPU copy engine copies inside it).
     /// </summary>
     /// <param name="mayYield">See <see cref="BlockSession.Run"/>.</param>
     /// <returns>False when the position stopped at a yield point (the cursor stays; run it again).</returns>
@@ -88,6 +92,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     {
         if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
         using var scope = NewDisposeScope();
+        using var inference = inference_mode();
         var step = _step;
         var next = cursor.Next();
         Inputs? nextInputs = null;
