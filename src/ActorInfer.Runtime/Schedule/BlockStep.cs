@@ -336,9 +336,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 return true;
             }
         }
-        using (output)
-            batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-                batch.HiddenStateName(at.Layer));
+        batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
+            batch.HiddenStateName(at.Layer));
         return true;
     }
 

@@ -31,23 +31,29 @@ internal sealed class HiddenStateBuffer : IDisposable
 
     public TierKind Tier { get; }
 
-    /// <summary>Stores a compute output (its alias is kept alive in <paramref name="pending"/> until the copy is done).</summary>
+    /// <summary>
+    /// Stores a compute output, which it takes: a device-resident state is the output itself; a copy to the CPU keeps it alive
+    /// in <paramref name="pending"/> until the copy is done.
+    /// </summary>
     /// <param name="what">The state's name, for errors and the buffers made for it.</param>
     public static HiddenStateBuffer Store(Tensor output, TierKind tier, TierSet tiers, ICopyEngine engine, Transfers pending, string what)
     {
         if (tier == TierKind.Device)
-            return new HiddenStateBuffer(tier, tiers.Device.Adopt(output.alias(), what), null, null, [], output.dtype, what);
+            return new HiddenStateBuffer(tier, tiers.Device.Adopt(output, what), null, null, [], output.dtype, what);
         if (tier == TierKind.Disk)
         {
-            var file = tiers.RequireDisk().Allocate(output.NumberOfElements * output.ElementSize, what);
-            try { Transfers.WriteFile(engine, tiers, file, 0, output, what); }
-            catch { file.Dispose(); throw; }
-            return new HiddenStateBuffer(tier, null, file, null, output.Dims(), output.dtype, what);
+            using (output)
+            {
+                var file = tiers.RequireDisk().Allocate(output.NumberOfElements * output.ElementSize, what);
+                try { Transfers.WriteFile(engine, tiers, file, 0, output, what); }
+                catch { file.Dispose(); throw; }
+                return new HiddenStateBuffer(tier, null, file, null, output.Dims(), output.dtype, what);
+            }
         }
+        // Until the copy takes it, the output belongs to the caller's dispose scope (so a failure here frees it).
         var lease = tiers.Cpu.Allocate(output.Dims(), output.dtype, what, zeroed: false);
-        var source = output.alias();
-        pending.Keep(source);
-        var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, source, CopyDirection.Store);
+        pending.Keep(output);
+        var ticket = engine.CopyAfter(engine.AfterCompute(), lease.Tensor, output, CopyDirection.Store);
         pending.Add(ticket);
         return new HiddenStateBuffer(tier, lease, null, ticket, output.Dims(), output.dtype, what);
     }
