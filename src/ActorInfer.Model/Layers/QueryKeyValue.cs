@@ -6,6 +6,18 @@ namespace ActorInfer.Model.Layers;
 /// <summary>A step's queries [B, heads, T, head_dim], keys and values [B, key/value heads, T, head_dim]; disposes all three.</summary>
 public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) : IDisposable
 {
+    // Set where the keys follow the queries in one row of a projection, at the same strides (a decoding step's stacked one).
+    private bool _keysFollowQueries;
+
+    /// <summary>
+    /// The queries and keys as one [B, heads + key/value heads, T, d] view where they lie so (a decoding step's stacked
+    /// projection); null otherwise. The caller disposes it.
+    /// </summary>
+    public Tensor? QueriesAndKeys() => _keysFollowQueries
+        ? Queries.as_strided([Queries.size(0), Queries.size(1) + Keys.size(1), Queries.size(2), Queries.size(3)], Queries.stride(),
+            Queries.storage_offset())
+        : null;
+
     /// <summary>
     /// The three projections, from one stacked map (rows: queries, keys, values) or three apart. With a stacked map a
     /// decoding step (one token) projects with one product and returns views of its output, not copies: every consumer
@@ -46,7 +58,7 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
         try
         {
             k = Taken(heads, kvHeads);
-            return new QueryKeyValue(q, k, Taken(heads + kvHeads, kvHeads));
+            return new QueryKeyValue(q, k, Taken(heads + kvHeads, kvHeads)) { _keysFollowQueries = true };
         }
         catch
         {
