@@ -82,9 +82,9 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     /// <summary>
     /// Computes the current (layer, batch) while the next one's weights and inputs load, then moves the cursor on.
     /// Each position has its own dispose scope, so a driver may run positions from separate messages. It runs in
-    /// libtorch's inference mode: no op records anything for autograd (version counters, view tracking), which took a
-    /// fifth of a position's host time when the computation is small; the tensors it makes cannot be changed in place
-    /// outside inference mode (the tiers make their buffers outside it, the CPU copy engine copies inside it).
+    /// libtorch's inference mode, so that no op does autograd's bookkeeping (version counters, view tracking), which
+    /// nothing here uses; the tensors it makes cannot be changed in place outside inference mode (the tiers make their
+    /// buffers outside it, the CPU copy engine copies inside it).
     /// </summary>
     /// <param name="mayYield">See <see cref="BlockSession.Run"/>.</param>
     /// <returns>False when the position stopped at a yield point (the cursor stays; run it again).</returns>
