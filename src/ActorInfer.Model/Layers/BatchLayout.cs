@@ -16,6 +16,7 @@ public sealed record BatchLayout
             if (length < 1) throw new ArgumentException("every prompt needs at least one token");
         PromptLengths = promptLengths.ToArray();
         PaddedLength = PromptLengths.Max();
+        HasPadding = PromptLengths.Any(l => l != PaddedLength);
     }
 
     public IReadOnlyList<int> PromptLengths { get; }
@@ -24,7 +25,7 @@ public sealed record BatchLayout
     public int PadCount(int sequence) => PaddedLength - PromptLengths[sequence];
 
     /// <summary>False when every prompt has the padded length: then attention needs no mask beyond causality.</summary>
-    public bool HasPadding => PromptLengths.Any(l => l != PaddedLength);
+    public bool HasPadding { get; }
 
     /// <summary>Position ids of the prompt, [B, S], already shifted by OPT's offset (pads get position 1, as HF's -1 + 2).</summary>
     public Tensor PrefillPositions(Device device) => PrefillPositionIds(device, Config.OptConfig.PositionOffset);

@@ -128,13 +128,19 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         return tokens.view(shape[0], shape[1], -1);
     }
 
+    // Scalars made once: an implicit conversion makes a native Scalar on every call, as add_(t) does for its alpha.
+    private static readonly TorchSharp.Scalar One = TorchSharp.ScalarExtensionMethods.ToScalar(1), Two = TorchSharp.ScalarExtensionMethods.ToScalar(2);
+    private readonly TorchSharp.Scalar _rmsNormEps = TorchSharp.ScalarExtensionMethods.ToScalar(config.RmsNormEps);
+
     /// <summary>RMSNorm in single precision, scaled in the model's dtype, as transformers' LlamaRMSNorm.</summary>
     public Tensor RmsNorm(Tensor x, NormWeights w)
     {
         using var scope = NewDisposeScope();
         var wide = x.to(ScalarType.Float32);
-        var variance = wide.pow(2).mean([-1L], keepdim: true);
-        var normed = wide.mul(variance.add(config.RmsNormEps).rsqrt()).to(x.dtype);
+        var variance = wide.pow(Two).mean([-1L], keepdim: true);
+        // In place on the temporary: the same roundings as new tensors, fewer native calls.
+        variance.add_(_rmsNormEps, One).rsqrt_();
+        var normed = wide.mul(variance).to(x.dtype);
         return w.Weight!.mul(normed).MoveToOuterDisposeScope();
     }
 
@@ -145,23 +151,39 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
     public override QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles)
     {
         if (angles is null) throw new ArgumentException("rotary embeddings need the positions' angles", nameof(angles));
-        using var heads = QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
-        var queries = Rotary.Apply(heads.Queries, angles);
+        var heads = QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        Tensor? queries = null;
         try
         {
-            return new QueryKeyValue(queries, Rotary.Apply(heads.Keys, angles), heads.Values.alias());
+            // A decoding step's queries and keys lie side by side in its one projection: turned as one tensor (the same
+            // angles for every head, each element as it would be alone), half the native calls.
+            using var both = heads.QueriesAndKeys();
+            if (both is not null)
+            {
+                using var turned = Rotary.Apply(both, angles);
+                queries = turned.narrow(1, 0, config.NumAttentionHeads);
+                return new QueryKeyValue(queries, turned.narrow(1, config.NumAttentionHeads, config.NumKeyValueHeads), heads.Values);
+            }
+            queries = Rotary.Apply(heads.Queries, angles);
+            return new QueryKeyValue(queries, Rotary.Apply(heads.Keys, angles), heads.Values);
         }
         catch
         {
-            queries.Dispose();
+            queries?.Dispose();
+            heads.Values.Dispose();
             throw;
+        }
+        finally
+        {
+            heads.Queries.Dispose();
+            heads.Keys.Dispose();
         }
     }
 
     public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w)
     {
         var summed = F.linear(context, w.Out.Weight, w.Out.Bias);
-        summed.add_(residual);
+        summed.add_(residual, One);
         return summed;
     }
 
@@ -169,16 +191,25 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
     {
         using var input = RmsNorm(hidden, w.Norm);
         var gate = w.Gate ?? throw new ArgumentException("a LLaMA MLP needs its gate projection", nameof(w));
-        using var gated = F.linear(input, gate.Weight, gate.Bias);
-        using var activated = F.silu(gated);
-        using var up = F.linear(input, w.Fc1.Weight, w.Fc1.Bias);
-        return activated.mul(up);
+        var gated = F.linear(input, gate.Weight, gate.Bias);
+        try
+        {
+            using var up = F.linear(input, w.Fc1.Weight, w.Fc1.Bias);
+            // In place on the projection: the same roundings as new tensors, fewer native calls.
+            F.silu(gated, inplace: true);
+            return gated.mul_(up);
+        }
+        catch
+        {
+            gated.Dispose();
+            throw;
+        }
     }
 
     public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w)
     {
         var summed = F.linear(up, w.Fc2.Weight, w.Fc2.Bias);
-        summed.add_(hidden);
+        summed.add_(hidden, One);
         return summed;
     }
 

@@ -6,6 +6,18 @@ namespace ActorInfer.Model.Layers;
 /// <summary>A step's queries [B, heads, T, head_dim], keys and values [B, key/value heads, T, head_dim]; disposes all three.</summary>
 public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) : IDisposable
 {
+    // Set where the keys follow the queries in one row of a projection, at the same strides (a decoding step's stacked one).
+    private bool _keysFollowQueries;
+
+    /// <summary>
+    /// The queries and keys as one [B, heads + key/value heads, T, d] view where they lie so (a decoding step's stacked
+    /// projection); null otherwise. The caller disposes it.
+    /// </summary>
+    public Tensor? QueriesAndKeys() => _keysFollowQueries
+        ? Queries.as_strided([Queries.size(0), Queries.size(1) + Keys.size(1), Queries.size(2), Queries.size(3)], Queries.stride(),
+            Queries.storage_offset())
+        : null;
+
     /// <summary>
     /// The three projections, from one stacked map (rows: queries, keys, values) or three apart. With a stacked map a
     /// decoding step (one token) projects with one product and returns views of its output, not copies: every consumer
@@ -36,22 +48,23 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
         }
         var qkv = maps[0];
         using var projected = F.linear(input, qkv.Weight, qkv.Bias);
-        if (heads == kvHeads)
-        {
-            // One token: [B, 1, 3 * heads * d] is [B, 3, heads, 1, d] as it lies.
-            using var split = projected.view(batch, 3, heads, 1, headDim);
-            var parts = split.unbind(1);
-            return new QueryKeyValue(parts[0], parts[1], parts[2]);
-        }
-        var pieces = projected.split([heads * headDim, kvHeads * headDim, kvHeads * headDim], -1);
+        // One token: each sequence's row [(heads + 2 * kv heads) * d] holds its queries, keys and values one after the other,
+        // each taken as [B, heads, 1, d] by its strides: one view each (unbind or split and view made two to three times
+        // as many native objects).
+        long row = projected.stride(0), start = projected.storage_offset();
+        Tensor Taken(long first, long count) => projected.as_strided([batch, count, 1, headDim], [row, headDim, headDim, 1], start + first * headDim);
+        var q = Taken(0, heads);
+        Tensor? k = null;
         try
         {
-            return new QueryKeyValue(pieces[0].view(batch, heads, 1, headDim), pieces[1].view(batch, kvHeads, 1, headDim),
-                pieces[2].view(batch, kvHeads, 1, headDim));
+            k = Taken(heads, kvHeads);
+            return new QueryKeyValue(q, k, Taken(heads + kvHeads, kvHeads)) { _keysFollowQueries = true };
         }
-        finally
+        catch
         {
-            foreach (var p in pieces) p.Dispose();
+            q.Dispose();
+            k?.Dispose();
+            throw;
         }
     }
 

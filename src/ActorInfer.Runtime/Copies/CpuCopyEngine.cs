@@ -47,6 +47,8 @@ public sealed class CpuCopyEngine : ICopyEngine
 
     private void Work()
     {
+        // Compute's outputs are made in inference mode (see BlockStep.RunCurrent), and a copy may write into a view of one.
+        using var inference = inference_mode();
         foreach (var (ticket, after, destination, source) in _queue.GetConsumingEnumerable())
         {
             try

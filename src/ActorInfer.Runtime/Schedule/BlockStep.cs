@@ -68,6 +68,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         if (_cursor is not null) throw new InvalidOperationException($"{_step} is still in progress");
         if (active.Count == 0) throw new ArgumentException("a step needs at least one batch");
         using var scope = NewDisposeScope();
+        using var inference = inference_mode();
         _active = active;
         _step = step;
         var cursor = BlockCursor.First(layers.Count, active.Count);
@@ -80,7 +81,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 
     /// <summary>
     /// Computes the current (layer, batch) while the next one's weights and inputs load, then moves the cursor on.
-    /// Each position has its own dispose scope, so a driver may run positions from separate messages.
+    /// Each position has its own dispose scope, so a driver may run positions from separate messages. It runs in
+    /// libtorch's inference mode, so that no op does autograd's bookkeeping (version counters, view tracking), which
+    /// nothing here uses; the tensors it makes cannot be changed in place outside inference mode (the tiers make their
+    /// buffers outside it, the CPU copy engine copies inside it).
     /// </summary>
     /// <param name="mayYield">See <see cref="BlockSession.Run"/>.</param>
     /// <returns>False when the position stopped at a yield point (the cursor stays; run it again).</returns>
@@ -88,6 +92,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     {
         if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
         using var scope = NewDisposeScope();
+        using var inference = inference_mode();
         var step = _step;
         var next = cursor.Next();
         Inputs? nextInputs = null;
@@ -248,7 +253,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         Tensor? hidden = null;
         if (layer.Kind != ScheduleLayerKind.Input)
         {
-            hidden = batch.Hidden!.Load(transfers, $"the hidden state of {batch.Index}");
+            hidden = batch.Hidden!.Load(transfers);
             batch.Hidden = null;
         }
         if (layer.Kind != ScheduleLayerKind.Decoder || step.IsPrefill)
@@ -256,8 +261,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         var home = batch.Cache[layer.DecoderLayer];
         var site = home.Tier != TierKind.Device && engine.Policy.CpuAttention ? TierKind.Cpu : TierKind.Device;
         if (home.Tier == site && home.Memory is { } inPlace) return new Inputs(transfers, hidden, inPlace, site);
-        var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers,
-            $"the cache of decoder layer {layer.DecoderLayer}, {batch.Index}");
+        var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers, batch.CacheName(layer.DecoderLayer));
         return new Inputs(transfers, hidden, working.Cache, site, working.Expand);
     }
 
@@ -332,9 +336,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 return true;
             }
         }
-        using (output)
-            batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-                $"the hidden state of {batch.Index} after {at.Layer}");
+        batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
+            batch.HiddenStateName(at.Layer));
         return true;
     }
 
@@ -370,7 +373,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             }
             // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
             var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
-            home.Store(0, k, v, _copies, _tiers, stores, CacheName(decoderLayer, batch));
+            home.Store(0, k, v, _copies, _tiers, stores, batch.CacheName(decoderLayer));
             return context;
         }
         var cache = inputs.WorkingCache!;
@@ -401,12 +404,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         // its one projection.
         using var storedKeys = k.contiguous();
         using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), CacheName(decoderLayer, batch));
-        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, CacheName(decoderLayer, batch));
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), batch.CacheName(decoderLayer));
+        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
         return result;
     }
-
-    private static string CacheName(int decoderLayer, GpuBatch batch) => $"the cache of decoder layer {decoderLayer}, {batch.Index}";
 
     /// <summary>
     /// Each sequence's last token, the input of a decoding step, checked against the vocabulary on the host: on a GPU an

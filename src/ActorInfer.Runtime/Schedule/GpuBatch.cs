@@ -20,6 +20,23 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     /// <summary>The tokens the output head chose, not yet appended (see <see cref="BlockStep.DeferTokens"/>).</summary>
     public PendingTokens? Tokens { get; set; }
 
+    // Names of what the batch holds, for errors and the buffers made for it: made once per block, not once per step.
+    private string?[] _hiddenStateNames = [], _cacheNames = [];
+
+    /// <summary>"the hidden state of batch k after layer j".</summary>
+    public string HiddenStateName(LayerIndex after)
+    {
+        if (after.Value >= _hiddenStateNames.Length) Array.Resize(ref _hiddenStateNames, after.Value + 1);
+        return _hiddenStateNames[after.Value] ??= $"the hidden state of {index} after {after}";
+    }
+
+    /// <summary>"the cache of decoder layer j, batch k".</summary>
+    public string CacheName(int decoderLayer)
+    {
+        if (decoderLayer >= _cacheNames.Length) Array.Resize(ref _cacheNames, decoderLayer + 1);
+        return _cacheNames[decoderLayer] ??= $"the cache of decoder layer {decoderLayer}, {index}";
+    }
+
     private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
     private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _padding = [];
     private (TokenStep Step, RotaryAngles? Angles)? _angles;

@@ -287,7 +287,7 @@ public sealed class OffloadRuntime : IDisposable
                 for (var l = 0; l < Config.NumHiddenLayers; l++)
                 {
                     long[] shape = [batch.Layout.BatchSize, Config.NumKeyValueHeads, batch.Capacity, Config.HeadDim];
-                    var what = $"the cache of decoder layer {l}, {batch.Index}";
+                    var what = batch.CacheName(l);
                     var tier = plan.CacheTier(l, batch.Index);
                     batch.Cache.Add(policy.CompressCache ? new CompressedKvHome(Tiers, tier, shape, DType, what) : new KvHome(Tiers, tier, shape, DType, what));
                 }

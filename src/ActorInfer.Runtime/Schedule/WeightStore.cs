@@ -23,6 +23,10 @@ internal sealed class WeightStore : IDisposable
     private readonly List<Dictionary<string, TensorLease>> _hostCopies = [];
     private readonly bool _keepHostCopies;
 
+    // A layer whose every weight lives whole on the device loads as the same tensors every step: its loaded weights (and the
+    // records built over them) are kept until a weight of it moves, so that a step spends no host time on them.
+    private readonly List<LoadedWeights?> _resident = [];
+
     /// <param name="keepHostCopies">Keep a copy of every device-resident weight in CPU memory (held on the CPU tier).</param>
     /// <param name="compress">Store every weight of two or more dimensions 4-bit compressed (<see cref="WeightCompression"/>), in any
     /// tier; a loaded layer expands them on the device before it computes. Host copies are not kept for compressed weights.</param>
@@ -41,6 +45,7 @@ internal sealed class WeightStore : IDisposable
                 var homes = new Dictionary<string, IDisposable>();
                 _homes.Add(homes);
                 _hostCopies.Add([]);
+                _resident.Add(null);
                 for (var i = 0; i < layers[j].Weights.Count; i++)
                 {
                     var spec = layers[j].Weights[i];
@@ -161,6 +166,7 @@ internal sealed class WeightStore : IDisposable
                     var from = TierOf(j, spec.Name);
                     var to = plan.WeightTiers[j][i];
                     if (from == to || (from == TierKind.Device) != leavingDevice) continue;
+                    _resident[j] = null;
                     _homes[j][spec.Name] = Move(j, _homes[j][spec.Name], spec, to, tiers, copies);
                     moved += Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType));
                     afterEach?.Invoke();
@@ -257,6 +263,7 @@ internal sealed class WeightStore : IDisposable
     /// </summary>
     public LoadedWeights Load(LayerIndex layer, Transfers transfers, bool inShares = false)
     {
+        if (_resident[layer.Value] is { } kept) return kept;
         var tensors = new Dictionary<string, Tensor>();
         var owned = new List<IDisposable>();
         var pending = new WeightCopies(transfers);
@@ -289,11 +296,15 @@ internal sealed class WeightStore : IDisposable
                 tensors[spec.Name] = onDevice[0];
         }
         if (!inShares) pending.IssueThrough(1);
+        // Nothing copied and nothing to expand: every tensor is a device home.
+        if (owned.Count == 0 && expansions.Count == 0)
+            return _resident[layer.Value] = new LoadedWeights(_layers[layer.Value], tensors, owned, pending, resident: true);
         return new LoadedWeights(_layers[layer.Value], tensors, owned, pending, expansions, transfers.Tiers.Device, _dtype);
     }
 
     public void Dispose()
     {
+        _resident.Clear();
         foreach (var homes in _homes)
             foreach (var h in homes.Values) h.Dispose();
         _homes.Clear();
@@ -308,8 +319,11 @@ internal sealed class WeightStore : IDisposable
 /// records are borrowed: every GPU batch of the layer computes with the same ones, and nobody disposes them (the
 /// tensors belong to their leases: the store's device homes, or this layer's working copies).
 /// </summary>
+/// <param name="resident">Every tensor is a device home: the store keeps these weights for later steps, and disposing them
+/// does nothing.</param>
 internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tensor> tensors, List<IDisposable> owned, WeightCopies pending,
-    IReadOnlyList<WeightExpansion>? expansions = null, MemoryTier? device = null, ScalarType expandedType = ScalarType.Float32) : IDisposable
+    IReadOnlyList<WeightExpansion>? expansions = null, MemoryTier? device = null, ScalarType expandedType = ScalarType.Float32,
+    bool resident = false) : IDisposable
 {
     private bool _expanded = expansions is not { Count: > 0 };
 
@@ -369,6 +383,7 @@ internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tens
 
     public void Dispose()
     {
+        if (resident) return;
         _decoder = null;
         _input = null;
         _output = null;

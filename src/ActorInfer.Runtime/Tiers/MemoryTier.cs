@@ -88,6 +88,8 @@ public sealed class MemoryTier : Tier, IDisposable
     /// <summary>Makes a new zeroed buffer of this shape (not held against the budget: the caller holds it).</summary>
     internal Made Make(long[] shape, ScalarType dtype, long bytes)
     {
+        // A normal tensor even when compute in inference mode asks: the buffer may be reused, and written in place, outside it.
+        using var normal = inference_mode(false);
         if (Pinned && bytes >= RegisterInPlaceBytes)
         {
             // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
