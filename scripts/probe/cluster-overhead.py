@@ -1,13 +1,14 @@
 """The cluster's overhead on this machine: one seeded job through a node alone and through a gateway with one worker.
 
-Starts (a) a node alone (both roles, its journal on SQLite) and (b) `scripts/cluster-up --workers 1` (a gateway on
-PostgreSQL and one worker, each its own process), both with the same model, device and block bounds, then runs the same
+Starts (a) a node alone (both roles) and (b) `scripts/cluster-up --workers 1` (a gateway and one worker, each its own
+process), both with the same model, device and block bounds and their journals on the same backend (`--journal`:
+PostgreSQL, each side in a database of its own on the project's server, or SQLite in each one's data folder), then runs the same
 job on each, interleaved (a, b, b, a, a, b, ...: neither always goes first), and prints each run, the medians and their
 ratio (cluster / node). Throughput is generated tokens over the time from the POST of the job to its completion, as the
 GPU scripts measure it. Both must give the same tokens for every line (greedy).
 
   python3 scripts/probe/cluster-overhead.py [--requests 1000] [--reps 7] [--warm-up 3] [--prompt-len 24] [--gen-len 16]
-      [--mixed] [--json FILE]
+      [--mixed] [--journal postgresql|sqlite] [--json FILE]
 
 The model is models/opt-tiny (64 positions: prompt + generation must stay within them) unless --model names another.
 """
@@ -139,6 +140,8 @@ def main():
     p.add_argument("--gen-len", type=int, default=16)
     p.add_argument("--mixed", action="store_true", help="prompts of 4 to --prompt-len tokens and 1 to --gen-len new ones")
     p.add_argument("--warm-up", type=int, default=3, help="jobs each side runs before the measured ones (the runtime's tiered JIT settles)")
+    p.add_argument("--journal", choices=["postgresql", "sqlite"], default="postgresql",
+                   help="both sides' journals: PostgreSQL (a database each on the project's server) or SQLite")
     p.add_argument("--json", help="also write every run and the summary here")
     args = p.parse_args()
 
@@ -149,13 +152,17 @@ def main():
     node_url, cluster_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{gateway_port}"
     env = dict(os.environ, ACTORINFER_CLUSTER_DIR=os.path.join(work, "cluster"))
     procs = []
-    # The gateway's journal in a database of its own on the project's PostgreSQL (a gateway recovers every job of its
-    # schema: earlier runs' jobs would run again).
-    started_postgres = not os.path.exists(os.path.join(ROOT, "data", "postgres", "cluster", "postmaster.pid"))
-    server = subprocess.run([os.path.join(ROOT, "scripts", "postgres-up")], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
-    database = "probe_" + os.path.basename(work).replace("-", "_").lower()
-    psql(server, f"CREATE DATABASE {database}")
-    env["ACTORINFER_POSTGRES_CONNECTION"] = server.replace("Database=actorinfer", f"Database={database}")
+    # On PostgreSQL each side's journal is a database of its own on the project's server (a node recovers every job of
+    # its schema: earlier runs' jobs would run again, and a second node on one schema is refused).
+    postgres = args.journal == "postgresql"
+    started_postgres = postgres and not os.path.exists(os.path.join(ROOT, "data", "postgres", "cluster", "postmaster.pid"))
+    node_env = dict(os.environ)
+    if postgres:
+        server = subprocess.run([os.path.join(ROOT, "scripts", "postgres-up")], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+        database = "probe_" + os.path.basename(work).replace("-", "_").lower()
+        for side, side_env in (("cluster", env), ("node", node_env)):
+            psql(server, f"CREATE DATABASE {database}_{side}")
+            side_env["ACTORINFER_POSTGRES_CONNECTION"] = server.replace("Database=actorinfer", f"Database={database}_{side}")
     try:
         # The node alone: the worker's file (device, dtype, block bounds) with both roles, HTTP and SQLite.
         # ACTORINFER_CLI (as cluster-up reads it) runs another build of the program on both sides, e.g. an earlier commit's.
@@ -166,22 +173,26 @@ def main():
             worker_conf = f.read()
         with open(conf, "w") as f:
             f.write(worker_conf + f'\nactorinfer {{\n  roles = [gateway, worker]\n  model = "{model}"\n  http.enabled = on\n'
-                    '  persistence.provider = "sqlite"\n  cluster.enabled = off\n}\n')
+                    f'  persistence.provider = "{args.journal}"\n  cluster.enabled = off\n}}\n')
         log = open(os.path.join(work, "node.log"), "w")
         node = subprocess.Popen(cli + ["node", "--config", conf, "--data-dir", os.path.join(work, "node"),
                                  "--host", "127.0.0.1", "--port", str(node_port), "--api-key", KEY],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                cwd=ROOT, env=node_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(node)
         wait_ready(node_url, node, "the node")
         print(f"node alone on {node_url} (log {work}/node.log)", flush=True)
         subprocess.run([os.path.join(ROOT, "scripts", "cluster-up"), "--workers", "1", "--model", model, "--port", str(gateway_port),
-                        "--api-key", KEY], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+                        "--api-key", KEY, "--journal", args.journal], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"gateway + 1 worker on {cluster_url} (logs in {work}/cluster)", flush=True)
 
         cluster_dir = env["ACTORINFER_CLUSTER_DIR"]
         pid_of = lambda name: int(open(os.path.join(cluster_dir, name + ".pid")).read())
         watched = {"node": lambda: {"node": [node.pid]},
                    "cluster": lambda: {"gateway": [pid_of("gateway")], "worker": [pid_of("worker-1")], "postgres": postgres_pids()}}
+        if postgres:
+            watched["node"] = lambda: {"node": [node.pid], "postgres": postgres_pids()}
+        else:
+            watched["cluster"] = lambda: {"gateway": [pid_of("gateway")], "worker": [pid_of("worker-1")]}
         body = job_body(args.requests, args.prompt_len, args.gen_len, vocab, mixed=args.mixed)
         warm = job_body(args.requests, args.prompt_len, args.gen_len, vocab, seed=7, mixed=args.mixed)
         for _ in range(args.warm_up):
@@ -205,7 +216,7 @@ def main():
                       + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)
         med = {k: statistics.median(r["tokens_per_s"] for r in v) for k, v in runs.items()}
         paired = [c["tokens_per_s"] / n["tokens_per_s"] for n, c in zip(runs["node"], runs["cluster"])]
-        summary = {"model": args.model, "requests": args.requests, "prompt_len": args.prompt_len, "gen_len": args.gen_len, "mixed": args.mixed,
+        summary = {"model": args.model, "requests": args.requests, "prompt_len": args.prompt_len, "gen_len": args.gen_len, "mixed": args.mixed, "journal": args.journal,
                    "reps": args.reps, "node_median_tokens_per_s": med["node"], "cluster_median_tokens_per_s": med["cluster"],
                    "ratio_of_medians": med["cluster"] / med["node"], "median_paired_ratio": statistics.median(paired),
                    "cpus": os.cpu_count(), "load_average": os.getloadavg(),
@@ -228,7 +239,9 @@ def main():
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        psql(server, f"DROP DATABASE IF EXISTS {database}")
+        if postgres:
+            for side in ("cluster", "node"):
+                psql(server, f"DROP DATABASE IF EXISTS {database}_{side}")
         if started_postgres:
             subprocess.run([os.path.join(ROOT, "scripts", "postgres-down")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not os.environ.get("KEEP"):
