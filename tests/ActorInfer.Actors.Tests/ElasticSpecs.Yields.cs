@@ -106,6 +106,40 @@ public sealed partial class ElasticSpecs
     }
 
     /// <summary>
+    /// A change that arrives after the first output head of the step whose tokens finish the first batch (request 0's
+    /// sixth token, decoding step 5): that batch, the step's leading one, gives up its cache at once while its tokens
+    /// still land, the last batch is dropped to fit one running sequence, and the middle batch's head still runs in the
+    /// same step (the engine's step goes on without its leading batch): every request finishes once, unchanged.
+    /// </summary>
+    [Fact]
+    public void A_change_after_the_head_that_finishes_the_leading_batch_keeps_the_step_for_the_other_heads()
+    {
+        var (inner, owner) = OffloadedEngine(cacheOnDevice: true);
+        var engine = new ChangeDuringHead(inner, new TokenStep(5), new BlockPolicy(1, 1, "one batch"));
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        engine.Scheduler = scheduler;
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
+        scheduler.Tell(new Enqueue(items));
+        var drops = new List<BatchesDropped>();
+        var results = Results(items.Length, m =>
+        {
+            if (m is BatchesDropped d) drops.Add(d);
+        });
+        Assert.Equal(Reference(items), results);
+        Assert.True(engine.Sent, "the change was not sent from a head");
+        // The first batch's head and the middle batch's head ran in that step; the last batch was dropped before its head.
+        Assert.Equal(2, engine.HeadsInStep);
+        var drop = Assert.Single(drops);
+        Assert.Equal((1, 1), (drop.Batches, drop.Sequences));
+        Assert.False(inner.Changes!.Waiting);
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+    }
+
+    /// <summary>
     /// A change that arrives while a step's tokens are being appended (sent from the engine's end-of-step notice of decoding
     /// step 2) applies before the next step's embeddings: it drops two of the three batches between the two steps, and
     /// every request still finishes once, unchanged.

@@ -33,8 +33,14 @@ public sealed class BlockSession : IDisposable
     /// <summary>Whether the step in progress is at a layer boundary (or no step is in progress).</summary>
     public bool AtLayerBoundary => !InStep || _run.AtLayerBoundary;
 
-    /// <summary>The batch the step in progress computes first at each layer (it cannot leave the step).</summary>
+    /// <summary>
+    /// The batch the step in progress computes first at each layer: before the last layer it leaves only with the step;
+    /// in the last layer (the output head) batches leave on either side of the cursor (<see cref="InLastLayer"/>).
+    /// </summary>
     public int? LeadingBatch => InStep ? _run.Active[0].Index.Value : null;
+
+    /// <summary>Whether the step in progress is in its last schedule layer, the output head.</summary>
+    public bool InLastLayer => _run.Current is { } at && at.Layer.Value == ScheduleLayers - 1;
 
     /// <summary>
     /// Frees a GPU batch now: between steps, or within a step at a layer boundary or in the output head, on either side
