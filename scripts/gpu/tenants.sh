@@ -9,6 +9,9 @@
 #   nopri:        the same with equal priorities (0 and 0): no priorities;
 #   static:       the same with memory-floor = memory-ceiling per model: STATIC_SHARE (half) of the device for chat, the
 #                 rest for batch;
+#   flexgen:      the same with the batch model under a FlexGen-style static policy (static-share = on): its share fixed
+#                 at what it has when its job comes (the device less the idle chat model's need), and its policy planned
+#                 once for it; chat's bursts get only what is left beside it;
 #   conservative: ours with planner.headroom-history = HEADROOM (4) against ours' drop-only (0): item 2.
 # Every node: random weights, float16, the GPU budget the whole device less MARGIN_GIB (8 GiB), CPU_MEM (100 GiB) of CPU
 # budget, the search's own geometry bounds; later nodes take the hardware profile the first one measured.
@@ -26,14 +29,15 @@
 # progress and results. Files under $OUT: summary.txt, figures.json, runs.tar.gz, ours-replay.png.
 # Usage, from the repository root with .gpu/ packed and carried and the trace copied to .gpu/traces/ (../shared does not
 # travel):  bash scripts/gpu/tenants.sh   (writes under $OUT)
-# The five steps take about 16 minutes on an H200 (estimated, not yet measured: alone ~150 s = a ~30 s node start, the
+# The six steps take about 19 minutes on an H200 (estimated, not yet measured: alone ~150 s = a ~30 s node start, the
 # 100 s replay, its drain and the stop; each two-model step ~200 s = a ~60 s start with OPT-30B's random weights, the
 # batch job's first block, the replay, the job's cancel and the stop; nopri up to REQUEST_TIMEOUT (60 s) more), more than
-# one 600 s call: split them over two calls,
+# one 600 s call: split them over three calls,
 #   STEPS="alone ours static" bash scripts/gpu/tenants.sh              (~550 s)
 #   STEPS="nopri conservative" EARLIER=.gpu/earlier/figures.json bash scripts/gpu/tenants.sh   (~400 to 460 s)
-# with the first call's figures.json copied to .gpu/earlier/ (or merge afterwards anywhere, no GPU needed:
-#   STEPS= EARLIER="a/figures.json b/figures.json" OUT=/tmp/t bash scripts/gpu/tenants.sh). A step that would run past
+#   STEPS="flexgen" EARLIER=".gpu/earlier/figures.json .gpu/earlier/figures-2.json" bash scripts/gpu/tenants.sh   (~200 s)
+# with the earlier calls' figures.json copied to .gpu/earlier/ (or merge afterwards anywhere, no GPU needed:
+#   STEPS= EARLIER="a/figures.json b/figures.json c/figures.json" OUT=/tmp/t bash scripts/gpu/tenants.sh). A step that would run past
 # BUDGET_S (570 s from the start) is skipped and named, so that the summary is always written within one call.
 # To check it on a CPU machine (host memory is then the divided tier):
 #   CLI=scripts/actorinfer DEVICE=cpu DTYPE=float32 HIGH=models/opt-tiny LOW=models/opt-tiny GPU_MEM=0 CPU_MEM=5MiB \
@@ -60,7 +64,7 @@ request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
-steps=${STEPS-alone ours static nopri conservative}
+steps=${STEPS-alone ours static nopri conservative flexgen}
 read -r -a cli <<< "${CLI:-bash .gpu/run.sh actorinfer}"
 key=sk-node
 started=$(date +%s)
@@ -128,12 +132,15 @@ common_conf() { # NAME HEADROOM
   }
 CONF
 }
-# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [STATIC]: chat and batch on one device; STATIC: floor = ceiling.
+# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen]: chat and batch on one device; static: floor =
+# ceiling per model; flexgen: the batch model's share fixed once it has work (static-share).
 two_conf() {
   local chat_bounds="" batch_bounds=""
-  if [ -n "${5:-}" ]; then
+  if [ "${5:-}" = static ]; then
     chat_bounds=", memory-floor = $static_high, memory-ceiling = $static_high"
     batch_bounds=", memory-floor = $static_low, memory-ceiling = $static_low"
+  elif [ "${5:-}" = flexgen ]; then
+    batch_bounds=", static-share = on"
   fi
   { echo "actorinfer {"
     echo "  models = ["
@@ -197,7 +204,7 @@ collect() {
 }
 # A port nobody listens on now (the machine may be shared: a fixed one could be another's node).
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# run_alone NAME / run_two NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [STATIC]
+# run_alone NAME / run_two NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen]
 run_alone() {
   local t0 port; t0=$(date +%s); port=$(free_port); mkdir -p "$work/$1"; alone_conf "$1"
   start "$1" "$port" "$t0" && { replay "$1" "$port"; collect "$1" "$port"; }
@@ -245,6 +252,7 @@ step ours 200 run_two ours 10 0 0
 step static 200 run_two static 10 0 0 static
 step nopri 230 run_two nopri 0 0 0
 step conservative 200 run_two conservative 10 0 "$headroom"
+step flexgen 200 run_two flexgen 10 0 0 flexgen
 
 # figures.json: this call's runs, with EARLIER's (figures.json of earlier calls) beneath them.
 python3 - "$work" "$out" "$device_mib" "$gen_len" ${EARLIER:-} <<'PY'
@@ -256,7 +264,7 @@ for path in earlier:
 def nearest(values, p):
     values = sorted(values)
     return values[max(0, min(len(values) - 1, math.ceil(p / 100 * len(values)) - 1))] if values else None
-for run in ("alone", "ours", "static", "nopri", "conservative"):
+for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
     d = f"{work}/{run}"
     if not os.path.isdir(d): continue
     # The card and settings each run had (an earlier call's runs keep theirs).
@@ -340,7 +348,7 @@ print(open(f"{out}/setup.txt").read().rstrip())
 figures = json.load(open(f"{out}/figures.json"))
 def fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
-for run in ("alone", "ours", "static", "nopri", "conservative"):
+for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
     f = figures.get(run)
     if not f: print(f"{run}: not run"); continue
     if "error" in f: print(f"{run}: {f['error']}"); continue
@@ -375,6 +383,10 @@ print(f"  chat ttft p99 no-priority / ours {fmt(r, '.2f')} (>= 3: {verdict(r, la
 r = ratio(get("ours", "batch_throughput"), get("static", "batch_throughput"))
 r2 = ratio(get("ours", "batch_throughput_between_blocks"), get("static", "batch_throughput_between_blocks"))
 print(f"  batch throughput ours / static split {fmt(r, '.2f')} (between blocks {fmt(r2, '.2f')}) (>= 1.3: {verdict(r, lambda v: v >= 1.3)})")
+r = ratio(get("flexgen", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
+r2 = ratio(get("ours", "batch_throughput"), get("flexgen", "batch_throughput"))
+print(f"  against the batch model under a FlexGen-style static policy: chat ttft p99 flexgen / ours {fmt(r, '.2f')}, "
+      f"batch throughput ours / flexgen {fmt(r2, '.2f')}")
 w = get("ours", "batch_longest_without_progress")
 print(f"  batch longest with work and no progress, ours: {fmt(w, '.1f')} s (< 10 s: {verdict(w, lambda v: v < 10)})")
 h = get("ours", "held_over_device")

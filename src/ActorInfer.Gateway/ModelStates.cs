@@ -31,6 +31,7 @@ internal static class ModelStates
                 priority = model.Settings.Priority,
                 memory_floor = model.Settings.MemoryFloor,
                 memory_ceiling = model.Settings.MemoryCeiling,
+                static_share = model.Settings.StaticShare,
                 budgets = new { gpu = budgets.Budgets.Gpu, cpu = budgets.Budgets.Cpu, disk = budgets.Budgets.Disk },
                 bytes_in_use = tiers.ToDictionary(t => GatewayMetrics.TierName(t.Tier), t => t.BytesHeld),
                 largest_block_bytes = model.LargestBlockBytes,
@@ -45,6 +46,7 @@ internal static class ModelStates
                 {
                     share = held.Share, demand = held.Demand, queued = held.Queued, running = held.Running,
                     drops = held.Drops, requeues = held.Requeues, recomputed_tokens = held.RecomputedTokens,
+                    fixed_share = held.FixedShare,
                 },
             });
         }

@@ -71,6 +71,57 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal((2L, 8L, 40L), (state.Tenants[1].Drops, state.Tenants[1].Requeues, state.Tenants[1].RecomputedTokens));
     }
 
+    /// <summary>
+    /// A static model (the FlexGen-style baseline) follows the division while idle; once it has work its share is fixed:
+    /// a burst of the higher-priority model gets only what is left beside it, and the static share stays when that burst
+    /// is gone.
+    /// </summary>
+    [Fact]
+    public async Task A_static_model_keeps_the_share_it_had_when_its_work_came_through_the_other_model_s_burst()
+    {
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromMilliseconds(20), 1, TimeSpan.FromMilliseconds(100)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor),
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor, Static: true),
+            ]));
+        chat.ExpectMsg<SchedulerProtocol.Observe>();
+        batch.ExpectMsg<SchedulerProtocol.Observe>();
+        // Idle, the static model follows the division: a burst of chat before its work comes takes from it as usual.
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() => Assert.Equal(7000, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+        AwaitAssert(() =>
+        {
+            chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+            Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+        }, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(50));
+        var state = await arbiter.Ask<ArbiterProtocol.State>(ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5));
+        Assert.Null(state.Tenants[1].FixedShare);
+
+        // Its job queues with chat idle: the share it has then (8900) is fixed.
+        batch.Send(arbiter, new SchedulerProtocol.SchedulerStatus(500, null, null));
+        AwaitAssert(async () =>
+        {
+            var s = await arbiter.Ask<ArbiterProtocol.State>(ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5));
+            Assert.Equal(8900L, s.Tenants[1].FixedShare);
+        }, TimeSpan.FromSeconds(5));
+
+        // Chat's burst of twenty gets only the 1100 left beside it; the static share does not move.
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        batch.Send(arbiter, new SchedulerProtocol.SchedulerStatus(500, null, null));
+        await Task.Delay(200);
+        Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+        Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+        // Nor does it move when the job is done and chat is idle again.
+        batch.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+        await Task.Delay(200);
+        Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+    }
+
     [Fact]
     public void Under_conservative_sizing_new_blocks_leave_room_for_the_falls_seen_while_blocks_ran()
     {

@@ -110,14 +110,14 @@ public sealed class ArbitrationTests
         var s = Load("""
             actorinfer.models = [
               { name = "chat", model = "models/opt-tiny", priority = 10, memory-ceiling = "3MiB" },
-              { name = "batch", model = "opt-125m", memory-floor = "1MiB", weights-seed = 7 },
+              { name = "batch", model = "opt-125m", memory-floor = "1MiB", weights-seed = 7, static-share = on },
             ]
             actorinfer.planner.headroom-history = 8
             """);
         Assert.True(s.ServesSeveralModels);
         Assert.Equal(["chat", "batch"], s.ServedModels.Select(m => m.Name));
         Assert.Equal(new ServedModelSettings("chat", Path.Combine(TestModels.RepositoryRoot, "models", "opt-tiny"), 10, null, 3 * MiB, 0), s.Models[0]);
-        Assert.Equal(new ServedModelSettings("batch", "opt-125m", 0, MiB, null, 7), s.Models[1]);
+        Assert.Equal(new ServedModelSettings("batch", "opt-125m", 0, MiB, null, 7, StaticShare: true), s.Models[1]);
         Assert.Equal("chat", s.Http.ServedModelName);
         Assert.Equal(s.Models[0].Model, s.Model);
         Assert.Equal(8, s.Planner.HeadroomHistory);
@@ -138,6 +138,9 @@ public sealed class ArbitrationTests
         Assert.Contains("actorinfer.models[0].colour", Refused("""actorinfer.models = [{ name = "a", model = "opt-125m", colour = "red" }]""").Message);
         Assert.Contains("actorinfer.models[1].name", Refused("""actorinfer.models = [{ name = "a", model = "opt-125m" }, { name = "a", model = "opt-125m" }]""").Message);
         Assert.Contains("actorinfer.models[0].model", Refused("""actorinfer.models = [{ name = "a", model = "opt-7" }]""").Message);
+        var notBoolean = Refused("""actorinfer.models = [{ name = "a", model = "opt-125m", static-share = "sometimes" }]""").Message;
+        Assert.Contains("actorinfer.models[0].static-share", notBoolean);
+        Assert.Contains("'sometimes' is not a boolean", notBoolean);
         Assert.Contains("memory-floor", Refused("""actorinfer.models = [{ name = "a", model = "opt-125m", memory-floor = "2MiB", memory-ceiling = "1MiB" }]""").Message);
         Assert.Contains("actorinfer.model", Refused("""
             actorinfer.models = [{ name = "a", model = "opt-125m" }]

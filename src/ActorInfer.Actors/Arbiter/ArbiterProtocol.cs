@@ -25,7 +25,12 @@ public static class ArbiterProtocol
     /// </summary>
     /// <param name="Memory">The model's memory-pressure actor, which its policy planner follows.</param>
     /// <param name="Scheduler">The model's block scheduler, whose queue and blocks make the demand.</param>
-    public sealed record Tenant(string Name, int Priority, long? Floor, long? Ceiling, IActorRef Memory, IActorRef Scheduler, Func<Demand, long> BytesFor);
+    /// <param name="Static">
+    /// FlexGen-style: the share is fixed at the first one the model gets once it has work (what it would have alone beside
+    /// the others as they are then), its floor and ceiling from then on.
+    /// </param>
+    public sealed record Tenant(string Name, int Priority, long? Floor, long? Ceiling, IActorRef Memory, IActorRef Scheduler, Func<Demand, long> BytesFor,
+        bool Static = false);
 
     /// <param name="ComputeTier">The tier divided: the GPU on a CUDA node, host memory on a CPU node.</param>
     /// <param name="PollInterval">How often each model's queue is read.</param>
@@ -42,8 +47,9 @@ public static class ArbiterProtocol
     /// <param name="Share">The compute-tier bytes last handed to the model's memory-pressure actor.</param>
     /// <param name="Demand">What its queued and running requests need now.</param>
     /// <param name="Drops">GPU batches dropped from its blocks, and <paramref name="Requeues"/> the sequences requeued with them.</param>
+    /// <param name="FixedShare">A static model's share once fixed; null: it follows the division.</param>
     public sealed record TenantState(string Name, int Priority, long Share, long Demand, int Queued, int Running, long? Floor, long? Ceiling,
-        long Drops, long Requeues, long RecomputedTokens);
+        long Drops, long Requeues, long RecomputedTokens, long? FixedShare = null);
 
     /// <param name="Device">The node's budgets, as its memory-pressure actor has them.</param>
     public sealed record State(Tier ComputeTier, TierBudgets Device, IReadOnlyList<TenantState> Tenants);

@@ -28,6 +28,8 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         public bool BlockRunning { get; set; }
         public long Demand { get; set; }
         public long? Share { get; set; }
+        /// <summary>A static model's share, fixed once it had work.</summary>
+        public long? Fixed { get; set; }
         public long Drops { get; set; }
         public long Requeues { get; set; }
         public long Recomputed { get; set; }
@@ -102,7 +104,7 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         });
         Receive<GetState>(_ => Sender.Tell(new State(_settings.ComputeTier, _device ?? TierBudgets.None,
             _held.Select(h => new TenantState(h.Tenant.Name, h.Tenant.Priority, h.Share ?? 0, h.Demand, h.Queued, h.Running, h.Tenant.Floor,
-                h.Tenant.Ceiling, h.Drops, h.Requeues, h.Recomputed)).ToArray())));
+                h.Tenant.Ceiling, h.Drops, h.Requeues, h.Recomputed, h.Fixed)).ToArray())));
         // The schedulers' other news (policies honoured, results) is not the arbiter's.
         ReceiveAny(_ => { });
     }
@@ -143,7 +145,7 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             var sequences = h.Queued + h.Running + _settings.ReserveSequences;
             h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(sequences, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
                 _settings.ReleaseAfter);
-            claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Tenant.Floor, h.Tenant.Ceiling);
+            claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Fixed ?? h.Tenant.Floor, h.Fixed ?? h.Tenant.Ceiling);
         }
         var budget = _device[_settings.ComputeTier];
         // No budget known (0): every model is as unbounded as a node alone would be.
@@ -153,6 +155,12 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             var h = _held[i];
             // A share of nothing is still a budget (0 would mean none is known): one byte, which no policy fits.
             var share = budget > 0 ? Math.Max(1, shares[i]) : 0;
+            if (h.Tenant.Static && h.Fixed is null && budget > 0 && h.Queued + h.Running > 0)
+            {
+                h.Fixed = share;
+                _log.Info("arbiter: {0}'s share is fixed at {1} of {2} (static: planned once for the memory it has with work)", h.Tenant.Name,
+                    Planning.ByteSize.FormatBinary(share), Planning.ByteSize.FormatBinary(budget));
+            }
             if (h.Share is { } last && (share == last || share > last && share - last < _settings.ChangeThreshold)) continue;
             _log.Debug("arbiter: {0} gets {1} of {2} (demand {3})", h.Tenant.Name, Planning.ByteSize.FormatBinary(share),
                 Planning.ByteSize.FormatBinary(budget), Planning.ByteSize.FormatBinary(h.Demand));

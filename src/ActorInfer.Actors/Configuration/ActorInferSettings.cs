@@ -48,7 +48,12 @@ public sealed record PlannerSettings(string Hardware, int MaxBlockSize, bool Com
 /// <param name="Priority">Higher gets its demand first when the GPU arbiter divides the device.</param>
 /// <param name="MemoryFloor">Compute-tier bytes the model keeps whatever the others need; null: none.</param>
 /// <param name="MemoryCeiling">Compute-tier bytes the model never gets more than; null: no limit.</param>
-public sealed record ServedModelSettings(string Name, string Model, int Priority, long? MemoryFloor, long? MemoryCeiling, long WeightsSeed);
+/// <param name="StaticShare">
+/// FlexGen-style: the model's share is fixed at the first one the arbiter gives it once it has work, and its policy with
+/// it; it gives nothing back and takes nothing more (a baseline against the arbiter's elastic division).
+/// </param>
+public sealed record ServedModelSettings(string Name, string Model, int Priority, long? MemoryFloor, long? MemoryCeiling, long WeightsSeed,
+    bool StaticShare = false);
 
 /// <summary>The GPU arbiter of a node serving several models (see reference.conf's `actorinfer.arbiter`).</summary>
 /// <param name="PollInterval">How often each model's queue is read to re-divide the device.</param>

@@ -146,7 +146,7 @@ public static class SettingsLoader
         };
     }
 
-    private static readonly string[] ModelKeys = ["name", "model", "priority", "memory-floor", "memory-ceiling", "weights-seed"];
+    private static readonly string[] ModelKeys = ["name", "model", "priority", "memory-floor", "memory-ceiling", "weights-seed", "static-share"];
 
     /// <summary>`actorinfer.models`: each entry checked (known keys, a loadable model, a unique name, floor below ceiling).</summary>
     private static IReadOnlyList<ServedModelSettings> ReadModels(Config config, Reader r, Func<string, string?> modelProblem, string baseDir)
@@ -188,7 +188,8 @@ public static class SettingsLoader
                 throw new SettingsException($"{at}.memory-floor", $"{ByteSize.FormatBinary(f)} is above memory-ceiling ({ByteSize.FormatBinary(c)})");
             var priority = entry.Has("priority") ? entry.Int("priority", $"{at}.priority") : 0;
             var seed = entry.Has("weights-seed") ? entry.Long("weights-seed", $"{at}.weights-seed") : r.Long("actorinfer.weights-seed");
-            models.Add(new ServedModelSettings(modelName, path, priority, floor, ceiling, seed));
+            var fixedShare = entry.Has("static-share") && entry.Bool("static-share", $"{at}.static-share");
+            models.Add(new ServedModelSettings(modelName, path, priority, floor, ceiling, seed, fixedShare));
         }
         return models;
     }
@@ -353,14 +354,14 @@ public static class SettingsLoader
                 ? v
                 : throw new SettingsException(name, $"'{String(key, name)}' is not an integer");
 
-        public bool Bool(string key)
+        public bool Bool(string key, string? name = null)
         {
-            var s = String(key).Trim().ToLowerInvariant();
+            var s = (name is null ? String(key) : String(key, name)).Trim().ToLowerInvariant();
             return s switch
             {
                 "on" or "true" or "yes" => true,
                 "off" or "false" or "no" => false,
-                _ => throw new SettingsException(key, $"'{s}' is not a boolean (on/off, true/false)"),
+                _ => throw new SettingsException(name ?? key, $"'{s}' is not a boolean (on/off, true/false)"),
             };
         }
 

@@ -52,7 +52,7 @@ public sealed partial class ActorInferNode
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
                     LargestBlock(placement, settings)));
                 tenants.Add(new ArbiterProtocol.Tenant(model.Name, model.Priority, model.MemoryFloor, model.MemoryCeiling, actors.Memory, actors.Scheduler,
-                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null)));
+                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null), model.StaticShare));
             }
             var arbiter = system.ActorOf(ArbiterProtocol.Props(
                 new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter,
