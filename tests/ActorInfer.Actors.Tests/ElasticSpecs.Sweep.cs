@@ -1,0 +1,139 @@
+using ActorInfer.Actors.Engine;
+using ActorInfer.Actors.Planner;
+using ActorInfer.Actors.Scheduling;
+using ActorInfer.Model.Config;
+using ActorInfer.Model.Generation;
+using ActorInfer.Runtime.Schedule;
+using Akka.Actor;
+using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
+using static TorchSharp.torch;
+using LayerIndex = ActorInfer.Runtime.Schedule.LayerIndex;
+using TokenStep = ActorInfer.Runtime.Schedule.TokenStep;
+
+namespace ActorInfer.Actors.Tests;
+
+/// <summary>
+/// A budget change at every point of a block's life: the same small job is run once per engine call of an unpressured
+/// run, with a change sent (as a planner sends one: into the scheduler's mailbox, then the signal raised) from inside
+/// that call. Wherever it lands (an embedding, a decoding layer that may stop for it, an output head, between two heads,
+/// while tokens land) every request finishes once, with its unpressured tokens, and the change is honoured.
+/// </summary>
+public sealed partial class ElasticSpecs
+{
+    /// <summary>The changes swept, by the call they are sent from: fewer batches, one of two sequences, and the same policy again.</summary>
+    private static readonly BlockPolicy[] SweptChanges =
+        [new BlockPolicy(1, 1, "one batch"), new BlockPolicy(2, 1, "one batch of two"), new BlockPolicy(1, 3, "three batches")];
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_change_sent_from_any_engine_call_of_a_block_leaves_every_output_unchanged(bool cacheOnDevice)
+    {
+        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
+        var reference = Reference(items);
+        // The unpressured run's engine calls: each is a point to send the change from.
+        var (calls, honoured) = RunWithChangeAt(cacheOnDevice, items, at: null, SweptChanges[0], reference, honours: null);
+        Assert.True(calls > 30, $"only {calls} engine calls");
+        for (var at = 1; at <= calls; at++)
+            RunWithChangeAt(cacheOnDevice, items, at, SweptChanges[at % SweptChanges.Length], reference, honours: honoured + 1);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="items"/> under three one-sequence batches, the change sent from engine call <paramref name="at"/>
+    /// (none: null); asserts every output is <paramref name="reference"/>'s and, with a change, that it was sent and the
+    /// policies honoured number <paramref name="honours"/>. Returns the engine calls made and the policies honoured.
+    /// </summary>
+    private (int Calls, int Honoured) RunWithChangeAt(bool cacheOnDevice, WorkItem[] items, int? at, BlockPolicy change,
+        Dictionary<string, string> reference, int? honours)
+    {
+        var (inner, owner) = OffloadedEngine(cacheOnDevice);
+        var engine = new ChangeAtCall(inner, at, change);
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
+        engine.Scheduler = scheduler;
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
+        scheduler.Tell(new Observe(TestActor));
+        scheduler.Tell(new Enqueue(items));
+        var honoured = 0;
+        var results = Results(items.Length, m =>
+        {
+            if (m is PolicyHonoured) honoured++;
+        });
+        Assert.True(reference.OrderBy(r => r.Key).SequenceEqual(results.OrderBy(r => r.Key)),
+            $"call {at}: outputs differ from the unpressured run's: {string.Join("; ", results.OrderBy(r => r.Key))} against {string.Join("; ", reference.OrderBy(r => r.Key))}");
+        if (at is { } k)
+        {
+            Assert.True(engine.Sent, $"call {k}: the change was not sent");
+            // A change that lands after the last block is honoured after the results.
+            while (honoured < honours)
+            {
+                FishForMessage(m => m is PolicyHonoured, TimeSpan.FromSeconds(10), $"call {k}: the change was not honoured");
+                honoured++;
+            }
+            Assert.Equal(honours, honoured);
+            Assert.False(inner.Changes!.Waiting, $"call {k}: the change signal is still raised");
+        }
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+        return (engine.Calls, honoured);
+    }
+
+    /// <summary>The offloaded engine, with a budget change sent to the scheduler from inside its <c>at</c>-th call.</summary>
+    private sealed class ChangeAtCall(IInferenceEngine inner, int? at, BlockPolicy change) : IInferenceEngine
+    {
+        public IActorRef? Scheduler { get; set; }
+        public bool Sent { get; private set; }
+        public int Calls { get; private set; }
+
+        private void Count()
+        {
+            Calls++;
+            if (Calls != at || Sent) return;
+            Sent = true;
+            Scheduler!.Tell(new PlannerProtocol.PolicyChanged(change, Memory.TierBudgets.None) { Signalled = true });
+            inner.Changes!.Sent();
+        }
+
+        public ModelConfig Config => inner.Config;
+        public IGpuBatch Open(IReadOnlyList<SequenceState> sequences) => inner.Open(sequences);
+
+        public Tensor Embed(IGpuBatch batch, TokenStep step)
+        {
+            Count();
+            return inner.Embed(batch, step);
+        }
+
+        public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Count();
+            return inner.RunLayer(layer, batch, hidden, step);
+        }
+
+        public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Count();
+            return inner.RunLayerOrYield(layer, batch, hidden, step);
+        }
+
+        public ChangeSignal? Changes => inner.Changes;
+
+        public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Count();
+            inner.ChooseTokens(batch, hidden, step);
+        }
+
+        public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Count();
+            return inner.BeginChooseTokens(batch, hidden, step);
+        }
+
+        public bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, Memory.TierBudgets budgets) => inner.Fits(remaining, policy, budgets);
+        public void Apply(BlockPolicy policy, Memory.TierBudgets budgets, Action? moved = null) => inner.Apply(policy, budgets, moved);
+        public bool AtLayerBoundary => inner.AtLayerBoundary;
+        public bool Within(Memory.TierBudgets budgets) => inner.Within(budgets);
+        public long? DeviceBytesHeld => inner.DeviceBytesHeld;
+        public void Dispose() => inner.Dispose();
+    }
+}
