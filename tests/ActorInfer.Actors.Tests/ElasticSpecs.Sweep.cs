@@ -20,37 +20,42 @@ namespace ActorInfer.Actors.Tests;
 /// </summary>
 public sealed partial class ElasticSpecs
 {
-    /// <summary>The changes swept, by the call they are sent from: fewer batches, one of two sequences, and the same policy again.</summary>
-    private static readonly BlockPolicy[] SweptChanges =
-        [new BlockPolicy(1, 1, "one batch"), new BlockPolicy(2, 1, "one batch of two"), new BlockPolicy(1, 3, "three batches")];
+    /// <summary>
+    /// The changes swept, by the call they are sent from, for blocks of three batches of <c>perBatch</c> sequences: room
+    /// for one batch, for one sequence less than the block, and the same policy again.
+    /// </summary>
+    private static BlockPolicy[] SweptChanges(int perBatch) =>
+        [new BlockPolicy(perBatch, 1, "one batch"), new BlockPolicy(3 * perBatch - 1, 1, "one sequence less"), new BlockPolicy(perBatch, 3, "three batches")];
 
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void A_change_sent_from_any_engine_call_of_a_block_leaves_every_output_unchanged(bool cacheOnDevice)
+    [InlineData(true, 1)]
+    [InlineData(false, 1)]
+    [InlineData(true, 2)]
+    public void A_change_sent_from_any_engine_call_of_a_block_leaves_every_output_unchanged(bool cacheOnDevice, int perBatch)
     {
-        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
+        var items = Enumerable.Range(0, 3 * perBatch).Select(Item).ToArray();
         var reference = Reference(items);
+        var changes = SweptChanges(perBatch);
         // The unpressured run's engine calls: each is a point to send the change from.
-        var (calls, honoured) = RunWithChangeAt(cacheOnDevice, items, at: null, SweptChanges[0], reference, honours: null);
+        var (calls, honoured) = RunWithChangeAt(cacheOnDevice, items, perBatch, at: null, changes[0], reference, honours: null);
         Assert.True(calls > 30, $"only {calls} engine calls");
         for (var at = 1; at <= calls; at++)
-            RunWithChangeAt(cacheOnDevice, items, at, SweptChanges[at % SweptChanges.Length], reference, honours: honoured + 1);
+            RunWithChangeAt(cacheOnDevice, items, perBatch, at, changes[at % changes.Length], reference, honours: honoured + 1);
     }
 
     /// <summary>
-    /// Runs <paramref name="items"/> under three one-sequence batches, the change sent from engine call <paramref name="at"/>
+    /// Runs <paramref name="items"/> under three batches of <paramref name="perBatch"/> sequences, the change sent from engine call <paramref name="at"/>
     /// (none: null); asserts every output is <paramref name="reference"/>'s and, with a change, that it was sent and the
     /// policies honoured number <paramref name="honours"/>. Returns the engine calls made and the policies honoured.
     /// </summary>
-    private (int Calls, int Honoured) RunWithChangeAt(bool cacheOnDevice, WorkItem[] items, int? at, BlockPolicy change,
+    private (int Calls, int Honoured) RunWithChangeAt(bool cacheOnDevice, WorkItem[] items, int perBatch, int? at, BlockPolicy change,
         Dictionary<string, string> reference, int? honours)
     {
         var (inner, owner) = OffloadedEngine(cacheOnDevice);
         var engine = new ChangeAtCall(inner, at, change);
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
         engine.Scheduler = scheduler;
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(perBatch, 3, "three batches"), Memory.TierBudgets.None));
         scheduler.Tell(new Observe(TestActor));
         scheduler.Tell(new Enqueue(items));
         var honoured = 0;
