@@ -1,14 +1,7 @@
-using ActorInfer.Actors.Engine;
 using ActorInfer.Actors.Planner;
 using ActorInfer.Actors.Scheduling;
-using ActorInfer.Model.Config;
-using ActorInfer.Model.Generation;
-using ActorInfer.Runtime.Schedule;
 using Akka.Actor;
 using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
-using static TorchSharp.torch;
-using LayerIndex = ActorInfer.Runtime.Schedule.LayerIndex;
-using TokenStep = ActorInfer.Runtime.Schedule.TokenStep;
 
 namespace ActorInfer.Actors.Tests;
 
@@ -52,7 +45,7 @@ public sealed partial class ElasticSpecs
         Dictionary<string, string> reference, int? honours)
     {
         var (inner, owner) = OffloadedEngine(cacheOnDevice);
-        var engine = new ChangeAtCall(inner, at, change);
+        var engine = new ChangeFromCall(inner, c => c.Number == at, change);
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
         engine.Scheduler = scheduler;
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(perBatch, 3, "three batches"), Memory.TierBudgets.None));
@@ -80,65 +73,6 @@ public sealed partial class ElasticSpecs
         Sys.Stop(scheduler);
         engine.Dispose();
         owner.Dispose();
-        return (engine.Calls, honoured);
-    }
-
-    /// <summary>The offloaded engine, with a budget change sent to the scheduler from inside its <c>at</c>-th call.</summary>
-    private sealed class ChangeAtCall(IInferenceEngine inner, int? at, BlockPolicy change) : IInferenceEngine
-    {
-        public IActorRef? Scheduler { get; set; }
-        public bool Sent { get; private set; }
-        public int Calls { get; private set; }
-
-        private void Count()
-        {
-            Calls++;
-            if (Calls != at || Sent) return;
-            Sent = true;
-            Scheduler!.Tell(new PlannerProtocol.PolicyChanged(change, Memory.TierBudgets.None) { Signalled = true });
-            inner.Changes!.Sent();
-        }
-
-        public ModelConfig Config => inner.Config;
-        public IGpuBatch Open(IReadOnlyList<SequenceState> sequences) => inner.Open(sequences);
-
-        public Tensor Embed(IGpuBatch batch, TokenStep step)
-        {
-            Count();
-            return inner.Embed(batch, step);
-        }
-
-        public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
-        {
-            Count();
-            return inner.RunLayer(layer, batch, hidden, step);
-        }
-
-        public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
-        {
-            Count();
-            return inner.RunLayerOrYield(layer, batch, hidden, step);
-        }
-
-        public ChangeSignal? Changes => inner.Changes;
-
-        public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
-        {
-            Count();
-            inner.ChooseTokens(batch, hidden, step);
-        }
-
-        public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
-        {
-            Count();
-            return inner.BeginChooseTokens(batch, hidden, step);
-        }
-
-        public bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, Memory.TierBudgets budgets) => inner.Fits(remaining, policy, budgets);
-        public void Apply(BlockPolicy policy, Memory.TierBudgets budgets, Action? moved = null) => inner.Apply(policy, budgets, moved);
-        public bool AtLayerBoundary => inner.AtLayerBoundary;
-        public bool Within(Memory.TierBudgets budgets) => inner.Within(budgets);
-        public long? DeviceBytesHeld => inner.DeviceBytesHeld;
-        public void Dispose() => inner.Dispose();
+        return (engine.Calls.Count, honoured);
     }
 }

@@ -76,8 +76,40 @@ public sealed partial class ElasticSpecs
     [Fact]
     public void A_change_during_a_step_s_output_heads_drops_the_batches_not_yet_through_their_head()
     {
+        var (drops, honoured, headsInStep) = RunWithChangeDuringHead(new TokenStep(2));
+        // Of that step's three heads only the first ran: the change applied before the others.
+        Assert.Equal(1, headsInStep);
+        // The two batches after the first, each of one sequence, were dropped by that change, at its arrival.
+        var drop = Assert.Single(drops);
+        Assert.Equal((2, 2), (drop.Batches, drop.Sequences));
+        Assert.Contains(honoured, h => h.Dropped);
+    }
+
+    /// <summary>
+    /// A change that arrives after the first output head of the step whose tokens finish the first batch (request 0's
+    /// sixth token, decoding step 5): that batch, the step's leading one, gives up its cache at once while its tokens
+    /// still land, the last batch is dropped to fit one running sequence, and the middle batch's head still runs in the
+    /// same step (the engine's step goes on without its leading batch): every request finishes once, unchanged.
+    /// </summary>
+    [Fact]
+    public void A_change_after_the_head_that_finishes_the_leading_batch_keeps_the_step_for_the_other_heads()
+    {
+        var (drops, _, headsInStep) = RunWithChangeDuringHead(new TokenStep(5));
+        // The first batch's head and the middle batch's head ran in that step; the last batch was dropped before its head.
+        Assert.Equal(2, headsInStep);
+        var drop = Assert.Single(drops);
+        Assert.Equal((1, 1), (drop.Batches, drop.Sequences));
+    }
+
+    /// <summary>
+    /// Requests 0 to 2 in three one-sequence batches, a change to one batch of one sent from inside the first output head
+    /// of <paramref name="step"/>: asserts the outputs are the unpressured ones and the change was sent and received;
+    /// returns the drops and honours told, and how many of that step's heads ran.
+    /// </summary>
+    private (List<BatchesDropped> Drops, List<PolicyHonoured> Honoured, int HeadsInStep) RunWithChangeDuringHead(TokenStep step)
+    {
         var (inner, owner) = OffloadedEngine(cacheOnDevice: true);
-        var engine = new ChangeDuringHead(inner, new TokenStep(2), new BlockPolicy(1, 1, "one batch"));
+        var engine = new ChangeFromCall(inner, c => c.Kind == "head" && c.Step == step, new BlockPolicy(1, 1, "one batch"));
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
         engine.Scheduler = scheduler;
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
@@ -93,50 +125,11 @@ public sealed partial class ElasticSpecs
         });
         Assert.Equal(Reference(items), results);
         Assert.True(engine.Sent, "the change was not sent from a head");
-        // Of that step's three heads only the first ran: the change applied before the others.
-        Assert.Equal(1, engine.HeadsInStep);
-        // The two batches after the first, each of one sequence, were dropped by that change, at its arrival.
-        var drop = Assert.Single(drops);
-        Assert.Equal((2, 2), (drop.Batches, drop.Sequences));
-        Assert.Contains(honoured, h => h.Dropped);
         Assert.False(inner.Changes!.Waiting);
         Sys.Stop(scheduler);
         engine.Dispose();
         owner.Dispose();
-    }
-
-    /// <summary>
-    /// A change that arrives after the first output head of the step whose tokens finish the first batch (request 0's
-    /// sixth token, decoding step 5): that batch, the step's leading one, gives up its cache at once while its tokens
-    /// still land, the last batch is dropped to fit one running sequence, and the middle batch's head still runs in the
-    /// same step (the engine's step goes on without its leading batch): every request finishes once, unchanged.
-    /// </summary>
-    [Fact]
-    public void A_change_after_the_head_that_finishes_the_leading_batch_keeps_the_step_for_the_other_heads()
-    {
-        var (inner, owner) = OffloadedEngine(cacheOnDevice: true);
-        var engine = new ChangeDuringHead(inner, new TokenStep(5), new BlockPolicy(1, 1, "one batch"));
-        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, Layers(engine), planner: null));
-        engine.Scheduler = scheduler;
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 3, "three batches"), Memory.TierBudgets.None));
-        scheduler.Tell(new Observe(TestActor));
-        var items = Enumerable.Range(0, 3).Select(Item).ToArray();
-        scheduler.Tell(new Enqueue(items));
-        var drops = new List<BatchesDropped>();
-        var results = Results(items.Length, m =>
-        {
-            if (m is BatchesDropped d) drops.Add(d);
-        });
-        Assert.Equal(Reference(items), results);
-        Assert.True(engine.Sent, "the change was not sent from a head");
-        // The first batch's head and the middle batch's head ran in that step; the last batch was dropped before its head.
-        Assert.Equal(2, engine.HeadsInStep);
-        var drop = Assert.Single(drops);
-        Assert.Equal((1, 1), (drop.Batches, drop.Sequences));
-        Assert.False(inner.Changes!.Waiting);
-        Sys.Stop(scheduler);
-        engine.Dispose();
-        owner.Dispose();
+        return (drops, honoured, engine.HeadsInStepOfSend);
     }
 
     /// <summary>
@@ -181,35 +174,70 @@ public sealed partial class ElasticSpecs
         owner.Dispose();
     }
 
-    /// <summary>The offloaded engine, with a budget change sent to the scheduler from inside one step's first output head.</summary>
-    private sealed class ChangeDuringHead(IInferenceEngine inner, TokenStep step, BlockPolicy change) : IInferenceEngine
+    /// <summary>An engine call as <see cref="ChangeFromCall"/> records it: its number (from 1), kind (embed, layer, head) and step.</summary>
+    private sealed record EngineCall(int Number, string Kind, TokenStep Step);
+
+    /// <summary>
+    /// The offloaded engine, with a budget change sent to the scheduler (as a planner sends one: into the mailbox, then the
+    /// signal raised) from inside the first engine call that <c>sendsAt</c> picks, before the call runs; it records every call.
+    /// </summary>
+    private sealed class ChangeFromCall(IInferenceEngine inner, Func<EngineCall, bool> sendsAt, BlockPolicy change) : IInferenceEngine
     {
         public IActorRef? Scheduler { get; set; }
-        public bool Sent { get; private set; }
-        public int HeadsInStep { get; private set; }
-        private bool _counted;
+        public List<EngineCall> Calls { get; } = [];
+        public EngineCall? SentFrom { get; private set; }
+        public bool Sent => SentFrom is not null;
+
+        /// <summary>The output heads run back to back from the sending one, in its step (the next step's embeddings end the run).</summary>
+        public int HeadsInStepOfSend => SentFrom is { } from
+            ? Calls.Skip(from.Number - 1).TakeWhile(c => c.Kind == "head" && c.Step == from.Step).Count()
+            : 0;
+
+        private void Record(string kind, TokenStep step)
+        {
+            var call = new EngineCall(Calls.Count + 1, kind, step);
+            Calls.Add(call);
+            if (Sent || !sendsAt(call)) return;
+            SentFrom = call;
+            Scheduler!.Tell(new PlannerProtocol.PolicyChanged(change, Memory.TierBudgets.None) { Signalled = true });
+            inner.Changes!.Sent();
+        }
+
         public ModelConfig Config => inner.Config;
         public IGpuBatch Open(IReadOnlyList<SequenceState> sequences) => inner.Open(sequences);
-        public Tensor Embed(IGpuBatch batch, TokenStep at) => inner.Embed(batch, at);
-        public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep at) => inner.RunLayer(layer, batch, hidden, at);
-        public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep at) => inner.RunLayerOrYield(layer, batch, hidden, at);
-        public ChangeSignal? Changes => inner.Changes;
-        public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep at) => inner.ChooseTokens(batch, hidden, at);
-        public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep at)
+
+        public Tensor Embed(IGpuBatch batch, TokenStep step)
         {
-            var tokens = inner.BeginChooseTokens(batch, hidden, at);
-            // The block's heads in that step (a later block's step of the same number comes after a later step).
-            if (Sent && at != step) _counted = true;
-            if (at == step && !_counted) HeadsInStep++;
-            if (!Sent && at == step)
-            {
-                // As a planner sends one: into the mailbox, then the signal raised.
-                Sent = true;
-                Scheduler!.Tell(new PlannerProtocol.PolicyChanged(change, Memory.TierBudgets.None) { Signalled = true });
-                inner.Changes!.Sent();
-            }
-            return tokens;
+            Record("embed", step);
+            return inner.Embed(batch, step);
         }
+
+        public Tensor RunLayer(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Record("layer", step);
+            return inner.RunLayer(layer, batch, hidden, step);
+        }
+
+        public Tensor? RunLayerOrYield(LayerIndex layer, IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Record("layer", step);
+            return inner.RunLayerOrYield(layer, batch, hidden, step);
+        }
+
+        public ChangeSignal? Changes => inner.Changes;
+
+        public void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Record("head", step);
+            inner.ChooseTokens(batch, hidden, step);
+        }
+
+        public PendingTokens BeginChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step)
+        {
+            Record("head", step);
+            return inner.BeginChooseTokens(batch, hidden, step);
+        }
+
         public bool Fits(IReadOnlyList<IGpuBatch> remaining, BlockPolicy policy, Memory.TierBudgets budgets) => inner.Fits(remaining, policy, budgets);
         public void Apply(BlockPolicy policy, Memory.TierBudgets budgets, Action? moved = null) => inner.Apply(policy, budgets, moved);
         public bool AtLayerBoundary => inner.AtLayerBoundary;
