@@ -1,8 +1,5 @@
-using ActorInfer.Planning;
-using System.Reflection;
 using System.Text.Json;
 using Akka.Configuration;
-using Address = Akka.Actor.Address;
 using Akka.Configuration.Hocon;
 
 namespace ActorInfer.Actors.Configuration;
@@ -76,9 +73,9 @@ public static class SettingsLoader
         CheckKeys(user);
         var config = user.WithFallback(Reference);
         var baseDir = baseDirectory ?? Directory.GetCurrentDirectory();
-        var r = new Reader(config);
+        var r = new SettingsReader(config);
 
-        var models = ReadModels(config, r, modelProblem, baseDir);
+        var models = ModelsSection.Read(config, r, modelProblem, baseDir);
         if (models.Count > 0 && user.HasPath("actorinfer.model"))
             throw new SettingsException("actorinfer.model", "each entry of actorinfer.models names its own model: leave actorinfer.model (and --model) out");
         var model = r.NonEmptyString("actorinfer.model");
@@ -120,11 +117,11 @@ public static class SettingsLoader
             throw new SettingsException("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count",
                 "must be 1: tensor work must stay on one thread (DisposeScope is thread-static, CUDA runs in issue order)");
 
-        var cluster = ReadCluster(r);
-        var roles = ReadRoles(r, cluster);
+        var cluster = ClusterSection.Read(r);
+        var roles = ClusterSection.ReadRoles(r, cluster);
         if (models.Count > 0 && roles != NodeRoles.Both)
             throw new SettingsException("actorinfer.models", $"several models are served by a node alone (roles = [gateway, worker]), not by a '{roles}'");
-        var http = ReadHttp(config, r, modelPath);
+        var http = HttpSection.Read(config, r, modelPath);
         if (models.Count > 0)
         {
             if (r.String("actorinfer.http.served-model-name").Trim().Length > 0)
@@ -138,7 +135,7 @@ public static class SettingsLoader
         {
             Models = models,
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
-                r.Duration("actorinfer.arbiter.release-after"), NonNegativeInt(r, "actorinfer.arbiter.reserve-sequences")),
+                r.Duration("actorinfer.arbiter.release-after"), r.NonNegativeInt("actorinfer.arbiter.reserve-sequences")),
             Planner = ReadPlanner(r, baseDir),
             Cluster = cluster,
             Roles = roles,
@@ -146,93 +143,7 @@ public static class SettingsLoader
         };
     }
 
-    private static readonly string[] ModelKeys = ["name", "model", "priority", "memory-floor", "memory-ceiling", "weights-seed", "static-share"];
-
-    /// <summary>`actorinfer.models`: each entry checked (known keys, a loadable model, a unique name, floor below ceiling).</summary>
-    private static IReadOnlyList<ServedModelSettings> ReadModels(Config config, Reader r, Func<string, string?> modelProblem, string baseDir)
-    {
-        const string key = "actorinfer.models";
-        var value = config.GetValue(key);
-        if (value is null) return [];
-        if (value.IsObject()) throw new SettingsException(key, "must be a list of models ([{ name = ..., model = ... }, ...])");
-        if (!value.IsArray()) return value.IsString() && value.Values.Count > 0
-            ? throw new SettingsException(key, "must be a list of models ([{ name = ..., model = ... }, ...])")
-            : [];
-        var models = new List<ServedModelSettings>();
-        var items = value.GetArray();
-        for (var i = 0; i < items.Count; i++)
-        {
-            var at = $"{key}[{i}]";
-            if (!items[i].IsObject()) throw new SettingsException(at, "must be a section ({ name = ..., model = ..., priority = ... })");
-            foreach (var name in items[i].GetObject().Items.Keys)
-                if (!ModelKeys.Contains(name))
-                    throw new SettingsException($"{at}.{name}", $"unknown key (a model takes {string.Join(", ", ModelKeys)})");
-            var entry = new Reader(new Config(new HoconRoot(items[i])));
-            string Text(string k, string fallback) => entry.Has(k) ? entry.String(k, $"{at}.{k}").Trim() : fallback;
-            var modelName = Text("name", "");
-            if (modelName.Length == 0) throw new SettingsException($"{at}.name", "is required: the id requests give as `model`");
-            if (models.Any(m => m.Name == modelName)) throw new SettingsException($"{at}.name", $"'{modelName}' names two models");
-            var model = Text("model", "");
-            if (model.Length == 0) throw new SettingsException($"{at}.model", "is required: a checkpoint directory or a model size name");
-            var path = LooksLikePath(model) ? Path.GetFullPath(model, baseDir) : model;
-            if (modelProblem(path) is { } problem) throw new SettingsException($"{at}.model", problem);
-            long? Bound(string k)
-            {
-                var text = Text(k, "auto");
-                if (text == "auto") return null;
-                return ByteSize.TryParse(text, out var bytes, out var why) ? bytes : throw new SettingsException($"{at}.{k}", why);
-            }
-            var floor = Bound("memory-floor");
-            var ceiling = Bound("memory-ceiling");
-            if (floor is { } f && ceiling is { } c && f > c)
-                throw new SettingsException($"{at}.memory-floor", $"{ByteSize.FormatBinary(f)} is above memory-ceiling ({ByteSize.FormatBinary(c)})");
-            var priority = entry.Has("priority") ? entry.Int("priority", $"{at}.priority") : 0;
-            var seed = entry.Has("weights-seed") ? entry.Long("weights-seed", $"{at}.weights-seed") : r.Long("actorinfer.weights-seed");
-            var fixedShare = entry.Has("static-share") && entry.Bool("static-share", $"{at}.static-share");
-            models.Add(new ServedModelSettings(modelName, path, priority, floor, ceiling, seed, fixedShare));
-        }
-        return models;
-    }
-
-    private static NodeRoles ReadRoles(Reader r, ClusterSettings cluster)
-    {
-        const string key = "actorinfer.roles";
-        var names = r.StringList(key, key);
-        foreach (var name in names)
-            if (name is not ("gateway" or "worker"))
-                throw new SettingsException(key, $"'{name}' is not a role (gateway, worker)");
-        var roles = new NodeRoles(names.Contains("gateway"), names.Contains("worker"));
-        if (!roles.Gateway && !roles.Worker) throw new SettingsException(key, "names no role (gateway, worker, or both)");
-        if (roles != NodeRoles.Both && !cluster.Enabled)
-            throw new SettingsException(key, $"'{roles}' alone needs actorinfer.cluster.enabled = on (a gateway routes to the cluster's workers)");
-        return roles;
-    }
-
-    private static ClusterSettings ReadCluster(Reader r)
-    {
-        const string cluster = "actorinfer.cluster";
-        var port = r.Int($"{cluster}.port");
-        if (port is < 0 or > 65535) throw new SettingsException($"{cluster}.port", $"{port} is not a port (0-65535; 0 picks a free one)");
-        var seeds = r.StringList($"{cluster}.seed-nodes", $"{cluster}.seed-nodes");
-        foreach (var seed in seeds)
-        {
-            Address address;
-            try
-            {
-                address = Address.Parse(seed);
-            }
-            catch (Exception ex) when (ex is UriFormatException or ArgumentException or FormatException)
-            {
-                throw new SettingsException($"{cluster}.seed-nodes", $"'{seed}' is not an address like akka.tcp://actorinfer@127.0.0.1:4053");
-            }
-            if (address.Protocol != "akka.tcp" || address.System != "actorinfer" || address.Host is null || address.Port is null or <= 0)
-                throw new SettingsException($"{cluster}.seed-nodes", $"'{seed}' is not an address like akka.tcp://actorinfer@127.0.0.1:4053");
-        }
-        return new ClusterSettings(r.Bool($"{cluster}.enabled"), r.NonEmptyString($"{cluster}.hostname"), port, seeds,
-            r.Duration($"{cluster}.acceptable-heartbeat-pause"), r.Duration($"{cluster}.stable-after"));
-    }
-
-    private static PlannerSettings ReadPlanner(Reader r, string baseDir)
+    private static PlannerSettings ReadPlanner(SettingsReader r, string baseDir)
     {
         const string planner = "actorinfer.planner";
         var hardware = r.NonEmptyString($"{planner}.hardware").Trim();
@@ -247,65 +158,11 @@ public static class SettingsLoader
             tableStep <= 1.0 || tableStep > 2.0)
             throw new SettingsException($"{planner}.table-step", $"'{step}' is not a factor between 1 (exclusive) and 2, such as 1.02");
         return new PlannerSettings(hardware, r.PositiveInt($"{planner}.max-block-size"), r.Bool($"{planner}.compress-cache"),
-            r.Bool($"{planner}.whole-context"), tableStep) { HeadroomHistory = NonNegativeInt(r, $"{planner}.headroom-history") };
+            r.Bool($"{planner}.whole-context"), tableStep) { HeadroomHistory = r.NonNegativeInt($"{planner}.headroom-history") };
     }
 
-    private static HttpSettings ReadHttp(Config config, Reader r, string modelPath)
-    {
-        const string http = "actorinfer.http";
-        var port = r.Int($"{http}.port");
-        if (port is < 0 or > 65535) throw new SettingsException($"{http}.port", $"{port} is not a port (0-65535; 0 picks a free one)");
-        var servedName = r.String($"{http}.served-model-name").Trim();
-        if (servedName.Length == 0) servedName = Path.GetFileName(modelPath.TrimEnd('/', '\\'));
-        var tenants = new List<TenantSettings>();
-        IEnumerable<string> names = config.GetValue($"{http}.tenants") is { } t && t.IsObject() ? t.GetObject().Items.Keys : [];
-        var seen = new Dictionary<string, string>();
-        foreach (var name in names.Order(StringComparer.Ordinal))
-        {
-            var tenant = config.GetConfig($"{http}.tenants.{name}").WithFallback(config.GetConfig($"{http}.tenant-defaults"));
-            var tr = new Reader(tenant);
-            var hashes = KeyHashes(tr, "api-key-hashes", $"{http}.tenants.{name}.api-key-hashes");
-            foreach (var h in hashes)
-                if (!seen.TryAdd(h, name))
-                    throw new SettingsException($"{http}.tenants.{name}.api-key-hashes", $"a key hash is also a key of tenant '{seen[h]}'");
-            tenants.Add(new TenantSettings(name, hashes, tr.Int("priority", $"{http}.tenants.{name}.priority"),
-                tr.PositiveInt("max-queued-requests", $"{http}.tenants.{name}.max-queued-requests"),
-                tr.Int("max-priority", $"{http}.tenants.{name}.max-priority")));
-        }
-        return new HttpSettings(
-            r.Bool($"{http}.enabled"),
-            r.NonEmptyString($"{http}.host"),
-            port,
-            r.Bytes($"{http}.max-body-bytes"),
-            r.Bytes($"{http}.max-job-body-bytes"),
-            servedName,
-            r.Duration($"{http}.retry-after"),
-            r.Duration($"{http}.completion-timeout"),
-            NonNegativeInt(r, $"{http}.max-invalid-job-lines"),
-            new ConnectionSettings(r.PositiveInt($"{http}.connections.max", $"{http}.connections.max"),
-                r.Duration($"{http}.connections.keep-alive-timeout"), r.Duration($"{http}.connections.request-headers-timeout"),
-                r.PositiveInt($"{http}.connections.file-handle-limit", $"{http}.connections.file-handle-limit"),
-                r.PositiveInt($"{http}.connections.max-unauthenticated", $"{http}.connections.max-unauthenticated")),
-            KeyHashes(r, $"{http}.admin-key-hashes", $"{http}.admin-key-hashes"),
-            tenants);
-    }
-
-    private static int NonNegativeInt(Reader r, string key)
-    {
-        var v = r.Int(key);
-        return v >= 0 ? v : throw new SettingsException(key, $"'{v}' is negative");
-    }
-
-    private static IReadOnlyList<string> KeyHashes(Reader r, string key, string fullKey)
-    {
-        var list = r.StringList(key, fullKey).Select(h => h.Trim().ToLowerInvariant()).ToList();
-        foreach (var h in list)
-            if (h.Length != 64 || !h.All(char.IsAsciiHexDigit))
-                throw new SettingsException(fullKey, "holds SHA-256 hashes of keys (64 hex digits), never the keys themselves");
-        return list;
-    }
-
-    private static bool LooksLikePath(string model) =>
+    /// <summary>Whether a model (or profile) value names a file or folder rather than a size or profile name.</summary>
+    internal static bool LooksLikePath(string model) =>
         model.Contains('/') || model.Contains('\\') || model.StartsWith('.') || Directory.Exists(model);
 
     /// <summary>Every key the user set under `actorinfer` must exist in the reference with the same shape.</summary>
@@ -342,116 +199,6 @@ public static class SettingsLoader
                     throw new SettingsException($"{path}.{key}", "unknown key (a tenant takes the keys of actorinfer.http.tenant-defaults)");
                 if (child.IsObject()) throw new SettingsException($"{path}.{key}", "must be a value, not a section");
             }
-        }
-    }
-
-    private sealed class Reader(Config config)
-    {
-        public bool Has(string key) => config.HasPath(key);
-
-        public long Long(string key, string name) =>
-            long.TryParse(String(key, name), System.Globalization.CultureInfo.InvariantCulture, out var v)
-                ? v
-                : throw new SettingsException(name, $"'{String(key, name)}' is not an integer");
-
-        public bool Bool(string key, string? name = null)
-        {
-            var s = (name is null ? String(key) : String(key, name)).Trim().ToLowerInvariant();
-            return s switch
-            {
-                "on" or "true" or "yes" => true,
-                "off" or "false" or "no" => false,
-                _ => throw new SettingsException(name ?? key, $"'{s}' is not a boolean (on/off, true/false)"),
-            };
-        }
-
-        public int Int(string key, string? name = null)
-        {
-            var s = name is null ? String(key) : String(key, name);
-            return int.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var v)
-                ? v
-                : throw new SettingsException(name ?? key, $"'{s}' is not an integer");
-        }
-
-        public int PositiveInt(string key, string name)
-        {
-            var v = Int(key, name);
-            return v > 0 ? v : throw new SettingsException(name, $"'{v}' is not a positive integer");
-        }
-
-        public IReadOnlyList<string> StringList(string key, string name)
-        {
-            var value = config.GetValue(key);
-            if (value is null || value.IsObject()) throw new SettingsException(name, "must be a list of strings ([\"...\"])");
-            // An empty list is not an array to Akka's HoconValue, only to GetStringList.
-            if (!value.IsArray() && value.IsString() && value.Values.Count > 0)
-                throw new SettingsException(name, "must be a list of strings ([\"...\"])");
-            try
-            {
-                return config.GetStringList(key)?.ToList() ?? [];
-            }
-            catch (Exception ex) when (ex is not SettingsException)
-            {
-                throw new SettingsException(name, $"must be a list of strings: {ex.Message}");
-            }
-        }
-
-        public string String(string key, string name)
-        {
-            var value = config.GetValue(key);
-            if (value is null || value.IsObject() || value.IsArray())
-                throw new SettingsException(name, "must be a string");
-            return value.GetString() ?? "";
-        }
-
-        public string String(string key)
-        {
-            var value = config.GetValue(key);
-            if (value is null || value.IsObject() || value.IsArray())
-                throw new SettingsException(key, "must be a string");
-            return value.GetString() ?? "";
-        }
-
-        public string NonEmptyString(string key)
-        {
-            var s = String(key);
-            return s.Trim().Length > 0 ? s : throw new SettingsException(key, "must not be empty");
-        }
-
-        public string OneOf(string key, params string[] allowed)
-        {
-            var s = String(key);
-            return allowed.Contains(s) ? s : throw new SettingsException(key, $"'{s}' is not one of {string.Join(", ", allowed)}");
-        }
-
-        public long Long(string key) =>
-            long.TryParse(String(key), System.Globalization.CultureInfo.InvariantCulture, out var v)
-                ? v
-                : throw new SettingsException(key, $"'{String(key)}' is not an integer");
-
-        public int PositiveInt(string key) =>
-            int.TryParse(String(key), System.Globalization.CultureInfo.InvariantCulture, out var v) && v > 0
-                ? v
-                : throw new SettingsException(key, $"'{String(key)}' is not a positive integer");
-
-        public long Bytes(string key) =>
-            ByteSize.TryParse(String(key), out var v, out var problem) ? v : throw new SettingsException(key, problem);
-
-        public long? Budget(string key) => String(key) == "auto" ? null : Bytes(key);
-
-        public TimeSpan Duration(string key)
-        {
-            String(key);
-            TimeSpan span;
-            try
-            {
-                span = config.GetTimeSpan(key, null, allowInfinite: false);
-            }
-            catch (Exception ex)
-            {
-                throw new SettingsException(key, $"'{String(key)}' is not a duration (e.g. 200ms, 2s): {ex.Message}");
-            }
-            return span > TimeSpan.Zero ? span : throw new SettingsException(key, "must be longer than zero");
         }
     }
 }
