@@ -65,7 +65,7 @@ public static class SettingsLoader
         EnvironmentKeys.Keys.ToDictionary(k => k, Environment.GetEnvironmentVariable);
 
     /// <summary>Validates the layered configuration (highest precedence first) into settings.</summary>
-    /// <param name="modelExists">Whether a model value names something loadable; returns the reason when not.</param>
+    /// <param name="modelProblem">Why a model value names nothing loadable; null when it does.</param>
     public static ActorInferSettings Load(IEnumerable<Config> layers, Func<string, string?> modelProblem, string? baseDirectory = null)
     {
         var user = Config.Empty;
