@@ -30,6 +30,9 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     /// <summary>When the block opened (a Stopwatch timestamp).</summary>
     public long StartedAt { get; init; }
 
+    /// <summary>Where the CPU tier's large buffers had come from before the block's batches opened (its own share is logged with it).</summary>
+    public Runtime.Tiers.HostBufferCounts? HostBuffersAtStart { get; init; }
+
     /// <summary>Tokens the block's sequences generated in it (those of dropped sequences not counted), and the seconds since it opened.</summary>
     public (int Tokens, double Seconds, double TokensPerSecond) Measured()
     {
