@@ -18,30 +18,22 @@ namespace ActorInfer.Runtime.Tiers;
 /// </summary>
 internal sealed class HostBufferPool : IDisposable
 {
-    private sealed record Buffer(Tensor Tensor, Action? Free, long Bytes, bool Prepared);
-
-    private sealed record Wanted(long[] Shape, ScalarType DType, long Bytes, int Count);
-
     private readonly MemoryTier _tier;
     // Guards everything below; lock order: this, then the tier's own (BytesHeld, Hold). Waits for the worker use it.
     private readonly object _gate = new();
-    private readonly Dictionary<string, Stack<Buffer>> _kept = [];
+    private readonly KeptBuffers _kept = new();
     private readonly Dictionary<string, int> _leased = [];
     private readonly Dictionary<string, int> _making = [];
     private readonly Dictionary<string, int> _queued = [];
     private readonly List<string> _order = [];
     // Buffers the worker frees (spares whose room a wanted buffer needs): unregistering tens of gigabytes takes seconds.
-    private readonly Queue<Buffer> _releasing = new();
-    private Dictionary<string, Wanted>? _wanted;
-    private long _keptBytes, _makingBytes, _releasingBytes;
+    private readonly Queue<HostBuffer> _releasing = new();
+    private Dictionary<string, WantedBuffer>? _wanted;
+    private long _makingBytes, _releasingBytes;
     private int _generation;
     private Thread? _worker;
     private bool _disposed;
-
-    private long _preparedBytes, _preparingTicks, _servedPrepared, _reused, _inlineBytes, _inlineTouchTicks, _inlineRegisterTicks;
-    private long _releasedBytes, _releasingTicks;
-    private int _failures;
-    private string? _lastFailure;
+    private readonly HostBufferCounters _counters = new();
 
     public HostBufferPool(MemoryTier tier) => _tier = tier;
 
@@ -50,7 +42,7 @@ internal sealed class HostBufferPool : IDisposable
     /// <summary>Bytes of buffers kept ready (not held by any lease).</summary>
     public long KeptBytes
     {
-        get { lock (_gate) return _keptBytes; }
+        get { lock (_gate) return _kept.Bytes; }
     }
 
     /// <summary>Bytes the worker is making or freeing now: memory the tier takes that is neither kept nor leased.</summary>
@@ -67,16 +59,10 @@ internal sealed class HostBufferPool : IDisposable
 
     public HostBufferCounts Counts
     {
-        get
-        {
-            lock (_gate)
-                return new HostBufferCounts(_preparedBytes, Stopwatch.GetElapsedTime(0, _preparingTicks), _servedPrepared, _reused,
-                    _inlineBytes, Stopwatch.GetElapsedTime(0, _inlineTouchTicks), Stopwatch.GetElapsedTime(0, _inlineRegisterTicks),
-                    _releasedBytes, Stopwatch.GetElapsedTime(0, _releasingTicks), _failures, _lastFailure);
-        }
+        get { lock (_gate) return _counters.Counts; }
     }
 
-    private long Taken => _keptBytes + _makingBytes + _releasingBytes;
+    private long Taken => _kept.Bytes + _makingBytes + _releasingBytes;
 
     private bool Fits(long bytes) => _tier.BytesHeld + Taken + bytes <= _tier.BudgetBytes;
 
@@ -92,22 +78,18 @@ internal sealed class HostBufferPool : IDisposable
         {
             while (true)
             {
-                if (_kept.TryGetValue(key, out var stack) && stack.Count > 0)
+                if (_kept.Take(key, bytes) is { } kept)
                 {
-                    var kept = stack.Pop();
-                    _keptBytes -= bytes;
                     try
                     {
                         _tier.Hold(bytes, what);
                     }
                     catch
                     {
-                        stack.Push(kept);
-                        _keptBytes += bytes;
+                        _kept.Untake(key, kept, bytes);
                         throw;
                     }
-                    if (kept.Prepared) _servedPrepared += bytes;
-                    else _reused += bytes;
+                    _counters.Served(kept.Prepared, bytes);
                     Add(_leased, key, 1);
                     generation = _generation;
                     return (kept.Tensor, kept.Free);
@@ -144,12 +126,7 @@ internal sealed class HostBufferPool : IDisposable
     /// <summary>The caller made the buffer that <see cref="Acquire"/> left to it, taking these stopwatch ticks.</summary>
     public void Made(long bytes, long touchTicks, long registerTicks)
     {
-        lock (_gate)
-        {
-            _inlineBytes += bytes;
-            _inlineTouchTicks += touchTicks;
-            _inlineRegisterTicks += registerTicks;
-        }
+        lock (_gate) _counters.MadeInline(bytes, touchTicks, registerTicks);
     }
 
     /// <summary>The caller could not make the buffer that <see cref="Acquire"/> left to it (it gives the bytes back itself).</summary>
@@ -172,7 +149,7 @@ internal sealed class HostBufferPool : IDisposable
             if (_disposed) return false;
             // A block of an earlier policy's buffer stays too, as a spare, while the budget has room.
             if (_tier.BytesHeld + Taken > _tier.BudgetBytes) return false;
-            Push(key, new Buffer(tensor, free, bytes, Prepared: false));
+            _kept.Push(key, new HostBuffer(tensor, free, bytes, Prepared: false));
             Monitor.PulseAll(_gate);
             return true;
         }
@@ -187,7 +164,7 @@ internal sealed class HostBufferPool : IDisposable
     /// <returns>The bytes wanted and the bytes queued for the worker; null when the set is the last one.</returns>
     public HostBufferPreparation? Prepare(IEnumerable<HostBufferNeed> needs)
     {
-        var wanted = new Dictionary<string, Wanted>();
+        var wanted = new Dictionary<string, WantedBuffer>();
         var order = new List<string>();
         foreach (var need in needs)
         {
@@ -196,7 +173,7 @@ internal sealed class HostBufferPool : IDisposable
             if (wanted.TryGetValue(key, out var before)) wanted[key] = before with { Count = before.Count + need.Count };
             else
             {
-                wanted[key] = new Wanted(need.Shape, need.DType, need.Bytes, need.Count);
+                wanted[key] = new WantedBuffer(need.Shape, need.DType, need.Bytes, need.Count);
                 order.Add(key);
             }
         }
@@ -210,7 +187,7 @@ internal sealed class HostBufferPool : IDisposable
             ClearQueue();
             foreach (var key in order)
             {
-                var missing = wanted[key].Count - KeptCount(key) - Count(_making, key) - Count(_leased, key);
+                var missing = wanted[key].Count - _kept.Count(key) - Count(_making, key) - Count(_leased, key);
                 if (missing <= 0) continue;
                 _queued[key] = missing;
                 _order.Add(key);
@@ -235,7 +212,7 @@ internal sealed class HostBufferPool : IDisposable
             _generation++;
             _wanted = null;
             ClearQueue();
-            while (_keptBytes > 0) FreeLargestKept();
+            while (_kept.Bytes > 0) FreeLargestKept();
             Monitor.PulseAll(_gate);
         }
     }
@@ -254,8 +231,8 @@ internal sealed class HostBufferPool : IDisposable
         worker?.Join();
         lock (_gate)
         {
-            while (_keptBytes > 0) FreeLargestKept();
-            while (_releasing.TryDequeue(out var left)) FreeNow(left);
+            while (_kept.Bytes > 0) FreeLargestKept();
+            while (_releasing.TryDequeue(out var left)) left.FreeNow();
             _releasingBytes = 0;
         }
     }
@@ -272,8 +249,8 @@ internal sealed class HostBufferPool : IDisposable
     {
         while (true)
         {
-            Buffer? release = null;
-            (string Key, Wanted Want, int Generation)? job = null;
+            HostBuffer? release = null;
+            (string Key, WantedBuffer Want, int Generation)? job = null;
             lock (_gate)
             {
                 if (_releasing.TryDequeue(out var next)) release = next;
@@ -282,9 +259,9 @@ internal sealed class HostBufferPool : IDisposable
                     if (!Fits(queued.Want.Bytes))
                     {
                         // A spare's room: freed first (the loop frees it before making anything).
-                        if (SpareKey() is { } spare)
+                        if (_kept.SpareKey(_wanted) is { } spare)
                         {
-                            Release(PopKept(spare));
+                            Release(_kept.Pop(spare));
                             continue;
                         }
                         // The budget holds no more: the block makes the rest itself, freeing what it must.
@@ -309,7 +286,7 @@ internal sealed class HostBufferPool : IDisposable
                 Exception? failure = null;
                 try
                 {
-                    FreeNow(release);
+                    release.FreeNow();
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
@@ -318,10 +295,9 @@ internal sealed class HostBufferPool : IDisposable
                 lock (_gate)
                 {
                     _releasingBytes -= release.Bytes;
-                    _releasedBytes += release.Bytes;
-                    _releasingTicks += Stopwatch.GetTimestamp() - began;
+                    _counters.Released(release.Bytes, Stopwatch.GetTimestamp() - began);
                     // Reported with the counts, as a failure to prepare is (the buffer's memory itself is freed).
-                    if (failure is not null) (_failures, _lastFailure) = (_failures + 1, failure.Message);
+                    if (failure is not null) _counters.Failed(failure.Message);
                     Monitor.PulseAll(_gate);
                 }
             }
@@ -330,7 +306,7 @@ internal sealed class HostBufferPool : IDisposable
     }
 
     /// <summary>Makes one queued buffer (off the gate) and keeps it, unless the needs or the budget changed meanwhile.</summary>
-    private void Make(string key, Wanted want, int generation)
+    private void Make(string key, WantedBuffer want, int generation)
     {
         var began = Stopwatch.GetTimestamp();
         MemoryTier.Made? made = null;
@@ -349,26 +325,24 @@ internal sealed class HostBufferPool : IDisposable
             _makingBytes -= want.Bytes;
             if (made is { } m)
             {
-                _preparedBytes += want.Bytes;
-                _preparingTicks += Stopwatch.GetTimestamp() - began;
+                _counters.Prepared(want.Bytes, Stopwatch.GetTimestamp() - began);
                 var stillWanted = !_disposed && _wanted is { } wanted && wanted.TryGetValue(key, out var w) &&
-                                  (generation == _generation || KeptCount(key) + Count(_leased, key) < w.Count);
-                var buffer = new Buffer(m.Tensor, m.Free, want.Bytes, Prepared: true);
-                if (stillWanted && Fits(want.Bytes)) Push(key, buffer);
+                                  (generation == _generation || _kept.Count(key) + Count(_leased, key) < w.Count);
+                var buffer = new HostBuffer(m.Tensor, m.Free, want.Bytes, Prepared: true);
+                if (stillWanted && Fits(want.Bytes)) _kept.Push(key, buffer);
                 else Release(buffer);
             }
             else
             {
                 // Reported with the counts (the block's log says it); the block makes what it needs itself.
-                _failures++;
-                _lastFailure = failure?.Message;
+                _counters.Failed(failure?.Message);
                 ClearQueue();
             }
             Monitor.PulseAll(_gate);
         }
     }
 
-    private (string Key, Wanted Want)? NextQueued()
+    private (string Key, WantedBuffer Want)? NextQueued()
     {
         foreach (var key in _order)
             if (Count(_queued, key) > 0 && _wanted is { } wanted && wanted.TryGetValue(key, out var want))
@@ -382,69 +356,20 @@ internal sealed class HostBufferPool : IDisposable
         _order.Clear();
     }
 
-    private void Release(Buffer buffer)
+    private void Release(HostBuffer buffer)
     {
         _releasing.Enqueue(buffer);
         _releasingBytes += buffer.Bytes;
         StartWorker();
     }
 
-    /// <summary>Unregisters (on CUDA) and frees a buffer; the tensor is disposed even when unregistering fails.</summary>
-    private static void FreeNow(Buffer buffer)
-    {
-        try
-        {
-            buffer.Free?.Invoke();
-        }
-        finally
-        {
-            buffer.Tensor.Dispose();
-        }
-    }
-
     /// <summary>Frees kept buffers until <paramref name="bytes"/> more fit: spares first, then wanted ones, largest first.</summary>
     private void FreeKeptUntilFits(long bytes)
     {
-        while (_keptBytes > 0 && !Fits(bytes)) FreeNow(PopKept(SpareKey() ?? LargestKeptKey()));
+        while (_kept.Bytes > 0 && !Fits(bytes)) _kept.Pop(_kept.SpareKey(_wanted) ?? _kept.LargestKey()).FreeNow();
     }
 
-    private void FreeLargestKept() => FreeNow(PopKept(LargestKeptKey()));
-
-    private string LargestKeptKey() => _kept.Where(e => e.Value.Count > 0).MaxBy(e => e.Value.Peek().Bytes).Key;
-
-    /// <summary>The shape of the largest kept buffer beyond what the current needs want of it (all of a shape they do not name).</summary>
-    private string? SpareKey()
-    {
-        string? best = null;
-        long bestBytes = 0;
-        foreach (var (key, stack) in _kept)
-        {
-            if (stack.Count == 0) continue;
-            var want = _wanted is { } wanted && wanted.TryGetValue(key, out var w) ? w.Count : 0;
-            if (stack.Count <= want || stack.Peek().Bytes <= bestBytes) continue;
-            best = key;
-            bestBytes = stack.Peek().Bytes;
-        }
-        return best;
-    }
-
-    private Buffer PopKept(string key)
-    {
-        var stack = _kept[key];
-        var buffer = stack.Pop();
-        if (stack.Count == 0) _kept.Remove(key);
-        _keptBytes -= buffer.Bytes;
-        return buffer;
-    }
-
-    private void Push(string key, Buffer buffer)
-    {
-        if (!_kept.TryGetValue(key, out var stack)) _kept[key] = stack = new Stack<Buffer>();
-        stack.Push(buffer);
-        _keptBytes += buffer.Bytes;
-    }
-
-    private int KeptCount(string key) => _kept.TryGetValue(key, out var stack) ? stack.Count : 0;
+    private void FreeLargestKept() => _kept.Pop(_kept.LargestKey()).FreeNow();
 
     private static int Count(Dictionary<string, int> counts, string key) => counts.GetValueOrDefault(key);
 
