@@ -1,5 +1,4 @@
 using ActorInfer.Model.Generation;
-using ActorInfer.Model.Layers;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Placement;
 using ActorInfer.Runtime.Tiers;
@@ -17,10 +16,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 {
     private readonly TierSet _tiers = engine.Tiers;
     private readonly ICopyEngine _copies = engine.Copies;
+    private readonly LayerAttention _attention = new(engine);
     private Device Device => _tiers.Device.Device;
-
-    /// <summary>What a (layer, batch) computes from: its transfers, hidden state on the device, working cache.</summary>
-    private sealed record Inputs(Transfers Transfers, Tensor? Hidden, LayerKv? WorkingCache, TierKind AttentionSite, Action? ExpandCache = null);
 
     // The state of the step in progress: where the cursor is, and what has been loaded for it and the next one.
     private IReadOnlyList<GpuBatch> _active = [];
@@ -30,7 +27,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     private LoadedWeights? _current;
     private Transfers? _nextWeightTransfers;
     private LoadedWeights? _nextWeights;
-    private Inputs? _inputs;
+    private PositionInputs? _inputs;
     private Transfers? _previousStores;
 
     /// <summary>The (schedule layer, position among the step's batches) that <see cref="RunCurrent"/> computes next; null when the step is done.</summary>
@@ -95,7 +92,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         using var inference = inference_mode();
         var step = _step;
         var next = cursor.Next();
-        Inputs? nextInputs = null;
+        PositionInputs? nextInputs = null;
         if (next is { } n)
         {
             // The next layer's weights load while this layer computes (the double buffer holds two layers at most):
@@ -245,28 +242,11 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _nextWeights = null;
     }
 
-    private Inputs Prepare(BlockCursor at, TokenStep step)
-    {
-        var transfers = new Transfers(_copies, _tiers);
-        var batch = _active[at.Batch.Value];
-        var layer = layers[at.Layer.Value];
-        Tensor? hidden = null;
-        if (layer.Kind != ScheduleLayerKind.Input)
-        {
-            hidden = batch.Hidden!.Load(transfers);
-            batch.Hidden = null;
-        }
-        if (layer.Kind != ScheduleLayerKind.Decoder || step.IsPrefill)
-            return new Inputs(transfers, hidden, null, TierKind.Device);
-        var home = batch.Cache[layer.DecoderLayer];
-        var site = home.Tier != TierKind.Device && engine.Policy.CpuAttention ? TierKind.Cpu : TierKind.Device;
-        if (home.Tier == site && home.Memory is { } inPlace) return new Inputs(transfers, hidden, inPlace, site);
-        var working = home.LoadPrefix(_tiers.Memory(site), step.CacheIndex(batch.Layout), transfers, batch.CacheName(layer.DecoderLayer));
-        return new Inputs(transfers, hidden, working.Cache, site, working.Expand);
-    }
+    private PositionInputs Prepare(BlockCursor at, TokenStep step) =>
+        PositionInputs.Prepare(engine, _active[at.Batch.Value], layers[at.Layer.Value], step);
 
     /// <returns>False when a decoding layer stopped at a yield point for a budget change on its way (see <see cref="BlockSession.Run"/>).</returns>
-    private bool Compute(BlockCursor at, TokenStep step, LoadedWeights w, Inputs inputs, Transfers stores, bool mayYield)
+    private bool Compute(BlockCursor at, TokenStep step, LoadedWeights w, PositionInputs inputs, Transfers stores, bool mayYield)
     {
         var batch = _active[at.Batch.Value];
         var layer = layers[at.Layer.Value];
@@ -300,7 +280,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
                 Tensor attended;
                 // The context is not needed past the output projection: it is freed before the MLP takes its intermediates.
-                using (var context = Attention(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo))
+                using (var context = _attention.Attend(batch, layer.DecoderLayer, step, dw.Attention, inputs, stores, yieldTo))
                 {
                     if (context is null || yieldTo is { Waiting: true }) return false;
                     attended = architecture.AttentionOutput(context, inputs.Hidden!, dw.Attention);
@@ -341,74 +321,6 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         return true;
     }
 
-    /// <summary>The attention context [B, T, hidden] on the device, with this step's keys and values stored in the cache.</summary>
-    /// <param name="yieldTo">
-    /// Given: null is returned when a change is waiting at one of its yield points (after the projection, after this
-    /// step's keys and values are written: writing them again writes the same).
-    /// </param>
-    private Tensor? Attention(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, Inputs inputs, Transfers stores,
-        ChangeSignal? yieldTo = null)
-    {
-        var architecture = engine.Architecture;
-        var layout = batch.Layout;
-        var home = batch.Cache[decoderLayer];
-        var cacheIndex = step.CacheIndex(layout);
-        // Rotary embeddings turn queries and keys by their positions (the same angles for every layer of the step); learned
-        // positions were added at the embedding.
-        var angles = batch.Angles(step, architecture, engine.Config.MaxPositionEmbeddings, engine.DType, Device);
-        using var attentionInput = architecture.AttentionInput(inputs.Hidden!, w);
-        using var qkv = architecture.Project(attentionInput, w, angles);
-        if (yieldTo is { Waiting: true }) return null;
-        var (q, k, v) = (qkv.Queries, qkv.Keys, qkv.Values);
-        if (step.IsPrefill)
-        {
-            var mask = batch.Mask(step, Device);
-            if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
-            {
-                deviceCache.Write(0, k, v);
-                var (keys, values) = deviceCache.Prefix((int)q.size(2));
-                using (keys)
-                using (values)
-                    return AttentionMath.Attend(q, keys, values, mask, causal: mask is null);
-            }
-            // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
-            var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
-            home.Store(0, k, v, _copies, _tiers, stores, batch.CacheName(decoderLayer));
-            return context;
-        }
-        var cache = inputs.WorkingCache!;
-        inputs.ExpandCache?.Invoke();
-        Tensor? onDevice = null;
-        if (inputs.AttentionSite == TierKind.Device)
-        {
-            cache.Write(cacheIndex, k, v);
-            // Writing the same keys and values again, once the layer runs again, writes the same.
-            if (yieldTo is { Waiting: true }) return null;
-            // With cuDNN's decoding kernel, a cache that stays on the device is attended over a length rounded up (its
-            // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step. Batched products
-            // plan nothing and read only the filled entries.
-            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention == DecodeAttention.Cudnn;
-            var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
-            var (keys, values) = cache.Prefix(attended);
-            using (keys)
-            using (values)
-            {
-                // Batched products on CUDA mask by the mask's negation: one per step, not one per layer.
-                var products = Device.type == TorchSharp.DeviceType.CUDA && engine.DecodeAttention == DecodeAttention.Products;
-                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
-                    excluded: products ? batch.Excluded(step, Device, attended) : null);
-            }
-            if (ReferenceEquals(cache, home.Memory)) return onDevice;
-        }
-        // The copy engines copy contiguous tensors (or rows at one pitch): a decoding step's keys and values are views of
-        // its one projection.
-        using var storedKeys = k.contiguous();
-        using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), batch.CacheName(decoderLayer));
-        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
-        return result;
-    }
-
     /// <summary>
     /// Each sequence's last token, the input of a decoding step, checked against the vocabulary on the host: on a GPU an
     /// embedding index out of range ends the whole CUDA context instead of this block.
@@ -425,38 +337,5 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 throw new InvalidOperationException($"row {b} of {batch.Index} ends with token {ids[b]}, outside the vocabulary of {vocabulary}");
         }
         return ids;
-    }
-
-    /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
-    internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
-
-    /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
-    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)
-    {
-        using var work = new Transfers(_copies, _tiers);
-        var after = _copies.AfterCompute();
-        Tensor ToCpu(Tensor t, string name)
-        {
-            var lease = _tiers.Cpu.Allocate(t.Dims(), t.dtype, $"{name} for CPU attention over {what}");
-            work.Keep(lease);
-            work.Add(_copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store));
-            return lease.Tensor;
-        }
-        var (qc, kc, vc) = (ToCpu(q, "queries"), ToCpu(k, "keys"), ToCpu(v, "values"));
-        // The host reads them next: wait for the copies here, not only on the device's stream.
-        work.BeforeHostCompute();
-        using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
-        cache.Write(cacheIndex, kc, vc);
-        var (keys, values) = cache.Prefix(cacheIndex + 1);
-        using (keys)
-        using (values)
-        using (var context = AttentionMath.Attend(qc, keys, values, mask))
-        {
-            var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
-            work.Keep(back);
-            _copies.BeforeCompute(_copies.CopyAfter(_copies.AfterCompute(), back.Tensor, context, CopyDirection.Load));
-            // The lease goes with the transfers; the caller gets its own handle on the same storage.
-            return back.Tensor.alias();
-        }
     }
 }

@@ -1,0 +1,119 @@
+using ActorInfer.Model.Layers;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Schedule;
+
+/// <summary>
+/// A decoder layer's attention for one GPU batch, at the site its <see cref="PositionInputs"/> were prepared for: on the
+/// device over the device cache or a working copy, or FlexGen's CPU delegation over a CPU cache. This step's keys and
+/// values go to the cache's home.
+/// </summary>
+internal sealed class LayerAttention(OffloadRuntime engine)
+{
+    private readonly TierSet _tiers = engine.Tiers;
+    private readonly ICopyEngine _copies = engine.Copies;
+    private Device Device => _tiers.Device.Device;
+
+    /// <summary>The attention context [B, T, hidden] on the device, with this step's keys and values stored in the cache.</summary>
+    /// <param name="yieldTo">
+    /// Given: null is returned when a change is waiting at one of its yield points (after the projection, after this
+    /// step's keys and values are written: writing them again writes the same).
+    /// </param>
+    public Tensor? Attend(GpuBatch batch, int decoderLayer, TokenStep step, AttentionWeights w, PositionInputs inputs, Transfers stores,
+        ChangeSignal? yieldTo = null)
+    {
+        var architecture = engine.Architecture;
+        var layout = batch.Layout;
+        var home = batch.Cache[decoderLayer];
+        var cacheIndex = step.CacheIndex(layout);
+        // Rotary embeddings turn queries and keys by their positions (the same angles for every layer of the step); learned
+        // positions were added at the embedding.
+        var angles = batch.Angles(step, architecture, engine.Config.MaxPositionEmbeddings, engine.DType, Device);
+        using var attentionInput = architecture.AttentionInput(inputs.Hidden!, w);
+        using var qkv = architecture.Project(attentionInput, w, angles);
+        if (yieldTo is { Waiting: true }) return null;
+        var (q, k, v) = (qkv.Queries, qkv.Keys, qkv.Values);
+        if (step.IsPrefill)
+        {
+            var mask = batch.Mask(step, Device);
+            if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
+            {
+                deviceCache.Write(0, k, v);
+                var (keys, values) = deviceCache.Prefix((int)q.size(2));
+                using (keys)
+                using (values)
+                    return AttentionMath.Attend(q, keys, values, mask, causal: mask is null);
+            }
+            // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
+            var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
+            home.Store(0, k, v, _copies, _tiers, stores, batch.CacheName(decoderLayer));
+            return context;
+        }
+        var cache = inputs.WorkingCache!;
+        inputs.ExpandCache?.Invoke();
+        Tensor? onDevice = null;
+        if (inputs.AttentionSite == TierKind.Device)
+        {
+            cache.Write(cacheIndex, k, v);
+            // Writing the same keys and values again, once the layer runs again, writes the same.
+            if (yieldTo is { Waiting: true }) return null;
+            // With cuDNN's decoding kernel, a cache that stays on the device is attended over a length rounded up (its
+            // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step. Batched products
+            // plan nothing and read only the filled entries.
+            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention == DecodeAttention.Cudnn;
+            var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
+            var (keys, values) = cache.Prefix(attended);
+            using (keys)
+            using (values)
+            {
+                // Batched products on CUDA mask by the mask's negation: one per step, not one per layer.
+                var products = Device.type == TorchSharp.DeviceType.CUDA && engine.DecodeAttention == DecodeAttention.Products;
+                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
+                    excluded: products ? batch.Excluded(step, Device, attended) : null);
+            }
+            if (ReferenceEquals(cache, home.Memory)) return onDevice;
+        }
+        // The copy engines copy contiguous tensors (or rows at one pitch): a decoding step's keys and values are views of
+        // its one projection.
+        using var storedKeys = k.contiguous();
+        using var storedValues = v.contiguous();
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), batch.CacheName(decoderLayer));
+        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
+        return result;
+    }
+
+    /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
+    internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
+
+    /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)
+    {
+        using var work = new Transfers(_copies, _tiers);
+        var after = _copies.AfterCompute();
+        Tensor ToCpu(Tensor t, string name)
+        {
+            var lease = _tiers.Cpu.Allocate(t.Dims(), t.dtype, $"{name} for CPU attention over {what}");
+            work.Keep(lease);
+            work.Add(_copies.CopyAfter(after, lease.Tensor, t, CopyDirection.Store));
+            return lease.Tensor;
+        }
+        var (qc, kc, vc) = (ToCpu(q, "queries"), ToCpu(k, "keys"), ToCpu(v, "values"));
+        // The host reads them next: wait for the copies here, not only on the device's stream.
+        work.BeforeHostCompute();
+        using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
+        cache.Write(cacheIndex, kc, vc);
+        var (keys, values) = cache.Prefix(cacheIndex + 1);
+        using (keys)
+        using (values)
+        using (var context = AttentionMath.Attend(qc, keys, values, mask))
+        {
+            var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
+            work.Keep(back);
+            _copies.BeforeCompute(_copies.CopyAfter(_copies.AfterCompute(), back.Tensor, context, CopyDirection.Load));
+            // The lease goes with the transfers; the caller gets its own handle on the same storage.
+            return back.Tensor.alias();
+        }
+    }
+}
