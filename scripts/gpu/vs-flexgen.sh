@@ -2,7 +2,9 @@
 # On the GPU machine, in one call: the rows of issue 28's table, ActorInfer and FlexGen side by side (prompt 512, output
 # 32, random weights, float16), each of ours with the planner's predicted GPU peak beside the device-reported one.
 # STEPS (default "gpu67 auto67 fixed30") picks the rows; a call has at most 600 s, so split them over calls:
-#   gpu67:   OPT-6.7B all on the GPU, batch 32 x 1: ours (--repeat 3) and FlexGen (--percent 100 0 100 0 100 0)  ~2 min
+#   gpu67:   OPT-6.7B all on the GPU, batch 32 x 1: ours (--repeat 3) and FlexGen (--percent 100 0 100 0 100 0)  ~2 min;
+#            with TRACE=1 (the default) also one more run of ours with --trace: the first decoding step's timeline
+#            (ours-gpu67-trace.json, Chrome trace) and its per-lane summary (ours-gpu67-trace.log)               +1 min
 #   auto67:  OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU (the block the planner picks), ours only    ~1 min
 #   fixed30: OPT-30B weights 20/80, cache and activations on the CPU, CPU attention, 48 x 1: ours and FlexGen
 #            (--cpu-cache-compute), FlexGen first                                                                ~7 min
@@ -41,6 +43,9 @@ for step in $steps; do
   case $step in
     gpu67)
       ours gpu67 --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0 --repeat 3
+      # The step-time breakdown (issue 28, item 6): a run of its own, so that the events do not touch the measured runs.
+      [ "${TRACE:-1}" = 1 ] && ai bench --dummy --prompt-len 512 --gen-len 32 --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 \
+        --percent 100 0 100 0 100 0 --repeat 1 --trace "$out/ours-gpu67-trace.json" > /dev/null 2> "$out/ours-gpu67-trace.log"
       flexgen gpu67 300 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1 ;;
     auto67)
       ours auto67 --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB --hardware "$hardware" --repeat 3 ;;
@@ -108,3 +113,6 @@ for step in steps:
             line += f"; FlexGen: no figure ({f[2][:160]})"
     print(line)
 PY
+# The traced step's per-lane summary, where gpu67 traced one.
+[ -f "$out/ours-gpu67-trace.log" ] && { grep -h "trace of the first decoding step" "$out/ours-gpu67-trace.log" || tail -3 "$out/ours-gpu67-trace.log"; } | tee -a "$out/summary.txt"
+exit 0
