@@ -3,6 +3,8 @@
 # 32, random weights, float16), each of ours with the planner's predicted GPU peak beside the device-reported one.
 # STEPS (default "gpu67 auto67 fixed30") picks the rows; a call has at most 600 s, so split them over calls:
 #   gpu67:   OPT-6.7B all on the GPU, batch 32 x 1: ours (--repeat 3) and FlexGen (--percent 100 0 100 0 100 0)  ~2 min;
+#            with EFFICIENT=1 (the default) ours again with --decode-attention efficient (gpu67-efficient: one fused
+#            kernel for decoding attention where the products take five), against the same FlexGen run       +1 min;
 #            with TRACE=1 (the default) also one more run of ours with --trace: the first decoding step's timeline
 #            (ours-gpu67-trace.json, Chrome trace) and its per-lane summary (ours-gpu67-trace.log)               +1 min
 #   auto67:  OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU (the block the planner picks), ours only    ~1 min
@@ -43,10 +45,13 @@ for step in $steps; do
   case $step in
     gpu67)
       ours gpu67 --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0 --repeat 3
+      flexgen gpu67 300 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1
+      [ "${EFFICIENT:-1}" = 1 ] && ours gpu67-efficient --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0 \
+        --repeat 3 --decode-attention efficient
       # The step-time breakdown (issue 28, item 6): a run of its own, so that the events do not touch the measured runs.
       [ "${TRACE:-1}" = 1 ] && ai bench --dummy --prompt-len 512 --gen-len 32 --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 \
         --percent 100 0 100 0 100 0 --repeat 1 --trace "$out/ours-gpu67-trace.json" > /dev/null 2> "$out/ours-gpu67-trace.log"
-      flexgen gpu67 300 --model facebook/opt-6.7b --percent 100 0 100 0 100 0 --gpu-batch-size 32 --num-gpu-batches 1 ;;
+      ;;
     auto67)
       ours auto67 --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB --hardware "$hardware" --repeat 3 ;;
     fixed30)
@@ -73,7 +78,10 @@ PY
   esac
 done
 
-python3 - "$out" $steps <<'PY' | tee -a "$out/summary.txt"
+# A row for each step, and gpu67's efficient-attention run beside it (against the same FlexGen run).
+rows=$steps
+[ -f "$out/ours-gpu67-efficient.json" ] && rows="$rows gpu67-efficient"
+python3 - "$out" $rows <<'PY' | tee -a "$out/summary.txt"
 import json, re, sys
 out, steps = sys.argv[1], sys.argv[2:]
 print(open(f"{out}/card.txt").read().strip())
@@ -92,7 +100,7 @@ def flexgen(name):
     return (float(m[-1]) if m else None, float(peak[-1]) if peak else None, text.strip().splitlines()[-1] if text.strip() else "")
 gib = 1 << 30
 for step in steps:
-    o, f = ours(step), flexgen(step)
+    o, f = ours(step), flexgen(step.split("-")[0])
     line = f"{step}: "
     if o:
         p = o["policy"]

@@ -16,7 +16,7 @@ public static class CpuAttentionOption
             Description = "Attention over a CPU-resident cache on the CPU (FlexGen's CPU delegation): on (default), off, or auto (the planner tries both; with a search only).",
             DefaultValueFactory = _ => "on",
         };
-        option.AcceptOnlyFromAmong("on", "off", "auto");
+        option.OneOf("on", "off", "auto");
         return option;
     }
 

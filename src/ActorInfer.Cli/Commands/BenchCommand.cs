@@ -20,9 +20,9 @@ public static class BenchCommand
         var promptLen = new Option<int>("--prompt-len") { Description = "Prompt length in tokens.", DefaultValueFactory = _ => 512 };
         var genLen = new Option<int>("--gen-len") { Description = "Tokens generated per sequence.", DefaultValueFactory = _ => 32 };
         var device = new Option<string>("--device") { Description = "cpu or cuda (default: cuda when available)." };
-        device.AcceptOnlyFromAmong("cpu", "cuda");
+        device.OneOf("cpu", "cuda");
         var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float16 on cuda, float32 on cpu)." };
-        dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
+        dtype.OneOf("float32", "float16", "bfloat16");
         var repeat = new Option<int>("--repeat") { Description = "Measured runs; the median is reported.", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (as for generate) during one measured run, through the actors." };

@@ -27,9 +27,9 @@ public static class GenerateCommand
         var input = new Option<FileInfo>("--input") { Description = "JSONL file, one OpenAI completion request body per line.", Required = true };
         var output = new Option<FileInfo>("--output") { Description = "JSONL file to write, one result per input line.", Required = true };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-        device.AcceptOnlyFromAmong("cpu", "cuda");
+        device.OneOf("cpu", "cuda");
         var dtype = new Option<string?>("--dtype") { Description = "float32, float16 or bfloat16 (default: float32 on cpu, float16 on cuda)." };
-        dtype.AcceptOnlyFromAmong("float32", "float16", "bfloat16");
+        dtype.OneOf("float32", "float16", "bfloat16");
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per GPU batch when no policy says otherwise (same as --gpu-batch-size).", DefaultValueFactory = _ => 8 };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Write an error line for a bad input line and go on with the others." };
         var dummy = new Option<bool>("--dummy") { Description = "Random weights of the model's shape instead of a checkpoint." };

@@ -14,7 +14,7 @@ public static class PressureCommand
         var node = new Option<string>("--node") { Description = "The node's URL (its HTTP gateway, with --api-key) or its data folder (the control spool DATA/control/).", Required = true };
         var apiKey = new Option<string?>("--api-key") { Description = "An admin key of the node's gateway (with a URL); default: ACTORINFER_API_KEY." };
         var tier = new Option<string>("--tier") { Description = "gpu, cpu or disk.", Required = true };
-        tier.AcceptOnlyFromAmong("gpu", "cpu", "disk");
+        tier.OneOf("gpu", "cpu", "disk");
         var budget = new Option<string?>("--budget") { Description = "The budget: bytes, 512MiB, 8GiB ...; 'clear' returns the tier to its configured or measured budget." };
         command.Options.Add(node);
         command.Options.Add(tier);

@@ -13,7 +13,7 @@ public static class ProfileCommand
     {
         var command = new Command("profile", "Measure this machine's copy, disk and compute rates and write a hardware profile (JSON) for the planner.");
         var device = new Option<string>("--device") { Description = "cuda or cpu (default: cuda when available)." };
-        device.AcceptOnlyFromAmong("cpu", "cuda");
+        device.OneOf("cpu", "cuda");
         var diskDir = new Option<string?>("--disk-dir") { Description = "Folder for the disk tier's measurement (default: the system's temp folder)." };
         var output = new Option<FileInfo>("--output") { Description = "Profile file to write.", Required = true };
         var name = new Option<string?>("--name") { Description = "Profile name (default: the output file's name)." };

@@ -31,10 +31,10 @@ public sealed class PolicyOptions
     {
         var option = new Option<string>("--decode-attention")
         {
-            Description = "Decoding attention on CUDA: products (two batched matrix products, no per-shape planning; default) or cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s).",
+            Description = "Decoding attention on CUDA: products (two batched matrix products, no per-shape planning; default), cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s) or efficient (libtorch's memory-efficient fused kernel: one kernel, no per-shape planning).",
             DefaultValueFactory = _ => "products",
         };
-        option.AcceptOnlyFromAmong("products", "cudnn");
+        option.OneOf("products", "cudnn", "efficient");
         return option;
     }
 
@@ -45,7 +45,7 @@ public sealed class PolicyOptions
             Description = "actors: the layer and scheduler actors drive the runtime, as in a node (default); direct: the runtime's own loop; compare (bench): both, alternating in one process.",
             DefaultValueFactory = _ => "actors",
         };
-        option.AcceptOnlyFromAmong("actors", "direct", "compare");
+        option.OneOf("actors", "direct", "compare");
         return option;
     }
 
@@ -73,7 +73,12 @@ public sealed class PolicyOptions
             ThroughActors: parse.GetValue(EngineMode) != "direct",
             Compare: parse.GetValue(EngineMode) == "compare",
             CompressCache: parse.GetValue(CompressCache),
-            DecodeAttention: parse.GetValue(DecodeAttention) == "cudnn" ? Model.Layers.DecodeAttention.Cudnn : Model.Layers.DecodeAttention.Products,
+            DecodeAttention: parse.GetValue(DecodeAttention) switch
+            {
+                "cudnn" => Model.Layers.DecodeAttention.Cudnn,
+                "efficient" => Model.Layers.DecodeAttention.Efficient,
+                _ => Model.Layers.DecodeAttention.Products,
+            },
             CompressWeights: parse.GetValue(CompressWeight));
     }
 

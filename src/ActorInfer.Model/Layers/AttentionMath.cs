@@ -26,11 +26,12 @@ public static class AttentionMath
     {
         if (q.device_type == DeviceType.CUDA)
         {
-            // Decoding (one query per sequence) by two batched products unless cuDNN's kernel is asked for: cuDNN's
-            // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it.
+            // Decoding (one query per sequence) by two batched products unless a fused kernel is asked for: cuDNN's
+            // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it. Without
+            // cuDNN, a masked call takes the memory-efficient kernel.
             var decoding = q.size(2) == 1 && !causal;
             if (decoding && decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask, excluded);
-            CudaAttentionBackends.UseCudnn(decoding);
+            CudaAttentionBackends.UseCudnn(decoding && decode == DecodeAttention.Cudnn);
         }
         var grouped = keys.size(1) != q.size(1);
         var expandedKeys = grouped ? RepeatKeyValueHeads(keys, q.size(1)) : keys;

@@ -56,4 +56,9 @@ public enum DecodeAttention
     Products,
     /// <summary>cuDNN's fused kernel: faster per call, but it plans every new (batch, length) shape on the tensor thread.</summary>
     Cudnn,
+    /// <summary>
+    /// libtorch's memory-efficient fused kernel, masked by the boolean mask: one kernel where the products take five, and
+    /// no plan per shape; attended over a length rounded up to 64, as for cuDNN.
+    /// </summary>
+    Efficient,
 }

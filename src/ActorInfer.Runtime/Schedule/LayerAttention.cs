@@ -59,10 +59,11 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             cache.Write(cacheIndex, k, v);
             // Writing the same keys and values again, once the layer runs again, writes the same.
             if (yieldTo is { Waiting: true }) return null;
-            // With cuDNN's decoding kernel, a cache that stays on the device is attended over a length rounded up (its
-            // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step. Batched products
-            // plan nothing and read only the filled entries.
-            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention == DecodeAttention.Cudnn;
+            // With a fused decoding kernel, a cache that stays on the device is attended over a length rounded up (its
+            // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step, and the
+            // memory-efficient kernel's mask keeps the alignment it asks for. Batched products plan nothing and read
+            // only the filled entries.
+            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention != DecodeAttention.Products;
             var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
             var (keys, values) = cache.Prefix(attended);
             using (keys)
