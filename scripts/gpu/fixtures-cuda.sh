@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine: the fixtures' greedy tokens on CUDA (float32 and float16) against the reference, appended to
-# $OUT/fixtures.txt. Usage: bash scripts/gpu/fixtures-cuda.sh [NOTE]   (with .gpu/ carried; NOTE is printed with each line)
+# $OUT/fixtures.txt; with EFFICIENT=1 (the default) each fixture again with `--decode-attention efficient` (the fused
+# memory-efficient kernel: a check that its masking is right, not an exactness claim).
+# Usage: bash scripts/gpu/fixtures-cuda.sh [NOTE]   (with .gpu/ carried; NOTE is printed with each line)
 set -uo pipefail
 out=${OUT:-/tmp/out}
 note=${1:-}
@@ -8,11 +10,14 @@ ai() { bash .gpu/run.sh actorinfer "$@"; }
 for m in opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied; do
   [ -f .gpu/fixtures/$m/expected.jsonl ] || continue
   python3 scripts/gpu/fixture-requests.py "$m"
-  for dt in float32 float16; do
-    ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 2>&1 | tail -1
-    python3 - "$m" "$dt" "$note" <<'PY' | tee -a "$out/fixtures.txt"
+  runs="float32 float16"
+  [ "${EFFICIENT:-1}" = 1 ] && runs="$runs float32:efficient float16:efficient"
+  for run in $runs; do
+    dt=${run%%:*}; extra=(); [ "$run" = "$dt" ] || extra=(--decode-attention "${run#*:}")
+    ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 "${extra[@]}" 2>&1 | tail -1
+    python3 - "$m" "$dt" "$note${extra[*]:+ ${extra[*]}}" <<'PY' | tee -a "$out/fixtures.txt"
 import json, sys
-m, dt, note = sys.argv[1], sys.argv[2], sys.argv[3]
+m, dt, note = sys.argv[1], sys.argv[2], sys.argv[3].strip()
 exp = [json.loads(l) for l in open(f".gpu/fixtures/{m}/expected.jsonl")]
 got = [json.loads(l) for l in open(f"/tmp/out-{m}-{dt}.jsonl")]
 same = sum(e["greedy_new_tokens"] == g["output_ids"] for e, g in zip(exp, got))
