@@ -29,6 +29,8 @@ public sealed class ConfigurationSpecs
         Assert.Equal(new ControlSettings(TimeSpan.FromMilliseconds(200)), s.Control);
         Assert.Equal(new JobSettings(TimeSpan.FromHours(24)), s.Jobs);
         Assert.Equal(TimeSpan.FromMinutes(1), Load("actorinfer.jobs.retention = 1m").Jobs.Retention);
+        Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Products, s.DecodeAttention);
+        Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Efficient, Load("actorinfer.decode-attention = efficient").DecodeAttention);
         Assert.Equal(new PersistenceSettings(PersistenceProvider.Sqlite, "persistence/journal.db", "persistence/snapshots.db", "", "public", 500),
             s.Persistence);
         Assert.Equal(Path.Combine(Root, "data", "persistence", "journal.db"), s.SqliteJournalPath);
@@ -101,6 +103,7 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.model { path = x }", "actorinfer.model")]
     [InlineData("actorinfer.dtype = float64", "actorinfer.dtype")]
     [InlineData("actorinfer.device = tpu", "actorinfer.device")]
+    [InlineData("actorinfer.decode-attention = fastest", "actorinfer.decode-attention")]
     [InlineData("actorinfer.persistence.provider = mongodb", "actorinfer.persistence.provider")]
     [InlineData("actorinfer.persistence.provider = postgresql", "actorinfer.persistence.postgresql.connection-string")]
     [InlineData("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count = 4", "actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count")]

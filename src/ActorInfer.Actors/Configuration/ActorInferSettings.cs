@@ -186,6 +186,9 @@ public sealed record ActorInferSettings(
     /// <summary>The GPU arbiter's settings (used when the node serves several models).</summary>
     public ArbiterSettings Arbiter { get; init; } = ArbiterSettings.Default;
 
+    /// <summary>How decoding attends on CUDA (`actorinfer.decode-attention`, as `--decode-attention` for the CLI).</summary>
+    public ActorInfer.Model.Layers.DecodeAttention DecodeAttention { get; init; } = ActorInfer.Model.Layers.DecodeAttention.Products;
+
     /// <summary>Whether the node serves several models, each with its own runtime, planner and scheduler, under one arbiter.</summary>
     public bool ServesSeveralModels => Models.Count > 0;
 

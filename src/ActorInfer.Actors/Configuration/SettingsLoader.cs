@@ -137,6 +137,8 @@ public static class SettingsLoader
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
                 r.Duration("actorinfer.arbiter.release-after"), r.NonNegativeInt("actorinfer.arbiter.reserve-sequences")),
             Planner = ReadPlanner(r, baseDir),
+            DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(
+                r.OneOf("actorinfer.decode-attention", ActorInfer.Model.Layers.DecodeAttentionNames.All)),
             Cluster = cluster,
             Roles = roles,
             Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),

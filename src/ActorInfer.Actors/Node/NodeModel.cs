@@ -113,7 +113,7 @@ public sealed class NodeModel : IDisposable
         {
             // On CUDA, weights may have to leave the device under pressure (on a CPU node they never leave host memory).
             var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
-                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable());
+                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

@@ -34,7 +34,7 @@ public sealed class PolicyOptions
             Description = "Decoding attention on CUDA: products (two batched matrix products, no per-shape planning; default), cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s) or efficient (libtorch's memory-efficient fused kernel: one kernel, no per-shape planning).",
             DefaultValueFactory = _ => "products",
         };
-        option.OneOf("products", "cudnn", "efficient");
+        option.OneOf(Model.Layers.DecodeAttentionNames.All);
         return option;
     }
 
@@ -73,12 +73,7 @@ public sealed class PolicyOptions
             ThroughActors: parse.GetValue(EngineMode) != "direct",
             Compare: parse.GetValue(EngineMode) == "compare",
             CompressCache: parse.GetValue(CompressCache),
-            DecodeAttention: parse.GetValue(DecodeAttention) switch
-            {
-                "cudnn" => Model.Layers.DecodeAttention.Cudnn,
-                "efficient" => Model.Layers.DecodeAttention.Efficient,
-                _ => Model.Layers.DecodeAttention.Products,
-            },
+            DecodeAttention: Model.Layers.DecodeAttentionNames.Parse(parse.GetValue(DecodeAttention)!),
             CompressWeights: parse.GetValue(CompressWeight));
     }
 

@@ -62,3 +62,18 @@ public enum DecodeAttention
     /// </summary>
     Efficient,
 }
+
+/// <summary>The names of <see cref="DecodeAttention"/> in `--decode-attention` and `actorinfer.decode-attention`.</summary>
+public static class DecodeAttentionNames
+{
+    public static readonly string[] All = ["products", "cudnn", "efficient"];
+
+    /// <summary>The kind a name (one of <see cref="All"/>) stands for.</summary>
+    public static DecodeAttention Parse(string name) => name switch
+    {
+        "products" => DecodeAttention.Products,
+        "cudnn" => DecodeAttention.Cudnn,
+        "efficient" => DecodeAttention.Efficient,
+        _ => throw new ArgumentException($"'{name}' is not one of {string.Join(", ", All)}", nameof(name)),
+    };
+}
