@@ -7,25 +7,27 @@ namespace ActorInfer.Cli.Tests;
 /// <summary>
 /// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures (OPT and Llama, safetensors
 /// and PyTorch pickles): greedy tokens
-/// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text.
+/// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text. Also with
+/// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked.
 /// </summary>
 public class GenerateFixtureTests
 {
-    public static TheoryData<string, int> Cases()
+    public static TheoryData<string, int, string> Cases()
     {
-        var data = new TheoryData<string, int>();
+        var data = new TheoryData<string, int, string>();
         foreach (var dir in Fixtures.AllModelDirectories)
         {
             var model = Path.Combine(Path.GetFileName(Path.GetDirectoryName(dir)!), Path.GetFileName(dir));
-            data.Add(model, 8); // the whole file in one batch
-            data.Add(model, 1); // each prompt alone
+            data.Add(model, 8, "products"); // the whole file in one batch
+            data.Add(model, 1, "products"); // each prompt alone
+            data.Add(model, 8, "efficient"); // the rounded, masked cache length
         }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Greedy_tokens_logprobs_ids_and_text_match_the_reference(string model, int batchSize)
+    public void Greedy_tokens_logprobs_ids_and_text_match_the_reference(string model, int batchSize, string decodeAttention)
     {
         var dir = Path.Combine(Fixtures.Directory, model);
         var expected = File.ReadAllLines(Path.Combine(dir, "expected.jsonl"))
@@ -44,7 +46,7 @@ public class GenerateFixtureTests
         }));
 
         var (code, _, error) = CliHarness.Run("generate", "--model", dir, "--input", input, "--output", output,
-            "--batch-size", batchSize.ToString());
+            "--batch-size", batchSize.ToString(), "--decode-attention", decodeAttention);
         Assert.True(code == 0, error);
 
         var results = CliHarness.ReadJsonl(output);
