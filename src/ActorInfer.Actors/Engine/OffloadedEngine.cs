@@ -238,10 +238,6 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
             if (Session is null) return;
             if (Session.Open > 1)
             {
-                // Within a step, a batch leaves at a layer boundary, the step's leading batch only with the step; in the
-                // output head on either side of the cursor, the leading one too (its head has run, or it is the cursor's),
-                // so that the other batches' heads still run in the step.
-                if (Session.Block.InStep && Session.Block.LeadingBatch == Index && !Session.Block.InLastLayer) Session.Block.EndStep();
                 var inStep = Session.Block.InStep;
                 Session.Block.DropNow(Index);
                 if (inStep && !Session.Block.InStep && Session.LastHead is { } head) head.Value = true;

@@ -34,24 +34,17 @@ public sealed class BlockSession : IDisposable
     public bool AtLayerBoundary => !InStep || _run.AtLayerBoundary;
 
     /// <summary>
-    /// The batch the step in progress computes first at each layer: before the last layer it leaves only with the step;
-    /// in the last layer (the output head) batches leave on either side of the cursor (<see cref="InLastLayer"/>).
-    /// </summary>
-    public int? LeadingBatch => InStep ? _run.Active[0].Index.Value : null;
-
-    /// <summary>Whether the step in progress is in its last schedule layer, the output head.</summary>
-    public bool InLastLayer => _run.Current is { } at && at.Layer.Value == ScheduleLayers - 1;
-
-    /// <summary>
     /// Frees a GPU batch now: between steps, or within a step at a layer boundary or in the output head, on either side
-    /// of the cursor (it leaves the step; a later step must not name it).
+    /// of the cursor (it leaves the step, the leading batch as any other; a later step must not name it). Within a layer
+    /// before the last, which a block's batches leave only when it ends (a failure), the step ends with it.
     /// </summary>
     public void DropNow(int batch)
     {
         if (InStep && _run.Active.Any(b => b.Index.Value == batch))
         {
             if (_run.AtLayerBoundary) _run.Remove([_batches[batch]]);
-            else _run.RemoveAhead([_batches[batch]]);
+            else if (_run.Current is { } at && at.Layer.Value == ScheduleLayers - 1) _run.RemoveAhead([_batches[batch]]);
+            else _run.End();
         }
         _batches[batch].Dispose();
     }
