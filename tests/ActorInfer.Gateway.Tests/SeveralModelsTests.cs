@@ -149,4 +149,42 @@ public sealed class SeveralModelsTests
         Assert.Contains(Trace("code"), line);
         Assert.Contains("'nope'", line);
     }
+
+    /// <summary>
+    /// Each model's layer actors and scheduler run on a tensor thread of their own (its own dispatcher of one dedicated
+    /// thread), so that one model's host-side work (a block's buffers page-locked inline, a wait for its copies) never
+    /// holds up the other's; within a model, all of them share that one thread.
+    /// </summary>
+    [Fact]
+    public async Task Each_model_runs_on_a_tensor_thread_of_its_own()
+    {
+        var dir = TestPaths.TempDir();
+        var dataDir = Path.Combine(dir, "data");
+        var config = Path.Combine(dir, "node.conf");
+        await File.WriteAllTextAsync(config, Config(dataDir));
+        await using var node = await StartedNode.Start(config, dataDir);
+        var system = node.Node.System;
+        var threads = new List<int>();
+        for (var i = 0; i < 2; i++)
+        {
+            var actors = new List<IActorRef> { node.Node.Models[i].Scheduler };
+            for (var layer = 0; layer < 2; layer++)
+                actors.Add(await system.ActorSelection($"/user/model-{i}-layer-{layer}").ResolveOne(TimeSpan.FromSeconds(10)));
+            var dispatchers = actors.Select(a => ((ActorRefWithCell)a).Underlying.Props.Dispatcher).Distinct().ToList();
+            Assert.Equal([$"actorinfer.dispatchers.tensor-model-{i}"], dispatchers);
+            var dispatcher = system.Dispatchers.Lookup(dispatchers[0]);
+            var seen = new List<int>();
+            for (var run = 0; run < 3; run++) seen.Add(await ThreadOf(dispatcher));
+            threads.Add(Assert.Single(seen.Distinct()));
+        }
+        Assert.NotEqual(threads[0], threads[1]);
+        Assert.DoesNotContain(Environment.CurrentManagedThreadId, threads);
+    }
+
+    private static Task<int> ThreadOf(Akka.Dispatch.MessageDispatcher dispatcher)
+    {
+        var thread = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        dispatcher.Schedule(() => thread.SetResult(Environment.CurrentManagedThreadId));
+        return thread.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
 }

@@ -2,14 +2,25 @@ using Akka.Actor;
 
 namespace ActorInfer.Actors.Diagnostics;
 
-/// <summary>An actor on the tensor thread: every message it handles is recorded on the <see cref="TensorThreadClock"/>.</summary>
-internal abstract class TensorThreadActor : ReceiveActor
+/// <summary>
+/// An actor on a tensor thread: every message it handles is recorded on the <see cref="TensorThreadClock"/>. Where its
+/// engine has a CUDA stream of its own (<paramref name="stream"/>), the thread enters it before the actor's first work.
+/// </summary>
+internal abstract class TensorThreadActor(Runtime.Cuda.ComputeStream? stream) : ReceiveActor
 {
+    protected override void PreStart()
+    {
+        stream?.Enter();
+        base.PreStart();
+    }
+
     /// <summary>How the clock names <paramref name="message"/>.</summary>
     protected abstract string Describe(object message);
 
     protected override bool AroundReceive(Receive receive, object message)
     {
+        // Once per thread (later calls return at once): a dispatcher's thread may be replaced after a failure.
+        stream?.Enter();
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         var what = Describe(message);
         TensorThreadClock.Begin(what, start);

@@ -47,6 +47,12 @@ public interface IInferenceEngine : IDisposable
     /// </summary>
     Runtime.Schedule.ChangeSignal? Changes => null;
 
+    /// <summary>
+    /// The CUDA stream this engine's kernels run on, entered by the actors of its tensor thread before their work; null:
+    /// the legacy default stream (one model on the device, or a CPU node).
+    /// </summary>
+    Runtime.Cuda.ComputeStream? ComputeStream => null;
+
     /// <summary>Logits of the last position, and one new token appended to every unfinished sequence.</summary>
     void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
 

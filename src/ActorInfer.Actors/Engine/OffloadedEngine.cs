@@ -36,6 +36,9 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     /// <summary>Called on the tensor thread when a step of the running block has chosen its tokens (0 = prefill).</summary>
     public Action<int>? StepDone { get; set; }
 
+    /// <summary>The model's own CUDA stream on a node of several models; null: the legacy default stream.</summary>
+    public ActorInfer.Runtime.Cuda.ComputeStream? ComputeStream { get; set; }
+
     public IGpuBatch Open(IReadOnlyList<SequenceState> sequences)
     {
         var batch = new Batch(this, sequences);

@@ -30,11 +30,15 @@ public sealed partial class ActorInferNode
             // Measured once before any model: the CUDA context is the device's, not what an earlier model loaded.
             (long, long)? before = settings.IsCuda ? MachineMemory.Device() : null;
             foreach (var m in settings.Models) loaded.Add(NodeModel.Load(settings.ForModel(m), before));
-            system = ActorSystem.Create("actorinfer", SystemConfig(settings, akkaOverlay));
+            // Each model's tensor-issuing actors on a thread of their own, and on CUDA each model's kernels on a stream of
+            // its own, the highest priority's first: neither waits behind the other's host work or queued copies.
+            var systemConfig = SystemConfig(settings, akkaOverlay);
+            system = ActorSystem.Create("actorinfer", TensorDispatchers(systemConfig, settings.Models.Count).WithFallback(systemConfig));
             ClusterMembership.Join(system, settings);
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
             var memory = system.ActorOf(MemoryProtocol.Props(MemoryProtocol.Settings.From(settings.Memory), probe ?? DeviceProbe(settings, loaded)), "memory");
             var served = new List<ServedModel>();
+            var top = settings.Models.Max(m => m.Priority);
             var tenants = new List<ArbiterProtocol.Tenant>();
             for (var i = 0; i < loaded.Count; i++)
             {
@@ -47,7 +51,10 @@ public sealed partial class ActorInferNode
                 {
                     Memory = new MemoryProtocol.Settings(null, null, null, settings.Memory.TelemetryInterval, 0),
                     Probe = null,
+                    TensorDispatcher = ModelTensorDispatcher(i),
                 };
+                if (settings.IsCuda && loaded[i].Engine is Engine.OffloadedEngine offloaded)
+                    offloaded.ComputeStream = new Runtime.Cuda.ComputeStream(high: model.Priority == top && settings.Models.Any(m => m.Priority < top));
                 var actors = NodeActors.Start(system, parts, $"model-{i}-");
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
                     LargestBlock(placement, settings)));
@@ -81,6 +88,22 @@ public sealed partial class ActorInferNode
             journal?.Dispose();
             throw;
         }
+    }
+
+    private static string ModelTensorDispatcher(int model) => $"{ActorInferSettings.TensorDispatcher}-model-{model}";
+
+    /// <summary>One dispatcher per model, each as the node's tensor dispatcher is configured (one dedicated thread).</summary>
+    private static Config TensorDispatchers(Config system, int models)
+    {
+        var tensor = system.GetConfig(ActorInferSettings.TensorDispatcher);
+        var block = $$"""
+            {
+              type = "{{tensor.GetString("type")}}"
+              throughput = {{tensor.GetInt("throughput")}}
+              dedicated-thread-pool { thread-count = 1, threadtype = "{{tensor.GetString("dedicated-thread-pool.threadtype")}}" }
+            }
+            """;
+        return ConfigurationFactory.ParseString(string.Join("\n", Enumerable.Range(0, models).Select(i => $"{ModelTensorDispatcher(i)} {block}")));
     }
 
     /// <summary>

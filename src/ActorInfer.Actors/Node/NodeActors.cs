@@ -24,6 +24,12 @@ public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factor
 {
     /// <summary>Conservative block sizing: the recent blocks whose budget falls set a new block's headroom (0: none).</summary>
     public int HeadroomHistory { get; init; }
+
+    /// <summary>
+    /// The dispatcher (one dedicated thread) of the layer actors and the scheduler: the node's one tensor thread, or on a
+    /// node of several models each model's own, so that one model's host-side work never holds up another's.
+    /// </summary>
+    public string TensorDispatcher { get; init; } = Configuration.ActorInferSettings.TensorDispatcher;
 }
 
 /// <summary>
@@ -49,9 +55,10 @@ public sealed record NodeActors(IActorRef Memory, IReadOnlyList<IActorRef> Tiers
         var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory, new PlannerProtocol.Headroom(parts.ComputeTier, parts.HeadroomHistory)),
             namePrefix + "planner");
         var layers = Enumerable.Range(0, parts.Engine.Config.NumHiddenLayers)
-            .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine), $"{namePrefix}layer-{i}"))
+            .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine).WithDispatcher(parts.TensorDispatcher), $"{namePrefix}layer-{i}"))
             .ToArray();
-        var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets),
+        var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets)
+                .WithDispatcher(parts.TensorDispatcher),
             namePrefix + "scheduler");
         // The planner learns from the blocks how far budgets fell while they ran.
         if (parts.HeadroomHistory > 0) scheduler.Tell(new SchedulerProtocol.Observe(planner));

@@ -45,7 +45,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null)
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null) : base(engine.ComputeStream)
     {
         _waiting = new WaitingWork(buckets is { } rule ? item => BlockOpening.BucketOf(item, factory, rule) : null);
         _memoryWaits = new MemoryWaits(_waiting, maxWaitForMemory,
@@ -64,6 +64,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     protected override void PreStart()
     {
+        base.PreStart();
         _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
         _ = Diagnostics.AheadCompilation.Prepare();

@@ -54,7 +54,7 @@ public sealed class CudaCopyEngine : ICopyEngine
     public void BeforeCompute(ICopyTicket ticket)
     {
         // Compute is in order with itself: only a copy's ticket has something to wait for.
-        if (ticket is Ticket copy) CudaRuntime.Wait(CudaRuntime.LegacyDefaultStream, copy.Event);
+        if (ticket is Ticket copy) CudaRuntime.Wait(CudaRuntime.ComputeStream, copy.Event);
     }
 
     /// <summary>
@@ -77,7 +77,7 @@ public sealed class CudaCopyEngine : ICopyEngine
     {
         lock (_markGate)
         {
-            CudaRuntime.Record(_computeMark, CudaRuntime.LegacyDefaultStream);
+            CudaRuntime.Record(_computeMark, CudaRuntime.ComputeStream);
             CudaRuntime.Wait(stream, _computeMark);
         }
     }
@@ -172,7 +172,7 @@ public sealed class CudaCopyEngine : ICopyEngine
     {
         public static readonly ComputeSoFar Instance = new();
 
-        public void Wait() => CudaRuntime.SynchronizeStream(CudaRuntime.LegacyDefaultStream);
+        public void Wait() => CudaRuntime.SynchronizeStream(CudaRuntime.ComputeStream);
     }
 
     /// <summary>An event recorded after the copy; returned to the pool once the host has seen it complete.</summary>

@@ -10,7 +10,7 @@ internal sealed class CudaEventFence : IReadyFence
     public CudaEventFence()
     {
         _event = CudaRuntime.CreateEvent();
-        CudaRuntime.Record(_event, CudaRuntime.LegacyDefaultStream);
+        CudaRuntime.Record(_event, CudaRuntime.ComputeStream);
     }
 
     public bool IsReady => _event == IntPtr.Zero || CudaRuntime.QueryChecked(_event);

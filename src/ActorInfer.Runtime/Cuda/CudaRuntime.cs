@@ -5,10 +5,24 @@ namespace ActorInfer.Runtime.Cuda;
 
 /// <summary>
 /// The few CUDA runtime calls TorchSharp does not expose: streams, events, async copies and free memory.
-/// libtorch's kernels run on the legacy default stream (handle 0); copies on a non-blocking stream overlap them.
+/// libtorch's kernels run on the calling thread's compute stream (<see cref="ComputeStream"/>): the legacy default stream
+/// (handle 0), or the model's own where a <see cref="Cuda.ComputeStream"/> was entered on the thread; copies on a
+/// non-blocking stream overlap them.
 /// </summary>
 internal static partial class CudaRuntime
 {
+    [ThreadStatic] private static IntPtr _computeStream;
+
+    /// <summary>
+    /// The stream libtorch's kernels of the calling thread run on, as this process set it: the legacy default stream
+    /// unless a <see cref="Cuda.ComputeStream"/> was entered on the thread. Compute events are recorded and waited here.
+    /// </summary>
+    public static IntPtr ComputeStream
+    {
+        get => _computeStream;
+        internal set => _computeStream = value;
+    }
+
     private const string Library = "actorinfer_cudart";
     public const uint StreamNonBlocking = 0x1;
     public const uint EventDisableTiming = 0x2;
@@ -30,6 +44,9 @@ internal static partial class CudaRuntime
     }
 
     [LibraryImport(Library)] private static partial int cudaStreamCreateWithFlags(out IntPtr stream, uint flags);
+    [LibraryImport(Library)] private static partial int cudaStreamCreateWithPriority(out IntPtr stream, uint flags, int priority);
+    [LibraryImport(Library)] private static partial int cudaDeviceGetStreamPriorityRange(out int least, out int greatest);
+    [LibraryImport(Library)] private static partial int cudaGetDevice(out int device);
     [LibraryImport(Library)] private static partial int cudaStreamDestroy(IntPtr stream);
     [LibraryImport(Library)] private static partial int cudaStreamSynchronize(IntPtr stream);
     [LibraryImport(Library)] private static partial int cudaStreamWaitEvent(IntPtr stream, IntPtr evt, uint flags);
@@ -57,6 +74,23 @@ internal static partial class CudaRuntime
     {
         Check(cudaStreamCreateWithFlags(out var s, StreamNonBlocking), "cudaStreamCreateWithFlags");
         return s;
+    }
+
+    /// <summary>
+    /// A stream that orders with the legacy default stream (what other threads' libtorch work runs on) and runs at the
+    /// device's greatest priority when <paramref name="high"/>, its least otherwise.
+    /// </summary>
+    public static IntPtr CreatePriorityStream(bool high)
+    {
+        Check(cudaDeviceGetStreamPriorityRange(out var least, out var greatest), "cudaDeviceGetStreamPriorityRange");
+        Check(cudaStreamCreateWithPriority(out var s, 0, high ? greatest : least), "cudaStreamCreateWithPriority");
+        return s;
+    }
+
+    public static int CurrentDevice()
+    {
+        Check(cudaGetDevice(out var device), "cudaGetDevice");
+        return device;
     }
 
     public static void DestroyStream(IntPtr s) => cudaStreamDestroy(s);

@@ -20,7 +20,7 @@ public sealed class CudaTimeline : IDisposable
     public void Start()
     {
         _base = CudaRuntime.CreateTimingEvent();
-        CudaRuntime.Record(_base, CudaRuntime.LegacyDefaultStream);
+        CudaRuntime.Record(_base, CudaRuntime.ComputeStream);
         CudaRuntime.Synchronize(_base);
         _clock.Restart();
         Active = true;

@@ -250,7 +250,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     {
         var batch = _active[at.Batch.Value];
         var layer = layers[at.Layer.Value];
-        using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{layer.Kind} {at.Layer.Value} {batch.Index}", Cuda.CudaRuntime.LegacyDefaultStream);
+        using var span = engine.Timeline?.DeviceSpan(Cuda.CudaTimeline.ComputeLane, $"{layer.Kind} {at.Layer.Value} {batch.Index}", Cuda.CudaRuntime.ComputeStream);
         var c = engine.Config;
         var architecture = engine.Architecture;
         var layout = batch.Layout;

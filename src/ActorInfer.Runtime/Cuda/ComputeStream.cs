@@ -1,0 +1,73 @@
+using System.Runtime.InteropServices;
+
+namespace ActorInfer.Runtime.Cuda;
+
+/// <summary>
+/// A model's own CUDA stream for libtorch's kernels, on a node of several models sharing one device. Without it every
+/// model's kernels queue on the legacy default stream in the order their threads issue them, so one model's wait for its
+/// next layer's weights (tens of milliseconds of PCIe for an offloaded model) holds up every kernel the other issues after
+/// it. The stream is made at the device's greatest priority for a model above the others (its kernels are scheduled first
+/// where both have work), at the least otherwise; it orders with the legacy default stream, where the node loaded the
+/// weights, and lives as long as the process (libtorch's allocator keeps blocks by stream). <see cref="Enter"/> makes it libtorch's current stream on the calling thread (the model's tensor thread) and
+/// the thread's <see cref="CudaRuntime.ComputeStream"/>, against which the model's copies and events order. libtorch's
+/// stable C shim sets the current stream (<c>aoti_torch_set_current_cuda_stream</c>); where it is missing or does not
+/// take, the thread stays on the legacy stream and one line says why.
+/// </summary>
+public sealed class ComputeStream
+{
+    private readonly bool _high;
+    private readonly Lock _gate = new();
+    private IntPtr _stream;
+    private bool _refused;
+
+    /// <param name="high">At the device's greatest priority (a model above the others), or its least.</param>
+    public ComputeStream(bool high) => _high = high;
+
+    public bool High => _high;
+
+    /// <summary>Why the last <see cref="Enter"/> left its thread on the legacy stream; null while it did not.</summary>
+    public string? Refusal { get; private set; }
+
+    /// <summary>
+    /// Makes the stream current for libtorch and for this process's compute events on the calling thread (once per
+    /// thread: later calls on it return at once). False where the thread stays on the legacy default stream.
+    /// </summary>
+    public bool Enter()
+    {
+        if (_stream != IntPtr.Zero && CudaRuntime.ComputeStream == _stream) return true;
+        lock (_gate)
+        {
+            if (_refused) return false;
+            try
+            {
+                if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreatePriorityStream(_high);
+                var device = CudaRuntime.CurrentDevice();
+                Check(SetCurrent(_stream, device), "aoti_torch_set_current_cuda_stream");
+                Check(GetCurrent(device, out var current), "aoti_torch_get_current_cuda_stream");
+                if (current != _stream)
+                    throw new InvalidOperationException($"libtorch's current stream is 0x{current:x} after setting 0x{_stream:x}");
+                CudaRuntime.ComputeStream = _stream;
+                return true;
+            }
+            catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException or ExternalException or InvalidOperationException)
+            {
+                _refused = true;
+                Refusal = ex.Message;
+                Console.Error.WriteLine($"compute stream: libtorch's kernels stay on the legacy default stream ({ex.Message})");
+                return false;
+            }
+        }
+    }
+
+    private static void Check(int error, string call)
+    {
+        if (error != 0) throw new InvalidOperationException($"{call} returned {error}");
+    }
+
+    // libtorch's C shim for ahead-of-time compiled models (extern "C", exported by libtorch_cuda): an AOTITorchError, 0 on success.
+    [DllImport("torch_cuda", EntryPoint = "aoti_torch_set_current_cuda_stream")]
+    private static extern int SetCurrent(IntPtr stream, int deviceIndex);
+
+    [DllImport("torch_cuda", EntryPoint = "aoti_torch_get_current_cuda_stream")]
+    private static extern int GetCurrent(int deviceIndex, out IntPtr stream);
+}
