@@ -9,9 +9,9 @@ namespace ActorInfer.Runtime.Cuda;
 /// it. The stream is made at the device's greatest priority for a model above the others (its kernels are scheduled first
 /// where both have work), at the least otherwise; it orders with the legacy default stream, where the node loaded the
 /// weights, and lives as long as the process (libtorch's allocator keeps blocks by stream). <see cref="Enter"/> makes it libtorch's current stream on the calling thread (the model's tensor thread) and
-/// the thread's <see cref="CudaRuntime.ComputeStream"/>, against which the model's copies and events order. libtorch's
-/// stable C shim sets the current stream (<c>aoti_torch_set_current_cuda_stream</c>); where it is missing or does not
-/// take, the thread stays on the legacy stream and one line says why.
+/// the thread's <see cref="CudaRuntime.ComputeStream"/>, against which the model's copies and events order. libtorch's C
+/// shim reads the current stream back (<c>aoti_torch_get_current_cuda_stream</c>) to check that it took; where a call
+/// is missing or it did not take, the thread stays on the legacy stream and one line says why.
 /// </summary>
 public sealed class ComputeStream
 {
@@ -42,7 +42,7 @@ public sealed class ComputeStream
             {
                 if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreatePriorityStream(_high);
                 var device = CudaRuntime.CurrentDevice();
-                Check(SetCurrent(_stream, device), "aoti_torch_set_current_cuda_stream");
+                MakeCurrent(_stream, device);
                 Check(GetCurrent(device, out var current), "aoti_torch_get_current_cuda_stream");
                 if (current != _stream)
                     throw new InvalidOperationException($"libtorch's current stream is 0x{current:x} after setting 0x{_stream:x}");
@@ -59,6 +59,23 @@ public sealed class ComputeStream
         }
     }
 
+    /// <summary>
+    /// libtorch's current stream on this thread: by the C shim where the library exports its setter, else by c10's C++
+    /// functions (the C shim of libtorch 2.11 exports the getter only).
+    /// </summary>
+    private static void MakeCurrent(IntPtr stream, int device)
+    {
+        try
+        {
+            Check(SetCurrent(stream, device), "aoti_torch_set_current_cuda_stream");
+            return;
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
+        SetCurrentCudaStream(StreamFromExternal(stream, checked((sbyte)device)));
+    }
+
     private static void Check(int error, string call)
     {
         if (error != 0) throw new InvalidOperationException($"{call} returned {error}");
@@ -70,4 +87,22 @@ public sealed class ComputeStream
 
     [DllImport("torch_cuda", EntryPoint = "aoti_torch_get_current_cuda_stream")]
     private static extern int GetCurrent(int deviceIndex, out IntPtr stream);
+
+    // c10::cuda::CUDAStream by value: a c10::Stream (device type and index, one byte each, then the 64-bit stream id),
+    // trivially copyable, so passed and returned in two registers.
+    [StructLayout(LayoutKind.Sequential)]
+    private struct C10CudaStream
+    {
+        public sbyte DeviceType;
+        public sbyte DeviceIndex;
+        public long Id;
+    }
+
+    // c10::cuda::getStreamFromExternal(cudaStream_t, DeviceIndex) and c10::cuda::setCurrentCUDAStream(CUDAStream), by their
+    // Itanium-mangled names in libc10_cuda.
+    [DllImport("c10_cuda", EntryPoint = "_ZN3c104cuda21getStreamFromExternalEP11CUstream_sta")]
+    private static extern C10CudaStream StreamFromExternal(IntPtr stream, sbyte deviceIndex);
+
+    [DllImport("c10_cuda", EntryPoint = "_ZN3c104cuda20setCurrentCUDAStreamENS0_10CUDAStreamE")]
+    private static extern void SetCurrentCudaStream(C10CudaStream stream);
 }
