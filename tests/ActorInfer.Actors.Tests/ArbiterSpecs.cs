@@ -122,6 +122,43 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
     }
 
+    /// <summary>
+    /// A rise goes only into bytes the others no longer hold: when chat's burst takes from batch, batch's share falls at
+    /// once but chat's rises only as batch's tiers give their bytes back (its scheduler honours the fall at a layer
+    /// boundary), so that the two never hold more than the device between the fall and its honour.
+    /// </summary>
+    [Fact]
+    public void A_burst_s_share_rises_only_as_the_other_model_gives_its_bytes_back()
+    {
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        long chatHeld = 1100, batchHeld = 8900;
+        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { Held = () => Interlocked.Read(ref chatHeld) },
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { Held = () => Interlocked.Read(ref batchHeld) },
+            ]));
+        chat.ExpectMsg<SchedulerProtocol.Observe>();
+        AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+
+        // Twenty requests queue for chat: batch falls to 7000 at once; chat stays at 1100 while batch still holds 8900.
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() => Assert.Equal(7000, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+
+        // Batch gives back part (8000 held): chat rises to what is free, 2000, at the next division (a status).
+        Interlocked.Exchange(ref batchHeld, 8000);
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() => Assert.Equal(2000, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+
+        // Batch honours the fall (7000 held) and says so: chat takes the rest of its demand, 3000, without a poll.
+        Interlocked.Exchange(ref batchHeld, 7000);
+        batch.Send(arbiter, new SchedulerProtocol.PolicyHonoured(TimeSpan.FromMilliseconds(1), Dropped: true));
+        AwaitAssert(() => Assert.Equal(3000, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        Assert.Equal(7000, Budget(batchMemory, Tier.Cpu));
+    }
+
     [Fact]
     public void Under_conservative_sizing_new_blocks_leave_room_for_the_falls_seen_while_blocks_ran()
     {

@@ -30,7 +30,15 @@ public static class ArbiterProtocol
     /// the others as they are then), its floor and ceiling from then on.
     /// </param>
     public sealed record Tenant(string Name, int Priority, long? Floor, long? Ceiling, IActorRef Memory, IActorRef Scheduler, Func<Demand, long> BytesFor,
-        bool Static = false);
+        bool Static = false)
+    {
+        /// <summary>
+        /// The compute-tier bytes the model's tiers hold now; null: not known (a share then rises at once). A share rises
+        /// only into bytes the others no longer hold: a model whose share fell keeps its bytes until its scheduler honours
+        /// the fall, and growing into them before that would put more on the device than it has.
+        /// </summary>
+        public Func<long>? Held { get; init; }
+    }
 
     /// <param name="ComputeTier">The tier divided: the GPU on a CUDA node, host memory on a CPU node.</param>
     /// <param name="PollInterval">How often each model's queue is read.</param>

@@ -105,7 +105,9 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         Receive<GetState>(_ => Sender.Tell(new State(_settings.ComputeTier, _device ?? TierBudgets.None,
             _held.Select(h => new TenantState(h.Tenant.Name, h.Tenant.Priority, h.Share ?? 0, h.Demand, h.Queued, h.Running, h.Tenant.Floor,
                 h.Tenant.Ceiling, h.Drops, h.Requeues, h.Recomputed, h.Fixed)).ToArray())));
-        // The schedulers' other news (policies honoured, results) is not the arbiter's.
+        // A model honoured a budget (a fall among them): what it gave back may let another's share rise now.
+        Receive<SchedulerProtocol.PolicyHonoured>(_ => Divide());
+        // The schedulers' other news (results, checkpoints) is not the arbiter's.
         ReceiveAny(_ => { });
     }
 
@@ -149,12 +151,17 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         }
         var budget = _device[_settings.ComputeTier];
         // No budget known (0): every model is as unbounded as a node alone would be.
-        var shares = budget > 0 ? Arbitration.Divide(budget, claims) : new long[_held.Length];
+        var shares = budget > 0 ? Arbitration.Divide(budget, claims).ToArray() : new long[_held.Length];
+        // A share of nothing is still a budget (0 would mean none is known): one byte, which no policy fits.
+        if (budget > 0)
+        {
+            for (var i = 0; i < shares.Length; i++) shares[i] = Math.Max(1, shares[i]);
+            RiseIntoFreedBytes(budget, shares);
+        }
         for (var i = 0; i < _held.Length; i++)
         {
             var h = _held[i];
-            // A share of nothing is still a budget (0 would mean none is known): one byte, which no policy fits.
-            var share = budget > 0 ? Math.Max(1, shares[i]) : 0;
+            var share = shares[i];
             if (h.Tenant.Static && h.Fixed is null && budget > 0 && h.Queued + h.Running > 0)
             {
                 h.Fixed = share;
@@ -166,6 +173,29 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
                 Planning.ByteSize.FormatBinary(budget), Planning.ByteSize.FormatBinary(h.Demand));
             h.Share = share;
             h.Tenant.Memory.Tell(new MemoryProtocol.Share(_settings.ComputeTier, share));
+        }
+    }
+
+    /// <summary>
+    /// Falls go at once; a rise takes only what the others do not hold: each other model counts at the larger of its new
+    /// share and the bytes its tiers hold now (a fall is honoured at its scheduler's next layer boundary, and until then
+    /// its bytes are still on the device). Higher priorities rise first. What a rise cannot take yet it takes at a later
+    /// division (the status polls, or the fall's honour), never falling below the share it has.
+    /// </summary>
+    private void RiseIntoFreedBytes(long budget, long[] shares)
+    {
+        if (_held.Any(h => h.Share is null || h.Tenant.Held is null)) return;
+        var held = _held.Select(h => h.Tenant.Held!()).ToArray();
+        var rising = Enumerable.Range(0, _held.Length).Where(i => shares[i] > _held[i].Share!.Value).ToArray();
+        if (rising.Length == 0) return;
+        var counted = new long[_held.Length];
+        for (var i = 0; i < _held.Length; i++)
+            counted[i] = Math.Max(rising.Contains(i) ? _held[i].Share!.Value : shares[i], held[i]);
+        foreach (var i in rising.OrderByDescending(i => _held[i].Tenant.Priority).ThenBy(i => i))
+        {
+            var others = counted.Where((_, j) => j != i).Sum();
+            shares[i] = Math.Clamp(budget - others, _held[i].Share!.Value, shares[i]);
+            counted[i] = Math.Max(shares[i], held[i]);
         }
     }
 

@@ -59,7 +59,10 @@ public sealed partial class ActorInferNode
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
                     LargestBlock(placement, settings)));
                 tenants.Add(new ArbiterProtocol.Tenant(model.Name, model.Priority, model.MemoryFloor, model.MemoryCeiling, actors.Memory, actors.Scheduler,
-                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null), model.StaticShare));
+                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null), model.StaticShare)
+                {
+                    Held = HeldBytes(loaded[i], settings.IsCuda),
+                });
             }
             var arbiter = system.ActorOf(ArbiterProtocol.Props(
                 new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter,
@@ -89,6 +92,18 @@ public sealed partial class ActorInferNode
             throw;
         }
     }
+
+    /// <summary>
+    /// What a model holds of the compute tier as its budget counts it: its device tier's bytes (host memory's on a CPU node),
+    /// on a GPU node with the CUDA context and the allocator's allowance that the planner takes off a budget.
+    /// </summary>
+    private static Func<long> HeldBytes(NodeModel model, bool cuda) => () =>
+    {
+        var held = model.Tiers.Device.BytesHeld;
+        if (!cuda || held == 0) return held;
+        var budget = held + model.DeviceContextBytes;
+        return budget + DeviceReserve.AllowanceFor(budget + DeviceReserve.AllowanceFor(budget));
+    };
 
     private static string ModelTensorDispatcher(int model) => $"{ActorInferSettings.TensorDispatcher}-model-{model}";
 
