@@ -38,22 +38,26 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
             Assert.Equal(50_000, Budget(batchMemory, Tier.Disk));
         }, TimeSpan.FromSeconds(5));
 
-        // Twenty requests queue for chat: it gets 3000, batch what is left.
+        // Twenty requests queue for chat: it gets what 24 need (the ladder's next size), 3400, batch what is left.
         chat.ExpectMsg<SchedulerProtocol.Observe>();
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
         AwaitAssert(() =>
         {
-            Assert.Equal(3000, Budget(chatMemory, Tier.Cpu));
-            Assert.Equal(7000, Budget(batchMemory, Tier.Cpu));
+            Assert.Equal(3400, Budget(chatMemory, Tier.Cpu));
+            Assert.Equal(6600, Budget(batchMemory, Tier.Cpu));
         }, TimeSpan.FromSeconds(5));
+        // One more request changes nothing (21 counts as 24).
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(21, null, null));
+        var unchanged = await arbiter.Ask<ArbiterProtocol.State>(ArbiterProtocol.GetState.Instance, TimeSpan.FromSeconds(5));
+        Assert.Equal(3400, unchanged.Tenants[0].Share);
 
-        // A block of 12 of them starts and 8 wait: still 3000. Its demand gone, chat's share holds for the release time.
+        // A block of 12 of them starts and 8 wait: still 3400. Its demand gone, chat's share holds for the release time.
         chat.Send(arbiter, new SchedulerProtocol.BlockStarted(1, new BlockPolicy(4, 3, "all on cpu"), 12, 3));
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(8, 1, null));
         chat.Send(arbiter, new SchedulerProtocol.BlockFinished(1, 12, 4));
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
         var fell = System.Diagnostics.Stopwatch.StartNew();
-        Assert.Equal(3000, Budget(chatMemory, Tier.Cpu));
+        Assert.Equal(3400, Budget(chatMemory, Tier.Cpu));
         AwaitAssert(() =>
         {
             // The status poll keeps the arbiter dividing; the chat probe answers each as an idle scheduler.
@@ -91,7 +95,7 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         batch.ExpectMsg<SchedulerProtocol.Observe>();
         // Idle, the static model follows the division: a burst of chat before its work comes takes from it as usual.
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
-        AwaitAssert(() => Assert.Equal(7000, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        AwaitAssert(() => Assert.Equal(6600, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
         AwaitAssert(() =>
         {
@@ -142,9 +146,10 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         chat.ExpectMsg<SchedulerProtocol.Observe>();
         AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
 
-        // Twenty requests queue for chat: batch falls to 7000 at once; chat stays at 1100 while batch still holds 8900.
+        // Twenty requests queue for chat (24 on the ladder): batch falls to 6600 at once; chat stays at 1100 while batch
+        // still holds 8900.
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
-        AwaitAssert(() => Assert.Equal(7000, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        AwaitAssert(() => Assert.Equal(6600, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
         Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
 
         // Batch gives back part (8000 held): chat rises to what is free, 2000, at the next division (a status).
@@ -152,11 +157,11 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
         AwaitAssert(() => Assert.Equal(2000, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
 
-        // Batch honours the fall (7000 held) and says so: chat takes the rest of its demand, 3000, without a poll.
-        Interlocked.Exchange(ref batchHeld, 7000);
+        // Batch honours the fall (6600 held) and says so: chat takes the rest of its demand, 3400, without a poll.
+        Interlocked.Exchange(ref batchHeld, 6600);
         batch.Send(arbiter, new SchedulerProtocol.PolicyHonoured(TimeSpan.FromMilliseconds(1), Dropped: true));
-        AwaitAssert(() => Assert.Equal(3000, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
-        Assert.Equal(7000, Budget(batchMemory, Tier.Cpu));
+        AwaitAssert(() => Assert.Equal(3400, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        Assert.Equal(6600, Budget(batchMemory, Tier.Cpu));
     }
 
     [Fact]

@@ -12,6 +12,14 @@ public sealed class ArbitrationTests
     private const long MiB = 1L << 20;
 
     [Fact]
+    public void A_demand_counts_sequences_on_a_ladder_of_sizes_one_and_a_half_times_apart()
+    {
+        Assert.Equal([0, 1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16, 24, 32, 48, 64, 96],
+            new[] { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 25, 33, 49, 65 }.Select(GpuArbiterActor.Ladder));
+        Assert.Equal(3 << 20, GpuArbiterActor.Ladder((2 << 20) + 1));
+    }
+
+    [Fact]
     public void The_higher_priority_gets_its_demand_and_the_lower_the_rest()
     {
         // 100 MiB: chat (priority 10) asks 70, batch (0) asks 50: chat 70, batch the 30 left.

@@ -144,7 +144,9 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             var h = _held[i];
             // Requests that arrive between the scheduler's answer and the share's arrival there may start a block: a reserve of
             // sequences above what is counted keeps such a block within the share.
-            var sequences = h.Queued + h.Running + _settings.ReserveSequences;
+            // Counted on a ladder of sizes 1.5x apart: a share that followed every arrival would re-plan the other models
+            // (and re-place their weights and remake their host buffers) for each request of a burst.
+            var sequences = Ladder(h.Queued + h.Running + _settings.ReserveSequences);
             h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(sequences, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
                 _settings.ReleaseAfter);
             claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Fixed ?? h.Tenant.Floor, h.Fixed ?? h.Tenant.Ceiling);
@@ -196,6 +198,20 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             var others = counted.Where((_, j) => j != i).Sum();
             shares[i] = Math.Clamp(budget - others, _held[i].Share!.Value, shares[i]);
             counted[i] = Math.Max(shares[i], held[i]);
+        }
+    }
+
+    /// <summary>The least of 1, 2, 3, 4, 6, 8, 12, 16, ... (powers of two and 1.5 times them) that is at least <paramref name="n"/>.</summary>
+    internal static int Ladder(int n)
+    {
+        if (n <= 2) return n;
+        var power = 2;
+        while (true)
+        {
+            if (n <= power) return power;
+            if (n <= power + power / 2) return power + power / 2;
+            if (power > int.MaxValue / 4) return n;
+            power *= 2;
         }
     }
 
