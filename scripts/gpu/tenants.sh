@@ -22,7 +22,8 @@
 # batch model and a node alone drains its queue between bursts. summary.txt checks the memory side (the chat model's
 # peak share and bytes held against the device).
 # summary.txt: per run the chat model's TTFT p50/p99 (p99 with failed requests counted at their time to failure where any
-# failed), the batch model's throughput (its job's completed tokens over the replay) and its longest time with work and
+# failed), the batch model's throughput (the tokens it generated over the replay, from /admin/state; its job's completed
+# requests beside them) and its longest time with work and
 # no layer finished, the mean compute-tier memory held over the device and over the node's budget, the out-of-memory
 # count, requests lost or answered twice; then the acceptance's ratios. figures.json: the same per run, as data.
 # runs.tar.gz: every run's replay output (summary.json, requests.jsonl, replay.png), node log and configuration, the job's
@@ -176,11 +177,13 @@ start() {
 stop() { node_stop "$1" 2>/dev/null; reap; }
 # state PORT EXPR: a Python expression over /admin/state's JSON (s).
 state() { curl -s "http://127.0.0.1:$1/admin/state" "${auth[@]}" | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)" 2>/dev/null; }
-# poll PORT ID FILE: "epoch-seconds completed" of the job every half second, until killed.
+# poll PORT ID FILE: "epoch-seconds completed tokens" every half second, until killed: the job's completed requests and
+# the tokens the batch model has generated so far (a block's tokens count as they are chosen, before it finishes).
 poll() {
   while :; do
     c=$(curl -s "http://127.0.0.1:$1/v1/jobs/$2" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["completed"])' 2>/dev/null)
-    [ -n "$c" ] && echo "$(date +%s.%N) $c" >> "$3"
+    t=$(state "$1" "[m['queue'].get('tokens_generated', -1) for m in s['models'] if m['name'] == 'batch'][0]")
+    [ -n "$c" ] && echo "$(date +%s.%N) $c ${t:--1}" >> "$3"
     sleep 0.5
   done
 }
@@ -307,13 +310,19 @@ for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
     # The batch model's job: its throughput over the replay (completed requests' tokens), and lost or duplicated results.
     if os.path.exists(f"{d}/job-progress.txt"):
         start = float(open(f"{d}/replay-start.txt").read()); end = float(open(f"{d}/replay-end.txt").read())
-        rows = [tuple(map(float, l.split())) for l in open(f"{d}/job-progress.txt") if l.strip()]
-        def done_at(t):
-            before = [c for at, c in rows if at <= t]
-            return before[-1] if before else (rows[0][1] if rows else 0)
+        table = [tuple(map(float, l.split())) for l in open(f"{d}/job-progress.txt") if l.strip()]
+        rows = [(r[0], r[1]) for r in table]
+        def done_at(t, series):
+            before = [c for at, c in series if at <= t]
+            return before[-1] if before else (series[0][1] if series else 0)
         inside = [(at, c) for at, c in rows if start <= at <= end]
-        f["batch_completed_in_replay"] = done_at(end) - done_at(start)
-        f["batch_throughput"] = f["batch_completed_in_replay"] * gen_len / (end - start)
+        f["batch_completed_in_replay"] = done_at(end, rows) - done_at(start, rows)
+        f["batch_completed_throughput"] = f["batch_completed_in_replay"] * gen_len / (end - start)
+        # The tokens the batch model generated over the replay, finished blocks or not: its throughput. (Completed
+        # requests alone say nothing where a block of the offloaded model outlasts the replay.)
+        tokens = [(r[0], r[2]) for r in table if len(r) > 2 and r[2] >= 0]
+        f["batch_tokens_in_replay"] = done_at(end, tokens) - done_at(start, tokens) if tokens else None
+        f["batch_throughput"] = (f["batch_tokens_in_replay"] / (end - start) if tokens else f["batch_completed_throughput"])
         # Between the first and the last completion seen inside the replay: no partial block at either end.
         moves = [(at, c) for (at, c), (_, p) in zip(inside[1:], inside) if c > p]
         f["batch_throughput_between_blocks"] = ((moves[-1][1] - moves[0][1]) * gen_len / (moves[-1][0] - moves[0][0])
@@ -358,7 +367,8 @@ for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
             + (f" (p99 {fmt(f['ttft_p99_with_failed'])} s counting the failed at their failure)" if f["failed"] else "")
             + f", {fmt(f['throughput'], '.1f')} token/s")
     if "batch_throughput" in f:
-        line += (f"; batch {fmt(f['batch_throughput'], '.1f')} token/s ({f['batch_completed_in_replay']:.0f} requests in the replay; "
+        line += (f"; batch {fmt(f['batch_throughput'], '.1f')} token/s generated in the replay ({fmt(f.get('batch_tokens_in_replay'), '.0f')} tokens; "
+                 f"{f['batch_completed_in_replay']:.0f} requests completed in it, {fmt(f.get('batch_completed_throughput'), '.1f')} token/s; "
                  f"{fmt(f['batch_throughput_between_blocks'], '.1f')} between its first and last completion there), "
                  f"longest with work and no progress {fmt(f['batch_longest_without_progress'], '.1f')} s")
     print(line)

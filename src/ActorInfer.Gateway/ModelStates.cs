@@ -40,7 +40,7 @@ internal static class ModelStates
                 queue = new
                 {
                     scheduler = scheduler.Queued, running_block = scheduler.RunningBlock, decoding_steps = scheduler.DecodingSteps,
-                    layers_done = scheduler.LayersDone,
+                    layers_done = scheduler.LayersDone, tokens_generated = scheduler.TokensGenerated,
                 },
                 arbiter = held is null ? null : new
                 {

@@ -53,6 +53,9 @@ public interface IInferenceEngine : IDisposable
     /// </summary>
     Runtime.Cuda.ComputeStream? ComputeStream => null;
 
+    /// <summary>Tokens chosen over the engine's life, every block's (a dropped batch's sequences keep theirs); 0 where not counted.</summary>
+    long TokensGenerated => 0;
+
     /// <summary>Logits of the last position, and one new token appended to every unfinished sequence.</summary>
     void ChooseTokens(IGpuBatch batch, Tensor hidden, TokenStep step);
 

@@ -132,7 +132,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
         });
         Receive<Terminated>(m => _observers.Remove(m.ActorRef));
-        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _inForce.Policy, _decodingSteps, _layersDone)));
+        Receive<GetStatus>(_ => Sender.Tell(new SchedulerStatus(_waiting.Count, _block?.Id, _inForce.Policy, _decodingSteps, _layersDone, _engine.TokensGenerated)));
     }
 
     private void Idle()

@@ -63,7 +63,9 @@ public static class SchedulerProtocol
     /// <param name="DecodingSteps">Decoding steps started over the scheduler's life (a block's prefill is not one).</param>
     /// <param name="LayersDone">Layer computations of GPU batches finished over the scheduler's life, prefill included: the
     /// finest measure of progress (a long prefill or an offloaded layer still moves it).</param>
-    public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy, long DecodingSteps = 0, long LayersDone = 0);
+    /// <param name="TokensGenerated">Tokens the engine chose over its life (<see cref="Engine.IInferenceEngine.TokensGenerated"/>).</param>
+    public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy, long DecodingSteps = 0, long LayersDone = 0,
+        long TokensGenerated = 0);
 
     /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
     public sealed record FinishedItem(string Key, string ResultLine);
