@@ -27,4 +27,45 @@ public class TensorThreadClockTests
         Assert.Equal("clock test: slow", slow.What);
         Assert.InRange(slow.Ms, 1000, 60_000);
     }
+
+    /// <summary>
+    /// Each model of a node has a tensor thread of its own: what one runs, or ran, is told of that thread only, so that a
+    /// stall or a slow honour is not blamed on the other model's work.
+    /// </summary>
+    [Fact]
+    public void Each_tensor_thread_is_told_of_its_own_messages_only()
+    {
+        var from = Stopwatch.GetTimestamp();
+        using var begun = new ManualResetEventSlim();
+        using var checkedNow = new ManualResetEventSlim();
+        int a = 0, b = 0;
+        var first = new Thread(() =>
+        {
+            a = Environment.CurrentManagedThreadId;
+            TensorThreadClock.Begin("clock test: a's message", Stopwatch.GetTimestamp());
+            begun.Set();
+            checkedNow.Wait(TimeSpan.FromSeconds(10));
+            TensorThreadClock.Record("clock test: a's message", from);
+        });
+        var second = new Thread(() =>
+        {
+            b = Environment.CurrentManagedThreadId;
+            TensorThreadClock.Record("clock test: b's message", Stopwatch.GetTimestamp());
+        });
+        first.Start();
+        Assert.True(begun.Wait(TimeSpan.FromSeconds(10)));
+        second.Start();
+        second.Join();
+        var between = Stopwatch.GetTimestamp();
+
+        Assert.StartsWith("runs clock test: a's message for ", TensorThreadClock.Now(a));
+        Assert.StartsWith("is idle; it last ran clock test: b's message, ", TensorThreadClock.Now(b));
+        Assert.Equal("clock test: b's message", TensorThreadClock.Longest(from, between, b)?.What);
+        Assert.Null(TensorThreadClock.Longest(from, between, a));
+        checkedNow.Set();
+        first.Join();
+        Assert.Equal("clock test: a's message", TensorThreadClock.Longest(from, Stopwatch.GetTimestamp(), a)?.What);
+        Assert.StartsWith("is idle; it last ran clock test: a's message, ", TensorThreadClock.Now(a));
+        Assert.Equal("has run nothing", TensorThreadClock.Now(-1));
+    }
 }

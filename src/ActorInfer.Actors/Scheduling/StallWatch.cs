@@ -20,7 +20,10 @@ internal sealed class StallWatch : IDisposable
     private volatile int _position;
     private long _movedAt;
     private long _reported;
+    // The tensor thread of the scheduler that made the watch (each model of a node has its own).
+    private readonly int _thread = Environment.CurrentManagedThreadId;
 
+    /// <summary>Made on the scheduler's tensor thread, whose messages a stall's report names.</summary>
     public StallWatch(ILoggingAdapter log)
     {
         _log = log;
@@ -54,7 +57,7 @@ internal sealed class StallWatch : IDisposable
         Interlocked.Exchange(ref _reported, since);
         var step = _step;
         _log.Warning("block {0} has not moved for {1:F0} s ({2}, position {3} in the step); the tensor thread {4}",
-            block, still.TotalSeconds, step == 0 ? "prefill" : $"decoding step {step}", _position, Diagnostics.TensorThreadClock.Now());
+            block, still.TotalSeconds, step == 0 ? "prefill" : $"decoding step {step}", _position, Diagnostics.TensorThreadClock.Now(_thread));
     }
 
     public void Dispose() => _timer.Dispose();
