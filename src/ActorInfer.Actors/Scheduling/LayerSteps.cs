@@ -50,7 +50,19 @@ internal sealed class LayerSteps
                $"planning {Ms(planning)}, to the scheduler {Ms(h.Arrival - planning)}, to a boundary {Ms(h.ToBoundary)}, " +
                $"applying {Ms(h.Applying)} ms{(h.ApplyingParts.Length > 0 ? $" ({h.ApplyingParts})" : "")}; " +
                $"arrived {(h.ArrivedIn.Length == 0 ? "-" : "in " + h.ArrivedIn)}; " +
-               Described(h.ArrivedIn);
+               Described(h.ArrivedIn) + Behind(h, planning);
+    }
+
+    /// <summary>
+    /// Where the way to the scheduler or to a boundary took a millisecond or more: the longest message the model's tensor
+    /// thread ran meanwhile, which held the change.
+    /// </summary>
+    private static string Behind(PolicyHonoured h, TimeSpan planning)
+    {
+        var parts = new List<string>();
+        if ((h.Arrival - planning).TotalMilliseconds >= 1 && h.BehindOnArrival.Length > 0) parts.Add($"on the way, the tensor thread ran {h.BehindOnArrival}");
+        if (h.ToBoundary.TotalMilliseconds >= 1 && h.BehindToBoundary.Length > 0) parts.Add($"to the boundary, {h.BehindToBoundary}");
+        return parts.Count == 0 ? "" : "; " + string.Join("; ", parts);
     }
 
     /// <summary>The last measured layer steps, the one of the part of a block the change arrived in first.</summary>
