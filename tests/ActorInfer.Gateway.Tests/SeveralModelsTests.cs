@@ -37,14 +37,20 @@ public sealed class SeveralModelsTests
         }
         """;
 
+    /// <summary>A node of the two models (<see cref="Config"/>) on <paramref name="dir"/>'s data folder, serving.</summary>
+    private static async Task<StartedNode> StartTwoModels(string dir)
+    {
+        var dataDir = Path.Combine(dir, "data");
+        var config = Path.Combine(dir, "node.conf");
+        await File.WriteAllTextAsync(config, Config(dataDir));
+        return await StartedNode.Start(config, dataDir);
+    }
+
     [Fact]
     public async Task Two_models_under_a_replayed_trace_answer_every_request_once_and_never_drop_the_high_priority_one()
     {
         var dir = TestPaths.TempDir();
-        var dataDir = Path.Combine(dir, "data");
-        var config = Path.Combine(dir, "node.conf");
-        await File.WriteAllTextAsync(config, Config(dataDir));
-        await using var node = await StartedNode.Start(config, dataDir);
+        await using var node = await StartTwoModels(dir);
         var url = GatewayApp.BaseAddress(node.App);
 
         using (var client = node.Client())
@@ -158,11 +164,7 @@ public sealed class SeveralModelsTests
     [Fact]
     public async Task Each_model_runs_on_a_tensor_thread_of_its_own()
     {
-        var dir = TestPaths.TempDir();
-        var dataDir = Path.Combine(dir, "data");
-        var config = Path.Combine(dir, "node.conf");
-        await File.WriteAllTextAsync(config, Config(dataDir));
-        await using var node = await StartedNode.Start(config, dataDir);
+        await using var node = await StartTwoModels(TestPaths.TempDir());
         var system = node.Node.System;
         var threads = new List<int>();
         for (var i = 0; i < 2; i++)
