@@ -51,16 +51,17 @@ public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
 
             // A worker killed while it holds requests of a job: nothing is lost or answered twice.
             // Killed as soon as the job is accepted: the gateway has handed each worker its first orders (64 requests)
-            // then, and the job runs for longer than a worker takes to see its peer gone.
+            // then, and the job runs for longer than a worker takes to see its peer gone. 1,000 lines (a tenant queues at
+            // most 1,024): warm workers once finished a job of 600 before the answer to its POST came back.
             var killed = cluster.Address("worker-1");
-            var jobB = await Submit(http, body);
+            var jobB = await Submit(http, JobBody(expected, 1000));
             cluster.Kill("worker-1");
             var afterKill = await Job(http, jobB);
             output.WriteLine($"worker-1 killed with job B at {afterKill["counts"]!.ToJsonString()}");
             Assert.NotEqual("completed", (string)afterKill["state"]!);
             cluster.Up();
             await WaitForState(http, jobB, "completed");
-            var resultsB = await CheckResults(http, jobB, expected, 600);
+            var resultsB = await CheckResults(http, jobB, expected, 1000);
             var state = await State(http);
             Assert.True((long)state["redispatched"]! > 0, $"no request was handed to another worker: {state.ToJsonString()}");
             output.WriteLine($"job B completed {clock.Elapsed.TotalSeconds:F1} s in; {state["redispatched"]} requests re-dispatched");
