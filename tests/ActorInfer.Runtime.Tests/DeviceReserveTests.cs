@@ -34,6 +34,18 @@ public sealed class DeviceReserveTests
     }
 
     [Fact]
+    public void ABudgetForUsableBytesLeavesThemUsableBesideTheContextAndTheAllowance()
+    {
+        foreach (var usable in new[] { 1L << 20, 3L << 30, 40L << 30 })
+        {
+            const long context = 600L << 20;
+            var budget = DeviceReserve.BudgetFor(usable, context);
+            Assert.InRange(DeviceReserve.For(budget, context).Usable(budget), usable, usable + 1);
+            Assert.True(DeviceReserve.For(budget - 1, context).Usable(budget - 1) < usable, $"{budget - 1} holds {usable} too");
+        }
+    }
+
+    [Fact]
     public void NoReserveOnTheCpuLeavesTheBudgetWhole()
     {
         Assert.Equal(0, DeviceReserve.None.Bytes);

@@ -8,18 +8,12 @@ namespace ActorInfer.Actors.Diagnostics;
 /// </summary>
 internal abstract class TensorThreadActor(Runtime.Cuda.ComputeStream? stream) : ReceiveActor
 {
-    protected override void PreStart()
-    {
-        stream?.Enter();
-        base.PreStart();
-    }
-
     /// <summary>How the clock names <paramref name="message"/>.</summary>
     protected abstract string Describe(object message);
 
     protected override bool AroundReceive(Receive receive, object message)
     {
-        // Once per thread (later calls return at once): a dispatcher's thread may be replaced after a failure.
+        // Before the actor's first work on the thread (later calls return at once; a dispatcher's thread may be replaced).
         stream?.Enter();
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         var what = Describe(message);

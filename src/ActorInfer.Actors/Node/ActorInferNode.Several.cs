@@ -100,9 +100,7 @@ public sealed partial class ActorInferNode
     private static Func<long> HeldBytes(NodeModel model, bool cuda) => () =>
     {
         var held = model.Tiers.Device.BytesHeld;
-        if (!cuda || held == 0) return held;
-        var budget = held + model.DeviceContextBytes;
-        return budget + DeviceReserve.AllowanceFor(budget + DeviceReserve.AllowanceFor(budget));
+        return !cuda || held == 0 ? held : DeviceReserve.BudgetFor(held, model.DeviceContextBytes);
     };
 
     private static string ModelTensorDispatcher(int model) => $"{ActorInferSettings.TensorDispatcher}-model-{model}";
@@ -136,9 +134,7 @@ public sealed partial class ActorInferNode
             {
                 var size = Math.Min(key.Item1, bounds.MaxGpuBatchSize);
                 var bytes = planner.BytesFor(size, (key.Item1 + size - 1) / size, key.Item2);
-                if (deviceContextBytes is not { } context) return bytes;
-                var budget = bytes + context;
-                return budget + DeviceReserve.AllowanceFor(budget + DeviceReserve.AllowanceFor(budget));
+                return deviceContextBytes is { } context ? DeviceReserve.BudgetFor(bytes, context) : bytes;
             });
         };
     }

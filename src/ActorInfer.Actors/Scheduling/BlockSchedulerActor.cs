@@ -64,7 +64,6 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
 
     protected override void PreStart()
     {
-        base.PreStart();
         _planner?.Tell(new PlannerProtocol.Subscribe(Self, _engine.Changes));
         // A budget change's first answer must not wait for its code to be compiled.
         _ = Diagnostics.AheadCompilation.Prepare();

@@ -18,15 +18,10 @@ public sealed class ComputeStream
     private readonly bool _high;
     private readonly Lock _gate = new();
     private IntPtr _stream;
-    private bool _refused;
+    private volatile bool _refused;
 
     /// <param name="high">At the device's greatest priority (a model above the others), or its least.</param>
     public ComputeStream(bool high) => _high = high;
-
-    public bool High => _high;
-
-    /// <summary>Why the last <see cref="Enter"/> left its thread on the legacy stream; null while it did not.</summary>
-    public string? Refusal { get; private set; }
 
     /// <summary>
     /// Makes the stream current for libtorch and for this process's compute events on the calling thread (once per
@@ -35,6 +30,7 @@ public sealed class ComputeStream
     public bool Enter()
     {
         if (_stream != IntPtr.Zero && CudaRuntime.ComputeStream == _stream) return true;
+        if (_refused) return false;
         lock (_gate)
         {
             if (_refused) return false;
@@ -52,7 +48,6 @@ public sealed class ComputeStream
             catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException or ExternalException or InvalidOperationException)
             {
                 _refused = true;
-                Refusal = ex.Message;
                 Console.Error.WriteLine($"compute stream: libtorch's kernels stay on the legacy default stream ({ex.Message})");
                 return false;
             }

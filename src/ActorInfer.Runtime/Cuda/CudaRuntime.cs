@@ -27,7 +27,6 @@ internal static partial class CudaRuntime
     public const uint StreamNonBlocking = 0x1;
     public const uint EventDisableTiming = 0x2;
     public const int MemcpyDefault = 4;
-    public static readonly IntPtr LegacyDefaultStream = IntPtr.Zero;
 
     static CudaRuntime()
     {

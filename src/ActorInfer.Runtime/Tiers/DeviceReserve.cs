@@ -32,6 +32,22 @@ public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceByt
         return new DeviceReserve(contextBytes, AllowanceFor(budget));
     }
 
+    /// <summary>
+    /// The least budget whose usable part (<see cref="Usable"/>) holds <paramref name="usable"/> bytes beside a context of
+    /// <paramref name="contextBytes"/>: the allowance is the budget's own, so past its floor the budget is the rest over 94%.
+    /// </summary>
+    public static long BudgetFor(long usable, long contextBytes)
+    {
+        var needed = usable + contextBytes;
+        var floor = AllowanceFor(0);
+        if (AllowanceFor(needed + floor) == floor) return needed + floor;
+        // The allowance is rounded down, so the quotient may overshoot by a byte or two.
+        var budget = (needed * 100 + 93) / 94;
+        while (budget - AllowanceFor(budget) < needed) budget++;
+        while (budget - 1 - AllowanceFor(budget - 1) >= needed) budget--;
+        return budget;
+    }
+
     /// <summary>The bytes left for the runtime's accounted tensors and the planner's working memory.</summary>
     public long Usable(long budget)
     {
