@@ -4,15 +4,17 @@
 # and stops it:
 #   alone:        OPT-6.7B alone on the GPU (the chat model, no arbiter): the TTFT reference;
 #   ours:         a node of two models, "chat" = OPT-6.7B (priority 10) beside "batch" = OPT-30B (priority 0), the GPU
-#                 arbiter dividing the device; the batch model runs a BACKLOG (2,000) request job through /v1/jobs (prompt
-#                 512 random ids, 32 tokens, greedy) posted before the replay starts;
+#                 arbiter dividing the device, conservative block sizing on (planner.headroom-history = HEADROOM, 4); the
+#                 batch model runs a BACKLOG (2,000) request job through /v1/jobs (prompt 512 random ids, 32 tokens,
+#                 greedy) posted before the replay starts;
 #   nopri:        the same with equal priorities (0 and 0): no priorities;
 #   static:       the same with memory-floor = memory-ceiling per model: STATIC_SHARE (half) of the device for chat, the
 #                 rest for batch;
 #   flexgen:      the same with the batch model under a FlexGen-style static policy (static-share = on): its share fixed
 #                 at what it has when its job comes (the device less the idle chat model's need), and its policy planned
 #                 once for it; chat's bursts get only what is left beside it;
-#   conservative: ours with planner.headroom-history = HEADROOM (4) against ours' drop-only (0): item 2.
+#   droponly:     ours without conservative sizing (headroom-history = 0: every block as large as its budget, falls drop
+#                 what no longer fits): item 2 compares ours against it.
 # Every node: random weights, float16, the GPU budget the whole device less MARGIN_GIB (8 GiB), CPU_MEM (100 GiB) of CPU
 # budget, the search's own geometry bounds; later nodes take the hardware profile the first one measured.
 # The replay caps prompts at MAX_PROMPT (512) and outputs at MAX_OUTPUT (32) tokens: the shape at which OPT-6.7B's
@@ -35,7 +37,7 @@
 # batch job's first block, the replay, the job's cancel and the stop; nopri up to REQUEST_TIMEOUT (60 s) more), more than
 # one 600 s call: split them over three calls,
 #   STEPS="alone ours static" bash scripts/gpu/tenants.sh              (~550 s)
-#   STEPS="nopri conservative" EARLIER=.gpu/earlier/figures.json bash scripts/gpu/tenants.sh   (~400 to 460 s)
+#   STEPS="nopri droponly" EARLIER=.gpu/earlier/figures.json bash scripts/gpu/tenants.sh   (~400 to 460 s)
 #   STEPS="flexgen" EARLIER=".gpu/earlier/figures.json .gpu/earlier/figures-2.json" bash scripts/gpu/tenants.sh   (~200 s)
 # with the earlier calls' figures.json copied to .gpu/earlier/ (or merge afterwards anywhere, no GPU needed:
 #   STEPS= EARLIER="a/figures.json b/figures.json c/figures.json" OUT=/tmp/t bash scripts/gpu/tenants.sh). A step that would run past
@@ -65,7 +67,7 @@ request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
-steps=${STEPS-alone ours static nopri conservative flexgen}
+steps=${STEPS-alone ours static nopri droponly flexgen}
 read -r -a cli <<< "${CLI:-bash .gpu/run.sh actorinfer}"
 key=sk-node
 started=$(date +%s)
@@ -251,10 +253,10 @@ step() {
 }
 if [ -n "$steps" ] && [ -z "$trace" ]; then echo "no trace: copy AzureLLMInferenceTrace_conv.csv into .gpu/traces/ or set TRACE" | tee -a "$out/setup.txt"; steps=""; fi
 step alone 150 run_alone alone
-step ours 200 run_two ours 10 0 0
+step ours 200 run_two ours 10 0 "$headroom"
 step static 200 run_two static 10 0 0 static
 step nopri 230 run_two nopri 0 0 0
-step conservative 200 run_two conservative 10 0 "$headroom"
+step droponly 200 run_two droponly 10 0 0
 step flexgen 200 run_two flexgen 10 0 0 flexgen
 
 # figures.json: this call's runs, with EARLIER's (figures.json of earlier calls) beneath them.
@@ -267,7 +269,7 @@ for path in earlier:
 def nearest(values, p):
     values = sorted(values)
     return values[max(0, min(len(values) - 1, math.ceil(p / 100 * len(values)) - 1))] if values else None
-for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
+for run in ("alone", "ours", "static", "nopri", "droponly", "flexgen"):
     d = f"{work}/{run}"
     if not os.path.isdir(d): continue
     # The card and settings each run had (an earlier call's runs keep theirs).
@@ -357,7 +359,7 @@ print(open(f"{out}/setup.txt").read().rstrip())
 figures = json.load(open(f"{out}/figures.json"))
 def fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
-for run in ("alone", "ours", "static", "nopri", "conservative", "flexgen"):
+for run in ("alone", "ours", "static", "nopri", "droponly", "flexgen"):
     f = figures.get(run)
     if not f: print(f"{run}: not run"); continue
     if "error" in f: print(f"{run}: {f['error']}"); continue
@@ -385,7 +387,7 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 def verdict(value, test):
     return "-" if value is None else ("yes" if test(value) else "NO")
-print("acceptance (item 1: ours against the baselines; item 2: conservative against ours' drop-only):")
+print("acceptance (item 1: ours against the baselines; item 2: ours, conservative, against drop-only):")
 r = ratio(get("ours", "ttft_p99_with_failed"), get("alone", "ttft_p99_with_failed"))
 print(f"  chat ttft p99 ours / alone {fmt(r, '.2f')} (<= 1.5: {verdict(r, lambda v: v <= 1.5)})")
 r = ratio(get("nopri", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
@@ -408,9 +410,9 @@ bad = {run: (f.get("out_of_memory") or 0) + f.get("oom_log_lines", 0) + (f.get("
        for run, f in figures.items() if "error" not in f}
 print(f"  out-of-memory, failed, lost or twice-answered, per run: {bad}")
 for key, label in (("drops", "drops"), ("recomputed_tokens", "recomputed tokens")):
-    r = ratio(get("conservative", key), get("ours", key))
-    print(f"  {label} conservative / drop-only {fmt(r, '.2f')} ({fmt(get('conservative', key), '.0f')} / {fmt(get('ours', key), '.0f')}; <= 0.5: {verdict(r, lambda v: v <= 0.5)})")
-r = ratio(get("conservative", "total_throughput"), get("ours", "total_throughput"))
+    r = ratio(get("ours", key), get("droponly", key))
+    print(f"  {label} conservative / drop-only {fmt(r, '.2f')} ({fmt(get('ours', key), '.0f')} / {fmt(get('droponly', key), '.0f')}; <= 0.5: {verdict(r, lambda v: v <= 0.5)})")
+r = ratio(get("ours", "total_throughput"), get("droponly", "total_throughput"))
 print(f"  total throughput conservative / drop-only {fmt(r, '.3f')} (>= 0.95: {verdict(r, lambda v: v >= 0.95)})")
 PY
 cp "$work/ours/replay/replay.png" "$out/ours-replay.png" 2>/dev/null

@@ -178,16 +178,16 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         planner.Tell(new SchedulerProtocol.BlockStarted(1, full, 12, 3));
         FallAndReturn(memory, subscriber);
         planner.Tell(new SchedulerProtocol.BlockFinished(1, 12, 5));
-        // One block, one fall: the next blocks take what 2200 less 27% (1600) holds, 6 sequences, as one batch of 4;
-        // the policy's bound and placement stay those of 2200.
-        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy?.StartSize is not null, TimeSpan.FromSeconds(5));
-        Assert.Equal(12, conservative.Policy!.BlockSize);
-        Assert.Equal(4, conservative.Policy.BlockStartSize);
+        // One block, one fall: the next blocks are planned for 2200 less 27% (1600): one batch of 4 (all on the device,
+        // so there are no weights to raise into the rest).
+        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full,
+            TimeSpan.FromSeconds(5));
+        Assert.Equal(new BlockPolicy(4, 1, "all on gpu"), conservative.Policy);
 
         // Four blocks without a fall: the history forgets it, and blocks are full again.
         for (var b = 2; b <= 5; b++)
         {
-            planner.Tell(new SchedulerProtocol.BlockStarted(b, conservative.Policy, 4, 1));
+            planner.Tell(new SchedulerProtocol.BlockStarted(b, conservative.Policy!, 4, 1));
             planner.Tell(new SchedulerProtocol.BlockFinished(b, 4, 5));
         }
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));

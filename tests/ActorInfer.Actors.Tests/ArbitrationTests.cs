@@ -89,24 +89,15 @@ public sealed class ArbitrationTests
             history.BlockEnded();
         }
         Assert.Equal(0, history.Headroom);
-        // Falls of 90% in every block are capped at half the budget.
+        // Falls of 95% in every block are capped at nine tenths of the budget.
         for (var i = 0; i < 4; i++)
         {
             history.BlockStarted(100);
-            history.Budget(10);
+            history.Budget(5);
             history.BlockEnded();
         }
         Assert.Equal(PressureHistory.MaxHeadroom, history.Headroom);
         Assert.Equal(0, new PressureHistory(0).Headroom);
-    }
-
-    [Fact]
-    public void A_block_policy_with_headroom_starts_smaller_and_keeps_its_bound()
-    {
-        var policy = new BlockPolicy(8, 4, "all on cpu") { StartSize = 12 };
-        Assert.Equal(32, policy.BlockSize);
-        Assert.Equal(12, policy.BlockStartSize);
-        Assert.Equal(32, (policy with { StartSize = null }).BlockStartSize);
     }
 
     private static ActorInferSettings Load(string hocon) =>

@@ -82,4 +82,21 @@ public sealed class RunningBlockTests : IDisposable
         Assert.Equal(restarts, BlockFitting.Restarts(block, policy));
         Assert.False(BlockFitting.Restarts(block, null));
     }
+
+    [Fact]
+    public void A_policy_that_only_moves_weights_never_starts_a_block_again()
+    {
+        var bucket = new WorkloadBucket(512, 32);
+        var cpu = ActorInfer.Planning.TierFractions.AllCpu;
+        ActorInfer.Planning.Policy Placed(double gpuWeights) =>
+            new(3, 16, new ActorInfer.Planning.TierFractions(gpuWeights, 1 - gpuWeights, 0), cpu, cpu) { CpuAttention = true };
+        var block = new RunningBlock(1, new BlockPolicy(3, 16, "firm") { PredictedTokensPerSecond = 20, Bucket = bucket, Runtime = Placed(0.1) }, [], 48);
+        // Five times faster with its weights all on the device: the block takes them as it runs.
+        var raised = new BlockPolicy(3, 16, "raised") { PredictedTokensPerSecond = 100, Bucket = bucket, Runtime = Placed(1) };
+        Assert.False(BlockFitting.Restarts(block, raised));
+        // As fast with the cache on the device as well: that placement is the new block's, so it starts again.
+        var cacheOnDevice = raised with { Runtime = new ActorInfer.Planning.Policy(3, 16, ActorInfer.Planning.TierFractions.AllGpu,
+            ActorInfer.Planning.TierFractions.AllGpu, cpu) { CpuAttention = true } };
+        Assert.True(BlockFitting.Restarts(block, cacheOnDevice));
+    }
 }

@@ -107,6 +107,36 @@ public sealed class WorkloadPlannerTests : IDisposable
     }
 
     [Fact]
+    public void Raising_a_firm_policy_puts_more_of_its_weights_on_the_device_and_keeps_the_rest_of_it()
+    {
+        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
+        var bucket = new WorkloadBucket(32, 16);
+        var cpu = TierFractions.AllCpu;
+        var placed = new Policy(2, 3, new TierFractions(0.2, 0.8, 0), cpu, cpu) { CpuAttention = true };
+        var firm = new BlockPolicy(2, 3, "firm") { Runtime = placed, Bucket = bucket, PredictedTokensPerSecond = 1 };
+        long DeviceBytes(Policy p) => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)).Device;
+        var least = DeviceBytes(placed);
+        var most = DeviceBytes(placed.Reshaped(2, 3, TierFractions.AllGpu));
+        Assert.True(most > least + 1000, $"{most} against {least}");
+        // A budget whose usable bytes lie halfway between the firm placement and all the weights on the device.
+        var usable = (least + most) / 2;
+        var budget = usable + DeviceReserve.AllowanceFor(usable + (512L << 20)) + 1024;
+        var raised = planner.Raise(firm, new TierBudgets(budget, 1L << 30, 0));
+        var r = raised.Runtime!;
+        Assert.True(r.Weights.Gpu > 0.2 && r.Weights.Gpu < 1, r.Weights.ToString());
+        // Geometry, cache, activations and attention are the firm policy's.
+        Assert.Equal(placed.Reshaped(2, 3, r.Weights), r);
+        Assert.Equal((2, 3, bucket), (raised.GpuBatchSize, raised.NumGpuBatches, raised.Bucket));
+        Assert.True(DeviceBytes(r) <= WorkloadPlanner.RoundDown(budget - DeviceReserve.AllowanceFor(budget)));
+        Assert.True(raised.PredictedTokensPerSecond > 1);
+        // One percent more would not fit; all of them fit a budget that holds them; no room at all leaves the firm policy.
+        var next = r.Weights.Gpu + 0.01;
+        Assert.True(DeviceBytes(placed.Reshaped(2, 3, new TierFractions(next, 1 - next, 0))) > WorkloadPlanner.RoundDown(budget - DeviceReserve.AllowanceFor(budget)));
+        Assert.Equal(TierFractions.AllGpu, planner.Raise(firm, new TierBudgets(1L << 30, 1L << 30, 0)).Runtime!.Weights);
+        Assert.Same(firm, planner.Raise(firm, new TierBudgets(least / 2 + (512L << 20), 1L << 30, 0)));
+    }
+
+    [Fact]
     public async Task A_budget_change_after_the_disk_telemetry_moved_is_answered_from_the_compiled_table()
     {
         var folder = Directory.CreateTempSubdirectory("actorinfer-table-").FullName;

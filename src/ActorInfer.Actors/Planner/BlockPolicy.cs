@@ -10,15 +10,6 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
 {
     public int BlockSize => GpuBatchSize * NumGpuBatches;
 
-    /// <summary>
-    /// Conservative block sizing: the sequences a new block takes when fewer than <see cref="BlockSize"/> (headroom for
-    /// pressure to come); null: a full block. A running block is held to <see cref="BlockSize"/> only.
-    /// </summary>
-    public int? StartSize { get; init; }
-
-    /// <summary>The sequences a new block takes: <see cref="StartSize"/> within 1 and <see cref="BlockSize"/>.</summary>
-    public int BlockStartSize => Math.Clamp(StartSize ?? BlockSize, 1, BlockSize);
-
     /// <summary>The offloading placement to apply (weights, cache and activation fractions); null keeps the engine's.</summary>
     public ActorInfer.Planning.Policy? Runtime { get; init; }
 
@@ -37,8 +28,7 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
         : NumGpuBatches > 1 ? this with { NumGpuBatches = NumGpuBatches / 2 }
         : this with { GpuBatchSize = GpuBatchSize / 2 };
 
-    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "") +
-        (StartSize is { } start && start < BlockSize ? $", new blocks of {BlockStartSize}" : "");
+    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "");
 }
 
 /// <summary>Picks the best policy for a set of budgets, or null when the model cannot run within them.</summary>
@@ -48,6 +38,13 @@ public interface IPolicyPlanner
 
     /// <summary>The best policy for a block of <paramref name="bucket"/>'s requests; a planner of one workload ignores it.</summary>
     BlockPolicy? Plan(TierBudgets budgets, WorkloadBucket bucket) => Plan(budgets);
+
+    /// <summary>
+    /// <paramref name="firm"/>'s geometry, cache, activations and attention, with as many more of its weights on the
+    /// device as <paramref name="budgets"/> hold (weights leave the device at once when the budget falls back; a cache
+    /// cannot). A planner without placements answers <paramref name="firm"/> itself.
+    /// </summary>
+    BlockPolicy Raise(BlockPolicy firm, TierBudgets budgets) => firm;
 }
 
 /// <summary>Byte counts of a model that a placement has to fit (plain numbers: the planner knows no model code).</summary>

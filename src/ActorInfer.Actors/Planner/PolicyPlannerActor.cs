@@ -20,6 +20,8 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 
     private readonly PlannerProtocol.Headroom _headroom;
     private readonly PressureHistory _history;
+    // The compute tier's firm budget of the running block under conservative sizing (null: none runs, or no headroom).
+    private long? _firm;
 
     public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory, PlannerProtocol.Headroom headroom)
     {
@@ -81,28 +83,39 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     private BlockPolicy? PlanExactly(TierBudgets budgets) => _bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
 
     /// <summary>
-    /// The policy for the budgets as they are; under conservative sizing new blocks take only what the budgets less the
-    /// learned headroom would hold (the placement and the running block's bound stay the exact policy's).
+    /// The policy for the budgets as they are. Under conservative sizing, with falls in the history, a block's firm parts
+    /// (its geometry, cache, activations and attention) are planned for the budget less the learned headroom, and its
+    /// weights fill the rest (<see cref="IPolicyPlanner.Raise"/>): a fall within the headroom moves weights off the device,
+    /// which is at once, and drops nothing. A running block keeps the firm budget it started with; below it the exact
+    /// policy for the budgets answers.
     /// </summary>
     private BlockPolicy? Plan(TierBudgets budgets)
     {
-        var policy = PlanExactly(budgets);
+        var exact = PlanExactly(budgets);
         var headroom = _history.Headroom;
-        if (policy is null || headroom <= 0) return policy;
+        if (exact is null || headroom <= 0) return exact;
         var tier = _headroom.ComputeTier;
-        var reduced = budgets.With(tier, Math.Max(1, (long)(budgets[tier] * (1 - headroom))));
-        var start = PlanExactly(reduced)?.BlockSize ?? 1;
-        return start < policy.BlockSize ? policy with { StartSize = start } : policy;
+        var firmBytes = _firm ?? FirmBytes(budgets[tier], headroom);
+        if (firmBytes >= budgets[tier]) return exact;
+        return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) : exact;
     }
+
+    private static long FirmBytes(long budget, double headroom) => Math.Max(1, (long)(budget * (1 - headroom)));
 
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
     private void ObserveBlocks()
     {
-        Receive<Scheduling.SchedulerProtocol.BlockStarted>(_ => _history.BlockStarted(_budgets[_headroom.ComputeTier]));
+        Receive<Scheduling.SchedulerProtocol.BlockStarted>(_ =>
+        {
+            var budget = _budgets[_headroom.ComputeTier];
+            _history.BlockStarted(budget);
+            _firm = _history.Headroom > 0 ? FirmBytes(budget, _history.Headroom) : null;
+        });
         Receive<Scheduling.SchedulerProtocol.BlockFinished>(_ =>
         {
             var before = _history.Headroom;
             _history.BlockEnded();
+            _firm = null;
             // A new headroom shapes the next block: published now, not at the next budget change.
             if (_history.Headroom != before && _policy is not null) Replan(_budgets, force: false, reason: $"headroom {_history.Headroom:P0}");
         });

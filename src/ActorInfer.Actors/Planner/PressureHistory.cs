@@ -2,14 +2,15 @@ namespace ActorInfer.Actors.Planner;
 
 /// <summary>
 /// Conservative block sizing: how far the compute tier's budget fell below its level at each block's start while the
-/// block ran, over the last <see cref="Blocks"/> blocks. The headroom a new block leaves is the deepest of those falls
-/// (how far) times the share of the blocks that saw one (how often), at most <see cref="MaxHeadroom"/>: pressure that
-/// came once in eight blocks costs an eighth of its depth, pressure in every block all of it.
+/// block ran, over the last <see cref="Blocks"/> blocks. The headroom a new block's firm parts leave (its geometry and
+/// cache: the weights fill the rest) is the deepest of those falls (how far) times the share of the blocks that saw one
+/// (how often), at most <see cref="MaxHeadroom"/>: pressure that came once in eight blocks costs an eighth of its depth,
+/// pressure in every block all of it.
 /// </summary>
 public sealed class PressureHistory(int blocks)
 {
-    /// <summary>A new block is never planned for less than half the budget.</summary>
-    public const double MaxHeadroom = 0.5;
+    /// <summary>A new block's firm parts are never planned for less than a tenth of the budget.</summary>
+    public const double MaxHeadroom = 0.9;
 
     private readonly Queue<double> _falls = new();
     private long? _startBudget;

@@ -212,6 +212,49 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         };
     }
 
+    private readonly ConcurrentDictionary<(Policy Firm, WorkloadBucket Bucket, FittingSearch.Budget Budget), BlockPolicy> _raised = new();
+
+    /// <summary>
+    /// The firm policy's geometry, cache, activations and attention with the weights' device share raised, in whole
+    /// percents taken from the disk first, then from the CPU, as far as the runtime's placement fits the budgets. On a
+    /// CPU node (no placement) and where no more fits, the firm policy itself. Answers are cached per (firm, budgets).
+    /// </summary>
+    public BlockPolicy Raise(BlockPolicy firm, TierBudgets budgets)
+    {
+        if (OnCpuNode || firm.Runtime is not { } p || firm.Bucket is not { } bucket || Usable(budgets) is not { } budget) return firm;
+        return _raised.GetOrAdd((p, bucket, budget), k =>
+        {
+            var from = (int)Math.Ceiling(p.Weights.Gpu * 100 - 1e-6);
+            Policy With(int percent)
+            {
+                var moved = percent / 100.0 - p.Weights.Gpu;
+                var disk = Math.Max(0, p.Weights.Disk - moved);
+                var cpu = Math.Max(0, 1 - percent / 100.0 - disk);
+                return p.Reshaped(p.GpuBatchSize, p.NumGpuBatches, new TierFractions(percent / 100.0, cpu, 1 - percent / 100.0 - cpu));
+            }
+            bool Fits(int percent)
+            {
+                var held = _runtime.WithHostCopies(_runtime.PlanBlock(With(percent), k.Bucket.PromptLength, k.Bucket.Capacity));
+                return held.Device <= k.Budget.Gpu && held.Cpu <= k.Budget.Cpu && held.Disk <= k.Budget.Disk;
+            }
+            if (from >= 100 || !Fits(from + 1)) return firm;
+            // The device's bytes grow with the weights' share: the largest share that fits, by bisection.
+            int low = from + 1, high = 100;
+            while (low < high)
+            {
+                var mid = (low + high + 1) / 2;
+                if (Fits(mid)) low = mid;
+                else high = mid - 1;
+            }
+            var raised = With(low);
+            return firm with
+            {
+                Placement = Describe(raised), Runtime = raised,
+                PredictedTokensPerSecond = Throughput(new Workload(k.Bucket.PromptLength, k.Bucket.GenerationLength), raised),
+            };
+        });
+    }
+
     private static string Describe(Policy p) =>
         $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}" + (p.CpuAttention ? ", cpu attention" : "") +
         (p.CompressCache ? ", compressed cache" : "") + (p.CompressWeights ? ", compressed weights" : "");

@@ -45,16 +45,22 @@ internal static class BlockFitting
     /// (a cache on the CPU stays there, GPU batches keep their size). Its sequences keep their tokens when dropped (they
     /// resume from their checkpoints, recomputing only their cache), so starting again costs little; it is chosen when
     /// the new policy is predicted to run at least <see cref="RestartGain"/> times faster over what is left of the block.
+    /// A policy that differs from the block's only in where its weights are is never a reason to start again: the block
+    /// takes its weights' placement as it runs.
     /// </summary>
     public static bool Restarts(RunningBlock block, BlockPolicy? policy)
     {
         if (policy is null || block.Policy.PredictedTokensPerSecond is not { } running || policy.PredictedTokensPerSecond is not { } next ||
-            running <= 0 || policy == block.Policy)
+            running <= 0 || policy == block.Policy || OnlyWeightsDiffer(block.Policy, policy))
             return false;
         var generation = block.Policy.Bucket?.GenerationLength ?? 0;
         var done = block.Step.IsPrefill ? 0.0 : generation > 0 ? Math.Min(1.0, (double)block.Step.Value / generation) : 1.0;
         return next >= RestartGain * running / Math.Max(1 - done, 0.05);
     }
+
+    private static bool OnlyWeightsDiffer(BlockPolicy a, BlockPolicy b) =>
+        a.Runtime is { } x && b.Runtime is { } y && a.GpuBatchSize == b.GpuBatchSize && a.NumGpuBatches == b.NumGpuBatches &&
+        x.Reshaped(x.GpuBatchSize, x.NumGpuBatches, y.Weights) == y;
 
     /// <summary>
     /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits (every batch not

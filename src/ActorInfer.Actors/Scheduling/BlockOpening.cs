@@ -65,7 +65,7 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
             return null;
         }
         var id = ++_blockCount;
-        var items = waiting.Take(policy.BlockStartSize, policy.Bucket);
+        var items = waiting.Take(policy.BlockSize, policy.Bucket);
         var sequences = RunningBlock.Entries(items, factory);
         var runnable = sequences.Where(s => s.State is not null).ToList();
         var batches = runnable.Chunk(policy.GpuBatchSize).ToList();
@@ -96,7 +96,7 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
         if (policy is null || waiting.Count == 0) return;
         // A block of another bucket waits for its own policy (Open): that one prepares.
         if (policy.Bucket is { } planned && planner is not null && waiting.HeadBucket is { } head && head != planned) return;
-        var states = RunningBlock.Entries(waiting.Peek(policy.BlockStartSize, policy.Bucket), factory)
+        var states = RunningBlock.Entries(waiting.Peek(policy.BlockSize, policy.Bucket), factory)
             .Where(e => e.State is not null).Select(e => e.State!).ToArray();
         if (engine.Prepare(policy, states) is { } prepared)
             log.Info($"host buffers for the next block ({states.Length} sequences, policy {policy}): {Planning.ByteSize.Format(prepared.WantedBytes)} " +
