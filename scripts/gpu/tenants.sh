@@ -4,9 +4,11 @@
 # and stops it:
 #   alone:        OPT-6.7B alone on the GPU (the chat model, no arbiter): the TTFT reference;
 #   ours:         a node of two models, "chat" = OPT-6.7B (priority 10) beside "batch" = OPT-30B (priority 0), the GPU
-#                 arbiter dividing the device, conservative block sizing on (planner.headroom-history = HEADROOM, 4); the
-#                 batch model runs a BACKLOG (2,000) request job through /v1/jobs (prompt 512 random ids, 32 tokens,
-#                 greedy) posted before the replay starts;
+#                 arbiter dividing the device, conservative block sizing on (planner.headroom-history = HEADROOM, 4), the
+#                 batch model's memory-floor BATCH_FLOOR (16 GiB: enough to stream OPT-30B's weights at about the speed it
+#                 has alone under 16 GiB, so that it keeps running through every burst; the chat model alone never held
+#                 half the rest); the batch model runs a BACKLOG (2,000) request job through /v1/jobs (prompt 512 random
+#                 ids, 32 tokens, greedy) posted before the replay starts;
 #   nopri:        the same with equal priorities (0 and 0): no priorities;
 #   static:       the same with memory-floor = memory-ceiling per model: STATIC_SHARE (half) of the device for chat, the
 #                 rest for batch;
@@ -14,7 +16,7 @@
 #                 at what it has when its job comes (the device less the idle chat model's need), and its policy planned
 #                 once for it; chat's bursts get only what is left beside it;
 #   droponly:     ours without conservative sizing (headroom-history = 0: every block as large as its budget, falls drop
-#                 what no longer fits): item 2 compares ours against it.
+#                 what no longer fits), the same floor: item 2 compares ours against it.
 # Every node: random weights, float16, the GPU budget the whole device less MARGIN_GIB (8 GiB), CPU_MEM (100 GiB) of CPU
 # budget, the search's own geometry bounds; later nodes take the hardware profile the first one measured.
 # The replay caps prompts at MAX_PROMPT (512) and outputs at MAX_OUTPUT (32) tokens: the shape at which OPT-6.7B's
@@ -43,7 +45,7 @@
 #   STEPS= EARLIER="a/figures.json b/figures.json c/figures.json" OUT=/tmp/t bash scripts/gpu/tenants.sh). A step that would run past
 # BUDGET_S (570 s from the start) is skipped and named, so that the summary is always written within one call.
 # To check it on a CPU machine (host memory is then the divided tier):
-#   CLI=scripts/actorinfer DEVICE=cpu DTYPE=float32 HIGH=models/opt-tiny LOW=models/opt-tiny GPU_MEM=0 CPU_MEM=5MiB \
+#   CLI=scripts/actorinfer DEVICE=cpu DTYPE=float32 HIGH=models/opt-tiny LOW=models/opt-tiny GPU_MEM=0 CPU_MEM=5MiB BATCH_FLOOR=1MiB \
 #   BACKLOG=4000 PROMPT_LEN=24 GEN_LEN=8 MAX_PROMPT=32 MAX_OUTPUT=8 SPEEDUP=20 DURATION=60s BOUNDS=8x4 MAX_BLOCK=32 \
 #   TRACE=tests/fixtures/traces/azure-conv-1min.csv OUT=/tmp/t bash scripts/gpu/tenants.sh
 set -uo pipefail
@@ -63,6 +65,7 @@ gen_len=${GEN_LEN:-32}
 cpu_mem=${CPU_MEM:-100GiB}
 static_share=${STATIC_SHARE:-0.5}
 headroom=${HEADROOM:-4}
+batch_floor=${BATCH_FLOOR:-16GiB}
 request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
 max_block=${MAX_BLOCK:-8192}
@@ -135,8 +138,9 @@ common_conf() { # NAME HEADROOM
   }
 CONF
 }
-# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen]: chat and batch on one device; static: floor =
-# ceiling per model; flexgen: the batch model's share fixed once it has work (static-share).
+# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen|floor]: chat and batch on one device; static: floor =
+# ceiling per model; flexgen: the batch model's share fixed once it has work (static-share); floor: the batch model's
+# memory-floor is BATCH_FLOOR.
 two_conf() {
   local chat_bounds="" batch_bounds=""
   if [ "${5:-}" = static ]; then
@@ -144,6 +148,8 @@ two_conf() {
     batch_bounds=", memory-floor = $static_low, memory-ceiling = $static_low"
   elif [ "${5:-}" = flexgen ]; then
     batch_bounds=", static-share = on"
+  elif [ "${5:-}" = floor ]; then
+    batch_bounds=", memory-floor = \"$batch_floor\""
   fi
   { echo "actorinfer {"
     echo "  models = ["
@@ -253,10 +259,10 @@ step() {
 }
 if [ -n "$steps" ] && [ -z "$trace" ]; then echo "no trace: copy AzureLLMInferenceTrace_conv.csv into .gpu/traces/ or set TRACE" | tee -a "$out/setup.txt"; steps=""; fi
 step alone 150 run_alone alone
-step ours 200 run_two ours 10 0 "$headroom"
+step ours 200 run_two ours 10 0 "$headroom" floor
 step static 200 run_two static 10 0 0 static
 step nopri 230 run_two nopri 0 0 0
-step droponly 200 run_two droponly 10 0 0
+step droponly 200 run_two droponly 10 0 0 floor
 step flexgen 200 run_two flexgen 10 0 0 flexgen
 
 # figures.json: this call's runs, with EARLIER's (figures.json of earlier calls) beneath them.

@@ -164,6 +164,78 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal(6600, Budget(batchMemory, Tier.Cpu));
     }
 
+    /// <summary>
+    /// A rise the lower model was sent but has not applied still counts: its scheduler may move weights in up to it before
+    /// it reads the later fall, so the higher model's burst waits until the lower one honours its latest share.
+    /// </summary>
+    [Fact]
+    public void A_rise_not_yet_applied_by_the_lower_model_holds_back_the_higher_model_s_rise_until_it_honours()
+    {
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        long chatHeld = 1100, batchHeld = 8900;
+        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { Held = () => Interlocked.Read(ref chatHeld) },
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { Held = () => Interlocked.Read(ref batchHeld) },
+            ]));
+        chat.ExpectMsg<SchedulerProtocol.Observe>();
+        AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        SchedulerProtocol.PolicyHonoured Honoured(long cpu) => new(TimeSpan.FromMilliseconds(1), false) { Budgets = new TierBudgets(0, cpu, 50_000) };
+
+        // A burst: batch falls to 6600, honours it, and chat rises to 3400.
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() => Assert.Equal(6600, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        Interlocked.Exchange(ref batchHeld, 6600);
+        batch.Send(arbiter, Honoured(6600));
+        AwaitAssert(() => Assert.Equal(3400, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        // Chat's own rise counts against batch until chat honours it.
+        chat.Send(arbiter, Honoured(3400));
+
+        // Chat goes idle: after the release time it falls to 1100 and batch is sent 8900, which it has not applied yet.
+        Interlocked.Exchange(ref chatHeld, 1100);
+        AwaitAssert(() =>
+        {
+            chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));
+            Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
+        }, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(50));
+        Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+
+        // The next burst: batch's share falls to 6600 again, and it still holds only 6600, but it may yet move weights in
+        // up to 8900: chat stays at 1100. An honour of the older budgets (6600, before the rise) settles nothing.
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        AwaitAssert(() => Assert.Equal(6600, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
+        Thread.Sleep(200);
+        Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
+        // Batch honours its latest share: chat takes its demand.
+        batch.Send(arbiter, Honoured(6600));
+        AwaitAssert(() => Assert.Equal(3400, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>On a GPU node each model's CPU budget is the node's in proportion to its weights (their host copies live there).</summary>
+    [Fact]
+    public void On_a_gpu_node_the_cpu_budget_is_split_by_the_models_weights()
+    {
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(10_000, 9_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Gpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { WeightBytes = 2_000 },
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { WeightBytes = 7_000 },
+            ]));
+        AwaitAssert(() =>
+        {
+            Assert.Equal(2_000, Budget(chatMemory, Tier.Cpu));
+            Assert.Equal(7_000, Budget(batchMemory, Tier.Cpu));
+            Assert.Equal(50_000, Budget(batchMemory, Tier.Disk));
+            Assert.Equal(10_000, Budget(chatMemory, Tier.Gpu) + Budget(batchMemory, Tier.Gpu));
+        }, TimeSpan.FromSeconds(5));
+        Assert.Equal([4_500L, 4_500L], GpuArbiterActor.SplitByWeights(9_000, [0, 0]));
+    }
+
     [Fact]
     public void Under_conservative_sizing_new_blocks_leave_room_for_the_falls_seen_while_blocks_ran()
     {

@@ -195,6 +195,43 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     }
 
     /// <summary>
+    /// A policy that only puts more weights on the device, arriving mid-block, neither drops nor restarts the block, and the
+    /// block keeps its placement (no weights copied in while it runs); the weights move in once the block has finished.
+    /// </summary>
+    [Fact]
+    public void A_rise_that_only_moves_weights_in_waits_for_the_block_s_end_and_drops_nothing()
+    {
+        var (engine, owner) = OffloadedEngine();
+        Policy Placed(double gpuWeights) =>
+            new(1, 1, new TierFractions(gpuWeights, 1 - gpuWeights, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine,
+            new BlockPolicy(1, 1, "half") { Runtime = Placed(0.5), PredictedTokensPerSecond = 100 }, [Item(0), Item(1)]);
+        ExpectMsg<BlockStarted>(m => m.Block == 1);
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+
+        // Ten times faster with every weight on the device: honoured as it is (the budgets are no lower), no batch dropped.
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "all") { Runtime = Placed(1), PredictedTokensPerSecond = 1000 },
+            Memory.TierBudgets.None));
+        var honoured = ExpectMsg<PolicyHonoured>();
+        Assert.False(honoured.Dropped, $"{honoured}");
+        Assert.Equal(0.5, engine.Placement!.Weights.Gpu, 9);
+        ForwardAll(gate, layers[0]);
+        layers[0].Tell(held, scheduler);
+        var started = new List<int>();
+        Assert.Equal(Reference(2), Results(2, m =>
+        {
+            if (m is BlockStarted b) started.Add(b.Block);
+            Assert.IsNotType<BatchesDropped>(m);
+        }));
+        // The second request's block ran after the first ended, with the weights moved in between them.
+        Assert.Equal([2], started);
+        Assert.Equal(1.0, engine.Placement!.Weights.Gpu, 9);
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+    }
+
+    /// <summary>
     /// A fall arrives while the block's one GPU batch waits for its next layer (the computation sent, not begun): it
     /// applies on arrival, without waiting for that layer. The batch is dropped with the computation addressed to it,
     /// which its layer then skips (no answer, nothing computed on freed memory); the requests resume unchanged once

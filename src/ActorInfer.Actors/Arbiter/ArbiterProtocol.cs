@@ -9,8 +9,9 @@ namespace ActorInfer.Actors.Arbiter;
 /// budget from configuration, telemetry and operators), reads each model's queue and running block, and divides the
 /// compute tier's budget among the models by priority and demand (<see cref="Arbitration"/>). Each model's share goes
 /// to that model's own memory-pressure actor as <see cref="MemoryProtocol.Share"/>, and from there through its policy
-/// planner to its scheduler, which re-places, drops, requeues and grows back as under any budget change. The other
-/// tiers' budgets are handed to every model as the node has them.
+/// planner to its scheduler, which re-places, drops, requeues and grows back as under any budget change. On a GPU node the
+/// CPU tier is divided among the models in proportion to their weights; the disk's budget is handed to every model as
+/// the node has it.
 /// </summary>
 public static class ArbiterProtocol
 {
@@ -38,6 +39,18 @@ public static class ArbiterProtocol
         /// the fall, and growing into them before that would put more on the device than it has.
         /// </summary>
         public Func<long>? Held { get; init; }
+
+        /// <summary>
+        /// The compute-tier budget the model's tiers enforce now, in share units; null: not known. A share it was given
+        /// stays in force there until its scheduler applies a fall (a rise applies before its weights move in).
+        /// </summary>
+        public Func<long>? Allowed { get; init; }
+
+        /// <summary>
+        /// The bytes of the model's weights: on a GPU node the CPU tier is divided among the models in proportion to them
+        /// (each model's weights and their host copies live there). 0: an even split.
+        /// </summary>
+        public long WeightBytes { get; init; }
     }
 
     /// <param name="ComputeTier">The tier divided: the GPU on a CUDA node, host memory on a CPU node.</param>

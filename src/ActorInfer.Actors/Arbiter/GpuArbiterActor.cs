@@ -28,6 +28,11 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         public bool BlockRunning { get; set; }
         public long Demand { get; set; }
         public long? Share { get; set; }
+        /// <summary>
+        /// The largest rise sent that the model's scheduler may not have applied yet (null: none): until it honours it, or
+        /// a later fall, it may still move weights in up to that.
+        /// </summary>
+        public long? RisePending { get; set; }
         /// <summary>A static model's share, fixed once it had work.</summary>
         public long? Fixed { get; set; }
         public long Drops { get; set; }
@@ -105,8 +110,15 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         Receive<GetState>(_ => Sender.Tell(new State(_settings.ComputeTier, _device ?? TierBudgets.None,
             _held.Select(h => new TenantState(h.Tenant.Name, h.Tenant.Priority, h.Share ?? 0, h.Demand, h.Queued, h.Running, h.Tenant.Floor,
                 h.Tenant.Ceiling, h.Drops, h.Requeues, h.Recomputed, h.Fixed)).ToArray())));
-        // A model honoured a budget (a fall among them): what it gave back may let another's share rise now.
-        Receive<SchedulerProtocol.PolicyHonoured>(_ => Divide());
+        // A model honoured a budget (a fall among them): what it gave back may let another's share rise now. A rise it was
+        // sent is settled once it honours that rise (its tiers then enforce it) or its latest share (it never applies it).
+        Receive<SchedulerProtocol.PolicyHonoured>(m =>
+        {
+            if (Of(Sender) is { } h && h.RisePending is { } rise && m.Budgets is { } b &&
+                (b[_settings.ComputeTier] >= rise || b[_settings.ComputeTier] == h.Share))
+                h.RisePending = null;
+            Divide();
+        });
         // The schedulers' other news (results, checkpoints) is not the arbiter's.
         ReceiveAny(_ => { });
     }
@@ -126,11 +138,14 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
     {
         var previous = _device;
         _device = budgets;
-        // The tiers that are not divided reach every model as the node has them.
+        // The tiers that are not divided reach every model as the node has them; on a GPU node the CPU tier is split by
+        // the models' weights (two models that each took the node's whole CPU budget would take more than the host has).
         foreach (var tier in new[] { Tier.Gpu, Tier.Cpu, Tier.Disk })
         {
             if (tier == _settings.ComputeTier || previous is not null && previous[tier] == budgets[tier]) continue;
-            foreach (var h in _held) h.Tenant.Memory.Tell(new MemoryProtocol.Share(tier, budgets[tier]));
+            var split = tier == Tier.Cpu && _settings.ComputeTier == Tier.Gpu && budgets[tier] > 0 ? CpuShares(budgets[tier]) : null;
+            for (var i = 0; i < _held.Length; i++)
+                _held[i].Tenant.Memory.Tell(new MemoryProtocol.Share(tier, split?[i] ?? budgets[tier]));
         }
         Divide();
     }
@@ -173,21 +188,33 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             if (h.Share is { } last && (share == last || share > last && share - last < _settings.ChangeThreshold)) continue;
             _log.Debug("arbiter: {0} gets {1} of {2} (demand {3})", h.Tenant.Name, Planning.ByteSize.FormatBinary(share),
                 Planning.ByteSize.FormatBinary(budget), Planning.ByteSize.FormatBinary(h.Demand));
+            if (h.Share is { } before && share > before) h.RisePending = Math.Max(h.RisePending ?? 0, share);
             h.Share = share;
             h.Tenant.Memory.Tell(new MemoryProtocol.Share(_settings.ComputeTier, share));
         }
+    }
+
+    /// <summary>The CPU budget in proportion to the models' weights (evenly where none are known).</summary>
+    internal long[] CpuShares(long budget) => SplitByWeights(budget, _held.Select(h => h.Tenant.WeightBytes).ToArray());
+
+    internal static long[] SplitByWeights(long budget, long[] weights)
+    {
+        var total = weights.Sum();
+        return weights.Select(w => total > 0 ? Math.Max(1, (long)((double)budget * w / total)) : Math.Max(1, budget / weights.Length)).ToArray();
     }
 
     /// <summary>
     /// Falls go at once; a rise takes only what the others do not hold: each other model counts at the larger of its new
     /// share and the bytes its tiers hold now (a fall is honoured at its scheduler's next layer boundary, and until then
     /// its bytes are still on the device). Higher priorities rise first. What a rise cannot take yet it takes at a later
-    /// division (the status polls, or the fall's honour), never falling below the share it has.
+    /// division (the status polls, or the fall's honour), never falling below the share it has. A model also counts at
+    /// the budget its tiers enforce now and at a rise it was sent and has not honoured: until its scheduler applies a later
+    /// fall it may still move weights in up to that rise.
     /// </summary>
     private void RiseIntoFreedBytes(long budget, long[] shares)
     {
         if (_held.Any(h => h.Share is null || h.Tenant.Held is null)) return;
-        var held = _held.Select(h => h.Tenant.Held!()).ToArray();
+        var held = _held.Select(h => Math.Max(h.Tenant.Held!(), Math.Max(h.RisePending ?? 0, h.Tenant.Allowed?.Invoke() ?? 0))).ToArray();
         var rising = Enumerable.Range(0, _held.Length).Where(i => shares[i] > _held[i].Share!.Value).ToArray();
         if (rising.Length == 0) return;
         var counted = new long[_held.Length];

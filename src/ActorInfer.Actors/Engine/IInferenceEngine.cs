@@ -88,6 +88,9 @@ public interface IInferenceEngine : IDisposable
     {
     }
 
+    /// <summary>The offloading placement in force (null: an engine without one).</summary>
+    ActorInfer.Planning.Policy? Placement => null;
+
     /// <summary>
     /// Whether the running block's next position starts a layer (its first batch not yet computed there), or no step is
     /// in progress: where batches may leave and weights move. True for an engine whose work has no such order.

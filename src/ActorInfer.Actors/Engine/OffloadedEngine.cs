@@ -105,6 +105,8 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
 
     public bool AtLayerBoundary => _session is not { } s || s.Block.AtLayerBoundary;
 
+    public ActorInfer.Planning.Policy? Placement => runtime.Policy;
+
     /// <summary>Sequences in the running block's batches that are still held (not dropped or freed), for run timelines.</summary>
     public int RunningSequences => _session is { } s ? s.Batches.Where(b => !b.Disposed).Sum(b => b.Sequences.Count) : 0;
 

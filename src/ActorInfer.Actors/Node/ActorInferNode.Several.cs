@@ -62,6 +62,9 @@ public sealed partial class ActorInferNode
                     DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null), model.StaticShare)
                 {
                     Held = HeldBytes(loaded[i], settings.IsCuda),
+                    Allowed = settings.IsCuda ? AllowedBytes(loaded[i]) : null,
+                    WeightBytes = new Model.Config.ModelShape(loaded[i].Runtime.Config)
+                        .TotalBytes((int)Runtime.Tiers.MemoryTier.ElementSize(loaded[i].Runtime.DType)),
                 });
             }
             var arbiter = system.ActorOf(ArbiterProtocol.Props(
@@ -102,6 +105,9 @@ public sealed partial class ActorInferNode
         var held = model.Tiers.Device.BytesHeld;
         return !cuda || held == 0 ? held : DeviceReserve.BudgetFor(held, model.DeviceContextBytes);
     };
+
+    /// <summary>The budget the model's device tier enforces now (a raw share, as its scheduler applied it).</summary>
+    private static Func<long> AllowedBytes(NodeModel model) => () => model.Tiers.Device.BudgetBytes;
 
     private static string ModelTensorDispatcher(int model) => $"{ActorInferSettings.TensorDispatcher}-model-{model}";
 

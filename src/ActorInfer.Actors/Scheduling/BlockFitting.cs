@@ -46,7 +46,7 @@ internal static class BlockFitting
     /// resume from their checkpoints, recomputing only their cache), so starting again costs little; it is chosen when
     /// the new policy is predicted to run at least <see cref="RestartGain"/> times faster over what is left of the block.
     /// A policy that differs from the block's only in where its weights are is never a reason to start again: the block
-    /// takes its weights' placement as it runs.
+    /// takes its weights' placement as it runs (or at its end, for a rise).
     /// </summary>
     public static bool Restarts(RunningBlock block, BlockPolicy? policy)
     {
@@ -59,8 +59,18 @@ internal static class BlockFitting
     }
 
     private static bool OnlyWeightsDiffer(BlockPolicy a, BlockPolicy b) =>
-        a.Runtime is { } x && b.Runtime is { } y && a.GpuBatchSize == b.GpuBatchSize && a.NumGpuBatches == b.NumGpuBatches &&
+        a.Runtime is { } x && b.Runtime is { } y && a.GpuBatchSize == b.GpuBatchSize && a.NumGpuBatches == b.NumGpuBatches && OnlyWeightsDiffer(x, y);
+
+    private static bool OnlyWeightsDiffer(ActorInfer.Planning.Policy x, ActorInfer.Planning.Policy y) =>
         x.Reshaped(x.GpuBatchSize, x.NumGpuBatches, y.Weights) == y;
+
+    /// <summary>
+    /// Whether <paramref name="next"/> differs from the placement in force only by more weights on the device: a rise that
+    /// a running block need not take (copying gigabytes of weights in holds the tensor thread for seconds, and a fall
+    /// behind it in the mailbox waits that long). It is applied when the block ends.
+    /// </summary>
+    public static bool MovesWeightsIn(ActorInfer.Planning.Policy now, ActorInfer.Planning.Policy next) =>
+        OnlyWeightsDiffer(now, next) && next.Weights.Gpu > now.Weights.Gpu;
 
     /// <summary>
     /// Frees the caches of finished batches, then drops GPU batches from the end, until the block fits (every batch not

@@ -380,8 +380,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _stallWatch?.Idle();
         _layerSteps.Idle();
         // A policy that arrived while the block ran and was not applied yet applies now (and is honoured, if it was
-        // waiting): the block holds nothing any more. Otherwise nothing changed since the last one applied.
-        if (_inForce.Pending) ApplyBetweenBlocks();
+        // waiting): the block holds nothing any more; so does a rise of the weights' device share that the block left for
+        // its end. Otherwise nothing changed since the last one applied.
+        if (_inForce.Pending || _inForce.RaiseDeferred) ApplyBetweenBlocks();
         _reports.Finished(block, results);
         Become(Idle);
         // The next block starts from the mailbox, behind what arrived while this one ran: a policy waiting there

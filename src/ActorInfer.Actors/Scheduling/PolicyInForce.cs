@@ -24,7 +24,9 @@ internal sealed class PolicyInForce
     public PolicyInForce(IInferenceEngine engine, Action<object> publishHonour, ILoggingAdapter log)
     {
         _engine = engine;
-        _applier = new PolicyApplier(engine, _honours, publishHonour, log);
+        // Each record names the budgets in force: a GPU arbiter counts what the model may still hold until it honours its latest share.
+        _applier = new PolicyApplier(engine, _honours,
+            m => publishHonour(m is SchedulerProtocol.PolicyHonoured h && _budgets != TierBudgets.None ? h with { Budgets = _budgets } : m), log);
     }
 
     /// <summary>
@@ -39,6 +41,12 @@ internal sealed class PolicyInForce
     /// re-placed, budgets enforced), then honoured.
     /// </summary>
     public bool Pending { get; private set; }
+
+    /// <summary>
+    /// The running block kept its placement where the policy in force only moves more weights onto the device
+    /// (<see cref="BlockFitting.MovesWeightsIn"/>): the placement applies between blocks.
+    /// </summary>
+    public bool RaiseDeferred { get; private set; }
 
     /// <summary>
     /// A policy arrived (the running block is <paramref name="block"/>, if any): it is the policy in force, and waits to
@@ -79,6 +87,7 @@ internal sealed class PolicyInForce
     {
         _honours.StartApplying();
         Pending = false;
+        RaiseDeferred = false;
         if (!_applier.ApplyAndHonour(Policy, _budgets, null, dropped: false)) Policy = null;
     }
 
@@ -93,6 +102,12 @@ internal sealed class PolicyInForce
         _honours.StartApplying();
         Pending = false;
         var policy = Policy;
+        // A rise of the weights' device share waits for the block's end: the block keeps its placement, under the new budgets.
+        if (policy?.Runtime is { } next && _engine.Placement is { } now && BlockFitting.MovesWeightsIn(now, next))
+        {
+            policy = policy with { Runtime = now };
+            RaiseDeferred = true;
+        }
         var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, _honours);
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
         // left the device): the bookkeeping of the drop (which entries go, checkpoints, requeueing) comes after.

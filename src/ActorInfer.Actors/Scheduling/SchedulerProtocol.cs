@@ -102,6 +102,9 @@ public static class SchedulerProtocol
     /// </summary>
     public sealed record PolicyHonoured(TimeSpan Elapsed, bool Dropped)
     {
+        /// <summary>The budgets in force at the scheduler when it honoured (null when it has none).</summary>
+        public Memory.TierBudgets? Budgets { get; init; }
+
         /// <summary>The budgets did not fall below what the tiers held when they changed (no earlier change was waiting): honoured then.</summary>
         public bool WithinAtChange { get; init; }
 
