@@ -65,11 +65,11 @@ public sealed class ArbitrationTests
     }
 
     [Fact]
-    public void Headroom_is_the_deepest_fall_times_how_often_budgets_fell()
+    public void The_firm_budget_is_the_budget_less_its_excess_over_the_lowest_fall_times_how_often_budgets_fell()
     {
         var history = new PressureHistory(4);
-        Assert.Equal(0, history.Headroom);
-        // Four blocks from 100: one fell to 60 (a fall of 40%), three did not fall: 0.4 x 1/4 = 0.1.
+        Assert.Equal(100, history.FirmFor(100));
+        // Four blocks from 100: one fell to 60, three did not fall: 100 - 40 x 1/4 = 90; from 80, 80 - 20 x 1/4 = 75.
         history.BlockStarted(100);
         history.Budget(80);
         history.Budget(60);
@@ -81,23 +81,29 @@ public sealed class ArbitrationTests
             history.Budget(120);
             history.BlockEnded();
         }
-        Assert.Equal(0.1, history.Headroom, 9);
+        Assert.Equal(90, history.FirmFor(100));
+        Assert.Equal(75, history.FirmFor(80));
+        // Below the lowest fall the budget is firm as it is.
+        Assert.Equal(50, history.FirmFor(50));
         // Four more without a fall push the fall out of the history.
         for (var i = 0; i < 4; i++)
         {
             history.BlockStarted(100);
             history.BlockEnded();
         }
-        Assert.Equal(0, history.Headroom);
-        // Falls of 95% in every block are capped at nine tenths of the budget.
-        for (var i = 0; i < 4; i++)
+        Assert.Equal(100, history.FirmFor(100));
+        // Falls to 40 in every block, from any start: the firm level is 40 whatever the budget (a level, not a fraction of it)...
+        foreach (var start in new[] { 100L, 60, 80, 50 })
         {
-            history.BlockStarted(100);
-            history.Budget(5);
+            history.BlockStarted(start);
+            history.Budget(40);
             history.BlockEnded();
         }
-        Assert.Equal(PressureHistory.MaxHeadroom, history.Headroom);
-        Assert.Equal(0, new PressureHistory(0).Headroom);
+        Assert.Equal(40, history.FirmFor(100));
+        Assert.Equal(40, history.FirmFor(70));
+        // ... but never below a tenth of the budget.
+        Assert.Equal(100, history.FirmFor(1000));
+        Assert.Equal(100, new PressureHistory(0).FirmFor(100));
     }
 
     private static ActorInferSettings Load(string hocon) =>

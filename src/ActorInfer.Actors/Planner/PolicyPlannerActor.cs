@@ -84,23 +84,19 @@ internal sealed class PolicyPlannerActor : ReceiveActor
 
     /// <summary>
     /// The policy for the budgets as they are. Under conservative sizing, with falls in the history, a block's firm parts
-    /// (its geometry, cache, activations and attention) are planned for the budget less the learned headroom, and its
-    /// weights fill the rest (<see cref="IPolicyPlanner.Raise"/>): a fall within the headroom moves weights off the device,
-    /// which is at once, and drops nothing. A running block keeps the firm budget it started with; below it the exact
-    /// policy for the budgets answers.
+    /// (its geometry, cache, activations and attention) are planned for the firm budget (<see cref="PressureHistory.FirmFor"/>),
+    /// and its weights fill the rest (<see cref="IPolicyPlanner.Raise"/>): a fall down to the firm budget moves weights off
+    /// the device, which is at once, and drops nothing. A running block keeps the firm budget it started with; below it
+    /// the exact policy for the budgets answers.
     /// </summary>
     private BlockPolicy? Plan(TierBudgets budgets)
     {
         var exact = PlanExactly(budgets);
-        var headroom = _history.Headroom;
-        if (exact is null || headroom <= 0) return exact;
         var tier = _headroom.ComputeTier;
-        var firmBytes = _firm ?? FirmBytes(budgets[tier], headroom);
-        if (firmBytes >= budgets[tier]) return exact;
+        var firmBytes = _firm ?? _history.FirmFor(budgets[tier]);
+        if (exact is null || firmBytes >= budgets[tier]) return exact;
         return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) : exact;
     }
-
-    private static long FirmBytes(long budget, double headroom) => Math.Max(1, (long)(budget * (1 - headroom)));
 
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
     private void ObserveBlocks()
@@ -109,15 +105,19 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         {
             var budget = _budgets[_headroom.ComputeTier];
             _history.BlockStarted(budget);
-            _firm = _history.Headroom > 0 ? FirmBytes(budget, _history.Headroom) : null;
+            var firm = _history.FirmFor(budget);
+            _firm = firm < budget ? firm : null;
         });
         Receive<Scheduling.SchedulerProtocol.BlockFinished>(_ =>
         {
-            var before = _history.Headroom;
+            var budget = _budgets[_headroom.ComputeTier];
+            var before = _history.FirmFor(budget);
             _history.BlockEnded();
             _firm = null;
-            // A new headroom shapes the next block: published now, not at the next budget change.
-            if (_history.Headroom != before && _policy is not null) Replan(_budgets, force: false, reason: $"headroom {_history.Headroom:P0}");
+            // A new firm budget shapes the next block: published now, not at the next budget change.
+            var after = _history.FirmFor(budget);
+            if (after != before && _policy is not null)
+                Replan(_budgets, force: false, reason: $"firm parts for {Planning.ByteSize.FormatBinary(after)} of {Planning.ByteSize.FormatBinary(budget)}");
         });
         Receive<Scheduling.SchedulerProtocol.PolicyHonoured>(_ => { });
         Receive<Scheduling.SchedulerProtocol.BatchesDropped>(_ => { });

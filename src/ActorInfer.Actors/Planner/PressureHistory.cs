@@ -1,10 +1,11 @@
 namespace ActorInfer.Actors.Planner;
 
 /// <summary>
-/// Conservative block sizing: how far the compute tier's budget fell below its level at each block's start while the
-/// block ran, over the last <see cref="Blocks"/> blocks. The headroom a new block's firm parts leave (its geometry and
-/// cache: the weights fill the rest) is the deepest of those falls (how far) times the share of the blocks that saw one
-/// (how often), at most <see cref="MaxHeadroom"/>: pressure that came once in eight blocks costs an eighth of its depth,
+/// Conservative block sizing: how low the compute tier's budget fell below its level at each block's start while the
+/// block ran, over the last <see cref="Blocks"/> blocks. A new block's firm parts (its geometry and cache: the weights fill
+/// the rest) are planned for the budget less its excess over the lowest of those falls (how far, an absolute level, the
+/// same whatever the budget when the block starts), times the share of the blocks that saw a fall (how often), at most
+/// <see cref="MaxHeadroom"/> of the budget: pressure that came once in eight blocks costs an eighth of its depth,
 /// pressure in every block all of it.
 /// </summary>
 public sealed class PressureHistory(int blocks)
@@ -12,22 +13,21 @@ public sealed class PressureHistory(int blocks)
     /// <summary>A new block's firm parts are never planned for less than a tenth of the budget.</summary>
     public const double MaxHeadroom = 0.9;
 
-    private readonly Queue<double> _falls = new();
+    private readonly Queue<long?> _lows = new();
     private long? _startBudget;
     private long _lowest;
 
     public int Blocks { get; } = blocks;
 
-    /// <summary>The fraction of the budget a new block leaves free; 0 with no history (or none asked for).</summary>
-    public double Headroom
+    /// <summary>The budget a new block's firm parts are planned for, under <paramref name="budget"/>; the budget itself with no fall in the history.</summary>
+    public long FirmFor(long budget)
     {
-        get
-        {
-            if (Blocks <= 0 || _falls.Count == 0) return 0;
-            var deepest = _falls.Max();
-            var often = (double)_falls.Count(f => f > 0) / _falls.Count;
-            return Math.Min(MaxHeadroom, deepest * often);
-        }
+        if (Blocks <= 0 || _lows.Count == 0 || budget <= 0) return budget;
+        var falls = _lows.Where(l => l is not null).Select(l => l!.Value).ToArray();
+        if (falls.Length == 0) return budget;
+        var often = (double)falls.Length / _lows.Count;
+        var firm = budget - (long)(Math.Max(0, budget - falls.Min()) * often);
+        return Math.Max(firm, Math.Max(1, budget - (long)(budget * MaxHeadroom)));
     }
 
     /// <summary>A block started under this budget (bytes of the compute tier).</summary>
@@ -43,12 +43,12 @@ public sealed class PressureHistory(int blocks)
         if (_startBudget is not null) _lowest = Math.Min(_lowest, budget);
     }
 
-    /// <summary>The block ended: its deepest fall joins the history.</summary>
+    /// <summary>The block ended: the lowest budget it saw joins the history if it fell below its start.</summary>
     public void BlockEnded()
     {
         if (Blocks <= 0 || _startBudget is not { } start) return;
-        _falls.Enqueue(start > 0 ? Math.Clamp((double)(start - _lowest) / start, 0, 1) : 0);
-        while (_falls.Count > Blocks) _falls.Dequeue();
+        _lows.Enqueue(_lowest < start ? Math.Max(0, _lowest) : null);
+        while (_lows.Count > Blocks) _lows.Dequeue();
         _startBudget = null;
     }
 }
