@@ -50,6 +50,25 @@ public sealed class WorkloadPlannerTests : IDisposable
     public void Buckets_round_lengths_up_within_the_context(int context, int remaining, int prompt, int generation) =>
         Assert.Equal(new WorkloadBucket(prompt, generation), new BucketRule(48).For(context, remaining));
 
+    [Theory]
+    // Dropped five tokens past a 512-token prompt: 520 tokens of context, not 1,024; a fresh request as before.
+    [InlineData(2048, 512, 5, 27, 520, 32)]
+    [InlineData(2048, 512, 0, 32, 512, 32)]
+    [InlineData(2048, 500, 20, 12, 536, 16)]
+    // Never past the bucket the whole context rounds to, nor the model's context.
+    [InlineData(2048, 10, 3, 5, 16, 8)]
+    [InlineData(48, 40, 5, 2, 47, 1)]
+    public void A_resumed_sequence_is_planned_for_its_prompt_s_bucket_widened_by_what_it_generated(int maxContext, int prompt, int generated,
+        int remaining, int plannedPrompt, int plannedGeneration)
+    {
+        var rule = new BucketRule(maxContext);
+        var bucket = rule.ForResumed(prompt, generated, remaining);
+        Assert.Equal(new WorkloadBucket(plannedPrompt, plannedGeneration), bucket);
+        Assert.True(bucket.PromptLength >= Math.Min(prompt + generated, maxContext - 1));
+        Assert.True(BucketRule.Fits(bucket, rule.For(prompt + generated, remaining)));
+        Assert.Equal(rule.Whole, new BucketRule(maxContext, WholeContext: true).ForResumed(prompt, generated, remaining));
+    }
+
     [Fact]
     public void The_whole_context_rule_puts_every_request_in_one_bucket_that_holds_any_of_them()
     {

@@ -33,6 +33,24 @@ public sealed record BucketRule(int MaxContext, bool WholeContext = false)
     }
 
     /// <summary>
+    /// The bucket of a resumed sequence: its prompt's bucket widened by the tokens it had generated (rounded up to a
+    /// multiple of 8), not its whole context rounded up to a power of two. A sequence dropped a few tokens past a 512-token
+    /// prompt is planned for 520 tokens of context, not 1,024 (twice the cache it needs); the sequences of one dropped
+    /// batch, resumed at the same step, share a bucket.
+    /// </summary>
+    public WorkloadBucket ForResumed(int prompt, int generated, int remaining)
+    {
+        if (WholeContext || generated <= 0) return For(prompt + Math.Max(0, generated), remaining);
+        var context = prompt + generated;
+        var widened = For(prompt, remaining).PromptLength + (generated + SmallestGeneration - 1) / SmallestGeneration * SmallestGeneration;
+        // Never past the power of two the whole context rounds to (the plain rule's bucket), nor past the model's context.
+        var plain = For(context, remaining);
+        var promptLength = Math.Min(Math.Max(widened, context), plain.PromptLength);
+        var generation = Math.Max(1, Math.Min(RoundUp(Math.Max(1, remaining), SmallestGeneration), MaxContext - promptLength));
+        return new WorkloadBucket(promptLength, generation);
+    }
+
+    /// <summary>
     /// Every sequence planned as if it could fill the model's context: a prefill of the whole context but one token,
     /// and its cache to the end of the context.
     /// </summary>

@@ -20,8 +20,8 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
     private WorkloadBucket? _asked;
 
     /// <summary>
-    /// A request's workload bucket: its context (prompt, and the tokens a resumed sequence had generated) and the tokens
-    /// it has left to generate. A request the model cannot take goes in the smallest bucket (its block answers its error).
+    /// A request's workload bucket: its context (prompt, and the tokens a resumed sequence had generated: its prompt's
+    /// bucket widened by them, <see cref="BucketRule.ForResumed"/>) and the tokens it has left to generate. A request the model cannot take goes in the smallest bucket (its block answers its error).
     /// </summary>
     public static WorkloadBucket BucketOf(WorkItem item, CompletionFactory factory, BucketRule buckets)
     {
@@ -29,7 +29,7 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
         try
         {
             var prompt = factory.Create(item.Request, item.Seed).PromptIds.Count;
-            return buckets.For(prompt + done, item.Request.MaxTokens - done);
+            return buckets.ForResumed(prompt, done, item.Request.MaxTokens - done);
         }
         catch (RequestValidationException)
         {
