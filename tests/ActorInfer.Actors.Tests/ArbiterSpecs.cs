@@ -126,6 +126,34 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal(8900, Budget(batchMemory, Tier.Cpu));
     }
 
+    /// <summary>The bytes each model's tiers hold, as the test sets them.</summary>
+    private sealed class HeldBytes(long chat, long batch)
+    {
+        public long Chat = chat;
+        public long Batch = batch;
+    }
+
+    /// <summary>
+    /// An arbiter over chat (priority 10) and batch (priority 0) on a device of 10,000 CPU bytes, each model holding what the
+    /// test sets; returns once batch has its first share (8,900).
+    /// </summary>
+    private (IActorRef Arbiter, IActorRef ChatMemory, IActorRef BatchMemory, Akka.TestKit.TestProbe Chat, Akka.TestKit.TestProbe Batch, HeldBytes Held)
+        TwoModelsHolding(long chatHeld, long batchHeld)
+    {
+        var held = new HeldBytes(chatHeld, batchHeld);
+        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
+        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
+        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
+        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
+            device, [
+                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { Held = () => Interlocked.Read(ref held.Chat) },
+                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { Held = () => Interlocked.Read(ref held.Batch) },
+            ]));
+        chat.ExpectMsg<SchedulerProtocol.Observe>();
+        AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        return (arbiter, chatMemory, batchMemory, chat, batch, held);
+    }
+
     /// <summary>
     /// A rise goes only into bytes the others no longer hold: when chat's burst takes from batch, batch's share falls at
     /// once but chat's rises only as batch's tiers give their bytes back (its scheduler honours the fall at a layer
@@ -134,17 +162,7 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void A_burst_s_share_rises_only_as_the_other_model_gives_its_bytes_back()
     {
-        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
-        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
-        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
-        long chatHeld = 1100, batchHeld = 8900;
-        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
-            device, [
-                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { Held = () => Interlocked.Read(ref chatHeld) },
-                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { Held = () => Interlocked.Read(ref batchHeld) },
-            ]));
-        chat.ExpectMsg<SchedulerProtocol.Observe>();
-        AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        var (arbiter, chatMemory, batchMemory, chat, batch, held) = TwoModelsHolding(1100, 8900);
 
         // Twenty requests queue for chat (24 on the ladder): batch falls to 6600 at once; chat stays at 1100 while batch
         // still holds 8900.
@@ -153,12 +171,12 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal(1100, Budget(chatMemory, Tier.Cpu));
 
         // Batch gives back part (8000 held): chat rises to what is free, 2000, at the next division (a status).
-        Interlocked.Exchange(ref batchHeld, 8000);
+        Interlocked.Exchange(ref held.Batch, 8000);
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
         AwaitAssert(() => Assert.Equal(2000, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
 
         // Batch honours the fall (6600 held) and says so: chat takes the rest of its demand, 3400, without a poll.
-        Interlocked.Exchange(ref batchHeld, 6600);
+        Interlocked.Exchange(ref held.Batch, 6600);
         batch.Send(arbiter, new SchedulerProtocol.PolicyHonoured(TimeSpan.FromMilliseconds(1), Dropped: true));
         AwaitAssert(() => Assert.Equal(3400, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
         Assert.Equal(6600, Budget(batchMemory, Tier.Cpu));
@@ -171,30 +189,20 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void A_rise_not_yet_applied_by_the_lower_model_holds_back_the_higher_model_s_rise_until_it_honours()
     {
-        var device = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(0, 10_000, 50_000, TimeSpan.FromHours(1), 1), null));
-        var (chatMemory, batchMemory) = (ModelMemory(), ModelMemory());
-        var (chat, batch) = (CreateTestProbe(), CreateTestProbe());
-        long chatHeld = 1100, batchHeld = 8900;
-        var arbiter = Sys.ActorOf(ArbiterProtocol.Props(new ArbiterProtocol.Settings(Tier.Cpu, TimeSpan.FromHours(1), 1, TimeSpan.FromMilliseconds(100)),
-            device, [
-                new ArbiterProtocol.Tenant("chat", 10, null, null, chatMemory, chat.Ref, BytesFor) { Held = () => Interlocked.Read(ref chatHeld) },
-                new ArbiterProtocol.Tenant("batch", 0, null, null, batchMemory, batch.Ref, BytesFor) { Held = () => Interlocked.Read(ref batchHeld) },
-            ]));
-        chat.ExpectMsg<SchedulerProtocol.Observe>();
-        AwaitAssert(() => Assert.Equal(8900, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
+        var (arbiter, chatMemory, batchMemory, chat, batch, held) = TwoModelsHolding(1100, 8900);
         SchedulerProtocol.PolicyHonoured Honoured(long cpu) => new(TimeSpan.FromMilliseconds(1), false) { Budgets = new TierBudgets(0, cpu, 50_000) };
 
         // A burst: batch falls to 6600, honours it, and chat rises to 3400.
         chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(20, null, null));
         AwaitAssert(() => Assert.Equal(6600, Budget(batchMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
-        Interlocked.Exchange(ref batchHeld, 6600);
+        Interlocked.Exchange(ref held.Batch, 6600);
         batch.Send(arbiter, Honoured(6600));
         AwaitAssert(() => Assert.Equal(3400, Budget(chatMemory, Tier.Cpu)), TimeSpan.FromSeconds(5));
         // Chat's own rise counts against batch until chat honours it.
         chat.Send(arbiter, Honoured(3400));
 
         // Chat goes idle: after the release time it falls to 1100 and batch is sent 8900, which it has not applied yet.
-        Interlocked.Exchange(ref chatHeld, 1100);
+        Interlocked.Exchange(ref held.Chat, 1100);
         AwaitAssert(() =>
         {
             chat.Send(arbiter, new SchedulerProtocol.SchedulerStatus(0, null, null));

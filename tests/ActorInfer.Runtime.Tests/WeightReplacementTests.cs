@@ -54,6 +54,42 @@ public sealed class WeightReplacementTests
     }
 
     /// <summary>
+    /// Weights moving onto the device inside a running step find no room half way (the device's budget fell meanwhile):
+    /// the re-placement fails, each weight stays whole where it was or where it went, and the block goes on from its
+    /// layer boundary with the tokens it would have had.
+    /// </summary>
+    [Fact]
+    public void A_re_placement_that_finds_no_room_half_way_leaves_the_running_block_able_to_go_on()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        {
+            var actual = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                block.RunStep(new TokenStep(0));
+                block.Begin(new TokenStep(1), Enumerable.Range(0, block.BatchCount).ToArray());
+                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+                // Room for about half of the weights beside what the device holds now.
+                var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
+                tiers.Device.SetBudget(tiers.Device.BytesHeld + weightBytes / 2);
+                Assert.ThrowsAny<Exception>(() => engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu), block));
+                Assert.True(tiers.Device.BytesHeld <= tiers.Device.BudgetBytes);
+                tiers.Device.SetBudget(Harness.Generous);
+                for (var layer = 1; layer < block.ScheduleLayers; layer++)
+                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>
     /// A budget change asks for the weights' placement under a policy several times on its way to being honoured: the
     /// placement of given weight fractions is computed once (whatever the geometry), and it is the one in force again
     /// when the weights come back.

@@ -201,21 +201,29 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
 
     /// <summary>
     /// Re-places the weights for <paramref name="plan"/> between steps or at a layer boundary: waits for the weight
-    /// copies in flight, moves the weights, and loads the current layer again from its new home.
+    /// copies in flight, moves the weights, and loads the current layer again from its new home (from wherever its
+    /// weights are when a move failed).
     /// </summary>
     public long ReplaceWeights(PlacementPlan plan, Action? moved = null)
     {
         if (_cursor is { } at && at.Batch.Value != 0)
             throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
         ReleaseWeights();
-        var bytes = weights.Replace(plan, _tiers, _copies, moved);
-        if (_cursor is { } cursor)
+        try
         {
-            using var scope = NewDisposeScope();
-            _weightTransfers = new Transfers(_copies, _tiers);
-            _current = weights.Load(cursor.Layer, _weightTransfers);
+            return weights.Replace(plan, _tiers, _copies, moved);
         }
-        return bytes;
+        finally
+        {
+            // Also when a move failed (no room on a tier): each weight is whole in its old home or its new one, and the
+            // current layer is loaded again from wherever its weights are, so that the block can go on.
+            if (_cursor is { } cursor)
+            {
+                using var scope = NewDisposeScope();
+                _weightTransfers = new Transfers(_copies, _tiers);
+                _current = weights.Load(cursor.Layer, _weightTransfers);
+            }
+        }
     }
 
     /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>
