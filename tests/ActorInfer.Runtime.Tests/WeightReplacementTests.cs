@@ -85,6 +85,10 @@ public sealed class WeightReplacementTests
                 for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
             }
             Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            // Some weights moved before the room ran out; asking for the placement in force before it moves them back.
+            Assert.True(tiers.Device.BytesHeld > 0);
+            engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu));
+            Assert.Equal(0, tiers.Device.BytesHeld);
         }
         Harness.AssertAllFreed(tiers);
     }

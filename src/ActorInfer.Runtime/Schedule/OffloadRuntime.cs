@@ -179,14 +179,22 @@ public sealed class OffloadRuntime : IDisposable
     /// </summary>
     /// <returns>The weight bytes moved.</returns>
     /// <param name="moved">Called after each weight moved.</param>
+    private bool _weightsUnsettled;
+
     public long Replace(Policy policy, BlockSession? running = null, Action? moved = null)
     {
         var plan = WeightsOnly(policy);
         if (plan.Weights.Disk > 0 && Tiers.Disk is null)
             throw new TierBudgetExceededException(TierKind.Disk, plan.Weights.Disk, 0, "the weights (no disk folder configured)");
         long bytes = 0;
-        if (!plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
+        // After a re-placement that failed half way the weights are where the moves left them, not where WeightPlan says:
+        // the next one compares every weight's home with its target.
+        if (_weightsUnsettled || !plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
+        {
+            _weightsUnsettled = true;
             bytes = running is not null ? running.ReplaceWeights(plan, moved) : _weights.Replace(plan, Tiers, Copies, moved);
+            _weightsUnsettled = false;
+        }
         Policy = Stored(policy);
         WeightPlan = plan;
         return bytes;
