@@ -273,6 +273,26 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
     }
 
+    /// <summary>
+    /// A lower-priority model of several with a memory floor, under conservative sizing: its firm parts are planned for the
+    /// floor from the first block on (its share may fall that far at any burst), before any fall is in the history.
+    /// </summary>
+    [Fact]
+    public void Under_conservative_sizing_a_floor_bounds_the_firm_parts_from_the_first_block()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4) { Floor = 1600 }));
+        var subscriber = CreateTestProbe();
+        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        // 1600 holds 6 sequences: one batch of 4 (all on the device, no weights to raise into the rest).
+        var first = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy is not null, TimeSpan.FromSeconds(5));
+        Assert.Equal(new BlockPolicy(4, 1, "all on gpu"), first.Policy);
+        // Without conservative sizing the floor changes nothing: the block is as large as 2200 allows.
+        var plain = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 0) { Floor = 1600 }));
+        plain.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == new BlockPolicy(4, 3, "all on gpu"), TimeSpan.FromSeconds(5));
+    }
+
     /// <summary>The budget falls to 1600 and returns to 2200; each change reaches the planner (its policy is published) before the next step.</summary>
     private static void FallAndReturn(IActorRef memory, Akka.TestKit.TestProbe subscriber)
     {

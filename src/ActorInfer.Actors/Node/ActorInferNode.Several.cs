@@ -52,6 +52,8 @@ public sealed partial class ActorInferNode
                     Memory = new MemoryProtocol.Settings(null, null, null, settings.Memory.TelemetryInterval, 0),
                     Probe = null,
                     TensorDispatcher = ModelTensorDispatcher(i),
+                    // A model below the top priority plans its firm parts for no more than its floor under conservative sizing.
+                    FirmFloor = model.Priority < top ? model.MemoryFloor : null,
                 };
                 if (settings.IsCuda && loaded[i].Engine is Engine.OffloadedEngine offloaded)
                     offloaded.ComputeStream = new Runtime.Cuda.ComputeStream(high: model.Priority == top && settings.Models.Any(m => m.Priority < top));

@@ -65,6 +65,13 @@ public static class PlannerProtocol
     /// </summary>
     public sealed record Headroom(Tier ComputeTier, int History)
     {
+        /// <summary>
+        /// On a node of several models, a lower-priority model's memory floor: the least its share falls to, so its firm
+        /// parts are planned for no more than that from the first block on, before any fall is in the history (null:
+        /// none).
+        /// </summary>
+        public long? Floor { get; init; }
+
         public static readonly Headroom None = new(Tier.Gpu, 0);
     }
 

@@ -93,9 +93,16 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     {
         var exact = PlanExactly(budgets);
         var tier = _headroom.ComputeTier;
-        var firmBytes = _firm ?? _history.FirmFor(budgets[tier]);
+        var firmBytes = _firm ?? FirmFor(budgets[tier]);
         if (exact is null || firmBytes >= budgets[tier]) return exact;
         return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) : exact;
+    }
+
+    /// <summary>The firm budget under <paramref name="budget"/>: the history's, at most a lower-priority model's floor (conservative sizing only).</summary>
+    private long FirmFor(long budget)
+    {
+        var firm = _history.FirmFor(budget);
+        return _headroom is { History: > 0, Floor: { } floor } ? Math.Min(firm, Math.Max(1, floor)) : firm;
     }
 
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
@@ -105,17 +112,17 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         {
             var budget = _budgets[_headroom.ComputeTier];
             _history.BlockStarted(budget);
-            var firm = _history.FirmFor(budget);
+            var firm = FirmFor(budget);
             _firm = firm < budget ? firm : null;
         });
         Receive<Scheduling.SchedulerProtocol.BlockFinished>(_ =>
         {
             var budget = _budgets[_headroom.ComputeTier];
-            var before = _history.FirmFor(budget);
+            var before = FirmFor(budget);
             _history.BlockEnded();
             _firm = null;
             // A new firm budget shapes the next block: published now, not at the next budget change.
-            var after = _history.FirmFor(budget);
+            var after = FirmFor(budget);
             if (after != before && _policy is not null)
                 Replan(_budgets, force: false, reason: $"firm parts for {Planning.ByteSize.FormatBinary(after)} of {Planning.ByteSize.FormatBinary(budget)}");
         });
