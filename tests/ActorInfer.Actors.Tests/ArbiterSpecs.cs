@@ -251,7 +251,8 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4)));
         var subscriber = CreateTestProbe();
         planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
-        var full = new BlockPolicy(4, 3, "all on gpu");
+        // Planned under conservative sizing: no policy of it restarts a running block.
+        var full = new BlockPolicy(4, 3, "all on gpu") { KeepsRunningBlocks = true };
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
 
         // A block of 12 runs while the budget falls from 2200 to 1600 (27%) and comes back.
@@ -262,7 +263,7 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         // so there are no weights to raise into the rest).
         var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full,
             TimeSpan.FromSeconds(5));
-        Assert.Equal(new BlockPolicy(4, 1, "all on gpu"), conservative.Policy);
+        Assert.Equal(new BlockPolicy(4, 1, "all on gpu") { KeepsRunningBlocks = true }, conservative.Policy);
 
         // Four blocks without a fall: the history forgets it, and blocks are full again.
         for (var b = 2; b <= 5; b++)
@@ -286,7 +287,7 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
         // 1600 holds 6 sequences: one batch of 4 (all on the device, no weights to raise into the rest).
         var first = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy is not null, TimeSpan.FromSeconds(5));
-        Assert.Equal(new BlockPolicy(4, 1, "all on gpu"), first.Policy);
+        Assert.Equal(new BlockPolicy(4, 1, "all on gpu") { KeepsRunningBlocks = true }, first.Policy);
         // Without conservative sizing the floor changes nothing: the block is as large as 2200 allows.
         var plain = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 0) { Floor = 1600 }));
         plain.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));

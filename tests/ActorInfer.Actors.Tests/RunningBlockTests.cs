@@ -98,5 +98,7 @@ public sealed class RunningBlockTests : IDisposable
         var cacheOnDevice = raised with { Runtime = new ActorInfer.Planning.Policy(3, 16, ActorInfer.Planning.TierFractions.AllGpu,
             ActorInfer.Planning.TierFractions.AllGpu, cpu) { CpuAttention = true } };
         Assert.True(BlockFitting.Restarts(block, cacheOnDevice));
+        // Planned under conservative sizing, not even that.
+        Assert.False(BlockFitting.Restarts(block, cacheOnDevice with { KeepsRunningBlocks = true }));
     }
 }

@@ -20,6 +20,12 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
     public double? PredictedTokensPerSecond { get; init; }
 
     /// <summary>
+    /// Planned under conservative sizing: a running block is never dropped whole to start again under this policy,
+    /// however much faster it is predicted (it only sheds what no longer fits).
+    /// </summary>
+    public bool KeepsRunningBlocks { get; init; }
+
+    /// <summary>
     /// The geometry to fall back to after the device ran out of memory: half the GPU batches, or with one GPU batch half
     /// its size; null at a block of one sequence.
     /// </summary>

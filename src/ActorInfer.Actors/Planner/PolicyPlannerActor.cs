@@ -87,15 +87,18 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     /// (its geometry, cache, activations and attention) are planned for the firm budget (<see cref="PressureHistory.FirmFor"/>),
     /// and its weights fill the rest (<see cref="IPolicyPlanner.Raise"/>): a fall down to the firm budget moves weights off
     /// the device, which is at once, and drops nothing. A running block keeps the firm budget it started with; below it
-    /// the exact policy for the budgets answers.
+    /// the exact policy for the budgets answers. No policy planned this way restarts a running block.
     /// </summary>
     private BlockPolicy? Plan(TierBudgets budgets)
     {
         var exact = PlanExactly(budgets);
+        if (exact is null || _headroom.History <= 0) return exact;
+        // Under conservative sizing no policy drops a running block whole to start it again: that is a drop of every batch.
+        exact = exact with { KeepsRunningBlocks = true };
         var tier = _headroom.ComputeTier;
         var firmBytes = _firm ?? FirmFor(budgets[tier]);
-        if (exact is null || firmBytes >= budgets[tier]) return exact;
-        return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) : exact;
+        if (firmBytes >= budgets[tier]) return exact;
+        return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) with { KeepsRunningBlocks = true } : exact;
     }
 
     /// <summary>The firm budget under <paramref name="budget"/>: the history's, at most a lower-priority model's floor (conservative sizing only).</summary>

@@ -46,12 +46,13 @@ internal static class BlockFitting
     /// resume from their checkpoints, recomputing only their cache), so starting again costs little; it is chosen when
     /// the new policy is predicted to run at least <see cref="RestartGain"/> times faster over what is left of the block.
     /// A policy that differs from the block's only in where its weights are is never a reason to start again: the block
-    /// takes its weights' placement as it runs (or at its end, for a rise).
+    /// takes its weights' placement as it runs (or at its end, for a rise). Nor is a policy planned under conservative
+    /// sizing (<see cref="BlockPolicy.KeepsRunningBlocks"/>).
     /// </summary>
     public static bool Restarts(RunningBlock block, BlockPolicy? policy)
     {
         if (policy is null || block.Policy.PredictedTokensPerSecond is not { } running || policy.PredictedTokensPerSecond is not { } next ||
-            running <= 0 || policy == block.Policy || OnlyWeightsDiffer(block.Policy, policy))
+            running <= 0 || policy == block.Policy || policy.KeepsRunningBlocks || OnlyWeightsDiffer(block.Policy, policy))
             return false;
         var generation = block.Policy.Bucket?.GenerationLength ?? 0;
         var done = block.Step.IsPrefill ? 0.0 : generation > 0 ? Math.Min(1.0, (double)block.Step.Value / generation) : 1.0;
