@@ -232,6 +232,33 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     }
 
     /// <summary>
+    /// A smaller geometry planned under conservative sizing sheds only what no longer fits in memory: with room for the
+    /// whole block, nothing is dropped (drop-only sizing drops down to the new block size).
+    /// </summary>
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void Under_conservative_sizing_a_smaller_geometry_alone_drops_nothing(bool conservative, bool drops)
+    {
+        var (engine, owner) = OffloadedEngine();
+        Policy Placed(int batches) =>
+            new(1, batches, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
+        var (layers, gate, scheduler) = StartWithLayerZeroHeld(engine, new BlockPolicy(1, 2, "two") { Runtime = Placed(2) }, [Item(0), Item(1)]);
+        ExpectMsg<BlockStarted>(m => m.Block == 1 && m.GpuBatches == 2);
+        var held = gate.ExpectMsg<LayerProtocol.Compute>();
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "one") { Runtime = Placed(1), KeepsRunningBlocks = conservative },
+            Memory.TierBudgets.None));
+        ForwardAll(gate, layers[0]);
+        layers[0].Tell(held, scheduler);
+        var dropped = false;
+        Assert.Equal(Reference(2), Results(2, m => dropped |= m is BatchesDropped));
+        Assert.Equal(drops, dropped);
+        Sys.Stop(scheduler);
+        engine.Dispose();
+        owner.Dispose();
+    }
+
+    /// <summary>
     /// A fall arrives while the block's one GPU batch waits for its next layer (the computation sent, not begun): it
     /// applies on arrival, without waiting for that layer. The batch is dropped with the computation addressed to it,
     /// which its layer then skips (no answer, nothing computed on freed memory); the requests resume unchanged once

@@ -12,13 +12,16 @@ namespace ActorInfer.Actors.Scheduling;
 internal static class BlockFitting
 {
     /// <summary>
-    /// Whether what is left of the block fits <paramref name="policy"/>: no more running sequences than its block size,
-    /// and its placement of the remaining batches within the budgets. No policy: only an empty block fits.
+    /// Whether what is left of the block fits <paramref name="policy"/>: no more running sequences than its block size
+    /// (not asked of a policy planned under conservative sizing, on an engine with a placement), and its placement of the
+    /// remaining batches within the budgets. No policy: only an empty block fits.
     /// </summary>
     public static bool Fits(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets)
     {
         if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
-        if (block.Running > policy.BlockSize) return false;
+        // Under conservative sizing, on an engine that accounts its tiers, only memory decides: a smaller geometry alone
+        // drops nothing.
+        if (block.Running > policy.BlockSize && !(policy.KeepsRunningBlocks && engine.Placement is not null)) return false;
         var remaining = block.Work.Where(w => w is not null).Select(w => w!).ToArray();
         return engine.Fits(remaining, policy, budgets);
     }
