@@ -104,6 +104,15 @@ public sealed class ArbitrationTests
         // ... but never below a tenth of the budget.
         Assert.Equal(100, history.FirmFor(1000));
         Assert.Equal(100, new PressureHistory(0).FirmFor(100));
+        // A floor bounds the firm budget before any fall is recorded, and with them; not without a history asked for.
+        var floored = new PressureHistory(4, floor: 30);
+        Assert.Equal(30, floored.FirmFor(100));
+        Assert.Equal(20, floored.FirmFor(20));
+        floored.BlockStarted(100);
+        floored.Budget(60);
+        floored.BlockEnded();
+        Assert.Equal(30, floored.FirmFor(100));
+        Assert.Equal(100, new PressureHistory(0, floor: 30).FirmFor(100));
     }
 
     private static ActorInferSettings Load(string hocon) =>

@@ -1,3 +1,4 @@
+using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Schedule;
@@ -35,17 +36,7 @@ public sealed class WeightReplacementTests
 
             // A block runs with the weights on the CPU, and a step re-places them back at a layer boundary.
             var actual = Harness.Sequences(config, 5);
-            using (var block = engine.OpenBlock(actual, Harness.Decode))
-            {
-                block.RunStep(new TokenStep(0));
-                block.Begin(new TokenStep(1), Enumerable.Range(0, block.BatchCount).ToArray());
-                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
-                Assert.True(block.AtLayerBoundary);
-                engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu), block);
-                for (var layer = 1; layer < block.ScheduleLayers; layer++)
-                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
-                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
-            }
+            RunWithALayerBoundaryBetween(engine, actual, block => engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu), block));
             Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
             Assert.Equal(weightBytes, tiers.Device.BytesHeld);
             Assert.Equal(keepHostCopies ? weightBytes : 0, tiers.Cpu.BytesHeld);
@@ -69,21 +60,15 @@ public sealed class WeightReplacementTests
         using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
         {
             var actual = Harness.Sequences(config, 5);
-            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            RunWithALayerBoundaryBetween(engine, actual, block =>
             {
-                block.RunStep(new TokenStep(0));
-                block.Begin(new TokenStep(1), Enumerable.Range(0, block.BatchCount).ToArray());
-                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
                 // Room for about half of the weights beside what the device holds now.
                 var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
                 tiers.Device.SetBudget(tiers.Device.BytesHeld + weightBytes / 2);
                 Assert.ThrowsAny<Exception>(() => engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu), block));
                 Assert.True(tiers.Device.BytesHeld <= tiers.Device.BudgetBytes);
                 tiers.Device.SetBudget(Harness.Generous);
-                for (var layer = 1; layer < block.ScheduleLayers; layer++)
-                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
-                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
-            }
+            });
             Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
             // Some weights moved before the room ran out; asking for the placement in force before it moves them back.
             Assert.True(tiers.Device.BytesHeld > 0);
@@ -91,6 +76,23 @@ public sealed class WeightReplacementTests
             Assert.Equal(0, tiers.Device.BytesHeld);
         }
         Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>
+    /// Runs a block of <paramref name="sequences"/> to its end, with <paramref name="atBoundary"/> called inside its first
+    /// decoding step, at the boundary after the first layer.
+    /// </summary>
+    private static void RunWithALayerBoundaryBetween(OffloadRuntime engine, IReadOnlyList<SequenceState> sequences, Action<BlockSession> atBoundary)
+    {
+        using var block = engine.OpenBlock(sequences, Harness.Decode);
+        block.RunStep(new TokenStep(0));
+        block.Begin(new TokenStep(1), Enumerable.Range(0, block.BatchCount).ToArray());
+        for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+        Assert.True(block.AtLayerBoundary);
+        atBoundary(block);
+        for (var layer = 1; layer < block.ScheduleLayers; layer++)
+            for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+        for (var step = 2; sequences.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
     }
 
     /// <summary>

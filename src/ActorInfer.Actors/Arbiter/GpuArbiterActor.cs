@@ -143,7 +143,9 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         foreach (var tier in new[] { Tier.Gpu, Tier.Cpu, Tier.Disk })
         {
             if (tier == _settings.ComputeTier || previous is not null && previous[tier] == budgets[tier]) continue;
-            var split = tier == Tier.Cpu && _settings.ComputeTier == Tier.Gpu && budgets[tier] > 0 ? CpuShares(budgets[tier]) : null;
+            var split = tier == Tier.Cpu && _settings.ComputeTier == Tier.Gpu && budgets[tier] > 0
+                ? SplitByWeights(budgets[tier], _held.Select(h => h.Tenant.WeightBytes).ToArray())
+                : null;
             for (var i = 0; i < _held.Length; i++)
                 _held[i].Tenant.Memory.Tell(new MemoryProtocol.Share(tier, split?[i] ?? budgets[tier]));
         }
@@ -194,9 +196,7 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>The CPU budget in proportion to the models' weights (evenly where none are known).</summary>
-    internal long[] CpuShares(long budget) => SplitByWeights(budget, _held.Select(h => h.Tenant.WeightBytes).ToArray());
-
+    /// <summary>A budget in proportion to the models' weights (evenly where none are known).</summary>
     internal static long[] SplitByWeights(long budget, long[] weights)
     {
         var total = weights.Sum();

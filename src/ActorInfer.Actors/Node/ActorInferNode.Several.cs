@@ -65,8 +65,7 @@ public sealed partial class ActorInferNode
                 {
                     Held = HeldBytes(loaded[i], settings.IsCuda),
                     Allowed = settings.IsCuda ? AllowedBytes(loaded[i]) : null,
-                    WeightBytes = new Model.Config.ModelShape(loaded[i].Runtime.Config)
-                        .TotalBytes((int)Runtime.Tiers.MemoryTier.ElementSize(loaded[i].Runtime.DType)),
+                    WeightBytes = loaded[i].Runtime.WeightPlan.Weights.Sum,
                 });
             }
             var arbiter = system.ActorOf(ArbiterProtocol.Props(

@@ -28,7 +28,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         _planner = planner;
         _memory = memory;
         _headroom = headroom;
-        _history = new PressureHistory(headroom.History);
+        _history = new PressureHistory(headroom.History, headroom.Floor);
         ObserveBlocks();
         Receive<PlanFor>(m => Sender.Tell(new PolicyAnswer(Plan(m.Budgets), m.Budgets)));
         Receive<PlanWorkload>(m => _bucket = m.Bucket);
@@ -96,16 +96,9 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         // Under conservative sizing no policy drops a running block whole to start it again: that is a drop of every batch.
         exact = exact with { KeepsRunningBlocks = true };
         var tier = _headroom.ComputeTier;
-        var firmBytes = _firm ?? FirmFor(budgets[tier]);
+        var firmBytes = _firm ?? _history.FirmFor(budgets[tier]);
         if (firmBytes >= budgets[tier]) return exact;
         return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) with { KeepsRunningBlocks = true } : exact;
-    }
-
-    /// <summary>The firm budget under <paramref name="budget"/>: the history's, at most a lower-priority model's floor (conservative sizing only).</summary>
-    private long FirmFor(long budget)
-    {
-        var firm = _history.FirmFor(budget);
-        return _headroom is { History: > 0, Floor: { } floor } ? Math.Min(firm, Math.Max(1, floor)) : firm;
     }
 
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
@@ -115,17 +108,17 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         {
             var budget = _budgets[_headroom.ComputeTier];
             _history.BlockStarted(budget);
-            var firm = FirmFor(budget);
+            var firm = _history.FirmFor(budget);
             _firm = firm < budget ? firm : null;
         });
         Receive<Scheduling.SchedulerProtocol.BlockFinished>(_ =>
         {
             var budget = _budgets[_headroom.ComputeTier];
-            var before = FirmFor(budget);
+            var before = _history.FirmFor(budget);
             _history.BlockEnded();
             _firm = null;
             // A new firm budget shapes the next block: published now, not at the next budget change.
-            var after = FirmFor(budget);
+            var after = _history.FirmFor(budget);
             if (after != before && _policy is not null)
                 Replan(_budgets, force: false, reason: $"firm parts for {Planning.ByteSize.FormatBinary(after)} of {Planning.ByteSize.FormatBinary(budget)}");
         });

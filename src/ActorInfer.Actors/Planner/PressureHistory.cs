@@ -6,9 +6,10 @@ namespace ActorInfer.Actors.Planner;
 /// the rest) are planned for the budget less its excess over the lowest of those falls (how far, an absolute level, the
 /// same whatever the budget when the block starts), times the share of the blocks that saw a fall (how often), at most
 /// <see cref="MaxHeadroom"/> of the budget: pressure that came once in eight blocks costs an eighth of its depth,
-/// pressure in every block all of it.
+/// pressure in every block all of it. A <paramref name="floor"/> (a lower-priority model's memory floor on a node of
+/// several: the least its share falls to) bounds the firm budget from the first block on, before any fall is recorded.
 /// </summary>
-public sealed class PressureHistory(int blocks)
+public sealed class PressureHistory(int blocks, long? floor = null)
 {
     /// <summary>A new block's firm parts are never planned for less than a tenth of the budget.</summary>
     public const double MaxHeadroom = 0.9;
@@ -19,15 +20,19 @@ public sealed class PressureHistory(int blocks)
 
     public int Blocks { get; } = blocks;
 
-    /// <summary>The budget a new block's firm parts are planned for, under <paramref name="budget"/>; the budget itself with no fall in the history.</summary>
+    /// <summary>
+    /// The budget a new block's firm parts are planned for, under <paramref name="budget"/>: the budget itself with no fall
+    /// in the history and no floor below it (or with no history asked for).
+    /// </summary>
     public long FirmFor(long budget)
     {
-        if (Blocks <= 0 || _lows.Count == 0 || budget <= 0) return budget;
+        if (Blocks <= 0 || budget <= 0) return budget;
+        var firm = floor is { } f ? Math.Min(budget, Math.Max(1, f)) : budget;
         var falls = _lows.Where(l => l is not null).Select(l => l!.Value).ToArray();
-        if (falls.Length == 0) return budget;
+        if (falls.Length == 0) return firm;
         var often = (double)falls.Length / _lows.Count;
-        var firm = budget - (long)(Math.Max(0, budget - falls.Min()) * often);
-        return Math.Max(firm, Math.Max(1, budget - (long)(budget * MaxHeadroom)));
+        var learned = budget - (long)(Math.Max(0, budget - falls.Min()) * often);
+        return Math.Min(firm, Math.Max(learned, Math.Max(1, budget - (long)(budget * MaxHeadroom))));
     }
 
     /// <summary>A block started under this budget (bytes of the compute tier).</summary>

@@ -28,8 +28,7 @@ public sealed record BucketRule(int MaxContext, bool WholeContext = false)
     {
         if (WholeContext) return Whole;
         var prompt = Math.Min(RoundUp(Math.Max(1, context), SmallestPrompt), Math.Max(1, MaxContext - 1));
-        var generation = Math.Max(1, Math.Min(RoundUp(Math.Max(1, remaining), SmallestGeneration), MaxContext - prompt));
-        return new WorkloadBucket(prompt, generation);
+        return new WorkloadBucket(prompt, Generation(prompt, remaining));
     }
 
     /// <summary>
@@ -40,14 +39,12 @@ public sealed record BucketRule(int MaxContext, bool WholeContext = false)
     /// </summary>
     public WorkloadBucket ForResumed(int prompt, int generated, int remaining)
     {
-        if (WholeContext || generated <= 0) return For(prompt + Math.Max(0, generated), remaining);
+        if (WholeContext || generated <= 0) return For(prompt, remaining);
         var context = prompt + generated;
         var widened = For(prompt, remaining).PromptLength + (generated + SmallestGeneration - 1) / SmallestGeneration * SmallestGeneration;
         // Never past the power of two the whole context rounds to (the plain rule's bucket), nor past the model's context.
-        var plain = For(context, remaining);
-        var promptLength = Math.Min(Math.Max(widened, context), plain.PromptLength);
-        var generation = Math.Max(1, Math.Min(RoundUp(Math.Max(1, remaining), SmallestGeneration), MaxContext - promptLength));
-        return new WorkloadBucket(promptLength, generation);
+        var promptLength = Math.Min(Math.Max(widened, context), For(context, remaining).PromptLength);
+        return new WorkloadBucket(promptLength, Generation(promptLength, remaining));
     }
 
     /// <summary>
@@ -62,6 +59,10 @@ public sealed record BucketRule(int MaxContext, bool WholeContext = false)
     /// </summary>
     public static bool Fits(WorkloadBucket bucket, WorkloadBucket planned) =>
         bucket.PromptLength <= planned.PromptLength && bucket.GenerationLength <= planned.GenerationLength;
+
+    /// <summary>The tokens left to generate rounded up to a power of two (from 8), within the context beside the prompt's.</summary>
+    private int Generation(int prompt, int remaining) =>
+        Math.Max(1, Math.Min(RoundUp(Math.Max(1, remaining), SmallestGeneration), MaxContext - prompt));
 
     private static int RoundUp(int value, int smallest)
     {

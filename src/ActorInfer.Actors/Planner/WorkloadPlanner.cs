@@ -227,10 +227,9 @@ public sealed class WorkloadPlanner : IPolicyPlanner
             var from = (int)Math.Ceiling(p.Weights.Gpu * 100 - 1e-6);
             Policy With(int percent)
             {
-                var moved = percent / 100.0 - p.Weights.Gpu;
-                var disk = Math.Max(0, p.Weights.Disk - moved);
-                var cpu = Math.Max(0, 1 - percent / 100.0 - disk);
-                return p.Reshaped(p.GpuBatchSize, p.NumGpuBatches, new TierFractions(percent / 100.0, cpu, 1 - percent / 100.0 - cpu));
+                var gpu = percent / 100.0;
+                var disk = Math.Max(0, p.Weights.Disk - (gpu - p.Weights.Gpu));
+                return p.Reshaped(p.GpuBatchSize, p.NumGpuBatches, new TierFractions(gpu, 1 - gpu - disk, disk));
             }
             bool Fits(int percent)
             {

@@ -11,6 +11,9 @@ public sealed record TierBytes(long Device, long Cpu, long Disk)
 {
     public static TierBytes Zero { get; } = new(0, 0, 0);
 
+    /// <summary>Bytes on every tier together.</summary>
+    public long Sum => Device + Cpu + Disk;
+
     public long Of(TierKind kind) => kind switch
     {
         TierKind.Device => Device,
