@@ -9,8 +9,8 @@
 #               one measured once after its warm-up: its blocks take a minute each);
 #   compressed: the pressed run with compression allowed (`planner.compress-cache = on`) on a job of C_REQUESTS (3,000:
 #               the compressed block at 12 GiB holds over 1,000 sequences); cbench: `bench --compress-cache` per budget;
-#   big:        OPT-30B on a node with 16 GiB GPU / 100 GiB CPU (a job of REQUESTS30, 192 requests) against bench at the
-#               same budgets.
+#   big:        OPT-30B on a node with 16 GiB GPU / 100 GiB CPU (a job of REQUESTS30, 192 requests; or, with BLOCKS30=N,
+#               N full blocks of the size the node planned) against bench at the same budgets.
 # STEPS picks them (default "pressed plain bench"). Every program a step left running (a bench past its limit) is
 # killed before the next step starts, so that no step runs beside another.
 # summary.txt: each phase's node / bench ratio, the tier bytes the node's /admin/state reported after each change, the
@@ -101,11 +101,26 @@ if has cbench; then
   for gib in ${BENCHES-40 12 24}; do if [ "$gib" = 12 ]; then REPEAT=1 bench "c$gib" "$gib" opt-6.7b --compress-cache; else bench "c$gib" "$gib" opt-6.7b --compress-cache; fi; done
 fi
 if has big; then
-  first
-  node big 8204 opt-30b 16GiB "" && { run 8204 big "" job30 "$requests30"; stop big; }; reap
+  # FIRST=0: the OPT-30B node measures the profile itself (bench then takes it), without the OPT-6.7B node's start.
+  [ "${FIRST:-1}" = 0 ] || first
+  if node big 8204 opt-30b 16GiB ""; then
+    # BLOCKS30: a job of that many full blocks of the size the node planned for this workload (a partial last block
+    # streams every weight for fewer sequences: it measures the job's length, not the node against bench).
+    if [ -n "${BLOCKS30:-}" ]; then
+      size=$(curl -s "http://127.0.0.1:8204/admin/state" "${auth[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["planner"].get("block_size") or 0)')
+      if [ "${size:-0}" -gt 0 ] && [ $(( BLOCKS30 * size )) -le "$requests30" ]; then
+        requests30=$(( BLOCKS30 * size )); head -n "$requests30" "$work/job30.jsonl" > "$work/job30b.jsonl"; mv "$work/job30b.jsonl" "$work/job30.jsonl"
+      fi
+      echo "$requests30" > "$out/big-requests.txt"
+    fi
+    run 8204 big "" job30 "$requests30"; stop big
+    [ -f "$work/first/hardware.json" ] || { mkdir -p "$work/first"; cp "$work/big/hardware.json" "$work/first/hardware.json"; }
+  fi
+  reap
   REPEAT=1 bench 30b 16 opt-30b
 fi
 
+[ -f "$out/big-requests.txt" ] && requests30=$(cat "$out/big-requests.txt")
 python3 - "$out" "$requests" "$c_requests" "$requests30" <<'PY' | tee -a "$out/summary.txt"
 import json, sys, os
 out, n, cn, n30 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

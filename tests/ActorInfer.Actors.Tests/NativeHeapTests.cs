@@ -12,6 +12,6 @@ public sealed class NativeHeapTests
         Assert.StartsWith("native heap: ", report);
         if (!OperatingSystem.IsLinux()) return;
         if (Environment.GetEnvironmentVariable("MALLOC_ARENA_MAX") is null) Assert.Contains($"{NativeHeap.Arenas} arenas", report);
-        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is null) Assert.Contains($"{NativeHeap.MmapThreshold / 1024} KiB", report);
+        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is null) Assert.Contains($"{NativeHeap.MmapThreshold >> 20} MiB", report);
     }
 }
