@@ -12,8 +12,8 @@ namespace ActorInfer.Actors.Node;
 /// The threshold is glibc's own ceiling for its moving one (32 MiB), not lower: the temporaries of attention on the CPU
 /// (a layer's scores, its queries and contexts: hundreds of KiB to tens of MiB, made and freed at every layer step) stay
 /// in the arenas, where they are reused warm. Mapped on their own, each is page-faulted in and unmapped again at every
-/// layer step: a threshold of 128 KiB made OPT-30B's decoding with CPU attention 1.46x slower on a node than under
-/// `bench`, and a CPU bench's prefill 1.4x slower.
+/// layer step: under a threshold of 128 KiB an OPT-30B node's blocks with attention on the CPU took 1.46x as long as
+/// bench's with the same policy, and a CPU bench's prefill 1.4x as long (docs/perf/h100-heap-30b-tenants-8x).
 /// </summary>
 public static class NativeHeap
 {
