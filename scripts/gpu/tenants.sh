@@ -10,6 +10,8 @@
 #                 half the rest); the batch model runs a BACKLOG (2,000) request job through /v1/jobs (prompt 512 random
 #                 ids, 32 tokens, greedy) posted before the replay starts;
 #   nopri:        the same with equal priorities (0 and 0): no priorities;
+#   onequeue:     one queue without priorities (arbiter.one-queue = on, equal priorities): the models run one block at a
+#                 time, in turns, so that a chat request waits for the batch model's block running when it arrives;
 #   static:       the same with memory-floor = memory-ceiling per model: STATIC_SHARE (half) of the device for chat, the
 #                 rest for batch;
 #   flexgen:      the same with the batch model under a FlexGen-style static policy (static-share = on): its share fixed
@@ -70,7 +72,7 @@ request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
-steps=${STEPS-alone ours static nopri droponly flexgen}
+steps=${STEPS-alone ours static nopri onequeue droponly flexgen}
 read -r -a cli <<< "${CLI:-bash .gpu/run.sh actorinfer}"
 key=sk-node
 started=$(date +%s)
@@ -123,7 +125,7 @@ auth=(-H "Authorization: Bearer $key")
 key_hash=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
 # The parts of every node's file: device, budgets, bounds, planner, and one tenant (the admin's key) whose queue holds a
 # 2,000-line job and the trace's bursts (--api-key's tenant would take the reference's 1,024).
-common_conf() { # NAME HEADROOM
+common_conf() { # NAME HEADROOM [ARBITER-EXTRA]
   cat <<CONF
   device = "$device"
   dtype = "$dtype"
@@ -131,23 +133,25 @@ common_conf() { # NAME HEADROOM
   memory { gpu-budget = "$gpu_mem", cpu-budget = "$cpu_mem" }
   scheduler { max-gpu-batch-size = ${bounds%x*}, max-gpu-batches = ${bounds#*x} }
   planner { max-block-size = $max_block, headroom-history = $2 }
-  arbiter { poll-interval = 100ms }
+  arbiter { poll-interval = 100ms${3:-} }
   http {
     admin-key-hashes = ["$key_hash"]
     tenants { bench { api-key-hashes = ["$key_hash"], max-queued-requests = 100000 } }
   }
 CONF
 }
-# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen|floor]: chat and batch on one device; static: floor =
+# two_conf NAME CHAT-PRIORITY BATCH-PRIORITY HEADROOM [static|flexgen|floor|onequeue]: chat and batch on one device; static: floor =
 # ceiling per model; flexgen: the batch model's share fixed once it has work (static-share); floor: the batch model's
-# memory-floor is BATCH_FLOOR.
+# memory-floor is BATCH_FLOOR; onequeue: one queue without priorities (arbiter.one-queue = on).
 two_conf() {
-  local chat_bounds="" batch_bounds=""
+  local chat_bounds="" batch_bounds="" extra=""
   if [ "${5:-}" = static ]; then
     chat_bounds=", memory-floor = $static_high, memory-ceiling = $static_high"
     batch_bounds=", memory-floor = $static_low, memory-ceiling = $static_low"
   elif [ "${5:-}" = flexgen ]; then
     batch_bounds=", static-share = on"
+  elif [ "${5:-}" = onequeue ]; then
+    extra=", one-queue = on"
   elif [ "${5:-}" = floor ]; then
     batch_bounds=", memory-floor = \"$batch_floor\""
   fi
@@ -156,7 +160,7 @@ two_conf() {
     echo "    { name = \"chat\", model = \"$high\", priority = $2$chat_bounds },"
     echo "    { name = \"batch\", model = \"$low\", priority = $3, weights-seed = 1$batch_bounds },"
     echo "  ]"
-    common_conf "$1" "$4"
+    common_conf "$1" "$4" "$extra"
     echo "}"; } > "$work/$1/node.conf"
 }
 alone_conf() { # NAME: the chat model alone (no arbiter), served under the same name.
@@ -262,6 +266,7 @@ step alone 150 run_alone alone
 step ours 200 run_two ours 10 0 "$headroom" floor
 step static 200 run_two static 10 0 0 static
 step nopri 230 run_two nopri 0 0 0
+step onequeue 230 run_two onequeue 0 0 0 onequeue
 step droponly 200 run_two droponly 10 0 0 floor
 step flexgen 200 run_two flexgen 10 0 0 flexgen
 
@@ -275,7 +280,7 @@ for path in earlier:
 def nearest(values, p):
     values = sorted(values)
     return values[max(0, min(len(values) - 1, math.ceil(p / 100 * len(values)) - 1))] if values else None
-for run in ("alone", "ours", "static", "nopri", "droponly", "flexgen"):
+for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen"):
     d = f"{work}/{run}"
     if not os.path.isdir(d): continue
     # The card and settings each run had (an earlier call's runs keep theirs).
@@ -365,7 +370,7 @@ print(open(f"{out}/setup.txt").read().rstrip())
 figures = json.load(open(f"{out}/figures.json"))
 def fmt(v, spec=".2f"):
     return "-" if v is None else format(v, spec)
-for run in ("alone", "ours", "static", "nopri", "droponly", "flexgen"):
+for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen"):
     f = figures.get(run)
     if not f: print(f"{run}: not run"); continue
     if "error" in f: print(f"{run}: {f['error']}"); continue
@@ -398,6 +403,8 @@ r = ratio(get("ours", "ttft_p99_with_failed"), get("alone", "ttft_p99_with_faile
 print(f"  chat ttft p99 ours / alone {fmt(r, '.2f')} (<= 1.5: {verdict(r, lambda v: v <= 1.5)})")
 r = ratio(get("nopri", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
 print(f"  chat ttft p99 no-priority / ours {fmt(r, '.2f')} (>= 3: {verdict(r, lambda v: v >= 3)})")
+r = ratio(get("onequeue", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
+print(f"  chat ttft p99 one queue without priorities / ours {fmt(r, '.2f')} (>= 3: {verdict(r, lambda v: v >= 3)})")
 r = ratio(get("ours", "batch_throughput"), get("static", "batch_throughput"))
 r2 = ratio(get("ours", "batch_throughput_between_blocks"), get("static", "batch_throughput_between_blocks"))
 print(f"  batch throughput ours / static split {fmt(r, '.2f')} (between blocks {fmt(r2, '.2f')}) (>= 1.3: {verdict(r, lambda v: v >= 1.3)})")

@@ -20,17 +20,17 @@ public sealed class SeveralModelsTests
     /// Host memory is the compute tier of a CPU node: 5 MiB for both (each needs about 1 MiB for its weights and one
     /// sequence, 3.5 MiB for a full block of 32), so a burst of the chat model squeezes the batch model.
     /// </summary>
-    private static string Config(string dataDir) => $$"""
+    private static string Config(string dataDir, string arbiter = "", int batchPriority = 0) => $$"""
         actorinfer {
           models = [
             { name = "chat", model = "{{Model}}", priority = 10 },
-            { name = "batch", model = "{{Model}}", priority = 0 },
+            { name = "batch", model = "{{Model}}", priority = {{batchPriority}} },
           ]
           device = "cpu"
           data-dir = "{{dataDir}}"
           memory { gpu-budget = 0, cpu-budget = "5MiB", disk-budget = "auto" }
           scheduler { max-gpu-batch-size = 8, max-gpu-batches = 4 }
-          arbiter { poll-interval = 50ms, change-threshold = 1, release-after = 300ms }
+          arbiter { poll-interval = 50ms, change-threshold = 1, release-after = 300ms {{arbiter}} }
           # Conservative block sizing on as well: blocks after a fall leave headroom (the tokens must not change).
           planner { hardware = "t4-flexgen", headroom-history = 4 }
           http { enabled = on, port = 0 }
@@ -38,11 +38,11 @@ public sealed class SeveralModelsTests
         """;
 
     /// <summary>A node of the two models (<see cref="Config"/>) on <paramref name="dir"/>'s data folder, serving.</summary>
-    private static async Task<StartedNode> StartTwoModels(string dir)
+    private static async Task<StartedNode> StartTwoModels(string dir, string arbiter = "", int batchPriority = 0)
     {
         var dataDir = Path.Combine(dir, "data");
         var config = Path.Combine(dir, "node.conf");
-        await File.WriteAllTextAsync(config, Config(dataDir));
+        await File.WriteAllTextAsync(config, Config(dataDir, arbiter, batchPriority));
         return await StartedNode.Start(config, dataDir);
     }
 
@@ -154,6 +154,68 @@ public sealed class SeveralModelsTests
         var line = Assert.Single(wrong.Output, l => l.StartsWith("stderr: error:", StringComparison.Ordinal));
         Assert.Contains(Trace("code"), line);
         Assert.Contains("'nope'", line);
+    }
+
+    /// <summary>
+    /// One queue without priorities (`arbiter.one-queue = on`, the baseline): the two models never run blocks at the
+    /// same time, both run, and each takes the device in turn while the other has work waiting.
+    /// </summary>
+    [Fact]
+    public async Task Under_one_queue_the_models_take_the_device_in_turns_one_block_at_a_time()
+    {
+        await using var node = await StartTwoModels(TestPaths.TempDir(), ", one-queue = on", batchPriority: 10);
+        var events = new System.Collections.Concurrent.ConcurrentQueue<(string Model, bool Started, int Block)>();
+        // One observer for both: a scheduler tells it of its block's end before it hands the device on, so its mailbox
+        // holds the two schedulers' events in the order they happened.
+        var names = node.Node.Models.ToDictionary(m => m.Scheduler, m => m.Name);
+        var observer = node.Node.System.ActorOf(Props.Create(() => new BlockEvents(names, events)));
+        foreach (var m in node.Node.Models) m.Scheduler.Tell(new Actors.Scheduling.SchedulerProtocol.Observe(observer));
+        using var client = node.Client();
+        var line = "{\"prompt\": [5, 6, 7, 8], \"max_tokens\": 6, \"temperature\": 0}\n";
+        var jobs = new List<string>();
+        foreach (var model in new[] { "batch", "chat" })
+            jobs.Add((await GatewayFixture.ReadJson(await client.PostAsync($"/v1/jobs?model={model}",
+                new StringContent(string.Concat(Enumerable.Repeat(line, 200)))))).GetProperty("id").GetString()!);
+        foreach (var job in jobs)
+        {
+            var done = await GatewayFixture.Poll(async () => await GatewayFixture.ReadJson(await client.GetAsync($"/v1/jobs/{job}")),
+                j => j.GetProperty("state").GetString() is "completed" or "failed", TimeSpan.FromMinutes(2));
+            Assert.Equal("completed", done.GetProperty("state").GetString());
+            Assert.Equal(200, done.GetProperty("counts").GetProperty("completed").GetInt32());
+        }
+        // The observers hear each scheduler's events in order; across the two, a block starts only once the other's ended.
+        await Task.Delay(200);
+        var running = new HashSet<string>();
+        var starts = new List<string>();
+        foreach (var e in events)
+        {
+            if (e.Started)
+            {
+                Assert.True(running.Count == 0, $"{e.Model} started block {e.Block} while {string.Join(", ", running)} ran");
+                running.Add(e.Model);
+                starts.Add(e.Model);
+            }
+            else running.Remove(e.Model);
+        }
+        Assert.Contains("chat", starts);
+        Assert.Contains("batch", starts);
+        // Turns, not one model's queue drained first: from the first block of the model that came second until the last
+        // block of the one that finished first, both had work waiting, and the blocks alternate.
+        var second = Math.Max(starts.IndexOf("chat"), starts.IndexOf("batch"));
+        var end = Math.Min(starts.LastIndexOf("chat"), starts.LastIndexOf("batch"));
+        Assert.True(end - second >= 2, string.Join(" ", starts));
+        for (var k = second; k < end; k++) Assert.True(starts[k] != starts[k + 1], $"block {k + 1} of {string.Join(" ", starts)}");
+    }
+
+    /// <summary>Records the schedulers' block starts and ends, named by the model whose scheduler sent them.</summary>
+    private sealed class BlockEvents : ReceiveActor
+    {
+        public BlockEvents(IReadOnlyDictionary<IActorRef, string> models, System.Collections.Concurrent.ConcurrentQueue<(string, bool, int)> events)
+        {
+            Receive<Actors.Scheduling.SchedulerProtocol.BlockStarted>(m => events.Enqueue((models[Sender], true, m.Block)));
+            Receive<Actors.Scheduling.SchedulerProtocol.BlockFinished>(m => events.Enqueue((models[Sender], false, m.Block)));
+            ReceiveAny(_ => { });
+        }
     }
 
     /// <summary>

@@ -40,6 +40,7 @@ public sealed partial class ActorInferNode
             var served = new List<ServedModel>();
             var top = settings.Models.Max(m => m.Priority);
             var tenants = new List<ArbiterProtocol.Tenant>();
+            var turns = settings.Arbiter.OneQueue ? new Scheduling.DeviceTurns() : null;
             for (var i = 0; i < loaded.Count; i++)
             {
                 var model = settings.Models[i];
@@ -54,6 +55,7 @@ public sealed partial class ActorInferNode
                     TensorDispatcher = ModelTensorDispatcher(i),
                     // A model below the top priority plans its firm parts for no more than its floor under conservative sizing.
                     FirmFloor = model.Priority < top ? model.MemoryFloor : null,
+                    Turns = turns,
                 };
                 if (settings.IsCuda && loaded[i].Engine is Engine.OffloadedEngine offloaded)
                     offloaded.ComputeStream = new Runtime.Cuda.ComputeStream(high: model.Priority == top && settings.Models.Any(m => m.Priority < top));

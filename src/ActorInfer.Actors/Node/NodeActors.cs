@@ -33,6 +33,9 @@ public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factor
     /// node of several models each model's own, so that one model's host-side work never holds up another's.
     /// </summary>
     public string TensorDispatcher { get; init; } = Configuration.ActorInferSettings.TensorDispatcher;
+
+    /// <summary>The device's turns under one queue without priorities, shared by the node's models; null: none.</summary>
+    public Scheduling.DeviceTurns? Turns { get; init; }
 }
 
 /// <summary>
@@ -60,7 +63,7 @@ public sealed record NodeActors(IActorRef Memory, IReadOnlyList<IActorRef> Tiers
         var layers = Enumerable.Range(0, parts.Engine.Config.NumHiddenLayers)
             .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine).WithDispatcher(parts.TensorDispatcher), $"{namePrefix}layer-{i}"))
             .ToArray();
-        var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets)
+        var scheduler = system.ActorOf(SchedulerProtocol.Props(parts.Engine, parts.Factory, layers, planner, parts.MaxWaitForMemory, parts.Buckets, parts.Turns)
                 .WithDispatcher(parts.TensorDispatcher),
             namePrefix + "scheduler");
         // The planner learns from the blocks how far budgets fell while they ran.

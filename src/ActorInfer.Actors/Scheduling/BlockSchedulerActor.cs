@@ -38,6 +38,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private readonly MemoryWaits _memoryWaits;
     private readonly LayerSteps _layerSteps = new();
     private StallWatch? _stallWatch;
+    private readonly DeviceTurns? _turns;
 
     private sealed class StartNextBlock
     {
@@ -45,8 +46,9 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null) : base(engine.ComputeStream)
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null, DeviceTurns? turns = null) : base(engine.ComputeStream)
     {
+        _turns = turns;
         _waiting = new WaitingWork(buckets is { } rule ? item => BlockOpening.BucketOf(item, factory, rule) : null);
         _memoryWaits = new MemoryWaits(_waiting, maxWaitForMemory,
             every => Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(every, every, Self, MemoryWaits.CheckMemoryWait.Instance, Self),
@@ -82,6 +84,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         _stallWatch?.Dispose();
         _memoryWaits.Stop();
         _block?.Dispose();
+        _turns?.Leave(Self);
     }
 
     private void Common()
@@ -120,12 +123,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             }
         });
         Receive<MemoryWaits.CheckMemoryWait>(_ => _memoryWaits.Expire(policyFits: _inForce.Policy is not null));
-        Receive<StartNextBlock>(_ =>
-        {
-            if (_block is not null) return;
-            TryStartBlock();
-            WatchMemoryWait();
-        });
+        Receive<StartNextBlock>(_ => StartIfIdle());
+        Receive<SchedulerProtocol.TurnFree>(_ => StartIfIdle());
         Receive<Observe>(m =>
         {
             if (_observers.Add(m.Observer)) Context.Watch(m.Observer);
@@ -211,10 +210,28 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     private static bool Stale(RunningBlock block, GpuBatchIndex batch, IGpuBatch work) =>
         batch.Value >= block.Work.Length || !ReferenceEquals(block.Work[batch.Value], work);
 
+    private void StartIfIdle()
+    {
+        if (_block is not null) return;
+        TryStartBlock();
+        WatchMemoryWait();
+    }
+
     private void TryStartBlock()
     {
-        if (_inForce.Policy is null || _waiting.Count == 0) return;
-        if (_opening.Open(_inForce.Policy, out var failure) is not { } block) return;
+        if (_inForce.Policy is null || _waiting.Count == 0)
+        {
+            _turns?.Leave(Self);
+            return;
+        }
+        // One queue without priorities: the block waits for the device's turn (told TurnFree when it comes).
+        if (_turns is not null && !_turns.TryTake(Self)) return;
+        if (_opening.Open(_inForce.Policy, out var failure) is not { } block)
+        {
+            // Its bucket's policy is asked for: the turn goes on meanwhile, and is asked again when the policy arrives.
+            _turns?.Leave(Self);
+            return;
+        }
         if (failure is not null)
         {
             FinishBlock(block, failure);
@@ -384,6 +401,8 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         // its end. Otherwise nothing changed since the last one applied.
         if (_inForce.Pending || _inForce.RaiseDeferred) ApplyBetweenBlocks();
         _reports.Finished(block, results);
+        // Told after the block's end is published: whoever observes both models hears this block end before the next starts.
+        _turns?.Release(Self);
         Become(Idle);
         // The next block starts from the mailbox, behind what arrived while this one ran: a policy waiting there
         // applies before the next block opens (not after, by dropping from it), and is not held up by the opening.

@@ -60,6 +60,12 @@ public static class SchedulerProtocol
         public static readonly GetStatus Instance = new();
     }
 
+    /// <summary>Under one queue without priorities (<see cref="DeviceTurns"/>): the device is free for the scheduler's next block.</summary>
+    public sealed record TurnFree : ICommand
+    {
+        public static readonly TurnFree Instance = new();
+    }
+
     /// <param name="DecodingSteps">Decoding steps started over the scheduler's life (a block's prefill is not one).</param>
     /// <param name="LayersDone">Layer computations of GPU batches finished over the scheduler's life, prefill included: the
     /// finest measure of progress (a long prefill or an offloaded layer still moves it).</param>
@@ -152,8 +158,9 @@ public static class SchedulerProtocol
     /// <param name="planner">The policy-planner actor to subscribe to; null to take <see cref="PlannerProtocol.PolicyChanged"/> from anyone.</param>
     /// <param name="maxWaitForMemory">How long queued requests wait while no policy fits one sequence before they fail; null: forever.</param>
     /// <param name="buckets">How requests are grouped by length into blocks planned for them; null: any request joins any block.</param>
+    /// <param name="turns">The device's turns, shared with the node's other models under one queue without priorities; null: none.</param>
     public static Props Props(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null) =>
-        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner, maxWaitForMemory, buckets))
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null, DeviceTurns? turns = null) =>
+        Akka.Actor.Props.Create(() => new BlockSchedulerActor(engine, factory, layers, planner, maxWaitForMemory, buckets, turns))
             .WithDispatcher(ActorInferSettings.TensorDispatcher);
 }
