@@ -58,6 +58,9 @@ public sealed partial class ClusterNodeSpecs
         Assert.NotEqual(founder, joiner);
         first.WaitForLine(l => l.Contains($"cluster: member up {joiner} (roles gateway, worker)"), Timeout);
         second.WaitForLine(l => l.Contains($"cluster: member up {founder}"), Timeout);
+        // The node takes SIGTERM as a request to stop once it says it started: the cluster's lines above come while it
+        // still starts, when the runtime's own handling of the signal would end its actor system under it (exit 3).
+        WaitForLine(second, "node started");
 
         second.Terminate();
         Assert.Equal(0, second.WaitForExit(Timeout));
