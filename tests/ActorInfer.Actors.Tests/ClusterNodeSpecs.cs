@@ -68,6 +68,22 @@ public sealed partial class ClusterNodeSpecs
         first.WaitForLine(l => l.Contains($"cluster: member removed {joiner} (was Exiting)"), Timeout);
     }
 
+    /// <summary>
+    /// A SIGTERM as soon as the node says it is a cluster member, while it still starts (its actors, its journal), stops it
+    /// as asked: exit 0, not the "downed" exit 3, though the runtime's own handling of the signal ran the shutdown.
+    /// </summary>
+    [Fact]
+    public void A_sigterm_while_the_node_still_starts_stops_it_as_asked()
+    {
+        var dir = TestModels.TempDir();
+        using var node = new NodeProcess("node", "--config", Config(dir, "node.conf", ""), "--data-dir", Path.Combine(dir, "node"));
+        node.WaitForLine(l => l.Contains("cluster: this node is", StringComparison.Ordinal), Timeout);
+        node.Terminate();
+        var exit = node.WaitForExit(Timeout);
+        Assert.True(exit == 0, $"exit {exit}:\n{string.Join("\n", node.Output)}");
+        Assert.DoesNotContain(node.Output, l => l.Contains("without being asked", StringComparison.Ordinal));
+    }
+
     /// <summary>The address's port: members are ordered by host, then port.</summary>
     private static int Port(string address) => int.Parse(address[(address.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
 

@@ -138,8 +138,10 @@ public static class NodeCommand
             web.StopAsync().GetAwaiter().GetResult();
             web.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
-        // Not asked to stop: the actor system ended by itself (a cluster member downed by the others stops this way).
-        var downed = !stop.IsSet;
+        // Not asked to stop: the actor system ended by itself (a cluster member downed by the others stops this way). A
+        // SIGTERM that came while the node still started was taken by the runtime's own handling (the process's exit
+        // hook ran the actor system's shutdown): asked to stop all the same.
+        var downed = !stop.IsSet && Akka.Actor.CoordinatedShutdown.Get(node.System).ShutdownReason is not Akka.Actor.CoordinatedShutdown.ClrExitReason;
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         if (downed)
         {
