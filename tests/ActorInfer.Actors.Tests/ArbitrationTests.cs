@@ -55,6 +55,17 @@ public sealed class ArbitrationTests
     }
 
     [Fact]
+    public void Among_equal_priorities_a_running_block_gets_its_demand_before_a_waiting_queue()
+    {
+        // 100: a (first in order) waits with 70, b runs a block of 60: b keeps its 60, a gets the 40 left.
+        Assert.Equal([40 * MiB, 60 * MiB], Arbitration.Divide(100 * MiB, [new Claim("a", 1, 70 * MiB), new Claim("b", 1, 60 * MiB, Running: true)]));
+        // Neither runs: configuration order, a first.
+        Assert.Equal([70 * MiB, 30 * MiB], Arbitration.Divide(100 * MiB, [new Claim("a", 1, 70 * MiB), new Claim("b", 1, 60 * MiB)]));
+        // A higher priority still goes first, whether or not the other runs.
+        Assert.Equal([70 * MiB, 30 * MiB], Arbitration.Divide(100 * MiB, [new Claim("a", 2, 70 * MiB), new Claim("b", 1, 60 * MiB, Running: true)]));
+    }
+
+    [Fact]
     public void A_floor_equal_to_the_ceiling_is_a_static_split()
     {
         // The static-split baseline: 60 and 40 of 100 whatever either asks.

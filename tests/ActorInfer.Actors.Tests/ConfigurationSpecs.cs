@@ -106,6 +106,8 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.decode-attention = fastest", "actorinfer.decode-attention")]
     [InlineData("actorinfer.persistence.provider = mongodb", "actorinfer.persistence.provider")]
     [InlineData("actorinfer.persistence.provider = postgresql", "actorinfer.persistence.postgresql.connection-string")]
+    [InlineData("actorinfer.arbiter.lower-priority-nice = 20", "actorinfer.arbiter.lower-priority-nice")]
+    [InlineData("actorinfer.arbiter.lower-priority-nice = -1", "actorinfer.arbiter.lower-priority-nice")]
     [InlineData("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count = 4", "actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count")]
     public void A_wrong_type_or_value_is_refused_by_its_path(string hocon, string key)
     {

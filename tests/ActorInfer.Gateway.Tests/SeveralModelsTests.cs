@@ -245,6 +245,34 @@ public sealed class SeveralModelsTests
         Assert.DoesNotContain(Environment.CurrentManagedThreadId, threads);
     }
 
+    /// <summary>
+    /// The model below the node's top priority runs its tensor thread at `arbiter.lower-priority-nice` (10 by default), so
+    /// that its attention on the CPU yields the host's cores to the top model's thread; the top model's thread is unchanged.
+    /// </summary>
+    [Fact]
+    public async Task The_lower_priority_models_tensor_thread_runs_at_the_configured_nice_value()
+    {
+        await using var node = await StartTwoModels(TestPaths.TempDir(), ", lower-priority-nice = 7");
+        using var client = node.Client();
+        // Each scheduler handles a request first: its thread enters its settings before its first work.
+        foreach (var model in new[] { "chat", "batch" })
+        {
+            var reply = await client.PostAsync("/v1/completions",
+                new StringContent($"{{\"model\": \"{model}\", \"prompt\": [5, 6, 7], \"max_tokens\": 2, \"temperature\": 0}}"));
+            Assert.True(reply.IsSuccessStatusCode, await reply.Content.ReadAsStringAsync());
+        }
+        var nice = new Dictionary<string, int>();
+        for (var i = 0; i < 2; i++)
+        {
+            var dispatcher = node.Node.System.Dispatchers.Lookup($"actorinfer.dispatchers.tensor-model-{i}");
+            var read = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            dispatcher.Schedule(() => read.SetResult(Actors.Scheduling.HostNice.Current()));
+            nice[node.Node.Models[i].Name] = await read.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        Assert.Equal(0, nice["chat"]);
+        Assert.Equal(7, nice["batch"]);
+    }
+
     private static Task<int> ThreadOf(Akka.Dispatch.MessageDispatcher dispatcher)
     {
         var thread = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);

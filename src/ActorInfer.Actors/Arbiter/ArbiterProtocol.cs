@@ -17,7 +17,7 @@ public static class ArbiterProtocol
 {
     public interface ICommand;
 
-    /// <summary>The work a model holds: sequences queued and running, and the longest workload among them.</summary>
+    /// <summary>The work a model holds: the sequences of the larger of its running block and its queue, and the longest workload among them.</summary>
     public sealed record Demand(int Sequences, WorkloadBucket? Bucket);
 
     /// <summary>
@@ -57,7 +57,7 @@ public static class ArbiterProtocol
     /// <param name="PollInterval">How often each model's queue is read.</param>
     /// <param name="ChangeThreshold">A share that rises by less than this is not handed on (a fall always is).</param>
     /// <param name="ReleaseAfter">A model's demand counts this long after it was made: its share falls only once it stayed lower.</param>
-    /// <param name="ReserveSequences">Sequences a model's demand counts above its queued and running ones (arrivals not yet seen).</param>
+    /// <param name="ReserveSequences">Sequences a model's demand counts above the larger of its queued and running ones (arrivals not yet seen).</param>
     public sealed record Settings(Tier ComputeTier, TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences = 0);
 
     public sealed record GetState : ICommand

@@ -4,7 +4,8 @@ namespace ActorInfer.Actors.Arbiter;
 /// <param name="Demand">Bytes of the compute tier its queued and running requests need (weights included).</param>
 /// <param name="Floor">Bytes it keeps whatever the others need; null: none.</param>
 /// <param name="Ceiling">Bytes it never gets more than; null: no limit.</param>
-public sealed record Claim(string Name, int Priority, long Demand, long? Floor = null, long? Ceiling = null)
+/// <param name="Running">Whether a block of the model runs now: among equal priorities it goes first.</param>
+public sealed record Claim(string Name, int Priority, long Demand, long? Floor = null, long? Ceiling = null, bool Running = false)
 {
     public long Cap => Ceiling ?? long.MaxValue;
 }
@@ -12,7 +13,9 @@ public sealed record Claim(string Name, int Priority, long Demand, long? Floor =
 /// <summary>
 /// How the GPU arbiter divides the compute tier's budget among the models of a node: a pure function of the budget and
 /// the claims. First every model gets its floor (higher priority first, while bytes are left); then, from the highest
-/// priority down, each gets what its demand asks (up to its ceiling); what is left goes to the models below the highest
+/// priority down, each gets what its demand asks (up to its ceiling); among equal priorities a model whose block runs
+/// goes before one whose requests wait (a running block is not squeezed for a queue of the same rank), then
+/// configuration order; what is left goes to the models below the highest
 /// priority, evenly (up to their ceilings), so that lower-priority work runs on whatever the burst leaves; anything still
 /// left goes evenly to whoever is below its ceiling. The shares never add up to more than the budget.
 /// </summary>
@@ -22,8 +25,9 @@ public static class Arbitration
     {
         var shares = new long[claims.Count];
         if (claims.Count == 0 || budget <= 0) return shares;
-        // Higher priority first; equal priorities in configuration order.
-        var order = Enumerable.Range(0, claims.Count).OrderByDescending(i => claims[i].Priority).ThenBy(i => i).ToArray();
+        // Higher priority first; among equal priorities a running block first, then configuration order.
+        var order = Enumerable.Range(0, claims.Count).OrderByDescending(i => claims[i].Priority).ThenByDescending(i => claims[i].Running)
+            .ThenBy(i => i).ToArray();
         var left = budget;
         foreach (var i in order)
             Give(i, Math.Min(claims[i].Floor ?? 0, claims[i].Cap));

@@ -163,10 +163,12 @@ internal sealed class GpuArbiterActor : ReceiveActor, IWithTimers
             // sequences above what is counted keeps such a block within the share.
             // Counted on a ladder of sizes 1.5x apart: a share that followed every arrival would re-plan the other models
             // (and re-place their weights and remake their host buffers) for each request of a burst.
-            var sequences = Ladder(h.Queued + h.Running + _settings.ReserveSequences);
+            // Blocks run one at a time and a block's cache is freed before the next one opens: the model needs room for the
+            // larger of its running block and the block its queue makes next, not for both together.
+            var sequences = Ladder(Math.Max(h.Queued, h.Running) + _settings.ReserveSequences);
             h.Demand = h.Lasting(h.Tenant.BytesFor(new Demand(sequences, Longer(h.BlockRunning ? h.BlockBucket : null, h.NextBucket))),
                 _settings.ReleaseAfter);
-            claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Fixed ?? h.Tenant.Floor, h.Fixed ?? h.Tenant.Ceiling);
+            claims[i] = new Claim(h.Tenant.Name, h.Tenant.Priority, h.Demand, h.Fixed ?? h.Tenant.Floor, h.Fixed ?? h.Tenant.Ceiling, h.Running > 0);
         }
         var budget = _device[_settings.ComputeTier];
         // No budget known (0): every model is as unbounded as a node alone would be.

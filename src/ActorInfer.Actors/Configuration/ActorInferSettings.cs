@@ -59,9 +59,11 @@ public sealed record ServedModelSettings(string Name, string Model, int Priority
 /// <param name="PollInterval">How often each model's queue is read to re-divide the device.</param>
 /// <param name="ChangeThreshold">Smaller moves of a model's share are not handed to its planner (a fall always is).</param>
 /// <param name="ReleaseAfter">A model's share falls only once its demand has stayed lower this long.</param>
-/// <param name="ReserveSequences">Sequences each model's demand counts above its queued and running ones.</param>
+/// <param name="ReserveSequences">Sequences each model's demand counts above the larger of its queued and running ones.</param>
 /// <param name="OneQueue">One queue without priorities (a baseline): the models run one block at a time, in turns.</param>
-public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences, bool OneQueue = false)
+/// <param name="LowerPriorityNice">The nice value of the host threads of a model below the top priority (0: unchanged).</param>
+public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences, bool OneQueue = false,
+    int LowerPriorityNice = 10)
 {
     public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2), 8);
 }

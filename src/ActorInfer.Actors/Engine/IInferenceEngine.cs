@@ -53,6 +53,9 @@ public interface IInferenceEngine : IDisposable
     /// </summary>
     Runtime.Cuda.ComputeStream? ComputeStream => null;
 
+    /// <summary>The nice value its tensor thread takes (a model below the node's top priority); null: unchanged.</summary>
+    Scheduling.HostNice? HostNice => null;
+
     /// <summary>Tokens chosen over the engine's life, every block's (a dropped batch's sequences keep theirs); 0 where not counted.</summary>
     long TokensGenerated => 0;
 

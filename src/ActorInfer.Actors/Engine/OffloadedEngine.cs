@@ -39,6 +39,8 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     /// <summary>The model's own CUDA stream on a node of several models; null: the legacy default stream.</summary>
     public ActorInfer.Runtime.Cuda.ComputeStream? ComputeStream { get; set; }
 
+    public Scheduling.HostNice? HostNice { get; set; }
+
     public IGpuBatch Open(IReadOnlyList<SequenceState> sequences)
     {
         var batch = new Batch(this, sequences);
