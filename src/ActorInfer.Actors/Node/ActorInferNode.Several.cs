@@ -29,7 +29,7 @@ public sealed partial class ActorInferNode
         {
             // Measured once before any model: the CUDA context is the device's, not what an earlier model loaded.
             (long, long)? before = settings.IsCuda ? MachineMemory.Device() : null;
-            foreach (var m in settings.Models) loaded.Add(NodeModel.Load(settings.ForModel(m), before));
+            foreach (var m in settings.Models) loaded.Add(NodeModel.Load(settings.ForModel(m), before, loaded.Sum(l => l.Tiers.Device.BytesHeld)));
             // Each model's tensor-issuing actors on a thread of their own, and on CUDA each model's kernels on a stream of
             // its own, the highest priority's first: neither waits behind the other's host work or queued copies.
             var systemConfig = SystemConfig(settings, akkaOverlay);

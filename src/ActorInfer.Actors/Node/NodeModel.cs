@@ -78,11 +78,25 @@ public sealed class NodeModel : IDisposable
 
     public static NodeModel Load(ActorInferSettings settings) => Load(settings, deviceBefore: null);
 
+    /// <summary>
+    /// Where a node's weights are loaded on a GPU: all on the device when they fit within its GPU budget (the device's
+    /// memory where none is set) less the CUDA context, what models loaded before hold there, and a tenth of the budget
+    /// for the first block's work; else all in host memory. The first policy then moves them where it places them, so the
+    /// device never holds more than the budget, even for a model larger than the device.
+    /// </summary>
+    /// <param name="weightBytes">The model's weights as the device would hold them.</param>
+    /// <param name="budget">The node's GPU budget, or the device's memory where none is set.</param>
+    /// <param name="context">What the device held before any model (the CUDA context).</param>
+    /// <param name="taken">What models loaded before this one hold on the device.</param>
+    public static Planning.TierFractions StartWeights(long weightBytes, long budget, long context, long taken) =>
+        weightBytes <= budget - budget / 10 - context - taken ? Planning.TierFractions.AllGpu : Planning.TierFractions.AllCpu;
+
     /// <param name="deviceBefore">
     /// The device's free and total memory before the node loaded anything (several models on one device: what the first
     /// one found, so that a later model does not count the earlier ones' weights as its CUDA context); null: read now.
     /// </param>
-    public static NodeModel Load(ActorInferSettings settings, (long Free, long Total)? deviceBefore)
+    /// <param name="deviceTaken">What models loaded before this one hold on the device (several models on one device).</param>
+    public static NodeModel Load(ActorInferSettings settings, (long Free, long Total)? deviceBefore, long deviceTaken = 0)
     {
         // The runtime computes on the process's current GPU, the first it sees: another index would be ignored, not honoured.
         if (settings.IsCuda && settings.Device is not ("cuda" or "cuda:0"))
@@ -111,9 +125,14 @@ public sealed class NodeModel : IDisposable
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
         try
         {
-            // On CUDA, weights may have to leave the device under pressure (on a CPU node they never leave host memory).
+            // On CUDA, weights may have to leave the device under pressure (on a CPU node they never leave host memory), and
+            // are loaded where the GPU budget lets them.
+            var start = settings.IsCuda
+                ? StartWeights(ActorInfer.Runtime.Schedule.OffloadRuntime.PlanFor(config, source, policy, dtype, deviceIsCpu: false, 1, 1).Weights.Device,
+                    settings.Memory.GpuBudget ?? deviceTotal, deviceTotal - deviceFree, deviceTaken)
+                : (Planning.TierFractions?)null;
             var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
-                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention);
+                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention, start);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

@@ -33,13 +33,18 @@ public sealed class OffloadRuntime : IDisposable
     /// (<paramref name="elastic"/>) keeps host copies of the device's weights, so that they leave the device at once, when
     /// those take at most half of <paramref name="hostBudget"/> (else weights are copied off when they leave).
     /// </summary>
+    /// <param name="startWeights">
+    /// Where the weights are loaded, when not where <paramref name="policy"/> places them (a node whose weights do not fit its
+    /// GPU budget loads them into host memory, and its first policy moves them): host copies are still decided on
+    /// <paramref name="policy"/>'s placement.
+    /// </param>
     public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
-        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products)
+        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products, TierFractions? startWeights = null)
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
         // Compressed weights keep no host copies (they would have to be compressed copies: not worth it for a fall).
-        return new OffloadRuntime(config, source, policy, tiers, copies, dtype,
+        return new OffloadRuntime(config, source, startWeights is { } start ? policy.Reshaped(policy.GpuBatchSize, policy.NumGpuBatches, start) : policy, tiers, copies, dtype,
             keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2,
             decodeAttention);
     }
