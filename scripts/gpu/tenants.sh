@@ -72,6 +72,8 @@ request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
+# LOW_NICE, LOW_THREADS: the lower-priority model's host share (arbiter.lower-priority-nice, -threads); unset: the defaults.
+low_host="${LOW_NICE:+, lower-priority-nice = $LOW_NICE}${LOW_THREADS:+, lower-priority-threads = $LOW_THREADS}"
 steps=${STEPS-alone ours static nopri onequeue droponly flexgen}
 read -r -a cli <<< "${CLI:-bash .gpu/run.sh actorinfer}"
 key=sk-node
@@ -133,7 +135,7 @@ common_conf() { # NAME HEADROOM [ARBITER-EXTRA]
   memory { gpu-budget = "$gpu_mem", cpu-budget = "$cpu_mem" }
   scheduler { max-gpu-batch-size = ${bounds%x*}, max-gpu-batches = ${bounds#*x} }
   planner { max-block-size = $max_block, headroom-history = $2 }
-  arbiter { poll-interval = 100ms${3:-} }
+  arbiter { poll-interval = 100ms${3:-}${low_host} }
   http {
     admin-key-hashes = ["$key_hash"]
     tenants { bench { api-key-hashes = ["$key_hash"], max-queued-requests = 100000 } }

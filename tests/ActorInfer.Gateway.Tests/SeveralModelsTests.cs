@@ -246,13 +246,14 @@ public sealed class SeveralModelsTests
     }
 
     /// <summary>
-    /// The model below the node's top priority runs its tensor thread at `arbiter.lower-priority-nice` (10 by default), so
-    /// that its attention on the CPU yields the host's cores to the top model's thread; the top model's thread is unchanged.
+    /// The model below the node's top priority runs its tensor thread at `arbiter.lower-priority-nice` (10 by default) and
+    /// `arbiter.lower-priority-threads` intra-op threads, so that its attention on the CPU yields the host's cores to the
+    /// top model's thread; the top model's thread is unchanged.
     /// </summary>
     [Fact]
-    public async Task The_lower_priority_models_tensor_thread_runs_at_the_configured_nice_value()
+    public async Task The_lower_priority_models_tensor_thread_runs_at_the_configured_nice_value_and_threads()
     {
-        await using var node = await StartTwoModels(TestPaths.TempDir(), ", lower-priority-nice = 7");
+        await using var node = await StartTwoModels(TestPaths.TempDir(), ", lower-priority-nice = 7, lower-priority-threads = 1");
         using var client = node.Client();
         // Each scheduler handles a request first: its thread enters its settings before its first work.
         foreach (var model in new[] { "chat", "batch" })
@@ -261,16 +262,20 @@ public sealed class SeveralModelsTests
                 new StringContent($"{{\"model\": \"{model}\", \"prompt\": [5, 6, 7], \"max_tokens\": 2, \"temperature\": 0}}"));
             Assert.True(reply.IsSuccessStatusCode, await reply.Content.ReadAsStringAsync());
         }
-        var nice = new Dictionary<string, int>();
+        var seen = new Dictionary<string, (int Nice, int Threads)>();
         for (var i = 0; i < 2; i++)
         {
             var dispatcher = node.Node.System.Dispatchers.Lookup($"actorinfer.dispatchers.tensor-model-{i}");
-            var read = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-            dispatcher.Schedule(() => read.SetResult(Actors.Scheduling.HostNice.Current()));
-            nice[node.Node.Models[i].Name] = await read.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            var read = new TaskCompletionSource<(int, int)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            dispatcher.Schedule(() => read.SetResult((Actors.Scheduling.HostShare.CurrentNice(), TorchSharp.torch.get_num_threads())));
+            seen[node.Node.Models[i].Name] = await read.Task.WaitAsync(TimeSpan.FromSeconds(10));
         }
-        Assert.Equal(0, nice["chat"]);
-        Assert.Equal(7, nice["batch"]);
+        var fresh = -1;
+        var thread = new Thread(() => fresh = TorchSharp.torch.get_num_threads());
+        thread.Start();
+        thread.Join();
+        Assert.Equal((0, fresh), seen["chat"]);
+        Assert.Equal((7, 1), seen["batch"]);
     }
 
     private static Task<int> ThreadOf(Akka.Dispatch.MessageDispatcher dispatcher)

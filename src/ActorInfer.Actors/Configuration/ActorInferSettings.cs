@@ -62,8 +62,9 @@ public sealed record ServedModelSettings(string Name, string Model, int Priority
 /// <param name="ReserveSequences">Sequences each model's demand counts above the larger of its queued and running ones.</param>
 /// <param name="OneQueue">One queue without priorities (a baseline): the models run one block at a time, in turns.</param>
 /// <param name="LowerPriorityNice">The nice value of the host threads of a model below the top priority (0: unchanged).</param>
+/// <param name="LowerPriorityThreads">The intra-op threads of such a model's CPU work (0: unchanged).</param>
 public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences, bool OneQueue = false,
-    int LowerPriorityNice = 10)
+    int LowerPriorityNice = 10, int LowerPriorityThreads = 0)
 {
     public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2), 8);
 }

@@ -143,7 +143,8 @@ public static class SettingsLoader
             Models = models,
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
                 r.Duration("actorinfer.arbiter.release-after"), r.NonNegativeInt("actorinfer.arbiter.reserve-sequences"),
-                r.Bool("actorinfer.arbiter.one-queue"), Nice(r, "actorinfer.arbiter.lower-priority-nice")),
+                r.Bool("actorinfer.arbiter.one-queue"), Nice(r, "actorinfer.arbiter.lower-priority-nice"),
+                r.NonNegativeInt("actorinfer.arbiter.lower-priority-threads")),
             Planner = ReadPlanner(r, baseDir),
             DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(
                 r.OneOf("actorinfer.decode-attention", ActorInfer.Model.Layers.DecodeAttentionNames.All)),

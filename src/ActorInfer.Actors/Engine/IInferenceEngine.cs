@@ -53,8 +53,8 @@ public interface IInferenceEngine : IDisposable
     /// </summary>
     Runtime.Cuda.ComputeStream? ComputeStream => null;
 
-    /// <summary>The nice value its tensor thread takes (a model below the node's top priority); null: unchanged.</summary>
-    Scheduling.HostNice? HostNice => null;
+    /// <summary>The nice value and thread cap its tensor thread takes (a model below the node's top priority); null: unchanged.</summary>
+    Scheduling.HostShare? HostShare => null;
 
     /// <summary>Tokens chosen over the engine's life, every block's (a dropped batch's sequences keep theirs); 0 where not counted.</summary>
     long TokensGenerated => 0;

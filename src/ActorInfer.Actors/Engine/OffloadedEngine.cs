@@ -39,7 +39,7 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     /// <summary>The model's own CUDA stream on a node of several models; null: the legacy default stream.</summary>
     public ActorInfer.Runtime.Cuda.ComputeStream? ComputeStream { get; set; }
 
-    public Scheduling.HostNice? HostNice { get; set; }
+    public Scheduling.HostShare? HostShare { get; set; }
 
     public IGpuBatch Open(IReadOnlyList<SequenceState> sequences)
     {

@@ -10,7 +10,7 @@ internal sealed class LayerActor : Diagnostics.TensorThreadActor
     protected override string Describe(object message) =>
         message is Compute c ? (c.Step.IsPrefill ? "layer compute (prefill)" : "layer compute (decode)") : message.GetType().Name;
 
-    public LayerActor(LayerIndex layer, IInferenceEngine engine) : base(engine.ComputeStream, engine.HostNice)
+    public LayerActor(LayerIndex layer, IInferenceEngine engine) : base(engine.ComputeStream, engine.HostShare)
     {
         var log = Context.GetLogger();
         Receive<Compute>(m =>

@@ -46,7 +46,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
     }
 
     public BlockSchedulerActor(IInferenceEngine engine, CompletionFactory factory, IReadOnlyList<IActorRef> layers, IActorRef? planner,
-        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null, DeviceTurns? turns = null) : base(engine.ComputeStream, engine.HostNice)
+        TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null, DeviceTurns? turns = null) : base(engine.ComputeStream, engine.HostShare)
     {
         _turns = turns;
         _waiting = new WaitingWork(buckets is { } rule ? item => BlockOpening.BucketOf(item, factory, rule) : null);
