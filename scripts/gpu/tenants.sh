@@ -26,7 +26,9 @@
 # on average, 221 in their busiest 10 s and 269 in their busiest 5 s; at 6x that is 900 (60% of 1,500), 1,326 (88%) and
 # 1,614 (past 100%, a queue builds) token/s: its bursts need more than half the GPU, while on average 40% is left to the
 # batch model and a node alone drains its queue between bursts. summary.txt checks the memory side (the chat model's
-# peak share and bytes held against the device).
+# peak share and bytes held against the device). Measured on an H100 (docs/perf/h100-tenants-10x-start-weights/): alone,
+# the chat model's peak held 0.43 of the budget at 8x and 0.66 at 10x, where it serves about what the trace asks (1,426
+# token/s), so its bursts need more than half the budget only at 10x, and only with little compute to spare.
 # summary.txt: per run the chat model's TTFT p50/p99 (p99 with failed requests counted at their time to failure where any
 # failed), the batch model's throughput (the tokens it generated over the replay, from /admin/state; its job's completed
 # requests beside them) and its longest time with work and
