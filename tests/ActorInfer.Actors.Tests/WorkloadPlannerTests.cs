@@ -126,6 +126,29 @@ public sealed class WorkloadPlannerTests : IDisposable
     }
 
     [Fact]
+    public void Answers_kept_per_exact_budget_are_bounded_and_searched_again_the_same()
+    {
+        // A CPU node's budgets are taken as they are: every new one is a new answer.
+        var planner = new WorkloadPlanner(_runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default, 8, 4, Tier.Cpu, mostKept: 4);
+        var bucket = new WorkloadBucket(32, 16);
+        var first = planner.Plan(new TierBudgets(0, 1L << 30, 0), bucket);
+        Assert.NotNull(first);
+        for (var i = 1; i <= 10; i++)
+        {
+            Assert.NotNull(planner.Plan(new TierBudgets(0, (1L << 30) + i * 4096, 0), bucket));
+            Assert.True(planner.Kept.Answers <= 4, $"{planner.Kept.Answers} answers kept after {i + 1} budgets");
+        }
+        Assert.Equal(11, planner.Searches);
+        // The first budget's answer was let go: searched again, the same policy.
+        var again = planner.Plan(new TierBudgets(0, 1L << 30, 0), bucket);
+        Assert.Equal(12, planner.Searches);
+        Assert.Equal(first!.Runtime, again!.Runtime);
+        Assert.Equal(first.PredictedTokensPerSecond, again.PredictedTokensPerSecond);
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            new WorkloadPlanner(_runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default, 8, 4, Tier.Cpu, mostKept: 0));
+    }
+
+    [Fact]
     public void Raising_a_firm_policy_puts_more_of_its_weights_on_the_device_and_keeps_the_rest_of_it()
     {
         var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);

@@ -27,6 +27,11 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     private readonly ModelSpec _model;
     private readonly SearchOptions _options;
     private readonly ConcurrentDictionary<(WorkloadBucket Bucket, FittingSearch.Budget Budget), BlockPolicy?> _answers = new();
+    // Answers and raised policies are kept per exact budget, and budgets from telemetry and the arbiter take ever new
+    // values over a node's life: each cache is emptied once it holds this many (a search then runs again, the same).
+    private readonly int _mostKept;
+    private int _answersKept;
+    private int _raisedKept;
     private readonly ConcurrentDictionary<WorkloadBucket, BudgetTable> _tables = new();
 
     /// <param name="hardware">The profile the cost model ranks policies with.</param>
@@ -35,8 +40,10 @@ public sealed class WorkloadPlanner : IPolicyPlanner
     /// <param name="deviceContextBytes">On a GPU node, the device memory in use before the node's tensors (the CUDA context).</param>
     /// <param name="deviceTotal">On a GPU node, the device's memory: the largest budget the compiled tables cover.</param>
     public WorkloadPlanner(OffloadRuntime runtime, HardwareProfile hardware, string hardwareSource, Configuration.PlannerSettings settings,
-        int maxGpuBatchSize, int maxGpuBatches, Tier deviceBudget, long deviceContextBytes = 0, long deviceTotal = 0)
+        int maxGpuBatchSize, int maxGpuBatches, Tier deviceBudget, long deviceContextBytes = 0, long deviceTotal = 0, int mostKept = 4096)
     {
+        if (mostKept < 1) throw new ArgumentOutOfRangeException(nameof(mostKept), mostKept, "at least one answer must be kept");
+        _mostKept = mostKept;
         _runtime = runtime;
         _settings = settings;
         _deviceBudget = deviceBudget;
@@ -79,11 +86,23 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         return _answers.GetOrAdd((bucket, budget), k =>
         {
             Interlocked.Increment(ref _searches);
+            Keep(_answers, ref _answersKept);
             return Search(k.Bucket, k.Budget);
         });
     }
 
     private int _searches;
+
+    /// <summary>Counts an answer about to be added, emptying <paramref name="cache"/> first once it holds the most kept.</summary>
+    private void Keep<TKey, TValue>(ConcurrentDictionary<TKey, TValue> cache, ref int kept) where TKey : notnull
+    {
+        if (Interlocked.Increment(ref kept) <= _mostKept) return;
+        cache.Clear();
+        Interlocked.Exchange(ref kept, 1);
+    }
+
+    /// <summary>Answers and raised policies kept now (each cache at most the limit given at construction).</summary>
+    internal (int Answers, int Raised) Kept => (_answers.Count, _raised.Count);
 
     /// <summary>The searches run to answer <see cref="Plan(TierBudgets, WorkloadBucket)"/> (not the compiled tables' own).</summary>
     internal int Searches => Volatile.Read(ref _searches);
@@ -224,6 +243,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         if (OnCpuNode || firm.Runtime is not { } p || firm.Bucket is not { } bucket || Usable(budgets) is not { } budget) return firm;
         return _raised.GetOrAdd((p, bucket, budget), k =>
         {
+            Keep(_raised, ref _raisedKept);
             var from = (int)Math.Ceiling(p.Weights.Gpu * 100 - 1e-6);
             Policy With(int percent)
             {
