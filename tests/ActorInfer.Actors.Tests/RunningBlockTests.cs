@@ -31,6 +31,23 @@ public sealed class RunningBlockTests : IDisposable
     }
 
     /// <summary>
+    /// The tokens a block's sequences asked of it: what each has to generate, within the generation length its policy was
+    /// planned for; a request that failed validation asks nothing.
+    /// </summary>
+    [Fact]
+    public void A_block_counts_the_tokens_its_sequences_asked_within_its_planned_length()
+    {
+        var asks = new[] { 3, 40, 8 };
+        var items = asks.Select((n, i) => (new WorkItem($"k{i}", $"r{i}", TestModels.Request(i, maxTokens: n), i), (IActorRef)ActorRefs.Nobody))
+            .Append((new WorkItem("bad", "bad", TestModels.Request(9, maxTokens: 0) with { Prompt = Prompt.FromIds([]) }, 9), ActorRefs.Nobody));
+        var entries = RunningBlock.Entries(items, _factory);
+        Assert.NotNull(entries[^1].Error);
+        using var block = new RunningBlock(1, new BlockPolicy(4, 1, "test"), entries, 1);
+        Assert.Equal(3 + 16 + 8, block.Asked(16));
+        Assert.Equal(3 + 40 + 8, block.Asked(64));
+    }
+
+    /// <summary>
     /// A drop frees the batch at once and leaves the block's entries alone; taking the dropped out afterwards gives the
     /// batch's unfinished sequences (once), and its finished one stays in the block with its result.
     /// </summary>

@@ -30,12 +30,25 @@ internal sealed class BlockReports(IInferenceEngine engine, Action<object> publi
         var hostBuffers = HostBuffersOf(block);
         if (block.Policy.PredictedTokensPerSecond is { } predicted && measured.Tokens > 0)
             log.Info($"block {block.Id}: {measured.Tokens} tokens in {measured.Seconds:F3} s: {measured.TokensPerSecond:F1} token/s measured, " +
-                     $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran){hostBuffers}");
+                     $"{predicted:F1} predicted for a full block of {block.Policy.BlockSize} ({block.Sequences.Count} sequences ran)" +
+                     AskedOf(block, predicted) + hostBuffers);
         publish(new BlockFinished(block.Id, results.Count, block.Step.Value)
         {
             Tokens = measured.Tokens, Seconds = measured.Seconds, PredictedTokensPerSecond = block.Policy.PredictedTokensPerSecond,
             Policy = block.Policy,
         });
+    }
+
+    /// <summary>
+    /// Where the block's sequences asked fewer tokens than the full block its prediction counts (mixed generation
+    /// lengths, or fewer sequences): the prediction for the tokens asked, at the full block's pace. Empty otherwise.
+    /// </summary>
+    private static string AskedOf(RunningBlock block, double predicted)
+    {
+        if (block.Policy.Bucket is not { } bucket || bucket.GenerationLength <= 0) return "";
+        var full = (long)block.Policy.BlockSize * bucket.GenerationLength;
+        var asked = block.Asked(bucket.GenerationLength);
+        return asked <= 0 || asked >= full ? "" : $", {predicted * asked / full:F1} for the {asked} tokens its sequences asked of {full}";
     }
 
     /// <summary>

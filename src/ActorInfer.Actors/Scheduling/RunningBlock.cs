@@ -42,6 +42,14 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     }
 
     /// <summary>
+    /// Tokens the block's sequences asked of it (what each had left to generate, within <paramref name="upTo"/>, the
+    /// generation length its policy was planned for): a block runs until its longest sequence ends, so a block of
+    /// mixed lengths yields fewer tokens than the full block its prediction counts.
+    /// </summary>
+    public int Asked(int upTo) =>
+        Sequences.Sum(e => e.State is { } s ? Math.Clamp(s.Request.MaxTokens - (e.Item.Resume?.OutputIds.Count ?? 0), 0, upTo) : 0);
+
+    /// <summary>
     /// The block's entries for <paramref name="items"/>: each request's generation state (a requeued one restored to its
     /// checkpoint), or the line of its error when the request is not valid for the model.
     /// </summary>
