@@ -6,13 +6,13 @@ namespace ActorInfer.Actors.Tests;
 /// <summary>One queue without priorities: the device's turns go round, in the order the schedulers asked.</summary>
 public sealed class DeviceTurnsSpecs() : TestKit(TestModels.ActorConfig)
 {
+    private (DeviceTurns Turns, Akka.TestKit.TestProbe A, Akka.TestKit.TestProbe B, Akka.TestKit.TestProbe C) Fresh() =>
+        (new DeviceTurns(), CreateTestProbe(), CreateTestProbe(), CreateTestProbe());
+
     [Fact]
     public void A_finished_block_hands_the_device_to_the_scheduler_that_asked_first_and_its_own_next_block_queues_behind()
     {
-        var turns = new DeviceTurns();
-        var a = CreateTestProbe();
-        var b = CreateTestProbe();
-        var c = CreateTestProbe();
+        var (turns, a, b, c) = Fresh();
         Assert.True(turns.TryTake(a.Ref));
         Assert.False(turns.TryTake(c.Ref));
         Assert.False(turns.TryTake(b.Ref));
@@ -42,10 +42,7 @@ public sealed class DeviceTurnsSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void A_scheduler_told_its_turn_with_nothing_to_start_passes_it_on()
     {
-        var turns = new DeviceTurns();
-        var a = CreateTestProbe();
-        var b = CreateTestProbe();
-        var c = CreateTestProbe();
+        var (turns, a, b, c) = Fresh();
         Assert.True(turns.TryTake(a.Ref));
         Assert.False(turns.TryTake(b.Ref));
         Assert.False(turns.TryTake(c.Ref));

@@ -25,7 +25,12 @@ public sealed class StartWeightsTests
             var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
             using var copies = new CpuCopyEngine();
             using var runtime = OffloadRuntime.Create(config, source, policy, tiers, copies, ScalarType.Float32, elastic: true, hostBudget,
-                startWeights: TierFractions.AllCpu);
+                startWeights: bytes =>
+                {
+                    // Asked with the bytes the policy places on the device.
+                    Assert.Equal(weightBytes, bytes);
+                    return TierFractions.AllCpu;
+                });
             Assert.Equal(TierFractions.AllCpu, runtime.Policy.Weights);
             Assert.Equal(0, tiers.Device.BytesHeld);
             Assert.Equal(weightBytes, tiers.Cpu.BytesHeld);

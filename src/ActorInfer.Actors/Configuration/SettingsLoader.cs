@@ -26,13 +26,6 @@ public static class SettingsLoader
         ["ACTORINFER_POSTGRES_CONNECTION"] = "actorinfer.persistence.postgresql.connection-string",
     };
 
-    /// <summary>A nice value a thread may take for itself: 0 (unchanged) to 19 (the lowest priority).</summary>
-    private static int Nice(SettingsReader r, string key)
-    {
-        var v = r.NonNegativeInt(key);
-        return v <= 19 ? v : throw new SettingsException(key, $"'{v}' is above 19, the largest nice value");
-    }
-
     private static readonly Lazy<Config> LazyReference = new(() =>
     {
         using var stream = typeof(SettingsLoader).Assembly.GetManifestResourceStream("ActorInfer.Actors.reference.conf")
@@ -143,7 +136,7 @@ public static class SettingsLoader
             Models = models,
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
                 r.Duration("actorinfer.arbiter.release-after"), r.NonNegativeInt("actorinfer.arbiter.reserve-sequences"),
-                r.Bool("actorinfer.arbiter.one-queue"), Nice(r, "actorinfer.arbiter.lower-priority-nice"),
+                r.Bool("actorinfer.arbiter.one-queue"), r.IntBetween("actorinfer.arbiter.lower-priority-nice", 0, 19),
                 r.NonNegativeInt("actorinfer.arbiter.lower-priority-threads")),
             Planner = ReadPlanner(r, baseDir),
             DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(

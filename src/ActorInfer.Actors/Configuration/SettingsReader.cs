@@ -49,6 +49,12 @@ internal sealed class SettingsReader(Config config)
         return v >= 0 ? v : throw new SettingsException(key, $"'{v}' is negative");
     }
 
+    public int IntBetween(string key, int least, int most)
+    {
+        var v = Int(key);
+        return v >= least && v <= most ? v : throw new SettingsException(key, $"'{v}' is not between {least} and {most}");
+    }
+
     public IReadOnlyList<string> StringList(string key, string name)
     {
         var value = config.GetValue(key);

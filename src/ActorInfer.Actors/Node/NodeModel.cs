@@ -127,10 +127,9 @@ public sealed class NodeModel : IDisposable
         {
             // On CUDA, weights may have to leave the device under pressure (on a CPU node they never leave host memory), and
             // are loaded where the GPU budget lets them.
-            var start = settings.IsCuda
-                ? StartWeights(ActorInfer.Runtime.Schedule.OffloadRuntime.PlanFor(config, source, policy, dtype, deviceIsCpu: false, 1, 1).Weights.Device,
-                    settings.Memory.GpuBudget ?? deviceTotal, deviceTotal - deviceFree, deviceTaken)
-                : (Planning.TierFractions?)null;
+            Func<long, Planning.TierFractions?>? start = settings.IsCuda
+                ? weightBytes => StartWeights(weightBytes, settings.Memory.GpuBudget ?? deviceTotal, deviceTotal - deviceFree, deviceTaken)
+                : null;
             var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
                 settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention, start);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);

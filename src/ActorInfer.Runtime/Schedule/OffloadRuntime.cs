@@ -34,19 +34,20 @@ public sealed class OffloadRuntime : IDisposable
     /// those take at most half of <paramref name="hostBudget"/> (else weights are copied off when they leave).
     /// </summary>
     /// <param name="startWeights">
-    /// Where the weights are loaded, when not where <paramref name="policy"/> places them (a node whose weights do not fit its
-    /// GPU budget loads them into host memory, and its first policy moves them): host copies are still decided on
-    /// <paramref name="policy"/>'s placement.
+    /// Where the weights are loaded, given the bytes <paramref name="policy"/> places on the device, when not where it
+    /// places them (null: there): a node whose weights do not fit its GPU budget loads them into host memory, and its first
+    /// policy moves them. Host copies are still decided on <paramref name="policy"/>'s placement.
     /// </param>
     public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
-        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products, TierFractions? startWeights = null)
+        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products,
+        Func<long, TierFractions?>? startWeights = null)
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
+        var start = startWeights?.Invoke(deviceWeights);
         // Compressed weights keep no host copies (they would have to be compressed copies: not worth it for a fall).
-        return new OffloadRuntime(config, source, startWeights is { } start ? policy.Reshaped(policy.GpuBatchSize, policy.NumGpuBatches, start) : policy, tiers, copies, dtype,
-            keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2,
-            decodeAttention);
+        return new OffloadRuntime(config, source, start is { } s ? policy.Reshaped(policy.GpuBatchSize, policy.NumGpuBatches, s) : policy, tiers,
+            copies, dtype, keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2, decodeAttention);
     }
 
     /// <summary>How a decoding step attends over a device-resident cache on CUDA (batched products unless cuDNN's kernel was asked for).</summary>
