@@ -55,4 +55,27 @@ public sealed class WaitingWorkTests
         Assert.Empty(work.TakeWaitedForMemory(TimeSpan.Zero));
         Assert.Equal("b", Keys(work.Take(10)));
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_dropped_sequence_is_checkpointed_and_resumes_or_regenerates(bool regenerate)
+    {
+        var work = new WaitingWork(regenerate: regenerate);
+        var item = Item("a");
+        var state = new SequenceState(item.Request, [2, 3], 0, eosTokenId: 1);
+        state.Restore([7, 8], [-0.5f, -0.25f]);
+        var (tell, tokens) = work.RequeueDropped(4, [new BlockEntry(item, ActorRefs.Nobody, state, null)]);
+        Assert.Equal(4, tokens);
+        // The enqueuer hears the progress either way (a node that restarts resumes from its journal).
+        var told = Assert.Single(Assert.Single(tell).Checkpoints.Items);
+        Assert.Equal([7, 8], told.Checkpoint.OutputIds);
+        var (taken, _) = Assert.Single(work.Take(1));
+        // A batch-invariant engine forms every generated token by decoding: the sequence starts again from its prompt.
+        if (regenerate) Assert.Null(taken.Resume);
+        else Assert.Equal([7, 8], taken.Resume!.OutputIds);
+        // An item that arrives with a checkpoint (recovered from a journal) is treated alike.
+        work.Add(item with { Resume = told.Checkpoint }, ActorRefs.Nobody);
+        Assert.Equal(regenerate, Assert.Single(work.Take(1)).Item.Resume is null);
+    }
 }

@@ -193,6 +193,9 @@ public sealed record ActorInferSettings(
     /// <summary>How decoding attends on CUDA (`actorinfer.decode-attention`, as `--decode-attention` for the CLI).</summary>
     public ActorInfer.Model.Layers.DecodeAttention DecodeAttention { get; init; } = ActorInfer.Model.Layers.DecodeAttention.Products;
 
+    /// <summary>Whether a sequence's tokens depend on its own request alone (`actorinfer.batch-invariant`, as `--batch-invariant`).</summary>
+    public bool BatchInvariant { get; init; }
+
     /// <summary>Whether the node serves several models, each with its own runtime, planner and scheduler, under one arbiter.</summary>
     public bool ServesSeveralModels => Models.Count > 0;
 

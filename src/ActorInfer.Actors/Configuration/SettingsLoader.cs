@@ -141,6 +141,7 @@ public static class SettingsLoader
             Planner = ReadPlanner(r, baseDir),
             DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(
                 r.OneOf("actorinfer.decode-attention", ActorInfer.Model.Layers.DecodeAttentionNames.All)),
+            BatchInvariant = r.Bool("actorinfer.batch-invariant"),
             Cluster = cluster,
             Roles = roles,
             Jobs = new JobSettings(r.Duration("actorinfer.jobs.retention")),

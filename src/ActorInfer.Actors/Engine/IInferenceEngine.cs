@@ -56,6 +56,12 @@ public interface IInferenceEngine : IDisposable
     /// <summary>The nice value and thread cap its tensor thread takes (a model below the node's top priority); null: unchanged.</summary>
     Scheduling.HostShare? HostShare => null;
 
+    /// <summary>
+    /// Whether a resumed sequence must regenerate its tokens from its prompt rather than resume from them (a batch-invariant
+    /// engine forms each token by decoding in every run; a resumed prompt would form the tokens it carries by a prefill).
+    /// </summary>
+    bool RegeneratesResumed => false;
+
     /// <summary>Tokens chosen over the engine's life, every block's (a dropped batch's sequences keep theirs); 0 where not counted.</summary>
     long TokensGenerated => 0;
 

@@ -33,6 +33,8 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     /// <summary>Tokens chosen so far, over every block (for run timelines).</summary>
     public long TokensGenerated => Interlocked.Read(ref _tokens);
 
+    public bool RegeneratesResumed => runtime.BatchInvariant;
+
     /// <summary>Called on the tensor thread when a step of the running block has chosen its tokens (0 = prefill).</summary>
     public Action<int>? StepDone { get; set; }
 

@@ -131,7 +131,8 @@ public sealed class NodeModel : IDisposable
                 ? weightBytes => StartWeights(weightBytes, settings.Memory.GpuBudget ?? deviceTotal, deviceTotal - deviceFree, deviceTaken)
                 : null;
             var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
-                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention, start);
+                settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention, start,
+                settings.BatchInvariant);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

@@ -173,7 +173,8 @@ public sealed class RunSetup : IDisposable
         try
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var engine = OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic, cpuBudget, choice.DecodeAttention);
+            var engine = OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic, cpuBudget, choice.DecodeAttention,
+                batchInvariant: choice.BatchInvariant);
             var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
             // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
             var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;

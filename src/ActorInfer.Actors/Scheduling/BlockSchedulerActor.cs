@@ -49,7 +49,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
         TimeSpan? maxWaitForMemory = null, BucketRule? buckets = null, DeviceTurns? turns = null) : base(engine.ComputeStream, engine.HostShare)
     {
         _turns = turns;
-        _waiting = new WaitingWork(buckets is { } rule ? item => BlockOpening.BucketOf(item, factory, rule) : null);
+        _waiting = new WaitingWork(buckets is { } rule ? item => BlockOpening.BucketOf(item, factory, rule) : null, engine.RegeneratesResumed);
         _memoryWaits = new MemoryWaits(_waiting, maxWaitForMemory,
             every => Context.System.Scheduler.ScheduleTellRepeatedlyCancelable(every, every, Self, MemoryWaits.CheckMemoryWait.Instance, Self),
             _log);

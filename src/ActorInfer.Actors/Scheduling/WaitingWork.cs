@@ -9,7 +9,13 @@ namespace ActorInfer.Actors.Scheduling;
 /// waiting for memory: only waits while no policy fits count against the scheduler's limit.
 /// </summary>
 /// <param name="bucketOf">The workload bucket of an item (its context and tokens left to generate); null: no buckets, blocks take any item.</param>
-internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucketOf = null)
+/// <param name="regenerate">
+/// Whether a resumed item (requeued, or recovered with a checkpoint) regenerates its tokens from its prompt rather than
+/// resuming from them: a batch-invariant engine forms a token by decoding in every run, where a resumed prompt would form
+/// the tokens it carries by a prefill. Its checkpoint is still told; with greedy choice (or the counter-based sampler) the
+/// tokens come again as they were.
+/// </param>
+internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucketOf = null, bool regenerate = false)
 {
     private readonly PriorityQueue<(WorkItem Item, IActorRef ReplyTo), (int Priority, long Arrival)> _queue = new();
     private readonly Dictionary<WorkItem, Planner.WorkloadBucket> _buckets = new(ReferenceEqualityComparer.Instance);
@@ -21,6 +27,7 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
 
     public void Add(WorkItem item, IActorRef replyTo)
     {
+        item = Entering(item);
         Classify(item);
         _queue.Enqueue((item, replyTo), (-item.Priority, _arrivals++));
     }
@@ -28,9 +35,12 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
     /// <summary>A dropped sequence, with its progress, back ahead of the waiting work of its priority.</summary>
     public void Requeue(WorkItem resumed, IActorRef replyTo)
     {
+        resumed = Entering(resumed);
         Classify(resumed);
         _queue.Enqueue((resumed, replyTo), (-resumed.Priority, -(++_requeues)));
     }
+
+    private WorkItem Entering(WorkItem item) => regenerate && item.Resume is not null ? item with { Resume = null } : item;
 
     private void Classify(WorkItem item)
     {
@@ -49,16 +59,16 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
     public (List<(IActorRef ReplyTo, Checkpointed Checkpoints)> Tell, int Tokens) RequeueDropped(int block, IReadOnlyList<BlockEntry> dropped)
     {
         var tokens = 0;
-        var requeued = new List<(WorkItem Item, IActorRef ReplyTo)>(dropped.Count);
+        var requeued = new List<(WorkItem Item, Checkpoint Checkpoint, IActorRef ReplyTo)>(dropped.Count);
         foreach (var (item, replyTo, state, _) in dropped)
         {
             tokens += state!.PromptIds.Count + state.OutputIds.Count;
-            var resumed = item with { Resume = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray()) };
-            Requeue(resumed, replyTo);
-            requeued.Add((resumed, replyTo));
+            var checkpoint = new Checkpoint(state.OutputIds.ToArray(), state.OutputLogprobs.ToArray(), state.PromptLogprobs?.ToArray());
+            Requeue(item with { Resume = checkpoint }, replyTo);
+            requeued.Add((item, checkpoint, replyTo));
         }
         var tell = requeued.GroupBy(r => r.ReplyTo)
-            .Select(g => (g.Key, new Checkpointed(block, g.Select(r => new CheckpointedItem(r.Item.Key, r.Item.Resume!)).ToArray())))
+            .Select(g => (g.Key, new Checkpointed(block, g.Select(r => new CheckpointedItem(r.Item.Key, r.Checkpoint)).ToArray())))
             .ToList();
         return (tell, tokens);
     }

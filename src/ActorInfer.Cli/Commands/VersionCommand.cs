@@ -23,7 +23,10 @@ public static class VersionCommand
             thread.Join();
             Console.WriteLine($"torch: intra-op threads {TorchSharp.torch.get_num_threads()} on the main thread, {onThread} on a new thread");
             if (TorchSharp.torch.cuda.is_available())
+            {
                 foreach (var line in ActorInfer.Runtime.Cuda.CudaSelfTest.Run()) Console.WriteLine(line);
+                foreach (var line in ActorInfer.Model.Layers.InvariantAttentionCheck.Run()) Console.WriteLine(line);
+            }
             return 0;
         });
         return command;

@@ -26,6 +26,7 @@ public sealed class PolicyOptions
     public Option<string?> Hardware { get; } = new("--hardware") { Description = "Hardware profile for --policy auto (a file written by `actorinfer profile`, or t4-flexgen)." };
     public Option<string> EngineMode { get; } = CreateEngineMode();
     public Option<string> DecodeAttention { get; } = CreateDecodeAttention();
+    public Option<bool> BatchInvariant { get; } = new("--batch-invariant") { Description = "Make each sequence's tokens depend on its own request alone: not on its block, padding, GPU batch size or where attention runs (products in calls of fixed row counts, prompts attended apart from their padding, one order of operations for decoding attention on GPU and CPU, requeued sequences regenerate). Greedy outputs under pressure are then those of an unpressured run." };
 
     private static Option<string> CreateDecodeAttention()
     {
@@ -49,7 +50,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, CompressWeight, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, CompressWeight, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention, BatchInvariant];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -74,7 +75,8 @@ public sealed class PolicyOptions
             Compare: parse.GetValue(EngineMode) == "compare",
             CompressCache: parse.GetValue(CompressCache),
             DecodeAttention: Model.Layers.DecodeAttentionNames.Parse(parse.GetValue(DecodeAttention)!),
-            CompressWeights: parse.GetValue(CompressWeight));
+            CompressWeights: parse.GetValue(CompressWeight),
+            BatchInvariant: parse.GetValue(BatchInvariant));
     }
 
     private static long? Size(string? text, string option)

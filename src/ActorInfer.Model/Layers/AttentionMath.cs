@@ -88,6 +88,40 @@ public static class AttentionMath
         return context.view(b, 1, h * d);
     }
 
+    /// <summary>
+    /// Causal attention over each prompt alone, [B, S, heads * d]: sequence b's queries, keys and values from
+    /// <paramref name="starts"/>[b] (its padding) on, so that its bits do not depend on its padding or on the others in the
+    /// batch. Sequences of equal padding that lie together go in one call (the fused kernel forms each sequence apart);
+    /// the padding's rows are zeros.
+    /// </summary>
+    public static Tensor AttendPrompts(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts)
+    {
+        long b = q.size(0), s = q.size(2);
+        if (starts.Count != b) throw new ArgumentException($"{starts.Count} starts for {b} sequences", nameof(starts));
+        if (starts.All(start => start == 0)) return Attend(q, keys, values, null, causal: true);
+        var context = zeros([b, s, q.size(1) * q.size(3)], q.dtype, q.device);
+        for (var first = 0; first < b;)
+        {
+            var start = starts[first];
+            if (start < 0 || start >= s) throw new ArgumentException($"sequence {first} starts at {start}, outside its {s} positions", nameof(starts));
+            var end = first + 1;
+            while (end < b && starts[end] == start) end++;
+            long count = end - first, length = s - start;
+            using var qb = q.narrow(0, first, count);
+            using var kb = keys.narrow(0, first, count);
+            using var vb = values.narrow(0, first, count);
+            using var qs = qb.narrow(2, start, length);
+            using var ks = kb.narrow(2, start, length);
+            using var vs = vb.narrow(2, start, length);
+            using var part = Attend(qs, ks, vs, null, causal: true);
+            using var rows = context.narrow(0, first, count);
+            using var target = rows.narrow(1, start, length);
+            target.copy_(part);
+            first = end;
+        }
+        return context;
+    }
+
     /// <summary>Keys or values [B, kv heads, L, d] with each head repeated for its group of query heads; an alias when the counts agree.</summary>
     public static Tensor RepeatKeyValueHeads(Tensor keysOrValues, long queryHeads)
     {

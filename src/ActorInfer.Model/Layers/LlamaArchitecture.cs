@@ -133,7 +133,9 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
     private readonly TorchSharp.Scalar _rmsNormEps = TorchSharp.ScalarExtensionMethods.ToScalar(config.RmsNormEps);
 
     /// <summary>RMSNorm in single precision, scaled in the model's dtype, as transformers' LlamaRMSNorm.</summary>
-    public Tensor RmsNorm(Tensor x, NormWeights w)
+    public Tensor RmsNorm(Tensor x, NormWeights w) => Products.RowWise(x, rows => RmsNormRows(rows, w));
+
+    private Tensor RmsNormRows(Tensor x, NormWeights w)
     {
         using var scope = NewDisposeScope();
         var wide = x.to(ScalarType.Float32);
@@ -146,12 +148,14 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
 
     public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => RmsNorm(hidden, w.Norm);
 
-    public override RotaryAngles? Angles(Tensor positions, ScalarType dtype) => _rotary.Angles(positions, dtype);
+    public override RotaryAngles? Angles(Tensor positions, ScalarType dtype) => Products.IsBatchInvariant
+        ? _rotary.TabledAngles(positions, dtype, config.MaxPositionEmbeddings)
+        : _rotary.Angles(positions, dtype);
 
     public override QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles)
     {
         if (angles is null) throw new ArgumentException("rotary embeddings need the positions' angles", nameof(angles));
-        var heads = QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        var heads = QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, Products);
         Tensor? queries = null;
         try
         {
@@ -182,7 +186,7 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
 
     public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w)
     {
-        var summed = F.linear(context, w.Out.Weight, w.Out.Bias);
+        var summed = Products.Linear(context, w.Out.Weight, w.Out.Bias);
         summed.add_(residual, One);
         return summed;
     }
@@ -191,13 +195,21 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
     {
         using var input = RmsNorm(hidden, w.Norm);
         var gate = w.Gate ?? throw new ArgumentException("a LLaMA MLP needs its gate projection", nameof(w));
-        var gated = F.linear(input, gate.Weight, gate.Bias);
+        var gated = Products.Linear(input, gate.Weight, gate.Bias);
         try
         {
-            using var up = F.linear(input, w.Fc1.Weight, w.Fc1.Bias);
+            using var up = Products.Linear(input, w.Fc1.Weight, w.Fc1.Bias);
             // In place on the projection: the same roundings as new tensors, fewer native calls.
-            F.silu(gated, inplace: true);
-            return gated.mul_(up);
+            if (!Products.IsBatchInvariant)
+            {
+                F.silu(gated, inplace: true);
+                return gated.mul_(up);
+            }
+            using (gated)
+            {
+                using var activated = Products.RowWise(gated, rows => F.silu(rows));
+                return activated.mul(up);
+            }
         }
         catch
         {
@@ -208,7 +220,7 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
 
     public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w)
     {
-        var summed = F.linear(up, w.Fc2.Weight, w.Fc2.Bias);
+        var summed = Products.Linear(up, w.Fc2.Weight, w.Fc2.Bias);
         summed.add_(hidden, One);
         return summed;
     }
@@ -216,7 +228,7 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
     public override Tensor Logits(Tensor hidden, OutputWeights w)
     {
         using var normed = RmsNorm(hidden, w.FinalNorm ?? throw new ArgumentException("a LLaMA head needs its final norm", nameof(w)));
-        return F.linear(normed, w.LmHead);
+        return Products.Linear(normed, w.LmHead);
     }
 
 }

@@ -17,6 +17,16 @@ public abstract class ModelArchitecture
 
     public abstract ModelConfig Config { get; }
 
+    /// <summary>How this instance forms its linear maps: <see cref="Products.Plain"/> unless made batch-invariant.</summary>
+    public Products Products { get; private set; } = Products.Plain;
+
+    /// <summary>This instance, forming its maps by <paramref name="products"/> (each <c>config.Architecture</c> is a new instance).</summary>
+    public ModelArchitecture With(Products products)
+    {
+        Products = products;
+        return this;
+    }
+
     /// <summary>The token embeddings' key (also the head when it is tied).</summary>
     public abstract string EmbedTokens { get; }
 

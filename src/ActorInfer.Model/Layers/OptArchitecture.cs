@@ -50,19 +50,19 @@ public sealed class OptArchitecture(OptConfig config) : ModelArchitecture
     public override OutputWeights LoadOutput(IWeightSource source, ScalarType dtype, Device device, Tensor? tiedEmbedTokens) =>
         OptWeightLoader.LoadOutput(source, config, dtype, device, tiedEmbedTokens);
 
-    public override Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions) => OptMath.Embed(w, tokenIds, positions);
+    public override Tensor Embed(InputWeights w, Tensor tokenIds, Tensor positions) => OptMath.Embed(w, tokenIds, positions, Products);
 
     public override Tensor AttentionInput(Tensor hidden, AttentionWeights w) => OptMath.AttentionInput(hidden, w, config);
 
     public override QueryKeyValue Project(Tensor attentionInput, AttentionWeights w, RotaryAngles? angles) =>
-        QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumAttentionHeads, config.HeadDim);
+        QueryKeyValue.Project(attentionInput, w.Qkv, config.NumAttentionHeads, config.NumAttentionHeads, config.HeadDim, Products);
 
     public override Tensor AttentionOutput(Tensor context, Tensor residual, AttentionWeights w) =>
-        OptMath.AttentionOutput(context, residual, w, config);
+        OptMath.AttentionOutput(context, residual, w, config, Products);
 
-    public override Tensor FfnUp(Tensor hidden, FfnWeights w) => OptMath.FfnUp(hidden, w, config);
+    public override Tensor FfnUp(Tensor hidden, FfnWeights w) => OptMath.FfnUp(hidden, w, config, Products);
 
-    public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w) => OptMath.FfnDown(up, hidden, w, config);
+    public override Tensor FfnDown(Tensor up, Tensor hidden, FfnWeights w) => OptMath.FfnDown(up, hidden, w, config, Products);
 
-    public override Tensor Logits(Tensor hidden, OutputWeights w) => OptMath.Logits(hidden, w);
+    public override Tensor Logits(Tensor hidden, OutputWeights w) => OptMath.Logits(hidden, w, Products);
 }

@@ -25,19 +25,21 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
     /// prefill projects each part apart and returns it contiguous, as with three maps: one [B, T, q + k + v] output would
     /// double the peak of a long prompt.
     /// </summary>
-    public static QueryKeyValue Project(Tensor input, IReadOnlyList<LinearWeights> maps, long heads, long kvHeads, long headDim)
+    public static QueryKeyValue Project(Tensor input, IReadOnlyList<LinearWeights> maps, long heads, long kvHeads, long headDim, Products? products = null)
     {
         long batch = input.size(0), tokens = input.size(1);
         if (maps.Count is not (1 or 3)) throw new ArgumentException($"Q, K and V come as one stacked map or three (got {maps.Count})", nameof(maps));
-        if (tokens != 1 || maps.Count == 3)
+        var p = products ?? Products.Plain;
+        // Batch-invariant: a decoding step projects each part apart too, so that a map has one shape in every call.
+        if (tokens != 1 || maps.Count == 3 || p.IsBatchInvariant)
         {
             (LinearWeights Map, long Row) At(int part) => maps.Count == 3 ? (maps[part], 0) : (maps[0], part == 0 ? 0 : (heads + (part - 1) * kvHeads) * headDim);
-            var queries = Part(input, At(0), heads, headDim);
+            var queries = Part(input, At(0), heads, headDim, p);
             Tensor? keys = null;
             try
             {
-                keys = Part(input, At(1), kvHeads, headDim);
-                return new QueryKeyValue(queries, keys, Part(input, At(2), kvHeads, headDim));
+                keys = Part(input, At(1), kvHeads, headDim, p);
+                return new QueryKeyValue(queries, keys, Part(input, At(2), kvHeads, headDim, p));
             }
             catch
             {
@@ -69,18 +71,18 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
     }
 
     /// <summary>One projection as [B, <paramref name="heads"/>, T, d], contiguous, from a map's rows at a row.</summary>
-    private static Tensor Part(Tensor input, (LinearWeights Map, long Row) at, long heads, long headDim)
+    private static Tensor Part(Tensor input, (LinearWeights Map, long Row) at, long heads, long headDim, Products p)
     {
         var (map, row) = at;
-        if (map.Weight.size(0) == heads * headDim) return Heads(input, map.Weight, map.Bias, heads, headDim);
+        if (map.Weight.size(0) == heads * headDim) return Heads(input, map.Weight, map.Bias, heads, headDim, p);
         using var weight = map.Weight.narrow(0, row, heads * headDim);
         using var bias = map.Bias?.narrow(0, row, heads * headDim);
-        return Heads(input, weight, bias, heads, headDim);
+        return Heads(input, weight, bias, heads, headDim, p);
     }
 
-    private static Tensor Heads(Tensor input, Tensor weight, Tensor? bias, long heads, long headDim)
+    private static Tensor Heads(Tensor input, Tensor weight, Tensor? bias, long heads, long headDim, Products p)
     {
-        using var projected = F.linear(input, weight, bias);
+        using var projected = p.Linear(input, weight, bias);
         using var split = projected.view(input.size(0), input.size(1), heads, headDim);
         // Every view is disposed here: a view left to the caller's scope would keep the projection's storage alive until
         // the scope ends (a whole prefill step: tens of gigabytes for a large model).

@@ -50,6 +50,49 @@ public sealed class Rotary
         return new RotaryAngles(cos.DetachFromDisposeScope(), sin.DetachFromDisposeScope());
     }
 
+    private readonly Dictionary<(TorchSharp.DeviceType Device, int Index, ScalarType Type), (Tensor Cos, Tensor Sin)> _tables = [];
+    private readonly Lock _tablesGate = new();
+
+    /// <summary>Positions per call when a table is built: each position's angles are formed in the same call whatever the table's size.</summary>
+    public const int TableChunk = 64;
+
+    /// <summary>
+    /// As <see cref="Angles"/>, but looked up in a table of every position below <paramref name="positionCount"/>, built once per
+    /// device and type in calls of <see cref="TableChunk"/> positions: a position's cosines and sines then have the same bits
+    /// in any batch (the CPU's vectorized cosine rounds the elements at a call's tail by another routine). For batch-invariant
+    /// models; the table's size is the model's context.
+    /// </summary>
+    public RotaryAngles TabledAngles(Tensor positions, ScalarType dtype, int positionCount)
+    {
+        var key = (positions.device_type, positions.device_index, dtype);
+        (Tensor Cos, Tensor Sin) table;
+        lock (_tablesGate)
+        {
+            if (!_tables.TryGetValue(key, out table))
+            {
+                var cos = new List<Tensor>();
+                var sin = new List<Tensor>();
+                for (var first = 0; first < positionCount; first += TableChunk)
+                {
+                    using var chunk = arange(first, Math.Min(positionCount, first + TableChunk), dtype: ScalarType.Int64, device: positions.device);
+                    using var rows = chunk.unsqueeze(0);
+                    using var angles = Angles(rows, dtype);
+                    cos.Add(angles.Cos.reshape(-1, angles.Cos.size(-1)));
+                    sin.Add(angles.Sin.reshape(-1, angles.Sin.size(-1)));
+                }
+                table = (cat(cos, 0).DetachFromDisposeScope(), cat(sin, 0).DetachFromDisposeScope());
+                foreach (var part in cos.Concat(sin)) part.Dispose();
+                _tables[key] = table;
+            }
+        }
+        // A pad's position (-1) takes position 0's angles: nothing attends to a pad.
+        using var flat = positions.reshape(-1).clamp_min(0);
+        using var c = table.Cos.index_select(0, flat);
+        using var s = table.Sin.index_select(0, flat);
+        long batch = positions.size(0), tokens = positions.size(1);
+        return new RotaryAngles(c.view(batch, 1, tokens, -1).DetachFromDisposeScope(), s.view(batch, 1, tokens, -1).DetachFromDisposeScope());
+    }
+
     /// <summary>x [B, heads, T, d] rotated by the angles of its positions.</summary>
     public static Tensor Apply(Tensor x, RotaryAngles angles)
     {

@@ -39,6 +39,20 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
 
     private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Mask)> _masks = [];
     private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _padding = [];
+    private readonly Dictionary<TorchSharp.DeviceType, TorchSharp.torch.Tensor> _starts = [];
+    private int[]? _startList;
+
+    /// <summary>Each sequence's first attended cache index (its padding), for batch-invariant attention.</summary>
+    public IReadOnlyList<int> Starts => _startList ??= [.. Enumerable.Range(0, layout.BatchSize).Select(layout.PadCount)];
+
+    /// <summary><see cref="Starts"/> as int32 on <paramref name="device"/>, copied there once per block.</summary>
+    public TorchSharp.torch.Tensor StartsOn(TorchSharp.torch.Device device)
+    {
+        if (_starts.TryGetValue(device.type, out var starts)) return starts;
+        starts = TorchSharp.torch.tensor(Starts.ToArray(), [layout.BatchSize]).to(device).DetachFromDisposeScope();
+        _starts[device.type] = starts;
+        return starts;
+    }
     private (TokenStep Step, RotaryAngles? Angles)? _angles;
     private readonly Dictionary<(TorchSharp.DeviceType Device, int Length), (TokenStep Step, TorchSharp.torch.Tensor? Excluded)> _excluded = [];
 
@@ -120,6 +134,8 @@ internal sealed class GpuBatch(GpuBatchIndex index, IReadOnlyList<SequenceState>
     {
         foreach (var padding in _padding.Values) padding.Dispose();
         _padding.Clear();
+        foreach (var starts in _starts.Values) starts.Dispose();
+        _starts.Clear();
         foreach (var kv in Cache) kv.Dispose();
         Cache.Clear();
         Hidden?.Dispose();

@@ -35,19 +35,24 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         using var qkv = architecture.Project(attentionInput, w, angles);
         if (yieldTo is { Waiting: true }) return null;
         var (q, k, v) = (qkv.Queries, qkv.Keys, qkv.Values);
+        var invariant = engine.BatchInvariant;
         if (step.IsPrefill)
         {
-            var mask = batch.Mask(step, Device);
+            // Batch-invariant: each prompt attended over itself alone (no mask), sequences of equal padding together.
+            var mask = invariant ? null : batch.Mask(step, Device);
+            Tensor Prompts(Tensor keys, Tensor values) => invariant
+                ? AttentionMath.AttendPrompts(q, keys, values, batch.Starts)
+                : AttentionMath.Attend(q, keys, values, mask, causal: mask is null);
             if (home.Tier == TierKind.Device && home.Memory is { } deviceCache)
             {
                 deviceCache.Write(0, k, v);
                 var (keys, values) = deviceCache.Prefix((int)q.size(2));
                 using (keys)
                 using (values)
-                    return AttentionMath.Attend(q, keys, values, mask, causal: mask is null);
+                    return Prompts(keys, values);
             }
             // FlexGen's prefill: attention on the device over this step's keys, which then go to their home.
-            var context = AttentionMath.Attend(q, k, v, mask, causal: mask is null);
+            var context = Prompts(k, v);
             home.Store(0, k, v, _copies, _tiers, stores, batch.CacheName(decoderLayer));
             return context;
         }
@@ -63,7 +68,7 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step, and the
             // memory-efficient kernel's mask keeps the alignment it asks for. Batched products plan nothing and read
             // only the filled entries.
-            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention != DecodeAttention.Products;
+            var rounded = ReferenceEquals(cache, home.Memory) && engine.DecodeAttention != DecodeAttention.Products && !invariant;
             var attended = rounded ? RoundedLength(cacheIndex + 1, (int)cache.Capacity) : cacheIndex + 1;
             var (keys, values) = cache.Prefix(attended);
             using (keys)
@@ -71,8 +76,10 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             {
                 // Batched products on CUDA mask by the mask's negation: one per step, not one per layer.
                 var products = Device.type == TorchSharp.DeviceType.CUDA && engine.DecodeAttention == DecodeAttention.Products;
-                onDevice = AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
-                    excluded: products ? batch.Excluded(step, Device, attended) : null);
+                onDevice = invariant
+                    ? InvariantAttention.Decode(q, keys, values, batch.Starts, Device.type == TorchSharp.DeviceType.CUDA ? batch.StartsOn(Device) : null)
+                    : AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
+                        excluded: products ? batch.Excluded(step, Device, attended) : null);
             }
             if (ReferenceEquals(cache, home.Memory)) return onDevice;
         }
@@ -80,7 +87,8 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         // its one projection.
         using var storedKeys = k.contiguous();
         using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Mask(step, CPU), batch.CacheName(decoderLayer));
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, invariant ? null : batch.Mask(step, CPU),
+            invariant ? batch.Starts : null, batch.CacheName(decoderLayer));
         if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
         return result;
     }
@@ -89,7 +97,8 @@ internal sealed class LayerAttention(OffloadRuntime engine)
     internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
 
     /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
-    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, string what)
+    /// <param name="starts">Each sequence's first attended index, for batch-invariant attention (then no mask is given).</param>
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, IReadOnlyList<int>? starts, string what)
     {
         using var work = new Transfers(_copies, _tiers);
         var after = _copies.AfterCompute();
@@ -108,7 +117,7 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         var (keys, values) = cache.Prefix(cacheIndex + 1);
         using (keys)
         using (values)
-        using (var context = AttentionMath.Attend(qc, keys, values, mask))
+        using (var context = starts is null ? AttentionMath.Attend(qc, keys, values, mask) : InvariantAttention.Decode(qc, keys, values, starts))
         {
             var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);

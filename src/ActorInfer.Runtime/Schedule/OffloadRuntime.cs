@@ -40,26 +40,32 @@ public sealed class OffloadRuntime : IDisposable
     /// </param>
     public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
         ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products,
-        Func<long, TierFractions?>? startWeights = null)
+        Func<long, TierFractions?>? startWeights = null, bool batchInvariant = false)
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
         var start = startWeights?.Invoke(deviceWeights);
         // Compressed weights keep no host copies (they would have to be compressed copies: not worth it for a fall).
         return new OffloadRuntime(config, source, start is { } s ? policy.Reshaped(policy.GpuBatchSize, policy.NumGpuBatches, s) : policy, tiers,
-            copies, dtype, keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2, decodeAttention);
+            copies, dtype, keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2, decodeAttention, batchInvariant);
     }
 
     /// <summary>How a decoding step attends over a device-resident cache on CUDA (batched products unless cuDNN's kernel was asked for).</summary>
     public DecodeAttention DecodeAttention { get; }
 
+    /// <summary>
+    /// Whether a sequence's bits depend on nothing but its own tokens (<c>batch-invariant</c>): products in calls of fixed
+    /// row counts, each prompt attended apart from its padding, decoding by <see cref="InvariantAttention"/> on either side.
+    /// </summary>
+    public bool BatchInvariant => Architecture.Products.IsBatchInvariant;
+
     public OffloadRuntime(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
-        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products)
+        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products, bool batchInvariant = false)
     {
         KeepsHostCopies = keepHostCopies;
         DecodeAttention = decodeAttention;
         Config = config;
-        Architecture = config.Architecture;
+        Architecture = batchInvariant ? config.Architecture.With(Products.BatchInvariant) : config.Architecture;
         CompressesWeights = policy.CompressWeights;
         Policy = policy;
         Tiers = tiers;

@@ -1,0 +1,216 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// Decoding attention whose every bit is fixed by one sequence's own query, keys and values: not by the other sequences
+/// of its batch, the batch's padding, nor whether it runs on the GPU (<see cref="InvariantAttentionCuda"/>) or the CPU
+/// (here). Both follow one written order of single-precision operations, with fused multiply-adds where named and no
+/// other contraction:
+/// <list type="number">
+/// <item>a key's score: 32 partial sums, lane l summing q[i] k[i] for i = l, l + 32, ... by fused multiply-adds; the 32
+/// folded pairwise (l with l + 16, then + 8, + 4, + 2, + 1), then times 1/sqrt(d);</item>
+/// <item>the weights: exp(score - max) by <see cref="Exp"/>, summed in 128 partial sums (key r into sum r mod 128, in
+/// order), folded pairwise (t with t + 64, ..., + 1);</item>
+/// <item>the context: 4 partial sums per dimension (key r into sum r mod 4, by fused multiply-adds), added as
+/// (s0 + s1) + (s2 + s3), divided by the weights' sum and rounded once to the cache's type.</item>
+/// </list>
+/// Keys are counted from each sequence's first attended position (its padding is never read), so a sequence gets the
+/// same bits alone or in any batch, at any padding, over a cache on either side.
+/// </summary>
+public static class InvariantAttention
+{
+    public const int ScoreLanes = 32, SumParts = 128, ValueParts = 4, MaxHeadDim = 256;
+
+    // exp: Cody-Waite reduction by ln 2 and a degree-7 Taylor polynomial, every constant a float given by its bits so that
+    // the CUDA source is written from the same numbers.
+    internal const int Log2EBits = 0x3FB8AA3B, MinusLn2HiBits = unchecked((int)0xBF318000), Ln2LoBits = 0x395E8083;
+    internal static readonly int[] PolynomialBits = [.. new[] { 1f / 5040, 1f / 720, 1f / 120, 1f / 24, 1f / 6, 0.5f, 1f, 1f }.Select(BitConverter.SingleToInt32Bits)];
+    /// <summary>Below this, exp gives 0 (exp(-104) is under half the smallest subnormal float).</summary>
+    internal const float ExpFloor = -104f;
+
+    private static readonly float Log2E = BitConverter.Int32BitsToSingle(Log2EBits), MinusLn2Hi = BitConverter.Int32BitsToSingle(MinusLn2HiBits),
+        Ln2Lo = BitConverter.Int32BitsToSingle(Ln2LoBits);
+    private static readonly float[] Polynomial = [.. PolynomialBits.Select(BitConverter.Int32BitsToSingle)];
+
+    /// <summary>e^x for x &lt;= 0, as the CUDA kernel computes it.</summary>
+    public static float Exp(float x)
+    {
+        if (!(x >= ExpFloor)) return 0f;
+        var n = MathF.Round(x * Log2E, MidpointRounding.ToEven);
+        var r = MathF.FusedMultiplyAdd(n, MinusLn2Hi, x);
+        r = MathF.FusedMultiplyAdd(n, Ln2Lo, r);
+        var p = Polynomial[0];
+        for (var i = 1; i < Polynomial.Length; i++) p = MathF.FusedMultiplyAdd(p, r, Polynomial[i]);
+        var e = (int)n;
+        if (e >= -126) return p * BitConverter.Int32BitsToSingle((e + 127) << 23);
+        return p * BitConverter.Int32BitsToSingle((e + 64 + 127) << 23) * BitConverter.Int32BitsToSingle((-64 + 127) << 23);
+    }
+
+    /// <summary>
+    /// softmax(q k^T / sqrt(d)) v for one query per sequence, [B, 1, heads * d], over keys and values [B, kv heads, L, d]
+    /// (a prefix of a longer cache is fine) from <paramref name="starts"/>[b] on: the first position sequence b attends.
+    /// </summary>
+    /// <param name="startsOnDevice">The starts as an int32 tensor on the queries' device (CUDA only), kept by the caller for the block.</param>
+    public static Tensor Decode(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts, Tensor? startsOnDevice = null)
+    {
+        long b = q.size(0), h = q.size(1), d = q.size(3), length = keys.size(2), kvHeads = keys.size(1);
+        if (q.size(2) != 1) throw new ArgumentException($"batch-invariant decoding takes one query per sequence (got {q.size(2)})", nameof(q));
+        if (h % kvHeads != 0) throw new ArgumentException($"{h} query heads cannot share {kvHeads} key/value heads", nameof(keys));
+        if (d > MaxHeadDim) throw new ArgumentException($"batch-invariant attention takes heads of at most {MaxHeadDim} (got {d})", nameof(q));
+        if (starts.Count != b) throw new ArgumentException($"{starts.Count} starts for {b} sequences", nameof(starts));
+        for (var i = 0; i < b; i++)
+            if (starts[i] < 0 || starts[i] >= length)
+                throw new ArgumentException($"sequence {i} starts at {starts[i]}, outside the {length} attended positions", nameof(starts));
+        if (q.device_type == DeviceType.CUDA)
+            return InvariantAttentionCuda.Decode(q, keys, values, startsOnDevice ?? throw new ArgumentNullException(nameof(startsOnDevice)));
+        return OnCpu(q, keys, values, starts);
+    }
+
+    private static unsafe Tensor OnCpu(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts)
+    {
+        var dtype = q.dtype;
+        if (dtype is not (ScalarType.Float16 or ScalarType.Float32))
+            throw new ArgumentException($"batch-invariant attention on the CPU takes float16 or float32 (got {dtype})", nameof(q));
+        if (keys.dtype != dtype || values.dtype != dtype) throw new ArgumentException("queries, keys and values must share a type", nameof(keys));
+        if (keys.stride(3) != 1 || values.stride(3) != 1) throw new ArgumentException("keys and values need contiguous heads", nameof(keys));
+        long b = q.size(0), h = q.size(1), d = q.size(3), length = keys.size(2), group = h / keys.size(1);
+        using var queries = q.to_type(ScalarType.Float32).contiguous();
+        var output = empty([b, 1, h * d], dtype);
+        var qp = (float*)TensorData.Pointer(queries);
+        var kp = (byte*)TensorData.Pointer(keys);
+        var vp = (byte*)TensorData.Pointer(values);
+        var op = (byte*)TensorData.Pointer(output);
+        long element = dtype == ScalarType.Float16 ? 2 : 4;
+        long ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2), vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
+        var scale = 1f / MathF.Sqrt(d);
+        var half = dtype == ScalarType.Float16;
+        var startArray = starts.ToArray();
+        Parallel.For(0, b * h, () => new Work((int)length, (int)d), (bh, _, work) =>
+        {
+            long sb = bh / h, sh = bh % h, kvh = sh / group;
+            var start = startArray[sb];
+            var n = (int)(length - start);
+            var query = new ReadOnlySpan<float>(qp + bh * d, (int)d);
+            var keyBase = kp + (sb * ksb + kvh * ksh + start * ksl) * element;
+            var valueBase = vp + (sb * vsb + kvh * vsh + start * vsl) * element;
+            var scores = work.Scores.AsSpan(0, n);
+            for (var r = 0; r < n; r++)
+            {
+                var row = Row(keyBase + r * ksl * element, (int)d, half, work.Row);
+                scores[r] = Score(query, row, work.Lanes) * scale;
+            }
+            var max = float.NegativeInfinity;
+            foreach (var s in scores) max = MathF.Max(max, s);
+            var sums = work.Sums;
+            Array.Clear(sums);
+            for (var r = 0; r < n; r++)
+            {
+                var e = Exp(scores[r] - max);
+                scores[r] = e;
+                sums[r % SumParts] += e;
+            }
+            for (var stride = SumParts / 2; stride > 0; stride /= 2)
+                for (var t = 0; t < stride; t++) sums[t] += sums[t + stride];
+            var total = sums[0];
+            var parts = work.Values;
+            Array.Clear(parts);
+            for (var r = 0; r < n; r++)
+            {
+                var row = Row(valueBase + r * vsl * element, (int)d, half, work.Row);
+                var part = parts.AsSpan((r % ValueParts) * (int)d, (int)d);
+                MultiplyAdd(scores[r], row, part);
+            }
+            var outRow = op + bh * d * element;
+            for (var i = 0; i < d; i++)
+            {
+                var value = ((parts[i] + parts[d + i]) + (parts[2 * d + i] + parts[3 * d + i])) / total;
+                if (half) ((Half*)outRow)[i] = (Half)value;
+                else ((float*)outRow)[i] = value;
+            }
+            return work;
+        }, _ => { });
+        return output;
+    }
+
+    private sealed class Work(int length, int dim)
+    {
+        public readonly float[] Scores = new float[length], Sums = new float[SumParts], Values = new float[ValueParts * dim], Row = new float[dim],
+            Lanes = new float[ScoreLanes];
+    }
+
+    private static unsafe ReadOnlySpan<float> Row(byte* at, int dim, bool half, float[] buffer)
+    {
+        if (!half) return new ReadOnlySpan<float>(at, dim);
+        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(at, dim), buffer);
+        return buffer;
+    }
+
+    /// <summary>A query-key product as the kernel's warp forms it: 32 lanes of fused multiply-adds, folded pairwise.</summary>
+    internal static float Score(ReadOnlySpan<float> q, ReadOnlySpan<float> k, float[] lanes)
+    {
+        var d = q.Length;
+        if (d == 4 * ScoreLanes && Fma.IsSupported)
+        {
+            ref var qr = ref MemoryMarshal.GetReference(q);
+            ref var kr = ref MemoryMarshal.GetReference(k);
+            // Lanes 0-7, 8-15, 16-23, 24-31 as four vectors; element i * 32 + l goes to lane l.
+            Vector256<float> p0 = Vector256<float>.Zero, p1 = p0, p2 = p0, p3 = p0;
+            for (var i = 0; i < 4; i++)
+            {
+                var o = i * ScoreLanes;
+                p0 = Fma.MultiplyAdd(Load(ref qr, o), Load(ref kr, o), p0);
+                p1 = Fma.MultiplyAdd(Load(ref qr, o + 8), Load(ref kr, o + 8), p1);
+                p2 = Fma.MultiplyAdd(Load(ref qr, o + 16), Load(ref kr, o + 16), p2);
+                p3 = Fma.MultiplyAdd(Load(ref qr, o + 24), Load(ref kr, o + 24), p3);
+            }
+            // Lane l with l + 16, then + 8: vectors (0 + 2) + (1 + 3) in that pairing.
+            var a0 = Avx.Add(p0, p2);
+            var a1 = Avx.Add(p1, p3);
+            var bq = Avx.Add(a0, a1);
+            var lo = bq.GetLower();
+            var hi = bq.GetUpper();
+            var c = Sse.Add(lo, hi);
+            var e0 = c.GetElement(0) + c.GetElement(2);
+            var e1 = c.GetElement(1) + c.GetElement(3);
+            return e0 + e1;
+        }
+        Array.Clear(lanes);
+        for (var i = 0; i < d; i++) lanes[i % ScoreLanes] = MathF.FusedMultiplyAdd(q[i], k[i], lanes[i % ScoreLanes]);
+        for (var offset = ScoreLanes / 2; offset > 0; offset /= 2)
+            for (var l = 0; l < offset; l++) lanes[l] += lanes[l + offset];
+        return lanes[0];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Load(ref float at, int offset) => Vector256.LoadUnsafe(ref at, (nuint)offset);
+
+    /// <summary>part[i] = fma(weight, row[i], part[i]).</summary>
+    private static void MultiplyAdd(float weight, ReadOnlySpan<float> row, Span<float> part)
+    {
+        var i = 0;
+        if (Fma.IsSupported)
+        {
+            var w = Vector256.Create(weight);
+            ref var rr = ref MemoryMarshal.GetReference(row);
+            ref var pr = ref MemoryMarshal.GetReference(part);
+            for (; i + 8 <= row.Length; i += 8)
+                Fma.MultiplyAdd(w, Vector256.LoadUnsafe(ref rr, (nuint)i), Vector256.LoadUnsafe(ref pr, (nuint)i)).StoreUnsafe(ref pr, (nuint)i);
+        }
+        for (; i < row.Length; i++) part[i] = MathF.FusedMultiplyAdd(weight, row[i], part[i]);
+    }
+}
+
+/// <summary>The raw data pointer of a tensor (TorchSharp's <c>data_ptr</c> throws for Half), its storage offset included.</summary>
+internal static partial class TensorData
+{
+    [LibraryImport("LibTorchSharp")] private static partial IntPtr THSTensor_data(IntPtr handle);
+
+    public static IntPtr Pointer(Tensor t) => THSTensor_data(t.Handle);
+}
