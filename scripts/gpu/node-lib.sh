@@ -1,7 +1,8 @@
 # Sourced by the GPU scripts that run nodes: needs $work (a scratch folder) and $out (what comes back).
 # node_start NAME PORT MODEL GPU CPU EXTRA: a CUDA node (float16, the search's own geometry bounds) in the background, its
 # log in $out/NAME.log, its data in $work/NAME, EXTRA appended to its planner section; returns once it serves.
-# $NODE_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is its extra environment.
+# $NODE_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is its extra environment; $NODE_SETTINGS (e.g. "batch-invariant = on") goes into
+# its actorinfer section.
 node_start() {
   local name=$1 port=$2 model=$3 gpu=$4 cpu=$5 extra=$6
   mkdir -p "$work/$name"
@@ -17,6 +18,7 @@ actorinfer {
   planner { max-block-size = 8192 $extra }
   # Jobs of thousands of requests in one POST (the default tenant may queue 1,024).
   http.tenant-defaults.max-queued-requests = 100000
+  ${NODE_SETTINGS:-}
 }
 CONF
   env ${NODE_ENV:-} bash .gpu/run.sh actorinfer node --config "$work/$name.conf" --port "$port" --api-key sk-node > "$out/$name.log" 2>&1 &

@@ -11,7 +11,8 @@
 #               the compressed block at 12 GiB holds over 1,000 sequences); cbench: `bench --compress-cache` per budget;
 #   big:        OPT-30B on a node with 16 GiB GPU / 100 GiB CPU (a job of REQUESTS30, 192 requests; or, with BLOCKS30=N,
 #               N full blocks of the size the node planned) against bench at the same budgets.
-# STEPS picks them (default "pressed plain bench"). Every program a step left running (a bench past its limit) is
+# STEPS picks them (default "pressed plain bench"). NODE_SETTINGS (e.g. "batch-invariant = on") goes into every node's
+# settings, BENCH_FLAGS (e.g. --batch-invariant) onto every bench. Every program a step left running (a bench past its limit) is
 # killed before the next step starts, so that no step runs beside another.
 # summary.txt: each phase's node / bench ratio, the tier bytes the node's /admin/state reported after each change, the
 # honour lines the node logged, lost or duplicated requests, and whether the outputs match the unpressured run.
@@ -79,7 +80,7 @@ run() {
 bench() { # NAME GIB MODEL EXTRA...   ($REPEAT measured runs after the warm-up, 3 by default)
   local name=$1 gib=$2 model=$3; shift 3
   timeout -k 10 "$bench_limit" bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
-    --hardware "$work/first/hardware.json" --gpu-mem "${gib}GiB" --cpu-mem 100GiB --prompt-len 512 --gen-len 32 --repeat "${REPEAT:-3}" --json "$@" \
+    --hardware "$work/first/hardware.json" --gpu-mem "${gib}GiB" --cpu-mem 100GiB --prompt-len 512 --gen-len 32 --repeat "${REPEAT:-3}" --json ${BENCH_FLAGS:-} "$@" \
     > "$out/bench-$name.json" 2> "$out/bench-$name.log"
   reap
 }

@@ -76,8 +76,8 @@ public static class InvariantAttention
     private static unsafe Tensor OnCpu(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts)
     {
         var dtype = q.dtype;
-        if (dtype is not (ScalarType.Float16 or ScalarType.Float32))
-            throw new ArgumentException($"batch-invariant attention on the CPU takes float16 or float32 (got {dtype})", nameof(q));
+        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32))
+            throw new ArgumentException($"batch-invariant attention on the CPU takes float16, bfloat16 or float32 (got {dtype})", nameof(q));
         if (keys.dtype != dtype || values.dtype != dtype) throw new ArgumentException("queries, keys and values must share a type", nameof(keys));
         if (keys.stride(3) != 1 || values.stride(3) != 1) throw new ArgumentException("keys and values need contiguous heads", nameof(keys));
         long b = q.size(0), h = q.size(1), d = q.size(3), length = keys.size(2), group = h / keys.size(1);
@@ -87,10 +87,10 @@ public static class InvariantAttention
         var kp = (byte*)TensorData.Pointer(keys);
         var vp = (byte*)TensorData.Pointer(values);
         var op = (byte*)TensorData.Pointer(output);
-        long element = dtype == ScalarType.Float16 ? 2 : 4;
+        var kind = dtype switch { ScalarType.Float16 => Element.Half, ScalarType.BFloat16 => Element.BFloat16, _ => Element.Float };
+        long element = kind == Element.Float ? 4 : 2;
         long ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2), vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
         var scale = 1f / MathF.Sqrt(d);
-        var half = dtype == ScalarType.Float16;
         var startArray = starts.ToArray();
         Parallel.For(0, b * h, () => new Work((int)length, (int)d), (bh, _, work) =>
         {
@@ -103,7 +103,7 @@ public static class InvariantAttention
             var scores = work.Scores.AsSpan(0, n);
             for (var r = 0; r < n; r++)
             {
-                var row = Row(keyBase + r * ksl * element, (int)d, half, work.Row);
+                var row = Row(keyBase + r * ksl * element, (int)d, kind, work.Row);
                 scores[r] = Score(query, row, work.Lanes) * scale;
             }
             var max = float.NegativeInfinity;
@@ -123,7 +123,7 @@ public static class InvariantAttention
             Array.Clear(parts);
             for (var r = 0; r < n; r++)
             {
-                var row = Row(valueBase + r * vsl * element, (int)d, half, work.Row);
+                var row = Row(valueBase + r * vsl * element, (int)d, kind, work.Row);
                 var part = parts.AsSpan((r % ValueParts) * (int)d, (int)d);
                 MultiplyAdd(scores[r], row, part);
             }
@@ -131,8 +131,12 @@ public static class InvariantAttention
             for (var i = 0; i < d; i++)
             {
                 var value = ((parts[i] + parts[d + i]) + (parts[2 * d + i] + parts[3 * d + i])) / total;
-                if (half) ((Half*)outRow)[i] = (Half)value;
-                else ((float*)outRow)[i] = value;
+                switch (kind)
+                {
+                    case Element.Half: ((Half*)outRow)[i] = (Half)value; break;
+                    case Element.BFloat16: ((ushort*)outRow)[i] = ToBFloat16(value); break;
+                    default: ((float*)outRow)[i] = value; break;
+                }
             }
             return work;
         }, _ => { });
@@ -145,11 +149,30 @@ public static class InvariantAttention
             Lanes = new float[ScoreLanes];
     }
 
-    private static unsafe ReadOnlySpan<float> Row(byte* at, int dim, bool half, float[] buffer)
+    private enum Element { Half, BFloat16, Float }
+
+    private static unsafe ReadOnlySpan<float> Row(byte* at, int dim, Element kind, float[] buffer)
     {
-        if (!half) return new ReadOnlySpan<float>(at, dim);
-        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(at, dim), buffer);
-        return buffer;
+        switch (kind)
+        {
+            case Element.Float:
+                return new ReadOnlySpan<float>(at, dim);
+            case Element.Half:
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(at, dim), buffer);
+                return buffer;
+            default:
+                var raw = (ushort*)at;
+                for (var i = 0; i < dim; i++) buffer[i] = BitConverter.Int32BitsToSingle(raw[i] << 16);
+                return buffer;
+        }
+    }
+
+    /// <summary>A float rounded to bfloat16 to nearest, ties to even (as the kernel's cvt.rn.bf16.f32); NaN stays NaN.</summary>
+    internal static ushort ToBFloat16(float value)
+    {
+        var bits = (uint)BitConverter.SingleToInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
+        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     /// <summary>A query-key product as the kernel's warp forms it: 32 lanes of fused multiply-adds, folded pairwise.</summary>

