@@ -15,9 +15,11 @@ public sealed class Products
 {
     /// <summary>
     /// Rows per call in batch-invariant mode: a decoding step's (one token per sequence) and a prefill's. On an H100, 128
-    /// rows cost a decoding product 2 to 3% more than its 94 and 512 a prefill's 7 to 17% over one call of 16,384
+    /// rows cost a decoding product 2 to 3% more than its 94 rows, and 512 cost a prefill's from 7% less to 17% more than one
+    /// call of 16,384
     /// (docs/perf/h100-batch-invariant/). A token is formed in the same phase in every run (a requeued sequence regenerates
-    /// its tokens by decoding, and a prefill pads to at least two tokens), so each row meets one kernel.
+    /// its tokens by decoding), so each row meets one kernel; but a block whose prompts are all one token long forms them in
+    /// decoding's calls (on an H100, calls of 64 to 2,048 rows gave a row the same bits for every OPT map).
     /// </summary>
     public const int DecodeRows = 128, PrefillRows = 512;
 
@@ -28,46 +30,8 @@ public sealed class Products
     public bool IsBatchInvariant { get; }
 
     /// <summary>x W^T + b over the last dimension of <paramref name="x"/>.</summary>
-    public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
-    {
-        if (!IsBatchInvariant) return F.linear(x, weight, bias);
-        if (x.dim() != 3) throw new ArgumentException($"a batch-invariant product takes [batch, tokens, features] (got {x.dim()} dimensions)", nameof(x));
-        var rowsPerCall = x.size(1) == 1 ? DecodeRows : PrefillRows;
-        var inner = x.size(-1);
-        var rows = x.numel() / inner;
-        var outer = x.shape[..^1];
-        using var flat = x.reshape(rows, inner);
-        var calls = (rows + rowsPerCall - 1) / rowsPerCall;
-        if (calls == 1)
-        {
-            using var input = rows == rowsPerCall ? flat.alias() : Padded(flat, rowsPerCall);
-            using var whole = F.linear(input, weight, bias);
-            using var taken = whole.narrow(0, 0, rows);
-            return taken.view([.. outer, weight.size(0)]);
-        }
-        // Each call writes its rows into one output: the peak is the output and one call's rows (joining the parts would hold
-        // every part and the whole again).
-        var output = empty([calls * rowsPerCall, weight.size(0)], x.dtype, x.device);
-        try
-        {
-            for (var c = 0; c < calls; c++)
-            {
-                var first = c * rowsPerCall;
-                var count = Math.Min(rowsPerCall, rows - first);
-                using var rowsOfCall = flat.narrow(0, first, count);
-                using var input = count == rowsPerCall ? rowsOfCall.alias() : Padded(rowsOfCall, rowsPerCall);
-                using var part = F.linear(input, weight, bias);
-                using var target = output.narrow(0, first, rowsPerCall);
-                target.copy_(part);
-            }
-            using var result = output.narrow(0, 0, rows);
-            return result.view([.. outer, weight.size(0)]);
-        }
-        finally
-        {
-            output.Dispose();
-        }
-    }
+    public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) =>
+        IsBatchInvariant ? RowWise(x, rows => F.linear(rows, weight, bias)) : F.linear(x, weight, bias);
 
     /// <summary>
     /// <paramref name="f"/> of each row of <paramref name="x"/> [batch, tokens, features] (a norm, an activation): whole, or in
@@ -83,6 +47,15 @@ public sealed class Products
         var features = x.size(-1);
         var rows = x.numel() / features;
         using var flat = x.reshape(rows, features);
+        if (rows <= rowsPerCall)
+        {
+            using var input = rows == rowsPerCall ? flat.alias() : Padded(flat, rowsPerCall);
+            using var whole = f(input);
+            using var taken = whole.narrow(0, 0, rows);
+            return taken.view(x.size(0), x.size(1), -1);
+        }
+        // Each call writes its rows into one output: the peak is the output and one call's rows (joining the parts would
+        // hold every part and the whole again).
         Tensor? output = null;
         try
         {
