@@ -31,6 +31,8 @@ public sealed class ConfigurationSpecs
         Assert.Equal(TimeSpan.FromMinutes(1), Load("actorinfer.jobs.retention = 1m").Jobs.Retention);
         Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Products, s.DecodeAttention);
         Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Efficient, Load("actorinfer.decode-attention = efficient").DecodeAttention);
+        Assert.False(s.BatchInvariant);
+        Assert.True(Load("actorinfer.batch-invariant = on").BatchInvariant);
         Assert.Equal(new PersistenceSettings(PersistenceProvider.Sqlite, "persistence/journal.db", "persistence/snapshots.db", "", "public", 500),
             s.Persistence);
         Assert.Equal(Path.Combine(Root, "data", "persistence", "journal.db"), s.SqliteJournalPath);
@@ -104,6 +106,7 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.dtype = float64", "actorinfer.dtype")]
     [InlineData("actorinfer.device = tpu", "actorinfer.device")]
     [InlineData("actorinfer.decode-attention = fastest", "actorinfer.decode-attention")]
+    [InlineData("actorinfer.batch-invariant = sometimes", "actorinfer.batch-invariant")]
     [InlineData("actorinfer.persistence.provider = mongodb", "actorinfer.persistence.provider")]
     [InlineData("actorinfer.persistence.provider = postgresql", "actorinfer.persistence.postgresql.connection-string")]
     [InlineData("actorinfer.arbiter.lower-priority-nice = 20", "actorinfer.arbiter.lower-priority-nice")]

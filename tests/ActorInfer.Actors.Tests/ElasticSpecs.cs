@@ -91,14 +91,15 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     /// The cache on the (CPU-backed) device tier, attended in place: decoding layers of one-batch steps then stop for a
     /// change on its way. Otherwise on the CPU tier with CPU attention.
     /// </param>
-    private (IInferenceEngine Engine, IDisposable Owner) OffloadedEngine(bool cacheOnDevice = false)
+    private (IInferenceEngine Engine, IDisposable Owner) OffloadedEngine(bool cacheOnDevice = false, bool batchInvariant = false)
     {
         using var source = SafetensorsCheckpoint.Open(_modelDir);
         var policy = cacheOnDevice
             ? new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllGpu, TierFractions.AllGpu)
             : new Policy(1, 1, new TierFractions(0.5, 0.5, 0), TierFractions.AllCpu, new TierFractions(0.5, 0.5, 0)) { CpuAttention = true };
         var copies = new CpuCopyEngine();
-        var runtime = new OffloadRuntime(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32);
+        var runtime = new OffloadRuntime(Config, source, policy, TierSet.Create(1L << 30, 1L << 30, null, 0), copies, ScalarType.Float32,
+            batchInvariant: batchInvariant);
         return (new OffloadedEngine(runtime, _factory.Decode), new Owner(runtime, copies));
     }
 

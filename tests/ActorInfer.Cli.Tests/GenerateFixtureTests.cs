@@ -8,7 +8,8 @@ namespace ActorInfer.Cli.Tests;
 /// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures (OPT and Llama, safetensors
 /// and PyTorch pickles): greedy tokens
 /// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text. Also with
-/// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked.
+/// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked, and
+/// with `--batch-invariant`, where each prompt's tokens and log-probabilities are also the same bits in any batch size.
 /// </summary>
 public class GenerateFixtureTests
 {
@@ -21,6 +22,7 @@ public class GenerateFixtureTests
             data.Add(model, 8, "products"); // the whole file in one batch
             data.Add(model, 1, "products"); // each prompt alone
             data.Add(model, 8, "efficient"); // the rounded, masked cache length
+            data.Add(model, 3, "batch-invariant"); // --batch-invariant: fixed-size products, each prompt apart from its padding
         }
         return data;
     }
@@ -45,8 +47,8 @@ public class GenerateFixtureTests
             return $"{{\"id\":\"p{i}\",\"prompt\":{prompt},\"max_tokens\":{greedy},\"temperature\":0,\"ignore_eos\":true{extra}}}";
         }));
 
-        var (code, _, error) = CliHarness.Run("generate", "--model", dir, "--input", input, "--output", output,
-            "--batch-size", batchSize.ToString(), "--decode-attention", decodeAttention);
+        var (code, _, error) = CliHarness.Run(["generate", "--model", dir, "--input", input, "--output", output,
+            "--batch-size", batchSize.ToString(), .. decodeAttention == "batch-invariant" ? ["--batch-invariant"] : new[] { "--decode-attention", decodeAttention }]);
         Assert.True(code == 0, error);
 
         var results = CliHarness.ReadJsonl(output);
@@ -98,5 +100,33 @@ public class GenerateFixtureTests
             result[string.Join(",", prompt)] = values;
         }
         return result;
+    }
+
+    [Theory]
+    [InlineData("hf-opt/opt-tiny")]
+    [InlineData("hf-llama/llama-tiny")]
+    public void Batch_invariant_generation_gives_each_prompt_the_same_bits_in_any_batch_size(string model)
+    {
+        var dir = Path.Combine(Fixtures.Directory, model);
+        var work = CliHarness.TempDir();
+        var input = Path.Combine(work, "in.jsonl");
+        File.WriteAllLines(input, File.ReadAllLines(Path.Combine(dir, "expected.jsonl"))
+            .Select(l => JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("prompt_ids", out _) && !e.TryGetProperty("prompt_text", out _))
+            .Select((e, i) => $"{{\"id\":\"p{i}\",\"prompt\":{e.GetProperty("prompt_ids").GetRawText()},\"max_tokens\":6,\"temperature\":0,\"ignore_eos\":true,\"echo\":true,\"logprobs\":1}}"));
+        string[] Lines(int batchSize)
+        {
+            var output = Path.Combine(work, $"out-{batchSize}.jsonl");
+            var (code, _, error) = CliHarness.Run("generate", "--model", dir, "--input", input, "--output", output, "--batch-size", batchSize.ToString(),
+                "--batch-invariant");
+            Assert.True(code == 0, error);
+            // The tokens and log-probabilities as written: the shortest text that reads back the same float.
+            return [.. CliHarness.ReadJsonl(output).Select(r =>
+                $"{r.GetProperty("output_ids").GetRawText()} {r.GetProperty("output_logprobs").GetRawText()} {r.GetProperty("prompt_logprobs").GetRawText()}")];
+        }
+        var together = Lines(8);
+        Assert.True(together.Length >= 2, "the fixture needs several token-id prompts");
+        Assert.Equal(together, Lines(1));
+        Assert.Equal(together, Lines(3));
     }
 }
