@@ -43,6 +43,8 @@ public static class AdminRoutes
                 // What each offload-tier actor accounts its tier as holding now.
                 bytes_in_use = tiers.ToDictionary(t => GatewayMetrics.TierName(t.Tier), t => t.BytesHeld),
                 policy = policy.Policy?.ToString(),
+                // Whether a sequence's tokens depend on its own request alone (actorinfer.batch-invariant).
+                batch_invariant = g.Node.Settings.BatchInvariant,
                 planner = new
                 {
                     hardware = g.Node.PolicyPlanner is { } planner ? new { name = planner.Hardware.Name, source = planner.HardwareSource } : null,

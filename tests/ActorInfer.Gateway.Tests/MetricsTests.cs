@@ -84,6 +84,8 @@ public sealed class MetricsTests(GatewayFixture node)
         using var admin = node.Client(GatewayFixture.AdminKey);
         var compute = (await GatewayFixture.ReadJson(await admin.GetAsync("/admin/state"))).GetProperty("compute");
         Assert.Equal("cpu", compute.GetProperty("tier").GetString());
+        // The fixture's node runs without batch-invariant products (the default).
+        Assert.False((await GatewayFixture.ReadJson(await admin.GetAsync("/admin/state"))).GetProperty("batch_invariant").GetBoolean());
         // The fixture's node runs blocks of up to 2 GPU batches of 8 sequences, in float32: the runtime's placement
         // of that block, every weight and cache on the compute tier, sequences at the full context.
         var planner = node.Node.PolicyPlanner!;
