@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine: the fixtures' greedy tokens on CUDA (float32 and float16) against the reference, appended to
 # $OUT/fixtures.txt; with EFFICIENT=1 (the default) each fixture again with `--decode-attention efficient` (the fused
-# memory-efficient kernel: a check that its masking is right, not an exactness claim).
+# memory-efficient kernel: a check that its masking is right, not an exactness claim). RUNS picks the runs instead, each
+# TYPE[:MODE] with MODE efficient (as above), batch-invariant (--batch-invariant) or cpu-attention (the cache on the CPU,
+# attended there: --percent 100 0 0 100 100 0 --cpu-attention on).
 # Usage: bash scripts/gpu/fixtures-cuda.sh [NOTE]   (with .gpu/ carried; NOTE is printed with each line)
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -12,8 +14,15 @@ for m in opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied; do
   python3 scripts/gpu/fixture-requests.py "$m"
   runs="float32 float16"
   [ "${EFFICIENT:-1}" = 1 ] && runs="$runs float32:efficient float16:efficient"
+  runs=${RUNS:-$runs}
   for run in $runs; do
-    dt=${run%%:*}; extra=(); [ "$run" = "$dt" ] || extra=(--decode-attention "${run#*:}")
+    dt=${run%%:*}; extra=()
+    case "$run" in
+      "$dt") ;;
+      *:batch-invariant) extra=(--batch-invariant) ;;
+      *:cpu-attention) extra=(--percent 100 0 0 100 100 0 --cpu-attention on) ;;
+      *) extra=(--decode-attention "${run#*:}") ;;
+    esac
     ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 "${extra[@]}" 2>&1 | tail -1
     python3 - "$m" "$dt" "$note${extra[*]:+ ${extra[*]}}" <<'PY' | tee -a "$out/fixtures.txt"
 import json, sys
