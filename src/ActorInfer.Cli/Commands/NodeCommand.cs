@@ -86,6 +86,20 @@ public static class NodeCommand
         // Before the model and the journal allocate anything: a node runs for days.
         var heap = NativeHeap.Tune();
         var (settings, file) = LoadSettings(configPath, flags, SettingsLoader.ProcessEnvironment());
+        // Before the node starts: a SIGTERM or SIGINT while it still starts (its cluster's lines come then) is a request to
+        // stop once it has started, so the process exits as asked (0) whatever the moment. Left to the runtime's own
+        // handling, the process's exit raced the actor system's shutdown (exit 0 or 143). A second signal while it still
+        // starts is left to the runtime: it ends the process (a start that hangs can still be stopped).
+        using var stop = new ManualResetEventSlim();
+        var starting = 1;
+        void Asked(PosixSignalContext c)
+        {
+            if (stop.IsSet && Volatile.Read(ref starting) == 1) return;
+            c.Cancel = true;
+            stop.Set();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Asked);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Asked);
         ActorInferNode node;
         try
         {
@@ -97,11 +111,7 @@ public static class NodeCommand
         {
             throw new CliException($"configuration refused: {ex.Message}", 2);
         }
-        // Before anything says the node started or serves: a SIGTERM sent as soon as a client reads that must stop it
-        // as asked, not through the runtime's own handling of the signal (which applies until the registration).
-        using var stop = new ManualResetEventSlim();
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
+        Volatile.Write(ref starting, 0);
         var served = settings.ServesSeveralModels
             ? $"models {string.Join(", ", settings.Models.Select(m => $"{m.Name} ({m.Model}, priority {m.Priority})"))}"
             : $"model {settings.Model}";
@@ -139,8 +149,8 @@ public static class NodeCommand
             web.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
         // Not asked to stop: the actor system ended by itself (a cluster member downed by the others stops this way). A
-        // SIGTERM that came while the node still started was taken by the runtime's own handling (the process's exit
-        // hook ran the actor system's shutdown): asked to stop all the same.
+        // second signal while the node still started was taken by the runtime's own handling (the process's exit hook ran
+        // the actor system's shutdown): asked to stop all the same.
         var downed = !stop.IsSet && Akka.Actor.CoordinatedShutdown.Get(node.System).ShutdownReason is not Akka.Actor.CoordinatedShutdown.ClrExitReason;
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         if (downed)
