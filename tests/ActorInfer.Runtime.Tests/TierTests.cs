@@ -192,14 +192,14 @@ public sealed class KeptBufferTests
     {
         var tier = MemoryTier.ForCpu(64 * MiB);
         var first = tier.Allocate(Large, ScalarType.Float32, "first", zeroed: false);
-        var pointer = ActorInfer.Runtime.Cuda.TensorPointers.Data(first.Tensor);
+        var pointer = ActorInfer.Model.Layers.TensorData.Pointer(first.Tensor);
         first.Tensor.fill_(3);
         first.Dispose();
         Assert.Equal(0, tier.BytesHeld);
         Assert.Equal(8 * MiB, tier.KeptBytes);
 
         using var second = tier.Allocate(Large, ScalarType.Float32, "second", zeroed: false);
-        Assert.Equal(pointer, ActorInfer.Runtime.Cuda.TensorPointers.Data(second.Tensor));
+        Assert.Equal(pointer, ActorInfer.Model.Layers.TensorData.Pointer(second.Tensor));
         Assert.Equal(3f, second.Tensor[0, 0, 0].item<float>());
         Assert.Equal(8 * MiB, tier.BytesHeld);
         Assert.Equal(0, tier.KeptBytes);

@@ -32,7 +32,7 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
         _queue.Enqueue((item, replyTo), (-item.Priority, _arrivals++));
     }
 
-    /// <summary>A dropped sequence, with its progress, back ahead of the waiting work of its priority.</summary>
+    /// <summary>A dropped sequence, with its progress (dropped here when it regenerates), back ahead of the waiting work of its priority.</summary>
     public void Requeue(WorkItem resumed, IActorRef replyTo)
     {
         resumed = Entering(resumed);

@@ -229,11 +229,3 @@ public static class InvariantAttention
         for (; i < row.Length; i++) part[i] = MathF.FusedMultiplyAdd(weight, row[i], part[i]);
     }
 }
-
-/// <summary>The raw data pointer of a tensor (TorchSharp's <c>data_ptr</c> throws for Half), its storage offset included.</summary>
-internal static partial class TensorData
-{
-    [LibraryImport("LibTorchSharp")] private static partial IntPtr THSTensor_data(IntPtr handle);
-
-    public static IntPtr Pointer(Tensor t) => THSTensor_data(t.Handle);
-}

@@ -96,7 +96,7 @@ public sealed class CudaCopyEngine : ICopyEngine
             throw new ArgumentException($"copy between tensors of different sizes or types: {source.dtype}{Shape(source)} -> {destination.dtype}{Shape(destination)}");
         if (source.is_contiguous() && destination.is_contiguous())
         {
-            CudaRuntime.CopyAsync(TensorPointers.Data(destination), TensorPointers.Data(source), bytes, stream);
+            CudaRuntime.CopyAsync(ActorInfer.Model.Layers.TensorData.Pointer(destination), ActorInfer.Model.Layers.TensorData.Pointer(source), bytes, stream);
             return;
         }
         // A slice of a cache along its token axis is rows of contiguous bytes at a fixed pitch: one 2D copy.
@@ -107,7 +107,7 @@ public sealed class CudaCopyEngine : ICopyEngine
         if (dst.Rows == 1) dst = new RowSpan(src.RowBytes, src.RowBytes, bytes / src.RowBytes);
         if (src.RowBytes != dst.RowBytes || src.Rows != dst.Rows)
             throw new ArgumentException($"asynchronous copy between different row layouts: {Shape(source)} -> {Shape(destination)}");
-        CudaRuntime.Copy2DAsync(TensorPointers.Data(destination), dst.Pitch, TensorPointers.Data(source), src.Pitch, src.RowBytes, src.Rows, stream);
+        CudaRuntime.Copy2DAsync(ActorInfer.Model.Layers.TensorData.Pointer(destination), dst.Pitch, ActorInfer.Model.Layers.TensorData.Pointer(source), src.Pitch, src.RowBytes, src.Rows, stream);
     }
 
     private readonly record struct RowSpan(long RowBytes, long Pitch, long Rows);

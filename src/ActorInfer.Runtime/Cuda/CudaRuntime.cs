@@ -150,11 +150,3 @@ internal static partial class CudaRuntime
         return ((long)free, (long)total);
     }
 }
-
-/// <summary>The raw data pointer of a TorchSharp tensor (Storage.data_ptr throws for Half).</summary>
-internal static partial class TensorPointers
-{
-    [LibraryImport("LibTorchSharp")] private static partial IntPtr THSTensor_data(IntPtr handle);
-
-    public static IntPtr Data(TorchSharp.torch.Tensor t) => THSTensor_data(t.Handle);
-}

@@ -104,7 +104,7 @@ public sealed class MemoryTier : Tier, IDisposable
             var element = ElementSize(dtype);
             var began = Stopwatch.GetTimestamp();
             using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
-            var start = Cuda.TensorPointers.Data(flat);
+            var start = ActorInfer.Model.Layers.TensorData.Pointer(flat);
             var (skip, registered) = PageOwnedRange(start, bytes, page, element);
             var pointer = start + (nint)skip;
             HostPages.AdviseHuge(pointer, registered);
