@@ -143,13 +143,21 @@ for name, prefix in (("pressed", ""), ("compressed", "c")):
         rate = done * 32 / seconds if seconds > 0 else 0
         b = bench(prefix + gib)
         print(f"{name} phase at {gib} GiB: {done} requests in {seconds:.1f} s = {rate:.1f} token/s; bench --policy auto {b and round(b, 1)}; ratio {b and round(rate / b, 3)}")
+        try: print(f"  bench policy: {json.load(open(f'{out}/bench-{prefix + gib}.json')).get('node_planner_policy')}")
+        except Exception: pass
     lines = [json.loads(l) for l in open(f"{out}/{name}-results.jsonl") if l.strip()]
     got = {l["id"]: l.get("output_ids") for l in lines}
     complete = sum(1 for l in lines if len(l.get("output_ids") or []) == 32)
     print(f"{name}: {len(lines)} result lines, {len(got)} distinct ids, {complete} with 32 tokens, for {cn if name == 'compressed' else n} requests")
     try:
+        runs = []  # the blocks' policies in order, each with how many blocks in a row took it
         for line in open(f"{out}/{'first' if name == 'pressed' else name}.log"):
             if "budget change honoured" in line or "has not moved" in line: print("  " + line.split("] ", 2)[-1].strip())
+            if "/scheduler] block " in line and ", policy " in line:
+                policy = line.split(", policy ", 1)[1].strip()
+                if runs and runs[-1][0] == policy: runs[-1][1] += 1
+                else: runs.append([policy, 1])
+        for policy, count in runs: print(f"  {count} block(s): {policy}")
     except OSError: pass
     if name == "pressed" and os.path.exists(f"{out}/plain-results.jsonl"):
         ref = outputs("plain")
