@@ -11,7 +11,7 @@
 #               the compressed block at 12 GiB holds over 1,000 sequences); cbench: `bench --compress-cache` per budget;
 #   big:        OPT-30B on a node with 16 GiB GPU / 100 GiB CPU (a job of REQUESTS30, 192 requests; or, with BLOCKS30=N,
 #               N full blocks of the size the node planned) against bench at the same budgets.
-# STEPS picks them (default "pressed plain bench"). NODE_SETTINGS (e.g. "batch-invariant = on") goes into every node's
+# STEPS picks them (default "pressed plain bench"); HARDWARE=FILE skips measuring the profile. NODE_SETTINGS (e.g. "batch-invariant = on") goes into every node's
 # settings, BENCH_FLAGS (e.g. --batch-invariant) onto every bench. Every program a step left running (a bench past its limit) is
 # killed before the next step starts, so that no step runs beside another.
 # summary.txt: each phase's node / bench ratio, the tier bytes the node's /admin/state reported after each change, the
@@ -43,6 +43,8 @@ for name, n in (("job", int(sys.argv[2])), ("cjob", int(sys.argv[3])), ("job30",
                                 "max_tokens": 32, "temperature": 0, "ignore_eos": True, "logprobs": 1}) + "\n")
 PY
 auth=(-H 'Authorization: Bearer sk-node')
+# HARDWARE=FILE: a profile an earlier call measured on this machine, taken by every node and bench instead of measuring one.
+[ -n "${HARDWARE:-}" ] && { mkdir -p "$work/first"; cp "$HARDWARE" "$work/first/hardware.json"; }
 
 source scripts/gpu/node-lib.sh
 reap() { node_reap; }
