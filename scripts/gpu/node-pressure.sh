@@ -59,6 +59,11 @@ state() { curl -s "http://127.0.0.1:$1/v1/jobs/$2" "${auth[@]}" | python3 -c 'im
 # NAME-results.jsonl.
 run() {
   local port=$1 name=$2 budgets=($3) file=${4:-job} requests=${5:-$requests} id start phase=0 t0 n0 now n
+  # WARMUP=N: the node first serves a job of N requests (untimed), as a node that has served before.
+  if [ "${WARMUP:-0}" -gt 0 ]; then
+    id=$(head -n "$WARMUP" "$work/$file.jsonl" | sed 's/"id": "r/"id": "w/' | curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    until s=$(state "$port" "$id"); [ "$s" = completed ] || [ "$s" = failed ]; do sleep 0.2; done
+  fi
   id=$(curl -s "http://127.0.0.1:$port/v1/jobs" "${auth[@]}" --data-binary @"$work/$file.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   start=$(date +%s.%N); t0=$start; n0=0
   : > "$out/$name-phases.txt"

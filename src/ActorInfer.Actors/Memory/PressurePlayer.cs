@@ -29,8 +29,16 @@ public sealed class PressurePlayer : IDisposable
         _send = send;
     }
 
-    /// <summary>Events sent so far.</summary>
-    public int Sent { get; private set; }
+    /// <summary>Events sent so far (each one counted once it is in the memory-pressure actor's mailbox).</summary>
+    public int Sent
+    {
+        get
+        {
+            lock (_gate) return _sent;
+        }
+    }
+
+    private int _sent;
 
     /// <summary>The budget the schedule last set for a tier, if it set one.</summary>
     public long? Budget(Tier tier)
@@ -87,7 +95,7 @@ public sealed class PressurePlayer : IDisposable
         lock (_gate)
         {
             _budgets[e.Tier] = e.Budget;
-            Sent++;
+            _sent++;
             _send(e);
             Applied?.Invoke(e);
         }

@@ -16,15 +16,16 @@ namespace ActorInfer.Actors.Node;
 public sealed class LocalNode : IDisposable
 {
     private readonly ActorSystem _system;
+    private readonly IActorRef _log;
 
     private LocalNode(ActorSystem system, NodeActors actors, NodeParts parts)
     {
         _system = system;
         Actors = actors;
         Parts = parts;
-        var log = system.ActorOf(Props.Create(() => new EventLog(this)), "events");
-        actors.Scheduler.Tell(new SchedulerProtocol.Observe(log));
-        actors.Planner.Tell(new PlannerProtocol.Subscribe(log));
+        _log = system.ActorOf(Props.Create(() => new EventLog(this)), "events");
+        actors.Scheduler.Tell(new SchedulerProtocol.Observe(_log));
+        actors.Planner.Tell(new PlannerProtocol.Subscribe(_log));
     }
 
     public NodeActors Actors { get; }
@@ -95,6 +96,20 @@ public sealed class LocalNode : IDisposable
         }
         var results = done.Task.Result;
         return items.Select(i => results[i.Key]).ToArray();
+    }
+
+    /// <summary>
+    /// Waits until what was sent to the node before has gone through it: each budget change taken by the memory-pressure
+    /// actor, planned by the planner, taken by the scheduler (honoured at once where no block runs) and recorded here.
+    /// The budget changes run on the actors' dispatcher, which on a loaded machine lags the tensor thread by hundreds of
+    /// decoding steps: a job can finish with changes still on their way, and their records would come after it.
+    /// </summary>
+    public void Settle(TimeSpan timeout)
+    {
+        // Each actor takes its mail in order, Identify among it: its answer comes after everything sent to the actor
+        // before, and what the actor sent on for it is in the next one's mailbox by then.
+        foreach (var actor in new[] { Actors.Memory, Actors.Planner, Actors.Scheduler, _log })
+            actor.Ask<ActorIdentity>(new Identify(null), timeout).Wait();
     }
 
     private sealed class Collector : ReceiveActor

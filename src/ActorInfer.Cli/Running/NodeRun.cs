@@ -124,6 +124,14 @@ public sealed class NodeRun : IDisposable
     public string Summary()
     {
         var node = Node;
+        // Budget changes sent during the job may still be on their way through the actors: each is honoured (and its
+        // record kept) before it is counted. A change still on its way may send the schedule's next one.
+        int sent;
+        do
+        {
+            sent = _player?.Sent ?? 0;
+            node.Settle(TimeSpan.FromSeconds(30));
+        } while ((_player?.Sent ?? 0) != sent);
         // The budget changes' honours (the planner's own re-plans for a new workload say no planning time and are not changes).
         var honoured = node.Honoured.Where(h => h.Planning is not null).ToArray();
         var times = honoured.Select(h => h.Elapsed.TotalMilliseconds).Order().ToArray();
