@@ -33,6 +33,9 @@ public sealed class ConfigurationSpecs
         Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Efficient, Load("actorinfer.decode-attention = efficient").DecodeAttention);
         Assert.False(s.BatchInvariant);
         Assert.True(Load("actorinfer.batch-invariant = on").BatchInvariant);
+        Assert.Equal(new WarmUpSettings(0, 512, 8), s.WarmUp);
+        Assert.Equal(new WarmUpSettings(64, 300, 4),
+            Load("actorinfer.warm-up { requests = 64, prompt-length = 300, generation-length = 4 }").WarmUp);
         Assert.Equal(new PersistenceSettings(PersistenceProvider.Sqlite, "persistence/journal.db", "persistence/snapshots.db", "", "public", 500),
             s.Persistence);
         Assert.Equal(Path.Combine(Root, "data", "persistence", "journal.db"), s.SqliteJournalPath);
@@ -107,6 +110,9 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.device = tpu", "actorinfer.device")]
     [InlineData("actorinfer.decode-attention = fastest", "actorinfer.decode-attention")]
     [InlineData("actorinfer.batch-invariant = sometimes", "actorinfer.batch-invariant")]
+    [InlineData("actorinfer.warm-up.requests = -1", "actorinfer.warm-up.requests")]
+    [InlineData("actorinfer.warm-up.prompt-length = 0", "actorinfer.warm-up.prompt-length")]
+    [InlineData("actorinfer.warm-up.generation-length = many", "actorinfer.warm-up.generation-length")]
     [InlineData("actorinfer.persistence.provider = mongodb", "actorinfer.persistence.provider")]
     [InlineData("actorinfer.persistence.provider = postgresql", "actorinfer.persistence.postgresql.connection-string")]
     [InlineData("actorinfer.arbiter.lower-priority-nice = 20", "actorinfer.arbiter.lower-priority-nice")]

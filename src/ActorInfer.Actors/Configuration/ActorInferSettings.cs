@@ -196,6 +196,9 @@ public sealed record ActorInferSettings(
     /// <summary>Whether a sequence's tokens depend on its own request alone (`actorinfer.batch-invariant`, as `--batch-invariant`).</summary>
     public bool BatchInvariant { get; init; }
 
+    /// <summary>The synthetic job each model runs before the node serves (`actorinfer.warm-up`).</summary>
+    public WarmUpSettings WarmUp { get; init; } = WarmUpSettings.Off;
+
     /// <summary>Whether the node serves several models, each with its own runtime, planner and scheduler, under one arbiter.</summary>
     public bool ServesSeveralModels => Models.Count > 0;
 
@@ -216,4 +219,13 @@ public sealed record ActorInferSettings(
     public string ControlDir => Path.Combine(DataDir, "control");
     public string SqliteJournalPath => Path.GetFullPath(Persistence.SqliteJournalFile, DataDir);
     public string SqliteSnapshotPath => Path.GetFullPath(Persistence.SqliteSnapshotFile, DataDir);
+}
+
+/// <summary>
+/// The synthetic job a model runs before its node serves: <paramref name="Requests"/> greedy requests of random token ids,
+/// each a prompt of <paramref name="PromptLength"/> tokens and <paramref name="GenerationLength"/> new ones (0 requests: none).
+/// </summary>
+public sealed record WarmUpSettings(int Requests, int PromptLength, int GenerationLength)
+{
+    public static readonly WarmUpSettings Off = new(0, 512, 8);
 }

@@ -77,6 +77,7 @@ public sealed partial class ActorInferNode
                 new ArbiterProtocol.Settings(computeTier, settings.Arbiter.PollInterval, settings.Arbiter.ChangeThreshold, settings.Arbiter.ReleaseAfter,
                     settings.Arbiter.ReserveSequences), memory, tenants), "arbiter");
             var router = system.ActorOf(ModelRouterProtocol.Props(served.Select(s => KeyValuePair.Create(s.Name, s.Scheduler)).ToArray()), "scheduler");
+            for (var i = 0; i < served.Count; i++) WarmUp.Run(system, served[i].Scheduler, served[i].Name, settings.WarmUp, loaded[i].Factory.Config);
             var jobs = system.ActorOf(JobProtocol.Props("actorinfer-jobs", router, settings.ResultsDir, settings.Persistence.SnapshotEvery,
                 JobProtocol.Retention.Of(settings.Jobs.Retention)), "jobs");
             var control = system.ActorOf(ControlProtocol.Props(ControlProtocol.Settings.From(settings), jobs, memory, loaded[0].Factory), "control");

@@ -167,6 +167,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             var computeTier = parts.ComputeTier;
             var (memory, planner, scheduler) = (actors.Memory, actors.Planner, actors.Scheduler);
             var largest = LargestBlock(placement, settings);
+            WarmUp.Run(system, scheduler, settings.ServedModels[0].Name, settings.WarmUp, model.Factory.Config);
             if (!settings.Roles.Gateway)
             {
                 system.ActorOf(WorkerProtocol.EndpointProps(scheduler, 2 * settings.Scheduler.MaxGpuBatchSize * settings.Scheduler.MaxGpuBatches,

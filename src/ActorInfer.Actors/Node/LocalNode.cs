@@ -78,25 +78,8 @@ public sealed class LocalNode : IDisposable
     /// <paramref name="finished"/> hears each block's results as they come.
     /// </summary>
     public IReadOnlyList<string> Run(IReadOnlyList<SchedulerProtocol.WorkItem> items, TimeSpan timeout,
-        Action<IReadOnlyList<SchedulerProtocol.FinishedItem>>? finished = null)
-    {
-        // A collector actor completes a task when every result is in: the caller's thread sleeps on the task
-        // instead of polling a mailbox beside the tensor thread.
-        var done = new TaskCompletionSource<Dictionary<string, string>>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var collector = _system.ActorOf(Props.Create(() => new Collector(items.Count, done, finished)));
-        Actors.Scheduler.Tell(new SchedulerProtocol.Enqueue(items), collector);
-        try
-        {
-            if (!done.Task.Wait(timeout))
-                throw new TimeoutException($"requests unfinished after {timeout}");
-        }
-        finally
-        {
-            _system.Stop(collector);
-        }
-        var results = done.Task.Result;
-        return items.Select(i => results[i.Key]).ToArray();
-    }
+        Action<IReadOnlyList<SchedulerProtocol.FinishedItem>>? finished = null) =>
+        ScheduledWork.Run(_system, Actors.Scheduler, items, timeout, finished);
 
     /// <summary>
     /// Waits until what was sent to the node before has gone through it: each budget change taken by the memory-pressure
@@ -110,22 +93,6 @@ public sealed class LocalNode : IDisposable
         // before, and what the actor sent on for it is in the next one's mailbox by then.
         foreach (var actor in new[] { Actors.Memory, Actors.Planner, Actors.Scheduler, _log })
             actor.Ask<ActorIdentity>(new Identify(null), timeout).Wait();
-    }
-
-    private sealed class Collector : ReceiveActor
-    {
-        public Collector(int expected, TaskCompletionSource<Dictionary<string, string>> done, Action<IReadOnlyList<SchedulerProtocol.FinishedItem>>? finished)
-        {
-            var results = new Dictionary<string, string>();
-            Receive<SchedulerProtocol.Finished>(m =>
-            {
-                foreach (var r in m.Results) results[r.Key] = r.ResultLine;
-                finished?.Invoke(m.Results);
-                if (results.Count >= expected) done.TrySetResult(results);
-            });
-            // A one-shot run has nothing to resume after a crash: the scheduler's queue holds the requeued work.
-            Receive<SchedulerProtocol.Checkpointed>(_ => { });
-        }
     }
 
     private sealed class EventLog : ReceiveActor
