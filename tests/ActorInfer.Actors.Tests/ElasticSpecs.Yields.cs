@@ -13,22 +13,23 @@ using TokenStep = ActorInfer.Runtime.Schedule.TokenStep;
 namespace ActorInfer.Actors.Tests;
 
 /// <summary>
-/// Work in progress that stops for a budget change on its way: a decoding layer of a one-batch step, a step's end
+/// Work in progress that stops for a budget change on its way: a decoder layer of a one-batch step, a step's end
 /// between two batches' output heads, and a step's start; the change then applies there, and no output changes.
 /// </summary>
 public sealed partial class ElasticSpecs
 {
     /// <summary>
-    /// With a change always on its way (the signal raised, no change sent), every decoding layer of the one-batch blocks
-    /// stops once at a yield point, is sent again by the scheduler without leave to stop, and runs to its end: the
+    /// With a change always on its way (the signal raised, no change sent), every decoder layer of the one-batch blocks
+    /// (prefill and decoding) stops once at a yield point, is sent again by the scheduler without leave to stop, and runs to its end: the
     /// requests finish unchanged, and the layers stopped exactly once per decoding step and layer.
     /// </summary>
     [Fact]
     public void Layers_stopped_for_a_change_run_again_and_no_output_changes()
     {
-        // Two blocks: requests 0 and 1 (6 and 7 tokens: 6 decoding steps), 2 and 3 (8 and 9 tokens: 8 steps); each step's
-        // end (the prefill's too) also stops once before the next step starts.
-        Assert.Equal((6 + 8) * Config.NumHiddenLayers + (1 + 6) + (1 + 8), StopsWithAChangeAlwaysOnItsWay(new BlockPolicy(2, 1, "one batch"), 4));
+        // Two blocks: requests 0 and 1 (6 and 7 tokens: a prefill and 6 decoding steps), 2 and 3 (8 and 9 tokens: a prefill
+        // and 8 steps), their caches on the device, so the prefill's layers stop as the decoding steps' do; each step's end
+        // (the prefill's too) also stops once before the next step starts.
+        Assert.Equal((1 + 6 + 1 + 8) * Config.NumHiddenLayers + (1 + 6) + (1 + 8), StopsWithAChangeAlwaysOnItsWay(new BlockPolicy(2, 1, "one batch"), 4));
     }
 
     /// <summary>

@@ -7,8 +7,9 @@ using static TorchSharp.torch;
 namespace ActorInfer.Runtime.Tests;
 
 /// <summary>
-/// A decoding layer stops at a yield point while a budget change is on its way (<see cref="ChangeSignal"/>), keeps
-/// nothing, and runs again from its start: with weights re-placed in between or not, the tokens are unchanged.
+/// A decoder layer (decoding, or a prefill into a device cache) stops at a yield point while a budget change is on its
+/// way (<see cref="ChangeSignal"/>), keeps nothing, and runs again from its start: with weights re-placed in between or
+/// not, the tokens are unchanged.
 /// </summary>
 public sealed class LayerYieldTests
 {
@@ -18,7 +19,7 @@ public sealed class LayerYieldTests
     [InlineData(false, 100)]
     [InlineData(false, 50)]
     [InlineData(true, 100)]
-    public void A_decoding_layer_stops_for_a_change_and_runs_again_with_the_same_tokens(bool replaceWhileStopped, int weightsOnDevice)
+    public void A_decoder_layer_stops_for_a_change_and_runs_again_with_the_same_tokens(bool replaceWhileStopped, int weightsOnDevice)
     {
         var config = TestConfigs.PreLn;
         using var source = new RandomWeights(config, seed: 11);
@@ -36,10 +37,8 @@ public sealed class LayerYieldTests
             {
                 Assert.Equal(1, block.BatchCount);
                 engine.Changes.Sent();
-                // A prefill does not stop: its layers write the whole prompt's cache.
-                block.Begin(new TokenStep(0), [0]);
-                for (var layer = 0; layer < block.ScheduleLayers; layer++) Assert.True(block.Run(layer, 0, mayYield: true));
-                for (var step = 1; actual.Any(s => !s.IsFinished); step++)
+                // A prefill into a device cache stops as well: writing the whole prompt's keys and values again writes the same.
+                for (var step = 0; actual.Any(s => !s.IsFinished); step++)
                 {
                     block.Begin(new TokenStep(step), [0]);
                     for (var layer = 0; layer < block.ScheduleLayers; layer++)
@@ -64,7 +63,35 @@ public sealed class LayerYieldTests
             }
             Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
             Assert.Equal(decoderRuns, engine.Changes.Yields);
-            Assert.Equal((maxTokens - 1) * config.NumHiddenLayers, decoderRuns);
+            Assert.Equal(maxTokens * config.NumHiddenLayers, decoderRuns);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>A cache whose home is the CPU is stored from the prefill and attended from a copy: no layer stops for a change.</summary>
+    [Fact]
+    public void No_layer_stops_when_the_cache_lives_on_the_cpu()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 11);
+        var expected = Harness.Reference(config, source, 3);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(3, 1, Gpu, TierFractions.FromPercent(0, 100), Gpu) { CpuAttention = false },
+                   tiers, copies, ScalarType.Float32))
+        {
+            var actual = Harness.Sequences(config, 3);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                engine.Changes.Sent();
+                for (var step = 0; actual.Any(s => !s.IsFinished); step++)
+                {
+                    block.Begin(new TokenStep(step), [0]);
+                    for (var layer = 0; layer < block.ScheduleLayers; layer++) Assert.True(block.Run(layer, 0, mayYield: true));
+                }
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(0, engine.Changes.Yields);
         }
         Harness.AssertAllFreed(tiers);
     }

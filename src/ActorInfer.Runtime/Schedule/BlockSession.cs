@@ -86,9 +86,10 @@ public sealed class BlockSession : IDisposable
 
     /// <summary>Runs the next position, which must be (<paramref name="scheduleLayer"/>, <paramref name="batch"/>).</summary>
     /// <param name="mayYield">
-    /// A decoding layer of a one-batch step whose cache is attended in place on the device may stop at a yield point while
-    /// a budget change is on its way (<see cref="OffloadRuntime.Changes"/>): nothing of it is kept (writing this step's
-    /// keys and values again writes the same), the cursor stays, and the position is at a layer boundary for the change.
+    /// A decoder layer of a one-batch step whose cache lives on the device, written and attended in place, may stop at a
+    /// yield point while a budget change is on its way (<see cref="OffloadRuntime.Changes"/>): nothing of it is kept
+    /// (writing this step's keys and values again, a prefill's for the whole prompt, writes the same), the cursor stays,
+    /// and the position is at a layer boundary for the change.
     /// </param>
     /// <returns>False when it stopped at a yield point: run the same position again.</returns>
     public bool Run(int scheduleLayer, int batch, bool mayYield = false)

@@ -279,11 +279,15 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             case ScheduleLayerKind.Decoder:
             {
                 var dw = w.Decoder(architecture, engine.DType);
-                // A decoding layer that reads and writes nothing but its batch's device cache in place (and its own
-                // outputs) can stop and run again from its start: its only write, this step's keys and values, writes
-                // the same again. With one batch in the step nothing of the next position has been prepared either.
-                var yields = mayYield && !step.IsPrefill && _active.Count == 1 && inputs.AttentionSite == TierKind.Device &&
-                             inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, batch.Cache[layer.DecoderLayer].Memory);
+                // A layer that reads and writes nothing but its batch's device cache in place (and its own outputs) can
+                // stop and run again from its start: its only write, the step's keys and values (a prefill's: the whole
+                // prompt's), writes the same again. With one batch in the step nothing of the next position has been
+                // prepared either.
+                var home = batch.Cache[layer.DecoderLayer];
+                var inPlace = step.IsPrefill
+                    ? home.Tier == TierKind.Device && home.Memory is not null
+                    : inputs.AttentionSite == TierKind.Device && inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, home.Memory);
+                var yields = mayYield && _active.Count == 1 && inPlace;
                 var yieldTo = yields ? engine.Changes : null;
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
                 Tensor attended;
