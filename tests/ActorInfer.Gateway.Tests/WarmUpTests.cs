@@ -37,4 +37,30 @@ public sealed class WarmUpTests
         Assert.Equal(0, warm.Jobs);
         Assert.Equal(cold.Completion, warm.Completion);
     }
+
+    /// <summary>
+    /// A warm-up the budgets leave no room for fails once the scheduler's wait for memory ends, and the node starts all the
+    /// same: unwarmed, nothing decoded.
+    /// </summary>
+    [Fact]
+    public async Task A_warm_up_that_cannot_run_fails_after_the_wait_for_memory_and_the_node_starts_unwarmed()
+    {
+        var dir = GatewayFixture.TempDir();
+        var config = Path.Combine(dir, "node.conf");
+        File.WriteAllText(config, """
+            actorinfer {
+              model = "models/opt-tiny"
+              memory { telemetry-interval = 1h, cpu-budget = "64KiB" }
+              scheduler.max-wait-for-memory = 1s
+              warm-up { requests = 2, prompt-length = 12, generation-length = 4 }
+            }
+            """);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        await using var node = await StartedNode.Start(config, Path.Combine(dir, "data"));
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(60), $"the node took {started.Elapsed} to start");
+        using var client = node.Client();
+        var state = await GatewayFixture.ReadJson(await client.GetAsync("/admin/state"));
+        Assert.Equal(0, state.GetProperty("queue").GetProperty("decoding_steps").GetInt64());
+        Assert.Equal(0, state.GetProperty("queue").GetProperty("scheduler").GetInt32());
+    }
 }
