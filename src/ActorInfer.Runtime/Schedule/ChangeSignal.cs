@@ -3,9 +3,9 @@ namespace ActorInfer.Runtime.Schedule;
 /// <summary>
 /// Budget changes on their way to the scheduler, as the tensor thread's work in progress sees them. The sender raises it
 /// after handing the change to the scheduler's mailbox (<see cref="Sent"/>), the scheduler lowers it as it takes the
-/// change (<see cref="Received"/>). While it is raised, a decoder layer of a one-batch step (decoding, or a prefill into a device
-/// cache) stops at its next yield point, nothing of it kept (<see cref="BlockSession.Run"/>), so that the change applies without waiting for the layer;
-/// the layer is then run again from its start. Thread-safe.
+/// change (<see cref="Received"/>). While it is raised, a decoder layer of a one-batch step (decoding, or a prefill into
+/// a device cache) stops at its next yield point, nothing of it kept (<see cref="BlockSession.Run"/>), so that the change
+/// applies without waiting for the layer; the layer is then run again from its start. Thread-safe.
 /// </summary>
 public sealed class ChangeSignal
 {
