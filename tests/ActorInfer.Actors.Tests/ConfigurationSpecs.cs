@@ -25,6 +25,10 @@ public sealed class ConfigurationSpecs
         Assert.Equal(0, s.WeightsSeed);
         Assert.Equal(0, s.RequestSeed);
         Assert.Equal(new MemorySettings(null, null, null, TimeSpan.FromSeconds(2), 64L << 20), s.Memory);
+        Assert.False(s.Memory.PinCpuBudget);
+        Assert.True(Load("actorinfer.memory { cpu-budget = 1GiB, pin-cpu-budget = on }").Memory.PinCpuBudget);
+        Assert.Contains("cpu-budget in bytes",
+            Assert.Throws<SettingsException>(() => Load("actorinfer.memory.pin-cpu-budget = on")).Message);
         Assert.Equal(new SchedulerSettings(8, 4, TimeSpan.FromMinutes(10)), s.Scheduler);
         Assert.Equal(new ControlSettings(TimeSpan.FromMilliseconds(200)), s.Control);
         Assert.Equal(new JobSettings(TimeSpan.FromHours(24)), s.Jobs);

@@ -12,7 +12,14 @@ public sealed record MemorySettings(
     long? CpuBudget,
     long? DiskBudget,
     TimeSpan TelemetryInterval,
-    long TelemetryChangeThreshold);
+    long TelemetryChangeThreshold)
+{
+    /// <summary>
+    /// Make the CPU budget's memory at start (touched and, on a GPU node, page-locked) and carve the CPU tier's large
+    /// buffers from it, instead of making each when a block first asks for it (see reference.conf's `pin-cpu-budget`).
+    /// </summary>
+    public bool PinCpuBudget { get; init; }
+}
 
 public sealed record SchedulerSettings(int MaxGpuBatchSize, int MaxGpuBatches, TimeSpan MaxWaitForMemory);
 

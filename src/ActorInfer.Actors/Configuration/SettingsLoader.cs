@@ -92,7 +92,11 @@ public static class SettingsLoader
             r.Budget("actorinfer.memory.cpu-budget"),
             r.Budget("actorinfer.memory.disk-budget"),
             r.Duration("actorinfer.memory.telemetry-interval"),
-            r.Bytes("actorinfer.memory.telemetry-change-threshold"));
+            r.Bytes("actorinfer.memory.telemetry-change-threshold")) { PinCpuBudget = r.Bool("actorinfer.memory.pin-cpu-budget") };
+        if (memory.PinCpuBudget && memory.CpuBudget is null)
+            throw new SettingsException("actorinfer.memory.pin-cpu-budget", "needs a cpu-budget in bytes (\"auto\" would pin the host's available memory)");
+        if (memory.PinCpuBudget && models.Count > 0)
+            throw new SettingsException("actorinfer.memory.pin-cpu-budget", "is for a node of one model: each of several models would make the whole CPU budget");
         var scheduler = new SchedulerSettings(
             r.PositiveInt("actorinfer.scheduler.max-gpu-batch-size"),
             r.PositiveInt("actorinfer.scheduler.max-gpu-batches"),

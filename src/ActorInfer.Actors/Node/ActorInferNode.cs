@@ -162,6 +162,8 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             ClusterMembership.Join(system, settings);
             if (model is null) return StartGateway(settings, factory, system, journal);
             var log = Logging.GetLogger(system, "planner");
+            if (model.PinnedAtStart is { } pinned)
+                log.Info("CPU tier: {0} made at start (pin-cpu-budget) in {1:F2} s", Planning.ByteSize.Format(pinned.Bytes), pinned.Seconds);
             var (parts, placement) = Parts(settings, model, probe, line => log.Info(line));
             var actors = NodeActors.Start(system, parts);
             var computeTier = parts.ComputeTier;

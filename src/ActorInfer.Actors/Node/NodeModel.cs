@@ -45,6 +45,9 @@ public sealed class NodeModel : IDisposable
     /// <summary>On a GPU node, the device's memory; 0 on the CPU.</summary>
     public long DeviceTotalBytes { get; private init; }
 
+    /// <summary>The CPU budget's memory made at start (<c>memory.pin-cpu-budget</c>) and the seconds it took; null without.</summary>
+    public (long Bytes, double Seconds)? PinnedAtStart { get; private init; }
+
     /// <summary>
     /// The node's planner: the full policy search for each workload bucket and set of budgets, corrected to this
     /// runtime's placement, within the scheduler's geometry bounds.
@@ -120,6 +123,10 @@ public sealed class NodeModel : IDisposable
         // device; the scheduler picks each block's geometry from the memory budgets.
         var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
         var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
+        // The CPU budget's memory made now, before the weights, where the setting asks (a budget in bytes: checked when read).
+        var pinned = settings.Memory.PinCpuBudget
+            ? (Bytes: settings.Memory.CpuBudget!.Value, Seconds: tiers.Cpu.PinAtStart(settings.Memory.CpuBudget!.Value, dtype))
+            : ((long Bytes, double Seconds)?)null;
         // What the device holds before the model: a GPU budget bounds what the device reports, this included.
         var (deviceFree, deviceTotal) = settings.IsCuda ? deviceBefore ?? ActorInfer.Runtime.Tiers.MachineMemory.Device() : (0L, 0L);
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();
@@ -136,7 +143,7 @@ public sealed class NodeModel : IDisposable
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {
-                DeviceContextBytes = deviceTotal - deviceFree, DeviceTotalBytes = deviceTotal,
+                DeviceContextBytes = deviceTotal - deviceFree, DeviceTotalBytes = deviceTotal, PinnedAtStart = pinned,
             };
         }
         catch

@@ -90,39 +90,9 @@ public sealed class MemoryTier : Tier, IDisposable
     {
         // A normal tensor even when compute in inference mode asks: the buffer may be reused, and written in place, outside it.
         using var normal = inference_mode(false);
-        if (Pinned && bytes >= RegisterInPlaceBytes)
-        {
-            // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
-            // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
-            // The registered range must be whole pages of this buffer alone: the C library may serve a large
-            // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
-            // page with one already registered. So the buffer is allocated two pages longer and starts at the
-            // first page boundary inside it (the two pages are not counted against the budget).
-            // Untouched until the kernel is asked for huge pages over it; then zeroed on the intra-op threads (the
-            // first touch, in parallel) before the driver pins it.
-            var page = Environment.SystemPageSize;
-            var element = ElementSize(dtype);
-            var began = Stopwatch.GetTimestamp();
-            using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
-            var start = ActorInfer.Model.Layers.TensorData.Pointer(flat);
-            var (skip, registered) = PageOwnedRange(start, bytes, page, element);
-            var pointer = start + (nint)skip;
-            HostPages.AdviseHuge(pointer, registered);
-            var big = flat.narrow(0, skip / element, bytes / element).view(shape);
-            big.DetachFromDisposeScope();
-            big.zero_();
-            var touched = Stopwatch.GetTimestamp();
-            try
-            {
-                Cuda.CudaRuntime.HostRegister(pointer, registered);
-            }
-            catch
-            {
-                big.Dispose();
-                throw;
-            }
-            return new Made(big, () => Cuda.CudaRuntime.HostUnregister(pointer), touched - began, Stopwatch.GetTimestamp() - touched);
-        }
+        if (bytes >= RegisterInPlaceBytes && _arena is { } arena && arena.DType == dtype && arena.Carve(shape) is { } carved)
+            return new Made(carved.Tensor, carved.GiveBack, 0, 0);
+        if (Pinned && bytes >= RegisterInPlaceBytes) return MakeLarge(shape, dtype, bytes);
         var tensor = zeros(shape, dtype: dtype, device: Device);
         if (Pinned)
         {
@@ -132,6 +102,51 @@ public sealed class MemoryTier : Tier, IDisposable
         }
         tensor.DetachFromDisposeScope();
         return new Made(tensor, null, 0, 0);
+    }
+
+    /// <summary>
+    /// A zeroed buffer of this shape, page-locked in place where the tier is pinned (else plain zeroed memory), and what
+    /// frees it beside disposing it.
+    /// </summary>
+    private Made MakeLarge(long[] shape, ScalarType dtype, long bytes)
+    {
+        using var normal = inference_mode(false);
+        if (!Pinned)
+        {
+            var plain = zeros(shape, dtype: dtype, device: Device);
+            plain.DetachFromDisposeScope();
+            return new Made(plain, null, 0, 0);
+        }
+        // Large buffers are page-locked in place: pin_memory() would copy them into the caching host
+        // allocator, which rounds each block up to a power of two (a 374 MB cache slice takes 512 MB).
+        // The registered range must be whole pages of this buffer alone: the C library may serve a large
+        // request from its heap, beside another registered buffer, and CUDA refuses a range that shares a
+        // page with one already registered. So the buffer is allocated two pages longer and starts at the
+        // first page boundary inside it (the two pages are not counted against the budget).
+        // Untouched until the kernel is asked for huge pages over it; then zeroed on the intra-op threads (the
+        // first touch, in parallel) before the driver pins it.
+        var page = Environment.SystemPageSize;
+        var element = ElementSize(dtype);
+        var began = Stopwatch.GetTimestamp();
+        using var flat = empty(bytes / element + 2L * page / element, dtype: dtype, device: Device);
+        var start = ActorInfer.Model.Layers.TensorData.Pointer(flat);
+        var (skip, registered) = PageOwnedRange(start, bytes, page, element);
+        var pointer = start + (nint)skip;
+        HostPages.AdviseHuge(pointer, registered);
+        var big = flat.narrow(0, skip / element, bytes / element).view(shape);
+        big.DetachFromDisposeScope();
+        big.zero_();
+        var touched = Stopwatch.GetTimestamp();
+        try
+        {
+            Cuda.CudaRuntime.HostRegister(pointer, registered);
+        }
+        catch
+        {
+            big.Dispose();
+            throw;
+        }
+        return new Made(big, () => Cuda.CudaRuntime.HostUnregister(pointer), touched - began, Stopwatch.GetTimestamp() - touched);
     }
 
     /// <summary>
@@ -151,6 +166,33 @@ public sealed class MemoryTier : Tier, IDisposable
 
     // Freed large buffers of the CPU tier, kept for the next lease of the same shape, and those prepared for the next block.
     private readonly HostBufferPool _pool;
+
+    // The CPU tier's memory made once (PinAtStart), from which its large buffers of the arena's type are carved.
+    private PinnedArena? _arena;
+
+    /// <summary>Bytes of the block made by <see cref="PinAtStart"/> (0 without one).</summary>
+    public long ArenaBytes => _arena?.Bytes ?? 0;
+
+    /// <summary>
+    /// Makes <paramref name="bytes"/> of this CPU tier's memory at once (touched and, on CUDA, page-locked), for its large
+    /// buffers of <paramref name="dtype"/> to be carved from instead of each being made when a block first asks for it;
+    /// what does not fit there, or is of another type, is made as before. The memory stays the process's until the tier
+    /// is disposed, whatever the budget does later (the budget still bounds what leases hold).
+    /// </summary>
+    /// <returns>The seconds it took.</returns>
+    public double PinAtStart(long bytes, ScalarType dtype)
+    {
+        if (Kind != TierKind.Cpu || Device.type != TorchSharp.DeviceType.CPU)
+            throw new InvalidOperationException($"only the CPU tier makes its memory at start (this is the {Kind} tier on {Device})");
+        if (_arena is not null) throw new InvalidOperationException("the CPU tier's memory was made at start already");
+        var element = ElementSize(dtype);
+        var elements = bytes / PinnedArena.AlignmentBytes * PinnedArena.AlignmentBytes / element;
+        if (elements <= 0) throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"less than the {PinnedArena.AlignmentBytes} bytes of one range");
+        var began = Stopwatch.GetTimestamp();
+        var made = MakeLarge([elements], dtype, elements * element);
+        _arena = new PinnedArena(made.Tensor, made.Free);
+        return Stopwatch.GetElapsedTime(began).TotalSeconds;
+    }
 
     /// <summary>Bytes of buffers the tier keeps ready for reuse (not held by any lease).</summary>
     public long KeptBytes => _pool.KeptBytes;
@@ -190,7 +232,11 @@ public sealed class MemoryTier : Tier, IDisposable
     protected override void OnBudgetChanged() => _pool.FreeUntilFits(0);
 
     /// <summary>Stops the preparing worker and frees the kept buffers; what leases hold is theirs to free.</summary>
-    public void Dispose() => _pool.Dispose();
+    public void Dispose()
+    {
+        _pool.Dispose();
+        _arena?.Dispose();
+    }
 
     /// <summary>Takes ownership of a tensor that compute produced on this tier's device, holding its bytes.</summary>
     public TensorLease Adopt(Tensor tensor, string what)
