@@ -109,14 +109,15 @@ with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA, to
     x = x0
     for w in layers: x = layer(x, w, named=True)
     torch.cuda.synchronize()
+names = ("layer_norm_1", "qkv", "cache_write", "scores", "mask", "softmax", "context", "out", "layer_norm_2", "fc1_relu", "fc2")
 per_op = {}
-kernels = 0.0
 for e in prof.key_averages():
     # A record_function's own row holds the device time of the kernels launched under it.
     dev_us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-    if e.key in ("layer_norm_1", "qkv", "cache_write", "scores", "mask", "softmax", "context", "out", "layer_norm_2", "fc1_relu", "fc2"):
+    if e.key in names:
         per_op[e.key] = dev_us / 1000 / a.layers
-kernel_rows = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+# The record_function spans show on the device too (as annotations): only the kernels themselves are summed.
+kernel_rows = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA and e.key not in names]
 kernels = sum(e.self_device_time_total if hasattr(e, "self_device_time_total") else e.self_cuda_time_total for e in kernel_rows) / 1000
 
 # The whole step captured as one graph.
