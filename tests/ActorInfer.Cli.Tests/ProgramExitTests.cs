@@ -124,6 +124,18 @@ public sealed class ProgramExitTests
         { "a node's file and a placement flag", ["generate", "--config", "hocon/single-node.conf", "--gpu-mem", "1GiB", "--input", "examples/prompts.jsonl", "--output", "out.jsonl"], "--gpu-mem" },
     };
 
+    [Fact]
+    public void A_node_asked_to_pin_more_cpu_memory_than_the_host_has_refuses_to_start()
+    {
+        var dir = TestPaths.TempDir();
+        var conf = Path.Combine(dir, "pinned.conf");
+        File.WriteAllText(conf, "actorinfer { memory { cpu-budget = \"1000TiB\", pin-cpu-budget = on } }\n");
+        var run = NodeProcess.Run(Limit, "node", "--config", conf, "--model", Model, "--data-dir", Path.Combine(dir, "data"), "--port", "0", "--api-key", "k");
+        var all = string.Join("\n", run.Output);
+        Assert.True(run.ExitCode != 0, $"exit 0\n{all}");
+        Assert.Contains("pin-cpu-budget: the cpu-budget", run.Output.Single(l => l.StartsWith("stderr: error:", StringComparison.Ordinal)));
+    }
+
     [Theory]
     [MemberData(nameof(Failures))]
     public void A_failure_exits_non_zero_with_one_error_line(string what, string[] args, string named)

@@ -123,7 +123,12 @@ public sealed class NodeModel : IDisposable
         // device; the scheduler picks each block's geometry from the memory budgets.
         var policy = new Planning.Policy(1, 1, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu, Planning.TierFractions.AllGpu);
         var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
-        // The CPU budget's memory made now, before the weights, where the setting asks (a budget in bytes: checked when read).
+        // The CPU budget's memory made now, before the weights, where the setting asks (a budget in bytes: checked when read),
+        // and where the host has it: a budget past the host's available memory would be paged out or killed, not pinned.
+        if (settings.Memory.PinCpuBudget && settings.Memory.CpuBudget!.Value > ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable())
+            throw new SettingsException("actorinfer.memory.pin-cpu-budget",
+                $"the cpu-budget ({Planning.ByteSize.Format(settings.Memory.CpuBudget!.Value)}) is more than the host's available memory " +
+                $"({Planning.ByteSize.Format(ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable())}): lower it or turn pin-cpu-budget off");
         var pinned = settings.Memory.PinCpuBudget
             ? (Bytes: settings.Memory.CpuBudget!.Value, Seconds: tiers.Cpu.PinAtStart(settings.Memory.CpuBudget!.Value, dtype))
             : ((long Bytes, double Seconds)?)null;
