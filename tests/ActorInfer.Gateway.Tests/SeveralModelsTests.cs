@@ -172,16 +172,18 @@ public sealed class SeveralModelsTests
         foreach (var m in node.Node.Models) m.Scheduler.Tell(new Actors.Scheduling.SchedulerProtocol.Observe(observer));
         using var client = node.Client();
         var line = "{\"prompt\": [5, 6, 7, 8], \"max_tokens\": 6, \"temperature\": 0}\n";
-        var jobs = new List<string>();
-        foreach (var model in new[] { "batch", "chat" })
-            jobs.Add((await GatewayFixture.ReadJson(await client.PostAsync($"/v1/jobs?model={model}",
-                new StringContent(string.Concat(Enumerable.Repeat(line, 200)))))).GetProperty("id").GetString()!);
+        // Both jobs posted at once, so that neither model drains its queue before the other's job is accepted (posted one
+        // after the other on a loaded machine, the first one's blocks all ran before the second POST was read).
+        const int lines = 400;
+        var jobs = await Task.WhenAll(new[] { "batch", "chat" }.Select(async model =>
+            (await GatewayFixture.ReadJson(await client.PostAsync($"/v1/jobs?model={model}",
+                new StringContent(string.Concat(Enumerable.Repeat(line, lines)))))).GetProperty("id").GetString()!));
         foreach (var job in jobs)
         {
             var done = await GatewayFixture.Poll(async () => await GatewayFixture.ReadJson(await client.GetAsync($"/v1/jobs/{job}")),
                 j => j.GetProperty("state").GetString() is "completed" or "failed", TimeSpan.FromMinutes(2));
             Assert.Equal("completed", done.GetProperty("state").GetString());
-            Assert.Equal(200, done.GetProperty("counts").GetProperty("completed").GetInt32());
+            Assert.Equal(lines, done.GetProperty("counts").GetProperty("completed").GetInt32());
         }
         // The observers hear each scheduler's events in order; across the two, a block starts only once the other's ended.
         await Task.Delay(200);
