@@ -346,13 +346,8 @@ internal sealed class JobActor : ReceivePersistentActor, IWithTimers
                 Checkpoints.Any(c => c is not null) ? (JobEvents.SequenceCheckpoint?[])Checkpoints.Clone() : null, FinishedAt);
 
         public JobStatus Status() =>
-            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && IsErrorLine(l)),
+            new(Id, true, Lines.Length, Done, Tenant, Priority, Cancelled, Lines.Count(l => l is not null && CompletionJson.IsErrorLine(l)),
                 Checkpoints.Count(c => c is not null));
 
-        /// <summary>
-        /// Error lines (CompletionJson.ErrorLine) have a top-level "error" object; inside JSON strings quotes are
-        /// escaped, so the unescaped sequence can only be that key.
-        /// </summary>
-        private static bool IsErrorLine(string line) => line.Contains(",\"error\":{", StringComparison.Ordinal);
     }
 }

@@ -125,13 +125,16 @@ public sealed class NodeModel : IDisposable
         var tiers = ActorInfer.Runtime.Tiers.TierSet.Create(long.MaxValue / 4, long.MaxValue / 4, null, 0);
         // The CPU budget's memory made now, before the weights, where the setting asks (a budget in bytes: checked when read),
         // and where the host has it: a budget past the host's available memory would be paged out or killed, not pinned.
-        if (settings.Memory.PinCpuBudget && settings.Memory.CpuBudget!.Value > ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable())
-            throw new SettingsException("actorinfer.memory.pin-cpu-budget",
-                $"the cpu-budget ({Planning.ByteSize.Format(settings.Memory.CpuBudget!.Value)}) is more than the host's available memory " +
-                $"({Planning.ByteSize.Format(ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable())}): lower it or turn pin-cpu-budget off");
-        var pinned = settings.Memory.PinCpuBudget
-            ? (Bytes: settings.Memory.CpuBudget!.Value, Seconds: tiers.Cpu.PinAtStart(settings.Memory.CpuBudget!.Value, dtype))
-            : ((long Bytes, double Seconds)?)null;
+        (long Bytes, double Seconds)? pinned = null;
+        if (settings.Memory is { PinCpuBudget: true, CpuBudget: { } pin })
+        {
+            var available = ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable();
+            if (pin > available)
+                throw new SettingsException("actorinfer.memory.pin-cpu-budget",
+                    $"the cpu-budget ({Planning.ByteSize.Format(pin)}) is more than the host's available memory " +
+                    $"({Planning.ByteSize.Format(available)}): lower it or turn pin-cpu-budget off");
+            pinned = (pin, tiers.Cpu.PinAtStart(pin, dtype));
+        }
         // What the device holds before the model: a GPU budget bounds what the device reports, this included.
         var (deviceFree, deviceTotal) = settings.IsCuda ? deviceBefore ?? ActorInfer.Runtime.Tiers.MachineMemory.Device() : (0L, 0L);
         ActorInfer.Runtime.Copies.ICopyEngine copies = settings.IsCuda ? new ActorInfer.Runtime.Copies.CudaCopyEngine() : new ActorInfer.Runtime.Copies.CpuCopyEngine();

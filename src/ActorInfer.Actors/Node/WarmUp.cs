@@ -43,7 +43,7 @@ internal static class WarmUp
         var results = ScheduledWork.Run(system, scheduler, requests, TimeSpan.FromHours(1));
         // A request the node could not run (no policy fits the budgets before the scheduler's memory wait ends) answers
         // with an error: the node serves all the same, unwarmed.
-        var failed = results.Where(Failed).ToArray();
+        var failed = results.Where(CompletionJson.IsErrorLine).ToArray();
         if (failed.Length > 0)
         {
             log.Warning("{0}: {1} of {2} warm-up requests failed; the node serves unwarmed ({3})", model, failed.Length, requests.Count, failed[0]);
@@ -51,11 +51,5 @@ internal static class WarmUp
         }
         log.Info("{0}: warmed up by {1} requests of {2} + {3} tokens in {4:F2} s", model, requests.Count,
             first.Prompt.TokenIds!.Count, first.MaxTokens, watch.Elapsed.TotalSeconds);
-    }
-
-    private static bool Failed(string resultLine)
-    {
-        using var line = System.Text.Json.JsonDocument.Parse(resultLine);
-        return line.RootElement.TryGetProperty("error", out _);
     }
 }

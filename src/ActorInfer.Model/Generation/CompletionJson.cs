@@ -41,6 +41,12 @@ public static class CompletionJson
         return Encoding.UTF8.GetString(stream.ToArray());
     }
 
+    /// <summary>
+    /// Whether a result line is one of <see cref="ErrorLine"/>'s: only those have a top-level "error" object, and inside JSON
+    /// strings quotes are escaped, so the unescaped sequence can only be that key.
+    /// </summary>
+    public static bool IsErrorLine(string line) => line.Contains(",\"error\":{", StringComparison.Ordinal);
+
     /// <summary>The line written for an input line that could not be run (with --keep-going).</summary>
     public static string ErrorLine(string id, int lineNumber, string param, string message)
     {
