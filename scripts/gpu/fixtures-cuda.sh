@@ -2,14 +2,15 @@
 # On the GPU machine: the fixtures' greedy tokens on CUDA (float32 and float16) against the reference, appended to
 # $OUT/fixtures.txt; with EFFICIENT=1 (the default) each fixture again with `--decode-attention efficient` (the fused
 # memory-efficient kernel: a check that its masking is right, not an exactness claim). RUNS picks the runs instead, each
-# TYPE[:MODE] with MODE efficient (as above), batch-invariant (--batch-invariant) or cpu-attention (the cache on the CPU,
-# attended there: --percent 100 0 0 100 100 0 --cpu-attention on).
+# TYPE[:MODE] with MODE efficient (as above), batch-invariant (--batch-invariant), cpu-attention (the cache on the CPU,
+# attended there: --percent 100 0 0 100 100 0 --cpu-attention on), cuda-graphs (--cuda-graphs) or cuda-graphs-efficient
+# (--cuda-graphs --decode-attention efficient). MODELS picks the fixtures (default: all four).
 # Usage: bash scripts/gpu/fixtures-cuda.sh [NOTE]   (with .gpu/ carried; NOTE is printed with each line)
 set -uo pipefail
 out=${OUT:-/tmp/out}
 note=${1:-}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
-for m in opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied; do
+for m in ${MODELS:-opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied}; do
   [ -f .gpu/fixtures/$m/expected.jsonl ] || continue
   python3 scripts/gpu/fixture-requests.py "$m"
   runs="float32 float16"
@@ -21,6 +22,8 @@ for m in opt-tiny opt-tiny-postln llama-tiny llama-tiny-tied; do
       "$dt") ;;
       *:batch-invariant) extra=(--batch-invariant) ;;
       *:cpu-attention) extra=(--percent 100 0 0 100 100 0 --cpu-attention on) ;;
+      *:cuda-graphs) extra=(--cuda-graphs) ;;
+      *:cuda-graphs-efficient) extra=(--cuda-graphs --decode-attention efficient) ;;
       *) extra=(--decode-attention "${run#*:}") ;;
     esac
     ai generate --model .gpu/fixtures/$m --input /tmp/in-$m.jsonl --output /tmp/out-$m-$dt.jsonl --device cuda --dtype $dt --batch-size 8 "${extra[@]}" 2>&1 | tail -1

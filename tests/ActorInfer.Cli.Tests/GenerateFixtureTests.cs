@@ -9,7 +9,9 @@ namespace ActorInfer.Cli.Tests;
 /// and PyTorch pickles): greedy tokens
 /// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text. Also with
 /// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked, and
-/// with `--batch-invariant`, where each prompt's tokens and log-probabilities are also the same bits in any batch size.
+/// with `--batch-invariant`, where each prompt's tokens and log-probabilities are also the same bits in any batch size, and
+/// with `--cuda-graphs` (on the CPU its layer path runs uncaptured: the index-written cache, the rounded masked length, the
+/// alternating hidden-state buffers).
 /// </summary>
 public class GenerateFixtureTests
 {
@@ -23,6 +25,7 @@ public class GenerateFixtureTests
             data.Add(model, 1, "products"); // each prompt alone
             data.Add(model, 8, "efficient"); // the rounded, masked cache length
             data.Add(model, 3, "batch-invariant"); // --batch-invariant: fixed-size products, each prompt apart from its padding
+            data.Add(model, 8, "cuda-graphs"); // --cuda-graphs: the captured layer path (uncaptured on the CPU)
         }
         return data;
     }
@@ -48,7 +51,12 @@ public class GenerateFixtureTests
         }));
 
         var (code, _, error) = CliHarness.Run(["generate", "--model", dir, "--input", input, "--output", output,
-            "--batch-size", batchSize.ToString(), .. decodeAttention == "batch-invariant" ? ["--batch-invariant"] : new[] { "--decode-attention", decodeAttention }]);
+            "--batch-size", batchSize.ToString(), .. decodeAttention switch
+            {
+                "batch-invariant" => ["--batch-invariant"],
+                "cuda-graphs" => ["--cuda-graphs"],
+                _ => new[] { "--decode-attention", decodeAttention },
+            }]);
         Assert.True(code == 0, error);
 
         var results = CliHarness.ReadJsonl(output);

@@ -203,6 +203,9 @@ public sealed record ActorInferSettings(
     /// <summary>Whether a sequence's tokens depend on its own request alone (`actorinfer.batch-invariant`, as `--batch-invariant`).</summary>
     public bool BatchInvariant { get; init; }
 
+    /// <summary>Whether decoding layers run as CUDA graphs where they qualify (`actorinfer.cuda-graphs`, as `--cuda-graphs`).</summary>
+    public bool CudaGraphs { get; init; }
+
     /// <summary>The synthetic job each model runs before the node serves (`actorinfer.warm-up`).</summary>
     public WarmUpSettings WarmUp { get; init; } = WarmUpSettings.Off;
 

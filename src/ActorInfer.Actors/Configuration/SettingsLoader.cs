@@ -146,6 +146,7 @@ public static class SettingsLoader
             DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(
                 r.OneOf("actorinfer.decode-attention", ActorInfer.Model.Layers.DecodeAttentionNames.All)),
             BatchInvariant = r.Bool("actorinfer.batch-invariant"),
+            CudaGraphs = r.Bool("actorinfer.cuda-graphs"),
             WarmUp = new WarmUpSettings(r.NonNegativeInt("actorinfer.warm-up.requests"), r.PositiveInt("actorinfer.warm-up.prompt-length"),
                 r.PositiveInt("actorinfer.warm-up.generation-length")),
             Cluster = cluster,

@@ -147,7 +147,7 @@ public sealed class NodeModel : IDisposable
                 : null;
             var runtime = ActorInfer.Runtime.Schedule.OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic: settings.IsCuda,
                 settings.Memory.CpuBudget ?? ActorInfer.Runtime.Tiers.MachineMemory.HostAvailable(), settings.DecodeAttention, start,
-                settings.BatchInvariant);
+                settings.BatchInvariant, settings.CudaGraphs);
             var engine = new OffloadedEngine(runtime, factory.Decode, settings.IsCuda ? Memory.Tier.Gpu : Memory.Tier.Cpu);
             return new NodeModel(config, codec, engine, dtype, runtime, [runtime, copies])
             {

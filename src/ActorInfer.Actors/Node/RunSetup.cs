@@ -174,7 +174,7 @@ public sealed class RunSetup : IDisposable
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
             var engine = OffloadRuntime.Create(config, source, policy, tiers, copies, dtype, elastic, cpuBudget, choice.DecodeAttention,
-                batchInvariant: choice.BatchInvariant);
+                batchInvariant: choice.BatchInvariant, cudaGraphs: choice.CudaGraphs);
             var hardware = choice.Hardware is null ? null : HardwareProfiles.Resolve(choice.Hardware);
             // Under --policy auto the node's planner, as a node on this device plans; a given policy otherwise.
             var computeTier = choice.Auto && !isCuda ? Tier.Cpu : Tier.Gpu;

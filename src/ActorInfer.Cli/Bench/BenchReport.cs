@@ -25,6 +25,8 @@ public static class BenchReport
         b.AppendLine($"peak (predicted) device {ByteSize.Format((long)setup.PredictedGpuPeakBytes)} by the planner's memory model");
         if (setup.Reserve.Bytes > 0)
             b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
+        if (setup.Engine.Graphs is { } g)
+            b.AppendLine($"cuda graphs      {g.Captures} decoding layers captured, {g.Replays} replayed, {g.Uncaptured} run uncaptured{(g.Failure is { } f ? $"; captures stopped: {f}" : "")}");
         if (setup.Search is { } s)
             b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s; searched in {s.SearchTime.TotalMilliseconds:F1} ms");
         return b.ToString().TrimEnd();
@@ -69,6 +71,8 @@ public static class BenchReport
             ["realized_weights"] = Fractions(Realized(setup)),
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,
         };
+        if (setup.Engine.Graphs is { } g)
+            result["cuda_graphs"] = new { captured = g.Captures, replayed = g.Replays, uncaptured = g.Uncaptured, failure = g.Failure };
         // Through the actors the block is the node planner's for these lengths: its policy and prediction beside the search's.
         if (setup.ThroughActors && setup.PlannedFor(m.PromptLength, m.GenerationLength) is { } planned)
         {

@@ -28,6 +28,8 @@ public sealed class PolicyOptions
     public Option<string> DecodeAttention { get; } = CreateDecodeAttention();
     public Option<bool> BatchInvariant { get; } = new("--batch-invariant") { Description = "Make each sequence's tokens depend on its own request alone: not on its block, padding, GPU batch size or where attention runs (products in calls of fixed row counts, prompts attended apart from their padding, one order of operations for decoding attention on GPU and CPU, requeued sequences regenerate). Greedy outputs under pressure are then those of an unpressured run." };
 
+    public Option<bool> CudaGraphs { get; } = new("--cuda-graphs") { Description = "Run each decoding layer that reads its device cache in place as one captured CUDA graph instead of a dozen kernel launches (the second decoding step of a block captures, later ones replay; attention over a length rounded up to 64, so outputs may differ in the last bits from a run without)." };
+
     private static Option<string> CreateDecodeAttention()
     {
         var option = new Option<string>("--decode-attention")
@@ -50,7 +52,7 @@ public sealed class PolicyOptions
         return option;
     }
 
-    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, CompressWeight, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention, BatchInvariant];
+    public IEnumerable<Option> All() => [Policy, Percent, GpuBatchSize, NumGpuBatches, CpuAttention, CompressCache, CompressWeight, DiskDir, GpuMem, CpuMem, DiskMem, Hardware, EngineMode, DecodeAttention, BatchInvariant, CudaGraphs];
 
     public PolicyChoice Read(ParseResult parse)
     {
@@ -76,7 +78,8 @@ public sealed class PolicyOptions
             CompressCache: parse.GetValue(CompressCache),
             DecodeAttention: Model.Layers.DecodeAttentionNames.Parse(parse.GetValue(DecodeAttention)!),
             CompressWeights: parse.GetValue(CompressWeight),
-            BatchInvariant: parse.GetValue(BatchInvariant));
+            BatchInvariant: parse.GetValue(BatchInvariant),
+            CudaGraphs: parse.GetValue(CudaGraphs));
     }
 
     private static long? Size(string? text, string option)

@@ -39,7 +39,7 @@ public sealed class ComputeStream
                 if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreatePriorityStream(_high);
                 var device = CudaRuntime.CurrentDevice();
                 MakeCurrent(_stream, device);
-                Check(GetCurrent(device, out var current), "aoti_torch_get_current_cuda_stream");
+                var current = Current(device);
                 if (current != _stream)
                     throw new InvalidOperationException($"libtorch's current stream is 0x{current:x} after setting 0x{_stream:x}");
                 CudaRuntime.ComputeStream = _stream;
@@ -58,7 +58,7 @@ public sealed class ComputeStream
     /// libtorch's current stream on this thread: by the C shim where the library exports its setter, else by c10's C++
     /// functions (the C shim of libtorch 2.11 exports the getter only).
     /// </summary>
-    private static void MakeCurrent(IntPtr stream, int device)
+    internal static void MakeCurrent(IntPtr stream, int device)
     {
         try
         {
@@ -69,6 +69,13 @@ public sealed class ComputeStream
         {
         }
         SetCurrentCudaStream(StreamFromExternal(stream, checked((sbyte)device)));
+    }
+
+    /// <summary>libtorch's current stream on this thread (0: the legacy default stream).</summary>
+    internal static IntPtr Current(int device)
+    {
+        Check(GetCurrent(device, out var current), "aoti_torch_get_current_cuda_stream");
+        return current;
     }
 
     private static void Check(int error, string call)

@@ -61,6 +61,9 @@ internal static partial class CudaRuntime
     [LibraryImport(Library)] private static partial int cudaHostRegister(IntPtr ptr, nuint size, uint flags);
     [LibraryImport(Library)] private static partial int cudaHostUnregister(IntPtr ptr);
     [LibraryImport(Library)] private static partial IntPtr cudaGetErrorString(int error);
+    [LibraryImport(Library)] private static partial int cudaStreamEndCapture(IntPtr stream, out IntPtr graph);
+    [LibraryImport(Library)] private static partial int cudaGraphDestroy(IntPtr graph);
+    [LibraryImport(Library)] private static partial int cudaGetLastError();
 
     private static void Check(int status, string call)
     {
@@ -143,6 +146,18 @@ internal static partial class CudaRuntime
     public static void HostRegister(IntPtr ptr, long bytes) => Check(cudaHostRegister(ptr, (nuint)bytes, 0), "cudaHostRegister");
 
     public static void HostUnregister(IntPtr ptr) => Check(cudaHostUnregister(ptr), "cudaHostUnregister");
+
+    /// <summary>
+    /// Ends a stream capture that failed part-way and drops what it recorded; the status of the end call (an invalidated
+    /// capture reports an error), and the error state the failure left cleared.
+    /// </summary>
+    public static int AbandonCapture(IntPtr stream)
+    {
+        var status = cudaStreamEndCapture(stream, out var graph);
+        if (graph != IntPtr.Zero) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        return status;
+    }
 
     public static (long Free, long Total) MemoryInfo()
     {

@@ -289,6 +289,13 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                     : inputs.AttentionSite == TierKind.Device && inputs.ExpandCache is null && ReferenceEquals(inputs.WorkingCache, home.Memory);
                 var yields = mayYield && _active.Count == 1 && inPlace;
                 var yieldTo = yields ? engine.Changes : null;
+                if (!step.IsPrefill && engine.Graphs is { } graphs && graphs.Takes(inputs, home, plan.ActivationTier(at.Layer, batch.Index)))
+                {
+                    // The whole layer as one graph: it stops only before it starts.
+                    if (yieldTo is { Waiting: true }) return false;
+                    output = graphs.Run(batch, layer.DecoderLayer, step, dw, inputs.WorkingCache!, inputs.Hidden!);
+                    break;
+                }
                 // Yield points about every tenth of the layer's host time (one or two of its larger operations).
                 Tensor attended;
                 // The context is not needed past the output projection: it is freed before the MLP takes its intermediates.

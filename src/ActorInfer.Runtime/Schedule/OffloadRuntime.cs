@@ -40,14 +40,15 @@ public sealed class OffloadRuntime : IDisposable
     /// </param>
     public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
         ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products,
-        Func<long, TierFractions?>? startWeights = null, bool batchInvariant = false)
+        Func<long, TierFractions?>? startWeights = null, bool batchInvariant = false, bool cudaGraphs = false)
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
         var deviceWeights = PlanFor(config, source, policy, dtype, deviceIsCpu, 1, 1).Weights.Device;
         var start = startWeights?.Invoke(deviceWeights);
         // Compressed weights keep no host copies (they would have to be compressed copies: not worth it for a fall).
         return new OffloadRuntime(config, source, start is { } s ? policy.Reshaped(policy.GpuBatchSize, policy.NumGpuBatches, s) : policy, tiers,
-            copies, dtype, keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2, decodeAttention, batchInvariant);
+            copies, dtype, keepHostCopies: elastic && !policy.CompressWeights && deviceWeights <= hostBudget / 2, decodeAttention, batchInvariant,
+            cudaGraphs);
     }
 
     /// <summary>How a decoding step attends over a device-resident cache on CUDA (batched products unless cuDNN's kernel was asked for).</summary>
@@ -60,7 +61,8 @@ public sealed class OffloadRuntime : IDisposable
     public bool BatchInvariant => Architecture.Products.IsBatchInvariant;
 
     public OffloadRuntime(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
-        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products, bool batchInvariant = false)
+        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products, bool batchInvariant = false,
+        bool cudaGraphs = false)
     {
         KeepsHostCopies = keepHostCopies;
         DecodeAttention = decodeAttention;
@@ -77,7 +79,14 @@ public sealed class OffloadRuntime : IDisposable
         WeightPlan = WeightsOnly(policy);
         WeightPlan.EnsureFits(tiers);
         _weights = new WeightStore(_layers, WeightPlan, source, tiers, dtype, keepHostCopies && !CompressesWeights, CompressesWeights);
+        if (cudaGraphs) Graphs = new DecodeGraphs(this, capture: !DeviceIsCpu);
     }
+
+    /// <summary>
+    /// Decoding layers run as CUDA graphs where they qualify (<see cref="DecodeGraphs"/>); null without <c>cuda-graphs</c>.
+    /// On a CPU device the same layer path runs without capturing.
+    /// </summary>
+    public DecodeGraphs? Graphs { get; }
 
     /// <summary>
     /// Whether the weights are stored 4-bit compressed (<c>--compress-weight</c>): fixed when the weights are read, so every
@@ -322,6 +331,7 @@ public sealed class OffloadRuntime : IDisposable
 
     public void Dispose()
     {
+        Graphs?.Dispose();
         _weights.Dispose();
         // The job is over: buffers the CPU tier kept for reuse go too.
         Tiers.Cpu.Trim();
