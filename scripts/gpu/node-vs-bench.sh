@@ -8,7 +8,8 @@
 #   5. summary.txt: the ratios, and each block's measured throughput beside the planner's prediction.
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/node-vs-bench.sh   (writes under $OUT)
 #   MIXED=N sets the mixed job's size (default 300); MODEL, GPU_MEM, CPU_MEM, REQUESTS set the rest; STEPS (job bench mixed
-#   whole) picks the steps; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed nodes' extra environment (both of them); MIXED_LIMIT caps each mixed job's seconds.
+#   whole) picks the steps; NODE_SETTINGS (e.g. "cuda-graphs = on") goes into every node's configuration and BENCH_FLAGS
+#   (e.g. --cuda-graphs) onto bench's command line; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed nodes' extra environment (both of them); MIXED_LIMIT caps each mixed job's seconds.
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -54,7 +55,7 @@ has job && node job 8101 "" && {
 }
 cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
 has bench && timeout -k 10 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
-  --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json \
+  --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json ${BENCH_FLAGS:-} \
   > "$out/bench.json" 2> "$out/bench.log"
 has bench && node_reap
 has mixed && profile mixed && NODE_ENV=${MIXED_ENV:-} node mixed 8102 "" && {

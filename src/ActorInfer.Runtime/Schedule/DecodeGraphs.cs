@@ -25,7 +25,8 @@ namespace ActorInfer.Runtime.Schedule;
 /// Every run of a layer here, captured or not, is the same arithmetic: the outputs do not depend on whether a graph ran.
 /// They may differ in the last bits from the engine without graphs, whose batched products attend over the filled
 /// length only. The graphs' intermediates live in one private pool of libtorch's allocator (graphs replay one at a time
-/// on the model's stream), outside the tiers' accounting: a layer's intermediates, tens of megabytes.
+/// on the model's stream), outside the tiers' accounting: a layer's intermediates, tens of megabytes. The pool lives until
+/// <see cref="Clear"/>: a graph replaced by a new capture gives its memory back to it, not to the device.
 /// </para>
 /// </summary>
 public sealed class DecodeGraphs : IDisposable
@@ -37,6 +38,7 @@ public sealed class DecodeGraphs : IDisposable
     private readonly Dictionary<(int Layer, int Batch, int Rows, int Attended), Entry> _entries = [];
     private IntPtr _stream;
     private CudaGraph.PoolId _pool;
+    private CudaGraph? _keeper;
 
     /// <param name="capture">
     /// False runs the same path without capturing (on a CPU device, where there is nothing to capture): the arithmetic of
@@ -104,9 +106,9 @@ public sealed class DecodeGraphs : IDisposable
             try
             {
                 if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreateStream();
+                KeepPool(hidden.device);
                 entry.Graph = CudaGraph.Capture(Work, _stream, _pool);
                 entry.Captured = signature;
-                if (_pool.IsNone) _pool = entry.Graph.Pool;
                 Captures++;
                 entry.Graph.Replay();
                 Replays++;
@@ -149,6 +151,22 @@ public sealed class DecodeGraphs : IDisposable
             output.copy_(down);
     }
 
+    /// <summary>
+    /// The pool the layers' graphs share, held by a graph of its own: libtorch frees a pool once the last graph using it
+    /// is destroyed, and refuses (by an assertion that ends the process) a capture into a pool id it has freed, which the
+    /// layers' graphs alone would hit when a new block's cache replaces every one of them.
+    /// </summary>
+    private void KeepPool(Device device)
+    {
+        if (_keeper is not null) return;
+        _keeper = CudaGraph.Capture(() =>
+        {
+            using var one = ones(1, ScalarType.Float32, device);
+            one.add_(1);
+        }, _stream, default);
+        _pool = _keeper.Pool;
+    }
+
     /// <summary>The addresses a layer's graph reads and writes: its weights, its cache, the slot's buffers.</summary>
     private static long[] Signature(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, Tensor input, Tensor output)
     {
@@ -180,6 +198,8 @@ public sealed class DecodeGraphs : IDisposable
         _entries.Clear();
         foreach (var slot in _slots.Values) slot.Dispose();
         _slots.Clear();
+        _keeper?.Dispose();
+        _keeper = null;
         _pool = default;
     }
 
