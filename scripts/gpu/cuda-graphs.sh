@@ -9,7 +9,8 @@
 #             graphs: how many outputs are identical                                                            ~1 min
 #   flexgen:  FlexGen's own benchmark, same model and policy (needs .baselines/flexgen carried)               ~1 min
 #   auto67:   OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU, without and with graphs (--repeat 2)   ~2 min
-#   trace:    one bench run of each with --trace: the first decoding step's timeline and per-lane summary      ~1 min
+#   trace:    one bench run of each with --trace of decoding step TRACE_STEP (default 5, replayed under graphs): its
+#             timeline and per-lane summary                                                                    ~1 min
 # Writes under $OUT: each run's output and summary.txt. Usage: STEPS="check gpu67" bash scripts/gpu/cuda-graphs.sh
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -85,8 +86,9 @@ PY
     trace)
       for mode in plain graphs; do
         flag=(); [ $mode = graphs ] && flag=(--cuda-graphs)
-        ai bench --dummy --prompt-len 512 --gen-len 32 "${gpu67[@]}" --repeat 1 "${flag[@]}" --trace "$out/trace-$mode.json" > /dev/null 2> "$out/trace-$mode.log"
-        grep -E "trace of the first" "$out/trace-$mode.log" | sed "s/^/$mode: /" | tee -a "$out/summary.txt"
+        ai bench --dummy --prompt-len 512 --gen-len 32 "${gpu67[@]}" --repeat 1 "${flag[@]}" --trace "$out/trace-$mode.json" \
+          --trace-step "${TRACE_STEP:-5}" > /dev/null 2> "$out/trace-$mode.log"
+        grep -E "trace of " "$out/trace-$mode.log" | sed "s/^/$mode: /" | tee -a "$out/summary.txt"
       done ;;
     *) echo "unknown step '$step'" | tee -a "$out/summary.txt" ;;
   esac

@@ -81,7 +81,8 @@ public static class BenchRunner
     /// One more run with a timeline of its first decoding step (CUDA): which copy and which compute ran when, per
     /// stream, written in the Chrome trace format. Returns a summary of busy and overlapped time per lane.
     /// </summary>
-    public static string Trace(RunSetup setup, int promptLength, int generationLength, string path)
+    /// <param name="decodingStep">The decoding step recorded, 1 for the first.</param>
+    public static string Trace(RunSetup setup, int promptLength, int generationLength, string path, int decodingStep = 1)
     {
         if (setup.Copies is not ActorInfer.Runtime.Copies.CudaCopyEngine cudaCopies)
             throw new CliException("--trace records CUDA streams: it needs --device cuda");
@@ -91,10 +92,13 @@ public static class BenchRunner
         cudaCopies.Timeline = timeline;
         try
         {
+            // Called as each step ends: the recording starts when the step before the traced one ends.
+            var decoded = 0;
             Measure(setup, promptLength, generationLength, seed: 12345, onStep: step =>
             {
-                if (step.IsPrefill) timeline.Start();
-                else if (timeline.Active) timeline.Stop();
+                if (!step.IsPrefill) decoded++;
+                if (decoded == decodingStep - 1) timeline.Start();
+                else if (decoded == decodingStep && timeline.Active) timeline.Stop();
             });
             timeline.Write(path);
             return timeline.Summary();

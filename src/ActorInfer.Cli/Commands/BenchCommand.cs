@@ -27,8 +27,9 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         var pressure = new Option<FileInfo?>("--pressure") { Description = "Replay a pressure schedule (as for generate) during one measured run, through the actors." };
         var trace = new Option<string?>("--trace") { Description = "Write a timeline (Chrome trace JSON) of one decoding step: copies and compute per stream (CUDA)." };
+        var traceStep = new Option<int>("--trace-step") { Description = "Which decoding step --trace records: 1 is the first (a block's first steps run its decoding layers uncaptured under --cuda-graphs).", DefaultValueFactory = _ => 1 };
         var policy = new PolicyOptions();
-        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json, trace, pressure }.Concat(policy.All()))
+        foreach (var o in new Option[] { model, dummy, promptLen, genLen, device, dtype, repeat, json, trace, traceStep, pressure }.Concat(policy.All()))
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -79,7 +80,11 @@ public static class BenchCommand
             var results = BenchRunner.Run(setup, prompt, gen, runs, log, schedule);
             var median = BenchRunner.Median(results);
             if (parse.GetValue(trace) is { } tracePath)
-                log($"trace of the first decoding step written to {tracePath}: {BenchRunner.Trace(setup, prompt, gen, tracePath)}");
+            {
+                var traced = parse.GetValue(traceStep);
+                if (traced < 1 || traced >= gen) throw new CliException($"--trace-step must be a decoding step, 1 to {gen - 1} (got {traced})", 2);
+                log($"trace of decoding step {traced} written to {tracePath}: {BenchRunner.Trace(setup, prompt, gen, tracePath, traced)}");
+            }
             Console.WriteLine(asJson ? BenchReport.Json(setup, median, results) : BenchReport.Text(setup, median, results));
             return 0;
         });
