@@ -37,6 +37,8 @@ public sealed class ConfigurationSpecs
         Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Efficient, Load("actorinfer.decode-attention = efficient").DecodeAttention);
         Assert.False(s.BatchInvariant);
         Assert.True(Load("actorinfer.batch-invariant = on").BatchInvariant);
+        Assert.False(s.CudaGraphs);
+        Assert.True(Load("actorinfer.cuda-graphs = on").CudaGraphs);
         Assert.Equal(new WarmUpSettings(0, 512, 8), s.WarmUp);
         Assert.Equal(new WarmUpSettings(64, 300, 4),
             Load("actorinfer.warm-up { requests = 64, prompt-length = 300, generation-length = 4 }").WarmUp);

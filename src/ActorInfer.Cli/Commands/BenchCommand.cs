@@ -43,6 +43,9 @@ public static class BenchCommand
             var runs = parse.GetValue(repeat);
             if (prompt < 1 || gen < 1) throw new CliException("--prompt-len and --gen-len must be at least 1", 2);
             if (runs < 1) throw new CliException("--repeat must be at least 1", 2);
+            var traced = parse.GetValue(traceStep);
+            if (parse.GetResult(traceStep) is { Implicit: false } && (traced < 1 || traced >= gen))
+                throw new CliException($"--trace-step must be a decoding step, 1 to {gen - 1} for --gen-len {gen} (got {traced})", 2);
             if (!choice.Auto && choice.GpuBatchSize is null) throw new CliException("give --gpu-batch-size, or --policy auto", 2);
             var config = ModelConfigs.Resolve(parse.GetValue(model)!);
             if (prompt + gen > config.MaxPositionEmbeddings)
@@ -81,8 +84,6 @@ public static class BenchCommand
             var median = BenchRunner.Median(results);
             if (parse.GetValue(trace) is { } tracePath)
             {
-                var traced = parse.GetValue(traceStep);
-                if (traced < 1 || traced >= gen) throw new CliException($"--trace-step must be a decoding step, 1 to {gen - 1} (got {traced})", 2);
                 log($"trace of decoding step {traced} written to {tracePath}: {BenchRunner.Trace(setup, prompt, gen, tracePath, traced)}");
             }
             Console.WriteLine(asJson ? BenchReport.Json(setup, median, results) : BenchReport.Text(setup, median, results));
