@@ -39,6 +39,28 @@ public static class Harness
         return sequences;
     }
 
+    /// <summary>
+    /// A long prompt of <paramref name="longLength"/> ids and a short one of two, greedy, asking for
+    /// <paramref name="longTokens"/> and <paramref name="shortTokens"/> tokens.
+    /// </summary>
+    public static SequenceState[] LongAndShort(ModelConfig c, int longLength, int longTokens, int shortTokens)
+    {
+        int[] longPrompt = [.. Enumerable.Range(0, longLength).Select(j => 4 + j * 11 % (c.VocabSize - 4))];
+        int[] shortPrompt = [5, 6];
+        return
+        [
+            new(new CompletionRequest { Prompt = Prompt.FromIds(longPrompt), MaxTokens = longTokens, Temperature = 0, IgnoreEos = true }, longPrompt, 0, c.EosTokenId),
+            new(new CompletionRequest { Prompt = Prompt.FromIds(shortPrompt), MaxTokens = shortTokens, Temperature = 0, IgnoreEos = true }, shortPrompt, 0, c.EosTokenId),
+        ];
+    }
+
+    /// <summary>Runs each sequence alone through the plain-loop reference.</summary>
+    public static void EachAlone(ModelConfig c, RandomWeights weights, IEnumerable<SequenceState> sequences)
+    {
+        using var model = ResidentModel.Load(weights, c, ScalarType.Float32, CPU);
+        foreach (var s in sequences) BatchGenerator.Run(model, [s], Decode);
+    }
+
     public static string TempFolder()
     {
         var path = Path.Combine(Path.GetTempPath(), "actorinfer-runtime-tests", Guid.NewGuid().ToString("N"));

@@ -142,20 +142,9 @@ public sealed class PlacementEquivalenceTests
     {
         var config = TestConfigs.PreLn;
         using var source = new RandomWeights(config, seed: 7);
-        SequenceState[] Make()
-        {
-            int[] longPrompt = [.. Enumerable.Range(0, 60).Select(j => 4 + j * 11 % (config.VocabSize - 4))];
-            int[] shortPrompt = [5, 6];
-            return
-            [
-                new(new CompletionRequest { Prompt = Prompt.FromIds(longPrompt), MaxTokens = 2, Temperature = 0, IgnoreEos = true }, longPrompt, 0, config.EosTokenId),
-                new(new CompletionRequest { Prompt = Prompt.FromIds(shortPrompt), MaxTokens = 40, Temperature = 0, IgnoreEos = true }, shortPrompt, 0, config.EosTokenId),
-            ];
-        }
-        var expected = Make();
-        using (var model = ResidentModel.Load(source, config, ScalarType.Float32, CPU))
-            foreach (var s in expected) BatchGenerator.Run(model, [s], Harness.Decode);
-        var actual = Make();
+        var expected = Harness.LongAndShort(config, 60, 2, 40);
+        Harness.EachAlone(config, source, expected);
+        var actual = Harness.LongAndShort(config, 60, 2, 40);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
         using (var engine = new OffloadRuntime(config, source, new Policy(2, 1, Gpu, Cpu, Gpu), tiers, copies, ScalarType.Float32))
