@@ -64,6 +64,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     {
         if (_cursor is not null) throw new InvalidOperationException($"{_step} is still in progress");
         if (active.Count == 0) throw new ArgumentException("a step needs at least one batch");
+        using var hostSpan = engine.Timeline?.HostSpan(HostLane, $"begin {step}");
         using var scope = NewDisposeScope();
         using var inference = inference_mode();
         _active = active;
@@ -88,6 +89,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     public bool RunCurrent(bool mayYield = false)
     {
         if (_cursor is not { } cursor) throw new InvalidOperationException("no step is in progress");
+        // On a trace: the host's time for the position (its compute, and loading what the next one needs).
+        using var hostSpan = engine.Timeline?.HostSpan(HostLane, $"{layers[cursor.Layer.Value].Kind} {cursor.Layer.Value} {_active[cursor.Batch.Value].Index}");
         using var scope = NewDisposeScope();
         using var inference = inference_mode();
         var step = _step;
@@ -143,6 +146,9 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _cursor = following;
         return true;
     }
+
+    /// <summary>The trace's lane of the host's time per position (<see cref="RunCurrent"/>).</summary>
+    public const string HostLane = "host: positions";
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
     public bool AtLayerBoundary => _cursor is { Batch.Value: 0 };
