@@ -1,5 +1,6 @@
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Schedule;
@@ -10,9 +11,9 @@ namespace ActorInfer.Runtime.Tests;
 
 /// <summary>
 /// The decoding path that CUDA graphs capture (<c>cuda-graphs</c>), run uncaptured on the CPU: the step's keys and values
-/// written at an index held in a tensor, attention over a length rounded up to 64 under a mask refilled once per step, the
-/// hidden state passed through two alternating buffers. It gives the reference's tokens; layers it does not take run as
-/// before.
+/// written at an index held in a tensor, the queries and the attention's context in buffers between two graphs (batched
+/// products), or attention over a length rounded up to 64 under a mask refilled once per step (a fused kernel), the
+/// hidden state passed through two alternating buffers. Layers it does not take run as before.
 /// </summary>
 public sealed class DecodeGraphsTests
 {
@@ -25,9 +26,38 @@ public sealed class DecodeGraphsTests
         { "4x2, a short last batch", 4, 2, 7 },
     };
 
+    /// <summary>
+    /// With batched products (two graphs a layer around the attention) the outputs are those of the engine without graphs,
+    /// bit for bit; with a fused kernel (one graph a layer, a rounded length under a mask) the reference's tokens.
+    /// </summary>
     [Theory]
     [MemberData(nameof(Geometries))]
-    public void Decoding_through_the_graph_path_gives_the_reference_tokens(string name, int batchSize, int batches, int count)
+    public void Decoding_through_the_graph_path_is_the_plain_path_bit_for_bit(string name, int batchSize, int batches, int count)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        List<SequenceState> Run(bool graphs)
+        {
+            var sequences = Harness.Sequences(config, count);
+            var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+            using var copies = new CpuCopyEngine();
+            using var engine = new OffloadRuntime(config, source, new Policy(batchSize, batches, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32,
+                cudaGraphs: graphs);
+            engine.Generate(sequences, Harness.Decode);
+            // Two pieces of work a layer, each decoding step after the prefill's token, in every batch.
+            if (graphs) Assert.Equal((count + batchSize - 1) / batchSize * 4 * config.NumHiddenLayers * 2, engine.Graphs!.Uncaptured);
+            return sequences;
+        }
+        var plain = Run(graphs: false);
+        var graphed = Run(graphs: true);
+        Assert.Equal(plain.Select(s => s.OutputIds), graphed.Select(s => s.OutputIds));
+        Assert.Equal(plain.Select(s => s.OutputLogprobs), graphed.Select(s => s.OutputLogprobs));
+        _ = name;
+    }
+
+    [Theory]
+    [MemberData(nameof(Geometries))]
+    public void Decoding_through_one_graph_a_layer_gives_the_reference_tokens(string name, int batchSize, int batches, int count)
     {
         var config = TestConfigs.PreLn;
         using var source = new RandomWeights(config, seed: 7);
@@ -37,7 +67,7 @@ public sealed class DecodeGraphsTests
         var liveBefore = Harness.LiveTensors();
         using (var copies = new CpuCopyEngine())
         using (var engine = new OffloadRuntime(config, source, new Policy(batchSize, batches, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32,
-                   cudaGraphs: true))
+                   decodeAttention: DecodeAttention.Efficient, cudaGraphs: true))
         {
             engine.Generate(actual, Harness.Decode);
             var graphs = engine.Graphs!;
@@ -66,7 +96,8 @@ public sealed class DecodeGraphsTests
         var actual = Harness.LongAndShort(config, 50, 30, 30);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadRuntime(config, source, new Policy(2, 1, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, cudaGraphs: true))
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 1, Gpu, Gpu, Gpu), tiers, copies, ScalarType.Float32,
+                   decodeAttention: DecodeAttention.Efficient, cudaGraphs: true))
         {
             engine.Generate(actual, Harness.Decode);
             Assert.Equal(29 * config.NumHiddenLayers, engine.Graphs!.Uncaptured);

@@ -7,26 +7,30 @@ namespace ActorInfer.Runtime.Schedule;
 
 /// <summary>
 /// Decoding layers replayed as CUDA graphs (<c>--cuda-graphs</c>, <c>actorinfer.cuda-graphs</c>): a decoder layer of a
-/// decoding step that reads its batch's device cache in place launches its dozen-odd kernels as one graph. A decoding
-/// step at a small batch is bound by launching kernels, not by the device (docs/perf/h100-node-warm-up-pinning/: 13.3 ms
-/// a step launched one by one, 9.5 ms as a graph, in PyTorch).
+/// decoding step that reads its batch's device cache in place launches its kernels as captured graphs. A decoding step at
+/// a small batch is bound by launching kernels, not by the device (docs/perf/h100-node-warm-up-pinning/: 13.3 ms a step
+/// launched one by one, 9.5 ms as a graph, in PyTorch).
 /// <para>
-/// A graph replays the addresses its capture saw, so what changes from step to step lives in buffers of the GPU batch's
-/// slot, refilled in place once per step: the cache index this step writes (the keys and values go in by
-/// <c>index_copy_</c>), the attention mask over a length rounded up to 64 within the cache (the same graph serves 64
-/// steps), and the hidden state, passed from layer to layer in two buffers that alternate. The weights and the cache are
-/// read where they are: a layer's graph is keyed by (layer, GPU batch, rows, attended length) and holds the addresses
-/// of its weights and cache; where they differ (weights re-placed, a new block's cache elsewhere) the layer runs as it
-/// is and is captured again when the same addresses come twice in a row. So the first decoding step of a block runs
-/// its layers one kernel at a time and the second captures them, unless the block's cache lies where the last one's
-/// did.
+/// With batched products (the default attention) a layer is two graphs around the attention, which runs as without
+/// graphs (over the filled length, a new shape every step): the attention's input, the projection and the cache write;
+/// then the output projection and the MLP. The outputs are those of the engine without graphs, bit for bit. With a fused
+/// kernel (<c>efficient</c>) the whole layer is one graph, attending over a length rounded up to 64 under a mask, as the
+/// engine does without graphs, but always under a mask (the engine drops it where nothing is masked): outputs may differ
+/// in the last bits.
 /// </para>
 /// <para>
-/// Every run of a layer here, captured or not, is the same arithmetic: the outputs do not depend on whether a graph ran.
-/// They may differ in the last bits from the engine without graphs, whose batched products attend over the filled
-/// length only. The graphs' intermediates live in one private pool of libtorch's allocator (graphs replay one at a time
-/// on the model's stream), outside the tiers' accounting: a layer's intermediates, tens of megabytes. The pool lives until
-/// <see cref="Clear"/>: a graph replaced by a new capture gives its memory back to it, not to the device.
+/// A graph replays the addresses its capture saw, so what changes from step to step lives in buffers of the GPU batch's
+/// slot, refilled in place: the cache index this step writes (the keys and values go in by <c>index_copy_</c>), the
+/// queries and the attention's context between the two graphs, the mask, and the hidden state, passed from layer to
+/// layer in two buffers that alternate. The weights and the cache are read where they are: a graph is keyed by (layer,
+/// GPU batch, rows, part, attended length for a whole layer) and holds the addresses it reads; where they differ (weights
+/// re-placed, a new block's cache elsewhere) the work runs as it is and is captured again when the same addresses come
+/// twice in a row. So a block's first two decoding steps run uncaptured, unless its cache lies where the last one's did.
+/// </para>
+/// <para>
+/// The graphs' intermediates live in one private pool of libtorch's allocator (graphs replay one at a time on the
+/// model's stream), outside the tiers' accounting: a layer's intermediates, tens of megabytes. The pool lives until the
+/// graphs are cleared: a graph replaced by a new capture gives its memory back to it, not to the device.
 /// </para>
 /// </summary>
 public sealed class DecodeGraphs : IDisposable
@@ -35,7 +39,19 @@ public sealed class DecodeGraphs : IDisposable
     private readonly bool _capture;
     private readonly int _limit;
     private readonly Dictionary<(int Batch, int Rows), Slot> _slots = [];
-    private readonly Dictionary<(int Layer, int Batch, int Rows, int Attended), Entry> _entries = [];
+    private readonly Dictionary<GraphKey, Entry> _entries = [];
+
+    private enum Part
+    {
+        /// <summary>A whole layer (a fused attention kernel over a rounded length).</summary>
+        Layer,
+        /// <summary>The attention's input, its projection and the cache write (before batched products).</summary>
+        Projection,
+        /// <summary>The output projection and the MLP (after batched products).</summary>
+        Rest,
+    }
+
+    private readonly record struct GraphKey(int Layer, int Batch, int Rows, int Attended, Part Part);
     private IntPtr _stream;
     private CudaGraph.PoolId _pool;
     private CudaGraph? _keeper;
@@ -79,24 +95,53 @@ public sealed class DecodeGraphs : IDisposable
     {
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
-        var attended = LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
-        var key = (decoderLayer, batch.Index.Value, layout.BatchSize, attended);
-        if (_entries.Count >= _limit && !_entries.ContainsKey(key)) Clear();
+        // Batched products attend over the filled length, a new shape every step: they run between two graphs, as without
+        // graphs. A fused kernel attends over a length rounded up to 64 under a mask, inside the layer's one graph.
+        var split = _engine.DecodeAttention == DecodeAttention.Products;
+        var attended = split ? cacheIndex + 1 : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
         var slot = SlotFor(batch, hidden);
-        var products = hidden.device_type == TorchSharp.DeviceType.CUDA && _engine.DecodeAttention == DecodeAttention.Products;
-        var mask = slot.Prepare(batch, step, cacheIndex, attended, products);
+        slot.Prepare(batch, step, cacheIndex);
         var input = slot.Hidden[decoderLayer % 2];
         var output = slot.Hidden[(decoderLayer + 1) % 2];
         if (TensorData.Pointer(hidden) != TensorData.Pointer(input)) input.copy_(hidden);
-        void Work() => Layer(w, cache, slot.Index, mask, products, attended, input, output);
+        var rows = layout.BatchSize;
+        if (!split)
+        {
+            var mask = slot.Mask(batch, step, attended);
+            Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, attended, Part.Layer), [.. w.Tensors(), cache.Keys, cache.Values, slot.Index, mask, input, output],
+                () => Whole(w, cache, slot.Index, mask, attended, input, output), decoderLayer, batch);
+            return output.alias();
+        }
+        var queries = slot.Queries;
+        Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Projection), [.. w.Attention.Tensors(), cache.Keys, cache.Values, slot.Index, input, queries],
+            () => Project(w.Attention, cache, slot.Index, input, queries), decoderLayer, batch);
+        // The same call as the engine's without graphs: products over the filled entries, masked where the batch has padding.
+        var (keys, values) = cache.Prefix(attended);
+        using (keys)
+        using (values)
+        using (var context = AttentionMath.Attend(queries, keys, values, batch.Mask(step, hidden.device, attended), decode: DecodeAttention.Products,
+                   excluded: batch.Excluded(step, hidden.device, attended)))
+            slot.Context.copy_(context);
+        Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Rest), [.. w.Tensors(), slot.Context, input, output],
+            () => Rest(w, slot.Context, input, output), decoderLayer, batch);
+        return output.alias();
+    }
 
-        var signature = Signature(w, cache, slot.Index, mask, input, output);
+    /// <summary>
+    /// Runs <paramref name="work"/> as the graph of <paramref name="key"/>: replayed where it was captured over these
+    /// <paramref name="reads"/>' addresses, captured where the last run saw the same ones, else run as it is.
+    /// </summary>
+    private void Graph(GraphKey key, Tensor[] reads, Action work, int decoderLayer, GpuBatch batch)
+    {
+        var signature = new long[reads.Length];
+        for (var i = 0; i < reads.Length; i++) signature[i] = (long)TensorData.Pointer(reads[i]);
         if (_entries.TryGetValue(key, out var entry) && entry.Graph is { } graph && entry.Captured!.AsSpan().SequenceEqual(signature))
         {
             graph.Replay();
             Replays++;
-            return output.alias();
+            return;
         }
+        if (entry is null && _entries.Count >= _limit) ClearGraphs();
         entry ??= new Entry();
         entry.Graph?.Dispose();
         entry.Graph = null;
@@ -106,13 +151,13 @@ public sealed class DecodeGraphs : IDisposable
             try
             {
                 if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreateStream();
-                KeepPool(hidden.device);
-                entry.Graph = CudaGraph.Capture(Work, _stream, _pool);
+                KeepPool(reads[0].device);
+                entry.Graph = CudaGraph.Capture(work, _stream, _pool);
                 entry.Captured = signature;
                 Captures++;
                 entry.Graph.Replay();
                 Replays++;
-                return output.alias();
+                return;
             }
             catch (Exception ex) when (entry.Graph is null)
             {
@@ -121,17 +166,16 @@ public sealed class DecodeGraphs : IDisposable
             }
         }
         entry.Seen = signature;
-        Work();
+        work();
         Uncaptured++;
-        return output.alias();
     }
 
     /// <summary>
-    /// The layer's arithmetic over the slot's buffers: the step's keys and values written at the index the slot holds,
-    /// attention over <paramref name="attended"/> entries under the slot's mask, the result written into
-    /// <paramref name="output"/>. Every tensor it makes is freed before it returns (during a capture, into the pool).
+    /// A whole layer over the slot's buffers: the step's keys and values written at the index the slot holds, attention over
+    /// <paramref name="attended"/> entries under the slot's mask, the result written into <paramref name="output"/>. Every
+    /// tensor it makes is freed before it returns (during a capture, into the pool).
     /// </summary>
-    private void Layer(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, bool products, int attended, Tensor input, Tensor output)
+    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, int attended, Tensor input, Tensor output)
     {
         var architecture = _engine.Architecture;
         using var attentionInput = architecture.AttentionInput(input, w.Attention);
@@ -139,16 +183,31 @@ public sealed class DecodeGraphs : IDisposable
         cache.Keys.index_copy_(2, index, qkv.Keys);
         cache.Values.index_copy_(2, index, qkv.Values);
         var (keys, values) = cache.Prefix(attended);
-        Tensor attendedState;
         using (keys)
         using (values)
-        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, products ? null : mask, decode: _engine.DecodeAttention,
-                   excluded: products ? mask : null))
-            attendedState = architecture.AttentionOutput(context, input, w.Attention);
-        using (attendedState)
-        using (var up = architecture.FfnUp(attendedState, w.Ffn))
-        using (var down = architecture.FfnDown(up, attendedState, w.Ffn))
-            output.copy_(down);
+        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask, decode: _engine.DecodeAttention))
+            Rest(w, context, input, output);
+    }
+
+    /// <summary>The attention's input and projection: keys and values into the cache, the queries into <paramref name="queries"/>.</summary>
+    private void Project(AttentionWeights w, LayerKv cache, Tensor index, Tensor input, Tensor queries)
+    {
+        var architecture = _engine.Architecture;
+        using var attentionInput = architecture.AttentionInput(input, w);
+        using var qkv = architecture.Project(attentionInput, w, null);
+        cache.Keys.index_copy_(2, index, qkv.Keys);
+        cache.Values.index_copy_(2, index, qkv.Values);
+        queries.copy_(qkv.Queries);
+    }
+
+    /// <summary>The output projection and the MLP over the attention's context, written into <paramref name="output"/>.</summary>
+    private void Rest(DecoderLayerWeights w, Tensor context, Tensor input, Tensor output)
+    {
+        var architecture = _engine.Architecture;
+        using var attendedState = architecture.AttentionOutput(context, input, w.Attention);
+        using var up = architecture.FfnUp(attendedState, w.Ffn);
+        using var down = architecture.FfnDown(up, attendedState, w.Ffn);
+        output.copy_(down);
     }
 
     /// <summary>
@@ -167,37 +226,37 @@ public sealed class DecodeGraphs : IDisposable
         _pool = _keeper.Pool;
     }
 
-    /// <summary>The addresses a layer's graph reads and writes: its weights, its cache, the slot's buffers.</summary>
-    private static long[] Signature(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, Tensor input, Tensor output)
-    {
-        var pointers = new List<long>(24);
-        foreach (var t in w.Tensors()) pointers.Add((long)TensorData.Pointer(t));
-        pointers.Add((long)TensorData.Pointer(cache.Keys));
-        pointers.Add((long)TensorData.Pointer(cache.Values));
-        pointers.Add((long)TensorData.Pointer(index));
-        pointers.Add((long)TensorData.Pointer(mask));
-        pointers.Add((long)TensorData.Pointer(input));
-        pointers.Add((long)TensorData.Pointer(output));
-        return [.. pointers];
-    }
-
     private Slot SlotFor(GpuBatch batch, Tensor hidden)
     {
         var key = (batch.Index.Value, batch.Layout.BatchSize);
         if (_slots.TryGetValue(key, out var slot) && slot.Fits(hidden)) return slot;
+        // Slots of many (batch, rows) pairs left by blocks of other sizes: dropped together, with the graphs that read them.
+        if (slot is null && _slots.Count >= MaxSlots) Clear();
         slot?.Dispose();
-        slot = new Slot(hidden);
+        var c = _engine.Config;
+        slot = new Slot(hidden, c.NumAttentionHeads, c.HeadDim);
         _slots[key] = slot;
         return slot;
     }
 
+    private const int MaxSlots = 64;
+
     /// <summary>Drops every graph (their pool with them) and every slot.</summary>
     public void Clear()
     {
-        foreach (var entry in _entries.Values) entry.Graph?.Dispose();
-        _entries.Clear();
+        ClearGraphs();
         foreach (var slot in _slots.Values) slot.Dispose();
         _slots.Clear();
+    }
+
+    /// <summary>
+    /// Drops every graph and the pool they share. A graph whose replay is still queued on the device is freed by CUDA once
+    /// it completes; its pool's memory goes back through the allocator, which frees it only after synchronizing.
+    /// </summary>
+    private void ClearGraphs()
+    {
+        foreach (var entry in _entries.Values) entry.Graph?.Dispose();
+        _entries.Clear();
         _keeper?.Dispose();
         _keeper = null;
         _pool = default;
@@ -223,43 +282,52 @@ public sealed class DecodeGraphs : IDisposable
 
     /// <summary>
     /// A GPU batch position's buffers at one row count: the hidden state's two alternating buffers, the cache index the step
-    /// writes, and the step's mask per attended length (true where a key is attended; with batched products, its negation).
+    /// writes, the queries and the attention's context between the two graphs of batched products, and the step's mask
+    /// per attended length for a fused kernel (true where a key is attended).
     /// </summary>
     private sealed class Slot : IDisposable
     {
-        private readonly Dictionary<int, Tensor> _masks = [];
+        private readonly Dictionary<int, (Tensor Mask, bool Filled)> _masks = [];
         private GpuBatch? _batch;
         private TokenStep _step;
-        private int _attended;
+        private Tensor? _queries;
 
-        public Slot(Tensor hidden)
+        public Slot(Tensor hidden, int heads, int headDim)
         {
             Hidden = [empty_like(hidden).DetachFromDisposeScope(), empty_like(hidden).DetachFromDisposeScope()];
             Index = zeros([1], ScalarType.Int64, hidden.device).DetachFromDisposeScope();
+            Context = empty([hidden.size(0), 1, heads * headDim], hidden.dtype, hidden.device).DetachFromDisposeScope();
+            _queries = empty([hidden.size(0), heads, 1, headDim], hidden.dtype, hidden.device).DetachFromDisposeScope();
         }
 
         public Tensor[] Hidden { get; }
         public Tensor Index { get; }
+        public Tensor Context { get; }
 
         public bool Fits(Tensor hidden) =>
             Hidden[0].dtype == hidden.dtype && Hidden[0].device == hidden.device && Hidden[0].shape.AsSpan().SequenceEqual(hidden.shape);
 
-        /// <summary>Fills the index and the mask for <paramref name="step"/> of <paramref name="batch"/>, once per step; the mask.</summary>
-        public Tensor Prepare(GpuBatch batch, TokenStep step, int cacheIndex, int attended, bool excluded)
+        /// <summary>The queries' buffer, [rows, heads, 1, head_dim].</summary>
+        public Tensor Queries => _queries!;
+
+        /// <summary>Fills the cache index for <paramref name="step"/> of <paramref name="batch"/>, once per step.</summary>
+        public void Prepare(GpuBatch batch, TokenStep step, int cacheIndex)
+        {
+            if (ReferenceEquals(_batch, batch) && _step == step) return;
+            Index.fill_(cacheIndex);
+            foreach (var attended in _masks.Keys.ToArray()) _masks[attended] = (_masks[attended].Mask, false);
+            (_batch, _step) = (batch, step);
+        }
+
+        /// <summary>The step's mask over <paramref name="attended"/> entries, filled once per step (after <see cref="Prepare"/>).</summary>
+        public Tensor Mask(GpuBatch batch, TokenStep step, int attended)
         {
             var device = Hidden[0].device;
-            if (!_masks.TryGetValue(attended, out var mask))
-            {
-                mask = empty([batch.Layout.BatchSize, 1, 1, attended], ScalarType.Bool, device).DetachFromDisposeScope();
-                _masks[attended] = mask;
-                _batch = null;
-            }
-            if (ReferenceEquals(_batch, batch) && _step == step && _attended == attended) return mask;
-            Index.fill_(cacheIndex);
-            var source = excluded ? batch.Excluded(step, device, attended) : batch.Mask(step, device, attended);
-            if (source is null) mask.fill_(!excluded);
-            else mask.copy_(source);
-            (_batch, _step, _attended) = (batch, step, attended);
+            if (_masks.TryGetValue(attended, out var held) && held.Filled) return held.Mask;
+            var mask = held.Mask ?? empty([batch.Layout.BatchSize, 1, 1, attended], ScalarType.Bool, device).DetachFromDisposeScope();
+            if (batch.Mask(step, device, attended) is { } source) mask.copy_(source);
+            else mask.fill_(true);
+            _masks[attended] = (mask, true);
             return mask;
         }
 
@@ -267,7 +335,10 @@ public sealed class DecodeGraphs : IDisposable
         {
             foreach (var h in Hidden) h.Dispose();
             Index.Dispose();
-            foreach (var m in _masks.Values) m.Dispose();
+            Context.Dispose();
+            _queries?.Dispose();
+            _queries = null;
+            foreach (var (m, _) in _masks.Values) m.Dispose();
             _masks.Clear();
         }
     }
