@@ -28,7 +28,7 @@ public sealed class PolicyOptions
     public Option<string> DecodeAttention { get; } = CreateDecodeAttention();
     public Option<bool> BatchInvariant { get; } = new("--batch-invariant") { Description = "Make each sequence's tokens depend on its own request alone: not on its block, padding, GPU batch size or where attention runs (products in calls of fixed row counts, prompts attended apart from their padding, one order of operations for decoding attention on GPU and CPU, requeued sequences regenerate). Greedy outputs under pressure are then those of an unpressured run." };
 
-    public Option<bool> CudaGraphs { get; } = new("--cuda-graphs") { Description = "Run each decoding layer that reads its device cache in place as one captured CUDA graph instead of a dozen kernel launches (the second decoding step of a block captures, later ones replay; attention over a length rounded up to 64, so outputs may differ in the last bits from a run without)." };
+    public Option<bool> CudaGraphs { get; } = new("--cuda-graphs") { Description = "Run each decoding layer that reads its device cache in place as captured CUDA graphs instead of a dozen kernel launches (a block's second decoding step captures, later ones replay). With batched products (the default) a layer is two graphs around the attention and the outputs are those of a run without, bit for bit; with --decode-attention efficient the whole layer is one graph, always masked, and outputs may differ in the last bits." };
 
     private static Option<string> CreateDecodeAttention()
     {

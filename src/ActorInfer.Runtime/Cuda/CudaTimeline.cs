@@ -114,6 +114,9 @@ public sealed class CudaTimeline : IDisposable
 
     public const string ComputeLane = "compute stream";
 
+    /// <summary>The lanes of the host's time: per schedule position, and parts of it (a position's compute, the embedding's uploads).</summary>
+    public const string HostPositionsLane = "host: positions", HostPartsLane = "host: parts";
+
     public void Dispose()
     {
         foreach (var d in _device)

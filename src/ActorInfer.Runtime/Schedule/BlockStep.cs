@@ -114,7 +114,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _weightTransfers!.BeforeCompute();
         _inputs!.Transfers.BeforeCompute();
         var stores = new Transfers(_copies, _tiers);
-        if (!Compute(cursor, step, _current!, _inputs, stores, mayYield))
+        var computeSpan = engine.Timeline?.HostSpan(HostDetailLane, "compute");
+        var computed = Compute(cursor, step, _current!, _inputs, stores, mayYield);
+        computeSpan?.Dispose();
+        if (!computed)
         {
             // Nothing was stored (a yielding layer attends its cache in place), nothing of the next position prepared (one
             // batch): the inputs stay for the position's next run.
@@ -147,8 +150,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         return true;
     }
 
-    /// <summary>The trace's lane of the host's time per position (<see cref="RunCurrent"/>).</summary>
-    public const string HostLane = "host: positions";
+    private const string HostLane = Cuda.CudaTimeline.HostPositionsLane, HostDetailLane = Cuda.CudaTimeline.HostPartsLane;
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
     public bool AtLayerBoundary => _cursor is { Batch.Value: 0 };
@@ -275,11 +277,17 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             case ScheduleLayerKind.Input:
             {
                 var input = w.Input(architecture, engine.DType);
+                var timeline = engine.Timeline;
+                var idsSpan = timeline?.HostSpan(HostDetailLane, "token ids to the device");
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(LastTokens(batch, c.VocabSize), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
+                idsSpan?.Dispose();
+                var positionsSpan = timeline?.HostSpan(HostDetailLane, "positions to the device");
                 using var positions = batch.Positions(step, c.MaxPositionEmbeddings, architecture.PositionOffset, Device);
-                output = architecture.Embed(input, ids, positions);
+                positionsSpan?.Dispose();
+                using (timeline?.HostSpan(HostDetailLane, "embedding"))
+                    output = architecture.Embed(input, ids, positions);
                 break;
             }
             case ScheduleLayerKind.Decoder:
