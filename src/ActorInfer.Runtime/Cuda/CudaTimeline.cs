@@ -23,13 +23,21 @@ public sealed class CudaTimeline : IDisposable
         CudaRuntime.Record(_base, CudaRuntime.ComputeStream);
         CudaRuntime.Synchronize(_base);
         _clock.Restart();
+        _collections = [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)];
+        _paused = GC.GetTotalPauseDuration();
         Active = true;
     }
+
+    private int[] _collections = [0, 0, 0];
+    private TimeSpan _paused;
+    private string _gc = "";
 
     public void Stop()
     {
         TorchSharp.torch.cuda.synchronize();
         Active = false;
+        _gc = $"garbage collections while tracing: {GC.CollectionCount(0) - _collections[0]} of gen 0, {GC.CollectionCount(1) - _collections[1]} of gen 1, " +
+            $"{GC.CollectionCount(2) - _collections[2]} of gen 2, paused {(GC.GetTotalPauseDuration() - _paused).TotalMilliseconds:F2} ms";
     }
 
     /// <summary>Marks the start of a span on <paramref name="stream"/>; dispose the result after issuing the work.</summary>
@@ -109,6 +117,7 @@ public sealed class CudaTimeline : IDisposable
             var overlapped = lane == ComputeLane ? 0 : own.Sum(s => compute.Sum(c => Math.Max(0, Math.Min(s.End, c.End) - Math.Max(s.Start, c.Start))));
             lines.Add($"{lane}: {own.Count} spans, busy {busy:F1} ms" + (lane == ComputeLane ? "" : $", {overlapped:F1} ms of it during compute"));
         }
+        if (_gc.Length > 0) lines.Add(_gc);
         return string.Join("; ", lines);
     }
 

@@ -71,8 +71,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _step = step;
         var cursor = BlockCursor.First(layers.Count, active.Count);
         _weightTransfers = new Transfers(_copies, _tiers);
-        _current = weights.Load(cursor.Layer, _weightTransfers);
-        _inputs = Prepare(cursor, step);
+        using (engine.Timeline?.HostSpan(HostDetailLane, "load the first layer's weights"))
+            _current = weights.Load(cursor.Layer, _weightTransfers);
+        using (engine.Timeline?.HostSpan(HostDetailLane, "prepare the first position"))
+            _inputs = Prepare(cursor, step);
         _previousStores = new Transfers(_copies, _tiers);
         _cursor = cursor;
     }
@@ -125,10 +127,12 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             engine.Changes.Yielded();
             return false;
         }
+        var afterSpan = engine.Timeline?.HostSpan(HostDetailLane, "complete transfers, prepare the next position");
         _inputs.Transfers.Complete();
         _inputs = null;
         _previousStores!.Complete();
         _previousStores = stores;
+        using var after = afterSpan;
         if (next is not { } following)
         {
             _inputs = nextInputs;
@@ -349,8 +353,9 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 return true;
             }
         }
-        batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-            batch.HiddenStateName(at.Layer));
+        using (engine.Timeline?.HostSpan(HostDetailLane, "store the hidden state"))
+            batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
+                batch.HiddenStateName(at.Layer));
         return true;
     }
 
