@@ -88,6 +88,7 @@ public static class BenchRunner
             throw new CliException("--trace records CUDA streams: it needs --device cuda");
         if (generationLength < 2) throw new CliException("--trace needs --gen-len of at least 2 (it traces the first decoding step)");
         using var timeline = new ActorInfer.Runtime.Cuda.CudaTimeline();
+        timeline.Warm();
         setup.Engine.Timeline = timeline;
         cudaCopies.Timeline = timeline;
         try
