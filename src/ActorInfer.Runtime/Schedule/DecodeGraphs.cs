@@ -68,7 +68,10 @@ public sealed class DecodeGraphs : IDisposable
         _limit = 8 * Math.Max(1, engine.Config.NumHiddenLayers) * Math.Max(1, engine.Policy.NumGpuBatches);
     }
 
-    /// <summary>Layers captured, replayed, and run without a graph (first sight of a key, or new addresses), since the start.</summary>
+    /// <summary>
+    /// Graphs captured, graph replays, and pieces of a layer (a whole layer, or one of its two parts around batched
+    /// products) run without a graph (first sight of a key, or new addresses), since the start.
+    /// </summary>
     public long Captures { get; private set; }
     public long Replays { get; private set; }
     public long Uncaptured { get; private set; }
