@@ -123,7 +123,7 @@ public sealed class DecodeGraphs : IDisposable
         using (keys)
         using (values)
         using (var context = AttentionMath.Attend(queries, keys, values, batch.Mask(step, hidden.device, attended), decode: DecodeAttention.Products,
-                   excluded: batch.Excluded(step, hidden.device, attended)))
+                   excluded: hidden.device_type == TorchSharp.DeviceType.CUDA ? batch.Excluded(step, hidden.device, attended) : null))
             slot.Context.copy_(context);
         Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Rest), [.. w.Tensors(), slot.Context, input, output],
             () => Rest(w, slot.Context, input, output), decoderLayer, batch);
