@@ -53,7 +53,6 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     public Tensor Embed(IGpuBatch batch, TokenStep step)
     {
         var b = (Batch)batch;
-        using var span = runtime.Timeline?.HostSpan(ActorInfer.Runtime.Cuda.CudaTimeline.HostPartsLane, "the scheduler's embedding call");
         var session = SessionFor(b);
         if (!session.Block.InStep || session.Block.Step.Value != step.Value)
         {

@@ -78,7 +78,7 @@ public static class BenchRunner
     }
 
     /// <summary>
-    /// One more run with a timeline of its first decoding step (CUDA): which copy and which compute ran when, per
+    /// One more run with a timeline of one decoding step (CUDA): which copy and which compute ran when, per
     /// stream, written in the Chrome trace format. Returns a summary of busy and overlapped time per lane.
     /// </summary>
     /// <param name="decodingStep">The decoding step recorded, 1 for the first.</param>
@@ -86,7 +86,7 @@ public static class BenchRunner
     {
         if (setup.Copies is not ActorInfer.Runtime.Copies.CudaCopyEngine cudaCopies)
             throw new CliException("--trace records CUDA streams: it needs --device cuda");
-        if (generationLength < 2) throw new CliException("--trace needs --gen-len of at least 2 (it traces the first decoding step)");
+        if (generationLength < 2) throw new CliException("--trace needs --gen-len of at least 2 (it traces a decoding step)");
         using var timeline = new ActorInfer.Runtime.Cuda.CudaTimeline();
         timeline.Warm();
         setup.Engine.Timeline = timeline;

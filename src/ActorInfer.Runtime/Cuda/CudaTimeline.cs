@@ -52,9 +52,7 @@ public sealed class CudaTimeline : IDisposable
         using (DeviceSpan(ComputeLane, "warm", stream)) { }
         Stop();
         _ = Summary();
-        Dispose();
-        _host.Clear();
-        _gc = "";
+        Forget();
     }
 
     /// <summary>Marks the start of a span on <paramref name="stream"/>; dispose the result after issuing the work.</summary>
@@ -140,11 +138,16 @@ public sealed class CudaTimeline : IDisposable
 
     public const string ComputeLane = "compute stream";
 
-    /// <summary>The lanes of the host's time: per schedule position, and parts of it (a position's compute, the embedding's uploads).</summary>
-    public const string HostPositionsLane = "host: positions", HostPartsLane = "host: parts";
+    /// <summary>The lanes of the host's time: per schedule position (and a step's start), and the compute within a position.</summary>
+    public const string HostPositionsLane = "host: positions", HostComputeLane = "host: compute";
 
-    public void Dispose()
+    public void Dispose() => Forget();
+
+    /// <summary>Frees the recorded spans' events and drops every span; <see cref="Start"/> begins anew.</summary>
+    private void Forget()
     {
+        _host.Clear();
+        _gc = "";
         foreach (var d in _device)
         {
             CudaRuntime.DestroyEvent(d.Start);

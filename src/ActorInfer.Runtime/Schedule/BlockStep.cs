@@ -71,10 +71,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _step = step;
         var cursor = BlockCursor.First(layers.Count, active.Count);
         _weightTransfers = new Transfers(_copies, _tiers);
-        using (engine.Timeline?.HostSpan(HostDetailLane, "load the first layer's weights"))
-            _current = weights.Load(cursor.Layer, _weightTransfers);
-        using (engine.Timeline?.HostSpan(HostDetailLane, "prepare the first position"))
-            _inputs = Prepare(cursor, step);
+        _current = weights.Load(cursor.Layer, _weightTransfers);
+        _inputs = Prepare(cursor, step);
         _previousStores = new Transfers(_copies, _tiers);
         _cursor = cursor;
     }
@@ -116,7 +114,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         _weightTransfers!.BeforeCompute();
         _inputs!.Transfers.BeforeCompute();
         var stores = new Transfers(_copies, _tiers);
-        var computeSpan = engine.Timeline?.HostSpan(HostDetailLane, "compute");
+        var computeSpan = engine.Timeline?.HostSpan(HostComputeLane, "compute");
         var computed = Compute(cursor, step, _current!, _inputs, stores, mayYield);
         computeSpan?.Dispose();
         if (!computed)
@@ -127,12 +125,10 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             engine.Changes.Yielded();
             return false;
         }
-        var afterSpan = engine.Timeline?.HostSpan(HostDetailLane, "complete transfers, prepare the next position");
         _inputs.Transfers.Complete();
         _inputs = null;
         _previousStores!.Complete();
         _previousStores = stores;
-        using var after = afterSpan;
         if (next is not { } following)
         {
             _inputs = nextInputs;
@@ -154,7 +150,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         return true;
     }
 
-    private const string HostLane = Cuda.CudaTimeline.HostPositionsLane, HostDetailLane = Cuda.CudaTimeline.HostPartsLane;
+    private const string HostLane = Cuda.CudaTimeline.HostPositionsLane, HostComputeLane = Cuda.CudaTimeline.HostComputeLane;
 
     /// <summary>Whether the step in progress is at the start of a layer (its first batch not yet computed).</summary>
     public bool AtLayerBoundary => _cursor is { Batch.Value: 0 };
@@ -281,17 +277,11 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
             case ScheduleLayerKind.Input:
             {
                 var input = w.Input(architecture, engine.DType);
-                var timeline = engine.Timeline;
-                var idsSpan = timeline?.HostSpan(HostDetailLane, "token ids to the device");
                 using var ids = step.IsPrefill
                     ? layout.PadPrompts(batch.Sequences.Select(BatchGenerator.Context).ToArray(), c.PadTokenId, Device)
                     : tensor(LastTokens(batch, c.VocabSize), [layout.BatchSize, 1], dtype: ScalarType.Int64).to(Device);
-                idsSpan?.Dispose();
-                var positionsSpan = timeline?.HostSpan(HostDetailLane, "positions to the device");
                 using var positions = batch.Positions(step, c.MaxPositionEmbeddings, architecture.PositionOffset, Device);
-                positionsSpan?.Dispose();
-                using (timeline?.HostSpan(HostDetailLane, "embedding"))
-                    output = architecture.Embed(input, ids, positions);
+                output = architecture.Embed(input, ids, positions);
                 break;
             }
             case ScheduleLayerKind.Decoder:
@@ -309,7 +299,7 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 var yieldTo = yields ? engine.Changes : null;
                 if (!step.IsPrefill && engine.Graphs is { } graphs && graphs.Takes(inputs, home, plan.ActivationTier(at.Layer, batch.Index)))
                 {
-                    // The whole layer as one graph: it stops only before it starts.
+                    // The layer as captured graphs: it stops only before it starts.
                     if (yieldTo is { Waiting: true }) return false;
                     output = graphs.Run(batch, layer.DecoderLayer, step, dw, inputs.WorkingCache!, inputs.Hidden!);
                     break;
@@ -353,9 +343,8 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
                 return true;
             }
         }
-        using (engine.Timeline?.HostSpan(HostDetailLane, "store the hidden state"))
-            batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
-                batch.HiddenStateName(at.Layer));
+        batch.Hidden = HiddenStateBuffer.Store(output, plan.ActivationTier(at.Layer, batch.Index), _tiers, _copies, stores,
+            batch.HiddenStateName(at.Layer));
         return true;
     }
 

@@ -117,7 +117,11 @@ public sealed class DecodeGraphs : IDisposable
         }
         var queries = slot.Queries;
         Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Projection), [.. w.Attention.Tensors(), cache.Keys, cache.Values, slot.Index, input, queries],
-            () => Project(w.Attention, cache, slot.Index, input, queries), decoderLayer, batch);
+            () =>
+            {
+                using var qkv = Project(w.Attention, cache, slot.Index, input);
+                queries.copy_(qkv.Queries);
+            }, decoderLayer, batch);
         // The same call as the engine's without graphs: products over the filled entries, masked where the batch has padding.
         var (keys, values) = cache.Prefix(attended);
         using (keys)
@@ -180,11 +184,7 @@ public sealed class DecodeGraphs : IDisposable
     /// </summary>
     private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, int attended, Tensor input, Tensor output)
     {
-        var architecture = _engine.Architecture;
-        using var attentionInput = architecture.AttentionInput(input, w.Attention);
-        using var qkv = architecture.Project(attentionInput, w.Attention, null);
-        cache.Keys.index_copy_(2, index, qkv.Keys);
-        cache.Values.index_copy_(2, index, qkv.Values);
+        using var qkv = Project(w.Attention, cache, index, input);
         var (keys, values) = cache.Prefix(attended);
         using (keys)
         using (values)
@@ -192,15 +192,15 @@ public sealed class DecodeGraphs : IDisposable
             Rest(w, context, input, output);
     }
 
-    /// <summary>The attention's input and projection: keys and values into the cache, the queries into <paramref name="queries"/>.</summary>
-    private void Project(AttentionWeights w, LayerKv cache, Tensor index, Tensor input, Tensor queries)
+    /// <summary>The attention's input and projection, the step's keys and values written into the cache at the slot's index.</summary>
+    private QueryKeyValue Project(AttentionWeights w, LayerKv cache, Tensor index, Tensor input)
     {
         var architecture = _engine.Architecture;
         using var attentionInput = architecture.AttentionInput(input, w);
-        using var qkv = architecture.Project(attentionInput, w, null);
+        var qkv = architecture.Project(attentionInput, w, null);
         cache.Keys.index_copy_(2, index, qkv.Keys);
         cache.Values.index_copy_(2, index, qkv.Values);
-        queries.copy_(qkv.Queries);
+        return qkv;
     }
 
     /// <summary>The output projection and the MLP over the attention's context, written into <paramref name="output"/>.</summary>
