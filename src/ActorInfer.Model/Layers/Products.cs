@@ -31,7 +31,24 @@ public sealed class Products
 
     /// <summary>x W^T + b over the last dimension of <paramref name="x"/>.</summary>
     public Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null) =>
-        IsBatchInvariant ? RowWise(x, rows => F.linear(rows, weight, bias)) : F.linear(x, weight, bias);
+        IsBatchInvariant ? RowWise(x, rows => F.linear(rows, weight, bias)) : Fused(x, weight, bias);
+
+    /// <summary>
+    /// x W^T + b formed as PyTorch's own linear forms it (what Hugging Face's models call): a contiguous
+    /// [batch, tokens, features] input is taken as [batch * tokens, features], so that the BLAS library adds the bias in the
+    /// product's epilogue. TorchSharp's functional linear is libtorch's C++ frontend's, which does that for two dimensions
+    /// only: over three it ran a product and then a kernel of its own for the bias, 14% of an OPT-6.7B prefill and 4% of a
+    /// decoding layer on an H100 (docs/perf/h100-kernels/).
+    /// </summary>
+    public static Tensor Fused(Tensor x, Tensor weight, Tensor? bias = null)
+    {
+        if (bias is null || x.dim() != 3 || !x.is_contiguous()) return F.linear(x, weight, bias);
+        using var rows = x.view(x.size(0) * x.size(1), x.size(2));
+        var product = F.linear(rows, weight, bias);
+        // A decoding step's product takes its token dimension in place: no second tensor (a native object) per map.
+        if (x.size(1) == 1) return product.unsqueeze_(1);
+        using (product) return product.view(x.size(0), x.size(1), product.size(1));
+    }
 
     /// <summary>
     /// <paramref name="f"/> of each row of <paramref name="x"/> [batch, tokens, features] (a norm, an activation): whole, or in

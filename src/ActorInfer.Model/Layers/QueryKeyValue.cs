@@ -1,5 +1,4 @@
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace ActorInfer.Model.Layers;
 
@@ -22,8 +21,8 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
     /// The three projections, from one stacked map (rows: queries, keys, values) or three apart. With a stacked map a
     /// decoding step (one token) projects with one product and returns views of its output, not copies: every consumer
     /// takes strided heads (a copy into the cache, a batched product; a copy that needs contiguous rows makes its own). A
-    /// prefill projects each part apart and returns it contiguous, as with three maps: one [B, T, q + k + v] output would
-    /// double the peak of a long prompt.
+    /// prefill projects each part apart, as with three maps (one [B, T, q + k + v] output would double the peak of a long
+    /// prompt), and on CUDA returns each as a view of its [B, T, heads, d] projection.
     /// </summary>
     public static QueryKeyValue Project(Tensor input, IReadOnlyList<LinearWeights> maps, long heads, long kvHeads, long headDim, Products? products = null)
     {
@@ -49,7 +48,7 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
             }
         }
         var qkv = maps[0];
-        using var projected = F.linear(input, qkv.Weight, qkv.Bias);
+        using var projected = Products.Fused(input, qkv.Weight, qkv.Bias);
         // One token: each sequence's row [(heads + 2 * kv heads) * d] holds its queries, keys and values one after the other,
         // each taken as [B, heads, 1, d] by its strides: one view each (unbind or split and view made two to three times
         // as many native objects).
@@ -70,7 +69,7 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
         }
     }
 
-    /// <summary>One projection as [B, <paramref name="heads"/>, T, d], contiguous, from a map's rows at a row.</summary>
+    /// <summary>One projection as [B, <paramref name="heads"/>, T, d] (on CUDA a view of [B, T, heads, d]), from a map's rows at a row.</summary>
     private static Tensor Part(Tensor input, (LinearWeights Map, long Row) at, long heads, long headDim, Products p)
     {
         var (map, row) = at;
@@ -84,10 +83,14 @@ public sealed record QueryKeyValue(Tensor Queries, Tensor Keys, Tensor Values) :
     {
         using var projected = p.Linear(input, weight, bias);
         using var split = projected.view(input.size(0), input.size(1), heads, headDim);
-        // Every view is disposed here: a view left to the caller's scope would keep the projection's storage alive until
-        // the scope ends (a whole prefill step: tens of gigabytes for a large model).
+        // On CUDA the heads are a view of the projection, [B, heads, T, d] over [B, T, heads, d]: each consumer reads
+        // strided heads (the cache write; the fused attention kernels, which read by strides, the same bits, and then lay
+        // their output out as [B, T, heads, d], so that the context needs no copy either). Copying them contiguous took four
+        // of an OPT-6.7B prefill layer's six copies (docs/perf/h100-kernels/). On the CPU libtorch's attention rounds
+        // strided queries differently, so they stay contiguous there. The other views are disposed here: one left to the
+        // caller's scope would keep the storage alive until the scope ends.
         using var transposed = split.transpose(1, 2);
-        return transposed.contiguous();
+        return input.device_type == TorchSharp.DeviceType.CUDA ? transposed.alias() : transposed.contiguous();
     }
 
     public void Dispose()

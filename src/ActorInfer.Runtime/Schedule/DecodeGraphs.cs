@@ -98,10 +98,12 @@ public sealed class DecodeGraphs : IDisposable
     {
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
-        // Batched products attend over the filled length, a new shape every step: they run between two graphs, as without
-        // graphs. A fused kernel attends over a length rounded up to 64 under a mask, inside the layer's one graph.
+        // Batched products attend over the filled length (on CUDA up to a multiple of 8), a new shape every few steps: they
+        // run between two graphs, as without graphs. A fused kernel attends over a length rounded up to 64 under a mask, inside the layer's one graph.
         var split = _engine.DecodeAttention == DecodeAttention.Products;
-        var attended = split ? cacheIndex + 1 : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
+        var attended = split
+            ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
+            : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
         var slot = SlotFor(batch, hidden);
         slot.Prepare(batch, step, cacheIndex);
         var input = slot.Hidden[decoderLayer % 2];

@@ -1,6 +1,5 @@
 using ActorInfer.Model.Layers;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace ActorInfer.Model.Tests.Layers;
 
@@ -35,7 +34,7 @@ public sealed class QkvProjectionTests
         var k = Random(kvHeads * headDim);
         var v = Random(kvHeads * headDim);
         Tensor Apart(LinearWeights w, int n) =>
-            F.linear(input, w.Weight, w.Bias).view(batch, tokens, n, headDim).transpose(1, 2).contiguous();
+            Products.Fused(input, w.Weight, w.Bias).view(batch, tokens, n, headDim).transpose(1, 2).contiguous();
         var (expectedQ, expectedK, expectedV) = (Apart(q, heads), Apart(k, kvHeads), Apart(v, kvHeads));
 
         var stacked = new LinearWeights(cat([q.Weight, k.Weight, v.Weight], 0), bias ? cat([q.Bias!, k.Bias!, v.Bias!], 0) : null);
