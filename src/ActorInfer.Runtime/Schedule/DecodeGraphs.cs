@@ -11,21 +11,21 @@ namespace ActorInfer.Runtime.Schedule;
 /// a small batch is bound by launching kernels, not by the device (docs/perf/h100-node-warm-up-pinning/: 13.3 ms a step
 /// launched one by one, 9.5 ms as a graph, in PyTorch).
 /// <para>
-/// With batched products (the default attention) a layer is two graphs around the attention, which runs as without
-/// graphs (over the filled length, a new shape every step): the attention's input, the projection and the cache write;
-/// then the output projection and the MLP. The outputs are those of the engine without graphs, bit for bit. With a fused
-/// kernel (<c>efficient</c>) the whole layer is one graph, attending over a length rounded up to 64 under a mask, as the
-/// engine does without graphs, but always under a mask (the engine drops it where nothing is masked): outputs may differ
-/// in the last bits.
+/// On CUDA a layer is one graph per attended length: the length the engine attends without graphs (batched products, the
+/// default, over the filled entries up to a multiple of 8; a fused kernel, <c>efficient</c>, up to a multiple of 64), under
+/// the slot's mask. With batched products the outputs are the engine's without graphs, bit for bit: where nothing is
+/// masked the engine drops the mask, and filling no score leaves the same scores. A fused kernel's may differ in the last
+/// bits (it takes another path without a mask). A layer's graph for another length is dropped when the next is made.
+/// On the CPU, where nothing is captured, batched products attend the filled length between two parts of the layer.
 /// </para>
 /// <para>
 /// A graph replays the addresses its capture saw, so what changes from step to step lives in buffers of the GPU batch's
 /// slot, refilled in place: the cache index this step writes (the keys and values go in by <c>index_copy_</c>), the
 /// queries and the attention's context between the two graphs, the mask, and the hidden state, passed from layer to
 /// layer in two buffers that alternate. The weights and the cache are read where they are: a graph is keyed by (layer,
-/// GPU batch, rows, part, attended length for a whole layer) and holds the addresses it reads; where they differ (weights
+/// GPU batch, rows, part, attended length) and holds the addresses it reads; where they differ (weights
 /// re-placed, a new block's cache elsewhere) the work runs as it is and is captured again when the same addresses come
-/// twice in a row. So a block's first two decoding steps run uncaptured, unless its cache lies where the last one's did.
+/// twice in a row. So the first decoding step at each attended length runs uncaptured.
 /// </para>
 /// <para>
 /// The graphs' intermediates live in one private pool of libtorch's allocator (graphs replay one at a time on the
@@ -98,10 +98,13 @@ public sealed class DecodeGraphs : IDisposable
     {
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
-        // Batched products attend over the filled length (on CUDA up to a multiple of 8), a new shape every few steps: they
-        // run between two graphs, as without graphs. A fused kernel attends over a length rounded up to 64 under a mask, inside the layer's one graph.
-        var split = _engine.DecodeAttention == DecodeAttention.Products;
-        var attended = split
+        // On CUDA the layer is one graph per attended length, the length the engine attends without graphs: batched
+        // products over the filled entries up to a multiple of 8, a fused kernel over them up to a multiple of 64, both
+        // under the slot's mask. On the CPU (nothing is captured; the engine's arithmetic checked) batched products attend
+        // the filled length between the two parts, as the engine does there.
+        var products = _engine.DecodeAttention == DecodeAttention.Products;
+        var split = products && hidden.device_type != TorchSharp.DeviceType.CUDA;
+        var attended = products
             ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
             : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
         var slot = SlotFor(batch, hidden);
@@ -112,9 +115,10 @@ public sealed class DecodeGraphs : IDisposable
         var rows = layout.BatchSize;
         if (!split)
         {
-            var mask = slot.Mask(batch, step, attended);
-            Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, attended, Part.Layer), [.. w.Tensors(), cache.Keys, cache.Values, slot.Index, mask, input, output],
-                () => Whole(w, cache, slot.Index, mask, attended, input, output), decoderLayer, batch);
+            var (mask, excluded) = slot.Mask(batch, step, attended);
+            Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, attended, Part.Layer),
+                [.. w.Tensors(), cache.Keys, cache.Values, slot.Index, mask, excluded, input, output],
+                () => Whole(w, cache, slot.Index, mask, products ? excluded : null, attended, input, output), decoderLayer, batch);
             return output.alias();
         }
         var queries = slot.Queries;
@@ -150,7 +154,16 @@ public sealed class DecodeGraphs : IDisposable
             Replays++;
             return;
         }
-        if (entry is null && _entries.Count >= _limit) ClearGraphs();
+        if (entry is null)
+        {
+            // A layer's graph for another attended length is not replayed again in this block (lengths only grow): dropped.
+            foreach (var other in _entries.Keys.Where(k => k with { Attended = key.Attended } == key).ToArray())
+            {
+                _entries[other].Graph?.Dispose();
+                _entries.Remove(other);
+            }
+            if (_entries.Count >= _limit) ClearGraphs();
+        }
         entry ??= new Entry();
         entry.Graph?.Dispose();
         entry.Graph = null;
@@ -184,13 +197,13 @@ public sealed class DecodeGraphs : IDisposable
     /// <paramref name="attended"/> entries under the slot's mask, the result written into <paramref name="output"/>. Every
     /// tensor it makes is freed before it returns (during a capture, into the pool).
     /// </summary>
-    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, int attended, Tensor input, Tensor output)
+    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, Tensor? excluded, int attended, Tensor input, Tensor output)
     {
         using var qkv = Project(w.Attention, cache, index, input);
         var (keys, values) = cache.Prefix(attended);
         using (keys)
         using (values)
-        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask, decode: _engine.DecodeAttention))
+        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask, decode: _engine.DecodeAttention, excluded: excluded))
             Rest(w, context, input, output);
     }
 
@@ -292,7 +305,7 @@ public sealed class DecodeGraphs : IDisposable
     /// </summary>
     private sealed class Slot : IDisposable
     {
-        private readonly Dictionary<int, (Tensor Mask, bool Filled)> _masks = [];
+        private readonly Dictionary<int, (Tensor Mask, Tensor Excluded, bool Filled)> _masks = [];
         private GpuBatch? _batch;
         private TokenStep _step;
         private Tensor? _queries;
@@ -320,20 +333,25 @@ public sealed class DecodeGraphs : IDisposable
         {
             if (ReferenceEquals(_batch, batch) && _step == step) return;
             Index.fill_(cacheIndex);
-            foreach (var attended in _masks.Keys.ToArray()) _masks[attended] = (_masks[attended].Mask, false);
+            foreach (var attended in _masks.Keys.ToArray()) _masks[attended] = _masks[attended] with { Filled = false };
             (_batch, _step) = (batch, step);
         }
 
-        /// <summary>The step's mask over <paramref name="attended"/> entries, filled once per step (after <see cref="Prepare"/>).</summary>
-        public Tensor Mask(GpuBatch batch, TokenStep step, int attended)
+        /// <summary>
+        /// The step's mask over <paramref name="attended"/> entries and its negation (what batched products exclude), filled
+        /// once per step (after <see cref="Prepare"/>).
+        /// </summary>
+        public (Tensor Mask, Tensor Excluded) Mask(GpuBatch batch, TokenStep step, int attended)
         {
             var device = Hidden[0].device;
-            if (_masks.TryGetValue(attended, out var held) && held.Filled) return held.Mask;
+            if (_masks.TryGetValue(attended, out var held) && held.Filled) return (held.Mask, held.Excluded);
             var mask = held.Mask ?? empty([batch.Layout.BatchSize, 1, 1, attended], ScalarType.Bool, device).DetachFromDisposeScope();
+            var excluded = held.Excluded ?? empty_like(mask).DetachFromDisposeScope();
             if (batch.Mask(step, device, attended) is { } source) mask.copy_(source);
             else mask.fill_(true);
-            _masks[attended] = (mask, true);
-            return mask;
+            using (var negation = mask.logical_not()) excluded.copy_(negation);
+            _masks[attended] = (mask, excluded, true);
+            return (mask, excluded);
         }
 
         public void Dispose()
@@ -343,7 +361,11 @@ public sealed class DecodeGraphs : IDisposable
             Context.Dispose();
             _queries?.Dispose();
             _queries = null;
-            foreach (var (m, _) in _masks.Values) m.Dispose();
+            foreach (var (m, e, _) in _masks.Values)
+            {
+                m.Dispose();
+                e.Dispose();
+            }
             _masks.Clear();
         }
     }
