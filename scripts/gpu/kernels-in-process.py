@@ -20,6 +20,7 @@ ap.add_argument("--out", default=os.environ.get("OUT", "."))
 ap.add_argument("--layers", type=int, default=32)
 ap.add_argument("--steps", type=int, default=31, help="decoding steps after the prefill (gen-len - 1)")
 ap.add_argument("--reference", action="store_true")
+ap.add_argument("--memory", action="store_true", help="no profiler: the caching allocator's statistics after the run instead")
 ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--context", type=int, default=544)
 ap.add_argument("args", nargs=argparse.REMAINDER)
@@ -75,7 +76,21 @@ def table(title, rows, steps, layers):
 
 
 result = {}
-if args:
+if args and a.memory:
+    torch.cuda.reset_peak_memory_stats()
+    status = run_app(args)
+    torch.cuda.synchronize()
+    st = torch.cuda.memory_stats()
+    free, total = torch.cuda.mem_get_info()
+    keys = ["allocated_bytes.all.peak", "reserved_bytes.all.peak", "active_bytes.all.peak", "inactive_split_bytes.all.peak",
+            "requested_bytes.all.peak", "num_alloc_retries", "num_ooms", "num_device_alloc", "num_device_free",
+            "segment.all.peak", "oversize_allocations.peak"]
+    result["memory"] = {k: st.get(k) for k in keys}
+    result["memory"]["device_used_at_end"] = total - free
+    print(f"\n{a.name}: exit status {status}")
+    for k, v in result["memory"].items():
+        print(f"  {k}: {v / 2**30:.2f} GiB" if isinstance(v, int) and v > 2**20 else f"  {k}: {v}")
+elif args:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         status = run_app(args)
         torch.cuda.synchronize()

@@ -15,7 +15,7 @@ namespace ActorInfer.Runtime.Schedule;
 /// default, over the filled entries up to a multiple of 8; a fused kernel, <c>efficient</c>, up to a multiple of 64), under
 /// the slot's mask. With batched products the outputs are the engine's without graphs, bit for bit: where nothing is
 /// masked the engine drops the mask, and filling no score leaves the same scores. A fused kernel's may differ in the last
-/// bits (it takes another path without a mask). A layer's graph for another length is dropped when the next is made.
+/// bits (it takes another path without a mask). A block of the same geometry replays the last one's graphs.
 /// On the CPU, where nothing is captured, batched products attend the filled length between two parts of the layer.
 /// </para>
 /// <para>
@@ -154,16 +154,7 @@ public sealed class DecodeGraphs : IDisposable
             Replays++;
             return;
         }
-        if (entry is null)
-        {
-            // A layer's graph for another attended length is not replayed again in this block (lengths only grow): dropped.
-            foreach (var other in _entries.Keys.Where(k => k with { Attended = key.Attended } == key).ToArray())
-            {
-                _entries[other].Graph?.Dispose();
-                _entries.Remove(other);
-            }
-            if (_entries.Count >= _limit) ClearGraphs();
-        }
+        if (entry is null && _entries.Count >= _limit) ClearGraphs();
         entry ??= new Entry();
         entry.Graph?.Dispose();
         entry.Graph = null;
