@@ -6,12 +6,12 @@ namespace ActorInfer.Runtime.Tests;
 public sealed class DeviceReserveTests
 {
     [Fact]
-    public void TheUsableBudgetLeavesTheContextAndSixPercentForTheAllocator()
+    public void TheUsableBudgetLeavesTheContextAndTenPercentForTheAllocator()
     {
         const long gib = 1L << 30;
         var reserve = DeviceReserve.For(16 * gib, contextBytes: 600L << 20);
-        Assert.Equal(16 * gib * 6 / 100, reserve.AllocatorAllowanceBytes);
-        Assert.Equal(16 * gib - (600L << 20) - 16 * gib * 6 / 100, reserve.Usable(16 * gib));
+        Assert.Equal(16 * gib * 10 / 100, reserve.AllocatorAllowanceBytes);
+        Assert.Equal(16 * gib - (600L << 20) - 16 * gib * 10 / 100, reserve.Usable(16 * gib));
     }
 
     [Fact]

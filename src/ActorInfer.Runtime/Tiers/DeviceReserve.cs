@@ -9,11 +9,14 @@ namespace ActorInfer.Runtime.Tiers;
 public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceBytes)
 {
     /// <summary>
-    /// The allowance: 6% of the budget, at least 512 MiB. With 3% OPT-30B under 16 GiB on an H200 peaked at 16.13 GiB
-    /// as the device reported it (the allocator held 3.5 GB beyond the accounted tensors, 0.6 GB more than the
-    /// planner's working memory).
+    /// The allowance: 10% of the budget, at least 512 MiB. With 6% OPT-30B under 16 GiB on an H100 (24 x 3, expandable
+    /// segments) peaked at 16.48 GiB as the device reported it: its tensors at 14.47 GiB (the planner predicted 14.43), the
+    /// allocator's reserve 1.15 GiB beyond them and 0.25 GiB outside both, against a 0.96 GiB allowance
+    /// (docs/perf/h100-kernels/). With 3% it had peaked at 16.13 GiB on an H200.
     /// </summary>
-    public static long AllowanceFor(long budget) => Math.Max(512L << 20, budget * 6 / 100);
+    public static long AllowanceFor(long budget) => Math.Max(512L << 20, budget * AllowancePercent / 100);
+
+    private const long AllowancePercent = 10;
 
     public static DeviceReserve None { get; } = new(0, 0);
 
@@ -34,7 +37,7 @@ public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceByt
 
     /// <summary>
     /// The least budget whose usable part (<see cref="Usable"/>) holds <paramref name="usable"/> bytes beside a context of
-    /// <paramref name="contextBytes"/>: the allowance is the budget's own, so past its floor the budget is the rest over 94%.
+    /// <paramref name="contextBytes"/>: the allowance is the budget's own, so past its floor the budget is the rest over 90%.
     /// </summary>
     public static long BudgetFor(long usable, long contextBytes)
     {
@@ -42,7 +45,7 @@ public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceByt
         var floor = AllowanceFor(0);
         if (AllowanceFor(needed + floor) == floor) return needed + floor;
         // The allowance is rounded down, so the quotient may overshoot by a byte or two.
-        var budget = (needed * 100 + 93) / 94;
+        var budget = (needed * 100 + 99 - AllowancePercent) / (100 - AllowancePercent);
         while (budget - AllowanceFor(budget) < needed) budget++;
         while (budget - 1 - AllowanceFor(budget - 1) >= needed) budget--;
         return budget;
