@@ -21,8 +21,8 @@ namespace ActorInfer.Runtime.Schedule;
 /// <para>
 /// A graph replays the addresses its capture saw, so what changes from step to step lives in buffers of the GPU batch's
 /// slot, refilled in place: the cache index this step writes (the keys and values go in by <c>index_copy_</c>), the
-/// queries and the attention's context between the two graphs, the mask, and the hidden state, passed from layer to
-/// layer in two buffers that alternate. The weights and the cache are read where they are: a graph is keyed by (layer,
+/// mask and its negation, and the hidden state, passed from layer to layer in two buffers that alternate (on the CPU also
+/// the queries and the attention's context between the layer's two parts). The weights and the cache are read where they are: a graph is keyed by (layer,
 /// GPU batch, rows, part, attended length) and holds the addresses it reads; where they differ (weights
 /// re-placed, a new block's cache elsewhere) the work runs as it is and is captured again when the same addresses come
 /// twice in a row. So the first decoding step at each attended length runs uncaptured.
