@@ -1,6 +1,10 @@
 using System.Reflection;
 using ActorInfer.Model.Config;
 using ActorInfer.Model.Generation;
+using ActorInfer.Model.Layers;
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
@@ -59,6 +63,27 @@ public static class Harness
     {
         using var model = ResidentModel.Load(weights, c, ScalarType.Float32, CPU);
         foreach (var s in sequences) BatchGenerator.Run(model, [s], Decode);
+    }
+
+    /// <summary>
+    /// <see cref="LongAndShort"/> sequences through an engine of <paramref name="policy"/> (CPU, float32, generous tiers) give
+    /// the tokens each gives alone; <paramref name="check"/> sees the engine after the run.
+    /// </summary>
+    public static void AssertLongAndShortAsAlone(ModelConfig c, int longLength, int longTokens, int shortTokens, Policy policy,
+        DecodeAttention decode = DecodeAttention.Products, bool cudaGraphs = false, Action<OffloadRuntime>? check = null)
+    {
+        using var source = new RandomWeights(c, seed: 7);
+        var expected = LongAndShort(c, longLength, longTokens, shortTokens);
+        EachAlone(c, source, expected);
+        var actual = LongAndShort(c, longLength, longTokens, shortTokens);
+        var tiers = TierSet.Create(Generous, Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(c, source, policy, tiers, copies, ScalarType.Float32, decodeAttention: decode, cudaGraphs: cudaGraphs))
+        {
+            engine.Generate(actual, Decode);
+            check?.Invoke(engine);
+        }
+        Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
     }
 
     public static string TempFolder()

@@ -138,19 +138,8 @@ public sealed class PlacementEquivalenceTests
 
     /// <summary>A finished sequence goes on through its batch's steps, past the model's context (64 positions).</summary>
     [Fact]
-    public void A_long_prompt_that_finishes_early_beside_a_long_generation_matches_the_reference()
-    {
-        var config = TestConfigs.PreLn;
-        using var source = new RandomWeights(config, seed: 7);
-        var expected = Harness.LongAndShort(config, 60, 2, 40);
-        Harness.EachAlone(config, source, expected);
-        var actual = Harness.LongAndShort(config, 60, 2, 40);
-        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
-        using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadRuntime(config, source, new Policy(2, 1, Gpu, Cpu, Gpu), tiers, copies, ScalarType.Float32))
-            engine.Generate(actual, Harness.Decode);
-        Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
-    }
+    public void A_long_prompt_that_finishes_early_beside_a_long_generation_matches_the_reference() =>
+        Harness.AssertLongAndShortAsAlone(TestConfigs.PreLn, 60, 2, 40, new Policy(2, 1, Gpu, Cpu, Gpu));
 
     private static void Check(ModelConfig config, Policy policy, int count, string name)
     {

@@ -26,7 +26,7 @@ public static class BenchReport
         if (setup.Reserve.Bytes > 0)
             b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
         if (setup.Engine.Graphs is { } g)
-            b.AppendLine($"cuda graphs      {g.Captures} captured, {g.Replays} replays, {g.Uncaptured} pieces of a layer run uncaptured{(g.Failure is { } f ? $"; captures stopped: {f}" : "")}");
+            b.AppendLine($"cuda graphs      {g.Captures} captured, {g.Replays} replays, {g.Uncaptured} layers run uncaptured{(g.Failure is { } f ? $"; captures stopped: {f}" : "")}");
         if (setup.Search is { } s)
             b.AppendLine($"planner          predicted {s.Estimate.ThroughputTokensPerSecond:F2} token/s; searched in {s.SearchTime.TotalMilliseconds:F1} ms");
         return b.ToString().TrimEnd();

@@ -123,7 +123,7 @@ public static class GenerateCommand
             });
         }
         if (setup.Engine.Graphs is { } g)
-            Console.Error.WriteLine($"generate: cuda graphs: {g.Captures} captured, {g.Replays} replays, {g.Uncaptured} pieces of a layer run uncaptured" +
+            Console.Error.WriteLine($"generate: cuda graphs: {g.Captures} captured, {g.Replays} replays, {g.Uncaptured} layers run uncaptured" +
                 (g.Failure is { } f ? $"; captures stopped: {f}" : ""));
         return Write(o, results, good.Count, bad.Count);
     }

@@ -15,15 +15,15 @@ namespace ActorInfer.Runtime.Schedule;
 /// default, over the filled entries up to a multiple of 8; a fused kernel, <c>efficient</c>, up to a multiple of 64), under
 /// the slot's mask. With batched products the outputs are the engine's without graphs, bit for bit: where nothing is
 /// masked the engine drops the mask, and filling no score leaves the same scores. A fused kernel's may differ in the last
-/// bits (it takes another path without a mask). A block of the same geometry replays the last one's graphs.
-/// On the CPU, where nothing is captured, batched products attend the filled length between two parts of the layer.
+/// bits (it takes another path without a mask). A block of the same geometry replays the last one's graphs. On the CPU,
+/// where nothing is captured, the layer attends under the engine's own mask (none where nothing is masked): the path's
+/// arithmetic is the engine's there, bit for bit.
 /// </para>
 /// <para>
 /// A graph replays the addresses its capture saw, so what changes from step to step lives in buffers of the GPU batch's
 /// slot, refilled in place: the cache index this step writes (the keys and values go in by <c>index_copy_</c>), the
-/// mask and its negation, and the hidden state, passed from layer to layer in two buffers that alternate (on the CPU also
-/// the queries and the attention's context between the layer's two parts). The weights and the cache are read where they are: a graph is keyed by (layer,
-/// GPU batch, rows, part, attended length) and holds the addresses it reads; where they differ (weights
+/// mask and its negation, and the hidden state, passed from layer to layer in two buffers that alternate. The weights and the cache are read where they are: a graph is keyed by (layer,
+/// GPU batch, rows, attended length) and holds the addresses it reads; where they differ (weights
 /// re-placed, a new block's cache elsewhere) the work runs as it is and is captured again when the same addresses come
 /// twice in a row. So the first decoding step at each attended length runs uncaptured.
 /// </para>
@@ -41,17 +41,7 @@ public sealed class DecodeGraphs : IDisposable
     private readonly Dictionary<(int Batch, int Rows), Slot> _slots = [];
     private readonly Dictionary<GraphKey, Entry> _entries = [];
 
-    private enum Part
-    {
-        /// <summary>A whole layer (a fused attention kernel over a rounded length).</summary>
-        Layer,
-        /// <summary>The attention's input, its projection and the cache write (before batched products).</summary>
-        Projection,
-        /// <summary>The output projection and the MLP (after batched products).</summary>
-        Rest,
-    }
-
-    private readonly record struct GraphKey(int Layer, int Batch, int Rows, int Attended, Part Part);
+    private readonly record struct GraphKey(int Layer, int Batch, int Rows, int Attended);
     private IntPtr _stream;
     private CudaGraph.PoolId _pool;
     private CudaGraph? _keeper;
@@ -69,8 +59,8 @@ public sealed class DecodeGraphs : IDisposable
     }
 
     /// <summary>
-    /// Graphs captured, graph replays, and pieces of a layer (a whole layer, or one of its two parts around batched
-    /// products) run without a graph (first sight of a key, or new addresses), since the start.
+    /// Graphs captured, graph replays, and decoding layers run without a graph (first sight of a key, new addresses, or
+    /// on the CPU), since the start.
     /// </summary>
     public long Captures { get; private set; }
     public long Replays { get; private set; }
@@ -98,12 +88,9 @@ public sealed class DecodeGraphs : IDisposable
     {
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
-        // On CUDA the layer is one graph per attended length, the length the engine attends without graphs: batched
-        // products over the filled entries up to a multiple of 8, a fused kernel over them up to a multiple of 64, both
-        // under the slot's mask. On the CPU (nothing is captured; the engine's arithmetic checked) batched products attend
-        // the filled length between the two parts, as the engine does there.
+        // One graph a layer per attended length, the length the engine attends without graphs: batched products over the
+        // filled entries (on CUDA up to a multiple of 8), a fused kernel over them up to a multiple of 64.
         var products = _engine.DecodeAttention == DecodeAttention.Products;
-        var split = products && hidden.device_type != TorchSharp.DeviceType.CUDA;
         var attended = products
             ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
             : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
@@ -112,31 +99,18 @@ public sealed class DecodeGraphs : IDisposable
         var input = slot.Hidden[decoderLayer % 2];
         var output = slot.Hidden[(decoderLayer + 1) % 2];
         if (TensorData.Pointer(hidden) != TensorData.Pointer(input)) input.copy_(hidden);
-        var rows = layout.BatchSize;
-        if (!split)
+        List<Tensor> reads = [.. w.Tensors(), cache.Keys, cache.Values, slot.Index, input, output];
+        Tensor? mask, excluded = null;
+        if (_capture)
         {
-            var (mask, excluded) = slot.Mask(batch, step, attended);
-            Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, attended, Part.Layer),
-                [.. w.Tensors(), cache.Keys, cache.Values, slot.Index, mask, excluded, input, output],
-                () => Whole(w, cache, slot.Index, mask, products ? excluded : null, attended, input, output), decoderLayer, batch);
-            return output.alias();
+            // A capture reads the slot's buffers, refilled every step.
+            (mask, var negation) = slot.Mask(batch, step, attended);
+            if (products) excluded = negation;
+            reads.AddRange([mask, negation]);
         }
-        var queries = slot.Queries;
-        Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Projection), [.. w.Attention.Tensors(), cache.Keys, cache.Values, slot.Index, input, queries],
-            () =>
-            {
-                using var qkv = Project(w.Attention, cache, slot.Index, input);
-                queries.copy_(qkv.Queries);
-            }, decoderLayer, batch);
-        // The same call as the engine's without graphs: products over the filled entries, masked where the batch has padding.
-        var (keys, values) = cache.Prefix(attended);
-        using (keys)
-        using (values)
-        using (var context = AttentionMath.Attend(queries, keys, values, batch.Mask(step, hidden.device, attended), decode: DecodeAttention.Products,
-                   excluded: hidden.device_type == TorchSharp.DeviceType.CUDA ? batch.Excluded(step, hidden.device, attended) : null))
-            slot.Context.copy_(context);
-        Graph(new GraphKey(decoderLayer, batch.Index.Value, rows, 0, Part.Rest), [.. w.Tensors(), slot.Context, input, output],
-            () => Rest(w, slot.Context, input, output), decoderLayer, batch);
+        else mask = batch.Mask(step, hidden.device, attended);
+        Graph(new GraphKey(decoderLayer, batch.Index.Value, layout.BatchSize, attended), [.. reads],
+            () => Whole(w, cache, slot.Index, mask, excluded, attended, input, output), decoderLayer, batch);
         return output.alias();
     }
 
@@ -188,7 +162,7 @@ public sealed class DecodeGraphs : IDisposable
     /// <paramref name="attended"/> entries under the slot's mask, the result written into <paramref name="output"/>. Every
     /// tensor it makes is freed before it returns (during a capture, into the pool).
     /// </summary>
-    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor mask, Tensor? excluded, int attended, Tensor input, Tensor output)
+    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor? mask, Tensor? excluded, int attended, Tensor input, Tensor output)
     {
         using var qkv = Project(w.Attention, cache, index, input);
         var (keys, values) = cache.Prefix(attended);
@@ -242,8 +216,7 @@ public sealed class DecodeGraphs : IDisposable
         // Slots of many (batch, rows) pairs left by blocks of other sizes: dropped together, with the graphs that read them.
         if (slot is null && _slots.Count >= MaxSlots) Clear();
         slot?.Dispose();
-        var c = _engine.Config;
-        slot = new Slot(hidden, c.NumAttentionHeads, c.HeadDim);
+        slot = new Slot(hidden);
         _slots[key] = slot;
         return slot;
     }
@@ -291,33 +264,25 @@ public sealed class DecodeGraphs : IDisposable
 
     /// <summary>
     /// A GPU batch position's buffers at one row count: the hidden state's two alternating buffers, the cache index the step
-    /// writes, the queries and the attention's context between the two graphs of batched products, and the step's mask
-    /// per attended length for a fused kernel (true where a key is attended).
+    /// writes, and the step's mask per attended length (true where a key is attended) with its negation.
     /// </summary>
     private sealed class Slot : IDisposable
     {
         private readonly Dictionary<int, (Tensor Mask, Tensor Excluded, bool Filled)> _masks = [];
         private GpuBatch? _batch;
         private TokenStep _step;
-        private Tensor? _queries;
 
-        public Slot(Tensor hidden, int heads, int headDim)
+        public Slot(Tensor hidden)
         {
             Hidden = [empty_like(hidden).DetachFromDisposeScope(), empty_like(hidden).DetachFromDisposeScope()];
             Index = zeros([1], ScalarType.Int64, hidden.device).DetachFromDisposeScope();
-            Context = empty([hidden.size(0), 1, heads * headDim], hidden.dtype, hidden.device).DetachFromDisposeScope();
-            _queries = empty([hidden.size(0), heads, 1, headDim], hidden.dtype, hidden.device).DetachFromDisposeScope();
         }
 
         public Tensor[] Hidden { get; }
         public Tensor Index { get; }
-        public Tensor Context { get; }
 
         public bool Fits(Tensor hidden) =>
             Hidden[0].dtype == hidden.dtype && Hidden[0].device == hidden.device && Hidden[0].shape.AsSpan().SequenceEqual(hidden.shape);
-
-        /// <summary>The queries' buffer, [rows, heads, 1, head_dim].</summary>
-        public Tensor Queries => _queries!;
 
         /// <summary>Fills the cache index for <paramref name="step"/> of <paramref name="batch"/>, once per step.</summary>
         public void Prepare(GpuBatch batch, TokenStep step, int cacheIndex)
@@ -349,9 +314,6 @@ public sealed class DecodeGraphs : IDisposable
         {
             foreach (var h in Hidden) h.Dispose();
             Index.Dispose();
-            Context.Dispose();
-            _queries?.Dispose();
-            _queries = null;
             foreach (var (m, e, _) in _masks.Values)
             {
                 m.Dispose();
