@@ -163,6 +163,13 @@ internal sealed class PlacementProgram : IDisposable
     {
         SolveCount++;
         var status = solver.Solve();
+        if (status == Solver.ResultStatus.ABNORMAL)
+        {
+            // GLOP starts each solve from the last basis; after many coefficient changes that basis can be numerically
+            // unusable (seen with a compressed cache attended on the GPU). A solve from scratch settles it.
+            solver.Reset();
+            status = solver.Solve();
+        }
         if (status == Solver.ResultStatus.INFEASIBLE)
             return null;
         if (status != Solver.ResultStatus.OPTIMAL)

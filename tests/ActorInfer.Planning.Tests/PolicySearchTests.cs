@@ -161,3 +161,33 @@ public class PolicySearchTests
         Assert.Equal([1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20], PolicySearch.GpuBatchCounts(20));
     }
 }
+
+public class PolicySearchSolverTests
+{
+    private static HardwareProfile Committed(string name)
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ActorInfer.sln"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        return HardwareProfileJson.Load(Path.Combine(dir.FullName, "hocon", "hardware", name));
+    }
+
+    /// <summary>
+    /// OPT-30B under 16 GiB with a 4-bit cache attended on the GPU: on the committed H100 and H200 profiles the solver's
+    /// re-used basis once went numerically bad part way through the enumeration (status ABNORMAL), and the search threw.
+    /// </summary>
+    [Theory]
+    [InlineData("h100-80gb.json", false)]
+    [InlineData("h100-80gb.json", null)]
+    [InlineData("h200-141gb.json", false)]
+    public void A_compressed_cache_attended_on_the_GPU_is_searched_to_the_end(string profile, bool? cpuAttention)
+    {
+        var hardware = Committed(profile);
+        var budget = new MemoryBudget(16L << 30, 100L << 30, hardware.DiskBytes);
+        var result = PolicySearch.Find(OptModels.Get("opt-30b"), new Workload(512, 32), hardware, budget,
+            new SearchOptions { CompressCache = true, CpuAttention = cpuAttention });
+        Assert.True(result.Policy.CompressCache);
+        Assert.True(result.Estimate.ThroughputTokensPerSecond > 0);
+        Assert.True(budget.Fits(result.Estimate.PeakMemory));
+    }
+}
