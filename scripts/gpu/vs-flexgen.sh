@@ -12,6 +12,7 @@
 #            (--cpu-cache-compute), FlexGen first                                                                ~7 min
 #   comp30:  OPT-30B `--policy auto --compress-weight --compress-cache` under 16 GiB GPU / 100 GiB CPU: ours, then
 #            FlexGen with the policy ours chose and the same compression flags, within FLEXGEN_LIMIT (300 s)     ~8 min
+#            (COMP30_REPEAT, default 2: ours' measured runs after its warm-up)
 # Needs .gpu/ (pack.sh) and .baselines/flexgen (see shared/baselines/flexgen/README.md) carried. Writes under $OUT:
 # each run's output, and summary.txt (throughputs, ratios ours / FlexGen, predicted and device-reported GPU peaks).
 # Usage: STEPS="gpu67 auto67" bash scripts/gpu/vs-flexgen.sh
@@ -58,7 +59,7 @@ for step in $steps; do
       flexgen fixed30 330 --model facebook/opt-30b --percent 20 80 0 100 0 100 --gpu-batch-size 48 --num-gpu-batches 1 --cpu-cache-compute
       ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on --repeat 2 ;;
     comp30)
-      ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache --repeat 2
+      ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache --repeat "${COMP30_REPEAT:-2}"
       read -r b n pct <<< "$(python3 - "$out/ours-comp30.json" <<'PY'
 import json, sys
 try:
