@@ -59,6 +59,18 @@ public static class CacheCompression
     /// </summary>
     public static void DecompressInto(Tensor codes, Tensor ranges, Tensor destination)
     {
+        if (destination.device_type == TorchSharp.DeviceType.CUDA && CacheCompressionCuda.TryDecompressInto(codes, ranges, destination, GroupSizeFor(destination.size(1) * destination.size(3))))
+            return;
+        DecompressByOperations(codes, ranges, destination);
+    }
+
+    /// <summary>
+    /// <see cref="DecompressInto"/> by libtorch's operations: a code widened into the destination, times its step (rounded to
+    /// the dtype), plus its minimum (rounded). Four passes over the destination; on CUDA one kernel does the same arithmetic
+    /// in one (<see cref="CacheCompressionCuda"/>).
+    /// </summary>
+    internal static void DecompressByOperations(Tensor codes, Tensor ranges, Tensor destination)
+    {
         using var scope = NewDisposeScope();
         long tokens = codes.size(0), batch = codes.size(1), heads = destination.size(1), headDim = destination.size(3);
         var hidden = heads * headDim;

@@ -23,6 +23,66 @@ public static class InvariantAttentionCheck
         ];
         foreach (var c in cases) yield return Attention(c.Type, c.Batch, c.Heads, c.KvHeads, c.Dim, c.Length);
         yield return Product();
+        foreach (var (type, heads, dim) in new[] { (ScalarType.Float16, 8, 128), (ScalarType.BFloat16, 4, 128), (ScalarType.Float32, 4, 64), (ScalarType.Float16, 4, 80) })
+            yield return Expansion(type, heads, dim);
+        foreach (var type in new[] { ScalarType.Float16, ScalarType.BFloat16 }) yield return WeightExpansion(type);
+    }
+
+    /// <summary>A compressed weight expanded by the CUDA kernel, by libtorch's operations on CUDA and on the CPU: the same bits.</summary>
+    private static string WeightExpansion(ScalarType type)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new TorchSharp.torch.Generator(11);
+        var weight = (randn([192, 320], generator: generator) * 0.05).to_type(type);
+        var (codes, ranges) = WeightCompression.Compress(weight);
+        Tensor Into(Device device, bool kernel)
+        {
+            var destination = empty([192, 320], dtype: type, device: device);
+            if (kernel)
+            {
+                if (!CacheCompressionCuda.TryDecompressWeight(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(320)))
+                    return empty(0);
+            }
+            else WeightCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            return destination.cpu();
+        }
+        var cpu = Into(CPU, kernel: false);
+        var operations = Into(CUDA, kernel: false);
+        var kernel = Into(CUDA, kernel: true);
+        var what = $"compressed weight expansion {type}";
+        if (kernel.numel() == 0) return $"{what}: the kernel was not used";
+        return $"{what}: kernel and libtorch's operations on CUDA {(Same(kernel, operations) ? "identical" : "differ")}, " +
+            $"kernel and the CPU {(Same(kernel, cpu) ? "identical" : "differ")}";
+    }
+
+    /// <summary>A compressed cache expanded by the CUDA kernel, by libtorch's operations on CUDA and on the CPU: the same bits.</summary>
+    private static string Expansion(ScalarType type, int heads, int dim)
+    {
+        using var scope = NewDisposeScope();
+        const int batch = 3, tokens = 97;
+        var generator = new TorchSharp.torch.Generator((ulong)(heads * 1000 + dim));
+        var x = (randn([batch, heads, tokens, dim], generator: generator) * 3).to_type(type);
+        var (codes, ranges) = CacheCompression.Compress(x);
+        // Into a prefix of a longer working cache, as the runtime expands it.
+        Tensor Into(Device device, bool kernel)
+        {
+            var work = zeros([batch, heads, tokens + 5, dim], dtype: type, device: device);
+            var destination = work.narrow(2, 0, tokens);
+            if (kernel)
+            {
+                if (!CacheCompressionCuda.TryDecompressInto(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(heads * dim)))
+                    return empty(0);
+            }
+            else CacheCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            return work.cpu();
+        }
+        var cpu = Into(CPU, kernel: false);
+        var operations = Into(CUDA, kernel: false);
+        var kernel = Into(CUDA, kernel: true);
+        var what = $"compressed cache expansion {type}, heads {heads}, d {dim}";
+        if (kernel.numel() == 0) return $"{what}: the kernel was not used";
+        return $"{what}: kernel and libtorch's operations on CUDA {(Same(kernel, operations) ? "identical" : "differ")}, " +
+            $"kernel and the CPU {(Same(kernel, cpu) ? "identical" : "differ")}";
     }
 
     private static string Attention(ScalarType type, int batch, int heads, int kvHeads, int dim, int length)

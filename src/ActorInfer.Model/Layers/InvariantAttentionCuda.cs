@@ -163,7 +163,7 @@ internal static unsafe class InvariantAttentionCuda
     }
 
     /// <summary>The CUDA driver's few calls this needs, and libtorch's current stream.</summary>
-    private static class Driver
+    internal static class Driver
     {
         private static readonly IntPtr Library = LoadFirst("libcuda.so.1", "libcuda.so");
 
@@ -220,7 +220,7 @@ internal static unsafe class InvariantAttentionCuda
     }
 
     /// <summary>NVRTC: CUDA C to PTX at run time.</summary>
-    private static class Nvrtc
+    internal static class Nvrtc
     {
         private static readonly IntPtr Library = Driver.LoadFirst("libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so");
         private static readonly delegate* unmanaged<IntPtr*, byte*, byte*, int, byte**, byte**, int> createProgram =
@@ -250,7 +250,7 @@ internal static unsafe class InvariantAttentionCuda
                     var pointers = stackalloc byte*[encoded.Length];
                     for (var i = 0; i < encoded.Length; i++) pointers[i] = (byte*)handles[i].AddrOfPinnedObject();
                     var status = compileProgram(program, encoded.Length, pointers);
-                    if (status != 0) throw new InvalidOperationException($"NVRTC could not compile the batch-invariant attention ({status}): {Log(program)}");
+                    if (status != 0) throw new InvalidOperationException($"NVRTC could not compile {name} ({status}): {Log(program)}");
                 }
                 finally
                 {

@@ -73,6 +73,15 @@ public static class WeightCompression
     /// </summary>
     public static void DecompressInto(Tensor codes, Tensor ranges, Tensor destination)
     {
+        if (destination.device_type == TorchSharp.DeviceType.CUDA
+            && CacheCompressionCuda.TryDecompressWeight(codes, ranges, destination, CacheCompression.GroupSizeFor(destination.size(-1))))
+            return;
+        DecompressByOperations(codes, ranges, destination);
+    }
+
+    /// <summary><see cref="DecompressInto"/> by libtorch's operations (on CUDA one kernel does the same arithmetic: <see cref="CacheCompressionCuda"/>).</summary>
+    internal static void DecompressByOperations(Tensor codes, Tensor ranges, Tensor destination)
+    {
         using var scope = NewDisposeScope();
         var groupSize = CacheCompression.GroupSizeFor(destination.size(-1));
         var half = groupSize / 2;
