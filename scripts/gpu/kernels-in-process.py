@@ -87,9 +87,25 @@ if args and a.memory:
             "segment.all.peak", "oversize_allocations.peak"]
     result["memory"] = {k: st.get(k) for k in keys}
     result["memory"]["device_used_at_end"] = total - free
+    # The allocator's segments at the end (the reserve stays mapped until emptied), by the stream that owns them: what is
+    # reserved but not allocated, and where.
+    by_stream = collections.defaultdict(lambda: {"segments": 0, "total": 0, "allocated": 0, "largest_free": 0})
+    for seg in torch.cuda.memory_snapshot():
+        key = f"stream {seg.get('stream', 0):#x} {seg.get('segment_type', '?')}"
+        s = by_stream[key]
+        s["segments"] += 1
+        s["total"] += seg["total_size"]
+        s["allocated"] += seg["allocated_size"]
+        for blk in seg.get("blocks", []):
+            if blk.get("state") == "inactive":
+                s["largest_free"] = max(s["largest_free"], blk["size"])
+    result["segments"] = by_stream
     print(f"\n{a.name}: exit status {status}")
     for k, v in result["memory"].items():
         print(f"  {k}: {v / 2**30:.2f} GiB" if isinstance(v, int) and v > 2**20 else f"  {k}: {v}")
+    for k, v in sorted(result["segments"].items()):
+        print(f"  segments of {k}: {v['segments']}, {v['total'] / 2**30:.2f} GiB reserved, {v['allocated'] / 2**30:.2f} GiB allocated,"
+              f" largest free block {v['largest_free'] / 2**30:.2f} GiB")
 elif args:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         status = run_app(args)
