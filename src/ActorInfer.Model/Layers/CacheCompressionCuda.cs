@@ -110,6 +110,12 @@ internal static unsafe class CacheCompressionCuda
 
         public static Kernels? TryLoad()
         {
+            // For comparing the two on one machine: ACTORINFER_EXPAND=operations keeps libtorch's operations.
+            if (Environment.GetEnvironmentVariable("ACTORINFER_EXPAND") == "operations")
+            {
+                Console.Error.WriteLine("compressed cache: expanded by libtorch's operations (ACTORINFER_EXPAND=operations)");
+                return null;
+            }
             try
             {
                 InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.Init(0), "cuInit");
