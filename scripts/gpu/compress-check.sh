@@ -23,4 +23,6 @@ compare /tmp/exact-1.3b.jsonl /tmp/ref-1.3b.jsonl "compressed cache on the GPU v
 for p in "100 0 0 100 100 0" "0 100 0 100 0 100" "100 0 0 0 100 0" "50 50 30 30 50 50"; do
   ai generate "${common[@]}" --output /tmp/out-1.3b.jsonl --percent $p --compress-cache 2>&1 | grep -v "^generate:"
   compare /tmp/ref-1.3b.jsonl /tmp/out-1.3b.jsonl "--compress-cache --percent $p vs compressed cache on the GPU, equal tokens"
+  cp /tmp/out-1.3b.jsonl "$out/out-${p// /-}.jsonl"
 done
+cp /tmp/exact-1.3b.jsonl /tmp/ref-1.3b.jsonl "$out/"
