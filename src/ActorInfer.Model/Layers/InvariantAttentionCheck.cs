@@ -33,26 +33,15 @@ public static class InvariantAttentionCheck
     {
         using var scope = NewDisposeScope();
         var generator = new TorchSharp.torch.Generator(11);
-        var weight = (randn([192, 320], generator: generator) * 0.05).to_type(type);
-        var (codes, ranges) = WeightCompression.Compress(weight);
-        Tensor Into(Device device, bool kernel)
+        var (codes, ranges) = WeightCompression.Compress((randn([192, 320], generator: generator) * 0.05).to_type(type));
+        return Expanded($"compressed weight expansion {type}", (device, kernel) =>
         {
             var destination = empty([192, 320], dtype: type, device: device);
-            if (kernel)
-            {
-                if (!CacheCompressionCuda.TryDecompressWeight(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(320)))
-                    return empty(0);
-            }
-            else WeightCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            if (!kernel) WeightCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            else if (!CacheCompressionCuda.TryDecompressWeight(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(320)))
+                return null;
             return destination.cpu();
-        }
-        var cpu = Into(CPU, kernel: false);
-        var operations = Into(CUDA, kernel: false);
-        var kernel = Into(CUDA, kernel: true);
-        var what = $"compressed weight expansion {type}";
-        if (kernel.numel() == 0) return $"{what}: the kernel was not used";
-        return $"{what}: kernel and libtorch's operations on CUDA {(Same(kernel, operations) ? "identical" : "differ")}, " +
-            $"kernel and the CPU {(Same(kernel, cpu) ? "identical" : "differ")}";
+        });
     }
 
     /// <summary>A compressed cache expanded by the CUDA kernel, by libtorch's operations on CUDA and on the CPU: the same bits.</summary>
@@ -61,26 +50,25 @@ public static class InvariantAttentionCheck
         using var scope = NewDisposeScope();
         const int batch = 3, tokens = 97;
         var generator = new TorchSharp.torch.Generator((ulong)(heads * 1000 + dim));
-        var x = (randn([batch, heads, tokens, dim], generator: generator) * 3).to_type(type);
-        var (codes, ranges) = CacheCompression.Compress(x);
-        // Into a prefix of a longer working cache, as the runtime expands it.
-        Tensor Into(Device device, bool kernel)
+        var (codes, ranges) = CacheCompression.Compress((randn([batch, heads, tokens, dim], generator: generator) * 3).to_type(type));
+        return Expanded($"compressed cache expansion {type}, heads {heads}, d {dim}", (device, kernel) =>
         {
+            // Into a prefix of a longer working cache, as the runtime expands it.
             var work = zeros([batch, heads, tokens + 5, dim], dtype: type, device: device);
             var destination = work.narrow(2, 0, tokens);
-            if (kernel)
-            {
-                if (!CacheCompressionCuda.TryDecompressInto(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(heads * dim)))
-                    return empty(0);
-            }
-            else CacheCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            if (!kernel) CacheCompression.DecompressByOperations(codes.to(device), ranges.to(device), destination);
+            else if (!CacheCompressionCuda.TryDecompressInto(codes.to(device), ranges.to(device), destination, CacheCompression.GroupSizeFor(heads * dim)))
+                return null;
             return work.cpu();
-        }
-        var cpu = Into(CPU, kernel: false);
-        var operations = Into(CUDA, kernel: false);
-        var kernel = Into(CUDA, kernel: true);
-        var what = $"compressed cache expansion {type}, heads {heads}, d {dim}";
-        if (kernel.numel() == 0) return $"{what}: the kernel was not used";
+        });
+    }
+
+    /// <param name="into">The expansion on a device, by the kernel or by the operations, brought to the CPU (null: the kernel was not used).</param>
+    private static string Expanded(string what, Func<Device, bool, Tensor?> into)
+    {
+        var cpu = into(CPU, false)!;
+        var operations = into(CUDA, false)!;
+        if (into(CUDA, true) is not { } kernel) return $"{what}: the kernel was not used";
         return $"{what}: kernel and libtorch's operations on CUDA {(Same(kernel, operations) ? "identical" : "differ")}, " +
             $"kernel and the CPU {(Same(kernel, cpu) ? "identical" : "differ")}";
     }
