@@ -111,7 +111,7 @@ public static class InvariantAttention
             for (var r = 0; r < n; r++)
             {
                 var at = keyBase + r * ksl * element;
-                scores[r] = (widen && d == 4 * ScoreLanes ? ScoreWidened(query, (ushort*)at)
+                scores[r] = (widen && d % ScoreLanes == 0 ? ScoreWidened(query, (ushort*)at)
                     : Score(query, Row(at, (int)d, kind, work.Row), work.Lanes)) * scale;
             }
             var max = float.NegativeInfinity;
@@ -223,12 +223,15 @@ public static class InvariantAttention
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Load(ref float at, int offset) => Vector256.LoadUnsafe(ref at, (nuint)offset);
 
-    /// <summary><see cref="Score"/>'s vector path over a row of 128 bfloat16 keys, each widened in a register.</summary>
+    /// <summary>
+    /// <see cref="Score"/>'s written order over a row of bfloat16 keys (a multiple of 32), each widened in a register: lanes
+    /// 0-7, 8-15, 16-23, 24-31 as four vectors, element i * 32 + l into lane l, folded as <see cref="Score"/> folds.
+    /// </summary>
     internal static unsafe float ScoreWidened(ReadOnlySpan<float> q, ushort* k)
     {
         ref var qr = ref MemoryMarshal.GetReference(q);
         Vector256<float> p0 = Vector256<float>.Zero, p1 = p0, p2 = p0, p3 = p0;
-        for (var i = 0; i < 4; i++)
+        for (var i = 0; i < q.Length / ScoreLanes; i++)
         {
             var o = i * ScoreLanes;
             p0 = Fma.MultiplyAdd(Load(ref qr, o), Widening.Load(k + o), p0);

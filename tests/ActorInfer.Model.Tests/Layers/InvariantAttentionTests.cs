@@ -83,12 +83,13 @@ public sealed class InvariantAttentionTests
     }
 
     /// <summary>
-    /// Bfloat16 keys and values widened in registers give the bits of widening them into a buffer first, at a head of 128
-    /// (both products in registers) and of 64 (the values only), with paddings and over a prefix of a longer cache.
+    /// Bfloat16 keys and values widened in registers give the bits of widening them into a buffer first, at heads of 128 and
+    /// 64 (both products in registers) and of 40 (the values only), with paddings and over a prefix of a longer cache.
     /// </summary>
     [Theory]
     [InlineData(128)]
     [InlineData(64)]
+    [InlineData(40)]
     public void Bfloat16_widened_in_registers_gives_the_buffered_bits(int dim)
     {
         var generator = new TorchSharp.torch.Generator(17);
