@@ -118,15 +118,7 @@ internal static unsafe class CacheCompressionCuda
             }
             try
             {
-                InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.Init(0), "cuInit");
-                InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.CtxGetCurrent(out var context), "cuCtxGetCurrent");
-                if (context == IntPtr.Zero) throw new InvalidOperationException("no CUDA context is current on the tensor thread");
-                InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.CtxGetDevice(out var device), "cuCtxGetDevice");
-                InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.DeviceGetAttribute(out var major, 75, device), "cuDeviceGetAttribute");
-                InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.DeviceGetAttribute(out var minor, 76, device), "cuDeviceGetAttribute");
-                var ptx = InvariantAttentionCuda.Nvrtc.Compile(Source(), "cache_expand.cu", [$"--gpu-architecture=compute_{major}{minor}", "--fmad=false"]);
-                IntPtr module;
-                fixed (byte* image = ptx) InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.ModuleLoadData(out module, image), "cuModuleLoadData");
+                var module = InvariantAttentionCuda.Driver.LoadModule(Source(), "cache_expand.cu");
                 return new Kernels
                 {
                     Half = InvariantAttentionCuda.Driver.Function(module, "cache_expand_half"),

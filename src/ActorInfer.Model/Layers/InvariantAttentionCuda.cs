@@ -144,15 +144,7 @@ internal static unsafe class InvariantAttentionCuda
 
         public static Kernels Load()
         {
-            Driver.Check(Driver.Init(0), "cuInit");
-            Driver.Check(Driver.CtxGetCurrent(out var context), "cuCtxGetCurrent");
-            if (context == IntPtr.Zero) throw new InvalidOperationException("no CUDA context is current on the tensor thread");
-            Driver.Check(Driver.CtxGetDevice(out var device), "cuCtxGetDevice");
-            Driver.Check(Driver.DeviceGetAttribute(out var major, 75, device), "cuDeviceGetAttribute");
-            Driver.Check(Driver.DeviceGetAttribute(out var minor, 76, device), "cuDeviceGetAttribute");
-            var ptx = Nvrtc.Compile(Source(), "invariant_attention.cu", [$"--gpu-architecture=compute_{major}{minor}", "--fmad=false"]);
-            IntPtr module;
-            fixed (byte* image = ptx) Driver.Check(Driver.ModuleLoadData(out module, image), "cuModuleLoadData");
+            var module = Driver.LoadModule(Source(), "invariant_attention.cu");
             return new Kernels
             {
                 Half = Driver.Function(module, "invariant_decode_half"),
@@ -181,6 +173,24 @@ internal static unsafe class InvariantAttentionCuda
         public static int CtxGetDevice(out int device) { int d; var e = ctxGetDevice(&d); device = d; return e; }
         public static int DeviceGetAttribute(out int value, int attribute, int device) { int v; var e = deviceGetAttribute(&v, attribute, device); value = v; return e; }
         public static int ModuleLoadData(out IntPtr module, byte* image) { IntPtr m; var e = moduleLoadData(&m, image); module = m; return e; }
+
+        /// <summary>
+        /// CUDA C compiled by NVRTC for the current context's device (no contraction of products and sums: <c>--fmad=false</c>)
+        /// and loaded into that context, libtorch's.
+        /// </summary>
+        public static IntPtr LoadModule(string source, string name)
+        {
+            Check(Init(0), "cuInit");
+            Check(CtxGetCurrent(out var context), "cuCtxGetCurrent");
+            if (context == IntPtr.Zero) throw new InvalidOperationException("no CUDA context is current on the tensor thread");
+            Check(CtxGetDevice(out var device), "cuCtxGetDevice");
+            Check(DeviceGetAttribute(out var major, 75, device), "cuDeviceGetAttribute");
+            Check(DeviceGetAttribute(out var minor, 76, device), "cuDeviceGetAttribute");
+            var ptx = Nvrtc.Compile(source, name, [$"--gpu-architecture=compute_{major}{minor}", "--fmad=false"]);
+            IntPtr module;
+            fixed (byte* image = ptx) Check(ModuleLoadData(out module, image), "cuModuleLoadData");
+            return module;
+        }
 
         public static IntPtr Function(IntPtr module, string name)
         {
