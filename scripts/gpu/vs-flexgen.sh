@@ -10,6 +10,8 @@
 #   auto67:  OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU (the block the planner picks), ours only    ~1 min
 #   fixed30: OPT-30B weights 20/80, cache and activations on the CPU, CPU attention, 48 x 1: ours and FlexGen
 #            (--cpu-cache-compute), FlexGen first                                                                ~7 min
+#   fixed30-spread: the same policy with --weight-placement spread (the 20% of the weights on the GPU placed over the model
+#            as a whole, 19.7% realized, where FlexGen's rule places 8.2%), ours only, against fixed30's FlexGen run   ~2 min
 #   comp30:  OPT-30B `--policy auto --compress-weight --compress-cache` under 16 GiB GPU / 100 GiB CPU: ours, then
 #            FlexGen with the policy ours chose and the same compression flags, within FLEXGEN_LIMIT (300 s)     ~8 min
 #            (COMP30_REPEAT, default 2: ours' measured runs after its warm-up)
@@ -57,7 +59,10 @@ for step in $steps; do
       ours auto67 --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB --hardware "$hardware" --repeat 3 ;;
     fixed30)
       flexgen fixed30 330 --model facebook/opt-30b --percent 20 80 0 100 0 100 --gpu-batch-size 48 --num-gpu-batches 1 --cpu-cache-compute
-      ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on --repeat 2 ;;
+      ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on --repeat "${FIXED30_REPEAT:-2}" ;;
+    fixed30-spread)
+      ours fixed30-spread --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on \
+        --weight-placement spread --repeat "${FIXED30_REPEAT:-2}" ;;
     comp30)
       ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache --repeat "${COMP30_REPEAT:-2}"
       read -r b n pct <<< "$(python3 - "$out/ours-comp30.json" <<'PY'
@@ -108,7 +113,8 @@ for step in steps:
         dev, pred = o.get("device_reported_peak_bytes"), o.get("predicted_gpu_peak_bytes")
         line += (f"ours {o['total_throughput']:.2f} token/s (runs {', '.join(f'{x:.2f}' for x in o['total_throughput_runs'])}; "
                  f"prefill {o['prefill_latency_s']:.2f} s, decode {o['decode_latency_s']:.2f} s = {o['decode_latency_s'] / 31 * 1000:.1f} ms a step; "
-                 f"{p['gpu_batch_size']} x {p['num_gpu_batches']}, weights {p['weights']['gpu']:.3f} on the GPU); "
+                 f"{p['gpu_batch_size']} x {p['num_gpu_batches']}, weights {p['weights']['gpu']:.3f} on the GPU"
+                 f", {o.get('realized_weights', {}).get('gpu', float('nan')):.3f} realized, {p.get('weight_placement', 'flexgen')}); "
                  f"GPU peak: device {dev / gib if dev else float('nan'):.2f} GiB, predicted {pred / gib if pred else float('nan'):.2f} GiB"
                  + (f" (predicted / device {pred / dev:.3f})" if dev and pred else ""))
     else:

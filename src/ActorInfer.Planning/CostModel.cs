@@ -12,7 +12,7 @@ public static class CostModel
         ArgumentNullException.ThrowIfNull(workload);
         ArgumentNullException.ThrowIfNull(policy);
         hardware.Validate();
-        var realized = model.RealizeWeights(policy.Weights);
+        var realized = model.RealizeWeights(policy.Weights, policy.SpreadWeights);
         var terms = CostTerms.Build(model, workload, PolicyShape.Of(policy), hardware, realized);
         return Evaluate(model, workload, policy, terms, realized, LinearExpression.SharesOf(policy));
     }

@@ -46,7 +46,7 @@ public sealed partial record CostTerms
         new("cache", Of(size.AllCache, CacheGpu)),
         new("hidden_states", Of(blockHidden, ActivationsGpu)),
         // This layer's off-GPU weights and the next layer's, whose buffers are taken when this layer's first batch starts.
-        new("weight_buffers", 2 * size.LayerWeightsOn(Tier.Cpu, Tier.Disk)),
+        new("weight_buffers", 2 * size.LargestLayerWeightsOffGpu),
         new("weight_expansion", Of(DecompressionBuffer(size))),
         // Off the GPU a hidden state is loaded into a device copy: the next batch's, this batch's (held until its
         // compute ends), and the previous batch's output, kept until its store is done.
@@ -62,7 +62,7 @@ public sealed partial record CostTerms
         gpu.Add(new("compute", Of(size.PrefillCompute)));
         var cpuHome = size.AllWeightsOn(Tier.Cpu) + Of(size.AllCache, CacheCpu) + Of(size.PromptHidden, ActivationsCpu);
         // Everything that reaches disk or comes from it is staged in CPU memory, double-buffered.
-        var cpuStaging = 2 * size.LayerWeightsOn(Tier.Disk)
+        var cpuStaging = 2 * size.LargestLayerWeightsOnDisk
                          + Of(2 * size.BatchPromptHidden, ActivationsDisk)
                          + Of(2 * size.BatchPromptCache, CacheDisk);
         var disk = size.AllWeightsOn(Tier.Disk) + Of(size.AllCache, CacheDisk) + Of(size.PromptHidden, ActivationsDisk);
@@ -73,7 +73,7 @@ public sealed partial record CostTerms
     {
         var gpu = GpuHomesAndBuffers(size, size.TokenHidden, size.BatchTokenHidden);
         var cpuHome = size.AllWeightsOn(Tier.Cpu) + Of(size.AllCache, CacheCpu) + Of(size.TokenHidden, ActivationsCpu);
-        var cpuStaging = 2 * size.LayerWeightsOn(Tier.Disk)
+        var cpuStaging = 2 * size.LargestLayerWeightsOnDisk
                          + Of(2 * size.BatchTokenHidden, ActivationsDisk)
                          + Of(2 * size.BatchFullCache, CacheDisk);
         // A compressed cache is never read in place: the batch computing and the next one (loaded before this compute)

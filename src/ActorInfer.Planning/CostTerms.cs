@@ -9,7 +9,11 @@ public sealed record PolicyShape(int GpuBatchSize, int NumGpuBatches, bool CpuAt
         new(policy.GpuBatchSize, policy.NumGpuBatches, policy.CpuAttention, policy.CompressWeights, policy.CompressCache)
         {
             CacheOnGpu = policy.Cache.Gpu > 0,
+            SpreadWeights = policy.SpreadWeights,
         };
+
+    /// <summary>The weights are placed over the model as a whole (<see cref="Policy.SpreadWeights"/>).</summary>
+    public bool SpreadWeights { get; init; }
 
     /// <summary>
     /// Whether some (layer, GPU batch) cache may live on the GPU. With a compressed cache and CPU attention, a cache on
@@ -159,6 +163,19 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
         public LinearExpression LayerWeightsOn(params Tier[] tiers) => realized is { } placed
             ? LinearExpression.Of(weightScale * tiers.Sum(placed.Layer.For))
             : LinearExpression.Of(LayerWeights, [.. tiers.Select(WeightShare)]);
+
+        /// <summary>
+        /// The off-GPU weight bytes of the decoder layer with the most (stored): what a buffer for one layer's loaded weights
+        /// holds. With the weights spread over the model, layers differ; otherwise it is every layer's.
+        /// </summary>
+        public LinearExpression LargestLayerWeightsOffGpu => realized is { } placed
+            ? LinearExpression.Of(weightScale * placed.LargestOffGpuLayer)
+            : LayerWeightsOn(Tier.Cpu, Tier.Disk);
+
+        /// <summary>The disk-resident weight bytes of the decoder layer with the most (stored).</summary>
+        public LinearExpression LargestLayerWeightsOnDisk => realized is { } placed
+            ? LinearExpression.Of(weightScale * placed.LargestDiskLayer)
+            : LayerWeightsOn(Tier.Disk);
 
         /// <summary>The model's weight bytes on one tier (stored).</summary>
         public LinearExpression AllWeightsOn(Tier tier) => realized is { } placed

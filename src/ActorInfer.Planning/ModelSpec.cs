@@ -104,8 +104,12 @@ public sealed record ModelSpec
     /// <summary>The weight bytes placed on the tiers: with a tied head, the output layer holds a copy of the token embeddings.</summary>
     public long PlacedWeightBytes => WeightLayout.TotalElements(NumLayers) * BytesPerElement;
 
-    /// <summary>The bytes per tier that weight fractions place (uncompressed), of the whole model and of one decoder layer.</summary>
-    public RealizedWeights RealizeWeights(TierFractions weights) => WeightPlacement.Realize(WeightLayout, NumLayers, BytesPerElement, weights);
+    /// <summary>
+    /// The bytes per tier that weight fractions place (uncompressed), of the whole model and of one decoder layer: by
+    /// FlexGen's rule within each group, or <paramref name="spread"/> over the model as a whole.
+    /// </summary>
+    public RealizedWeights RealizeWeights(TierFractions weights, bool spread = false) =>
+        WeightPlacement.Realize(WeightLayout, NumLayers, BytesPerElement, weights, spread);
 
     /// <summary>Multiply-accumulate FLOPs of one layer's matrix products for one token: 2 x (4 h^2 + 2 h f).</summary>
     public double LayerMatmulFlopsPerToken => LayerMatrixParameterCount is { } matrices

@@ -130,7 +130,10 @@ public static class PolicySearch
         private double? Try(int batchSize, int count, bool cpuAttention)
         {
             Candidates++;
-            var shape = new PolicyShape(batchSize, count, cpuAttention, options.CompressWeights, options.CompressCache);
+            var shape = new PolicyShape(batchSize, count, cpuAttention, options.CompressWeights, options.CompressCache)
+            {
+                SpreadWeights = options.SpreadWeights,
+            };
             double? best = null;
             foreach (var variant in Variants(shape))
             {
@@ -140,12 +143,15 @@ public static class PolicySearch
                     var shares = program.MinimizeTime(CostTerms.Build(model, workload, variant, hardware), model.NumLayers, workload.DecodeSteps, budget);
                     if (shares is null)
                         continue;
-                    foreach (var ring in RealizableWeights.Near(model, Fractions(shares, 0), options.FixedShares))
+                    IEnumerable<IReadOnlyList<TierFractions>> rings = options.SpreadWeights
+                        ? SpreadRings(Fractions(shares, 0), options.FixedShares)
+                        : RealizableWeights.Near(model, Fractions(shares, 0), options.FixedShares);
+                    foreach (var ring in rings)
                     {
                         var found = false;
                         foreach (var weights in ring)
                         {
-                            var realized = model.RealizeWeights(weights);
+                            var realized = model.RealizeWeights(weights, options.SpreadWeights);
                             var terms = CostTerms.Build(model, workload, variant, hardware, realized);
                             if (!ConstantsFit(terms) || program.MinimizeTime(terms, model.NumLayers, workload.DecodeSteps, budget) is not { } placed)
                                 continue;
@@ -196,12 +202,35 @@ public static class PolicySearch
         }
     }
 
+    /// <summary>
+    /// Spread over the model, whole tensors place the answer's own fractions to within half a tensor, but the layers then
+    /// differ and one buffer holds the layer with the most off the GPU, more than the program's average layer: where the
+    /// answer's own fractions do not fit as placed, less on the GPU (to the CPU) ring by ring, up to a sixth of the weights.
+    /// </summary>
+    private static IEnumerable<IReadOnlyList<TierFractions>> SpreadRings(TierFractions continuous, IReadOnlyDictionary<Placement, double> fixedShares)
+    {
+        yield return [continuous];
+        if (fixedShares.ContainsKey(Placement.WeightsGpu) || fixedShares.ContainsKey(Placement.WeightsCpu)) yield break;
+        foreach (var less in SpreadSteps)
+        {
+            if (less >= continuous.Gpu)
+            {
+                yield return [new TierFractions(0, continuous.Cpu + continuous.Gpu, continuous.Disk)];
+                yield break;
+            }
+            yield return [new TierFractions(continuous.Gpu - less, continuous.Cpu + less, continuous.Disk)];
+        }
+    }
+
+    private static readonly double[] SpreadSteps = [0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16];
+
     internal static Policy ToPolicy(PolicyShape shape, double[] shares) =>
         new(shape.GpuBatchSize, shape.NumGpuBatches, Fractions(shares, 0), Fractions(shares, 3), Fractions(shares, 6))
         {
             CpuAttention = shape.CpuAttention,
             CompressWeights = shape.CompressWeights,
             CompressCache = shape.CompressCache,
+            SpreadWeights = shape.SpreadWeights,
         };
 
     /// <summary>The solver's values, cleaned of its rounding (tiny negatives, sums a hair off 1).</summary>
@@ -233,7 +262,10 @@ public static class PolicySearch
 
     private static NoFeasiblePolicyException NoFeasible(ModelSpec model, Workload workload, HardwareProfile hardware, MemoryBudget budget, SearchOptions options, PlacementProgram program)
     {
-        var shape = new PolicyShape(options.GpuBatchSize ?? 1, options.NumGpuBatches ?? 1, options.CpuAttention ?? true, options.CompressWeights, options.CompressCache);
+        var shape = new PolicyShape(options.GpuBatchSize ?? 1, options.NumGpuBatches ?? 1, options.CpuAttention ?? true, options.CompressWeights, options.CompressCache)
+        {
+            SpreadWeights = options.SpreadWeights,
+        };
         var terms = CostTerms.Build(model, workload, shape, hardware);
         var perTier = new TierBytes(program.MinimumPeak(terms, Tier.Gpu), program.MinimumPeak(terms, Tier.Cpu), program.MinimumPeak(terms, Tier.Disk));
         var total = program.MinimumPeak(terms, null);

@@ -11,6 +11,8 @@ public sealed record SearchOptions
     public bool? CpuAttention { get; init; } = true;
     public bool CompressWeights { get; init; }
     public bool CompressCache { get; init; }
+    /// <summary>Weights placed over the model as a whole (<see cref="Policy.SpreadWeights"/>), not by FlexGen's rule per group.</summary>
+    public bool SpreadWeights { get; init; }
     /// <summary>The largest block (GPU batch size x number of GPU batches) the enumeration considers.</summary>
     public int MaxBlockSize { get; init; } = 8192;
     /// <summary>The largest GPU batch size the enumeration considers (a node's configured bound); null: only the block bound.</summary>

@@ -62,19 +62,134 @@ public static class WeightPlacement
         return new TierBytes(gpu, cpu, disk);
     }
 
-    /// <summary>The bytes per tier that <paramref name="fractions"/> place, of the whole model and of one decoder layer.</summary>
-    public static RealizedWeights Realize(WeightLayout layout, int layers, int bytesPerElement, TierFractions fractions)
+    /// <summary>
+    /// The bytes per tier that <paramref name="fractions"/> place, of the whole model and of one decoder layer; spread
+    /// (<see cref="AssignSpread"/>): one decoder layer's are the layers' average, and the largest off-GPU layer is kept
+    /// for the buffers that hold one.
+    /// </summary>
+    public static RealizedWeights Realize(WeightLayout layout, int layers, int bytesPerElement, TierFractions fractions, bool spread = false)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var layer = layout.Layer.Select(group => Elements(group, fractions)).Aggregate((a, b) => a + b);
-        var model = Elements(layout.Input, fractions) + layers * layer + Elements(layout.Output, fractions);
-        return new RealizedWeights(bytesPerElement * model, bytesPerElement * layer);
+        if (!spread)
+        {
+            var layer = layout.Layer.Select(group => Elements(group, fractions)).Aggregate((a, b) => a + b);
+            var model = Elements(layout.Input, fractions) + layers * layer + Elements(layout.Output, fractions);
+            return new RealizedWeights(bytesPerElement * model, bytesPerElement * layer);
+        }
+        var groups = new List<SpreadGroup> { new(layout.Input, -1) };
+        for (var l = 0; l < layers; l++)
+            groups.AddRange(layout.Layer.Select(group => new SpreadGroup(group, l)));
+        groups.Add(new SpreadGroup(layout.Output, -1));
+        var tiers = AssignSpread(groups, layers, fractions);
+        var all = new TierBytes(0, 0, 0);
+        var perLayer = new TierBytes[layers];
+        for (var l = 0; l < layers; l++) perLayer[l] = new TierBytes(0, 0, 0);
+        for (var g = 0; g < groups.Count; g++)
+        {
+            for (var i = 0; i < tiers[g].Length; i++)
+            {
+                var bytes = Of(tiers[g][i], bytesPerElement * (double)groups[g].Sizes[i]);
+                all += bytes;
+                if (groups[g].Layer >= 0) perLayer[groups[g].Layer] += bytes;
+            }
+        }
+        var average = layers == 0 ? new TierBytes(0, 0, 0) : 1.0 / layers * perLayer.Aggregate((a, b) => a + b);
+        return new RealizedWeights(all, average)
+        {
+            LargestOffGpuLayer = perLayer.Length == 0 ? 0 : perLayer.Max(b => b.Cpu + b.Disk),
+            LargestDiskLayer = perLayer.Length == 0 ? 0 : perLayer.Max(b => b.Disk),
+        };
+
+        static TierBytes Of(Tier tier, double bytes) => tier switch
+        {
+            Tier.Gpu => new TierBytes(bytes, 0, 0),
+            Tier.Cpu => new TierBytes(0, bytes, 0),
+            _ => new TierBytes(0, 0, bytes),
+        };
+    }
+
+    /// <summary>A group of tensors placed together (sizes in placement order) and its decoder layer (-1: the input or output layer).</summary>
+    public readonly record struct SpreadGroup(IReadOnlyList<long> Sizes, int Layer);
+
+    /// <summary>
+    /// Placement over the model as a whole ("spread"), so that the tiers hold the fractions of all the weights to within
+    /// half a tensor, where FlexGen's rule within each group rounds every group alike (for OPT, 20% on the GPU is about
+    /// 8%). Every tensor keeps its place in FlexGen's order, its midpoint within its group: the GPU takes tensors from the
+    /// highest midpoint down and the disk from the lowest up, as FlexGen's rule does when its fractions grow; among the
+    /// decoder layers' copies of one tensor, the layers are taken in an order that spreads any prefix of them evenly over
+    /// the model (0, L/2, L/4, 3L/4, ...). A tensor goes to the GPU when the middle of its range in the GPU's order lies
+    /// below the GPU's fraction of all elements (the disk likewise, from the other end); the rest to the CPU. More of a
+    /// tier's fraction never takes a tensor off that tier.
+    /// </summary>
+    public static Tier[][] AssignSpread(IReadOnlyList<SpreadGroup> groups, int layers, TierFractions fractions)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        ArgumentNullException.ThrowIfNull(fractions);
+        var rank = SpreadOrder(layers);
+        var items = new List<(int Group, int Index, double Midpoint, int Rank, long Size)>();
+        for (var g = 0; g < groups.Count; g++)
+        {
+            var midpoints = Midpoints(groups[g].Sizes);
+            for (var i = 0; i < midpoints.Length; i++)
+                items.Add((g, i, midpoints[i], groups[g].Layer >= 0 ? rank[groups[g].Layer] : -1, groups[g].Sizes[i]));
+        }
+        double total = items.Sum(t => (double)t.Size);
+        var onGpu = Prefix(items.OrderByDescending(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index), fractions.Gpu);
+        var onDisk = Prefix(items.OrderBy(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index), fractions.Disk);
+        var tiers = groups.Select(g => new Tier[g.Sizes.Count]).ToArray();
+        foreach (var t in items)
+            tiers[t.Group][t.Index] = onGpu.Contains((t.Group, t.Index)) ? Tier.Gpu
+                : onDisk.Contains((t.Group, t.Index)) ? Tier.Disk
+                : fractions.Cpu > 0 || (fractions.Gpu == 0 && fractions.Disk == 0) ? Tier.Cpu
+                : fractions.Gpu >= fractions.Disk ? Tier.Gpu : Tier.Disk;
+        return tiers;
+
+        HashSet<(int, int)> Prefix(IEnumerable<(int Group, int Index, double Midpoint, int Rank, long Size)> ordered, double share)
+        {
+            var taken = new HashSet<(int, int)>();
+            if (share <= 0 || total == 0) return taken;
+            double before = 0;
+            foreach (var t in ordered)
+            {
+                if ((before + t.Size / 2.0) / total >= share) break;
+                taken.Add((t.Group, t.Index));
+                before += t.Size;
+            }
+            return taken;
+        }
+    }
+
+    /// <summary>
+    /// Each layer's rank in an order whose every prefix spreads evenly over <paramref name="layers"/> layers: the layers
+    /// that the base-2 van der Corput sequence (0, 1/2, 1/4, 3/4, ...) scaled to the count reaches first.
+    /// </summary>
+    internal static int[] SpreadOrder(int layers)
+    {
+        var rank = Enumerable.Repeat(-1, layers).ToArray();
+        var next = 0;
+        for (long k = 0; next < layers && k < 64L * layers + 64; k++)
+        {
+            double x = 0, f = 0.5;
+            for (var n = k; n > 0; n >>= 1, f /= 2)
+                if ((n & 1) != 0) x += f;
+            var layer = (int)Math.Floor(x * layers);
+            if (rank[layer] < 0) rank[layer] = next++;
+        }
+        for (var l = 0; l < layers; l++)
+            if (rank[l] < 0) rank[l] = next++;
+        return rank;
     }
 }
 
 /// <summary>Weight bytes per tier as a policy's fractions place them: the whole model's and one decoder layer's.</summary>
 public sealed record RealizedWeights(TierBytes Model, TierBytes Layer)
 {
+    /// <summary>The off-GPU bytes of the decoder layer with the most (what a buffer for one layer's loaded weights holds).</summary>
+    public double LargestOffGpuLayer { get; init; } = Layer.Cpu + Layer.Disk;
+
+    /// <summary>The disk bytes of the decoder layer with the most.</summary>
+    public double LargestDiskLayer { get; init; } = Layer.Disk;
+
     /// <summary>The whole model's split as shares of the bytes placed.</summary>
     public TierFractions Fractions
     {

@@ -50,6 +50,25 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.Llama, policy, sequences, name);
     }
 
+    /// <summary>Weights spread over the model (layers placed differently, some with Q, K and V apart) give the reference's tokens.</summary>
+    [Theory]
+    [InlineData(0.2, 0.8, 0.0)]
+    [InlineData(0.45, 0.3, 0.25)]
+    public void Weights_spread_over_the_model_match_the_reference(double gpu, double cpu, double disk)
+    {
+        var weights = new TierFractions(gpu, cpu, disk);
+        using (var source = new RandomWeights(TestConfigs.PreLn, seed: 7))
+        {
+            // Not vacuous: the decoder layers are placed differently.
+            var layers = ScheduleLayer.For(TestConfigs.PreLn, source);
+            var plan = Placement.PlacementPlan.ForWeights(layers, new Policy(1, 1, weights, Gpu, Gpu) { SpreadWeights = true }, 4, deviceIsCpu: false);
+            var decoders = layers.Select((l, j) => (l, j)).Where(x => x.l.Kind == ScheduleLayerKind.Decoder).Select(x => string.Join(",", plan.WeightTiers[x.j]));
+            Assert.True(decoders.Distinct().Count() > 1, $"every decoder layer placed alike at {weights}");
+        }
+        Check(TestConfigs.PreLn, new Policy(2, 3, weights, Half, Half) { CpuAttention = true, SpreadWeights = true }, 5, $"spread {weights}");
+        Check(TestConfigs.Llama, new Policy(2, 2, weights, Gpu, Cpu) { CpuAttention = false, SpreadWeights = true }, 4, $"llama spread {weights}");
+    }
+
     [Fact]
     public void A_qwen_like_model_with_qkv_biases_and_a_tied_head_matches_the_reference_offloaded()
     {

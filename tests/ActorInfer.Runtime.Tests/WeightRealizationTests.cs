@@ -46,8 +46,10 @@ public sealed class WeightRealizationTests
         }
     }
 
-    [Fact]
-    public void The_planner_counts_per_tier_the_weight_bytes_the_runtime_places()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_planner_counts_per_tier_the_weight_bytes_the_runtime_places(bool spread)
     {
         foreach (var (config, open) in Models())
         {
@@ -56,17 +58,25 @@ public sealed class WeightRealizationTests
             var spec = ModelSpecs.From(config, ElementSize);
             foreach (var weights in Grid())
             {
-                var policy = new Policy(1, 1, weights, TierFractions.AllGpu, TierFractions.AllGpu);
-                var placed = PlacementPlan.ForWeights(layers, policy, ElementSize, deviceIsCpu: false).Weights;
-                var realized = spec.RealizeWeights(weights).Model;
-                Assert.True(new Placement.TierBytes((long)realized.Gpu, (long)realized.Cpu, (long)realized.Disk) == placed,
-                    $"{config.Name} at {weights}: planner {realized}, runtime {placed}");
+                var policy = new Policy(1, 1, weights, TierFractions.AllGpu, TierFractions.AllGpu) { SpreadWeights = spread };
+                var plan = PlacementPlan.ForWeights(layers, policy, ElementSize, deviceIsCpu: false);
+                var placed = plan.Weights;
+                var realized = spec.RealizeWeights(weights, spread);
+                var model = realized.Model;
+                Assert.True(new Placement.TierBytes((long)model.Gpu, (long)model.Cpu, (long)model.Disk) == placed,
+                    $"{config.Name} at {weights}: planner {model}, runtime {placed}");
+                // The decoder layer with the most off the device (what a buffer of loaded weights holds), as the planner counts it.
+                var largest = layers.Select((layer, j) => (layer, j)).Where(l => l.layer.Kind == ScheduleLayerKind.Decoder)
+                    .Max(l => l.layer.Weights.Where((_, i) => plan.WeightTiers[l.j][i] != TierKind.Device).Sum(w => w.Elements * ElementSize));
+                Assert.Equal(largest, (long)realized.LargestOffGpuLayer);
             }
         }
     }
 
-    [Fact]
-    public void Q_k_and_v_stack_exactly_where_they_share_a_tier_and_place_as_apart()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Q_k_and_v_stack_exactly_where_they_share_a_tier_and_place_as_apart(bool spread)
     {
         foreach (var config in new ModelConfig[] { TestConfigs.PreLn, TestConfigs.Llama, TestConfigs.QwenLike, ModelConfigs.Named("opt-30b") })
         {
@@ -75,7 +85,7 @@ public sealed class WeightRealizationTests
             var parts = ModelArchitecture.QkvWeightParts.Concat(ModelArchitecture.QkvBiasParts).ToHashSet();
             foreach (var weights in Grid())
             {
-                var policy = new Policy(1, 1, weights, TierFractions.AllGpu, TierFractions.AllGpu);
+                var policy = new Policy(1, 1, weights, TierFractions.AllGpu, TierFractions.AllGpu) { SpreadWeights = spread };
                 var apartPlan = PlacementPlan.ForWeights(apart, policy, ElementSize, deviceIsCpu: false);
                 // By layer and name: with a tied head the token embeddings are in the input layer and, a copy, in the output layer.
                 var tiers = new Dictionary<(int, string), TierKind>();

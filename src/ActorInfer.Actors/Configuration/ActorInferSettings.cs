@@ -47,6 +47,17 @@ public sealed record PlannerSettings(string Hardware, int MaxBlockSize, bool Com
     /// block as large as the budgets allow now).
     /// </summary>
     public int HeadroomHistory { get; init; }
+
+    /// <summary>Weight fractions placed over the model as a whole (<c>weight-placement = "spread"</c>) instead of by FlexGen's rule.</summary>
+    public bool SpreadWeights { get; init; }
+}
+
+/// <summary>The names of the weight placements (`--weight-placement`, `planner.weight-placement`).</summary>
+public static class WeightPlacementNames
+{
+    public const string FlexGen = "flexgen";
+    public const string Spread = "spread";
+    public static readonly string[] All = [FlexGen, Spread];
 }
 
 /// <summary>One of several models a node serves (see reference.conf's `actorinfer.models`).</summary>

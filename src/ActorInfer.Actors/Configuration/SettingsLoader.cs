@@ -170,7 +170,11 @@ public static class SettingsLoader
             tableStep <= 1.0 || tableStep > 2.0)
             throw new SettingsException($"{planner}.table-step", $"'{step}' is not a factor between 1 (exclusive) and 2, such as 1.02");
         return new PlannerSettings(hardware, r.PositiveInt($"{planner}.max-block-size"), r.Bool($"{planner}.compress-cache"),
-            r.Bool($"{planner}.whole-context"), tableStep) { HeadroomHistory = r.NonNegativeInt($"{planner}.headroom-history") };
+            r.Bool($"{planner}.whole-context"), tableStep)
+        {
+            HeadroomHistory = r.NonNegativeInt($"{planner}.headroom-history"),
+            SpreadWeights = r.OneOf($"{planner}.weight-placement", WeightPlacementNames.All) == WeightPlacementNames.Spread,
+        };
     }
 
     /// <summary>Whether a model (or profile) value names a file or folder rather than a size or profile name.</summary>

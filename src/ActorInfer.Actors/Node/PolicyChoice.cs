@@ -5,4 +5,4 @@ namespace ActorInfer.Actors.Node;
 public sealed record PolicyChoice(bool Auto, double[]? Percent, int? GpuBatchSize, int? NumGpuBatches, bool? CpuAttention,
     string? DiskDir, long? GpuMem, long? CpuMem, long? DiskMem, string? Hardware, bool ThroughActors = true, bool Compare = false,
     bool CompressCache = false, ActorInfer.Model.Layers.DecodeAttention DecodeAttention = ActorInfer.Model.Layers.DecodeAttention.Products,
-    bool CompressWeights = false, bool BatchInvariant = false, bool CudaGraphs = false);
+    bool CompressWeights = false, bool BatchInvariant = false, bool CudaGraphs = false, bool SpreadWeights = false);

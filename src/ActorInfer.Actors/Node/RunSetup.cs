@@ -145,7 +145,7 @@ public sealed class RunSetup : IDisposable
             {
                 GpuBatchSize = choice.GpuBatchSize, NumGpuBatches = choice.NumGpuBatches,
                 CompressCache = choice.CompressCache, CpuAttention = choice.CompressCache ? false : choice.CpuAttention,
-                CompressWeights = choice.CompressWeights,
+                CompressWeights = choice.CompressWeights, SpreadWeights = choice.SpreadWeights,
             };
             search = SearchThatFits(config, source, dtype, isCuda, spec, workload, hardware, options,
                 new TierBudget(usableGpu, cpuBudget, diskDir is null ? 1 : diskBudget));
@@ -158,7 +158,10 @@ public sealed class RunSetup : IDisposable
             {
                 policy = new Policy(choice.GpuBatchSize ?? defaultGpuBatchSize, choice.NumGpuBatches ?? 1,
                     TierFractions.FromPercent(p[0], p[1]), TierFractions.FromPercent(p[2], p[3]), TierFractions.FromPercent(p[4], p[5]))
-                { CpuAttention = choice.CpuAttention ?? true, CompressCache = choice.CompressCache, CompressWeights = choice.CompressWeights };
+                {
+                    CpuAttention = choice.CpuAttention ?? true, CompressCache = choice.CompressCache, CompressWeights = choice.CompressWeights,
+                    SpreadWeights = choice.SpreadWeights,
+                };
             }
             catch (ArgumentException ex)
             {
@@ -186,7 +189,7 @@ public sealed class RunSetup : IDisposable
                 // node's (reference.conf), since there every geometry within the bounds is tried.
                 var reference = Configuration.SettingsLoader.Reference;
                 planner = new WorkloadPlanner(engine, hardware!, choice.Hardware!, new PlannerSettings(choice.Hardware!, MaxBlockSize: 8192,
-                    choice.CompressCache, WholeContext: false, TableStep: 1.02),
+                    choice.CompressCache, WholeContext: false, TableStep: 1.02) { SpreadWeights = choice.SpreadWeights },
                     choice.GpuBatchSize ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batch-size")),
                     choice.NumGpuBatches ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batches")), computeTier,
                     isCuda ? reserve.ContextBytes : 0, isCuda ? MachineMemory.Device().Total : 0);

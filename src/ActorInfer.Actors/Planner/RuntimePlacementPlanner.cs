@@ -105,7 +105,10 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
     public Runtime.Placement.TierBytes Smallest => PlanFor(With(WeightCandidates().Last(), 1, 1));
 
     private Policy With(TierFractions weights, int size, int batches) =>
-        new(size, batches, weights, _base.Cache, _base.Activations) { CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights };
+        new(size, batches, weights, _base.Cache, _base.Activations)
+        {
+            CpuAttention = _base.CpuAttention, PinWeights = _base.PinWeights, SpreadWeights = _base.SpreadWeights,
+        };
 
     // A requeued sequence resumes with its generated tokens as context: its prefill state can be as long as the whole
     // capacity less one token. Its batch's cache runs from the longest context to the most tokens any of its sequences

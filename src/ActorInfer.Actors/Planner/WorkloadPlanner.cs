@@ -61,6 +61,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
             CpuAttention = OnCpuNode ? false : null,
             // The runtime's weights are stored as they are: compressed ones are priced (and placed) compressed.
             CompressWeights = runtime.CompressesWeights,
+            SpreadWeights = settings.SpreadWeights,
         };
         _options = options;
     }
@@ -276,7 +277,8 @@ public sealed class WorkloadPlanner : IPolicyPlanner
 
     private static string Describe(Policy p) =>
         $"weights {p.Weights}, cache {p.Cache}, activations {p.Activations}" + (p.CpuAttention ? ", cpu attention" : "") +
-        (p.CompressCache ? ", compressed cache" : "") + (p.CompressWeights ? ", compressed weights" : "");
+        (p.CompressCache ? ", compressed cache" : "") + (p.CompressWeights ? ", compressed weights" : "") +
+        (p.SpreadWeights ? ", weights spread" : "");
 
     private void CompileTable(WorkloadBucket bucket, FittingSearch.Budget seen)
     {

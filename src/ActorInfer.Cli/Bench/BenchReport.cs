@@ -66,7 +66,7 @@ public static class BenchReport
             {
                 gpu_batch_size = p.GpuBatchSize, num_gpu_batches = p.NumGpuBatches, weights = Fractions(p.Weights),
                 cache = Fractions(p.Cache), activations = Fractions(p.Activations), cpu_attention = p.CpuAttention, compress_cache = p.CompressCache,
-                compress_weight = p.CompressWeights,
+                compress_weight = p.CompressWeights, weight_placement = p.SpreadWeights ? "spread" : "flexgen",
             },
             ["realized_weights"] = Fractions(Realized(setup)),
             ["predicted_throughput"] = setup.Search?.Estimate.ThroughputTokensPerSecond,

@@ -28,6 +28,12 @@ public static class PlanCommand
         var attention = CpuAttentionOption.Create();
         var compressWeights = new Option<bool>("--compress-weight") { Description = "Store weights 4-bit group-quantized" };
         var compressCache = new Option<bool>("--compress-cache") { Description = "Store the KV cache 4-bit group-quantized" };
+        var weightPlacement = new Option<string>("--weight-placement")
+        {
+            Description = "flexgen: FlexGen's rule within each layer's attention and MLP apart (default); spread: over the model as a whole, to within half a tensor of the percentage",
+            DefaultValueFactory = _ => Actors.Configuration.WeightPlacementNames.FlexGen,
+        };
+        weightPlacement.OneOf(Actors.Configuration.WeightPlacementNames.All);
         var gpuHeadroom = new Option<double>("--gpu-headroom") { Description = "Usable share of GPU memory (FlexGen's alpha)", DefaultValueFactory = _ => 1.0 };
         var cpuHeadroom = new Option<double>("--cpu-headroom") { Description = "Usable share of CPU memory", DefaultValueFactory = _ => 1.0 };
         var diskHeadroom = new Option<double>("--disk-headroom") { Description = "Usable share of disk", DefaultValueFactory = _ => 1.0 };
@@ -35,7 +41,7 @@ public static class PlanCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
 
         var command = new Command("plan", "Find the offloading policy with the best predicted throughput (or evaluate a given one).");
-        foreach (var option in new Option[] { model, promptLength, generationLength, gpuMemory, cpuMemory, diskMemory, hardware, percent, gpuBatchSize, numGpuBatches, attention, compressWeights, compressCache, gpuHeadroom, cpuHeadroom, diskHeadroom, maxBlock, json })
+        foreach (var option in new Option[] { model, promptLength, generationLength, gpuMemory, cpuMemory, diskMemory, hardware, percent, gpuBatchSize, numGpuBatches, attention, compressWeights, compressCache, weightPlacement, gpuHeadroom, cpuHeadroom, diskHeadroom, maxBlock, json })
             command.Options.Add(option);
 
         command.SetAction(parse =>
@@ -60,6 +66,7 @@ public static class PlanCommand
                 CpuAttention = CpuAttentionOption.Read(parse.GetValue(attention)!),
                 CompressWeights = parse.GetValue(compressWeights),
                 CompressCache = parse.GetValue(compressCache),
+                SpreadWeights = parse.GetValue(weightPlacement) == Actors.Configuration.WeightPlacementNames.Spread,
                 MaxBlockSize = parse.GetValue(maxBlock),
             };
             if (parse.GetValue(percent) is { Length: > 0 } given)

@@ -38,6 +38,7 @@ public sealed record PlanReport
                 CpuAttention = cpuAttention,
                 CompressWeights = options.CompressWeights,
                 CompressCache = options.CompressCache,
+                SpreadWeights = options.SpreadWeights,
             };
             var estimate = CostModel.Evaluate(model, workload, policy, hardware);
             return new PlanReport
@@ -67,7 +68,7 @@ public sealed record PlanReport
         Line("  weights", $"{Shares(policy.Weights)}  (realized: {Shares(Estimate.RealizedWeights.Fractions)})");
         Line("  cache", Shares(policy.Cache));
         Line("  activations", Shares(policy.Activations));
-        Line("  flags", $"cpu attention {(policy.CpuAttention ? "on" : "off")}, compress weights {(policy.CompressWeights ? "on" : "off")}, compress cache {(policy.CompressCache ? "on" : "off")}");
+        Line("  flags", $"cpu attention {(policy.CpuAttention ? "on" : "off")}, compress weights {(policy.CompressWeights ? "on" : "off")}, compress cache {(policy.CompressCache ? "on" : "off")}, weights {(policy.SpreadWeights ? "spread over the model" : "placed by FlexGen's rule")}");
         Line("prefill", Phase(Estimate.Prefill));
         Line("decoding", Phase(Estimate.Decode));
         Line("total", $"{Estimate.TotalSeconds:0.###} s for {Estimate.GeneratedTokens} tokens");
@@ -104,6 +105,7 @@ public sealed record PlanReport
             ["cpu_attention"] = policy.CpuAttention,
             ["compress_weight"] = policy.CompressWeights,
             ["compress_cache"] = policy.CompressCache,
+            ["weight_placement"] = policy.SpreadWeights ? "spread" : "flexgen",
             ["prefill_seconds"] = Estimate.PrefillSeconds,
             ["decode_seconds"] = Estimate.DecodeSeconds,
             ["total_seconds"] = Estimate.TotalSeconds,

@@ -87,14 +87,16 @@ public sealed class PlacementPlan
         var weightTiers = new List<IReadOnlyList<TierKind>>(layers.Count);
         var weights = TierBytes.Zero;
         long maxOffDeviceLayer = 0, maxDiskLayer = 0, maxExpandedLayer = 0;
-        foreach (var layer in layers)
+        var spread = policy.SpreadWeights ? SpreadTiers(layers, policy.Weights) : null;
+        for (var j = 0; j < layers.Count; j++)
         {
+            var layer = layers[j];
             // Compressed weights are held (and moved) as codes and ranges, and expanded on the device one layer at a time.
             var sizes = layer.Weights.Select(w => WeightCompression.StoredBytes(w.Shape, elementSize, policy.CompressWeights)).ToArray();
             if (policy.CompressWeights)
                 maxExpandedLayer = Math.Max(maxExpandedLayer,
                     layer.Weights.Where(w => WeightCompression.Compresses(w.Shape)).Sum(w => w.Elements * elementSize));
-            var tiers = WeightTiersOf(layer, policy.Weights);
+            var tiers = spread?[j] ?? WeightTiersOf(layer, policy.Weights);
             weightTiers.Add(tiers);
             long offDevice = 0, disk = 0;
             for (var i = 0; i < sizes.Length; i++)
@@ -194,6 +196,33 @@ public sealed class PlacementPlan
                 tiers[group[k]] = TierShares.KindOf(placed[k]);
         }
         return tiers;
+    }
+
+    /// <summary>
+    /// Each weight's tier with the fractions placed over the model as a whole (<see cref="WeightPlacement.AssignSpread"/>):
+    /// the schedule layers' placement groups as the tensors are apart (<see cref="ScheduleLayer.GroupsApart"/>), a decoder
+    /// layer's by its index; a stacked Q, K and V lies where its first part does (where it was stacked, all three lie there).
+    /// </summary>
+    private static TierKind[][] SpreadTiers(IReadOnlyList<ScheduleLayer> layers, TierFractions fractions)
+    {
+        var groups = new List<WeightPlacement.SpreadGroup>();
+        var names = new List<(int Layer, IReadOnlyList<(string Name, long Elements)> Group)>();
+        var decoderLayers = 0;
+        for (var j = 0; j < layers.Count; j++)
+        {
+            var decoder = layers[j].Kind == ScheduleLayerKind.Decoder ? decoderLayers++ : -1;
+            foreach (var group in layers[j].GroupsApart)
+            {
+                groups.Add(new([.. group.Select(t => t.Elements)], decoder));
+                names.Add((j, group));
+            }
+        }
+        var placed = WeightPlacement.AssignSpread(groups, decoderLayers, fractions);
+        var byName = new Dictionary<(int, string), TierKind>();
+        for (var g = 0; g < names.Count; g++)
+            for (var k = 0; k < names[g].Group.Count; k++)
+                byName[(names[g].Layer, names[g].Group[k].Name)] = TierShares.KindOf(placed[g][k]);
+        return [.. layers.Select((layer, j) => layer.Weights.Select(w => byName[(j, w.Parts?[0] ?? w.Name)]).ToArray())];
     }
 
     /// <summary>Throws, naming the tier, the bytes needed and allowed, when the plan does not fit the budgets.</summary>

@@ -41,6 +41,17 @@ public sealed record WeightSpec(string Name, long[] Shape, IReadOnlyList<string>
 /// </param>
 public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IReadOnlyList<WeightSpec> Weights, IReadOnlyList<IReadOnlyList<int>> PlacementGroups)
 {
+    /// <summary>
+    /// The placement groups as the source's tensors are apart (Q, K and V unstacked), by name and elements in placement
+    /// order; null: <see cref="PlacementGroups"/> over <see cref="Weights"/>. Placement over the model as a whole places
+    /// by these, so that a stack lies where its parts would.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<(string Name, long Elements)>>? ApartGroups { get; init; }
+
+    /// <summary>The groups by name and elements, apart.</summary>
+    public IReadOnlyList<IReadOnlyList<(string Name, long Elements)>> GroupsApart =>
+        ApartGroups ?? [.. PlacementGroups.Select(group => (IReadOnlyList<(string, long)>)[.. group.Select(i => (Weights[i].Name, Weights[i].Elements))])];
+
     /// <param name="stackQkv">Where given, a decoder layer's Q, K and V weights (and biases) become one stacked tensor when it
     /// says that all of them are placed on one tier (by their checkpoint names).</param>
     public static IReadOnlyList<ScheduleLayer> For(ModelConfig c, IWeightSource source, Func<IReadOnlyList<string>, bool>? stackQkv = null) =>
@@ -61,7 +72,12 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
         {
             var layer = i;
             var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix), stackQkv);
-            layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs, Grouped(specs, groups, suffix => architecture.LayerTensor(layer, suffix))));
+            var shapes = layerTensors.ToDictionary(t => t.Suffix, t => t.Shape);
+            layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs, Grouped(specs, groups, suffix => architecture.LayerTensor(layer, suffix)))
+            {
+                ApartGroups = [.. groups.Select(group => (IReadOnlyList<(string, long)>)[.. group.Select(suffix =>
+                    (architecture.LayerTensor(layer, suffix), shapes[suffix].Aggregate(1L, (a, b) => a * b)))])],
+            });
         }
 
         var output = architecture.OutputTensors().Select(Global).ToList();
