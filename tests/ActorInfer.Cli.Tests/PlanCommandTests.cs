@@ -42,6 +42,26 @@ public class PlanCommandTests
     }
 
     [Fact]
+    public void Spread_weights_place_the_given_percentage_over_the_model_as_a_whole()
+    {
+        string[] given = ["plan", "--model", "opt-30b", .. T4, "--percent", "20", "80", "0", "100", "0", "100", "--gpu-batch-size", "48", "--num-gpu-batches", "1",
+            "--cpu-attention", "on", "--json"];
+        var (code, output, error) = CliHarness.Run([.. given, "--weight-placement", "spread"]);
+        Assert.True(code == 0, error);
+        var spread = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        (code, output, error) = CliHarness.Run(given);
+        Assert.True(code == 0, error);
+        var rule = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        Assert.Equal("spread", spread.GetProperty("weight_placement").GetString());
+        Assert.Equal("flexgen", rule.GetProperty("weight_placement").GetString());
+        Assert.InRange(spread.GetProperty("realized_weights").GetProperty("gpu").GetDouble(), 0.195, 0.205);
+        Assert.InRange(rule.GetProperty("realized_weights").GetProperty("gpu").GetDouble(), 0.081, 0.083);
+        // Fewer weights cross the link: decoding is predicted faster, and the GPU holds more.
+        Assert.True(spread.GetProperty("decode_seconds").GetDouble() < rule.GetProperty("decode_seconds").GetDouble());
+        Assert.True(spread.GetProperty("peak_memory_bytes").GetProperty("gpu").GetDouble() > rule.GetProperty("peak_memory_bytes").GetProperty("gpu").GetDouble());
+    }
+
+    [Fact]
     public void FlexGens_t4_policy_for_opt_30b_fits_16_GB_as_placed_and_predicts_within_25_percent_of_its_7_32_token_s()
     {
         string[] flexGen =
