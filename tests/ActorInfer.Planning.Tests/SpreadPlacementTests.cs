@@ -103,18 +103,23 @@ public class SpreadPlacementTests
         Assert.True(estimate.Decode.CpuToGpuSeconds < flexgen.Decode.CpuToGpuSeconds * 0.9);
     }
 
-    [Fact]
-    public void The_search_prices_and_fits_its_policy_as_spread()
+    [Theory]
+    [InlineData("opt-30b", 16_000_000_000L, 208_000_000_000L, false)]
+    [InlineData("opt-6.7b", 12_000_000_000L, 208_000_000_000L, true)]
+    // The CPU full, the rest on disk: the layer with the most on disk is staged in CPU memory.
+    [InlineData("opt-175b", 16_000_000_000L, 200_000_000_000L, false)]
+    public void The_search_prices_and_fits_its_policy_as_spread(string name, long gpu, long cpu, bool compress)
     {
-        var model = OptModels.Get("opt-30b");
-        var budget = new MemoryBudget(16_000_000_000, 208_000_000_000, 1_500_000_000_000);
-        var result = PolicySearch.Find(model, Prompt512, HardwareProfiles.T4FlexGen, budget, new SearchOptions { SpreadWeights = true });
+        var model = OptModels.Get(name);
+        var budget = new MemoryBudget(gpu, cpu, 1_500_000_000_000);
+        var options = new SearchOptions { CompressWeights = compress, CompressCache = compress };
+        var result = PolicySearch.Find(model, Prompt512, HardwareProfiles.T4FlexGen, budget, options with { SpreadWeights = true });
         Assert.True(result.Policy.SpreadWeights);
         Assert.Equal(model.RealizeWeights(result.Policy.Weights, spread: true), result.Estimate.RealizedWeights);
         var again = CostModel.Evaluate(model, Prompt512, result.Policy, HardwareProfiles.T4FlexGen);
         Assert.Equal(again.ThroughputTokensPerSecond, result.Estimate.ThroughputTokensPerSecond, 9);
         Assert.True(budget.Fits(again.PeakMemory), $"{result.Policy} peaks at {again.PeakMemory}");
-        var byRule = PolicySearch.Find(model, Prompt512, HardwareProfiles.T4FlexGen, budget, SearchOptions.Default);
+        var byRule = PolicySearch.Find(model, Prompt512, HardwareProfiles.T4FlexGen, budget, options);
         Assert.True(result.Estimate.ThroughputTokensPerSecond >= byRule.Estimate.ThroughputTokensPerSecond * 0.99,
             $"spread {result.Estimate.ThroughputTokensPerSecond} against {byRule.Estimate.ThroughputTokensPerSecond}");
     }
