@@ -115,5 +115,14 @@ public sealed class WeightReplacementTests
         engine.Replace(new Policy(4, 1, Gpu, Cpu, Cpu));
         Assert.Same(first, engine.WeightPlan);
         Assert.Equal(first.Weights.Device, tiers.Device.BytesHeld);
+        // The same fractions spread over the model are another placement, not the one computed by FlexGen's rule.
+        var fractions = new TierFractions(0.3, 0.7, 0);
+        engine.Replace(new Policy(2, 3, fractions, Gpu, Gpu));
+        var byRule = engine.WeightPlan;
+        engine.Replace(new Policy(2, 3, fractions, Gpu, Gpu) { SpreadWeights = true });
+        Assert.NotSame(byRule, engine.WeightPlan);
+        Assert.Equal(Placement.PlacementPlan.ForWeights(ScheduleLayer.For(config, source), new Policy(1, 1, fractions, Gpu, Gpu) { SpreadWeights = true },
+            4, deviceIsCpu: true).Weights, engine.WeightPlan.Weights);
+        Assert.Equal(engine.WeightPlan.Weights.Device, tiers.Device.BytesHeld);
     }
 }

@@ -147,10 +147,10 @@ public sealed class OffloadRuntime : IDisposable
 
     // A budget change asks for the weights' placement under a policy on its way to being honoured (to fit what is left
     // of a block, to re-place): computed once per weight fractions, not per call.
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<ActorInfer.Planning.TierFractions, PlacementPlan> _weightPlans = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(ActorInfer.Planning.TierFractions, bool Spread), PlacementPlan> _weightPlans = new();
 
     private PlacementPlan WeightsOnly(Policy policy) =>
-        _weightPlans.GetOrAdd(policy.Weights, _ => PlacementPlan.ForWeights(_layers, Stored(policy), _elementSize, DeviceIsCpu));
+        _weightPlans.GetOrAdd((policy.Weights, policy.SpreadWeights), _ => PlacementPlan.ForWeights(_layers, Stored(policy), _elementSize, DeviceIsCpu));
 
     /// <summary>
     /// The placement a policy would get for a block of full GPU batches of the given lengths, without loading
