@@ -39,6 +39,8 @@ public sealed class ConfigurationSpecs
         Assert.True(Load("actorinfer.batch-invariant = on").BatchInvariant);
         Assert.False(s.CudaGraphs);
         Assert.True(Load("actorinfer.cuda-graphs = on").CudaGraphs);
+        Assert.False(s.Planner.SpreadWeights);
+        Assert.True(Load("actorinfer.planner.weight-placement = spread").Planner.SpreadWeights);
         Assert.Equal(new WarmUpSettings(0, 512, 8), s.WarmUp);
         Assert.Equal(new WarmUpSettings(64, 300, 4),
             Load("actorinfer.warm-up { requests = 64, prompt-length = 300, generation-length = 4 }").WarmUp);
@@ -115,6 +117,7 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.dtype = float64", "actorinfer.dtype")]
     [InlineData("actorinfer.device = tpu", "actorinfer.device")]
     [InlineData("actorinfer.decode-attention = fastest", "actorinfer.decode-attention")]
+    [InlineData("actorinfer.planner.weight-placement = even", "actorinfer.planner.weight-placement")]
     [InlineData("actorinfer.batch-invariant = sometimes", "actorinfer.batch-invariant")]
     [InlineData("actorinfer.warm-up.requests = -1", "actorinfer.warm-up.requests")]
     [InlineData("actorinfer.warm-up.prompt-length = 0", "actorinfer.warm-up.prompt-length")]
