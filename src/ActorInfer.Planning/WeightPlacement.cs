@@ -76,11 +76,15 @@ public static class WeightPlacement
             var model = Elements(layout.Input, fractions) + layers * layer + Elements(layout.Output, fractions);
             return new RealizedWeights(bytesPerElement * model, bytesPerElement * layer);
         }
-        var groups = new List<SpreadGroup> { new(layout.Input, -1) };
-        for (var l = 0; l < layers; l++)
-            groups.AddRange(layout.Layer.Select(group => new SpreadGroup(group, l)));
-        groups.Add(new SpreadGroup(layout.Output, -1));
-        var tiers = AssignSpread(groups, layers, fractions);
+        var (groups, ordering) = Orderings.GetOrAdd((layout, layers), key =>
+        {
+            var list = new List<SpreadGroup> { new(key.Item1.Input, -1) };
+            for (var l = 0; l < key.Item2; l++)
+                list.AddRange(key.Item1.Layer.Select(group => new SpreadGroup(group, l)));
+            list.Add(new SpreadGroup(key.Item1.Output, -1));
+            return (list, new SpreadOrdering(list, key.Item2));
+        });
+        var tiers = ordering.Assign(fractions);
         var all = new TierBytes(0, 0, 0);
         var perLayer = new TierBytes[layers];
         for (var l = 0; l < layers; l++) perLayer[l] = new TierBytes(0, 0, 0);
@@ -125,39 +129,62 @@ public static class WeightPlacement
     {
         ArgumentNullException.ThrowIfNull(groups);
         ArgumentNullException.ThrowIfNull(fractions);
-        var rank = SpreadOrder(layers);
-        var items = new List<(int Group, int Index, double Midpoint, int Rank, long Size)>();
-        for (var g = 0; g < groups.Count; g++)
-        {
-            var midpoints = Midpoints(groups[g].Sizes);
-            for (var i = 0; i < midpoints.Length; i++)
-                items.Add((g, i, midpoints[i], groups[g].Layer >= 0 ? rank[groups[g].Layer] : -1, groups[g].Sizes[i]));
-        }
-        double total = items.Sum(t => (double)t.Size);
-        var onGpu = Prefix(items.OrderByDescending(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index), fractions.Gpu);
-        var onDisk = Prefix(items.OrderBy(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index), fractions.Disk);
-        var tiers = groups.Select(g => new Tier[g.Sizes.Count]).ToArray();
-        foreach (var t in items)
-            tiers[t.Group][t.Index] = onGpu.Contains((t.Group, t.Index)) ? Tier.Gpu
-                : onDisk.Contains((t.Group, t.Index)) ? Tier.Disk
-                : fractions.Cpu > 0 || (fractions.Gpu == 0 && fractions.Disk == 0) ? Tier.Cpu
-                : fractions.Gpu >= fractions.Disk ? Tier.Gpu : Tier.Disk;
-        return tiers;
+        return new SpreadOrdering(groups, layers).Assign(fractions);
+    }
 
-        HashSet<(int, int)> Prefix(IEnumerable<(int Group, int Index, double Midpoint, int Rank, long Size)> ordered, double share)
+    /// <summary>The orders of <see cref="AssignSpread"/>, which do not depend on the fractions: made once per model for the search.</summary>
+    private sealed class SpreadOrdering
+    {
+        private readonly (int Group, int Index, long Size)[] _down;
+        private readonly (int Group, int Index, long Size)[] _up;
+        private readonly int[] _groupSizes;
+        private readonly double _total;
+
+        public SpreadOrdering(IReadOnlyList<SpreadGroup> groups, int layers)
         {
-            var taken = new HashSet<(int, int)>();
-            if (share <= 0 || total == 0) return taken;
-            double before = 0;
-            foreach (var t in ordered)
+            var rank = SpreadOrder(layers);
+            var items = new List<(int Group, int Index, double Midpoint, int Rank, long Size)>();
+            for (var g = 0; g < groups.Count; g++)
             {
-                if ((before + t.Size / 2.0) / total >= share) break;
-                taken.Add((t.Group, t.Index));
-                before += t.Size;
+                var midpoints = Midpoints(groups[g].Sizes);
+                for (var i = 0; i < midpoints.Length; i++)
+                    items.Add((g, i, midpoints[i], groups[g].Layer >= 0 ? rank[groups[g].Layer] : -1, groups[g].Sizes[i]));
             }
-            return taken;
+            _total = items.Sum(t => (double)t.Size);
+            _down = [.. items.OrderByDescending(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index).Select(t => (t.Group, t.Index, t.Size))];
+            _up = [.. items.OrderBy(t => t.Midpoint).ThenBy(t => t.Rank).ThenBy(t => t.Group).ThenBy(t => t.Index).Select(t => (t.Group, t.Index, t.Size))];
+            _groupSizes = [.. groups.Select(g => g.Sizes.Count)];
+        }
+
+        public Tier[][] Assign(TierFractions fractions)
+        {
+            const Tier unset = (Tier)(-1);
+            var tiers = _groupSizes.Select(n => Enumerable.Repeat(unset, n).ToArray()).ToArray();
+            Take(_down, fractions.Gpu, Tier.Gpu);
+            Take(_up, fractions.Disk, Tier.Disk);
+            var rest = fractions.Cpu > 0 || (fractions.Gpu == 0 && fractions.Disk == 0) ? Tier.Cpu
+                : fractions.Gpu >= fractions.Disk ? Tier.Gpu : Tier.Disk;
+            foreach (var group in tiers)
+                for (var i = 0; i < group.Length; i++)
+                    if (group[i] == unset) group[i] = rest;
+            return tiers;
+
+            // A prefix of the order, each tensor while the middle of its range lies below the share; the GPU's first.
+            void Take((int Group, int Index, long Size)[] order, double share, Tier tier)
+            {
+                if (share <= 0 || _total == 0) return;
+                double before = 0;
+                foreach (var (g, i, size) in order)
+                {
+                    if ((before + size / 2.0) / _total >= share) break;
+                    if (tiers[g][i] == unset) tiers[g][i] = tier;
+                    before += size;
+                }
+            }
         }
     }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(WeightLayout, int), (List<SpreadGroup> Groups, SpreadOrdering Ordering)> Orderings = new();
 
     /// <summary>
     /// Each layer's rank in an order whose every prefix spreads evenly over <paramref name="layers"/> layers: the layers
