@@ -82,7 +82,7 @@ public static class WeightPlacement
             for (var l = 0; l < key.Item2; l++)
                 list.AddRange(key.Item1.Layer.Select(group => new SpreadGroup(group, l)));
             list.Add(new SpreadGroup(key.Item1.Output, -1));
-            return (list, new SpreadOrdering(list, key.Item2));
+            return (list, SpreadOrdering.Of(list, key.Item2));
         });
         var tiers = ordering.Assign(fractions);
         var all = new TierBytes(0, 0, 0);
@@ -129,18 +129,25 @@ public static class WeightPlacement
     {
         ArgumentNullException.ThrowIfNull(groups);
         ArgumentNullException.ThrowIfNull(fractions);
-        return new SpreadOrdering(groups, layers).Assign(fractions);
+        return SpreadOrdering.Of(groups, layers).Assign(fractions);
     }
 
     /// <summary>The orders of <see cref="AssignSpread"/>, which do not depend on the fractions: made once per model for the search.</summary>
-    private sealed class SpreadOrdering
+    public sealed class SpreadOrdering
     {
         private readonly (int Group, int Index, long Size)[] _down;
         private readonly (int Group, int Index, long Size)[] _up;
         private readonly int[] _groupSizes;
         private readonly double _total;
 
-        public SpreadOrdering(IReadOnlyList<SpreadGroup> groups, int layers)
+        /// <summary>The orders of these groups (a decoder layer's by its index).</summary>
+        public static SpreadOrdering Of(IReadOnlyList<SpreadGroup> groups, int layers)
+        {
+            ArgumentNullException.ThrowIfNull(groups);
+            return new SpreadOrdering(groups, layers);
+        }
+
+        private SpreadOrdering(IReadOnlyList<SpreadGroup> groups, int layers)
         {
             var rank = SpreadOrder(layers);
             var items = new List<(int Group, int Index, double Midpoint, int Rank, long Size)>();
@@ -156,8 +163,10 @@ public static class WeightPlacement
             _groupSizes = [.. groups.Select(g => g.Sizes.Count)];
         }
 
+        /// <summary>Each tensor's tier, by group, for these fractions.</summary>
         public Tier[][] Assign(TierFractions fractions)
         {
+            ArgumentNullException.ThrowIfNull(fractions);
             const Tier unset = (Tier)(-1);
             var tiers = _groupSizes.Select(n => Enumerable.Repeat(unset, n).ToArray()).ToArray();
             Take(_down, fractions.Gpu, Tier.Gpu);

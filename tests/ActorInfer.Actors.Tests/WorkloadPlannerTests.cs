@@ -178,6 +178,39 @@ public sealed class WorkloadPlannerTests : IDisposable
         Assert.Same(firm, planner.Raise(firm, new TierBudgets(least / 2 + (512L << 20), 1L << 30, 0)));
     }
 
+    /// <summary>
+    /// Raised into a budget, weights spread over the model take the largest whole percent that fits, though their bytes fall
+    /// where a tensor kind completes (the buffer of the layer with the most off the device shrinks only then). (How much
+    /// more of a budget they hold than FlexGen's rule at OPT-30B's shape: <c>WeightRealizationTests</c>.)
+    /// </summary>
+    [Fact]
+    public void Raised_weights_spread_over_the_model_take_the_largest_share_that_fits()
+    {
+        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
+        var bucket = new WorkloadBucket(32, 16);
+        var cpu = TierFractions.AllCpu;
+        var byRule = new Policy(2, 3, new TierFractions(0.2, 0.8, 0), cpu, cpu) { CpuAttention = true };
+        var spread = byRule with { SpreadWeights = true };
+        long DeviceBytes(Policy p) => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)).Device;
+        var least = Math.Max(DeviceBytes(byRule), DeviceBytes(spread));
+        var most = DeviceBytes(byRule.Reshaped(2, 3, TierFractions.AllGpu));
+        for (var step = 1; step < 20; step++)
+        {
+            var usable = least + (most - least) * step / 20;
+            var budget = usable + DeviceReserve.AllowanceFor(usable + (512L << 20)) + 1024;
+            var room = WorkloadPlanner.RoundDown(budget - DeviceReserve.AllowanceFor(budget));
+            BlockPolicy Raised(Policy p) => planner.Raise(new BlockPolicy(2, 3, "firm") { Runtime = p, Bucket = bucket, PredictedTokensPerSecond = 1 },
+                new TierBudgets(budget, 1L << 30, 0));
+            var raised = Raised(spread).Runtime!;
+            Assert.True(raised.SpreadWeights);
+            var held = DeviceBytes(raised);
+            Assert.True(held <= room, $"{held} B held against {room} B of room");
+            for (var percent = (int)Math.Round(raised.Weights.Gpu * 100) + 1; percent <= 100; percent++)
+                Assert.True(DeviceBytes(spread.Reshaped(2, 3, TierFractions.FromPercent(percent, 100 - percent))) > room,
+                    $"{percent}% fits {room} B of room, but {raised.Weights} was taken");
+        }
+    }
+
     [Fact]
     public async Task A_budget_change_after_the_disk_telemetry_moved_is_answered_from_the_compiled_table()
     {

@@ -236,7 +236,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
 
     /// <summary>
     /// The firm policy's geometry, cache, activations and attention with the weights' device share raised, in whole
-    /// percents taken from the disk first, then from the CPU, as far as the runtime's placement fits the budgets. On a
+    /// percents taken from the disk first, then from the CPU, to the largest share whose placement fits the budgets. On a
     /// CPU node (no placement) and where no more fits, the firm policy itself. Answers are cached per (firm, budgets).
     /// </summary>
     public BlockPolicy Raise(BlockPolicy firm, TierBudgets budgets)
@@ -257,14 +257,26 @@ public sealed class WorkloadPlanner : IPolicyPlanner
                 var held = _runtime.WithHostCopies(_runtime.PlanBlock(With(percent), k.Bucket.PromptLength, k.Bucket.Capacity));
                 return held.Device <= k.Budget.Gpu && held.Cpu <= k.Budget.Cpu && held.Disk <= k.Budget.Disk;
             }
-            if (from >= 100 || !Fits(from + 1)) return firm;
-            // The device's bytes grow with the weights' share: the largest share that fits, by bisection.
-            int low = from + 1, high = 100;
-            while (low < high)
+            int low;
+            if (p.SpreadWeights)
             {
-                var mid = (low + high + 1) / 2;
-                if (Fits(mid)) low = mid;
-                else high = mid - 1;
+                // Spread over the model, the layers differ until every layer holds a tensor kind, and the buffer of the layer
+                // with the most off the device shrinks only then: the bytes fall where a kind completes, so every share is tried.
+                low = Enumerable.Range(from + 1, Math.Max(0, 100 - from)).LastOrDefault(Fits);
+                if (low == 0) return firm;
+            }
+            else
+            {
+                if (from >= 100 || !Fits(from + 1)) return firm;
+                // By FlexGen's rule the device's bytes grow with the weights' share: the largest share that fits, by bisection.
+                low = from + 1;
+                var high = 100;
+                while (low < high)
+                {
+                    var mid = (low + high + 1) / 2;
+                    if (Fits(mid)) low = mid;
+                    else high = mid - 1;
+                }
             }
             var raised = With(low);
             return firm with

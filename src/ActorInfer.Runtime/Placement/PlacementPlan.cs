@@ -203,6 +203,9 @@ public sealed class PlacementPlan
     /// the schedule layers' placement groups as the tensors are apart (<see cref="ScheduleLayer.GroupsApart"/>), a decoder
     /// layer's by its index; a stacked Q, K and V lies where its first part does (where it was stacked, all three lie there).
     /// </summary>
+    /// <summary>The spread orders of a schedule's layers, made once per schedule (a runtime plans its one schedule again and again).</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<ScheduleLayer>, WeightPlacement.SpreadOrdering> Orderings = new();
+
     private static TierKind[][] SpreadTiers(IReadOnlyList<ScheduleLayer> layers, TierFractions fractions)
     {
         var groups = new List<WeightPlacement.SpreadGroup>();
@@ -217,7 +220,7 @@ public sealed class PlacementPlan
                 names.Add((j, group));
             }
         }
-        var placed = WeightPlacement.AssignSpread(groups, decoderLayers, fractions);
+        var placed = Orderings.GetValue(layers, _ => WeightPlacement.SpreadOrdering.Of(groups, decoderLayers)).Assign(fractions);
         var byName = new Dictionary<(int, string), TierKind>();
         for (var g = 0; g < names.Count; g++)
             for (var k = 0; k < names[g].Group.Count; k++)
