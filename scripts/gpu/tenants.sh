@@ -72,6 +72,9 @@ headroom=${HEADROOM:-4}
 batch_floor=${BATCH_FLOOR:-16GiB}
 request_timeout=${REQUEST_TIMEOUT:-60s}
 bounds=${BOUNDS:-8192x8192}
+# WEIGHT_PLACEMENT: every node's planner.weight-placement (flexgen, the default, or spread: a model's weights raised into
+# what the others leave fill it by whole percents instead of whole tensor kinds).
+weight_placement=${WEIGHT_PLACEMENT:-flexgen}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
 # LOW_NICE, LOW_THREADS: the lower-priority model's host share (arbiter.lower-priority-nice, -threads); unset: the defaults.
@@ -107,7 +110,7 @@ trap 'exit 143' TERM INT
   cat "$out/card.txt"
   echo "trace ${trace:-(none found)}: first $duration at ${speedup}x, prompts <= $max_prompt, outputs <= $max_output tokens; chat $high, batch $low"
   echo "budgets: GPU $gpu_mem (device ${device_mib} MiB), CPU $cpu_mem; divided ($device): $divided_bytes bytes; static split $static_high / $static_low"
-  echo "batch job: $backlog requests, prompt $prompt_len, $gen_len tokens; steps: ${steps:-none}"
+  echo "batch job: $backlog requests, prompt $prompt_len, $gen_len tokens; steps: ${steps:-none}; weight placement $weight_placement"
 } | tee "$out/setup.txt"
 
 python3 - "$work/job.jsonl" "$backlog" "$prompt_len" "$gen_len" "$low" <<'PY'
@@ -136,7 +139,7 @@ common_conf() { # NAME HEADROOM [ARBITER-EXTRA]
   data-dir = "$work/$1/data"
   memory { gpu-budget = "$gpu_mem", cpu-budget = "$cpu_mem" }
   scheduler { max-gpu-batch-size = ${bounds%x*}, max-gpu-batches = ${bounds#*x} }
-  planner { max-block-size = $max_block, headroom-history = $2 }
+  planner { max-block-size = $max_block, headroom-history = $2, weight-placement = "$weight_placement" }
   arbiter { poll-interval = 100ms${3:-}${low_host} }
   http {
     admin-key-hashes = ["$key_hash"]
