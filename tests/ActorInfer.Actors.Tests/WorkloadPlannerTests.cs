@@ -148,15 +148,22 @@ public sealed class WorkloadPlannerTests : IDisposable
             new WorkloadPlanner(_runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default, 8, 4, Tier.Cpu, mostKept: 0));
     }
 
+    /// <summary>A planner with room for large blocks, a bucket, and a 2 x 3 policy with a fifth of its weights on the device.</summary>
+    private (WorkloadPlanner Planner, WorkloadBucket Bucket, Policy Placed) RaiseSetup()
+    {
+        var cpu = TierFractions.AllCpu;
+        return (Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8), new WorkloadBucket(32, 16),
+            new Policy(2, 3, new TierFractions(0.2, 0.8, 0), cpu, cpu) { CpuAttention = true });
+    }
+
+    /// <summary>The device's bytes of a block of the raise tests' bucket under a policy.</summary>
+    private long DeviceBytes(Policy p) => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)).Device;
+
     [Fact]
     public void Raising_a_firm_policy_puts_more_of_its_weights_on_the_device_and_keeps_the_rest_of_it()
     {
-        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
-        var bucket = new WorkloadBucket(32, 16);
-        var cpu = TierFractions.AllCpu;
-        var placed = new Policy(2, 3, new TierFractions(0.2, 0.8, 0), cpu, cpu) { CpuAttention = true };
+        var (planner, bucket, placed) = RaiseSetup();
         var firm = new BlockPolicy(2, 3, "firm") { Runtime = placed, Bucket = bucket, PredictedTokensPerSecond = 1 };
-        long DeviceBytes(Policy p) => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)).Device;
         var least = DeviceBytes(placed);
         var most = DeviceBytes(placed.Reshaped(2, 3, TierFractions.AllGpu));
         Assert.True(most > least + 1000, $"{most} against {least}");
@@ -186,12 +193,8 @@ public sealed class WorkloadPlannerTests : IDisposable
     [Fact]
     public void Raised_weights_spread_over_the_model_take_the_largest_share_that_fits()
     {
-        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
-        var bucket = new WorkloadBucket(32, 16);
-        var cpu = TierFractions.AllCpu;
-        var byRule = new Policy(2, 3, new TierFractions(0.2, 0.8, 0), cpu, cpu) { CpuAttention = true };
+        var (planner, bucket, byRule) = RaiseSetup();
         var spread = byRule with { SpreadWeights = true };
-        long DeviceBytes(Policy p) => _runtime.WithHostCopies(_runtime.PlanBlock(p, 32, 48)).Device;
         var least = Math.Max(DeviceBytes(byRule), DeviceBytes(spread));
         var most = DeviceBytes(byRule.Reshaped(2, 3, TierFractions.AllGpu));
         for (var step = 1; step < 20; step++)
