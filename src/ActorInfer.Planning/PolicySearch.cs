@@ -143,10 +143,7 @@ public static class PolicySearch
                     var shares = program.MinimizeTime(CostTerms.Build(model, workload, variant, hardware), model.NumLayers, workload.DecodeSteps, budget);
                     if (shares is null)
                         continue;
-                    IEnumerable<IReadOnlyList<TierFractions>> rings = options.SpreadWeights
-                        ? SpreadRings(Fractions(shares, 0), options.FixedShares)
-                        : RealizableWeights.Near(model, Fractions(shares, 0), options.FixedShares);
-                    foreach (var ring in rings)
+                    foreach (var ring in RealizableWeights.Near(model, Fractions(shares, 0), options.FixedShares, options.SpreadWeights))
                     {
                         var found = false;
                         foreach (var weights in ring)
@@ -201,40 +198,6 @@ public static class PolicySearch
             };
         }
     }
-
-    /// <summary>
-    /// Spread over the model, whole tensors place the answer's own fractions to within half a tensor, but the layers then
-    /// differ, and one buffer holds the layer with the most off the GPU (the CPU one with the most on disk): more than the
-    /// program's average layer. Where the answer's own fractions do not fit as placed, ring by ring the next steps out:
-    /// less on the GPU (to the CPU) and, where the answer puts weights on disk (the CPU is then full), more on disk (from
-    /// the CPU), up to a sixth of the weights each way. A fixed share is kept.
-    /// </summary>
-    private static IEnumerable<IReadOnlyList<TierFractions>> SpreadRings(TierFractions continuous, IReadOnlyDictionary<Placement, double> fixedShares)
-    {
-        yield return [continuous];
-        var gpuFree = !fixedShares.ContainsKey(Placement.WeightsGpu) && !fixedShares.ContainsKey(Placement.WeightsCpu);
-        var diskFree = continuous.Disk > 0 && !fixedShares.ContainsKey(Placement.WeightsDisk) && !fixedShares.ContainsKey(Placement.WeightsCpu);
-        var seen = new HashSet<TierFractions> { continuous };
-        for (var ring = 1; ring < SpreadSteps.Length; ring++)
-        {
-            var candidates = new List<TierFractions>();
-            for (var i = 0; i <= (gpuFree ? ring : 0); i++)
-            {
-                for (var j = 0; j <= (diskFree ? ring : 0); j++)
-                {
-                    if (Math.Max(i, j) != ring) continue;
-                    var less = Math.Min(SpreadSteps[i], continuous.Gpu);
-                    var more = Math.Min(SpreadSteps[j], continuous.Cpu + less);
-                    var candidate = new TierFractions(continuous.Gpu - less, continuous.Cpu + less - more, continuous.Disk + more);
-                    if (seen.Add(candidate)) candidates.Add(candidate);
-                }
-            }
-            if (candidates.Count > 0) yield return candidates;
-        }
-    }
-
-    /// <summary>The steps of <see cref="SpreadRings"/>, as shares of all the weights.</summary>
-    private static readonly double[] SpreadSteps = [0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16];
 
     internal static Policy ToPolicy(PolicyShape shape, double[] shares) =>
         new(shape.GpuBatchSize, shape.NumGpuBatches, Fractions(shares, 0), Fractions(shares, 3), Fractions(shares, 6))

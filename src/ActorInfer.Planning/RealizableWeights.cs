@@ -13,9 +13,18 @@ internal static class RealizableWeights
     /// <summary>The rings of placements the search tries at most: the bracket and two more steps out on either side.</summary>
     public const int MaxRings = 3;
 
-    /// <summary>Ring by ring, the fractions to try: less on the disk first, then more on the GPU (less traffic on a tie).</summary>
-    public static IEnumerable<IReadOnlyList<TierFractions>> Near(ModelSpec model, TierFractions continuous, IReadOnlyDictionary<Placement, double> fixedShares)
+    /// <summary>
+    /// Ring by ring, the fractions to try: less on the disk first, then more on the GPU (less traffic on a tie); spread over
+    /// the model (<paramref name="spread"/>), <see cref="SpreadRings"/>.
+    /// </summary>
+    public static IEnumerable<IReadOnlyList<TierFractions>> Near(ModelSpec model, TierFractions continuous, IReadOnlyDictionary<Placement, double> fixedShares,
+        bool spread = false)
     {
+        if (spread)
+        {
+            foreach (var ring in SpreadRings(continuous, fixedShares)) yield return ring;
+            yield break;
+        }
         if (fixedShares.ContainsKey(Placement.WeightsCpu))
         {
             yield return [continuous];
@@ -51,6 +60,40 @@ internal static class RealizableWeights
                 yield return candidates;
         }
     }
+
+    /// <summary>
+    /// Spread over the model, whole tensors place the answer's own fractions to within half a tensor, but the layers then
+    /// differ, and one buffer holds the layer with the most off the GPU (the CPU one with the most on disk): more than the
+    /// program's average layer. Where the answer's own fractions do not fit as placed, ring by ring the next steps out:
+    /// less on the GPU (to the CPU) and, where the answer puts weights on disk (the CPU is then full), more on disk (from
+    /// the CPU), up to a sixth of the weights each way. A fixed share is kept.
+    /// </summary>
+    private static IEnumerable<IReadOnlyList<TierFractions>> SpreadRings(TierFractions continuous, IReadOnlyDictionary<Placement, double> fixedShares)
+    {
+        yield return [continuous];
+        var gpuFree = !fixedShares.ContainsKey(Placement.WeightsGpu) && !fixedShares.ContainsKey(Placement.WeightsCpu);
+        var diskFree = continuous.Disk > 0 && !fixedShares.ContainsKey(Placement.WeightsDisk) && !fixedShares.ContainsKey(Placement.WeightsCpu);
+        var seen = new HashSet<TierFractions> { continuous };
+        for (var ring = 1; ring < SpreadSteps.Length; ring++)
+        {
+            var candidates = new List<TierFractions>();
+            for (var i = 0; i <= (gpuFree ? ring : 0); i++)
+            {
+                for (var j = 0; j <= (diskFree ? ring : 0); j++)
+                {
+                    if (Math.Max(i, j) != ring) continue;
+                    var less = Math.Min(SpreadSteps[i], continuous.Gpu);
+                    var more = Math.Min(SpreadSteps[j], continuous.Cpu + less);
+                    var candidate = new TierFractions(continuous.Gpu - less, continuous.Cpu + less - more, continuous.Disk + more);
+                    if (seen.Add(candidate)) candidates.Add(candidate);
+                }
+            }
+            if (candidates.Count > 0) yield return candidates;
+        }
+    }
+
+    /// <summary>The steps of <see cref="SpreadRings"/>, as shares of all the weights.</summary>
+    private static readonly double[] SpreadSteps = [0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16];
 
     private static (int Interval, int Ring)[] Fixed(int interval) => [(interval, 1)];
 

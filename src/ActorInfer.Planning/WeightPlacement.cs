@@ -78,10 +78,7 @@ public static class WeightPlacement
         }
         var (groups, ordering) = Orderings.GetOrAdd((layout, layers), key =>
         {
-            var list = new List<SpreadGroup> { new(key.Item1.Input, -1) };
-            for (var l = 0; l < key.Item2; l++)
-                list.AddRange(key.Item1.Layer.Select(group => new SpreadGroup(group, l)));
-            list.Add(new SpreadGroup(key.Item1.Output, -1));
+            var list = SpreadGroups(key.Item1, key.Item2);
             return (list, SpreadOrdering.Of(list, key.Item2));
         });
         var tiers = ordering.Assign(fractions);
@@ -110,6 +107,16 @@ public static class WeightPlacement
             Tier.Cpu => new TierBytes(0, bytes, 0),
             _ => new TierBytes(0, 0, bytes),
         };
+    }
+
+    /// <summary>A model's groups in schedule order: the input layer's, each decoder layer's, the output layer's.</summary>
+    internal static List<SpreadGroup> SpreadGroups(WeightLayout layout, int layers)
+    {
+        var groups = new List<SpreadGroup> { new(layout.Input, -1) };
+        for (var l = 0; l < layers; l++)
+            groups.AddRange(layout.Layer.Select(group => new SpreadGroup(group, l)));
+        groups.Add(new SpreadGroup(layout.Output, -1));
+        return groups;
     }
 
     /// <summary>A group of tensors placed together (sizes in placement order) and its decoder layer (-1: the input or output layer).</summary>

@@ -124,14 +124,7 @@ public class SpreadPlacementTests
             $"spread {result.Estimate.ThroughputTokensPerSecond} against {byRule.Estimate.ThroughputTokensPerSecond}");
     }
 
-    private static List<WeightPlacement.SpreadGroup> Groups(ModelSpec model)
-    {
-        var groups = new List<WeightPlacement.SpreadGroup> { new(model.WeightLayout.Input, -1) };
-        for (var l = 0; l < model.NumLayers; l++)
-            groups.AddRange(model.WeightLayout.Layer.Select(g => new WeightPlacement.SpreadGroup(g, l)));
-        groups.Add(new(model.WeightLayout.Output, -1));
-        return groups;
-    }
+    private static List<WeightPlacement.SpreadGroup> Groups(ModelSpec model) => WeightPlacement.SpreadGroups(model.WeightLayout, model.NumLayers);
 
     private static int[] Inverse(int[] rank)
     {

@@ -261,8 +261,9 @@ public sealed class WorkloadPlanner : IPolicyPlanner
             if (p.SpreadWeights)
             {
                 // Spread over the model, the layers differ until every layer holds a tensor kind, and the buffer of the layer
-                // with the most off the device shrinks only then: the bytes fall where a kind completes, so every share is tried.
-                low = Enumerable.Range(from + 1, Math.Max(0, 100 - from)).LastOrDefault(Fits);
+                // with the most off the device shrinks only then: the bytes fall where a kind completes, so the shares are tried
+                // from all of them down, and the first that fits is the largest.
+                low = Enumerable.Range(from + 1, Math.Max(0, 100 - from)).Reverse().FirstOrDefault(Fits);
                 if (low == 0) return firm;
             }
             else

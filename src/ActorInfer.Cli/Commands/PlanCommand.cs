@@ -28,12 +28,7 @@ public static class PlanCommand
         var attention = CpuAttentionOption.Create();
         var compressWeights = new Option<bool>("--compress-weight") { Description = "Store weights 4-bit group-quantized" };
         var compressCache = new Option<bool>("--compress-cache") { Description = "Store the KV cache 4-bit group-quantized" };
-        var weightPlacement = new Option<string>("--weight-placement")
-        {
-            Description = "flexgen: FlexGen's rule within each layer's attention and MLP apart (default); spread: over the model as a whole, to within half a tensor of the percentage",
-            DefaultValueFactory = _ => Actors.Configuration.WeightPlacementNames.FlexGen,
-        };
-        weightPlacement.OneOf(Actors.Configuration.WeightPlacementNames.All);
+        var weightPlacement = WeightPlacementOption.Create();
         var gpuHeadroom = new Option<double>("--gpu-headroom") { Description = "Usable share of GPU memory (FlexGen's alpha)", DefaultValueFactory = _ => 1.0 };
         var cpuHeadroom = new Option<double>("--cpu-headroom") { Description = "Usable share of CPU memory", DefaultValueFactory = _ => 1.0 };
         var diskHeadroom = new Option<double>("--disk-headroom") { Description = "Usable share of disk", DefaultValueFactory = _ => 1.0 };
@@ -66,7 +61,7 @@ public static class PlanCommand
                 CpuAttention = CpuAttentionOption.Read(parse.GetValue(attention)!),
                 CompressWeights = parse.GetValue(compressWeights),
                 CompressCache = parse.GetValue(compressCache),
-                SpreadWeights = parse.GetValue(weightPlacement) == Actors.Configuration.WeightPlacementNames.Spread,
+                SpreadWeights = WeightPlacementOption.Spread(parse.GetValue(weightPlacement)!),
                 MaxBlockSize = parse.GetValue(maxBlock),
             };
             if (parse.GetValue(percent) is { Length: > 0 } given)

@@ -19,7 +19,7 @@ public sealed class PolicyOptions
     public Option<string> CpuAttention { get; } = CpuAttentionOption.Create();
     public Option<bool> CompressCache { get; } = new("--compress-cache") { Description = "Keep the KV cache 4-bit group-quantized (FlexGen's compression; outputs differ from an uncompressed run)." };
     public Option<bool> CompressWeight { get; } = new("--compress-weight") { Description = "Store the weights 4-bit group-quantized in every tier, expanded on the device a layer at a time (FlexGen's compression; outputs differ from an uncompressed run)." };
-    public Option<string> WeightPlacement { get; } = CreateWeightPlacement();
+    public Option<string> WeightPlacement { get; } = WeightPlacementOption.Create();
     public Option<string?> DiskDir { get; } = new("--disk-dir") { Description = "Folder of the disk tier." };
     public Option<string?> GpuMem { get; } = new("--gpu-mem") { Description = "Device tier budget (e.g. 16GiB); default: the device's total memory." };
     public Option<string?> CpuMem { get; } = new("--cpu-mem") { Description = "CPU tier budget; default: the host's available memory." };
@@ -39,17 +39,6 @@ public sealed class PolicyOptions
             DefaultValueFactory = _ => "products",
         };
         option.OneOf(Model.Layers.DecodeAttentionNames.All);
-        return option;
-    }
-
-    private static Option<string> CreateWeightPlacement()
-    {
-        var option = new Option<string>("--weight-placement")
-        {
-            Description = "How the weight percentages become whole tensors on the tiers: flexgen (FlexGen's rule within each layer's attention and MLP apart, so that --percent means what it means in FlexGen: for OPT, 20% on the GPU places about 8%; default) or spread (over the model as a whole, to within half a tensor of the percentage, spread evenly over the layers). Outputs are the same either way.",
-            DefaultValueFactory = _ => Actors.Configuration.WeightPlacementNames.FlexGen,
-        };
-        option.OneOf(Actors.Configuration.WeightPlacementNames.All);
         return option;
     }
 
@@ -92,7 +81,7 @@ public sealed class PolicyOptions
             CompressWeights: parse.GetValue(CompressWeight),
             BatchInvariant: parse.GetValue(BatchInvariant),
             CudaGraphs: parse.GetValue(CudaGraphs),
-            SpreadWeights: parse.GetValue(WeightPlacement) == Actors.Configuration.WeightPlacementNames.Spread);
+            SpreadWeights: WeightPlacementOption.Spread(parse.GetValue(WeightPlacement)!));
     }
 
     private static long? Size(string? text, string option)

@@ -199,33 +199,46 @@ public sealed class PlacementPlan
     }
 
     /// <summary>
-    /// Each weight's tier with the fractions placed over the model as a whole (<see cref="WeightPlacement.AssignSpread"/>):
-    /// the schedule layers' placement groups as the tensors are apart (<see cref="ScheduleLayer.GroupsApart"/>), a decoder
-    /// layer's by its index; a stacked Q, K and V lies where its first part does (where it was stacked, all three lie there).
+    /// A schedule's spread orders (<see cref="WeightPlacement.SpreadOrdering"/>) over its placement groups as the tensors are
+    /// apart (<see cref="ScheduleLayer.GroupsApart"/>), a decoder layer's by its index, and for each of the schedule's
+    /// weights the (group, index) of the tensor whose tier it takes: its own, or for a stacked Q, K and V its first part's
+    /// (where it was stacked, all three lie there). Made once per schedule: a runtime plans its one schedule again and again.
     /// </summary>
-    /// <summary>The spread orders of a schedule's layers, made once per schedule (a runtime plans its one schedule again and again).</summary>
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<ScheduleLayer>, WeightPlacement.SpreadOrdering> Orderings = new();
+    private sealed class SpreadSchedule
+    {
+        public required WeightPlacement.SpreadOrdering Ordering { get; init; }
+        public required (int Group, int Index)[][] Sources { get; init; }
 
+        public static SpreadSchedule Of(IReadOnlyList<ScheduleLayer> layers)
+        {
+            var groups = new List<WeightPlacement.SpreadGroup>();
+            var at = new Dictionary<(int, string), (int, int)>();
+            var decoderLayers = 0;
+            for (var j = 0; j < layers.Count; j++)
+            {
+                var decoder = layers[j].Kind == ScheduleLayerKind.Decoder ? decoderLayers++ : -1;
+                foreach (var group in layers[j].GroupsApart)
+                {
+                    for (var k = 0; k < group.Count; k++) at[(j, group[k].Name)] = (groups.Count, k);
+                    groups.Add(new([.. group.Select(t => t.Elements)], decoder));
+                }
+            }
+            return new SpreadSchedule
+            {
+                Ordering = WeightPlacement.SpreadOrdering.Of(groups, decoderLayers),
+                Sources = [.. layers.Select((layer, j) => layer.Weights.Select(w => at[(j, w.Parts?[0] ?? w.Name)]).ToArray())],
+            };
+        }
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<ScheduleLayer>, SpreadSchedule> SpreadSchedules = new();
+
+    /// <summary>Each weight's tier with the fractions placed over the model as a whole (<see cref="WeightPlacement.AssignSpread"/>).</summary>
     private static TierKind[][] SpreadTiers(IReadOnlyList<ScheduleLayer> layers, TierFractions fractions)
     {
-        var groups = new List<WeightPlacement.SpreadGroup>();
-        var names = new List<(int Layer, IReadOnlyList<(string Name, long Elements)> Group)>();
-        var decoderLayers = 0;
-        for (var j = 0; j < layers.Count; j++)
-        {
-            var decoder = layers[j].Kind == ScheduleLayerKind.Decoder ? decoderLayers++ : -1;
-            foreach (var group in layers[j].GroupsApart)
-            {
-                groups.Add(new([.. group.Select(t => t.Elements)], decoder));
-                names.Add((j, group));
-            }
-        }
-        var placed = Orderings.GetValue(layers, _ => WeightPlacement.SpreadOrdering.Of(groups, decoderLayers)).Assign(fractions);
-        var byName = new Dictionary<(int, string), TierKind>();
-        for (var g = 0; g < names.Count; g++)
-            for (var k = 0; k < names[g].Group.Count; k++)
-                byName[(names[g].Layer, names[g].Group[k].Name)] = TierShares.KindOf(placed[g][k]);
-        return [.. layers.Select((layer, j) => layer.Weights.Select(w => byName[(j, w.Parts?[0] ?? w.Name)]).ToArray())];
+        var schedule = SpreadSchedules.GetValue(layers, SpreadSchedule.Of);
+        var placed = schedule.Ordering.Assign(fractions);
+        return [.. schedule.Sources.Select(sources => sources.Select(s => TierShares.KindOf(placed[s.Group][s.Index])).ToArray())];
     }
 
     /// <summary>Throws, naming the tier, the bytes needed and allowed, when the plan does not fit the budgets.</summary>

@@ -68,15 +68,15 @@ public sealed record ScheduleLayer(ScheduleLayerKind Kind, int DecoderLayer, IRe
 
         var layerTensors = architecture.LayerTensors();
         var groups = architecture.LayerTensorGroups();
+        var elements = layerTensors.ToDictionary(t => t.Suffix, t => t.Shape.Aggregate(1L, (a, b) => a * b));
         for (var i = 0; i < c.NumHiddenLayers; i++)
         {
             var layer = i;
             var specs = Stacked(layerTensors, suffix => architecture.LayerTensor(layer, suffix), stackQkv);
-            var shapes = layerTensors.ToDictionary(t => t.Suffix, t => t.Shape);
             layers.Add(new ScheduleLayer(ScheduleLayerKind.Decoder, i, specs, Grouped(specs, groups, suffix => architecture.LayerTensor(layer, suffix)))
             {
                 ApartGroups = [.. groups.Select(group => (IReadOnlyList<(string, long)>)[.. group.Select(suffix =>
-                    (architecture.LayerTensor(layer, suffix), shapes[suffix].Aggregate(1L, (a, b) => a * b)))])],
+                    (architecture.LayerTensor(layer, suffix), elements[suffix]))])],
             });
         }
 
