@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: the rows of issue 28's table, ActorInfer and FlexGen side by side (prompt 512, output
-# 32, random weights, float16), each of ours with the planner's predicted GPU peak beside the device-reported one.
+# 32, random weights, float16), each of ours with the planner's predicted GPU peak (the device's figure it predicts, and the
+# tensors in it) beside the device-reported one.
 # STEPS (default "gpu67 auto67 fixed30") picks the rows; a call has at most 600 s, so split them over calls:
 #   gpu67:   OPT-6.7B all on the GPU, batch 32 x 1: ours (--repeat 3) and FlexGen (--percent 100 0 100 0 100 0)  ~2 min;
 #            with EFFICIENT=1 (the default) ours again with --decode-attention efficient (gpu67-efficient: one fused
@@ -110,13 +111,15 @@ for step in steps:
     line = f"{step}: "
     if o:
         p = o["policy"]
-        dev, pred = o.get("device_reported_peak_bytes"), o.get("predicted_gpu_peak_bytes")
+        dev, pred = o.get("device_reported_peak_bytes"), o.get("predicted_device_peak_bytes")
+        tensors = o.get("predicted_gpu_peak_bytes")
         line += (f"ours {o['total_throughput']:.2f} token/s (runs {', '.join(f'{x:.2f}' for x in o['total_throughput_runs'])}; "
                  f"prefill {o['prefill_latency_s']:.2f} s, decode {o['decode_latency_s']:.2f} s = {o['decode_latency_s'] / 31 * 1000:.1f} ms a step; "
                  f"{p['gpu_batch_size']} x {p['num_gpu_batches']}, weights {p['weights']['gpu']:.3f} on the GPU"
                  f", {o.get('realized_weights', {}).get('gpu', float('nan')):.3f} realized, {p.get('weight_placement', 'flexgen')}); "
                  f"GPU peak: device {dev / gib if dev else float('nan'):.2f} GiB, predicted {pred / gib if pred else float('nan'):.2f} GiB"
-                 + (f" (predicted / device {pred / dev:.3f})" if dev and pred else ""))
+                 + (f" (predicted / device {pred / dev:.3f})" if dev and pred else "")
+                 + (f", of which tensors {tensors / gib:.2f} GiB" if tensors else ""))
     else:
         line += "ours: no result"
     if f is not None:

@@ -48,6 +48,12 @@ public sealed class RunSetup : IDisposable
     /// </summary>
     public double PredictedGpuPeakBytes { get; private init; }
 
+    /// <summary>
+    /// The device-reported peak the planner predicts on CUDA (<see cref="DevicePeak.Predicted"/>: the tensors, the
+    /// allocator's reserve beyond them, and the CUDA context measured at start); null off the GPU.
+    /// </summary>
+    public double? PredictedDevicePeakBytes => Reserve.ContextBytes > 0 ? DevicePeak.Predicted(PredictedGpuPeakBytes, Reserve.ContextBytes) : null;
+
     /// <summary>The hardware profile given with --hardware (the planner's machine), if any.</summary>
     public HardwareProfile? Hardware { get; private init; }
 

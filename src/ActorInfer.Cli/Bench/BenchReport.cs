@@ -22,7 +22,9 @@ public static class BenchReport
         b.AppendLine($"total            {m.TotalThroughput:F2} token/s (median of {runs.Count}: {string.Join(", ", runs.Select(r => r.TotalThroughput.ToString("F2")))})");
         b.AppendLine($"peak (accounted) device {ByteSize.Format(m.AccountedPeak.Device)}, cpu {ByteSize.Format(m.AccountedPeak.Cpu)}, disk {ByteSize.Format(m.AccountedPeak.Disk)}");
         if (m.DevicePeakBytes is { } device) b.AppendLine($"peak (device)    {ByteSize.Format(device)} in use as the CUDA driver reports it");
-        b.AppendLine($"peak (predicted) device {ByteSize.Format((long)setup.PredictedGpuPeakBytes)} by the planner's memory model");
+        b.AppendLine($"peak (predicted) device {ByteSize.Format((long)setup.PredictedGpuPeakBytes)} of tensors by the planner's memory model");
+        if (setup.PredictedDevicePeakBytes is { } predicted)
+            b.AppendLine($"                 {ByteSize.Format((long)predicted)} as the device will report it: with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the tensors) and the CUDA context");
         if (setup.Reserve.Bytes > 0)
             b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
         if (setup.Engine.Graphs is { } g)
@@ -60,6 +62,7 @@ public static class BenchReport
             ["peak_memory_bytes"] = new { gpu = m.AccountedPeak.Device, cpu = m.AccountedPeak.Cpu, disk = m.AccountedPeak.Disk },
             ["device_reported_peak_bytes"] = m.DevicePeakBytes,
             ["predicted_gpu_peak_bytes"] = (long)setup.PredictedGpuPeakBytes,
+            ["predicted_device_peak_bytes"] = setup.PredictedDevicePeakBytes is { } device ? (long)device : null,
             ["device_reserve_bytes"] = new { context = setup.Reserve.ContextBytes, allocator_allowance = setup.Reserve.AllocatorAllowanceBytes },
             ["weights_load_s"] = setup.LoadTime.TotalSeconds,
             ["policy"] = new
