@@ -64,7 +64,7 @@ public sealed record PhaseEstimate
 }
 
 /// <summary>One named part of a tier's peak, in bytes.</summary>
-public sealed record MemoryPartBytes(string Name, double Bytes);
+public sealed record MemoryPartBytes(string Name, double Bytes, bool Home = false);
 
 /// <summary>What the cost model predicts for one policy.</summary>
 public sealed record CostEstimate

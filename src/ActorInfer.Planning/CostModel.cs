@@ -59,7 +59,7 @@ public static class CostModel
         Math.Max(terms.LoadStream.Evaluate(s), Math.Max(terms.StoreStream.Evaluate(s), terms.ComputeStream.Evaluate(s)));
 
     private static IReadOnlyList<MemoryPartBytes> Parts(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
-        terms.GpuParts.Select(part => new MemoryPartBytes(part.Name, part.Bytes.Evaluate(shares))).ToArray();
+        terms.GpuParts.Select(part => new MemoryPartBytes(part.Name, part.Bytes.Evaluate(shares), part.Home)).ToArray();
 
     private static TierBytes Memory(PhaseMemoryTerms terms, IReadOnlyList<double> shares) =>
         new(terms.Gpu.Evaluate(shares), terms.Cpu.Evaluate(shares), terms.Disk.Evaluate(shares));

@@ -42,9 +42,9 @@ public sealed partial record CostTerms
     /// <summary>The GPU parts common to both phases: homes, weight buffers and hidden states in flight.</summary>
     private static List<MemoryPart> GpuHomesAndBuffers(Sizes size, double blockHidden, double batchHidden) =>
     [
-        new("weights", size.AllWeightsOn(Tier.Gpu)),
-        new("cache", Of(size.AllCache, CacheGpu)),
-        new("hidden_states", Of(blockHidden, ActivationsGpu)),
+        new("weights", size.AllWeightsOn(Tier.Gpu), Home: true),
+        new("cache", Of(size.AllCache, CacheGpu), Home: true),
+        new("hidden_states", Of(blockHidden, ActivationsGpu), Home: true),
         // This layer's off-GPU weights and the next layer's, whose buffers are taken when this layer's first batch starts.
         new("weight_buffers", 2 * size.LargestLayerWeightsOffGpu),
         new("weight_expansion", Of(DecompressionBuffer(size))),

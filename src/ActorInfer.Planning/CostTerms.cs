@@ -46,7 +46,9 @@ public sealed record PhaseTimeTerms(
 }
 
 /// <summary>One named part of a tier's peak (what it holds), as bytes linear in the shares.</summary>
-public sealed record MemoryPart(string Name, LinearExpression Bytes);
+/// <param name="Home">A home that stays allocated for the whole phase (weights, cache, hidden states on the GPU), not a
+/// buffer taken and given back every (layer, GPU batch).</param>
+public sealed record MemoryPart(string Name, LinearExpression Bytes, bool Home = false);
 
 /// <summary>Peak bytes each tier holds during one phase; the GPU's figure with its parts.</summary>
 public sealed record PhaseMemoryTerms(LinearExpression Gpu, LinearExpression Cpu, LinearExpression Disk)

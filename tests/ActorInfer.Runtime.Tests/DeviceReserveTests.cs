@@ -46,22 +46,6 @@ public sealed class DeviceReserveTests
     }
 
     [Fact]
-    public void ThePredictedDevicePeakOfTensorsThatFillABudgetStaysWithinIt()
-    {
-        // The prediction adds the allocator's reserve (a share of the tensors) and the context to the tensors; the budget
-        // leaves the context and an allowance of its own: a plan within the usable part is predicted within the budget.
-        foreach (var budget in new[] { 2L << 30, 12L << 30, 16L << 30, 40L << 30, 75L << 30 })
-        foreach (var context in new[] { 300L << 20, 650L << 20 })
-        {
-            var usable = DeviceReserve.For(budget, context).Usable(budget);
-            var predicted = ActorInfer.Planning.DevicePeak.Predicted(usable, context);
-            Assert.InRange(predicted, usable + context, budget);
-        }
-        Assert.Equal(600 + 1100.0, ActorInfer.Planning.DevicePeak.Predicted(1000, 600), 9);
-        Assert.Throws<ArgumentOutOfRangeException>(() => ActorInfer.Planning.DevicePeak.Predicted(-1, 0));
-    }
-
-    [Fact]
     public void NoReserveOnTheCpuLeavesTheBudgetWhole()
     {
         Assert.Equal(0, DeviceReserve.None.Bytes);

@@ -43,16 +43,20 @@ public sealed class RunSetup : IDisposable
     public DeviceReserve Reserve { get; private init; } = DeviceReserve.None;
 
     /// <summary>
-    /// The planner's GPU peak for the policy run (the search's estimate, or the cost model's figure for a given policy),
-    /// to set beside what the device reports. The memory terms do not depend on the machine's speeds.
+    /// The planner's estimate for the policy run (the search's, or the cost model's for a given policy), whose memory terms
+    /// are set beside what the device reports. The memory terms do not depend on the machine's speeds.
     /// </summary>
-    public double PredictedGpuPeakBytes { get; private init; }
+    public CostEstimate? PredictedEstimate { get; private init; }
+
+    /// <summary>The planner's GPU peak of tensors for the policy run.</summary>
+    public double PredictedGpuPeakBytes => PredictedEstimate?.PeakMemory.Gpu ?? 0;
 
     /// <summary>
     /// The device-reported peak the planner predicts on CUDA (<see cref="DevicePeak.Predicted"/>: the tensors, the
-    /// allocator's reserve beyond them, and the CUDA context measured at start); null off the GPU.
+    /// allocator's reserve for the buffers among them, and the CUDA context measured at start); null off the GPU.
     /// </summary>
-    public double? PredictedDevicePeakBytes => Reserve.ContextBytes > 0 ? DevicePeak.Predicted(PredictedGpuPeakBytes, Reserve.ContextBytes) : null;
+    public double? PredictedDevicePeakBytes =>
+        Reserve.ContextBytes > 0 && PredictedEstimate is { } estimate ? DevicePeak.Predicted(estimate, Reserve.ContextBytes) : null;
 
     /// <summary>The hardware profile given with --hardware (the planner's machine), if any.</summary>
     public HardwareProfile? Hardware { get; private init; }
@@ -214,9 +218,9 @@ public sealed class RunSetup : IDisposable
                 ThroughActors = choice.ThroughActors,
                 Reserve = reserve,
                 Hardware = hardware,
-                PredictedGpuPeakBytes = search?.Estimate.PeakMemory.Gpu ?? CostModel.Evaluate(
+                PredictedEstimate = search?.Estimate ?? CostModel.Evaluate(
                     ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype)), workload, policy,
-                    hardware ?? HardwareProfiles.T4FlexGen).PeakMemory.Gpu,
+                    hardware ?? HardwareProfiles.T4FlexGen),
                 Planner = planner,
                 ComputeTier = computeTier,
                 StartBudgets = start,

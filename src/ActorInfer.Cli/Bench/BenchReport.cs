@@ -24,7 +24,7 @@ public static class BenchReport
         if (m.DevicePeakBytes is { } device) b.AppendLine($"peak (device)    {ByteSize.Format(device)} in use as the CUDA driver reports it");
         b.AppendLine($"peak (predicted) device {ByteSize.Format((long)setup.PredictedGpuPeakBytes)} of tensors by the planner's memory model");
         if (setup.PredictedDevicePeakBytes is { } predicted)
-            b.AppendLine($"                 {ByteSize.Format((long)predicted)} as the device will report it: with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the tensors) and the CUDA context");
+            b.AppendLine($"                 {ByteSize.Format((long)predicted)} as the device will report it: with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the buffers among the tensors) and the CUDA context");
         if (setup.Reserve.Bytes > 0)
             b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
         if (setup.Engine.Graphs is { } g)

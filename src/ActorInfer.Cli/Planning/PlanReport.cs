@@ -75,7 +75,7 @@ public sealed record PlanReport
         Line("throughput", $"{Estimate.ThroughputTokensPerSecond:0.###} token/s");
         var peak = Estimate.PeakMemory;
         Line("peak memory", $"GPU {ByteSize.Format(peak.Gpu)} of {ByteSize.Format(Budget.Usable(Tier.Gpu))}, CPU {ByteSize.Format(peak.Cpu)} of {ByteSize.Format(Budget.Usable(Tier.Cpu))}, disk {ByteSize.Format(peak.Disk)} of {ByteSize.Format(Budget.Usable(Tier.Disk))}");
-        Line("device peak", $"{ByteSize.Format(DevicePeak.Predicted(peak.Gpu, 0))} as the device would report the GPU's tensors with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of them), before the CUDA context");
+        Line("device peak", $"{ByteSize.Format(DevicePeak.Predicted(Estimate, 0))} as the device would report the GPU's tensors with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the buffers among them), before the CUDA context");
         Line("GPU peak", $"{(Estimate.GpuPeakPhase == PeakPhase.Prefill ? "prefill" : "decoding")}: " +
             string.Join(", ", Estimate.GpuPeakParts.Where(p => p.Bytes > 0.5).Select(p => $"{p.Name.Replace('_', ' ')} {ByteSize.Format(p.Bytes)}")));
         if (!Fits)
