@@ -12,7 +12,7 @@ public static class DevicePeak
     /// <summary>
     /// The allocator's reserve beyond the tensors as a share of a phase's buffers (every part but the homes). Measured with
     /// expandable segments on an H100 over five policies (docs/perf/h100-device-peak/): 0.18 to 0.34 of the buffers, from
-    /// OPT-6.7B all on the GPU (the reserve 0.7% of the tensors) to OPT-30B with 80% of its weights streamed (16%).
+    /// OPT-6.7B all on the GPU (the reserve 0.7% of the tensors) to OPT-30B with 92% of its weights streamed (16%).
     /// </summary>
     public const double AllocatorReserveShare = 0.30;
 
