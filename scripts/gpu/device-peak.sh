@@ -23,10 +23,7 @@ standalone() { local name=$1 limit=$2; shift 2
   timeout -k 5 "$limit" bash .gpu/run.sh actorinfer bench "${common[@]}" "$@" > "$out/$name.json" 2> "$out/$name.log"
   echo "$name: exit $?" | tee -a "$out/exits.txt"; names+=("$name"); }
 in_process() { local name=$1 limit=$2; shift 2
-  ( torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-    site=$(dirname "$(dirname "$torchlib")"); libs=$torchlib
-    for d in "$site/nvidia/cu13/lib" /usr/local/cuda/lib64; do [ -d "$d" ] && libs=$libs:$d; done
-    export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  ( . scripts/gpu/in-process-env.sh
     # Python initializes the allocator before the build could set its default, so the default is set here.
     export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
     timeout -k 5 "$limit" python3 scripts/gpu/kernels-in-process.py --memory --name "$name" --out "$out" -- bench "${common[@]}" "$@" \
@@ -50,13 +47,13 @@ for step in ${STEPS:-memory budgets}; do
   esac
 done
 python3 - "$out" "${names[@]}" > "$out/summary.txt" <<'PY'
-import json, re, sys
+import json, os, re, sys
 out, names = sys.argv[1], sys.argv[2:]
 g = 1 << 30
 print(open(f"{out}/card.txt").read().strip())
 for n in names:
     try:
-        if n in ("g67", "r30", "s30", "a30"):
+        if os.path.exists(f"{out}/{n}.txt"):  # run in-process: bench's JSON among the allocator's statistics
             text = open(f"{out}/{n}.txt").read()
             stats = dict(re.findall(r"  (allocated_bytes.all.peak|reserved_bytes.all.peak): ([0-9.]+) GiB", text))
             j = text[text.index("\n{") + 1:]

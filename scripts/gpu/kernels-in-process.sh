@@ -6,12 +6,7 @@
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-bash .gpu/run.sh actorinfer version > /dev/null 2>&1   # unpacks the build once
-torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-site=$(dirname "$(dirname "$torchlib")")
-libs=$torchlib
-for d in "$site/nvidia/cu13/lib" /usr/local/cuda/lib64; do [ -d "$d" ] && libs=$libs:$d; done
-export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. scripts/gpu/in-process-env.sh
 gpu67=(bench --dummy --model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0 --prompt-len 512
   --gen-len 32 --repeat 1)
 ref=--reference
