@@ -9,7 +9,8 @@
 # Writes under $OUT: each run's output, and summary.txt: per run the policy, throughput, device-reported peak, the
 # predicted device peak (predicted_device_peak_bytes) and the tensors (predicted_gpu_peak_bytes), and for memory runs the
 # allocator's peaks. Needs .gpu/ (pack.sh) carried.
-# Usage: [STEPS="memory budgets"] bash scripts/gpu/device-peak.sh
+# RUNS (default: all) names the runs to keep within the steps, e.g. RUNS="a67-12 c30-16".
+# Usage: [STEPS="memory budgets"] [RUNS="..."] bash scripts/gpu/device-peak.sh
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -19,10 +20,13 @@ prof=${HARDWARE:-hocon/hardware/h200-141gb.json}
 [ -z "${HARDWARE:-}" ] && grep -q H100 "$out/card.txt" && prof=hocon/hardware/h100-80gb.json
 common=(--dummy --device cuda --dtype float16 --prompt-len 512 --repeat 1 --json)
 names=()
+wanted() { [ -z "${RUNS:-}" ] || [[ " $RUNS " == *" $1 "* ]]; }
 standalone() { local name=$1 limit=$2; shift 2
+  wanted "$name" || return 0
   timeout -k 5 "$limit" bash .gpu/run.sh actorinfer bench "${common[@]}" "$@" > "$out/$name.json" 2> "$out/$name.log"
   echo "$name: exit $?" | tee -a "$out/exits.txt"; names+=("$name"); }
 in_process() { local name=$1 limit=$2; shift 2
+  wanted "$name" || return 0
   ( . scripts/gpu/in-process-env.sh
     # Python initializes the allocator before the build could set its default, so the default is set here.
     export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
