@@ -127,6 +127,8 @@ public class PressureReplayTests
         Assert.True(json.GetProperty("predicted_gpu_peak_bytes").GetInt64() > 0, output);
         // The device's figure it predicts needs the CUDA context: none on the CPU.
         Assert.Equal(System.Text.Json.JsonValueKind.Null, json.GetProperty("predicted_device_peak_bytes").ValueKind);
+        // No allocator cap off CUDA: host memory is not the caching allocator's.
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, json.GetProperty("allocator_cap_bytes").ValueKind);
         // The weight fractions of the policy in force (the pressure moved weights off the device) as the runtime placed them.
         var realized = json.GetProperty("realized_weights");
         Assert.Equal(1, realized.GetProperty("gpu").GetDouble() + realized.GetProperty("cpu").GetDouble() + realized.GetProperty("disk").GetDouble(), 9);

@@ -1,3 +1,4 @@
+using ActorInfer.Runtime.Cuda;
 using ActorInfer.Actors.Routing;
 using ActorInfer.Actors.Configuration;
 using ActorInfer.Actors.Control;
@@ -133,6 +134,18 @@ public sealed partial class ActorInferNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A worker on CUDA with a GPU budget caps libtorch's allocator at that budget less the context it measures now, before
+    /// any model pins host memory or places a tensor (the allocator reads its configuration once): the node's models
+    /// together then never make the device report more than the budget (<see cref="AllocatorSettings.CapDevice"/>).
+    /// </summary>
+    private static void CapDeviceAllocator(ActorInferSettings settings)
+    {
+        if (!settings.IsCuda || !settings.Roles.Worker || settings.Memory.GpuBudget is not { } budget) return;
+        var (free, total) = Runtime.Tiers.MachineMemory.Device();
+        AllocatorSettings.CapDevice(budget, total - free, total);
+    }
+
     private static ActorInferNode StartOwned(ActorInferSettings settings, Config? akkaOverlay, IMemoryProbe? probe)
     {
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
@@ -141,6 +154,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
         ClusterMembership.CheckAddress(settings);
         // The journal is the gateways': a worker alone persists nothing.
         var journal = settings.Roles.Gateway ? PostgresJournal.Claim(settings) : null;
+        CapDeviceAllocator(settings);
         if (settings.ServesSeveralModels) return StartSeveral(settings, akkaOverlay, probe, journal);
         NodeModel? model;
         CompletionFactory factory;

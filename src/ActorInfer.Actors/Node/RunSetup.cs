@@ -42,6 +42,9 @@ public sealed class RunSetup : IDisposable
     /// <summary>What the GPU budget leaves aside for the CUDA context and the allocator (none on the CPU).</summary>
     public DeviceReserve Reserve { get; private init; } = DeviceReserve.None;
 
+    /// <summary>What libtorch's caching allocator may reserve on the device (the budget less the context and what lies outside the allocator); null: no cap.</summary>
+    public long? AllocatorCapBytes { get; private init; }
+
     /// <summary>
     /// The planner's estimate for the policy run (the search's, or the cost model's for a given policy), whose memory terms
     /// are set beside what the device reports. The memory terms do not depend on the machine's speeds.
@@ -127,6 +130,11 @@ public sealed class RunSetup : IDisposable
         var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
         // On CUDA the budget bounds what the device reports for the job: the context and the allocator's slack come off it.
         var reserve = isCuda ? DeviceReserve.Measure(gpuBudget) : DeviceReserve.None;
+        // A given budget caps the allocator too, before any tensor reaches the device: its reserve beyond the tensors then
+        // cannot carry the device past the budget.
+        var allocatorCap = isCuda && choice.GpuMem is { } given
+            ? ActorInfer.Runtime.Cuda.AllocatorSettings.CapDevice(given, reserve.ContextBytes, MachineMemory.Device().Total)
+            : null;
         long usableGpu;
         try
         {
@@ -217,6 +225,7 @@ public sealed class RunSetup : IDisposable
             {
                 ThroughActors = choice.ThroughActors,
                 Reserve = reserve,
+                AllocatorCapBytes = allocatorCap,
                 Hardware = hardware,
                 PredictedEstimate = search?.Estimate ?? CostModel.Evaluate(
                     ModelSpecMapper.From(config, (int)MemoryTier.ElementSize(dtype)), workload, policy,

@@ -27,6 +27,8 @@ public static class BenchReport
             b.AppendLine($"                 {ByteSize.Format((long)predicted)} as the device will report it: with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the buffers among the tensors) and the CUDA context");
         if (setup.Reserve.Bytes > 0)
             b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
+        if (setup.AllocatorCapBytes is { } cap)
+            b.AppendLine($"allocator cap    {ByteSize.Format(cap)}: libtorch's allocator gives back cached blocks before it reserves more");
         if (setup.Engine.Graphs is { } g)
             b.AppendLine($"cuda graphs      {g.Captures} captured, {g.Replays} replays, {g.Uncaptured} layers run uncaptured{(g.Failure is { } f ? $"; captures stopped: {f}" : "")}");
         if (setup.Search is { } s)
@@ -64,6 +66,7 @@ public static class BenchReport
             ["predicted_gpu_peak_bytes"] = (long)setup.PredictedGpuPeakBytes,
             ["predicted_device_peak_bytes"] = setup.PredictedDevicePeakBytes is { } device ? (long)device : null,
             ["device_reserve_bytes"] = new { context = setup.Reserve.ContextBytes, allocator_allowance = setup.Reserve.AllocatorAllowanceBytes },
+            ["allocator_cap_bytes"] = setup.AllocatorCapBytes,
             ["weights_load_s"] = setup.LoadTime.TotalSeconds,
             ["policy"] = new
             {
