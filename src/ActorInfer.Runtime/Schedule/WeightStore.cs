@@ -267,19 +267,9 @@ internal sealed class WeightStore : IDisposable
         var owned = new List<IDisposable>();
         var pending = new WeightCopies(transfers);
         var expansions = new List<WeightExpansion>();
-        var homesOf = _homes[layer.Value];
-        var offDevice = _layers[layer.Value].Weights
-            .SelectMany(spec => Parts(spec).Zip(PartsOf(homesOf[spec.Name])).Where(p => p.Second is not TensorLease { Tier.Kind: TierKind.Device }).Select(p => p.First))
-            .ToArray();
-        WeightSlabs? slabs = null;
-        if (offDevice.Length > 0)
-        {
-            slabs = new WeightSlabs(transfers.Tiers.Device, offDevice, $"layer {layer.Value}");
-            owned.Add(slabs);
-        }
         foreach (var spec in _layers[layer.Value].Weights)
         {
-            var home = homesOf[spec.Name];
+            var home = _homes[layer.Value][spec.Name];
             var parts = Parts(spec);
             var homes = PartsOf(home);
             var onDevice = new Tensor[homes.Length];
@@ -291,12 +281,13 @@ internal sealed class WeightStore : IDisposable
                     continue;
                 }
                 var part = home is CompressedHome ? (p == 0 ? " (4-bit codes)" : " (group ranges)") : "";
-                var work = slabs!.Take(parts[p].Shape, parts[p].DType);
-                onDevice[p] = work;
+                var work = transfers.Tiers.Device.Allocate(parts[p].Shape, parts[p].DType, $"device copy of weight '{spec.Name}'{part}");
+                owned.Add(work);
+                onDevice[p] = work.Tensor;
                 if (homes[p] is TensorLease memory)
-                    pending.Add(work, memory.Tensor);
+                    pending.Add(work.Tensor, memory.Tensor);
                 else
-                    transfers.ReadFile((DiskLease)homes[p], 0, work, $"weight '{spec.Name}'{part}", CopyDirection.LoadWeights);
+                    transfers.ReadFile((DiskLease)homes[p], 0, work.Tensor, $"weight '{spec.Name}'{part}", CopyDirection.LoadWeights);
             }
             if (home is CompressedHome)
                 expansions.Add(new WeightExpansion(spec.Name, spec.Shape, onDevice[0], onDevice[1]));
