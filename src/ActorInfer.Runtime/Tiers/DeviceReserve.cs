@@ -4,7 +4,9 @@ namespace ActorInfer.Runtime.Tiers;
 /// What a GPU budget must leave aside for memory the runtime's accounting does not see: the CUDA context (with
 /// the libraries' handles and loaded kernels), measured as the device's used bytes when the job starts, and an
 /// allowance for the caching allocator's rounding and fragmentation. A budget is a limit on what the device
-/// reports for the job, so the tiers and the planner get the budget less this reserve.
+/// reports for the job, so the tiers and the planner get the budget less this reserve. The allowance is room the planner
+/// leaves; what keeps the allocator within it is the cap the budget sets on the allocator
+/// (<see cref="ActorInfer.Runtime.Cuda.AllocatorSettings.CapDevice"/>).
 /// </summary>
 public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceBytes)
 {
