@@ -39,6 +39,37 @@ public sealed class MemoryPressureSpecs() : TestKit(TestModels.ActorConfig)
     }
 
     [Fact]
+    public void A_capped_allocator_makes_the_configured_gpu_budget_the_most_an_operator_can_set()
+    {
+        var configured = new MemoryProtocol.Settings(12L << 30, 1000, 0, TimeSpan.FromHours(1), 1000) { GpuCeiling = 12L << 30 };
+        var memory = Sys.ActorOf(MemoryProtocol.Props(configured, null));
+        memory.Tell(new Subscribe(TestActor));
+        ExpectMsg<Subscribed>().Budgets.Should(new TierBudgets(12L << 30, 1000, 0));
+
+        // Lower: honoured.
+        memory.Tell(new SetBudget(Tier.Gpu, 6L << 30));
+        Assert.Equal(6L << 30, ExpectMsg<BudgetChanged>().Bytes);
+        // Higher than the allocator allows: the ceiling stands (a change back up from 6 GiB, no further).
+        memory.Tell(new SetBudget(Tier.Gpu, 40L << 30));
+        var raised = ExpectMsg<BudgetChanged>();
+        Assert.Equal(12L << 30, raised.Bytes);
+        Assert.Equal("operator", raised.Cause);
+        // The other tiers have no ceiling.
+        memory.Tell(new SetBudget(Tier.Cpu, 5000));
+        Assert.Equal(5000, ExpectMsg<BudgetChanged>().Bytes);
+    }
+
+    [Fact]
+    public void Without_a_ceiling_an_operator_may_raise_the_gpu_budget_past_its_configuration()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(12L << 30, 1000, 0, TimeSpan.FromHours(1), 1000), null));
+        memory.Tell(new Subscribe(TestActor));
+        ExpectMsg<Subscribed>();
+        memory.Tell(new SetBudget(Tier.Gpu, 40L << 30));
+        Assert.Equal(40L << 30, ExpectMsg<BudgetChanged>().Bytes);
+    }
+
+    [Fact]
     public void A_terminated_subscriber_is_dropped_by_death_watch()
     {
         var memory = Sys.ActorOf(MemoryProtocol.Props(Auto, null));

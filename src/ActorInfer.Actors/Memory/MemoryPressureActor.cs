@@ -26,7 +26,7 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         _settings = settings;
         _probe = probe;
         _budgets = new TierBudgets(
-            settings.GpuBudget ?? 0, settings.CpuBudget ?? 0, settings.DiskBudget ?? 0);
+            Math.Min(settings.GpuBudget ?? 0, settings.GpuCeiling ?? long.MaxValue), settings.CpuBudget ?? 0, settings.DiskBudget ?? 0);
 
         Receive<SetBudget>(m =>
         {
@@ -35,6 +35,9 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
                 _log.Warning("ignored a negative {0} budget", m.Tier);
                 return;
             }
+            if (m.Tier == Tier.Gpu && _settings.GpuCeiling is { } ceiling && m.Bytes > ceiling)
+                _log.Warning("a GPU budget of {0} was asked; the device's allocator is capped at the node's budget of {1}, which stands",
+                    Planning.ByteSize.FormatBinary(m.Bytes), Planning.ByteSize.FormatBinary(ceiling));
             _operator[m.Tier] = m.Bytes;
             Update(m.Tier, "operator");
         });
@@ -88,11 +91,14 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
         Update(tier, "telemetry");
     }
 
-    private long Effective(Tier tier) =>
-        _operator.TryGetValue(tier, out var op) ? op
-        : _settings.Configured(tier) is { } configured ? configured
-        : _shares.TryGetValue(tier, out var share) ? share
-        : _telemetry.GetValueOrDefault(tier, 0);
+    private long Effective(Tier tier)
+    {
+        var bytes = _operator.TryGetValue(tier, out var op) ? op
+            : _settings.Configured(tier) is { } configured ? configured
+            : _shares.TryGetValue(tier, out var share) ? share
+            : _telemetry.GetValueOrDefault(tier, 0);
+        return tier == Tier.Gpu && _settings.GpuCeiling is { } ceiling ? Math.Min(bytes, ceiling) : bytes;
+    }
 
     private void Update(Tier tier, string cause)
     {

@@ -59,6 +59,13 @@ public static class MemoryProtocol
         public static Settings From(MemorySettings s) =>
             new(s.GpuBudget, s.CpuBudget, s.DiskBudget, s.TelemetryInterval, s.TelemetryChangeThreshold);
 
+        /// <summary>
+        /// The most the GPU tier's budget may be, whatever sets it (an operator, telemetry, the arbiter): the budget libtorch's
+        /// allocator was capped at when the process started (<c>AllocatorSettings.CapDevice</c>), past which it cannot
+        /// allocate. Null: none.
+        /// </summary>
+        public long? GpuCeiling { get; init; }
+
         public long? Configured(Tier tier) => tier switch
         {
             Tier.Gpu => GpuBudget,

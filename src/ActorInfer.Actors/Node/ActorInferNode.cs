@@ -146,6 +146,13 @@ public sealed partial class ActorInferNode : IAsyncDisposable
         AllocatorSettings.CapDevice(budget, total - free, total);
     }
 
+    /// <summary>The node's memory-pressure settings: where its allocator is capped, its GPU budget is also the most an operator can set.</summary>
+    internal static MemoryProtocol.Settings NodeMemorySettings(ActorInferSettings settings) =>
+        MemoryProtocol.Settings.From(settings.Memory) with
+        {
+            GpuCeiling = settings.IsCuda && AllocatorSettings.CapBytes is not null ? settings.Memory.GpuBudget : null,
+        };
+
     private static ActorInferNode StartOwned(ActorInferSettings settings, Config? akkaOverlay, IMemoryProbe? probe)
     {
         foreach (var dir in new[] { settings.DataDir, settings.InboxDir, settings.ResultsDir, settings.ControlDir })
@@ -249,7 +256,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
         log($"planner: hardware profile {hardware.Profile.Name} ({hardware.Source}); " +
             (settings.Planner.WholeContext ? "every block planned for the whole context" : "blocks planned for the queued requests' lengths"));
         var parts = new NodeParts(model.Engine, model.Factory, model.Tiers, computeTier, CpuTierActor: settings.IsCuda,
-            placement, placement.Buckets, MemoryProtocol.Settings.From(settings.Memory),
+            placement, placement.Buckets, NodeMemorySettings(settings),
             probe ?? new HostMemoryProbe(settings.DataDir, DeviceTelemetry(settings, model), ownHostBytes: OwnHostBytes(settings, model)),
             settings.Scheduler.MaxWaitForMemory) { HeadroomHistory = settings.Planner.HeadroomHistory };
         return (parts, placement);

@@ -78,7 +78,11 @@ public sealed class RunSetup : IDisposable
         if (_node is not null) return _node;
         _offloaded = new OffloadedEngine(Engine, factory.Decode, ComputeTier);
         _node = LocalNode.Start(new NodeParts(_offloaded, factory, Tiers, ComputeTier, CpuTierActor: ComputeTier == Tier.Gpu, Planner,
-            Planner is WorkloadPlanner w ? w.Buckets : null, new MemoryProtocol.Settings(StartBudgets.Gpu, StartBudgets.Cpu, StartBudgets.Disk, TimeSpan.FromDays(1), 0),
+            Planner is WorkloadPlanner w ? w.Buckets : null, new MemoryProtocol.Settings(StartBudgets.Gpu, StartBudgets.Cpu, StartBudgets.Disk, TimeSpan.FromDays(1), 0)
+            {
+                // With the allocator capped at --gpu-mem, a pressure schedule can lower the budget but not raise it past that.
+                GpuCeiling = AllocatorCapBytes is null ? null : StartBudgets.Gpu,
+            },
             Probe: null, MaxWaitForMemory: null));
         return _node;
     }
