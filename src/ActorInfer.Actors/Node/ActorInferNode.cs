@@ -142,8 +142,17 @@ public sealed partial class ActorInferNode : IAsyncDisposable
     private static void CapDeviceAllocator(ActorInferSettings settings)
     {
         if (!settings.IsCuda || !settings.Roles.Worker || settings.Memory.GpuBudget is not { } budget) return;
+        // Without a device the model's loading refuses it by name; nothing to cap.
+        if (!Runtime.Tiers.MachineMemory.HasCuda) return;
         var (free, total) = Runtime.Tiers.MachineMemory.Device();
         AllocatorSettings.CapDevice(budget, total - free, total);
+    }
+
+    private static void LogAllocatorCap(ILoggingAdapter log, ActorInferSettings settings)
+    {
+        if (settings.IsCuda && AllocatorSettings.CapBytes is { } cap && settings.Memory.GpuBudget is { } budget)
+            log.Info("GPU: libtorch's allocator capped at {0} (the gpu-budget {1} less the CUDA context and {2} outside the allocator)",
+                Planning.ByteSize.FormatBinary(cap), Planning.ByteSize.FormatBinary(budget), Planning.ByteSize.FormatBinary(AllocatorSettings.OutsideAllocatorBytes));
     }
 
     /// <summary>The node's memory-pressure settings: where its allocator is capped, its GPU budget is also the most an operator can set.</summary>
@@ -185,6 +194,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
             var log = Logging.GetLogger(system, "planner");
             if (model.PinnedAtStart is { } pinned)
                 log.Info("CPU tier: {0} made at start (pin-cpu-budget) in {1:F2} s", Planning.ByteSize.Format(pinned.Bytes), pinned.Seconds);
+            LogAllocatorCap(log, settings);
             var (parts, placement) = Parts(settings, model, probe, line => log.Info(line));
             var actors = NodeActors.Start(system, parts);
             var computeTier = parts.ComputeTier;
