@@ -8,7 +8,8 @@
 #   5. summary.txt: the ratios, and each block's measured throughput beside the planner's prediction.
 # Usage, from the repository root with .gpu/ packed and carried:  bash scripts/gpu/node-vs-bench.sh   (writes under $OUT)
 #   MIXED=N sets the mixed job's size (default 300); MODEL, GPU_MEM, CPU_MEM, REQUESTS set the rest; STEPS (job bench mixed
-#   whole) picks the steps; NODE_SETTINGS (e.g. "cuda-graphs = on") goes into every node's configuration and BENCH_FLAGS
+#   whole) picks the steps; the device's used memory is sampled every 250 ms while the job's node runs (job-device-memory.txt,
+#   MiB) and summary.txt gives its peak against GPU_MEM; NODE_SETTINGS (e.g. "cuda-graphs = on") goes into every node's configuration and BENCH_FLAGS
 #   (e.g. --cuda-graphs) onto bench's command line; MIXED_ENV (e.g. CUDA_LAUNCH_BLOCKING=1) is the mixed nodes' extra environment (both of them); MIXED_LIMIT caps each mixed job's seconds.
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -48,11 +49,16 @@ steps=${STEPS:-job bench mixed whole}
 has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 # Later nodes take the profile the first one measured (the same figures for every ranking in the call).
 profile() { mkdir -p "$work/$1"; cp "$work/job/hardware.json" "$work/$1/hardware.json" 2>/dev/null || cp "$work/mixed/hardware.json" "$work/$1/hardware.json" 2>/dev/null; true; }
-has job && node job 8101 "" && {
-  job 8101 "$work/job.jsonl" job 240
-  curl -s http://127.0.0.1:8101/admin/state -H 'Authorization: Bearer sk-node' > "$out/state.json"
-  stop job
-}
+if has job; then
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$out/job-device-memory.txt" 2>/dev/null &
+  sampler=$!
+  node job 8101 "" && {
+    job 8101 "$work/job.jsonl" job 240
+    curl -s http://127.0.0.1:8101/admin/state -H 'Authorization: Bearer sk-node' > "$out/state.json"
+    stop job
+  }
+  kill "$sampler" 2>/dev/null
+fi
 cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
 has bench && timeout -k 10 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \
   --hardware "$work/job/hardware.json" --gpu-mem "$gpu_mem" --cpu-mem "$cpu_mem" --prompt-len 512 --gen-len 32 --json ${BENCH_FLAGS:-} \
@@ -67,7 +73,7 @@ has whole && profile whole && NODE_ENV=${MIXED_ENV:-} node whole 8103 ", whole-c
   stop whole
 }
 
-python3 - "$out/jobs.txt" "$out" <<'PY' | tee -a "$out/summary.txt"
+python3 - "$out/jobs.txt" "$out" "$gpu_mem" <<'PY' | tee -a "$out/summary.txt"
 import json, re, sys, statistics
 jobs = {l.split()[0]: l.split()[1:] for l in open(sys.argv[1])}
 out = sys.argv[2]
@@ -80,6 +86,16 @@ try:
 except Exception as e:
     bench, b = None, None
 print(open(f"{out}/card.txt").read().strip())
+try:
+    used = [int(l) for l in open(f"{out}/job-device-memory.txt") if l.strip().isdigit()]
+    unit = {"GiB": 1024, "MiB": 1}
+    m = re.fullmatch(r"([\d.]+)(GiB|MiB)", sys.argv[3])
+    budget = float(m.group(1)) * unit[m.group(2)] if m else None
+    line = f"node job: device memory at most {max(used)} MiB ({max(used) / 1024:.2f} GiB) over {len(used)} samples"
+    if budget: line += f", {'within' if max(used) <= budget else 'OVER'} the GPU budget of {sys.argv[3]}"
+    print(line)
+except (OSError, ValueError):
+    pass
 if "job" in jobs:
     r, state, s, t = rate("job")
     print(f"node job: {state}, {t} tokens in {s:.2f} s = {r:.1f} token/s")
