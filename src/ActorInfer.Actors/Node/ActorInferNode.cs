@@ -139,7 +139,7 @@ public sealed partial class ActorInferNode : IAsyncDisposable
     /// any model pins host memory or places a tensor (the allocator reads its configuration once): the node's models
     /// together then never make the device report more than the budget (<see cref="AllocatorSettings.CapDevice"/>).
     /// </summary>
-    private static void CapDeviceAllocator(ActorInferSettings settings)
+    public static void CapDeviceAllocator(ActorInferSettings settings)
     {
         if (!settings.IsCuda || !settings.Roles.Worker || settings.Memory.GpuBudget is not { } budget) return;
         // Without a device the model's loading refuses it by name; nothing to cap.

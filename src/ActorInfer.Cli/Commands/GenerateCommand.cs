@@ -158,6 +158,8 @@ public static class GenerateCommand
             throw new CliException($"--config {o.Config}: the file serves several models (actorinfer.models); generate runs one: start the node and send a job to it, or give a file of one model", 2);
         var schedule = o.Pressure is { } file ? PressureSchedule.Read(file.FullName) : null;
         Directory.CreateDirectory(settings.DataDir);
+        // As the node does: a GPU budget caps the device's allocator before the model loads.
+        ActorInferNode.CapDeviceAllocator(settings);
         using var model = NodeModel.Load(settings);
         if (ReadRequests(o, model.Factory) is not var (lines, bad, good)) return 1;
         var (parts, _) = ActorInferNode.Parts(settings, model, probe: null, line => Console.Error.WriteLine($"generate: {line}"));
