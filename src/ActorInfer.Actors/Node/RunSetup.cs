@@ -131,13 +131,14 @@ public sealed class RunSetup : IDisposable
     {
         var isCuda = device.type == TorchSharp.DeviceType.CUDA;
         var hostAvailable = MachineMemory.HostAvailable();
-        var gpuBudget = choice.GpuMem ?? (isCuda ? MachineMemory.Device().Total : hostAvailable / 2);
+        // The device read once, before any tensor reaches it: what is used now is the CUDA context.
+        var (deviceFree, deviceTotal) = isCuda ? MachineMemory.Device() : (0L, 0L);
+        var gpuBudget = choice.GpuMem ?? (isCuda ? deviceTotal : hostAvailable / 2);
         // On CUDA the budget bounds what the device reports for the job: the context and the allocator's slack come off it.
-        var reserve = isCuda ? DeviceReserve.Measure(gpuBudget) : DeviceReserve.None;
-        // A given budget caps the allocator too, before any tensor reaches the device: its reserve beyond the tensors then
-        // cannot carry the device past the budget.
+        var reserve = isCuda ? DeviceReserve.For(gpuBudget, deviceTotal - deviceFree) : DeviceReserve.None;
+        // A given budget caps the allocator too: its reserve beyond the tensors then cannot carry the device past the budget.
         var allocatorCap = isCuda && choice.GpuMem is { } given
-            ? ActorInfer.Runtime.Cuda.AllocatorSettings.CapDevice(given, reserve.ContextBytes, MachineMemory.Device().Total)
+            ? ActorInfer.Runtime.Cuda.AllocatorSettings.CapDevice(given, reserve.ContextBytes, deviceTotal)
             : null;
         long usableGpu;
         try
@@ -214,7 +215,7 @@ public sealed class RunSetup : IDisposable
                     choice.CompressCache, WholeContext: false, TableStep: 1.02) { SpreadWeights = choice.SpreadWeights },
                     choice.GpuBatchSize ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batch-size")),
                     choice.NumGpuBatches ?? (isCuda ? 8192 : reference.GetInt("actorinfer.scheduler.max-gpu-batches")), computeTier,
-                    isCuda ? reserve.ContextBytes : 0, isCuda ? MachineMemory.Device().Total : 0);
+                    isCuda ? reserve.ContextBytes : 0, deviceTotal);
                 start = isCuda ? new TierBudgets(gpuBudget, cpuBudget, diskDir is null ? 0 : diskBudget) : new TierBudgets(0, usableGpu, 0);
             }
             else

@@ -24,13 +24,6 @@ public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceByt
 
     public long Bytes => ContextBytes + AllocatorAllowanceBytes;
 
-    /// <summary>For a budget on the device: the context measured now (the device's used bytes) plus the allowance.</summary>
-    public static DeviceReserve Measure(long budget)
-    {
-        var (free, total) = MachineMemory.Device();
-        return For(budget, total - free);
-    }
-
     public static DeviceReserve For(long budget, long contextBytes)
     {
         if (contextBytes < 0) throw new ArgumentOutOfRangeException(nameof(contextBytes), contextBytes, "must not be negative");
