@@ -79,6 +79,10 @@ max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
 # LOW_NICE, LOW_THREADS: the lower-priority model's host share (arbiter.lower-priority-nice, -threads); unset: the defaults.
 low_host="${LOW_NICE:+, lower-priority-nice = $LOW_NICE}${LOW_THREADS:+, lower-priority-threads = $LOW_THREADS}"
+# NODE_SETTINGS (e.g. "cuda-graphs = on"): lines added to every node's configuration, inside `actorinfer { }`; PROFILE: a
+# hardware profile (a node's hardware.json) every node takes instead of measuring one (a second call of the script on the
+# same machine then ranks policies by the same figures as the first).
+node_settings=${NODE_SETTINGS:-}
 steps=${STEPS-alone ours static nopri onequeue droponly flexgen}
 read -r -a cli <<< "${CLI:-bash .gpu/run.sh actorinfer}"
 key=sk-node
@@ -103,6 +107,7 @@ print(int(float(m.group(1)) * {None: 1, 'KiB': 1 << 10, 'MiB': 1 << 20, 'GiB': 1
 static_high=$(python3 -c "print(int($divided_bytes * $static_share))")
 static_low=$(( divided_bytes - static_high ))
 work=$(mktemp -d)
+[ -n "${PROFILE:-}" ] && cp "$PROFILE" "$work/profile.json"
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; sleep 2; for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
 trap 'exit 143' TERM INT
@@ -141,6 +146,7 @@ common_conf() { # NAME HEADROOM [ARBITER-EXTRA]
   scheduler { max-gpu-batch-size = ${bounds%x*}, max-gpu-batches = ${bounds#*x} }
   planner { max-block-size = $max_block, headroom-history = $2, weight-placement = "$weight_placement" }
   arbiter { poll-interval = 100ms${3:-}${low_host} }
+  $node_settings
   http {
     admin-key-hashes = ["$key_hash"]
     tenants { bench { api-key-hashes = ["$key_hash"], max-queued-requests = 100000 } }
@@ -212,10 +218,18 @@ replay() {
   local limit; limit=$(( $(left) - 15 ))
   [ "$limit" -gt 30 ] || limit=30
   echo "$(date +%s.%N)" > "$work/$1/replay-start.txt"
+  # The device's own figure of its used memory (MiB) every 250 ms while the replay runs: what the node holds as the device
+  # reports it (the tiers' tensors, the caching allocator's reserve beyond them and the CUDA context), beside the tiers' bytes.
+  local sampler=""
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$work/$1/device-memory.txt" 2>/dev/null &
+    sampler=$!
+  fi
   timeout -k 10 "$limit" "${cli[@]}" replay --url "http://127.0.0.1:$2" --api-key "$key" --trace "$trace" --model chat \
     --speedup "$speedup" --duration "$duration" --max-prompt-tokens "$max_prompt" --max-output-tokens "$max_output" \
     --request-timeout "$request_timeout" --sample-every 250ms --output "$work/$1/replay" > "$work/$1/replay.log" 2>&1
   echo "replay rc $?" >> "$work/$1/replay.log"
+  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
   echo "$(date +%s.%N)" > "$work/$1/replay-end.txt"
   grep '^replay: ' "$work/$1/replay.log" | sed "s/^/$1 /"
 }
@@ -310,6 +324,14 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
     held = f["memory_held_mean_bytes"] or 0
     f["held_over_device"] = held / (device_mib << 20) if device_mib else None
     f["held_over_budget"] = held / f["device_budget_mean_bytes"] if f["device_budget_mean_bytes"] else None
+    # The same held as the device reports it (nvidia-smi's used memory over the replay): it counts the allocator's reserve
+    # beyond the tensors and the CUDA context, so it is at least the tiers' figure; both are reported, neither replaces the other.
+    try:
+        used = [int(l) for l in open(f"{d}/device-memory.txt") if l.strip().isdigit()]
+    except OSError:
+        used = []
+    f["device_used_mean_over_device"] = sum(used) / len(used) / device_mib if used and device_mib else None
+    f["device_used_peak_mib"] = max(used) if used else None
     # How much of the device the chat model's bursts took: its peak share and bytes held against the node's budget.
     mem = r.get("memory", [])
     budgets = [m["device_budget"] for m in mem if m.get("device_budget")]
@@ -317,6 +339,7 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
     chat_held = [m["models"]["chat"]["held"] for m in mem if "chat" in m["models"]]
     chat_share = [m["models"]["chat"]["budget"] for m in mem if "chat" in m["models"]]
     f["chat_peak_held_over_budget"] = max(chat_held) / node_budget if chat_held and node_budget else None
+    f["chat_mean_held_over_budget"] = sum(chat_held) / len(chat_held) / node_budget if chat_held and node_budget else None
     f["chat_peak_share_over_budget"] = max(chat_share) / node_budget if chat_share and node_budget and run != "alone" else None
     f["progress"] = r.get("progress")
     oom = 0
@@ -393,7 +416,9 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
                  f"longest with work and no progress {fmt(f['batch_longest_without_progress'], '.1f')} s")
     print(line)
     print(f"  memory held / device {fmt(f['held_over_device'], '.3f')}, / node budget {fmt(f['held_over_budget'], '.3f')}; chat peak held / budget "
-          f"{fmt(f['chat_peak_held_over_budget'], '.3f')}, peak share / budget {fmt(f['chat_peak_share_over_budget'], '.3f')}")
+          f"{fmt(f['chat_peak_held_over_budget'], '.3f')} (mean {fmt(f.get('chat_mean_held_over_budget'), '.3f')}), peak share / budget "
+          f"{fmt(f['chat_peak_share_over_budget'], '.3f')}; as the device reports it: used / device {fmt(f.get('device_used_mean_over_device'), '.3f')} "
+          f"(peak {fmt(f.get('device_used_peak_mib'), '.0f')} MiB)")
     print(f"  drops {fmt(f['drops'], '.0f')} (chat {f['chat_drops']}), requeues {fmt(f['requeues'], '.0f')}, recomputed tokens {fmt(f['recomputed_tokens'], '.0f')}, "
           f"out of memory {fmt(f['out_of_memory'], '.0f')} (log lines {f['oom_log_lines']}); completions answered twice {f['completion_results_twice']} "
           f"of {f['completion_results']}" + (f"; batch results {f['batch_results']}, duplicated {f['batch_duplicated']}, errors {f['batch_errors']}, "
@@ -422,7 +447,9 @@ print(f"  against the batch model under a FlexGen-style static policy: chat ttft
 w = get("ours", "batch_longest_without_progress")
 print(f"  batch longest with work and no progress, ours: {fmt(w, '.1f')} s (< 10 s: {verdict(w, lambda v: v < 10)})")
 h = get("ours", "held_over_device")
-print(f"  memory held / device, ours: {fmt(h, '.3f')} (>= 0.85: {verdict(h, lambda v: v >= 0.85)})")
+print(f"  memory held / device, ours: {fmt(h, '.3f')} (>= 0.85: {verdict(h, lambda v: v >= 0.85)}; the device's own used memory / device "
+      f"{fmt(get('ours', 'device_used_mean_over_device'), '.3f')}, static {fmt(get('static', 'device_used_mean_over_device'), '.3f')}: it counts the "
+      f"allocator's reserve, so it is not taken for the tiers' figure)")
 p = get("alone", "chat_peak_held_over_budget")
 print(f"  chat alone, peak held / device budget: {fmt(p, '.3f')} (bursts need more than half: {verdict(p, lambda v: v > 0.5)})")
 bad = {run: (f.get("out_of_memory") or 0) + f.get("oom_log_lines", 0) + (f.get("failed") or 0) + f.get("completion_results_twice", 0)
@@ -437,5 +464,6 @@ print(f"  total throughput conservative / drop-only {fmt(r, '.3f')} (>= 0.95: {v
 PY
 cp "$work/ours/replay/replay.png" "$out/ours-replay.png" 2>/dev/null
 # Everything else in one file (what comes back from a call is a few files): each run's replay output, node log and configuration.
+cp "$work/profile.json" "$out/profile.json" 2>/dev/null
 tar -C "$work" -czf "$out/runs.tar.gz" --exclude='data' --exclude='job.jsonl' . 2>/dev/null
 rm -f "$out/card.txt" "$out/setup.txt"
