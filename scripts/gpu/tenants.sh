@@ -77,9 +77,8 @@ bounds=${BOUNDS:-8192x8192}
 weight_placement=${WEIGHT_PLACEMENT:-flexgen}
 max_block=${MAX_BLOCK:-8192}
 budget_s=${BUDGET_S:-570}
-# LOW_NICE, LOW_THREADS, LOW_CORES: the lower-priority model's host share (arbiter.lower-priority-nice, -threads, -cores);
-# unset: the defaults.
-low_host="${LOW_NICE:+, lower-priority-nice = $LOW_NICE}${LOW_THREADS:+, lower-priority-threads = $LOW_THREADS}${LOW_CORES:+, lower-priority-cores = $LOW_CORES}"
+# LOW_NICE, LOW_THREADS: the lower-priority model's host share (arbiter.lower-priority-nice, -threads); unset: the defaults.
+low_host="${LOW_NICE:+, lower-priority-nice = $LOW_NICE}${LOW_THREADS:+, lower-priority-threads = $LOW_THREADS}"
 # NODE_SETTINGS (e.g. "cuda-graphs = on"): lines added to every node's configuration, inside `actorinfer { }`; PROFILE: a
 # hardware profile (a node's hardware.json) every node takes instead of measuring one (a second call of the script on the
 # same machine then ranks policies by the same figures as the first).

@@ -127,7 +127,6 @@ public sealed class ConfigurationSpecs
     [InlineData("actorinfer.arbiter.lower-priority-nice = 20", "actorinfer.arbiter.lower-priority-nice")]
     [InlineData("actorinfer.arbiter.lower-priority-nice = -1", "actorinfer.arbiter.lower-priority-nice")]
     [InlineData("actorinfer.arbiter.lower-priority-threads = -2", "actorinfer.arbiter.lower-priority-threads")]
-    [InlineData("actorinfer.arbiter.lower-priority-cores = -1", "actorinfer.arbiter.lower-priority-cores")]
     [InlineData("actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count = 4", "actorinfer.dispatchers.tensor.dedicated-thread-pool.thread-count")]
     public void A_wrong_type_or_value_is_refused_by_its_path(string hocon, string key)
     {

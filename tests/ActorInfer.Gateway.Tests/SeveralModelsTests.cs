@@ -255,38 +255,7 @@ public sealed class SeveralModelsTests
     [Fact]
     public async Task The_lower_priority_models_tensor_thread_runs_at_the_configured_nice_value_and_threads()
     {
-        var seen = await NiceAndThreads(", lower-priority-nice = 7, lower-priority-threads = 1");
-        Assert.Equal((0, FreshThreads(), Actors.Scheduling.HostShare.CurrentCores()), seen["chat"]);
-        Assert.Equal((7, 1, Actors.Scheduling.HostShare.CurrentCores()), seen["batch"]);
-    }
-
-    /// <summary>
-    /// With `arbiter.lower-priority-cores = 1` the lower model's tensor thread leaves the first of the process's cores to the
-    /// others, and its intra-op team is as large as the cores it keeps; the top model's thread keeps every core. (On a host
-    /// of one core nothing would be left, so the thread keeps it.)
-    /// </summary>
-    [Fact]
-    public async Task The_lower_priority_models_tensor_thread_leaves_the_configured_cores_to_the_others()
-    {
-        var cores = Actors.Scheduling.HostShare.CurrentCores();
-        var seen = await NiceAndThreads(", lower-priority-cores = 1");
-        Assert.Equal((0, FreshThreads(), cores), seen["chat"]);
-        Assert.Equal(cores > 1 ? (10, cores - 1, cores - 1) : (10, FreshThreads(), cores), seen["batch"]);
-    }
-
-    private static int FreshThreads()
-    {
-        var fresh = -1;
-        var thread = new Thread(() => fresh = TorchSharp.torch.get_num_threads());
-        thread.Start();
-        thread.Join();
-        return fresh;
-    }
-
-    /// <summary>Each model's tensor thread's nice value, intra-op threads and cores, once each has served a request.</summary>
-    private static async Task<Dictionary<string, (int Nice, int Threads, int Cores)>> NiceAndThreads(string arbiter)
-    {
-        await using var node = await StartTwoModels(TestPaths.TempDir(), arbiter);
+        await using var node = await StartTwoModels(TestPaths.TempDir(), ", lower-priority-nice = 7, lower-priority-threads = 1");
         using var client = node.Client();
         // Each scheduler handles a request first: its thread enters its settings before its first work.
         foreach (var model in new[] { "chat", "batch" })
@@ -295,16 +264,20 @@ public sealed class SeveralModelsTests
                 new StringContent($"{{\"model\": \"{model}\", \"prompt\": [5, 6, 7], \"max_tokens\": 2, \"temperature\": 0}}"));
             Assert.True(reply.IsSuccessStatusCode, await reply.Content.ReadAsStringAsync());
         }
-        var seen = new Dictionary<string, (int Nice, int Threads, int Cores)>();
+        var seen = new Dictionary<string, (int Nice, int Threads)>();
         for (var i = 0; i < 2; i++)
         {
             var dispatcher = node.Node.System.Dispatchers.Lookup($"actorinfer.dispatchers.tensor-model-{i}");
-            var read = new TaskCompletionSource<(int, int, int)>(TaskCreationOptions.RunContinuationsAsynchronously);
-            dispatcher.Schedule(() => read.SetResult((Actors.Scheduling.HostShare.CurrentNice(), TorchSharp.torch.get_num_threads(),
-                Actors.Scheduling.HostShare.CurrentCores())));
+            var read = new TaskCompletionSource<(int, int)>(TaskCreationOptions.RunContinuationsAsynchronously);
+            dispatcher.Schedule(() => read.SetResult((Actors.Scheduling.HostShare.CurrentNice(), TorchSharp.torch.get_num_threads())));
             seen[node.Node.Models[i].Name] = await read.Task.WaitAsync(TimeSpan.FromSeconds(10));
         }
-        return seen;
+        var fresh = -1;
+        var thread = new Thread(() => fresh = TorchSharp.torch.get_num_threads());
+        thread.Start();
+        thread.Join();
+        Assert.Equal((0, fresh), seen["chat"]);
+        Assert.Equal((7, 1), seen["batch"]);
     }
 
     private static Task<int> ThreadOf(Akka.Dispatch.MessageDispatcher dispatcher)

@@ -81,9 +81,8 @@ public sealed record ServedModelSettings(string Name, string Model, int Priority
 /// <param name="OneQueue">One queue without priorities (a baseline): the models run one block at a time, in turns.</param>
 /// <param name="LowerPriorityNice">The nice value of the host threads of a model below the top priority (0: unchanged).</param>
 /// <param name="LowerPriorityThreads">The intra-op threads of such a model's CPU work (0: unchanged).</param>
-/// <param name="LowerPriorityCores">The host's cores such a model's tensor thread and CPU work leave to the others (0: none).</param>
 public sealed record ArbiterSettings(TimeSpan PollInterval, long ChangeThreshold, TimeSpan ReleaseAfter, int ReserveSequences, bool OneQueue = false,
-    int LowerPriorityNice = 10, int LowerPriorityThreads = 0, int LowerPriorityCores = 0)
+    int LowerPriorityNice = 10, int LowerPriorityThreads = 0)
 {
     public static ArbiterSettings Default { get; } = new(TimeSpan.FromMilliseconds(100), 1L << 20, TimeSpan.FromSeconds(2), 8);
 }

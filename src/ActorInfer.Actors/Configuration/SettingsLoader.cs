@@ -141,7 +141,7 @@ public static class SettingsLoader
             Arbiter = new ArbiterSettings(r.Duration("actorinfer.arbiter.poll-interval"), r.Bytes("actorinfer.arbiter.change-threshold"),
                 r.Duration("actorinfer.arbiter.release-after"), r.NonNegativeInt("actorinfer.arbiter.reserve-sequences"),
                 r.Bool("actorinfer.arbiter.one-queue"), r.IntBetween("actorinfer.arbiter.lower-priority-nice", 0, 19),
-                r.NonNegativeInt("actorinfer.arbiter.lower-priority-threads"), r.NonNegativeInt("actorinfer.arbiter.lower-priority-cores")),
+                r.NonNegativeInt("actorinfer.arbiter.lower-priority-threads")),
             Planner = ReadPlanner(r, baseDir),
             DecodeAttention = ActorInfer.Model.Layers.DecodeAttentionNames.Parse(
                 r.OneOf("actorinfer.decode-attention", ActorInfer.Model.Layers.DecodeAttentionNames.All)),

@@ -61,9 +61,8 @@ public sealed partial class ActorInferNode
                 if (settings.IsCuda && loaded[i].Engine is Engine.OffloadedEngine offloaded)
                     offloaded.ComputeStream = new Runtime.Cuda.ComputeStream(high: model.Priority == top && settings.Models.Any(m => m.Priority < top));
                 if (loaded[i].Engine is Engine.OffloadedEngine lower && model.Priority < top &&
-                    (settings.Arbiter.LowerPriorityNice > 0 || settings.Arbiter.LowerPriorityThreads > 0 || settings.Arbiter.LowerPriorityCores > 0))
-                    lower.HostShare = new Scheduling.HostShare(settings.Arbiter.LowerPriorityNice, settings.Arbiter.LowerPriorityThreads,
-                        settings.Arbiter.LowerPriorityCores);
+                    (settings.Arbiter.LowerPriorityNice > 0 || settings.Arbiter.LowerPriorityThreads > 0))
+                    lower.HostShare = new Scheduling.HostShare(settings.Arbiter.LowerPriorityNice, settings.Arbiter.LowerPriorityThreads);
                 var actors = NodeActors.Start(system, parts, $"model-{i}-");
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
                     LargestBlock(placement, settings)));
