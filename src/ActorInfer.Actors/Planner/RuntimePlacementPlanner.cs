@@ -43,7 +43,7 @@ public sealed class RuntimePlacementPlanner : IPolicyPlanner
         _capacity = capacity;
         _deviceBudget = deviceBudget;
         var c = runtime.Config;
-        _model = Runtime.Placement.ModelSpecs.From(c, (int)Runtime.Tiers.MemoryTier.ElementSize(runtime.DType));
+        _model = Runtime.Placement.ModelSpecs.From(c, (int)Runtime.Tiers.MemoryTier.ElementSize(runtime.DType), runtime.Layers);
         _workload = new Workload(Math.Max(1, promptLength), Math.Max(1, capacity - promptLength));
         _hardware = hardware ?? HardwareProfiles.T4FlexGen;
         Compiled = Task.Run(Compile);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using ActorInfer.Actors.Memory;
 using ActorInfer.Planning;
+using ActorInfer.Runtime.Placement;
 using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using Tier = ActorInfer.Actors.Memory.Tier;
@@ -52,7 +53,10 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         Hardware = hardware;
         HardwareSource = hardwareSource;
         var c = runtime.Config;
-        _model = ModelSpecMapper.From(c, (int)MemoryTier.ElementSize(runtime.DType));
+        // The runtime's own tensors (Q, K and V stacked where it stacked them): the search's realizable placements are then
+        // the runtime's, and its corrections converge (with the tensors apart, a runtime that stacked them placed fewer
+        // weights on the device than the search counted, and OPT-30B found no policy under a 35.82 GiB share).
+        _model = ModelSpecs.From(c, (int)MemoryTier.ElementSize(runtime.DType), runtime.Layers);
         Buckets = new BucketRule(c.MaxPositionEmbeddings, settings.WholeContext);
         DefaultBucket = Buckets.For(512, 32);
         var options = new SearchOptions

@@ -8,10 +8,15 @@ namespace ActorInfer.Runtime.Placement;
 /// <summary>Describes a model to the planner by plain numbers (Planning and Model never reference each other).</summary>
 public static class ModelSpecs
 {
-    public static ModelSpec From(ModelConfig c, int? bytesPerElement = null)
+    /// <param name="layers">
+    /// The schedule layers of the runtime the planner places weights for, whose tensors are the units it moves (a runtime
+    /// stacks a layer's Q, K and V into one tensor where its first policy places them on one tier, and they then move as
+    /// one); null: the layers with every tensor apart.
+    /// </param>
+    public static ModelSpec From(ModelConfig c, int? bytesPerElement = null, IReadOnlyList<ScheduleLayer>? layers = null)
     {
         var spec = new ModelSpec(c.Name, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.FfnSize, c.VocabSize,
-            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype)) { WeightLayout = LayoutOf(c) };
+            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype)) { WeightLayout = LayoutOf(c, layers) };
         // OPT's counts are the spec's own formulas; other architectures count their own tensors.
         if (c is OptConfig) return spec;
         var shape = new ModelShape(c);
@@ -31,10 +36,10 @@ public static class ModelSpecs
     /// planner places the weights as the runtime does: the input layer, a decoder layer's attention and MLP, the output
     /// layer with its head (untied when the config lists one).
     /// </summary>
-    private static WeightLayout LayoutOf(ModelConfig c)
+    private static WeightLayout LayoutOf(ModelConfig c, IReadOnlyList<ScheduleLayer>? runtimeLayers)
     {
         var head = c.Architecture.GlobalTensors().FirstOrDefault(t => t.Name == ModelArchitecture.LmHead).Shape;
-        var layers = ScheduleLayer.For(c, head);
+        var layers = runtimeLayers ?? ScheduleLayer.For(c, head);
         IReadOnlyList<long> Sizes(ScheduleLayer layer, IReadOnlyList<int> group) => [.. group.Select(i => layer.Weights[i].Elements)];
         var input = layers[0];
         var decoder = layers.First(l => l.Kind == ScheduleLayerKind.Decoder);

@@ -111,6 +111,12 @@ public sealed class OffloadRuntime : IDisposable
         return ScheduleLayer.For(config, source, parts => parts.Select(p => tiers[p]).Distinct().Count() == 1);
     }
 
+    /// <summary>
+    /// The schedule layers whose tensors this runtime places and moves (Q, K and V stacked where its first policy put them
+    /// on one tier): a planner that places weights for it counts these tensors, not the model's tensors apart.
+    /// </summary>
+    public IReadOnlyList<ScheduleLayer> Layers => _layers;
+
     private Policy Stored(Policy policy) => policy.CompressWeights == CompressesWeights ? policy : policy with { CompressWeights = CompressesWeights };
 
     public ModelConfig Config { get; }
