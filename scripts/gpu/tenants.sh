@@ -343,9 +343,17 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
     f["chat_peak_share_over_budget"] = max(chat_share) / node_budget if chat_share and node_budget and run != "alone" else None
     f["progress"] = r.get("progress")
     oom = 0
+    # A model that found no policy under a budget it was given (not the zero budgets before the arbiter's first division)
+    # serves nothing: a run whose batch model never found one is no baseline, and the summary says so.
+    no_policy = 0
     for log in glob.glob(f"{d}/node.log"):
-        oom = sum(1 for l in open(log, errors="replace") if "out of memory" in l.lower())
+        lines = open(log, errors="replace").readlines()
+        oom = sum(1 for l in lines if "out of memory" in l.lower())
+        # The divided tier's budget is the GPU's on a GPU node, host memory's on a CPU one.
+        zero = "(gpu 0B," if device_mib else ", cpu 0B,"
+        no_policy = sum(1 for l in lines if "model-1-planner" in l and "no policy fits the budgets (gpu " in l and zero not in l)
     f["oom_log_lines"] = oom
+    f["batch_no_policy_lines"] = no_policy
     # Completions answered twice: a result file of the node with more than one line.
     results = glob.glob(f"{d}/data/results/cmpl-*.jsonl")
     f["completion_results"] = len(results)
@@ -415,6 +423,9 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
                  f"{fmt(f['batch_throughput_between_blocks'], '.1f')} between its first and last completion there), "
                  f"longest with work and no progress {fmt(f['batch_longest_without_progress'], '.1f')} s")
     print(line)
+    if "batch_throughput" in f and not f.get("batch_tokens_in_replay") and f.get("batch_no_policy_lines"):
+        print(f"  NOT A BASELINE: the batch model generated nothing in the replay and its planner logged {f['batch_no_policy_lines']} "
+              "'no policy fits' under nonzero budgets (node.log)")
     print(f"  memory held / device {fmt(f['held_over_device'], '.3f')}, / node budget {fmt(f['held_over_budget'], '.3f')}; chat peak held / budget "
           f"{fmt(f['chat_peak_held_over_budget'], '.3f')} (mean {fmt(f.get('chat_mean_held_over_budget'), '.3f')}), peak share / budget "
           f"{fmt(f['chat_peak_share_over_budget'], '.3f')}; as the device reports it: used / device {fmt(f.get('device_used_mean_over_device'), '.3f')} "
@@ -437,8 +448,11 @@ r = ratio(get("nopri", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_faile
 print(f"  chat ttft p99 no-priority / ours {fmt(r, '.2f')} (>= 3: {verdict(r, lambda v: v >= 3)})")
 r = ratio(get("onequeue", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
 print(f"  chat ttft p99 one queue without priorities / ours {fmt(r, '.2f')} (>= 3: {verdict(r, lambda v: v >= 3)})")
-r = ratio(get("ours", "batch_throughput"), get("static", "batch_throughput"))
-r2 = ratio(get("ours", "batch_throughput_between_blocks"), get("static", "batch_throughput_between_blocks"))
+static_ran = bool(get("static", "batch_tokens_in_replay")) or not get("static", "batch_no_policy_lines")
+r = ratio(get("ours", "batch_throughput"), get("static", "batch_throughput")) if static_ran else None
+r2 = ratio(get("ours", "batch_throughput_between_blocks"), get("static", "batch_throughput_between_blocks")) if static_ran else None
+if not static_ran:
+    print("  the static split's batch model found no policy and served nothing: batch ours / static is not measured")
 print(f"  batch throughput ours / static split {fmt(r, '.2f')} (between blocks {fmt(r2, '.2f')}) (>= 1.3: {verdict(r, lambda v: v >= 1.3)})")
 r = ratio(get("flexgen", "ttft_p99_with_failed"), get("ours", "ttft_p99_with_failed"))
 r2 = ratio(get("ours", "batch_throughput"), get("flexgen", "batch_throughput"))
