@@ -214,6 +214,24 @@ public sealed class WorkloadPlannerTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A node's runtime, made with its weights on one tier, stacks each layer's Q, K and V into one tensor, which then moves
+    /// as one: the planner's search counts that tensor, not the three apart (counting them apart, its placements were not
+    /// the runtime's, and OPT-30B found no policy under a 35.82 GiB share; StackedWeightsPlanTests).
+    /// </summary>
+    [Fact]
+    public void The_planner_counts_the_runtimes_own_tensors()
+    {
+        var attention = Planner(Tier.Gpu).Model.WeightLayout.Layer[0];
+        var apart = Runtime.Placement.ModelSpecs.From(TestModels.Tiny, 4).WeightLayout.Layer[0];
+        long hidden = TestModels.Tiny.HiddenSize;
+        Assert.Contains(3 * hidden * hidden, attention);
+        Assert.DoesNotContain(3 * hidden * hidden, apart);
+        Assert.Equal(apart.Sum(), attention.Sum());
+        // Q, K and V weights and biases: six tensors apart, two stacked.
+        Assert.Equal(apart.Count - 4, attention.Count);
+    }
+
     [Fact]
     public async Task A_budget_change_after_the_disk_telemetry_moved_is_answered_from_the_compiled_table()
     {

@@ -72,6 +72,9 @@ public sealed class WorkloadPlanner : IPolicyPlanner
 
     public HardwareProfile Hardware { get; }
     public string HardwareSource { get; }
+
+    /// <summary>The model as the search counts it: its tensors as the runtime holds them.</summary>
+    internal ModelSpec Model => _model;
     public BucketRule Buckets { get; }
 
     /// <summary>The bucket planned before any request is queued (a prompt of 512 tokens and 32 to generate, within the context).</summary>
