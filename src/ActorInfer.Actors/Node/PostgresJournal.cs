@@ -19,8 +19,13 @@ public sealed class PostgresJournal : IDisposable
     private const int LockClass = 0x41494a4c;
 
     private readonly NpgsqlConnection _connection;
+    private readonly string _schema;
 
-    private PostgresJournal(NpgsqlConnection connection) => _connection = connection;
+    private PostgresJournal(NpgsqlConnection connection, string schema)
+    {
+        _connection = connection;
+        _schema = schema;
+    }
 
     /// <summary>
     /// Claims the journal of a PostgreSQL node (null for SQLite). Throws <see cref="SettingsException"/> naming the
@@ -61,7 +66,7 @@ public sealed class PostgresJournal : IDisposable
             claim.Parameters.AddWithValue("schema", schema);
             if (claim.ExecuteScalar() is not true)
                 throw new JournalClaimedException($"the journal in schema '{schema}' of {where} is in use by {Holder(connection, schema)}");
-            return new PostgresJournal(connection);
+            return new PostgresJournal(connection, schema);
         }
         catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
         {
@@ -100,8 +105,27 @@ public sealed class PostgresJournal : IDisposable
         return text.ReplaceLineEndings(" ").Trim();
     }
 
-    /// <summary>Gives the claim back (closing the session releases its lock).</summary>
-    public void Dispose() => _connection.Dispose();
+    /// <summary>
+    /// Gives the claim back: the lock is released by a statement the server answers first, and then the session closes. A
+    /// session's close alone releases it only once the server has ended that session, after the client returned: a node
+    /// started again at once (a restart, a test's next actor system) could find its own old claim still held.
+    /// </summary>
+    public void Dispose()
+    {
+        try
+        {
+            using var release = _connection.CreateCommand();
+            release.CommandText = "SELECT pg_advisory_unlock(@class, hashtext(@schema))";
+            release.Parameters.AddWithValue("class", LockClass);
+            release.Parameters.AddWithValue("schema", _schema);
+            release.ExecuteScalar();
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
+            // The session is gone already (the server restarted, the connection broke): its lock went with it.
+        }
+        _connection.Dispose();
+    }
 }
 
 /// <summary>Another node holds the PostgreSQL journal a node was configured with (an I/O error to the CLI, as a held data folder is).</summary>
