@@ -16,7 +16,7 @@ who = "/scheduler]" if index < 0 else f"/model-{index}-scheduler]"
 finished = re.compile(r"\] block (\d+): (\d+) tokens in ([\d.]+) s: [\d.]+ token/s measured.*?\((\d+) sequences ran\)")
 blocks = []
 for line in open(log, errors="replace"):
-    if who not in line and not (index < 0 and "/user/scheduler]" in line):
+    if who not in line:
         continue
     m = finished.search(line)
     if m:

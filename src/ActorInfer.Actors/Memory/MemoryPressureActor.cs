@@ -25,8 +25,8 @@ internal sealed class MemoryPressureActor : ReceiveActor, IWithTimers
     {
         _settings = settings;
         _probe = probe;
-        _budgets = new TierBudgets(
-            Math.Min(settings.GpuBudget ?? 0, settings.GpuCeiling ?? long.MaxValue), settings.CpuBudget ?? 0, settings.DiskBudget ?? 0);
+        // No operator, share or telemetry yet: the configured budgets, the GPU's within its ceiling.
+        _budgets = new TierBudgets(Effective(Tier.Gpu), Effective(Tier.Cpu), Effective(Tier.Disk));
 
         Receive<SetBudget>(m =>
         {

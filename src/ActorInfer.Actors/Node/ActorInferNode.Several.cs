@@ -36,7 +36,7 @@ public sealed partial class ActorInferNode
             system = ActorSystem.Create("actorinfer", TensorDispatchers(systemConfig, settings.Models.Count).WithFallback(systemConfig));
             ClusterMembership.Join(system, settings);
             var computeTier = settings.IsCuda ? Tier.Gpu : Tier.Cpu;
-            LogAllocatorCap(Logging.GetLogger(system, "arbiter"), settings);
+            LogAllocatorCap(Logging.GetLogger(system, "node"), settings);
             var memory = system.ActorOf(MemoryProtocol.Props(NodeMemorySettings(settings), probe ?? DeviceProbe(settings, loaded)), "memory");
             var served = new List<ServedModel>();
             var top = settings.Models.Max(m => m.Priority);
