@@ -60,3 +60,13 @@ import json
 print(sum(len(json.loads(l).get('output_ids', [])) for l in open('$out/$name-results.jsonl') if l.strip()))")
   echo "$name $state $seconds $tokens" | tee -a "$jobs"
 }
+
+# node_sample_memory FILE: the device's used memory (MiB) every 250 ms into FILE, in the background, where nvidia-smi is
+# (nothing elsewhere); node_stop_sampling ends it.
+node_sample_memory() {
+  NODE_SAMPLER=""
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$1" 2>/dev/null &
+  NODE_SAMPLER=$!
+}
+node_stop_sampling() { [ -n "${NODE_SAMPLER:-}" ] && kill "$NODE_SAMPLER" 2>/dev/null; NODE_SAMPLER=""; }

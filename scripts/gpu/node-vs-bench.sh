@@ -50,14 +50,13 @@ has() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
 # Later nodes take the profile the first one measured (the same figures for every ranking in the call).
 profile() { mkdir -p "$work/$1"; cp "$work/job/hardware.json" "$work/$1/hardware.json" 2>/dev/null || cp "$work/mixed/hardware.json" "$work/$1/hardware.json" 2>/dev/null; true; }
 if has job; then
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$out/job-device-memory.txt" 2>/dev/null &
-  sampler=$!
+  node_sample_memory "$out/job-device-memory.txt"
   node job 8101 "" && {
     job 8101 "$work/job.jsonl" job 240
     curl -s http://127.0.0.1:8101/admin/state -H 'Authorization: Bearer sk-node' > "$out/state.json"
     stop job
   }
-  kill "$sampler" 2>/dev/null
+  node_stop_sampling
 fi
 cp "$work/job/hardware.json" "$out/hardware.json" 2>/dev/null
 has bench && timeout -k 10 300 bash .gpu/run.sh actorinfer bench --model "$model" --dummy --device cuda --dtype float16 --policy auto --cpu-attention auto \

@@ -220,16 +220,12 @@ replay() {
   echo "$(date +%s.%N)" > "$work/$1/replay-start.txt"
   # The device's own figure of its used memory (MiB) every 250 ms while the replay runs: what the node holds as the device
   # reports it (the tiers' tensors, the caching allocator's reserve beyond them and the CUDA context), beside the tiers' bytes.
-  local sampler=""
-  if command -v nvidia-smi >/dev/null 2>&1; then
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$work/$1/device-memory.txt" 2>/dev/null &
-    sampler=$!
-  fi
+  node_sample_memory "$work/$1/device-memory.txt"
   timeout -k 10 "$limit" "${cli[@]}" replay --url "http://127.0.0.1:$2" --api-key "$key" --trace "$trace" --model chat \
     --speedup "$speedup" --duration "$duration" --max-prompt-tokens "$max_prompt" --max-output-tokens "$max_output" \
     --request-timeout "$request_timeout" --sample-every 250ms --output "$work/$1/replay" > "$work/$1/replay.log" 2>&1
   echo "replay rc $?" >> "$work/$1/replay.log"
-  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+  node_stop_sampling
   echo "$(date +%s.%N)" > "$work/$1/replay-end.txt"
   grep '^replay: ' "$work/$1/replay.log" | sed "s/^/$1 /"
 }
