@@ -197,10 +197,14 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
 
     /// <summary>
     /// A policy that only puts more weights on the device, arriving mid-block, neither drops nor restarts the block, and the
-    /// block keeps its placement (no weights copied in while it runs); the weights move in once the block has finished.
+    /// block keeps its placement (no weights copied in for it while it runs); the weights are on the device once the block has
+    /// finished. With the budgets known, they went there as the block's layers copied them in anyway (nothing was left to
+    /// move at the block's end); without, they move in then.
     /// </summary>
-    [Fact]
-    public void A_rise_that_only_moves_weights_in_waits_for_the_block_s_end_and_drops_nothing()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_rise_that_only_moves_weights_in_waits_for_the_block_s_end_and_drops_nothing(bool budgetsKnown)
     {
         var (engine, owner) = OffloadedEngine();
         Policy Placed(double gpuWeights) =>
@@ -212,7 +216,7 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
 
         // Ten times faster with every weight on the device: honoured as it is (the budgets are no lower), no batch dropped.
         scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(1, 1, "all") { Runtime = Placed(1), PredictedTokensPerSecond = 1000 },
-            Memory.TierBudgets.None));
+            budgetsKnown ? new Memory.TierBudgets(1L << 30, 1L << 30, 0) : Memory.TierBudgets.None));
         var honoured = ExpectMsg<PolicyHonoured>();
         Assert.False(honoured.Dropped, $"{honoured}");
         Assert.Equal(0.5, engine.Placement!.Weights.Gpu, 9);
@@ -227,6 +231,10 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
         // The second request's block ran after the first ended, with the weights moved in between them.
         Assert.Equal([2], started);
         Assert.Equal(1.0, engine.Placement!.Weights.Gpu, 9);
+        var offloaded = (OffloadedEngine)engine;
+        Assert.Equal(0, offloaded.WeightBytesGrown);
+        if (budgetsKnown) Assert.Equal(0, offloaded.WeightBytesMoved);
+        else Assert.True(offloaded.WeightBytesMoved > 0);
         Sys.Stop(scheduler);
         engine.Dispose();
         owner.Dispose();

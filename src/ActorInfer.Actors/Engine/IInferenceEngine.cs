@@ -97,6 +97,16 @@ public interface IInferenceEngine : IDisposable
     {
     }
 
+    /// <summary>
+    /// The running block keeps the placement in force where <paramref name="target"/> only moves more weights onto the device
+    /// (a rise left to the block's end): meanwhile the weights <paramref name="target"/> places there may stay on the device
+    /// as the block's layers copy them in anyway, within <paramref name="budgets"/>. The next <see cref="Apply"/> stops it.
+    /// An engine without tier accounting does nothing.
+    /// </summary>
+    void GrowWeightsTowards(ActorInfer.Planning.Policy target, TierBudgets budgets)
+    {
+    }
+
     /// <summary>The offloading placement in force (null: an engine without one).</summary>
     ActorInfer.Planning.Policy? Placement => null;
 

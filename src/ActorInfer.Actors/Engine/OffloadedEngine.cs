@@ -137,11 +137,17 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     {
         var (device, cpu) = Budgets(budgets);
         var tiers = runtime.Tiers;
+        // Weights growing toward a rise the running block left to its end stop growing at any new placement or budgets (the
+        // scheduler starts them again where the rise is still left to the end); a fall under them lets go of what they kept.
+        runtime.GrowTowards(null, 0);
+        var fell = device is { } f && f < tiers.Device.BudgetBytes;
         // Raise budgets before moving (weights coming onto a tier need its room), lower them after.
         if (device is { } d && d > tiers.Device.BudgetBytes) tiers.Device.SetBudget(d);
         if (cpu is { } c && c > tiers.Cpu.BudgetBytes) tiers.Cpu.SetBudget(c);
-        // New budgets under the policy in force (every budget change is published) move nothing: no placement is planned.
-        if (policy.Runtime is { } placement && placement != runtime.Policy)
+        // New budgets under the policy in force (every budget change is published) move nothing: no placement is planned;
+        // unless they fell while weights had grown beyond the placement in force (those go back to their host copies).
+        var settle = fell && runtime.GrownBytes > 0;
+        if ((policy.Runtime ?? (settle ? runtime.Policy : null)) is { } placement && (placement != runtime.Policy || settle))
         {
             var running = _session is { } s && s.Open > 0 ? s.Block : null;
             WeightBytesMoved += runtime.Replace(placement, running, moved);
@@ -149,6 +155,23 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         if (device is { } d2) tiers.Device.SetBudget(d2);
         if (cpu is { } c2) tiers.Cpu.SetBudget(c2);
     }
+
+    public void GrowWeightsTowards(ActorInfer.Planning.Policy target, TierBudgets budgets)
+    {
+        var (device, _) = Budgets(budgets);
+        if (device is not { } d || _session is not { } s || s.Open == 0)
+        {
+            runtime.GrowTowards(null, 0);
+            return;
+        }
+        // What the rest of the block holds at its peak under the placement in force: the weights may grow into the rest.
+        var remaining = s.Batches.Where(b => !b.Disposed).Select(b => b.Index).ToArray();
+        var peak = runtime.PlanRunning(s.Block, remaining, runtime.Policy).Device;
+        runtime.GrowTowards(target, d - peak);
+    }
+
+    /// <summary>Weight bytes kept on the device beyond the placement in force while the running block grows toward a rise.</summary>
+    public long WeightBytesGrown => runtime.GrownBytes;
 
     /// <summary>The device and CPU tiers' budgets among <paramref name="budgets"/> (null where unknown: zero).</summary>
     private (long? Device, long? Cpu) Budgets(TierBudgets budgets)

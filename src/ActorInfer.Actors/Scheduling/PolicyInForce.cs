@@ -102,16 +102,21 @@ internal sealed class PolicyInForce
         _honours.StartApplying();
         Pending = false;
         var policy = Policy;
-        // A rise of the weights' device share waits for the block's end: the block keeps its placement, under the new budgets.
+        // A rise of the weights' device share waits for the block's end: the block keeps its placement, under the new budgets,
+        // and meanwhile its weights move onto the device as its layers copy them in anyway (no copy of its own holds the
+        // tensor thread).
+        ActorInfer.Planning.Policy? grow = null;
         if (policy?.Runtime is { } next && _engine.Placement is { } now && BlockFitting.MovesWeightsIn(now, next))
         {
             policy = policy with { Runtime = now };
             RaiseDeferred = true;
+            grow = next;
         }
         var batches = BlockFitting.Shrink(_engine, block, policy, _budgets, atStepEnd, _honours);
         // Honoured as soon as the tiers are within the budgets (once the batches are gone, or once enough weights have
         // left the device): the bookkeeping of the drop (which entries go, checkpoints, requeueing) comes after.
         if (!_applier.ApplyAndHonour(policy, _budgets, block, dropped: batches > 0)) Policy = null;
+        else if (grow is not null) _engine.GrowWeightsTowards(grow, _budgets);
         return batches;
     }
 }

@@ -132,13 +132,13 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         if (next is not { } following)
         {
             _inputs = nextInputs;
-            End();
+            End(completed: true);
             return true;
         }
         if (following.Layer != cursor.Layer)
         {
             _nextWeights!.IssueThrough(1);
-            _current!.Dispose();
+            weights.Release(_current!, cursor.Layer);
             _weightTransfers.Complete();
             _current = _nextWeights!;
             _weightTransfers = _nextWeightTransfers!;
@@ -235,22 +235,29 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     }
 
     /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>
-    public void End()
+    public void End() => End(completed: false);
+
+    /// <param name="completed">The step's last position computed: its last layer's copies go back to the store.</param>
+    private void End(bool completed)
     {
         _cursor = null;
         _inputs?.Transfers.Complete();
         _inputs = null;
         _previousStores?.Complete();
         _previousStores = null;
-        ReleaseWeights();
+        ReleaseWeights(lastLayer: completed);
     }
 
-    /// <summary>Frees the loaded layers' weights: their copies completed first, then the buffers they write.</summary>
-    private void ReleaseWeights()
+    /// <summary>
+    /// Frees the loaded layers' weights: their copies completed first, then the buffers they write. At a step's end the
+    /// last layer's copies go back to the store (<paramref name="lastLayer"/>), which may keep them as homes.
+    /// </summary>
+    private void ReleaseWeights(bool lastLayer = false)
     {
         _weightTransfers?.Complete();
         _weightTransfers = null;
-        _current?.Dispose();
+        if (lastLayer && _current is not null) weights.Release(_current, new LayerIndex(layers.Count - 1));
+        else _current?.Dispose();
         _current = null;
         _nextWeightTransfers?.Complete();
         _nextWeightTransfers = null;

@@ -14,8 +14,14 @@ namespace ActorInfer.Runtime.Schedule;
 /// does nothing.</param>
 internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tensor> tensors, List<IDisposable> owned, WeightCopies pending,
     IReadOnlyList<WeightExpansion>? expansions = null, MemoryTier? device = null, ScalarType expandedType = ScalarType.Float32,
-    bool resident = false) : IDisposable
+    bool resident = false, IReadOnlyDictionary<string, StreamedWeight>? streamed = null) : IDisposable
 {
+    /// <summary>The weights copied whole from a CPU home for this layer (by name): the copies the store may keep as new homes.</summary>
+    public IReadOnlyDictionary<string, StreamedWeight> Streamed { get; } = streamed ?? new Dictionary<string, StreamedWeight>();
+
+    /// <summary>The layer no longer owns <paramref name="copy"/>: the store keeps it as the weight's device home.</summary>
+    public void Keep(TensorLease copy) => owned.Remove(copy);
+
     private bool _expanded = expansions is not { Count: > 0 };
 
     private DecoderLayerWeights? _decoder;
@@ -102,6 +108,9 @@ internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tens
         }
     }
 }
+
+/// <summary>A weight copied whole to the device for one layer's compute: the device copy and the CPU home it came from.</summary>
+internal sealed record StreamedWeight(TensorLease Copy, TensorLease Home);
 
 /// <summary>A compressed weight's codes and ranges on the device, to be expanded to <see cref="Shape"/> before use.</summary>
 internal sealed record WeightExpansion(string Name, long[] Shape, Tensor Codes, Tensor Ranges);

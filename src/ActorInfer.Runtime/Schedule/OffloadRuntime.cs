@@ -216,7 +216,7 @@ public sealed class OffloadRuntime : IDisposable
         long bytes = 0;
         // After a re-placement that failed half way the weights are where the moves left them, not where WeightPlan says:
         // the next one compares every weight's home with its target.
-        if (_weightsUnsettled || !plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
+        if (_weightsUnsettled || _weights.GrownBytes > 0 || !plan.WeightTiers.Zip(WeightPlan.WeightTiers).All(p => p.First.SequenceEqual(p.Second)))
         {
             _weightsUnsettled = true;
             bytes = running is not null ? running.ReplaceWeights(plan, moved) : _weights.Replace(plan, Tiers, Copies, moved);
@@ -226,6 +226,19 @@ public sealed class OffloadRuntime : IDisposable
         WeightPlan = plan;
         return bytes;
     }
+
+    /// <summary>
+    /// While the running block goes on under the placement in force, lets the weights that <paramref name="target"/> places on
+    /// the device move there as the block's layers stream them in, keeping at most <paramref name="allowance"/> bytes more on
+    /// the device than the placement in force (see <see cref="WeightStore.GrowTowards"/>); null stops it. The next
+    /// <see cref="Replace"/> settles every weight where its policy puts it (those kept leave the device at once: their CPU
+    /// homes stay as host copies).
+    /// </summary>
+    public void GrowTowards(Policy? target, long allowance) =>
+        _weights.GrowTowards(target is null || target.CompressWeights || CompressesWeights ? null : WeightsOnly(target), allowance);
+
+    /// <summary>Weight bytes kept on the device by <see cref="GrowTowards"/> beyond the placement in force.</summary>
+    public long GrownBytes => _weights.GrownBytes;
 
     /// <summary>The block's GPU batches: consecutive runs of <see cref="Policy.GpuBatchSize"/> sequences, the last maybe smaller.</summary>
     public IReadOnlyList<IReadOnlyList<SequenceState>> SplitBatches(IReadOnlyList<SequenceState> block) => SplitBatches(block, Policy);

@@ -170,6 +170,16 @@ internal sealed class WeightStore : IDisposable
                     moved += Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType));
                     afterEach?.Invoke();
                 }
+        // Every weight is where the plan puts it: what growth kept is now the plan's, or left the device above. A store
+        // that keeps no host copies lets go of those growth left behind (the plan's CPU accounting has none).
+        if (!_keepHostCopies)
+            foreach (var kept in _hostCopies)
+            {
+                foreach (var c in kept.Values) c.Dispose();
+                kept.Clear();
+            }
+        GrownBytes = 0;
+        _growTarget = null;
         return moved;
     }
 
@@ -267,6 +277,7 @@ internal sealed class WeightStore : IDisposable
         var owned = new List<IDisposable>();
         var pending = new WeightCopies(transfers);
         var expansions = new List<WeightExpansion>();
+        var streamed = new Dictionary<string, StreamedWeight>();
         foreach (var spec in _layers[layer.Value].Weights)
         {
             var home = _homes[layer.Value][spec.Name];
@@ -285,7 +296,10 @@ internal sealed class WeightStore : IDisposable
                 owned.Add(work);
                 onDevice[p] = work.Tensor;
                 if (homes[p] is TensorLease memory)
+                {
                     pending.Add(work.Tensor, memory.Tensor);
+                    if (home is not CompressedHome) streamed[spec.Name] = new StreamedWeight(work, memory);
+                }
                 else
                     transfers.ReadFile((DiskLease)homes[p], 0, work.Tensor, $"weight '{spec.Name}'{part}", CopyDirection.LoadWeights);
             }
@@ -298,7 +312,62 @@ internal sealed class WeightStore : IDisposable
         // Nothing copied and nothing to expand: every tensor is a device home.
         if (owned.Count == 0 && expansions.Count == 0)
             return _resident[layer.Value] = new LoadedWeights(_layers[layer.Value], tensors, owned, pending, resident: true);
-        return new LoadedWeights(_layers[layer.Value], tensors, owned, pending, expansions, transfers.Tiers.Device, _dtype);
+        return new LoadedWeights(_layers[layer.Value], tensors, owned, pending, expansions, transfers.Tiers.Device, _dtype, streamed: streamed);
+    }
+
+    // Growth toward a larger device share while a block runs (GrowTowards): the placement grown toward, the bytes it may
+    // keep on the device beyond the placement in force, and the weights kept so far.
+    private PlacementPlan? _growTarget;
+    private long _growAllowance;
+    private long _reserve;
+
+    /// <summary>
+    /// Bytes of weights kept on the device as their layers streamed them in (<see cref="GrowTowards"/>), beyond the
+    /// placement the store was last re-placed to; 0 after every <see cref="Replace"/>.
+    /// </summary>
+    public long GrownBytes { get; private set; }
+
+    /// <summary>
+    /// While a block runs, lets the weights move onto the device as their layers stream them in: a weight that
+    /// <paramref name="target"/> places on the device, copied whole from its CPU home for a layer's compute, keeps that copy
+    /// as its home when the layer is released (<see cref="Release"/>), and its CPU home stays as its host copy, so that it
+    /// leaves the device again at once. Nothing is copied for it beyond the copy the layer made anyway. At most
+    /// <paramref name="allowance"/> bytes are kept, and a weight is kept only while the device tier has room for another
+    /// layer's weights beside it. Null stops the growth (what was kept stays until the next <see cref="Replace"/>).
+    /// </summary>
+    public void GrowTowards(PlacementPlan? target, long allowance)
+    {
+        _growTarget = target;
+        _growAllowance = Math.Max(0, allowance);
+        if (_reserve == 0)
+            _reserve = _layers.Count == 0 ? 0 : _layers.Max(l => l.Weights.Sum(spec => Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType))));
+    }
+
+    /// <summary>
+    /// A loaded layer is done with (its copies complete and its compute issued after them): the streamed copies that the
+    /// growth target places on the device become their weights' homes (see <see cref="GrowTowards"/>); the rest is freed.
+    /// </summary>
+    public void Release(LoadedWeights loaded, LayerIndex layer)
+    {
+        if (_growTarget is { } target && loaded.Streamed.Count > 0)
+        {
+            var specs = _layers[layer.Value].Weights;
+            for (var i = 0; i < specs.Count; i++)
+            {
+                var spec = specs[i];
+                if (target.WeightTiers[layer.Value][i] != TierKind.Device || !loaded.Streamed.TryGetValue(spec.Name, out var s)) continue;
+                // Moved meanwhile (a re-placement between the load and now): the copy is not of its home.
+                if (!ReferenceEquals(_homes[layer.Value][spec.Name], s.Home)) continue;
+                var device = s.Copy.Tier;
+                if (GrownBytes + s.Copy.Bytes > _growAllowance || device.BudgetBytes - device.BytesHeld < _reserve) break;
+                loaded.Keep(s.Copy);
+                _homes[layer.Value][spec.Name] = s.Copy;
+                _hostCopies[layer.Value][spec.Name] = s.Home;
+                _resident[layer.Value] = null;
+                GrownBytes += s.Copy.Bytes;
+            }
+        }
+        loaded.Dispose();
     }
 
     public void Dispose()

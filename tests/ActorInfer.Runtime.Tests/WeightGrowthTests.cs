@@ -1,0 +1,130 @@
+using ActorInfer.Planning;
+using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
+using ActorInfer.Runtime.Tiers;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Runtime.Tests;
+
+/// <summary>
+/// Weights that move onto the device while a block runs, as its layers copy them in anyway (a rise the running block
+/// leaves to its end): the copies stay as homes, within an allowance and the device's room, and leave again at once.
+/// </summary>
+public sealed class WeightGrowthTests
+{
+    private static readonly TierFractions Gpu = TierFractions.AllGpu, Cpu = TierFractions.AllCpu;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Streamed_weights_stay_on_the_device_and_the_tokens_are_unchanged(bool keepHostCopies)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies))
+        {
+            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
+            Assert.Equal(0, engine.WeightPlan.Weights.Device);
+            var actual = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                block.RunStep(new TokenStep(0));
+                var cpuBefore = tiers.Cpu.BytesHeld;
+                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), Harness.Generous);
+                block.RunStep(new TokenStep(1));
+                // One step streamed every layer in: each weight's copy is now its home, its CPU home its host copy.
+                Assert.Equal(weightBytes, engine.GrownBytes);
+                Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
+                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(weightBytes, tiers.Device.BytesHeld);
+
+            // Settling on the placement grown toward copies nothing, and lets go of the host copies a store without them
+            // had not planned for.
+            Assert.Equal(0, engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu)));
+            Assert.Equal(0, engine.GrownBytes);
+            Assert.Equal(weightBytes, tiers.Device.BytesHeld);
+            Assert.Equal(keepHostCopies ? weightBytes : 0, tiers.Cpu.BytesHeld);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>Under the placement in force again (a fall), the grown weights leave the device for their host copies.</summary>
+    [Fact]
+    public void A_fall_sends_the_grown_weights_back_to_their_host_copies()
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        {
+            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
+            var actual = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                block.RunStep(new TokenStep(0));
+                var deviceBefore = tiers.Device.BytesHeld;
+                var cpuBefore = tiers.Cpu.BytesHeld;
+                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), Harness.Generous);
+                block.RunStep(new TokenStep(1));
+                Assert.Equal(weightBytes, engine.GrownBytes);
+                // Inside the next step, at a layer boundary: the placement in force again, the grown weights leave.
+                block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
+                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+                engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu), block);
+                Assert.Equal(0, engine.GrownBytes);
+                Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
+                for (var layer = 1; layer < block.ScheduleLayers; layer++)
+                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+                for (var step = 3; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
+                Assert.Equal(deviceBefore, tiers.Device.BytesHeld);
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(0, tiers.Device.BytesHeld);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>
+    /// The weights grow no further than the allowance, nor into the room the device keeps for another layer's copies: the
+    /// tier never refuses the block's next copy, and the block ends with the tokens it would have had.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Growth_stops_at_the_allowance_and_at_the_device_s_room(bool byAllowance)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        {
+            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
+            var actual = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            {
+                block.RunStep(new TokenStep(0));
+                var limit = weightBytes / 2;
+                if (!byAllowance) tiers.Device.SetBudget(tiers.Device.PeakBytes + limit);
+                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), byAllowance ? limit : Harness.Generous);
+                for (var step = 1; actual.Any(s => !s.IsFinished); step++)
+                {
+                    block.RunStep(new TokenStep(step));
+                    // By the device's room: not every weight, since the room left beside them is kept for a layer's copies.
+                    Assert.InRange(engine.GrownBytes, 1, byAllowance ? limit : weightBytes - 1);
+                }
+                Assert.True(tiers.Device.PeakBytes <= tiers.Device.BudgetBytes);
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+}
