@@ -1,3 +1,4 @@
+using ActorInfer.Model.Generation;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
 using ActorInfer.Runtime.Schedule;
@@ -12,84 +13,54 @@ namespace ActorInfer.Runtime.Tests;
 /// </summary>
 public sealed class WeightGrowthTests
 {
-    private static readonly TierFractions Gpu = TierFractions.AllGpu, Cpu = TierFractions.AllCpu;
+    private static readonly Policy OnCpu = new(2, 3, TierFractions.AllCpu, TierFractions.AllGpu, TierFractions.AllGpu),
+        OnDevice = new(2, 3, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu);
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Streamed_weights_stay_on_the_device_and_the_tokens_are_unchanged(bool keepHostCopies)
-    {
-        var config = TestConfigs.PreLn;
-        using var source = new RandomWeights(config, seed: 7);
-        var expected = Harness.Reference(config, source, 5);
-        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
-        using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32, keepHostCopies))
+    public void Streamed_weights_stay_on_the_device_and_the_tokens_are_unchanged(bool keepHostCopies) =>
+        WithABlock(keepHostCopies, (engine, tiers, block, sequences, weightBytes) =>
         {
-            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
-            Assert.Equal(0, engine.WeightPlan.Weights.Device);
-            var actual = Harness.Sequences(config, 5);
-            using (var block = engine.OpenBlock(actual, Harness.Decode))
-            {
-                block.RunStep(new TokenStep(0));
-                var cpuBefore = tiers.Cpu.BytesHeld;
-                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), Harness.Generous);
-                block.RunStep(new TokenStep(1));
-                // One step streamed every layer in: each weight's copy is now its home, its CPU home its host copy.
-                Assert.Equal(weightBytes, engine.GrownBytes);
-                Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
-                for (var step = 2; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
-            }
-            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            var cpuBefore = tiers.Cpu.BytesHeld;
+            engine.GrowTowards(OnDevice, Harness.Generous);
+            block.RunStep(new TokenStep(1));
+            // One step streamed every layer in: each weight's copy is now its home, its CPU home its host copy.
+            Assert.Equal(weightBytes, engine.GrownBytes);
+            Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
+            RunToTheEnd(block, sequences, 2);
+        }, (engine, tiers, weightBytes) =>
+        {
             Assert.Equal(weightBytes, tiers.Device.BytesHeld);
-
             // Settling on the placement grown toward copies nothing, and lets go of the host copies a store without them
             // had not planned for.
-            Assert.Equal(0, engine.Replace(new Policy(2, 3, Gpu, Gpu, Gpu)));
+            Assert.Equal(0, engine.Replace(OnDevice));
             Assert.Equal(0, engine.GrownBytes);
             Assert.Equal(weightBytes, tiers.Device.BytesHeld);
             Assert.Equal(keepHostCopies ? weightBytes : 0, tiers.Cpu.BytesHeld);
-        }
-        Harness.AssertAllFreed(tiers);
-    }
+        });
 
     /// <summary>Under the placement in force again (a fall), the grown weights leave the device for their host copies.</summary>
     [Fact]
-    public void A_fall_sends_the_grown_weights_back_to_their_host_copies()
-    {
-        var config = TestConfigs.PreLn;
-        using var source = new RandomWeights(config, seed: 7);
-        var expected = Harness.Reference(config, source, 5);
-        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
-        using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+    public void A_fall_sends_the_grown_weights_back_to_their_host_copies() =>
+        WithABlock(false, (engine, tiers, block, sequences, weightBytes) =>
         {
-            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
-            var actual = Harness.Sequences(config, 5);
-            using (var block = engine.OpenBlock(actual, Harness.Decode))
-            {
-                block.RunStep(new TokenStep(0));
-                var deviceBefore = tiers.Device.BytesHeld;
-                var cpuBefore = tiers.Cpu.BytesHeld;
-                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), Harness.Generous);
-                block.RunStep(new TokenStep(1));
-                Assert.Equal(weightBytes, engine.GrownBytes);
-                // Inside the next step, at a layer boundary: the placement in force again, the grown weights leave.
-                block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
-                for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
-                engine.Replace(new Policy(2, 3, Cpu, Gpu, Gpu), block);
-                Assert.Equal(0, engine.GrownBytes);
-                Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
-                for (var layer = 1; layer < block.ScheduleLayers; layer++)
-                    for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
-                for (var step = 3; actual.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
-                Assert.Equal(deviceBefore, tiers.Device.BytesHeld);
-            }
-            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
-            Assert.Equal(0, tiers.Device.BytesHeld);
-        }
-        Harness.AssertAllFreed(tiers);
-    }
+            var deviceBefore = tiers.Device.BytesHeld;
+            var cpuBefore = tiers.Cpu.BytesHeld;
+            engine.GrowTowards(OnDevice, Harness.Generous);
+            block.RunStep(new TokenStep(1));
+            Assert.Equal(weightBytes, engine.GrownBytes);
+            // Inside the next step, at a layer boundary: the placement in force again, the grown weights leave.
+            block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
+            for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+            engine.Replace(OnCpu, block);
+            Assert.Equal(0, engine.GrownBytes);
+            Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
+            for (var layer = 1; layer < block.ScheduleLayers; layer++)
+                for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+            RunToTheEnd(block, sequences, 3);
+            Assert.Equal(deviceBefore, tiers.Device.BytesHeld);
+        }, (_, tiers, _) => Assert.Equal(0, tiers.Device.BytesHeld));
 
     /// <summary>
     /// The weights grow no further than the allowance, nor into the room the device keeps for another layer's copies: the
@@ -98,33 +69,52 @@ public sealed class WeightGrowthTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void Growth_stops_at_the_allowance_and_at_the_device_s_room(bool byAllowance)
+    public void Growth_stops_at_the_allowance_and_at_the_device_s_room(bool byAllowance) =>
+        WithABlock(false, (engine, tiers, block, sequences, weightBytes) =>
+        {
+            var limit = weightBytes / 2;
+            if (!byAllowance) tiers.Device.SetBudget(tiers.Device.PeakBytes + limit);
+            engine.GrowTowards(OnDevice, byAllowance ? limit : Harness.Generous);
+            for (var step = 1; sequences.Any(s => !s.IsFinished); step++)
+            {
+                block.RunStep(new TokenStep(step));
+                // By the device's room: not every weight, since the room left beside them is kept for a layer's copies.
+                Assert.InRange(engine.GrownBytes, 1, byAllowance ? limit : weightBytes - 1);
+            }
+            Assert.True(tiers.Device.PeakBytes <= tiers.Device.BudgetBytes);
+        }, (_, _, _) => { });
+
+    /// <summary>
+    /// A runtime with every weight on the CPU runs a block's prefill, then <paramref name="during"/> (given the block, its
+    /// sequences and the bytes of every weight on the device), which runs it to its end; the tokens are checked against
+    /// the reference, then <paramref name="after"/> runs with the block closed, and every tier is checked freed.
+    /// </summary>
+    private static void WithABlock(bool keepHostCopies, Action<OffloadRuntime, TierSet, BlockSession, List<SequenceState>, long> during,
+        Action<OffloadRuntime, TierSet, long> after)
     {
         var config = TestConfigs.PreLn;
         using var source = new RandomWeights(config, seed: 7);
         var expected = Harness.Reference(config, source, 5);
         var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
         using (var copies = new CpuCopyEngine())
-        using (var engine = new OffloadRuntime(config, source, new Policy(2, 3, Cpu, Gpu, Gpu), tiers, copies, ScalarType.Float32))
+        using (var engine = new OffloadRuntime(config, source, OnCpu, tiers, copies, ScalarType.Float32, keepHostCopies))
         {
-            var weightBytes = engine.PlanBlock(new Policy(2, 3, Gpu, Gpu, Gpu), 8, 16).Weights.Device;
-            var actual = Harness.Sequences(config, 5);
-            using (var block = engine.OpenBlock(actual, Harness.Decode))
+            var weightBytes = engine.PlanBlock(OnDevice, 8, 16).Weights.Device;
+            Assert.Equal(0, engine.WeightPlan.Weights.Device);
+            var sequences = Harness.Sequences(config, 5);
+            using (var block = engine.OpenBlock(sequences, Harness.Decode))
             {
                 block.RunStep(new TokenStep(0));
-                var limit = weightBytes / 2;
-                if (!byAllowance) tiers.Device.SetBudget(tiers.Device.PeakBytes + limit);
-                engine.GrowTowards(new Policy(2, 3, Gpu, Gpu, Gpu), byAllowance ? limit : Harness.Generous);
-                for (var step = 1; actual.Any(s => !s.IsFinished); step++)
-                {
-                    block.RunStep(new TokenStep(step));
-                    // By the device's room: not every weight, since the room left beside them is kept for a layer's copies.
-                    Assert.InRange(engine.GrownBytes, 1, byAllowance ? limit : weightBytes - 1);
-                }
-                Assert.True(tiers.Device.PeakBytes <= tiers.Device.BudgetBytes);
+                during(engine, tiers, block, sequences, weightBytes);
             }
-            Assert.Equal(expected.Select(s => s.OutputIds), actual.Select(s => s.OutputIds));
+            Assert.Equal(expected.Select(s => s.OutputIds), sequences.Select(s => s.OutputIds));
+            after(engine, tiers, weightBytes);
         }
         Harness.AssertAllFreed(tiers);
+    }
+
+    private static void RunToTheEnd(BlockSession block, List<SequenceState> sequences, int fromStep)
+    {
+        for (var step = fromStep; sequences.Any(s => !s.IsFinished); step++) block.RunStep(new TokenStep(step));
     }
 }
