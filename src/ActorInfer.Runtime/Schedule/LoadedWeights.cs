@@ -17,7 +17,9 @@ internal sealed class LoadedWeights(ScheduleLayer layer, Dictionary<string, Tens
     bool resident = false, IReadOnlyDictionary<string, StreamedWeight>? streamed = null) : IDisposable
 {
     /// <summary>The weights copied whole from a CPU home for this layer (by name): the copies the store may keep as new homes.</summary>
-    public IReadOnlyDictionary<string, StreamedWeight> Streamed { get; } = streamed ?? new Dictionary<string, StreamedWeight>();
+    public IReadOnlyDictionary<string, StreamedWeight> Streamed { get; } = streamed ?? NoneStreamed;
+
+    private static readonly IReadOnlyDictionary<string, StreamedWeight> NoneStreamed = new Dictionary<string, StreamedWeight>();
 
     /// <summary>The layer no longer owns <paramref name="copy"/>: the store keeps it as the weight's device home.</summary>
     public void Keep(TensorLease copy) => owned.Remove(copy);

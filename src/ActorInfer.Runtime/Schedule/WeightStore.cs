@@ -277,7 +277,8 @@ internal sealed class WeightStore : IDisposable
         var owned = new List<IDisposable>();
         var pending = new WeightCopies(transfers);
         var expansions = new List<WeightExpansion>();
-        var streamed = new Dictionary<string, StreamedWeight>();
+        // Only while the weights grow toward a target (GrowTowards): otherwise every copy is freed with its layer.
+        Dictionary<string, StreamedWeight>? streamed = null;
         foreach (var spec in _layers[layer.Value].Weights)
         {
             var home = _homes[layer.Value][spec.Name];
@@ -298,7 +299,7 @@ internal sealed class WeightStore : IDisposable
                 if (homes[p] is TensorLease memory)
                 {
                     pending.Add(work.Tensor, memory.Tensor);
-                    if (home is not CompressedHome) streamed[spec.Name] = new StreamedWeight(work, memory);
+                    if (_growTarget is not null && home is not CompressedHome) (streamed ??= [])[spec.Name] = new StreamedWeight(work, memory);
                 }
                 else
                     transfers.ReadFile((DiskLease)homes[p], 0, work.Tensor, $"weight '{spec.Name}'{part}", CopyDirection.LoadWeights);
@@ -345,7 +346,8 @@ internal sealed class WeightStore : IDisposable
 
     /// <summary>
     /// A loaded layer is done with (its copies complete and its compute issued after them): the streamed copies that the
-    /// growth target places on the device become their weights' homes (see <see cref="GrowTowards"/>); the rest is freed.
+    /// growth target places on the device become their weights' homes (see <see cref="GrowTowards"/>; a layer loaded before
+    /// the target was set keeps none, and its weights grow the next time it streams them); the rest is freed.
     /// </summary>
     public void Release(LoadedWeights loaded, LayerIndex layer)
     {
