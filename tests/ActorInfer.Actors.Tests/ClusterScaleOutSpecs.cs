@@ -117,6 +117,10 @@ public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
         try
         {
             cluster.Up();
+            // Both workers must have reported their capacity before the freeze: a worker frozen before its first report
+            // is given nothing, and the job would complete on the other without testing the hand-over.
+            await WaitFor(async () => (await State(http))["workers"]!.AsArray().Count(w => (bool)w!["up"]! && (int)w["slots"]! > 0) == 2,
+                "both workers up and reporting their capacity");
             var frozen = cluster.Address("worker-1");
             using var worker = Process.GetProcessById(cluster.Pid("worker-1"));
             // Frozen before the job arrives: the gateway still counts it as up for the failure detector's pause and hands
