@@ -58,6 +58,9 @@ internal sealed class PlacementProgram : IDisposable
 
     public int SolveCount { get; private set; }
 
+    /// <summary>Programs the solver could not settle, even from scratch, taken as not fitting.</summary>
+    public int Unsettled { get; private set; }
+
     /// <summary>Shares fixed by the caller (null: free).</summary>
     public void FixShares(IReadOnlyDictionary<Placement, double> fixedShares)
     {
@@ -71,7 +74,7 @@ internal sealed class PlacementProgram : IDisposable
         }
     }
 
-    /// <summary>Minimizes the block's time; returns the optimal shares, or null when no placement fits the budget.</summary>
+    /// <summary>Minimizes the block's time; returns the optimal shares, or null when no placement fits the budget (or the solver cannot settle the program: <see cref="Unsettled"/>).</summary>
     public double[]? MinimizeTime(CostTerms terms, int layers, int decodeSteps, MemoryBudget budget)
     {
         Load(terms);
@@ -169,6 +172,14 @@ internal sealed class PlacementProgram : IDisposable
             // unusable (seen with a compressed cache attended on the GPU). A solve from scratch settles it.
             solver.Reset();
             status = solver.Solve();
+        }
+        // Unsettled even from scratch (seen with a budget of a hundred kilobytes, beside memory terms a thousand times
+        // larger): the candidate is taken as not fitting, so that one program the solver cannot settle costs the search that
+        // candidate, not its answer.
+        if (status == Solver.ResultStatus.ABNORMAL)
+        {
+            Unsettled++;
+            return null;
         }
         if (status == Solver.ResultStatus.INFEASIBLE)
             return null;

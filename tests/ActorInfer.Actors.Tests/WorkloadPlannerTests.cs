@@ -148,6 +148,19 @@ public sealed class WorkloadPlannerTests : IDisposable
             new WorkloadPlanner(_runtime, HardwareProfiles.T4FlexGen, "built-in", PlannerSettings.Default, 8, 4, Tier.Cpu, mostKept: 0));
     }
 
+    /// <summary>
+    /// A GPU budget 131 KiB above the allocator's allowance: the linear solver cannot settle some candidates' programs (their
+    /// memory terms are a thousand times the budget); those are taken as not fitting, and the search still answers.
+    /// </summary>
+    [Fact]
+    public void A_budget_barely_above_the_allocator_s_allowance_is_answered_not_failed()
+    {
+        var planner = Planner(Tier.Gpu, maxGpuBatchSize: 64, maxGpuBatches: 8);
+        var budget = DeviceReserve.AllowanceFor(0) + 134_144;
+        var policy = planner.Plan(new TierBudgets(budget, 1L << 30, 0));
+        Assert.True(policy is null || policy.Runtime!.Weights.Gpu < 1, $"{policy}");
+    }
+
     /// <summary>A planner with room for large blocks, a bucket, and a 2 x 3 policy with a fifth of its weights on the device.</summary>
     private (WorkloadPlanner Planner, WorkloadBucket Bucket, Policy Placed) RaiseSetup()
     {
