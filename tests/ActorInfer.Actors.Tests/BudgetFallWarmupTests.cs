@@ -15,9 +15,8 @@ public sealed class BudgetFallWarmupTests
         var (dropped, moved, yields) = BudgetFallWarmup.Run();
         Assert.Equal(1, dropped);
         Assert.Equal(1, yields);
-        Assert.True(moved > 0, "the rehearsal moved no weights");
-        // Half of the weights left and came back: the same bytes each way.
-        Assert.Equal(0, moved % 2);
+        // Half of the weights left for the host copies they kept (nothing copied) and came back (copied).
+        Assert.True(moved > 0, "the rehearsal copied no weights back");
         Assert.Equal((dropped, moved, yields), BudgetFallWarmup.Run());
     }
 }

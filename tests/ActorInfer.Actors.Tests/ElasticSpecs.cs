@@ -116,12 +116,12 @@ public sealed partial class ElasticSpecs : TestKit, IDisposable
     /// layer 0 is a probe: the test holds each computation sent there until it passes it on (see <see cref="ForwardAll"/>).
     /// </summary>
     private (IActorRef[] Layers, Akka.TestKit.TestProbe Gate, IActorRef Scheduler) StartWithLayerZeroHeld(IInferenceEngine engine, BlockPolicy policy,
-        WorkItem[] items)
+        WorkItem[] items, Memory.TierBudgets? budgets = null)
     {
         var layers = Layers(engine);
         var gate = CreateTestProbe();
         var scheduler = Sys.ActorOf(SchedulerProtocol.Props(engine, _factory, [gate.Ref, .. layers[1..]], planner: null));
-        scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, Memory.TierBudgets.None));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(policy, budgets ?? Memory.TierBudgets.None));
         scheduler.Tell(new Observe(TestActor));
         scheduler.Tell(new Enqueue(items));
         return (layers, gate, scheduler);

@@ -85,6 +85,47 @@ public sealed class WeightGrowthTests
         }, (_, _, _) => { });
 
     /// <summary>
+    /// Weights grown in one block stay as homes for the next where its plan leaves room for them beside it, and leave for
+    /// their host copies as it opens where it does not (the tier would refuse its buffers): either way nothing is copied
+    /// and its tokens are the reference's.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Grown_weights_stay_for_the_next_block_only_where_it_has_room_for_them(bool room)
+    {
+        var config = TestConfigs.PreLn;
+        using var source = new RandomWeights(config, seed: 7);
+        var expected = Harness.Reference(config, source, 5);
+        var tiers = TierSet.Create(Harness.Generous, Harness.Generous, null, 0);
+        using (var copies = new CpuCopyEngine())
+        using (var engine = new OffloadRuntime(config, source, OnCpu, tiers, copies, ScalarType.Float32))
+        {
+            var weightBytes = engine.PlanBlock(OnDevice, 8, 16).Weights.Device;
+            var first = Harness.Sequences(config, 5);
+            engine.GrowTowards(OnDevice, Harness.Generous);
+            using (var block = engine.OpenBlock(first, Harness.Decode))
+                RunToTheEnd(block, first, 0);
+            Assert.Equal(weightBytes, engine.GrownBytes);
+            var cpu = tiers.Cpu.BytesHeld;
+            // The next block's plan (its cache and buffers on the device) beside the grown weights: within the budget, or
+            // a byte over it.
+            var second = Harness.Sequences(config, 5);
+            var need = engine.Plan(second).Total.Of(TierKind.Device);
+            tiers.Device.SetBudget(need + weightBytes - (room ? 0 : 1));
+            using (var block = engine.OpenBlock(second, Harness.Decode))
+            {
+                Assert.Equal(room ? weightBytes : 0, engine.GrownBytes);
+                RunToTheEnd(block, second, 0);
+            }
+            Assert.Equal(expected.Select(s => s.OutputIds), first.Select(s => s.OutputIds));
+            Assert.Equal(expected.Select(s => s.OutputIds), second.Select(s => s.OutputIds));
+            Assert.True(tiers.Cpu.BytesHeld <= cpu);
+        }
+        Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>
     /// A runtime with every weight on the CPU runs a block's prefill, then <paramref name="during"/> (given the block, its
     /// sequences and the bytes of every weight on the device), which runs it to its end; the tokens are checked against
     /// the reference, then <paramref name="after"/> runs with the block closed, and every tier is checked freed.

@@ -30,7 +30,7 @@ internal static class BudgetFallWarmup
         MaxPositionEmbeddings = 32, WordEmbedProjDim = 8,
     };
 
-    /// <returns>The GPU batches it dropped, the weight bytes it moved off the device and back, and the layers that stopped for a change.</returns>
+    /// <returns>The GPU batches it dropped, the weight bytes it copied (back onto the device: those that left went to their host copies), and the layers that stopped for a change.</returns>
     public static (int BatchesDropped, long WeightBytesMoved, int Yields) Run()
     {
         using var scope = NewDisposeScope();

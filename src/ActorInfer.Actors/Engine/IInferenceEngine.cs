@@ -91,7 +91,9 @@ public interface IInferenceEngine : IDisposable
     /// Applies a policy's placement (weights move between tiers) and the budgets (the tiers refuse what exceeds
     /// them from now on): between blocks, or at a layer boundary of the running block after its batches were
     /// dropped down to what fits. <paramref name="moved"/>, when given, is called after each weight moves (what the
-    /// tiers hold has just gone down, or up).
+    /// tiers hold has just gone down, or up). A policy raised from a firm one (<see cref="BlockPolicy.GrowsFrom"/>) may be
+    /// applied as the firm placement, its raised weights growing in as the blocks stream them
+    /// (<see cref="GrowWeightsTowards"/>), where the engine can grow them and the budgets are known.
     /// </summary>
     void Apply(BlockPolicy policy, TierBudgets budgets, Action? moved = null)
     {
@@ -100,8 +102,8 @@ public interface IInferenceEngine : IDisposable
     /// <summary>
     /// The running block keeps the placement in force where <paramref name="target"/> only moves more weights onto the device
     /// (a rise left to the block's end): meanwhile the weights <paramref name="target"/> places there may stay on the device
-    /// as the block's layers copy them in anyway, within <paramref name="budgets"/>. The next <see cref="Apply"/> stops it.
-    /// An engine without tier accounting does nothing.
+    /// as the block's layers copy them in anyway, within <paramref name="budgets"/>; and so for each later block as it opens,
+    /// until the next <see cref="Apply"/> stops it. An engine without tier accounting does nothing.
     /// </summary>
     void GrowWeightsTowards(ActorInfer.Planning.Policy target, TierBudgets budgets)
     {

@@ -140,6 +140,12 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         // Weights growing toward a rise the running block left to its end stop growing at any new placement or budgets (the
         // scheduler starts them again where the rise is still left to the end); a fall under them lets go of what they kept.
         runtime.GrowTowards(null, 0);
+        _growth = null;
+        // A policy raised from a firm one: the firm placement is the one in force, and the weights it raises grow in as the
+        // blocks stream them (their CPU homes kept), so that a fall back to the firm budget lets go of them at once.
+        var grows = device is not null && policy.GrowsFrom is { } from && policy.Runtime is { } raised && raised != from &&
+                    runtime.CanGrowTowards(raised) && Scheduling.BlockFitting.OnlyWeightsDiffer(from, raised);
+        var wanted = grows ? policy.GrowsFrom : policy.Runtime;
         var fell = device is { } f && f < tiers.Device.BudgetBytes;
         // Raise budgets before moving (weights coming onto a tier need its room), lower them after.
         if (device is { } d && d > tiers.Device.BudgetBytes) tiers.Device.SetBudget(d);
@@ -147,27 +153,41 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         // New budgets under the policy in force (every budget change is published) move nothing: no placement is planned;
         // unless they fell while weights had grown beyond the placement in force (those go back to their host copies).
         var settle = fell && runtime.GrownBytes > 0;
-        if ((policy.Runtime ?? (settle ? runtime.Policy : null)) is { } placement && (placement != runtime.Policy || settle))
+        if ((wanted ?? (settle ? runtime.Policy : null)) is { } placement && (placement != runtime.Policy || settle))
         {
             var running = _session is { } s && s.Open > 0 ? s.Block : null;
             WeightBytesMoved += runtime.Replace(placement, running, moved);
         }
         if (device is { } d2) tiers.Device.SetBudget(d2);
         if (cpu is { } c2) tiers.Cpu.SetBudget(c2);
+        if (grows) GrowWeightsTowards(policy.Runtime!, budgets);
     }
+
+    // The placement the weights grow toward beyond the one in force, and the budgets they grow within (null: none); armed for
+    // the running block and again for each block as it opens, until the next Apply.
+    private (ActorInfer.Planning.Policy Target, TierBudgets Budgets)? _growth;
 
     public void GrowWeightsTowards(ActorInfer.Planning.Policy target, TierBudgets budgets)
     {
-        var (device, _) = Budgets(budgets);
-        if (device is not { } d || _session is not { } s || s.Open == 0)
+        if (Budgets(budgets).Device is null)
         {
+            _growth = null;
             runtime.GrowTowards(null, 0);
             return;
         }
+        _growth = (target, budgets);
+        if (_session is { } s && s.Open > 0) ArmGrowth(s);
+        else runtime.GrowTowards(null, 0);
+    }
+
+    /// <summary>Lets the weights grow toward <see cref="_growth"/>'s target within what the rest of the block leaves of the budget.</summary>
+    private void ArmGrowth(Session s)
+    {
+        if (_growth is not { } g || Budgets(g.Budgets).Device is not { } d) return;
         // What the rest of the block holds at its peak under the placement in force: the weights may grow into the rest.
         var remaining = s.Batches.Where(b => !b.Disposed).Select(b => b.Index).ToArray();
         var peak = runtime.PlanRunning(s.Block, remaining, runtime.Policy).Device;
-        runtime.GrowTowards(target, d - peak);
+        runtime.GrowTowards(g.Target, d - peak);
     }
 
     /// <summary>Weight bytes kept on the device beyond the placement in force while the running block grows toward a rise.</summary>
@@ -200,6 +220,7 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
                 throw new InvalidOperationException("the block's GPU batch size differs from the runtime policy's");
         }
         _session = session;
+        ArmGrowth(session);
         WarmFits(block, batches.Length);
         return session;
     }

@@ -26,6 +26,15 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
     public bool KeepsRunningBlocks { get; init; }
 
     /// <summary>
+    /// Under conservative sizing, the firm placement <see cref="Runtime"/>'s weights were raised from (null: none). An engine
+    /// that can grow its weights places them as this one does and lets those <see cref="Runtime"/> adds stay on the device
+    /// as each block's layers stream them in, their CPU homes kept as host copies: a fall down to the firm budget then
+    /// lets go of them at once, with nothing copied (see <see cref="IInferenceEngine.Apply"/>). Any other engine places
+    /// <see cref="Runtime"/>.
+    /// </summary>
+    public ActorInfer.Planning.Policy? GrowsFrom { get; init; }
+
+    /// <summary>
     /// The geometry to fall back to after the device ran out of memory: half the GPU batches, or with one GPU batch half
     /// its size; null at a block of one sequence.
     /// </summary>
@@ -34,7 +43,8 @@ public sealed record BlockPolicy(int GpuBatchSize, int NumGpuBatches, string Pla
         : NumGpuBatches > 1 ? this with { NumGpuBatches = NumGpuBatches / 2 }
         : this with { GpuBatchSize = GpuBatchSize / 2 };
 
-    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "");
+    public override string ToString() => $"{NumGpuBatches} x {GpuBatchSize} ({Placement})" + (Bucket is { } b ? $" for {b}" : "") +
+        (GrowsFrom is { } firm ? $", weights grown in from {firm.Weights.Gpu * 100:F0}% on the device" : "");
 }
 
 /// <summary>Picks the best policy for a set of budgets, or null when the model cannot run within them.</summary>

@@ -86,8 +86,10 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     /// The policy for the budgets as they are. Under conservative sizing, with falls in the history, a block's firm parts
     /// (its geometry, cache, activations and attention) are planned for the firm budget (<see cref="PressureHistory.FirmFor"/>),
     /// and its weights fill the rest (<see cref="IPolicyPlanner.Raise"/>): a fall down to the firm budget moves weights off
-    /// the device, which is at once, and drops nothing. A running block keeps the firm budget it started with; below it
-    /// the exact policy for the budgets answers. No policy planned this way restarts a running block.
+    /// the device and drops nothing. Where the engine grows the raised weights in from the firm placement
+    /// (<see cref="BlockPolicy.GrowsFrom"/>), their CPU homes stay, and that move is at once, with nothing copied. A running
+    /// block keeps the firm budget it started with; below it the exact policy for the budgets answers. No policy planned
+    /// this way restarts a running block.
     /// </summary>
     private BlockPolicy? Plan(TierBudgets budgets)
     {
@@ -98,7 +100,12 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         var tier = _headroom.ComputeTier;
         var firmBytes = _firm ?? _history.FirmFor(budgets[tier]);
         if (firmBytes >= budgets[tier]) return exact;
-        return PlanExactly(budgets.With(tier, firmBytes)) is { } firm ? _planner.Raise(firm, budgets) with { KeepsRunningBlocks = true } : exact;
+        if (PlanExactly(budgets.With(tier, firmBytes)) is not { } firm) return exact;
+        var raised = _planner.Raise(firm, budgets);
+        // The weights raised beyond the firm placement are the ones a fall takes back: an engine that can grow them in keeps
+        // their CPU homes, so that they leave the device at once.
+        var growsFrom = raised.Runtime is { } r && firm.Runtime is { } f && r != f ? f : null;
+        return raised with { KeepsRunningBlocks = true, GrowsFrom = growsFrom };
     }
 
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>

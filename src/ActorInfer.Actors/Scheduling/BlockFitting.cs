@@ -65,7 +65,7 @@ internal static class BlockFitting
     private static bool OnlyWeightsDiffer(BlockPolicy a, BlockPolicy b) =>
         a.Runtime is { } x && b.Runtime is { } y && a.GpuBatchSize == b.GpuBatchSize && a.NumGpuBatches == b.NumGpuBatches && OnlyWeightsDiffer(x, y);
 
-    private static bool OnlyWeightsDiffer(ActorInfer.Planning.Policy x, ActorInfer.Planning.Policy y) =>
+    internal static bool OnlyWeightsDiffer(ActorInfer.Planning.Policy x, ActorInfer.Planning.Policy y) =>
         x.Reshaped(x.GpuBatchSize, x.NumGpuBatches, y.Weights) == y;
 
     /// <summary>

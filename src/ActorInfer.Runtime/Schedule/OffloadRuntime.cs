@@ -235,7 +235,10 @@ public sealed class OffloadRuntime : IDisposable
     /// homes stay as host copies).
     /// </summary>
     public void GrowTowards(Policy? target, long allowance) =>
-        _weights.GrowTowards(target is null || target.CompressWeights || CompressesWeights ? null : WeightsOnly(target), allowance);
+        _weights.GrowTowards(target is null || !CanGrowTowards(target) ? null : WeightsOnly(target), allowance);
+
+    /// <summary>Whether <see cref="GrowTowards"/> can grow the weights toward <paramref name="target"/> (not for compressed weights).</summary>
+    public bool CanGrowTowards(Policy target) => !target.CompressWeights && !CompressesWeights;
 
     /// <summary>Weight bytes kept on the device by <see cref="GrowTowards"/> beyond the placement in force.</summary>
     public long GrownBytes => _weights.GrownBytes;
@@ -323,6 +326,10 @@ public sealed class OffloadRuntime : IDisposable
             : Policy;
         var plan = Plan(block, policy);
         plan.EnsureFits(Tiers);
+        // Weights that growth kept on the device beyond the placement stay for this block where it has room for them beside
+        // its plan; else they leave for their host copies now (nothing is copied).
+        if (_weights.GrownBytes > 0 && plan.Total.Of(TierKind.Device) + _weights.GrownBytes > Tiers.BudgetOf(TierKind.Device))
+            _weights.Replace(WeightPlan, Tiers, Copies);
         LastPlan = plan;
         var shapes = Shapes(block, policy);
         var batches = SplitBatches(block, policy)

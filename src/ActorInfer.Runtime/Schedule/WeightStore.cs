@@ -148,7 +148,7 @@ internal sealed class WeightStore : IDisposable
     /// move allocates the new home, copies, and frees the old one, so the tiers' accounting is exact throughout.
     /// No copy may be reading a home while this runs (the caller completes its weight transfers first).
     /// </summary>
-    /// <returns>The bytes moved.</returns>
+    /// <returns>The bytes copied (a weight that leaves the device for the host copy it kept moves without one).</returns>
     /// <param name="afterEach">Called after each weight moved (the tiers' accounting has changed).</param>
     // Fully optimized from its first call (and so by AheadCompilation ahead of time): it runs rarely (a budget change), so under
     // tiered compilation its loop over every weight of the model (about a thousand for OPT-6.7B) may be replaced on the
@@ -166,8 +166,10 @@ internal sealed class WeightStore : IDisposable
                     var to = plan.WeightTiers[j][i];
                     if (from == to || (from == TierKind.Device) != leavingDevice) continue;
                     _resident[j] = null;
+                    // Leaving the device for a host copy it kept copies nothing: only copies count as moved.
+                    var copied = !(to == TierKind.Cpu && _hostCopies[j].ContainsKey(spec.Name));
                     _homes[j][spec.Name] = Move(j, _homes[j][spec.Name], spec, to, tiers, copies);
-                    moved += Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType));
+                    if (copied) moved += Parts(spec).Sum(p => MemoryTier.BytesOf(p.Shape, p.DType));
                     afterEach?.Invoke();
                 }
         // Every weight is where the plan puts it: what growth kept is now the plan's, or left the device above. A store
