@@ -63,6 +63,34 @@ public sealed class WeightGrowthTests
         }, (_, tiers, _) => Assert.Equal(0, tiers.Device.BytesHeld));
 
     /// <summary>
+    /// A smaller allowance inside a step, at a layer boundary: grown weights go back to their host copies from the last layer
+    /// down until what is left is within it (nothing copied, the CPU tier unchanged), the rest stay, and the tokens are the
+    /// reference's.
+    /// </summary>
+    [Fact]
+    public void Trimming_lets_go_of_grown_weights_down_to_the_allowance_and_keeps_the_rest() =>
+        WithABlock(false, (engine, tiers, block, sequences, weightBytes) =>
+        {
+            var cpuBefore = tiers.Cpu.BytesHeld;
+            engine.GrowTowards(OnDevice, Harness.Generous);
+            block.RunStep(new TokenStep(1));
+            Assert.Equal(weightBytes, engine.GrownBytes);
+            block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
+            for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+            var deviceGrown = tiers.Device.BytesHeld;
+            var released = engine.TrimGrowth(weightBytes / 2, block);
+            Assert.InRange(engine.GrownBytes, 1, weightBytes / 2);
+            Assert.Equal(weightBytes - engine.GrownBytes, released);
+            Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
+            Assert.Equal(deviceGrown - released, tiers.Device.BytesHeld);
+            // Within the allowance already: nothing more goes.
+            Assert.Equal(0, engine.TrimGrowth(weightBytes / 2, block));
+            for (var layer = 1; layer < block.ScheduleLayers; layer++)
+                for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+            RunToTheEnd(block, sequences, 3);
+        }, (_, _, _) => { });
+
+    /// <summary>
     /// The weights grow no further than the allowance, nor into the room the device keeps for another layer's copies: the
     /// tier never refuses the block's next copy, and the block ends with the tokens it would have had.
     /// </summary>

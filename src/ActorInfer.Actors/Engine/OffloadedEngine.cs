@@ -153,11 +153,18 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
         // New budgets under the policy in force (every budget change is published) move nothing: no placement is planned;
         // unless they fell while weights had grown beyond the placement in force (those go back to their host copies).
         var settle = fell && runtime.GrownBytes > 0;
-        if ((wanted ?? (settle ? runtime.Policy : null)) is { } placement && (placement != runtime.Policy || settle))
+        var running = _session is { } open && open.Open > 0 ? open : null;
+        if (wanted is { } placement && placement != runtime.Policy)
+            WeightBytesMoved += runtime.Replace(placement, running?.Block, moved);
+        else if (settle && running is not null && device is { } fallen)
         {
-            var running = _session is { } s && s.Open > 0 ? s.Block : null;
-            WeightBytesMoved += runtime.Replace(placement, running, moved);
+            // The same placement under a lower budget: of the grown weights only those go that the rest of the block no
+            // longer leaves room for (to their host copies, nothing copied); the others stay and the growth goes on.
+            runtime.TrimGrowth(fallen - RunningPeak(running), running.Block);
+            moved?.Invoke();
         }
+        else if (settle)
+            WeightBytesMoved += runtime.Replace(runtime.Policy, null, moved);
         if (device is { } d2) tiers.Device.SetBudget(d2);
         if (cpu is { } c2) tiers.Cpu.SetBudget(c2);
         if (grows) GrowWeightsTowards(policy.Runtime!, budgets);
@@ -184,11 +191,12 @@ public sealed class OffloadedEngine(OffloadRuntime runtime, Func<IReadOnlyList<i
     private void ArmGrowth(Session s)
     {
         if (_growth is not { } g || Budgets(g.Budgets).Device is not { } d) return;
-        // What the rest of the block holds at its peak under the placement in force: the weights may grow into the rest.
-        var remaining = s.Batches.Where(b => !b.Disposed).Select(b => b.Index).ToArray();
-        var peak = runtime.PlanRunning(s.Block, remaining, runtime.Policy).Device;
-        runtime.GrowTowards(g.Target, d - peak);
+        runtime.GrowTowards(g.Target, d - RunningPeak(s));
     }
+
+    /// <summary>What the rest of the block holds on the device at its peak under the placement in force: the weights may grow into the rest.</summary>
+    private long RunningPeak(Session s) =>
+        runtime.PlanRunning(s.Block, s.Batches.Where(b => !b.Disposed).Select(b => b.Index).ToArray(), runtime.Policy).Device;
 
     /// <summary>Weight bytes kept on the device beyond the placement in force while the running block grows toward a rise.</summary>
     public long WeightBytesGrown => runtime.GrownBytes;

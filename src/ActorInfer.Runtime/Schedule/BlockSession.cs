@@ -52,6 +52,9 @@ public sealed class BlockSession : IDisposable
     /// <summary>Moves the weights for a new plan (see <see cref="OffloadRuntime.Replace"/>).</summary>
     internal long ReplaceWeights(Placement.PlacementPlan plan, Action? moved = null) => _run.ReplaceWeights(plan, moved);
 
+    /// <summary>Lets grown weights go down to an allowance (see <see cref="OffloadRuntime.TrimGrowth"/>).</summary>
+    internal long TrimGrownWeights(Placement.PlacementPlan inForce, long allowance) => _run.TrimGrownWeights(inForce, allowance);
+
     /// <summary>Input embedding (0), the decoder layers (1 .. L) and the output head (L + 1).</summary>
     public int ScheduleLayers { get; }
 

@@ -234,6 +234,31 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
         }
     }
 
+    /// <summary>
+    /// Lets grown weights go back to their host copies down to <paramref name="allowance"/> bytes (see
+    /// <see cref="WeightStore.TrimGrowth"/>) between steps or at a layer boundary: waits for the weight copies in flight,
+    /// and loads the current layer again from its homes.
+    /// </summary>
+    public long TrimGrownWeights(PlacementPlan inForce, long allowance)
+    {
+        if (_cursor is { } at && at.Batch.Value != 0)
+            throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
+        ReleaseWeights();
+        try
+        {
+            return weights.TrimGrowth(inForce, allowance);
+        }
+        finally
+        {
+            if (_cursor is { } cursor)
+            {
+                using var scope = NewDisposeScope();
+                _weightTransfers = new Transfers(_copies, _tiers);
+                _current = weights.Load(cursor.Layer, _weightTransfers);
+            }
+        }
+    }
+
     /// <summary>Completes every outstanding transfer of the step (also after a failure).</summary>
     public void End() => End(completed: false);
 

@@ -240,6 +240,16 @@ public sealed class OffloadRuntime : IDisposable
     /// <summary>Whether <see cref="GrowTowards"/> can grow the weights toward <paramref name="target"/> (not for compressed weights).</summary>
     public bool CanGrowTowards(Policy target) => !target.CompressWeights && !CompressesWeights;
 
+    /// <summary>
+    /// Lets weights kept on the device by <see cref="GrowTowards"/> go back to their host copies until at most
+    /// <paramref name="allowance"/> bytes of them are left (within the running block's step at a layer boundary when one
+    /// runs): nothing is copied, the placement in force and the growth target stay.
+    /// </summary>
+    /// <returns>The bytes let go.</returns>
+    public long TrimGrowth(long allowance, BlockSession? running = null) =>
+        _weights.GrownBytes <= allowance ? 0
+        : running is not null ? running.TrimGrownWeights(WeightPlan, allowance) : _weights.TrimGrowth(WeightPlan, allowance);
+
     /// <summary>Weight bytes kept on the device by <see cref="GrowTowards"/> beyond the placement in force.</summary>
     public long GrownBytes => _weights.GrownBytes;
 

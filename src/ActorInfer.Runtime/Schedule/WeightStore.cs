@@ -374,6 +374,31 @@ internal sealed class WeightStore : IDisposable
         loaded.Dispose();
     }
 
+    /// <summary>
+    /// Lets weights that growth kept on the device (<see cref="GrowTowards"/>) go back to their host copies, from the last
+    /// layer down, until at most <paramref name="allowance"/> bytes of them are left: a smaller fall takes back only what it
+    /// needs, with nothing copied, and the growth target stays. No copy may be reading a home while this runs.
+    /// </summary>
+    /// <returns>The bytes let go.</returns>
+    public long TrimGrowth(PlacementPlan inForce, long allowance)
+    {
+        long released = 0;
+        for (var j = _layers.Count - 1; j >= 0 && GrownBytes > Math.Max(0, allowance); j--)
+            for (var i = 0; i < _layers[j].Weights.Count && GrownBytes > Math.Max(0, allowance); i++)
+            {
+                var spec = _layers[j].Weights[i];
+                if (inForce.WeightTiers[j][i] == TierKind.Device || _homes[j][spec.Name] is not TensorLease { Tier.Kind: TierKind.Device } grown ||
+                    !_hostCopies[j].Remove(spec.Name, out var copy))
+                    continue;
+                _resident[j] = null;
+                _homes[j][spec.Name] = copy;
+                GrownBytes -= grown.Bytes;
+                released += grown.Bytes;
+                grown.Dispose();
+            }
+        return released;
+    }
+
     public void Dispose()
     {
         _resident.Clear();
