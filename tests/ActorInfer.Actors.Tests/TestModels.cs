@@ -40,9 +40,13 @@ public static class TestModels
         IgnoreEos = true,
     };
 
-    /// <summary>Test actor systems get the tensor dispatcher from the real reference.conf.</summary>
+    /// <summary>
+    /// Test actor systems get the tensor dispatcher from the real reference.conf. An expected message may take up to 10 s
+    /// (TestKit's default is 3 s): on a 2-core machine running other suites' processes beside, a message that comes is
+    /// still a pass, and only a failing test waits the longer.
+    /// </summary>
     public static Config ActorConfig { get; } =
-        ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(SettingsLoader.Reference);
+        ConfigurationFactory.ParseString("akka.loglevel = WARNING\nakka.test.single-expect-default = 10s").WithFallback(SettingsLoader.Reference);
 
     public static string RepositoryRoot => TestPaths.RepositoryRoot;
 
