@@ -47,18 +47,12 @@ public sealed class WeightGrowthTests
         {
             var deviceBefore = tiers.Device.BytesHeld;
             var cpuBefore = tiers.Cpu.BytesHeld;
-            engine.GrowTowards(OnDevice, Harness.Generous);
-            block.RunStep(new TokenStep(1));
-            Assert.Equal(weightBytes, engine.GrownBytes);
+            GrowAllAndStopInStepTwo(engine, block, weightBytes);
             // Inside the next step, at a layer boundary: the placement in force again, the grown weights leave.
-            block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
-            for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
             engine.Replace(OnCpu, block);
             Assert.Equal(0, engine.GrownBytes);
             Assert.Equal(cpuBefore, tiers.Cpu.BytesHeld);
-            for (var layer = 1; layer < block.ScheduleLayers; layer++)
-                for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
-            RunToTheEnd(block, sequences, 3);
+            FinishStepTwoAndTheBlock(block, sequences);
             Assert.Equal(deviceBefore, tiers.Device.BytesHeld);
         }, (_, tiers, _) => Assert.Equal(0, tiers.Device.BytesHeld));
 
@@ -72,11 +66,7 @@ public sealed class WeightGrowthTests
         WithABlock(false, (engine, tiers, block, sequences, weightBytes) =>
         {
             var cpuBefore = tiers.Cpu.BytesHeld;
-            engine.GrowTowards(OnDevice, Harness.Generous);
-            block.RunStep(new TokenStep(1));
-            Assert.Equal(weightBytes, engine.GrownBytes);
-            block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
-            for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+            GrowAllAndStopInStepTwo(engine, block, weightBytes);
             var deviceGrown = tiers.Device.BytesHeld;
             var released = engine.TrimGrowth(weightBytes / 2, block);
             Assert.InRange(engine.GrownBytes, 1, weightBytes / 2);
@@ -85,9 +75,7 @@ public sealed class WeightGrowthTests
             Assert.Equal(deviceGrown - released, tiers.Device.BytesHeld);
             // Within the allowance already: nothing more goes.
             Assert.Equal(0, engine.TrimGrowth(weightBytes / 2, block));
-            for (var layer = 1; layer < block.ScheduleLayers; layer++)
-                for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
-            RunToTheEnd(block, sequences, 3);
+            FinishStepTwoAndTheBlock(block, sequences);
         }, (_, _, _) => { });
 
     /// <summary>
@@ -180,6 +168,23 @@ public sealed class WeightGrowthTests
             after(engine, tiers, weightBytes);
         }
         Harness.AssertAllFreed(tiers);
+    }
+
+    /// <summary>Every weight grows in during step 1; step 2 then stops at its first layer boundary (its layer 0 run).</summary>
+    private static void GrowAllAndStopInStepTwo(OffloadRuntime engine, BlockSession block, long weightBytes)
+    {
+        engine.GrowTowards(OnDevice, Harness.Generous);
+        block.RunStep(new TokenStep(1));
+        Assert.Equal(weightBytes, engine.GrownBytes);
+        block.Begin(new TokenStep(2), Enumerable.Range(0, block.BatchCount).ToArray());
+        for (var b = 0; b < block.BatchCount; b++) block.Run(0, b);
+    }
+
+    private static void FinishStepTwoAndTheBlock(BlockSession block, List<SequenceState> sequences)
+    {
+        for (var layer = 1; layer < block.ScheduleLayers; layer++)
+            for (var b = 0; b < block.BatchCount; b++) block.Run(layer, b);
+        RunToTheEnd(block, sequences, 3);
     }
 
     private static void RunToTheEnd(BlockSession block, List<SequenceState> sequences, int fromStep)
