@@ -42,6 +42,9 @@ public static class AdminRoutes
                 compute = new { tier = GatewayMetrics.TierName(g.Node.ComputeTier), largest_block_bytes = g.Node.LargestBlockBytes },
                 // What each offload-tier actor accounts its tier as holding now.
                 bytes_in_use = tiers.ToDictionary(t => GatewayMetrics.TierName(t.Tier), t => t.BytesHeld),
+                // The GPU as the device reports it (every process on it, the CUDA context and the caching allocator's reserve
+                // included); null on a node without CUDA.
+                device = DeviceMemory(g),
                 policy = policy.Policy?.ToString(),
                 // Whether a sequence's tokens depend on its own request alone (actorinfer.batch-invariant).
                 batch_invariant = g.Node.Settings.BatchInvariant,
@@ -64,6 +67,13 @@ public static class AdminRoutes
                 arbiter = await ModelStates.Arbiter(g),
             });
         }).WithMetadata(access);
+    }
+
+    private static object? DeviceMemory(GatewayContext g)
+    {
+        if (!g.Node.Settings.IsCuda) return null;
+        var (free, total) = ActorInfer.Runtime.Tiers.MachineMemory.Device();
+        return new { total_bytes = total, used_bytes = total - free };
     }
 
     /// <summary>A gateway without the worker role: its workers (address, device, slots, requests held, results completed) and queue.</summary>

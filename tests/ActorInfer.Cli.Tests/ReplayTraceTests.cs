@@ -78,6 +78,40 @@ public sealed class ReplayTraceTests
         Assert.Equal(0.0, (double)progress["chat"]!["longest_without_progress_seconds"]!);
     }
 
+    /// <summary>
+    /// The GPU as the device reports it, read from each /admin/state sample, goes into the summary per sample and as the
+    /// run's mean beside the device's size; a node without CUDA reports none, and the run's figures are null.
+    /// </summary>
+    [Fact]
+    public void The_device_s_own_used_memory_is_sampled_and_averaged_where_the_node_reports_it()
+    {
+        const string state = """
+            {"budgets": {"gpu": 1000}, "models": [{"name": "chat", "bytes_in_use": {"gpu": 300}, "budgets": {"gpu": 600}}],
+             "device": {"total_bytes": 2000, "used_bytes": USED}}
+            """;
+        MemorySample Sample(double at, string used) =>
+            ReplayRun.Sample(at, System.Text.Json.JsonDocument.Parse(state.Replace("USED", used)).RootElement, "gpu");
+        var first = Sample(0, "800");
+        Assert.Equal((800L, 2000L), first.Device);
+        Assert.Equal((300L, 600L), first.Models["chat"]);
+        var tenants = new[] { new ReplayTenant("chat", "conv.csv", [new TraceRequest(0, 8, 4, 2)]) };
+        var options = new ReplayOptions(1, null, null, 0, TimeSpan.FromSeconds(0.5));
+        var run = ReplaySummary.Build(tenants, new ReplayRun.Result([], [first, Sample(0.5, "1200")], 1.0, "gpu",
+            new Dictionary<string, double>(), new Dictionary<string, double>()), options, "url")["run"]!;
+        Assert.Equal(1000.0, (double)run["device_used_mean_bytes"]!);
+        Assert.Equal(2000L, (long)run["device_total_bytes"]!);
+        Assert.Equal(1200L, (long)run["memory"]![1]!["device_used"]!);
+
+        var withoutCuda = ReplayRun.Sample(0, System.Text.Json.JsonDocument.Parse(state.Replace("""
+            "device": {"total_bytes": 2000, "used_bytes": USED}
+            """.Trim(), "\"device\": null")).RootElement, "gpu");
+        Assert.Null(withoutCuda.Device);
+        var cpuRun = ReplaySummary.Build(tenants, new ReplayRun.Result([], [withoutCuda], 1.0, "gpu", new Dictionary<string, double>(),
+            new Dictionary<string, double>()), options, "url")["run"]!;
+        Assert.Null(cpuRun["device_used_mean_bytes"]);
+        Assert.Null(cpuRun["device_total_bytes"]);
+    }
+
     [Fact]
     public void Percentiles_are_nearest_rank()
     {

@@ -103,7 +103,10 @@ public sealed partial class PressureRouteTests(ITestOutputHelper output)
                 using var response = await client.GetAsync("/admin/state");
                 return await GatewayFixture.ReadJson(response);
             }
-            needed = (await State()).GetProperty("compute").GetProperty("largest_block_bytes").GetInt64();
+            var state = await State();
+            needed = state.GetProperty("compute").GetProperty("largest_block_bytes").GetInt64();
+            // The GPU as the device reports it: none on a node without CUDA.
+            Assert.Equal(System.Text.Json.JsonValueKind.Null, state.GetProperty("device").ValueKind);
             File.WriteAllLines(Path.Combine(dir, "pressure.jsonl"),
                 Schedule.Select(e => $"{{\"at_step\": {e.Step}, \"tier\": \"cpu\", \"budget\": {(long)(e.Fraction * needed)}}}"));
 

@@ -102,6 +102,8 @@ public sealed class SeveralModelsTests
         }
         var runFigures = summary.RootElement.GetProperty("run");
         foreach (var key in new[] { "drops", "requeues", "recomputed_tokens" }) Assert.True(runFigures.TryGetProperty(key, out _), key);
+        // The device's own figure: none on a node without CUDA.
+        Assert.Equal(JsonValueKind.Null, runFigures.GetProperty("device_used_mean_bytes").ValueKind);
         var memory = runFigures.GetProperty("memory").EnumerateArray().ToList();
         Assert.NotEmpty(memory);
         Assert.All(memory, m => Assert.True(m.GetProperty("models").GetProperty("chat").GetProperty("budget").GetInt64() > 0));

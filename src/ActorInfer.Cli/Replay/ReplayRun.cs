@@ -22,6 +22,9 @@ public sealed record MemorySample(double At, IReadOnlyDictionary<string, (long H
 {
     /// <summary>Per model at that moment: its progress counters and whether it had work (empty where the node does not report them).</summary>
     public IReadOnlyDictionary<string, ModelProgress> Progress { get; init; } = new Dictionary<string, ModelProgress>();
+
+    /// <summary>The GPU's used and total bytes as the device reports them (null on a node without CUDA).</summary>
+    public (long Used, long Total)? Device { get; init; }
 }
 
 /// <summary>
@@ -142,7 +145,7 @@ public static class ReplayRun
         return counts;
     }
 
-    private static MemorySample Sample(double at, JsonElement state, string? computeTier)
+    internal static MemorySample Sample(double at, JsonElement state, string? computeTier)
     {
         var models = new Dictionary<string, (long, long)>();
         var progress = new Dictionary<string, ModelProgress>();
@@ -166,6 +169,9 @@ public static class ReplayRun
                 }
             }
         var device = state.TryGetProperty("budgets", out var node) && node.TryGetProperty(computeTier ?? "gpu", out var d) ? d.GetInt64() : 0;
-        return new MemorySample(at, models, device) { Progress = progress };
+        (long, long)? reported = state.TryGetProperty("device", out var gpu) && gpu.ValueKind == JsonValueKind.Object
+            ? (gpu.GetProperty("used_bytes").GetInt64(), gpu.GetProperty("total_bytes").GetInt64())
+            : null;
+        return new MemorySample(at, models, device) { Progress = progress, Device = reported };
     }
 }

@@ -58,8 +58,11 @@ public static class ReplaySummary
                     models[name]!["has_work"] = p.HasWork;
                 }
             }
-            memory.Add(new JsonObject { ["t"] = Math.Round(sample.At, 3), ["device_budget"] = sample.DeviceBudget, ["models"] = models });
+            var entry = new JsonObject { ["t"] = Math.Round(sample.At, 3), ["device_budget"] = sample.DeviceBudget, ["models"] = models };
+            if (sample.Device is { } reported) entry["device_used"] = reported.Used;
+            memory.Add(entry);
         }
+        var reportedUsed = result.Memory.Where(s => s.Device is not null).Select(s => (double)s.Device!.Value.Used).ToArray();
         var heldTotals = result.Memory.Select(s => s.Models.Values.Sum(v => v.Held)).ToArray();
         return new JsonObject
         {
@@ -79,6 +82,10 @@ public static class ReplaySummary
                 ["memory_held_mean_bytes"] = heldTotals.Length > 0 ? heldTotals.Average() : 0,
                 // The node's budget of the compute tier, averaged like the bytes held (the device's share held is their ratio).
                 ["device_budget_mean_bytes"] = result.Memory.Count > 0 ? result.Memory.Average(s => (double)s.DeviceBudget) : 0,
+                // The GPU's used memory as the device reports it (every process, the CUDA context and the caching allocator's
+                // reserve included), averaged over the samples, and its size; null on a node without CUDA.
+                ["device_used_mean_bytes"] = reportedUsed.Length > 0 ? reportedUsed.Average() : null,
+                ["device_total_bytes"] = result.Memory.FirstOrDefault(s => s.Device is not null)?.Device?.Total,
                 ["memory"] = memory,
                 ["progress"] = Progress(result.Memory),
             },
