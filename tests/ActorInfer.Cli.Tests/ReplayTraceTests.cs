@@ -96,8 +96,12 @@ public sealed class ReplayTraceTests
         Assert.Equal((300L, 600L), first.Models["chat"]);
         var tenants = new[] { new ReplayTenant("chat", "conv.csv", [new TraceRequest(0, 8, 4, 2)]) };
         var options = new ReplayOptions(1, null, null, 0, TimeSpan.FromSeconds(0.5));
-        var run = ReplaySummary.Build(tenants, new ReplayRun.Result([], [first, Sample(0.5, "1200")], 1.0, "gpu",
-            new Dictionary<string, double>(), new Dictionary<string, double>()), options, "url")["run"]!;
+        var result = new ReplayRun.Result([], [first, Sample(0.5, "1200")], 1.0, "gpu", new Dictionary<string, double>(), new Dictionary<string, double>());
+        var run = ReplaySummary.Build(tenants, result, options, "url")["run"]!;
+        // The picture draws the device's line beside the models'.
+        var png = Path.Combine(TestPaths.TempDir(), "replay.png");
+        ReplayChart.Draw(tenants, result, png, "with the device");
+        Assert.True(new FileInfo(png).Length > 0);
         Assert.Equal(1000.0, (double)run["device_used_mean_bytes"]!);
         Assert.Equal(2000L, (long)run["device_total_bytes"]!);
         Assert.Equal(1200L, (long)run["memory"]![1]!["device_used"]!);

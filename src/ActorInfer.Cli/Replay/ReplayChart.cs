@@ -6,7 +6,7 @@ namespace ActorInfer.Cli.Replay;
 /// <summary>
 /// A replay's picture: above, the distribution of the time to first token per tenant (the share of its requests answered
 /// within each time); below, the memory each model held on the compute tier over the run (solid) with the budget the GPU
-/// arbiter gave it (dashed). Drawn with the embedded font, so that a machine without fonts draws the same.
+/// arbiter gave it (dashed), and on a CUDA node the device's own used memory and its size. Drawn with the embedded font, so that a machine without fonts draws the same.
 /// </summary>
 internal static class ReplayChart
 {
@@ -50,10 +50,22 @@ internal static class ReplayChart
             budget.LinePattern = LinePattern.Dashed;
             budget.LineWidth = 2;
         }
+        // The GPU as the device reports it (the CUDA context and the caching allocator's reserve included), where the node
+        // reports it, and its size.
+        var reported = result.Memory.Where(s => s.Device is not null).ToArray();
+        if (reported.Length > 0)
+        {
+            var used = memory.Add.ScatterLine(reported.Select(s => s.At).ToArray(), reported.Select(s => s.Device!.Value.Used / MiB).ToArray(), Colors.Black);
+            used.LegendText = "the device's own used memory";
+            used.LineWidth = 2;
+            var total = memory.Add.HorizontalLine(reported[0].Device!.Value.Total / MiB, 1, Colors.Gray, LinePattern.Dotted);
+            total.LegendText = "the device's memory";
+        }
         ttft.XLabel("time to first token (s)");
         ttft.YLabel("share of requests");
         ttft.Title(title);
-        memory.Title("memory held per model (solid) and the GPU arbiter's budget for it (dashed)");
+        memory.Title("memory held per model (solid) and the GPU arbiter's budget for it (dashed)" +
+                     (reported.Length > 0 ? "; the device's own used memory (black)" : ""));
         memory.XLabel("seconds into the replay (traces: Azure LLM inference trace 2023, CC-BY 4.0; Patel et al., ISCA 2024)");
         memory.YLabel($"MiB on the {result.ComputeTier ?? "compute"} tier");
         foreach (var panel in new[] { ttft, memory })
