@@ -58,9 +58,6 @@ internal sealed class PlacementProgram : IDisposable
 
     public int SolveCount { get; private set; }
 
-    /// <summary>Programs the solver could not settle, even from scratch, taken as not fitting.</summary>
-    public int Unsettled { get; private set; }
-
     /// <summary>Shares fixed by the caller (null: free).</summary>
     public void FixShares(IReadOnlyDictionary<Placement, double> fixedShares)
     {
@@ -74,7 +71,7 @@ internal sealed class PlacementProgram : IDisposable
         }
     }
 
-    /// <summary>Minimizes the block's time; returns the optimal shares, or null when no placement fits the budget (or the solver cannot settle the program: <see cref="Unsettled"/>).</summary>
+    /// <summary>Minimizes the block's time; returns the optimal shares, or null when no placement fits the budget (or the solver cannot settle the program).</summary>
     public double[]? MinimizeTime(CostTerms terms, int layers, int decodeSteps, MemoryBudget budget)
     {
         Load(terms);
@@ -176,12 +173,7 @@ internal sealed class PlacementProgram : IDisposable
         // Unsettled even from scratch (seen with a budget of a hundred kilobytes, beside memory terms a thousand times
         // larger): the candidate is taken as not fitting, so that one program the solver cannot settle costs the search that
         // candidate, not its answer.
-        if (status == Solver.ResultStatus.ABNORMAL)
-        {
-            Unsettled++;
-            return null;
-        }
-        if (status == Solver.ResultStatus.INFEASIBLE)
+        if (status is Solver.ResultStatus.ABNORMAL or Solver.ResultStatus.INFEASIBLE)
             return null;
         if (status != Solver.ResultStatus.OPTIMAL)
             throw new InvalidOperationException($"the linear solver stopped with status {status}");

@@ -6,7 +6,8 @@ namespace ActorInfer.Cli.Replay;
 /// <summary>
 /// A replay's picture: above, the distribution of the time to first token per tenant (the share of its requests answered
 /// within each time); below, the memory each model held on the compute tier over the run (solid) with the budget the GPU
-/// arbiter gave it (dashed), and on a CUDA node the device's own used memory and its size. Drawn with the embedded font, so that a machine without fonts draws the same.
+/// arbiter gave it (dashed), and on a CUDA node the device's own used memory and its size. Drawn with the embedded font,
+/// so that a machine without fonts draws the same.
 /// </summary>
 internal static class ReplayChart
 {

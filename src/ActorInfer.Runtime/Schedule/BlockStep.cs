@@ -212,44 +212,32 @@ internal sealed class BlockStep(OffloadRuntime engine, IReadOnlyList<ScheduleLay
     /// copies in flight, moves the weights, and loads the current layer again from its new home (from wherever its
     /// weights are when a move failed).
     /// </summary>
-    public long ReplaceWeights(PlacementPlan plan, Action? moved = null)
+    public long ReplaceWeights(PlacementPlan plan, Action? moved = null) => ChangingHomes(() => weights.Replace(plan, _tiers, _copies, moved));
+
+    /// <summary>
+    /// Lets grown weights go back to their host copies down to <paramref name="allowance"/> bytes (see
+    /// <see cref="WeightStore.TrimGrowth"/>) between steps or at a layer boundary, as <see cref="ReplaceWeights"/> moves them.
+    /// </summary>
+    public long TrimGrownWeights(PlacementPlan inForce, long allowance) => ChangingHomes(() => weights.TrimGrowth(inForce, allowance));
+
+    /// <summary>
+    /// Changes the weights' homes between steps or at a layer boundary: waits for the weight copies in flight, runs
+    /// <paramref name="change"/>, and loads the current layer again from its homes (from wherever its weights are when a
+    /// move failed).
+    /// </summary>
+    private long ChangingHomes(Func<long> change)
     {
         if (_cursor is { } at && at.Batch.Value != 0)
             throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
         ReleaseWeights();
         try
         {
-            return weights.Replace(plan, _tiers, _copies, moved);
+            return change();
         }
         finally
         {
             // Also when a move failed (no room on a tier): each weight is whole in its old home or its new one, and the
             // current layer is loaded again from wherever its weights are, so that the block can go on.
-            if (_cursor is { } cursor)
-            {
-                using var scope = NewDisposeScope();
-                _weightTransfers = new Transfers(_copies, _tiers);
-                _current = weights.Load(cursor.Layer, _weightTransfers);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Lets grown weights go back to their host copies down to <paramref name="allowance"/> bytes (see
-    /// <see cref="WeightStore.TrimGrowth"/>) between steps or at a layer boundary: waits for the weight copies in flight,
-    /// and loads the current layer again from its homes.
-    /// </summary>
-    public long TrimGrownWeights(PlacementPlan inForce, long allowance)
-    {
-        if (_cursor is { } at && at.Batch.Value != 0)
-            throw new InvalidOperationException("weights are re-placed only between steps or at a layer boundary");
-        ReleaseWeights();
-        try
-        {
-            return weights.TrimGrowth(inForce, allowance);
-        }
-        finally
-        {
             if (_cursor is { } cursor)
             {
                 using var scope = NewDisposeScope();
