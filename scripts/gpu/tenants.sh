@@ -32,7 +32,8 @@
 # summary.txt: per run the chat model's TTFT p50/p99 (p99 with failed requests counted at their time to failure where any
 # failed), the batch model's throughput (the tokens it generated over the replay, from /admin/state; its job's completed
 # requests beside them) and its longest time with work and
-# no layer finished, the mean compute-tier memory held over the device and over the node's budget, the out-of-memory
+# no layer finished, the mean compute-tier memory held over the device and over the node's budget, each model's mean share
+# beside the mean bytes it held (over the node's budget: the arbiter's division against the use), the out-of-memory
 # count, requests lost or answered twice; then the acceptance's ratios. figures.json: the same per run, as data.
 # runs.tar.gz: every run's replay output (summary.json, requests.jsonl, replay.png), node log and configuration, the job's
 # progress and results. Files under $OUT: summary.txt, figures.json, runs.tar.gz, ours-replay.png.
@@ -337,6 +338,13 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
     f["chat_peak_held_over_budget"] = max(chat_held) / node_budget if chat_held and node_budget else None
     f["chat_mean_held_over_budget"] = sum(chat_held) / len(chat_held) / node_budget if chat_held and node_budget else None
     f["chat_peak_share_over_budget"] = max(chat_share) / node_budget if chat_share and node_budget and run != "alone" else None
+    # Each model's mean share beside the mean bytes its tiers held, over the node's budget: a share well above what a model
+    # holds is memory the arbiter keeps from the others (the higher priority's claim for its queue and arrivals).
+    for name in ("chat", "batch"):
+        shares = [m["models"][name]["budget"] for m in mem if name in m["models"] and m["models"][name].get("budget")]
+        helds = [m["models"][name]["held"] for m in mem if name in m["models"]]
+        f[f"{name}_mean_share_over_budget"] = sum(shares) / len(shares) / node_budget if shares and node_budget and run != "alone" else None
+        f[f"{name}_mean_held_over_budget"] = sum(helds) / len(helds) / node_budget if helds and node_budget else None
     f["progress"] = r.get("progress")
     oom = 0
     # A model that found no policy under a budget it was given (not the zero budgets before the arbiter's first division)
@@ -426,6 +434,9 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
           f"{fmt(f['chat_peak_held_over_budget'], '.3f')} (mean {fmt(f.get('chat_mean_held_over_budget'), '.3f')}), peak share / budget "
           f"{fmt(f['chat_peak_share_over_budget'], '.3f')}; as the device reports it: used / device {fmt(f.get('device_used_mean_over_device'), '.3f')} "
           f"(peak {fmt(f.get('device_used_peak_mib'), '.0f')} MiB)")
+    if f.get("chat_mean_share_over_budget") is not None:
+        print(f"  mean share / held over the node budget: chat {fmt(f['chat_mean_share_over_budget'], '.3f')} / {fmt(f.get('chat_mean_held_over_budget'), '.3f')}, "
+              f"batch {fmt(f.get('batch_mean_share_over_budget'), '.3f')} / {fmt(f.get('batch_mean_held_over_budget'), '.3f')}")
     print(f"  drops {fmt(f['drops'], '.0f')} (chat {f['chat_drops']}), requeues {fmt(f['requeues'], '.0f')}, recomputed tokens {fmt(f['recomputed_tokens'], '.0f')}, "
           f"out of memory {fmt(f['out_of_memory'], '.0f')} (log lines {f['oom_log_lines']}); completions answered twice {f['completion_results_twice']} "
           f"of {f['completion_results']}" + (f"; batch results {f['batch_results']}, duplicated {f['batch_duplicated']}, errors {f['batch_errors']}, "
