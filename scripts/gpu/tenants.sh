@@ -336,7 +336,6 @@ for run in ("alone", "ours", "static", "nopri", "onequeue", "droponly", "flexgen
     chat_held = [m["models"]["chat"]["held"] for m in mem if "chat" in m["models"]]
     chat_share = [m["models"]["chat"]["budget"] for m in mem if "chat" in m["models"]]
     f["chat_peak_held_over_budget"] = max(chat_held) / node_budget if chat_held and node_budget else None
-    f["chat_mean_held_over_budget"] = sum(chat_held) / len(chat_held) / node_budget if chat_held and node_budget else None
     f["chat_peak_share_over_budget"] = max(chat_share) / node_budget if chat_share and node_budget and run != "alone" else None
     # Each model's mean share beside the mean bytes its tiers held, over the node's budget: a share well above what a model
     # holds is memory the arbiter keeps from the others (the higher priority's claim for its queue and arrivals).
