@@ -115,7 +115,7 @@ public sealed class ArbitrationTests
         // ... but never below a tenth of the budget.
         Assert.Equal(100, history.FirmFor(1000));
         Assert.Equal(100, new PressureHistory(0).FirmFor(100));
-        // A floor bounds the firm budget before any fall is recorded, and with them; not without a history asked for.
+        // A floor is the history's prior: four falls to it before any block, so the first blocks plan for the floor...
         var floored = new PressureHistory(4, floor: 30);
         Assert.Equal(30, floored.FirmFor(100));
         Assert.Equal(20, floored.FirmFor(20));
@@ -123,6 +123,15 @@ public sealed class ArbitrationTests
         floored.Budget(60);
         floored.BlockEnded();
         Assert.Equal(30, floored.FirmFor(100));
+        // ... and blocks that end without a fall push it out, one prior a block: the fall to 60 stays in the window longest.
+        // One quiet block: falls in 3 of 4, the lowest 30: 100 - 70 x 3/4 (the headroom rounded down: 48). Two: 100 - 70 x 2/4 = 65.
+        // Three: only the fall to 60 is left, 100 - 40 x 1/4 = 90. Four: none, the budget is firm as it is.
+        foreach (var expected in new long[] { 48, 65, 90, 100 })
+        {
+            floored.BlockStarted(100);
+            floored.BlockEnded();
+            Assert.Equal(expected, floored.FirmFor(100));
+        }
         Assert.Equal(100, new PressureHistory(0, floor: 30).FirmFor(100));
     }
 

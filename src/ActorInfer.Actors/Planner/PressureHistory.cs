@@ -7,14 +7,17 @@ namespace ActorInfer.Actors.Planner;
 /// same whatever the budget when the block starts), times the share of the blocks that saw a fall (how often), at most
 /// <see cref="MaxHeadroom"/> of the budget: pressure that came once in eight blocks costs an eighth of its depth,
 /// pressure in every block all of it. A <paramref name="floor"/> (a lower-priority model's memory floor on a node of
-/// several: the least its share falls to) bounds the firm budget from the first block on, before any fall is recorded.
+/// several: the least its share falls to) is the history's prior: it starts as <see cref="Blocks"/> falls to the floor, so
+/// that the first block's firm parts are planned for the floor, and each block that ends without a fall pushes one of them
+/// out. A model whose blocks keep seeing falls to its floor keeps planning for it; one whose blocks run undisturbed (a share
+/// that stays high, blocks that are short beside the bursts) learns to plan for the budget it has.
 /// </summary>
 public sealed class PressureHistory(int blocks, long? floor = null)
 {
     /// <summary>A new block's firm parts are never planned for less than a tenth of the budget.</summary>
     public const double MaxHeadroom = 0.9;
 
-    private readonly Queue<long?> _lows = new();
+    private readonly Queue<long?> _lows = new(floor is { } f && blocks > 0 ? Enumerable.Repeat<long?>(Math.Max(0, f), blocks) : []);
     private long? _startBudget;
     private long _lowest;
 
@@ -27,12 +30,11 @@ public sealed class PressureHistory(int blocks, long? floor = null)
     public long FirmFor(long budget)
     {
         if (Blocks <= 0 || budget <= 0) return budget;
-        var firm = floor is { } f ? Math.Min(budget, Math.Max(1, f)) : budget;
         var falls = _lows.Where(l => l is not null).Select(l => l!.Value).ToArray();
-        if (falls.Length == 0) return firm;
+        if (falls.Length == 0) return budget;
         var often = (double)falls.Length / _lows.Count;
         var learned = budget - (long)(Math.Max(0, budget - falls.Min()) * often);
-        return Math.Min(firm, Math.Max(learned, Math.Max(1, budget - (long)(budget * MaxHeadroom))));
+        return Math.Min(budget, Math.Max(learned, Math.Max(1, budget - (long)(budget * MaxHeadroom))));
     }
 
     /// <summary>A block started under this budget (bytes of the compute tier).</summary>
