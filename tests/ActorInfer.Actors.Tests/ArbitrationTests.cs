@@ -124,8 +124,8 @@ public sealed class ArbitrationTests
         floored.BlockEnded();
         Assert.Equal(30, floored.FirmFor(100));
         // ... and blocks that end without a fall push it out, one prior a block: the fall to 60 stays in the window longest.
-        // One quiet block: falls in 3 of 4, the lowest 30: 100 - 70 x 3/4 (the headroom rounded down: 48). Two: 100 - 70 x 2/4 = 65.
-        // Three: only the fall to 60 is left, 100 - 40 x 1/4 = 90. Four: none, the budget is firm as it is.
+        // One quiet block: falls in 3 of 4, the lowest 30: 100 - 70 x 3/4 (the headroom rounded down: 48). Two quiet:
+        // 100 - 70 x 2/4 = 65. Three: only the fall to 60 is left, 100 - 40 x 1/4 = 90. Four: none, the budget as it is.
         foreach (var expected in new long[] { 48, 65, 90, 100 })
         {
             floored.BlockStarted(100);

@@ -25,7 +25,7 @@ public sealed class PressureHistory(int blocks, long? floor = null)
 
     /// <summary>
     /// The budget a new block's firm parts are planned for, under <paramref name="budget"/>: the budget itself with no fall
-    /// in the history and no floor below it (or with no history asked for).
+    /// in the history (a floor's prior counts as falls until blocks push it out) or with no history asked for.
     /// </summary>
     public long FirmFor(long budget)
     {
@@ -34,7 +34,7 @@ public sealed class PressureHistory(int blocks, long? floor = null)
         if (falls.Length == 0) return budget;
         var often = (double)falls.Length / _lows.Count;
         var learned = budget - (long)(Math.Max(0, budget - falls.Min()) * often);
-        return Math.Min(budget, Math.Max(learned, Math.Max(1, budget - (long)(budget * MaxHeadroom))));
+        return Math.Max(learned, Math.Max(1, budget - (long)(budget * MaxHeadroom)));
     }
 
     /// <summary>A block started under this budget (bytes of the compute tier).</summary>
