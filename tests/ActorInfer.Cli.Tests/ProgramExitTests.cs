@@ -154,8 +154,9 @@ public sealed class ProgramExitTests
     {
         var dir = TestPaths.TempDir();
         using var node = new NodeProcess("node", "--config", "hocon/single-node.conf", "--data-dir", Path.Combine(dir, "data"), "--port", "0");
-        node.WaitForLine(l => l.StartsWith("http: listening on", StringComparison.Ordinal), Limit);
-        Assert.Contains(node.AllOutput(), l => l.StartsWith("stderr: warning: no tenant key", StringComparison.Ordinal) && l.Contains("--api-key"));
+        // The warning is on stderr, the listening line on stdout: either may be read first.
+        node.WaitForLines(Limit, l => l.StartsWith("http: listening on", StringComparison.Ordinal),
+            l => l.StartsWith("stderr: warning: no tenant key", StringComparison.Ordinal) && l.Contains("--api-key"));
         node.Terminate();
         Assert.Equal(0, node.WaitForExit(Limit));
         Assert.Contains("node stopped", node.AllOutput());

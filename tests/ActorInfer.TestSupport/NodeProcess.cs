@@ -71,6 +71,22 @@ public sealed class NodeProcess : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads output until every pattern has matched a line, in any order: stdout and stderr are read on their own
+    /// threads, so lines the program wrote to both arrive in either order.
+    /// </summary>
+    public void WaitForLines(TimeSpan timeout, params Func<string, bool>[] matches)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var left = new List<Func<string, bool>>(matches);
+        while (left.Count > 0)
+        {
+            var remaining = deadline - DateTime.UtcNow;
+            var line = WaitForLine(l => left.Any(m => m(l)), remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
+            left.RemoveAll(m => m(line));
+        }
+    }
+
     /// <summary>Every line read so far, and every line the process has written that was not read yet.</summary>
     public IReadOnlyList<string> AllOutput()
     {
