@@ -67,7 +67,7 @@ public sealed partial class ActorInferNode
                 served.Add(new ServedModel(model, loaded[i].Factory, actors.Memory, actors.Planner, actors.Scheduler, actors.Tiers, placement,
                     LargestBlock(placement, settings)));
                 tenants.Add(new ArbiterProtocol.Tenant(model.Name, model.Priority, model.MemoryFloor, model.MemoryCeiling, actors.Memory, actors.Scheduler,
-                    DemandBytes(placement, settings.Scheduler, settings.IsCuda ? loaded[i].DeviceContextBytes : null), model.StaticShare)
+                    DemandBytes(placement, settings.Scheduler), model.StaticShare)
                 {
                     Held = HeldBytes(loaded[i], settings.IsCuda),
                     Allowed = settings.IsCuda ? AllowedBytes(loaded[i]) : null,
@@ -134,22 +134,31 @@ public sealed partial class ActorInferNode
     }
 
     /// <summary>
-    /// A model's demand as its budget counts it: its planner's bytes for a block of that many sequences within the
-    /// scheduler's bounds (every weight on the compute tier, at least one sequence), on a GPU node with the CUDA context
-    /// and the allocator's allowance that the planner takes off a budget.
+    /// A model's demand as its budget counts it: the budget whose planner's answer holds a block of that many sequences
+    /// within the scheduler's bounds (at least one sequence; <see cref="WorkloadPlanner.BudgetHolding"/>: every weight on
+    /// the compute tier, on a GPU node with the CUDA context, the allocator's allowance and the way the planner answers a
+    /// budget on top). Sized for the block's placement and reserve alone, a top-priority model's share held the next
+    /// smaller block: on an H100 the two-tenant replay's chat model got 48 sequences for a demand of 64, 64 for 96 and 96
+    /// for 128, and ran 30 of its 57 blocks full while requests waited (docs/perf/h100-tenants-8x-floor-prior/).
     /// </summary>
-    private static Func<ArbiterProtocol.Demand, long> DemandBytes(WorkloadPlanner planner, SchedulerSettings bounds, long? deviceContextBytes)
+    internal static Func<ArbiterProtocol.Demand, long> DemandBytes(WorkloadPlanner planner, SchedulerSettings bounds)
     {
+        // Only final answers are kept: one the compiled table could not give yet is asked again.
         var known = new ConcurrentDictionary<(int, WorkloadBucket), long>();
+        var placed = new ConcurrentDictionary<(int, WorkloadBucket), long>();
         return demand =>
         {
             var sequences = Math.Clamp(demand.Sequences, 1, bounds.MaxGpuBatchSize * bounds.MaxGpuBatches);
-            return known.GetOrAdd((sequences, demand.Bucket ?? planner.DefaultBucket), key =>
+            var key = (sequences, demand.Bucket ?? planner.DefaultBucket);
+            if (known.TryGetValue(key, out var answered)) return answered;
+            var bytes = placed.GetOrAdd(key, k =>
             {
-                var size = Math.Min(key.Item1, bounds.MaxGpuBatchSize);
-                var bytes = planner.BytesFor(size, (key.Item1 + size - 1) / size, key.Item2);
-                return deviceContextBytes is { } context ? DeviceReserve.BudgetFor(bytes, context) : bytes;
+                var size = Math.Min(k.Item1, bounds.MaxGpuBatchSize);
+                return planner.BytesFor(size, (k.Item1 + size - 1) / size, k.Item2);
             });
+            var (budget, final) = planner.BudgetHolding(sequences, key.Item2, bytes);
+            if (final) known.TryAdd(key, budget);
+            return budget;
         };
     }
 
