@@ -294,6 +294,37 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == new BlockPolicy(4, 3, "all on gpu"), TimeSpan.FromSeconds(5));
     }
 
+    /// <summary>
+    /// The node's one top-priority model under conservative sizing: its share falls once its own demand did, which leaves its
+    /// running block whole. A fall whose answer still holds the running block is not pressure and leaves its next blocks
+    /// full; a fall that no longer holds it is.
+    /// </summary>
+    [Fact]
+    public void Under_conservative_sizing_the_sole_top_priority_model_counts_only_falls_below_its_running_block()
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4) { SoleTopPriority = true }));
+        var subscriber = CreateTestProbe();
+        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        var full = new BlockPolicy(4, 3, "all on gpu") { KeepsRunningBlocks = true };
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
+
+        // A block of 4 runs while the budget falls to 1600 (which holds 6) and comes back: not counted, nothing new at its end.
+        planner.Tell(new SchedulerProtocol.BlockStarted(1, full, 4, 1));
+        FallAndReturn(memory, subscriber);
+        planner.Tell(new SchedulerProtocol.BlockFinished(1, 4, 5));
+        subscriber.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        // A block of 12 under the same fall: 1600 no longer holds it. Two blocks, one fall (the first block's was not one): the
+        // next blocks are planned for 2200 less half the depth (1900, which holds 9): two batches of 4.
+        planner.Tell(new SchedulerProtocol.BlockStarted(2, full, 12, 3));
+        FallAndReturn(memory, subscriber);
+        planner.Tell(new SchedulerProtocol.BlockFinished(2, 12, 5));
+        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full,
+            TimeSpan.FromSeconds(5));
+        Assert.Equal(new BlockPolicy(4, 2, "all on gpu") { KeepsRunningBlocks = true }, conservative.Policy);
+    }
+
     /// <summary>The budget falls to 1600 and returns to 2200; each change reaches the planner (its policy is published) before the next step.</summary>
     private static void FallAndReturn(IActorRef memory, Akka.TestKit.TestProbe subscriber)
     {

@@ -56,6 +56,8 @@ public sealed partial class ActorInferNode
                     TensorDispatcher = ModelTensorDispatcher(i),
                     // A model below the top priority plans its firm parts for no more than its floor under conservative sizing.
                     FirmFloor = model.Priority < top ? model.MemoryFloor : null,
+                    // Its share falls only after its own demand did: such falls are not pressure on its blocks.
+                    SoleTopPriority = model.Priority == top && settings.Models.Count(m => m.Priority == top) == 1,
                     Turns = turns,
                 };
                 if (settings.IsCuda && loaded[i].Engine is Engine.OffloadedEngine offloaded)

@@ -28,6 +28,9 @@ public sealed record NodeParts(IInferenceEngine Engine, CompletionFactory Factor
     /// <summary>Under conservative sizing, the firm parts' ceiling of a lower-priority model of several (its memory floor); null: none.</summary>
     public long? FirmFloor { get; init; }
 
+    /// <summary>On a node of several models, whether this one alone has the node's top priority (<see cref="Planner.PlannerProtocol.Headroom.SoleTopPriority"/>).</summary>
+    public bool SoleTopPriority { get; init; }
+
     /// <summary>
     /// The dispatcher (one dedicated thread) of the layer actors and the scheduler: the node's one tensor thread, or on a
     /// node of several models each model's own, so that one model's host-side work never holds up another's.
@@ -58,7 +61,7 @@ public sealed record NodeActors(IActorRef Memory, IReadOnlyList<IActorRef> Tiers
         };
         if (parts.CpuTierActor)
             tiers.Add(system.ActorOf(ActorInfer.Actors.Tiers.TierProtocol.Props(Tier.Cpu, parts.Tiers.Cpu, memory, enforce: false), namePrefix + "tier-cpu"));
-        var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory, new PlannerProtocol.Headroom(parts.ComputeTier, parts.HeadroomHistory) { Floor = parts.FirmFloor }),
+        var planner = system.ActorOf(PlannerProtocol.Props(parts.Planner, memory, new PlannerProtocol.Headroom(parts.ComputeTier, parts.HeadroomHistory) { Floor = parts.FirmFloor, SoleTopPriority = parts.SoleTopPriority }),
             namePrefix + "planner");
         var layers = Enumerable.Range(0, parts.Engine.Config.NumHiddenLayers)
             .Select(i => system.ActorOf(LayerProtocol.Props(new LayerIndex(i), parts.Engine).WithDispatcher(parts.TensorDispatcher), $"{namePrefix}layer-{i}"))

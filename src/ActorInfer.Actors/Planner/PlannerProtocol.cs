@@ -72,6 +72,15 @@ public static class PlannerProtocol
         /// </summary>
         public long? Floor { get; init; }
 
+        /// <summary>
+        /// On a node of several models, the one model at the node's top priority. The arbiter lowers its share only once its
+        /// own demand (its running block included) stayed lower for a while, so such a fall leaves its running block whole
+        /// and is not pressure: a fall joins its history only where the budget's answer no longer holds the running block
+        /// (pressure on the node's whole budget that reached it). Counted like a lower-priority model's, the falls that
+        /// followed its own bursts planned its next burst's blocks smaller than its share.
+        /// </summary>
+        public bool SoleTopPriority { get; init; }
+
         public static readonly Headroom None = new(Tier.Gpu, 0);
     }
 

@@ -22,6 +22,8 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     private readonly PressureHistory _history;
     // The compute tier's firm budget of the running block under conservative sizing (null: none runs, or no headroom).
     private long? _firm;
+    // The running block's sequences and workload (null: none runs).
+    private (int Sequences, WorkloadBucket? Bucket)? _running;
 
     public PolicyPlannerActor(IPolicyPlanner planner, IActorRef memory, PlannerProtocol.Headroom headroom)
     {
@@ -74,10 +76,18 @@ internal sealed class PolicyPlannerActor : ReceiveActor
         Receive<Terminated>(m => _subscribers.Remove(m.ActorRef));
         Receive<MemoryProtocol.BudgetChanged>(m =>
         {
-            _history.Budget(m.Budgets[_headroom.ComputeTier]);
+            if (!_headroom.SoleTopPriority || !HoldsTheRunningBlock(m.Budgets)) _history.Budget(m.Budgets[_headroom.ComputeTier]);
             Replan(m.Budgets, force: false, m.At == 0 ? null : m.At);
         });
         Receive<MemoryProtocol.Subscribed>(m => Replan(m.Budgets, force: false));
+    }
+
+    /// <summary>Whether the budgets' own answer still holds the running block's sequences (true: none runs).</summary>
+    private bool HoldsTheRunningBlock(TierBudgets budgets)
+    {
+        if (_running is not { } running) return true;
+        var answer = running.Bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
+        return answer is not null && (long)answer.GpuBatchSize * answer.NumGpuBatches >= running.Sequences;
     }
 
     private BlockPolicy? PlanExactly(TierBudgets budgets) => _bucket is { } bucket ? _planner.Plan(budgets, bucket) : _planner.Plan(budgets);
@@ -111,8 +121,9 @@ internal sealed class PolicyPlannerActor : ReceiveActor
     /// <summary>Under conservative sizing the scheduler's blocks make the pressure history; its other news is not the planner's.</summary>
     private void ObserveBlocks()
     {
-        Receive<Scheduling.SchedulerProtocol.BlockStarted>(_ =>
+        Receive<Scheduling.SchedulerProtocol.BlockStarted>(m =>
         {
+            _running = (m.Sequences, m.Policy.Bucket);
             var budget = _budgets[_headroom.ComputeTier];
             _history.BlockStarted(budget);
             var firm = _history.FirmFor(budget);
@@ -124,6 +135,7 @@ internal sealed class PolicyPlannerActor : ReceiveActor
             var before = _history.FirmFor(budget);
             _history.BlockEnded();
             _firm = null;
+            _running = null;
             // A new firm budget shapes the next block: published now, not at the next budget change.
             var after = _history.FirmFor(budget);
             if (after != before && _policy is not null)
