@@ -280,6 +280,30 @@ public sealed class WorkloadPlannerTests : IDisposable
     private static WorkItem Item(string key, int promptTokens, int maxTokens) =>
         new(key, key, new CompletionRequest { Prompt = Prompt.FromIds(Enumerable.Range(2, promptTokens).ToArray()), MaxTokens = maxTokens }, 0);
 
+    /// <summary>
+    /// A short request at the head joins the block of the planned (longer) bucket when requests of that bucket wait behind it,
+    /// instead of running a block of its own first; with none of them waiting, the head's own bucket is planned.
+    /// </summary>
+    [Fact]
+    public void A_short_request_at_the_head_joins_the_planned_bucket_when_requests_of_it_wait()
+    {
+        var rule = new BucketRule(48);
+        var work = new WaitingWork(i => rule.For(i.Request.Prompt.TokenIds!.Count, i.Request.MaxTokens));
+        var planned = new WorkloadBucket(32, 8);
+        Assert.Null(work.NextBucket(planned));
+        work.Add(Item("short", 5, 4), ActorRefs.Nobody);
+        // Nothing of the planned bucket waits: the head's own bucket.
+        Assert.Equal(new WorkloadBucket(16, 8), work.NextBucket(planned));
+        Assert.Equal(new WorkloadBucket(16, 8), work.NextBucket(null));
+        work.Add(Item("long", 30, 4), ActorRefs.Nobody);
+        Assert.Equal(planned, work.NextBucket(planned));
+        Assert.Equal("short,long", string.Join(",", work.Take(5, work.NextBucket(planned)).Select(i => i.Item.Key)));
+        // A planned bucket that does not hold the head is not kept, whatever waits behind it.
+        work.Add(Item("long-gen", 5, 20), ActorRefs.Nobody);
+        work.Add(Item("long-2", 30, 4), ActorRefs.Nobody);
+        Assert.Equal(new WorkloadBucket(16, 32), work.NextBucket(planned));
+    }
+
     [Fact]
     public void A_block_takes_the_waiting_requests_that_fit_its_bucket_and_the_others_keep_their_places()
     {

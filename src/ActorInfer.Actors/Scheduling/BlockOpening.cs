@@ -8,7 +8,8 @@ using static ActorInfer.Actors.Scheduling.SchedulerProtocol;
 namespace ActorInfer.Actors.Scheduling;
 
 /// <summary>
-/// The opening of the scheduler's blocks: the next block takes the waiting requests of the first one's workload bucket,
+/// The opening of the scheduler's blocks: the next block takes the waiting requests of the first one's workload bucket
+/// (or of the bucket planned, where that holds the first one and others of it wait: <see cref="WaitingWork.NextBucket"/>),
 /// under a policy planned for that bucket (asked of the planner once), with each GPU batch opened on the engine; the
 /// engine makes ready the host buffers of the next block ahead of it. Owned by the scheduler on the tensor thread.
 /// </summary>
@@ -54,8 +55,9 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
     public RunningBlock? Open(BlockPolicy policy, out string? failure)
     {
         failure = null;
-        // The next block holds the requests of the first waiting request's bucket, under a policy planned for it.
-        if (policy.Bucket is { } planned && planner is not null && waiting.HeadBucket is { } head && head != planned)
+        // The next block holds the requests of the first waiting request's bucket (or of the planned one, where that holds
+        // the first and longer requests of it wait), under a policy planned for it.
+        if (policy.Bucket is { } planned && planner is not null && waiting.NextBucket(planned) is { } head && head != planned)
         {
             if (_asked != head)
             {
@@ -95,7 +97,7 @@ internal sealed class BlockOpening(IInferenceEngine engine, CompletionFactory fa
     {
         if (policy is null || waiting.Count == 0) return;
         // A block of another bucket waits for its own policy (Open): that one prepares.
-        if (policy.Bucket is { } planned && planner is not null && waiting.HeadBucket is { } head && head != planned) return;
+        if (policy.Bucket is { } planned && planner is not null && waiting.NextBucket(planned) is { } head && head != planned) return;
         var states = RunningBlock.Entries(waiting.Peek(policy.BlockSize, policy.Bucket), factory)
             .Where(e => e.State is not null).Select(e => e.State!).ToArray();
         if (engine.Prepare(policy, states) is { } prepared)

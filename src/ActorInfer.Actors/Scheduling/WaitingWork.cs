@@ -52,6 +52,19 @@ internal sealed class WaitingWork(Func<WorkItem, Planner.WorkloadBucket>? bucket
         bucketOf is not null && _queue.TryPeek(out var head, out _) ? _buckets[head.Item] : null;
 
     /// <summary>
+    /// The bucket the next block holds, where <paramref name="planned"/> is the bucket of the policy in force (null without
+    /// buckets or work): the first waiting item's, or the planned one where that holds the first item and other waiting
+    /// items are of it. A short request at the head then joins the block of the longer ones waiting behind it, rather than
+    /// running a block of its own (a fifth of a second for one sequence of OPT-6.7B on an H100) while they wait.
+    /// </summary>
+    public Planner.WorkloadBucket? NextBucket(Planner.WorkloadBucket? planned)
+    {
+        if (HeadBucket is not { } head) return null;
+        if (planned is not { } p || head == p || !Planner.BucketRule.Fits(head, p)) return head;
+        return _buckets.Values.Contains(p) ? p : head;
+    }
+
+    /// <summary>
     /// Requeues the unfinished sequences of dropped GPU batches with their progress (generated tokens, log-probabilities;
     /// the sampler is counter-based), to resume by recomputing their cache from prompt + generated tokens.
     /// </summary>
