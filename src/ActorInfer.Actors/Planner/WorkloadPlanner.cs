@@ -154,7 +154,8 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         var entries = TableEntries;
         var at = Array.BinarySearch(entries, bytes);
         if (at < 0) at = ~at;
-        if (_tables.TryGetValue(bucket, out var table) && table.Entries == entries)
+        // Every table's entries are these (BudgetTable.Start).
+        if (_tables.TryGetValue(bucket, out var table))
             for (var i = at; i < entries.Length && table.TryAt(i, out var answer); i++)
                 if (answer is { } a && (long)a.GpuBatchSize * a.NumGpuBatches >= sequences)
                     return (DeviceReserve.BudgetFor(entries[i], _deviceContextBytes), true);
@@ -418,9 +419,6 @@ public sealed class WorkloadPlanner : IPolicyPlanner
 
         public bool Covers(FittingSearch.Budget budget) =>
             _device.Length > 0 && budget.Cpu >= Cpu && budget.Disk >= Disk && budget.Gpu >= _device[0];
-
-        /// <summary>The usable device budgets it answers, ascending.</summary>
-        public long[] Entries => _device;
 
         /// <summary>The answer at entry <paramref name="index"/>, when it is searched.</summary>
         public bool TryAt(int index, out BlockPolicy? answer)
