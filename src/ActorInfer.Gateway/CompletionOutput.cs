@@ -83,6 +83,73 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
         }
     }
 
+    // A stream whose tokens go out as they are chosen (LiveChunks): the ids and the text sent so far.
+    private readonly List<int> _liveIds = [];
+    private string _liveText = "";
+
+    /// <summary>Whether any token went out before the result (<see cref="LiveChunks"/>); the rest then comes by <see cref="RestChunks"/>.</summary>
+    public bool SentLive => _liveIds.Count > 0;
+
+    /// <summary>
+    /// Whether a request's tokens can go out as they are chosen: its text is then the plain decoding of its ids (no echoed
+    /// prompt, no log-probabilities, no stop sequence that could cut text already sent).
+    /// </summary>
+    public static bool CanStreamLive(CompletionRequest request) => !request.Echo && request.Logprobs is null && request.Stop.Count == 0;
+
+    /// <summary>
+    /// A chunk per token of output ids chosen so far (<paramref name="from"/>: the index of the first of
+    /// <paramref name="ids"/>): ids already sent are skipped (a resumed request's checkpointed ids come again), a token
+    /// that ends inside a multi-byte character waits for the next, a gap ends them (the result brings the rest).
+    /// </summary>
+    public IEnumerable<JsonObject> LiveChunks(int from, IReadOnlyList<int> ids)
+    {
+        for (var j = Math.Max(0, _liveIds.Count - from); j < ids.Count; j++)
+        {
+            if (from + j != _liveIds.Count) yield break;
+            _liveIds.Add(ids[j]);
+            var decoded = factory.Decode(_liveIds);
+            if (decoded.EndsWith('\uFFFD') || decoded.Length <= _liveText.Length || !decoded.StartsWith(_liveText, StringComparison.Ordinal)) continue;
+            var piece = decoded[_liveText.Length..];
+            _liveText = decoded;
+            yield return Chunk(new JsonObject { ["text"] = piece, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = null });
+        }
+    }
+
+    /// <summary>
+    /// After <see cref="LiveChunks"/>, the result's chunks not sent yet: its text beyond what went out, a chunk per
+    /// remaining token; the last carries the finish reason. A result whose text does not begin with what went out (which
+    /// a request that <see cref="CanStreamLive"/> never has) throws rather than send text twice.
+    /// </summary>
+    public IEnumerable<JsonObject> RestChunks(string resultLine, bool includeUsage)
+    {
+        var r = Read(resultLine);
+        if (!r.Text.StartsWith(_liveText, StringComparison.Ordinal) || !r.OutputIds.Take(_liveIds.Count).SequenceEqual(_liveIds))
+            throw new InvalidOperationException($"the result of {id} does not begin with the {_liveIds.Count} tokens streamed before it");
+        var pieces = new List<string>();
+        var done = _liveText.Length;
+        for (var i = _liveIds.Count; i < r.OutputIds.Count; i++)
+        {
+            var decoded = factory.Decode(r.OutputIds.Take(i + 1).ToArray());
+            if (decoded.EndsWith('\uFFFD') && i + 1 < r.OutputIds.Count) continue;
+            var end = Math.Min(r.Text.Length, decoded.Length);
+            pieces.Add(end > done ? r.Text[done..end] : "");
+            done = Math.Max(done, end);
+        }
+        if (done < r.Text.Length) pieces.Add(r.Text[done..]);
+        if (pieces.Count == 0) pieces.Add("");
+        for (var i = 0; i < pieces.Count; i++)
+            yield return Chunk(new JsonObject
+            {
+                ["text"] = pieces[i], ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = i == pieces.Count - 1 ? r.FinishReason : null,
+            });
+        if (includeUsage)
+        {
+            var usage = Chunk(null);
+            usage["usage"] = Usage(r);
+            yield return usage;
+        }
+    }
+
     private JsonObject Chunk(JsonObject? choice) => new()
     {
         ["id"] = id,

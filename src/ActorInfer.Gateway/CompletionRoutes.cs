@@ -12,9 +12,10 @@ namespace ActorInfer.Gateway;
 
 /// <summary>
 /// <c>POST /v1/completions</c> and <c>GET /v1/models</c>. A completion is a one-request job: persisted before
-/// anything is answered, so a node restart runs it again. Streaming sends SSE chunks once the result is ready
-/// (the engine reports whole results, not per-step progress): the prompt echo, one chunk per token, then
-/// <c>data: [DONE]</c>.
+/// anything is answered, so a node restart runs it again. Streaming sends SSE chunks, one per token, then
+/// <c>data: [DONE]</c>: as the node's scheduler chooses them (<see cref="TokenStreams"/>) where the text is the plain
+/// decoding of the tokens, else (an echoed prompt, log-probabilities, stop sequences, or a cluster gateway whose workers
+/// run the blocks) once the result is ready.
 /// </summary>
 public static class CompletionRoutes
 {
@@ -58,32 +59,61 @@ public static class CompletionRoutes
         var id = keyedId ?? "cmpl-" + Guid.NewGuid().ToString("N");
         var result = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var started = DateTime.UtcNow;
-        var admitted = await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
-            [new JobProtocol.JobEntry(id, input.Json, seed, null)], tenant.Priority, "completion", result));
-        if (admitted.AlreadyKnown) await AnswerFinished(g, id, result);
+        // Open before the job is admitted: its first tokens may land before the stream starts.
+        var live = input.Stream && CompletionOutput.CanStreamLive(input.Request) ? g.TokenStreams.Open(JobKey(id)) : null;
+        try
+        {
+            var admitted = await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
+                [new JobProtocol.JobEntry(id, input.Json, seed, null)], tenant.Priority, "completion", result));
+            if (admitted.AlreadyKnown) await AnswerFinished(g, id, result);
+        }
+        catch
+        {
+            live?.Dispose();
+            throw;
+        }
+        // A stream the client leaves before it is read stops keeping tokens with the request.
+        if (live is not null) http.Response.RegisterForDispose(live);
 
         var output = new CompletionOutput(id, input.Model, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), factory)
         {
             Echo = input.Request.Echo,
             PromptText = input.Request.Prompt.Text ?? factory.Decode(input.Request.Prompt.TokenIds ?? []),
         };
-        if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, http.RequestAborted));
+        if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, live, http.RequestAborted));
         var line = await Await(g, id, result, http.RequestAborted);
         var completion = output.Completion(line);
         Observe(g, completion, started);
         return TypedResults.Text(completion.ToJsonString(), "application/json");
     }
 
+    /// <summary>The scheduler's key of a one-request job's request (as the job actor names it).</summary>
+    private static string JobKey(string jobId) => $"{jobId}#0";
+
     private static async IAsyncEnumerable<SseItem<string>> Stream(GatewayContext g, string id, TaskCompletionSource<string> result,
-        CompletionOutput output, bool includeUsage, DateTime started, [EnumeratorCancellation] CancellationToken cancel)
+        CompletionOutput output, bool includeUsage, DateTime started, TokenStreams.Subscription? live, [EnumeratorCancellation] CancellationToken cancel)
     {
-        var line = await Await(g, id, result, cancel);
+        var finished = Await(g, id, result, cancel);
+        DateTime? firstToken = null;
+        if (live is not null)
+            using (live)
+                while (!finished.IsCompleted)
+                {
+                    await Task.WhenAny(finished, live.Reader.WaitToReadAsync(cancel).AsTask());
+                    while (live.Reader.TryRead(out var tokens))
+                        foreach (var chunk in output.LiveChunks(tokens.From, tokens.Ids))
+                        {
+                            firstToken ??= DateTime.UtcNow;
+                            yield return new SseItem<string>(chunk.ToJsonString());
+                        }
+                }
+        var line = await finished;
         var chunks = new List<string>();
         string? error = null;
         try
         {
-            foreach (var chunk in output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
-            Observe(g, output.Completion(line), started);
+            foreach (var chunk in output.SentLive ? output.RestChunks(line, includeUsage) : output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
+            Observe(g, output.Completion(line), started, firstToken);
         }
         catch (ApiError e)
         {
@@ -117,11 +147,12 @@ public static class CompletionRoutes
         }
     }
 
-    private static void Observe(GatewayContext g, JsonObject completion, DateTime started)
+    /// <param name="firstToken">When a streamed completion's first token went out; null: with the result.</param>
+    private static void Observe(GatewayContext g, JsonObject completion, DateTime started, DateTime? firstToken = null)
     {
         var elapsed = (DateTime.UtcNow - started).TotalSeconds;
         var tokens = completion["usage"]?["completion_tokens"]?.GetValue<int>() ?? 0;
-        g.Metrics.TimeToFirstToken.Observe(elapsed);
+        g.Metrics.TimeToFirstToken.Observe(((firstToken ?? DateTime.UtcNow) - started).TotalSeconds);
         if (tokens > 0) g.Metrics.PerTokenLatency.Observe(elapsed / tokens);
     }
 

@@ -24,6 +24,9 @@ public sealed class GatewayContext(ActorInferNode node, IActorRef gateway, HttpS
     public TenantDirectory Tenants { get; } = new(http);
     public TimeSpan AskTimeout { get; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Streaming completions' tokens as this node's schedulers choose them.</summary>
+    public TokenStreams TokenStreams { get; } = new(node.System);
+
     /// <summary>The connection limit in force and the file-handle limit behind it.</summary>
     public ConnectionLimits Connections { get; init; } =
         new(http.Connections.MaxConnections, null, ConnectionLimits.UnauthenticatedWithin(http.Connections.MaxUnauthenticated, http.Connections.MaxConnections));

@@ -139,6 +139,32 @@ public sealed class SchedulingSpecs : TestKit, IDisposable
         ExpectMsg<Finished>();
     }
 
+    [Fact]
+    public void A_streaming_request_has_each_step_s_tokens_published_before_its_result()
+    {
+        var scheduler = Sys.ActorOf(SchedulerProtocol.Props(_engine, _factory, Layers(), planner: null));
+        Sys.EventStream.Subscribe(TestActor, typeof(TokensLanded));
+        // One request that streams beside one that does not, in one block of two.
+        var streaming = Item(1) with { Request = TestModels.Request(1, maxTokens: 6) with { Stream = true } };
+        scheduler.Tell(new Enqueue([streaming, Item(2)]));
+        scheduler.Tell(new PlannerProtocol.PolicyChanged(new BlockPolicy(2, 1, "test"), Memory.TierBudgets.None));
+        var landed = new List<LandedTokens>();
+        Finished? finished = null;
+        while (finished is null)
+            switch (ExpectMsg<object>(TimeSpan.FromSeconds(10)))
+            {
+                case TokensLanded m: landed.AddRange(m.Sequences); break;
+                case Finished m: finished = m; break;
+            }
+        // A step's tokens each, in order, every one before the result; none of the request that does not stream.
+        Assert.All(landed, l => Assert.Equal("k1", l.Key));
+        Assert.Equal([0, 1, 2, 3, 4, 5], landed.Select(l => l.From));
+        Assert.All(landed, l => Assert.Single(l.Ids));
+        var result = System.Text.Json.JsonDocument.Parse(finished.Results.Single(r => r.Key == "k1").ResultLine).RootElement;
+        Assert.Equal(result.GetProperty("output_ids").EnumerateArray().Select(e => e.GetInt32()), landed.SelectMany(l => l.Ids));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
     public new void Dispose()
     {
         Shutdown();

@@ -56,6 +56,32 @@ public sealed class CompletionTests(GatewayFixture node)
     }
 
     [Fact]
+    public async Task A_streamed_completion_sends_each_token_as_it_is_chosen_and_the_finish_after_them()
+    {
+        var expected = JsonDocument.Parse(node.Generate([Request])[0]).RootElement;
+        using var client = node.Client(GatewayFixture.AliceKey);
+        var streamed = Request.Replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true");
+        using var response = await client.PostAsync("/v1/completions", GatewayFixture.Json(streamed));
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var choices = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
+        // The tokens went out as the scheduler chose them, one chunk each, before the result; the result's chunk then
+        // carries only the finish reason (a stream made from the result alone puts the last token's text in it).
+        var tokens = expected.GetProperty("output_ids").GetArrayLength();
+        Assert.Equal(tokens + 1, choices.Count);
+        Assert.All(choices[..^1], c => Assert.Equal(JsonValueKind.Null, c.GetProperty("finish_reason").ValueKind));
+        Assert.Equal("", choices[^1].GetProperty("text").GetString());
+        Assert.Equal(expected.GetProperty("finish_reason").GetString(), choices[^1].GetProperty("finish_reason").GetString());
+        Assert.Equal(expected.GetProperty("text").GetString(), string.Concat(choices.Select(c => c.GetProperty("text").GetString())));
+
+        // With a stop sequence the text is cut after the tokens are chosen: such a stream comes from the result.
+        var stopped = streamed.Replace("\"stream\": true", "\"stream\": true, \"stop\": [\"zzzz\"]");
+        using var fromResult = await client.PostAsync("/v1/completions", GatewayFixture.Json(stopped));
+        var resultEvents = (await fromResult.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var last = JsonDocument.Parse(resultEvents[^2]["data: ".Length..]).RootElement.GetProperty("choices")[0];
+        Assert.NotEqual("", last.GetProperty("text").GetString());
+    }
+
+    [Fact]
     public async Task Token_id_prompts_and_a_one_string_array_are_accepted_and_logprobs_are_reported()
     {
         using var client = node.Client(GatewayFixture.BobKey);

@@ -370,6 +370,7 @@ internal sealed class BlockSchedulerActor : Diagnostics.TensorThreadActor
             return;
         }
         if (!Guarded(block, () => StepEnds.Land(block))) return;
+        if (block.Landed() is { } landed) Context.System.EventStream.Publish(landed);
         // A budget change on its way applies before the next step's embeddings (StartStep), not after them.
         if (_engine.Changes is { Waiting: true } signal)
         {

@@ -24,6 +24,29 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
     // Tokens chosen at the end of the step, not yet appended.
     public PendingTokens?[] Tokens { get; } = new PendingTokens?[batches];
     public TokenStep Step { get; set; }
+    // Output ids of each streaming entry (by key) already published (TokensLanded); entries leave the block when dropped.
+    private Dictionary<string, int>? _streamed;
+
+    /// <summary>
+    /// The ids each streaming entry chose since the last call (null when none did): the callers of requests that
+    /// stream read them before the block finishes.
+    /// </summary>
+    public TokensLanded? Landed()
+    {
+        List<LandedTokens>? landed = null;
+        foreach (var entry in Sequences)
+        {
+            if (entry.State is not { Request.Stream: true } state) continue;
+            _streamed ??= [];
+            var from = _streamed.GetValueOrDefault(entry.Item.Key);
+            var count = state.OutputIds.Count;
+            if (count <= from) continue;
+            (landed ??= []).Add(new LandedTokens(entry.Item.Key, from, state.OutputIds.Skip(from).Take(count - from).ToArray()));
+            _streamed[entry.Item.Key] = count;
+        }
+        return landed is null ? null : new TokensLanded(landed);
+    }
+
     public GpuBatchIndex[] Active { get; set; } = [];
     public int CursorPosition { get; set; }
 

@@ -74,6 +74,18 @@ public static class SchedulerProtocol
         long TokensGenerated = 0);
 
     /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
+    /// <summary>
+    /// Tokens a step chose for streaming requests (<see cref="Model.Generation.CompletionRequest.Stream"/>), published on the
+    /// node's event stream as they land on the host: the gateway sends them to the callers before their blocks finish.
+    /// </summary>
+    public sealed record TokensLanded(IReadOnlyList<LandedTokens> Sequences);
+
+    /// <summary>
+    /// A request's output ids from index <paramref name="From"/> on, as chosen so far (a resumed request starts again at
+    /// 0: its checkpointed ids come first).
+    /// </summary>
+    public sealed record LandedTokens(string Key, int From, IReadOnlyList<int> Ids);
+
     public sealed record FinishedItem(string Key, string ResultLine);
 
     /// <summary>Sent to the enqueuer when a block is done: all of the block's sequences that it enqueued, at once.</summary>

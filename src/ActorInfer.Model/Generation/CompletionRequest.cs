@@ -27,6 +27,8 @@ public sealed record CompletionRequest
     /// <summary>When set, the log-probability of each chosen token is reported (and of each prompt token with echo).</summary>
     public int? Logprobs { get; init; }
     public bool IgnoreEos { get; init; }
+    /// <summary>The caller reads tokens as they are chosen (server-sent events): a node reports each step's tokens of it.</summary>
+    public bool Stream { get; init; }
     public string? User { get; init; }
 
     public bool IsGreedy => Temperature == 0.0;

@@ -37,7 +37,7 @@ public static class CompletionRequestParser
 
         var n = OptionalInt(root, "n") ?? 1;
         if (n != 1) throw new RequestValidationException("n", "only n = 1 is supported");
-        OptionalBool(root, "stream");
+        var stream = OptionalBool(root, "stream") ?? false;
 
         var request = new CompletionRequest
         {
@@ -48,6 +48,7 @@ public static class CompletionRequestParser
             TopP = OptionalNumber(root, "top_p") ?? 1.0,
             TopK = OptionalInt(root, "top_k") ?? 0,
             Seed = OptionalLong(root, "seed"),
+            Stream = stream,
             Stop = ParseStop(root),
             Echo = OptionalBool(root, "echo") ?? false,
             Logprobs = OptionalInt(root, "logprobs"),
