@@ -98,8 +98,9 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
 
     /// <summary>
     /// A chunk per token of output ids chosen so far (<paramref name="from"/>: the index of the first of
-    /// <paramref name="ids"/>): ids already sent are skipped (a resumed request's checkpointed ids come again), a token
-    /// that ends inside a multi-byte character waits for the next, a gap ends them (the result brings the rest).
+    /// <paramref name="ids"/>): ids already sent are skipped (a resumed request's checkpointed ids come again), a gap ends
+    /// them (the result brings the rest). A token's chunk carries the text it adds; none where it adds none (a special
+    /// token) or ends inside a multi-byte character (the next token's chunk then carries the character).
     /// </summary>
     public IEnumerable<JsonObject> LiveChunks(int from, IReadOnlyList<int> ids)
     {
@@ -108,9 +109,12 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
             if (from + j != _liveIds.Count) yield break;
             _liveIds.Add(ids[j]);
             var decoded = factory.Decode(_liveIds);
-            if (decoded.EndsWith('\uFFFD') || decoded.Length <= _liveText.Length || !decoded.StartsWith(_liveText, StringComparison.Ordinal)) continue;
-            var piece = decoded[_liveText.Length..];
-            _liveText = decoded;
+            var piece = "";
+            if (!decoded.EndsWith('\uFFFD') && decoded.Length > _liveText.Length && decoded.StartsWith(_liveText, StringComparison.Ordinal))
+            {
+                piece = decoded[_liveText.Length..];
+                _liveText = decoded;
+            }
             yield return Chunk(new JsonObject { ["text"] = piece, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = null });
         }
     }

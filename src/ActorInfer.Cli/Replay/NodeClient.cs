@@ -98,11 +98,17 @@ public sealed class NodeClient : IDisposable
                     return new RequestOutcome(false, first, watch.Elapsed.TotalSeconds, tokens, error.GetRawText());
                 if (doc.RootElement.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object)
                     usage = u.GetProperty("completion_tokens").GetInt32();
+                // A chunk per token; a token's chunk may carry no text (a special token, or one that ends inside a
+                // character), so the first token is the first chunk with a choice that is not the finish alone.
                 if (doc.RootElement.TryGetProperty("choices", out var choices) && choices.GetArrayLength() > 0 &&
-                    choices[0].TryGetProperty("text", out var text) && text.GetString() is { Length: > 0 })
+                    choices[0].TryGetProperty("text", out var text))
                 {
-                    first ??= watch.Elapsed.TotalSeconds;
-                    tokens++;
+                    var finish = choices[0].TryGetProperty("finish_reason", out var f) && f.ValueKind == JsonValueKind.String;
+                    if (text.GetString() is { Length: > 0 } || !finish)
+                    {
+                        first ??= watch.Elapsed.TotalSeconds;
+                        tokens++;
+                    }
                 }
             }
             var total = watch.Elapsed.TotalSeconds;
