@@ -101,6 +101,18 @@ public sealed class RunningBlockTests : IDisposable
     }
 
     [Fact]
+    public void A_policy_planned_for_another_bucket_never_starts_a_block_again()
+    {
+        // A block of prompt-512 requests, and the policy the planner made for the queue's next requests of prompt 128: many
+        // times faster a second (shorter prompts), but none of the block's sequences would run under it.
+        var block = new RunningBlock(1, new BlockPolicy(128, 1, "512") { PredictedTokensPerSecond = 1701.5, Bucket = new WorkloadBucket(512, 32) }, [], 1);
+        var shorter = new BlockPolicy(512, 1, "128") { PredictedTokensPerSecond = 5000, Bucket = new WorkloadBucket(128, 32) };
+        Assert.False(BlockFitting.Restarts(block, shorter));
+        // The same pace for the block's own bucket does start it again.
+        Assert.True(BlockFitting.Restarts(block, shorter with { Bucket = new WorkloadBucket(512, 32) }));
+    }
+
+    [Fact]
     public void A_policy_that_only_moves_weights_never_starts_a_block_again()
     {
         var bucket = new WorkloadBucket(512, 32);

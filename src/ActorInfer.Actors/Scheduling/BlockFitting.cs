@@ -13,15 +13,18 @@ internal static class BlockFitting
 {
     /// <summary>
     /// Whether what is left of the block fits <paramref name="policy"/>: no more running sequences than its block size
-    /// (not asked of a policy planned under conservative sizing, on an engine with a placement), and its placement of the
-    /// remaining batches within the budgets. No policy: only an empty block fits.
+    /// (not asked, on an engine with a placement, of a policy planned under conservative sizing or for another workload
+    /// bucket than the block's), and its placement of the remaining batches within the budgets. No policy: only an empty
+    /// block fits.
     /// </summary>
     public static bool Fits(IInferenceEngine engine, RunningBlock block, BlockPolicy? policy, TierBudgets budgets)
     {
         if (policy is null) return block.Running == 0 && block.Work.All(w => w is null);
         // Under conservative sizing, on an engine that accounts its tiers, only memory decides: a smaller geometry alone
-        // drops nothing.
-        if (block.Running > policy.BlockSize && !(policy.KeepsRunningBlocks && engine.Placement is not null)) return false;
+        // drops nothing. Nor does the geometry planned for the next block's requests of another bucket (longer prompts
+        // make smaller blocks): the running block's sequences are not of that bucket.
+        if (block.Running > policy.BlockSize && !((policy.KeepsRunningBlocks || OtherBucket(block.Policy, policy)) && engine.Placement is not null))
+            return false;
         var remaining = block.Work.Where(w => w is not null).Select(w => w!).ToArray();
         return engine.Fits(remaining, policy, budgets);
     }
@@ -55,12 +58,21 @@ internal static class BlockFitting
     public static bool Restarts(RunningBlock block, BlockPolicy? policy)
     {
         if (policy is null || block.Policy.PredictedTokensPerSecond is not { } running || policy.PredictedTokensPerSecond is not { } next ||
-            running <= 0 || policy == block.Policy || policy.KeepsRunningBlocks || OnlyWeightsDiffer(block.Policy, policy))
+            running <= 0 || policy == block.Policy || policy.KeepsRunningBlocks || OnlyWeightsDiffer(block.Policy, policy) ||
+            OtherBucket(block.Policy, policy))
             return false;
         var generation = block.Policy.Bucket?.GenerationLength ?? 0;
         var done = block.Step.IsPrefill ? 0.0 : generation > 0 ? Math.Min(1.0, (double)block.Step.Value / generation) : 1.0;
         return next >= RestartGain * running / Math.Max(1 - done, 0.05);
     }
+
+    /// <summary>
+    /// Whether <paramref name="next"/> was planned for another workload bucket than the running block's policy: the policy of
+    /// the queue's next requests, whose predicted pace says nothing of the running block's sequences (a bucket of shorter
+    /// prompts runs more tokens a second, and none of the block's sequences would run under it).
+    /// </summary>
+    private static bool OtherBucket(BlockPolicy running, BlockPolicy next) =>
+        running.Bucket is { } a && next.Bucket is { } b && a != b;
 
     private static bool OnlyWeightsDiffer(BlockPolicy a, BlockPolicy b) =>
         a.Runtime is { } x && b.Runtime is { } y && a.GpuBatchSize == b.GpuBatchSize && a.NumGpuBatches == b.NumGpuBatches && OnlyWeightsDiffer(x, y);
