@@ -61,8 +61,7 @@ public sealed class CompletionTests(GatewayFixture node)
         var expected = JsonDocument.Parse(node.Generate([Request])[0]).RootElement;
         using var client = node.Client(GatewayFixture.AliceKey);
         var streamed = Request.Replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true");
-        using var response = await client.PostAsync("/v1/completions", GatewayFixture.Json(streamed));
-        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var events = await Events(client, streamed);
         var choices = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
         // The tokens went out as the scheduler chose them, one chunk each, before the result; the result's chunk then
         // carries only the finish reason (a stream made from the result alone puts the last token's text in it).
@@ -75,10 +74,17 @@ public sealed class CompletionTests(GatewayFixture node)
 
         // With a stop sequence the text is cut after the tokens are chosen: such a stream comes from the result.
         var stopped = streamed.Replace("\"stream\": true", "\"stream\": true, \"stop\": [\"zzzz\"]");
-        using var fromResult = await client.PostAsync("/v1/completions", GatewayFixture.Json(stopped));
-        var resultEvents = (await fromResult.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var resultEvents = await Events(client, stopped);
         var last = JsonDocument.Parse(resultEvents[^2]["data: ".Length..]).RootElement.GetProperty("choices")[0];
         Assert.NotEqual("", last.GetProperty("text").GetString());
+    }
+
+    /// <summary>A streamed completion's server-sent events, each "data: ..." (the last "data: [DONE]").</summary>
+    private static async Task<string[]> Events(HttpClient client, string body)
+    {
+        using var response = await client.PostAsync("/v1/completions", GatewayFixture.Json(body));
+        Assert.Equal(200, (int)response.StatusCode);
+        return (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
     }
 
     [Fact]
