@@ -13,9 +13,9 @@ namespace ActorInfer.Gateway;
 /// <summary>
 /// <c>POST /v1/completions</c> and <c>GET /v1/models</c>. A completion is a one-request job: persisted before
 /// anything is answered, so a node restart runs it again. Streaming sends SSE chunks, one per token, then
-/// <c>data: [DONE]</c>: as the node's scheduler chooses them (<see cref="TokenStreams"/>) where the text is the plain
-/// decoding of the tokens, else (an echoed prompt, log-probabilities, stop sequences, or a cluster gateway whose workers
-/// run the blocks) once the result is ready.
+/// <c>data: [DONE]</c>: as the scheduler (the node's, or a cluster worker's) chooses them (<see cref="TokenStreams"/>)
+/// where the text is the plain decoding of the tokens, else (an echoed prompt, log-probabilities, stop sequences) once the
+/// result is ready.
 /// </summary>
 public static class CompletionRoutes
 {

@@ -8,8 +8,8 @@ namespace ActorInfer.Gateway;
 /// <summary>
 /// The tokens of streaming completions as this node's schedulers choose them: each scheduler publishes a step's tokens
 /// (<see cref="SchedulerProtocol.TokensLanded"/>) on the actor system's event stream, and a completion that streams reads
-/// those of its request here, before its block finishes. Only schedulers of this node publish here: behind a cluster
-/// gateway, whose workers run the blocks, a stream has its tokens when the result comes.
+/// those of its request here, before its block finishes. On a cluster gateway the workers' endpoints send their
+/// schedulers' tokens to the gateway's dispatcher, which publishes them here likewise.
 /// </summary>
 public sealed class TokenStreams
 {

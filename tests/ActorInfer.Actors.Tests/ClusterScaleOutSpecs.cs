@@ -181,6 +181,18 @@ public sealed class ClusterScaleOutSpecs(ITestOutputHelper output)
             Assert.True((int)small["slots"]! < (int)large["slots"]!, $"the smaller device reports no less capacity: {state.ToJsonString()}");
             Assert.Equal(600, (long)large["completed"]! + (long)small["completed"]!);
             Assert.All(new[] { large, small }, w => Assert.True((long)w["completed"]! >= 60, $"a worker served less than 10%: {state.ToJsonString()}"));
+
+            // A streamed completion through the gateway: the worker sends each step's tokens on as its scheduler chooses them,
+            // one chunk each, before the result (whose chunk then carries only the finish reason).
+            var tokens = expected[0]["greedy_new_tokens"]!.AsArray().Count;
+            var body = $$"""{"prompt": {{expected[0]["prompt_ids"]!.ToJsonString()}}, "max_tokens": {{tokens}}, "temperature": 0, "ignore_eos": true, "stream": true}""";
+            using var streamed = await http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            var events = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(streamed.IsSuccessStatusCode, string.Join("\n", events));
+            var choices = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!["choices"]![0]!).ToList();
+            Assert.Equal(tokens + 1, choices.Count);
+            Assert.Equal("", (string)choices[^1]["text"]!);
+            Assert.Equal("length", (string)choices[^1]["finish_reason"]!);
         }
         finally
         {

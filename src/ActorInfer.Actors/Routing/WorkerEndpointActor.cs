@@ -45,6 +45,7 @@ internal sealed class WorkerEndpointActor : ReceiveActor, IWithTimers
         });
         Receive<SchedulerProtocol.Finished>(Finished);
         Receive<SchedulerProtocol.Checkpointed>(Checkpointed);
+        Receive<SchedulerProtocol.TokensLanded>(Landed);
         Receive<SchedulerProtocol.SchedulerStatus>(s =>
         {
             var slots = 2 * (s.NextPolicy?.BlockSize ?? _boundSlots / 2);
@@ -58,8 +59,14 @@ internal sealed class WorkerEndpointActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    protected override void PreStart() =>
+    protected override void PreStart()
+    {
         Timers.StartPeriodicTimer("poll", PollScheduler.Instance, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        // Streaming requests' tokens as the local scheduler chooses them, for the gateways that sent them.
+        Context.System.EventStream.Subscribe(Self, typeof(SchedulerProtocol.TokensLanded));
+    }
+
+    protected override void PostStop() => Context.System.EventStream.Unsubscribe(Self);
 
     private void Assign(Assign m)
     {
@@ -113,6 +120,17 @@ internal sealed class WorkerEndpointActor : ReceiveActor, IWithTimers
             var items = group.ToArray();
             group.Key.Tell(new Checkpoints(items.Select(c => c.Key).ToArray(), items.Select(c => c.Checkpoint.OutputIds.ToArray()).ToArray(),
                 items.Select(c => c.Checkpoint.OutputLogprobs.ToArray()).ToArray(), items.Select(c => c.Checkpoint.PromptLogprobs?.ToArray()).ToArray()));
+        }
+    }
+
+    private void Landed(SchedulerProtocol.TokensLanded m)
+    {
+        foreach (var group in m.Sequences.Where(t => _held.ContainsKey(t.Key)).GroupBy(t => _held[t.Key]))
+        {
+            // A gateway in this process has them already: its token streams follow this node's event stream.
+            if (group.Key.Path.Address.HasLocalScope) continue;
+            var tokens = group.ToArray();
+            group.Key.Tell(new Tokens(tokens.Select(t => t.Key).ToArray(), tokens.Select(t => t.From).ToArray(), tokens.Select(t => t.Ids.ToArray()).ToArray()));
         }
     }
 
