@@ -91,10 +91,32 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
     public bool SentLive => _liveIds.Count > 0;
 
     /// <summary>
-    /// Whether a request's tokens can go out as they are chosen: its text is then the plain decoding of its ids (no echoed
-    /// prompt, no log-probabilities, no stop sequence that could cut text already sent).
+    /// Whether a request's tokens can go out as they are chosen: its text is then the decoding of its ids (no echoed prompt,
+    /// no log-probabilities), cut before its first stop sequence where one appears.
     /// </summary>
-    public static bool CanStreamLive(CompletionRequest request) => !request.Echo && request.Logprobs is null && request.Stop.Count == 0;
+    public static bool CanStreamLive(CompletionRequest request) => !request.Echo && request.Logprobs is null;
+
+    /// <summary>The request's stop sequences (set by the route): live text is held back while it could begin one.</summary>
+    public IReadOnlyList<string> Stops { get; init; } = [];
+
+    /// <summary>
+    /// How much of <paramref name="decoded"/> (the decoding of every id chosen so far) is the result's for certain: all of
+    /// it without stop sequences; else up to the first stop sequence in it (the sequence ends there), or short of the
+    /// longest stop sequence's length less one (the text a stop sequence completed by a later token could begin with:
+    /// the text before it held none, so one completed later begins after that), never splitting a UTF-16 pair.
+    /// </summary>
+    private int Settled(string decoded)
+    {
+        if (Stops.Count == 0) return decoded.Length;
+        var end = decoded.Length - (Stops.Max(stop => stop.Length) - 1);
+        foreach (var stop in Stops)
+        {
+            var at = decoded.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0) end = Math.Min(end, at);
+        }
+        end = Math.Max(0, end);
+        return end > 0 && char.IsHighSurrogate(decoded[end - 1]) ? end - 1 : end;
+    }
 
     /// <summary>
     /// A chunk per token of output ids chosen so far (<paramref name="from"/>: the index of the first of
@@ -110,10 +132,11 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
             _liveIds.Add(ids[j]);
             var decoded = factory.Decode(_liveIds);
             var piece = "";
-            if (!decoded.EndsWith('\uFFFD') && decoded.Length > _liveText.Length && decoded.StartsWith(_liveText, StringComparison.Ordinal))
+            if (!decoded.EndsWith('\uFFFD') && decoded.StartsWith(_liveText, StringComparison.Ordinal) && Settled(decoded) is var settled &&
+                settled > _liveText.Length)
             {
-                piece = decoded[_liveText.Length..];
-                _liveText = decoded;
+                piece = decoded[_liveText.Length..settled];
+                _liveText = decoded[..settled];
             }
             yield return Chunk(new JsonObject { ["text"] = piece, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = null });
         }
@@ -122,7 +145,8 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
     /// <summary>
     /// After <see cref="LiveChunks"/>, the result's chunks not sent yet: its text beyond what went out, a chunk per
     /// remaining token; the last carries the finish reason. A result whose text does not begin with what went out (which
-    /// a request that <see cref="CanStreamLive"/> never has) throws rather than send text twice.
+    /// a request that <see cref="CanStreamLive"/> never has) throws rather than send text twice. Text held back for a stop
+    /// sequence that did not come goes in the last chunk.
     /// </summary>
     public IEnumerable<JsonObject> RestChunks(string resultLine, bool includeUsage)
     {

@@ -14,8 +14,8 @@ namespace ActorInfer.Gateway;
 /// <c>POST /v1/completions</c> and <c>GET /v1/models</c>. A completion is a one-request job: persisted before
 /// anything is answered, so a node restart runs it again. Streaming sends SSE chunks, one per token, then
 /// <c>data: [DONE]</c>: as the scheduler (the node's, or a cluster worker's) chooses them (<see cref="TokenStreams"/>)
-/// where the text is the plain decoding of the tokens, else (an echoed prompt, log-probabilities, stop sequences) once the
-/// result is ready.
+/// (text that could begin a stop sequence waits for the tokens after it), else (an echoed prompt, log-probabilities) once
+/// the result is ready.
 /// </summary>
 public static class CompletionRoutes
 {
@@ -78,6 +78,7 @@ public static class CompletionRoutes
         var output = new CompletionOutput(id, input.Model, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), factory)
         {
             Echo = input.Request.Echo,
+            Stops = input.Request.Stop,
             PromptText = input.Request.Prompt.Text ?? factory.Decode(input.Request.Prompt.TokenIds ?? []),
         };
         if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, live, http.RequestAborted));

@@ -72,11 +72,30 @@ public sealed class CompletionTests(GatewayFixture node)
         Assert.Equal(expected.GetProperty("finish_reason").GetString(), choices[^1].GetProperty("finish_reason").GetString());
         Assert.Equal(expected.GetProperty("text").GetString(), string.Concat(choices.Select(c => c.GetProperty("text").GetString())));
 
-        // With a stop sequence the text is cut after the tokens are chosen: such a stream comes from the result.
-        var stopped = streamed.Replace("\"stream\": true", "\"stream\": true, \"stop\": [\"zzzz\"]");
-        var resultEvents = await Events(client, stopped);
-        var last = JsonDocument.Parse(resultEvents[^2]["data: ".Length..]).RootElement.GetProperty("choices")[0];
-        Assert.NotEqual("", last.GetProperty("text").GetString());
+        // With a log-probability asked, the stream comes from the result: its last token's text rides with the finish.
+        var fromResult = await Events(client, streamed.Replace("\"stream\": true", "\"stream\": true, \"logprobs\": 1"));
+        var last = JsonDocument.Parse(fromResult[^2]["data: ".Length..]).RootElement.GetProperty("choices")[0];
+        Assert.Equal(choices[^2].GetProperty("text").GetString(), last.GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_with_stop_sequences_holds_back_what_could_begin_one()
+    {
+        var full = JsonDocument.Parse(node.Generate([Request])[0]).RootElement.GetProperty("text").GetString()!;
+        using var client = node.Client(GatewayFixture.AliceKey);
+        // A stop sequence that appears in the text (it ends there), and one that never does (its length is held back, then sent).
+        foreach (var stop in new[] { full.Substring(full.Length / 2, 3), "\u0001\u0002\u0003\u0004" })
+        {
+            var request = Request.Replace("\"temperature\": 0", $"\"temperature\": 0, \"stop\": [{JsonSerializer.Serialize(stop)}]");
+            var expected = JsonDocument.Parse(node.Generate([request])[0]).RootElement;
+            var events = await Events(client, request.Replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true"));
+            var choices = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
+            Assert.Equal(expected.GetProperty("text").GetString(), string.Concat(choices.Select(c => c.GetProperty("text").GetString())));
+            Assert.Equal(expected.GetProperty("finish_reason").GetString(), choices[^1].GetProperty("finish_reason").GetString());
+            Assert.Equal(stop.StartsWith('\u0001') ? "length" : "stop", expected.GetProperty("finish_reason").GetString());
+            // A chunk per token as it was chosen, then the finish with what was held back.
+            Assert.Equal(expected.GetProperty("output_ids").GetArrayLength() + 1, choices.Count);
+        }
     }
 
     /// <summary>A streamed completion's server-sent events, each "data: ..." (the last "data: [DONE]").</summary>
