@@ -32,21 +32,28 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
     }
 
     /// <summary>
-    /// Chunks whose texts join to the completion's text: the echoed prompt first, then one chunk per generated token
-    /// (a token that ends inside a multi-byte character waits for the next); the last carries the finish reason.
+    /// Chunks whose texts join to the completion's text, less what <see cref="LiveChunks"/> sent before the result: the
+    /// echoed prompt first, then one chunk per generated token (a token that ends inside a multi-byte character waits for
+    /// the next); the last carries the finish reason (and text held back for a stop sequence that did not come). A result
+    /// that does not begin with what went out throws rather than send text twice.
     /// </summary>
     public IEnumerable<JsonObject> Chunks(string resultLine, bool includeUsage)
     {
         var r = Read(resultLine);
         var pieces = new List<(string Text, float? Logprob)>();
         var done = 0;
-        if (r.Echo && r.PromptText.Length > 0 && r.Text.StartsWith(r.PromptText, StringComparison.Ordinal))
+        var echoed = r.Echo && r.PromptText.Length > 0 && r.Text.StartsWith(r.PromptText, StringComparison.Ordinal);
+        if (echoed)
         {
-            pieces.Add((r.PromptText, null));
+            if (!_echoSent) pieces.Add((r.PromptText, null));
             done = r.PromptText.Length;
         }
         var prefix = done;
-        for (var i = 0; i < r.OutputIds.Count; i++)
+        if (_echoSent && !echoed || !r.Text.AsSpan(prefix).StartsWith(_liveText, StringComparison.Ordinal) ||
+            !r.OutputIds.Take(_liveIds.Count).SequenceEqual(_liveIds))
+            throw new InvalidOperationException($"the result of {id} does not begin with the {_liveIds.Count} tokens streamed before it");
+        done += _liveText.Length;
+        for (var i = _liveIds.Count; i < r.OutputIds.Count; i++)
         {
             var decoded = factory.Decode(r.OutputIds.Take(i + 1).ToArray());
             if (decoded.EndsWith('\uFFFD') && i + 1 < r.OutputIds.Count) continue;
@@ -57,24 +64,7 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
         if (done < r.Text.Length) pieces.Add((r.Text[done..], null));
         if (pieces.Count == 0) pieces.Add(("", null));
         for (var i = 0; i < pieces.Count; i++)
-        {
-            var last = i == pieces.Count - 1;
-            yield return Chunk(new JsonObject
-            {
-                ["text"] = pieces[i].Text,
-                ["index"] = 0,
-                ["logprobs"] = r.WantLogprobs && pieces[i].Logprob is { } lp
-                    ? new JsonObject
-                    {
-                        ["tokens"] = new JsonArray(pieces[i].Text),
-                        ["token_logprobs"] = new JsonArray(lp),
-                        ["top_logprobs"] = null,
-                        ["text_offset"] = new JsonArray(0),
-                    }
-                    : null,
-                ["finish_reason"] = last ? r.FinishReason : null,
-            });
-        }
+            yield return Piece(pieces[i].Text, r.WantLogprobs ? pieces[i].Logprob : null, i == pieces.Count - 1 ? r.FinishReason : null);
         if (includeUsage)
         {
             var usage = Chunk(null);
@@ -83,21 +73,36 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
         }
     }
 
-    // A stream whose tokens go out as they are chosen (LiveChunks): the ids and the text sent so far.
+    /// <summary>A chunk of <paramref name="text"/>, with its token's log-probability where one is reported.</summary>
+    private JsonObject Piece(string text, float? logprob, string? finishReason) => Chunk(new JsonObject
+    {
+        ["text"] = text,
+        ["index"] = 0,
+        ["logprobs"] = logprob is { } lp
+            ? new JsonObject
+            {
+                ["tokens"] = new JsonArray(text),
+                ["token_logprobs"] = new JsonArray(lp),
+                ["top_logprobs"] = null,
+                ["text_offset"] = new JsonArray(0),
+            }
+            : null,
+        ["finish_reason"] = finishReason,
+    });
+
+    // What went out before the result (LiveChunks): the echoed prompt, the ids, and their text as sent.
     private readonly List<int> _liveIds = [];
     private string _liveText = "";
+    private bool _echoSent;
 
-    /// <summary>Whether any token went out before the result (<see cref="LiveChunks"/>); the rest then comes by <see cref="RestChunks"/>.</summary>
-    public bool SentLive => _liveIds.Count > 0;
-
-    /// <summary>
-    /// Whether a request's tokens can go out as they are chosen: its text is then the decoding of its ids (no echoed prompt,
-    /// no log-probabilities), cut before its first stop sequence where one appears.
-    /// </summary>
-    public static bool CanStreamLive(CompletionRequest request) => !request.Echo && request.Logprobs is null;
+    /// <summary>Whether a token went out before the result (<see cref="LiveChunks"/>).</summary>
+    public bool SentTokens => _liveIds.Count > 0;
 
     /// <summary>The request's stop sequences (set by the route): live text is held back while it could begin one.</summary>
     public IReadOnlyList<string> Stops { get; init; } = [];
+
+    /// <summary>Whether the request asked for log-probabilities (set by the route): live chunks then carry each token's.</summary>
+    public bool WantLogprobs { get; init; }
 
     /// <summary>
     /// How much of <paramref name="decoded"/> (the decoding of every id chosen so far) is the result's for certain: all of
@@ -119,13 +124,19 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
     }
 
     /// <summary>
-    /// A chunk per token of output ids chosen so far (<paramref name="from"/>: the index of the first of
-    /// <paramref name="ids"/>): ids already sent are skipped (a resumed request's checkpointed ids come again), a gap ends
-    /// them (the result brings the rest). A token's chunk carries the text it adds; none where it adds none (a special
-    /// token) or ends inside a multi-byte character (the next token's chunk then carries the character).
+    /// Chunks of the output ids chosen so far, before the result (<paramref name="from"/>: the index of the first of
+    /// <paramref name="ids"/>; <paramref name="logprobs"/>: theirs, where reported): the echoed prompt before the first, then
+    /// one per token. Ids already sent are skipped (a resumed request's checkpointed ids come again), a gap ends them (the
+    /// result brings the rest). A token's chunk carries the text it adds; none where it adds none (a special token), ends
+    /// inside a multi-byte character (the next token's chunk then carries the character) or could begin a stop sequence.
     /// </summary>
-    public IEnumerable<JsonObject> LiveChunks(int from, IReadOnlyList<int> ids)
+    public IEnumerable<JsonObject> LiveChunks(int from, IReadOnlyList<int> ids, IReadOnlyList<float>? logprobs = null)
     {
+        if (Echo && PromptText.Length > 0 && !_echoSent)
+        {
+            _echoSent = true;
+            yield return Piece(PromptText, null, null);
+        }
         for (var j = Math.Max(0, _liveIds.Count - from); j < ids.Count; j++)
         {
             if (from + j != _liveIds.Count) yield break;
@@ -138,43 +149,7 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
                 piece = decoded[_liveText.Length..settled];
                 _liveText = decoded[..settled];
             }
-            yield return Chunk(new JsonObject { ["text"] = piece, ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = null });
-        }
-    }
-
-    /// <summary>
-    /// After <see cref="LiveChunks"/>, the result's chunks not sent yet: its text beyond what went out, a chunk per
-    /// remaining token; the last carries the finish reason. A result whose text does not begin with what went out (which
-    /// a request that <see cref="CanStreamLive"/> never has) throws rather than send text twice. Text held back for a stop
-    /// sequence that did not come goes in the last chunk.
-    /// </summary>
-    public IEnumerable<JsonObject> RestChunks(string resultLine, bool includeUsage)
-    {
-        var r = Read(resultLine);
-        if (!r.Text.StartsWith(_liveText, StringComparison.Ordinal) || !r.OutputIds.Take(_liveIds.Count).SequenceEqual(_liveIds))
-            throw new InvalidOperationException($"the result of {id} does not begin with the {_liveIds.Count} tokens streamed before it");
-        var pieces = new List<string>();
-        var done = _liveText.Length;
-        for (var i = _liveIds.Count; i < r.OutputIds.Count; i++)
-        {
-            var decoded = factory.Decode(r.OutputIds.Take(i + 1).ToArray());
-            if (decoded.EndsWith('\uFFFD') && i + 1 < r.OutputIds.Count) continue;
-            var end = Math.Min(r.Text.Length, decoded.Length);
-            pieces.Add(end > done ? r.Text[done..end] : "");
-            done = Math.Max(done, end);
-        }
-        if (done < r.Text.Length) pieces.Add(r.Text[done..]);
-        if (pieces.Count == 0) pieces.Add("");
-        for (var i = 0; i < pieces.Count; i++)
-            yield return Chunk(new JsonObject
-            {
-                ["text"] = pieces[i], ["index"] = 0, ["logprobs"] = null, ["finish_reason"] = i == pieces.Count - 1 ? r.FinishReason : null,
-            });
-        if (includeUsage)
-        {
-            var usage = Chunk(null);
-            usage["usage"] = Usage(r);
-            yield return usage;
+            yield return Piece(piece, WantLogprobs && logprobs is not null && j < logprobs.Count ? logprobs[j] : null, null);
         }
     }
 

@@ -13,9 +13,9 @@ namespace ActorInfer.Gateway;
 /// <summary>
 /// <c>POST /v1/completions</c> and <c>GET /v1/models</c>. A completion is a one-request job: persisted before
 /// anything is answered, so a node restart runs it again. Streaming sends SSE chunks, one per token, then
-/// <c>data: [DONE]</c>: as the scheduler (the node's, or a cluster worker's) chooses them (<see cref="TokenStreams"/>)
-/// (text that could begin a stop sequence waits for the tokens after it), else (an echoed prompt, log-probabilities) once
-/// the result is ready.
+/// <c>data: [DONE]</c>, as the scheduler (the node's, or a cluster worker's) chooses them (<see cref="TokenStreams"/>):
+/// an echoed prompt first, each token's log-probability where asked, text that could begin a stop sequence held back for
+/// the tokens after it; what did not go out before the result (a gap, text held back) goes with it.
 /// </summary>
 public static class CompletionRoutes
 {
@@ -60,7 +60,7 @@ public static class CompletionRoutes
         var result = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var started = DateTime.UtcNow;
         // Open before the job is admitted: its first tokens may land before the stream starts.
-        var live = input.Stream && CompletionOutput.CanStreamLive(input.Request) ? g.TokenStreams.Open(JobKey(id)) : null;
+        var live = input.Stream ? g.TokenStreams.Open(JobKey(id)) : null;
         try
         {
             var admitted = await Admit(g, new GatewayProtocol.Admit(tenant.Name, tenant.MaxQueuedRequests, id,
@@ -79,6 +79,7 @@ public static class CompletionRoutes
         {
             Echo = input.Request.Echo,
             Stops = input.Request.Stop,
+            WantLogprobs = input.Request.Logprobs is not null,
             PromptText = input.Request.Prompt.Text ?? factory.Decode(input.Request.Prompt.TokenIds ?? []),
         };
         if (input.Stream) return TypedResults.ServerSentEvents(Stream(g, id, result, output, input.IncludeUsage, started, live, http.RequestAborted));
@@ -102,9 +103,9 @@ public static class CompletionRoutes
                 {
                     await Task.WhenAny(finished, live.Reader.WaitToReadAsync(cancel).AsTask());
                     while (live.Reader.TryRead(out var tokens))
-                        foreach (var chunk in output.LiveChunks(tokens.From, tokens.Ids))
+                        foreach (var chunk in output.LiveChunks(tokens.From, tokens.Ids, tokens.Logprobs))
                         {
-                            firstToken ??= DateTime.UtcNow;
+                            if (output.SentTokens) firstToken ??= DateTime.UtcNow;
                             yield return new SseItem<string>(chunk.ToJsonString());
                         }
                 }
@@ -113,7 +114,7 @@ public static class CompletionRoutes
         string? error = null;
         try
         {
-            foreach (var chunk in output.SentLive ? output.RestChunks(line, includeUsage) : output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
+            foreach (var chunk in output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
             Observe(g, output.Completion(line), started, firstToken);
         }
         catch (ApiError e)

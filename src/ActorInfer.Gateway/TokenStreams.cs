@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.Channels;
 using ActorInfer.Actors.Scheduling;
 using Akka.Actor;
@@ -13,7 +12,9 @@ namespace ActorInfer.Gateway;
 /// </summary>
 public sealed class TokenStreams
 {
-    private readonly ConcurrentDictionary<string, Channel<SchedulerProtocol.LandedTokens>> _open = new();
+    // The open streams by the scheduler's key: a completion retried with its idempotency key while the first attempt still
+    // streams reads the same tokens beside it.
+    private readonly Dictionary<string, List<Channel<SchedulerProtocol.LandedTokens>>> _open = new(StringComparer.Ordinal);
 
     public TokenStreams(ActorSystem system)
     {
@@ -28,26 +29,36 @@ public sealed class TokenStreams
     public Subscription Open(string key)
     {
         var channel = Channel.CreateUnbounded<SchedulerProtocol.LandedTokens>(new UnboundedChannelOptions { SingleReader = true });
-        _open[key] = channel;
+        lock (_open)
+        {
+            if (!_open.TryGetValue(key, out var channels)) _open[key] = channels = [];
+            channels.Add(channel);
+        }
         return new Subscription(this, key, channel);
+    }
+
+    private void Close(string key, Channel<SchedulerProtocol.LandedTokens> channel)
+    {
+        lock (_open)
+            if (_open.TryGetValue(key, out var channels) && channels.Remove(channel) && channels.Count == 0)
+                _open.Remove(key);
+        channel.Writer.TryComplete();
     }
 
     private void Deliver(SchedulerProtocol.TokensLanded landed)
     {
-        foreach (var tokens in landed.Sequences)
-            if (_open.TryGetValue(tokens.Key, out var channel))
-                channel.Writer.TryWrite(tokens);
+        lock (_open)
+            foreach (var tokens in landed.Sequences)
+                if (_open.TryGetValue(tokens.Key, out var channels))
+                    foreach (var channel in channels)
+                        channel.Writer.TryWrite(tokens);
     }
 
     public sealed class Subscription(TokenStreams streams, string key, Channel<SchedulerProtocol.LandedTokens> channel) : IDisposable
     {
         public ChannelReader<SchedulerProtocol.LandedTokens> Reader => channel.Reader;
 
-        public void Dispose()
-        {
-            streams._open.TryRemove(new KeyValuePair<string, Channel<SchedulerProtocol.LandedTokens>>(key, channel));
-            channel.Writer.TryComplete();
-        }
+        public void Dispose() => streams.Close(key, channel);
     }
 
     private sealed class Listener : ReceiveActor

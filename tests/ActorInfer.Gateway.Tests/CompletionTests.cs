@@ -72,10 +72,25 @@ public sealed class CompletionTests(GatewayFixture node)
         Assert.Equal(expected.GetProperty("finish_reason").GetString(), choices[^1].GetProperty("finish_reason").GetString());
         Assert.Equal(expected.GetProperty("text").GetString(), string.Concat(choices.Select(c => c.GetProperty("text").GetString())));
 
-        // With a log-probability asked, the stream comes from the result: its last token's text rides with the finish.
-        var fromResult = await Events(client, streamed.Replace("\"stream\": true", "\"stream\": true, \"logprobs\": 1"));
-        var last = JsonDocument.Parse(fromResult[^2]["data: ".Length..]).RootElement.GetProperty("choices")[0];
-        Assert.Equal(choices[^2].GetProperty("text").GetString(), last.GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_with_echo_and_logprobs_sends_the_prompt_then_each_token_with_its_log_probability()
+    {
+        using var client = node.Client(GatewayFixture.BobKey);
+        const string body = """{"prompt": "Hello, my dog is", "max_tokens": 6, "temperature": 0, "logprobs": 1, "echo": true}""";
+        using var plain = await client.PostAsync("/v1/completions", GatewayFixture.Json(body));
+        var completion = (await GatewayFixture.ReadJson(plain)).GetProperty("choices")[0];
+        var events = await Events(client, body.Replace("\"echo\": true", "\"echo\": true, \"stream\": true"));
+        var choices = events[..^1].Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices")[0]).ToList();
+        // The prompt, a chunk per token as it was chosen with its log-probability, then the finish.
+        Assert.Equal(1 + 6 + 1, choices.Count);
+        Assert.Equal("Hello, my dog is", choices[0].GetProperty("text").GetString());
+        Assert.Equal(completion.GetProperty("text").GetString(), string.Concat(choices.Select(c => c.GetProperty("text").GetString())));
+        var expected = completion.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().TakeLast(6).Select(l => l.GetDouble());
+        Assert.Equal(expected, choices[1..7].Select(c => c.GetProperty("logprobs").GetProperty("token_logprobs")[0].GetDouble()));
+        Assert.Equal("", choices[^1].GetProperty("text").GetString());
+        Assert.Equal(completion.GetProperty("finish_reason").GetString(), choices[^1].GetProperty("finish_reason").GetString());
     }
 
     [Fact]

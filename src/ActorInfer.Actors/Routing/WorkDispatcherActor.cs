@@ -58,7 +58,7 @@ internal sealed class WorkDispatcherActor : ReceiveActor, IWithTimers
         Receive<Checkpoints>(Checkpoints);
         // A worker's streaming tokens: published here as the local schedulers publish theirs (the gateway's token streams).
         Receive<WorkerProtocol.Tokens>(m => Context.System.EventStream.Publish(new SchedulerProtocol.TokensLanded(
-            m.Keys.Select((key, i) => new SchedulerProtocol.LandedTokens(key, m.From[i], m.Ids[i])).ToArray())));
+            m.Keys.Select((key, i) => new SchedulerProtocol.LandedTokens(key, m.From[i], m.Ids[i], m.Logprobs[i])).ToArray())));
         Receive<Terminated>(m => Left(m.ActorRef));
         Receive<SchedulerProtocol.GetStatus>(_ =>
             Sender.Tell(new SchedulerProtocol.SchedulerStatus(_pending.Count + _workers.Values.Sum(w => w.Assigned.Count), null, null)));

@@ -130,7 +130,8 @@ internal sealed class WorkerEndpointActor : ReceiveActor, IWithTimers
             // A gateway in this process has them already: its token streams follow this node's event stream.
             if (group.Key.Path.Address.HasLocalScope) continue;
             var tokens = group.ToArray();
-            group.Key.Tell(new Tokens(tokens.Select(t => t.Key).ToArray(), tokens.Select(t => t.From).ToArray(), tokens.Select(t => t.Ids.ToArray()).ToArray()));
+            group.Key.Tell(new Tokens(tokens.Select(t => t.Key).ToArray(), tokens.Select(t => t.From).ToArray(), tokens.Select(t => t.Ids.ToArray()).ToArray(),
+                tokens.Select(t => t.Logprobs?.ToArray()).ToArray()));
         }
     }
 

@@ -57,11 +57,12 @@ public static class WorkerProtocol
     public sealed record Checkpoints(string[] Keys, int[][] OutputIds, float[][] OutputLogprobs, float?[]?[] PromptLogprobs);
 
     /// <summary>
-    /// Tokens a step chose for streaming requests (per key: the index of the first of its ids, the ids), as the worker's
+    /// Tokens a step chose for streaming requests (per key: the index of the first of its ids, the ids, their
+    /// log-probabilities where the request asks for them), as the worker's
     /// scheduler published them (<see cref="SchedulerProtocol.TokensLanded"/>): the gateway publishes them again on its own
     /// event stream, for its streaming completions.
     /// </summary>
-    public sealed record Tokens(string[] Keys, int[] From, int[][] Ids);
+    public sealed record Tokens(string[] Keys, int[] From, int[][] Ids, float[]?[] Logprobs);
 
     /// <summary>Asks a dispatcher for <see cref="WorkerList"/>.</summary>
     public sealed record GetWorkers

@@ -41,7 +41,8 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
             var from = _streamed.GetValueOrDefault(entry.Item.Key);
             var count = state.OutputIds.Count;
             if (count <= from) continue;
-            (landed ??= []).Add(new LandedTokens(entry.Item.Key, from, state.OutputIds.Skip(from).Take(count - from).ToArray()));
+            (landed ??= []).Add(new LandedTokens(entry.Item.Key, from, state.OutputIds.Skip(from).Take(count - from).ToArray(),
+                state.Request.Logprobs is null ? null : state.OutputLogprobs.Skip(from).Take(count - from).ToArray()));
             _streamed[entry.Item.Key] = count;
         }
         return landed is null ? null : new TokensLanded(landed);

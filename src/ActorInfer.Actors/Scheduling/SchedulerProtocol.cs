@@ -82,9 +82,9 @@ public static class SchedulerProtocol
 
     /// <summary>
     /// A request's output ids from index <paramref name="From"/> on, as chosen so far (a resumed request starts again at
-    /// 0: its checkpointed ids come first).
+    /// 0: its checkpointed ids come first), and their log-probabilities where the request asks for them.
     /// </summary>
-    public sealed record LandedTokens(string Key, int From, IReadOnlyList<int> Ids);
+    public sealed record LandedTokens(string Key, int From, IReadOnlyList<int> Ids, IReadOnlyList<float>? Logprobs = null);
 
     public sealed record FinishedItem(string Key, string ResultLine);
 
