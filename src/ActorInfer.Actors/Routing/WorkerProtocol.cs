@@ -58,9 +58,9 @@ public static class WorkerProtocol
 
     /// <summary>
     /// Tokens a step chose for streaming requests (per key: the index of the first of its ids, the ids, their
-    /// log-probabilities where the request asks for them), as the worker's
-    /// scheduler published them (<see cref="SchedulerProtocol.TokensLanded"/>): the gateway publishes them again on its own
-    /// event stream, for its streaming completions.
+    /// log-probabilities where the request asks for them), as the worker's scheduler published them
+    /// (<see cref="SchedulerProtocol.TokensLanded"/>): the gateway publishes them again on its own event stream, for its
+    /// streaming completions.
     /// </summary>
     public sealed record Tokens(string[] Keys, int[] From, int[][] Ids, float[]?[] Logprobs);
 
