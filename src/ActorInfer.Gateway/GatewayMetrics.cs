@@ -25,7 +25,7 @@ public sealed class GatewayMetrics
         TenantQueued = f.CreateGauge("actorinfer_tenant_queued_requests", "Requests accepted through the gateway and not finished, by tenant.",
             new GaugeConfiguration { LabelNames = ["tenant"] });
         TimeToFirstToken = f.CreateHistogram("actorinfer_time_to_first_token_seconds",
-            "From admission to the first token sent back. The engine reports whole results, so this is the time to the result.",
+            "From admission to the first token sent back: a streamed completion's first token chunk, else the result.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 16) });
         PerTokenLatency = f.CreateHistogram("actorinfer_per_token_latency_seconds",
             "Time from admission to the result divided by the completion tokens of the request.",
