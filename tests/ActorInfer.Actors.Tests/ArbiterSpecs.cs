@@ -244,25 +244,29 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
         Assert.Equal([4_500L, 4_500L], GpuArbiterActor.SplitByWeights(9_000, [0, 0]));
     }
 
+    /// <summary>A memory-pressure actor at a GPU budget of 2200, the resident planner under <paramref name="headroom"/> following it, and a subscriber to the planner.</summary>
+    private (IActorRef Memory, IActorRef Planner, Akka.TestKit.TestProbe Subscriber) PlannerAt2200(PlannerProtocol.Headroom headroom)
+    {
+        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
+        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, headroom));
+        var subscriber = CreateTestProbe();
+        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        return (memory, planner, subscriber);
+    }
+
     [Fact]
     public void Under_conservative_sizing_new_blocks_leave_room_for_the_falls_seen_while_blocks_ran()
     {
-        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
-        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4)));
-        var subscriber = CreateTestProbe();
-        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        var (memory, planner, subscriber) = PlannerAt2200(new PlannerProtocol.Headroom(Tier.Gpu, 4));
         // Planned under conservative sizing: no policy of it restarts a running block.
         var full = new BlockPolicy(4, 3, "all on gpu") { KeepsRunningBlocks = true };
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
 
         // A block of 12 runs while the budget falls from 2200 to 1600 (27%) and comes back.
-        planner.Tell(new SchedulerProtocol.BlockStarted(1, full, 12, 3));
-        FallAndReturn(memory, subscriber);
-        planner.Tell(new SchedulerProtocol.BlockFinished(1, 12, 5));
+        BlockThroughAFall(planner, memory, subscriber, full, block: 1, sequences: 12, batches: 3);
         // One block, one fall: the next blocks are planned for 2200 less 27% (1600): one batch of 4 (all on the device,
         // so there are no weights to raise into the rest).
-        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full,
-            TimeSpan.FromSeconds(5));
+        var conservative = NextPolicyBut(subscriber, full);
         Assert.Equal(new BlockPolicy(4, 1, "all on gpu") { KeepsRunningBlocks = true }, conservative.Policy);
 
         // Four blocks without a fall: the history forgets it, and blocks are full again.
@@ -281,10 +285,7 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void Under_conservative_sizing_a_floor_bounds_the_firm_parts_from_the_first_block()
     {
-        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
-        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4) { Floor = 1600 }));
-        var subscriber = CreateTestProbe();
-        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        var (memory, planner, subscriber) = PlannerAt2200(new PlannerProtocol.Headroom(Tier.Gpu, 4) { Floor = 1600 });
         // 1600 holds 6 sequences: one batch of 4 (all on the device, no weights to raise into the rest).
         var first = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy is not null, TimeSpan.FromSeconds(5));
         Assert.Equal(new BlockPolicy(4, 1, "all on gpu") { KeepsRunningBlocks = true }, first.Policy);
@@ -302,28 +303,33 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void Under_conservative_sizing_the_sole_top_priority_model_counts_only_falls_below_its_running_block()
     {
-        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
-        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, new PlannerProtocol.Headroom(Tier.Gpu, 4) { SoleTopPriority = true }));
-        var subscriber = CreateTestProbe();
-        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
+        var (memory, planner, subscriber) = PlannerAt2200(new PlannerProtocol.Headroom(Tier.Gpu, 4) { SoleTopPriority = true });
         var full = new BlockPolicy(4, 3, "all on gpu") { KeepsRunningBlocks = true };
         subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
 
         // A block of 4 runs while the budget falls to 1600 (which holds 6) and comes back: not counted, nothing new at its end.
-        planner.Tell(new SchedulerProtocol.BlockStarted(1, full, 4, 1));
-        FallAndReturn(memory, subscriber);
-        planner.Tell(new SchedulerProtocol.BlockFinished(1, 4, 5));
+        BlockThroughAFall(planner, memory, subscriber, full, block: 1, sequences: 4, batches: 1);
         subscriber.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
 
         // A block of 12 under the same fall: 1600 no longer holds it. Two blocks, one fall (the first block's was not one): the
         // next blocks are planned for 2200 less half the depth (1900, which holds 9): two batches of 4.
-        planner.Tell(new SchedulerProtocol.BlockStarted(2, full, 12, 3));
-        FallAndReturn(memory, subscriber);
-        planner.Tell(new SchedulerProtocol.BlockFinished(2, 12, 5));
-        var conservative = subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full,
-            TimeSpan.FromSeconds(5));
+        BlockThroughAFall(planner, memory, subscriber, full, block: 2, sequences: 12, batches: 3);
+        var conservative = NextPolicyBut(subscriber, full);
         Assert.Equal(new BlockPolicy(4, 2, "all on gpu") { KeepsRunningBlocks = true }, conservative.Policy);
     }
+
+    /// <summary>A block of <paramref name="policy"/> starts, the budget falls to 1600 and returns (<see cref="FallAndReturn"/>), the block finishes.</summary>
+    private static void BlockThroughAFall(IActorRef planner, IActorRef memory, Akka.TestKit.TestProbe subscriber, BlockPolicy policy, int block,
+        int sequences, int batches)
+    {
+        planner.Tell(new SchedulerProtocol.BlockStarted(block, policy, sequences, batches));
+        FallAndReturn(memory, subscriber);
+        planner.Tell(new SchedulerProtocol.BlockFinished(block, sequences, 5));
+    }
+
+    /// <summary>The next policy published for the whole budget (2200) other than <paramref name="full"/>.</summary>
+    private static PlannerProtocol.PolicyChanged NextPolicyBut(Akka.TestKit.TestProbe subscriber, BlockPolicy full) =>
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Budgets.Gpu == 2200 && m.Policy != full, TimeSpan.FromSeconds(5));
 
     /// <summary>The budget falls to 1600 and returns to 2200; each change reaches the planner (its policy is published) before the next step.</summary>
     private static void FallAndReturn(IActorRef memory, Akka.TestKit.TestProbe subscriber)
@@ -337,14 +343,10 @@ public sealed class ArbiterSpecs() : TestKit(TestModels.ActorConfig)
     [Fact]
     public void Without_a_history_the_planner_sizes_blocks_as_before()
     {
-        var memory = Sys.ActorOf(MemoryProtocol.Props(new MemoryProtocol.Settings(2200, null, null, TimeSpan.FromHours(1), 1), null));
-        var planner = Sys.ActorOf(PlannerProtocol.Props(Resident, memory, PlannerProtocol.Headroom.None));
-        var subscriber = CreateTestProbe();
-        planner.Tell(new PlannerProtocol.Subscribe(subscriber.Ref));
-        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == new BlockPolicy(4, 3, "all on gpu"), TimeSpan.FromSeconds(5));
-        planner.Tell(new SchedulerProtocol.BlockStarted(1, new BlockPolicy(4, 3, "all on gpu"), 12, 3));
-        FallAndReturn(memory, subscriber);
-        planner.Tell(new SchedulerProtocol.BlockFinished(1, 12, 5));
+        var (memory, planner, subscriber) = PlannerAt2200(PlannerProtocol.Headroom.None);
+        var full = new BlockPolicy(4, 3, "all on gpu");
+        subscriber.FishForMessage<PlannerProtocol.PolicyChanged>(m => m.Policy == full, TimeSpan.FromSeconds(5));
+        BlockThroughAFall(planner, memory, subscriber, full, block: 1, sequences: 12, batches: 3);
         // No headroom: nothing new is published at the block's end.
         subscriber.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
     }
