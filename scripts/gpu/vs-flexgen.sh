@@ -15,7 +15,8 @@
 #            as a whole, 19.7% realized, where FlexGen's rule places 8.2%), ours only, against fixed30's FlexGen run   ~2 min
 #   comp30:  OPT-30B `--policy auto --compress-weight --compress-cache` under 16 GiB GPU / 100 GiB CPU: ours, then
 #            FlexGen with the policy ours chose and the same compression flags, within FLEXGEN_LIMIT (300 s)     ~8 min
-#            (COMP30_REPEAT, default 2: ours' measured runs after its warm-up)
+#            (COMP30_REPEAT, default 2: ours' measured runs after its warm-up; the planner chooses CPU attention
+#            too, --cpu-attention auto, unless COMP30_CPU_ATTENTION says on or off)
 # Needs .gpu/ (pack.sh) and .baselines/flexgen (see shared/baselines/flexgen/README.md) carried. Writes under $OUT:
 # each run's output, and summary.txt (throughputs, ratios ours / FlexGen, predicted and device-reported GPU peaks).
 # Usage: STEPS="gpu67 auto67" bash scripts/gpu/vs-flexgen.sh
@@ -65,21 +66,23 @@ for step in $steps; do
       ours fixed30-spread --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on \
         --weight-placement spread --repeat "${FIXED30_REPEAT:-2}" ;;
     comp30)
-      ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache --repeat "${COMP30_REPEAT:-2}"
-      read -r b n pct <<< "$(python3 - "$out/ours-comp30.json" <<'PY'
+      ours comp30 --model opt-30b --policy auto --gpu-mem 16GiB --cpu-mem 100GiB --hardware "$hardware" --compress-weight --compress-cache \
+        --cpu-attention "${COMP30_CPU_ATTENTION:-auto}" --repeat "${COMP30_REPEAT:-2}"
+      read -r b n cpu pct <<< "$(python3 - "$out/ours-comp30.json" <<'PY'
 import json, sys
 try:
     p = json.load(open(sys.argv[1]))["policy"]
 except (OSError, ValueError, KeyError):
     sys.exit(0)
 pct = lambda f: f"{round(f['gpu'] * 100)} {round(f['cpu'] * 100)}"
-print(p["gpu_batch_size"], p["num_gpu_batches"], f"{pct(p['weights'])} {pct(p['cache'])} {pct(p['activations'])}")
+print(p["gpu_batch_size"], p["num_gpu_batches"], int(bool(p.get("cpu_attention"))) * int(p["cache"]["cpu"] > 0),
+      f"{pct(p['weights'])} {pct(p['cache'])} {pct(p['activations'])}")
 PY
 )"
       if [ -n "${b:-}" ]; then
         # shellcheck disable=SC2086
         flexgen comp30 "$flexgen_limit" --model facebook/opt-30b --percent $pct --gpu-batch-size "$b" --num-gpu-batches "$n" \
-          --compress-weight --compress-cache
+          --compress-weight --compress-cache $([ "$cpu" = 1 ] && echo --cpu-cache-compute)
       fi ;;
     *) echo "unknown step '$step'" | tee -a "$out/summary.txt" ;;
   esac
