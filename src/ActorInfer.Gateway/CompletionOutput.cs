@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ActorInfer.Model.Generation;
@@ -49,15 +50,17 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
             done = r.PromptText.Length;
         }
         var prefix = done;
-        if (_echoSent && !echoed || !r.Text.AsSpan(prefix).StartsWith(_liveText, StringComparison.Ordinal) ||
-            !r.OutputIds.Take(_liveIds.Count).SequenceEqual(_liveIds))
-            throw new InvalidOperationException($"the result of {id} does not begin with the {_liveIds.Count} tokens streamed before it");
-        done += _liveText.Length;
-        for (var i = _liveIds.Count; i < r.OutputIds.Count; i++)
+        var sent = _sent.ToString();
+        if (_echoSent && !echoed || !r.Text.AsSpan(prefix).StartsWith(sent, StringComparison.Ordinal) ||
+            !r.OutputIds.Take(_live.Ids.Count).SequenceEqual(_live.Ids))
+            throw new InvalidOperationException($"the result of {id} does not begin with the {_live.Ids.Count} tokens streamed before it");
+        done += sent.Length;
+        for (var i = _live.Ids.Count; i < r.OutputIds.Count; i++)
         {
-            var decoded = factory.Decode(r.OutputIds.Take(i + 1).ToArray());
-            if (decoded.EndsWith('\uFFFD') && i + 1 < r.OutputIds.Count) continue;
-            var end = Math.Min(r.Text.Length, prefix + decoded.Length);
+            var last = i + 1 == r.OutputIds.Count;
+            if (_live.Add(r.OutputIds[i]).Length == 0 && !last) continue;
+            if (last) _live.Flush();
+            var end = Math.Min(r.Text.Length, prefix + _live.Length);
             pieces.Add((end > done ? r.Text[done..end] : "", r.OutputLogprobs?[i]));
             done = Math.Max(done, end);
         }
@@ -90,13 +93,14 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
         ["finish_reason"] = finishReason,
     });
 
-    // What went out before the result (LiveChunks): the echoed prompt, the ids, and their text as sent.
-    private readonly List<int> _liveIds = [];
-    private string _liveText = "";
+    // What went out before the result (LiveChunks): the echoed prompt, the ids and their text, and the part of that text
+    // sent (the rest is held back for a stop sequence).
+    private readonly IncrementalText _live = new(factory.Decode);
+    private readonly StringBuilder _sent = new();
     private bool _echoSent;
 
     /// <summary>Whether a token went out before the result (<see cref="LiveChunks"/>).</summary>
-    public bool SentTokens => _liveIds.Count > 0;
+    public bool SentTokens => _live.Ids.Count > 0;
 
     /// <summary>The request's stop sequences (set by the route): live text is held back while it could begin one.</summary>
     public IReadOnlyList<string> Stops { get; init; } = [];
@@ -105,22 +109,23 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
     public bool WantLogprobs { get; init; }
 
     /// <summary>
-    /// How much of <paramref name="decoded"/> (the decoding of every id chosen so far) is the result's for certain: all of
-    /// it without stop sequences; else up to the first stop sequence in it (the sequence ends there), or short of the
-    /// longest stop sequence's length less one (the text a stop sequence completed by a later token could begin with:
-    /// the text before it held none, so one completed later begins after that), never splitting a UTF-16 pair.
+    /// How much of <paramref name="unsent"/> (the text of the ids chosen so far that has not gone out) is the result's for
+    /// certain: all of it without stop sequences; else up to the first stop sequence in it (the sequence ends there), or
+    /// short of the longest stop sequence's length less one (the text a stop sequence completed by a later token could
+    /// begin with), never splitting a UTF-16 pair. The text sent before holds no stop sequence nor the start of one that
+    /// ends after it (it was settled so), so the search needs only the unsent text.
     /// </summary>
-    private int Settled(string decoded)
+    private int Settled(string unsent)
     {
-        if (Stops.Count == 0) return decoded.Length;
-        var end = decoded.Length - (Stops.Max(stop => stop.Length) - 1);
+        if (Stops.Count == 0) return unsent.Length;
+        var end = unsent.Length - (Stops.Max(stop => stop.Length) - 1);
         foreach (var stop in Stops)
         {
-            var at = decoded.IndexOf(stop, StringComparison.Ordinal);
+            var at = unsent.IndexOf(stop, StringComparison.Ordinal);
             if (at >= 0) end = Math.Min(end, at);
         }
         end = Math.Max(0, end);
-        return end > 0 && char.IsHighSurrogate(decoded[end - 1]) ? end - 1 : end;
+        return end > 0 && char.IsHighSurrogate(unsent[end - 1]) ? end - 1 : end;
     }
 
     /// <summary>
@@ -137,17 +142,15 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
             _echoSent = true;
             yield return Piece(PromptText, null, null);
         }
-        for (var j = Math.Max(0, _liveIds.Count - from); j < ids.Count; j++)
+        for (var j = Math.Max(0, _live.Ids.Count - from); j < ids.Count; j++)
         {
-            if (from + j != _liveIds.Count) yield break;
-            _liveIds.Add(ids[j]);
-            var decoded = factory.Decode(_liveIds);
+            if (from + j != _live.Ids.Count) yield break;
             var piece = "";
-            if (!decoded.EndsWith('\uFFFD') && decoded.StartsWith(_liveText, StringComparison.Ordinal) && Settled(decoded) is var settled &&
-                settled > _liveText.Length)
+            if (_live.Add(ids[j]).Length > 0)
             {
-                piece = decoded[_liveText.Length..settled];
-                _liveText = decoded[..settled];
+                var unsent = _live.From(_sent.Length);
+                piece = unsent[..Settled(unsent)];
+                _sent.Append(piece);
             }
             yield return Piece(piece, WantLogprobs && logprobs is not null && j < logprobs.Count ? logprobs[j] : null, null);
         }

@@ -1,3 +1,4 @@
+using ActorInfer.Model.Generation;
 using ActorInfer.Model.Tokenization;
 using ActorInfer.Model.Weights;
 using Google.Protobuf;
@@ -31,6 +32,17 @@ public sealed class SentencePieceCodecTests : IDisposable
         Assert.Equal([1, 12, 20], codec.Encode("hello world"));
         Assert.Equal("hello world", codec.Decode([12, 20]));
         Assert.Equal("hello world", codec.Decode([1, 12, 20, 2]));
+    }
+
+    [Fact]
+    public void A_token_at_a_time_keeps_the_spaces_a_window_decoding_drops()
+    {
+        // Decoding a window that begins with ▁world drops its space ("world"); the difference of two such decodings keeps it.
+        var codec = ModelFiles.OpenCodec(_dir)!;
+        var text = new IncrementalText(codec.Decode);
+        Assert.Equal(["hello", " world", "", " hello", " world"], new[] { 12, 20, 2, 12, 20 }.Select(text.Add));
+        Assert.Equal("hello world hello world", text.From(0));
+        Assert.Equal(codec.Decode([12, 20, 2, 12, 20]), text.From(0));
     }
 
     [Fact]
