@@ -97,6 +97,7 @@ public static class CompletionRoutes
     {
         var finished = Await(g, id, result, cancel);
         DateTime? firstToken = null;
+        var opened = false;
         if (live is not null)
             using (live)
                 while (!finished.IsCompleted)
@@ -106,21 +107,29 @@ public static class CompletionRoutes
                         foreach (var chunk in output.LiveChunks(tokens.From, tokens.Ids, tokens.Logprobs))
                         {
                             if (output.SentTokens) firstToken ??= DateTime.UtcNow;
+                            opened = true;
                             yield return new SseItem<string>(chunk.ToJsonString());
                         }
                 }
-        var line = await finished;
         var chunks = new List<string>();
         string? error = null;
         try
         {
+            var line = await finished;
             foreach (var chunk in output.Chunks(line, includeUsage)) chunks.Add(chunk.ToJsonString());
             Observe(g, output.Completion(line), started, firstToken);
         }
-        catch (ApiError e)
+        // Before the first event nothing is sent, and an error is the response's status (a 504 past the completion timeout);
+        // after it the 200 and its headers are out, and the error travels as an event, as OpenAI's streams do, rather than
+        // tearing the connection down.
+        catch (ApiError e) when (opened)
         {
-            // The 200 and its headers are already sent: the error travels as an event, as OpenAI's streams do.
             error = e.ToJson();
+        }
+        catch (InvalidOperationException e) when (opened)
+        {
+            // A failed completion, or a result that does not begin with the tokens streamed.
+            error = new ApiError(StatusCodes.Status500InternalServerError, "server_error", null, "internal_error", e.Message).ToJson();
         }
         if (error is not null) yield return new SseItem<string>(error);
         foreach (var chunk in chunks) yield return new SseItem<string>(chunk);
