@@ -58,7 +58,8 @@ public sealed class CompletionOutput(string id, string model, long created, Comp
         for (var i = _live.Ids.Count; i < r.OutputIds.Count; i++)
         {
             var last = i + 1 == r.OutputIds.Count;
-            if (_live.Add(r.OutputIds[i]).Length == 0 && !last) continue;
+            _live.Add(r.OutputIds[i]);
+            if (_live.InCharacter && !last) continue;
             if (last) _live.Flush();
             var end = Math.Min(r.Text.Length, prefix + _live.Length);
             pieces.Add((end > done ? r.Text[done..end] : "", r.OutputLogprobs?[i]));

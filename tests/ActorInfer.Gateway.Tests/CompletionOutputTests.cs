@@ -42,6 +42,20 @@ public sealed class CompletionOutputTests
     }
 
     [Fact]
+    public void A_special_token_amid_the_output_has_its_chunk_from_the_result_too()
+    {
+        var text = Output(Text);
+        int[] ids = [.. text[..5], 2, .. text[5..]]; // 2: the fixture's </s>, which decodes to nothing
+        var output = new CompletionOutput("cmpl-4", "opt-tiny", 0, Factory);
+        var rest = Texts(output.Chunks(ResultLine(ids, Text, "length"), includeUsage: false)).ToList();
+        var whole = Enumerable.Range(0, ids.Length).Count(i => i == ids.Length - 1 || !Codec.Decode(ids[..(i + 1)]).EndsWith('\uFFFD'));
+        Assert.Equal(whole, rest.Count);
+        // The special token's chunk: after the chunks of the tokens before it that end a character.
+        Assert.Equal("", rest[Enumerable.Range(0, 5).Count(i => !Codec.Decode(ids[..(i + 1)]).EndsWith('\uFFFD'))]);
+        Assert.Equal(Text, string.Concat(rest));
+    }
+
+    [Fact]
     public void Text_that_could_begin_a_stop_sequence_waits_and_the_stop_never_goes_out()
     {
         var ids = Output(Text);

@@ -26,12 +26,19 @@ public sealed class IncrementalText(Func<IReadOnlyList<int>, string> decode)
     /// <summary>The text out so far from <paramref name="start"/> on.</summary>
     public string From(int start) => _text.ToString(start, _text.Length - start);
 
+    /// <summary>
+    /// Whether the last id added ends inside a character: it brought out nothing, and a later id will bring its text out
+    /// (an id that decodes to nothing, a special token, brings out nothing but does not wait).
+    /// </summary>
+    public bool InCharacter { get; private set; }
+
     /// <summary>Adds an id and returns the text it brings out: empty where it adds none or ends inside a character.</summary>
     public string Add(int id)
     {
         _ids.Add(id);
         var added = Pending();
-        if (added.Length == 0 || added.EndsWith('\uFFFD')) return "";
+        InCharacter = added.EndsWith('\uFFFD');
+        if (added.Length == 0 || InCharacter) return "";
         _text.Append(added);
         _prefix = _read;
         _read = _ids.Count;
@@ -47,6 +54,7 @@ public sealed class IncrementalText(Func<IReadOnlyList<int>, string> decode)
         var rest = Pending();
         _text.Append(rest);
         _prefix = _read = _ids.Count;
+        InCharacter = false;
         return rest;
     }
 

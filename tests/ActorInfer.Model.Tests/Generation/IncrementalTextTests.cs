@@ -58,6 +58,7 @@ public sealed class IncrementalTextTests
         {
             joined += incremental.Add(ids[i]);
             var whole = codec.Decode(ids[..(i + 1)]);
+            Assert.Equal(whole.EndsWith('\uFFFD'), incremental.InCharacter);
             Assert.Equal(joined.Length, incremental.Length);
             // Out: the whole decoding, or short of it by the text since the last token that ended a character.
             Assert.StartsWith(joined, whole, StringComparison.Ordinal);
