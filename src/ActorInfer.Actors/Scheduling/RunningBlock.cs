@@ -41,11 +41,19 @@ internal sealed class RunningBlock(int id, BlockPolicy policy, List<BlockEntry> 
             var from = _streamed.GetValueOrDefault(entry.Item.Key);
             var count = state.OutputIds.Count;
             if (count <= from) continue;
-            (landed ??= []).Add(new LandedTokens(entry.Item.Key, from, state.OutputIds.Skip(from).Take(count - from).ToArray(),
-                state.Request.Logprobs is null ? null : state.OutputLogprobs.Skip(from).Take(count - from).ToArray()));
+            (landed ??= []).Add(new LandedTokens(entry.Item.Key, from, Since(state.OutputIds, from, count),
+                state.Request.Logprobs is null ? null : Since(state.OutputLogprobs, from, count)));
             _streamed[entry.Item.Key] = count;
         }
         return landed is null ? null : new TokensLanded(landed);
+    }
+
+    /// <summary>Items [from, count) by index: a step's new tokens without walking the ones before them.</summary>
+    private static T[] Since<T>(IReadOnlyList<T> items, int from, int count)
+    {
+        var since = new T[count - from];
+        for (var i = from; i < count; i++) since[i - from] = items[i];
+        return since;
     }
 
     public GpuBatchIndex[] Active { get; set; } = [];

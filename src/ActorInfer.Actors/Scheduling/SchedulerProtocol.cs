@@ -73,7 +73,6 @@ public static class SchedulerProtocol
     public sealed record SchedulerStatus(int Queued, int? RunningBlock, BlockPolicy? NextPolicy, long DecodingSteps = 0, long LayersDone = 0,
         long TokensGenerated = 0);
 
-    /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
     /// <summary>
     /// Tokens a step chose for streaming requests (<see cref="Model.Generation.CompletionRequest.Stream"/>), published on the
     /// node's event stream as they land on the host: the gateway sends them to the callers before their blocks finish.
@@ -86,6 +85,7 @@ public static class SchedulerProtocol
     /// </summary>
     public sealed record LandedTokens(string Key, int From, IReadOnlyList<int> Ids, IReadOnlyList<float>? Logprobs = null);
 
+    /// <summary>One finished request: its JSONL result line (or error line), keyed as it was enqueued.</summary>
     public sealed record FinishedItem(string Key, string ResultLine);
 
     /// <summary>Sent to the enqueuer when a block is done: all of the block's sequences that it enqueued, at once.</summary>
