@@ -33,8 +33,9 @@ public sealed class ConfigurationSpecs
         Assert.Equal(new ControlSettings(TimeSpan.FromMilliseconds(200)), s.Control);
         Assert.Equal(new JobSettings(TimeSpan.FromHours(24)), s.Jobs);
         Assert.Equal(TimeSpan.FromMinutes(1), Load("actorinfer.jobs.retention = 1m").Jobs.Retention);
-        Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Products, s.DecodeAttention);
+        Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Fused, s.DecodeAttention);
         Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Efficient, Load("actorinfer.decode-attention = efficient").DecodeAttention);
+        Assert.Equal(ActorInfer.Model.Layers.DecodeAttention.Fused, Load("actorinfer.decode-attention = fused").DecodeAttention);
         Assert.False(s.BatchInvariant);
         Assert.True(Load("actorinfer.batch-invariant = on").BatchInvariant);
         Assert.False(s.CudaGraphs);

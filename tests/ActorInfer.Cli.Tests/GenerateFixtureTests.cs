@@ -8,7 +8,8 @@ namespace ActorInfer.Cli.Tests;
 /// `actorinfer generate` against what Hugging Face transformers computed for the shared fixtures (OPT and Llama, safetensors
 /// and PyTorch pickles): greedy tokens
 /// exactly, prompt log-probabilities within 1e-4 of the reference logits, the tokenizer's ids and text. Also with
-/// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked, and
+/// `--decode-attention efficient`, which attends over the cache's length rounded up to 64, its unwritten entries masked, with
+/// `--decode-attention fused` (its kernel is CUDA's; on the CPU the flag must leave the results as they are), and
 /// with `--batch-invariant`, where each prompt's tokens and log-probabilities are also the same bits in any batch size, and
 /// with `--cuda-graphs` (on the CPU its layer path runs uncaptured: the index-written cache, the rounded masked length, the
 /// alternating hidden-state buffers).
@@ -24,6 +25,7 @@ public class GenerateFixtureTests
             data.Add(model, 8, "products"); // the whole file in one batch
             data.Add(model, 1, "products"); // each prompt alone
             data.Add(model, 8, "efficient"); // the rounded, masked cache length
+            data.Add(model, 3, "fused"); // our fused kernel's path (on the CPU libtorch's attention over the same cache)
             data.Add(model, 3, "batch-invariant"); // --batch-invariant: fixed-size products, each prompt apart from its padding
             data.Add(model, 8, "cuda-graphs"); // --cuda-graphs: the captured layer path (uncaptured on the CPU)
         }

@@ -121,7 +121,7 @@ public sealed class ProgramExitTests
         { "an unknown option", ["info", "--model", "models/opt-tiny", "--colour"], "--colour" },
         { "a traced step past the generation", ["bench", "--model", "models/opt-tiny", "--prompt-len", "8", "--gen-len", "4", "--gpu-batch-size", "2", "--trace", "t.json", "--trace-step", "4"], "--trace-step must be a decoding step, 1 to 3" },
         { "an unknown weight placement", ["plan", "--model", "opt-125m", "--prompt-len", "8", "--gen-len", "4", "--weight-placement", "even"], "--weight-placement: 'even' is not one of flexgen, spread" },
-        { "an unknown decoding attention", ["bench", "--model", "models/opt-tiny", "--prompt-len", "8", "--gen-len", "4", "--decode-attention", "fastest"], "--decode-attention: 'fastest' is not one of products, cudnn, efficient" },
+        { "an unknown decoding attention", ["bench", "--model", "models/opt-tiny", "--prompt-len", "8", "--gen-len", "4", "--decode-attention", "fastest"], "--decode-attention: 'fastest' is not one of products, cudnn, efficient, fused" },
         { "neither a model nor a node's file", ["generate", "--input", "examples/prompts.jsonl", "--output", "out.jsonl"], "--config" },
         { "a node's file and a placement flag", ["generate", "--config", "hocon/single-node.conf", "--gpu-mem", "1GiB", "--input", "examples/prompts.jsonl", "--output", "out.jsonl"], "--gpu-mem" },
     };

@@ -209,7 +209,7 @@ public sealed record ActorInferSettings(
     public ArbiterSettings Arbiter { get; init; } = ArbiterSettings.Default;
 
     /// <summary>How decoding attends on CUDA (`actorinfer.decode-attention`, as `--decode-attention` for the CLI).</summary>
-    public ActorInfer.Model.Layers.DecodeAttention DecodeAttention { get; init; } = ActorInfer.Model.Layers.DecodeAttention.Products;
+    public ActorInfer.Model.Layers.DecodeAttention DecodeAttention { get; init; } = ActorInfer.Model.Layers.DecodeAttention.Fused;
 
     /// <summary>Whether a sequence's tokens depend on its own request alone (`actorinfer.batch-invariant`, as `--batch-invariant`).</summary>
     public bool BatchInvariant { get; init; }

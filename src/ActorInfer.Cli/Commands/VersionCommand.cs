@@ -26,6 +26,7 @@ public static class VersionCommand
             {
                 foreach (var line in ActorInfer.Runtime.Cuda.CudaSelfTest.Run()) Console.WriteLine(line);
                 foreach (var line in ActorInfer.Model.Layers.InvariantAttentionCheck.Run()) Console.WriteLine(line);
+                foreach (var line in ActorInfer.Model.Layers.FusedKernelsCheck.Run()) Console.WriteLine(line);
             }
             return 0;
         });

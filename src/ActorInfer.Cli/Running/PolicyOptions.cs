@@ -29,14 +29,14 @@ public sealed class PolicyOptions
     public Option<string> DecodeAttention { get; } = CreateDecodeAttention();
     public Option<bool> BatchInvariant { get; } = new("--batch-invariant") { Description = "Make each sequence's tokens depend on its own request alone: not on its block, padding, GPU batch size or where attention runs (products in calls of fixed row counts, prompts attended apart from their padding, one order of operations for decoding attention on GPU and CPU, requeued sequences regenerate). Greedy outputs under pressure are then those of an unpressured run." };
 
-    public Option<bool> CudaGraphs { get; } = new("--cuda-graphs") { Description = "Run each decoding layer that reads its device cache in place as captured CUDA graphs instead of a dozen kernel launches (a block's second decoding step captures, later ones replay). With batched products (the default) a layer is two graphs around the attention and the outputs are those of a run without, bit for bit; with --decode-attention efficient the whole layer is one graph, always masked, and outputs may differ in the last bits." };
+    public Option<bool> CudaGraphs { get; } = new("--cuda-graphs") { Description = "Run each decoding layer that reads its device cache in place as captured CUDA graphs instead of a dozen kernel launches (a block's second decoding step captures, later ones replay). With our fused kernel (the default) or batched products a layer is one graph per attended length (a multiple of 8) and the outputs are those of a run without; with --decode-attention efficient the whole layer is one graph, always masked, and outputs may differ in the last bits." };
 
     private static Option<string> CreateDecodeAttention()
     {
         var option = new Option<string>("--decode-attention")
         {
-            Description = "Decoding attention on CUDA: products (two batched matrix products, no per-shape planning; default), cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s) or efficient (libtorch's memory-efficient fused kernel: one kernel, no per-shape planning).",
-            DefaultValueFactory = _ => "products",
+            Description = "Decoding attention on CUDA: fused (default: our kernel, one pass over the cache split over its length, in single precision, no per-shape planning; float16 and bfloat16 with head sizes 16 to 256 and up to 8 query heads per key/value head, else products), products (two batched matrix products, no per-shape planning), cudnn (cuDNN's fused kernel: faster per call, but it plans each new batch size and cache length on the tensor thread for 50 ms to 1 s) or efficient (libtorch's memory-efficient fused kernel: one kernel, no per-shape planning).",
+            DefaultValueFactory = _ => "fused",
         };
         option.OneOf(Model.Layers.DecodeAttentionNames.All);
         return option;

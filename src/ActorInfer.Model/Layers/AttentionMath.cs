@@ -30,7 +30,8 @@ public static class AttentionMath
             // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it. Without
             // cuDNN, a masked call takes the memory-efficient kernel.
             var decoding = q.size(2) == 1 && !causal;
-            if (decoding && decode == DecodeAttention.Products) return AttendByProducts(q, keys, values, mask, excluded);
+            if (decoding && decode == DecodeAttention.Fused && DecodeAttentionCuda.TryDecode(q, keys, values, mask) is { } fused) return fused;
+            if (decoding && decode is DecodeAttention.Products or DecodeAttention.Fused) return AttendByProducts(q, keys, values, mask, excluded);
             CudaAttentionBackends.UseCudnn(decoding && decode == DecodeAttention.Cudnn);
         }
         var grouped = keys.size(1) != q.size(1);

@@ -61,12 +61,17 @@ public enum DecodeAttention
     /// no plan per shape; attended over a length rounded up to 64, as for cuDNN.
     /// </summary>
     Efficient,
+    /// <summary>
+    /// Our own kernel (<see cref="DecodeAttentionCuda"/>): one pass over the cache split over its length, scores, softmax and
+    /// weighted values in single precision, no plan per shape; batched products where it does not apply.
+    /// </summary>
+    Fused,
 }
 
 /// <summary>The names of <see cref="DecodeAttention"/> in `--decode-attention` and `actorinfer.decode-attention`.</summary>
 public static class DecodeAttentionNames
 {
-    public static readonly string[] All = ["products", "cudnn", "efficient"];
+    public static readonly string[] All = ["products", "cudnn", "efficient", "fused"];
 
     /// <summary>The kind a name (one of <see cref="All"/>) stands for.</summary>
     public static DecodeAttention Parse(string name) => name switch
@@ -74,6 +79,7 @@ public static class DecodeAttentionNames
         "products" => DecodeAttention.Products,
         "cudnn" => DecodeAttention.Cudnn,
         "efficient" => DecodeAttention.Efficient,
+        "fused" => DecodeAttention.Fused,
         _ => throw new ArgumentException($"'{name}' is not one of {string.Join(", ", All)}", nameof(name)),
     };
 }

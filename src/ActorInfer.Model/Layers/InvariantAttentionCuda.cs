@@ -175,10 +175,10 @@ internal static unsafe class InvariantAttentionCuda
         public static int ModuleLoadData(out IntPtr module, byte* image) { IntPtr m; var e = moduleLoadData(&m, image); module = m; return e; }
 
         /// <summary>
-        /// CUDA C compiled by NVRTC for the current context's device (no contraction of products and sums: <c>--fmad=false</c>)
-        /// and loaded into that context, libtorch's.
+        /// CUDA C compiled by NVRTC for the current context's device and loaded into that context, libtorch's. Exact (the
+        /// default): no contraction of products and sums (<c>--fmad=false</c>), for kernels whose bits are written down.
         /// </summary>
-        public static IntPtr LoadModule(string source, string name)
+        public static IntPtr LoadModule(string source, string name, bool exact = true)
         {
             Check(Init(0), "cuInit");
             Check(CtxGetCurrent(out var context), "cuCtxGetCurrent");
@@ -186,7 +186,9 @@ internal static unsafe class InvariantAttentionCuda
             Check(CtxGetDevice(out var device), "cuCtxGetDevice");
             Check(DeviceGetAttribute(out var major, 75, device), "cuDeviceGetAttribute");
             Check(DeviceGetAttribute(out var minor, 76, device), "cuDeviceGetAttribute");
-            var ptx = Nvrtc.Compile(source, name, [$"--gpu-architecture=compute_{major}{minor}", "--fmad=false"]);
+            var ptx = Nvrtc.Compile(source, name, exact
+                ? [$"--gpu-architecture=compute_{major}{minor}", "--fmad=false"]
+                : [$"--gpu-architecture=compute_{major}{minor}", "--std=c++17"]);
             IntPtr module;
             fixed (byte* image = ptx) Check(ModuleLoadData(out module, image), "cuModuleLoadData");
             return module;

@@ -31,8 +31,9 @@ public static class OptMath
         return projected.add(pos3, One);
     }
 
+    /// <summary>LayerNorm over the last dimension: by our kernel on CUDA where it applies (<see cref="LayerNormCuda"/>), else libtorch's.</summary>
     public static Tensor Norm(Tensor x, NormWeights w) =>
-        F.layer_norm(x, [x.size(-1)], w.Weight, w.Bias, LayerNormEps);
+        LayerNormCuda.TryNorm(x, w.Weight, w.Bias, LayerNormEps) ?? F.layer_norm(x, [x.size(-1)], w.Weight, w.Bias, LayerNormEps);
 
     public static Tensor Linear(Tensor x, LinearWeights w, Products p) => p.Linear(x, w.Weight, w.Bias);
 

@@ -140,7 +140,8 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var flops = 4.0 * batch * heads * queries * keys * headDim;
         return Rate(what, flops, () =>
         {
-            using var context = AttentionMath.Attend(q, k, v, mask);
+            // A decoding shape attends as the engine does by default (our fused kernel on CUDA where it applies).
+            using var context = AttentionMath.Attend(q, k, v, mask, decode: queries == 1 ? DecodeAttention.Fused : DecodeAttention.Products);
         }, "TFLOP/s", 1e12, on.type == TorchSharp.DeviceType.CUDA ? Sync : null);
     }
 }

@@ -89,9 +89,10 @@ public sealed class DecodeGraphs : IDisposable
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
         // One graph a layer per attended length, the length the engine attends without graphs: batched products over the
-        // filled entries (on CUDA up to a multiple of 8), a fused kernel over them up to a multiple of 64.
+        // filled entries (on CUDA up to a multiple of 8) and our fused kernel over as many, libtorch's fused kernels over them
+        // up to a multiple of 64.
         var products = _engine.DecodeAttention == DecodeAttention.Products;
-        var attended = products
+        var attended = products || _engine.DecodeAttention == DecodeAttention.Fused
             ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
             : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
         var slot = SlotFor(batch, hidden);

@@ -70,10 +70,10 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             // With a fused decoding kernel, a cache that stays on the device is attended over a length rounded up (its
             // unwritten entries are zeros, masked): cuDNN then plans once per 64 tokens, not every step, and the
             // memory-efficient kernel's mask keeps the alignment it asks for. Batched products plan nothing; on CUDA they
-            // read up to a multiple of 8 entries (AlignedLength).
+            // read up to a multiple of 8 entries (AlignedLength), as our fused kernel does (it falls back to the products).
             var inHome = ReferenceEquals(cache, home.Memory) && !invariant;
             var attended = !inHome ? cacheIndex + 1
-                : engine.DecodeAttention == DecodeAttention.Products ? AlignedLength(cacheIndex + 1, (int)cache.Capacity, Device.type)
+                : engine.DecodeAttention is DecodeAttention.Products or DecodeAttention.Fused ? AlignedLength(cacheIndex + 1, (int)cache.Capacity, Device.type)
                 : RoundedLength(cacheIndex + 1, (int)cache.Capacity);
             var (keys, values) = cache.Prefix(attended);
             using (keys)

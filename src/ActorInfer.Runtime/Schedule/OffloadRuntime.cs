@@ -39,7 +39,7 @@ public sealed class OffloadRuntime : IDisposable
     /// policy moves them. Host copies are still decided on <paramref name="policy"/>'s placement.
     /// </param>
     public static OffloadRuntime Create(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies,
-        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Products,
+        ScalarType dtype, bool elastic, long hostBudget, DecodeAttention decodeAttention = DecodeAttention.Fused,
         Func<long, TierFractions?>? startWeights = null, bool batchInvariant = false, bool cudaGraphs = false)
     {
         var deviceIsCpu = tiers.Device.Device.type == TorchSharp.DeviceType.CPU;
@@ -61,7 +61,7 @@ public sealed class OffloadRuntime : IDisposable
     public bool BatchInvariant => Architecture.Products.IsBatchInvariant;
 
     public OffloadRuntime(ModelConfig config, IWeightSource source, Policy policy, TierSet tiers, ICopyEngine copies, ScalarType dtype,
-        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Products, bool batchInvariant = false,
+        bool keepHostCopies = false, DecodeAttention decodeAttention = DecodeAttention.Fused, bool batchInvariant = false,
         bool cudaGraphs = false)
     {
         KeepsHostCopies = keepHostCopies;

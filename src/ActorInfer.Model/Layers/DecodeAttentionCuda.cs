@@ -1,0 +1,268 @@
+using System.Collections.Concurrent;
+using static TorchSharp.torch;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// Decoding attention on CUDA in one pass over the cache (<c>--decode-attention fused</c>): softmax(q k^T / sqrt(d), masked) v for
+/// one query per sequence, split over the cache's length as flash-decoding splits it. A block of 128 threads takes 128 keys of
+/// one (sequence, key/value head) for every query head of its group: scores in single precision from 16-byte loads of the keys,
+/// the chunk's softmax, its weighted values from 16-byte loads; a second kernel merges the chunks' partial sums by their maxima
+/// (none where one chunk holds the whole length). The batched products read the keys and values once as well, but around them
+/// go a scale, a mask, a softmax and three more passes over the scores: on an H100, OPT-6.7B's two products took 100 us a layer
+/// at batch 32 over 544 keys, about 85 us of which the cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at
+/// first use per head size and group (float16 and bfloat16), launched on libtorch's current stream (so a CUDA graph captures
+/// it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
+/// cannot be loaded, the caller attends by the products; the last is said once.
+/// </summary>
+internal static unsafe class DecodeAttentionCuda
+{
+    /// <summary>Keys a block attends.</summary>
+    public const int Chunk = 128;
+
+    private const int Threads = 128;
+    private static readonly int[] HeadDims = [16, 32, 64, 128, 256];
+    private static readonly int[] Groups = [1, 2, 4, 8];
+    private static readonly ConcurrentDictionary<(int Dim, int Group), Lazy<Kernels?>> Loaded = new();
+    private static int _reported;
+
+    /// <summary>Whether <see cref="TryDecode"/> is built for this head size and group of query heads per key/value head.</summary>
+    public static bool Takes(long headDim, long group) => HeadDims.Contains((int)headDim) && Groups.Contains((int)group);
+
+    /// <summary>The context [B, 1, heads * d], or null where the kernel does not apply (the caller then attends otherwise).</summary>
+    /// <param name="q">[B, heads, 1, d].</param>
+    /// <param name="keys">[B, key/value heads, L, d], contiguous heads, rows 16-byte aligned (a prefix of a longer cache is fine).</param>
+    /// <param name="mask">[B or 1, 1, 1, L] booleans, true where a key may be attended; null when every key may.</param>
+    public static Tensor? TryDecode(Tensor q, Tensor keys, Tensor values, Tensor? mask)
+    {
+        var dtype = q.dtype;
+        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16) || keys.dtype != dtype || values.dtype != dtype) return null;
+        if (q.device_type != TorchSharp.DeviceType.CUDA || keys.device_type != TorchSharp.DeviceType.CUDA
+            || values.device_type != TorchSharp.DeviceType.CUDA) return null;
+        if (q.dim() != 4 || keys.dim() != 4 || values.dim() != 4 || q.size(2) != 1) return null;
+        long b = q.size(0), h = q.size(1), d = q.size(3), kvHeads = keys.size(1), length = keys.size(2);
+        if (kvHeads == 0 || h % kvHeads != 0 || !Takes(d, h / kvHeads)) return null;
+        if (keys.size(0) != b || values.size(0) != b || keys.size(3) != d || values.size(3) != d || values.size(1) != kvHeads
+            || values.size(2) != length || length < 1 || length > int.MaxValue) return null;
+        if (q.stride(3) != 1 || keys.stride(3) != 1 || values.stride(3) != 1) return null;
+        if (!Aligned(keys) || !Aligned(values)) return null;
+        long msb = 0;
+        if (mask is not null)
+        {
+            if (mask.dtype != ScalarType.Bool || mask.device_type != TorchSharp.DeviceType.CUDA || mask.dim() != 4 || mask.size(3) != length
+                || mask.stride(3) != 1 || (mask.size(0) != b && mask.size(0) != 1)) return null;
+            msb = mask.size(0) == 1 ? 0 : mask.stride(0);
+        }
+        var splits = (length + Chunk - 1) / Chunk;
+        if (splits > 65535 || b * kvHeads > int.MaxValue || b * h > int.MaxValue) return null;
+        var kernels = Loaded.GetOrAdd(((int)d, (int)(h / kvHeads)), key => new Lazy<Kernels?>(() => Kernels.TryLoad(key.Dim, key.Group),
+            LazyThreadSafetyMode.ExecutionAndPublication)).Value;
+        if (kernels is null) return null;
+        var bf16 = dtype == ScalarType.BFloat16;
+
+        var output = empty([b, 1, h * d], dtype, q.device);
+        using var part = splits > 1 ? empty([b * h * splits * (d + 2)], ScalarType.Float32, q.device) : null;
+        IntPtr qp = TensorData.Pointer(q), kp = TensorData.Pointer(keys), vp = TensorData.Pointer(values),
+            mp = mask is null ? IntPtr.Zero : TensorData.Pointer(mask), pp = part is null ? IntPtr.Zero : TensorData.Pointer(part),
+            op = TensorData.Pointer(output);
+        long qsb = q.stride(0), qsh = q.stride(1), ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2),
+            vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
+        int heads = (int)h, kv = (int)kvHeads, len = (int)length;
+        // Scores in base-2 units: the kernels exponentiate by ex2.
+        var scale2 = (float)(1.0 / Math.Sqrt(d) / Math.Log(2.0));
+        var stream = InvariantAttentionCuda.Driver.CurrentStream(q.device_index);
+        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &scale2 };
+        InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.LaunchKernel(bf16 ? kernels.DecodeBFloat16 : kernels.DecodeHalf,
+            (uint)(b * kvHeads), (uint)splits, 1, Threads, 1, 1, 0, stream, args, null), "cuLaunchKernel");
+        if (part is not null)
+        {
+            var s = (int)splits;
+            var merge = stackalloc void*[] { &pp, &op, &s };
+            InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.LaunchKernel(bf16 ? kernels.MergeBFloat16 : kernels.MergeHalf,
+                (uint)(b * h), 1, 1, Threads, 1, 1, 0, stream, merge, null), "cuLaunchKernel");
+        }
+        return output;
+    }
+
+    // 16-byte loads of 8 elements: the rows' start and every stride in whole 8-element steps.
+    private static bool Aligned(Tensor t) =>
+        (long)TensorData.Pointer(t) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0;
+
+    /// <summary>The kernels' CUDA C for one head size and group (no headers: conversions and the exponential by PTX).</summary>
+    internal static string Source(int headDim, int group) => $$"""
+        #define DIM {{headDim}}
+        #define GROUP {{group}}
+        #define CHUNK {{Chunk}}
+        #define THREADS {{Threads}}
+        #define NEG_INF __int_as_float(0xff800000)
+        typedef unsigned short u16;
+        typedef unsigned int u32;
+        struct alignas(16) V8 { u32 a[4]; };
+
+        template <bool BF> __device__ __forceinline__ float lo(u32 x);
+        template <> __device__ __forceinline__ float lo<false>(u32 x) { float f; u16 h = (u16)(x & 0xffffu); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+        template <> __device__ __forceinline__ float lo<true>(u32 x) { return __int_as_float(x << 16); }
+        template <bool BF> __device__ __forceinline__ float hi(u32 x);
+        template <> __device__ __forceinline__ float hi<false>(u32 x) { float f; u16 h = (u16)(x >> 16); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+        template <> __device__ __forceinline__ float hi<true>(u32 x) { return __int_as_float(x & 0xffff0000u); }
+        template <bool BF> __device__ __forceinline__ float load1(const u16* p) { return lo<BF>((u32)*p); }
+        template <bool BF> __device__ __forceinline__ u16 store1(float f);
+        template <> __device__ __forceinline__ u16 store1<false>(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+        template <> __device__ __forceinline__ u16 store1<true>(float f) { u16 h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+        __device__ __forceinline__ float ex2(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+
+        template <bool BF> __device__ __forceinline__ void unpack(const V8& v, float* f) {
+            _Pragma("unroll") for (int i = 0; i < 4; i++) { f[2 * i] = lo<BF>(v.a[i]); f[2 * i + 1] = hi<BF>(v.a[i]); }
+        }
+
+        // Lanes per key row (8 elements each), rows per warp, rows per block pass, passes over the chunk, loads in flight.
+        constexpr int LPR = DIM / 8, RPW = 32 / LPR, RPB = THREADS / LPR, PASSES = CHUNK / RPB, UNROLL = PASSES < 4 ? PASSES : 4;
+
+        // Block (sequence and key/value head, chunk): the chunk's softmax numerators summed over its values, with its maximum
+        // and sum; written whole (divided by the sum) where one chunk holds the length.
+        template <bool BF> __device__ __forceinline__ void decode(
+            const u16* __restrict__ q, long long qsb, long long qsh,
+            const u16* __restrict__ k, long long ksb, long long ksh, long long ksl,
+            const u16* __restrict__ v, long long vsb, long long vsh, long long vsl,
+            const unsigned char* __restrict__ mask, long long msb, float* __restrict__ part, u16* __restrict__ out,
+            int heads, int kvHeads, int length, float scale2) {
+            __shared__ float qs[GROUP][DIM];
+            __shared__ float sc[GROUP][CHUNK];
+            __shared__ float red[RPB][DIM];
+            __shared__ float stat[GROUP][2];
+            const int bk = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+            const int b = bk / kvHeads, kvh = bk - b * kvHeads;
+            const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+            const int sub = lane % LPR, row0 = warp * RPW + lane / LPR;
+            const int t0 = split * CHUNK, n = min(CHUNK, length - t0);
+            for (int i = tid; i < GROUP * DIM; i += THREADS) {
+                const int g = i / DIM, d = i - g * DIM;
+                qs[g][d] = load1<BF>(q + b * qsb + (long long)(kvh * GROUP + g) * qsh + d) * scale2;
+            }
+            __syncthreads();
+            float qr[GROUP][8];
+            _Pragma("unroll") for (int g = 0; g < GROUP; g++) { _Pragma("unroll") for (int j = 0; j < 8; j++) qr[g][j] = qs[g][sub * 8 + j]; }
+            const u16* kb = k + b * ksb + kvh * ksh + (long long)t0 * ksl + sub * 8;
+            const unsigned char* mb = mask ? mask + b * msb + t0 : nullptr;
+            _Pragma("unroll 1") for (int p0 = 0; p0 < PASSES; p0 += UNROLL) {
+                V8 raw[UNROLL];
+                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
+                    const int r = row0 + (p0 + u) * RPB;
+                    if (r < n) raw[u] = *reinterpret_cast<const V8*>(kb + (long long)r * ksl);
+                    else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
+                }
+                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
+                    float f[8];
+                    unpack<BF>(raw[u], f);
+                    const int r = row0 + (p0 + u) * RPB;
+                    _Pragma("unroll") for (int g = 0; g < GROUP; g++) {
+                        float s = 0.0f;
+                        _Pragma("unroll") for (int j = 0; j < 8; j++) s = fmaf(qr[g][j], f[j], s);
+                        _Pragma("unroll") for (int o = LPR / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+                        if (sub == 0 && r < n) sc[g][r] = (mb == nullptr || mb[r]) ? s : NEG_INF;
+                    }
+                }
+            }
+            __syncthreads();
+            for (int g = warp; g < GROUP; g += THREADS / 32) {
+                float m = NEG_INF;
+                for (int r = lane; r < n; r += 32) m = fmaxf(m, sc[g][r]);
+                _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+                float l = 0.0f;
+                for (int r = lane; r < n; r += 32) { const float e = m == NEG_INF ? 0.0f : ex2(sc[g][r] - m); sc[g][r] = e; l += e; }
+                _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+                if (lane == 0) { stat[g][0] = m; stat[g][1] = l; }
+            }
+            __syncthreads();
+            float acc[GROUP][8];
+            _Pragma("unroll") for (int g = 0; g < GROUP; g++) { _Pragma("unroll") for (int j = 0; j < 8; j++) acc[g][j] = 0.0f; }
+            const u16* vb = v + b * vsb + kvh * vsh + (long long)t0 * vsl + sub * 8;
+            _Pragma("unroll 1") for (int p0 = 0; p0 < PASSES; p0 += UNROLL) {
+                V8 raw[UNROLL];
+                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
+                    const int r = row0 + (p0 + u) * RPB;
+                    if (r < n) raw[u] = *reinterpret_cast<const V8*>(vb + (long long)r * vsl);
+                    else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
+                }
+                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
+                    float f[8];
+                    unpack<BF>(raw[u], f);
+                    const int r = row0 + (p0 + u) * RPB;
+                    _Pragma("unroll") for (int g = 0; g < GROUP; g++) {
+                        const float e = r < n ? sc[g][r] : 0.0f;
+                        _Pragma("unroll") for (int j = 0; j < 8; j++) acc[g][j] = fmaf(e, f[j], acc[g][j]);
+                    }
+                }
+            }
+            _Pragma("unroll") for (int g = 0; g < GROUP; g++) {
+                _Pragma("unroll") for (int j = 0; j < 8; j++) red[row0][sub * 8 + j] = acc[g][j];
+                __syncthreads();
+                const long long bh = (long long)b * heads + kvh * GROUP + g;
+                for (int d = tid; d < DIM; d += THREADS) {
+                    float s = 0.0f;
+                    for (int i = 0; i < RPB; i++) s += red[i][d];
+                    if (splits == 1) {
+                        const float l = stat[g][1];
+                        out[bh * DIM + d] = store1<BF>(l > 0.0f ? s / l : 0.0f);
+                    } else {
+                        float* rec = part + (bh * splits + split) * (DIM + 2);
+                        if (d == 0) { rec[0] = stat[g][0]; rec[1] = stat[g][1]; }
+                        rec[2 + d] = s;
+                    }
+                }
+                __syncthreads();
+            }
+        }
+
+        // Block (sequence and query head): the chunks' partial sums merged by their maxima.
+        template <bool BF> __device__ __forceinline__ void merge(const float* __restrict__ part, u16* __restrict__ out, int splits) {
+            const long long bh = blockIdx.x;
+            const float* rec = part + bh * splits * (DIM + 2);
+            float big = NEG_INF;
+            for (int s = 0; s < splits; s++) big = fmaxf(big, rec[s * (DIM + 2)]);
+            float total = 0.0f;
+            for (int s = 0; s < splits; s++) { const float m = rec[s * (DIM + 2)]; if (m != NEG_INF) total += ex2(m - big) * rec[s * (DIM + 2) + 1]; }
+            for (int d = threadIdx.x; d < DIM; d += blockDim.x) {
+                float a = 0.0f;
+                for (int s = 0; s < splits; s++) { const float m = rec[s * (DIM + 2)]; if (m != NEG_INF) a += ex2(m - big) * rec[s * (DIM + 2) + 2 + d]; }
+                out[bh * DIM + d] = store1<BF>(total > 0.0f ? a / total : 0.0f);
+            }
+        }
+
+        #define DECODE_ARGS const u16* q, long long qsb, long long qsh, const u16* k, long long ksb, long long ksh, long long ksl, \
+            const u16* v, long long vsb, long long vsh, long long vsl, const unsigned char* mask, long long msb, float* part, u16* out, \
+            int heads, int kvHeads, int length, float scale2
+        #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, scale2
+        extern "C" __global__ void __launch_bounds__(THREADS) decode_half(DECODE_ARGS) { decode<false>(DECODE_PASS); }
+        extern "C" __global__ void __launch_bounds__(THREADS) decode_bf16(DECODE_ARGS) { decode<true>(DECODE_PASS); }
+        extern "C" __global__ void __launch_bounds__(THREADS) merge_half(const float* part, u16* out, int splits) { merge<false>(part, out, splits); }
+        extern "C" __global__ void __launch_bounds__(THREADS) merge_bf16(const float* part, u16* out, int splits) { merge<true>(part, out, splits); }
+        """;
+
+    private sealed class Kernels
+    {
+        public IntPtr DecodeHalf, DecodeBFloat16, MergeHalf, MergeBFloat16;
+
+        public static Kernels? TryLoad(int headDim, int group)
+        {
+            try
+            {
+                var module = InvariantAttentionCuda.Driver.LoadModule(Source(headDim, group), $"decode_attention_{headDim}_{group}.cu", exact: false);
+                return new Kernels
+                {
+                    DecodeHalf = InvariantAttentionCuda.Driver.Function(module, "decode_half"),
+                    DecodeBFloat16 = InvariantAttentionCuda.Driver.Function(module, "decode_bf16"),
+                    MergeHalf = InvariantAttentionCuda.Driver.Function(module, "merge_half"),
+                    MergeBFloat16 = InvariantAttentionCuda.Driver.Function(module, "merge_bf16"),
+                };
+            }
+            catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException or InvalidOperationException or TypeInitializationException
+                or System.Runtime.InteropServices.ExternalException)
+            {
+                if (Interlocked.Exchange(ref _reported, 1) == 0)
+                    Console.Error.WriteLine($"decoding attention: the fused kernel could not be loaded; attending by batched products ({ex.Message})");
+                return null;
+            }
+        }
+    }
+}
