@@ -60,16 +60,7 @@ for step in $steps; do
         ai generate --dummy --model opt-6.7b --device cuda --dtype float16 --input /tmp/graph-prompts.jsonl \
           --output "$out/outputs-$mode.jsonl" "${gpu67[@]:2}" "${flag[@]}" > /dev/null 2> "$out/outputs-$mode.log"
       done
-      python3 - "$out/outputs-plain.jsonl" "$out/outputs-graphs.jsonl" <<'PY' | tee -a "$out/summary.txt"
-import json, sys
-try:
-    a = {r["id"]: r["output_ids"] for r in map(json.loads, open(sys.argv[1]))}
-    b = {r["id"]: r["output_ids"] for r in map(json.loads, open(sys.argv[2]))}
-except (OSError, ValueError, KeyError) as e:
-    print(f"outputs: not compared ({e})"); sys.exit(0)
-same = sum(a[k] == b.get(k) for k in a)
-print(f"outputs: OPT-6.7B greedy, {same} of {len(a)} identical with and without --cuda-graphs")
-PY
+      python3 scripts/gpu/same-outputs.py "$out/outputs-plain.jsonl" "$out/outputs-graphs.jsonl" "with and without --cuda-graphs" | tee -a "$out/summary.txt"
       ;;
     flexgen)
       if [ -d .baselines/flexgen/flexgen ]; then

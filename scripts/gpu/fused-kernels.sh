@@ -54,20 +54,7 @@ for step in $steps; do
         run_variant $v generate --dummy --device cuda --dtype float16 --input /tmp/fused-prompts.jsonl --output "$out/outputs-$v.jsonl" \
           "${gpu67[@]}" > /dev/null 2> "$out/outputs-$v.log"
       done
-      python3 - "$out/outputs-before.jsonl" "$out/outputs-both.jsonl" <<'PY' | tee -a "$out/summary.txt"
-import json, sys
-try:
-    a = {r["id"]: r["output_ids"] for r in map(json.loads, open(sys.argv[1]))}
-    b = {r["id"]: r["output_ids"] for r in map(json.loads, open(sys.argv[2]))}
-except (OSError, ValueError, KeyError) as e:
-    print(f"outputs: not compared ({e})"); sys.exit(0)
-same = sum(a[k] == b.get(k) for k in a)
-tokens = sum(len(v) for v in a.values())
-agree = sum(x == y for k in a for x, y in zip(a[k], b.get(k, [])))
-first = [next((i for i, (x, y) in enumerate(zip(a[k], b.get(k, []))) if x != y), None) for k in a]
-print(f"outputs: OPT-6.7B greedy, {same} of {len(a)} identical before and with both kernels; {agree} of {tokens} tokens at the same place; "
-      f"first differences at {sorted(i for i in first if i is not None)}")
-PY
+      python3 scripts/gpu/same-outputs.py "$out/outputs-before.jsonl" "$out/outputs-both.jsonl" "before and with both kernels" | tee -a "$out/summary.txt"
       ;;
     trace)
       run_variant both bench --dummy --prompt-len 512 --gen-len 32 "${gpu67[@]}" --repeat 1 --trace "$out/trace-both.json" > /dev/null 2> "$out/trace-both.log"
