@@ -95,16 +95,7 @@ internal static unsafe class DecodeAttentionCuda
         #define CHUNK {{Chunk}}
         #define THREADS {{Threads}}
         #define NEG_INF __int_as_float(0xff800000)
-        typedef unsigned short u16;
-        typedef unsigned int u32;
-        struct alignas(16) V8 { u32 a[4]; };
-
-        template <bool BF> __device__ __forceinline__ float lo(u32 x);
-        template <> __device__ __forceinline__ float lo<false>(u32 x) { float f; u16 h = (u16)(x & 0xffffu); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-        template <> __device__ __forceinline__ float lo<true>(u32 x) { return __int_as_float(x << 16); }
-        template <bool BF> __device__ __forceinline__ float hi(u32 x);
-        template <> __device__ __forceinline__ float hi<false>(u32 x) { float f; u16 h = (u16)(x >> 16); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-        template <> __device__ __forceinline__ float hi<true>(u32 x) { return __int_as_float(x & 0xffff0000u); }
+        {{CudaSource.HalfWidening}}
         template <bool BF> __device__ __forceinline__ float load1(const u16* p) { return lo<BF>((u32)*p); }
         template <bool BF> __device__ __forceinline__ u16 store1(float f);
         template <> __device__ __forceinline__ u16 store1<false>(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }

@@ -48,16 +48,7 @@ internal static unsafe class LayerNormCuda
     /// <summary>The kernels' CUDA C (no headers: conversions and the reciprocal square root by PTX).</summary>
     internal static string Source() => $$"""
         #define THREADS {{Threads}}
-        typedef unsigned short u16;
-        typedef unsigned int u32;
-        struct alignas(16) V8 { u32 a[4]; };
-
-        template <bool BF> __device__ __forceinline__ float lo(u32 x);
-        template <> __device__ __forceinline__ float lo<false>(u32 x) { float f; u16 h = (u16)(x & 0xffffu); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-        template <> __device__ __forceinline__ float lo<true>(u32 x) { return __int_as_float(x << 16); }
-        template <bool BF> __device__ __forceinline__ float hi(u32 x);
-        template <> __device__ __forceinline__ float hi<false>(u32 x) { float f; u16 h = (u16)(x >> 16); asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-        template <> __device__ __forceinline__ float hi<true>(u32 x) { return __int_as_float(x & 0xffff0000u); }
+        {{CudaSource.HalfWidening}}
         template <bool BF> __device__ __forceinline__ u32 pack(float a, float b);
         template <> __device__ __forceinline__ u32 pack<false>(float a, float b) {
             u16 l, h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(l) : "f"(a)); asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(b)); return (u32)l | ((u32)h << 16);
