@@ -13,7 +13,8 @@ namespace ActorInfer.Model.Layers;
 /// at batch 32 over 544 keys, about 85 us of which the cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at
 /// first use per head size and group (float16 and bfloat16), launched on libtorch's current stream (so a CUDA graph captures
 /// it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
-/// cannot be loaded, the caller attends by the products; the last is said once.
+/// cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
+/// C on the CPU against double precision, for checking a change to their logic without a GPU.
 /// </summary>
 internal static unsafe class DecodeAttentionCuda
 {

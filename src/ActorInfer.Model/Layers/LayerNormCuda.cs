@@ -9,6 +9,7 @@ namespace ActorInfer.Model.Layers;
 /// H100, two calls a layer, about 5% of an OPT-6.7B decoding layer's kernels (docs/perf/h100-kernels/). float16 and bfloat16,
 /// rows a multiple of 8 up to 16,384 long, with a weight and a bias; elsewhere, or where it cannot be loaded (said once), the
 /// caller uses libtorch's. <c>ACTORINFER_LAYER_NORM=operations</c> keeps libtorch's, for comparing the two on one machine.
+/// `scripts/kernels-on-cpu.py` runs the kernel's C on the CPU.
 /// </summary>
 internal static unsafe class LayerNormCuda
 {
