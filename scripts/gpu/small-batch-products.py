@@ -2,7 +2,8 @@
 """On the GPU machine: a decoding step's linear maps at few rows (OPT-6.7B's shapes, float16), timed by CUDA events in
 PyTorch, each formulated several ways: the row-major product with the bias in the epilogue (the engine's), without it,
 the transposed product W x^T, rows padded to 64, and under cuBLAS or cuBLASLt. Prints microseconds and the weights' read
-rate; the question is which formulation reads the weights fastest at 32 and 64 rows.
+rate; the question is which formulation reads the weights fastest at 32 and 64 rows. Each timing cycles through copies of
+the weights that together exceed the card's L2 cache (50 MB on an H100), as a decoding step's layers do.
 Usage: python3 scripts/gpu/small-batch-products.py [ITERS]"""
 import sys
 import torch
@@ -27,7 +28,8 @@ def timed(fn):
     return start.elapsed_time(end) * 1000 / iters
 
 
-shapes = [("qkv", 12288, 4096), ("out", 4096, 4096), ("fc1", 16384, 4096), ("fc2", 4096, 16384)]
+shapes = [("qkv", 12288, 4096), ("q", 4096, 4096), ("out", 4096, 4096), ("fc1", 16384, 4096), ("fc2", 4096, 16384)]
+L2_SPAN = 400 * 2**20  # bytes of weights cycled through per timing
 for lib in ("default", "cublas", "cublaslt"):
     if lib != "default":
         try:
@@ -37,20 +39,28 @@ for lib in ("default", "cublas", "cublaslt"):
             continue
     for rows in (32, 64):
         for name, n, k in shapes:
-            w = torch.randn(n, k, device=dev, dtype=torch.float16) * 0.02
+            copies = max(2, -(-L2_SPAN // (n * k * 2)))
+            ws = [torch.randn(n, k, device=dev, dtype=torch.float16) * 0.02 for _ in range(copies)]
             b = torch.randn(n, device=dev, dtype=torch.float16)
+            turn = [0]
+
+            def nxt():
+                turn[0] = (turn[0] + 1) % copies
+                return ws[turn[0]]
             x = torch.randn(rows, k, device=dev, dtype=torch.float16)
             x3 = x.view(rows, 1, k)
             xt = x.t().contiguous()
             bcol = b.view(n, 1)
             xp = torch.zeros(max(64, rows), k, device=dev, dtype=torch.float16)
             variants = {
-                "linear+bias": lambda: F.linear(x3, w, b),
-                "linear": lambda: F.linear(x, w),
-                "W@xT": lambda: torch.mm(w, xt),
-                "addmm(bcol,W,xT)": lambda: torch.addmm(bcol, w, xt),
-                "W@x.t() view": lambda: torch.mm(w, x.t()),
-                "pad64 linear+bias": lambda: F.linear(xp, w, b),
+                "linear+bias 2d": lambda: F.linear(x, nxt(), b),
+                "linear+bias 3d": lambda: F.linear(x3, nxt(), b),
+                "linear": lambda: F.linear(x, nxt()),
+                "W@xT": lambda: torch.mm(nxt(), xt),
+                "addmm(bcol,W,xT)": lambda: torch.addmm(bcol, nxt(), xt),
+                "addmm(bcol,W,xT).t().contiguous()": lambda: torch.addmm(bcol, nxt(), xt).t().contiguous(),
+                "W@x.t() view": lambda: torch.mm(nxt(), x.t()),
+                "pad64 linear+bias": lambda: F.linear(xp, nxt(), b),
             }
             bytes_ = n * k * 2
             cells = []

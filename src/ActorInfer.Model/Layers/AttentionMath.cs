@@ -21,8 +21,12 @@ public static class AttentionMath
     /// <param name="causal">Lower-triangular attention without a mask tensor, which lets CUDA pick its fastest kernels.</param>
     /// <param name="decode">How a decoding step (one query per sequence) attends on CUDA.</param>
     /// <param name="excluded">The mask's negation, where a caller keeps it (one per step, not one per layer), for the products.</param>
+    /// <param name="last">
+    /// For our fused decoding kernel: the cache's last filled index, on the device; the keys past it are not read (see
+    /// <see cref="DecodeAttentionCuda.TryDecode"/>). Other paths attend every key the mask allows.
+    /// </param>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products,
-        Tensor? excluded = null)
+        Tensor? excluded = null, Tensor? last = null)
     {
         if (q.device_type == DeviceType.CUDA)
         {
@@ -30,7 +34,7 @@ public static class AttentionMath
             // plans every new shape on the calling thread (CudaAttentionBackends); a prefill never uses it. Without
             // cuDNN, a masked call takes the memory-efficient kernel.
             var decoding = q.size(2) == 1 && !causal;
-            if (decoding && decode == DecodeAttention.Fused && DecodeAttentionCuda.TryDecode(q, keys, values, mask) is { } fused) return fused;
+            if (decoding && decode == DecodeAttention.Fused && DecodeAttentionCuda.TryDecode(q, keys, values, mask, last) is { } fused) return fused;
             if (decoding && decode is DecodeAttention.Products or DecodeAttention.Fused) return AttendByProducts(q, keys, values, mask, excluded);
             CudaAttentionBackends.UseCudnn(decoding && decode == DecodeAttention.Cudnn);
         }

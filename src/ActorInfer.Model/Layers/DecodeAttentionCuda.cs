@@ -16,7 +16,7 @@ namespace ActorInfer.Model.Layers;
 /// cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
 /// C on the CPU against double precision, for checking a change to their logic without a GPU.
 /// </summary>
-internal static unsafe class DecodeAttentionCuda
+public static unsafe class DecodeAttentionCuda
 {
     /// <summary>Keys a block attends.</summary>
     public const int Chunk = 128;
@@ -30,11 +30,29 @@ internal static unsafe class DecodeAttentionCuda
     /// <summary>Whether <see cref="TryDecode"/> is built for this head size and group of query heads per key/value head.</summary>
     public static bool Takes(long headDim, long group) => HeadDims.Contains((int)headDim) && Groups.Contains((int)group);
 
+    /// <summary>
+    /// Whether the kernel takes decoding of this type on this device at these head counts and size, and loads: a caller that
+    /// plans around it (a captured layer launched over the cache's capacity) asks before it captures.
+    /// </summary>
+    public static bool Decodes(ScalarType dtype, Device device, long heads, long kvHeads, long headDim) =>
+        dtype is ScalarType.Float16 or ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CUDA && kvHeads > 0 && heads % kvHeads == 0
+        && Takes(headDim, heads / kvHeads) && Load((int)headDim, (int)(heads / kvHeads)) is not null;
+
+    private static Kernels? Load(int headDim, int group) =>
+        Loaded.GetOrAdd((headDim, group), key => new Lazy<Kernels?>(() => Kernels.TryLoad(key.Dim, key.Group),
+            LazyThreadSafetyMode.ExecutionAndPublication)).Value;
+
     /// <summary>The context [B, 1, heads * d], or null where the kernel does not apply (the caller then attends otherwise).</summary>
     /// <param name="q">[B, heads, 1, d].</param>
     /// <param name="keys">[B, key/value heads, L, d], contiguous heads, rows 16-byte aligned (a prefix of a longer cache is fine).</param>
     /// <param name="mask">[B or 1, 1, 1, L] booleans, true where a key may be attended; null when every key may.</param>
-    public static Tensor? TryDecode(Tensor q, Tensor keys, Tensor values, Tensor? mask)
+    /// <param name="last">
+    /// An Int64 tensor on the device whose first element is the last filled index of the cache: the kernel then reads the keys
+    /// up to it (at most L), the length read on the device. Launched over a cache's capacity, one launch then serves every
+    /// decoding step, so a CUDA graph of a layer replays at any length. The chunks past the length are empty and the merge
+    /// skips them: the context is the one a launch over the filled length gives, bit for bit. Null: all L keys.
+    /// </param>
+    public static Tensor? TryDecode(Tensor q, Tensor keys, Tensor values, Tensor? mask, Tensor? last = null)
     {
         var dtype = q.dtype;
         if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16) || keys.dtype != dtype || values.dtype != dtype) return null;
@@ -54,10 +72,11 @@ internal static unsafe class DecodeAttentionCuda
                 || mask.stride(3) != 1 || (mask.size(0) != b && mask.size(0) != 1)) return null;
             msb = mask.size(0) == 1 ? 0 : mask.stride(0);
         }
+        if (last is not null && (last.dtype != ScalarType.Int64 || last.device_type != TorchSharp.DeviceType.CUDA
+            || last.device_index != q.device_index || last.numel() < 1)) return null;
         var splits = (length + Chunk - 1) / Chunk;
         if (splits > 65535 || b * kvHeads > int.MaxValue || b * h > int.MaxValue) return null;
-        var kernels = Loaded.GetOrAdd(((int)d, (int)(h / kvHeads)), key => new Lazy<Kernels?>(() => Kernels.TryLoad(key.Dim, key.Group),
-            LazyThreadSafetyMode.ExecutionAndPublication)).Value;
+        var kernels = Load((int)d, (int)(h / kvHeads));
         if (kernels is null) return null;
         var bf16 = dtype == ScalarType.BFloat16;
 
@@ -65,14 +84,14 @@ internal static unsafe class DecodeAttentionCuda
         using var part = splits > 1 ? empty([b * h * splits * (d + 2)], ScalarType.Float32, q.device) : null;
         IntPtr qp = TensorData.Pointer(q), kp = TensorData.Pointer(keys), vp = TensorData.Pointer(values),
             mp = mask is null ? IntPtr.Zero : TensorData.Pointer(mask), pp = part is null ? IntPtr.Zero : TensorData.Pointer(part),
-            op = TensorData.Pointer(output);
+            op = TensorData.Pointer(output), lp = last is null ? IntPtr.Zero : TensorData.Pointer(last);
         long qsb = q.stride(0), qsh = q.stride(1), ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2),
             vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
         int heads = (int)h, kv = (int)kvHeads, len = (int)length;
         // Scores in base-2 units: the kernels exponentiate by ex2.
         var scale2 = (float)(1.0 / Math.Sqrt(d) / Math.Log(2.0));
         var stream = InvariantAttentionCuda.Driver.CurrentStream(q.device_index);
-        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &scale2 };
+        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &lp, &scale2 };
         InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.LaunchKernel(bf16 ? kernels.DecodeBFloat16 : kernels.DecodeHalf,
             (uint)(b * kvHeads), (uint)splits, 1, Threads, 1, 1, 0, stream, args, null), "cuLaunchKernel");
         if (part is not null)
@@ -117,7 +136,7 @@ internal static unsafe class DecodeAttentionCuda
             const u16* __restrict__ k, long long ksb, long long ksh, long long ksl,
             const u16* __restrict__ v, long long vsb, long long vsh, long long vsl,
             const unsigned char* __restrict__ mask, long long msb, float* __restrict__ part, u16* __restrict__ out,
-            int heads, int kvHeads, int length, float scale2) {
+            int heads, int kvHeads, int length, const long long* __restrict__ last, float scale2) {
             __shared__ float qs[GROUP][DIM];
             __shared__ float sc[GROUP][CHUNK];
             __shared__ float red[RPB][DIM];
@@ -126,7 +145,17 @@ internal static unsafe class DecodeAttentionCuda
             const int b = bk / kvHeads, kvh = bk - b * kvHeads;
             const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
             const int sub = lane % LPR, row0 = warp * RPW + lane / LPR;
+            // The filled length read on the device (a launch over the capacity): the chunks past it hold no keys.
+            if (last != nullptr) length = min(length, (int)(*last) + 1);
             const int t0 = split * CHUNK, n = min(CHUNK, length - t0);
+            if (n <= 0) {
+                for (int g = tid; g < GROUP; g += THREADS) {
+                    const long long bh = (long long)b * heads + kvh * GROUP + g;
+                    if (splits > 1) { float* rec = part + (bh * splits + split) * (DIM + 2); rec[0] = NEG_INF; rec[1] = 0.0f; }
+                    else for (int d = 0; d < DIM; d++) out[bh * DIM + d] = store1<BF>(0.0f);
+                }
+                return;
+            }
             for (int i = tid; i < GROUP * DIM; i += THREADS) {
                 const int g = i / DIM, d = i - g * DIM;
                 qs[g][d] = load1<BF>(q + b * qsb + (long long)(kvh * GROUP + g) * qsh + d) * scale2;
@@ -223,8 +252,8 @@ internal static unsafe class DecodeAttentionCuda
 
         #define DECODE_ARGS const u16* q, long long qsb, long long qsh, const u16* k, long long ksb, long long ksh, long long ksl, \
             const u16* v, long long vsb, long long vsh, long long vsl, const unsigned char* mask, long long msb, float* part, u16* out, \
-            int heads, int kvHeads, int length, float scale2
-        #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, scale2
+            int heads, int kvHeads, int length, const long long* last, float scale2
+        #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, last, scale2
         extern "C" __global__ void __launch_bounds__(THREADS) decode_half(DECODE_ARGS) { decode<false>(DECODE_PASS); }
         extern "C" __global__ void __launch_bounds__(THREADS) decode_bf16(DECODE_ARGS) { decode<true>(DECODE_PASS); }
         extern "C" __global__ void __launch_bounds__(THREADS) merge_half(const float* part, u16* out, int splits) { merge<false>(part, out, splits); }

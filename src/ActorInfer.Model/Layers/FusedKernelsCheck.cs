@@ -66,18 +66,27 @@ public static class FusedKernelsCheck
         var generator = new TorchSharp.torch.Generator((ulong)(length * 131 + dim * 7 + heads));
         var q = (randn([batch, heads, 1, dim], generator: generator) * 2).to_type(type).cuda();
         // A cache longer than what is attended: keys and values are a prefix view, as the runtime passes them.
-        var cacheKeys = randn([batch, kvHeads, length + 9, dim], generator: generator).to_type(type).cuda();
-        var cacheValues = randn([batch, kvHeads, length + 9, dim], generator: generator).to_type(type).cuda();
+        var capacity = length + 200;
+        var cacheKeys = randn([batch, kvHeads, capacity, dim], generator: generator).to_type(type).cuda();
+        var cacheValues = randn([batch, kvHeads, capacity, dim], generator: generator).to_type(type).cuda();
         var keys = cacheKeys.narrow(2, 0, length);
         var values = cacheValues.narrow(2, 0, length);
-        Tensor? mask = null;
+        Tensor? mask = null, wholeMask = null;
         if (padded)
         {
             var starts = tensor(Enumerable.Range(0, batch).Select(b => (long)(b * length / (2 * batch))).ToArray(), [batch, 1, 1, 1]).cuda();
             mask = arange(length, dtype: ScalarType.Int64, device: CUDA).ge(starts);
+            wholeMask = arange(capacity, dtype: ScalarType.Int64, device: CUDA).ge(starts);
         }
         if (DecodeAttentionCuda.TryDecode(q, keys, values, mask) is not { } fused) return $"{what}: the kernel was not used";
-        return Agreement(what, fused, Reference(q, keys, values, mask), type);
+        // The launch a captured layer makes: over the whole cache, the filled length read on the device. Its context must be
+        // the same, value for value (the chunks past the length are empty).
+        var last = tensor(new long[] { length - 1 }).cuda();
+        var overCapacity = DecodeAttentionCuda.TryDecode(q, cacheKeys, cacheValues, wholeMask, last);
+        var same = overCapacity is null ? "the launch over the capacity was not made"
+            : fused.equal(overCapacity).item<bool>() ? "over the capacity with the length on the device: the same values"
+            : "over the capacity with the length on the device: DIFFERS";
+        return $"{Agreement(what, fused, Reference(q, keys, values, mask), type)}; {same}";
     }
 
     /// <summary>Attention in single precision on the device from the same inputs, [B, 1, heads * d] on the CPU.</summary>

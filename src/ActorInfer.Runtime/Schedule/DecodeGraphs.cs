@@ -11,11 +11,14 @@ namespace ActorInfer.Runtime.Schedule;
 /// a small batch is bound by launching kernels, not by the device (docs/perf/h100-node-warm-up-pinning/: 13.3 ms a step
 /// launched one by one, 9.5 ms as a graph, in PyTorch).
 /// <para>
-/// On CUDA a layer is one graph per attended length: the length the engine attends without graphs (batched products, the
-/// default, over the filled entries up to a multiple of 8; a fused kernel, <c>efficient</c>, up to a multiple of 64), under
-/// the slot's mask. With batched products the outputs are the engine's without graphs, bit for bit: where nothing is
-/// masked the engine drops the mask, and filling no score leaves the same scores. A fused kernel's may differ in the last
-/// bits (it takes another path without a mask). A block of the same geometry replays the last one's graphs. On the CPU,
+/// On CUDA, with our fused kernel (the default), a layer is one graph for every step of a block: the kernel is launched over
+/// the cache's capacity and reads the filled length from the slot's cache index on the device, so its context is the one
+/// the engine computes without graphs, bit for bit (the chunks past the length are empty; `actorinfer version` checks it).
+/// Elsewhere a layer is one graph per attended length: the length the engine attends without graphs (batched products over
+/// the filled entries up to a multiple of 8; libtorch's fused kernels, <c>efficient</c>, up to a multiple of 64), under the
+/// slot's mask. With batched products the outputs are the engine's without graphs, bit for bit: where nothing is masked the
+/// engine drops the mask, and filling no score leaves the same scores. libtorch's fused kernels' may differ in the last bits
+/// (they take another path without a mask). A block of the same geometry replays the last one's graphs. On the CPU,
 /// where nothing is captured, the layer attends under the engine's own mask (none where nothing is masked): the path's
 /// arithmetic is the engine's there, bit for bit.
 /// </para>
@@ -91,8 +94,14 @@ public sealed class DecodeGraphs : IDisposable
         // One graph a layer per attended length, the length the engine attends without graphs: batched products over the
         // filled entries (on CUDA up to a multiple of 8) and our fused kernel over as many, libtorch's fused kernels over them
         // up to a multiple of 64.
+        // Our fused kernel reads the filled length from the slot's cache index on the device: launched over the cache's
+        // capacity, one graph a layer serves every step of the block.
         var products = _engine.DecodeAttention == DecodeAttention.Products;
-        var attended = products || _engine.DecodeAttention == DecodeAttention.Fused
+        var config = _engine.Config;
+        var overCapacity = _engine.DecodeAttention == DecodeAttention.Fused
+            && DecodeAttentionCuda.Decodes(hidden.dtype, hidden.device, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        var attended = overCapacity ? (int)cache.Capacity
+            : products || _engine.DecodeAttention == DecodeAttention.Fused
             ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
             : LayerAttention.RoundedLength(cacheIndex + 1, (int)cache.Capacity);
         var slot = SlotFor(batch, hidden);
@@ -111,7 +120,7 @@ public sealed class DecodeGraphs : IDisposable
         }
         else mask = batch.Mask(step, hidden.device, attended);
         Graph(new GraphKey(decoderLayer, batch.Index.Value, layout.BatchSize, attended), [.. reads],
-            () => Whole(w, cache, slot.Index, mask, excluded, attended, input, output), decoderLayer, batch);
+            () => Whole(w, cache, slot.Index, mask, excluded, attended, input, output, overCapacity), decoderLayer, batch);
         return output.alias();
     }
 
@@ -163,13 +172,15 @@ public sealed class DecodeGraphs : IDisposable
     /// <paramref name="attended"/> entries under the slot's mask, the result written into <paramref name="output"/>. Every
     /// tensor it makes is freed before it returns (during a capture, into the pool).
     /// </summary>
-    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor? mask, Tensor? excluded, int attended, Tensor input, Tensor output)
+    private void Whole(DecoderLayerWeights w, LayerKv cache, Tensor index, Tensor? mask, Tensor? excluded, int attended, Tensor input, Tensor output,
+        bool lengthOnDevice)
     {
         using var qkv = Project(w.Attention, cache, index, input);
         var (keys, values) = cache.Prefix(attended);
         using (keys)
         using (values)
-        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask, decode: _engine.DecodeAttention, excluded: excluded))
+        using (var context = AttentionMath.Attend(qkv.Queries, keys, values, mask, decode: _engine.DecodeAttention, excluded: excluded,
+            last: lengthOnDevice ? index : null))
             Rest(w, context, input, output);
     }
 
