@@ -7,10 +7,11 @@ namespace ActorInfer.Model.Layers;
 /// Decoding attention on CUDA in one pass over the cache (<c>--decode-attention fused</c>): softmax(q k^T / sqrt(d), masked) v for
 /// one query per sequence, split over the cache's length as flash-decoding splits it. A block of 128 threads takes 128 keys of
 /// one (sequence, key/value head) for every query head of its group: scores in single precision from 16-byte loads of the keys,
-/// the chunk's softmax, its weighted values from 16-byte loads; a second kernel merges the chunks' partial sums by their maxima
-/// (none where one chunk holds the whole length). The batched products read the keys and values once as well, but around them
-/// go a scale, a mask, a softmax and three more passes over the scores: on an H100, OPT-6.7B's two products took 100 us a layer
-/// at batch 32 over 544 keys, about 85 us of which the cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at
+/// the chunk's softmax, its weighted values from 16-byte loads; the last chunk of a (sequence, key/value head) to finish merges
+/// the chunks' partial sums by their maxima (none where one chunk holds the whole length), in the same launch. The batched
+/// products read the keys and values once as well, but around them go a scale, a mask, a softmax and three more passes over
+/// the scores: on an H100, OPT-6.7B's two products took 100 us a layer at batch 32 over 544 keys, about 85 us of which the
+/// cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at
 /// first use per head size and group (float16 and bfloat16), launched on libtorch's current stream (so a CUDA graph captures
 /// it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
 /// cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
@@ -91,10 +92,11 @@ public static unsafe class DecodeAttentionCuda
         // Scores in base-2 units: the kernels exponentiate by ex2.
         var scale2 = (float)(1.0 / Math.Sqrt(d) / Math.Log(2.0));
         var stream = InvariantAttentionCuda.Driver.CurrentStream(q.device_index);
-        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &lp, &scale2 };
+        var dp = splits > 1 && !SeparateMerge ? Counters(q.device, stream, b * kvHeads) : IntPtr.Zero;
+        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &lp, &scale2, &dp };
         InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.LaunchKernel(bf16 ? kernels.DecodeBFloat16 : kernels.DecodeHalf,
             (uint)(b * kvHeads), (uint)splits, 1, Threads, 1, 1, 0, stream, args, null), "cuLaunchKernel");
-        if (part is not null)
+        if (splits > 1 && SeparateMerge)
         {
             var s = (int)splits;
             var merge = stackalloc void*[] { &pp, &op, &s };
@@ -102,6 +104,41 @@ public static unsafe class DecodeAttentionCuda
                 (uint)(b * h), 1, 1, Threads, 1, 1, 0, stream, merge, null), "cuLaunchKernel");
         }
         return output;
+    }
+
+    /// <summary>
+    /// ACTORINFER_DECODE_MERGE=separate merges the chunks in a second kernel, as before the merge moved into the last chunk (for
+    /// comparing the two on a GPU; the arithmetic is the same).
+    /// </summary>
+    private static readonly bool SeparateMerge = Environment.GetEnvironmentVariable("ACTORINFER_DECODE_MERGE") == "separate";
+
+    private static readonly Dictionary<(int Device, IntPtr Stream), Tensor> DoneCounters = [];
+    private static readonly List<Tensor> Outgrown = [];
+
+    /// <summary>
+    /// Zeroed counters, one per (sequence, key/value head), for launches on <paramref name="stream"/>: the kernel's chunks count
+    /// themselves there and the last leaves its counter at zero again. Launches on one stream run one after another, so each
+    /// stream has its own. An outgrown buffer is kept, not freed: a captured graph may hold its address.
+    /// </summary>
+    public static IntPtr Counters(Device device, IntPtr stream, long count)
+    {
+        lock (DoneCounters)
+        {
+            var key = (device.index, stream);
+            if (!DoneCounters.TryGetValue(key, out var counters) || counters.numel() < count)
+            {
+                if (counters is not null) Outgrown.Add(counters);
+                counters = zeros([Math.Max(count, 4096)], ScalarType.Int32, device).DetachFromDisposeScope();
+                DoneCounters[key] = counters;
+            }
+            return TensorData.Pointer(counters);
+        }
+    }
+
+    /// <summary>Makes the counters for launches on <paramref name="stream"/> before a capture there (so none is made inside it).</summary>
+    public static void PrepareStream(Device device, IntPtr stream, long count)
+    {
+        if (device.type == TorchSharp.DeviceType.CUDA) Counters(device, stream, count);
     }
 
     // 16-byte loads of 8 elements: the rows' start and every stride in whole 8-element steps.
@@ -131,7 +168,7 @@ public static unsafe class DecodeAttentionCuda
 
         // Block (sequence and key/value head, chunk): the chunk's softmax numerators summed over its values, with its maximum
         // and sum; written whole (divided by the sum) where one chunk holds the length.
-        template <bool BF> __device__ __forceinline__ void decode(
+        template <bool BF> __device__ __forceinline__ void chunk(
             const u16* __restrict__ q, long long qsb, long long qsh,
             const u16* __restrict__ k, long long ksb, long long ksh, long long ksl,
             const u16* __restrict__ v, long long vsb, long long vsh, long long vsl,
@@ -235,15 +272,14 @@ public static unsafe class DecodeAttentionCuda
             }
         }
 
-        // Block (sequence and query head): the chunks' partial sums merged by their maxima.
-        template <bool BF> __device__ __forceinline__ void merge(const float* __restrict__ part, u16* __restrict__ out, int splits) {
-            const long long bh = blockIdx.x;
-            const float* rec = part + bh * splits * (DIM + 2);
+        // Query head bh: the chunks' partial sums merged by their maxima (read past the L1 cache: other blocks wrote them).
+        template <bool BF> __device__ __forceinline__ void merge(const float* part, u16* __restrict__ out, int splits, long long bh) {
+            const volatile float* rec = part + bh * splits * (DIM + 2);
             float big = NEG_INF;
             for (int s = 0; s < splits; s++) big = fmaxf(big, rec[s * (DIM + 2)]);
             float total = 0.0f;
             for (int s = 0; s < splits; s++) { const float m = rec[s * (DIM + 2)]; if (m != NEG_INF) total += ex2(m - big) * rec[s * (DIM + 2) + 1]; }
-            for (int d = threadIdx.x; d < DIM; d += blockDim.x) {
+            for (int d = threadIdx.x; d < DIM; d += THREADS) {
                 float a = 0.0f;
                 for (int s = 0; s < splits; s++) { const float m = rec[s * (DIM + 2)]; if (m != NEG_INF) a += ex2(m - big) * rec[s * (DIM + 2) + 2 + d]; }
                 out[bh * DIM + d] = store1<BF>(total > 0.0f ? a / total : 0.0f);
@@ -254,10 +290,28 @@ public static unsafe class DecodeAttentionCuda
             const u16* v, long long vsb, long long vsh, long long vsl, const unsigned char* mask, long long msb, float* part, u16* out, \
             int heads, int kvHeads, int length, const long long* last, float scale2
         #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, last, scale2
-        extern "C" __global__ void __launch_bounds__(THREADS) decode_half(DECODE_ARGS) { decode<false>(DECODE_PASS); }
-        extern "C" __global__ void __launch_bounds__(THREADS) decode_bf16(DECODE_ARGS) { decode<true>(DECODE_PASS); }
-        extern "C" __global__ void __launch_bounds__(THREADS) merge_half(const float* part, u16* out, int splits) { merge<false>(part, out, splits); }
-        extern "C" __global__ void __launch_bounds__(THREADS) merge_bf16(const float* part, u16* out, int splits) { merge<true>(part, out, splits); }
+
+        // A chunk, then, in the last of a (sequence, key/value head)'s chunks to finish, the merge of its group's query heads: the
+        // blocks count themselves in done[] (left at zero again by the last), so no second kernel waits on the first.
+        template <bool BF> __device__ __forceinline__ void decode(DECODE_ARGS, unsigned int* done) {
+            chunk<BF>(DECODE_PASS);
+            if (gridDim.y == 1 || done == nullptr) return;
+            __shared__ unsigned int lastBlock;
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) lastBlock = atomicAdd(done + blockIdx.x, 1u) == gridDim.y - 1 ? 1u : 0u;
+            __syncthreads();
+            if (lastBlock == 0u) return;
+            __threadfence();
+            const int kvh = blockIdx.x % kvHeads, b = blockIdx.x / kvHeads;
+            for (int g = 0; g < GROUP; g++) merge<BF>(part, out, gridDim.y, (long long)b * heads + kvh * GROUP + g);
+            if (threadIdx.x == 0) done[blockIdx.x] = 0u;
+        }
+        extern "C" __global__ void __launch_bounds__(THREADS) decode_half(DECODE_ARGS, unsigned int* done) { decode<false>(DECODE_PASS, done); }
+        extern "C" __global__ void __launch_bounds__(THREADS) decode_bf16(DECODE_ARGS, unsigned int* done) { decode<true>(DECODE_PASS, done); }
+        // The merge as a kernel of its own (ACTORINFER_DECODE_MERGE=separate): block (sequence and query head).
+        extern "C" __global__ void __launch_bounds__(THREADS) merge_half(const float* part, u16* out, int splits) { merge<false>(part, out, splits, blockIdx.x); }
+        extern "C" __global__ void __launch_bounds__(THREADS) merge_bf16(const float* part, u16* out, int splits) { merge<true>(part, out, splits, blockIdx.x); }
         """;
 
     private sealed class Kernels

@@ -84,7 +84,7 @@ public static class FusedKernelsCheck
         var last = tensor(new long[] { length - 1 }).cuda();
         var overCapacity = DecodeAttentionCuda.TryDecode(q, cacheKeys, cacheValues, wholeMask, last);
         var same = overCapacity is null ? "the launch over the capacity was not made"
-            : fused.equal(overCapacity).item<bool>() ? "over the capacity with the length on the device: the same values"
+            : fused.eq(overCapacity).all().item<bool>() ? "over the capacity with the length on the device: the same values"
             : "over the capacity with the length on the device: DIFFERS";
         return $"{Agreement(what, fused, Reference(q, keys, values, mask), type)}; {same}";
     }

@@ -54,6 +54,7 @@ public static class OptMath
     public static Tensor FfnUp(Tensor hidden, FfnWeights w, OptConfig c, Products p)
     {
         using var input = c.DoLayerNormBefore ? Norm(hidden, w.Norm) : hidden.alias();
+        if (!p.IsBatchInvariant && w.Fc1.Bias is { } bias && ReluEpilogue.TryLinearRelu(input, w.Fc1.Weight, bias) is { } fused) return fused;
         var up = Linear(input, w.Fc1, p);
         up.relu_();
         return up;

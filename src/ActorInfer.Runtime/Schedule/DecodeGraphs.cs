@@ -149,6 +149,7 @@ public sealed class DecodeGraphs : IDisposable
             {
                 if (_stream == IntPtr.Zero) _stream = CudaRuntime.CreateStream();
                 KeepPool(reads[0].device);
+                DecodeAttentionCuda.PrepareStream(reads[0].device, _stream, (long)key.Rows * _engine.Config.NumKeyValueHeads);
                 entry.Graph = CudaGraph.Capture(work, _stream, _pool);
                 entry.Captured = signature;
                 Captures++;
