@@ -24,12 +24,20 @@ public static partial class ReluEpilogue
     /// <param name="x">[batch, tokens, in], contiguous, on CUDA.</param>
     /// <param name="weight">[out, in].</param>
     /// <param name="bias">[out], contiguous.</param>
-    public static Tensor? TryLinearRelu(Tensor x, Tensor weight, Tensor bias)
+    public static Tensor? TryLinearRelu(Tensor x, Tensor weight, Tensor bias) =>
+        Separate || x.device_type != TorchSharp.DeviceType.CUDA ? null : Form(x, weight, bias);
+
+    /// <summary>
+    /// <see cref="TryLinearRelu"/> on any device (the engine takes it on CUDA only: on the CPU libtorch forms the product and
+    /// the ReLU apart anyway); the tests call it on the CPU to check the native call.
+    /// </summary>
+    internal static Tensor? Form(Tensor x, Tensor weight, Tensor bias)
     {
-        if (Separate || Volatile.Read(ref _unavailable) != 0) return null;
+        if (Volatile.Read(ref _unavailable) != 0) return null;
         var dtype = x.dtype;
         if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32)) return null;
-        if (x.device_type != TorchSharp.DeviceType.CUDA || weight.device != x.device || bias.device != x.device) return null;
+        if (weight.device_type != x.device_type || bias.device_type != x.device_type || weight.device_index != x.device_index
+            || bias.device_index != x.device_index) return null;
         if (weight.dtype != dtype || bias.dtype != dtype || x.dim() != 3 || weight.dim() != 2 || bias.dim() != 1) return null;
         if (!x.is_contiguous() || !bias.is_contiguous() || !weight.is_contiguous()) return null;
         long rows = x.size(0) * x.size(1), inner = x.size(2), outer = weight.size(0);
