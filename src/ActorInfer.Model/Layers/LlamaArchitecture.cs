@@ -115,7 +115,8 @@ public sealed class LlamaArchitecture(LlamaConfig config) : ModelArchitecture
         var norm = new NormWeights(source.Load(FinalNorm, dtype, device), null);
         // A checkpoint may carry lm_head even when tied (some exports do); it then holds the same values.
         if (source.Contains(LmHead)) return new OutputWeights(norm, null, source.Load(LmHead, dtype, device), OwnsLmHead: true);
-        if (tiedEmbedTokens is not null && tiedEmbedTokens.device == device && tiedEmbedTokens.dtype == dtype)
+        if (tiedEmbedTokens is not null && tiedEmbedTokens.device_type == device.type && tiedEmbedTokens.device_index == device.index
+            && tiedEmbedTokens.dtype == dtype)
             return new OutputWeights(norm, null, tiedEmbedTokens, OwnsLmHead: false);
         return new OutputWeights(norm, null, source.Load(EmbedTokensName, dtype, device), OwnsLmHead: true);
     }

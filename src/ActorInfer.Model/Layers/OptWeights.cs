@@ -128,7 +128,8 @@ public static class OptWeightLoader
         var projectOut = config.HasProjection ? source.Load(OptWeightNames.ProjectOut, dtype, device) : null;
         if (source.Contains(OptWeightNames.LmHead))
             return new OutputWeights(norm, projectOut, source.Load(OptWeightNames.LmHead, dtype, device), OwnsLmHead: true);
-        if (tiedEmbedTokens is not null && tiedEmbedTokens.device == device && tiedEmbedTokens.dtype == dtype)
+        if (tiedEmbedTokens is not null && tiedEmbedTokens.device_type == device.type && tiedEmbedTokens.device_index == device.index
+            && tiedEmbedTokens.dtype == dtype)
             return new OutputWeights(norm, projectOut, tiedEmbedTokens, OwnsLmHead: false);
         return new OutputWeights(norm, projectOut, source.Load(OptWeightNames.EmbedTokens, dtype, device), OwnsLmHead: true);
     }

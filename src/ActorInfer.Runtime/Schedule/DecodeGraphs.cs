@@ -295,7 +295,8 @@ public sealed class DecodeGraphs : IDisposable
         public Tensor Index { get; }
 
         public bool Fits(Tensor hidden) =>
-            Hidden[0].dtype == hidden.dtype && Hidden[0].device == hidden.device && Hidden[0].shape.AsSpan().SequenceEqual(hidden.shape);
+            Hidden[0].dtype == hidden.dtype && Hidden[0].device_type == hidden.device_type && Hidden[0].device_index == hidden.device_index
+            && Hidden[0].shape.AsSpan().SequenceEqual(hidden.shape);
 
         /// <summary>Fills the cache index for <paramref name="step"/> of <paramref name="batch"/>, once per step.</summary>
         public void Prepare(GpuBatch batch, TokenStep step, int cacheIndex)
