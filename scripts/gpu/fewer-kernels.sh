@@ -3,24 +3,25 @@
 #   before: the chunks' merge as a kernel of its own (ACTORINFER_DECODE_MERGE=separate) and fc1's ReLU after its product
 #           (ACTORINFER_FC1_EPILOGUE=separate);
 #   merge:  the merge in the attention kernel's last chunk, the ReLU apart;
-#   both:   the merge in the kernel and the ReLU in fc1's epilogue (the defaults).
+#   both:   the merge in the kernel and the ReLU in fc1's epilogue (the defaults);
+#   graphs: both, and --cuda-graphs.
 # STEPS (default "checks gpu67 flexgen outputs auto67 fixtures kernels") picks the parts:
 #   checks:   `actorinfer version`'s last lines: the kernels against single precision, the launch over the capacity
 #             against the launch over the filled length (the same values)
-#   gpu67:    OPT-6.7B all on the GPU, 32 x 1, --repeat 3: before, merge, both
+#   gpu67:    OPT-6.7B all on the GPU, 32 x 1, --repeat 3: before, merge, both, graphs
 #   flexgen:  FlexGen on the same row
-#   outputs:  32 OPT-6.7B greedy requests, before and both: how many identical
-#   auto67:   OPT-6.7B `--policy auto` under 40 GiB / 100 GiB, before and both
+#   outputs:  32 OPT-6.7B greedy requests, before, both and graphs: how many identical
+#   auto67:   OPT-6.7B `--policy auto` under 40 GiB / 100 GiB, before, both and graphs
 #   fixtures: the fixtures' greedy tokens on CUDA in float16, both
-#   kernels:  the device's kernels by name, both (scripts/gpu/kernels-in-process.sh, RUNS=plain)
+#   kernels:  the device's kernels by name, both and graphs (scripts/gpu/kernels-in-process.sh)
 # Needs .gpu/ (pack.sh) and, for flexgen, .baselines/flexgen carried. Writes under $OUT; summary.txt has the figures.
-# Usage: STEPS="checks gpu67" bash scripts/gpu/fewer-kernels.sh   (VARIANTS overrides "before merge both")
+# Usage: STEPS="checks gpu67" bash scripts/gpu/fewer-kernels.sh   (VARIANTS overrides "before merge both graphs")
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 repo=$PWD
 steps=${STEPS:-checks gpu67 flexgen outputs auto67 fixtures kernels}
-variants=${VARIANTS:-before merge both}
+variants=${VARIANTS:-before merge both graphs}
 card_profile=hocon/hardware/h200-141gb.json
 nvidia-smi -L 2>/dev/null | grep -q H100 && card_profile=hocon/hardware/h100-80gb.json
 ai() { bash .gpu/run.sh actorinfer "$@"; }
@@ -32,6 +33,7 @@ run_variant() {
     before) ACTORINFER_DECODE_MERGE=separate ACTORINFER_FC1_EPILOGUE=separate ai "$@" ;;
     merge) ACTORINFER_FC1_EPILOGUE=separate ai "$@" ;;
     both) ai "$@" ;;
+    graphs) ai "$@" --cuda-graphs ;;
   esac
 }
 for step in $steps; do
@@ -48,20 +50,23 @@ for step in $steps; do
         --gpu-batch-size 32 --num-gpu-batches 1 > "$out/flexgen-gpu67.txt" 2>&1) ;;
     outputs)
       python3 scripts/gpu/prompts.py /tmp/fewer-prompts.jsonl 32 512 32 11
-      for v in before both; do
+      for v in before both graphs; do
         run_variant $v generate --dummy --device cuda --dtype float16 --input /tmp/fewer-prompts.jsonl --output "$out/outputs-$v.jsonl" \
           "${gpu67[@]}" > /dev/null 2> "$out/outputs-$v.log"
       done
       python3 scripts/gpu/same-outputs.py "$out/outputs-before.jsonl" "$out/outputs-both.jsonl" "before and with both" | tee -a "$out/summary.txt"
+      python3 scripts/gpu/same-outputs.py "$out/outputs-both.jsonl" "$out/outputs-graphs.jsonl" "both without and with graphs" | tee -a "$out/summary.txt"
       ;;
     auto67)
-      for v in before both; do
+      for v in before both graphs; do
         run_variant $v bench --dummy --prompt-len 512 --gen-len 32 --json --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB \
           --hardware "$card_profile" --repeat 3 > "$out/auto67-$v.json" 2> "$out/auto67-$v.log"
       done ;;
     fixtures) RUNS="float16" EFFICIENT=0 OUT=$out bash scripts/gpu/fixtures-cuda.sh; cat "$out/fixtures.txt" >> "$out/summary.txt" ;;
-    kernels) RUNS=plain OUT=$out bash scripts/gpu/kernels-in-process.sh > /dev/null 2>&1
-      sed -n '/decoding, the last run/,/^$/p;/prefill (approximate/,/^$/p' "$out/plain.txt" | cut -c1-150 | grep -v "^$" | head -32 >> "$out/summary.txt" ;;
+    kernels) RUNS="plain graphs" OUT=$out bash scripts/gpu/kernels-in-process.sh > /dev/null 2>&1
+      for r in plain graphs; do
+        sed -n '/decoding, the last run/,/^$/p;/prefill (approximate/,/^$/p' "$out/$r.txt" | cut -c1-150 | grep -v "^$" | head -32 >> "$out/summary.txt"
+      done ;;
     *) echo "unknown step '$step'" | tee -a "$out/summary.txt" ;;
   esac
 done
