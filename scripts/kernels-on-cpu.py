@@ -135,20 +135,34 @@ int main(int argc, char** argv) {
     // The chunks count themselves per (sequence, key/value head); the last merges and leaves its counter at zero.
     std::vector<unsigned> done((size_t)B * KVH, 0u);
     launch(B * KVH, splits, THREADS, [&] {
-        if (bf) decode_bf16(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, m, (long long)L, part.data(), out.data(), H, KVH, L, nullptr, scale2, done.data());
-        else decode_half(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, m, (long long)L, part.data(), out.data(), H, KVH, L, nullptr, scale2, done.data());
+        if (bf) decode_bf16(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, m, (long long)L, part.data(), out.data(), H, KVH, L, nullptr, scale2,
+            nullptr, nullptr, 0, 0, -1, k.data(), v.data(), done.data());
+        else decode_half(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, m, (long long)L, part.data(), out.data(), H, KVH, L, nullptr, scale2,
+            nullptr, nullptr, 0, 0, -1, k.data(), v.data(), done.data());
     });
-    // The launch a captured layer makes: over the whole cache, the filled length read from memory. Same bits asked.
+    // The launch a captured layer makes: over the whole cache, the filled length read from memory, and the step's key and value
+    // (index L - 1) taken from rows of their own and written into the cache by the kernel. Same bits asked, and the rows written.
+    std::vector<u16> nk((size_t)B * 3 * KVH * D), nv(nk.size()), k2(k), v2(v);
+    const long long nsb = 3LL * KVH * D, nsh = D;
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < KVH; g++)
+            for (int i = 0; i < D; i++) {
+                const size_t at = (size_t)b * ksb + (size_t)g * ksh + (size_t)(L - 1) * ksl + i;
+                nk[b * nsb + g * nsh + i] = k[at]; nv[b * nsb + g * nsh + i] = v[at];
+                k2[at] = enc(1000.0f); v2[at] = enc(-1000.0f);
+            }
     const int wsplits = (capacity + CHUNK - 1) / CHUNK;
     const long long lastIndex = L - 1;
     std::vector<float> wpart((size_t)B * H * wsplits * (D + 2));
     std::vector<u16> wout((size_t)B * H * D, 0x7e00);
     const unsigned char* wm = padded ? whole.data() : nullptr;
     launch(B * KVH, wsplits, THREADS, [&] {
-        if (bf) decode_bf16(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, wm, (long long)capacity, wpart.data(), wout.data(), H, KVH, capacity, &lastIndex, scale2, done.data());
-        else decode_half(q.data(), qsb, qsh, k.data(), ksb, ksh, ksl, v.data(), ksb, ksh, ksl, wm, (long long)capacity, wpart.data(), wout.data(), H, KVH, capacity, &lastIndex, scale2, done.data());
+        if (bf) decode_bf16(q.data(), qsb, qsh, k2.data(), ksb, ksh, ksl, v2.data(), ksb, ksh, ksl, wm, (long long)capacity, wpart.data(), wout.data(), H, KVH, capacity, &lastIndex, scale2,
+            nk.data(), nv.data(), nsb, nsh, -1, k2.data(), v2.data(), done.data());
+        else decode_half(q.data(), qsb, qsh, k2.data(), ksb, ksh, ksl, v2.data(), ksb, ksh, ksl, wm, (long long)capacity, wpart.data(), wout.data(), H, KVH, capacity, &lastIndex, scale2,
+            nk.data(), nv.data(), nsb, nsh, -1, k2.data(), v2.data(), done.data());
     });
-    const bool same = std::memcmp(out.data(), wout.data(), out.size() * sizeof(u16)) == 0;
+    const bool same = std::memcmp(out.data(), wout.data(), out.size() * sizeof(u16)) == 0 && k2 == k && v2 == v;
     for (unsigned c : done) if (c != 0u) { printf("a counter was left at %u\n", c); return 1; }
     double worst = 0; long outside = 0;
     for (int b = 0; b < B; b++)
@@ -173,7 +187,7 @@ int main(int argc, char** argv) {
                 if (e > 2 * (bf ? 1.0 / 128 : 1.0 / 1024)) outside++;
             }
         }
-    printf("attention d %d, group %d, batch %d, kv heads %d, length %d%s%s (%d chunks): %s (at most %.3g relative); over the capacity (%d chunks) with the length in memory: %s\n",
+    printf("attention d %d, group %d, batch %d, kv heads %d, length %d%s%s (%d chunks): %s (at most %.3g relative); over the capacity (%d chunks) with the length in memory and the step's row written: %s\n",
         DIM, GROUP, B, KVH, L, padded ? ", padded" : "", bf ? ", bfloat16" : ", float16", splits, outside ? "DIFFERS" : "agrees", worst, wsplits,
         same ? "the same bits" : "DIFFERS");
     return outside != 0 || !same;

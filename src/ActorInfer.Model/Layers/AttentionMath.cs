@@ -25,9 +25,23 @@ public static class AttentionMath
     /// For our fused decoding kernel: the cache's last filled index, on the device; the keys past it are not read (see
     /// <see cref="DecodeAttentionCuda.TryDecode"/>). Other paths attend every key the mask allows.
     /// </param>
+    /// <param name="newKeys">
+    /// A decoding step's keys [B, key/value heads, 1, d] with <paramref name="newValues"/>, not yet in the cache: written there at
+    /// <paramref name="newIndex"/> (of <paramref name="keys"/>, a prefix of the cache) by our fused kernel as it attends, or here
+    /// before any other path attends.
+    /// </param>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products,
-        Tensor? excluded = null, Tensor? last = null)
+        Tensor? excluded = null, Tensor? last = null, Tensor? newKeys = null, Tensor? newValues = null, int newIndex = -1)
     {
+        if (newKeys is not null && newValues is not null)
+        {
+            if (q.device_type == DeviceType.CUDA && q.size(2) == 1 && !causal && decode == DecodeAttention.Fused
+                && DecodeAttentionCuda.TryDecode(q, keys, values, mask, last, newKeys, newValues, newIndex) is { } written) return written;
+            using var keyRow = keys.narrow(2, newIndex, 1);
+            using var valueRow = values.narrow(2, newIndex, 1);
+            keyRow.copy_(newKeys);
+            valueRow.copy_(newValues);
+        }
         if (q.device_type == DeviceType.CUDA)
         {
             // Decoding (one query per sequence) by two batched products unless a fused kernel is asked for: cuDNN's

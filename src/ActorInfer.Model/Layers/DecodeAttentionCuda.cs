@@ -53,7 +53,13 @@ public static unsafe class DecodeAttentionCuda
     /// decoding step, so a CUDA graph of a layer replays at any length. The chunks past the length are empty and the merge
     /// skips them: the context is the one a launch over the filled length gives, bit for bit. Null: all L keys.
     /// </param>
-    public static Tensor? TryDecode(Tensor q, Tensor keys, Tensor values, Tensor? mask, Tensor? last = null)
+    /// <param name="newKeys">
+    /// The step's keys [B, key/value heads, 1, d] (a view of its projection), with <paramref name="newValues"/> (the same strides):
+    /// attended from there at <paramref name="newIndex"/> (or at <paramref name="last"/>'s index, where given) and written into
+    /// the cache there by the kernel, so no copy kernel writes them first. Null: the cache holds them already.
+    /// </param>
+    public static Tensor? TryDecode(Tensor q, Tensor keys, Tensor values, Tensor? mask, Tensor? last = null, Tensor? newKeys = null,
+        Tensor? newValues = null, int newIndex = -1)
     {
         var dtype = q.dtype;
         if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16) || keys.dtype != dtype || values.dtype != dtype) return null;
@@ -75,6 +81,8 @@ public static unsafe class DecodeAttentionCuda
         }
         if (last is not null && (last.dtype != ScalarType.Int64 || last.device_type != TorchSharp.DeviceType.CUDA
             || last.device_index != q.device_index || last.numel() < 1)) return null;
+        if ((newKeys is null) != (newValues is null)) return null;
+        if (newKeys is not null && newValues is not null && !TakesRows(newKeys, newValues, q, b, kvHeads, d, last is null ? newIndex : 0, length)) return null;
         var splits = (length + Chunk - 1) / Chunk;
         if (splits > 65535 || b * kvHeads > int.MaxValue || b * h > int.MaxValue) return null;
         var kernels = Load((int)d, (int)(h / kvHeads));
@@ -85,7 +93,10 @@ public static unsafe class DecodeAttentionCuda
         using var part = splits > 1 ? empty([b * h * splits * (d + 2)], ScalarType.Float32, q.device) : null;
         IntPtr qp = TensorData.Pointer(q), kp = TensorData.Pointer(keys), vp = TensorData.Pointer(values),
             mp = mask is null ? IntPtr.Zero : TensorData.Pointer(mask), pp = part is null ? IntPtr.Zero : TensorData.Pointer(part),
-            op = TensorData.Pointer(output), lp = last is null ? IntPtr.Zero : TensorData.Pointer(last);
+            op = TensorData.Pointer(output), lp = last is null ? IntPtr.Zero : TensorData.Pointer(last),
+            nkp = newKeys is null ? IntPtr.Zero : TensorData.Pointer(newKeys), nvp = newValues is null ? IntPtr.Zero : TensorData.Pointer(newValues);
+        long nsb = newKeys?.stride(0) ?? 0, nsh = newKeys?.stride(1) ?? 0;
+        var ni = newIndex;
         long qsb = q.stride(0), qsh = q.stride(1), ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2),
             vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
         int heads = (int)h, kv = (int)kvHeads, len = (int)length;
@@ -93,7 +104,7 @@ public static unsafe class DecodeAttentionCuda
         var scale2 = (float)(1.0 / Math.Sqrt(d) / Math.Log(2.0));
         var stream = InvariantAttentionCuda.Driver.CurrentStream(q.device_index);
         var dp = splits > 1 && !SeparateMerge ? Counters(q.device, stream, b * kvHeads) : IntPtr.Zero;
-        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &lp, &scale2, &dp };
+        var args = stackalloc void*[] { &qp, &qsb, &qsh, &kp, &ksb, &ksh, &ksl, &vp, &vsb, &vsh, &vsl, &mp, &msb, &pp, &op, &heads, &kv, &len, &lp, &scale2, &nkp, &nvp, &nsb, &nsh, &ni, &kp, &vp, &dp };
         InvariantAttentionCuda.Driver.Check(InvariantAttentionCuda.Driver.LaunchKernel(bf16 ? kernels.DecodeBFloat16 : kernels.DecodeHalf,
             (uint)(b * kvHeads), (uint)splits, 1, Threads, 1, 1, 0, stream, args, null), "cuLaunchKernel");
         if (splits > 1 && SeparateMerge)
@@ -141,6 +152,24 @@ public static unsafe class DecodeAttentionCuda
         if (device.type == TorchSharp.DeviceType.CUDA) Counters(device, stream, count);
     }
 
+    /// <summary>Whether the kernel may take the step's keys and values from these views and write them at that index.</summary>
+    private static bool TakesRows(Tensor newKeys, Tensor newValues, Tensor q, long b, long kvHeads, long d, int index, long length)
+    {
+        foreach (var t in new[] { newKeys, newValues })
+        {
+            if (t.dtype != q.dtype || t.device_type != TorchSharp.DeviceType.CUDA || t.device_index != q.device_index || t.dim() != 4
+                || t.size(0) != b || t.size(1) != kvHeads || t.size(2) != 1 || t.size(3) != d || t.stride(3) != 1) return false;
+            if ((long)TensorData.Pointer(t) % 16 != 0 || t.stride(0) % 8 != 0 || t.stride(1) % 8 != 0) return false;
+        }
+        return newKeys.stride(0) == newValues.stride(0) && newKeys.stride(1) == newValues.stride(1) && index >= 0 && index < length;
+    }
+
+    /// <summary>
+    /// Whether the engine hands the step's keys and values to the kernel to write (the default) rather than copying them into
+    /// the cache first (ACTORINFER_DECODE_WRITE=separate, for comparing the two; the values attended are the same).
+    /// </summary>
+    public static bool WritesRows { get; } = Environment.GetEnvironmentVariable("ACTORINFER_DECODE_WRITE") != "separate";
+
     // 16-byte loads of 8 elements: the rows' start and every stride in whole 8-element steps.
     private static bool Aligned(Tensor t) =>
         (long)TensorData.Pointer(t) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0 && t.stride(2) % 8 == 0;
@@ -173,7 +202,8 @@ public static unsafe class DecodeAttentionCuda
             const u16* __restrict__ k, long long ksb, long long ksh, long long ksl,
             const u16* __restrict__ v, long long vsb, long long vsh, long long vsl,
             const unsigned char* __restrict__ mask, long long msb, float* __restrict__ part, u16* __restrict__ out,
-            int heads, int kvHeads, int length, const long long* __restrict__ last, float scale2) {
+            int heads, int kvHeads, int length, const long long* __restrict__ last, float scale2,
+            const u16* __restrict__ nk, const u16* __restrict__ nv, long long nsb, long long nsh, int newIndex, u16* kw, u16* vw) {
             __shared__ float qs[GROUP][DIM];
             __shared__ float sc[GROUP][CHUNK];
             __shared__ float red[RPB][DIM];
@@ -185,6 +215,17 @@ public static unsafe class DecodeAttentionCuda
             // The filled length read on the device (a launch over the capacity): the chunks past it hold no keys.
             if (last != nullptr) length = min(length, (int)(*last) + 1);
             const int t0 = split * CHUNK, n = min(CHUNK, length - t0);
+            // The step's own key and value (nk, nv: [B, key/value heads] rows of the projection), where given: attended from
+            // there at index tnew, and written into the cache there by the block whose chunk holds it (for the steps after).
+            const int tnew = nk == nullptr ? -1 : last != nullptr ? (int)(*last) : newIndex;
+            const u16* nkb = nk == nullptr ? nullptr : nk + b * nsb + kvh * nsh;
+            const u16* nvb = nv == nullptr ? nullptr : nv + b * nsb + kvh * nsh;
+            if (tnew >= t0 && tnew < t0 + n) {
+                for (int i = tid; i < DIM / 8; i += THREADS) {
+                    *reinterpret_cast<V8*>(kw + b * ksb + kvh * ksh + (long long)tnew * ksl + i * 8) = *reinterpret_cast<const V8*>(nkb + i * 8);
+                    *reinterpret_cast<V8*>(vw + b * vsb + kvh * vsh + (long long)tnew * vsl + i * 8) = *reinterpret_cast<const V8*>(nvb + i * 8);
+                }
+            }
             if (n <= 0) {
                 for (int g = tid; g < GROUP; g += THREADS) {
                     const long long bh = (long long)b * heads + kvh * GROUP + g;
@@ -206,7 +247,7 @@ public static unsafe class DecodeAttentionCuda
                 V8 raw[UNROLL];
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
                     const int r = row0 + (p0 + u) * RPB;
-                    if (r < n) raw[u] = *reinterpret_cast<const V8*>(kb + (long long)r * ksl);
+                    if (r < n) raw[u] = t0 + r == tnew ? *reinterpret_cast<const V8*>(nkb + sub * 8) : *reinterpret_cast<const V8*>(kb + (long long)r * ksl);
                     else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
                 }
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
@@ -239,7 +280,7 @@ public static unsafe class DecodeAttentionCuda
                 V8 raw[UNROLL];
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
                     const int r = row0 + (p0 + u) * RPB;
-                    if (r < n) raw[u] = *reinterpret_cast<const V8*>(vb + (long long)r * vsl);
+                    if (r < n) raw[u] = t0 + r == tnew ? *reinterpret_cast<const V8*>(nvb + sub * 8) : *reinterpret_cast<const V8*>(vb + (long long)r * vsl);
                     else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
                 }
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
@@ -288,8 +329,10 @@ public static unsafe class DecodeAttentionCuda
 
         #define DECODE_ARGS const u16* q, long long qsb, long long qsh, const u16* k, long long ksb, long long ksh, long long ksl, \
             const u16* v, long long vsb, long long vsh, long long vsl, const unsigned char* mask, long long msb, float* part, u16* out, \
-            int heads, int kvHeads, int length, const long long* last, float scale2
-        #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, last, scale2
+            int heads, int kvHeads, int length, const long long* last, float scale2, \
+            const u16* nk, const u16* nv, long long nsb, long long nsh, int newIndex, u16* kw, u16* vw
+        #define DECODE_PASS q, qsb, qsh, k, ksb, ksh, ksl, v, vsb, vsh, vsl, mask, msb, part, out, heads, kvHeads, length, last, scale2, \
+            nk, nv, nsb, nsh, newIndex, kw, vw
 
         // A chunk, then, in the last of a (sequence, key/value head)'s chunks to finish, the merge of its group's query heads: the
         // blocks count themselves in done[] (left at zero again by the last), so no second kernel waits on the first.

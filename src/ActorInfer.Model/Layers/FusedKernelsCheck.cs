@@ -86,7 +86,21 @@ public static class FusedKernelsCheck
         var same = overCapacity is null ? "the launch over the capacity was not made"
             : fused.eq(overCapacity).all().item<bool>() ? "over the capacity with the length on the device: the same values"
             : "over the capacity with the length on the device: DIFFERS";
-        return $"{Agreement(what, fused, Reference(q, keys, values, mask), type)}; {same}";
+        // The engine's decoding launch: the step's key and value (index length - 1) not yet in the cache, taken from rows of a
+        // projection-like buffer and written into the cache by the kernel as it attends.
+        var rowKeys = cacheKeys.narrow(2, length - 1, 1).clone();
+        var rowValues = cacheValues.narrow(2, length - 1, 1).clone();
+        var staleKeys = cacheKeys.clone();
+        var staleValues = cacheValues.clone();
+        staleKeys.narrow(2, length - 1, 1).fill_(1000);
+        staleValues.narrow(2, length - 1, 1).fill_(-1000);
+        var rowsWritten = DecodeAttentionCuda.TryDecode(q, staleKeys.narrow(2, 0, length), staleValues.narrow(2, 0, length), mask, null,
+            rowKeys, rowValues, length - 1);
+        var written = rowsWritten is null ? "the launch with the step's row was not made"
+            : rowsWritten.eq(fused).all().item<bool>() && staleKeys.eq(cacheKeys).all().item<bool>() && staleValues.eq(cacheValues).all().item<bool>()
+                ? "with the step's row written by the kernel: the same values, the row in the cache"
+                : "with the step's row written by the kernel: DIFFERS";
+        return $"{Agreement(what, fused, Reference(q, keys, values, mask), type)}; {same}; {written}";
     }
 
     /// <summary>Attention in single precision on the device from the same inputs, [B, 1, heads * d] on the CPU.</summary>

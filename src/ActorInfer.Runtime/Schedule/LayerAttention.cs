@@ -64,7 +64,12 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         Tensor? onDevice = null;
         if (inputs.AttentionSite == TierKind.Device)
         {
-            cache.Write(cacheIndex, k, v);
+            // Our fused kernel writes the step's keys and values into a plain device cache of its own as it attends (no copy
+            // kernels first); elsewhere they are written here.
+            var written = ReferenceEquals(cache, home.Memory) && !invariant && Device.type == TorchSharp.DeviceType.CUDA
+                && engine.DecodeAttention == DecodeAttention.Fused && DecodeAttentionCuda.WritesRows && cache.GetType() == typeof(LayerKv)
+                && k.size(2) == 1 && cacheIndex < cache.Capacity;
+            if (!written) cache.Write(cacheIndex, k, v);
             // Writing the same keys and values again, once the layer runs again, writes the same.
             if (yieldTo is { Waiting: true }) return null;
             // With a fused decoding kernel, a cache that stays on the device is attended over a length rounded up (its
@@ -84,7 +89,8 @@ internal sealed class LayerAttention(OffloadRuntime engine)
                 onDevice = invariant
                     ? InvariantAttention.Decode(q, keys, values, batch.Starts, Device.type == TorchSharp.DeviceType.CUDA ? batch.StartsOn(Device) : null)
                     : AttentionMath.Attend(q, keys, values, batch.Mask(step, Device, attended), decode: engine.DecodeAttention,
-                        excluded: products ? batch.Excluded(step, Device, attended) : null);
+                        excluded: products ? batch.Excluded(step, Device, attended) : null, newKeys: written ? k : null,
+                        newValues: written ? v : null, newIndex: cacheIndex);
             }
             if (ReferenceEquals(cache, home.Memory)) return onDevice;
         }
