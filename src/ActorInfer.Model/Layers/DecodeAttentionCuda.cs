@@ -11,9 +11,8 @@ namespace ActorInfer.Model.Layers;
 /// the chunks' partial sums by their maxima (none where one chunk holds the whole length), in the same launch. The batched
 /// products read the keys and values once as well, but around them go a scale, a mask, a softmax and three more passes over
 /// the scores: on an H100, OPT-6.7B's two products took 100 us a layer at batch 32 over 544 keys, about 85 us of which the
-/// cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at
-/// first use per head size and group (float16 and bfloat16), launched on libtorch's current stream (so a CUDA graph captures
-/// it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
+/// cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at first use per head size and group (float16 and
+/// bfloat16), launched on libtorch's current stream (so a CUDA graph captures it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
 /// cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
 /// C on the CPU against double precision, for checking a change to their logic without a GPU.
 /// </summary>
@@ -131,7 +130,7 @@ public static unsafe class DecodeAttentionCuda
     /// themselves there and the last leaves its counter at zero again. Launches on one stream run one after another, so each
     /// stream has its own. An outgrown buffer is kept, not freed: a captured graph may hold its address.
     /// </summary>
-    public static IntPtr Counters(Device device, IntPtr stream, long count)
+    private static IntPtr Counters(Device device, IntPtr stream, long count)
     {
         lock (DoneCounters)
         {
