@@ -13,15 +13,8 @@
 # Needs .gpu/ (pack.sh) and, for flexgen, .baselines/flexgen carried. Writes under $OUT; summary.txt has the figures.
 # Usage: STEPS="checks gpu67" bash scripts/gpu/fused-kernels.sh
 set -uo pipefail
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-repo=$PWD
 steps=${STEPS:-checks fixtures gpu67 flexgen}
-card_profile=hocon/hardware/h200-141gb.json
-nvidia-smi -L 2>/dev/null | grep -q H100 && card_profile=hocon/hardware/h100-80gb.json
-ai() { bash .gpu/run.sh actorinfer "$@"; }
-(nvidia-smi -L 2>/dev/null || echo "no GPU") | tee "$out/card.txt"
-gpu67=(--model opt-6.7b --gpu-batch-size 32 --num-gpu-batches 1 --percent 100 0 100 0 100 0)
+. scripts/gpu/variants-lib.sh
 # variant NAME: the flags and environment of before, attention (fused attention alone) and both.
 run_variant() {
   local name=$1; shift
@@ -35,60 +28,14 @@ for step in $steps; do
   case $step in
     checks) ai version 2>&1 | grep -E "fused|cuda available" | tee -a "$out/summary.txt" ;;
     fixtures) RUNS="float16:fused" EFFICIENT=0 OUT=$out bash scripts/gpu/fixtures-cuda.sh; cat "$out/fixtures.txt" >> "$out/summary.txt" ;;
-    gpu67)
-      for v in before attention both; do
-        run_variant $v bench --dummy --prompt-len 512 --gen-len 32 --json "${gpu67[@]}" --repeat 3 > "$out/gpu67-$v.json" 2> "$out/gpu67-$v.log"
-      done ;;
-    flexgen)
-      [ -d .baselines/flexgen/flexgen ] && (cd /tmp && timeout 300 python3 "$repo/.baselines/flexgen/run_flexgen_offline.py" "$repo/.baselines/flexgen" \
-        --path _DUMMY_ --prompt-len 512 --gen-len 32 --log-file "$out/flexgen-gpu67.log" --model facebook/opt-6.7b --percent 100 0 100 0 100 0 \
-        --gpu-batch-size 32 --num-gpu-batches 1 > "$out/flexgen-gpu67.txt" 2>&1) ;;
-    auto67)
-      for v in before both; do
-        run_variant $v bench --dummy --prompt-len 512 --gen-len 32 --json --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB \
-          --hardware "$card_profile" --repeat 3 > "$out/auto67-$v.json" 2> "$out/auto67-$v.log"
-      done ;;
-    outputs)
-      python3 scripts/gpu/prompts.py /tmp/fused-prompts.jsonl 32 512 32 11
-      for v in before both; do
-        run_variant $v generate --dummy --device cuda --dtype float16 --input /tmp/fused-prompts.jsonl --output "$out/outputs-$v.jsonl" \
-          "${gpu67[@]}" > /dev/null 2> "$out/outputs-$v.log"
-      done
-      python3 scripts/gpu/same-outputs.py "$out/outputs-before.jsonl" "$out/outputs-both.jsonl" "before and with both kernels" | tee -a "$out/summary.txt"
-      ;;
+    gpu67) variant_step gpu67 "before attention both" ;;
+    outputs) variant_step outputs "before both" ;;
+    auto67) variant_step auto67 "before both" ;;
     trace)
       run_variant both bench --dummy --prompt-len 512 --gen-len 32 "${gpu67[@]}" --repeat 1 --trace "$out/trace-both.json" > /dev/null 2> "$out/trace-both.log"
       grep -h "trace of" "$out/trace-both.log" | tee -a "$out/summary.txt" ;;
-    *) echo "unknown step '$step'" | tee -a "$out/summary.txt" ;;
+    *) variant_step "$step" ;;
   esac
 done
-python3 - "$out" <<'PY' | tee -a "$out/summary.txt"
-import json, re, sys
-out = sys.argv[1]
-def load(name):
-    try:
-        return json.load(open(f"{out}/{name}.json"))
-    except (OSError, ValueError):
-        return None
-flex = None
-try:
-    m = re.findall(r"total throughput: ([0-9.]+) token/s", open(f"{out}/flexgen-gpu67.txt").read())
-    flex = float(m[-1]) if m else None
-except OSError:
-    pass
-for row in ("gpu67", "auto67"):
-    base = load(f"{row}-before")
-    for v in ("before", "attention", "both"):
-        o = load(f"{row}-{v}")
-        if not o:
-            continue
-        p = o["policy"]
-        line = (f"{row} {v}: {o['total_throughput']:.2f} token/s (runs {', '.join(f'{x:.2f}' for x in o['total_throughput_runs'])}); "
-                f"prefill {o['prefill_latency_s']:.3f} s, decode {o['decode_latency_s'] / 31 * 1000:.2f} ms a step; {p['gpu_batch_size']} x {p['num_gpu_batches']}")
-        if base and v != "before":
-            line += f"; {o['total_throughput'] / base['total_throughput']:.3f}x before"
-        if flex and row == "gpu67":
-            line += f"; {o['total_throughput'] / flex:.2f}x FlexGen ({flex:.2f})"
-        print(line)
-PY
+python3 scripts/gpu/variants-summary.py "$out" before before attention both | tee -a "$out/summary.txt"
 exit 0
