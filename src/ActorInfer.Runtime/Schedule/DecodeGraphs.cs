@@ -91,11 +91,10 @@ public sealed class DecodeGraphs : IDisposable
     {
         var layout = batch.Layout;
         var cacheIndex = step.CacheIndex(layout);
-        // One graph a layer per attended length, the length the engine attends without graphs: batched products over the
-        // filled entries (on CUDA up to a multiple of 8) and our fused kernel over as many, libtorch's fused kernels over them
-        // up to a multiple of 64.
         // Our fused kernel reads the filled length from the slot's cache index on the device: launched over the cache's
-        // capacity, one graph a layer serves every step of the block.
+        // capacity, one graph a layer serves every step of the block. Elsewhere one graph a layer per attended length, the
+        // length the engine attends without graphs: batched products over the filled entries (on CUDA up to a multiple of 8),
+        // libtorch's fused kernels over them up to a multiple of 64.
         var products = _engine.DecodeAttention == DecodeAttention.Products;
         var config = _engine.Config;
         var overCapacity = _engine.DecodeAttention == DecodeAttention.Fused
