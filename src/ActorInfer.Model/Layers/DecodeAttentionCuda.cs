@@ -154,13 +154,12 @@ public static unsafe class DecodeAttentionCuda
     /// <summary>Whether the kernel may take the step's keys and values from these views and write them at that index.</summary>
     private static bool TakesRows(Tensor newKeys, Tensor newValues, Tensor q, long b, long kvHeads, long d, int index, long length)
     {
-        foreach (var t in new[] { newKeys, newValues })
-        {
-            if (t.dtype != q.dtype || t.device_type != TorchSharp.DeviceType.CUDA || t.device_index != q.device_index || t.dim() != 4
-                || t.size(0) != b || t.size(1) != kvHeads || t.size(2) != 1 || t.size(3) != d || t.stride(3) != 1) return false;
-            if ((long)TensorData.Pointer(t) % 16 != 0 || t.stride(0) % 8 != 0 || t.stride(1) % 8 != 0) return false;
-        }
-        return newKeys.stride(0) == newValues.stride(0) && newKeys.stride(1) == newValues.stride(1) && index >= 0 && index < length;
+        bool Row(Tensor t) =>
+            t.dtype == q.dtype && t.device_type == TorchSharp.DeviceType.CUDA && t.device_index == q.device_index && t.dim() == 4
+            && t.size(0) == b && t.size(1) == kvHeads && t.size(2) == 1 && t.size(3) == d && t.stride(3) == 1
+            && (long)TensorData.Pointer(t) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0;
+        return Row(newKeys) && Row(newValues) && newKeys.stride(0) == newValues.stride(0) && newKeys.stride(1) == newValues.stride(1)
+            && index >= 0 && index < length;
     }
 
     /// <summary>
@@ -193,6 +192,17 @@ public static unsafe class DecodeAttentionCuda
 
         // Lanes per key row (8 elements each), rows per warp, rows per block pass, passes over the chunk, loads in flight.
         constexpr int LPR = DIM / 8, RPW = 32 / LPR, RPB = THREADS / LPR, PASSES = CHUNK / RPB, UNROLL = PASSES < 4 ? PASSES : 4;
+
+        // A pass's rows of keys or values (this lane's 8 elements of each) into registers, zeros past the chunk's n; row tnew
+        // from the step's own row (own) rather than the cache.
+        __device__ __forceinline__ void rows(V8* raw, const u16* __restrict__ base, long long stride, const u16* __restrict__ own, int sub,
+            int row0, int p0, int n, int t0, int tnew) {
+            _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
+                const int r = row0 + (p0 + u) * RPB;
+                if (r < n) raw[u] = t0 + r == tnew ? *reinterpret_cast<const V8*>(own + sub * 8) : *reinterpret_cast<const V8*>(base + (long long)r * stride);
+                else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
+            }
+        }
 
         // Block (sequence and key/value head, chunk): the chunk's softmax numerators summed over its values, with its maximum
         // and sum; written whole (divided by the sum) where one chunk holds the length.
@@ -244,11 +254,7 @@ public static unsafe class DecodeAttentionCuda
             const unsigned char* mb = mask ? mask + b * msb + t0 : nullptr;
             _Pragma("unroll 1") for (int p0 = 0; p0 < PASSES; p0 += UNROLL) {
                 V8 raw[UNROLL];
-                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
-                    const int r = row0 + (p0 + u) * RPB;
-                    if (r < n) raw[u] = t0 + r == tnew ? *reinterpret_cast<const V8*>(nkb + sub * 8) : *reinterpret_cast<const V8*>(kb + (long long)r * ksl);
-                    else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
-                }
+                rows(raw, kb, ksl, nkb, sub, row0, p0, n, t0, tnew);
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
                     float f[8];
                     unpack<BF>(raw[u], f);
@@ -277,11 +283,7 @@ public static unsafe class DecodeAttentionCuda
             const u16* vb = v + b * vsb + kvh * vsh + (long long)t0 * vsl + sub * 8;
             _Pragma("unroll 1") for (int p0 = 0; p0 < PASSES; p0 += UNROLL) {
                 V8 raw[UNROLL];
-                _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
-                    const int r = row0 + (p0 + u) * RPB;
-                    if (r < n) raw[u] = t0 + r == tnew ? *reinterpret_cast<const V8*>(nvb + sub * 8) : *reinterpret_cast<const V8*>(vb + (long long)r * vsl);
-                    else { raw[u].a[0] = 0u; raw[u].a[1] = 0u; raw[u].a[2] = 0u; raw[u].a[3] = 0u; }
-                }
+                rows(raw, vb, vsl, nvb, sub, row0, p0, n, t0, tnew);
                 _Pragma("unroll") for (int u = 0; u < UNROLL; u++) {
                     float f[8];
                     unpack<BF>(raw[u], f);

@@ -48,6 +48,8 @@ public sealed class DecodeGraphs : IDisposable
     private IntPtr _stream;
     private CudaGraph.PoolId _pool;
     private CudaGraph? _keeper;
+    // Whether our fused kernel attends this engine's decoding (its type, device and heads are fixed): asked once.
+    private bool? _overCapacity;
 
     /// <param name="capture">
     /// False runs the same path without capturing (on a CPU device, where there is nothing to capture): the arithmetic of
@@ -96,9 +98,8 @@ public sealed class DecodeGraphs : IDisposable
         // length the engine attends without graphs: batched products over the filled entries (on CUDA up to a multiple of 8),
         // libtorch's fused kernels over them up to a multiple of 64.
         var products = _engine.DecodeAttention == DecodeAttention.Products;
-        var config = _engine.Config;
-        var overCapacity = _engine.DecodeAttention == DecodeAttention.Fused
-            && DecodeAttentionCuda.Decodes(hidden.dtype, hidden.device, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
+        var overCapacity = _overCapacity ??= _engine.DecodeAttention == DecodeAttention.Fused && DecodeAttentionCuda.Decodes(hidden.dtype,
+            hidden.device, _engine.Config.NumAttentionHeads, _engine.Config.NumKeyValueHeads, _engine.Config.HeadDim);
         var attended = overCapacity ? (int)cache.Capacity
             : products || _engine.DecodeAttention == DecodeAttention.Fused
             ? LayerAttention.AlignedLength(cacheIndex + 1, (int)cache.Capacity, hidden.device_type)
