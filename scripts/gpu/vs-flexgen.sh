@@ -11,6 +11,7 @@
 #   auto67:  OPT-6.7B `--policy auto` under 40 GiB GPU / 100 GiB CPU (the block the planner picks), ours only    ~1 min
 #   fixed30: OPT-30B weights 20/80, cache and activations on the CPU, CPU attention, 48 x 1: ours and FlexGen
 #            (--cpu-cache-compute), FlexGen first                                                                ~7 min
+#            (FIXED30_RULE=0: FlexGen's run alone, for fixed30-spread to compare with)
 #   fixed30-spread: the same policy with --weight-placement spread (the 20% of the weights on the GPU placed over the model
 #            as a whole, 19.7% realized, where FlexGen's rule places 8.2%), ours only, against fixed30's FlexGen run   ~2 min
 #   comp30:  OPT-30B `--policy auto --compress-weight --compress-cache` under 16 GiB GPU / 100 GiB CPU: ours, then
@@ -61,7 +62,8 @@ for step in $steps; do
       ours auto67 --model opt-6.7b --policy auto --gpu-mem 40GiB --cpu-mem 100GiB --hardware "$hardware" --repeat 3 ;;
     fixed30)
       flexgen fixed30 330 --model facebook/opt-30b --percent 20 80 0 100 0 100 --gpu-batch-size 48 --num-gpu-batches 1 --cpu-cache-compute
-      ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on --repeat "${FIXED30_REPEAT:-2}" ;;
+      [ "${FIXED30_RULE:-1}" = 1 ] && ours fixed30 --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 \
+        --cpu-attention on --repeat "${FIXED30_REPEAT:-2}" ;;
     fixed30-spread)
       ours fixed30-spread --model opt-30b --gpu-batch-size 48 --num-gpu-batches 1 --percent 20 80 0 100 0 100 --cpu-attention on \
         --weight-placement spread --repeat "${FIXED30_REPEAT:-2}" ;;
