@@ -150,6 +150,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             PrefillAttentionFlops = 4 * block * prompt * prompt * hidden;
             DecodeMatmulFlops = block * model.LayerMatmulFlopsPerToken;
             DecodeAttentionFlops = 4 * block * context * hidden;
+            DecodeAttentionReads = 2 * element * kvWidth * context * block;
 
             double heads = model.NumHeads;
             PrefillCompute = element * batch * prompt * ComputeElementsPerToken(model, scores: 0)
@@ -218,6 +219,13 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
         public double PrefillAttentionFlops { get; }
         public double DecodeMatmulFlops { get; }
         public double DecodeAttentionFlops { get; }
+
+        /// <summary>
+        /// What a decoding step's attention on the GPU reads of the cache (expanded where compressed): the fused decoding
+        /// kernel reads it at the memory bound (docs/perf/h100-fused-kernels/), so it is priced at the GPU's memory bandwidth,
+        /// not at a batched product's rate.
+        /// </summary>
+        public double DecodeAttentionReads { get; }
         /// <summary>One GPU batch's computation in the prefill (<see cref="ComputeElementsPerToken"/>), with the cache's compression.</summary>
         public double PrefillCompute { get; }
         public double DecodeComputeWithScores { get; }
@@ -262,8 +270,13 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
         var weightsIn = size.LayerWeightsOn(Tier.Cpu, Tier.Disk) / hw.CpuToGpuBytesPerSecond;
         var hiddenIn = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.CpuToGpuBytesPerSecond;
         var hiddenOut = LinearExpression.Of(size.TokenHidden, ActivationsCpu, ActivationsDisk) / hw.GpuToCpuBytesPerSecond;
-        var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + shape.NumGpuBatches * hw.GpuBatchOverheadSeconds
-                                         + size.WeightExpansionTraffic / hw.GpuMemoryBytesPerSecond);
+        // The per-position overhead was measured where a GPU batch's cache comes from the CPU each step (an offloaded
+        // OPT-30B's decoding trace); with the cache on the GPU a decoding layer costs what its products and its attention's
+        // reads price: all on the GPU, OPT-6.7B at 32, 64 and 80 sequences on an H200 and 32 and 64 on an H100, predicted at
+        // 0.91 to 1.03 of the measured throughput so, at 0.50 to 0.67 with it (docs/perf/h200-block-sizes/). So it is
+        // charged in proportion to the cache's share off the GPU.
+        var matmul = LinearExpression.Of(DecodeMatmulSeconds(size, shape, hw) + size.WeightExpansionTraffic / hw.GpuMemoryBytesPerSecond)
+                     + LinearExpression.Of(shape.NumGpuBatches * hw.GpuBatchOverheadSeconds, CacheCpu, CacheDisk);
         var diskToCpu = size.LayerWeightsOn(Tier.Disk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.TokenHidden, ActivationsDisk) / hw.DiskToCpuBytesPerSecond
                         + LinearExpression.Of(size.MeanCacheRead, CacheDisk) / hw.DiskToCpuCacheBytesPerSecond;
@@ -280,7 +293,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
                 DiskToCpu: diskToCpu,
                 CpuToDisk: cpuToDisk,
                 // The GPU-resident caches are attended on the GPU; compressed, they are expanded there first, each step.
-                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops
+                GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionReads / hw.GpuMemoryBytesPerSecond
                                                          + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond, CacheGpu),
                 CpuCompute: LinearExpression.Of(size.DecodeAttentionFlops, CacheCpu, CacheDisk) / cpuRate);
         }
@@ -291,7 +304,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,
             DiskToCpu: diskToCpu,
             CpuToDisk: cpuToDisk,
-            GpuCompute: matmul + LinearExpression.Of(size.DecodeAttentionFlops / hw.GpuBatchedMatmulDecodeFlops + size.MeanCacheExpansionTraffic / hw.GpuMemoryBytesPerSecond),
+            GpuCompute: matmul + LinearExpression.Of((size.DecodeAttentionReads + size.MeanCacheExpansionTraffic) / hw.GpuMemoryBytesPerSecond),
             CpuCompute: LinearExpression.Zero);
     }
 }

@@ -19,7 +19,7 @@ public class CostModelTests
     public void Layer_weight_bytes_are_counted_by_hand() => Assert.Equal(LayerWeightBytes, TinyModel.LayerWeightBytes);
 
     [Fact]
-    public void All_on_gpu_moves_nothing_and_computes_by_the_flop_rates()
+    public void All_on_gpu_moves_nothing_computes_by_the_flop_rates_and_attends_in_decoding_at_the_memory_bandwidth()
     {
         var estimate = Evaluate(Place(Gpu, Gpu, Gpu));
         foreach (var phase in new[] { estimate.Prefill, estimate.Decode })
@@ -33,8 +33,9 @@ public class CostModelTests
         // Prefill: matmul 2·(4h²+2hf) = 1536 FLOP per token x B·s = 8 tokens = 12288 FLOP at 1e6;
         // attention 4·B·s²·h = 4·2·16·8 = 1024 FLOP at 1e6.
         Assert.Equal((12288 + 1024) / 1e6, estimate.Prefill.GpuComputeSeconds, Tolerance);
-        // Decoding: matmul 1536 x B = 3072 FLOP at 1e5; attention 4·B·6·h = 384 FLOP at 1e4 (all cache on the GPU).
-        Assert.Equal(3072 / 1e5 + 384 / 1e4, estimate.Decode.GpuComputeSeconds, Tolerance);
+        // Decoding: matmul 1536 x B = 3072 FLOP at 1e5; attention reads keys and values of the mean context, 2·2 bytes·h·6·B
+        // = 384 bytes at 1e12 (all cache on the GPU).
+        Assert.Equal(3072 / 1e5 + 384 / 1e12, estimate.Decode.GpuComputeSeconds, Tolerance);
         Assert.Equal("compute", estimate.Decode.Bottleneck);
         Assert.Equal(estimate.Prefill.LayerSeconds * 2 + estimate.Decode.LayerSeconds * 2 * 3, estimate.TotalSeconds, Tolerance);
         Assert.Equal(2 * 4 / estimate.TotalSeconds, estimate.ThroughputTokensPerSecond, Tolerance);

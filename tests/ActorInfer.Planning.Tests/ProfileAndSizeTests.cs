@@ -99,18 +99,27 @@ public class HardwareProfileTests
     }
 
     [Fact]
-    public void A_gpu_batch_overhead_round_trips_and_adds_its_time_to_every_gpu_batch_of_a_layer()
+    public void A_gpu_batch_overhead_round_trips_and_adds_its_time_to_every_gpu_batch_of_a_prefill_layer_and_of_a_decoding_layer_by_the_cache_off_the_gpu()
     {
         var profile = HardwareProfiles.T4FlexGen with { GpuBatchOverheadSeconds = 0.002 };
         AssertOptionalKeyRoundTrips(profile, "gpu_batch_overhead_s", "0.002");
 
         var model = OptModels.Get("opt-1.3b");
         var workload = new Workload(64, 8);
-        var policy = new Policy(4, 3, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu) { CpuAttention = false };
-        var without = CostModel.Evaluate(model, workload, policy, HardwareProfiles.T4FlexGen);
-        var with = CostModel.Evaluate(model, workload, policy, profile);
-        Assert.Equal(without.Decode.GpuComputeSeconds + 3 * 0.002, with.Decode.GpuComputeSeconds, 9);
+        (CostEstimate Without, CostEstimate With) Both(TierFractions cache)
+        {
+            var policy = new Policy(4, 3, TierFractions.AllGpu, cache, TierFractions.AllGpu) { CpuAttention = false };
+            return (CostModel.Evaluate(model, workload, policy, HardwareProfiles.T4FlexGen), CostModel.Evaluate(model, workload, policy, profile));
+        }
+        // The cache on the GPU: every prefill batch pays it, no decoding batch does.
+        var (without, with) = Both(TierFractions.AllGpu);
         Assert.Equal(without.Prefill.GpuComputeSeconds + 3 * 0.002, with.Prefill.GpuComputeSeconds, 9);
+        Assert.Equal(without.Decode.GpuComputeSeconds, with.Decode.GpuComputeSeconds, 9);
+        // A quarter of it on the CPU: a decoding batch pays a quarter; all of it: the whole.
+        (without, with) = Both(new TierFractions(0.75, 0.25, 0));
+        Assert.Equal(without.Decode.GpuComputeSeconds + 0.25 * 3 * 0.002, with.Decode.GpuComputeSeconds, 9);
+        (without, with) = Both(TierFractions.AllCpu);
+        Assert.Equal(without.Decode.GpuComputeSeconds + 3 * 0.002, with.Decode.GpuComputeSeconds, 9);
     }
 
     [Fact]
@@ -123,9 +132,9 @@ public class HardwareProfileTests
         var workload = new Workload(64, 8);
         double Matmul(int size, int batches, HardwareProfile hw)
         {
-            // Attention at an unbounded rate: the decoding step's GPU compute is its dense products alone.
+            // The attention's reads at an unbounded bandwidth: the decoding step's GPU compute is its dense products alone.
             var policy = new Policy(size, batches, TierFractions.AllGpu, TierFractions.AllGpu, TierFractions.AllGpu) { CpuAttention = false };
-            var bare = hw with { GpuBatchedMatmulDecodeFlops = 1e30 };
+            var bare = hw with { GpuMemoryBytesPerSecond = 1e30 };
             return CostModel.Evaluate(model, workload, policy, bare).Decode.GpuComputeSeconds;
         }
         // FlexGen's model: three times the batch, three times the time.
