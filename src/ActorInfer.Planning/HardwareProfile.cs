@@ -69,7 +69,11 @@ public sealed record HardwareProfile
     public required double GpuMatmulDecodeFlops { get; init; }
     /// <summary>Batched matrix products of attention (scores and weighted values) during prefill.</summary>
     public required double GpuBatchedMatmulPrefillFlops { get; init; }
-    /// <summary>Batched matrix products of attention during decoding (one query row per head).</summary>
+    /// <summary>
+    /// Batched matrix products of attention during decoding (one query row per head): FlexGen's rate, measured and kept in
+    /// profiles, but no longer what the cost model prices decoding attention on the GPU by (a read of the cache at
+    /// <see cref="GpuMemoryBytesPerSecond"/>, the fused decoding kernel's bound).
+    /// </summary>
     public required double GpuBatchedMatmulDecodeFlops { get; init; }
     /// <summary>Attention over a CPU-resident cache, computed on the CPU during decoding.</summary>
     public required double CpuAttentionFlops { get; init; }
