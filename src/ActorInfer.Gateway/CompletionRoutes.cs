@@ -98,11 +98,12 @@ public static class CompletionRoutes
         var finished = Await(g, id, result, cancel);
         DateTime? firstToken = null;
         var opened = false;
+        // Tokens that landed by the time the result came are sent as their own chunks too (read once more after it); on a
+        // cluster a step's tokens may still arrive after the result, and then ride in the result's chunk.
         if (live is not null)
             using (live)
-                while (!finished.IsCompleted)
+                while (true)
                 {
-                    await Task.WhenAny(finished, live.Reader.WaitToReadAsync(cancel).AsTask());
                     while (live.Reader.TryRead(out var tokens))
                         foreach (var chunk in output.LiveChunks(tokens.From, tokens.Ids, tokens.Logprobs))
                         {
@@ -110,6 +111,8 @@ public static class CompletionRoutes
                             opened = true;
                             yield return new SseItem<string>(chunk.ToJsonString());
                         }
+                    if (finished.IsCompleted) break;
+                    await Task.WhenAny(finished, live.Reader.WaitToReadAsync(cancel).AsTask());
                 }
         var chunks = new List<string>();
         string? error = null;
