@@ -9,7 +9,7 @@
 #   outputs:  32 OPT-6.7B greedy requests against REFERENCE (a file of the same requests' outputs by an earlier build), if given
 #   blocks:   OPT-6.7B, all on the GPU, under --gpu-mem 40GiB, at BLOCKS (default "64 80 88") x 1, --repeat 3 each
 #   auto67:   OPT-6.7B `--policy auto` under 40 GiB / 100 GiB
-# Needs .gpu/ (pack.sh) and, for flexgen, .baselines/flexgen carried. Writes under $OUT; summary.txt has the figures.
+# Needs .gpu/ (pack.sh) and, for flexgen, .baselines/flexgen carried. Writes under $OUT: summary.txt has the figures, raw.tar.gz every file of the steps.
 # Usage: STEPS="checks blocks" bash scripts/gpu/block-sizes.sh
 set -uo pipefail
 steps=${STEPS:-checks fixtures gpu67 flexgen outputs blocks auto67}
@@ -48,4 +48,5 @@ PY
   esac
 done
 python3 scripts/gpu/variants-summary.py "$out" main main | tee -a "$out/summary.txt"
+OUT=$out bash scripts/gpu/pack-out.sh
 exit 0

@@ -5,7 +5,7 @@
 # the allocator allowance).
 # PAIRS (default "18GiB:12:1:87.5 22GiB:24:1:87.5"): BUDGET:GPU_BATCH:GPU_BATCHES:WEIGHTS_GPU_PERCENT for each fixed run;
 # each budget also gets the auto run. REPEAT (default 2) measured runs each, after a warm-up.
-# Needs .gpu/ (pack.sh) carried. Writes under $OUT: auto-BUDGET.json/.log, fixed-BUDGET.json/.log, summary.txt.
+# Needs .gpu/ (pack.sh) carried. Writes under $OUT: summary.txt, and raw.tar.gz with auto-BUDGET.json/.log and fixed-BUDGET.json/.log.
 # Usage: bash scripts/gpu/planner-budgets.sh
 set -uo pipefail
 out=${OUT:-/tmp/out}
@@ -40,4 +40,5 @@ if len(rows) == 2:
     print(f"{budget}: auto / fixed {rows['auto']['total_throughput'] / rows['fixed']['total_throughput']:.3f}x")
 PY
 done
+OUT=$out bash scripts/gpu/pack-out.sh
 exit 0
