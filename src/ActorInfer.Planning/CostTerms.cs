@@ -135,7 +135,8 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             TokenHidden = element * hidden * block;
             PromptCacheWrite = 2 * element * kvWidth * prompt * block * cacheScale;
             TokenCacheWrite = 2 * element * kvWidth * block * cacheScale;
-            MeanCacheRead = 2 * element * kvWidth * context * block * cacheScale;
+            DecodeAttentionReads = 2 * element * kvWidth * context * block;
+            MeanCacheRead = DecodeAttentionReads * cacheScale;
             TokenQuery = element * hidden * block;
             BatchPromptHidden = element * hidden * prompt * batch;
             BatchTokenHidden = element * hidden * batch;
@@ -150,7 +151,6 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             PrefillAttentionFlops = 4 * block * prompt * prompt * hidden;
             DecodeMatmulFlops = block * model.LayerMatmulFlopsPerToken;
             DecodeAttentionFlops = 4 * block * context * hidden;
-            DecodeAttentionReads = 2 * element * kvWidth * context * block;
 
             double heads = model.NumHeads;
             PrefillCompute = element * batch * prompt * ComputeElementsPerToken(model, scores: 0)

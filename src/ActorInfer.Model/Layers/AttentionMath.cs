@@ -28,14 +28,14 @@ public static class AttentionMath
     /// <param name="newKeys">
     /// A decoding step's keys [B, key/value heads, 1, d] with <paramref name="newValues"/>, not yet in the cache: written there at
     /// <paramref name="newIndex"/> (of <paramref name="keys"/>, a prefix of the cache) by our fused kernel as it attends, or here
-    /// before any other path attends.
+    /// before any other path attends (and with ACTORINFER_DECODE_WRITE=separate).
     /// </param>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask, bool causal = false, DecodeAttention decode = DecodeAttention.Products,
         Tensor? excluded = null, Tensor? last = null, Tensor? newKeys = null, Tensor? newValues = null, int newIndex = -1)
     {
         if (newKeys is not null && newValues is not null)
         {
-            if (q.device_type == DeviceType.CUDA && q.size(2) == 1 && !causal && decode == DecodeAttention.Fused
+            if (q.device_type == DeviceType.CUDA && q.size(2) == 1 && !causal && decode == DecodeAttention.Fused && DecodeAttentionCuda.WritesRows
                 && DecodeAttentionCuda.TryDecode(q, keys, values, mask, last, newKeys, newValues, newIndex) is { } written) return written;
             using var keyRow = keys.narrow(2, newIndex, 1);
             using var valueRow = values.narrow(2, newIndex, 1);

@@ -12,8 +12,8 @@ namespace ActorInfer.Model.Layers;
 /// products read the keys and values once as well, but around them go a scale, a mask, a softmax and three more passes over
 /// the scores: on an H100, OPT-6.7B's two products took 100 us a layer at batch 32 over 544 keys, about 85 us of which the
 /// cache's bytes bound (docs/perf/h100-kernels/). Compiled by NVRTC at first use per head size and group (float16 and
-/// bfloat16), launched on libtorch's current stream (so a CUDA graph captures it). Where it does not apply (the CPU, single precision, a head size or group it is not built for, misaligned rows) or
-/// cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
+/// bfloat16), launched on libtorch's current stream (so a CUDA graph captures it). Where it does not apply (the CPU, single
+/// precision, a head size or group it is not built for, misaligned rows) or cannot be loaded, the caller attends by the products; the last is said once. `scripts/kernels-on-cpu.py` runs the kernels'
 /// C on the CPU against double precision, for checking a change to their logic without a GPU.
 /// </summary>
 public static unsafe class DecodeAttentionCuda
@@ -156,15 +156,15 @@ public static unsafe class DecodeAttentionCuda
     {
         bool Row(Tensor t) =>
             t.dtype == q.dtype && t.device_type == TorchSharp.DeviceType.CUDA && t.device_index == q.device_index && t.dim() == 4
-            && t.size(0) == b && t.size(1) == kvHeads && t.size(2) == 1 && t.size(3) == d && t.stride(3) == 1
-            && (long)TensorData.Pointer(t) % 16 == 0 && t.stride(0) % 8 == 0 && t.stride(1) % 8 == 0;
+            && t.size(0) == b && t.size(1) == kvHeads && t.size(2) == 1 && t.size(3) == d && t.stride(3) == 1 && Aligned(t);
         return Row(newKeys) && Row(newValues) && newKeys.stride(0) == newValues.stride(0) && newKeys.stride(1) == newValues.stride(1)
             && index >= 0 && index < length;
     }
 
     /// <summary>
-    /// Whether the engine hands the step's keys and values to the kernel to write (the default) rather than copying them into
-    /// the cache first (ACTORINFER_DECODE_WRITE=separate, for comparing the two; the values attended are the same).
+    /// Whether <see cref="AttentionMath.Attend"/> hands the step's keys and values to the kernel to write (the default) rather
+    /// than copying them into the cache first (ACTORINFER_DECODE_WRITE=separate, for comparing the two; the values attended
+    /// are the same).
     /// </summary>
     public static bool WritesRows { get; } = Environment.GetEnvironmentVariable("ACTORINFER_DECODE_WRITE") != "separate";
 

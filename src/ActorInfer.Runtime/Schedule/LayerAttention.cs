@@ -64,10 +64,9 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         Tensor? onDevice = null;
         if (inputs.AttentionSite == TierKind.Device)
         {
-            // Our fused kernel writes the step's keys and values into a plain device cache of its own as it attends (no copy
-            // kernels first); elsewhere they are written here.
-            var written = ReferenceEquals(cache, home.Memory) && !invariant && Device.type == TorchSharp.DeviceType.CUDA
-                && engine.DecodeAttention == DecodeAttention.Fused && DecodeAttentionCuda.WritesRows && cache.GetType() == typeof(LayerKv)
+            // A plain cache of its own gets the step's keys and values inside the attention: our fused kernel writes them as
+            // it attends (no copy kernels first), other paths copy them there first. Elsewhere they are written here.
+            var written = ReferenceEquals(cache, home.Memory) && !invariant && cache.GetType() == typeof(LayerKv)
                 && k.size(2) == 1 && cacheIndex < cache.Capacity;
             if (!written) cache.Write(cacheIndex, k, v);
             // Writing the same keys and values again, once the layer runs again, writes the same.
