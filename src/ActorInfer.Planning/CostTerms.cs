@@ -65,6 +65,19 @@ public sealed record PhaseMemoryTerms(LinearExpression Gpu, LinearExpression Cpu
         Tier.Cpu => Cpu,
         _ => Disk,
     };
+
+    /// <summary>
+    /// A tier's bytes as a budget counts them (<see cref="MemoryBudget.GpuBufferReserve"/>): the GPU's buffers with the
+    /// allocator's reserve of <paramref name="gpuBufferReserve"/> of them on top, the homes and the other tiers as they are.
+    /// </summary>
+    public LinearExpression Charged(Tier tier, double gpuBufferReserve)
+    {
+        if (tier != Tier.Gpu || gpuBufferReserve == 0 || GpuParts.Count == 0) return For(tier);
+        var charged = LinearExpression.Zero;
+        foreach (var part in GpuParts)
+            charged += part.Home ? part.Bytes : (1 + gpuBufferReserve) * part.Bytes;
+        return charged;
+    }
 }
 
 public enum Tier { Gpu, Cpu, Disk }

@@ -17,7 +17,10 @@ public static class DevicePeak
     public const double AllocatorReserveShare = 0.30;
 
     /// <summary>A phase's tensors with the allocator's reserve for its buffers.</summary>
-    public static double Reserved(IReadOnlyList<MemoryPartBytes> gpuParts)
+    public static double Reserved(IReadOnlyList<MemoryPartBytes> gpuParts) => Reserved(gpuParts, AllocatorReserveShare);
+
+    /// <summary>A phase's tensors with a reserve of <paramref name="share"/> of its buffers (<see cref="MemoryBudget.GpuBufferReserve"/>).</summary>
+    public static double Reserved(IReadOnlyList<MemoryPartBytes> gpuParts, double share)
     {
         double homes = 0, buffers = 0;
         foreach (var part in gpuParts)
@@ -25,7 +28,7 @@ public static class DevicePeak
             if (part.Home) homes += part.Bytes;
             else buffers += part.Bytes;
         }
-        return homes + buffers * (1 + AllocatorReserveShare);
+        return homes + buffers * (1 + share);
     }
 
     /// <summary>

@@ -13,6 +13,25 @@ public sealed record MemoryBudget
     public double CpuHeadroom { get; init; } = 1;
     public double DiskHeadroom { get; init; } = 1;
 
+    /// <summary>
+    /// The caching allocator's reserve beyond the GPU's buffers, as a share of them: the GPU's bytes are counted as
+    /// <see cref="DevicePeak"/> counts them (homes once, buffers with this share on top), so that a budget bounds what the
+    /// device will report. <see cref="DevicePeak.AllocatorReserveShare"/> for a budget on a CUDA device; 0 (the tensors
+    /// alone, as FlexGen counts them) by default.
+    /// </summary>
+    public double GpuBufferReserve
+    {
+        get => _gpuBufferReserve;
+        init
+        {
+            if (double.IsNaN(value) || value < 0 || double.IsInfinity(value))
+                throw new ArgumentException($"the GPU buffers' reserve must be a non-negative share, got {value}");
+            _gpuBufferReserve = value;
+        }
+    }
+
+    private readonly double _gpuBufferReserve;
+
     public MemoryBudget(long gpuBytes, long cpuBytes, long diskBytes)
     {
         NonNegative(gpuBytes, "GPU memory");

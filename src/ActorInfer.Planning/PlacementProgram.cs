@@ -74,12 +74,12 @@ internal sealed class PlacementProgram : IDisposable
     /// <summary>Minimizes the block's time; returns the optimal shares, or null when no placement fits the budget (or the solver cannot settle the program).</summary>
     public double[]? MinimizeTime(CostTerms terms, int layers, int decodeSteps, MemoryBudget budget)
     {
-        Load(terms);
+        Load(terms, budget.GpuBufferReserve);
         foreach (var tier in Enum.GetValues<Tier>())
         {
             for (var phase = 0; phase < 2; phase++)
             {
-                var constant = terms.Memory((Phase)phase).For(tier).Constant;
+                var constant = terms.Memory((Phase)phase).Charged(tier, budget.GpuBufferReserve).Constant;
                 memoryRows[phase, (int)tier].SetBounds(double.NegativeInfinity, (budget.Usable(tier) * (1 - MemoryMargin) - constant) / BytesPerUnit);
                 peakRows[phase, (int)tier].SetBounds(double.NegativeInfinity, double.PositiveInfinity);
             }
@@ -104,15 +104,18 @@ internal sealed class PlacementProgram : IDisposable
         return Solve();
     }
 
-    /// <summary>The least peak memory of one tier (or, with null, of all tiers together) over all placements, other tiers unlimited.</summary>
-    public double MinimumPeak(CostTerms terms, Tier? tier)
+    /// <summary>
+    /// The least peak memory of one tier (or, with null, of all tiers together) over all placements, other tiers unlimited,
+    /// the GPU's counted with <paramref name="gpuBufferReserve"/> (<see cref="MemoryBudget.GpuBufferReserve"/>).
+    /// </summary>
+    public double MinimumPeak(CostTerms terms, Tier? tier, double gpuBufferReserve)
     {
-        Load(terms);
+        Load(terms, gpuBufferReserve);
         for (var phase = 0; phase < 2; phase++)
         {
             for (var each = 0; each < 3; each++)
             {
-                var constant = terms.Memory((Phase)phase).For((Tier)each).Constant;
+                var constant = terms.Memory((Phase)phase).Charged((Tier)each, gpuBufferReserve).Constant;
                 memoryRows[phase, each].SetBounds(double.NegativeInfinity, double.PositiveInfinity);
                 peakRows[phase, each].SetBounds(double.NegativeInfinity, -constant / BytesPerUnit);
             }
@@ -128,7 +131,7 @@ internal sealed class PlacementProgram : IDisposable
         return Solve() is null ? double.PositiveInfinity : objective.Value() * BytesPerUnit;
     }
 
-    private void Load(CostTerms terms)
+    private void Load(CostTerms terms, double gpuBufferReserve)
     {
         for (var phase = 0; phase < 2; phase++)
         {
@@ -139,7 +142,7 @@ internal sealed class PlacementProgram : IDisposable
             LoadRow(streamRows[phase, 2], time.ComputeStream, layerTime, 1);
             for (var tier = 0; tier < 3; tier++)
             {
-                var memory = terms.Memory((Phase)phase).For((Tier)tier);
+                var memory = terms.Memory((Phase)phase).Charged((Tier)tier, gpuBufferReserve);
                 LoadRow(memoryRows[phase, tier], memory, null, BytesPerUnit);
                 LoadRow(peakRows[phase, tier], memory, peakMemory[tier], BytesPerUnit);
             }

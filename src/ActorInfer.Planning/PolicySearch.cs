@@ -39,14 +39,18 @@ public static class PolicySearch
         };
     }
 
-    /// <summary>GPU batch sizes tried: powers of two and 1.5 times powers of two (FlexGen's runs use e.g. 48), up to the block bound.</summary>
+    /// <summary>
+    /// GPU batch sizes tried, ascending: powers of two and 1.5 times powers of two (FlexGen's runs use e.g. 48), and from 8
+    /// on also 1.25 and 1.75 times them (80 sequences of OPT-6.7B fit 40 GiB where 96 do not), up to the block bound.
+    /// </summary>
     public static IEnumerable<int> GpuBatchSizes(int maxBlockSize)
     {
         for (long power = 1; power <= maxBlockSize; power *= 2)
         {
-            yield return (int)power;
-            if (power >= 2 && power * 3 / 2 <= maxBlockSize)
-                yield return (int)(power * 3 / 2);
+            var steps = power >= 8 ? new long[] { 4, 5, 6, 7 } : power >= 2 ? [4, 6] : [4];
+            foreach (var step in steps)
+                if (power * step / 4 <= maxBlockSize)
+                    yield return (int)(power * step / 4);
         }
     }
 
@@ -178,7 +182,7 @@ public static class PolicySearch
         /// shares, so a placement that fails this needs no linear program to be refused.
         /// </summary>
         private bool ConstantsFit(CostTerms terms) =>
-            Enum.GetValues<Phase>().All(phase => Enum.GetValues<Tier>().All(tier => terms.Memory(phase).For(tier).Constant <= budget.Usable(tier)));
+            Enum.GetValues<Phase>().All(phase => Enum.GetValues<Tier>().All(tier => terms.Memory(phase).Charged(tier, budget.GpuBufferReserve).Constant <= budget.Usable(tier)));
 
         /// <summary>
         /// The shapes to solve for a geometry. With a compressed cache attended on the CPU, a cache on the GPU costs its
@@ -224,10 +228,14 @@ public static class PolicySearch
         foreach (var phase in Enum.GetValues<Phase>())
         {
             var memory = phase == Phase.Prefill ? estimate.PrefillMemory : estimate.DecodeMemory;
+            var gpuParts = phase == Phase.Prefill ? estimate.PrefillGpuParts : estimate.DecodeGpuParts;
             foreach (var tier in Enum.GetValues<Tier>())
             {
                 var usable = budget.Usable(tier);
-                var utilization = usable > 0 ? memory.For(tier) / usable : memory.For(tier) > 0 ? double.PositiveInfinity : 0;
+                var used = tier == Tier.Gpu && budget.GpuBufferReserve > 0 && gpuParts.Count > 0
+                    ? DevicePeak.Reserved(gpuParts, budget.GpuBufferReserve)
+                    : memory.For(tier);
+                var utilization = usable > 0 ? used / usable : used > 0 ? double.PositiveInfinity : 0;
                 if (fullest is null || utilization > fullest.Utilization)
                     fullest = new BindingConstraint(tier, phase, utilization);
             }
@@ -242,12 +250,15 @@ public static class PolicySearch
             SpreadWeights = options.SpreadWeights,
         };
         var terms = CostTerms.Build(model, workload, shape, hardware);
-        var perTier = new TierBytes(program.MinimumPeak(terms, Tier.Gpu), program.MinimumPeak(terms, Tier.Cpu), program.MinimumPeak(terms, Tier.Disk));
-        var total = program.MinimumPeak(terms, null);
+        var reserve = budget.GpuBufferReserve;
+        var perTier = new TierBytes(program.MinimumPeak(terms, Tier.Gpu, reserve), program.MinimumPeak(terms, Tier.Cpu, reserve),
+            program.MinimumPeak(terms, Tier.Disk, reserve));
+        var total = program.MinimumPeak(terms, null, reserve);
         var message =
             $"no feasible policy for {model.Name} (prompt {workload.PromptLength}, generation {workload.GenerationLength}) " +
             $"within GPU {ByteSize.Format(budget.Usable(Tier.Gpu))}, CPU {ByteSize.Format(budget.Usable(Tier.Cpu))}, disk {ByteSize.Format(budget.Usable(Tier.Disk))} usable. " +
-            $"At batch {shape.GpuBatchSize} x {shape.NumGpuBatches} it needs at least GPU {ByteSize.Format(perTier.Gpu)}, CPU {ByteSize.Format(perTier.Cpu)}, " +
+            $"At batch {shape.GpuBatchSize} x {shape.NumGpuBatches} it needs at least GPU {ByteSize.Format(perTier.Gpu)}" +
+            (reserve > 0 ? $" (its buffers with the allocator's reserve of {reserve:0.##} of them)" : "") + $", CPU {ByteSize.Format(perTier.Cpu)}, " +
             $"disk {ByteSize.Format(perTier.Disk)} (each with the other tiers unlimited) and {ByteSize.Format(total)} over all tiers together";
         return new NoFeasiblePolicyException(message, perTier, total);
     }

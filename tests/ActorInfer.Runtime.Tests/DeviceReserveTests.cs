@@ -6,12 +6,12 @@ namespace ActorInfer.Runtime.Tests;
 public sealed class DeviceReserveTests
 {
     [Fact]
-    public void TheUsableBudgetLeavesTheContextAndTenPercentForTheAllocator()
+    public void TheUsableBudgetLeavesTheContextAndTwoPercentOutsideTheAllocator()
     {
         const long gib = 1L << 30;
-        var reserve = DeviceReserve.For(16 * gib, contextBytes: 600L << 20);
-        Assert.Equal(16 * gib * 10 / 100, reserve.AllocatorAllowanceBytes);
-        Assert.Equal(16 * gib - (600L << 20) - 16 * gib * 10 / 100, reserve.Usable(16 * gib));
+        var reserve = DeviceReserve.For(40 * gib, contextBytes: 600L << 20);
+        Assert.Equal(40 * gib * 2 / 100, reserve.AllocatorAllowanceBytes);
+        Assert.Equal(40 * gib - (600L << 20) - 40 * gib * 2 / 100, reserve.Usable(40 * gib));
     }
 
     [Fact]

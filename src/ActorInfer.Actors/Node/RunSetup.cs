@@ -259,7 +259,11 @@ public sealed class RunSetup : IDisposable
     {
         try
         {
-            return FittingSearch.Find(spec, workload, hardware, options, new FittingSearch.Budget(budget.Gpu, budget.Cpu, budget.Disk),
+            return FittingSearch.Find(spec, workload, hardware, options, new FittingSearch.Budget(budget.Gpu, budget.Cpu, budget.Disk)
+                {
+                    // On the device the budget bounds what it reports: the allocator's reserve for the buffers counts too.
+                    GpuBufferReserve = isCuda ? DevicePeak.AllocatorReserveShare : 0,
+                },
                 policy => OffloadRuntime.PlanFor(config, source, policy, dtype, !isCuda, workload.PromptLength, workload.GenerationLength).Total);
         }
         catch (NoFeasiblePolicyException ex)

@@ -14,6 +14,9 @@ public static class FittingSearch
     /// <summary>Bytes per tier the search may use (the device's is the GPU's, or host memory's on a CPU node).</summary>
     public sealed record Budget(long Gpu, long Cpu, long Disk)
     {
+        /// <summary>The GPU's buffers counted with the allocator's reserve on top (<see cref="MemoryBudget.GpuBufferReserve"/>).</summary>
+        public double GpuBufferReserve { get; init; }
+
         public override string ToString() => $"gpu {ByteSize.Format(Gpu)}, cpu {ByteSize.Format(Cpu)}, disk {ByteSize.Format(Disk)}";
     }
 
@@ -31,7 +34,7 @@ public static class FittingSearch
             SearchResult search;
             try
             {
-                search = PolicySearch.Find(model, workload, hardware, new MemoryBudget(planned.Gpu, planned.Cpu, planned.Disk), options);
+                search = PolicySearch.Find(model, workload, hardware, new MemoryBudget(planned.Gpu, planned.Cpu, planned.Disk) { GpuBufferReserve = planned.GpuBufferReserve }, options);
             }
             catch (NoFeasiblePolicyException) when (lastMiss is not null)
             {
@@ -44,7 +47,7 @@ public static class FittingSearch
             lastMiss = $"gpu {ByteSize.Format(placement.Device)}, cpu {ByteSize.Format(placement.Cpu)}, disk {ByteSize.Format(placement.Disk)} (with {search.Policy})";
             if (attempt == 8)
                 throw new PlacementDoesNotFitException($"the planner's policy ({search.Policy}) does not fit this runtime's placement after {attempt} corrections");
-            planned = new Budget(Shrink(planned.Gpu, over.Gpu), Shrink(planned.Cpu, over.Cpu), Shrink(planned.Disk, over.Disk));
+            planned = planned with { Gpu = Shrink(planned.Gpu, over.Gpu), Cpu = Shrink(planned.Cpu, over.Cpu), Disk = Shrink(planned.Disk, over.Disk) };
         }
     }
 

@@ -195,7 +195,7 @@ public sealed class WorkloadPlanner : IPolicyPlanner
         if (gpu <= 0) return null;
         var cpu = RoundDown(budgets.Cpu > 0 ? budgets.Cpu : MachineMemory.HostAvailable());
         var disk = _runtime.Tiers.Disk is null ? 1 : Math.Max(1, RoundDown(budgets.Disk));
-        return new FittingSearch.Budget(gpu, cpu, disk);
+        return new FittingSearch.Budget(gpu, cpu, disk) { GpuBufferReserve = DevicePeak.AllocatorReserveShare };
     }
 
     /// <summary>Down to the bytes' nine leading binary digits (at most 1/512 less).</summary>

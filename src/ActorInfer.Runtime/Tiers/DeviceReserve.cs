@@ -3,22 +3,24 @@ namespace ActorInfer.Runtime.Tiers;
 /// <summary>
 /// What a GPU budget must leave aside for memory the runtime's accounting does not see: the CUDA context (with
 /// the libraries' handles and loaded kernels), measured as the device's used bytes when the job starts, and an
-/// allowance for the caching allocator's rounding and fragmentation. A budget is a limit on what the device
-/// reports for the job, so the tiers and the planner get the budget less this reserve. The allowance is room the planner
-/// leaves; what keeps the allocator within it is the cap the budget sets on the allocator
+/// allowance for what the device holds outside both the tensors and the allocator's reserve for the buffers. A budget
+/// is a limit on what the device reports for the job, so the tiers and the planner get the budget less this reserve;
+/// the planner charges the allocator's reserve for a policy's buffers on top of its tensors
+/// (<see cref="ActorInfer.Planning.MemoryBudget.GpuBufferReserve"/>), since that reserve follows the buffers, not the
+/// budget. What keeps the allocator within the budget is the cap the budget sets on it
 /// (<see cref="ActorInfer.Runtime.Cuda.AllocatorSettings.CapDevice"/>).
 /// </summary>
 public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceBytes)
 {
     /// <summary>
-    /// The allowance: 10% of the budget, at least 512 MiB. With 6% OPT-30B under 16 GiB on an H100 (24 x 3, expandable
-    /// segments) peaked at 16.48 GiB as the device reported it: its tensors at 14.47 GiB (the planner predicted 14.43), the
-    /// allocator's reserve 1.15 GiB beyond them and 0.25 GiB outside both, against a 0.96 GiB allowance
-    /// (docs/perf/h100-kernels/). With 3% it had peaked at 16.13 GiB on an H200.
+    /// The allowance: 2% of the budget, at least 512 MiB. Beside the tensors and the allocator's reserve for the buffers
+    /// (0.3 of them: 0.18 to 0.34 over five policies on an H100), the device held up to 0.25 GiB more where weights
+    /// stream (docs/perf/h100-device-peak/). A flat 10% of the budget had been the whole allowance: 4 GiB under 40 GiB,
+    /// where OPT-6.7B all on the GPU left 0.44 GiB of reserve beyond its tensors (docs/perf/h200-block-sizes/).
     /// </summary>
     public static long AllowanceFor(long budget) => Math.Max(512L << 20, budget * AllowancePercent / 100);
 
-    private const long AllowancePercent = 10;
+    private const long AllowancePercent = 2;
 
     public static DeviceReserve None { get; } = new(0, 0);
 
@@ -32,7 +34,7 @@ public sealed record DeviceReserve(long ContextBytes, long AllocatorAllowanceByt
 
     /// <summary>
     /// The least budget whose usable part (<see cref="Usable"/>) holds <paramref name="usable"/> bytes beside a context of
-    /// <paramref name="contextBytes"/>: the allowance is the budget's own, so past its floor the budget is the rest over 90%.
+    /// <paramref name="contextBytes"/>: the allowance is the budget's own, so past its floor the budget is the rest over 98%.
     /// </summary>
     public static long BudgetFor(long usable, long contextBytes)
     {
