@@ -2,7 +2,7 @@
 # On the GPU machine, in one call: OPT-6.7B under GPU budgets between its weights and the 40 GiB block, the block the
 # planner of this build picks (`bench --policy auto`) against a fixed policy (another planner's pick for the same budget,
 # found off the GPU with `actorinfer plan` at the budget the node's planner searches: the budget less the CUDA context and
-# the allocator allowance).
+# the allowance; this build's planner also charges the allocator's reserve for the buffers).
 # PAIRS (default "18GiB:12:1:87.5 22GiB:24:1:87.5"): BUDGET:GPU_BATCH:GPU_BATCHES:WEIGHTS_GPU_PERCENT for each fixed run;
 # each budget also gets the auto run. REPEAT (default 2) measured runs each, after a warm-up.
 # Needs .gpu/ (pack.sh) carried. Writes under $OUT: summary.txt, and raw.tar.gz with auto-BUDGET.json/.log and fixed-BUDGET.json/.log.

@@ -26,7 +26,7 @@ public static class BenchReport
         if (setup.PredictedDevicePeakBytes is { } predicted)
             b.AppendLine($"                 {ByteSize.Format((long)predicted)} as the device will report it: with the allocator's reserve ({DevicePeak.AllocatorReserveShare * 100:0}% of the buffers among the tensors) and the CUDA context");
         if (setup.Reserve.Bytes > 0)
-            b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, allocator allowance {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)}");
+            b.AppendLine($"device reserve   {ByteSize.Format(setup.Reserve.Bytes)} of the GPU budget: CUDA context {ByteSize.Format(setup.Reserve.ContextBytes)} at start, {ByteSize.Format(setup.Reserve.AllocatorAllowanceBytes)} for what lies outside the allocator (its reserve for the buffers is planned with the policy)");
         if (setup.AllocatorCapBytes is { } cap)
             b.AppendLine($"allocator cap    {ByteSize.Format(cap)}: libtorch's allocator gives back cached blocks before it reserves more");
         if (setup.Engine.Graphs is { } g)
