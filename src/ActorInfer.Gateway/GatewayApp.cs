@@ -135,6 +135,8 @@ public static class GatewayApp
         }).WithMetadata(new RouteAccess(Access.Public));
         // Every tenant's names and counts are in it: operators only.
         app.MapMetrics("/metrics", metrics.Registry).WithMetadata(new RouteAccess(Access.Admin));
+        // So that the node's first job is not the one that compiles the path to its acceptance.
+        IngestionWarmUp.Run(node.System, node.Factory);
         return app;
     }
 
