@@ -8,13 +8,14 @@ namespace ActorInfer.Gateway;
 /// <summary>
 /// The path a job's body takes before it is accepted, run once on a synthetic job when the gateway is built: each line's
 /// strict JSON parse and request check (<see cref="JobProtocol.Entry"/>) and the journal's serialization of the accepted
-/// event (without persisting it). Their first use compiles the JSON readers and the journal's serializer: on a 2-core
-/// machine a fresh node took 0.40 to 0.64 s to accept a 1,000-line job of 512-token prompts where a warm one took 0.13 to
-/// 0.16 s, and a node's first job waits for that. Nothing reaches the journal, the scheduler or a tenant.
+/// event (without persisting it). Their first use compiles the JSON readers and the journal's serializer, and a node's
+/// first job waited for that: on a 2-core machine a fresh node accepted a 1,000-line job of 512-token prompts in a median
+/// 0.70 s without this and 0.55 s with it, a warm one in 0.13 to 0.16 s (docs/perf/cpu-ingestion-warm-up/). Nothing
+/// reaches the journal, the scheduler or a tenant.
 /// </summary>
 public static class IngestionWarmUp
 {
-    /// <summary>Lines in the synthetic job: enough for the parser's loops to be compiled as they run.</summary>
+    /// <summary>Lines in the synthetic job.</summary>
     public const int Lines = 32;
 
     /// <summary>Parses and serializes the synthetic job; returns how many of its lines parsed as valid requests.</summary>

@@ -28,6 +28,8 @@ internal sealed class PlacementProgram : IDisposable
     private readonly Constraint[,] memoryRows = new Constraint[2, 3];
     private readonly Variable[] peakMemory = new Variable[3];
     private readonly Constraint[,] peakRows = new Constraint[2, 3];
+    /// <summary>Each phase's and tier's memory as the budget counts it, for the terms last loaded.</summary>
+    private readonly LinearExpression[,] memory = new LinearExpression[2, 3];
 
     public PlacementProgram()
     {
@@ -79,7 +81,7 @@ internal sealed class PlacementProgram : IDisposable
         {
             for (var phase = 0; phase < 2; phase++)
             {
-                var constant = terms.Memory((Phase)phase).Charged(tier, budget.GpuBufferReserve).Constant;
+                var constant = memory[phase, (int)tier].Constant;
                 memoryRows[phase, (int)tier].SetBounds(double.NegativeInfinity, (budget.Usable(tier) * (1 - MemoryMargin) - constant) / BytesPerUnit);
                 peakRows[phase, (int)tier].SetBounds(double.NegativeInfinity, double.PositiveInfinity);
             }
@@ -115,7 +117,7 @@ internal sealed class PlacementProgram : IDisposable
         {
             for (var each = 0; each < 3; each++)
             {
-                var constant = terms.Memory((Phase)phase).Charged((Tier)each, gpuBufferReserve).Constant;
+                var constant = memory[phase, each].Constant;
                 memoryRows[phase, each].SetBounds(double.NegativeInfinity, double.PositiveInfinity);
                 peakRows[phase, each].SetBounds(double.NegativeInfinity, -constant / BytesPerUnit);
             }
@@ -142,9 +144,9 @@ internal sealed class PlacementProgram : IDisposable
             LoadRow(streamRows[phase, 2], time.ComputeStream, layerTime, 1);
             for (var tier = 0; tier < 3; tier++)
             {
-                var memory = terms.Memory((Phase)phase).Charged((Tier)tier, gpuBufferReserve);
-                LoadRow(memoryRows[phase, tier], memory, null, BytesPerUnit);
-                LoadRow(peakRows[phase, tier], memory, peakMemory[tier], BytesPerUnit);
+                var charged = memory[phase, tier] = terms.Memory((Phase)phase).Charged((Tier)tier, gpuBufferReserve);
+                LoadRow(memoryRows[phase, tier], charged, null, BytesPerUnit);
+                LoadRow(peakRows[phase, tier], charged, peakMemory[tier], BytesPerUnit);
             }
         }
     }
