@@ -11,7 +11,9 @@ namespace ActorInfer.Cli.Tests;
 public class PressureReplayTests
 {
     private static readonly string Model = Fixtures.HfOpt("opt-tiny");
-    private const int Requests = 24, MaxTokens = 20;
+    // A block decodes MaxTokens - 1 steps: enough that a shrink sent at step 3 reaches the scheduler while the first block
+    // still runs, also on a loaded machine (with 19 steps one such run saw it arrive between blocks, and nothing dropped).
+    private const int Requests = 24, MaxTokens = 48;
 
     private static string Input(string work)
     {
@@ -52,7 +54,7 @@ public class PressureReplayTests
         File.WriteAllLines(pressure,
         [
             $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {OneSequenceBytes() + 1024}}}",
-            $"{{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}}",
+            $"{{\"at_step\": 60, \"tier\": \"gpu\", \"budget\": \"1GiB\"}}",
         ]);
         (code, _, error) = CliHarness.Run([.. common, "--output", Path.Combine(work, "out.jsonl"), "--pressure", pressure]);
         Assert.True(code == 0, error);
@@ -73,7 +75,7 @@ public class PressureReplayTests
         File.WriteAllLines(pressure,
         [
             $"{{\"at_step\": 3, \"tier\": \"gpu\", \"budget\": {OneSequenceBytes() + 1024}}}",
-            "{\"at_step\": 30, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
+            "{\"at_step\": 60, \"tier\": \"gpu\", \"budget\": \"1GiB\"}",
         ]);
         var run = Path.Combine(work, "run");
         var (code, _, error) = CliHarness.Run("generate", "--model", Model, "--input", Input(work), "--output", Path.Combine(work, "out.jsonl"),
