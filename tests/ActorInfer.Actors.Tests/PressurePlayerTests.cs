@@ -60,6 +60,26 @@ public sealed class PressurePlayerTests
     }
 
     [Fact]
+    public void A_step_that_sent_events_delivers_them_before_it_returns()
+    {
+        var log = new List<string>();
+        using var player = new PressurePlayer(Steps, e => log.Add($"sent {e.Line}"), () => log.Add("delivered"));
+        // Before the job runs the events due go as sent.
+        player.Start();
+        Assert.Equal(["sent 1"], log);
+        player.OnStep(1);
+        player.OnStep(2);
+        Assert.Equal(["sent 1"], log);
+        player.OnStep(3);
+        Assert.Equal(["sent 1", "sent 2", "delivered"], log);
+        player.OnStep(4);
+        Assert.Equal(3, log.Count);
+        // An event sent because nothing fits is not a step's: it goes as sent.
+        player.OnPolicy(null, new TierBudgets(50, 0, 0));
+        Assert.Equal(["sent 1", "sent 2", "delivered", "sent 3"], log);
+    }
+
+    [Fact]
     public void The_final_budgets_are_the_start_with_each_tiers_last_event()
     {
         var final = PressurePlayer.Final(Steps, new TierBudgets(1000, 2000, 3000));

@@ -9,12 +9,15 @@ public sealed record PressureEvent(int Line, long? AtMs, int? AtStep, Tier Tier,
 /// event is an operator budget for its tier at its time (<c>at_ms</c> from <see cref="Start"/>) or after its decoding
 /// step (<c>at_step</c>, counted over the whole run by <see cref="OnStep"/>). While the budgets leave nothing able to
 /// run no step passes, so when the planner says so (<see cref="OnPolicy"/>) the next step-timed event follows at once.
+/// A step-timed event is delivered before the step that counted it returns (<c>deliver</c>): its change is on its way to
+/// the running block before the next step begins, however far the actors' dispatcher lags the tensor thread.
 /// </summary>
 public sealed class PressurePlayer : IDisposable
 {
     private readonly IReadOnlyList<PressureEvent> _events;
     private readonly PressureEvent[] _stepEvents;
     private readonly Action<PressureEvent> _send;
+    private readonly Action? _deliver;
     private readonly Lock _gate = new();
     private readonly List<Timer> _timers = [];
     private readonly Dictionary<Tier, long> _budgets = [];
@@ -22,11 +25,16 @@ public sealed class PressurePlayer : IDisposable
     private int _next;
 
     /// <param name="send">Hands one event to the memory-pressure actor (as an operator's budget).</param>
-    public PressurePlayer(IReadOnlyList<PressureEvent> events, Action<PressureEvent> send)
+    /// <param name="deliver">
+    /// Called on the step's thread after step-timed events were sent from <see cref="OnStep"/>: returns once what was sent
+    /// has passed the actors between the memory-pressure actor and the running block (null: the events go as sent).
+    /// </param>
+    public PressurePlayer(IReadOnlyList<PressureEvent> events, Action<PressureEvent> send, Action? deliver = null)
     {
         _events = events;
         _stepEvents = events.Where(e => e.AtStep is not null).ToArray();
         _send = send;
+        _deliver = deliver;
     }
 
     /// <summary>Events sent so far (each one counted once it is in the memory-pressure actor's mailbox).</summary>
@@ -66,7 +74,7 @@ public sealed class PressurePlayer : IDisposable
     {
         if (step == 0) return;
         Interlocked.Increment(ref _steps);
-        SendDueSteps();
+        if (SendDueSteps() > 0) _deliver?.Invoke();
     }
 
     /// <summary>
@@ -83,11 +91,14 @@ public sealed class PressurePlayer : IDisposable
         }
     }
 
-    private void SendDueSteps()
+    /// <summary>Sends the step-timed events now due; returns how many.</summary>
+    private int SendDueSteps()
     {
+        var sent = 0;
         lock (_gate)
-            while (_next < _stepEvents.Length && _stepEvents[_next].AtStep <= Volatile.Read(ref _steps))
+            for (; _next < _stepEvents.Length && _stepEvents[_next].AtStep <= Volatile.Read(ref _steps); sent++)
                 Send(_stepEvents[_next++]);
+        return sent;
     }
 
     private void Send(PressureEvent e)

@@ -82,6 +82,17 @@ public sealed class LocalNode : IDisposable
         ScheduledWork.Run(_system, Actors.Scheduler, items, timeout, finished);
 
     /// <summary>
+    /// Waits until the budget changes sent before have passed the memory-pressure actor and the planner: the planner's
+    /// policy for them is in the scheduler's mailbox (and its change signal raised), ahead of the running block's next
+    /// step. Safe on the tensor thread, which neither actor runs on.
+    /// </summary>
+    public void Deliver(TimeSpan timeout)
+    {
+        foreach (var actor in new[] { Actors.Memory, Actors.Planner })
+            actor.Ask<ActorIdentity>(new Identify(null), timeout).Wait();
+    }
+
+    /// <summary>
     /// Waits until what was sent to the node before has gone through it: each budget change taken by the memory-pressure
     /// actor, planned by the planner, taken by the scheduler (honoured at once where no block runs) and recorded here.
     /// The budget changes run on the actors' dispatcher, which on a loaded machine lags the tensor thread by hundreds of

@@ -68,7 +68,8 @@ public sealed class NodeRun : IDisposable
         var recorder = runDir is null ? null : new RunRecorder(runDir.FullName);
         if (events is not null)
         {
-            player = new PressurePlayer(events, e => node.SetBudget(e.Tier, e.Budget));
+            // A step-timed change is in the scheduler's mailbox before the next step begins, as its step says.
+            player = new PressurePlayer(events, e => node.SetBudget(e.Tier, e.Budget), () => node.Deliver(TimeSpan.FromSeconds(30)));
             node.PolicyPublished = p => player.OnPolicy(p.Policy, p.Budgets);
             if (recorder is not null)
                 player.Applied = e => recorder.Event("pressure", $"{(e.Tier == parts.ComputeTier ? "gpu" : "cpu")} {ByteSize.Format(e.Budget)}");
