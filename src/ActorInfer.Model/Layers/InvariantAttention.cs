@@ -35,19 +35,25 @@ public static class InvariantAttention
     /// <summary>Below this, exp gives 0 (exp(-104) is under half the smallest subnormal float).</summary>
     internal const float ExpFloor = -104f;
 
-    private static readonly float Log2E = BitConverter.Int32BitsToSingle(Log2EBits), MinusLn2Hi = BitConverter.Int32BitsToSingle(MinusLn2HiBits),
-        Ln2Lo = BitConverter.Int32BitsToSingle(Ln2LoBits);
-    private static readonly float[] Polynomial = [.. PolynomialBits.Select(BitConverter.Int32BitsToSingle)];
 
     /// <summary>e^x for x &lt;= 0, as the CUDA kernel computes it.</summary>
+    /// <remarks>Written out without a loop, so that it is inlined where keys are weighed (one call per key).</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Exp(float x)
     {
         if (!(x >= ExpFloor)) return 0f;
-        var n = MathF.Round(x * Log2E, MidpointRounding.ToEven);
-        var r = MathF.FusedMultiplyAdd(n, MinusLn2Hi, x);
-        r = MathF.FusedMultiplyAdd(n, Ln2Lo, r);
-        var p = Polynomial[0];
-        for (var i = 1; i < Polynomial.Length; i++) p = MathF.FusedMultiplyAdd(p, r, Polynomial[i]);
+        // MathF.Round(x) rounds half to even, as one instruction (the overload naming the mode is a call).
+        var n = MathF.Round(x * BitConverter.Int32BitsToSingle(Log2EBits));
+        var r = MathF.FusedMultiplyAdd(n, BitConverter.Int32BitsToSingle(MinusLn2HiBits), x);
+        r = MathF.FusedMultiplyAdd(n, BitConverter.Int32BitsToSingle(Ln2LoBits), r);
+        // The polynomial's constants: the expressions PolynomialBits (the CUDA kernel's) is made of.
+        var p = MathF.FusedMultiplyAdd(1f / 5040, r, 1f / 720);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 120);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 24);
+        p = MathF.FusedMultiplyAdd(p, r, 1f / 6);
+        p = MathF.FusedMultiplyAdd(p, r, 0.5f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
+        p = MathF.FusedMultiplyAdd(p, r, 1f);
         var e = (int)n;
         if (e >= -126) return p * BitConverter.Int32BitsToSingle((e + 127) << 23);
         return p * BitConverter.Int32BitsToSingle((e + 64 + 127) << 23) * BitConverter.Int32BitsToSingle((-64 + 127) << 23);
@@ -73,8 +79,11 @@ public static class InvariantAttention
         return OnCpu(q, keys, values, starts);
     }
 
-    /// <summary>Whether bfloat16 rows are widened in registers where the vector path applies (tests compare both ways).</summary>
-    internal static bool WidenInRegisters { get; set; } = true;
+    /// <summary>
+    /// Whether key and value rows are widened in registers where <see cref="InvariantAttentionRows"/> applies (tests compare
+    /// it with the rows widened into a buffer first, this kernel's reference path).
+    /// </summary>
+    internal static bool InRegisters { get; set; } = true;
 
     private static unsafe Tensor OnCpu(Tensor q, Tensor keys, Tensor values, IReadOnlyList<int> starts)
     {
@@ -95,61 +104,73 @@ public static class InvariantAttention
         long ksb = keys.stride(0), ksh = keys.stride(1), ksl = keys.stride(2), vsb = values.stride(0), vsh = values.stride(1), vsl = values.stride(2);
         var scale = 1f / MathF.Sqrt(d);
         var startArray = starts.ToArray();
+        // Rows widened in registers, sixteen floats at a time with AVX-512: the same bits as widening each into a buffer first;
+        // on the 2-core CPU a float16 decoding step of OPT-125m attended on the CPU took 1.59 s against 4.53 s
+        // (docs/perf/cpu-attention-in-registers/).
+        var inRegisters = InRegisters && InvariantAttentionRows.Supports(d);
         Parallel.For(0, b * h, () => new Work((int)length, (int)d), (bh, _, work) =>
         {
             long sb = bh / h, sh = bh % h, kvh = sh / group;
             var start = startArray[sb];
             var n = (int)(length - start);
-            var query = new ReadOnlySpan<float>(qp + bh * d, (int)d);
             var keyBase = kp + (sb * ksb + kvh * ksh + start * ksl) * element;
             var valueBase = vp + (sb * vsb + kvh * vsh + start * vsl) * element;
-            var scores = work.Scores.AsSpan(0, n);
-            // Bfloat16 keys and values are widened in registers where the vector path applies: the same floats as the
-            // scalar widening into a buffer, 3.6 times faster over the whole kernel on a 2-core CPU (float16's
-            // library conversion into a buffer was faster than widening it in registers, so it stays).
-            var widen = kind == Element.BFloat16 && Widening.IsSupported && WidenInRegisters;
-            for (var r = 0; r < n; r++)
+            var outRow = op + bh * d * element;
+            if (inRegisters)
             {
-                var at = keyBase + r * ksl * element;
-                scores[r] = (widen && d % ScoreLanes == 0 ? ScoreWidened(query, (ushort*)at)
-                    : Score(query, Row(at, (int)d, kind, work.Row), work.Lanes)) * scale;
+                fixed (float* scores = work.Scores, sums = work.Sums, parts = work.Values)
+                {
+                    var query = qp + bh * d;
+                    var total = kind switch
+                    {
+                        Element.Half => InvariantAttentionRows.Head<InvariantAttentionRows.HalfRow>(query, keyBase, ksl * element, valueBase, vsl * element,
+                            n, (int)d, scale, scores, sums, parts),
+                        Element.BFloat16 => InvariantAttentionRows.Head<InvariantAttentionRows.BFloat16Row>(query, keyBase, ksl * element, valueBase,
+                            vsl * element, n, (int)d, scale, scores, sums, parts),
+                        _ => InvariantAttentionRows.Head<InvariantAttentionRows.FloatRow>(query, keyBase, ksl * element, valueBase, vsl * element,
+                            n, (int)d, scale, scores, sums, parts),
+                    };
+                    for (var i = 0; i < d; i++) Write(outRow, i, parts[i] / total, kind);
+                }
+                return work;
             }
+            var queryRow = new ReadOnlySpan<float>(qp + bh * d, (int)d);
+            var scoreSpan = work.Scores.AsSpan(0, n);
+            for (var r = 0; r < n; r++)
+                scoreSpan[r] = Score(queryRow, Row(keyBase + r * ksl * element, (int)d, kind, work.Row), work.Lanes) * scale;
             var max = float.NegativeInfinity;
-            foreach (var s in scores) max = MathF.Max(max, s);
-            var sums = work.Sums;
-            Array.Clear(sums);
+            foreach (var s in scoreSpan) max = MathF.Max(max, s);
+            var sumParts = work.Sums;
+            Array.Clear(sumParts);
             for (var r = 0; r < n; r++)
             {
-                var e = Exp(scores[r] - max);
-                scores[r] = e;
-                sums[r % SumParts] += e;
+                var e = Exp(scoreSpan[r] - max);
+                scoreSpan[r] = e;
+                sumParts[r % SumParts] += e;
             }
             for (var stride = SumParts / 2; stride > 0; stride /= 2)
-                for (var t = 0; t < stride; t++) sums[t] += sums[t + stride];
-            var total = sums[0];
-            var parts = work.Values;
-            Array.Clear(parts);
+                for (var t = 0; t < stride; t++) sumParts[t] += sumParts[t + stride];
+            var sum = sumParts[0];
+            var valueParts = work.Values;
+            Array.Clear(valueParts);
             for (var r = 0; r < n; r++)
-            {
-                var at = valueBase + r * vsl * element;
-                var part = parts.AsSpan((r % ValueParts) * (int)d, (int)d);
-                if (widen && d % 8 == 0) MultiplyAddWidened(scores[r], (ushort*)at, part);
-                else MultiplyAdd(scores[r], Row(at, (int)d, kind, work.Row), part);
-            }
-            var outRow = op + bh * d * element;
+                MultiplyAdd(scoreSpan[r], Row(valueBase + r * vsl * element, (int)d, kind, work.Row), valueParts.AsSpan((r % ValueParts) * (int)d, (int)d));
             for (var i = 0; i < d; i++)
-            {
-                var value = ((parts[i] + parts[d + i]) + (parts[2 * d + i] + parts[3 * d + i])) / total;
-                switch (kind)
-                {
-                    case Element.Half: ((Half*)outRow)[i] = (Half)value; break;
-                    case Element.BFloat16: ((ushort*)outRow)[i] = ToBFloat16(value); break;
-                    default: ((float*)outRow)[i] = value; break;
-                }
-            }
+                Write(outRow, (int)i, ((valueParts[i] + valueParts[d + i]) + (valueParts[2 * d + i] + valueParts[3 * d + i])) / sum, kind);
             return work;
         }, _ => { });
         return output;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Write(byte* row, long i, float value, Element kind)
+    {
+        switch (kind)
+        {
+            case Element.Half: ((Half*)row)[i] = (Half)value; break;
+            case Element.BFloat16: ((ushort*)row)[i] = ToBFloat16(value); break;
+            default: ((float*)row)[i] = value; break;
+        }
     }
 
     private sealed class Work(int length, int dim)
@@ -222,48 +243,6 @@ public static class InvariantAttention
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Load(ref float at, int offset) => Vector256.LoadUnsafe(ref at, (nuint)offset);
-
-    /// <summary>
-    /// <see cref="Score"/>'s written order over a row of bfloat16 keys (a multiple of 32), each widened in a register: lanes
-    /// 0-7, 8-15, 16-23, 24-31 as four vectors, element i * 32 + l into lane l, folded as <see cref="Score"/> folds.
-    /// </summary>
-    internal static unsafe float ScoreWidened(ReadOnlySpan<float> q, ushort* k)
-    {
-        ref var qr = ref MemoryMarshal.GetReference(q);
-        Vector256<float> p0 = Vector256<float>.Zero, p1 = p0, p2 = p0, p3 = p0;
-        for (var i = 0; i < q.Length / ScoreLanes; i++)
-        {
-            var o = i * ScoreLanes;
-            p0 = Fma.MultiplyAdd(Load(ref qr, o), Widening.Load(k + o), p0);
-            p1 = Fma.MultiplyAdd(Load(ref qr, o + 8), Widening.Load(k + o + 8), p1);
-            p2 = Fma.MultiplyAdd(Load(ref qr, o + 16), Widening.Load(k + o + 16), p2);
-            p3 = Fma.MultiplyAdd(Load(ref qr, o + 24), Widening.Load(k + o + 24), p3);
-        }
-        var bq = Avx.Add(Avx.Add(p0, p2), Avx.Add(p1, p3));
-        var c = Sse.Add(bq.GetLower(), bq.GetUpper());
-        var e0 = c.GetElement(0) + c.GetElement(2);
-        var e1 = c.GetElement(1) + c.GetElement(3);
-        return e0 + e1;
-    }
-
-    /// <summary><see cref="MultiplyAdd"/> over a row of bfloat16 values (a multiple of 8), each widened in a register.</summary>
-    internal static unsafe void MultiplyAddWidened(float weight, ushort* row, Span<float> part)
-    {
-        var w = Vector256.Create(weight);
-        ref var pr = ref MemoryMarshal.GetReference(part);
-        for (var i = 0; i < part.Length; i += 8)
-            Fma.MultiplyAdd(w, Widening.Load(row + i), Vector256.LoadUnsafe(ref pr, (nuint)i)).StoreUnsafe(ref pr, (nuint)i);
-    }
-
-    /// <summary>Eight bfloat16 values widened to floats in a register (exactly: a bfloat16 is a float's upper half).</summary>
-    internal static class Widening
-    {
-        public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static unsafe Vector256<float> Load(ushort* at) =>
-            Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Sse2.LoadVector128(at)), 16).AsSingle();
-    }
 
     /// <summary>part[i] = fma(weight, row[i], part[i]).</summary>
     private static void MultiplyAdd(float weight, ReadOnlySpan<float> row, Span<float> part)

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using ActorInfer.Model.Layers;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -23,6 +24,28 @@ public sealed class InvariantAttentionTests
             var actual = InvariantAttention.Exp(x);
             var ulp = Math.Max(double.Epsilon, MathF.BitIncrement((float)expected) - (float)expected);
             Assert.True(Math.Abs(actual - expected) <= 2 * ulp, $"exp({x}) = {actual}, expected {expected}");
+        }
+    }
+
+    /// <summary>Sixteen values at a time (AVX-512), exp gives the bits it gives one at a time, from 0 down past its floor.</summary>
+    [Fact]
+    public void Exp_sixteen_at_a_time_gives_the_bits_of_one_at_a_time()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return;
+        var inputs = new List<float> { 0f, -0f, -1e-30f, -103.99f, -104f, -104.0001f, -200f, float.NegativeInfinity, float.NaN, -87.3f, -87.4f, -88.7f };
+        for (var x = -105f; x <= 0f; x += 0.000731f) inputs.Add(x);
+        var random = new Random(7);
+        for (var i = 0; i < 100_000; i++) inputs.Add(-(float)(random.NextDouble() * 110));
+        while (inputs.Count % 16 != 0) inputs.Add(-1f);
+        for (var i = 0; i < inputs.Count; i += 16)
+        {
+            var sixteen = InvariantAttentionRows.Exp16(Vector512.Create(inputs.GetRange(i, 16).ToArray()));
+            for (var j = 0; j < 16; j++)
+            {
+                var x = inputs[i + j];
+                Assert.True(BitConverter.SingleToInt32Bits(InvariantAttention.Exp(x)) == BitConverter.SingleToInt32Bits(sixteen.GetElement(j)),
+                    $"exp({x}): {sixteen.GetElement(j)} sixteen at a time, {InvariantAttention.Exp(x)} alone");
+            }
         }
     }
 
@@ -83,37 +106,102 @@ public sealed class InvariantAttentionTests
     }
 
     /// <summary>
-    /// Bfloat16 keys and values widened in registers give the bits of widening them into a buffer first, at heads of 128 and
-    /// 64 (both products in registers) and of 40 (the values only), with paddings and over a prefix of a longer cache.
+    /// Keys and values widened in registers as they are read give the bits of widening each row into a buffer first (the
+    /// reference path), in each type, at heads of 128 and 64 and at heads that are not a multiple of the score's 32 lanes (80,
+    /// 40), with key/value heads shared, paddings, a prefix of a longer cache, large and tiny values (float16 subnormals
+    /// among them) and an infinity.
     /// </summary>
     [Theory]
-    [InlineData(128)]
-    [InlineData(64)]
-    [InlineData(40)]
-    public void Bfloat16_widened_in_registers_gives_the_buffered_bits(int dim)
+    [InlineData(ScalarType.Float16, 128, 1)]
+    [InlineData(ScalarType.Float16, 64, 2)]
+    [InlineData(ScalarType.Float16, 80, 1)]
+    [InlineData(ScalarType.Float16, 40, 4)]
+    [InlineData(ScalarType.BFloat16, 128, 1)]
+    [InlineData(ScalarType.BFloat16, 64, 1)]
+    [InlineData(ScalarType.BFloat16, 40, 2)]
+    [InlineData(ScalarType.Float32, 128, 2)]
+    [InlineData(ScalarType.Float32, 48, 1)]
+    public void Rows_widened_in_registers_give_the_buffered_bits(ScalarType type, int dim, int group)
     {
-        var generator = new TorchSharp.torch.Generator(17);
-        using var q = (randn([3, 4, 1, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
-        using var cacheKeys = (randn([3, 4, 70, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
-        using var cacheValues = (randn([3, 4, 70, dim], generator: generator) * 4).to_type(ScalarType.BFloat16);
+        var generator = new TorchSharp.torch.Generator((ulong)(17 + dim + group));
+        const int heads = 4;
+        using var q = (randn([3, heads, 1, dim], generator: generator) * 4).to_type(type);
+        using var cacheKeys = (randn([3, heads / group, 70, dim], generator: generator) * 4).to_type(type);
+        using var cacheValues = (randn([3, heads / group, 70, dim], generator: generator) * 4).to_type(type);
+        // Tiny values (float16 subnormals below 6.1e-5) in one sequence's keys and values; an infinite value far from its keys.
+        cacheKeys[1, 0, TensorIndex.Slice(10, 20)] = cacheKeys[1, 0, TensorIndex.Slice(10, 20)] * 1e-6;
+        cacheValues[1, 0, TensorIndex.Slice(10, 20)] = cacheValues[1, 0, TensorIndex.Slice(10, 20)] * 1e-6;
+        cacheValues[2, 0, 65, 3] = float.PositiveInfinity; // beyond the 61 attended
         using var keys = cacheKeys.narrow(2, 0, 61);
         using var values = cacheValues.narrow(2, 0, 61);
         int[] starts = [0, 9, 40];
-        Tensor widened, buffered;
+        Tensor buffered;
+        var wide = InvariantAttentionRows.Wide;
         try
         {
-            InvariantAttention.WidenInRegisters = true;
-            widened = InvariantAttention.Decode(q, keys, values, starts);
-            InvariantAttention.WidenInRegisters = false;
+            InvariantAttention.InRegisters = false;
             buffered = InvariantAttention.Decode(q, keys, values, starts);
+            InvariantAttention.InRegisters = true;
+            // Eight floats at a time, then sixteen where the CPU has AVX-512.
+            foreach (var sixteen in System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? new[] { false, true } : [false])
+            {
+                InvariantAttentionRows.Wide = sixteen;
+                using var widened = InvariantAttention.Decode(q, keys, values, starts);
+                Assert.True(widened.equal(buffered).all().item<bool>(),
+                    $"{type}, d {dim}, {(sixteen ? 16 : 8)} at a time: {widened.ne(buffered).sum().item<long>()} values differ");
+            }
         }
         finally
         {
-            InvariantAttention.WidenInRegisters = true;
+            InvariantAttention.InRegisters = true;
+            InvariantAttentionRows.Wide = wide;
         }
-        using (widened)
         using (buffered)
-            Assert.True(widened.equal(buffered).all().item<bool>(), $"d {dim}: {widened.ne(buffered).sum().item<long>()} values differ");
+            Assert.False(buffered.isnan().any().item<bool>());
+        // With an infinite value attended, its dimension is infinite or NaN either way, alike.
+        cacheValues[2, 0, 50, 3] = float.PositiveInfinity;
+        using var withInfinity = InvariantAttention.Decode(q, keys, values, starts);
+        Assert.True(withInfinity[2, 0, 3].isinf().item<bool>() || withInfinity[2, 0, 3].isnan().item<bool>());
+        InvariantAttention.InRegisters = false;
+        try
+        {
+            using var bufferedInfinity = InvariantAttention.Decode(q, keys, values, starts);
+            Assert.True(withInfinity.equal(bufferedInfinity).all().item<bool>() || (withInfinity.isnan().sum().item<long>() == bufferedInfinity.isnan().sum().item<long>()
+                && withInfinity.nan_to_num().equal(bufferedInfinity.nan_to_num()).all().item<bool>()));
+        }
+        finally
+        {
+            InvariantAttention.InRegisters = true;
+        }
+    }
+
+    /// <summary>
+    /// Every float16 value, widened in registers eight and (with AVX-512) sixteen at a time, is the float .NET's conversion
+    /// gives (a NaN: a NaN).
+    /// </summary>
+    [Fact]
+    public unsafe void Every_float16_widens_exactly()
+    {
+        if (!InvariantAttentionRows.Supports(8)) return;
+        var halves = new ushort[65536];
+        for (var i = 0; i < halves.Length; i++) halves[i] = (ushort)i;
+        var eights = new float[halves.Length];
+        var sixteens = new float[halves.Length];
+        var wide = System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        fixed (ushort* p = halves)
+            for (var i = 0; i < halves.Length; i += 16)
+            {
+                InvariantAttentionRows.HalfRow.Load((byte*)p, i).CopyTo(eights, i);
+                InvariantAttentionRows.HalfRow.Load((byte*)p, i + 8).CopyTo(eights, i + 8);
+                if (wide) InvariantAttentionRows.HalfRow.Load16((byte*)p, i).CopyTo(sixteens, i);
+            }
+        for (var i = 0; i < halves.Length; i++)
+        {
+            var expected = (float)BitConverter.UInt16BitsToHalf(halves[i]);
+            foreach (var (actual, how) in wide ? new[] { (eights[i], "eight"), (sixteens[i], "sixteen") } : [(eights[i], "eight")])
+                Assert.True(float.IsNaN(expected) ? float.IsNaN(actual) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
+                    $"0x{i:x4}, {how} at a time: {actual} for {expected}");
+        }
     }
 
     [Fact]
