@@ -21,6 +21,12 @@ internal static unsafe class InvariantAttentionRows
     /// </summary>
     internal static bool Wide { get; set; } = Avx512F.IsSupported;
 
+    /// <summary>
+    /// Rows ahead of the one read that are fetched into the cache meanwhile (4 KiB of float16 heads of 128): the kernel waited
+    /// on memory, and on the 2-core CPU this made a call 1.4 times faster (docs/perf/cpu-attention-in-registers/).
+    /// </summary>
+    private const int Ahead = 16;
+
     /// <summary>Eight (sixteen) elements of a row from <paramref name="i"/> on, widened to floats exactly.</summary>
     public interface IRow
     {
@@ -95,10 +101,12 @@ internal static unsafe class InvariantAttentionRows
         float* scores, float* sums, float* parts) where TRow : IRow
     {
         var wide = Wide && d % InvariantAttention.ScoreLanes == 0;
-        if (wide)
-            for (var r = 0; r < n; r++) scores[r] = Score16<TRow>(query, keys + r * keyStride, d) * scale;
-        else
-            for (var r = 0; r < n; r++) scores[r] = Score<TRow>(query, keys + r * keyStride, d) * scale;
+        var rowBytes = d * (typeof(TRow) == typeof(FloatRow) ? 4 : 2);
+        for (var r = 0; r < n; r++)
+        {
+            Fetch(keys + (r + Ahead) * keyStride, rowBytes);
+            scores[r] = (wide ? Score16<TRow>(query, keys + r * keyStride, d) : Score<TRow>(query, keys + r * keyStride, d)) * scale;
+        }
         var max = float.NegativeInfinity;
         for (var r = 0; r < n; r++) max = MathF.Max(max, scores[r]);
         new Span<float>(sums, InvariantAttention.SumParts).Clear();
@@ -128,6 +136,7 @@ internal static unsafe class InvariantAttentionRows
         {
             var part = parts + (r % InvariantAttention.ValueParts) * d;
             var row = values + r * valueStride;
+            Fetch(row + Ahead * valueStride, rowBytes);
             if (wide)
             {
                 var w16 = Vector512.Create(scores[r]);
@@ -146,6 +155,13 @@ internal static unsafe class InvariantAttentionRows
             Avx.Store(parts + i, Avx.Add(a, b));
         }
         return sums[0];
+    }
+
+    /// <summary>Asks for a row's cache lines ahead of their use (past the cache's end too: a prefetch never faults).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fetch(byte* row, int bytes)
+    {
+        for (var b = 0; b < bytes; b += 64) Sse.Prefetch0(row + b);
     }
 
     /// <summary>
