@@ -11,8 +11,9 @@ namespace ActorInfer.Cli.Tests;
 public class PressureReplayTests
 {
     private static readonly string Model = Fixtures.HfOpt("opt-tiny");
-    // A block decodes MaxTokens - 1 steps: enough that a shrink sent at step 3 reaches the scheduler while the first block
-    // still runs, also on a loaded machine (with 19 steps one such run saw it arrive between blocks, and nothing dropped).
+    // A block decodes MaxTokens - 1 steps. The replay delivers a step-timed change before the next step begins, so a shrink
+    // sent at step 3 reaches the first block while it runs however loaded the machine (before that, CI saw one arrive only
+    // after the job, and nothing dropped).
     private const int Requests = 24, MaxTokens = 48;
 
     private static string Input(string work)

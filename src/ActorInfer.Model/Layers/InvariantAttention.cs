@@ -35,7 +35,6 @@ public static class InvariantAttention
     /// <summary>Below this, exp gives 0 (exp(-104) is under half the smallest subnormal float).</summary>
     internal const float ExpFloor = -104f;
 
-
     /// <summary>e^x for x &lt;= 0, as the CUDA kernel computes it.</summary>
     /// <remarks>Written out without a loop, so that it is inlined where keys are weighed (one call per key).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -156,7 +155,7 @@ public static class InvariantAttention
             for (var r = 0; r < n; r++)
                 MultiplyAdd(scoreSpan[r], Row(valueBase + r * vsl * element, (int)d, kind, work.Row), valueParts.AsSpan((r % ValueParts) * (int)d, (int)d));
             for (var i = 0; i < d; i++)
-                Write(outRow, (int)i, ((valueParts[i] + valueParts[d + i]) + (valueParts[2 * d + i] + valueParts[3 * d + i])) / sum, kind);
+                Write(outRow, i, ((valueParts[i] + valueParts[d + i]) + (valueParts[2 * d + i] + valueParts[3 * d + i])) / sum, kind);
             return work;
         }, _ => { });
         return output;
