@@ -103,6 +103,32 @@ public sealed class PlacementEquivalenceTests
         Check(TestConfigs.PreLn, policy, sequences, name);
     }
 
+    /// <summary>OPT with heads of 64 (groups of 64 within them) and a Llama whose two key/value heads of 64 serve four query heads.</summary>
+    private static readonly ModelConfig OptHeadsOf64 = TestConfigs.PreLn with { Name = "test-pre-ln-64", HiddenSize = 128, NumAttentionHeads = 2, WordEmbedProjDim = 128 };
+    private static readonly ModelConfig LlamaHeadsOf64 = TestConfigs.Llama with { Name = "test-llama-64", NumAttentionHeads = 4, KeyValueHeads = 2, ExplicitHeadDim = 64 };
+
+    public static TheoryData<string, int, int, int, TierFractions, TierFractions> CodePlacements() => new()
+    {
+        { "cache cpu 4x2", 4, 2, 7, Gpu, Cpu },
+        { "cache disk 2x2", 2, 2, 4, Half, Disk },
+        { "thirds 2x3", 2, 3, 6, Thirds, Thirds },
+    };
+
+    /// <summary>
+    /// A compressed cache attended on the CPU from its codes (heads the kernel takes, with AVX-512), in memory or staged from
+    /// disk, gives what the reference with a compressed cache gives.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(CodePlacements))]
+    public void A_compressed_cache_attended_from_its_codes_matches_the_compressed_reference(string name, int batchSize, int batches, int sequences,
+        TierFractions weights, TierFractions cache)
+    {
+        Assert.Equal(System.Runtime.Intrinsics.X86.Avx512F.IsSupported, Model.Layers.InvariantAttention.AttendsCodes(64, 128));
+        var policy = new Policy(batchSize, batches, weights, cache, Half) { CpuAttention = true, CompressCache = true };
+        Check(OptHeadsOf64, policy, sequences, $"opt {name}");
+        Check(LlamaHeadsOf64, policy, sequences, $"llama {name}");
+    }
+
     /// <summary>A prompt stored in several compressed chunks gives what one chunk gives.</summary>
     [Fact]
     public void A_long_prompt_compressed_in_chunks_matches_the_compressed_reference()

@@ -106,3 +106,10 @@ public static class CacheCompression
         return a;
     }
 }
+
+/// <summary>
+/// A compressed cache's first positions as <see cref="CacheCompression"/> stores them: key and value codes [L, B, hidden / 2]
+/// and ranges [L, B, groups, 2] (each a prefix of a longer one is fine).
+/// </summary>
+public sealed record CacheCodes(Tensor KeyCodes, Tensor KeyRanges, Tensor ValueCodes, Tensor ValueRanges);
+

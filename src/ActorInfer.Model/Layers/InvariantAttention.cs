@@ -161,6 +161,119 @@ public static class InvariantAttention
         return output;
     }
 
+    /// <summary>
+    /// <see cref="Decode"/> on the CPU over a 4-bit compressed cache's first positions followed by this step's exact key and
+    /// value: the bits of <see cref="Decode"/> over the cache expanded by <see cref="CacheCompression.DecompressInto"/> with the
+    /// new entries written after it, without expanding it. The cache's L positions as <see cref="CacheCodes"/>, the new keys
+    /// and values [B, kv heads, 1, d], the queries [B, heads, 1, d]; <paramref name="starts"/>[b] (at most L) is the first
+    /// position sequence b attends. Only where <see cref="AttendsCodes"/> says so.
+    /// </summary>
+    public static unsafe Tensor DecodeCodes(Tensor q, CacheCodes prefix, Tensor newKeys, Tensor newValues, IReadOnlyList<int> starts)
+    {
+        var (keyCodes, keyRanges, valueCodes, valueRanges) = (prefix.KeyCodes, prefix.KeyRanges, prefix.ValueCodes, prefix.ValueRanges);
+        long b = q.size(0), h = q.size(1), d = q.size(3), kvHeads = newKeys.size(1), length = keyCodes.size(0);
+        var dtype = q.dtype;
+        var groupSize = CacheCompression.GroupSizeFor(kvHeads * d);
+        if (!AttendsCodes(d, kvHeads * d))
+            throw new ArgumentException($"heads of {d} over groups of {groupSize} are not attended from their codes on this CPU", nameof(prefix));
+        if (q.device_type != DeviceType.CPU || keyCodes.device_type != DeviceType.CPU || valueCodes.device_type != DeviceType.CPU)
+            throw new ArgumentException("attention from codes runs on the CPU", nameof(q));
+        if (q.size(2) != 1 || newKeys.size(2) != 1 || newValues.size(2) != 1)
+            throw new ArgumentException("attention from codes takes one query, key and value per sequence", nameof(q));
+        if (h % kvHeads != 0) throw new ArgumentException($"{h} query heads cannot share {kvHeads} key/value heads", nameof(newKeys));
+        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32) || newKeys.dtype != dtype || newValues.dtype != dtype
+            || keyRanges.dtype != dtype || valueRanges.dtype != dtype)
+            throw new ArgumentException($"queries, new keys and values and the ranges must share one of float16, bfloat16 or float32 (got {dtype})", nameof(q));
+        if (keyCodes.dtype != ScalarType.Byte || valueCodes.dtype != ScalarType.Byte) throw new ArgumentException("codes are bytes", nameof(prefix));
+        long groups = kvHeads * d / groupSize;
+        foreach (var (codes, ranges, what) in new[] { (keyCodes, keyRanges, "keys"), (valueCodes, valueRanges, "values") })
+        {
+            if (codes.dim() != 3 || codes.size(0) != length || codes.size(1) != b || codes.size(2) != kvHeads * d / 2 || codes.stride(2) != 1)
+                throw new ArgumentException($"{what}' codes must be [{length}, {b}, {kvHeads * d / 2}] with contiguous rows (got [{string.Join(", ", codes.shape)}])", nameof(prefix));
+            if (ranges.dim() != 4 || ranges.size(0) != length || ranges.size(1) != b || ranges.size(2) != groups || ranges.size(3) != 2
+                || ranges.stride(3) != 1 || ranges.stride(2) != 2)
+                throw new ArgumentException($"{what}' ranges must be [{length}, {b}, {groups}, 2] with contiguous rows (got [{string.Join(", ", ranges.shape)}])", nameof(prefix));
+        }
+        if (newKeys.size(0) != b || newValues.size(0) != b || newValues.size(1) != kvHeads || newKeys.size(3) != d || newValues.size(3) != d
+            || newKeys.stride(3) != 1 || newValues.stride(3) != 1)
+            throw new ArgumentException($"new keys and values must be [{b}, {kvHeads}, 1, {d}] with contiguous heads", nameof(newKeys));
+        if (starts.Count != b) throw new ArgumentException($"{starts.Count} starts for {b} sequences", nameof(starts));
+        for (var i = 0; i < b; i++)
+            if (starts[i] < 0 || starts[i] > length)
+                throw new ArgumentException($"sequence {i} starts at {starts[i]}, outside the {length + 1} attended positions", nameof(starts));
+
+        long group = h / kvHeads, element = dtype == ScalarType.Float32 ? 4 : 2;
+        using var queries = q.to_type(ScalarType.Float32).contiguous();
+        var output = empty([b, 1, h * d], dtype);
+        var qp = (float*)TensorData.Pointer(queries);
+        var op = (byte*)TensorData.Pointer(output);
+        byte* kcp = (byte*)TensorData.Pointer(keyCodes), krp = (byte*)TensorData.Pointer(keyRanges);
+        byte* vcp = (byte*)TensorData.Pointer(valueCodes), vrp = (byte*)TensorData.Pointer(valueRanges);
+        // Contiguous (one row each, a copy only where they are views): a key/value head d elements on, a sequence kv heads x d.
+        using var newKeyRows = newKeys.contiguous();
+        using var newValueRows = newValues.contiguous();
+        byte* nkp = (byte*)TensorData.Pointer(newKeyRows), nvp = (byte*)TensorData.Pointer(newValueRows);
+        long kcl = keyCodes.stride(0), kcb = keyCodes.stride(1), vcl = valueCodes.stride(0), vcb = valueCodes.stride(1);
+        long krl = keyRanges.stride(0) * element, krb = keyRanges.stride(1) * element, vrl = valueRanges.stride(0) * element, vrb = valueRanges.stride(1) * element;
+        long nksb = kvHeads * d, nksh = d, nvsb = nksb;
+        var kind = dtype switch { ScalarType.Float16 => Element.Half, ScalarType.BFloat16 => Element.BFloat16, _ => Element.Float };
+        var scale = 1f / MathF.Sqrt(d);
+        var startArray = starts.ToArray();
+        var rangeHeadBytes = d / groupSize * 2 * element;
+        // Work in chunks of up to eight heads of a sequence, all read row by row together.
+        var chunk = (int)Math.Min(h, CodeHeadsPerChunk);
+        var chunks = (h + chunk - 1) / chunk;
+        Parallel.For(0, b * chunks, () => new CodeWork((int)length + 1, (int)d, chunk), (item, _, work) =>
+        {
+            long sb = item / chunks, first = item % chunks * chunk;
+            var count = (int)Math.Min(chunk, h - first);
+            var start = startArray[sb];
+            var m = (int)(length - start);
+            var keys = new InvariantAttentionRows.CodeRows(kcp + start * kcl + sb * kcb, kcl, krp + start * krl + sb * krb, krl);
+            var values = new InvariantAttentionRows.CodeRows(vcp + start * vcl + sb * vcb, vcl, vrp + start * vrl + sb * vrb, vrl);
+            fixed (float* scores = work.Scores, sums = work.Sums, parts = work.Values, totals = work.Totals)
+            {
+                var query = qp + (sb * h + first) * d;
+                switch (kind)
+                {
+                    case Element.Half:
+                        InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.HalfCodes, InvariantAttentionRows.HalfRow>(query, (int)first, count,
+                            (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m, (int)d,
+                            groupSize, scale, scores, sums, parts, totals);
+                        break;
+                    case Element.BFloat16:
+                        InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.BFloat16Codes, InvariantAttentionRows.BFloat16Row>(query, (int)first,
+                            count, (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m,
+                            (int)d, groupSize, scale, scores, sums, parts, totals);
+                        break;
+                    default:
+                        InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.FloatCodes, InvariantAttentionRows.FloatRow>(query, (int)first, count,
+                            (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m, (int)d,
+                            groupSize, scale, scores, sums, parts, totals);
+                        break;
+                }
+                for (var j = 0; j < count; j++)
+                {
+                    var outRow = op + (sb * h + first + j) * d * element;
+                    var context = parts + j * ValueParts * d;
+                    for (var i = 0; i < d; i++) Write(outRow, i, context[i] / totals[j], kind);
+                }
+            }
+            return work;
+        }, _ => { });
+        return output;
+    }
+
+    /// <summary>
+    /// Whether <see cref="DecodeCodes"/> takes heads of <paramref name="headDim"/> in a cache of <paramref name="hiddenSize"/> (its
+    /// groups within whole heads, AVX-512); elsewhere a compressed cache is expanded and attended by <see cref="Decode"/>.
+    /// </summary>
+    public static bool AttendsCodes(long headDim, long hiddenSize) =>
+        FromCodes && hiddenSize % 2 == 0 && InvariantAttentionRows.SupportsCodes(headDim, CacheCompression.GroupSizeFor(hiddenSize));
+
+    /// <summary>Whether compressed caches are attended from their codes where they can be (tests and benchmarks compare both ways).</summary>
+    internal static bool FromCodes { get; set; } = true;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Write(byte* row, long i, float value, Element kind)
     {
@@ -170,6 +283,15 @@ public static class InvariantAttention
             case Element.BFloat16: ((ushort*)row)[i] = ToBFloat16(value); break;
             default: ((float*)row)[i] = value; break;
         }
+    }
+
+    /// <summary>Heads of a sequence attended together from codes (<see cref="DecodeCodes"/>).</summary>
+    internal static int CodeHeadsPerChunk { get; set; } = 8;
+
+    private sealed class CodeWork(int length, int dim, int heads)
+    {
+        public readonly float[] Scores = new float[heads * length], Sums = new float[heads * SumParts], Values = new float[heads * ValueParts * dim],
+            Totals = new float[heads];
     }
 
     private sealed class Work(int length, int dim)

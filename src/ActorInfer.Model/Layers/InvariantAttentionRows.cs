@@ -10,7 +10,7 @@ namespace ActorInfer.Model.Layers;
 /// sums are added row by row in eight-float vectors. The same operations in the same order as the buffered path, so the same
 /// bits (<c>InvariantAttentionTests</c> compares the two).
 /// </summary>
-internal static unsafe class InvariantAttentionRows
+internal static unsafe partial class InvariantAttentionRows
 {
     /// <summary>AVX2 with fused multiply-adds, and heads of whole eight-float vectors.</summary>
     public static bool Supports(long headDim) => Avx2.IsSupported && Fma.IsSupported && headDim % 8 == 0 && headDim <= InvariantAttention.MaxHeadDim;
@@ -65,7 +65,7 @@ internal static unsafe class InvariantAttentionRows
     {
         // Constants written in place, not read from static fields: a method compiled before its class's statics are set
         // reads such a field through a check on every use.
-        private const int Fields = unchecked((int)0x8FFFE000), Exponent = 0x0F800000, Raise = 0x70000000, TwoTo112 = 0x77800000;
+        internal const int Fields = unchecked((int)0x8FFFE000), Exponent = 0x0F800000, Raise = 0x70000000, TwoTo112 = 0x77800000;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load(byte* row, int i)
@@ -107,6 +107,35 @@ internal static unsafe class InvariantAttentionRows
             Fetch(keys + (r + Ahead) * keyStride, rowBytes);
             scores[r] = (wide ? Score16<TRow>(query, keys + r * keyStride, d) : Score<TRow>(query, keys + r * keyStride, d)) * scale;
         }
+        var total = Weigh(scores, n, sums, wide);
+        new Span<float>(parts, InvariantAttention.ValueParts * d).Clear();
+        for (var r = 0; r < n; r++)
+        {
+            var part = parts + (r % InvariantAttention.ValueParts) * d;
+            var row = values + r * valueStride;
+            Fetch(row + Ahead * valueStride, rowBytes);
+            if (wide)
+            {
+                var w16 = Vector512.Create(scores[r]);
+                for (var i = 0; i < d; i += 16)
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(w16, TRow.Load16(row, i), Vector512.Load(part + i)), part + i);
+                continue;
+            }
+            var w = Vector256.Create(scores[r]);
+            for (var i = 0; i < d; i += 8)
+                Avx.Store(part + i, Fma.MultiplyAdd(w, TRow.Load(row, i), Avx.LoadVector256(part + i)));
+        }
+        FoldParts(parts, d);
+        return total;
+    }
+
+    /// <summary>
+    /// <paramref name="n"/> scores turned into their weights in place, exp(score - max), key r's weight into sum r mod 128 in the
+    /// order of its keys, the sums folded pairwise (t with t + 64, ..., + 1); the weights' sum returned.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Weigh(float* scores, int n, float* sums, bool wide)
+    {
         var max = float.NegativeInfinity;
         for (var r = 0; r < n; r++) max = MathF.Max(max, scores[r]);
         new Span<float>(sums, InvariantAttention.SumParts).Clear();
@@ -131,30 +160,19 @@ internal static unsafe class InvariantAttentionRows
         }
         for (var stride = InvariantAttention.SumParts / 2; stride > 0; stride /= 2)
             for (var t = 0; t < stride; t++) sums[t] += sums[t + stride];
-        new Span<float>(parts, InvariantAttention.ValueParts * d).Clear();
-        for (var r = 0; r < n; r++)
-        {
-            var part = parts + (r % InvariantAttention.ValueParts) * d;
-            var row = values + r * valueStride;
-            Fetch(row + Ahead * valueStride, rowBytes);
-            if (wide)
-            {
-                var w16 = Vector512.Create(scores[r]);
-                for (var i = 0; i < d; i += 16)
-                    Vector512.Store(Avx512F.FusedMultiplyAdd(w16, TRow.Load16(row, i), Vector512.Load(part + i)), part + i);
-                continue;
-            }
-            var w = Vector256.Create(scores[r]);
-            for (var i = 0; i < d; i += 8)
-                Avx.Store(part + i, Fma.MultiplyAdd(w, TRow.Load(row, i), Avx.LoadVector256(part + i)));
-        }
+        return sums[0];
+    }
+
+    /// <summary>The values' four partial sums of each dimension added as (s0 + s1) + (s2 + s3), into the first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FoldParts(float* parts, int d)
+    {
         for (var i = 0; i < d; i += 8)
         {
             var a = Avx.Add(Avx.LoadVector256(parts + i), Avx.LoadVector256(parts + d + i));
             var b = Avx.Add(Avx.LoadVector256(parts + 2 * d + i), Avx.LoadVector256(parts + 3 * d + i));
             Avx.Store(parts + i, Avx.Add(a, b));
         }
-        return sums[0];
     }
 
     /// <summary>Asks for a row's cache lines ahead of their use (past the cache's end too: a prefetch never faults).</summary>
@@ -203,6 +221,13 @@ internal static unsafe class InvariantAttentionRows
             low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o), TRow.Load16(k, o), low);
             high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 16), TRow.Load16(k, o + 16), high);
         }
+        return Fold(low, high);
+    }
+
+    /// <summary>The score's 32 lanes, 0-15 and 16-31, folded pairwise: lane l with l + 16, then + 8, + 4, + 2, + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Fold(Vector512<float> low, Vector512<float> high)
+    {
         var sixteen = low + high;
         var eight = sixteen.GetLower() + sixteen.GetUpper();
         var c = Sse.Add(eight.GetLower(), eight.GetUpper());

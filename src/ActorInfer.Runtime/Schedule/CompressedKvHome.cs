@@ -9,8 +9,8 @@ namespace ActorInfer.Runtime.Schedule;
 /// The KV cache of one (decoder layer, GPU batch) kept 4-bit compressed in its home tier
 /// (<see cref="CacheCompression"/>): token-major codes and ranges for keys and for values, in memory or in four
 /// files. Attention never reads it in place: a working cache is expanded from it for each step, on the attention's
-/// site, after the compressed prefix has been copied there; the step's new entries are compressed on the device
-/// that computed them and stored.
+/// site, after the compressed prefix has been copied there, or on the CPU the codes are attended as they are; the
+/// step's new entries are compressed on the device that computed them and stored.
 /// </summary>
 internal sealed class CompressedKvHome : IKvHome
 {
@@ -82,12 +82,6 @@ internal sealed class CompressedKvHome : IKvHome
 
     public WorkingKv LoadPrefix(MemoryTier site, int length, Transfers transfers, string what)
     {
-        long[] shape = [_batch, _heads, length + 1, _headDim];
-        var keys = site.Allocate(shape, _dtype, $"working keys of {what}", zeroed: false);
-        transfers.Keep(keys);
-        var values = site.Allocate(shape, _dtype, $"working values of {what}", zeroed: false);
-        transfers.Keep(values);
-        var work = new LayerKv(keys.Tensor, values.Tensor);
         var sources = new Tensor[_parts.Length];
         for (var i = 0; i < _parts.Length; i++)
         {
@@ -110,6 +104,16 @@ internal sealed class CompressedKvHome : IKvHome
                 transfers.Add(transfers.Engine.CopyAsync(staging.Tensor, prefix, CopyDirection.Load));
             }
         }
+        // Attended on the CPU from the codes themselves where the kernel takes them: nothing is expanded (on the 2-core CPU an
+        // OPT-30B-shaped layer's attention took about a tenth of the time of expanding then attending, docs/perf/cpu-attention-codes/).
+        if (site.Kind == TierKind.Cpu && InvariantAttention.AttendsCodes(_headDim, _heads * _headDim))
+            return new WorkingKv(null, null, new CacheCodes(sources[0], sources[1], sources[2], sources[3]));
+        long[] shape = [_batch, _heads, length + 1, _headDim];
+        var keys = site.Allocate(shape, _dtype, $"working keys of {what}", zeroed: false);
+        transfers.Keep(keys);
+        var values = site.Allocate(shape, _dtype, $"working values of {what}", zeroed: false);
+        transfers.Keep(values);
+        var work = new LayerKv(keys.Tensor, values.Tensor);
         // Expanded where attention computes, once the compressed prefix is there (the caller orders it after the copies).
         void Expand()
         {

@@ -16,7 +16,8 @@ internal interface IKvHome : IDisposable
     /// <summary>
     /// A working cache on <paramref name="site"/> with room for <paramref name="length"/> + 1 entries, its first
     /// <paramref name="length"/> filled from home: the copies are added to <paramref name="transfers"/>; what must run
-    /// after them on the compute device is <see cref="WorkingKv.Expand"/>.
+    /// after them on the compute device is <see cref="WorkingKv.Expand"/>. A compressed home attended on the CPU gives its
+    /// first <paramref name="length"/> positions' codes there instead (<see cref="WorkingKv.Codes"/>).
     /// </summary>
     WorkingKv LoadPrefix(MemoryTier site, int length, Transfers transfers, string what);
 
@@ -24,5 +25,8 @@ internal interface IKvHome : IDisposable
     void Store(int start, Tensor keys, Tensor values, ICopyEngine engine, TierSet tiers, Transfers pending, string what);
 }
 
-/// <summary>A loaded working cache and the compute (if any) that completes it once its copies have arrived.</summary>
-internal sealed record WorkingKv(LayerKv Cache, Action? Expand);
+/// <summary>
+/// A loaded working cache and the compute (if any) that completes it once its copies have arrived; or, for a compressed cache
+/// attended on the CPU from its codes, those codes (and no working cache).
+/// </summary>
+internal sealed record WorkingKv(LayerKv? Cache, Action? Expand, CacheCodes? Codes = null);

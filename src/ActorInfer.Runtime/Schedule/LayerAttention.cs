@@ -59,11 +59,13 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             home.Store(0, promptKeys, promptValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
             return context;
         }
-        var cache = inputs.WorkingCache!;
+        var codes = inputs.WorkingCodes;
+        var cache = inputs.WorkingCache;
         inputs.ExpandCache?.Invoke();
         Tensor? onDevice = null;
         if (inputs.AttentionSite == TierKind.Device)
         {
+            if (cache is null) throw new InvalidOperationException($"no working cache on the device for {batch.CacheName(decoderLayer)}");
             // A plain cache of its own gets the step's keys and values inside the attention: our fused kernel writes them as
             // it attends (no copy kernels first), other paths copy them there first. Elsewhere they are written here.
             var written = ReferenceEquals(cache, home.Memory) && !invariant && cache.GetType() == typeof(LayerKv)
@@ -97,8 +99,10 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         // its one projection.
         using var storedKeys = k.contiguous();
         using var storedValues = v.contiguous();
-        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, cacheIndex, batch.Starts, batch.CacheName(decoderLayer));
-        if (!ReferenceEquals(cache, home.Memory)) home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
+        var result = onDevice ?? CpuAttention(q, storedKeys, storedValues, cache, codes, cacheIndex, batch.Starts, batch.CacheName(decoderLayer));
+        // A cache attended in place has the step's entries already; a working copy or codes do not keep them.
+        if (cache is null || !ReferenceEquals(cache, home.Memory))
+            home.Store(cacheIndex, storedKeys, storedValues, _copies, _tiers, stores, batch.CacheName(decoderLayer));
         return result;
     }
 
@@ -117,10 +121,11 @@ internal sealed class LayerAttention(OffloadRuntime engine)
 
     /// <summary>
     /// FlexGen's CPU delegation: q, k, v go to the CPU, attention runs there over the CPU cache (by <see cref="InvariantAttention"/>),
-    /// the context comes back.
+    /// the context comes back. A compressed cache is attended from its codes (<paramref name="codes"/>) with the step's key and
+    /// value after them, or else over its expanded working copy.
     /// </summary>
     /// <param name="starts">Each sequence's first attended index (its padding).</param>
-    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, IReadOnlyList<int> starts, string what)
+    private Tensor CpuAttention(Tensor q, Tensor k, Tensor v, LayerKv? cache, CacheCodes? codes, int cacheIndex, IReadOnlyList<int> starts, string what)
     {
         using var work = new Transfers(_copies, _tiers);
         var after = _copies.AfterCompute();
@@ -135,19 +140,24 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         // The host reads them next: wait for the copies here, not only on the device's stream.
         work.BeforeHostCompute();
         using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
-        cache.Write(cacheIndex, kc, vc);
-        var (keys, values) = cache.Prefix(cacheIndex + 1);
-        using (keys)
-        using (values)
         // One written order of operations, 4 to 5 times faster than libtorch's half-precision attention on the CPU, and the
         // same bits as the device's batch-invariant kernel.
-        using (var context = InvariantAttention.Decode(qc, keys, values, starts))
+        using (var context = codes is not null ? InvariantAttention.DecodeCodes(qc, codes, kc, vc, starts) : Over(cache!))
         {
             var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);
             _copies.BeforeCompute(_copies.CopyAfter(_copies.AfterCompute(), back.Tensor, context, CopyDirection.Load));
             // The lease goes with the transfers; the caller gets its own handle on the same storage.
             return back.Tensor.alias();
+        }
+
+        Tensor Over(LayerKv working)
+        {
+            working.Write(cacheIndex, kc, vc);
+            var (keys, values) = working.Prefix(cacheIndex + 1);
+            using (keys)
+            using (values)
+                return InvariantAttention.Decode(qc, keys, values, starts);
         }
     }
 }

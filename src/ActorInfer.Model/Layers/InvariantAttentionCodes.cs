@@ -1,0 +1,222 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace ActorInfer.Model.Layers;
+
+/// <summary>
+/// <see cref="InvariantAttention"/>'s written order over one (sequence, head) whose earlier keys and values are read from a
+/// 4-bit compressed cache (<see cref="CacheCompression"/>) as they are: never expanded into a cache first. A group's sixteen
+/// possible values are formed once per row, exactly as expansion forms them (a code times the group's step rounded to the
+/// cache's type, plus its minimum, rounded), into one sixteen-float vector; each code then picks its value from it (one
+/// permutation per sixteen codes). So the rows give the bits that expansion, then attention, gives, reading about a quarter
+/// of the bytes of a float16 cache and writing none.
+/// </summary>
+internal static unsafe partial class InvariantAttentionRows
+{
+    /// <summary>
+    /// Whether heads of <paramref name="headDim"/> over groups of <paramref name="groupSize"/> are read as codes: AVX-512, heads
+    /// of whole 32-float multiples made of whole groups, each a whole 32 values (so that sixteen codes come from one half).
+    /// </summary>
+    public static bool SupportsCodes(long headDim, long groupSize) =>
+        Avx512F.IsSupported && Wide && headDim % InvariantAttention.ScoreLanes == 0 && headDim <= InvariantAttention.MaxHeadDim
+        && groupSize % 32 == 0 && headDim % groupSize == 0;
+
+    /// <summary>One head's compressed rows: codes (<c>head_dim / 2</c> bytes a row) and ranges (each group's minimum and step).</summary>
+    public readonly struct CodeRows(byte* codes, long codeStride, byte* ranges, long rangeStride)
+    {
+        public readonly byte* Codes = codes, Ranges = ranges;
+        public readonly long CodeStride = codeStride, RangeStride = rangeStride;
+    }
+
+    /// <summary>A group's sixteen values from its minimum and step, as <see cref="CacheCompression"/>'s expansion forms them.</summary>
+    public interface ICodes
+    {
+        /// <summary>Group <paramref name="g"/>'s table from <paramref name="ranges"/> (a head's (minimum, step) pairs).</summary>
+        static abstract Vector512<float> Table(byte* ranges, int g);
+    }
+
+    /// <summary>Float16: code x step rounded to float16, plus the minimum, rounded again (libtorch's half operations).</summary>
+    public readonly struct HalfCodes : ICodes
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Table(byte* ranges, int g)
+        {
+            // The pair widened as HalfRow widens a row, four bytes read.
+            var bits = Sse2.And(Sse2.ShiftLeftLogical(Sse41.ConvertToVector128Int32(Vector128.CreateScalar(*(int*)(ranges + 4 * g)).AsInt16()), 13),
+                Vector128.Create(HalfRow.Fields));
+            var special = Sse2.CompareEqual(Sse2.And(bits, Vector128.Create(HalfRow.Exponent)), Vector128.Create(HalfRow.Exponent)).AsSingle();
+            var pair = Sse41.BlendVariable(Sse.Multiply(bits.AsSingle(), Vector128.Create(HalfRow.TwoTo112).AsSingle()),
+                Sse2.Or(bits, Vector128.Create(HalfRow.Raise)).AsSingle(), special);
+            var scaled = RoundToHalf(Vector512<float>.Indices * Vector512.Create(pair.GetElement(1)));
+            return RoundToHalf(scaled + Vector512.Create(pair.GetElement(0)));
+        }
+    }
+
+    /// <summary>Bfloat16: as float16, rounded to bfloat16.</summary>
+    public readonly struct BFloat16Codes : ICodes
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Table(byte* ranges, int g)
+        {
+            var pair = (ushort*)ranges + 2 * g;
+            var step = BitConverter.Int32BitsToSingle(pair[1] << 16);
+            var minimum = BitConverter.Int32BitsToSingle(pair[0] << 16);
+            var scaled = RoundToBFloat16(Vector512<float>.Indices * Vector512.Create(step));
+            return RoundToBFloat16(scaled + Vector512.Create(minimum));
+        }
+    }
+
+    /// <summary>Float32: code x step, plus the minimum (two roundings, no fused multiply-add).</summary>
+    public readonly struct FloatCodes : ICodes
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Table(byte* ranges, int g)
+        {
+            var pair = (float*)ranges + 2 * g;
+            var scaled = Vector512<float>.Indices * Vector512.Create(pair[1]);
+            return scaled + Vector512.Create(pair[0]);
+        }
+    }
+
+    /// <summary>
+    /// Sixteen floats, each a product or sum of float16 values (so a multiple of 2^-24), rounded to the nearest float16 value,
+    /// ties to even, as floats. Adding 1.5 x 2^(e + 13), of x's sign and binade 2^e, keeps exactly the bits of a float16's
+    /// fraction, and subtracting it back is exact. Below float16's normal range that keeps finer bits than a float16 has,
+    /// but there such a value is already a float16 (a multiple of 2^-24 under 2^-14), and stays. Beyond 65504 the result is
+    /// infinite, as a float16's would be; infinities stay, a NaN stays a NaN, a zero keeps its sign.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> RoundToHalf(Vector512<float> x)
+    {
+        var sign = x.AsInt32() & Vector512.Create(int.MinValue);
+        var magic = ((x.AsInt32() & Vector512.Create(unchecked((int)0xFF800000))) + Vector512.Create(0x06C00000)).AsSingle();
+        var rounded = x + magic - magic;
+        var infinite = (sign | Vector512.Create(0x7F800000)).AsSingle();
+        // A zero keeps its sign (the sums lose it); elsewhere the sign is already the input's.
+        return Vector512.ConditionalSelect(Vector512.GreaterThan(Vector512.Abs(rounded), Vector512.Create(65504f)), infinite, (rounded.AsInt32() | sign).AsSingle());
+    }
+
+    /// <summary>Sixteen floats rounded to bfloat16 to nearest, ties to even, as floats (<see cref="InvariantAttention.ToBFloat16"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> RoundToBFloat16(Vector512<float> x)
+    {
+        var bits = x.AsUInt32();
+        var rounded = (bits + Vector512.Create(0x7FFFu) + (Vector512.ShiftRightLogical(bits, 16) & Vector512<uint>.One)) & Vector512.Create(0xFFFF0000u);
+        var quiet = (bits | Vector512.Create(0x400000u)) & Vector512.Create(0xFFFF0000u);
+        return Vector512.ConditionalSelect(Vector512.Equals(x, x).AsUInt32(), rounded, quiet).AsSingle();
+    }
+
+    /// <summary>
+    /// Sixteen values of a group from its element <paramref name="e"/> on: the first half's codes are the low nibbles of its
+    /// bytes, the second half's the high nibbles of the same bytes. A permutation reads only its index's low four bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup(Vector512<float> table, byte* group, int e, int half)
+    {
+        if (e < half) return Avx512F.PermuteVar16x32(table, Avx512F.ConvertToVector512Int32(Vector128.Load(group + e)));
+        return Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(Avx512F.ConvertToVector512Int32(Vector128.Load(group + e - half)), 4));
+    }
+
+    /// <summary><see cref="Score16{TRow}"/> over a row of codes: the same products into the same lanes in the same order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ScoreCodes<TCodes>(float* q, byte* codes, byte* ranges, int d, int groupSize) where TCodes : ICodes
+    {
+        Vector512<float> low = Vector512<float>.Zero, high = low;
+        var half = groupSize / 2;
+        for (int g = 0, o = 0; o < d; g++)
+        {
+            var table = TCodes.Table(ranges, g);
+            var group = codes + g * half;
+            for (var e = 0; e < groupSize; e += InvariantAttention.ScoreLanes, o += InvariantAttention.ScoreLanes)
+            {
+                low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o), Lookup(table, group, e, half), low);
+                high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 16), Lookup(table, group, e + 16, half), high);
+            }
+        }
+        return Fold(low, high);
+    }
+
+    /// <summary>
+    /// Heads <paramref name="first"/> to <paramref name="first"/> + <paramref name="count"/> - 1 of one sequence, each as
+    /// <see cref="Head{TRow}"/> over <paramref name="m"/> compressed rows and then this step's exact key and value
+    /// (<typeparamref name="TRow"/>, the cache's type). Each row's codes are read for all the heads at once: a row of a
+    /// token-major cache lies a whole batch's rows after the last, and reading one head down the rows touched a new page at
+    /// every row. Head j's context (<paramref name="d"/> floats, not yet divided) goes to the first <paramref name="d"/> of its
+    /// <c>4 d</c> in <paramref name="parts"/>, its weights' sum to <paramref name="totals"/>[j].
+    /// </summary>
+    /// <param name="query">The chunk's queries, <paramref name="d"/> floats a head.</param>
+    /// <param name="keys">The sequence's first attended row, at key/value head 0; a key/value head's codes are d / 2 bytes on.</param>
+    /// <param name="rangeHeadBytes">Bytes of a key/value head's ranges in a row.</param>
+    /// <param name="newKeys">The sequence's new key at key/value head 0; the next head <paramref name="newHeadStride"/> bytes on.</param>
+    /// <param name="group">Query heads that share a key/value head.</param>
+    /// <param name="scores">count x (m + 1) floats.</param>
+    /// <param name="sums">count x <see cref="InvariantAttention.SumParts"/> floats.</param>
+    /// <param name="parts">count x <see cref="InvariantAttention.ValueParts"/> x d floats.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void HeadsCodes<TCodes, TRow>(float* query, int first, int count, int group, CodeRows keys, CodeRows values, long rangeHeadBytes,
+        byte* newKeys, byte* newValues, long newHeadStride, int m, int d, int groupSize, float scale, float* scores, float* sums, float* parts,
+        float* totals) where TCodes : ICodes where TRow : IRow
+    {
+        var n = m + 1;
+        var half = groupSize / 2;
+        // The chunk's key/value heads: the first, and the bytes their codes and ranges span in a row.
+        var kvFirst = first / group;
+        var kvSpan = (first + count - 1) / group - kvFirst + 1;
+        var codeOffset = kvFirst * (d / 2);
+        var rangeOffset = kvFirst * rangeHeadBytes;
+        for (var r = 0; r < m; r++)
+        {
+            Fetch(keys.Codes + (r + Ahead) * keys.CodeStride + codeOffset, kvSpan * d / 2);
+            Fetch(keys.Ranges + (r + Ahead) * keys.RangeStride + rangeOffset, (int)(kvSpan * rangeHeadBytes));
+            var codes = keys.Codes + r * keys.CodeStride;
+            var ranges = keys.Ranges + r * keys.RangeStride;
+            for (var j = 0; j < count; j++)
+            {
+                var kv = (first + j) / group;
+                scores[j * n + r] = ScoreCodes<TCodes>(query + j * d, codes + kv * (d / 2), ranges + kv * rangeHeadBytes, d, groupSize) * scale;
+            }
+        }
+        for (var j = 0; j < count; j++)
+        {
+            var kv = (first + j) / group;
+            scores[j * n + m] = Score16<TRow>(query + j * d, newKeys + kv * newHeadStride, d) * scale;
+            totals[j] = Weigh(scores + j * n, n, sums + j * InvariantAttention.SumParts, wide: true);
+        }
+        var partsPerHead = InvariantAttention.ValueParts * d;
+        new Span<float>(parts, count * partsPerHead).Clear();
+        for (var r = 0; r < m; r++)
+        {
+            Fetch(values.Codes + (r + Ahead) * values.CodeStride + codeOffset, kvSpan * d / 2);
+            Fetch(values.Ranges + (r + Ahead) * values.RangeStride + rangeOffset, (int)(kvSpan * rangeHeadBytes));
+            var rowCodes = values.Codes + r * values.CodeStride;
+            var rowRanges = values.Ranges + r * values.RangeStride;
+            for (var j = 0; j < count; j++)
+            {
+                var kv = (first + j) / group;
+                var part = parts + j * partsPerHead + (r % InvariantAttention.ValueParts) * d;
+                var codes = rowCodes + kv * (d / 2);
+                var ranges = rowRanges + kv * rangeHeadBytes;
+                var w = Vector512.Create(scores[j * n + r]);
+                for (int g = 0, i = 0; i < d; g++)
+                {
+                    var table = TCodes.Table(ranges, g);
+                    var at = codes + g * half;
+                    for (var e = 0; e < groupSize; e += 16, i += 16)
+                        Vector512.Store(Avx512F.FusedMultiplyAdd(w, Lookup(table, at, e, half), Vector512.Load(part + i)), part + i);
+                }
+            }
+        }
+        for (var j = 0; j < count; j++)
+        {
+            var kv = (first + j) / group;
+            var head = parts + j * partsPerHead;
+            var last = head + (m % InvariantAttention.ValueParts) * d;
+            var lastWeight = Vector512.Create(scores[j * n + m]);
+            var newValue = newValues + kv * newHeadStride;
+            for (var i = 0; i < d; i += 16)
+                Vector512.Store(Avx512F.FusedMultiplyAdd(lastWeight, TRow.Load16(newValue, i), Vector512.Load(last + i)), last + i);
+            FoldParts(head, d);
+        }
+    }
+}
