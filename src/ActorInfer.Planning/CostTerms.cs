@@ -299,7 +299,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
         if (shape.CpuAttention)
         {
             // The cache off the GPU never moves to it: the query and the new key/value go down, the attention output comes up.
-            var cpuRate = hw.EffectiveCpuAttentionFlops(shape.GpuBatchSize, size.HiddenSize);
+            var cpuRate = hw.EffectiveCpuAttentionFlops(shape.GpuBatchSize, size.HiddenSize, shape.CompressCache);
             return new PhaseTimeTerms(
                 CpuToGpu: weightsIn + hiddenIn + LinearExpression.Of(size.TokenQuery, CacheCpu, CacheDisk) / hw.CpuToGpuCacheBytesPerSecond,
                 GpuToCpu: hiddenOut + LinearExpression.Of(size.TokenQuery + size.TokenCacheWrite, CacheCpu, CacheDisk) / hw.GpuToCpuCacheBytesPerSecond,

@@ -99,6 +99,13 @@ public sealed record HardwareProfile
     /// </summary>
     public double GpuMatmulDecodeTokens { get; init; }
 
+    /// <summary>
+    /// Attention on the CPU over a 4-bit compressed cache, as the runtime runs it there (from the codes, or expanded first where
+    /// the CPU or the heads do not allow that), in FLOP/s of the attention it computes at GPU batch 64 (zero: not given; the
+    /// uncompressed rate is used). The batch correction is <see cref="CpuAttentionFit"/>'s.
+    /// </summary>
+    public double CpuAttentionCodesFlops { get; init; }
+
     /// <summary>Where the numbers come from (a paper, a measuring run); informational.</summary>
     public string? Source { get; init; }
 
@@ -125,6 +132,7 @@ public sealed record HardwareProfile
     {
         yield return (HardwareProfileKeys.GpuBatchOverhead, GpuBatchOverheadSeconds);
         yield return (HardwareProfileKeys.GpuMatmulDecodeTokens, GpuMatmulDecodeTokens);
+        yield return (HardwareProfileKeys.CpuAttentionCodes, CpuAttentionCodesFlops);
     }
 
     internal IEnumerable<(string Key, double Value)> Values()
@@ -148,9 +156,13 @@ public sealed record HardwareProfile
         yield return (HardwareProfileKeys.GpuMemoryBandwidth, GpuMemoryBytesPerSecond);
     }
 
-    /// <summary>The CPU attention rate for this GPU batch size and model width, after the fitted correction if any.</summary>
-    public double EffectiveCpuAttentionFlops(int gpuBatchSize, int hiddenSize) =>
-        CpuAttentionFlops * (CpuAttentionFit?.Factor(gpuBatchSize, hiddenSize) ?? 1.0);
+    /// <summary>
+    /// The CPU attention rate for this GPU batch size and model width, over a compressed cache where
+    /// <paramref name="compressedCache"/> (and the profile has that rate), after the fitted correction if any.
+    /// </summary>
+    public double EffectiveCpuAttentionFlops(int gpuBatchSize, int hiddenSize, bool compressedCache = false) =>
+        (compressedCache && CpuAttentionCodesFlops > 0 ? CpuAttentionCodesFlops : CpuAttentionFlops)
+        * (CpuAttentionFit?.Factor(gpuBatchSize, hiddenSize) ?? 1.0);
 }
 
 /// <summary>The built-in profiles.</summary>

@@ -23,6 +23,7 @@ public static class HardwareProfileKeys
     public const string GpuBatchedMatmulPrefill = "compute.gpu_bmm_prefill_flops";
     public const string GpuBatchedMatmulDecode = "compute.gpu_bmm_decode_flops";
     public const string CpuAttention = "compute.cpu_attention_flops";
+    public const string CpuAttentionCodes = "compute.cpu_attention_codes_flops";
     public const string GpuMemoryBandwidth = "bandwidth.gpu_memory_bytes_per_s";
     public const string GpuBatchOverhead = "compute.gpu_batch_overhead_s";
     public const string GpuMatmulDecodeTokens = "compute.gpu_matmul_decode_tokens";
@@ -48,7 +49,7 @@ public static class HardwareProfileJson
             "cpu_to_gpu_bytes_per_s", "cpu_to_gpu_cache_bytes_per_s", "gpu_to_cpu_bytes_per_s", "gpu_to_cpu_cache_bytes_per_s",
             "disk_to_cpu_bytes_per_s", "disk_to_cpu_cache_bytes_per_s", "cpu_to_disk_bytes_per_s", "cpu_to_disk_cache_bytes_per_s", "gpu_memory_bytes_per_s",
         ],
-        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "gpu_batch_overhead_s", "gpu_matmul_decode_tokens"],
+        ["compute"] = ["gpu_matmul_prefill_flops", "gpu_matmul_decode_flops", "gpu_bmm_prefill_flops", "gpu_bmm_decode_flops", "cpu_attention_flops", "cpu_attention_codes_flops", "gpu_batch_overhead_s", "gpu_matmul_decode_tokens"],
         ["cpu_attention_fit"] = ["batch_and_hidden", "batch", "hidden"],
     };
 
@@ -127,6 +128,7 @@ public static class HardwareProfileJson
                 GpuMemoryBytesPerSecond = Number(root, HardwareProfileKeys.GpuMemoryBandwidth),
                 GpuBatchOverheadSeconds = Number(root, HardwareProfileKeys.GpuBatchOverhead, 0, allowZero: true),
                 GpuMatmulDecodeTokens = Number(root, HardwareProfileKeys.GpuMatmulDecodeTokens, 0, allowZero: true),
+                CpuAttentionCodesFlops = Number(root, HardwareProfileKeys.CpuAttentionCodes, 0, allowZero: true),
                 CpuAttentionFit = root.TryGetProperty("cpu_attention_fit", out _)
                     ? new CpuAttentionFit(
                         Number(root, HardwareProfileKeys.FitBatchAndHidden, 0, allowZero: true),

@@ -151,6 +151,29 @@ public class HardwareProfileTests
         Assert.True(Matmul(large, 1, profile) > 1.5 * measured);
     }
 
+    /// <summary>
+    /// A compressed cache's CPU attention rate round-trips and prices the CPU attention of a compressed cache alone (with the
+    /// same batch correction); left out, the uncompressed rate prices both.
+    /// </summary>
+    [Fact]
+    public void A_compressed_cache_s_cpu_attention_rate_prices_compressed_caches_attended_on_the_cpu()
+    {
+        var profile = HardwareProfiles.T4FlexGen with { CpuAttentionCodesFlops = 0.0246e12 };
+        AssertOptionalKeyRoundTrips(profile, "cpu_attention_codes_flops", "24600000000");
+
+        var model = OptModels.Get("opt-1.3b");
+        var workload = new Workload(64, 8);
+        double CpuSeconds(bool compressed, HardwareProfile hw) => CostModel.Evaluate(model, workload,
+            new Policy(8, 2, TierFractions.AllGpu, TierFractions.AllCpu, TierFractions.AllGpu) { CpuAttention = true, CompressCache = compressed }, hw)
+            .Decode.CpuComputeSeconds;
+        var plain = CpuSeconds(false, HardwareProfiles.T4FlexGen);
+        Assert.True(plain > 0);
+        Assert.Equal(plain, CpuSeconds(false, profile), 12);
+        Assert.Equal(plain, CpuSeconds(true, HardwareProfiles.T4FlexGen), 12);
+        Assert.Equal(plain / 2, CpuSeconds(true, profile), 12);
+        Assert.Equal(profile.EffectiveCpuAttentionFlops(8, 2048) * 2, profile.EffectiveCpuAttentionFlops(8, 2048, compressedCache: true), 3);
+    }
+
     [Fact]
     public void A_left_out_cache_bandwidth_equals_the_bulk_one()
     {

@@ -29,4 +29,22 @@ public class CpuAttentionProbeTests
         Assert.True(rate > 0);
         Assert.InRange(fit.Factor(8, 256), 0.1, 1);
     }
+
+    /// <summary>Over a compressed cache the probe times the same calls, attended as the runtime attends them, and frees its homes.</summary>
+    [Fact]
+    public void A_compressed_cache_is_timed_as_the_runtime_attends_it()
+    {
+        using var copies = new CpuCopyEngine();
+        var lines = new List<string>();
+        var host = MemoryTier.ForCpu(long.MaxValue);
+        var probe = new CpuAttentionProbe(copies, host, MemoryTier.ForDevice(long.MaxValue), lines.Add);
+        var points = probe.Measure(new AttentionShape(HiddenSize: 256, Heads: 4), compressed: true);
+
+        Assert.Equal([8, 16, 24, 32, 48], points.Select(p => p.GpuBatchSize));
+        Assert.All(points, p => Assert.True(p.Seconds > 0 && double.IsFinite(p.FlopsPerSecond)));
+        // Heads of 64 in 256: from the codes wherever the CPU has AVX-512, else expanded first.
+        var how = Model.Layers.InvariantAttention.AttendsCodes(64, 256) ? "from its codes" : "expanded";
+        Assert.Equal(points.Count, lines.Count(l => l.Contains($"CPU attention over a compressed cache, {how}, batch")));
+        Assert.Equal(0, host.BytesHeld);
+    }
 }

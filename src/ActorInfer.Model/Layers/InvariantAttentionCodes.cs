@@ -16,11 +16,11 @@ internal static unsafe partial class InvariantAttentionRows
 {
     /// <summary>
     /// Whether heads of <paramref name="headDim"/> over groups of <paramref name="groupSize"/> are read as codes: AVX-512, heads
-    /// of whole 32-float multiples made of whole groups, each a whole 32 values (so that sixteen codes come from one half).
+    /// of whole 32-float multiples made of whole groups of 32 or 64 values (so that sixteen codes come from one half).
     /// </summary>
     public static bool SupportsCodes(long headDim, long groupSize) =>
         Avx512F.IsSupported && Wide && headDim % InvariantAttention.ScoreLanes == 0 && headDim <= InvariantAttention.MaxHeadDim
-        && groupSize % 32 == 0 && headDim % groupSize == 0;
+        && groupSize is 32 or 64 && headDim % groupSize == 0;
 
     /// <summary>One head's compressed rows: codes (<c>head_dim / 2</c> bytes a row) and ranges (each group's minimum and step).</summary>
     public readonly struct CodeRows(byte* codes, long codeStride, byte* ranges, long rangeStride)
@@ -108,14 +108,26 @@ internal static unsafe partial class InvariantAttentionRows
     }
 
     /// <summary>
-    /// Sixteen values of a group from its element <paramref name="e"/> on: the first half's codes are the low nibbles of its
-    /// bytes, the second half's the high nibbles of the same bytes. A permutation reads only its index's low four bits.
+    /// A group's values sixteen at a time, in order: the first half's codes are the low nibbles of its bytes, the second
+    /// half's the high nibbles of the same bytes, so each sixteen bytes are widened once for both (a permutation reads only
+    /// its index's low four bits). Groups hold 32 or 64 values (<see cref="SupportsCodes"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Lookup(Vector512<float> table, byte* group, int e, int half)
+    private static void Values(Vector512<float> table, byte* group, int groupSize, out Vector512<float> v0, out Vector512<float> v1,
+        out Vector512<float> v2, out Vector512<float> v3)
     {
-        if (e < half) return Avx512F.PermuteVar16x32(table, Avx512F.ConvertToVector512Int32(Vector128.Load(group + e)));
-        return Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(Avx512F.ConvertToVector512Int32(Vector128.Load(group + e - half)), 4));
+        var first = Avx512F.ConvertToVector512Int32(Vector128.Load(group));
+        v0 = Avx512F.PermuteVar16x32(table, first);
+        if (groupSize == 32)
+        {
+            v1 = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(first, 4));
+            v2 = v3 = default;
+            return;
+        }
+        var second = Avx512F.ConvertToVector512Int32(Vector128.Load(group + 16));
+        v1 = Avx512F.PermuteVar16x32(table, second);
+        v2 = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(first, 4));
+        v3 = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(second, 4));
     }
 
     /// <summary><see cref="Score16{TRow}"/> over a row of codes: the same products into the same lanes in the same order.</summary>
@@ -124,15 +136,15 @@ internal static unsafe partial class InvariantAttentionRows
     {
         Vector512<float> low = Vector512<float>.Zero, high = low;
         var half = groupSize / 2;
-        for (int g = 0, o = 0; o < d; g++)
+        for (int g = 0, o = 0; o < d; g++, o += groupSize)
         {
-            var table = TCodes.Table(ranges, g);
-            var group = codes + g * half;
-            for (var e = 0; e < groupSize; e += InvariantAttention.ScoreLanes, o += InvariantAttention.ScoreLanes)
-            {
-                low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o), Lookup(table, group, e, half), low);
-                high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 16), Lookup(table, group, e + 16, half), high);
-            }
+            Values(TCodes.Table(ranges, g), codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
+            // Element o + i into lane i mod 32: sixteen to the low lanes, sixteen to the high, in order.
+            low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o), v0, low);
+            high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 16), v1, high);
+            if (groupSize == 32) continue;
+            low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 32), v2, low);
+            high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 48), v3, high);
         }
         return Fold(low, high);
     }
@@ -198,12 +210,14 @@ internal static unsafe partial class InvariantAttentionRows
                 var codes = rowCodes + kv * (d / 2);
                 var ranges = rowRanges + kv * rangeHeadBytes;
                 var w = Vector512.Create(scores[j * n + r]);
-                for (int g = 0, i = 0; i < d; g++)
+                for (int g = 0, i = 0; i < d; g++, i += groupSize)
                 {
-                    var table = TCodes.Table(ranges, g);
-                    var at = codes + g * half;
-                    for (var e = 0; e < groupSize; e += 16, i += 16)
-                        Vector512.Store(Avx512F.FusedMultiplyAdd(w, Lookup(table, at, e, half), Vector512.Load(part + i)), part + i);
+                    Values(TCodes.Table(ranges, g), codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(w, v0, Vector512.Load(part + i)), part + i);
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(w, v1, Vector512.Load(part + i + 16)), part + i + 16);
+                    if (groupSize == 32) continue;
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(w, v2, Vector512.Load(part + i + 32)), part + i + 32);
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(w, v3, Vector512.Load(part + i + 48)), part + i + 48);
                 }
             }
         }

@@ -26,7 +26,11 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
     private const int Repetitions = 3;
 
     /// <summary>One timed point per batch size: the median seconds of a call and its attention FLOPs (4·b·context·hidden).</summary>
-    public IReadOnlyList<CpuAttentionPoint> Measure(AttentionShape shape)
+    /// <param name="compressed">
+    /// Over a 4-bit compressed cache (codes and ranges, token-major as the runtime keeps it on the CPU), attended as the
+    /// runtime attends it: from its codes where the kernel takes them, else expanded into a working cache first.
+    /// </param>
+    public IReadOnlyList<CpuAttentionPoint> Measure(AttentionShape shape, bool compressed = false)
     {
         var (hiddenSize, heads) = (shape.HiddenSize, shape.Heads);
         var headDim = shape.HeadDim;
@@ -40,15 +44,39 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             using var values = host.Allocate([batch, heads, Workload.TotalLength, headDim], ScalarType.Float16, "profile cache values");
             var cache = new LayerKv(keys.Tensor, values.Tensor);
             var (filledKeys, filledValues) = cache.Prefix(cacheIndex);
-            using (filledKeys) filledKeys.normal_();
-            using (filledValues) filledValues.normal_();
+            filledKeys.normal_();
+            filledValues.normal_();
             using var q = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
             using var k = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
             using var v = randn([batch, heads, 1, headDim], dtype: ScalarType.Float16, device: device.Device);
             var starts = Starts(batch);
-            var seconds = Median(() => Call(q, k, v, cache, cacheIndex, starts));
+            CacheCodes? codes = null;
+            var homes = new List<TensorLease>();
+            if (compressed)
+            {
+                // The filled prefix compressed into codes of a whole cache's capacity, as a CPU home holds them.
+                var (keyCodes, keyRanges) = CacheCompression.Compress(filledKeys);
+                var (valueCodes, valueRanges) = CacheCompression.Compress(filledValues);
+                Tensor Home(Tensor part)
+                {
+                    var home = host.Allocate([Workload.TotalLength, .. part.shape[1..]], part.dtype, "profile compressed cache");
+                    homes.Add(home);
+                    return home.Tensor.narrow(0, 0, cacheIndex).copy_(part);
+                }
+                codes = new CacheCodes(Home(keyCodes), Home(keyRanges), Home(valueCodes), Home(valueRanges));
+            }
+            double seconds;
+            try
+            {
+                seconds = Median(() => Call(q, k, v, cache, codes, cacheIndex, starts));
+            }
+            finally
+            {
+                foreach (var home in homes) home.Dispose();
+            }
             var point = new CpuAttentionPoint(batch, seconds, 4.0 * batch * (cacheIndex + 1) * hiddenSize);
-            log($"CPU attention, batch {batch}, hidden {hiddenSize}, context {cacheIndex + 1}: {seconds * 1e3:F2} ms per call, {point.FlopsPerSecond / 1e9:F2} GFLOP/s");
+            var how = codes is null ? "" : InvariantAttention.AttendsCodes(headDim, hiddenSize) ? " over a compressed cache, from its codes" : " over a compressed cache, expanded";
+            log($"CPU attention{how}, batch {batch}, hidden {hiddenSize}, context {cacheIndex + 1}: {seconds * 1e3:F2} ms per call, {point.FlopsPerSecond / 1e9:F2} GFLOP/s");
             points.Add(point);
         }
         return points;
@@ -57,7 +85,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
     /// <summary>A left-padded batch's first attended positions: every other sequence has one pad token in front.</summary>
     private static int[] Starts(int batch) => [.. Enumerable.Range(0, batch).Select(b => b % 2)];
 
-    private void Call(Tensor q, Tensor k, Tensor v, LayerKv cache, int cacheIndex, int[] starts)
+    private void Call(Tensor q, Tensor k, Tensor v, LayerKv cache, CacheCodes? codes, int cacheIndex, int[] starts)
     {
         using var scope = NewDisposeScope();
         var after = copies.AfterCompute();
@@ -72,11 +100,7 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
                 return lease.Tensor;
             }
             var (qc, kc, vc) = (ToCpu(q), ToCpu(k), ToCpu(v));
-            cache.Write(cacheIndex, kc, vc);
-            var (keys, values) = cache.Prefix(cacheIndex + 1);
-            using (keys)
-            using (values)
-            using (var context = InvariantAttention.Decode(qc, keys, values, starts))
+            using (var context = Attend(qc, kc, vc))
             {
                 var back = device.Allocate(context.Dims(), context.dtype, "profile context");
                 leases.Add(back);
@@ -86,6 +110,24 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
         finally
         {
             foreach (var lease in leases) lease.Dispose();
+        }
+
+        // As LayerAttention.CpuAttention attends: a compressed cache from its codes, or expanded into the working cache first.
+        Tensor Attend(Tensor qc, Tensor kc, Tensor vc)
+        {
+            var headDim = (int)qc.size(3);
+            if (codes is not null && InvariantAttention.AttendsCodes(headDim, kc.size(1) * headDim))
+                return InvariantAttention.DecodeCodes(qc, codes, kc, vc, starts);
+            if (codes is not null)
+            {
+                CacheCompression.DecompressInto(codes.KeyCodes, codes.KeyRanges, cache.Keys.narrow(2, 0, cacheIndex));
+                CacheCompression.DecompressInto(codes.ValueCodes, codes.ValueRanges, cache.Values.narrow(2, 0, cacheIndex));
+            }
+            cache.Write(cacheIndex, kc, vc);
+            var (keys, values) = cache.Prefix(cacheIndex + 1);
+            using (keys)
+            using (values)
+                return InvariantAttention.Decode(qc, keys, values, starts);
         }
     }
 

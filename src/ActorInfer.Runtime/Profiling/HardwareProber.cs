@@ -54,9 +54,14 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
         var matmulDecode = Matmul("matmul, decode shape", DecodeTokens, dtype);
         var bmmPrefill = Attention("attention, prefill shape", batch: 4, queries: 512, keys: 512, dtype, device);
         var bmmDecode = Attention("attention, decode shape", batch: 32, queries: 1, keys: 544, dtype, device);
-        var attentionPoints = new CpuAttentionProbe(copies, host, dev, log).Measure(_attention);
+        var attentionProbe = new CpuAttentionProbe(copies, host, dev, log);
+        var attentionPoints = attentionProbe.Measure(_attention);
         var (cpuAttention, cpuAttentionFit) = CpuAttentionFit.FromRates(attentionPoints.Select(p => (p.GpuBatchSize, p.FlopsPerSecond)).ToArray());
         log($"CPU attention fit: {cpuAttention / 1e9:F2} GFLOP/s at batch 64, batch coefficient {cpuAttentionFit.Batch:F4}");
+        // Over a compressed cache: the rate at batch 64 by the same fit's correction (the points' mean ratio to the fit's).
+        var codesPoints = attentionProbe.Measure(_attention, compressed: true);
+        var cpuAttentionCodes = codesPoints.Average(p => p.FlopsPerSecond / cpuAttentionFit.Factor(p.GpuBatchSize, _attention.HiddenSize));
+        log($"CPU attention over a compressed cache: {cpuAttentionCodes / 1e9:F2} GFLOP/s at batch 64 by the same batch correction");
         var batchOverhead = new GpuBatchOverheadProbe(copies, log).Measure(dtype);
 
         return new HardwareProfile
@@ -79,11 +84,12 @@ public sealed class HardwareProber(Device device, string diskFolder, Action<stri
             GpuBatchedMatmulPrefillFlops = bmmPrefill,
             GpuBatchedMatmulDecodeFlops = bmmDecode,
             CpuAttentionFlops = cpuAttention,
+            CpuAttentionCodesFlops = cpuAttentionCodes,
             CpuAttentionFit = cpuAttentionFit,
             GpuMemoryBytesPerSecond = deviceMemory,
             GpuBatchOverheadSeconds = batchOverhead,
             Source = $"measured by `actorinfer profile` on {Environment.MachineName} at {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({(IsCuda ? "cuda" : "cpu")}); " +
-                     $"CPU attention as the runtime's decoding step runs it, hidden {_attention.HiddenSize} in {_attention.Heads} heads, GPU batches {string.Join(", ", CpuAttentionProbe.BatchSizes)}; " +
+                     $"CPU attention as the runtime's decoding step runs it (over a plain cache and a compressed one), hidden {_attention.HiddenSize} in {_attention.Heads} heads, GPU batches {string.Join(", ", CpuAttentionProbe.BatchSizes)}; " +
                      $"per-position overhead from the runtime's decoding step of a {GpuBatchOverheadProbe.Layers}-layer model of hidden 64, {GpuBatchOverheadProbe.GpuBatches} GPU batches of 1",
         }.Validate();
     }
