@@ -27,6 +27,18 @@ internal static unsafe partial class InvariantAttentionRows
     {
         public readonly byte* Codes = codes, Ranges = ranges;
         public readonly long CodeStride = codeStride, RangeStride = rangeStride;
+
+        public byte* CodesOf(int row) => Codes + row * CodeStride;
+
+        public byte* RangesOf(int row) => Ranges + row * RangeStride;
+
+        /// <summary>Asks for the <paramref name="codeBytes"/> and <paramref name="rangeBytes"/> of a row ahead, from the offsets given.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void FetchAhead(int row, long codeOffset, int codeBytes, long rangeOffset, int rangeBytes)
+        {
+            Fetch(CodesOf(row + Ahead) + codeOffset, codeBytes);
+            Fetch(RangesOf(row + Ahead) + rangeOffset, rangeBytes);
+        }
     }
 
     /// <summary>A group's sixteen values from its minimum and step, as <see cref="CacheCompression"/>'s expansion forms them.</summary>
@@ -178,12 +190,11 @@ internal static unsafe partial class InvariantAttentionRows
         var kvSpan = (first + count - 1) / group - kvFirst + 1;
         var codeOffset = kvFirst * (d / 2);
         var rangeOffset = kvFirst * rangeHeadBytes;
+        int codeBytes = kvSpan * d / 2, rangeBytes = (int)(kvSpan * rangeHeadBytes);
         for (var r = 0; r < m; r++)
         {
-            Fetch(keys.Codes + (r + Ahead) * keys.CodeStride + codeOffset, kvSpan * d / 2);
-            Fetch(keys.Ranges + (r + Ahead) * keys.RangeStride + rangeOffset, (int)(kvSpan * rangeHeadBytes));
-            var codes = keys.Codes + r * keys.CodeStride;
-            var ranges = keys.Ranges + r * keys.RangeStride;
+            keys.FetchAhead(r, codeOffset, codeBytes, rangeOffset, rangeBytes);
+            byte* codes = keys.CodesOf(r), ranges = keys.RangesOf(r);
             for (var j = 0; j < count; j++)
             {
                 var kv = (first + j) / group;
@@ -200,10 +211,8 @@ internal static unsafe partial class InvariantAttentionRows
         new Span<float>(parts, count * partsPerHead).Clear();
         for (var r = 0; r < m; r++)
         {
-            Fetch(values.Codes + (r + Ahead) * values.CodeStride + codeOffset, kvSpan * d / 2);
-            Fetch(values.Ranges + (r + Ahead) * values.RangeStride + rangeOffset, (int)(kvSpan * rangeHeadBytes));
-            var rowCodes = values.Codes + r * values.CodeStride;
-            var rowRanges = values.Ranges + r * values.RangeStride;
+            values.FetchAhead(r, codeOffset, codeBytes, rangeOffset, rangeBytes);
+            byte* rowCodes = values.CodesOf(r), rowRanges = values.RangesOf(r);
             for (var j = 0; j < count; j++)
             {
                 var kv = (first + j) / group;
