@@ -20,7 +20,7 @@
 #            too, --cpu-attention auto, unless COMP30_CPU_ATTENTION says on or off)
 # Needs .gpu/ (pack.sh) and .baselines/flexgen (see shared/baselines/flexgen/README.md) carried. Writes under $OUT:
 # each run's output, and summary.txt (throughputs, ratios ours / FlexGen, predicted and device-reported GPU peaks).
-# Usage: STEPS="gpu67 auto67" bash scripts/gpu/vs-flexgen.sh
+# Usage: STEPS="gpu67 auto67" bash scripts/gpu/vs-flexgen.sh   (PROFILE=1 STEPS=comp30 for issue 28's item 3 from a fresh profile)
 set -uo pipefail
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
@@ -32,6 +32,12 @@ nvidia-smi -L 2>/dev/null | grep -q H100 && card_profile=hocon/hardware/h100-80g
 hardware=${HARDWARE:-$card_profile}
 flexgen_limit=${FLEXGEN_LIMIT:-300}
 ai() { bash .gpu/run.sh actorinfer "$@"; }
+# PROFILE=1: measure the card's profile first (about 2 minutes; CPU attention at OPT-30B's width, over a plain and a
+# compressed cache) and plan from it.
+if [ "${PROFILE:-0}" = 1 ]; then
+  ai profile --device cuda --disk-dir /tmp --model opt-30b --output "$out/profile.json" --name measured > "$out/profile.txt" 2>&1 \
+    && hardware=$out/profile.json
+fi
 (nvidia-smi -L 2>/dev/null || echo "no GPU") | tee "$out/card.txt"
 [ -d .baselines/flexgen/flexgen ] || echo "FlexGen is not here (.baselines/flexgen): its rows are skipped" | tee -a "$out/summary.txt"
 # flexgen NAME LIMIT ARGS: FlexGen's own benchmark (dummy weights) from /tmp, its log in $out/flexgen-NAME.log.
