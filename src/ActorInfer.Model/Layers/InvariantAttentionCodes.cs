@@ -142,15 +142,22 @@ internal static unsafe partial class InvariantAttentionRows
         v3 = Avx512F.PermuteVar16x32(table, Vector512.ShiftRightLogical(second, 4));
     }
 
+    /// <summary>A key/value head's tables for one row: group g's sixteen values into <paramref name="tables"/>[g].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tables<TCodes>(byte* ranges, int groups, Vector512<float>* tables) where TCodes : ICodes
+    {
+        for (var g = 0; g < groups; g++) tables[g] = TCodes.Table(ranges, g);
+    }
+
     /// <summary><see cref="Score16{TRow}"/> over a row of codes: the same products into the same lanes in the same order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float ScoreCodes<TCodes>(float* q, byte* codes, byte* ranges, int d, int groupSize) where TCodes : ICodes
+    private static float ScoreCodes(float* q, byte* codes, Vector512<float>* tables, int d, int groupSize)
     {
         Vector512<float> low = Vector512<float>.Zero, high = low;
         var half = groupSize / 2;
         for (int g = 0, o = 0; o < d; g++, o += groupSize)
         {
-            Values(TCodes.Table(ranges, g), codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
+            Values(tables[g], codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
             // Element o + i into lane i mod 32: sixteen to the low lanes, sixteen to the high, in order.
             low = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o), v0, low);
             high = Avx512F.FusedMultiplyAdd(Vector512.Load(q + o + 16), v1, high);
@@ -191,19 +198,26 @@ internal static unsafe partial class InvariantAttentionRows
         var codeOffset = kvFirst * (d / 2);
         var rangeOffset = kvFirst * rangeHeadBytes;
         int codeBytes = kvSpan * d / 2, rangeBytes = (int)(kvSpan * rangeHeadBytes);
+        // A key/value head's tables for the row, formed once for the query heads that share it (query head j's key/value
+        // head is kvOf[j], worked out once, not divided out for each row).
+        var headGroups = d / groupSize;
+        var tables = stackalloc Vector512<float>[headGroups];
+        var kvOf = stackalloc int[count];
+        for (var j = 0; j < count; j++) kvOf[j] = (first + j) / group;
         for (var r = 0; r < m; r++)
         {
             keys.FetchAhead(r, codeOffset, codeBytes, rangeOffset, rangeBytes);
             byte* codes = keys.CodesOf(r), ranges = keys.RangesOf(r);
             for (var j = 0; j < count; j++)
             {
-                var kv = (first + j) / group;
-                scores[j * n + r] = ScoreCodes<TCodes>(query + j * d, codes + kv * (d / 2), ranges + kv * rangeHeadBytes, d, groupSize) * scale;
+                var kv = kvOf[j];
+                if (j == 0 || kv != kvOf[j - 1]) Tables<TCodes>(ranges + kv * rangeHeadBytes, headGroups, tables);
+                scores[j * n + r] = ScoreCodes(query + j * d, codes + kv * (d / 2), tables, d, groupSize) * scale;
             }
         }
         for (var j = 0; j < count; j++)
         {
-            var kv = (first + j) / group;
+            var kv = kvOf[j];
             scores[j * n + m] = Score16<TRow>(query + j * d, newKeys + kv * newHeadStride, d) * scale;
             totals[j] = Weigh(scores + j * n, n, sums + j * InvariantAttention.SumParts, wide: true);
         }
@@ -215,14 +229,14 @@ internal static unsafe partial class InvariantAttentionRows
             byte* rowCodes = values.CodesOf(r), rowRanges = values.RangesOf(r);
             for (var j = 0; j < count; j++)
             {
-                var kv = (first + j) / group;
+                var kv = kvOf[j];
+                if (j == 0 || kv != kvOf[j - 1]) Tables<TCodes>(rowRanges + kv * rangeHeadBytes, headGroups, tables);
                 var part = parts + j * partsPerHead + (r % InvariantAttention.ValueParts) * d;
                 var codes = rowCodes + kv * (d / 2);
-                var ranges = rowRanges + kv * rangeHeadBytes;
                 var w = Vector512.Create(scores[j * n + r]);
                 for (int g = 0, i = 0; i < d; g++, i += groupSize)
                 {
-                    Values(TCodes.Table(ranges, g), codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
+                    Values(tables[g], codes + g * half, groupSize, out var v0, out var v1, out var v2, out var v3);
                     Vector512.Store(Avx512F.FusedMultiplyAdd(w, v0, Vector512.Load(part + i)), part + i);
                     Vector512.Store(Avx512F.FusedMultiplyAdd(w, v1, Vector512.Load(part + i + 16)), part + i + 16);
                     if (groupSize == 32) continue;
@@ -233,7 +247,7 @@ internal static unsafe partial class InvariantAttentionRows
         }
         for (var j = 0; j < count; j++)
         {
-            var kv = (first + j) / group;
+            var kv = kvOf[j];
             var head = parts + j * partsPerHead;
             var last = head + (m % InvariantAttention.ValueParts) * d;
             var lastWeight = Vector512.Create(scores[j * n + m]);
