@@ -215,13 +215,13 @@ public static class InvariantAttention
         byte* nkp = (byte*)TensorData.Pointer(newKeyRows), nvp = (byte*)TensorData.Pointer(newValueRows);
         long kcl = keyCodes.stride(0), kcb = keyCodes.stride(1), vcl = valueCodes.stride(0), vcb = valueCodes.stride(1);
         long krl = keyRanges.stride(0) * element, krb = keyRanges.stride(1) * element, vrl = valueRanges.stride(0) * element, vrb = valueRanges.stride(1) * element;
-        long nksb = kvHeads * d, nksh = d, nvsb = nksb;
+        long newRow = kvHeads * d * element, newHead = d * element;
         var kind = dtype switch { ScalarType.Float16 => Element.Half, ScalarType.BFloat16 => Element.BFloat16, _ => Element.Float };
         var scale = 1f / MathF.Sqrt(d);
         var startArray = starts.ToArray();
         var rangeHeadBytes = d / groupSize * 2 * element;
-        // Work in chunks of up to eight heads of a sequence, all read row by row together.
-        var chunk = (int)Math.Min(h, CodeHeadsPerChunk);
+        // Work in chunks of whole key/value heads' query heads, eight or more, of a sequence, all read row by row together.
+        var chunk = (int)Math.Min(h, (CodeHeadsPerChunk + group - 1) / group * group);
         var chunks = (h + chunk - 1) / chunk;
         Parallel.For(0, b * chunks, () => new CodeWork((int)length + 1, (int)d, chunk), (item, _, work) =>
         {
@@ -238,17 +238,17 @@ public static class InvariantAttention
                 {
                     case Element.Half:
                         InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.HalfCodes, InvariantAttentionRows.HalfRow>(query, (int)first, count,
-                            (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m, (int)d,
+                            (int)group, keys, values, rangeHeadBytes, nkp + sb * newRow, nvp + sb * newRow, newHead, m, (int)d,
                             groupSize, scale, scores, sums, parts, totals);
                         break;
                     case Element.BFloat16:
                         InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.BFloat16Codes, InvariantAttentionRows.BFloat16Row>(query, (int)first,
-                            count, (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m,
+                            count, (int)group, keys, values, rangeHeadBytes, nkp + sb * newRow, nvp + sb * newRow, newHead, m,
                             (int)d, groupSize, scale, scores, sums, parts, totals);
                         break;
                     default:
                         InvariantAttentionRows.HeadsCodes<InvariantAttentionRows.FloatCodes, InvariantAttentionRows.FloatRow>(query, (int)first, count,
-                            (int)group, keys, values, rangeHeadBytes, nkp + sb * nksb * element, nvp + sb * nvsb * element, nksh * element, m, (int)d,
+                            (int)group, keys, values, rangeHeadBytes, nkp + sb * newRow, nvp + sb * newRow, newHead, m, (int)d,
                             groupSize, scale, scores, sums, parts, totals);
                         break;
                 }
@@ -269,10 +269,7 @@ public static class InvariantAttention
     /// groups within whole heads, AVX-512); elsewhere a compressed cache is expanded and attended by <see cref="Decode"/>.
     /// </summary>
     public static bool AttendsCodes(long headDim, long hiddenSize) =>
-        FromCodes && hiddenSize % 2 == 0 && InvariantAttentionRows.SupportsCodes(headDim, CacheCompression.GroupSizeFor(hiddenSize));
-
-    /// <summary>Whether compressed caches are attended from their codes where they can be (tests and benchmarks compare both ways).</summary>
-    internal static bool FromCodes { get; set; } = true;
+        hiddenSize % 2 == 0 && InvariantAttentionRows.SupportsCodes(headDim, CacheCompression.GroupSizeFor(hiddenSize));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Write(byte* row, long i, float value, Element kind)
@@ -285,8 +282,8 @@ public static class InvariantAttention
         }
     }
 
-    /// <summary>Heads of a sequence attended together from codes (<see cref="DecodeCodes"/>).</summary>
-    internal static int CodeHeadsPerChunk { get; set; } = 8;
+    /// <summary>Query heads of a sequence attended together from codes, at least (<see cref="DecodeCodes"/>).</summary>
+    private const int CodeHeadsPerChunk = 8;
 
     private sealed class CodeWork(int length, int dim, int heads)
     {

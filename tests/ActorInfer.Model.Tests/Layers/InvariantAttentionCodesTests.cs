@@ -12,7 +12,8 @@ namespace ActorInfer.Model.Tests.Layers;
 public sealed class InvariantAttentionCodesTests
 {
     /// <summary>
-    /// Each type; heads of 128, 64 and 32 (groups of 64 and 32); key/value heads shared; paddings, one sequence attending only
+    /// Each type; heads of 128, 64 and 32 (groups of 64 and 32); key/value heads shared by 2 to 16 query heads (chunks of whole
+    /// sharing heads: nine of twelve, then three); paddings, one sequence attending only
     /// its new token; codes that are a prefix of a longer cache; tiny values (float16 subnormals) and a group spanning float16's
     /// whole range, whose expansion overflows to infinity.
     /// </summary>
@@ -22,6 +23,8 @@ public sealed class InvariantAttentionCodesTests
     [InlineData(ScalarType.Float16, 3, 3, 32)]
     [InlineData(ScalarType.BFloat16, 4, 2, 128)]
     [InlineData(ScalarType.BFloat16, 2, 1, 64)]
+    [InlineData(ScalarType.BFloat16, 12, 4, 64)]
+    [InlineData(ScalarType.Float16, 16, 1, 64)]
     [InlineData(ScalarType.Float32, 4, 4, 64)]
     [InlineData(ScalarType.Float32, 2, 1, 128)]
     public void Codes_give_the_bits_of_expanding_then_attending(ScalarType type, int heads, int kvHeads, int dim)
