@@ -13,9 +13,8 @@ public sealed class InvariantAttentionCodesTests
 {
     /// <summary>
     /// Each type; heads of 128, 64 and 32 (groups of 64 and 32); key/value heads shared by 2 to 16 query heads (chunks of whole
-    /// sharing heads: nine of twelve, then three); paddings, one sequence attending only
-    /// its new token; codes that are a prefix of a longer cache; tiny values (float16 subnormals) and a group spanning float16's
-    /// whole range, whose expansion overflows to infinity.
+    /// sharing heads: nine of twelve, then three); paddings, one sequence attending only its new token; codes that are a prefix
+    /// of a longer cache; tiny values (float16 subnormals) and a group spanning 65,504, whose expansion overflows to infinity.
     /// </summary>
     [Theory]
     [InlineData(ScalarType.Float16, 4, 4, 128)]
