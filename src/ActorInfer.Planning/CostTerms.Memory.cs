@@ -89,8 +89,8 @@ public sealed partial record CostTerms
             if (shape.CompressCache && shape.CacheOnGpu)
                 gpu.Add(new("cache_expansion", Of(expansion)));
             cpuStaging += Of(size.CpuAttentionScratch, CacheCpu, CacheDisk);
-            // The same working caches on the CPU for the caches attended there.
-            if (shape.CompressCache)
+            // The same working caches on the CPU for the caches attended there, unless the runtime reads their codes.
+            if (shape.CompressCache && !size.CpuAttendsCacheCodes)
                 cpuStaging += Of(2 * size.BatchFullCacheExpanded);
         }
         else

@@ -140,6 +140,7 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
             double kvWidth = model.KeyValueWidth;
 
             HiddenSize = model.HiddenSize;
+            CpuAttendsCacheCodes = model.CpuAttendsCacheCodes;
             LayerWeights = model.LayerWeightBytes * weightScale;
             UncompressedLayerWeights = model.LayerWeightBytes;
             AllWeights = model.PlacedWeightBytes * weightScale;
@@ -206,6 +207,8 @@ public sealed partial record CostTerms(PhaseTimeTerms Prefill, PhaseTimeTerms De
         };
 
         public int HiddenSize { get; }
+        /// <summary>A compressed cache attended on the CPU is read from its codes: no working copy there (<see cref="ModelSpec.CpuAttendsCacheCodes"/>).</summary>
+        public bool CpuAttendsCacheCodes { get; }
         public double LayerWeights { get; }
         public double UncompressedLayerWeights { get; }
         public double AllWeights { get; }

@@ -65,6 +65,12 @@ public sealed record ModelSpec
     /// <summary>The width of one token's keys (or values) in one layer.</summary>
     public long KeyValueWidth => (long)KeyValueHeads * HeadDim;
 
+    /// <summary>
+    /// Whether the runtime on this machine attends a compressed cache on the CPU from its codes, holding no expanded working
+    /// copy there (AVX-512, heads of whole groups). False where not known: the copies are then charged.
+    /// </summary>
+    public bool CpuAttendsCacheCodes { get; init; }
+
     /// <summary>The architecture's own count of one layer's parameters, when it is not OPT's.</summary>
     public long? LayerParameterCount { get; init; }
 

@@ -112,6 +112,27 @@ public class MemoryModelTests
         Assert.Equal(plain.Decode.GpuComputeSeconds + 0.5 * 10 * 384 / 1e12, onGpu.Decode.GpuComputeSeconds, 1e-15);
     }
 
+    /// <summary>
+    /// A compressed cache attended on the CPU holds two expanded working caches there, unless the runtime reads its codes:
+    /// then the CPU's decoding figure is two batches' expanded caches less, and nothing else changes.
+    /// </summary>
+    [Fact]
+    public void A_compressed_cache_read_from_its_codes_on_the_cpu_holds_no_working_copies_there()
+    {
+        // Tiny model, b = 2, s + n = 8, h = 8: one batch's expanded cache 2·2·8·8·2 = 512 bytes.
+        var work = new Workload(promptLength: 4, generationLength: 4);
+        var policy = Place(Gpu, Cpu, Gpu) with { CompressCache = true, CpuAttention = true };
+        var expanded = CostModel.Evaluate(TinyModel, work, policy, RoundProfile);
+        var codes = CostModel.Evaluate(TinyModel with { CpuAttendsCacheCodes = true }, work, policy, RoundProfile);
+        Assert.Equal(expanded.DecodeMemory.Cpu - 2 * 512, codes.DecodeMemory.Cpu, Tolerance);
+        Assert.Equal(expanded.DecodeMemory.Gpu, codes.DecodeMemory.Gpu, Tolerance);
+        Assert.Equal(expanded.PrefillMemory, codes.PrefillMemory);
+        // Attended on the GPU, the flag changes nothing.
+        var onGpu = policy with { CpuAttention = false };
+        Assert.Equal(CostModel.Evaluate(TinyModel, work, onGpu, RoundProfile).DecodeMemory,
+            CostModel.Evaluate(TinyModel with { CpuAttendsCacheCodes = true }, work, onGpu, RoundProfile).DecodeMemory);
+    }
+
     [Fact]
     public void The_search_with_a_compressed_cache_reports_what_the_policy_it_found_evaluates_to()
     {

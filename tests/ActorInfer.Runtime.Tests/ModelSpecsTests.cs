@@ -45,6 +45,20 @@ public sealed class ModelSpecsTests
     public void Opt_is_described_as_before()
     {
         var spec = ModelSpecs.From(ModelConfigs.Named("opt-6.7b"), bytesPerElement: 2);
-        Assert.Equal(OptModels.Get("opt-6.7b"), spec);
+        Assert.Equal(OptModels.Get("opt-6.7b"), spec with { CpuAttendsCacheCodes = false });
+    }
+
+    /// <summary>The planner hears whether this machine's runtime reads a compressed cache's codes on the CPU, model by model.</summary>
+    [Theory]
+    [InlineData("opt-6.7b", 128, 4096)]
+    [InlineData("opt-2.7b", 80, 2560)]
+    [InlineData("llama-3.1-8b", 128, 1024)]
+    public void Whether_a_compressed_cache_is_read_from_its_codes_on_the_cpu_is_the_runtime_s(string name, int headDim, int cacheWidth)
+    {
+        var attends = ActorInfer.Model.Layers.InvariantAttention.AttendsCodes(headDim, cacheWidth);
+        Assert.Equal(attends, ModelSpecs.From(ModelConfigs.Named(name), bytesPerElement: 2).CpuAttendsCacheCodes);
+        // Heads of 80 in 2,560 make groups that cross heads: never read from codes.
+        if (headDim == 80) Assert.False(attends);
+        else Assert.Equal(System.Runtime.Intrinsics.X86.Avx512F.IsSupported, attends);
     }
 }

@@ -16,7 +16,11 @@ public static class ModelSpecs
     public static ModelSpec From(ModelConfig c, int? bytesPerElement = null, IReadOnlyList<ScheduleLayer>? layers = null)
     {
         var spec = new ModelSpec(c.Name, c.NumHiddenLayers, c.HiddenSize, c.NumAttentionHeads, c.FfnSize, c.VocabSize,
-            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype)) { WeightLayout = LayoutOf(c, layers) };
+            c.MaxPositionEmbeddings, bytesPerElement ?? ModelShape.ElementSize(c.TorchDtype))
+        {
+            WeightLayout = LayoutOf(c, layers),
+            CpuAttendsCacheCodes = InvariantAttention.AttendsCodes(c.HeadDim, (long)c.NumKeyValueHeads * c.HeadDim),
+        };
         // OPT's counts are the spec's own formulas; other architectures count their own tensors.
         if (c is OptConfig) return spec;
         var shape = new ModelShape(c);
