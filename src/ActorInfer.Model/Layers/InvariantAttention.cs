@@ -107,6 +107,11 @@ public static class InvariantAttention
         // on the 2-core CPU OPT-125m decoded 2.97 times faster (float16, attended on the CPU), with rows fetched ahead
         // (docs/perf/cpu-attention-in-registers/).
         var inRegisters = InRegisters && InvariantAttentionRows.Supports(d);
+        if (inRegisters && group > 1)
+        {
+            SharedHeads(qp, kp, ksb, ksh, ksl, vp, vsb, vsh, vsl, op, b, h, d, group, length, element, kind, scale, startArray);
+            return output;
+        }
         Parallel.For(0, b * h, () => new Work((int)length, (int)d), (bh, _, work) =>
         {
             long sb = bh / h, sh = bh % h, kvh = sh / group;
@@ -159,6 +164,56 @@ public static class InvariantAttention
             return work;
         }, _ => { });
         return output;
+    }
+
+    /// <summary>
+    /// <see cref="OnCpu"/> where query heads share key/value heads: a (sequence, key/value head) at a time, each key and value
+    /// row widened once for the heads that share it (<see cref="InvariantAttentionRows.SharedHeads{TRow}"/>).
+    /// </summary>
+    private static unsafe void SharedHeads(float* qp, byte* kp, long ksb, long ksh, long ksl, byte* vp, long vsb, long vsh, long vsl, byte* op,
+        long b, long h, long d, long group, long length, long element, Element kind, float scale, int[] starts)
+    {
+        var kvHeads = h / group;
+        Parallel.For(0, b * kvHeads, () => new HeadsWork((int)length, (int)d, (int)group), (item, _, work) =>
+        {
+            long sb = item / kvHeads, kvh = item % kvHeads, first = kvh * group;
+            var start = starts[sb];
+            var n = (int)(length - start);
+            var keyBase = kp + (sb * ksb + kvh * ksh + start * ksl) * element;
+            var valueBase = vp + (sb * vsb + kvh * vsh + start * vsl) * element;
+            fixed (float* scores = work.Scores, sums = work.Sums, parts = work.Values, totals = work.Totals, row = work.Row)
+            {
+                var query = qp + (sb * h + first) * d;
+                switch (kind)
+                {
+                    case Element.Half:
+                        InvariantAttentionRows.SharedHeads<InvariantAttentionRows.HalfRow>(query, (int)group, keyBase, ksl * element, valueBase,
+                            vsl * element, n, (int)d, scale, scores, sums, parts, totals, row);
+                        break;
+                    case Element.BFloat16:
+                        InvariantAttentionRows.SharedHeads<InvariantAttentionRows.BFloat16Row>(query, (int)group, keyBase, ksl * element, valueBase,
+                            vsl * element, n, (int)d, scale, scores, sums, parts, totals, row);
+                        break;
+                    default:
+                        InvariantAttentionRows.SharedHeads<InvariantAttentionRows.FloatRow>(query, (int)group, keyBase, ksl * element, valueBase,
+                            vsl * element, n, (int)d, scale, scores, sums, parts, totals, row);
+                        break;
+                }
+                WriteContexts(op + (sb * h + first) * d * element, (int)group, (int)d, parts, totals, kind);
+            }
+            return work;
+        }, _ => { });
+    }
+
+    /// <summary>Each of <paramref name="count"/> heads' contexts, its parts' first d floats over its weights' sum, in the cache's type.</summary>
+    private static unsafe void WriteContexts(byte* output, int count, int d, float* parts, float* totals, Element kind)
+    {
+        for (var j = 0; j < count; j++)
+        {
+            var outRow = output + (long)j * d * (kind == Element.Float ? 4 : 2);
+            var context = parts + j * ValueParts * d;
+            for (var i = 0; i < d; i++) Write(outRow, i, context[i] / totals[j], kind);
+        }
     }
 
     /// <summary>
@@ -223,7 +278,7 @@ public static class InvariantAttention
         // Work in chunks of whole key/value heads' query heads, eight or more, of a sequence, all read row by row together.
         var chunk = (int)Math.Min(h, (CodeHeadsPerChunk + group - 1) / group * group);
         var chunks = (h + chunk - 1) / chunk;
-        Parallel.For(0, b * chunks, () => new CodeWork((int)length + 1, (int)d, chunk), (item, _, work) =>
+        Parallel.For(0, b * chunks, () => new HeadsWork((int)length + 1, (int)d, chunk), (item, _, work) =>
         {
             long sb = item / chunks, first = item % chunks * chunk;
             var count = (int)Math.Min(chunk, h - first);
@@ -252,12 +307,7 @@ public static class InvariantAttention
                             groupSize, scale, scores, sums, parts, totals);
                         break;
                 }
-                for (var j = 0; j < count; j++)
-                {
-                    var outRow = op + (sb * h + first + j) * d * element;
-                    var context = parts + j * ValueParts * d;
-                    for (var i = 0; i < d; i++) Write(outRow, i, context[i] / totals[j], kind);
-                }
+                WriteContexts(op + (sb * h + first) * d * element, count, (int)d, parts, totals, kind);
             }
             return work;
         }, _ => { });
@@ -285,10 +335,11 @@ public static class InvariantAttention
     /// <summary>Query heads of a sequence attended together from codes, at least (<see cref="DecodeCodes"/>).</summary>
     private const int CodeHeadsPerChunk = 8;
 
-    private sealed class CodeWork(int length, int dim, int heads)
+    /// <summary>A worker's buffers for several heads of a sequence at once (<see cref="DecodeCodes"/>, <see cref="SharedHeads"/>).</summary>
+    private sealed class HeadsWork(int length, int dim, int heads)
     {
         public readonly float[] Scores = new float[heads * length], Sums = new float[heads * SumParts], Values = new float[heads * ValueParts * dim],
-            Totals = new float[heads];
+            Totals = new float[heads], Row = new float[dim];
     }
 
     private sealed class Work(int length, int dim)

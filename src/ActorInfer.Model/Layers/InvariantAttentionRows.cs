@@ -130,6 +130,67 @@ internal static unsafe partial class InvariantAttentionRows
     }
 
     /// <summary>
+    /// <paramref name="count"/> query heads that share one key/value head, each as <see cref="Head{TRow}"/>: each key and value
+    /// row is widened once into <paramref name="row"/> and read from there by every head (a float row gives the floats
+    /// widening gives, so the same bits). Head j's context (<paramref name="d"/> floats, not yet divided) goes to the first
+    /// <paramref name="d"/> of its <c>4 d</c> in <paramref name="parts"/>, its weights' sum to <paramref name="totals"/>[j].
+    /// </summary>
+    /// <param name="query">The heads' queries, <paramref name="d"/> floats a head.</param>
+    /// <param name="scores">count x n floats.</param>
+    /// <param name="sums">count x <see cref="InvariantAttention.SumParts"/> floats.</param>
+    /// <param name="parts">count x <see cref="InvariantAttention.ValueParts"/> x d floats.</param>
+    /// <param name="row"><paramref name="d"/> floats.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SharedHeads<TRow>(float* query, int count, byte* keys, long keyStride, byte* values, long valueStride, int n, int d,
+        float scale, float* scores, float* sums, float* parts, float* totals, float* row) where TRow : IRow
+    {
+        var wide = Wide && d % InvariantAttention.ScoreLanes == 0;
+        var rowBytes = d * (typeof(TRow) == typeof(FloatRow) ? 4 : 2);
+        for (var r = 0; r < n; r++)
+        {
+            Fetch(keys + (r + Ahead) * keyStride, rowBytes);
+            Widen<TRow>(keys + r * keyStride, d, wide, row);
+            for (var j = 0; j < count; j++)
+                scores[j * n + r] = (wide ? Score16<FloatRow>(query + j * d, (byte*)row, d) : Score<FloatRow>(query + j * d, (byte*)row, d)) * scale;
+        }
+        for (var j = 0; j < count; j++) totals[j] = Weigh(scores + j * n, n, sums + j * InvariantAttention.SumParts, wide);
+        var partsPerHead = InvariantAttention.ValueParts * d;
+        new Span<float>(parts, count * partsPerHead).Clear();
+        for (var r = 0; r < n; r++)
+        {
+            Fetch(values + (r + Ahead) * valueStride, rowBytes);
+            Widen<TRow>(values + r * valueStride, d, wide, row);
+            for (var j = 0; j < count; j++)
+            {
+                var part = parts + j * partsPerHead + (r % InvariantAttention.ValueParts) * d;
+                if (wide)
+                {
+                    var w16 = Vector512.Create(scores[j * n + r]);
+                    for (var i = 0; i < d; i += 16)
+                        Vector512.Store(Avx512F.FusedMultiplyAdd(w16, Vector512.Load(row + i), Vector512.Load(part + i)), part + i);
+                    continue;
+                }
+                var w = Vector256.Create(scores[j * n + r]);
+                for (var i = 0; i < d; i += 8)
+                    Avx.Store(part + i, Fma.MultiplyAdd(w, Avx.LoadVector256(row + i), Avx.LoadVector256(part + i)));
+            }
+        }
+        for (var j = 0; j < count; j++) FoldParts(parts + j * partsPerHead, d);
+    }
+
+    /// <summary>A row of <paramref name="d"/> elements widened to floats into <paramref name="row"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen<TRow>(byte* source, int d, bool wide, float* row) where TRow : IRow
+    {
+        if (wide)
+        {
+            for (var i = 0; i < d; i += 16) TRow.Load16(source, i).Store(row + i);
+            return;
+        }
+        for (var i = 0; i < d; i += 8) Avx.Store(row + i, TRow.Load(source, i));
+    }
+
+    /// <summary>
     /// <paramref name="n"/> scores turned into their weights in place, exp(score - max), key r's weight into sum r mod 128 in the
     /// order of its keys, the sums folded pairwise (t with t + 64, ..., + 1); the weights' sum returned.
     /// </summary>
