@@ -16,10 +16,12 @@ internal static unsafe partial class InvariantAttentionRows
 {
     /// <summary>
     /// Whether heads of <paramref name="headDim"/> over groups of <paramref name="groupSize"/> are read as codes: AVX-512, heads
-    /// of whole 32-float multiples made of whole groups of 32 or 64 values (so that sixteen codes come from one half).
+    /// of whole 32-float multiples made of whole groups of 32 or 64 values (so that sixteen codes come from one half). Always
+    /// sixteen floats at a time: <see cref="Wide"/>, which tests turn off to compare the plain path's two widths while other
+    /// tests run, does not apply.
     /// </summary>
     public static bool SupportsCodes(long headDim, long groupSize) =>
-        Avx512F.IsSupported && Wide && headDim % InvariantAttention.ScoreLanes == 0 && headDim <= InvariantAttention.MaxHeadDim
+        Avx512F.IsSupported && headDim % InvariantAttention.ScoreLanes == 0 && headDim <= InvariantAttention.MaxHeadDim
         && groupSize is 32 or 64 && headDim % groupSize == 0;
 
     /// <summary>One head's compressed rows: codes (<c>head_dim / 2</c> bytes a row) and ranges (each group's minimum and step).</summary>
