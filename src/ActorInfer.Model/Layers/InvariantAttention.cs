@@ -134,7 +134,7 @@ public static class InvariantAttention
                         _ => InvariantAttentionRows.Head<InvariantAttentionRows.FloatRow>(query, keyBase, ksl * element, valueBase, vsl * element,
                             n, (int)d, scale, scores, sums, parts),
                     };
-                    for (var i = 0; i < d; i++) Write(outRow, i, parts[i] / total, kind);
+                    WriteContexts(outRow, 1, (int)d, parts, &total, kind);
                 }
                 return work;
             }

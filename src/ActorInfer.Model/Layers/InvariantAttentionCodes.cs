@@ -251,11 +251,7 @@ internal static unsafe partial class InvariantAttentionRows
         {
             var kv = kvOf[j];
             var head = parts + j * partsPerHead;
-            var last = head + (m % InvariantAttention.ValueParts) * d;
-            var lastWeight = Vector512.Create(scores[j * n + m]);
-            var newValue = newValues + kv * newHeadStride;
-            for (var i = 0; i < d; i += 16)
-                Vector512.Store(Avx512F.FusedMultiplyAdd(lastWeight, TRow.Load16(newValue, i), Vector512.Load(last + i)), last + i);
+            Accumulate<TRow>(scores[j * n + m], newValues + kv * newHeadStride, head + (m % InvariantAttention.ValueParts) * d, d, wide: true);
             FoldParts(head, d);
         }
     }

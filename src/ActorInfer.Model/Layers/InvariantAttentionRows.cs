@@ -105,28 +105,39 @@ internal static unsafe partial class InvariantAttentionRows
         for (var r = 0; r < n; r++)
         {
             Fetch(keys + (r + Ahead) * keyStride, rowBytes);
-            scores[r] = (wide ? Score16<TRow>(query, keys + r * keyStride, d) : Score<TRow>(query, keys + r * keyStride, d)) * scale;
+            scores[r] = ScoreRow<TRow>(query, keys + r * keyStride, d, wide) * scale;
         }
         var total = Weigh(scores, n, sums, wide);
         new Span<float>(parts, InvariantAttention.ValueParts * d).Clear();
         for (var r = 0; r < n; r++)
         {
-            var part = parts + (r % InvariantAttention.ValueParts) * d;
             var row = values + r * valueStride;
             Fetch(row + Ahead * valueStride, rowBytes);
-            if (wide)
-            {
-                var w16 = Vector512.Create(scores[r]);
-                for (var i = 0; i < d; i += 16)
-                    Vector512.Store(Avx512F.FusedMultiplyAdd(w16, TRow.Load16(row, i), Vector512.Load(part + i)), part + i);
-                continue;
-            }
-            var w = Vector256.Create(scores[r]);
-            for (var i = 0; i < d; i += 8)
-                Avx.Store(part + i, Fma.MultiplyAdd(w, TRow.Load(row, i), Avx.LoadVector256(part + i)));
+            Accumulate<TRow>(scores[r], row, parts + (r % InvariantAttention.ValueParts) * d, d, wide);
         }
         FoldParts(parts, d);
         return total;
+    }
+
+    /// <summary>A query's score against a row, sixteen floats at a time where <paramref name="wide"/>, else eight (the same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ScoreRow<TRow>(float* query, byte* row, int d, bool wide) where TRow : IRow =>
+        wide ? Score16<TRow>(query, row, d) : Score<TRow>(query, row, d);
+
+    /// <summary>part[i] = fma(weight, row[i], part[i]) over a row's <paramref name="d"/> values, sixteen or eight at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate<TRow>(float weight, byte* row, float* part, int d, bool wide) where TRow : IRow
+    {
+        if (wide)
+        {
+            var w16 = Vector512.Create(weight);
+            for (var i = 0; i < d; i += 16)
+                Vector512.Store(Avx512F.FusedMultiplyAdd(w16, TRow.Load16(row, i), Vector512.Load(part + i)), part + i);
+            return;
+        }
+        var w = Vector256.Create(weight);
+        for (var i = 0; i < d; i += 8)
+            Avx.Store(part + i, Fma.MultiplyAdd(w, TRow.Load(row, i), Avx.LoadVector256(part + i)));
     }
 
     /// <summary>
@@ -151,7 +162,7 @@ internal static unsafe partial class InvariantAttentionRows
             Fetch(keys + (r + Ahead) * keyStride, rowBytes);
             Widen<TRow>(keys + r * keyStride, d, wide, row);
             for (var j = 0; j < count; j++)
-                scores[j * n + r] = (wide ? Score16<FloatRow>(query + j * d, (byte*)row, d) : Score<FloatRow>(query + j * d, (byte*)row, d)) * scale;
+                scores[j * n + r] = ScoreRow<FloatRow>(query + j * d, (byte*)row, d, wide) * scale;
         }
         for (var j = 0; j < count; j++) totals[j] = Weigh(scores + j * n, n, sums + j * InvariantAttention.SumParts, wide);
         var partsPerHead = InvariantAttention.ValueParts * d;
@@ -161,19 +172,7 @@ internal static unsafe partial class InvariantAttentionRows
             Fetch(values + (r + Ahead) * valueStride, rowBytes);
             Widen<TRow>(values + r * valueStride, d, wide, row);
             for (var j = 0; j < count; j++)
-            {
-                var part = parts + j * partsPerHead + (r % InvariantAttention.ValueParts) * d;
-                if (wide)
-                {
-                    var w16 = Vector512.Create(scores[j * n + r]);
-                    for (var i = 0; i < d; i += 16)
-                        Vector512.Store(Avx512F.FusedMultiplyAdd(w16, Vector512.Load(row + i), Vector512.Load(part + i)), part + i);
-                    continue;
-                }
-                var w = Vector256.Create(scores[j * n + r]);
-                for (var i = 0; i < d; i += 8)
-                    Avx.Store(part + i, Fma.MultiplyAdd(w, Avx.LoadVector256(row + i), Avx.LoadVector256(part + i)));
-            }
+                Accumulate<FloatRow>(scores[j * n + r], (byte*)row, parts + j * partsPerHead + (r % InvariantAttention.ValueParts) * d, d, wide);
         }
         for (var j = 0; j < count; j++) FoldParts(parts + j * partsPerHead, d);
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ActorInfer.Model.Layers;
 using ActorInfer.Planning;
 using ActorInfer.Runtime.Copies;
+using ActorInfer.Runtime.Schedule;
 using ActorInfer.Runtime.Tiers;
 using static TorchSharp.torch;
 
@@ -112,22 +113,18 @@ internal sealed class CpuAttentionProbe(ICopyEngine copies, MemoryTier host, Mem
             foreach (var lease in leases) lease.Dispose();
         }
 
-        // As LayerAttention.CpuAttention attends: a compressed cache from its codes, or expanded into the working cache first.
+        // As the runtime attends: a compressed cache from its codes where the kernel takes them (the test CompressedKvHome
+        // makes), else expanded into the working cache first.
         Tensor Attend(Tensor qc, Tensor kc, Tensor vc)
         {
             var headDim = (int)qc.size(3);
-            if (codes is not null && InvariantAttention.AttendsCodes(headDim, kc.size(1) * headDim))
-                return InvariantAttention.DecodeCodes(qc, codes, kc, vc, starts);
-            if (codes is not null)
+            var fromCodes = codes is not null && InvariantAttention.AttendsCodes(headDim, kc.size(1) * headDim);
+            if (codes is not null && !fromCodes)
             {
                 CacheCompression.DecompressInto(codes.KeyCodes, codes.KeyRanges, cache.Keys.narrow(2, 0, cacheIndex));
                 CacheCompression.DecompressInto(codes.ValueCodes, codes.ValueRanges, cache.Values.narrow(2, 0, cacheIndex));
             }
-            cache.Write(cacheIndex, kc, vc);
-            var (keys, values) = cache.Prefix(cacheIndex + 1);
-            using (keys)
-            using (values)
-                return InvariantAttention.Decode(qc, keys, values, starts);
+            return LayerAttention.OnHost(qc, kc, vc, cache, fromCodes ? codes : null, cacheIndex, starts);
         }
     }
 

@@ -142,7 +142,7 @@ internal sealed class LayerAttention(OffloadRuntime engine)
         using var span = engine.Timeline?.HostSpan("host (CPU attention)", what);
         // One written order of operations, 4 to 5 times faster than libtorch's half-precision attention on the CPU, and the
         // same bits as the device's batch-invariant kernel.
-        using (var context = codes is not null ? InvariantAttention.DecodeCodes(qc, codes, kc, vc, starts) : Over(cache!))
+        using (var context = OnHost(qc, kc, vc, cache, codes, cacheIndex, starts))
         {
             var back = _tiers.Device.Allocate(context.Dims(), context.dtype, $"context of CPU attention over {what}");
             work.Keep(back);
@@ -150,14 +150,20 @@ internal sealed class LayerAttention(OffloadRuntime engine)
             // The lease goes with the transfers; the caller gets its own handle on the same storage.
             return back.Tensor.alias();
         }
+    }
 
-        Tensor Over(LayerKv working)
-        {
-            working.Write(cacheIndex, kc, vc);
-            var (keys, values) = working.Prefix(cacheIndex + 1);
-            using (keys)
-            using (values)
-                return InvariantAttention.Decode(qc, keys, values, starts);
-        }
+    /// <summary>
+    /// The attention of <see cref="CpuAttention"/> on the host, q, k and v already there: from a compressed cache's codes
+    /// with the step's key and value after them, or over the working cache with them written at <paramref name="cacheIndex"/>.
+    /// The profile's probe times it too.
+    /// </summary>
+    internal static Tensor OnHost(Tensor qc, Tensor kc, Tensor vc, LayerKv? cache, CacheCodes? codes, int cacheIndex, IReadOnlyList<int> starts)
+    {
+        if (codes is not null) return InvariantAttention.DecodeCodes(qc, codes, kc, vc, starts);
+        cache!.Write(cacheIndex, kc, vc);
+        var (keys, values) = cache.Prefix(cacheIndex + 1);
+        using (keys)
+        using (values)
+            return InvariantAttention.Decode(qc, keys, values, starts);
     }
 }
